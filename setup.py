@@ -1,0 +1,110 @@
+"""Build the Cython/OpenMP kernels of fastbp.
+
+Environment switches
+--------------------
+FASTBP_NO_OPENMP=1      build without OpenMP (kernels then run on one thread).
+FASTBP_DEBUG_CYTHON=1   build with boundscheck/wraparound on, to catch shape bugs.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+from setuptools import Extension, setup
+
+HERE = Path(__file__).parent.resolve()
+KERNEL_DIR = Path("src", "fastbp", "_kernels")
+
+
+def _env_flag(name):
+    return os.environ.get(name, "0").strip().lower() not in ("", "0", "false", "no")
+
+
+def _openmp_flags():
+    """Return (compile_args, link_args) for OpenMP, or None when the compiler lacks it."""
+    if _env_flag("FASTBP_NO_OPENMP"):
+        return None
+    if sys.platform == "win32":
+        return ["/openmp"], []
+    if sys.platform == "darwin":
+        # Apple clang needs libomp (brew install libomp); fall back to a serial build.
+        candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"])]
+    else:
+        candidates = [(["-fopenmp"], ["-fopenmp"])]
+    for compile_args, link_args in candidates:
+        if _compiles_with(compile_args, link_args):
+            return compile_args, link_args
+    print("fastbp: the compiler has no OpenMP; building serial kernels", file=sys.stderr)
+    return None
+
+
+def _compiles_with(compile_args, link_args):
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    cc = cc.split()
+    code = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(code)
+        cmd = cc + compile_args + [src, "-o", os.path.join(tmp, "probe")] + link_args
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _extensions():
+    from Cython.Build import cythonize
+
+    debug = _env_flag("FASTBP_DEBUG_CYTHON")
+    omp = _openmp_flags()
+    compile_args, link_args, macros = [], [], []
+    if sys.platform != "win32":
+        compile_args += ["-O3", "-fno-math-errno"]
+    if omp is not None:
+        compile_args += omp[0]
+        link_args += omp[1]
+        macros.append(("FASTBP_OPENMP", "1"))
+    macros.append(("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"))
+
+    extensions = []
+    for pyx in sorted(KERNEL_DIR.glob("*.pyx")):
+        name = "fastbp._kernels." + pyx.stem
+        sources = [str(pyx)]
+        csrc_file = Path("csrc", pyx.stem.lstrip("_") + ".c")
+        if csrc_file.exists():
+            sources.append(str(csrc_file))
+        extensions.append(
+            Extension(
+                name,
+                sources=sources,
+                include_dirs=["csrc"],
+                define_macros=macros,
+                extra_compile_args=compile_args,
+                extra_link_args=link_args,
+            )
+        )
+    directives = {
+        "language_level": 3,
+        "boundscheck": debug,
+        "wraparound": debug,
+        "initializedcheck": debug,
+        "cdivision": not debug,
+        "embedsignature": True,
+    }
+    # Cython does not notice a change of directives, so regenerate the C files
+    # whenever the build mode differs from the one that produced them.
+    mode = f"debug={debug} openmp={omp is not None}"
+    mode_file = KERNEL_DIR / ".build_mode"
+    force = not mode_file.exists() or mode_file.read_text() != mode
+    modules = cythonize(extensions, compiler_directives=directives, force=force)
+    mode_file.write_text(mode)
+    return modules
+
+
+setup(ext_modules=_extensions())

@@ -1,0 +1,1 @@
+from fastbp._version import __version__

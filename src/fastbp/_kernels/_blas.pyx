@@ -1,0 +1,36 @@
+"""Row-major GEMM through ``scipy.linalg.cython_blas``.
+
+BLAS is column-major. A row-major matrix read as column-major is its transpose,
+so C = op(A) op(B) in row-major is computed as C^T = op(B)^T op(A)^T in
+column-major: swap the operands and their flags, keep the leading dimensions.
+"""
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+
+cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
+               floating alpha, const floating* A, int lda,
+               const floating* B, int ldb,
+               floating beta, floating* C, int ldc) noexcept nogil:
+    """C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C, all row-major."""
+    cdef char ta = b't' if trans_a else b'n'
+    cdef char tb = b't' if trans_b else b'n'
+    if floating is float:
+        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*> B, &ldb, <float*> A, &lda,
+              &beta, C, &ldc)
+    else:
+        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*> B, &ldb, <double*> A, &lda,
+              &beta, C, &ldc)
+
+
+def gemm_py(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] C,
+            bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
+    """Test hook: C = alpha * op(A) @ op(B) + beta * C for C-contiguous arrays.
+
+    Shapes must already agree; this is validated by the caller (tests only).
+    """
+    cdef int m = C.shape[0]
+    cdef int n = C.shape[1]
+    cdef int k = A.shape[0] if trans_a else A.shape[1]
+    with nogil:
+        gemm(trans_a, trans_b, m, n, k, <floating> alpha, &A[0, 0], A.shape[1],
+             &B[0, 0], B.shape[1], <floating> beta, &C[0, 0], C.shape[1])

@@ -1,0 +1,302 @@
+"""Dense-layer, output-loss and optimizer kernels.
+
+Stateless: C-contiguous arrays in, results written into the arrays marked
+``# OUT``. Shapes and dtypes are validated by the engine above; with
+boundscheck off a wrong shape here is a memory bug.
+
+Every element-wise pass is fused with the GEMM it follows and runs in one
+OpenMP loop over rows; reductions use a fixed order so results do not depend
+on the thread count.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdlib cimport malloc, free
+
+from ._blas cimport gemm
+from ._math cimport (activate, derivative_from_output, sigmoid, fexp, flog,
+                     flog1p, fsqrt)
+
+# Below this many elements an OpenMP team costs more than it saves.
+cdef Py_ssize_t PARALLEL_MIN_WORK = 16384
+# Block length of the fixed-order reductions.
+cdef Py_ssize_t REDUCE_BLOCK = 4096
+
+cdef enum:
+    LOSS_SOFTMAX_CE = 0       # softmax output, categorical cross-entropy
+    LOSS_LOGISTIC_CE = 1      # logistic outputs, binary cross-entropy summed over outputs
+    LOSS_SQUARED = 2          # identity outputs, half squared error averaged over outputs
+    LOSS_SQUARED_LOGISTIC = 3 # logistic outputs, half squared error averaged over outputs
+    LOSS_POISSON = 4          # exp outputs, half Poisson deviance summed over outputs
+
+ACTIVATION_CODES = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3, "lecun_tanh": 4}
+LOSS_CODES = {"softmax_ce": LOSS_SOFTMAX_CE, "logistic_ce": LOSS_LOGISTIC_CE,
+              "squared": LOSS_SQUARED, "squared_logistic": LOSS_SQUARED_LOGISTIC,
+              "poisson": LOSS_POISSON}
+
+
+cdef inline int threads_for(Py_ssize_t work, int n_threads) noexcept nogil:
+    return n_threads if work >= PARALLEL_MIN_WORK else 1
+
+
+cdef void bias_activate(floating* out, const floating* bias, Py_ssize_t m,
+                        Py_ssize_t n, int act, int n_threads) noexcept nogil:
+    """out[i, j] = act(out[i, j] + bias[j]) for a row-major (m, n) block."""
+    cdef Py_ssize_t i, j
+    cdef floating* row
+    for i in prange(m, num_threads=threads_for(m * n, n_threads), schedule="static"):
+        row = out + i * n
+        for j in range(n):
+            row[j] = activate(row[j] + bias[j], act)
+
+
+cdef void multiply_derivative(floating* delta, const floating* act_out,
+                              Py_ssize_t size, int act, int n_threads) noexcept nogil:
+    """delta *= g'(z), with g'(z) computed from act_out = g(z)."""
+    cdef Py_ssize_t i
+    if act == 0:  # identity: g' = 1
+        return
+    for i in prange(size, num_threads=threads_for(size, n_threads), schedule="static"):
+        delta[i] = delta[i] * derivative_from_output(act_out[i], act)
+
+
+cdef void column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
+                      floating* out) noexcept nogil:
+    """out[j] = sum_i A[i, j], rows added in order (thread-count independent)."""
+    cdef Py_ssize_t i, j
+    cdef const floating* row
+    for j in range(n):
+        out[j] = 0
+    for i in range(m):
+        row = A + i * n
+        for j in range(n):
+            out[j] += row[j]
+
+
+def dense_forward(const floating[:, ::1] A_in, const floating[:, ::1] W,
+                  const floating[::1] b,
+                  floating[:, ::1] A_out,  # OUT
+                  int activation, int n_threads):
+    """A_out = g(A_in @ W + b): one GEMM, then bias and activation in one pass.
+
+    A_in (m, k), W (k, n), b (n,), A_out (m, n).
+    """
+    cdef int m = A_in.shape[0]
+    cdef int k = A_in.shape[1]
+    cdef int n = W.shape[1]
+    with nogil:
+        gemm(False, False, m, n, k, <floating> 1, &A_in[0, 0], k, &W[0, 0], n,
+             <floating> 0, &A_out[0, 0], n)
+        bias_activate(&A_out[0, 0], &b[0], m, n, activation, n_threads)
+
+
+def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
+                   const floating[:, ::1] delta,
+                   floating[:, ::1] grad_W,  # OUT
+                   floating[::1] grad_b,  # OUT
+                   floating[:, ::1] delta_in,  # OUT (None: not needed)
+                   int input_activation, int n_threads):
+    """Backward pass of a dense layer given delta = dL/dz of its pre-activation.
+
+    grad_W = A_in^T @ delta, grad_b = sum over rows of delta, and, unless
+    delta_in is None, the seeds' recursion for the layer below:
+    delta_in = (delta @ W^T) * g'(z_in), with g' taken from A_in = g(z_in).
+    """
+    cdef int m = A_in.shape[0]
+    cdef int k = A_in.shape[1]
+    cdef int n = W.shape[1]
+    cdef bint want_delta_in = delta_in is not None
+    with nogil:
+        gemm(True, False, k, n, m, <floating> 1, &A_in[0, 0], k, &delta[0, 0], n,
+             <floating> 0, &grad_W[0, 0], n)
+        column_sums(&delta[0, 0], m, n, &grad_b[0])
+        if want_delta_in:
+            gemm(False, True, m, k, n, <floating> 1, &delta[0, 0], n, &W[0, 0], n,
+                 <floating> 0, &delta_in[0, 0], k)
+            multiply_derivative(&delta_in[0, 0], &A_in[0, 0], <Py_ssize_t> m * k,
+                                input_activation, n_threads)
+
+
+cdef floating row_loss_delta(floating* z, const floating* y, floating* d,
+                             Py_ssize_t n, int kind, floating weight) noexcept nogil:
+    """Turn one row of logits z into outputs in place, write d = weight * dl/dz,
+    return the row's loss l (unweighted)."""
+    cdef Py_ssize_t j
+    cdef floating zmax, total, lse, ysum, loss = 0, p, diff, az
+    if kind == LOSS_SOFTMAX_CE:
+        # l = sum_j y_j (lse(z) - z_j); max subtracted so exp never overflows.
+        zmax = z[0]
+        for j in range(1, n):
+            if z[j] > zmax:
+                zmax = z[j]
+        total = 0
+        ysum = 0
+        for j in range(n):
+            total += fexp(z[j] - zmax)
+            ysum += y[j]
+        lse = zmax + flog(total)
+        for j in range(n):
+            loss += y[j] * (lse - z[j])
+            z[j] = fexp(z[j] - lse)
+            d[j] = weight * (ysum * z[j] - y[j])
+    elif kind == LOSS_LOGISTIC_CE:
+        # l = sum_j softplus(z_j) - y_j z_j, written so that exp never overflows.
+        for j in range(n):
+            az = z[j] if z[j] >= 0 else -z[j]
+            loss += (z[j] if z[j] > 0 else 0) - y[j] * z[j] + flog1p(fexp(-az))
+            z[j] = sigmoid(z[j])
+            d[j] = weight * (z[j] - y[j])
+    elif kind == LOSS_SQUARED:
+        for j in range(n):
+            diff = z[j] - y[j]
+            loss += diff * diff
+            d[j] = weight * diff / n
+        loss = loss / (2 * n)
+    elif kind == LOSS_SQUARED_LOGISTIC:
+        for j in range(n):
+            p = sigmoid(z[j])
+            z[j] = p
+            diff = p - y[j]
+            loss += diff * diff
+            d[j] = weight * diff * p * (1 - p) / n
+        loss = loss / (2 * n)
+    elif kind == LOSS_POISSON:
+        # Half Poisson deviance with log link: y log y - y z - y + exp(z).
+        for j in range(n):
+            p = fexp(z[j])
+            loss += (y[j] * flog(y[j]) if y[j] > 0 else 0) - y[j] * z[j] - y[j] + p
+            z[j] = p
+            d[j] = weight * (p - y[j])
+    return loss
+
+
+def output_loss_delta(floating[:, ::1] Z,  # IN: logits, OUT: outputs
+                      const floating[:, ::1] Y,
+                      const floating[::1] sample_weight,  # None: all ones
+                      floating[:, ::1] delta,  # OUT
+                      int kind, double scale, int n_threads):
+    """Fused output activation, loss and output delta.
+
+    Returns sum_i w_i l_i (float64). delta_i = scale * w_i * dl_i/dz_i, so with
+    scale = 1 / sum(w) it is the gradient of the weighted mean loss.
+    """
+    cdef Py_ssize_t m = Z.shape[0]
+    cdef Py_ssize_t n = Z.shape[1]
+    cdef Py_ssize_t i
+    cdef bint weighted = sample_weight is not None
+    cdef double total = 0
+    cdef floating w
+    cdef floating* row_loss = <floating*> malloc(m * sizeof(floating))
+    if row_loss == NULL:
+        raise MemoryError()
+    with nogil:
+        for i in prange(m, num_threads=threads_for(m * n * 8, n_threads),
+                        schedule="static"):
+            w = <floating> scale
+            if weighted:
+                w = w * sample_weight[i]
+            row_loss[i] = row_loss_delta(&Z[i, 0], &Y[i, 0], &delta[i, 0], n, kind, w)
+            if weighted:
+                row_loss[i] = row_loss[i] * sample_weight[i]
+        for i in range(m):
+            total += row_loss[i]
+    free(row_loss)
+    return total
+
+
+def output_activate(floating[:, ::1] Z,  # IN: logits, OUT: outputs
+                    int kind, int n_threads):
+    """Apply the output activation of a loss kind in place (prediction path)."""
+    cdef Py_ssize_t m = Z.shape[0]
+    cdef Py_ssize_t n = Z.shape[1]
+    cdef Py_ssize_t i, j
+    cdef floating zmax, total
+    with nogil:
+        for i in prange(m, num_threads=threads_for(m * n * 8, n_threads),
+                        schedule="static"):
+            if kind == LOSS_SOFTMAX_CE:
+                zmax = Z[i, 0]
+                for j in range(1, n):
+                    if Z[i, j] > zmax:
+                        zmax = Z[i, j]
+                total = 0
+                for j in range(n):
+                    Z[i, j] = fexp(Z[i, j] - zmax)
+                    total = total + Z[i, j]
+                for j in range(n):
+                    Z[i, j] = Z[i, j] / total
+            elif kind == LOSS_LOGISTIC_CE or kind == LOSS_SQUARED_LOGISTIC:
+                for j in range(n):
+                    Z[i, j] = sigmoid(Z[i, j])
+            elif kind == LOSS_POISSON:
+                for j in range(n):
+                    Z[i, j] = fexp(Z[i, j])
+
+
+def l2_penalty(const floating[::1] theta,
+               floating[::1] grad,  # OUT: grad += coef * theta
+               double coef, int n_threads):
+    """Add coef * theta to grad and return sum(theta ** 2) (fixed-order sum)."""
+    cdef Py_ssize_t size = theta.shape[0]
+    cdef Py_ssize_t n_blocks = (size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
+    cdef Py_ssize_t blk, i, start, stop
+    cdef floating c = <floating> coef
+    cdef double total = 0
+    cdef double* partial = <double*> malloc((n_blocks + 1) * sizeof(double))
+    if partial == NULL:
+        raise MemoryError()
+    with nogil:
+        for blk in prange(n_blocks, num_threads=threads_for(size, n_threads),
+                          schedule="static"):
+            start = blk * REDUCE_BLOCK
+            stop = min(start + REDUCE_BLOCK, size)
+            partial[blk] = 0
+            for i in range(start, stop):
+                partial[blk] += theta[i] * theta[i]
+                grad[i] = grad[i] + c * theta[i]
+        for blk in range(n_blocks):
+            total += partial[blk]
+    free(partial)
+    return total
+
+
+def sgd_update(floating[::1] theta,  # OUT
+               const floating[::1] grad,
+               floating[::1] velocity,  # OUT
+               double learning_rate, double momentum, bint nesterov, int n_threads):
+    """Momentum SGD, as sklearn's SGDOptimizer:
+    v = momentum * v - lr * g; theta += v, or with Nesterov
+    theta += momentum * v - lr * g."""
+    cdef Py_ssize_t size = theta.shape[0]
+    cdef Py_ssize_t i
+    cdef floating lr = <floating> learning_rate
+    cdef floating mu = <floating> momentum
+    with nogil:
+        for i in prange(size, num_threads=threads_for(size, n_threads),
+                        schedule="static"):
+            velocity[i] = mu * velocity[i] - lr * grad[i]
+            if nesterov:
+                theta[i] += mu * velocity[i] - lr * grad[i]
+            else:
+                theta[i] += velocity[i]
+
+
+def adam_update(floating[::1] theta,  # OUT
+                const floating[::1] grad,
+                floating[::1] m1,  # OUT: first moment
+                floating[::1] m2,  # OUT: second moment
+                double step_size, double beta_1, double beta_2, double epsilon,
+                int n_threads):
+    """Adam, as sklearn's AdamOptimizer; step_size is the bias-corrected
+    lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)."""
+    cdef Py_ssize_t size = theta.shape[0]
+    cdef Py_ssize_t i
+    cdef floating lr = <floating> step_size
+    cdef floating b1 = <floating> beta_1
+    cdef floating b2 = <floating> beta_2
+    cdef floating eps = <floating> epsilon
+    with nogil:
+        for i in prange(size, num_threads=threads_for(size, n_threads),
+                        schedule="static"):
+            m1[i] = b1 * m1[i] + (1 - b1) * grad[i]
+            m2[i] = b2 * m2[i] + (1 - b2) * (grad[i] * grad[i])
+            theta[i] += -lr * m1[i] / (fsqrt(m2[i]) + eps)
