@@ -1,1 +1,16 @@
-from fastbp._version import __version__
+"""fastbp: backpropagation on multicore CPUs behind a scikit-learn API."""
+from ._version import __version__
+from . import _kernels  # noqa: F401  (a readable error when the build is missing)
+from ._base import Backprop
+from ._gradcheck import check_gradients
+from ._show_versions import show_versions
+from .mlp import MLPClassifier, MLPRegressor
+
+__all__ = [
+    "Backprop",
+    "MLPClassifier",
+    "MLPRegressor",
+    "__version__",
+    "check_gradients",
+    "show_versions",
+]

@@ -16,8 +16,11 @@ from ._blas cimport gemm
 from ._math cimport (activate, derivative_from_output, sigmoid, fexp, flog,
                      flog1p, fsqrt)
 
-# Below this many elements an OpenMP team costs more than it saves.
+# Below this many elements (or multiply-adds) an OpenMP team costs more than it saves.
 cdef Py_ssize_t PARALLEL_MIN_WORK = 16384
+cdef Py_ssize_t PARALLEL_MIN_FLOPS = 65536
+# Row blocks handed to BLAS start at multiples of this (whole micro-tiles).
+cdef Py_ssize_t GEMM_ROW_ALIGN = 16
 # Block length of the fixed-order reductions.
 cdef Py_ssize_t REDUCE_BLOCK = 4096
 
@@ -38,24 +41,36 @@ cdef inline int threads_for(Py_ssize_t work, int n_threads) noexcept nogil:
     return n_threads if work >= PARALLEL_MIN_WORK else 1
 
 
+cdef inline int blocks_for(Py_ssize_t flops, int n_threads) noexcept nogil:
+    return n_threads if flops >= PARALLEL_MIN_FLOPS else 1
+
+
+cdef inline Py_ssize_t block_start(Py_ssize_t total, int n_blocks, int blk) noexcept nogil:
+    """Start of block ``blk`` when ``total`` rows are cut into ``n_blocks``
+    parts aligned to GEMM_ROW_ALIGN rows (so BLAS sees whole micro-tiles)."""
+    cdef Py_ssize_t per = (total + n_blocks - 1) // n_blocks
+    per = (per + GEMM_ROW_ALIGN - 1) // GEMM_ROW_ALIGN * GEMM_ROW_ALIGN
+    return min(blk * per, total)
+
+
 cdef void bias_activate(floating* out, const floating* bias, Py_ssize_t m,
-                        Py_ssize_t n, int act, int n_threads) noexcept nogil:
+                        Py_ssize_t n, int act) noexcept nogil:
     """out[i, j] = act(out[i, j] + bias[j]) for a row-major (m, n) block."""
     cdef Py_ssize_t i, j
     cdef floating* row
-    for i in prange(m, num_threads=threads_for(m * n, n_threads), schedule="static"):
+    for i in range(m):
         row = out + i * n
         for j in range(n):
             row[j] = activate(row[j] + bias[j], act)
 
 
 cdef void multiply_derivative(floating* delta, const floating* act_out,
-                              Py_ssize_t size, int act, int n_threads) noexcept nogil:
+                              Py_ssize_t size, int act) noexcept nogil:
     """delta *= g'(z), with g'(z) computed from act_out = g(z)."""
     cdef Py_ssize_t i
     if act == 0:  # identity: g' = 1
         return
-    for i in prange(size, num_threads=threads_for(size, n_threads), schedule="static"):
+    for i in range(size):
         delta[i] = delta[i] * derivative_from_output(act_out[i], act)
 
 
@@ -72,21 +87,33 @@ cdef void column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
             out[j] += row[j]
 
 
+# The GEMMs are split into one row block per thread inside an OpenMP team and
+# BLAS itself runs on one thread (the engine sets that around fit and
+# predict): two thread pools on the same cores slow small GEMMs several-fold,
+# and each block's bias/activation/derivative pass runs while it is in cache.
+
 def dense_forward(const floating[:, ::1] A_in, const floating[:, ::1] W,
                   const floating[::1] b,
                   floating[:, ::1] A_out,  # OUT
                   int activation, int n_threads):
-    """A_out = g(A_in @ W + b): one GEMM, then bias and activation in one pass.
+    """A_out = g(A_in @ W + b): GEMM, then bias and activation on each row block.
 
     A_in (m, k), W (k, n), b (n,), A_out (m, n).
     """
-    cdef int m = A_in.shape[0]
+    cdef Py_ssize_t m = A_in.shape[0]
     cdef int k = A_in.shape[1]
     cdef int n = W.shape[1]
+    cdef int n_blocks = blocks_for(m * n * k, n_threads)
+    cdef int blk
+    cdef Py_ssize_t r0, r1
     with nogil:
-        gemm(False, False, m, n, k, <floating> 1, &A_in[0, 0], k, &W[0, 0], n,
-             <floating> 0, &A_out[0, 0], n)
-        bias_activate(&A_out[0, 0], &b[0], m, n, activation, n_threads)
+        for blk in prange(n_blocks, num_threads=n_blocks, schedule="static"):
+            r0 = block_start(m, n_blocks, blk)
+            r1 = block_start(m, n_blocks, blk + 1)
+            if r1 > r0:
+                gemm(False, False, <int> (r1 - r0), n, k, <floating> 1, &A_in[r0, 0], k,
+                     &W[0, 0], n, <floating> 0, &A_out[r0, 0], n)
+                bias_activate(&A_out[r0, 0], &b[0], r1 - r0, n, activation)
 
 
 def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
@@ -102,18 +129,31 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
     delta_in = (delta @ W^T) * g'(z_in), with g' taken from A_in = g(z_in).
     """
     cdef int m = A_in.shape[0]
-    cdef int k = A_in.shape[1]
+    cdef Py_ssize_t k = A_in.shape[1]
     cdef int n = W.shape[1]
     cdef bint want_delta_in = delta_in is not None
+    cdef int n_blocks = blocks_for(m * n * k, n_threads)
+    cdef int blk
+    cdef Py_ssize_t r0, r1
     with nogil:
-        gemm(True, False, k, n, m, <floating> 1, &A_in[0, 0], k, &delta[0, 0], n,
-             <floating> 0, &grad_W[0, 0], n)
+        # grad_W rows are split: rows k0..k1 of A_in^T are columns of A_in.
+        for blk in prange(n_blocks, num_threads=n_blocks, schedule="static"):
+            r0 = block_start(k, n_blocks, blk)
+            r1 = block_start(k, n_blocks, blk + 1)
+            if r1 > r0:
+                gemm(True, False, <int> (r1 - r0), n, m, <floating> 1, &A_in[0, r0],
+                     <int> k, &delta[0, 0], n, <floating> 0, &grad_W[r0, 0], n)
         column_sums(&delta[0, 0], m, n, &grad_b[0])
         if want_delta_in:
-            gemm(False, True, m, k, n, <floating> 1, &delta[0, 0], n, &W[0, 0], n,
-                 <floating> 0, &delta_in[0, 0], k)
-            multiply_derivative(&delta_in[0, 0], &A_in[0, 0], <Py_ssize_t> m * k,
-                                input_activation, n_threads)
+            for blk in prange(n_blocks, num_threads=n_blocks, schedule="static"):
+                r0 = block_start(m, n_blocks, blk)
+                r1 = block_start(m, n_blocks, blk + 1)
+                if r1 > r0:
+                    gemm(False, True, <int> (r1 - r0), <int> k, n, <floating> 1,
+                         &delta[r0, 0], n, &W[0, 0], n, <floating> 0,
+                         &delta_in[r0, 0], <int> k)
+                    multiply_derivative(&delta_in[r0, 0], &A_in[r0, 0],
+                                        (r1 - r0) * k, input_activation)
 
 
 cdef floating row_loss_delta(floating* z, const floating* y, floating* d,

@@ -1,0 +1,208 @@
+"""What every fastbp estimator shares: solver hyperparameters, the fit driver,
+parameter views and backprop inspection. No arithmetic lives here."""
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+
+from ._solvers import STOCHASTIC_SOLVERS, fit_lbfgs, fit_stochastic
+from ._threads import blas_single_thread, effective_n_threads
+
+
+@dataclass
+class Backprop:
+    """What one forward and backward pass computed.
+
+    Attributes
+    ----------
+    loss : float
+        Mean data loss plus the L2 term, as minimized by ``fit``.
+    gradients : dict of str to ndarray
+        dloss/dparameter, with the keys and shapes of ``parameters_``.
+    deltas : list of ndarray
+        δ = dloss/dz for each layer's pre-activation z, first layer first.
+    """
+
+    loss: float
+    gradients: dict
+    deltas: list
+
+
+def _interval(est, name, low=None, high=None, closed="left", integer=False):
+    """Raise ValueError unless est.<name> is a real (or integer) within the interval."""
+    value = getattr(est, name)
+    kind = numbers.Integral if integer else numbers.Real
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if ok and low is not None:
+        ok = value >= low if closed in ("left", "both") else value > low
+    if ok and high is not None:
+        ok = value <= high if closed in ("right", "both") else value < high
+    if not ok:
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        left = "[" if closed in ("left", "both") and low is not None else "("
+        right = "]" if closed in ("right", "both") and high is not None else ")"
+        what = "an int" if integer else "a float"
+        raise ValueError(
+            f"The '{name}' parameter of {type(est).__name__} must be {what} in the "
+            f"range {left}{lo}, {hi}{right}. Got {value!r} instead."
+        )
+
+
+def _options(est, name, options):
+    value = getattr(est, name)
+    if not (isinstance(value, str) and value in options):
+        raise ValueError(
+            f"The '{name}' parameter of {type(est).__name__} must be one of "
+            f"{sorted(options)}. Got {value!r} instead."
+        )
+
+
+def _boolean(est, name):
+    value = getattr(est, name)
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            f"The '{name}' parameter of {type(est).__name__} must be a bool. "
+            f"Got {value!r} instead."
+        )
+
+
+class BackpropEstimator(BaseEstimator):
+    """Base class of fastbp's estimators (solver parameters as sklearn's MLP).
+
+    Subclasses provide ``_prepare_fit``, ``_prepare_backprop``,
+    ``_build_network``, ``_init_parameters``, ``_validation_score`` and
+    ``_stratify_validation``.
+    """
+
+    def _validate_solver_params(self):
+        _options(self, "solver", {"lbfgs", "sgd", "adam"})
+        _interval(self, "alpha", 0)
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            _interval(self, "batch_size", 1, integer=True)
+        _options(self, "learning_rate", {"constant", "invscaling", "adaptive"})
+        _interval(self, "learning_rate_init", 0, closed="neither")
+        _interval(self, "power_t", 0)
+        _interval(self, "max_iter", 1, integer=True)
+        _boolean(self, "shuffle")
+        _interval(self, "tol", 0)
+        _boolean(self, "warm_start")
+        _interval(self, "momentum", 0, 1, closed="both")
+        _boolean(self, "nesterovs_momentum")
+        _boolean(self, "early_stopping")
+        _interval(self, "validation_fraction", 0, 1, closed="left")
+        _interval(self, "beta_1", 0, 1, closed="left")
+        _interval(self, "beta_2", 0, 1, closed="left")
+        _interval(self, "epsilon", 0, closed="neither")
+        if self.n_iter_no_change != np.inf:
+            _interval(self, "n_iter_no_change", 1, integer=True)
+        _interval(self, "max_fun", 1, integer=True)
+        if not (isinstance(self.verbose, (bool, numbers.Integral))):
+            raise ValueError(f"The 'verbose' parameter must be an int or bool. Got {self.verbose!r}.")
+        if self.n_jobs is not None:
+            _interval(self, "n_jobs", None, integer=True)
+            if self.n_jobs == 0:
+                raise ValueError("The 'n_jobs' parameter must be None or a nonzero int. Got 0.")
+
+    def _validate_params(self):
+        self._validate_solver_params()
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        self._validate_params()
+        first_pass = not hasattr(self, "_network") or (not self.warm_start and not incremental)
+        X, Y, y_raw = self._prepare_fit(X, y, incremental=incremental, reset=first_pass)
+        if not first_pass:
+            X = X.astype(self._network.dtype, copy=False)
+            Y = Y.astype(self._network.dtype, copy=False)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        self._random_state = check_random_state(self.random_state)
+
+        if first_pass:
+            self._network = self._build_network(X, Y)
+            self._init_parameters(self._network, self._random_state)
+            self._reset_training_state()
+        elif Y.shape[1] != self._network.n_outputs:
+            raise ValueError(
+                f"y has {Y.shape[1]} outputs but the fitted network has "
+                f"{self._network.n_outputs}; refit without warm_start."
+            )
+
+        n_threads = effective_n_threads(self.n_jobs)
+        with blas_single_thread():
+            if self.solver in STOCHASTIC_SOLVERS:
+                fit_stochastic(self, self._network, X, Y, sample_weight, y_raw,
+                               incremental, n_threads)
+            else:
+                fit_lbfgs(self, self._network, X, Y, sample_weight, n_threads)
+        return self
+
+    def _reset_training_state(self):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = np.inf
+        self._best_theta = self._network.theta.copy()
+
+    def _n_threads(self):
+        return effective_n_threads(self.n_jobs)
+
+    # ----------------------------------------------------------- inspection
+    @property
+    def parameters_(self):
+        """dict of str to ndarray: live views of every parameter, by name.
+
+        Writing into an array changes the model.
+        """
+        check_is_fitted(self, "_network")
+        return self._network.parameters()
+
+    def backprop(self, X, y, sample_weight=None):
+        """Run one forward and backward pass on (X, y) without changing the model.
+
+        Parameters
+        ----------
+        X : array-like
+            Input, as for ``fit``.
+        y : array-like
+            Targets, as for ``fit``.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        result : Backprop
+            ``.loss``, ``.gradients`` (keys and shapes of ``parameters_``) and
+            ``.deltas`` (dloss/dz of each layer, first layer first).
+        """
+        check_is_fitted(self, "_network")
+        net = self._network
+        X, Y = self._prepare_backprop(X, y)
+        X = np.ascontiguousarray(X, dtype=net.dtype)
+        Y = np.ascontiguousarray(Y, dtype=net.dtype)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=net.dtype)
+        return run_backprop(net, X, Y, sample_weight, self.alpha, self._n_threads())
+
+
+def run_backprop(net, X, Y, sample_weight, alpha, n_threads):
+    """One pass of ``net`` on (X, Y), returning a :class:`Backprop` of copies."""
+    record = []
+    ws = net.workspace(X.shape[0])
+    saved_grad = net.grad.copy()
+    with blas_single_thread():
+        loss = net.loss_and_grad(X, Y, sample_weight, alpha, ws, n_threads, record=record)
+    gradients = {k: v.copy() for k, v in net.gradients().items()}
+    net.grad[:] = saved_grad
+    return Backprop(loss=float(loss), gradients=gradients, deltas=record)

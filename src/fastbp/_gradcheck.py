@@ -1,0 +1,66 @@
+"""Gradient check of any fastbp estimator against float64 central differences."""
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+
+from ._threads import blas_single_thread
+
+
+def check_gradients(estimator, X, y, *, sample_weight=None, eps=1e-6,
+                    max_entries=None, random_state=0):
+    """Compare ``estimator.backprop`` with float64 central differences.
+
+    The network is copied to float64 (a float32 model is checked through its
+    float64 twin), every entry of theta (or ``max_entries`` random ones) is
+    moved by ±eps and the loss re-evaluated.
+
+    Parameters
+    ----------
+    estimator : fitted fastbp estimator
+    X, y : array-like
+        Data, as for the estimator's ``fit``.
+    sample_weight : array-like of shape (n_samples,), default=None
+    eps : float, default=1e-6
+        Step of the central differences.
+    max_entries : int, default=None
+        Check only this many randomly chosen parameters (all when None).
+    random_state : int, RandomState instance or None, default=0
+        Chooses the entries when ``max_entries`` is set.
+
+    Returns
+    -------
+    max_relative_error : float
+        max_i |analytic_i - numeric_i| / max_i |numeric_i|: the largest error
+        relative to the scale of the gradient.
+    """
+    check_is_fitted(estimator, "_network")
+    net = estimator._network.astype(np.float64)
+    X, Y = estimator._prepare_backprop(X, y)
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    Y = np.ascontiguousarray(Y, dtype=np.float64)
+    if sample_weight is not None:
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+    alpha = float(estimator.alpha)
+    ws = net.workspace(X.shape[0])
+
+    def loss():
+        with blas_single_thread():
+            return net.loss_and_grad(X, Y, sample_weight, alpha, ws, 1)
+
+    loss()
+    analytic = net.grad.copy()
+    entries = np.arange(net.theta.size)
+    if max_entries is not None and max_entries < entries.size:
+        entries = check_random_state(random_state).choice(entries, max_entries, replace=False)
+    numeric = np.empty(entries.size)
+    theta = net.theta
+    for j, i in enumerate(entries):
+        saved = theta[i]
+        theta[i] = saved + eps
+        f_plus = loss()
+        theta[i] = saved - eps
+        f_minus = loss()
+        theta[i] = saved
+        numeric[j] = (f_plus - f_minus) / (2 * eps)
+    scale = max(np.max(np.abs(numeric)), np.finfo(np.float64).tiny)
+    return float(np.max(np.abs(analytic[entries] - numeric)) / scale)

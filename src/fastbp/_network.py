@@ -1,0 +1,196 @@
+"""A network: layers bound to one flat parameter vector, with its loss.
+
+theta = [every regularized parameter..., every other parameter...]
+grad  = its twin.
+
+Regularized weights come first so that the L2 term is one fused pass over
+``theta[:n_regularized]``; for an MLP this is also scikit-learn's packing
+(coefs, then intercepts).
+"""
+import copy
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._kernels import _dense
+from ._threads import blas_single_thread
+
+LOSS_CODES = _dense.LOSS_CODES
+
+
+class Network:
+    """Sequential layers trained on a fused output loss.
+
+    Parameters
+    ----------
+    layers : list of Layer
+        First layer first; the last one is linear (identity activation), its
+        outputs are the logits fed to the loss.
+    loss : {'softmax_ce', 'logistic_ce', 'squared', 'squared_logistic', 'poisson'}
+        Output activation and loss, fused.
+    dtype : numpy dtype
+        float32 or float64: the dtype of theta, of every buffer and of the kernels.
+    """
+
+    def __init__(self, layers, loss, dtype):
+        self.layers = list(layers)
+        self.loss = loss
+        self.dtype = np.dtype(dtype)
+        specs = [spec for layer in self.layers for spec in layer.param_specs]
+        ordered = [s for s in specs if s[2]] + [s for s in specs if not s[2]]
+        self._slices = {}
+        offset = 0
+        for name, shape, _ in ordered:
+            if name in self._slices:
+                raise ValueError(f"duplicate parameter name {name!r}")
+            size = int(np.prod(shape))
+            self._slices[name] = (offset, offset + size, tuple(shape))
+            offset += size
+        self.n_regularized = sum(int(np.prod(s[1])) for s in ordered if s[2])
+        self._order = [s[0] for s in specs]
+        self.theta = np.zeros(offset, dtype=self.dtype)
+        self.grad = np.zeros(offset, dtype=self.dtype)
+        self._bind()
+
+    # ------------------------------------------------------------------ params
+    def _views(self, flat):
+        return {
+            name: flat[start:stop].reshape(shape)
+            for name, (start, stop, shape) in self._slices.items()
+        }
+
+    def _bind(self):
+        params = self._views(self.theta)
+        grads = self._views(self.grad)
+        for layer in self.layers:
+            names = [spec[0] for spec in layer.param_specs]
+            layer.bind({k: params[k] for k in names}, {k: grads[k] for k in names})
+
+    def parameters(self):
+        """Return a dict name -> live view of theta, in layer order."""
+        views = self._views(self.theta)
+        return {name: views[name] for name in self._order}
+
+    def gradients(self):
+        """Return a dict name -> live view of grad, in layer order."""
+        views = self._views(self.grad)
+        return {name: views[name] for name in self._order}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["grad"] = None  # scratch; rebuilt on load
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.grad = np.zeros_like(self.theta)
+        self._bind()
+
+    def astype(self, dtype):
+        """Return a copy of the network whose parameters are cast to ``dtype``."""
+        new = copy.deepcopy(self)
+        new.dtype = np.dtype(dtype)
+        new.theta = self.theta.astype(new.dtype)
+        new.grad = np.zeros_like(new.theta)
+        new._bind()
+        return new
+
+    @property
+    def n_outputs(self):
+        return self.layers[-1].n_out
+
+    # ------------------------------------------------------------- workspace
+    def workspace(self, n):
+        """Allocate every buffer a batch of up to ``n`` rows needs (once per fit)."""
+        layers = [
+            layer.workspace(n, self.dtype, want_delta_in=i > 0)
+            for i, layer in enumerate(self.layers)
+        ]
+        return {
+            "layers": layers,
+            "delta_out": np.empty((n, self.n_outputs), dtype=self.dtype),
+            "rows": n,
+        }
+
+    # --------------------------------------------------------------- passes
+    def forward(self, X, ws, n_threads):
+        """Run every layer; return the list [X, A_1, ..., logits]."""
+        activations = [X]
+        for layer, layer_ws in zip(self.layers, ws["layers"]):
+            activations.append(layer.forward(activations[-1], layer_ws, n_threads))
+        return activations
+
+    def predict(self, X, n_threads, logits=False, batch_rows=8192):
+        """Return the outputs (or, with ``logits=True``, the logits) for X.
+
+        X is processed in chunks of ``batch_rows`` (a sparse X is densified
+        chunk by chunk). A fresh workspace per call keeps concurrent calls on
+        one model independent.
+        """
+        n = X.shape[0]
+        out = np.empty((n, self.n_outputs), dtype=self.dtype)
+        ws = self.workspace(min(n, batch_rows))
+        code = LOSS_CODES[self.loss]
+        with blas_single_thread():
+            for start in range(0, n, batch_rows):
+                stop = min(start + batch_rows, n)
+                chunk = X[start:stop]
+                if sp.issparse(chunk):
+                    chunk = np.ascontiguousarray(chunk.toarray(), dtype=self.dtype)
+                z = self.forward(chunk, ws, n_threads)[-1]
+                if not logits:
+                    _dense.output_activate(z, code, n_threads)
+                out[start:stop] = z
+        return out
+
+    def loss_and_grad(self, X, Y, sample_weight, alpha, ws, n_threads, record=None):
+        """Forward and backward pass on one batch; fills ``self.grad``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, ...)
+            C-contiguous input in the network's dtype.
+        Y : ndarray of shape (n_samples, n_outputs)
+            Targets in the network's dtype.
+        sample_weight : ndarray of shape (n_samples,) or None
+        alpha : float
+            L2 strength; the loss is mean data loss + alpha * ||W||² / (2 * sum(w)).
+        ws : dict
+            Workspace from :meth:`workspace` with at least n_samples rows.
+        n_threads : int
+        record : list or None
+            When a list, the deltas dL/dz of every layer are appended to it
+            (copies, first layer first).
+
+        Returns
+        -------
+        loss : float
+        """
+        n = X.shape[0]
+        sw_sum = float(n) if sample_weight is None else float(sample_weight.sum())
+        activations = self.forward(X, ws, n_threads)
+        delta = ws["delta_out"]
+        if delta.shape[0] != n:
+            delta = delta[:n]
+        data_loss = _dense.output_loss_delta(
+            activations[-1], Y, sample_weight, delta, LOSS_CODES[self.loss],
+            1.0 / sw_sum, n_threads,
+        )
+        deltas = [delta.copy()] if record is not None else None
+        for i in range(len(self.layers) - 1, -1, -1):
+            delta = self.layers[i].backward(
+                activations[i], activations[i + 1], delta, ws["layers"][i],
+                i > 0, n_threads,
+            )
+            if deltas is not None and delta is not None:
+                deltas.append(delta.copy())
+        loss = data_loss / sw_sum
+        if alpha > 0 and self.n_regularized:
+            nr = self.n_regularized
+            sumsq = _dense.l2_penalty(
+                self.theta[:nr], self.grad[:nr], alpha / sw_sum, n_threads
+            )
+            loss += 0.5 * alpha * sumsq / sw_sum
+        if deltas is not None:
+            record.extend(reversed(deltas))
+        return loss

@@ -1,0 +1,287 @@
+"""The one solver loop that trains every fastbp estimator.
+
+A network only provides ``theta``, ``grad`` and ``loss_and_grad``; everything
+else (epochs, shuffling, mini-batches, learning-rate schedules, early
+stopping, verbose output, ``loss_curve_``, Ctrl-C) lives here, written to
+follow scikit-learn's MLP step for step so that the same ``random_state``
+gives the same trajectory.
+"""
+import time
+import warnings
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import gen_batches, shuffle
+
+from ._kernels import _dense
+
+STOCHASTIC_SOLVERS = ("sgd", "adam")
+
+
+class SGDState:
+    """Momentum SGD state: the velocity and the current learning rate."""
+
+    def __init__(self, n_params, dtype, learning_rate_init):
+        self.velocity = np.zeros(n_params, dtype=dtype)
+        self.learning_rate = float(learning_rate_init)
+
+    def step(self, est, theta, grad, n_threads):
+        _dense.sgd_update(theta, grad, self.velocity, self.learning_rate,
+                          est.momentum, est.nesterovs_momentum, n_threads)
+
+    def iteration_ends(self, est, time_step):
+        if est.learning_rate == "invscaling":
+            self.learning_rate = est.learning_rate_init / (time_step + 1) ** est.power_t
+
+    def trigger_stopping(self, est, msg):
+        """Return True to stop; with the 'adaptive' schedule divide the rate by 5 first."""
+        if est.learning_rate != "adaptive":
+            _say(est, msg + " Stopping.")
+            return True
+        if self.learning_rate <= 1e-6:
+            _say(est, msg + " Learning rate too small. Stopping.")
+            return True
+        self.learning_rate /= 5.0
+        _say(est, msg + " Setting learning rate to %f" % self.learning_rate)
+        return False
+
+
+class AdamState:
+    """Adam state: both moments and the step count."""
+
+    def __init__(self, n_params, dtype, learning_rate_init):
+        self.m1 = np.zeros(n_params, dtype=dtype)
+        self.m2 = np.zeros(n_params, dtype=dtype)
+        self.t = 0
+        self.learning_rate = float(learning_rate_init)
+
+    def step(self, est, theta, grad, n_threads):
+        self.t += 1
+        step_size = (est.learning_rate_init * np.sqrt(1 - est.beta_2 ** self.t)
+                     / (1 - est.beta_1 ** self.t))
+        self.learning_rate = step_size
+        _dense.adam_update(theta, grad, self.m1, self.m2, step_size,
+                           est.beta_1, est.beta_2, est.epsilon, n_threads)
+
+    def iteration_ends(self, est, time_step):
+        pass
+
+    def trigger_stopping(self, est, msg):
+        _say(est, msg + " Stopping.")
+        return True
+
+
+def _say(est, msg):
+    if est.verbose:
+        print(msg)
+
+
+def _take_rows(X, idx, out):
+    """Gather rows ``idx`` of X into ``out`` without allocating (dense X)."""
+    if sp.issparse(X):
+        out[...] = X[idx].toarray()
+        return out
+    return np.take(X, idx, axis=0, out=out)
+
+
+def _check_finite(est, loss, theta):
+    if not np.isfinite(loss) or not np.all(np.isfinite(theta)):
+        raise ValueError(
+            "Solver produced non-finite parameter weights or loss. The input data "
+            "may contain large values and need to be preprocessed (e.g. "
+            "StandardScaler), or the learning rate is too high for this model."
+        )
+
+
+def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads):
+    """Train ``net`` with SGD or Adam, updating ``est``'s fitted attributes.
+
+    Parameters
+    ----------
+    est : fastbp estimator
+        Supplies the hyperparameters (sklearn names) and receives
+        ``loss_``, ``loss_curve_``, ``n_iter_``, ``t_``, ``best_loss_``,
+        ``validation_scores_``, ``best_validation_score_``.
+    net : Network
+    X : ndarray or sparse matrix of shape (n_samples, ...)
+    Y : ndarray of shape (n_samples, n_outputs)
+        Encoded targets in the network's dtype.
+    sample_weight : ndarray of shape (n_samples,) or None
+    y_raw : array-like of shape (n_samples, ...)
+        Targets as the user gave them, for the early-stopping score.
+    incremental : bool
+        partial_fit: one pass, optimizer state kept.
+    n_threads : int
+    """
+    rng = est._random_state
+    if not incremental or not hasattr(est, "_optimizer"):
+        state_cls = SGDState if est.solver == "sgd" else AdamState
+        est._optimizer = state_cls(net.theta.size, net.dtype, est.learning_rate_init)
+    optimizer = est._optimizer
+
+    if est.early_stopping and incremental:
+        raise ValueError("partial_fit does not support early_stopping=True")
+    early_stopping = est.early_stopping
+    if early_stopping:
+        stratify = y_raw if est._stratify_validation() else None
+        arrays = [X, Y, y_raw] + ([sample_weight] if sample_weight is not None else [])
+        split = train_test_split(*arrays, random_state=rng,
+                                 test_size=est.validation_fraction, stratify=stratify)
+        X_train, X_val, Y_train, _, _, y_val = split[:6]
+        sw_train, sw_val = (split[6], split[7]) if sample_weight is not None else (None, None)
+        if X_val.shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' "
+                "or the size of your dataset."
+            )
+    else:
+        X_train, Y_train, sw_train = X, Y, sample_weight
+        X_val = y_val = sw_val = None
+
+    n_samples = X_train.shape[0]
+    if est.batch_size == "auto":
+        batch_size = min(200, n_samples)
+    else:
+        if est.batch_size > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than "
+                "sample size. It is going to be clipped"
+            )
+        batch_size = int(np.clip(est.batch_size, 1, n_samples))
+
+    # Buffers are allocated once per fit; the batch loop allocates no arrays.
+    ws = net.workspace(batch_size)
+    X_buf = np.empty((batch_size,) + X_train.shape[1:], dtype=net.dtype)
+    Y_buf = np.empty((batch_size, Y_train.shape[1]), dtype=net.dtype)
+    sw_buf = np.empty(batch_size, dtype=net.dtype) if sw_train is not None else None
+    sample_idx = np.arange(n_samples, dtype=np.intp)
+    alpha = float(est.alpha)
+    theta, grad = net.theta, net.grad
+    contiguous_slices = not sp.issparse(X_train) and X_train.flags.c_contiguous
+
+    est.n_iter_ = 0
+    try:
+        for it in range(est.max_iter):
+            tic = time.perf_counter()
+            if est.shuffle:
+                sample_idx = shuffle(sample_idx, random_state=rng)
+            accumulated_loss = 0.0
+            for batch_slice in gen_batches(n_samples, batch_size):
+                m = batch_slice.stop - batch_slice.start
+                if est.shuffle or not contiguous_slices:
+                    idx = sample_idx[batch_slice]
+                    X_batch = _take_rows(X_train, idx, X_buf[:m] if m < batch_size else X_buf)
+                    Y_batch = np.take(Y_train, idx, axis=0,
+                                      out=Y_buf[:m] if m < batch_size else Y_buf)
+                    sw_batch = None
+                    if sw_train is not None:
+                        sw_batch = np.take(sw_train, idx, out=sw_buf[:m])
+                else:
+                    X_batch = X_train[batch_slice]
+                    Y_batch = Y_train[batch_slice]
+                    sw_batch = None if sw_train is None else sw_train[batch_slice]
+                batch_loss = net.loss_and_grad(X_batch, Y_batch, sw_batch, alpha, ws, n_threads)
+                accumulated_loss += batch_loss * m
+                optimizer.step(est, theta, grad, n_threads)
+
+            est.n_iter_ += 1
+            est.loss_ = accumulated_loss / n_samples
+            _check_finite(est, est.loss_, theta)
+            est.t_ += n_samples
+            est.loss_curve_.append(est.loss_)
+            _update_no_improvement_count(est, net, early_stopping, X_val, y_val, sw_val)
+            if est.verbose:
+                line = "Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_)
+                if early_stopping:
+                    line += ", validation score = %.6f" % est.validation_scores_[-1]
+                print(line + ", %.2f s" % (time.perf_counter() - tic), flush=True)
+            optimizer.iteration_ends(est, est.t_)
+
+            if est._no_improvement_count > est.n_iter_no_change:
+                what = "Validation score" if early_stopping else "Training loss"
+                msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
+                    what, est.tol, est.n_iter_no_change)
+                if optimizer.trigger_stopping(est, msg):
+                    break
+                est._no_improvement_count = 0
+
+            if incremental:
+                break
+            if est.n_iter_ == est.max_iter:
+                warnings.warn(
+                    "Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                    "optimization hasn't converged yet." % est.max_iter,
+                    ConvergenceWarning,
+                )
+    except KeyboardInterrupt:
+        warnings.warn("Training interrupted by user.")
+
+    if early_stopping:
+        theta[:] = est._best_theta
+
+
+def _update_no_improvement_count(est, net, early_stopping, X_val, y_val, sw_val):
+    if early_stopping:
+        score = est._validation_score(X_val, y_val, sw_val)
+        est.validation_scores_.append(score)
+        if score < est.best_validation_score_ + est.tol:
+            est._no_improvement_count += 1
+        else:
+            est._no_improvement_count = 0
+        if score > est.best_validation_score_:
+            est.best_validation_score_ = score
+            est._best_theta = net.theta.copy()
+    else:
+        if est.loss_curve_[-1] > est.best_loss_ - est.tol:
+            est._no_improvement_count += 1
+        else:
+            est._no_improvement_count = 0
+        if est.loss_curve_[-1] < est.best_loss_:
+            est.best_loss_ = est.loss_curve_[-1]
+
+
+def fit_lbfgs(est, net, X, Y, sample_weight, n_threads):
+    """Full-batch L-BFGS-B (scipy) on the flat parameter vector."""
+    ws = net.workspace(X.shape[0])
+    X = X.toarray() if sp.issparse(X) else X
+    X = np.ascontiguousarray(X, dtype=net.dtype)
+    alpha = float(est.alpha)
+    curve = []
+
+    def fun(x):
+        net.theta[:] = x
+        loss = net.loss_and_grad(X, Y, sample_weight, alpha, ws, n_threads)
+        return loss, net.grad.astype(np.float64)
+
+    def callback(intermediate_result):
+        curve.append(float(intermediate_result.fun))
+        if est.verbose:
+            print("Iteration %d, loss = %.8f" % (len(curve), curve[-1]), flush=True)
+
+    try:
+        result = scipy.optimize.minimize(
+            fun, net.theta.astype(np.float64), method="L-BFGS-B", jac=True,
+            callback=callback,
+            options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol},
+        )
+    except KeyboardInterrupt:
+        warnings.warn("Training interrupted by user.")
+        est.n_iter_ = len(curve)
+        est.loss_ = curve[-1] if curve else np.nan
+        est.loss_curve_ = curve
+        return
+    if result.status != 0:
+        warnings.warn(
+            "lbfgs failed to converge after %d iterations (status=%d): %s. "
+            "Increase the number of iterations (max_iter) or scale the data."
+            % (result.nit, result.status, result.message),
+            ConvergenceWarning,
+        )
+    est.n_iter_ = min(int(result.nit), est.max_iter)
+    net.theta[:] = result.x
+    est.loss_ = float(result.fun)
+    est.loss_curve_ = curve
+    _check_finite(est, est.loss_, net.theta)

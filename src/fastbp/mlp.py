@@ -1,0 +1,583 @@
+"""Multi-layer perceptrons: drop-in replacements for sklearn's MLPClassifier and
+MLPRegressor, trained on fastbp's kernels."""
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils.multiclass import _check_partial_fit_first_call, unique_labels
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from ._base import BackpropEstimator, _options
+from ._layers import Dense
+from ._network import Network
+
+
+def _hidden_sizes(hidden_layer_sizes):
+    sizes = hidden_layer_sizes
+    if not hasattr(sizes, "__iter__"):
+        sizes = [sizes]
+    sizes = list(sizes)
+    for s in sizes:
+        if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s <= 0:
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+    return [int(s) for s in sizes]
+
+
+def _is_stochastic(est):
+    if est.solver not in ("sgd", "adam"):
+        raise AttributeError(
+            f"partial_fit is only available for stochastic optimizers. "
+            f"{est.solver} is not stochastic."
+        )
+    return True
+
+
+class _BaseMLP(BackpropEstimator):
+    """Shared parts of MLPClassifier and MLPRegressor."""
+
+    def _validate_params(self):
+        _hidden_sizes(self.hidden_layer_sizes)
+        _options(self, "activation", {"identity", "logistic", "tanh", "relu"})
+        _options(self, "loss", self._losses)
+        self._validate_solver_params()
+
+    def _build_network(self, X, Y):
+        units = [X.shape[1]] + _hidden_sizes(self.hidden_layer_sizes) + [Y.shape[1]]
+        layers = []
+        for i in range(len(units) - 1):
+            last = i == len(units) - 2
+            layers.append(Dense(
+                units[i], units[i + 1],
+                activation="identity" if last else self.activation,
+                input_activation="identity" if i == 0 else self.activation,
+                weight_name=f"coef_{i}", bias_name=f"intercept_{i}",
+            ))
+        self.n_layers_ = len(units)
+        self.n_outputs_ = Y.shape[1]
+        self.out_activation_ = self._out_activation()
+        return Network(layers, self._loss_kind(), X.dtype)
+
+    def _init_parameters(self, net, rng):
+        # Glorot uniform, drawn in sklearn's order so the same random_state
+        # starts from the same weights as sklearn's MLP.
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        params = net.parameters()
+        for i in range(self.n_layers_ - 1):
+            coef = params[f"coef_{i}"]
+            fan_in, fan_out = coef.shape
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            coef[...] = rng.uniform(-bound, bound, (fan_in, fan_out))
+            params[f"intercept_{i}"][...] = rng.uniform(-bound, bound, fan_out)
+
+    @property
+    def coefs_(self):
+        """list of ndarray: weight matrix of each layer (live views of the model)."""
+        check_is_fitted(self, "_network")
+        params = self._network.parameters()
+        return [params[f"coef_{i}"] for i in range(self.n_layers_ - 1)]
+
+    @coefs_.setter
+    def coefs_(self, values):
+        for view, value in zip(self.coefs_, values):
+            view[...] = value
+
+    @property
+    def intercepts_(self):
+        """list of ndarray: bias vector of each layer (live views of the model)."""
+        check_is_fitted(self, "_network")
+        params = self._network.parameters()
+        return [params[f"intercept_{i}"] for i in range(self.n_layers_ - 1)]
+
+    @intercepts_.setter
+    def intercepts_(self, values):
+        for view, value in zip(self.intercepts_, values):
+            view[...] = value
+
+    def _check_X(self, X):
+        check_is_fitted(self, "_network")
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
+                          dtype=(np.float64, np.float32))
+        if sp.issparse(X):
+            return X.astype(self._network.dtype)
+        return np.ascontiguousarray(X, dtype=self._network.dtype)
+
+    def _forward(self, X, logits=False):
+        X = self._check_X(X)
+        return self._network.predict(X, self._n_threads(), logits=logits)
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and targets y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data. float32 input trains in float32.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights; the loss is their weighted mean.
+
+        Returns
+        -------
+        self : object
+            Trained model.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier trained by backpropagation.
+
+    A drop-in for :class:`sklearn.neural_network.MLPClassifier`: the same
+    parameters, defaults, fitted attributes and loss, computed by fastbp's
+    multithreaded kernels.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        The ith element is the number of neurons in the ith hidden layer.
+    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
+        Activation of the hidden layers.
+    solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
+        Weight optimizer.
+    alpha : float, default=0.0001
+        Strength of the L2 term alpha * ||W||² / (2 * n_samples).
+    batch_size : int or 'auto', default='auto'
+        Mini-batch size for sgd/adam; 'auto' is min(200, n_samples); 1 is
+        online training, n_samples full-batch.
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        Learning-rate schedule for sgd.
+    learning_rate_init : float, default=0.001
+        Initial learning rate (sgd, adam).
+    power_t : float, default=0.5
+        Exponent of 'invscaling'.
+    max_iter : int, default=200
+        Maximum number of epochs (sgd, adam) or iterations (lbfgs).
+    shuffle : bool, default=True
+        Shuffle samples every epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialization, shuffling and the validation split.
+    tol : float, default=1e-4
+        Tolerance of the stopping rule.
+    verbose : bool or int, default=False
+        Print one line per epoch (loss, validation score, seconds).
+    warm_start : bool, default=False
+        Start from the previous solution.
+    momentum : float, default=0.9
+        Momentum of sgd.
+    nesterovs_momentum : bool, default=True
+        Use Nesterov's momentum (sgd).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` (stratified) and stop when its score
+        stops improving; the best parameters are kept.
+    validation_fraction : float, default=0.1
+        Share of training data held out for early stopping.
+    beta_1, beta_2 : float, default=0.9, 0.999
+        Adam's moment decay rates.
+    epsilon : float, default=1e-8
+        Adam's numerical-stability constant.
+    n_iter_no_change : int, default=10
+        Epochs without improvement by ``tol`` before stopping.
+    max_fun : int, default=15000
+        Maximum loss evaluations of lbfgs.
+    loss : {'log_loss', 'squared_error'}, default='log_loss'
+        Cross-entropy (softmax or logistic outputs), or the classic quadratic
+        cost of backprop tutorials on logistic outputs.
+    n_jobs : int, default=None
+        Threads of the kernels and of BLAS. None uses every usable core,
+        honouring OMP_NUM_THREADS; -1 is all cores.
+
+    Attributes
+    ----------
+    classes_ : ndarray or list of ndarray of shape (n_classes,)
+    loss_ : float
+    best_loss_ : float or None
+    loss_curve_ : list of float
+    validation_scores_ : list of float or None
+    best_validation_score_ : float or None
+    t_ : int
+    coefs_ : list of ndarray of shape (n_units_in, n_units_out)
+    intercepts_ : list of ndarray of shape (n_units_out,)
+    parameters_ : dict of str to ndarray
+        ``coef_0``, ``intercept_0``, ...: live views of the weights.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+    n_iter_ : int
+    n_layers_ : int
+    n_outputs_ : int
+    out_activation_ : str
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from fastbp import MLPClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=50,
+    ...                     random_state=0).fit(X / 16, y)
+    >>> clf.score(X / 16, y) > 0.95
+    True
+    """
+
+    _losses = {"log_loss", "squared_error"}
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        loss="log_loss",
+        n_jobs=None,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.loss = loss
+        self.n_jobs = n_jobs
+
+    # ---------------------------------------------------------------- hooks
+    def _out_activation(self):
+        if self.loss == "log_loss" and self._label_binarizer.y_type_ == "multiclass":
+            return "softmax"
+        return "logistic"
+
+    def _loss_kind(self):
+        if self.loss == "squared_error":
+            return "squared_logistic"
+        return "softmax_ce" if self.out_activation_ == "softmax" else "logistic_ce"
+
+    def _stratify_validation(self):
+        return self.n_outputs_ == 1 or self.out_activation_ == "softmax"
+
+    def _prepare_fit(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as "
+                        f"in the previous call to fit. Previously got {self.classes_}, "
+                        f"`y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                    f"{self.classes_}. 'y' has {classes}."
+                )
+        Y = np.ascontiguousarray(self._label_binarizer.transform(y), dtype=X.dtype)
+        if not sp.issparse(X):
+            X = np.ascontiguousarray(X)
+        return X, Y, y
+
+    def _prepare_backprop(self, X, y):
+        X = self._check_X(X)
+        if sp.issparse(X):
+            X = X.toarray()
+        y = column_or_1d(y) if np.ndim(y) == 2 and np.shape(y)[1] == 1 else y
+        return X, self._label_binarizer.transform(y)
+
+    def _validation_score(self, X, y, sample_weight):
+        y_pred = self._predict_encoded(X)
+        return accuracy_score(y, y_pred, sample_weight=sample_weight)
+
+    # ---------------------------------------------------------------- API
+    @available_if(_is_stochastic)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """Update the model with a single epoch over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+        classes : array of shape (n_classes,), default=None
+            Every class that will ever appear; required on the first call.
+
+        Returns
+        -------
+        self : object
+        """
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if isinstance(classes[0], np.ndarray) or np.ndim(classes) > 1:
+                self._label_binarizer.fit(classes)
+            else:
+                self._label_binarizer.fit(np.asarray(classes))
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def _predict_encoded(self, X):
+        y_pred = self._network.predict(X, self._n_threads())
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def predict(self, X):
+        """Predict with the multi-layer perceptron classifier.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            The predicted classes.
+        """
+        return self._predict_encoded(self._check_X(X))
+
+    def predict_proba(self, X):
+        """Probability estimates.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_prob : ndarray of shape (n_samples, n_classes)
+            Probability of each class, in the order of ``classes_``.
+        """
+        y_pred = self._forward(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+            return np.vstack([1 - y_pred, y_pred]).T
+        if self.out_activation_ == "logistic" and self._label_binarizer.y_type_ == "multiclass":
+            # quadratic cost on sigmoid outputs: normalize to a distribution
+            y_pred /= np.maximum(y_pred.sum(axis=1, keepdims=True), np.finfo(y_pred.dtype).tiny)
+        return y_pred
+
+    def predict_log_proba(self, X):
+        """Log of probability estimates, computed from the logits (no log(0)).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_y_prob : ndarray of shape (n_samples, n_classes)
+        """
+        if self.out_activation_ == "logistic" and self._label_binarizer.y_type_ == "multiclass":
+            with np.errstate(divide="ignore"):
+                return np.log(self.predict_proba(X))
+        z = self._forward(X, logits=True)
+        if self.out_activation_ == "softmax":
+            z_max = z.max(axis=1, keepdims=True)
+            shifted = z - z_max
+            return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        # log sigmoid(z) = -log(1 + exp(-z)); log(1 - sigmoid(z)) = -log(1 + exp(z))
+        log_p = -np.logaddexp(0, -z)
+        if self.n_outputs_ == 1:
+            return np.hstack([-np.logaddexp(0, z), log_p])
+        return log_p
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor trained by backpropagation.
+
+    A drop-in for :class:`sklearn.neural_network.MLPRegressor`; see
+    :class:`MLPClassifier` for the parameters they share.
+
+    Parameters
+    ----------
+    loss : {'squared_error', 'poisson'}, default='squared_error'
+        Half squared error (identity output) or half Poisson deviance
+        (exponential output, requires y >= 0).
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, \
+learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, \
+warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction, \
+beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_jobs
+        As for :class:`MLPClassifier`; early stopping scores R².
+
+    Attributes
+    ----------
+    loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_, \
+t_, coefs_, intercepts_, parameters_, n_features_in_, feature_names_in_, \
+n_iter_, n_layers_, n_outputs_, out_activation_
+        As for :class:`MLPClassifier`.
+    """
+
+    _losses = {"squared_error", "poisson"}
+
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        n_jobs=None,
+    ):
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.n_jobs = n_jobs
+
+    def _out_activation(self):
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _loss_kind(self):
+        return "poisson" if self.loss == "poisson" else "squared"
+
+    def _stratify_validation(self):
+        return False
+
+    def _prepare_fit(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError(
+                "Some value(s) of y are negative which is not allowed for Poisson regression."
+            )
+        Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype)
+        if not sp.issparse(X):
+            X = np.ascontiguousarray(X)
+        return X, Y, y
+
+    def _prepare_backprop(self, X, y):
+        X = self._check_X(X)
+        if sp.issparse(X):
+            X = X.toarray()
+        y = np.asarray(y, dtype=X.dtype)
+        return X, y.reshape(len(y), -1)
+
+    def _validation_score(self, X, y, sample_weight):
+        return r2_score(y, self._predict_checked(X), sample_weight=sample_weight)
+
+    def _predict_checked(self, X):
+        y_pred = self._network.predict(X, self._n_threads())
+        return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
+
+    @available_if(_is_stochastic)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Update the model with a single epoch over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict(self, X):
+        """Predict using the multi-layer perceptron model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        return self._predict_checked(self._check_X(X))
