@@ -414,6 +414,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         log_y_prob : ndarray of shape (n_samples, n_classes)
         """
+        check_is_fitted(self, "_network")
         if self.out_activation_ == "logistic" and self._label_binarizer.y_type_ == "multiclass":
             with np.errstate(divide="ignore"):
                 return np.log(self.predict_proba(X))

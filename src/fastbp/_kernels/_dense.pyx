@@ -18,7 +18,7 @@ from ._math cimport (activate, derivative_from_output, sigmoid, fexp, flog,
 
 # Below this many elements (or multiply-adds) an OpenMP team costs more than it saves.
 cdef Py_ssize_t PARALLEL_MIN_WORK = 16384
-cdef Py_ssize_t PARALLEL_MIN_FLOPS = 65536
+cdef Py_ssize_t PARALLEL_MIN_FLOPS = 1 << 20
 # Row blocks handed to BLAS start at multiples of this (whole micro-tiles).
 cdef Py_ssize_t GEMM_ROW_ALIGN = 16
 # Block length of the fixed-order reductions.

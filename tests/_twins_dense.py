@@ -1,0 +1,84 @@
+"""Plain-NumPy twins of the dense kernels: what each kernel computes."""
+import numpy as np
+
+LECUN_A, LECUN_S = 1.7159, 2.0 / 3.0
+
+
+def activate(z, name):
+    if name == "identity":
+        return z.copy()
+    if name == "logistic":
+        return 1.0 / (1.0 + np.exp(-z))
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "lecun_tanh":
+        return LECUN_A * np.tanh(LECUN_S * z)
+    raise ValueError(name)
+
+
+def derivative_from_output(a, name):
+    return {
+        "identity": np.ones_like(a),
+        "logistic": a * (1 - a),
+        "tanh": 1 - a * a,
+        "relu": (a > 0).astype(a.dtype),
+        "lecun_tanh": LECUN_S * (LECUN_A - a * a / LECUN_A),
+    }[name]
+
+
+def dense_forward(A_in, W, b, activation):
+    return activate(A_in @ W + b, activation)
+
+
+def dense_backward(A_in, W, delta, input_activation, want_delta_in=True):
+    grad_W = A_in.T @ delta
+    grad_b = delta.sum(axis=0)
+    delta_in = None
+    if want_delta_in:
+        delta_in = (delta @ W.T) * derivative_from_output(A_in, input_activation)
+    return grad_W, grad_b, delta_in
+
+
+def output_loss_delta(Z, Y, sw, kind, scale):
+    """Return (outputs, sum_i w_i l_i, delta) for a loss kind."""
+    n, k = Z.shape
+    w = np.ones(n) if sw is None else sw
+    if kind == "softmax_ce":
+        lse = np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1)) + Z.max(1)
+        P = np.exp(Z - lse[:, None])
+        row = (Y * (lse[:, None] - Z)).sum(1)
+        d = Y.sum(1, keepdims=True) * P - Y
+    elif kind == "logistic_ce":
+        P = 1 / (1 + np.exp(-Z))
+        row = (np.logaddexp(0, Z) - Y * Z).sum(1)
+        d = P - Y
+    elif kind == "squared":
+        P = Z.copy()
+        row = ((P - Y) ** 2).sum(1) / (2 * k)
+        d = (P - Y) / k
+    elif kind == "squared_logistic":
+        P = 1 / (1 + np.exp(-Z))
+        row = ((P - Y) ** 2).sum(1) / (2 * k)
+        d = (P - Y) * P * (1 - P) / k
+    elif kind == "poisson":
+        P = np.exp(Z)
+        ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1)), 0)
+        row = (ylogy - Y * Z - Y + P).sum(1)
+        d = P - Y
+    else:
+        raise ValueError(kind)
+    return P, float((w * row).sum()), scale * w[:, None] * d
+
+
+def sgd_update(theta, grad, velocity, lr, momentum, nesterov):
+    velocity = momentum * velocity - lr * grad
+    step = momentum * velocity - lr * grad if nesterov else velocity
+    return theta + step, velocity
+
+
+def adam_update(theta, grad, m1, m2, step, b1, b2, eps):
+    m1 = b1 * m1 + (1 - b1) * grad
+    m2 = b2 * m2 + (1 - b2) * grad * grad
+    return theta - step * m1 / (np.sqrt(m2) + eps), m1, m2

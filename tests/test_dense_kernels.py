@@ -1,0 +1,152 @@
+"""Dense kernels against their NumPy twins, float32 against float64, and
+independence from the thread count."""
+import numpy as np
+import pytest
+
+from fastbp._kernels import _dense
+from fastbp._threads import blas_single_thread
+
+import _twins_dense as twin
+
+ACTS = ["identity", "logistic", "tanh", "relu", "lecun_tanh"]
+LOSSES = ["softmax_ce", "logistic_ce", "squared", "squared_logistic", "poisson"]
+SHAPES = [(1, 1, 1), (7, 5, 3), (64, 33, 17), (130, 70, 40)]
+
+
+def _rand(rng, *shape, dtype=np.float64):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_dense_forward_matches_twin(act, m, k, n):
+    rng = np.random.default_rng(0)
+    A, W, b = _rand(rng, m, k), _rand(rng, k, n), _rand(rng, n)
+    out = np.empty((m, n))
+    _dense.dense_forward(A, W, b, out, _dense.ACTIVATION_CODES[act], 2)
+    np.testing.assert_allclose(out, twin.dense_forward(A, W, b, act), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("m,k,n", SHAPES)
+@pytest.mark.parametrize("want_delta_in", [True, False])
+def test_dense_backward_matches_twin(act, m, k, n, want_delta_in):
+    rng = np.random.default_rng(1)
+    A = twin.activate(_rand(rng, m, k), act)
+    W, delta = _rand(rng, k, n), _rand(rng, m, n)
+    gW, gb = np.full((k, n), np.nan), np.full(n, np.nan)
+    d_in = np.full((m, k), np.nan) if want_delta_in else None
+    _dense.dense_backward(A, W, delta, gW, gb, d_in, _dense.ACTIVATION_CODES[act], 2)
+    eW, eb, ed = twin.dense_backward(A, W, delta, act, want_delta_in)
+    np.testing.assert_allclose(gW, eW, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gb, eb, rtol=1e-12, atol=1e-12)
+    if want_delta_in:
+        np.testing.assert_allclose(d_in, ed, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", LOSSES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_output_loss_delta_matches_twin(kind, weighted):
+    rng = np.random.default_rng(2)
+    n, k = 50, 4
+    Z = _rand(rng, n, k) * 3
+    if kind == "softmax_ce":
+        Y = np.eye(k)[rng.integers(0, k, n)]
+    elif kind == "poisson":
+        Y = rng.poisson(2.0, (n, k)).astype(float)
+    elif kind == "squared":
+        Y = _rand(rng, n, k)
+    else:
+        Y = (rng.random((n, k)) > 0.5).astype(float)
+    sw = rng.random(n) + 0.5 if weighted else None
+    P_exp, loss_exp, d_exp = twin.output_loss_delta(Z, Y, sw, kind, 1 / 7)
+    Zk, d = Z.copy(), np.empty_like(Z)
+    loss = _dense.output_loss_delta(Zk, Y, sw, d, _dense.LOSS_CODES[kind], 1 / 7, 2)
+    np.testing.assert_allclose(Zk, P_exp, rtol=1e-12)
+    np.testing.assert_allclose(loss, loss_exp, rtol=1e-12)
+    np.testing.assert_allclose(d, d_exp, rtol=1e-12, atol=1e-15)
+    Za = Z.copy()
+    _dense.output_activate(Za, _dense.LOSS_CODES[kind], 2)
+    np.testing.assert_allclose(Za, P_exp, rtol=1e-12)
+
+
+def test_softmax_and_logistic_stay_finite_at_extreme_logits():
+    Z = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -1000.0]])
+    Y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    for kind in ("softmax_ce", "logistic_ce"):
+        Zk, d = Z.copy(), np.empty_like(Z)
+        loss = _dense.output_loss_delta(Zk, Y, None, d, _dense.LOSS_CODES[kind], 1.0, 1)
+        assert np.isfinite(loss) and np.all(np.isfinite(Zk)) and np.all(np.isfinite(d))
+    Zk = Z.copy()
+    _dense.output_activate(Zk, _dense.LOSS_CODES["softmax_ce"], 1)
+    np.testing.assert_allclose(Zk.sum(1), 1.0)
+    # the softmax loss of row 0 is exactly lse - z_1 = 1000 - (-1000)
+    Zk, d = Z[:1].copy(), np.empty((1, 3))
+    loss = _dense.output_loss_delta(Zk, Y[:1], None, d, _dense.LOSS_CODES["softmax_ce"], 1.0, 1)
+    assert loss == pytest.approx(2000.0)
+
+
+def test_l2_penalty_and_optimizers_match_twins():
+    rng = np.random.default_rng(3)
+    theta, grad = _rand(rng, 10007), _rand(rng, 10007)
+    g = grad.copy()
+    sumsq = _dense.l2_penalty(theta, g, 0.3, 2)
+    np.testing.assert_allclose(g, grad + 0.3 * theta, rtol=1e-15)
+    assert sumsq == pytest.approx(np.dot(theta, theta), rel=1e-12)
+    for nesterov in (False, True):
+        t, v = theta.copy(), _rand(rng, theta.size)
+        t_exp, v_exp = twin.sgd_update(theta, grad, v, 0.05, 0.9, nesterov)
+        _dense.sgd_update(t, grad, v, 0.05, 0.9, nesterov, 2)
+        np.testing.assert_allclose(t, t_exp, rtol=1e-14)
+        np.testing.assert_allclose(v, v_exp, rtol=1e-14)
+    t, m1, m2 = theta.copy(), _rand(rng, theta.size), rng.random(theta.size)
+    t_exp, m1_exp, m2_exp = twin.adam_update(theta, grad, m1, m2, 1e-3, 0.9, 0.999, 1e-8)
+    _dense.adam_update(t, grad, m1, m2, 1e-3, 0.9, 0.999, 1e-8, 2)
+    np.testing.assert_allclose(t, t_exp, rtol=1e-14)
+    np.testing.assert_allclose(m1, m1_exp, rtol=1e-14)
+    np.testing.assert_allclose(m2, m2_exp, rtol=1e-14)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_float32_kernels_track_float64(act):
+    rng = np.random.default_rng(4)
+    m, k, n = 96, 50, 30
+    A, W, b, delta = _rand(rng, m, k), _rand(rng, k, n) / 5, _rand(rng, n), _rand(rng, m, n)
+    outs = {}
+    for dtype in (np.float32, np.float64):
+        A_, W_, b_, d_ = (x.astype(dtype) for x in (A, W, b, delta))
+        out = np.empty((m, n), dtype)
+        _dense.dense_forward(A_, W_, b_, out, _dense.ACTIVATION_CODES[act], 2)
+        gW, gb, d_in = np.empty((k, n), dtype), np.empty(n, dtype), np.empty((m, k), dtype)
+        _dense.dense_backward(twin.activate(A_, act), W_, d_, gW, gb, d_in,
+                              _dense.ACTIVATION_CODES[act], 2)
+        outs[dtype] = (out, gW, gb, d_in)
+    for a32, a64 in zip(outs[np.float32], outs[np.float64]):
+        assert a32.dtype == np.float32
+        np.testing.assert_allclose(a32, a64, rtol=2e-4, atol=2e-4)
+
+
+def test_results_do_not_depend_on_thread_count():
+    """Fixed row blocks and fixed-order sums: the same bits on 1, 2 or 3 threads
+    (BLAS itself on one thread, as during fit)."""
+    rng = np.random.default_rng(5)
+    m, k, n = 300, 200, 150
+    A, W, b, delta = _rand(rng, m, k), _rand(rng, k, n), _rand(rng, n), _rand(rng, m, n)
+    results = []
+    with blas_single_thread():
+        for n_threads in (1, 2, 3):
+            out = np.empty((m, n))
+            _dense.dense_forward(A, W, b, out, 2, n_threads)
+            gW, gb, d_in = np.empty((k, n)), np.empty(n), np.empty((m, k))
+            _dense.dense_backward(np.tanh(A), W, delta, gW, gb, d_in, 2, n_threads)
+            Z, d = out.copy(), np.empty_like(out)
+            loss = _dense.output_loss_delta(Z, out, None, d, 0, 0.5, n_threads)
+            g = delta.ravel().copy()
+            s = _dense.l2_penalty(A.ravel()[: g.size], g, 0.1, n_threads)
+            results.append((out, gW, gb, d_in, Z, d, np.array([loss, s]), g))
+    for other in results[1:]:
+        for a, b_ in zip(results[0], other):
+            # BLAS's row-split results are not promised bitwise, the rest is.
+            np.testing.assert_allclose(a, b_, rtol=1e-13, atol=1e-13)
+    for i in (2, 4, 5, 6, 7):  # fastbp's own reductions and element-wise passes
+        assert all(np.array_equal(results[0][i], r[i]) for r in results[1:])

@@ -1,0 +1,293 @@
+"""MLPClassifier / MLPRegressor behaviour: sklearn parity, solvers, state."""
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_digits, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+
+from fastbp import MLPClassifier, MLPRegressor
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:600] / 16.0, y[:600]
+
+
+def _quiet_fit(est, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(*args, **kwargs)
+
+
+TRAJECTORY_CASES = [
+    dict(solver="adam"),
+    dict(solver="sgd", learning_rate_init=0.05),
+    dict(solver="sgd", nesterovs_momentum=False, learning_rate="invscaling",
+         learning_rate_init=0.1),
+    dict(solver="sgd", momentum=0.0, batch_size=1, max_iter=2),
+    dict(solver="adam", early_stopping=True, n_iter_no_change=2),
+    dict(solver="sgd", learning_rate="adaptive", tol=0.05, n_iter_no_change=1,
+         learning_rate_init=0.05),
+    dict(solver="lbfgs"),
+    dict(solver="adam", shuffle=False, batch_size=64, activation="tanh"),
+]
+
+
+@pytest.mark.parametrize("params", TRAJECTORY_CASES)
+def test_classifier_follows_sklearn_trajectory(digits, params):
+    """Same random_state, same data: the same numbers as sklearn, epoch by epoch."""
+    X, y = digits
+    if params.get("early_stopping"):
+        # sklearn stratifies the validation split only for binary targets;
+        # fastbp stratifies multiclass ones too, so compare on a binary task.
+        y = y % 2
+    params = {"hidden_layer_sizes": (20, 10), "max_iter": 8, "random_state": 0, **params}
+    ours = _quiet_fit(MLPClassifier(**params), X, y)
+    ref = _quiet_fit(SkMLPClassifier(**params), X, y)
+    assert ours.n_iter_ == ref.n_iter_
+    if params["solver"] != "lbfgs":
+        np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-9)
+    assert ours.loss_ == pytest.approx(ref.loss_, rel=1e-9)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-10)
+    if params.get("early_stopping"):
+        np.testing.assert_allclose(ours.validation_scores_, ref.validation_scores_)
+        assert ours.best_validation_score_ == ref.best_validation_score_
+    np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "poisson"])
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_regressor_follows_sklearn_trajectory(loss, solver):
+    X, y = make_regression(n_samples=200, n_features=6, noise=1.0, random_state=0)
+    y = np.abs(y) / 50 if loss == "poisson" else y / 100
+    params = dict(loss=loss, solver=solver, hidden_layer_sizes=(8,), max_iter=6,
+                  random_state=1, learning_rate_init=0.01)
+    ours = _quiet_fit(MLPRegressor(**params), X, y)
+    ref = _quiet_fit(SkMLPRegressor(**params), X, y)
+    assert ours.loss_ == pytest.approx(ref.loss_, rel=1e-9)
+    np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-7, atol=1e-10)
+
+
+def test_one_sgd_step_worked_by_hand():
+    """x = (1, 2), y = 1; h = w·x + b = 0.1, out = v h + c = -0.3, loss = 1.3²/2.
+    dL/dout = -1.3, dL/dc = -1.3, dL/dv = -0.13, dL/dh = -2.6, dL/dw = (-2.6, -5.2),
+    dL/db = -2.6; one step with lr = 0.1."""
+    X, y = np.array([[1.0, 2.0]]), np.array([1.0])
+    est = MLPRegressor(hidden_layer_sizes=(1,), activation="identity", solver="sgd",
+                       momentum=0.0, alpha=0.0, learning_rate_init=0.1, batch_size=1,
+                       shuffle=False, max_iter=1, random_state=0)
+    _quiet_fit(est, X, y)
+    p = est.parameters_
+    p["coef_0"][:] = [[0.5], [-0.25]]
+    p["intercept_0"][:] = [0.1]
+    p["coef_1"][:] = [[2.0]]
+    p["intercept_1"][:] = [-0.5]
+    assert est.backprop(X, y).loss == pytest.approx(0.845)
+    est.partial_fit(X, y)
+    assert est.loss_ == pytest.approx(0.845)
+    np.testing.assert_allclose(p["coef_0"].ravel(), [0.76, 0.27])
+    np.testing.assert_allclose(p["intercept_0"], [0.36])
+    np.testing.assert_allclose(p["coef_1"].ravel(), [2.013])
+    np.testing.assert_allclose(p["intercept_1"], [-0.37])
+
+
+def test_partial_fit_equals_fit_without_shuffle(digits):
+    X, y = digits
+    params = dict(hidden_layer_sizes=(15,), solver="sgd", shuffle=False, random_state=0,
+                  learning_rate_init=0.05, tol=0, n_iter_no_change=100)
+    a = MLPClassifier(**params)
+    for _ in range(3):
+        a.partial_fit(X, y, classes=np.unique(y))
+    b = _quiet_fit(MLPClassifier(max_iter=3, **params), X, y)
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-12)
+    np.testing.assert_allclose(a.coefs_[0], b.coefs_[0], rtol=1e-12)
+    assert a.t_ == b.t_ == 3 * len(y)
+
+
+def test_partial_fit_classes_rules(digits):
+    X, y = digits
+    est = MLPClassifier(hidden_layer_sizes=(5,))
+    with pytest.raises(ValueError, match="classes must be passed"):
+        est.partial_fit(X, y)
+    est.partial_fit(X[y < 5], y[y < 5], classes=np.arange(10))
+    assert list(est.classes_) == list(range(10))
+    with pytest.raises(ValueError, match="classes"):
+        est.partial_fit(X, y + 10)
+    assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
+
+
+def test_warm_start_continues(digits):
+    X, y = digits
+    est = _quiet_fit(MLPClassifier(hidden_layer_sizes=(15,), max_iter=3, random_state=0), X, y)
+    first = est.coefs_[0].copy()
+    est.set_params(warm_start=True)
+    _quiet_fit(est, X, y)
+    assert len(est.loss_curve_) == 6
+    assert est.loss_curve_[3] < est.loss_curve_[0]
+    assert not np.allclose(first, est.coefs_[0])
+    with pytest.raises(ValueError, match="warm_start"):
+        est.fit(X[y < 5], y[y < 5])
+
+
+def test_early_stopping_keeps_best_parameters(digits):
+    X, y = digits
+    est = _quiet_fit(MLPClassifier(hidden_layer_sizes=(15,), early_stopping=True,
+                                   max_iter=30, n_iter_no_change=3, random_state=0,
+                                   learning_rate_init=0.05), X, y)
+    assert len(est.validation_scores_) == est.n_iter_
+    assert est.best_validation_score_ == max(est.validation_scores_)
+    assert est.best_loss_ is None
+    with pytest.raises(ValueError, match="early_stopping"):
+        est.partial_fit(X, y)
+
+
+def test_sample_weight_zero_equals_dropping_samples(digits):
+    X, y = digits
+    sw = np.ones(len(y))
+    sw[::3] = 0
+    params = dict(hidden_layer_sizes=(10,), solver="lbfgs", max_iter=30, random_state=0)
+    a = _quiet_fit(MLPClassifier(**params), X, y, sample_weight=sw)
+    b = _quiet_fit(MLPClassifier(**params), X[sw > 0], y[sw > 0])
+    np.testing.assert_allclose(a.coefs_[0], b.coefs_[0], rtol=1e-6, atol=1e-8)
+
+
+def test_float32_trains_in_float32(digits):
+    X, y = digits
+    a = _quiet_fit(MLPClassifier(hidden_layer_sizes=(20,), max_iter=5, random_state=0),
+                   X.astype(np.float32), y)
+    b = _quiet_fit(MLPClassifier(hidden_layer_sizes=(20,), max_iter=5, random_state=0), X, y)
+    assert a.coefs_[0].dtype == np.float32 and a.predict_proba(X).dtype == np.float32
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-4)
+    assert np.mean(a.predict(X) == b.predict(X)) > 0.98
+    # integer input is cast to float64, as sklearn does
+    c = _quiet_fit(MLPClassifier(hidden_layer_sizes=(5,), max_iter=2), (X * 16).astype(int), y)
+    assert c.coefs_[0].dtype == np.float64
+
+
+def test_multilabel_and_squared_error_classifier():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 5))
+    Y = np.c_[X[:, 0] > 0, X[:, 1] + X[:, 2] > 0, X[:, 3] < 0.5].astype(int)
+    est = _quiet_fit(MLPClassifier(hidden_layer_sizes=(20,), max_iter=300, random_state=0),
+                     X, Y)
+    assert est.out_activation_ == "logistic" and est.predict(X).shape == Y.shape
+    assert np.mean(est.predict(X) == Y) > 0.9
+    y = np.argmax(X[:, :3], axis=1)
+    sq = _quiet_fit(MLPClassifier(loss="squared_error", hidden_layer_sizes=(20,),
+                                  max_iter=300, learning_rate_init=0.01, random_state=0), X, y)
+    proba = sq.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-12)
+    assert sq.score(X, y) > 0.9
+
+
+def test_predict_log_proba_is_finite_where_proba_underflows(digits):
+    X, y = digits
+    est = _quiet_fit(MLPClassifier(hidden_layer_sizes=(10,), max_iter=5, random_state=0), X, y)
+    est.coefs_[1][...] *= 1e4  # logits of thousands
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log_p = est.predict_log_proba(X)
+        p = est.predict_proba(X)
+    assert np.all(np.isfinite(log_p))
+    np.testing.assert_allclose(p.sum(1), 1.0)
+    np.testing.assert_allclose(np.exp(log_p), p, atol=1e-12)
+
+
+def test_parameters_are_live_views_that_survive_pickling(digits):
+    X, y = digits
+    est = _quiet_fit(MLPClassifier(hidden_layer_sizes=(10,), max_iter=3, random_state=0), X, y)
+    assert list(est.parameters_) == ["coef_0", "intercept_0", "coef_1", "intercept_1"]
+    assert np.shares_memory(est.parameters_["coef_1"], est.coefs_[1])
+    clone = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(clone.predict_proba(X), est.predict_proba(X))
+    clone.parameters_["intercept_1"][:] = 0
+    clone.parameters_["intercept_1"][3] = 1e3  # class 3 everywhere
+    assert np.all(clone.predict(X) == 3)
+    assert np.all(clone.intercepts_[1] == clone.parameters_["intercept_1"])
+    assert not np.all(est.predict(X) == 3)  # the original is untouched
+
+
+def test_sparse_input_matches_dense(digits):
+    X, y = digits
+    params = dict(hidden_layer_sizes=(10,), max_iter=3, random_state=0)
+    a = _quiet_fit(MLPClassifier(**params), sp.csr_matrix(X), y)
+    b = _quiet_fit(MLPClassifier(**params), X, y)
+    np.testing.assert_allclose(a.coefs_[0], b.coefs_[0], rtol=1e-12)
+    np.testing.assert_allclose(a.predict_proba(sp.csc_matrix(X)), b.predict_proba(X))
+
+
+def test_verbose_prints_one_line_per_epoch(digits, capsys):
+    X, y = digits
+    _quiet_fit(MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, verbose=True,
+                             early_stopping=True, n_iter_no_change=50), X, y)
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("Iteration")]
+    assert len(lines) == 3
+    assert "loss = " in lines[0] and "validation score = " in lines[0] and lines[0].endswith(" s")
+
+
+def test_keyboard_interrupt_stops_with_a_usable_model(digits, monkeypatch):
+    X, y = digits
+    from fastbp import _network
+
+    original = _network.Network.loss_and_grad
+    calls = {"n": 0}
+
+    def interrupting(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(_network.Network, "loss_and_grad", interrupting)
+    est = MLPClassifier(hidden_layer_sizes=(10,), max_iter=50, random_state=0)
+    with pytest.warns(UserWarning, match="interrupted"):
+        est.fit(X, y)
+    assert calls["n"] == 7
+    assert est.predict(X).shape == y.shape
+    monkeypatch.setattr(_network.Network, "loss_and_grad", original)
+    est.partial_fit(X, y)  # training can be continued
+
+
+def test_non_finite_weights_raise_clear_error():
+    X = np.full((20, 3), 1e300)
+    y = np.arange(20) % 2
+    with pytest.raises(ValueError, match="non-finite"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            MLPRegressor(solver="sgd", max_iter=5).fit(X, y.astype(float))
+
+
+def test_thread_count_changes_results_only_in_blas_rounding(digits):
+    X, y = digits
+    params = dict(hidden_layer_sizes=(200, 100), max_iter=3, random_state=0)
+    a = _quiet_fit(MLPClassifier(n_jobs=1, **params), X, y)
+    b = _quiet_fit(MLPClassifier(n_jobs=2, **params), X, y)
+    c = _quiet_fit(MLPClassifier(n_jobs=2, **params), X, y)
+    np.testing.assert_array_equal(b._network.theta, c._network.theta)  # run to run: bitwise
+    np.testing.assert_allclose(a._network.theta, b._network.theta, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("params,match", [
+    (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"),
+    (dict(activation="softsign"), "activation"),
+    (dict(solver="rmsprop"), "solver"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(learning_rate_init=-1.0), "learning_rate_init"),
+    (dict(alpha=-1.0), "alpha"),
+    (dict(momentum=1.5), "momentum"),
+    (dict(max_iter=0), "max_iter"),
+    (dict(loss="hinge"), "loss"),
+    (dict(n_jobs=0), "n_jobs"),
+])
+def test_invalid_hyperparameters_raise_at_fit(digits, params, match):
+    X, y = digits
+    est = MLPClassifier(**params)  # nothing is validated in __init__
+    with pytest.raises(ValueError, match=match):
+        est.fit(X, y)
