@@ -1,8 +1,10 @@
 """fastbp: backpropagation on multicore CPUs behind a scikit-learn API."""
 from ._version import __version__
 from . import _kernels  # noqa: F401  (a readable error when the build is missing)
+from . import datasets
 from ._base import Backprop
 from ._gradcheck import check_gradients
+from ._persist import load
 from ._show_versions import show_versions
 from .mlp import MLPClassifier, MLPRegressor
 
@@ -11,6 +13,8 @@ __all__ = [
     "MLPClassifier",
     "MLPRegressor",
     "__version__",
+    "datasets",
     "check_gradients",
+    "load",
     "show_versions",
 ]

@@ -123,6 +123,7 @@ class BackpropEstimator(BaseEstimator):
         self._random_state = check_random_state(self.random_state)
 
         if first_pass:
+            self._sample_shape = tuple(X.shape[1:])
             self._network = self._build_network(X, Y)
             self._init_parameters(self._network, self._random_state)
             self._reset_training_state()
@@ -158,6 +159,27 @@ class BackpropEstimator(BaseEstimator):
 
     def _n_threads(self):
         return effective_n_threads(self.n_jobs)
+
+    def save(self, path):
+        """Save the fitted model to ``path`` in fastbp's safe format (no pickle).
+
+        The file is an .npz archive of arrays plus JSON metadata; read it back
+        with :func:`fastbp.load`. Pickle and joblib keep working too.
+
+        Parameters
+        ----------
+        path : str or path-like
+        """
+        from ._persist import save
+
+        save(self, path)
+
+    def _target_state(self):
+        """(JSON-able dict, dict of arrays) describing the target encoding."""
+        return {}, {}
+
+    def _restore_target_state(self, meta, arrays, n_outputs):
+        """Rebuild the target encoding from ``_target_state``'s output."""
 
     # ----------------------------------------------------------- inspection
     @property

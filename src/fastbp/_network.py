@@ -30,9 +30,12 @@ class Network:
         Output activation and loss, fused.
     dtype : numpy dtype
         float32 or float64: the dtype of theta, of every buffer and of the kernels.
+    theta : ndarray of shape (n_params,), default=None
+        Parameters to adopt (e.g. from a model file). Its size is checked
+        against the layers before anything is allocated.
     """
 
-    def __init__(self, layers, loss, dtype):
+    def __init__(self, layers, loss, dtype, theta=None):
         self.layers = list(layers)
         self.loss = loss
         self.dtype = np.dtype(dtype)
@@ -48,7 +51,15 @@ class Network:
             offset += size
         self.n_regularized = sum(int(np.prod(s[1])) for s in ordered if s[2])
         self._order = [s[0] for s in specs]
-        self.theta = np.zeros(offset, dtype=self.dtype)
+        if theta is None:
+            self.theta = np.zeros(offset, dtype=self.dtype)
+        else:
+            if theta.ndim != 1 or theta.size != offset or theta.dtype != self.dtype:
+                raise ValueError(
+                    f"theta of shape {theta.shape} and dtype {theta.dtype} does not fit "
+                    f"this network, which has {offset} {self.dtype} parameters."
+                )
+            self.theta = np.array(theta, dtype=self.dtype, order="C")
         self.grad = np.zeros(offset, dtype=self.dtype)
         self._bind()
 

@@ -23,7 +23,9 @@ def effective_n_threads(n_jobs=None):
     n_jobs : int or None
         None means every usable core, capped by OMP_NUM_THREADS when it is set
         (``omp_get_max_threads``); a negative value counts back from the number
-        of usable cores as in scikit-learn (-1 is all of them).
+        of usable cores as in scikit-learn (-1 is all of them). A positive value
+        is capped at the number of usable cores: more threads than cores only
+        makes OpenMP teams wait on each other.
 
     Returns
     -------
@@ -39,7 +41,7 @@ def effective_n_threads(n_jobs=None):
         return max(1, min(_openmp.omp_max_threads(), n_cpus))
     if n_jobs < 0:
         return max(1, n_cpus + 1 + n_jobs)
-    return int(n_jobs)
+    return max(1, min(int(n_jobs), n_cpus))
 
 
 _blas_lock = threading.Lock()

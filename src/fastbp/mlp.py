@@ -45,7 +45,7 @@ class _BaseMLP(BackpropEstimator):
         _options(self, "loss", self._losses)
         self._validate_solver_params()
 
-    def _build_network(self, X, Y):
+    def _build_network(self, X, Y, theta=None):
         units = [X.shape[1]] + _hidden_sizes(self.hidden_layer_sizes) + [Y.shape[1]]
         layers = []
         for i in range(len(units) - 1):
@@ -59,7 +59,7 @@ class _BaseMLP(BackpropEstimator):
         self.n_layers_ = len(units)
         self.n_outputs_ = Y.shape[1]
         self.out_activation_ = self._out_activation()
-        return Network(layers, self._loss_kind(), X.dtype)
+        return Network(layers, self._loss_kind(), X.dtype, theta=theta)
 
     def _init_parameters(self, net, rng):
         # Glorot uniform, drawn in sklearn's order so the same random_state
@@ -332,6 +332,40 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             X = X.toarray()
         y = column_or_1d(y) if np.ndim(y) == 2 and np.shape(y)[1] == 1 else y
         return X, self._label_binarizer.transform(y)
+
+    def _target_state(self):
+        lb = self._label_binarizer
+        classes = lb.classes_
+        meta = {"y_type": lb.y_type_, "classes": None, "classes_object": classes.dtype == object}
+        if classes.dtype.kind in "biuf":
+            return meta, {"classes": classes}
+        meta["classes"] = [str(c) for c in classes]
+        return meta, {}
+
+    def _restore_target_state(self, meta, arrays, n_outputs):
+        if not isinstance(meta, dict):
+            raise ValueError("missing class labels")
+        y_type = meta.get("y_type")
+        if meta.get("classes") is not None:
+            names = meta["classes"]
+            if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+                raise ValueError("malformed class labels")
+            classes = np.asarray(names, dtype=object if meta.get("classes_object") else None)
+        else:
+            classes = arrays.get("classes")
+            if classes is None or classes.ndim != 1 or classes.dtype.kind not in "biuf":
+                raise ValueError("malformed class labels")
+        expected = {"multiclass": n_outputs, "multilabel-indicator": n_outputs}
+        if y_type == "binary":
+            ok = n_outputs == 1 and 1 <= len(classes) <= 2
+        else:
+            ok = y_type in expected and len(classes) == expected[y_type]
+        if not ok or len(np.unique(classes)) != len(classes):
+            raise ValueError("class labels do not match the output layer")
+        lb = LabelBinarizer()
+        lb.classes_, lb.y_type_, lb.sparse_input_ = classes, y_type, False
+        self._label_binarizer = lb
+        self.classes_ = classes
 
     def _validation_score(self, X, y, sample_weight):
         y_pred = self._predict_encoded(X)

@@ -1,0 +1,267 @@
+"""Saving and loading fitted estimators without pickle.
+
+A model file is an ``.npz`` archive: numeric arrays (theta, optimizer state,
+numeric labels) plus one JSON document (``__meta__``) with the format
+version, the estimator's name, its hyperparameters and its fitted scalars.
+Loading uses ``allow_pickle=False`` and accepts only known estimator classes,
+so opening a file from someone else runs no code. Every shape, dtype and
+field is checked; a truncated, tampered or foreign file raises ``ValueError``.
+"""
+import json
+import numbers
+import zipfile
+
+import numpy as np
+
+FORMAT = "fastbp-model"
+FORMAT_VERSION = 1
+META_KEY = "__meta__"
+# Fitted attributes every estimator has, with the JSON types they may take.
+COMMON_FITTED = {
+    "n_features_in_": (int,),
+    "n_iter_": (int,),
+    "t_": (int,),
+    "loss_": (float, int, type(None)),
+    "loss_curve_": (list,),
+    "best_loss_": (float, int, type(None)),
+    "validation_scores_": (list, type(None)),
+    "best_validation_score_": (float, int, type(None)),
+}
+
+
+class ModelFileError(ValueError):
+    """A model file that is not a valid fastbp model."""
+
+
+def _fail(path, what):
+    raise ModelFileError(f"{path!s} is not a valid fastbp model file: {what}")
+
+
+def _to_json(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, tuple):
+        return [_to_json(v) for v in value]
+    if isinstance(value, list):
+        return [_to_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_to_json(v) for v in value.tolist()]
+    if isinstance(value, dict):
+        return {str(k): _to_json(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} in a model file")
+
+
+def save(estimator, path):
+    """Write a fitted estimator to ``path`` (an .npz archive, no pickle).
+
+    Parameters
+    ----------
+    estimator : fitted fastbp estimator
+    path : str or path-like
+        Destination; numpy appends ``.npz`` when the name lacks it.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    from . import __version__
+
+    check_is_fitted(estimator, "_network")
+    net = estimator._network
+    params = estimator.get_params(deep=False)
+    if not (params.get("random_state") is None
+            or isinstance(params["random_state"], numbers.Integral)):
+        params["random_state"] = None  # a RandomState object has no safe text form
+    fitted = {name: _to_json(getattr(estimator, name, None)) for name in COMMON_FITTED}
+    names = getattr(estimator, "feature_names_in_", None)
+    arrays = {"theta": net.theta}
+    target_meta, target_arrays = estimator._target_state()
+    arrays.update({f"target.{k}": v for k, v in target_arrays.items()})
+    optimizer_meta, optimizer_arrays = _optimizer_state(estimator)
+    arrays.update({f"optimizer.{k}": v for k, v in optimizer_arrays.items()})
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "fastbp_version": __version__,
+        "estimator": type(estimator).__name__,
+        "params": _to_json(params),
+        "fitted": fitted,
+        "feature_names_in": None if names is None else [str(n) for n in names],
+        "dtype": net.dtype.name,
+        "sample_shape": [int(s) for s in estimator._sample_shape],
+        "n_outputs": int(net.n_outputs),
+        "target": target_meta,
+        "optimizer": optimizer_meta,
+    }
+    blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    np.savez(path, **{META_KEY: blob}, **arrays)
+
+
+def _optimizer_state(estimator):
+    from ._solvers import AdamState, SGDState
+
+    opt = getattr(estimator, "_optimizer", None)
+    if isinstance(opt, SGDState):
+        return {"kind": "sgd", "learning_rate": opt.learning_rate}, {"velocity": opt.velocity}
+    if isinstance(opt, AdamState):
+        return ({"kind": "adam", "learning_rate": opt.learning_rate, "t": opt.t},
+                {"m1": opt.m1, "m2": opt.m2})
+    return None, {}
+
+
+def _estimator_classes():
+    from . import mlp
+
+    classes = [mlp.MLPClassifier, mlp.MLPRegressor]
+    for module_name, names in (("lenet", ["LeNet5Classifier"]),
+                               ("rnn", ["RNNClassifier", "RNNRegressor"])):
+        try:
+            module = __import__(f"fastbp.{module_name}", fromlist=names)
+        except ImportError:
+            continue
+        classes += [getattr(module, n) for n in names if hasattr(module, n)]
+    return {cls.__name__: cls for cls in classes}
+
+
+def _read(path):
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                _fail(path, "not an .npz archive")
+            if META_KEY not in npz.files:
+                _fail(path, "no metadata")
+            arrays = {name: npz[name] for name in npz.files}
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError,
+            NotImplementedError, RuntimeError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        _fail(path, f"{type(exc).__name__}: {exc}")
+    blob = arrays.pop(META_KEY)
+    if blob.dtype != np.uint8 or blob.ndim != 1:
+        _fail(path, "malformed metadata")
+    try:
+        meta = json.loads(blob.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _fail(path, f"metadata is not JSON ({exc})")
+    if not isinstance(meta, dict):
+        _fail(path, "metadata is not a JSON object")
+    return meta, arrays
+
+
+def load(path):
+    """Load an estimator written by ``save``; runs no code from the file.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    estimator : fitted fastbp estimator
+
+    Raises
+    ------
+    ValueError
+        When the file is truncated, tampered with or not a fastbp model.
+    """
+    meta, arrays = _read(path)
+    if meta.get("format") != FORMAT:
+        _fail(path, "wrong format tag")
+    if meta.get("format_version") != FORMAT_VERSION:
+        _fail(path, f"unsupported format version {meta.get('format_version')!r}")
+    classes = _estimator_classes()
+    cls = classes.get(meta.get("estimator"))
+    if cls is None:
+        _fail(path, f"unknown estimator {meta.get('estimator')!r}")
+    params = meta.get("params")
+    if not isinstance(params, dict) or set(params) - set(cls().get_params()):
+        _fail(path, "hyperparameters do not belong to " + cls.__name__)
+    if isinstance(params.get("hidden_layer_sizes"), list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    estimator = cls(**params)
+    try:
+        estimator._validate_params()
+    except (ValueError, TypeError) as exc:
+        _fail(path, f"invalid hyperparameters ({exc})")
+
+    dtype = meta.get("dtype")
+    if dtype not in ("float32", "float64"):
+        _fail(path, f"unsupported dtype {dtype!r}")
+    shape, n_outputs = meta.get("sample_shape"), meta.get("n_outputs")
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 4
+            or not all(isinstance(s, int) and 0 < s <= 1 << 24 for s in shape)
+            or not isinstance(n_outputs, int) or not 0 < n_outputs <= 1 << 24):
+        _fail(path, "malformed input or output shape")
+    theta = arrays.get("theta")
+    if theta is None or theta.dtype != np.dtype(dtype) or theta.ndim != 1:
+        _fail(path, "missing or malformed parameter vector")
+    if not np.all(np.isfinite(theta)):
+        _fail(path, "non-finite parameters")
+
+    fitted = meta.get("fitted")
+    if not isinstance(fitted, dict):
+        _fail(path, "missing fitted state")
+    for name, types in COMMON_FITTED.items():
+        value = fitted.get(name)
+        if not isinstance(value, types) or isinstance(value, bool):
+            _fail(path, f"fitted attribute {name} has the wrong type")
+        setattr(estimator, name, value)
+    for name in ("loss_curve_", "validation_scores_"):
+        values = getattr(estimator, name)
+        if values is not None and not all(isinstance(v, (int, float)) for v in values):
+            _fail(path, f"{name} must hold numbers")
+    if estimator.n_features_in_ != int(np.prod(shape)):
+        _fail(path, "n_features_in_ does not match the input shape")
+    names = meta.get("feature_names_in")
+    if names is not None:
+        if not (isinstance(names, list) and len(names) == estimator.n_features_in_
+                and all(isinstance(n, str) for n in names)):
+            _fail(path, "malformed feature names")
+        estimator.feature_names_in_ = np.asarray(names, dtype=object)
+
+    target_arrays = {k[len("target."):]: v for k, v in arrays.items() if k.startswith("target.")}
+    try:
+        estimator._restore_target_state(meta.get("target"), target_arrays, n_outputs)
+        X = np.zeros((1, *shape), dtype=dtype)
+        Y = np.zeros((1, n_outputs), dtype=dtype)
+        estimator._sample_shape = tuple(shape)
+        estimator._network = estimator._build_network(X, Y, theta=theta)
+    except (ValueError, TypeError, KeyError) as exc:
+        _fail(path, str(exc))
+    _restore_optimizer(path, estimator, meta.get("optimizer"), arrays, theta.size, dtype)
+    estimator._no_improvement_count = 0
+    estimator._best_theta = estimator._network.theta.copy()
+    return estimator
+
+
+def _restore_optimizer(path, estimator, opt_meta, arrays, size, dtype):
+    from ._solvers import AdamState, SGDState
+
+    if opt_meta is None:
+        return
+    if not isinstance(opt_meta, dict) or opt_meta.get("kind") not in ("sgd", "adam"):
+        _fail(path, "malformed optimizer state")
+    names = ["velocity"] if opt_meta["kind"] == "sgd" else ["m1", "m2"]
+    for name in names:
+        a = arrays.get(f"optimizer.{name}")
+        if a is None or a.shape != (size,) or a.dtype != np.dtype(dtype):
+            _fail(path, f"malformed optimizer array {name}")
+    lr = opt_meta.get("learning_rate")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool):
+        _fail(path, "malformed optimizer learning rate")
+    if opt_meta["kind"] == "sgd":
+        state = SGDState(0, dtype, lr)
+        state.velocity = np.array(arrays["optimizer.velocity"])
+    else:
+        t = opt_meta.get("t")
+        if not isinstance(t, int) or isinstance(t, bool) or t < 0:
+            _fail(path, "malformed Adam step count")
+        state = AdamState(0, dtype, lr)
+        state.m1 = np.array(arrays["optimizer.m1"])
+        state.m2 = np.array(arrays["optimizer.m2"])
+        state.t = t
+    estimator._optimizer = state

@@ -1,0 +1,218 @@
+"""save/load: round trips, and hostile files that must fail cleanly."""
+import io
+import json
+import pickle
+import tracemalloc
+import warnings
+import zipfile
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+
+import fastbp
+from fastbp import MLPClassifier, MLPRegressor
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = load_digits(return_X_y=True)
+    return X[:300] / 16.0, y[:300]
+
+
+def _fit(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y)
+
+
+def _targets(kind, y):
+    if kind == "int":
+        return y
+    if kind == "str":
+        return np.array(["cat", "dog", "eel"])[y % 3]
+    if kind == "binary":
+        return y % 2
+    if kind == "multilabel":
+        return np.c_[y % 2, y % 3 == 0, y > 4].astype(int)
+    if kind == "regression":
+        return np.c_[y, y ** 2].astype(float) / 10
+
+
+CASES = [
+    (MLPClassifier, "int", np.float64, "adam"),
+    (MLPClassifier, "str", np.float32, "sgd"),
+    (MLPClassifier, "binary", np.float64, "lbfgs"),
+    (MLPClassifier, "multilabel", np.float32, "adam"),
+    (MLPRegressor, "regression", np.float64, "sgd"),
+]
+
+
+@pytest.mark.parametrize("cls,kind,dtype,solver", CASES)
+def test_round_trip_predicts_and_continues_identically(tmp_path, data, cls, kind, dtype,
+                                                      solver):
+    X, y = data
+    X = X.astype(dtype)
+    y = _targets(kind, y)
+    est = _fit(cls(hidden_layer_sizes=(12,), solver=solver, max_iter=4, random_state=0), X, y)
+    path = tmp_path / "model.npz"
+    est.save(path)
+    loaded = fastbp.load(path)
+    assert type(loaded) is cls and loaded.get_params() == est.get_params()
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+    assert loaded.loss_curve_ == est.loss_curve_ and loaded.n_iter_ == est.n_iter_
+    assert loaded.coefs_[0].dtype == dtype
+    if hasattr(est, "classes_"):
+        np.testing.assert_array_equal(loaded.classes_, est.classes_)
+        np.testing.assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
+    if solver != "lbfgs":  # optimizer state travels: continuing gives the same model
+        loaded.partial_fit(X, y)
+        est.partial_fit(X, y)
+        np.testing.assert_array_equal(loaded._network.theta, est._network.theta)
+
+
+def test_pickle_and_joblib_keep_working(tmp_path, data):
+    X, y = data
+    est = _fit(MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0), X, y)
+    joblib.dump(est, tmp_path / "m.joblib")
+    for clone in (pickle.loads(pickle.dumps(est)), joblib.load(tmp_path / "m.joblib")):
+        np.testing.assert_array_equal(clone.predict_proba(X), est.predict_proba(X))
+
+
+@pytest.fixture(scope="module")
+def model_bytes(data, tmp_path_factory):
+    X, y = data
+    est = _fit(MLPClassifier(hidden_layer_sizes=(6,), max_iter=2, random_state=0), X, y)
+    path = tmp_path_factory.mktemp("m") / "model.npz"
+    est.save(path)
+    return path.read_bytes()
+
+
+def _members(raw):
+    with zipfile.ZipFile(io.BytesIO(raw)) as z:
+        return {name: z.read(name) for name in z.namelist()}
+
+
+def _npz(members):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, payload in members.items():
+            z.writestr(name, payload)
+    return buf.getvalue()
+
+
+def _npy(array):
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=True)
+    return buf.getvalue()
+
+
+def _meta(raw):
+    return json.loads(np.load(io.BytesIO(_members(raw)["__meta__.npy"])).tobytes())
+
+
+def _with_meta(raw, meta):
+    members = _members(raw)
+    members["__meta__.npy"] = _npy(np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    return _npz(members)
+
+
+def _load_bytes(tmp_path, raw):
+    path = tmp_path / "hostile.npz"
+    path.write_bytes(raw)
+    return fastbp.load(path)
+
+
+def _edit(meta, **changes):
+    meta = json.loads(json.dumps(meta))
+    for dotted, value in changes.items():
+        node = meta
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return meta
+
+
+CRAFTED = {
+    "unknown estimator": dict(estimator="os.system"),
+    "future format": dict(format_version=99),
+    "foreign format": dict(format="something-else"),
+    "huge hidden layer": dict(params__hidden_layer_sizes=[10**9]),
+    "bad hyperparameter": dict(params__activation="evil"),
+    "extra hyperparameter": dict(params__command="rm -rf /"),
+    "wrong dtype": dict(dtype="int64"),
+    "huge input": dict(sample_shape=[10**9]),
+    "wrong outputs": dict(n_outputs=3),
+    "bad fitted type": dict(fitted__n_iter_="many"),
+    "bad loss curve": dict(fitted__loss_curve_=["x"]),
+    "bad classes": dict(target__y_type="continuous"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_crafted_metadata_is_rejected(tmp_path, model_bytes, case):
+    meta = _edit(_meta(model_bytes), **CRAFTED[case])
+    tracemalloc.start()
+    with pytest.raises(ValueError, match="not a valid fastbp model file"):
+        _load_bytes(tmp_path, _with_meta(model_bytes, meta))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20  # no huge allocation before the check
+
+
+def test_pickle_inside_and_wrong_arrays_are_rejected(tmp_path, model_bytes):
+    members = _members(model_bytes)
+    evil = dict(members)
+    evil["theta.npy"] = _npy(np.array([object()], dtype=object))
+    with pytest.raises(ValueError, match="not a valid fastbp model file"):
+        _load_bytes(tmp_path, _npz(evil))
+    for bad_theta in (np.zeros(5), np.zeros(10**4), np.zeros(7, dtype=np.int64),
+                      np.full(_load_bytes(tmp_path, model_bytes)._network.theta.size, np.nan)):
+        wrong = dict(members)
+        wrong["theta.npy"] = _npy(bad_theta)
+        with pytest.raises(ValueError, match="not a valid fastbp model file"):
+            _load_bytes(tmp_path, _npz(wrong))
+    no_meta = {k: v for k, v in members.items() if k != "__meta__.npy"}
+    with pytest.raises(ValueError, match="no metadata"):
+        _load_bytes(tmp_path, _npz(no_meta))
+
+
+def test_foreign_and_truncated_files_are_rejected(tmp_path, model_bytes):
+    for raw in (b"", b"\x89PNG\r\n\x1a\n" + bytes(100), pickle.dumps({"a": 1}),
+                model_bytes[: len(model_bytes) // 2], model_bytes[:-1]):
+        with pytest.raises(ValueError, match="not a valid fastbp model file"):
+            _load_bytes(tmp_path, raw)
+    with pytest.raises(FileNotFoundError):
+        fastbp.load(tmp_path / "missing.npz")
+
+
+def test_fuzz_thousands_of_corrupted_files(tmp_path, model_bytes, data):
+    """Bit flips, truncations and insertions: a clean ValueError or a model that
+    still predicts finite probabilities; never anything else."""
+    X, _ = data
+    rng = np.random.default_rng(0)
+    n_rejected = 0
+    path = tmp_path / "fuzz.npz"
+    for i in range(2500):
+        raw = bytearray(model_bytes)
+        kind = i % 3
+        if kind == 0:
+            for _ in range(rng.integers(1, 4)):
+                pos = rng.integers(len(raw))
+                raw[pos] ^= 1 << int(rng.integers(8))
+        elif kind == 1:
+            raw = raw[: rng.integers(len(raw))]
+        else:
+            pos = rng.integers(len(raw))
+            raw[pos:pos] = rng.bytes(int(rng.integers(1, 16)))
+        path.write_bytes(bytes(raw))
+        try:
+            est = fastbp.load(path)
+        except ValueError:
+            n_rejected += 1
+            continue
+        assert np.all(np.isfinite(est.predict_proba(X[:5])))
+    assert n_rejected > 2000
