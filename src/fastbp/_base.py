@@ -160,6 +160,11 @@ class BackpropEstimator(BaseEstimator):
     def _n_threads(self):
         return effective_n_threads(self.n_jobs)
 
+    def _forward(self, X, logits=False):
+        """Outputs (or logits) of the network for raw input X."""
+        check_is_fitted(self, "_network")
+        return self._network.predict(self._check_X(X), self._n_threads(), logits=logits)
+
     def save(self, path):
         """Save the fitted model to ``path`` in fastbp's safe format (no pickle).
 

@@ -5,15 +5,12 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import ClassifierMixin, RegressorMixin
-from sklearn.metrics import accuracy_score, r2_score
-from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils.multiclass import _check_partial_fit_first_call, unique_labels
-from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import BackpropEstimator, _options
 from ._layers import Dense
 from ._network import Network
+from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin
 
 
 def _hidden_sizes(hidden_layer_sizes):
@@ -25,15 +22,6 @@ def _hidden_sizes(hidden_layer_sizes):
         if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s <= 0:
             raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
     return [int(s) for s in sizes]
-
-
-def _is_stochastic(est):
-    if est.solver not in ("sgd", "adam"):
-        raise AttributeError(
-            f"partial_fit is only available for stochastic optimizers. "
-            f"{est.solver} is not stochastic."
-        )
-    return True
 
 
 class _BaseMLP(BackpropEstimator):
@@ -97,6 +85,13 @@ class _BaseMLP(BackpropEstimator):
         for view, value in zip(self.intercepts_, values):
             view[...] = value
 
+    def _validate_X_y(self, X, y, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if not sp.issparse(X):
+            X = np.ascontiguousarray(X)
+        return X, y
+
     def _check_X(self, X):
         check_is_fitted(self, "_network")
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
@@ -104,10 +99,6 @@ class _BaseMLP(BackpropEstimator):
         if sp.issparse(X):
             return X.astype(self._network.dtype)
         return np.ascontiguousarray(X, dtype=self._network.dtype)
-
-    def _forward(self, X, logits=False):
-        X = self._check_X(X)
-        return self._network.predict(X, self._n_threads(), logits=logits)
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to data matrix X and targets y.
@@ -134,7 +125,7 @@ class _BaseMLP(BackpropEstimator):
         return tags
 
 
-class MLPClassifier(ClassifierMixin, _BaseMLP):
+class MLPClassifier(ClassifierTargetsMixin, ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier trained by backpropagation.
 
     A drop-in for :class:`sklearn.neural_network.MLPClassifier`: the same
@@ -284,192 +275,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.loss = loss
         self.n_jobs = n_jobs
 
-    # ---------------------------------------------------------------- hooks
-    def _out_activation(self):
-        if self.loss == "log_loss" and self._label_binarizer.y_type_ == "multiclass":
-            return "softmax"
-        return "logistic"
-
-    def _loss_kind(self):
-        if self.loss == "squared_error":
-            return "squared_logistic"
-        return "softmax_ce" if self.out_activation_ == "softmax" else "logistic_ce"
-
-    def _stratify_validation(self):
-        return self.n_outputs_ == 1 or self.out_activation_ == "softmax"
-
-    def _prepare_fit(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             dtype=(np.float64, np.float32), reset=reset)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
-            self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(y)
-            self.classes_ = self._label_binarizer.classes_
-        else:
-            classes = unique_labels(y)
-            if self.warm_start:
-                if set(classes) != set(self.classes_):
-                    raise ValueError(
-                        "warm_start can only be used where `y` has the same classes as "
-                        f"in the previous call to fit. Previously got {self.classes_}, "
-                        f"`y` has {classes}"
-                    )
-            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
-                raise ValueError(
-                    f"`y` has classes not in `self.classes_`. `self.classes_` has "
-                    f"{self.classes_}. 'y' has {classes}."
-                )
-        Y = np.ascontiguousarray(self._label_binarizer.transform(y), dtype=X.dtype)
-        if not sp.issparse(X):
-            X = np.ascontiguousarray(X)
-        return X, Y, y
-
-    def _prepare_backprop(self, X, y):
-        X = self._check_X(X)
-        if sp.issparse(X):
-            X = X.toarray()
-        y = column_or_1d(y) if np.ndim(y) == 2 and np.shape(y)[1] == 1 else y
-        return X, self._label_binarizer.transform(y)
-
-    def _target_state(self):
-        lb = self._label_binarizer
-        classes = lb.classes_
-        meta = {"y_type": lb.y_type_, "classes": None, "classes_object": classes.dtype == object}
-        if classes.dtype.kind in "biuf":
-            return meta, {"classes": classes}
-        meta["classes"] = [str(c) for c in classes]
-        return meta, {}
-
-    def _restore_target_state(self, meta, arrays, n_outputs):
-        if not isinstance(meta, dict):
-            raise ValueError("missing class labels")
-        y_type = meta.get("y_type")
-        if meta.get("classes") is not None:
-            names = meta["classes"]
-            if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
-                raise ValueError("malformed class labels")
-            classes = np.asarray(names, dtype=object if meta.get("classes_object") else None)
-        else:
-            classes = arrays.get("classes")
-            if classes is None or classes.ndim != 1 or classes.dtype.kind not in "biuf":
-                raise ValueError("malformed class labels")
-        expected = {"multiclass": n_outputs, "multilabel-indicator": n_outputs}
-        if y_type == "binary":
-            ok = n_outputs == 1 and 1 <= len(classes) <= 2
-        else:
-            ok = y_type in expected and len(classes) == expected[y_type]
-        if not ok or len(np.unique(classes)) != len(classes):
-            raise ValueError("class labels do not match the output layer")
-        lb = LabelBinarizer()
-        lb.classes_, lb.y_type_, lb.sparse_input_ = classes, y_type, False
-        self._label_binarizer = lb
-        self.classes_ = classes
-
-    def _validation_score(self, X, y, sample_weight):
-        y_pred = self._predict_encoded(X)
-        return accuracy_score(y, y_pred, sample_weight=sample_weight)
-
-    # ---------------------------------------------------------------- API
-    @available_if(_is_stochastic)
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """Update the model with a single epoch over the given data.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        sample_weight : array-like of shape (n_samples,), default=None
-        classes : array of shape (n_classes,), default=None
-            Every class that will ever appear; required on the first call.
-
-        Returns
-        -------
-        self : object
-        """
-        if _check_partial_fit_first_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
-            if isinstance(classes[0], np.ndarray) or np.ndim(classes) > 1:
-                self._label_binarizer.fit(classes)
-            else:
-                self._label_binarizer.fit(np.asarray(classes))
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
-
-    def _predict_encoded(self, X):
-        y_pred = self._network.predict(X, self._n_threads())
-        if self.n_outputs_ == 1:
-            y_pred = y_pred.ravel()
-        return self._label_binarizer.inverse_transform(y_pred)
-
-    def predict(self, X):
-        """Predict with the multi-layer perceptron classifier.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            The predicted classes.
-        """
-        return self._predict_encoded(self._check_X(X))
-
-    def predict_proba(self, X):
-        """Probability estimates.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        y_prob : ndarray of shape (n_samples, n_classes)
-            Probability of each class, in the order of ``classes_``.
-        """
-        y_pred = self._forward(X)
-        if self.n_outputs_ == 1:
-            y_pred = y_pred.ravel()
-            return np.vstack([1 - y_pred, y_pred]).T
-        if self.out_activation_ == "logistic" and self._label_binarizer.y_type_ == "multiclass":
-            # quadratic cost on sigmoid outputs: normalize to a distribution
-            y_pred /= np.maximum(y_pred.sum(axis=1, keepdims=True), np.finfo(y_pred.dtype).tiny)
-        return y_pred
-
-    def predict_log_proba(self, X):
-        """Log of probability estimates, computed from the logits (no log(0)).
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        log_y_prob : ndarray of shape (n_samples, n_classes)
-        """
-        check_is_fitted(self, "_network")
-        if self.out_activation_ == "logistic" and self._label_binarizer.y_type_ == "multiclass":
-            with np.errstate(divide="ignore"):
-                return np.log(self.predict_proba(X))
-        z = self._forward(X, logits=True)
-        if self.out_activation_ == "softmax":
-            z_max = z.max(axis=1, keepdims=True)
-            shifted = z - z_max
-            return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        # log sigmoid(z) = -log(1 + exp(-z)); log(1 - sigmoid(z)) = -log(1 + exp(z))
-        log_p = -np.logaddexp(0, -z)
-        if self.n_outputs_ == 1:
-            return np.hstack([-np.logaddexp(0, z), log_p])
-        return log_p
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
-        return tags
 
 
-class MLPRegressor(RegressorMixin, _BaseMLP):
+class MLPRegressor(RegressorTargetsMixin, RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by backpropagation.
 
     A drop-in for :class:`sklearn.neural_network.MLPRegressor`; see
@@ -551,68 +359,3 @@ n_iter_, n_layers_, n_outputs_, out_activation_
         self.max_fun = max_fun
         self.n_jobs = n_jobs
 
-    def _out_activation(self):
-        return "exp" if self.loss == "poisson" else "identity"
-
-    def _loss_kind(self):
-        return "poisson" if self.loss == "poisson" else "squared"
-
-    def _stratify_validation(self):
-        return False
-
-    def _prepare_fit(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        if self.loss == "poisson" and np.any(y < 0):
-            raise ValueError(
-                "Some value(s) of y are negative which is not allowed for Poisson regression."
-            )
-        Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype)
-        if not sp.issparse(X):
-            X = np.ascontiguousarray(X)
-        return X, Y, y
-
-    def _prepare_backprop(self, X, y):
-        X = self._check_X(X)
-        if sp.issparse(X):
-            X = X.toarray()
-        y = np.asarray(y, dtype=X.dtype)
-        return X, y.reshape(len(y), -1)
-
-    def _validation_score(self, X, y, sample_weight):
-        return r2_score(y, self._predict_checked(X), sample_weight=sample_weight)
-
-    def _predict_checked(self, X):
-        y_pred = self._network.predict(X, self._n_threads())
-        return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
-
-    @available_if(_is_stochastic)
-    def partial_fit(self, X, y, sample_weight=None):
-        """Update the model with a single epoch over the given data.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        self : object
-        """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
-
-    def predict(self, X):
-        """Predict using the multi-layer perceptron model.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-        """
-        return self._predict_checked(self._check_X(X))
