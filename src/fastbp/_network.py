@@ -111,10 +111,11 @@ class Network:
         return self.layers[-1].n_out
 
     # ------------------------------------------------------------- workspace
-    def workspace(self, n):
-        """Allocate every buffer a batch of up to ``n`` rows needs (once per fit)."""
+    def workspace(self, n, backward=True):
+        """Allocate every buffer a batch of up to ``n`` rows needs (once per fit);
+        ``backward=False`` leaves out the delta buffers (prediction)."""
         layers = [
-            layer.workspace(n, self.dtype, want_delta_in=i > 0)
+            layer.workspace(n, self.dtype, want_delta_in=backward and i > 0)
             for i, layer in enumerate(self.layers)
         ]
         return {
@@ -131,7 +132,7 @@ class Network:
             activations.append(layer.forward(activations[-1], layer_ws, n_threads))
         return activations
 
-    def predict(self, X, n_threads, logits=False, batch_rows=8192):
+    def predict(self, X, n_threads, logits=False, batch_rows=1024):
         """Return the outputs (or, with ``logits=True``, the logits) for X.
 
         X is processed in chunks of ``batch_rows`` (a sparse X is densified
@@ -140,7 +141,7 @@ class Network:
         """
         n = X.shape[0]
         out = np.empty((n, self.n_outputs), dtype=self.dtype)
-        ws = self.workspace(min(n, batch_rows))
+        ws = self.workspace(min(n, batch_rows), backward=False)
         code = LOSS_CODES[self.loss]
         with blas_single_thread():
             for start in range(0, n, batch_rows):
@@ -181,8 +182,7 @@ class Network:
         sw_sum = float(n) if sample_weight is None else float(sample_weight.sum())
         activations = self.forward(X, ws, n_threads)
         delta = ws["delta_out"]
-        if delta.shape[0] != n:
-            delta = delta[:n]
+        delta = delta if delta.shape[0] == n else delta[:n]
         data_loss = _dense.output_loss_delta(
             activations[-1], Y, sample_weight, delta, LOSS_CODES[self.loss],
             1.0 / sw_sum, n_threads,

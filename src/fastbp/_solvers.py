@@ -87,6 +87,26 @@ def _take_rows(X, idx, out):
     return np.take(X, idx, axis=0, out=out)
 
 
+def _num_rows(A):
+    return len(A) if hasattr(A, "batch") else A.shape[0]
+
+
+def _subset(A, idx):
+    """Rows idx of an array, sparse matrix, list or sequence dataset."""
+    if hasattr(A, "subset"):
+        return A.subset(idx)
+    if isinstance(A, list):
+        return [A[i] for i in idx]
+    return A[idx]
+
+
+def _clip_gradient(grad, max_norm):
+    """Scale grad in place so that its global L2 norm is at most max_norm."""
+    norm = float(np.sqrt(np.dot(grad, grad)))
+    if norm > max_norm:
+        grad *= max_norm / (norm + 1e-12)
+
+
 def _check_finite(est, loss, theta):
     if not np.isfinite(loss) or not np.all(np.isfinite(theta)):
         raise ValueError(
@@ -125,23 +145,29 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     early_stopping = est.early_stopping
+    n_total = _num_rows(X)
     if early_stopping:
+        # Splitting indices draws the same permutation sklearn's MLP draws
+        # when it splits the arrays themselves.
         stratify = y_raw if est._stratify_validation() else None
-        arrays = [X, Y, y_raw] + ([sample_weight] if sample_weight is not None else [])
-        split = train_test_split(*arrays, random_state=rng,
-                                 test_size=est.validation_fraction, stratify=stratify)
-        X_train, X_val, Y_train, _, _, y_val = split[:6]
-        sw_train, sw_val = (split[6], split[7]) if sample_weight is not None else (None, None)
-        if X_val.shape[0] < 2:
+        train_idx, val_idx = train_test_split(
+            np.arange(n_total), random_state=rng, test_size=est.validation_fraction,
+            stratify=stratify)
+        if len(val_idx) < 2:
             raise ValueError(
                 "The validation set is too small. Increase 'validation_fraction' "
                 "or the size of your dataset."
             )
+        X_train, X_val = _subset(X, train_idx), _subset(X, val_idx)
+        Y_train, y_val = _subset(Y, train_idx), _subset(y_raw, val_idx)
+        sw_train = sw_val = None
+        if sample_weight is not None:
+            sw_train, sw_val = sample_weight[train_idx], sample_weight[val_idx]
     else:
         X_train, Y_train, sw_train = X, Y, sample_weight
         X_val = y_val = sw_val = None
 
-    n_samples = X_train.shape[0]
+    n_samples = _num_rows(X_train)
     if est.batch_size == "auto":
         batch_size = min(200, n_samples)
     else:
@@ -152,15 +178,20 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
             )
         batch_size = int(np.clip(est.batch_size, 1, n_samples))
 
-    # Buffers are allocated once per fit; the batch loop allocates no arrays.
-    ws = net.workspace(batch_size)
-    X_buf = np.empty((batch_size,) + X_train.shape[1:], dtype=net.dtype)
-    Y_buf = np.empty((batch_size, Y_train.shape[1]), dtype=net.dtype)
-    sw_buf = np.empty(batch_size, dtype=net.dtype) if sw_train is not None else None
+    # Buffers are allocated once per fit; the batch loop allocates no arrays
+    # (sequence data packs its batches itself).
+    sequences = hasattr(X_train, "batch")
+    ws = net.workspace(X_train.max_rows(batch_size) if sequences else batch_size)
+    if not sequences:
+        X_buf = np.empty((batch_size,) + X_train.shape[1:], dtype=net.dtype)
+        Y_buf = np.empty((batch_size, Y_train.shape[1]), dtype=net.dtype)
+        sw_buf = np.empty(batch_size, dtype=net.dtype) if sw_train is not None else None
     sample_idx = np.arange(n_samples, dtype=np.intp)
     alpha = float(est.alpha)
     theta, grad = net.theta, net.grad
-    contiguous_slices = not sp.issparse(X_train) and X_train.flags.c_contiguous
+    contiguous_slices = (not sequences and not sp.issparse(X_train)
+                         and X_train.flags.c_contiguous)
+    clip = getattr(est, "clip_grad_norm", None)
 
     est.n_iter_ = 0
     try:
@@ -171,7 +202,10 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
             accumulated_loss = 0.0
             for batch_slice in gen_batches(n_samples, batch_size):
                 m = batch_slice.stop - batch_slice.start
-                if est.shuffle or not contiguous_slices:
+                if sequences:
+                    X_batch, Y_batch, sw_batch = X_train.batch(
+                        sample_idx[batch_slice], Y_train, sw_train)
+                elif est.shuffle or not contiguous_slices:
                     idx = sample_idx[batch_slice]
                     X_batch = _take_rows(X_train, idx, X_buf[:m] if m < batch_size else X_buf)
                     Y_batch = np.take(Y_train, idx, axis=0,
@@ -185,6 +219,8 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
                     sw_batch = None if sw_train is None else sw_train[batch_slice]
                 batch_loss = net.loss_and_grad(X_batch, Y_batch, sw_batch, alpha, ws, n_threads)
                 accumulated_loss += batch_loss * m
+                if clip is not None:
+                    _clip_gradient(grad, clip)
                 optimizer.step(est, theta, grad, n_threads)
 
             est.n_iter_ += 1
