@@ -6,10 +6,12 @@ from ._base import Backprop
 from ._gradcheck import check_gradients
 from ._persist import load
 from ._show_versions import show_versions
+
 from .mlp import MLPClassifier, MLPRegressor
 
 __all__ = [
     "Backprop",
+    "LeNet5Classifier",
     "MLPClassifier",
     "MLPRegressor",
     "__version__",

@@ -215,18 +215,23 @@ class BackpropEstimator(BaseEstimator):
         """
         check_is_fitted(self, "_network")
         net = self._network
-        X, Y = self._prepare_backprop(X, y)
-        X = np.ascontiguousarray(X, dtype=net.dtype)
-        Y = np.ascontiguousarray(Y, dtype=net.dtype)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=net.dtype)
+        X, Y, sample_weight = self._backprop_batch(X, y, sample_weight, net.dtype)
         return run_backprop(net, X, Y, sample_weight, self.alpha, self._n_threads())
+
+    def _backprop_batch(self, X, y, sample_weight, dtype):
+        """(X, Y, sample_weight) of one batch, ready for ``loss_and_grad``."""
+        X, Y = self._prepare_backprop(X, y)
+        X = np.ascontiguousarray(X, dtype=dtype)
+        Y = np.ascontiguousarray(Y, dtype=dtype)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
+        return X, Y, sample_weight
 
 
 def run_backprop(net, X, Y, sample_weight, alpha, n_threads):
     """One pass of ``net`` on (X, Y), returning a :class:`Backprop` of copies."""
     record = []
-    ws = net.workspace(X.shape[0])
+    ws = net.workspace(X.data.shape[0] if hasattr(X, "batch_sizes") else X.shape[0])
     saved_grad = net.grad.copy()
     with blas_single_thread():
         loss = net.loss_and_grad(X, Y, sample_weight, alpha, ws, n_threads, record=record)

@@ -1,7 +1,7 @@
 """Gradient check of any fastbp estimator against float64 central differences."""
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from ._threads import blas_single_thread
 
@@ -35,13 +35,9 @@ def check_gradients(estimator, X, y, *, sample_weight=None, eps=1e-6,
     """
     check_is_fitted(estimator, "_network")
     net = estimator._network.astype(np.float64)
-    X, Y = estimator._prepare_backprop(X, y)
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    Y = np.ascontiguousarray(Y, dtype=np.float64)
-    if sample_weight is not None:
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+    X, Y, sample_weight = estimator._backprop_batch(X, y, sample_weight, np.float64)
     alpha = float(estimator.alpha)
-    ws = net.workspace(X.shape[0])
+    ws = net.workspace(X.data.shape[0] if hasattr(X, "batch_sizes") else X.shape[0])
 
     def loss():
         with blas_single_thread():

@@ -21,6 +21,11 @@ from ._kernels import _dense
 ACTIVATION_CODES = _dense.ACTIVATION_CODES
 
 
+def _rows(buffer, n):
+    """The first n rows of a workspace buffer (the buffer itself when full)."""
+    return buffer if buffer.shape[0] == n else buffer[:n]
+
+
 class Layer:
     """Base class: holds the bound parameter/gradient views."""
 
@@ -68,6 +73,7 @@ class Dense(Layer):
             (weight_name, (self.n_in, self.n_out), True),
             (bias_name, (self.n_out,), False),
         )
+        self.n_trainable = (self.n_in + 1) * self.n_out
         self._act = ACTIVATION_CODES[activation]
         self._in_act = ACTIVATION_CODES[input_activation]
 
@@ -79,9 +85,7 @@ class Dense(Layer):
 
     def forward(self, A_in, ws, n_threads):
         n = A_in.shape[0]
-        out = ws["out"]
-        if out.shape[0] != n:
-            out = out[:n]
+        out = _rows(ws["out"], n)
         _dense.dense_forward(
             A_in.reshape(n, self.n_in), self.params[self.weight_name],
             self.params[self.bias_name], out, self._act, n_threads,
@@ -90,11 +94,7 @@ class Dense(Layer):
 
     def backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
         n = A_in.shape[0]
-        delta_in = None
-        if want_delta_in:
-            delta_in = ws["delta_in"]
-            if delta_in.shape[0] != n:
-                delta_in = delta_in[:n]
+        delta_in = _rows(ws["delta_in"], n) if want_delta_in else None
         _dense.dense_backward(
             A_in.reshape(n, self.n_in), self.params[self.weight_name], delta,
             self.grads[self.weight_name], self.grads[self.bias_name], delta_in,
@@ -103,3 +103,98 @@ class Dense(Layer):
         if delta_in is None:
             return None
         return delta_in.reshape(A_in.shape)
+
+
+class Conv5x5(Layer):
+    """Direct 5×5 valid convolution (cross-correlation) with a connection table.
+
+    Parameters
+    ----------
+    in_maps, out_maps : int
+    in_size : tuple of int
+        (H, W) of the input maps; the output maps are (H - 4, W - 4).
+    table : ndarray of bool of shape (out_maps, in_maps)
+        Which input maps each output map sees; unconnected weights are never
+        read, get a zero gradient and so stay zero.
+    activation, input_activation : str
+        As for :class:`Dense`.
+    name : str
+        Prefix of the parameter names (``<name>.weight``, ``<name>.bias``).
+    """
+
+    def __init__(self, in_maps, out_maps, in_size, table, activation, input_activation, name):
+        self.in_maps, self.out_maps = int(in_maps), int(out_maps)
+        self.in_size = tuple(int(s) for s in in_size)
+        self.out_size = (self.in_size[0] - 4, self.in_size[1] - 4)
+        self.table = np.ascontiguousarray(table, dtype=np.uint8)
+        if self.table.shape != (self.out_maps, self.in_maps):
+            raise ValueError(f"{name}: connection table must have shape "
+                             f"{(self.out_maps, self.in_maps)}, got {self.table.shape}")
+        self.activation, self.input_activation = activation, input_activation
+        self.weight_name, self.bias_name = f"{name}.weight", f"{name}.bias"
+        self.param_specs = (
+            (self.weight_name, (self.out_maps, self.in_maps, 5, 5), True),
+            (self.bias_name, (self.out_maps,), False),
+        )
+        self.n_trainable = int(self.table.sum()) * 25 + self.out_maps
+        self._act = ACTIVATION_CODES[activation]
+        self._in_act = ACTIVATION_CODES[input_activation]
+
+    def workspace(self, n, dtype, want_delta_in):
+        ws = {"out": np.empty((n, self.out_maps) + self.out_size, dtype=dtype)}
+        if want_delta_in:
+            ws["delta_in"] = np.empty((n, self.in_maps) + self.in_size, dtype=dtype)
+        return ws
+
+    def forward(self, A_in, ws, n_threads):
+        out = _rows(ws["out"], A_in.shape[0])
+        _conv.conv5x5_forward(A_in, self.params[self.weight_name], self.params[self.bias_name],
+                              self.table, out, self._act, n_threads)
+        return out
+
+    def backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
+        delta_in = _rows(ws["delta_in"], A_in.shape[0]) if want_delta_in else None
+        _conv.conv5x5_backward(A_in, self.params[self.weight_name], delta, self.table,
+                               self.grads[self.weight_name], self.grads[self.bias_name],
+                               delta_in, self._in_act, n_threads)
+        return delta_in
+
+
+class MeanPool2x2(Layer):
+    """LeCun's trainable subsampling: g(coef · mean of each 2×2 block + bias),
+    one coefficient and one bias per map (not L2-regularized)."""
+
+    def __init__(self, maps, in_size, activation, input_activation, name):
+        self.maps = int(maps)
+        self.in_size = tuple(int(s) for s in in_size)
+        if self.in_size[0] % 2 or self.in_size[1] % 2:
+            raise ValueError(f"{name}: 2x2 pooling needs even map sizes, got {self.in_size}")
+        self.out_size = (self.in_size[0] // 2, self.in_size[1] // 2)
+        self.activation, self.input_activation = activation, input_activation
+        self.coef_name, self.bias_name = f"{name}.coef", f"{name}.bias"
+        self.param_specs = (
+            (self.coef_name, (self.maps,), False),
+            (self.bias_name, (self.maps,), False),
+        )
+        self.n_trainable = 2 * self.maps
+        self._act = ACTIVATION_CODES[activation]
+        self._in_act = ACTIVATION_CODES[input_activation]
+
+    def workspace(self, n, dtype, want_delta_in):
+        ws = {"out": np.empty((n, self.maps) + self.out_size, dtype=dtype)}
+        if want_delta_in:
+            ws["delta_in"] = np.empty((n, self.maps) + self.in_size, dtype=dtype)
+        return ws
+
+    def forward(self, A_in, ws, n_threads):
+        out = _rows(ws["out"], A_in.shape[0])
+        _conv.pool2x2_forward(A_in, self.params[self.coef_name], self.params[self.bias_name],
+                              out, self._act, n_threads)
+        return out
+
+    def backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
+        delta_in = _rows(ws["delta_in"], A_in.shape[0]) if want_delta_in else None
+        _conv.pool2x2_backward(A_in, self.params[self.coef_name], delta,
+                               self.grads[self.coef_name], self.grads[self.bias_name],
+                               delta_in, self._in_act, n_threads)
+        return delta_in

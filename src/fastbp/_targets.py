@@ -67,12 +67,16 @@ class ClassifierTargetsMixin:
         Y = np.ascontiguousarray(self._label_binarizer.transform(y), dtype=X.dtype)
         return X, Y, y
 
+    def _encode_targets(self, y):
+        """Label rows -> the network's target matrix."""
+        y = column_or_1d(y) if np.ndim(y) == 2 and np.shape(y)[1] == 1 else y
+        return self._label_binarizer.transform(y)
+
     def _prepare_backprop(self, X, y):
         X = self._check_X(X)
         if sp.issparse(X):
             X = X.toarray()
-        y = column_or_1d(y) if np.ndim(y) == 2 and np.shape(y)[1] == 1 else y
-        return X, self._label_binarizer.transform(y)
+        return X, self._encode_targets(y)
 
     def _target_state(self):
         lb = self._label_binarizer
@@ -236,12 +240,16 @@ class RegressorTargetsMixin:
         Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype)
         return X, Y, y
 
+    def _encode_targets(self, y):
+        """Target rows -> the network's (n_rows, n_outputs) target matrix."""
+        y = np.asarray(y, dtype=np.float64)
+        return y.reshape(len(y), -1)
+
     def _prepare_backprop(self, X, y):
         X = self._check_X(X)
         if sp.issparse(X):
             X = X.toarray()
-        y = np.asarray(y, dtype=X.dtype)
-        return X, y.reshape(len(y), -1)
+        return X, self._encode_targets(y)
 
     def _validation_score(self, X, y, sample_weight):
         return r2_score(y, self._predict_checked(X), sample_weight=sample_weight)

@@ -1,0 +1,265 @@
+"""Variable-length sequences for the RNNs: ragged storage, packed batches and
+the recurrent network.
+
+Sequences are stored concatenated (``_Ragged``). A mini-batch is packed like
+PyTorch's PackedSequence: sorted by decreasing length, time-major, no padding,
+``batch_sizes[t]`` sequences still running at step t. The big GEMMs (input
+projection, output layer, weight gradients) then run over exactly the valid
+rows; only h_{t-1} @ W_hh stays inside the time loop (the ``_rnn`` kernels).
+"""
+import numpy as np
+
+from ._kernels import _dense, _rnn
+from ._layers import ACTIVATION_CODES, Dense, Layer
+from ._network import LOSS_CODES, Network
+from ._threads import blas_single_thread
+
+
+class Ragged:
+    """Rows grouped into consecutive variable-length groups.
+
+    Parameters
+    ----------
+    data : ndarray of shape (n_rows, n_columns)
+        Every group's rows, one group after the other.
+    lengths : ndarray of int of shape (n_groups,)
+        Rows of each group (all positive).
+    """
+
+    def __init__(self, data, lengths):
+        self.data = data
+        self.lengths = np.asarray(lengths, dtype=np.intp)
+        self.starts = np.zeros(len(self.lengths), dtype=np.intp)
+        np.cumsum(self.lengths[:-1], out=self.starts[1:])
+
+    def __len__(self):
+        return len(self.lengths)
+
+    @property
+    def shape(self):
+        return (len(self),) + self.data.shape[1:]
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def rows_of(self, groups):
+        """Row indices of the given groups, concatenated in that order."""
+        lengths = self.lengths[groups]
+        first = np.repeat(self.starts[groups], lengths)
+        within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return first + within
+
+    def subset(self, groups):
+        return Ragged(self.data[self.rows_of(groups)], self.lengths[groups])
+
+    def astype(self, dtype, copy=False):
+        return Ragged(self.data.astype(dtype, copy=copy), self.lengths)
+
+    def split(self):
+        """The groups as a list of arrays (views)."""
+        return np.split(self.data, self.starts[1:])
+
+    def max_rows(self, n_groups):
+        """Most rows any n_groups groups can hold."""
+        return int(np.sort(self.lengths)[::-1][:n_groups].sum())
+
+    def batch(self, groups, targets, sample_weight):
+        """Pack groups into a :class:`PackedBatch` with its targets and weights."""
+        return pack(self, groups, targets, sample_weight)
+
+
+class PackedBatch:
+    """One packed mini-batch of sequences.
+
+    Attributes
+    ----------
+    data : ndarray of shape (n_rows, n_features)
+        Step-major rows: the rows of step t are the first ``batch_sizes[t]``
+        sequences (sorted by decreasing length).
+    batch_sizes : ndarray of intp of shape (n_steps,)
+    order : ndarray of shape (n_sequences,)
+        Position in the original group list of each sorted sequence.
+    last_rows : ndarray of shape (n_sequences,)
+        Packed row of each sorted sequence's last step.
+    step_rows : ndarray of shape (n_rows,)
+        For each packed row, its row in the original concatenated layout.
+    sequence_weight_sum : float
+        Sum of the sequences' weights (their count when unweighted).
+    """
+
+    def __init__(self, data, batch_sizes, order, last_rows, step_rows, sequence_weight_sum):
+        self.data = data
+        self.batch_sizes = batch_sizes
+        self.order = order
+        self.last_rows = last_rows
+        self.step_rows = step_rows
+        self.sequence_weight_sum = sequence_weight_sum
+
+    @property
+    def shape(self):
+        return (len(self.order),) + self.data.shape[1:]
+
+
+def pack(X, groups, targets=None, sample_weight=None):
+    """Pack sequences ``groups`` of X (and the matching targets) step-major.
+
+    targets is a Ragged with one row per step (sequence output) or one row per
+    sequence (last-step output); sample_weight holds one weight per sequence.
+    Returns (PackedBatch, packed targets or None, packed weights or None).
+    """
+    groups = np.asarray(groups, dtype=np.intp)
+    lengths = X.lengths[groups]
+    order = np.argsort(-lengths, kind="stable")
+    seqs, sorted_lengths = groups[order], lengths[order]
+    n_steps = int(sorted_lengths[0])
+    counts = np.bincount(sorted_lengths, minlength=n_steps + 1)
+    batch_sizes = (len(seqs) - np.cumsum(counts)[:n_steps]).astype(np.intp)
+    offsets = np.cumsum(batch_sizes) - batch_sizes
+    n_rows = int(batch_sizes.sum())
+    step = np.repeat(np.arange(n_steps), batch_sizes)
+    position = np.arange(n_rows) - np.repeat(offsets, batch_sizes)
+    src = X.starts[seqs[position]] + step
+    data = np.ascontiguousarray(X.data[src])
+    last_rows = offsets[sorted_lengths - 1] + np.arange(len(seqs))
+    weight_sum = float(len(seqs)) if sample_weight is None else float(sample_weight[seqs].sum())
+    batch = PackedBatch(data, batch_sizes, order, last_rows, src, weight_sum)
+    Y = sw = None
+    if targets is not None:
+        if targets.data.shape[0] == X.data.shape[0] and np.array_equal(targets.lengths, X.lengths):
+            Y = targets.data[targets.starts[seqs[position]] + step]
+            sw = None if sample_weight is None else sample_weight[seqs[position]]
+        else:  # one target per sequence, in sorted order
+            Y = targets.data[targets.starts[seqs]]
+            sw = None if sample_weight is None else sample_weight[seqs]
+        Y = np.ascontiguousarray(Y)
+        sw = None if sw is None else np.ascontiguousarray(sw)
+    return batch, Y, sw
+
+
+class RNNCell(Layer):
+    """Parameters of the recurrence z_t = x_t W_ih + h_{t-1} W_hh + b_h."""
+
+    def __init__(self, n_features, hidden_size, nonlinearity):
+        self.n_in, self.n_out = int(n_features), int(hidden_size)
+        self.activation = nonlinearity
+        self.param_specs = (
+            ("weight_ih", (self.n_in, self.n_out), True),
+            ("weight_hh", (self.n_out, self.n_out), True),
+            ("bias_h", (self.n_out,), False),
+        )
+        self.n_trainable = (self.n_in + self.n_out + 1) * self.n_out
+        self._act = ACTIVATION_CODES[nonlinearity]
+
+
+class RNNNetwork(Network):
+    """A vanilla RNN and its output layer, over packed batches.
+
+    Parameters
+    ----------
+    n_features, hidden_size, n_outputs : int
+    nonlinearity : str
+    loss : str
+        As for :class:`Network`.
+    last_step : bool
+        Only the last step of each sequence feeds the output layer.
+    bptt_steps : int
+        Truncation window of BPTT; 0 is full BPTT.
+    dtype : numpy dtype
+    theta : ndarray, default=None
+    """
+
+    def __init__(self, n_features, hidden_size, n_outputs, nonlinearity, loss, last_step,
+                 bptt_steps, dtype, theta=None):
+        cell = RNNCell(n_features, hidden_size, nonlinearity)
+        # The output layer hands dL/dh_t down; f'(z_t) is applied inside BPTT.
+        out = Dense(hidden_size, n_outputs, "identity", "identity", "weight_out", "bias_out")
+        super().__init__([cell, out], loss, dtype, theta=theta)
+        self.last_step = bool(last_step)
+        self.bptt_steps = int(bptt_steps)
+
+    def workspace(self, n_rows, backward=True):
+        cell, out = self.layers
+        return {
+            "H": np.empty((n_rows, cell.n_out), dtype=self.dtype),
+            "dH": np.empty((n_rows, cell.n_out), dtype=self.dtype),
+            "out": out.workspace(n_rows, self.dtype, want_delta_in=backward),
+            "delta_out": np.empty((n_rows, self.n_outputs), dtype=self.dtype),
+        }
+
+    def _hidden(self, batch, ws, n_threads):
+        cell = self.layers[0]
+        H = ws["H"][: batch.data.shape[0]]
+        # input projection of every step at once, then the time loop in place
+        _dense.dense_forward(batch.data, cell.params["weight_ih"], cell.params["bias_h"],
+                             H, 0, n_threads)
+        _rnn.rnn_forward(H, cell.params["weight_hh"], batch.batch_sizes, H, cell._act,
+                         n_threads)
+        return H
+
+    def forward(self, batch, ws, n_threads):
+        H = self._hidden(batch, ws, n_threads)
+        H_out = H[batch.last_rows] if self.last_step else H
+        logits = self.layers[1].forward(H_out, ws["out"], n_threads)
+        return [batch.data, H, H_out, logits]
+
+    def predict(self, X, n_threads, logits=False, batch_sequences=512):
+        """Outputs for a Ragged X, in X's own row layout (one row per step,
+        or per sequence with last-step output)."""
+        n_out_rows = len(X) if self.last_step else X.data.shape[0]
+        out = np.empty((n_out_rows, self.n_outputs), dtype=self.dtype)
+        code = LOSS_CODES[self.loss]
+        with blas_single_thread():
+            for start in range(0, len(X), batch_sequences):
+                groups = np.arange(start, min(start + batch_sequences, len(X)))
+                batch, _, _ = pack(X, groups)
+                ws = self.workspace(batch.data.shape[0], backward=False)
+                z = self.forward(batch, ws, n_threads)[-1]
+                if not logits:
+                    _dense.output_activate(z, code, n_threads)
+                if self.last_step:
+                    out[groups[batch.order]] = z
+                else:
+                    out[batch.step_rows] = z
+        return out
+
+    def loss_and_grad(self, batch, Y, sample_weight, alpha, ws, n_threads, record=None):
+        """Forward pass and BPTT on one packed batch; fills ``self.grad``.
+
+        The data loss is the (weighted) mean over predicted steps; the L2 term
+        is alpha * ||W||² / (2 * number of sequences), over weight_ih,
+        weight_hh and weight_out.
+        """
+        cell, out = self.layers
+        x, H, H_out, logits = self.forward(batch, ws, n_threads)
+        n_pred = logits.shape[0]
+        sw_sum = float(n_pred) if sample_weight is None else float(sample_weight.sum())
+        delta_out = ws["delta_out"][:n_pred]
+        data_loss = _dense.output_loss_delta(logits, Y, sample_weight, delta_out,
+                                             LOSS_CODES[self.loss], 1.0 / sw_sum, n_threads)
+        dH_out = out.backward(H_out, logits, delta_out, ws["out"], True, n_threads)
+        if self.last_step:
+            dH = ws["dH"][: H.shape[0]]
+            dH[...] = 0
+            dH[batch.last_rows] = dH_out
+        else:
+            dH = dH_out
+        _rnn.rnn_backward(H, cell.params["weight_hh"], batch.batch_sizes, dH, dH, cell._act,
+                          n_threads, self.bptt_steps)
+        _dense.dense_backward(x, cell.params["weight_ih"], dH, cell.grads["weight_ih"],
+                              cell.grads["bias_h"], None, 0, n_threads)
+        _rnn.rnn_grad_hh(H, dH, batch.batch_sizes, cell.grads["weight_hh"], n_threads)
+        loss = data_loss / sw_sum
+        if alpha > 0:
+            nr = self.n_regularized
+            seq_sum = batch.sequence_weight_sum
+            sumsq = _dense.l2_penalty(self.theta[:nr], self.grad[:nr], alpha / seq_sum,
+                                      n_threads)
+            loss += 0.5 * alpha * sumsq / seq_sum
+        if record is not None:
+            # δ_t of every step (rows of the sorted sequences still running),
+            # then the output layer's δ.
+            bounds = np.cumsum(batch.batch_sizes)[:-1]
+            record.extend(block.copy() for block in np.split(dH, bounds))
+            record.append(delta_out.copy())
+        return loss

@@ -1,0 +1,313 @@
+"""LeNet-5 (LeCun, Bottou, Bengio and Haffner, 1998) as a scikit-learn classifier."""
+import numbers
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from ._base import BackpropEstimator, _options
+from ._layers import Conv5x5, Dense, MeanPool2x2
+from ._network import Network
+from ._targets import ClassifierTargetsMixin
+
+# LeCun et al. (1998), Table I: which S2 maps (rows) each C3 map (columns) sees.
+# C3 maps 0-5 take 3 contiguous S2 maps, 6-11 take 4 contiguous, 12-14 take 4
+# discontinuous ones and 15 takes all six: 60 connections.
+_C3_MAPS = (
+    [[j % 6, (j + 1) % 6, (j + 2) % 6] for j in range(6)]
+    + [[j % 6, (j + 1) % 6, (j + 2) % 6, (j + 3) % 6] for j in range(6)]
+    + [[0, 1, 3, 4], [1, 2, 4, 5], [0, 2, 3, 5], [0, 1, 2, 3, 4, 5]]
+)
+LECUN_C3_TABLE = np.zeros((6, 16), dtype=bool)
+for _col, _rows_of_col in enumerate(_C3_MAPS):
+    LECUN_C3_TABLE[_rows_of_col, _col] = True
+LECUN_C3_TABLE.setflags(write=False)
+
+_ACTIVATIONS = {"tanh", "lecun_tanh", "relu", "logistic"}
+_SHAPES_HELP = (
+    "LeNet5Classifier takes images as X of shape (n, 784), (n, 28, 28) or "
+    "(n, 1, 28, 28) (zero-padded to 32x32 as LeCun did), (n, 1024), (n, 32, 32) or "
+    "(n, 1, 32, 32), or larger images (n, H, W) / (n, 1, H, W) whose sides are "
+    "multiples of 4 and at least 32 (flat input of another size needs "
+    "image_shape=(H, W))"
+)
+
+
+class LeNet5Classifier(ClassifierTargetsMixin, ClassifierMixin, BackpropEstimator):
+    """LeNet-5 convolutional network trained by backpropagation.
+
+    C1: 6@28x28 5x5 convolution, S2: 6@14x14 trainable 2x2 subsampling,
+    C3: 16@10x10 5x5 convolution through LeCun's connection table, S4: 16@5x5
+    subsampling, C5: 120 5x5 convolution, F6: 84 fully connected, then an
+    output layer with softmax and negative log-likelihood. Every C and F layer
+    is followed by the activation; every S layer computes
+    g(coef · MeanPool(Y) + bias) with one trainable coefficient and bias per map.
+
+    Parameters
+    ----------
+    activation : {'tanh', 'lecun_tanh', 'relu', 'logistic'}, default='tanh'
+        g of every hidden layer; 'lecun_tanh' is 1.7159·tanh(2x/3).
+    connection_table : {'lecun', 'full'} or array-like of bool of shape (6, 16), default='lecun'
+        Which S2 maps (rows) feed each C3 map (columns).
+    image_shape : tuple of int (H, W), default=None
+        Shape of each image when X is flat and not 784 or 1024 pixels wide.
+    loss : {'log_loss', 'squared_error'}, default='log_loss'
+        Softmax with negative log-likelihood, or the quadratic cost on
+        logistic outputs.
+    solver, alpha, batch_size, learning_rate, learning_rate_init, power_t, \
+max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, \
+nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, \
+epsilon, n_iter_no_change, max_fun, n_jobs
+        As for :class:`fastbp.MLPClassifier`. ``alpha`` penalizes the
+        convolution and fully connected weights, not biases or pool
+        coefficients.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    parameters_ : dict of str to ndarray
+        ``C1.weight`` (6, 1, 5, 5), ``C1.bias``, ``S2.coef``, ``S2.bias``,
+        ``C3.weight`` (16, 6, 5, 5) (unconnected pairs stay zero), ``C3.bias``,
+        ``S4.coef``, ``S4.bias``, ``C5.weight`` (120, 16, 5, 5), ``C5.bias``,
+        ``F6.weight`` (120 · s², 84), ``F6.bias``, ``output.weight``
+        (84, n_classes), ``output.bias``: live views of the weights.
+    trainable_parameter_counts_ : dict of str to int
+        Trainable parameters of each layer (156, 12, 1516, 32, 48120, 10164
+        with the default table, as in the paper).
+    loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, \
+n_iter_, t_, n_features_in_, n_outputs_, out_activation_
+        As for :class:`fastbp.MLPClassifier`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbp import LeNet5Classifier
+    >>> X = np.random.default_rng(0).random((20, 28, 28))
+    >>> y = np.arange(20) % 2
+    >>> LeNet5Classifier(max_iter=2).fit(X, y).predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(
+        self,
+        activation="tanh",
+        connection_table="lecun",
+        image_shape=None,
+        *,
+        loss="log_loss",
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        n_jobs=None,
+    ):
+        self.activation = activation
+        self.connection_table = connection_table
+        self.image_shape = image_shape
+        self.loss = loss
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------ validation
+    def _validate_params(self):
+        _options(self, "activation", _ACTIVATIONS)
+        _options(self, "loss", {"log_loss", "squared_error"})
+        self._c3_table()
+        if self.image_shape is not None:
+            _check_image_shape(self.image_shape)
+        self._validate_solver_params()
+
+    def _c3_table(self):
+        """The connection table as (C3 maps, S2 maps) for the kernels."""
+        table = self.connection_table
+        if isinstance(table, str):
+            if table == "lecun":
+                return LECUN_C3_TABLE.T
+            if table == "full":
+                return np.ones((16, 6), dtype=bool)
+            raise ValueError(
+                "The 'connection_table' parameter of LeNet5Classifier must be 'lecun', "
+                f"'full' or a boolean array of shape (6, 16). Got {table!r} instead."
+            )
+        table = np.asarray(table)
+        if table.shape != (6, 16) or table.dtype != bool:
+            raise ValueError(
+                "connection_table must be 'lecun', 'full' or a boolean array of shape "
+                f"(6, 16) (S2 maps x C3 maps); got dtype {table.dtype}, shape {table.shape}."
+            )
+        if not table.any(axis=0).all():
+            raise ValueError("connection_table leaves a C3 map without any input map.")
+        return table.T
+
+    def _image_size(self, X):
+        """Return (X as (n, H*W), (H, W)) for any accepted input layout."""
+        ndim = np.ndim(X)
+        if ndim in (3, 4):
+            X = check_array(X, allow_nd=True, dtype=(np.float64, np.float32),
+                            input_name="X")
+            if ndim == 4 and X.shape[1] != 1:
+                raise ValueError(f"{_SHAPES_HELP}; got {X.shape[1]} channels in X of "
+                                 f"shape {X.shape}.")
+            hw = X.shape[-2:]
+            return X.reshape(X.shape[0], -1), _accepted(hw, X.shape)
+        if self.image_shape is not None:
+            hw = _check_image_shape(self.image_shape)
+        else:
+            n_features = np.shape(X)[1] if ndim == 2 else None
+            side = int(round(np.sqrt(n_features))) if n_features else 0
+            hw = (side, side) if side * side == n_features else None
+        return X, hw
+
+    def _validate_X_y(self, X, y, reset):
+        X, hw = self._image_size(X)
+        X, y = validate_data(self, X, y, multi_output=True, reset=reset,
+                             dtype=(np.float64, np.float32))
+        return self._as_images(X, hw), y
+
+    def _check_X(self, X):
+        check_is_fitted(self, "_network")
+        X, hw = self._image_size(X)
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        images = self._as_images(X, hw)
+        if images.shape[1:] != tuple(self._sample_shape):
+            # Same pixel count, other layout: the network's buffers would not fit.
+            raise ValueError(f"X holds images of shape {images.shape[2:]} (after padding), "
+                             f"but the model was fitted on {tuple(self._sample_shape[1:])}.")
+        return images.astype(self._network.dtype, copy=False)
+
+    def _as_images(self, X, hw):
+        hw = _accepted(hw, X.shape)
+        if hw[0] * hw[1] != X.shape[1]:
+            raise ValueError(f"{_SHAPES_HELP}; got X of shape {X.shape} with "
+                             f"image_shape={self.image_shape}.")
+        images = X.reshape(X.shape[0], 1, *hw)
+        if hw == (28, 28):  # LeCun padded the 28x28 digits to 32x32
+            images = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2)))
+        return np.ascontiguousarray(images)
+
+    # --------------------------------------------------------------- network
+    def _build_network(self, X, Y, theta=None):
+        g = self.activation
+        h, w = X.shape[2:]
+        layers = [
+            # C1: 1@32x32 -> 6@28x28
+            Conv5x5(1, 6, (h, w), np.ones((6, 1), bool), g, "identity", "C1"),
+            # S2: 6@28x28 -> 6@14x14
+            MeanPool2x2(6, (h - 4, w - 4), g, g, "S2"),
+        ]
+        s2 = layers[-1].out_size
+        # C3: 6@14x14 -> 16@10x10 through the connection table
+        layers.append(Conv5x5(6, 16, s2, self._c3_table(), g, g, "C3"))
+        # S4: 16@10x10 -> 16@5x5
+        layers.append(MeanPool2x2(16, layers[-1].out_size, g, g, "S4"))
+        # C5: 16@5x5 -> 120@1x1 (a spatial map for larger images, flattened by F6)
+        layers.append(Conv5x5(16, 120, layers[-1].out_size, np.ones((120, 16), bool),
+                              g, g, "C5"))
+        c5 = layers[-1].out_size
+        # F6: 120 -> 84, output: 84 -> n_classes
+        layers.append(Dense(120 * c5[0] * c5[1], 84, g, g, "F6.weight", "F6.bias"))
+        layers.append(Dense(84, Y.shape[1], "identity", g, "output.weight", "output.bias"))
+        self.n_outputs_ = Y.shape[1]
+        self.out_activation_ = self._out_activation()
+        return Network(layers, self._loss_kind(), X.dtype, theta=theta)
+
+    def _init_parameters(self, net, rng):
+        # tanh: LeCun (1998) uniform in ±2.4 / fan-in of the unit; relu and
+        # logistic: ±sqrt(6 / fan-in). Pool coefficients start at 1, biases at 0.
+        params = net.parameters()
+        for layer in net.layers:
+            if isinstance(layer, MeanPool2x2):
+                params[layer.coef_name][...] = 1.0
+                continue
+            weight = params[layer.weight_name]
+            if isinstance(layer, Conv5x5):
+                fan_in = layer.table.sum(axis=1)[:, None, None, None] * 25.0
+                mask = layer.table.astype(bool)[:, :, None, None]
+            else:
+                fan_in = float(layer.n_in)
+                mask = True
+            if self.activation in ("tanh", "lecun_tanh"):
+                bound = 2.4 / fan_in
+            else:
+                bound = np.sqrt(6.0 / fan_in)
+            draw = rng.uniform(-1.0, 1.0, weight.shape) * bound
+            weight[...] = np.where(mask, draw, 0.0)
+
+    @property
+    def trainable_parameter_counts_(self):
+        """dict of str to int: trainable parameters of each layer."""
+        check_is_fitted(self, "_network")
+        names = ["C1", "S2", "C3", "S4", "C5", "F6", "output"]
+        return {name: layer.n_trainable for name, layer in zip(names, self._network.layers)}
+
+    def fit(self, X, y, sample_weight=None):
+        """Train LeNet-5 on images X and labels y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, 784), (n_samples, 28, 28), \
+(n_samples, 1, 28, 28), (n_samples, 1024), (n_samples, 32, 32) or (n_samples, 1, H, W)
+            Images; 28x28 ones are zero-padded to 32x32. float32 trains in float32.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+
+def _check_image_shape(image_shape):
+    if (not isinstance(image_shape, (tuple, list)) or len(image_shape) != 2
+            or not all(isinstance(s, numbers.Integral) and s > 0 for s in image_shape)):
+        raise ValueError(f"image_shape must be a pair of positive ints (H, W); got "
+                         f"{image_shape!r}.")
+    return tuple(int(s) for s in image_shape)
+
+
+def _accepted(hw, shape):
+    """Check that images of size hw fit LeNet-5; return hw as a tuple."""
+    if hw is None:
+        raise ValueError(f"{_SHAPES_HELP}; got X of shape {shape}.")
+    hw = tuple(int(s) for s in hw)
+    if hw == (28, 28) or (min(hw) >= 32 and hw[0] % 4 == 0 and hw[1] % 4 == 0):
+        return hw
+    raise ValueError(f"{_SHAPES_HELP}; got X of shape {shape}.")

@@ -1,0 +1,501 @@
+"""Vanilla RNNs trained by backpropagation through time, as sklearn estimators."""
+import numbers
+
+import numpy as np
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils.validation import (
+    _check_sample_weight, check_array, check_is_fitted, validate_data,
+)
+
+from ._base import BackpropEstimator, _options
+from ._sequences import Ragged, RNNNetwork, pack
+from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin
+
+_FLOATS = (np.float64, np.float32)
+
+
+def _as_ragged(seqs, n_features=None, what="X"):
+    """Validate a list of (n_steps_i, n_features) arrays into a Ragged."""
+    arrays = []
+    for i, s in enumerate(seqs):
+        a = check_array(s, ensure_2d=False, dtype=_FLOATS, input_name=what,
+                        ensure_min_samples=0)
+        if a.ndim == 1:
+            a = a.reshape(-1, 1)
+        if a.ndim != 2:
+            raise ValueError(f"{what}[{i}] must have shape (n_steps, n_features); got "
+                             f"an array of shape {a.shape}.")
+        if a.shape[0] == 0:
+            raise ValueError(f"{what}[{i}] is an empty sequence; every sequence needs at "
+                             "least one step.")
+        if n_features is not None and a.shape[1] != n_features:
+            raise ValueError(f"{what}[{i}] has {a.shape[1]} features per step, expected "
+                             f"{n_features}.")
+        n_features = a.shape[1]
+        arrays.append(a)
+    if not arrays:
+        raise ValueError(f"{what} holds no sequences.")
+    dtype = np.result_type(*arrays)
+    data = np.ascontiguousarray(np.concatenate(arrays).astype(dtype, copy=False))
+    return Ragged(data, [len(a) for a in arrays])
+
+
+class _RNNMixin:
+    """Input handling, network and BPTT options shared by the RNN estimators
+    (placed before the target mixins, whose methods it extends).
+
+    X is read as: an array (n_sequences, n_steps, n_features); a list of
+    arrays (n_steps_i, n_features) of different lengths; or a 2-D array
+    (n_sequences, n_steps) of univariate sequences.
+    """
+
+    def _validate_params(self):
+        if (not isinstance(self.hidden_size, numbers.Integral)
+                or isinstance(self.hidden_size, bool) or self.hidden_size < 1):
+            raise ValueError(f"hidden_size must be a positive int; got {self.hidden_size!r}.")
+        _options(self, "nonlinearity", {"tanh", "relu", "logistic"})
+        _options(self, "output", {"sequence", "last"})
+        if self.clip_grad_norm is not None and not (
+                isinstance(self.clip_grad_norm, numbers.Real) and self.clip_grad_norm > 0):
+            raise ValueError(f"clip_grad_norm must be None or a positive float; got "
+                             f"{self.clip_grad_norm!r}.")
+        if self.bptt_steps is not None and not (
+                isinstance(self.bptt_steps, numbers.Integral)
+                and not isinstance(self.bptt_steps, bool) and self.bptt_steps >= 1):
+            raise ValueError(f"bptt_steps must be None or a positive int; got "
+                             f"{self.bptt_steps!r}.")
+        self._validate_solver_params()
+
+    # ----------------------------------------------------------------- input
+    def _sequences(self, X, reset):
+        """X as a Ragged of steps; remembers (or checks) the input layout."""
+        if isinstance(X, (list, tuple)) and len(X) and np.ndim(X[0]) >= 1 and (
+                len({np.shape(s) for s in X}) > 1 or np.ndim(X[0]) == 2):
+            n_features = None if reset else self._n_step_features
+            ragged = _as_ragged(X, n_features)
+            kind = "sequences"
+            if reset:
+                self.n_features_in_ = ragged.data.shape[1]
+        elif np.ndim(X) == 3:
+            X = check_array(X, allow_nd=True, dtype=_FLOATS, input_name="X")
+            n, t, f = X.shape
+            if n == 0 or t == 0:
+                raise ValueError(f"X of shape {X.shape} holds no steps.")
+            if not reset and f != self._n_step_features:
+                raise ValueError(f"X has {f} features per step, but {type(self).__name__} "
+                                 f"is expecting {self._n_step_features} features as input.")
+            ragged = Ragged(np.ascontiguousarray(X.reshape(n * t, f)), np.full(n, t))
+            kind = "sequences"
+            if reset:
+                self.n_features_in_ = f
+        else:
+            # the 2-D reading: (n_sequences, n_steps) univariate sequences
+            X = validate_data(self, X, reset=reset, dtype=_FLOATS)
+            n, t = X.shape
+            ragged = Ragged(np.ascontiguousarray(X.reshape(n * t, 1)), np.full(n, t))
+            kind = "table"
+        if reset:
+            self._input_kind = kind
+            self._n_step_features = ragged.data.shape[1]
+        elif kind != self._input_kind and not (kind == "sequences"
+                                               and self._n_step_features == 1):
+            raise ValueError(f"{type(self).__name__} was fitted on {self._input_kind} "
+                             f"input and cannot read this X as such.")
+        return ragged
+
+    def _targets(self, y, X):
+        """y as a flat array of target rows (one per step or per sequence), and
+        the per-sequence structure used to report predictions."""
+        lengths = X.lengths
+        if self.output == "last":
+            return y, np.ones(len(lengths), dtype=np.intp)
+        if isinstance(y, (list, tuple)) and len(y) and np.ndim(y[0]) >= 1:
+            parts = [np.asarray(p) for p in y]
+        else:
+            y = np.asarray(y)
+            if y.ndim < 2:
+                raise ValueError(
+                    "With output='sequence', y needs one target per step: shape "
+                    "(n_sequences, n_steps[, n_outputs]) or a list of arrays.")
+            parts = list(y)
+        if len(parts) != len(lengths):
+            raise ValueError(f"y holds {len(parts)} sequences, X holds {len(lengths)}.")
+        for i, (p, n) in enumerate(zip(parts, lengths)):
+            if len(p) != n:
+                raise ValueError(f"y[{i}] has {len(p)} steps but X[{i}] has {n}: with "
+                                 "output='sequence' they must match.")
+        return np.concatenate(parts), lengths
+
+    def _validate_X_y(self, X, y, reset):
+        X = self._sequences(X, reset)
+        y_rows, target_lengths = self._targets(y, X)
+        if self.output == "last":
+            y_rows = check_array(y_rows, ensure_2d=False, dtype=None, input_name="y")
+            if len(y_rows) != len(X):
+                raise ValueError(f"y holds {len(y_rows)} targets, X holds {len(X)} "
+                                 "sequences.")
+        self._target_lengths = target_lengths
+        return X, y_rows
+
+    def _check_X(self, X):
+        check_is_fitted(self, "_network")
+        if not isinstance(X, Ragged):
+            X = self._sequences(X, reset=False)
+        return X.astype(self._network.dtype)
+
+    def _prepare_fit(self, X, y, incremental, reset):
+        X, Y, y_rows = super()._prepare_fit(X, y, incremental, reset)
+        targets = Ragged(Y, self._target_lengths)
+        if self.output == "sequence":
+            y_rows = np.split(np.asarray(y_rows), np.cumsum(self._target_lengths)[:-1])
+        return X, targets, y_rows
+
+    def _stratify_validation(self):
+        return self.output == "last" and super()._stratify_validation()
+
+    def _build_network(self, X, Y, theta=None):
+        self.n_outputs_ = Y.shape[1]
+        self.out_activation_ = self._out_activation()
+        return RNNNetwork(X.shape[1] if not isinstance(X, Ragged) else X.data.shape[1],
+                          self.hidden_size, Y.shape[1], self.nonlinearity, self._loss_kind(),
+                          self.output == "last", self.bptt_steps or 0, X.dtype, theta=theta)
+
+    def _init_parameters(self, net, rng):
+        # PyTorch's nn.RNN/nn.Linear: uniform in ±1/sqrt(hidden_size)
+        # (±1/sqrt(fan_in) for the output layer); biases likewise.
+        for name, value in net.parameters().items():
+            fan_in = self.hidden_size if name != "weight_out" and name != "bias_out" else \
+                net.layers[1].n_in
+            bound = 1.0 / np.sqrt(fan_in)
+            value[...] = rng.uniform(-bound, bound, value.shape)
+
+    # -------------------------------------------------------------- outputs
+    def _unflatten(self, rows, X):
+        """Per-step rows back into the shape of the targets."""
+        if self.output == "last":
+            return rows
+        parts = np.split(rows, X.starts[1:])
+        if len(set(X.lengths.tolist())) == 1:
+            return np.stack(parts)
+        return parts
+
+    def _backprop_batch(self, X, y, sample_weight, dtype):
+        X = self._check_X(X).astype(dtype)
+        y_rows, lengths = self._targets(y, X)
+        targets = Ragged(np.ascontiguousarray(self._encode_targets(y_rows), dtype=dtype),
+                         lengths)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
+        return pack(X, np.arange(len(X)), targets, sample_weight)
+
+    def backprop(self, X, y, sample_weight=None):
+        """One forward pass and BPTT on (X, y) without changing the model.
+
+        Parameters
+        ----------
+        X : sequences, as for ``fit``
+        y : targets, as for ``fit``
+        sample_weight : array-like of shape (n_sequences,), default=None
+
+        Returns
+        -------
+        result : fastbp.Backprop
+            ``.loss``, ``.gradients`` (keys of ``parameters_``) and ``.deltas``:
+            δ_t = dloss/dz_t of every step (the rows of the sequences still
+            running at step t, longest first), then the output layer's δ.
+        """
+        return super().backprop(X, y, sample_weight)
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the RNN by backpropagation through time.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_sequences, n_steps, n_features), list of \
+arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps)
+            The input sequences (the 2-D form is read as univariate sequences).
+        y : array-like
+            With ``output='last'``: shape (n_sequences,) (or (n_sequences,
+            n_outputs) for the regressor); with ``output='sequence'``: one
+            target per step, shape (n_sequences, n_steps[, n_outputs]) or a
+            list of arrays.
+        sample_weight : array-like of shape (n_sequences,), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def _target_state(self):
+        meta, arrays = super()._target_state()
+        meta = dict(meta, input_kind=self._input_kind, n_step_features=self._n_step_features)
+        return meta, arrays
+
+    def _restore_target_state(self, meta, arrays, n_outputs):
+        if (not isinstance(meta, dict) or meta.get("input_kind") not in ("table", "sequences")
+                or not isinstance(meta.get("n_step_features"), int)):
+            raise ValueError("missing input layout")
+        self._input_kind = meta["input_kind"]
+        self._n_step_features = meta["n_step_features"]
+        super()._restore_target_state(meta, arrays, n_outputs)
+
+
+_RNN_DOC_PARAMS = """
+    hidden_size : int, default=100
+        Units of the hidden state.
+    nonlinearity : {'tanh', 'relu', 'logistic'}, default='tanh'
+        f in h_t = f(x_t W_ih + h_{t-1} W_hh + b_h).
+    output : {'last', 'sequence'}, default='last'
+        'sequence': a target at every step (synchronous seq2seq); 'last':
+        one target per sequence, read from its last step.
+    clip_grad_norm : float, default=None
+        Clip the global L2 norm of the gradient to this before each update.
+    bptt_steps : int, default=None
+        None: full BPTT; k: truncated BPTT, the gradient does not flow back
+        across windows of k steps (the forward pass is not cut).
+    solver, alpha, batch_size, learning_rate, learning_rate_init, power_t, \
+max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, \
+nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, \
+epsilon, n_iter_no_change, max_fun, n_jobs
+        As for :class:`fastbp.MLPClassifier`; a sample is a sequence.
+        ``alpha`` penalizes weight_ih, weight_hh and weight_out with
+        alpha·||W||²/(2·n_sequences).
+"""
+
+
+class RNNClassifier(_RNNMixin, ClassifierTargetsMixin, ClassifierMixin, BackpropEstimator):
+    __doc__ = """Vanilla RNN classifier trained by backpropagation through time.
+
+    The data loss is the mean cross-entropy over every predicted step.
+
+    Parameters
+    ----------""" + _RNN_DOC_PARAMS + """
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    parameters_ : dict of str to ndarray
+        ``weight_ih`` (n_features, hidden_size), ``weight_hh`` (hidden_size,
+        hidden_size), ``bias_h``, ``weight_out`` (hidden_size, n_outputs),
+        ``bias_out``: live views of the weights.
+    loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, \
+n_iter_, t_, n_features_in_, n_outputs_, out_activation_
+        As for :class:`fastbp.MLPClassifier`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbp import RNNClassifier
+    >>> X = np.random.default_rng(0).standard_normal((40, 6, 2))
+    >>> y = (X[:, :, 0].sum(1) > 0).astype(int)
+    >>> RNNClassifier(hidden_size=8, max_iter=5).fit(X, y).predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(self, hidden_size=100, nonlinearity="tanh", output="last", *,
+                 clip_grad_norm=None, bptt_steps=None, loss="log_loss", solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, max_fun=15000, n_jobs=None):
+        self.hidden_size = hidden_size
+        self.nonlinearity = nonlinearity
+        self.output = output
+        self.clip_grad_norm = clip_grad_norm
+        self.bptt_steps = bptt_steps
+        self.loss = loss
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.n_jobs = n_jobs
+
+    def _validate_params(self):
+        _options(self, "loss", {"log_loss", "squared_error"})
+        super()._validate_params()
+
+    def _validation_score(self, X, y, sample_weight):
+        y_true = np.concatenate(y) if self.output == "sequence" else y
+        if sample_weight is not None and self.output == "sequence":
+            sample_weight = np.repeat(sample_weight, X.lengths)
+        return accuracy_score(y_true, self._predict_encoded(X), sample_weight=sample_weight)
+
+    def predict(self, X):
+        """Predict classes.
+
+        Parameters
+        ----------
+        X : sequences, as for ``fit``
+
+        Returns
+        -------
+        y : ndarray of shape (n_sequences,), (n_sequences, n_steps), or a list
+            of arrays of shape (n_steps_i,) for ragged input with
+            ``output='sequence'``.
+        """
+        X = self._check_X(X)
+        return self._unflatten(self._predict_encoded(X), X)
+
+    def predict_proba(self, X):
+        """Class probabilities, in the shape of the targets plus a class axis.
+
+        Parameters
+        ----------
+        X : sequences, as for ``fit``
+
+        Returns
+        -------
+        proba : ndarray of shape (n_sequences[, n_steps], n_classes) or list
+        """
+        X = self._check_X(X)
+        return self._unflatten(ClassifierTargetsMixin.predict_proba(self, X), X)
+
+    def predict_log_proba(self, X):
+        """Log of class probabilities, computed from the logits.
+
+        Parameters
+        ----------
+        X : sequences, as for ``fit``
+
+        Returns
+        -------
+        log_proba : ndarray or list, as for :meth:`predict_proba`
+        """
+        X = self._check_X(X)
+        return self._unflatten(ClassifierTargetsMixin.predict_log_proba(self, X), X)
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy over every predicted step (or sequence).
+
+        Parameters
+        ----------
+        X : sequences, as for ``fit``
+        y : targets, as for ``fit``
+        sample_weight : array-like of shape (n_sequences,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        X = self._check_X(X)
+        y_rows, lengths = self._targets(y, X)
+        if sample_weight is not None and self.output == "sequence":
+            sample_weight = np.repeat(np.asarray(sample_weight), lengths)
+        return accuracy_score(y_rows, self._predict_encoded(X), sample_weight=sample_weight)
+
+
+class RNNRegressor(_RNNMixin, RegressorTargetsMixin, RegressorMixin, BackpropEstimator):
+    __doc__ = """Vanilla RNN regressor trained by backpropagation through time.
+
+    The data loss is the mean half squared error over every predicted step.
+
+    Parameters
+    ----------""" + _RNN_DOC_PARAMS + """
+    Attributes
+    ----------
+    parameters_ : dict of str to ndarray
+        ``weight_ih``, ``weight_hh``, ``bias_h``, ``weight_out``, ``bias_out``.
+    loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, \
+n_iter_, t_, n_features_in_, n_outputs_, out_activation_
+        As for :class:`fastbp.MLPRegressor`.
+    """
+
+    def __init__(self, hidden_size=100, nonlinearity="tanh", output="last", *,
+                 clip_grad_norm=None, bptt_steps=None, loss="squared_error", solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, max_fun=15000, n_jobs=None):
+        self.hidden_size = hidden_size
+        self.nonlinearity = nonlinearity
+        self.output = output
+        self.clip_grad_norm = clip_grad_norm
+        self.bptt_steps = bptt_steps
+        self.loss = loss
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.n_jobs = n_jobs
+
+    def _validate_params(self):
+        _options(self, "loss", {"squared_error", "poisson"})
+        super()._validate_params()
+
+    def _validation_score(self, X, y, sample_weight):
+        y_true = np.concatenate(y) if self.output == "sequence" else y
+        if sample_weight is not None and self.output == "sequence":
+            sample_weight = np.repeat(sample_weight, X.lengths)
+        return r2_score(y_true, self._predict_checked(X), sample_weight=sample_weight)
+
+    def predict(self, X):
+        """Predict targets.
+
+        Parameters
+        ----------
+        X : sequences, as for ``fit``
+
+        Returns
+        -------
+        y : ndarray or list of arrays, in the shape of the targets
+        """
+        X = self._check_X(X)
+        return self._unflatten(self._predict_checked(X), X)
+
+    def score(self, X, y, sample_weight=None):
+        """R² over every predicted step (or sequence).
+
+        Parameters
+        ----------
+        X : sequences, as for ``fit``
+        y : targets, as for ``fit``
+        sample_weight : array-like of shape (n_sequences,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        X = self._check_X(X)
+        y_rows, lengths = self._targets(y, X)
+        if sample_weight is not None and self.output == "sequence":
+            sample_weight = np.repeat(np.asarray(sample_weight), lengths)
+        return r2_score(y_rows, self._predict_checked(X), sample_weight=sample_weight)
