@@ -138,6 +138,7 @@ int fastbp_conv_force_path(int path)
         const FT* wrot;     /* (c_in, c_out, 25): W rotated by 180 degrees */     \
         const int* flist; const int* fn; /* output map -> its input maps */       \
         const int* blist; const int* bn; /* input map -> its output maps */       \
+        const int* pid;     /* (c_out, c_in) -> index of the connected pair */    \
         int n, c_in, h, w, c_out, act, npairs;                                    \
         ptrdiff_t dzp_stride;                                                     \
     } conv_bwd_args_##SUF;                                                        \
@@ -153,6 +154,17 @@ FASTBP_DECLARE_ARGS(double, f64)
 #if FASTBP_VEC_EXT
 typedef float fastbp_v4f __attribute__((vector_size(16)));
 typedef double fastbp_v2d __attribute__((vector_size(16)));
+typedef int fastbp_v4i __attribute__((vector_size(16)));
+typedef long long fastbp_v2l __attribute__((vector_size(16)));
+/* Lane-wise m ? a : b for a comparison mask m (all ones / all zeros). */
+static inline fastbp_v4f fastbp_sel_v4f(fastbp_v4i m, fastbp_v4f a, fastbp_v4f b)
+{
+    return (fastbp_v4f)((m & (fastbp_v4i)a) | (~m & (fastbp_v4i)b));
+}
+static inline fastbp_v2d fastbp_sel_v2d(fastbp_v2l m, fastbp_v2d a, fastbp_v2d b)
+{
+    return (fastbp_v2d)((m & (fastbp_v2l)a) | (~m & (fastbp_v2l)b));
+}
 static inline fastbp_v4f fastbp_ld_v4f(const float* p) { fastbp_v4f v; memcpy(&v, p, sizeof v); return v; }
 static inline void fastbp_st_v4f(float* p, fastbp_v4f v) { memcpy(p, &v, sizeof v); }
 static inline fastbp_v4f fastbp_set1_v4f(float s) { fastbp_v4f v = {s, s, s, s}; return v; }
@@ -174,16 +186,34 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VT fastbp_v4f
 #define VL 4
 #define VLOAD(p) fastbp_ld_v4f(p)
+#define VLOADR(p) VLOAD(p)
 #define VSTORE(p, v) fastbp_st_v4f((p), (v))
 #define VSET1(s) fastbp_set1_v4f(s)
 #define VFMA(a, b, c) ((a) * (b) + (c))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
+#define VDIV(a, b) ((a) / (b))
+#define VMINN(c, x) fastbp_sel_v4f((x) > (c), (c), (x))
+#define VMAXN(c, x) fastbp_sel_v4f((x) < (c), (c), (x))
+#define VRELU(x) fastbp_sel_v4f((x) > VSET1(0), (x), VSET1(0))
+#define VSTEP(x) fastbp_sel_v4f((x) > VSET1(0), VSET1(1), VSET1(0))
 #else
 #define VT float
 #define VL 1
 #define VLOAD(p) (*(p))
+#define VLOADR(p) VLOAD(p)
 #define VSTORE(p, v) (*(p) = (v))
 #define VSET1(s) (s)
 #define VFMA(a, b, c) ((a) * (b) + (c))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
+#define VDIV(a, b) ((a) / (b))
+#define VMINN(c, x) ((x) > (c) ? (c) : (x))
+#define VMAXN(c, x) ((x) < (c) ? (c) : (x))
+#define VRELU(x) ((x) > 0 ? (x) : 0)
+#define VSTEP(x) ((x) > 0 ? (FT)1 : (FT)0)
 #endif
 #include "conv.c"
 
@@ -197,16 +227,34 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VT fastbp_v2d
 #define VL 2
 #define VLOAD(p) fastbp_ld_v2d(p)
+#define VLOADR(p) VLOAD(p)
 #define VSTORE(p, v) fastbp_st_v2d((p), (v))
 #define VSET1(s) fastbp_set1_v2d(s)
 #define VFMA(a, b, c) ((a) * (b) + (c))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
+#define VDIV(a, b) ((a) / (b))
+#define VMINN(c, x) fastbp_sel_v2d((x) > (c), (c), (x))
+#define VMAXN(c, x) fastbp_sel_v2d((x) < (c), (c), (x))
+#define VRELU(x) fastbp_sel_v2d((x) > VSET1(0), (x), VSET1(0))
+#define VSTEP(x) fastbp_sel_v2d((x) > VSET1(0), VSET1(1), VSET1(0))
 #else
 #define VT double
 #define VL 1
 #define VLOAD(p) (*(p))
+#define VLOADR(p) VLOAD(p)
 #define VSTORE(p, v) (*(p) = (v))
 #define VSET1(s) (s)
 #define VFMA(a, b, c) ((a) * (b) + (c))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
+#define VDIV(a, b) ((a) / (b))
+#define VMINN(c, x) ((x) > (c) ? (c) : (x))
+#define VMAXN(c, x) ((x) < (c) ? (c) : (x))
+#define VRELU(x) ((x) > 0 ? (x) : 0)
+#define VSTEP(x) ((x) > 0 ? (FT)1 : (FT)0)
 #endif
 #include "conv.c"
 
@@ -220,9 +268,21 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VT __m256
 #define VL 8
 #define VLOAD(p) _mm256_loadu_ps(p)
+/* One load whose value feeds several FMAs: the empty asm keeps GCC from
+ * folding it into each FMA as a separate memory operand. */
+#define VLOADR(p) __extension__({ __m256 fastbp_t_ = _mm256_loadu_ps(p); __asm__("" : "+x"(fastbp_t_)); fastbp_t_; })
 #define VSTORE(p, v) _mm256_storeu_ps((p), (v))
 #define VSET1(s) _mm256_set1_ps(s)
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define VADD(a, b) _mm256_add_ps((a), (b))
+#define VSUB(a, b) _mm256_sub_ps((a), (b))
+#define VMUL(a, b) _mm256_mul_ps((a), (b))
+#define VDIV(a, b) _mm256_div_ps((a), (b))
+/* min/max return their second operand when either is NaN: NaN propagates. */
+#define VMINN(c, x) _mm256_min_ps((c), (x))
+#define VMAXN(c, x) _mm256_max_ps((c), (x))
+#define VRELU(x) _mm256_max_ps((x), _mm256_setzero_ps())
+#define VSTEP(x) _mm256_and_ps(_mm256_cmp_ps((x), _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_set1_ps(1))
 #include "conv.c"
 
 /* double, AVX2 + FMA */
@@ -234,9 +294,21 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VT __m256d
 #define VL 4
 #define VLOAD(p) _mm256_loadu_pd(p)
+/* One load whose value feeds several FMAs: the empty asm keeps GCC from
+ * folding it into each FMA as a separate memory operand. */
+#define VLOADR(p) __extension__({ __m256d fastbp_t_ = _mm256_loadu_pd(p); __asm__("" : "+x"(fastbp_t_)); fastbp_t_; })
 #define VSTORE(p, v) _mm256_storeu_pd((p), (v))
 #define VSET1(s) _mm256_set1_pd(s)
 #define VFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#define VADD(a, b) _mm256_add_pd((a), (b))
+#define VSUB(a, b) _mm256_sub_pd((a), (b))
+#define VMUL(a, b) _mm256_mul_pd((a), (b))
+#define VDIV(a, b) _mm256_div_pd((a), (b))
+/* min/max return their second operand when either is NaN: NaN propagates. */
+#define VMINN(c, x) _mm256_min_pd((c), (x))
+#define VMAXN(c, x) _mm256_max_pd((c), (x))
+#define VRELU(x) _mm256_max_pd((x), _mm256_setzero_pd())
+#define VSTEP(x) _mm256_and_pd(_mm256_cmp_pd((x), _mm256_setzero_pd(), _CMP_GT_OQ), _mm256_set1_pd(1))
 #include "conv.c"
 #endif
 
@@ -268,32 +340,58 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 /* Kernels for one (dtype FT, instruction set): VT holds VL lanes of FT. */
 
 #if FT_IS_FLOAT
-/* tanh for float as a rational function, vectorisable (no libm call):
- * max error about 3e-7 on the whole line. Coefficients from Eigen's
- * generic_fast_tanh_float (MPL2). NaN propagates. */
+/* tanh for float as a rational function, with no libm call so that it
+ * vectorises: max error about 3e-7 on the whole line. Coefficients from
+ * Eigen's generic_fast_tanh_float (MPL2). NaN propagates. The scalar and the
+ * vector version evaluate the same expression. */
+#define FASTBP_TANH_BODY(MINN, MAXN, MUL, FMA, DIV, SET1)                    \
+    x = MINN(SET1(9.0f), x);                                                \
+    x = MAXN(SET1(-9.0f), x);                                               \
+    x2 = MUL(x, x);                                                         \
+    p = FMA(x2, SET1(-2.76076847742355e-16f), SET1(2.00018790482477e-13f)); \
+    p = FMA(x2, p, SET1(-8.60467152213735e-11f));                           \
+    p = FMA(x2, p, SET1(5.12229709037114e-08f));                            \
+    p = FMA(x2, p, SET1(1.48572235717979e-05f));                            \
+    p = FMA(x2, p, SET1(6.37261928875436e-04f));                            \
+    p = FMA(x2, p, SET1(4.89352455891786e-03f));                            \
+    p = MUL(x, p);                                                          \
+    q = FMA(x2, SET1(1.19825839466702e-06f), SET1(1.18534705686654e-04f));  \
+    q = FMA(x2, q, SET1(2.26843463243900e-03f));                            \
+    q = FMA(x2, q, SET1(4.89352518554385e-03f));                            \
+    return DIV(p, q);
+
+#define FASTBP_S_MINN(c, x) ((x) > (c) ? (c) : (x))
+#define FASTBP_S_MAXN(c, x) ((x) < (c) ? (c) : (x))
+#define FASTBP_S_MUL(a, b) ((a) * (b))
+#define FASTBP_S_FMA(a, b, c) ((a) * (b) + (c))
+#define FASTBP_S_DIV(a, b) ((a) / (b))
+#define FASTBP_S_SET1(s) (s)
+
 FASTBP_INLINE ATTR float NAME(tanh1)(float x)
 {
     float x2, p, q;
-    x = x > 9.0f ? 9.0f : x;
-    x = x < -9.0f ? -9.0f : x;
-    x2 = x * x;
-    p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
-    p = x2 * p + -8.60467152213735e-11f;
-    p = x2 * p + 5.12229709037114e-08f;
-    p = x2 * p + 1.48572235717979e-05f;
-    p = x2 * p + 6.37261928875436e-04f;
-    p = x2 * p + 4.89352455891786e-03f;
-    p = x * p;
-    q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
-    q = x2 * q + 2.26843463243900e-03f;
-    q = x2 * q + 4.89352518554385e-03f;
-    return p / q;
+    FASTBP_TANH_BODY(FASTBP_S_MINN, FASTBP_S_MAXN, FASTBP_S_MUL, FASTBP_S_FMA,
+                     FASTBP_S_DIV, FASTBP_S_SET1)
+}
+
+FASTBP_INLINE ATTR VT NAME(vtanh)(VT x)
+{
+    VT x2, p, q;
+    FASTBP_TANH_BODY(VMINN, VMAXN, VMUL, VFMA, VDIV, VSET1)
 }
 
 FASTBP_INLINE ATTR float NAME(logistic1)(float z)
 {
+    /* 1 / (1 + exp(-z)) = (1 + tanh(z / 2)) / 2 */
     return 0.5f * NAME(tanh1)(0.5f * z) + 0.5f;
 }
+#undef FASTBP_TANH_BODY
+#undef FASTBP_S_MINN
+#undef FASTBP_S_MAXN
+#undef FASTBP_S_MUL
+#undef FASTBP_S_FMA
+#undef FASTBP_S_DIV
+#undef FASTBP_S_SET1
 #else
 FASTBP_INLINE ATTR double NAME(tanh1)(double x) { return tanh(x); }
 
@@ -307,23 +405,37 @@ FASTBP_INLINE ATTR double NAME(logistic1)(double z)
 }
 #endif
 
-/* a = g(a) in place. */
+/* a = g(a) in place. float: whole vectors, then a scalar tail; double: tanh
+ * and exp from libm, for accuracy. */
 static ATTR void NAME(act_inplace)(FT* a, ptrdiff_t n, int act)
 {
-    ptrdiff_t j;
+    ptrdiff_t j = 0;
     const FT la = (FT)FASTBP_LECUN_A, ls = (FT)FASTBP_LECUN_S;
     switch (act) {
     case 1:
-        for (j = 0; j < n; j++) a[j] = NAME(logistic1)(a[j]);
+#if FT_IS_FLOAT
+        for (; j + VL <= n; j += VL)
+            VSTORE(a + j, VFMA(VSET1(0.5f), NAME(vtanh)(VMUL(VSET1(0.5f), VLOAD(a + j))),
+                               VSET1(0.5f)));
+#endif
+        for (; j < n; j++) a[j] = NAME(logistic1)(a[j]);
         break;
     case 2:
-        for (j = 0; j < n; j++) a[j] = NAME(tanh1)(a[j]);
+#if FT_IS_FLOAT
+        for (; j + VL <= n; j += VL) VSTORE(a + j, NAME(vtanh)(VLOAD(a + j)));
+#endif
+        for (; j < n; j++) a[j] = NAME(tanh1)(a[j]);
         break;
     case 3:
-        for (j = 0; j < n; j++) a[j] = a[j] > 0 ? a[j] : 0;
+        for (; j + VL <= n; j += VL) VSTORE(a + j, VRELU(VLOAD(a + j)));
+        for (; j < n; j++) a[j] = a[j] > 0 ? a[j] : 0;
         break;
     case 4:
-        for (j = 0; j < n; j++) a[j] = la * NAME(tanh1)(ls * a[j]);
+#if FT_IS_FLOAT
+        for (; j + VL <= n; j += VL)
+            VSTORE(a + j, VMUL(VSET1(la), NAME(vtanh)(VMUL(VSET1(ls), VLOAD(a + j)))));
+#endif
+        for (; j < n; j++) a[j] = la * NAME(tanh1)(ls * a[j]);
         break;
     default:
         break;
@@ -333,24 +445,39 @@ static ATTR void NAME(act_inplace)(FT* a, ptrdiff_t n, int act)
 /* out = d * g'(z) with g'(z) computed from a = g(z); out may alias d. */
 static ATTR void NAME(mul_deriv)(FT* out, const FT* d, const FT* a, ptrdiff_t n, int act)
 {
-    ptrdiff_t j;
+    ptrdiff_t j = 0;
     const FT la = (FT)FASTBP_LECUN_A, ls = (FT)FASTBP_LECUN_S;
+    const VT one = VSET1((FT)1), vla = VSET1(la), vls = VSET1(ls);
+    VT va;
     switch (act) {
     case 1:
-        for (j = 0; j < n; j++) out[j] = d[j] * (a[j] * (1 - a[j]));
+        for (; j + VL <= n; j += VL) {
+            va = VLOAD(a + j);
+            VSTORE(out + j, VMUL(VLOAD(d + j), VMUL(va, VSUB(one, va))));
+        }
+        for (; j < n; j++) out[j] = d[j] * (a[j] * (1 - a[j]));
         break;
     case 2:
-        for (j = 0; j < n; j++) out[j] = d[j] * (1 - a[j] * a[j]);
+        for (; j + VL <= n; j += VL) {
+            va = VLOAD(a + j);
+            VSTORE(out + j, VMUL(VLOAD(d + j), VSUB(one, VMUL(va, va))));
+        }
+        for (; j < n; j++) out[j] = d[j] * (1 - a[j] * a[j]);
         break;
     case 3:
-        for (j = 0; j < n; j++) out[j] = d[j] * (a[j] > 0 ? (FT)1 : (FT)0);
+        for (; j + VL <= n; j += VL) VSTORE(out + j, VMUL(VLOAD(d + j), VSTEP(VLOAD(a + j))));
+        for (; j < n; j++) out[j] = d[j] * (a[j] > 0 ? (FT)1 : (FT)0);
         break;
     case 4:
-        for (j = 0; j < n; j++) out[j] = d[j] * (ls * (la - a[j] * a[j] / la));
+        for (; j + VL <= n; j += VL) {
+            va = VLOAD(a + j);
+            VSTORE(out + j, VMUL(VLOAD(d + j), VMUL(vls, VSUB(vla, VDIV(VMUL(va, va), vla)))));
+        }
+        for (; j < n; j++) out[j] = d[j] * (ls * (la - a[j] * a[j] / la));
         break;
     default:
         if (out != d)
-            for (j = 0; j < n; j++) out[j] = d[j];
+            for (; j < n; j++) out[j] = d[j];
         break;
     }
 }
@@ -368,129 +495,210 @@ FASTBP_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
     return t;
 }
 
-/* out[r*VL .. (r+1)*VL) for r < R:
- *   sum over the maps j in lst of sum_{kh,kw} wbase[j*25 + kh*5 + kw]
- *                                             * src[j*pstride + kh*w + kw + ...]
- * R is a compile-time constant at each call site, so acc[] lives in registers. */
-FASTBP_INLINE ATTR void NAME(chunk_core)(FT* out, const int R, const FT* src,
-                                         ptrdiff_t pstride, const int* lst, int nl,
-                                         const FT* wbase, int w)
+/* Register tile of the wide correlation, for G (1 or 2) output maps that share
+ * their input maps, so that each input load feeds G multiply-adds:
+ *   out[g*ostride + r*VL + lane] = sum over the maps j in lst of
+ *       sum_{kh,kw} wbase[g*gstride + lst[j]*25 + kh*5 + kw]
+ *                   * src[lst[j]*pstride + kh*w + kw + r*VL + lane],  r < R.
+ * R and G are compile-time constants at each call site, so acc[][] lives in
+ * registers (G*R + G + 1 <= 16 vector registers). */
+FASTBP_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, const int G,
+                                         const FT* src, ptrdiff_t pstride, const int* lst,
+                                         int nl, const FT* wbase, ptrdiff_t gstride, int w)
 {
-    VT acc[FASTBP_RMAX];
-    int r, j, kh, kw;
-    for (r = 0; r < R; r++) acc[r] = VSET1((FT)0);
+    VT acc[2][FASTBP_RMAX];
+    int g, r, j, kh, kw;
+    for (g = 0; g < G; g++)
+        for (r = 0; r < R; r++) acc[g][r] = VSET1((FT)0);
     for (j = 0; j < nl; j++) {
         const FT* s = src + lst[j] * pstride;
         const FT* k = wbase + lst[j] * 25;
         for (kh = 0; kh < 5; kh++) {
             const FT* srow = s + kh * w;
             for (kw = 0; kw < 5; kw++) {
-                const VT wv = VSET1(k[kh * 5 + kw]);
-                for (r = 0; r < R; r++)
-                    acc[r] = VFMA(wv, VLOAD(srow + kw + r * VL), acc[r]);
+                const VT w0 = VSET1(k[kh * 5 + kw]);
+                if (G == 1) {
+                    for (r = 0; r < R; r++)
+                        acc[0][r] = VFMA(w0, VLOAD(srow + kw + r * VL), acc[0][r]);
+                } else {
+                    const VT w1 = VSET1(k[gstride + kh * 5 + kw]);
+                    for (r = 0; r < R; r++) {
+                        const VT xv = VLOADR(srow + kw + r * VL);
+                        acc[0][r] = VFMA(w0, xv, acc[0][r]);
+                        acc[1][r] = VFMA(w1, xv, acc[1][r]);
+                    }
+                }
             }
         }
     }
-    for (r = 0; r < R; r++) VSTORE(out + r * VL, acc[r]);
+    for (g = 0; g < G; g++)
+        for (r = 0; r < R; r++) VSTORE(out + g * ostride + r * VL, acc[g][r]);
 }
 
-#define FASTBP_CHUNK_N(RN)                                                          \
-    static ATTR void NAME(chunk##RN)(FT* out, const FT* src, ptrdiff_t pstride,     \
-                                     const int* lst, int nl, const FT* wbase, int w) \
-    {                                                                               \
-        NAME(chunk_core)(out, RN, src, pstride, lst, nl, wbase, w);                 \
+#define FASTBP_CHUNK_N(G, RN)                                                           \
+    static ATTR void NAME(chunk##G##_##RN)(FT* out, ptrdiff_t ostride, const FT* src,    \
+                                           ptrdiff_t pstride, const int* lst, int nl,    \
+                                           const FT* wbase, ptrdiff_t gstride, int w)    \
+    {                                                                                   \
+        NAME(chunk_core)(out, ostride, RN, G, src, pstride, lst, nl, wbase, gstride, w); \
     }
-FASTBP_CHUNK_N(1)
-FASTBP_CHUNK_N(2)
-FASTBP_CHUNK_N(3)
-FASTBP_CHUNK_N(4)
-FASTBP_CHUNK_N(5)
-FASTBP_CHUNK_N(6)
-FASTBP_CHUNK_N(7)
-FASTBP_CHUNK_N(8)
+FASTBP_CHUNK_N(1, 1)
+FASTBP_CHUNK_N(1, 2)
+FASTBP_CHUNK_N(1, 3)
+FASTBP_CHUNK_N(1, 4)
+FASTBP_CHUNK_N(1, 5)
+FASTBP_CHUNK_N(1, 6)
+FASTBP_CHUNK_N(1, 7)
+FASTBP_CHUNK_N(1, 8)
+FASTBP_CHUNK_N(2, 1)
+FASTBP_CHUNK_N(2, 2)
+FASTBP_CHUNK_N(2, 3)
+FASTBP_CHUNK_N(2, 4)
+FASTBP_CHUNK_N(2, 5)
+FASTBP_CHUNK_N(2, 6)
 #undef FASTBP_CHUNK_N
 
-/* T[0 .. nv*VL) = wide correlation (see chunk_core), in tiles of at most RMAX
- * vectors, balanced so that no tile is much shorter than the others. */
-static ATTR void NAME(correlate)(FT* T, int nv, const FT* src, ptrdiff_t pstride,
-                                 const int* lst, int nl, const FT* wbase, int w)
+/* T[g*tstride + (0 .. nv*VL)] = wide correlation for G output maps (see
+ * chunk_core), in register tiles balanced so that none is much shorter. */
+static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int G, int nv, const FT* src,
+                                 ptrdiff_t pstride, const int* lst, int nl, const FT* wbase,
+                                 ptrdiff_t gstride, int w)
 {
+    const int rmax = G == 1 ? 8 : 6;
     int nch, base, extra, c, v0 = 0;
     if (nv <= 0)
         return;
-    nch = (nv + FASTBP_RMAX - 1) / FASTBP_RMAX;
+    nch = (nv + rmax - 1) / rmax;
     base = nv / nch;
     extra = nv % nch;
     for (c = 0; c < nch; c++) {
         const int R = base + (c < extra);
         FT* out = T + v0 * VL;
         const FT* s = src + v0 * VL;
-        switch (R) {
-        case 1: NAME(chunk1)(out, s, pstride, lst, nl, wbase, w); break;
-        case 2: NAME(chunk2)(out, s, pstride, lst, nl, wbase, w); break;
-        case 3: NAME(chunk3)(out, s, pstride, lst, nl, wbase, w); break;
-        case 4: NAME(chunk4)(out, s, pstride, lst, nl, wbase, w); break;
-        case 5: NAME(chunk5)(out, s, pstride, lst, nl, wbase, w); break;
-        case 6: NAME(chunk6)(out, s, pstride, lst, nl, wbase, w); break;
-        case 7: NAME(chunk7)(out, s, pstride, lst, nl, wbase, w); break;
-        default: NAME(chunk8)(out, s, pstride, lst, nl, wbase, w); break;
+#define FASTBP_CASE(GG, RN)                                                   \
+    case RN:                                                                  \
+        NAME(chunk##GG##_##RN)(out, tstride, s, pstride, lst, nl, wbase, gstride, w); \
+        break;
+        if (G == 1) {
+            switch (R) {
+                FASTBP_CASE(1, 1) FASTBP_CASE(1, 2) FASTBP_CASE(1, 3) FASTBP_CASE(1, 4)
+                FASTBP_CASE(1, 5) FASTBP_CASE(1, 6) FASTBP_CASE(1, 7) FASTBP_CASE(1, 8)
+            }
+        } else {
+            switch (R) {
+                FASTBP_CASE(2, 1) FASTBP_CASE(2, 2) FASTBP_CASE(2, 3)
+                FASTBP_CASE(2, 4) FASTBP_CASE(2, 5) FASTBP_CASE(2, 6)
+            }
         }
+#undef FASTBP_CASE
         v0 += R;
     }
 }
 
-/* g[(kh*5 + kw)*VL + lane] += sum_v dz[v*VL + lane] * x[v*VL + lane + kh*w + kw]
- * for kh in [kh0, kh0 + NR): NR*5 accumulators stay in registers. */
-FASTBP_INLINE ATTR void NAME(gw_core)(FT* g, const FT* dz, const FT* x, int w, int nv,
-                                      const int kh0, const int NR)
+/* Output maps o and o + 1 can share a tile when they read the same input maps. */
+FASTBP_INLINE int NAME(same_list)(const int* lists, const int* counts, int stride, int o)
 {
-    VT acc[10];
-    int r, kw, v;
-    for (r = 0; r < NR; r++)
-        for (kw = 0; kw < 5; kw++) acc[r * 5 + kw] = VLOAD(g + ((kh0 + r) * 5 + kw) * VL);
-    for (v = 0; v < nv; v++) {
-        const VT d = VLOAD(dz + v * VL);
-        const FT* xv = x + v * VL + kh0 * w;
-        for (r = 0; r < NR; r++)
-            for (kw = 0; kw < 5; kw++)
-                acc[r * 5 + kw] = VFMA(d, VLOAD(xv + r * w + kw), acc[r * 5 + kw]);
+    int k;
+    if (counts[o] != counts[o + 1])
+        return 0;
+    for (k = 0; k < counts[o]; k++)
+        if (lists[o * stride + k] != lists[(o + 1) * stride + k])
+            return 0;
+    return 1;
+}
+
+/* Weight-gradient accumulators of G (1 or 2) pairs (o_g, i) that share the
+ * input map x, for kernel row kh:
+ *   g_g[(kh*5 + kw)*VL + lane] += sum_v dz_g[v*VL + lane] * x[v*VL + lane + kh*w + kw].
+ * G*5 accumulators stay in registers; each x load feeds G multiply-adds. */
+FASTBP_INLINE ATTR void NAME(gw_core)(FT* g0, FT* g1, const FT* dz0, const FT* dz1,
+                                      const FT* x, int w, int nv, int kh, const int G)
+{
+    VT a0[5], a1[5];
+    int kw, v;
+    for (kw = 0; kw < 5; kw++) {
+        a0[kw] = VLOAD(g0 + (kh * 5 + kw) * VL);
+        if (G == 2)
+            a1[kw] = VLOAD(g1 + (kh * 5 + kw) * VL);
     }
-    for (r = 0; r < NR; r++)
-        for (kw = 0; kw < 5; kw++) VSTORE(g + ((kh0 + r) * 5 + kw) * VL, acc[r * 5 + kw]);
+    for (v = 0; v < nv; v++) {
+        const VT d0 = VLOAD(dz0 + v * VL);
+        const FT* xv = x + v * VL + kh * w;
+        if (G == 1) {
+            for (kw = 0; kw < 5; kw++) a0[kw] = VFMA(d0, VLOAD(xv + kw), a0[kw]);
+        } else {
+            const VT d1 = VLOAD(dz1 + v * VL);
+            for (kw = 0; kw < 5; kw++) {
+                const VT xk = VLOADR(xv + kw);
+                a0[kw] = VFMA(d0, xk, a0[kw]);
+                a1[kw] = VFMA(d1, xk, a1[kw]);
+            }
+        }
+    }
+    for (kw = 0; kw < 5; kw++) {
+        VSTORE(g0 + (kh * 5 + kw) * VL, a0[kw]);
+        if (G == 2)
+            VSTORE(g1 + (kh * 5 + kw) * VL, a1[kw]);
+    }
 }
 
-static ATTR void NAME(gw_pair)(FT* g, const FT* dz, const FT* x, int w, int nv)
+static ATTR void NAME(gw_one)(FT* g0, const FT* dz0, const FT* x, int w, int nv)
 {
-    NAME(gw_core)(g, dz, x, w, nv, 0, 2);
-    NAME(gw_core)(g, dz, x, w, nv, 2, 2);
-    NAME(gw_core)(g, dz, x, w, nv, 4, 1);
+    int kh;
+    for (kh = 0; kh < 5; kh++) NAME(gw_core)(g0, g0, dz0, dz0, x, w, nv, kh, 1);
 }
 
-/* Forward pass of one sample; T is scratch of at least h*w + VL elements. */
-static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, FT* T)
+static ATTR void NAME(gw_two)(FT* g0, FT* g1, const FT* dz0, const FT* dz1, const FT* x,
+                              int w, int nv)
 {
-    const int c_in = a->c_in, w = a->w, ho = a->h - 4, wo = a->w - 4;
+    int kh;
+    for (kh = 0; kh < 5; kh++) NAME(gw_core)(g0, g1, dz0, dz1, x, w, nv, kh, 2);
+}
+
+/* Forward pass of one sample. T: scratch of 2*tstride elements, with
+ * tstride >= h*w + VL (one wide plane per output map of a tile). */
+static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, FT* T,
+                                       ptrdiff_t tstride)
+{
+    const int c_in = a->c_in, c_out = a->c_out, w = a->w, ho = a->h - 4, wo = a->w - 4;
     const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)ho * wo;
     const int nv = ((ho - 1) * w + wo + VL - 1) / VL;
     const FT* x = (i == a->n - 1) ? a->xlast : a->X + (ptrdiff_t)i * c_in * plane;
-    FT* y = a->Y + (ptrdiff_t)i * a->c_out * oplane;
-    int co, r, c;
-    for (co = 0; co < a->c_out; co++) {
-        FT* yo = y + co * oplane;
-        const FT bias = a->b[co];
-        NAME(correlate)(T, nv, x, plane, a->list + (ptrdiff_t)co * c_in, a->nlist[co],
-                        a->W + (ptrdiff_t)co * c_in * 25, w);
-        for (r = 0; r < ho; r++)
-            for (c = 0; c < wo; c++) yo[r * wo + c] = T[r * w + c] + bias;
-        NAME(act_inplace)(yo, oplane, a->act);
+    FT* y = a->Y + (ptrdiff_t)i * c_out * oplane;
+    int co = 0, g, G, r, c;
+    while (co < c_out) {
+        G = co + 1 < c_out && NAME(same_list)(a->list, a->nlist, c_in, co) ? 2 : 1;
+        NAME(correlate)(T, tstride, G, nv, x, plane, a->list + (ptrdiff_t)co * c_in,
+                        a->nlist[co], a->W + (ptrdiff_t)co * c_in * 25, (ptrdiff_t)c_in * 25, w);
+        for (g = 0; g < G; g++) {
+            FT* yo = y + (co + g) * oplane;
+            const FT* t = T + g * tstride;
+            const FT bias = a->b[co + g];
+            const VT vb = VSET1(bias);
+            /* Drop the wasted columns and add the bias: whole vectors, the
+             * last one of a row overlapping the one before it. */
+            for (r = 0; r < ho; r++) {
+                const FT* tr = t + r * w;
+                FT* yr = yo + r * wo;
+                if (wo >= VL) {
+                    for (c = 0; c + VL <= wo; c += VL) VSTORE(yr + c, VADD(VLOAD(tr + c), vb));
+                    if (c < wo)
+                        VSTORE(yr + wo - VL, VADD(VLOAD(tr + wo - VL), vb));
+                } else {
+                    for (c = 0; c < wo; c++) yr[c] = tr[c] + bias;
+                }
+            }
+            NAME(act_inplace)(yo, oplane, a->act);
+        }
+        co += G;
     }
 }
 
 /* Backward pass of samples [i0, i1): writes dX of those samples (if wanted)
  * and part = [grad_W of the connected pairs (npairs, 25), grad_b (c_out)]
- * summed over the block. scratch: c_out*dzp_stride + npairs*25*VL + h*w + VL. */
+ * summed over the block. scratch: c_out*dzp_stride + npairs*25*VL + 2*tstride. */
 static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int i1,
-                                      FT* scratch, FT* part)
+                                      FT* scratch, ptrdiff_t tstride, FT* part)
 {
     const int c_in = a->c_in, c_out = a->c_out, w = a->w, ho = a->h - 4, wo = a->w - 4;
     const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)ho * wo;
@@ -502,7 +710,7 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
     FT* T = gacc + ng * VL;
     FT* gb = part + ng;
     ptrdiff_t p;
-    int i, co, ci, k, r, lane;
+    int i, co, ci, k, r, lane, g, G;
 
     memset(dzp, 0, sizeof(FT) * c_out * st); /* the padding stays zero */
     memset(gacc, 0, sizeof(FT) * ng * VL);
@@ -511,33 +719,48 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
     for (i = i0; i < i1; i++) {
         const FT* x = (i == a->n - 1) ? a->xlast : a->X + (ptrdiff_t)i * c_in * plane;
         const FT* dz = a->dZ + (ptrdiff_t)i * c_out * oplane;
-        int pair = 0;
         for (co = 0; co < c_out; co++) {
             const FT* src = dz + co * oplane;
             FT* dst = dzp + co * st + 4 * w + 4;
             for (r = 0; r < ho; r++) memcpy(dst + r * w, src + r * wo, sizeof(FT) * wo);
             gb[co] += NAME(sum_fixed)(src, oplane);
         }
-        for (co = 0; co < c_out; co++) {
-            const FT* dzw = dzp + co * st + 4 * w + 4;
-            for (k = 0; k < a->fn[co]; k++, pair++) {
-                ci = a->flist[co * c_in + k];
-                NAME(gw_pair)(gacc + (ptrdiff_t)pair * 25 * VL, dzw, x + ci * plane, w, nv);
+        /* grad_W: the output maps of input map ci, two at a time. */
+        for (ci = 0; ci < c_in; ci++) {
+            const int* lst = a->blist + (ptrdiff_t)ci * c_out;
+            const FT* xs = x + ci * plane;
+            for (k = 0; k < a->bn[ci]; k += 2) {
+                const int o0 = lst[k];
+                FT* g0 = gacc + (ptrdiff_t)a->pid[o0 * c_in + ci] * 25 * VL;
+                const FT* dz0 = dzp + o0 * st + 4 * w + 4;
+                if (k + 1 < a->bn[ci]) {
+                    const int o1 = lst[k + 1];
+                    NAME(gw_two)(g0, gacc + (ptrdiff_t)a->pid[o1 * c_in + ci] * 25 * VL, dz0,
+                                 dzp + o1 * st + 4 * w + 4, xs, w, nv);
+                } else {
+                    NAME(gw_one)(g0, dz0, xs, w, nv);
+                }
             }
         }
         if (a->dX != NULL) {
             FT* dx = a->dX + (ptrdiff_t)i * c_in * plane;
-            for (ci = 0; ci < c_in; ci++) {
-                NAME(correlate)(T, nvx, dzp, st, a->blist + (ptrdiff_t)ci * c_out, a->bn[ci],
-                                a->wrot + (ptrdiff_t)ci * c_out * 25, w);
-                NAME(mul_deriv)(dx + ci * plane, T, x + ci * plane, plane, a->act);
+            ci = 0;
+            while (ci < c_in) {
+                G = ci + 1 < c_in && NAME(same_list)(a->blist, a->bn, c_out, ci) ? 2 : 1;
+                NAME(correlate)(T, tstride, G, nvx, dzp, st, a->blist + (ptrdiff_t)ci * c_out,
+                                a->bn[ci], a->wrot + (ptrdiff_t)ci * c_out * 25,
+                                (ptrdiff_t)c_out * 25, w);
+                for (g = 0; g < G; g++)
+                    NAME(mul_deriv)(dx + (ci + g) * plane, T + g * tstride, x + (ci + g) * plane,
+                                    plane, a->act);
+                ci += G;
             }
         }
     }
     for (p = 0; p < ng; p++) {
-        const FT* g = gacc + p * VL;
-        FT s = g[0];
-        for (lane = 1; lane < VL; lane++) s += g[lane];
+        const FT* gv = gacc + p * VL;
+        FT s = gv[0];
+        for (lane = 1; lane < VL; lane++) s += gv[lane];
         part[p] = s;
     }
 }
@@ -615,9 +838,18 @@ static ATTR void NAME(bias_act_row)(FT* a, const FT* bias, int n, int act)
 #undef VT
 #undef VL
 #undef VLOAD
+#undef VLOADR
 #undef VSTORE
 #undef VSET1
 #undef VFMA
+#undef VADD
+#undef VSUB
+#undef VMUL
+#undef VDIV
+#undef VMINN
+#undef VMAXN
+#undef VRELU
+#undef VSTEP
 
 /* ======================================================================== */
 #elif FASTBP_CONV_PASS == 2
@@ -665,7 +897,7 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
                                 int h, int w, int c_out, int act, int n_threads)
 {
     const int isa = fastbp_current_isa();
-    const ptrdiff_t plane = (ptrdiff_t)h * w, tsize = plane + 2 * VLMAX;
+    const ptrdiff_t plane = (ptrdiff_t)h * w, tstride = plane + 2 * VLMAX, tsize = 2 * tstride;
     int nt = n_threads < 1 ? 1 : n_threads;
     int i, *lists;
     FT *xlast, *tbuf;
@@ -690,7 +922,7 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
 
     FASTBP_OMP_PARALLEL_FOR(nt)
     for (i = 0; i < n; i++)
-        CALL_ISA(isa, conv_fwd_sample, &a, i, tbuf + omp_get_thread_num() * tsize);
+        CALL_ISA(isa, conv_fwd_sample, &a, i, tbuf + omp_get_thread_num() * tsize, tstride);
 
     free(lists);
     free(xlast);
@@ -709,14 +941,17 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
     const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
     int nt = n_threads < 1 ? 1 : n_threads;
     int npairs, pair, co, ci, k, wb, t;
+    int* pid;
     ptrdiff_t dzp_stride, ng, plen, ssize, j;
+    const ptrdiff_t tstride = plane + 2 * VLMAX;
     int* lists;
     FT *xlast = NULL, *wrot = NULL, *scratch = NULL, *part = NULL, *total = NULL;
     ARGS(conv_bwd_args) a;
 
-    lists = (int*)malloc(sizeof(int) * (2 * (size_t)c_out * c_in + c_out + c_in + 1));
+    lists = (int*)malloc(sizeof(int) * (3 * (size_t)c_out * c_in + c_out + c_in + 1));
     if (lists == NULL)
         return -1;
+    pid = lists + 2 * (ptrdiff_t)c_out * c_in + c_out + c_in;
     npairs = API(fastbp_conv_lists)(table, c_out, c_in, 0, lists,
                                     lists + 2 * (ptrdiff_t)c_out * c_in);
     API(fastbp_conv_lists)(table, c_out, c_in, 1, lists + (ptrdiff_t)c_out * c_in,
@@ -726,7 +961,10 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
     /* Rows: 4 zero, ho of data, 4 zero; then room for the last tile. */
     dzp_stride = (ptrdiff_t)(ho + 8) * w + 4 + 2 * VLMAX;
     dzp_stride = (dzp_stride + 15) / 16 * 16;
-    ssize = c_out * dzp_stride + ng * VLMAX + plane + 2 * VLMAX;
+    ssize = c_out * dzp_stride + ng * VLMAX + 2 * tstride;
+    for (co = 0, pair = 0; co < c_out; co++)
+        for (ci = 0; ci < c_in; ci++)
+            pid[co * c_in + ci] = table[co * c_in + ci] ? pair++ : -1;
     if (nt > nblocks)
         nt = nblocks;
     if (nt < 1)
@@ -756,7 +994,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
         a.flist = lists; a.fn = lists + 2 * (ptrdiff_t)c_out * c_in;
         a.blist = lists + (ptrdiff_t)c_out * c_in; a.bn = a.fn + c_out;
         a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = in_act;
-        a.npairs = npairs; a.dzp_stride = dzp_stride;
+        a.pid = pid; a.npairs = npairs; a.dzp_stride = dzp_stride;
 
         for (wb = 0; wb < nblocks; wb += FASTBP_WAVE) {
             const int nbw = nblocks - wb < FASTBP_WAVE ? nblocks - wb : FASTBP_WAVE;
@@ -766,7 +1004,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
                 const int i0 = (wb + t) * FASTBP_BLOCK;
                 const int i1 = i0 + FASTBP_BLOCK < n ? i0 + FASTBP_BLOCK : n;
                 CALL_ISA(isa, conv_bwd_block, &a, i0, i1,
-                         scratch + omp_get_thread_num() * ssize, part + t * plen);
+                         scratch + omp_get_thread_num() * ssize, tstride, part + t * plen);
             }
             for (t = 0; t < nbw; t++)
                 for (j = 0; j < plen; j++) total[j] += part[t * plen + j];
