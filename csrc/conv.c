@@ -1,0 +1,1134 @@
+/* Direct 5x5 convolution and trainable 2x2 mean-pool kernels; see conv.h.
+ *
+ * Wide rows
+ * ---------
+ * A 5x5 correlation of an (h, w) plane is computed on the flattened plane:
+ * out[p] = sum_{kh,kw} k[kh][kw] * in[p + kh*w + kw] for p = y*w + x. Every
+ * tap is then one contiguous run of loads, so the loop over p vectorises
+ * with plain unaligned loads; the columns x >= w - 4 of the "wide" output are
+ * wasted and dropped when the result is written. A tile of up to RMAX
+ * vectors of p is held in registers while all taps of all connected input
+ * maps are accumulated into it (see chunk_core).
+ *
+ * The backward pass uses the same layout: dZ of each output map is copied
+ * into a zero-padded buffer with row stride w (4 zero rows above and below,
+ * the data in columns 4..w-1 of each row). Read from offset 4*w + 4 it is the
+ * wide dZ with zeros in the wasted columns (for the weight gradient); read
+ * from offset 0 it is dZ padded by 4 on every side, because the left padding
+ * of one row doubles as the right padding of the row above (for dX, a full
+ * convolution = correlation of the padded dZ with the rotated kernel).
+ *
+ * Instruction sets
+ * ----------------
+ * This file includes itself: pass 1 instantiates the kernels for one
+ * (dtype, instruction set) pair, pass 2 the dispatchers and OpenMP loops for
+ * one dtype. The portable kernels use GCC/Clang vector extensions (16-byte
+ * vectors) or, elsewhere, plain scalars (1 lane); on x86-64 Linux with
+ * GCC/Clang an AVX2/FMA copy is compiled with a target attribute and chosen at
+ * run time with __builtin_cpu_supports. No -march flag is needed.
+ *
+ * Determinism
+ * -----------
+ * Forward passes write disjoint outputs per sample. Gradients of the weights,
+ * biases and pooling coefficients are summed per block of BLOCK samples (in a
+ * fixed order, by whichever thread runs the block) and the block sums are
+ * added in block order, so results are bitwise identical for any n_threads.
+ * At most WAVE block sums are held at a time, which bounds memory.
+ */
+#ifndef FASTBP_CONV_PASS
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fastbp_omp.h"
+#include "conv.h"
+
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(FASTBP_CONV_NO_DISPATCH)
+#define FASTBP_CONV_X86 1
+#include <immintrin.h>
+#else
+#define FASTBP_CONV_X86 0
+#endif
+
+/* FASTBP_CONV_SCALAR forces the 1-lane portable kernels (to test them). */
+#if defined(__GNUC__) && !defined(FASTBP_CONV_SCALAR)
+#define FASTBP_VEC_EXT 1
+#else
+#define FASTBP_VEC_EXT 0
+#endif
+
+#if defined(_MSC_VER)
+#define FASTBP_INLINE static __forceinline
+#elif defined(__GNUC__)
+#define FASTBP_INLINE static inline __attribute__((always_inline))
+#else
+#define FASTBP_INLINE static inline
+#endif
+
+#ifdef _OPENMP
+#if defined(_MSC_VER)
+#define FASTBP_OMP_PARALLEL_FOR(nt) __pragma(omp parallel for num_threads(nt) schedule(static))
+#else
+#define FASTBP_PRAGMA(x) _Pragma(#x)
+#define FASTBP_OMP_PARALLEL_FOR(nt) FASTBP_PRAGMA(omp parallel for num_threads(nt) schedule(static))
+#endif
+#else
+#define FASTBP_OMP_PARALLEL_FOR(nt)
+#endif
+
+#define FASTBP_RMAX 8    /* vectors of a register tile (forward, dX) */
+#define FASTBP_BLOCK 8   /* samples per gradient block */
+#define FASTBP_WAVE 16   /* block sums held in memory at once */
+#define FASTBP_XPAD 32   /* zero elements after the padded copy of a sample */
+#define FASTBP_MIN_PARALLEL 16384  /* element-wise work below this runs on 1 thread */
+#define FASTBP_LECUN_A 1.7159
+#define FASTBP_LECUN_S (2.0 / 3.0)
+
+/* ---- run-time choice of the instruction set ---- */
+
+static int fastbp_cpu_isa = -1; /* 1 when the CPU has AVX2 and FMA */
+static int fastbp_forced_isa = -1;
+
+static int fastbp_cpu_has_avx2_fma(void)
+{
+    if (fastbp_cpu_isa < 0) {
+#if FASTBP_CONV_X86
+        __builtin_cpu_init();
+        fastbp_cpu_isa = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+        fastbp_cpu_isa = 0;
+#endif
+    }
+    return fastbp_cpu_isa;
+}
+
+static int fastbp_current_isa(void)
+{
+    int cpu = fastbp_cpu_has_avx2_fma();
+    if (fastbp_forced_isa >= 0)
+        return fastbp_forced_isa && cpu;
+    return cpu;
+}
+
+const char* fastbp_conv_dispatch_path(void)
+{
+    return fastbp_current_isa() ? "avx2-fma" : "portable";
+}
+
+int fastbp_conv_force_path(int path)
+{
+    fastbp_forced_isa = path < 0 ? -1 : (path ? 1 : 0);
+    return fastbp_current_isa();
+}
+
+/* ---- argument blocks shared by dispatchers and kernels ---- */
+
+#define FASTBP_DECLARE_ARGS(FT, SUF)                                              \
+    typedef struct {                                                              \
+        const FT* X; const FT* W; const FT* b; FT* Y;                             \
+        const FT* xlast;    /* zero-padded copy of the last sample */             \
+        const int* list;    /* list[co*c_in + k]: k-th input map of co */         \
+        const int* nlist;   /* number of input maps of co */                      \
+        int n, c_in, h, w, c_out, act;                                            \
+    } conv_fwd_args_##SUF;                                                        \
+    typedef struct {                                                              \
+        const FT* X; const FT* dZ; FT* dX; const FT* xlast;                       \
+        const FT* wrot;     /* (c_in, c_out, 25): W rotated by 180 degrees */     \
+        const int* flist; const int* fn; /* output map -> its input maps */       \
+        const int* blist; const int* bn; /* input map -> its output maps */       \
+        const int* pid;     /* (c_out, c_in) -> index of the connected pair */    \
+        int n, c_in, h, w, c_out, act, npairs;                                    \
+        ptrdiff_t dzp_stride;                                                     \
+    } conv_bwd_args_##SUF;                                                        \
+    typedef struct {                                                              \
+        const FT* Y; const FT* coef; const FT* bias; const FT* dZ;                \
+        FT* X; FT* dY;                                                            \
+        int n, c, h, w, act;                                                      \
+    } pool_args_##SUF;
+
+FASTBP_DECLARE_ARGS(float, f32)
+FASTBP_DECLARE_ARGS(double, f64)
+
+#if FASTBP_VEC_EXT
+typedef float fastbp_v4f __attribute__((vector_size(16)));
+typedef double fastbp_v2d __attribute__((vector_size(16)));
+typedef int fastbp_v4i __attribute__((vector_size(16)));
+typedef long long fastbp_v2l __attribute__((vector_size(16)));
+/* Lane-wise m ? a : b for a comparison mask m (all ones / all zeros). */
+static inline fastbp_v4f fastbp_sel_v4f(fastbp_v4i m, fastbp_v4f a, fastbp_v4f b)
+{
+    return (fastbp_v4f)((m & (fastbp_v4i)a) | (~m & (fastbp_v4i)b));
+}
+static inline fastbp_v2d fastbp_sel_v2d(fastbp_v2l m, fastbp_v2d a, fastbp_v2d b)
+{
+    return (fastbp_v2d)((m & (fastbp_v2l)a) | (~m & (fastbp_v2l)b));
+}
+static inline fastbp_v4f fastbp_ld_v4f(const float* p) { fastbp_v4f v; memcpy(&v, p, sizeof v); return v; }
+static inline void fastbp_st_v4f(float* p, fastbp_v4f v) { memcpy(p, &v, sizeof v); }
+static inline fastbp_v4f fastbp_set1_v4f(float s) { fastbp_v4f v = {s, s, s, s}; return v; }
+static inline fastbp_v2d fastbp_ld_v2d(const double* p) { fastbp_v2d v; memcpy(&v, p, sizeof v); return v; }
+static inline void fastbp_st_v2d(double* p, fastbp_v2d v) { memcpy(p, &v, sizeof v); }
+static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; return v; }
+#endif
+
+/* ---- pass 1: kernels, once per (dtype, instruction set) ---- */
+#define FASTBP_CONV_PASS 1
+
+/* float, portable */
+#define FT float
+#define FT_IS_FLOAT 1
+#define ARGS(x) x##_f32
+#define NAME(x) x##_f32_port
+#define ATTR
+#if FASTBP_VEC_EXT
+#define VT fastbp_v4f
+#define VL 4
+#define VLOAD(p) fastbp_ld_v4f(p)
+#define VLOADR(p) VLOAD(p)
+#define VSTORE(p, v) fastbp_st_v4f((p), (v))
+#define VSET1(s) fastbp_set1_v4f(s)
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
+#define VDIV(a, b) ((a) / (b))
+#define VMINN(c, x) fastbp_sel_v4f((x) > (c), (c), (x))
+#define VMAXN(c, x) fastbp_sel_v4f((x) < (c), (c), (x))
+#define VRELU(x) fastbp_sel_v4f((x) > VSET1(0), (x), VSET1(0))
+#define VSTEP(x) fastbp_sel_v4f((x) > VSET1(0), VSET1(1), VSET1(0))
+#else
+#define VT float
+#define VL 1
+#define VLOAD(p) (*(p))
+#define VLOADR(p) VLOAD(p)
+#define VSTORE(p, v) (*(p) = (v))
+#define VSET1(s) (s)
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
+#define VDIV(a, b) ((a) / (b))
+#define VMINN(c, x) ((x) > (c) ? (c) : (x))
+#define VMAXN(c, x) ((x) < (c) ? (c) : (x))
+#define VRELU(x) ((x) > 0 ? (x) : 0)
+#define VSTEP(x) ((x) > 0 ? (FT)1 : (FT)0)
+#endif
+#include "conv.c"
+
+/* double, portable */
+#define FT double
+#define FT_IS_FLOAT 0
+#define ARGS(x) x##_f64
+#define NAME(x) x##_f64_port
+#define ATTR
+#if FASTBP_VEC_EXT
+#define VT fastbp_v2d
+#define VL 2
+#define VLOAD(p) fastbp_ld_v2d(p)
+#define VLOADR(p) VLOAD(p)
+#define VSTORE(p, v) fastbp_st_v2d((p), (v))
+#define VSET1(s) fastbp_set1_v2d(s)
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
+#define VDIV(a, b) ((a) / (b))
+#define VMINN(c, x) fastbp_sel_v2d((x) > (c), (c), (x))
+#define VMAXN(c, x) fastbp_sel_v2d((x) < (c), (c), (x))
+#define VRELU(x) fastbp_sel_v2d((x) > VSET1(0), (x), VSET1(0))
+#define VSTEP(x) fastbp_sel_v2d((x) > VSET1(0), VSET1(1), VSET1(0))
+#else
+#define VT double
+#define VL 1
+#define VLOAD(p) (*(p))
+#define VLOADR(p) VLOAD(p)
+#define VSTORE(p, v) (*(p) = (v))
+#define VSET1(s) (s)
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
+#define VDIV(a, b) ((a) / (b))
+#define VMINN(c, x) ((x) > (c) ? (c) : (x))
+#define VMAXN(c, x) ((x) < (c) ? (c) : (x))
+#define VRELU(x) ((x) > 0 ? (x) : 0)
+#define VSTEP(x) ((x) > 0 ? (FT)1 : (FT)0)
+#endif
+#include "conv.c"
+
+#if FASTBP_CONV_X86
+/* float, AVX2 + FMA */
+#define FT float
+#define FT_IS_FLOAT 1
+#define ARGS(x) x##_f32
+#define NAME(x) x##_f32_avx2
+#define ATTR __attribute__((target("avx2,fma")))
+#define VT __m256
+#define VL 8
+#define VLOAD(p) _mm256_loadu_ps(p)
+/* One load whose value feeds several FMAs: the empty asm keeps GCC from
+ * folding it into each FMA as a separate memory operand. */
+#define VLOADR(p) __extension__({ __m256 fastbp_t_ = _mm256_loadu_ps(p); __asm__("" : "+x"(fastbp_t_)); fastbp_t_; })
+#define VSTORE(p, v) _mm256_storeu_ps((p), (v))
+#define VSET1(s) _mm256_set1_ps(s)
+#define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define VADD(a, b) _mm256_add_ps((a), (b))
+#define VSUB(a, b) _mm256_sub_ps((a), (b))
+#define VMUL(a, b) _mm256_mul_ps((a), (b))
+#define VDIV(a, b) _mm256_div_ps((a), (b))
+/* min/max return their second operand when either is NaN: NaN propagates. */
+#define VMINN(c, x) _mm256_min_ps((c), (x))
+#define VMAXN(c, x) _mm256_max_ps((c), (x))
+#define VRELU(x) _mm256_max_ps((x), _mm256_setzero_ps())
+#define VSTEP(x) _mm256_and_ps(_mm256_cmp_ps((x), _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_set1_ps(1))
+#include "conv.c"
+
+/* double, AVX2 + FMA */
+#define FT double
+#define FT_IS_FLOAT 0
+#define ARGS(x) x##_f64
+#define NAME(x) x##_f64_avx2
+#define ATTR __attribute__((target("avx2,fma")))
+#define VT __m256d
+#define VL 4
+#define VLOAD(p) _mm256_loadu_pd(p)
+/* One load whose value feeds several FMAs: the empty asm keeps GCC from
+ * folding it into each FMA as a separate memory operand. */
+#define VLOADR(p) __extension__({ __m256d fastbp_t_ = _mm256_loadu_pd(p); __asm__("" : "+x"(fastbp_t_)); fastbp_t_; })
+#define VSTORE(p, v) _mm256_storeu_pd((p), (v))
+#define VSET1(s) _mm256_set1_pd(s)
+#define VFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#define VADD(a, b) _mm256_add_pd((a), (b))
+#define VSUB(a, b) _mm256_sub_pd((a), (b))
+#define VMUL(a, b) _mm256_mul_pd((a), (b))
+#define VDIV(a, b) _mm256_div_pd((a), (b))
+/* min/max return their second operand when either is NaN: NaN propagates. */
+#define VMINN(c, x) _mm256_min_pd((c), (x))
+#define VMAXN(c, x) _mm256_max_pd((c), (x))
+#define VRELU(x) _mm256_max_pd((x), _mm256_setzero_pd())
+#define VSTEP(x) _mm256_and_pd(_mm256_cmp_pd((x), _mm256_setzero_pd(), _CMP_GT_OQ), _mm256_set1_pd(1))
+#include "conv.c"
+#endif
+
+#undef FASTBP_CONV_PASS
+
+/* ---- pass 2: dispatchers, once per dtype ---- */
+#define FASTBP_CONV_PASS 2
+
+#define FT float
+#define VLMAX 8
+#define ARGS(x) x##_f32
+#define PORT(x) x##_f32_port
+#define AVX2(x) x##_f32_avx2
+#define API(x) x##_f32
+#include "conv.c"
+
+#define FT double
+#define VLMAX 4
+#define ARGS(x) x##_f64
+#define PORT(x) x##_f64_port
+#define AVX2(x) x##_f64_avx2
+#define API(x) x##_f64
+#include "conv.c"
+
+#undef FASTBP_CONV_PASS
+
+/* ======================================================================== */
+#elif FASTBP_CONV_PASS == 1
+/* Kernels for one (dtype FT, instruction set): VT holds VL lanes of FT. */
+
+#if FT_IS_FLOAT
+/* tanh for float as a rational function, with no libm call so that it
+ * vectorises: max error about 3e-7 on the whole line. Coefficients from
+ * Eigen's generic_fast_tanh_float (MPL2). NaN propagates. The scalar and the
+ * vector version evaluate the same expression. */
+#define FASTBP_TANH_BODY(MINN, MAXN, MUL, FMA, DIV, SET1)                    \
+    x = MINN(SET1(9.0f), x);                                                \
+    x = MAXN(SET1(-9.0f), x);                                               \
+    x2 = MUL(x, x);                                                         \
+    p = FMA(x2, SET1(-2.76076847742355e-16f), SET1(2.00018790482477e-13f)); \
+    p = FMA(x2, p, SET1(-8.60467152213735e-11f));                           \
+    p = FMA(x2, p, SET1(5.12229709037114e-08f));                            \
+    p = FMA(x2, p, SET1(1.48572235717979e-05f));                            \
+    p = FMA(x2, p, SET1(6.37261928875436e-04f));                            \
+    p = FMA(x2, p, SET1(4.89352455891786e-03f));                            \
+    p = MUL(x, p);                                                          \
+    q = FMA(x2, SET1(1.19825839466702e-06f), SET1(1.18534705686654e-04f));  \
+    q = FMA(x2, q, SET1(2.26843463243900e-03f));                            \
+    q = FMA(x2, q, SET1(4.89352518554385e-03f));                            \
+    return DIV(p, q);
+
+#define FASTBP_S_MINN(c, x) ((x) > (c) ? (c) : (x))
+#define FASTBP_S_MAXN(c, x) ((x) < (c) ? (c) : (x))
+#define FASTBP_S_MUL(a, b) ((a) * (b))
+#define FASTBP_S_FMA(a, b, c) ((a) * (b) + (c))
+#define FASTBP_S_DIV(a, b) ((a) / (b))
+#define FASTBP_S_SET1(s) (s)
+
+FASTBP_INLINE ATTR float NAME(tanh1)(float x)
+{
+    float x2, p, q;
+    FASTBP_TANH_BODY(FASTBP_S_MINN, FASTBP_S_MAXN, FASTBP_S_MUL, FASTBP_S_FMA,
+                     FASTBP_S_DIV, FASTBP_S_SET1)
+}
+
+FASTBP_INLINE ATTR VT NAME(vtanh)(VT x)
+{
+    VT x2, p, q;
+    FASTBP_TANH_BODY(VMINN, VMAXN, VMUL, VFMA, VDIV, VSET1)
+}
+
+FASTBP_INLINE ATTR float NAME(logistic1)(float z)
+{
+    /* 1 / (1 + exp(-z)) = (1 + tanh(z / 2)) / 2 */
+    return 0.5f * NAME(tanh1)(0.5f * z) + 0.5f;
+}
+#undef FASTBP_TANH_BODY
+#undef FASTBP_S_MINN
+#undef FASTBP_S_MAXN
+#undef FASTBP_S_MUL
+#undef FASTBP_S_FMA
+#undef FASTBP_S_DIV
+#undef FASTBP_S_SET1
+#else
+FASTBP_INLINE ATTR double NAME(tanh1)(double x) { return tanh(x); }
+
+FASTBP_INLINE ATTR double NAME(logistic1)(double z)
+{
+    double e;
+    if (z >= 0)
+        return 1 / (1 + exp(-z));
+    e = exp(z);
+    return e / (1 + e);
+}
+#endif
+
+/* a = g(a) in place. float: whole vectors, then a scalar tail; double: tanh
+ * and exp from libm, for accuracy. */
+static ATTR void NAME(act_inplace)(FT* a, ptrdiff_t n, int act)
+{
+    ptrdiff_t j = 0;
+    const FT la = (FT)FASTBP_LECUN_A, ls = (FT)FASTBP_LECUN_S;
+    switch (act) {
+    case 1:
+#if FT_IS_FLOAT
+        for (; j + VL <= n; j += VL)
+            VSTORE(a + j, VFMA(VSET1(0.5f), NAME(vtanh)(VMUL(VSET1(0.5f), VLOAD(a + j))),
+                               VSET1(0.5f)));
+#endif
+        for (; j < n; j++) a[j] = NAME(logistic1)(a[j]);
+        break;
+    case 2:
+#if FT_IS_FLOAT
+        for (; j + VL <= n; j += VL) VSTORE(a + j, NAME(vtanh)(VLOAD(a + j)));
+#endif
+        for (; j < n; j++) a[j] = NAME(tanh1)(a[j]);
+        break;
+    case 3:
+        for (; j + VL <= n; j += VL) VSTORE(a + j, VRELU(VLOAD(a + j)));
+        for (; j < n; j++) a[j] = a[j] > 0 ? a[j] : 0;
+        break;
+    case 4:
+#if FT_IS_FLOAT
+        for (; j + VL <= n; j += VL)
+            VSTORE(a + j, VMUL(VSET1(la), NAME(vtanh)(VMUL(VSET1(ls), VLOAD(a + j)))));
+#endif
+        for (; j < n; j++) a[j] = la * NAME(tanh1)(ls * a[j]);
+        break;
+    default:
+        break;
+    }
+}
+
+/* out = d * g'(z) with g'(z) computed from a = g(z); out may alias d. */
+static ATTR void NAME(mul_deriv)(FT* out, const FT* d, const FT* a, ptrdiff_t n, int act)
+{
+    ptrdiff_t j = 0;
+    const FT la = (FT)FASTBP_LECUN_A, ls = (FT)FASTBP_LECUN_S;
+    const VT one = VSET1((FT)1), vla = VSET1(la), vls = VSET1(ls);
+    VT va;
+    switch (act) {
+    case 1:
+        for (; j + VL <= n; j += VL) {
+            va = VLOAD(a + j);
+            VSTORE(out + j, VMUL(VLOAD(d + j), VMUL(va, VSUB(one, va))));
+        }
+        for (; j < n; j++) out[j] = d[j] * (a[j] * (1 - a[j]));
+        break;
+    case 2:
+        for (; j + VL <= n; j += VL) {
+            va = VLOAD(a + j);
+            VSTORE(out + j, VMUL(VLOAD(d + j), VSUB(one, VMUL(va, va))));
+        }
+        for (; j < n; j++) out[j] = d[j] * (1 - a[j] * a[j]);
+        break;
+    case 3:
+        for (; j + VL <= n; j += VL) VSTORE(out + j, VMUL(VLOAD(d + j), VSTEP(VLOAD(a + j))));
+        for (; j < n; j++) out[j] = d[j] * (a[j] > 0 ? (FT)1 : (FT)0);
+        break;
+    case 4:
+        for (; j + VL <= n; j += VL) {
+            va = VLOAD(a + j);
+            VSTORE(out + j, VMUL(VLOAD(d + j), VMUL(vls, VSUB(vla, VDIV(VMUL(va, va), vla)))));
+        }
+        for (; j < n; j++) out[j] = d[j] * (ls * (la - a[j] * a[j] / la));
+        break;
+    default:
+        if (out != d)
+            for (; j < n; j++) out[j] = d[j];
+        break;
+    }
+}
+
+/* Sum in a fixed order (8 interleaved partial sums, then a fixed tree). */
+FASTBP_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
+{
+    FT s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t;
+    ptrdiff_t j = 0;
+    int k;
+    for (; j + 8 <= n; j += 8)
+        for (k = 0; k < 8; k++) s[k] += p[j + k];
+    t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; j < n; j++) t += p[j];
+    return t;
+}
+
+/* Register tile of the wide correlation, for G (1 or 2) output maps that share
+ * their input maps, so that each input load feeds G multiply-adds:
+ *   out[g*ostride + r*VL + lane] = sum over the maps j in lst of
+ *       sum_{kh,kw} wbase[g*gstride + lst[j]*25 + kh*5 + kw]
+ *                   * src[lst[j]*pstride + kh*w + kw + r*VL + lane],  r < R.
+ * R and G are compile-time constants at each call site, so acc[][] lives in
+ * registers (G*R + G + 1 <= 16 vector registers). */
+FASTBP_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, const int G,
+                                         const FT* src, ptrdiff_t pstride, const int* lst,
+                                         int nl, const FT* wbase, ptrdiff_t gstride, int w)
+{
+    VT acc[2][FASTBP_RMAX];
+    int g, r, j, kh, kw;
+    for (g = 0; g < G; g++)
+        for (r = 0; r < R; r++) acc[g][r] = VSET1((FT)0);
+    for (j = 0; j < nl; j++) {
+        const FT* s = src + lst[j] * pstride;
+        const FT* k = wbase + lst[j] * 25;
+        for (kh = 0; kh < 5; kh++) {
+            const FT* srow = s + kh * w;
+            for (kw = 0; kw < 5; kw++) {
+                const VT w0 = VSET1(k[kh * 5 + kw]);
+                if (G == 1) {
+                    for (r = 0; r < R; r++)
+                        acc[0][r] = VFMA(w0, VLOAD(srow + kw + r * VL), acc[0][r]);
+                } else {
+                    const VT w1 = VSET1(k[gstride + kh * 5 + kw]);
+                    for (r = 0; r < R; r++) {
+                        const VT xv = VLOADR(srow + kw + r * VL);
+                        acc[0][r] = VFMA(w0, xv, acc[0][r]);
+                        acc[1][r] = VFMA(w1, xv, acc[1][r]);
+                    }
+                }
+            }
+        }
+    }
+    for (g = 0; g < G; g++)
+        for (r = 0; r < R; r++) VSTORE(out + g * ostride + r * VL, acc[g][r]);
+}
+
+#define FASTBP_CHUNK_N(G, RN)                                                           \
+    static ATTR void NAME(chunk##G##_##RN)(FT* out, ptrdiff_t ostride, const FT* src,    \
+                                           ptrdiff_t pstride, const int* lst, int nl,    \
+                                           const FT* wbase, ptrdiff_t gstride, int w)    \
+    {                                                                                   \
+        NAME(chunk_core)(out, ostride, RN, G, src, pstride, lst, nl, wbase, gstride, w); \
+    }
+FASTBP_CHUNK_N(1, 1)
+FASTBP_CHUNK_N(1, 2)
+FASTBP_CHUNK_N(1, 3)
+FASTBP_CHUNK_N(1, 4)
+FASTBP_CHUNK_N(1, 5)
+FASTBP_CHUNK_N(1, 6)
+FASTBP_CHUNK_N(1, 7)
+FASTBP_CHUNK_N(1, 8)
+FASTBP_CHUNK_N(2, 1)
+FASTBP_CHUNK_N(2, 2)
+FASTBP_CHUNK_N(2, 3)
+FASTBP_CHUNK_N(2, 4)
+FASTBP_CHUNK_N(2, 5)
+FASTBP_CHUNK_N(2, 6)
+#undef FASTBP_CHUNK_N
+
+/* T[g*tstride + (0 .. nv*VL)] = wide correlation for G output maps (see
+ * chunk_core), in register tiles balanced so that none is much shorter. */
+static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int G, int nv, const FT* src,
+                                 ptrdiff_t pstride, const int* lst, int nl, const FT* wbase,
+                                 ptrdiff_t gstride, int w)
+{
+    const int rmax = G == 1 ? 8 : 6;
+    int nch, base, extra, c, v0 = 0;
+    if (nv <= 0)
+        return;
+    nch = (nv + rmax - 1) / rmax;
+    base = nv / nch;
+    extra = nv % nch;
+    for (c = 0; c < nch; c++) {
+        const int R = base + (c < extra);
+        FT* out = T + v0 * VL;
+        const FT* s = src + v0 * VL;
+#define FASTBP_CASE(GG, RN)                                                   \
+    case RN:                                                                  \
+        NAME(chunk##GG##_##RN)(out, tstride, s, pstride, lst, nl, wbase, gstride, w); \
+        break;
+        if (G == 1) {
+            switch (R) {
+                FASTBP_CASE(1, 1) FASTBP_CASE(1, 2) FASTBP_CASE(1, 3) FASTBP_CASE(1, 4)
+                FASTBP_CASE(1, 5) FASTBP_CASE(1, 6) FASTBP_CASE(1, 7) FASTBP_CASE(1, 8)
+            }
+        } else {
+            switch (R) {
+                FASTBP_CASE(2, 1) FASTBP_CASE(2, 2) FASTBP_CASE(2, 3)
+                FASTBP_CASE(2, 4) FASTBP_CASE(2, 5) FASTBP_CASE(2, 6)
+            }
+        }
+#undef FASTBP_CASE
+        v0 += R;
+    }
+}
+
+/* Output maps o and o + 1 can share a tile when they read the same input maps. */
+FASTBP_INLINE int NAME(same_list)(const int* lists, const int* counts, int stride, int o)
+{
+    int k;
+    if (counts[o] != counts[o + 1])
+        return 0;
+    for (k = 0; k < counts[o]; k++)
+        if (lists[o * stride + k] != lists[(o + 1) * stride + k])
+            return 0;
+    return 1;
+}
+
+/* Weight-gradient accumulators of G (1 or 2) pairs (o_g, i) that share the
+ * input map x, for kernel row kh:
+ *   g_g[(kh*5 + kw)*VL + lane] += sum_v dz_g[v*VL + lane] * x[v*VL + lane + kh*w + kw].
+ * G*5 accumulators stay in registers; each x load feeds G multiply-adds. */
+FASTBP_INLINE ATTR void NAME(gw_core)(FT* g0, FT* g1, const FT* dz0, const FT* dz1,
+                                      const FT* x, int w, int nv, int kh, const int G)
+{
+    VT a0[5], a1[5];
+    int kw, v;
+    for (kw = 0; kw < 5; kw++) {
+        a0[kw] = VLOAD(g0 + (kh * 5 + kw) * VL);
+        if (G == 2)
+            a1[kw] = VLOAD(g1 + (kh * 5 + kw) * VL);
+    }
+    for (v = 0; v < nv; v++) {
+        const VT d0 = VLOAD(dz0 + v * VL);
+        const FT* xv = x + v * VL + kh * w;
+        if (G == 1) {
+            for (kw = 0; kw < 5; kw++) a0[kw] = VFMA(d0, VLOAD(xv + kw), a0[kw]);
+        } else {
+            const VT d1 = VLOAD(dz1 + v * VL);
+            for (kw = 0; kw < 5; kw++) {
+                const VT xk = VLOADR(xv + kw);
+                a0[kw] = VFMA(d0, xk, a0[kw]);
+                a1[kw] = VFMA(d1, xk, a1[kw]);
+            }
+        }
+    }
+    for (kw = 0; kw < 5; kw++) {
+        VSTORE(g0 + (kh * 5 + kw) * VL, a0[kw]);
+        if (G == 2)
+            VSTORE(g1 + (kh * 5 + kw) * VL, a1[kw]);
+    }
+}
+
+static ATTR void NAME(gw_one)(FT* g0, const FT* dz0, const FT* x, int w, int nv)
+{
+    int kh;
+    for (kh = 0; kh < 5; kh++) NAME(gw_core)(g0, g0, dz0, dz0, x, w, nv, kh, 1);
+}
+
+static ATTR void NAME(gw_two)(FT* g0, FT* g1, const FT* dz0, const FT* dz1, const FT* x,
+                              int w, int nv)
+{
+    int kh;
+    for (kh = 0; kh < 5; kh++) NAME(gw_core)(g0, g1, dz0, dz1, x, w, nv, kh, 2);
+}
+
+/* Forward pass of one sample. T: scratch of 2*tstride elements, with
+ * tstride >= h*w + VL (one wide plane per output map of a tile). */
+static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, FT* T,
+                                       ptrdiff_t tstride)
+{
+    const int c_in = a->c_in, c_out = a->c_out, w = a->w, ho = a->h - 4, wo = a->w - 4;
+    const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)ho * wo;
+    const int nv = ((ho - 1) * w + wo + VL - 1) / VL;
+    const FT* x = (i == a->n - 1) ? a->xlast : a->X + (ptrdiff_t)i * c_in * plane;
+    FT* y = a->Y + (ptrdiff_t)i * c_out * oplane;
+    int co = 0, g, G, r, c;
+    while (co < c_out) {
+        G = co + 1 < c_out && NAME(same_list)(a->list, a->nlist, c_in, co) ? 2 : 1;
+        NAME(correlate)(T, tstride, G, nv, x, plane, a->list + (ptrdiff_t)co * c_in,
+                        a->nlist[co], a->W + (ptrdiff_t)co * c_in * 25, (ptrdiff_t)c_in * 25, w);
+        for (g = 0; g < G; g++) {
+            FT* yo = y + (co + g) * oplane;
+            const FT* t = T + g * tstride;
+            const FT bias = a->b[co + g];
+            const VT vb = VSET1(bias);
+            /* Drop the wasted columns and add the bias: whole vectors, the
+             * last one of a row overlapping the one before it. */
+            for (r = 0; r < ho; r++) {
+                const FT* tr = t + r * w;
+                FT* yr = yo + r * wo;
+                if (wo >= VL) {
+                    for (c = 0; c + VL <= wo; c += VL) VSTORE(yr + c, VADD(VLOAD(tr + c), vb));
+                    if (c < wo)
+                        VSTORE(yr + wo - VL, VADD(VLOAD(tr + wo - VL), vb));
+                } else {
+                    for (c = 0; c < wo; c++) yr[c] = tr[c] + bias;
+                }
+            }
+            NAME(act_inplace)(yo, oplane, a->act);
+        }
+        co += G;
+    }
+}
+
+/* Backward pass of samples [i0, i1): writes dX of those samples (if wanted)
+ * and part = [grad_W of the connected pairs (npairs, 25), grad_b (c_out)]
+ * summed over the block. scratch: c_out*dzp_stride + npairs*25*VL + 2*tstride. */
+static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int i1,
+                                      FT* scratch, ptrdiff_t tstride, FT* part)
+{
+    const int c_in = a->c_in, c_out = a->c_out, w = a->w, ho = a->h - 4, wo = a->w - 4;
+    const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)ho * wo;
+    const ptrdiff_t st = a->dzp_stride, ng = (ptrdiff_t)a->npairs * 25;
+    const int nv = ((ho - 1) * w + wo + VL - 1) / VL;
+    const int nvx = (int)((plane + VL - 1) / VL);
+    FT* dzp = scratch;
+    FT* gacc = dzp + c_out * st;
+    FT* T = gacc + ng * VL;
+    FT* gb = part + ng;
+    ptrdiff_t p;
+    int i, co, ci, k, r, lane, g, G;
+
+    memset(dzp, 0, sizeof(FT) * c_out * st); /* the padding stays zero */
+    memset(gacc, 0, sizeof(FT) * ng * VL);
+    for (co = 0; co < c_out; co++) gb[co] = 0;
+
+    for (i = i0; i < i1; i++) {
+        const FT* x = (i == a->n - 1) ? a->xlast : a->X + (ptrdiff_t)i * c_in * plane;
+        const FT* dz = a->dZ + (ptrdiff_t)i * c_out * oplane;
+        for (co = 0; co < c_out; co++) {
+            const FT* src = dz + co * oplane;
+            FT* dst = dzp + co * st + 4 * w + 4;
+            for (r = 0; r < ho; r++) memcpy(dst + r * w, src + r * wo, sizeof(FT) * wo);
+            gb[co] += NAME(sum_fixed)(src, oplane);
+        }
+        /* grad_W: the output maps of input map ci, two at a time. */
+        for (ci = 0; ci < c_in; ci++) {
+            const int* lst = a->blist + (ptrdiff_t)ci * c_out;
+            const FT* xs = x + ci * plane;
+            for (k = 0; k < a->bn[ci]; k += 2) {
+                const int o0 = lst[k];
+                FT* g0 = gacc + (ptrdiff_t)a->pid[o0 * c_in + ci] * 25 * VL;
+                const FT* dz0 = dzp + o0 * st + 4 * w + 4;
+                if (k + 1 < a->bn[ci]) {
+                    const int o1 = lst[k + 1];
+                    NAME(gw_two)(g0, gacc + (ptrdiff_t)a->pid[o1 * c_in + ci] * 25 * VL, dz0,
+                                 dzp + o1 * st + 4 * w + 4, xs, w, nv);
+                } else {
+                    NAME(gw_one)(g0, dz0, xs, w, nv);
+                }
+            }
+        }
+        if (a->dX != NULL) {
+            FT* dx = a->dX + (ptrdiff_t)i * c_in * plane;
+            ci = 0;
+            while (ci < c_in) {
+                G = ci + 1 < c_in && NAME(same_list)(a->blist, a->bn, c_out, ci) ? 2 : 1;
+                NAME(correlate)(T, tstride, G, nvx, dzp, st, a->blist + (ptrdiff_t)ci * c_out,
+                                a->bn[ci], a->wrot + (ptrdiff_t)ci * c_out * 25,
+                                (ptrdiff_t)c_out * 25, w);
+                for (g = 0; g < G; g++)
+                    NAME(mul_deriv)(dx + (ci + g) * plane, T + g * tstride, x + (ci + g) * plane,
+                                    plane, a->act);
+                ci += G;
+            }
+        }
+    }
+    for (p = 0; p < ng; p++) {
+        const FT* gv = gacc + p * VL;
+        FT s = gv[0];
+        for (lane = 1; lane < VL; lane++) s += gv[lane];
+        part[p] = s;
+    }
+}
+
+/* Pooling forward of one sample. */
+static ATTR void NAME(pool_fwd_sample)(const ARGS(pool_args)* a, int i)
+{
+    const int h2 = a->h / 2, w2 = a->w / 2, w = a->w;
+    const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)h2 * w2;
+    int ch, r, c;
+    for (ch = 0; ch < a->c; ch++) {
+        const FT* y = a->Y + ((ptrdiff_t)i * a->c + ch) * plane;
+        FT* x = a->X + ((ptrdiff_t)i * a->c + ch) * oplane;
+        const FT k = a->coef[ch] * (FT)0.25, bias = a->bias[ch];
+        for (r = 0; r < h2; r++) {
+            const FT* y0 = y + 2 * r * w;
+            const FT* y1 = y0 + w;
+            FT* xr = x + r * w2;
+            for (c = 0; c < w2; c++)
+                xr[c] = k * ((y0[2 * c] + y0[2 * c + 1]) + (y1[2 * c] + y1[2 * c + 1])) + bias;
+        }
+        NAME(act_inplace)(x, oplane, a->act);
+    }
+}
+
+/* Pooling backward of samples [i0, i1): dY of those samples (if wanted) and
+ * part = [grad_coef (c), grad_bias (c)] over the block. T: h*w/4 + w elements. */
+static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, FT* T, FT* part)
+{
+    const int h2 = a->h / 2, w2 = a->w / 2, w = a->w;
+    const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)h2 * w2;
+    FT* E = T + oplane;
+    int i, ch, r, c;
+    for (ch = 0; ch < 2 * a->c; ch++) part[ch] = 0;
+    for (i = i0; i < i1; i++) {
+        for (ch = 0; ch < a->c; ch++) {
+            const ptrdiff_t off = (ptrdiff_t)i * a->c + ch;
+            const FT* y = a->Y + off * plane;
+            const FT* dz = a->dZ + off * oplane;
+            for (r = 0; r < h2; r++) {
+                const FT* y0 = y + 2 * r * w;
+                const FT* y1 = y0 + w;
+                for (c = 0; c < w2; c++)
+                    T[r * w2 + c] = dz[r * w2 + c] * ((FT)0.25 * ((y0[2 * c] + y0[2 * c + 1]) +
+                                                                 (y1[2 * c] + y1[2 * c + 1])));
+            }
+            part[ch] += NAME(sum_fixed)(T, oplane);
+            part[a->c + ch] += NAME(sum_fixed)(dz, oplane);
+            if (a->dY != NULL) {
+                const FT k = a->coef[ch] * (FT)0.25;
+                FT* dy = a->dY + off * plane;
+                for (r = 0; r < a->h; r++) {
+                    const FT* dzr = dz + (r / 2) * w2;
+                    for (c = 0; c < w; c++) E[c] = k * dzr[c / 2];
+                    NAME(mul_deriv)(dy + r * w, E, y + r * w, w, a->act);
+                }
+            }
+        }
+    }
+}
+
+/* a[j] = g(a[j] + bias[j]) for one row. */
+static ATTR void NAME(bias_act_row)(FT* a, const FT* bias, int n, int act)
+{
+    int j;
+    for (j = 0; j < n; j++) a[j] += bias[j];
+    NAME(act_inplace)(a, n, act);
+}
+
+#undef FT
+#undef FT_IS_FLOAT
+#undef ARGS
+#undef NAME
+#undef ATTR
+#undef VT
+#undef VL
+#undef VLOAD
+#undef VLOADR
+#undef VSTORE
+#undef VSET1
+#undef VFMA
+#undef VADD
+#undef VSUB
+#undef VMUL
+#undef VDIV
+#undef VMINN
+#undef VMAXN
+#undef VRELU
+#undef VSTEP
+
+/* ======================================================================== */
+#elif FASTBP_CONV_PASS == 2
+/* Dispatchers for one dtype FT: allocation, OpenMP loops, fixed-order sums. */
+
+#if FASTBP_CONV_X86
+#define CALL_ISA(isa, fn, ...) ((isa) ? AVX2(fn)(__VA_ARGS__) : PORT(fn)(__VA_ARGS__))
+#else
+#define CALL_ISA(isa, fn, ...) PORT(fn)(__VA_ARGS__)
+#endif
+
+/* list[o*ni + k] = k-th i (ascending) with table[o, i] (or table[i, o] when
+ * transposed); count[o] = how many. Returns the number of connected pairs. */
+static int API(fastbp_conv_lists)(const unsigned char* table, int c_out, int c_in,
+                                  int transposed, int* list, int* count)
+{
+    int o, i, total = 0;
+    const int no = transposed ? c_in : c_out, ni = transposed ? c_out : c_in;
+    for (o = 0; o < no; o++) {
+        count[o] = 0;
+        for (i = 0; i < ni; i++) {
+            const unsigned char t = transposed ? table[i * c_in + o] : table[o * c_in + i];
+            if (t)
+                list[o * ni + count[o]++] = i;
+        }
+        total += count[o];
+    }
+    return total;
+}
+
+/* A zero-padded copy of the last sample: kernels read up to VL - 2 elements
+ * past a plane, which for the last plane of X would leave the array. */
+static FT* API(fastbp_pad_last)(const FT* X, int n, ptrdiff_t sample)
+{
+    FT* xlast = (FT*)malloc(sizeof(FT) * (sample + FASTBP_XPAD));
+    if (xlast != NULL) {
+        memcpy(xlast, X + (ptrdiff_t)(n - 1) * sample, sizeof(FT) * sample);
+        memset(xlast + sample, 0, sizeof(FT) * FASTBP_XPAD);
+    }
+    return xlast;
+}
+
+int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
+                                const unsigned char* table, FT* Y, int n, int c_in,
+                                int h, int w, int c_out, int act, int n_threads)
+{
+    const int isa = fastbp_current_isa();
+    const ptrdiff_t plane = (ptrdiff_t)h * w, tstride = plane + 2 * VLMAX, tsize = 2 * tstride;
+    int nt = n_threads < 1 ? 1 : n_threads;
+    int i, *lists;
+    FT *xlast, *tbuf;
+    ARGS(conv_fwd_args) a;
+    if (n <= 0 || c_out <= 0)
+        return 0;
+    if (nt > n)
+        nt = n;
+    lists = (int*)malloc(sizeof(int) * ((size_t)c_out * c_in + c_out + 1));
+    xlast = API(fastbp_pad_last)(X, n, c_in * plane);
+    tbuf = (FT*)malloc(sizeof(FT) * tsize * nt);
+    if (lists == NULL || xlast == NULL || tbuf == NULL) {
+        free(lists);
+        free(xlast);
+        free(tbuf);
+        return -1;
+    }
+    API(fastbp_conv_lists)(table, c_out, c_in, 0, lists, lists + (ptrdiff_t)c_out * c_in);
+    a.X = X; a.W = W; a.b = b; a.Y = Y; a.xlast = xlast;
+    a.list = lists; a.nlist = lists + (ptrdiff_t)c_out * c_in;
+    a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = act;
+
+    FASTBP_OMP_PARALLEL_FOR(nt)
+    for (i = 0; i < n; i++)
+        CALL_ISA(isa, conv_fwd_sample, &a, i, tbuf + omp_get_thread_num() * tsize, tstride);
+
+    free(lists);
+    free(xlast);
+    free(tbuf);
+    return 0;
+}
+
+int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
+                                 const unsigned char* table, FT* grad_W, FT* grad_b,
+                                 FT* dX, int n, int c_in, int h, int w, int c_out,
+                                 int in_act, int n_threads)
+{
+    const int isa = fastbp_current_isa();
+    const int ho = h - 4;
+    const ptrdiff_t plane = (ptrdiff_t)h * w;
+    const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
+    int nt = n_threads < 1 ? 1 : n_threads;
+    int npairs, pair, co, ci, k, wb, t;
+    int* pid;
+    ptrdiff_t dzp_stride, ng, plen, ssize, j;
+    const ptrdiff_t tstride = plane + 2 * VLMAX;
+    int* lists;
+    FT *xlast = NULL, *wrot = NULL, *scratch = NULL, *part = NULL, *total = NULL;
+    ARGS(conv_bwd_args) a;
+
+    lists = (int*)malloc(sizeof(int) * (3 * (size_t)c_out * c_in + c_out + c_in + 1));
+    if (lists == NULL)
+        return -1;
+    pid = lists + 2 * (ptrdiff_t)c_out * c_in + c_out + c_in;
+    npairs = API(fastbp_conv_lists)(table, c_out, c_in, 0, lists,
+                                    lists + 2 * (ptrdiff_t)c_out * c_in);
+    API(fastbp_conv_lists)(table, c_out, c_in, 1, lists + (ptrdiff_t)c_out * c_in,
+                           lists + 2 * (ptrdiff_t)c_out * c_in + c_out);
+    ng = (ptrdiff_t)npairs * 25;
+    plen = ng + c_out;
+    /* Rows: 4 zero, ho of data, 4 zero; then room for the last tile. */
+    dzp_stride = (ptrdiff_t)(ho + 8) * w + 4 + 2 * VLMAX;
+    dzp_stride = (dzp_stride + 15) / 16 * 16;
+    ssize = c_out * dzp_stride + ng * VLMAX + 2 * tstride;
+    for (co = 0, pair = 0; co < c_out; co++)
+        for (ci = 0; ci < c_in; ci++)
+            pid[co * c_in + ci] = table[co * c_in + ci] ? pair++ : -1;
+    if (nt > nblocks)
+        nt = nblocks;
+    if (nt < 1)
+        nt = 1;
+
+    if (n > 0) {
+        xlast = API(fastbp_pad_last)(X, n, c_in * plane);
+        wrot = (FT*)malloc(sizeof(FT) * ((size_t)c_in * c_out * 25 + 1));
+        scratch = (FT*)malloc(sizeof(FT) * ssize * nt);
+        part = (FT*)malloc(sizeof(FT) * plen * FASTBP_WAVE);
+    }
+    total = (FT*)malloc(sizeof(FT) * plen);
+    if (total == NULL || (n > 0 && (xlast == NULL || wrot == NULL || scratch == NULL ||
+                                    part == NULL))) {
+        free(lists); free(xlast); free(wrot); free(scratch); free(part); free(total);
+        return -1;
+    }
+    for (j = 0; j < plen; j++) total[j] = 0;
+
+    if (n > 0) {
+        for (ci = 0; ci < c_in; ci++)
+            for (co = 0; co < c_out; co++)
+                for (k = 0; k < 25; k++)
+                    wrot[((ptrdiff_t)ci * c_out + co) * 25 + k] =
+                        W[((ptrdiff_t)co * c_in + ci) * 25 + 24 - k];
+        a.X = X; a.dZ = dZ; a.dX = dX; a.xlast = xlast; a.wrot = wrot;
+        a.flist = lists; a.fn = lists + 2 * (ptrdiff_t)c_out * c_in;
+        a.blist = lists + (ptrdiff_t)c_out * c_in; a.bn = a.fn + c_out;
+        a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = in_act;
+        a.pid = pid; a.npairs = npairs; a.dzp_stride = dzp_stride;
+
+        for (wb = 0; wb < nblocks; wb += FASTBP_WAVE) {
+            const int nbw = nblocks - wb < FASTBP_WAVE ? nblocks - wb : FASTBP_WAVE;
+            const int ntw = nt < nbw ? nt : nbw;
+            FASTBP_OMP_PARALLEL_FOR(ntw)
+            for (t = 0; t < nbw; t++) {
+                const int i0 = (wb + t) * FASTBP_BLOCK;
+                const int i1 = i0 + FASTBP_BLOCK < n ? i0 + FASTBP_BLOCK : n;
+                CALL_ISA(isa, conv_bwd_block, &a, i0, i1,
+                         scratch + omp_get_thread_num() * ssize, tstride, part + t * plen);
+            }
+            for (t = 0; t < nbw; t++)
+                for (j = 0; j < plen; j++) total[j] += part[t * plen + j];
+        }
+    }
+
+    memset(grad_W, 0, sizeof(FT) * (size_t)c_out * c_in * 25);
+    pair = 0;
+    for (co = 0; co < c_out; co++)
+        for (ci = 0; ci < c_in; ci++)
+            if (table[co * c_in + ci]) {
+                memcpy(grad_W + ((ptrdiff_t)co * c_in + ci) * 25, total + pair * 25,
+                       sizeof(FT) * 25);
+                pair++;
+            }
+    for (co = 0; co < c_out; co++) grad_b[co] = total[ng + co];
+
+    free(lists); free(xlast); free(wrot); free(scratch); free(part); free(total);
+    return 0;
+}
+
+int API(fastbp_pool2x2_forward)(const FT* Y, const FT* coef, const FT* bias, FT* X,
+                                int n, int c, int h, int w, int act, int n_threads)
+{
+    const int isa = fastbp_current_isa();
+    int nt = n_threads < 1 ? 1 : n_threads;
+    int i;
+    ARGS(pool_args) a;
+    if ((ptrdiff_t)n * c * h * w < FASTBP_MIN_PARALLEL)
+        nt = 1;
+    if (nt > n)
+        nt = n > 0 ? n : 1;
+    a.Y = Y; a.coef = coef; a.bias = bias; a.dZ = NULL; a.X = X; a.dY = NULL;
+    a.n = n; a.c = c; a.h = h; a.w = w; a.act = act;
+    FASTBP_OMP_PARALLEL_FOR(nt)
+    for (i = 0; i < n; i++)
+        CALL_ISA(isa, pool_fwd_sample, &a, i);
+    return 0;
+}
+
+int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
+                                 FT* grad_coef, FT* grad_bias, FT* dY, int n, int c,
+                                 int h, int w, int in_act, int n_threads)
+{
+    const int isa = fastbp_current_isa();
+    const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
+    const ptrdiff_t tsize = (ptrdiff_t)(h / 2) * (w / 2) + w + 2 * VLMAX;
+    const ptrdiff_t plen = 2 * (ptrdiff_t)c;
+    int nt = n_threads < 1 ? 1 : n_threads;
+    int wb, t, ch;
+    ptrdiff_t j;
+    FT *tbuf, *part, *total;
+    ARGS(pool_args) a;
+    if (nt > nblocks)
+        nt = nblocks > 0 ? nblocks : 1;
+    tbuf = (FT*)malloc(sizeof(FT) * tsize * nt);
+    part = (FT*)malloc(sizeof(FT) * (plen * FASTBP_WAVE + 1));
+    total = (FT*)malloc(sizeof(FT) * (plen + 1));
+    if (tbuf == NULL || part == NULL || total == NULL) {
+        free(tbuf); free(part); free(total);
+        return -1;
+    }
+    for (j = 0; j < plen; j++) total[j] = 0;
+    a.Y = Y; a.coef = coef; a.bias = NULL; a.dZ = dZ; a.X = NULL; a.dY = dY;
+    a.n = n; a.c = c; a.h = h; a.w = w; a.act = in_act;
+    for (wb = 0; wb < nblocks; wb += FASTBP_WAVE) {
+        const int nbw = nblocks - wb < FASTBP_WAVE ? nblocks - wb : FASTBP_WAVE;
+        const int ntw = nt < nbw ? nt : nbw;
+        FASTBP_OMP_PARALLEL_FOR(ntw)
+        for (t = 0; t < nbw; t++) {
+            const int i0 = (wb + t) * FASTBP_BLOCK;
+            const int i1 = i0 + FASTBP_BLOCK < n ? i0 + FASTBP_BLOCK : n;
+            CALL_ISA(isa, pool_bwd_block, &a, i0, i1, tbuf + omp_get_thread_num() * tsize,
+                     part + t * plen);
+        }
+        for (t = 0; t < nbw; t++)
+            for (j = 0; j < plen; j++) total[j] += part[t * plen + j];
+    }
+    for (ch = 0; ch < c; ch++) {
+        grad_coef[ch] = total[ch];
+        grad_bias[ch] = total[c + ch];
+    }
+    free(tbuf); free(part); free(total);
+    return 0;
+}
+
+void API(fastbp_bias_act_rows)(FT* A, const FT* bias, int rows, int cols, int act,
+                               int n_threads)
+{
+    const int isa = fastbp_current_isa();
+    int nt = n_threads < 1 ? 1 : n_threads;
+    int i;
+    if ((ptrdiff_t)rows * cols < FASTBP_MIN_PARALLEL)
+        nt = 1;
+    FASTBP_OMP_PARALLEL_FOR(nt)
+    for (i = 0; i < rows; i++)
+        CALL_ISA(isa, bias_act_row, A + (ptrdiff_t)i * cols, bias, cols, act);
+}
+
+void API(fastbp_mul_deriv)(FT* D, const FT* A, ptrdiff_t size, int act, int n_threads)
+{
+    const int isa = fastbp_current_isa();
+    const ptrdiff_t piece = 4096;
+    const int npieces = (int)((size + piece - 1) / piece);
+    int nt = n_threads < 1 ? 1 : n_threads;
+    int t;
+    if (act == 0)
+        return;
+    if (size < FASTBP_MIN_PARALLEL)
+        nt = 1;
+    FASTBP_OMP_PARALLEL_FOR(nt)
+    for (t = 0; t < npieces; t++) {
+        const ptrdiff_t start = (ptrdiff_t)t * piece;
+        const ptrdiff_t len = size - start < piece ? size - start : piece;
+        CALL_ISA(isa, mul_deriv, D + start, D + start, A + start, len, act);
+    }
+}
+
+#undef CALL_ISA
+#undef FT
+#undef VLMAX
+#undef ARGS
+#undef PORT
+#undef AVX2
+#undef API
+
+#endif /* FASTBP_CONV_PASS */

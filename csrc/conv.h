@@ -1,0 +1,89 @@
+/* Direct 5x5 convolution and trainable 2x2 mean-pool kernels (LeNet-5).
+ *
+ * Layout is NCHW, C-contiguous. Every function exists for float (_f32) and
+ * double (_f64). Nothing is validated: shapes are trusted (see _conv.pyx).
+ * Functions that allocate scratch return 0 on success and -1 when memory
+ * runs out (nothing is then guaranteed about the outputs).
+ *
+ * Results do not depend on n_threads: work is split over samples, and the
+ * weight gradients are summed per fixed block of samples and the blocks are
+ * reduced in a fixed order.
+ */
+#ifndef FASTBP_CONV_H
+#define FASTBP_CONV_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Y = g(valid cross-correlation of X with W over connected maps + b).
+ * X (n, c_in, h, w), W (c_out, c_in, 5, 5), b (c_out), table (c_out, c_in)
+ * of 0/1 bytes, Y (n, c_out, h - 4, w - 4). Unconnected pairs are skipped. */
+int fastbp_conv5x5_forward_f32(const float* X, const float* W, const float* b,
+                               const unsigned char* table, float* Y, int n,
+                               int c_in, int h, int w, int c_out, int act,
+                               int n_threads);
+int fastbp_conv5x5_forward_f64(const double* X, const double* W, const double* b,
+                               const unsigned char* table, double* Y, int n,
+                               int c_in, int h, int w, int c_out, int act,
+                               int n_threads);
+
+/* grad_W (c_out, c_in, 5, 5) = sum over samples of the correlation of X with
+ * dZ (0 for unconnected pairs), grad_b (c_out) = sum of dZ, and, when dX is
+ * not NULL, dX (n, c_in, h, w) = full convolution of dZ with the rotated
+ * kernels times g_in'(.) computed from X = g_in(z_in).
+ * dZ (n, c_out, h - 4, w - 4). */
+int fastbp_conv5x5_backward_f32(const float* X, const float* W, const float* dZ,
+                                const unsigned char* table, float* grad_W,
+                                float* grad_b, float* dX, int n, int c_in, int h,
+                                int w, int c_out, int in_act, int n_threads);
+int fastbp_conv5x5_backward_f64(const double* X, const double* W, const double* dZ,
+                                const unsigned char* table, double* grad_W,
+                                double* grad_b, double* dX, int n, int c_in, int h,
+                                int w, int c_out, int in_act, int n_threads);
+
+/* X = g(coef[c] * mean of each 2x2 block of Y + bias[c]).
+ * Y (n, c, h, w) with h, w even, X (n, c, h/2, w/2). */
+int fastbp_pool2x2_forward_f32(const float* Y, const float* coef, const float* bias,
+                               float* X, int n, int c, int h, int w, int act,
+                               int n_threads);
+int fastbp_pool2x2_forward_f64(const double* Y, const double* coef,
+                               const double* bias, double* X, int n, int c, int h,
+                               int w, int act, int n_threads);
+
+/* grad_coef (c) = sum dZ * MeanPool(Y), grad_bias (c) = sum dZ, and, when dY
+ * is not NULL, dY (n, c, h, w) = coef/4 * dZ[i/2, j/2] * g_in'(Y).
+ * dZ (n, c, h/2, w/2). */
+int fastbp_pool2x2_backward_f32(const float* Y, const float* coef, const float* dZ,
+                                float* grad_coef, float* grad_bias, float* dY,
+                                int n, int c, int h, int w, int in_act,
+                                int n_threads);
+int fastbp_pool2x2_backward_f64(const double* Y, const double* coef,
+                                const double* dZ, double* grad_coef,
+                                double* grad_bias, double* dY, int n, int c, int h,
+                                int w, int in_act, int n_threads);
+
+/* Element-wise helpers for the GEMM path: A (rows, cols) = g(A + bias[col]),
+ * and D *= g'(.) computed from A = g(z) over size elements. */
+void fastbp_bias_act_rows_f32(float* A, const float* bias, int rows, int cols,
+                              int act, int n_threads);
+void fastbp_bias_act_rows_f64(double* A, const double* bias, int rows, int cols,
+                              int act, int n_threads);
+void fastbp_mul_deriv_f32(float* D, const float* A, ptrdiff_t size, int act,
+                          int n_threads);
+void fastbp_mul_deriv_f64(double* D, const double* A, ptrdiff_t size, int act,
+                          int n_threads);
+
+/* Instruction-set path chosen at run time: "avx2-fma" or "portable". */
+const char* fastbp_conv_dispatch_path(void);
+/* Test hook: force a path (0 portable, 1 avx2-fma when the CPU has it,
+ * -1 automatic). Returns the path now in use (0 or 1). Not thread-safe. */
+int fastbp_conv_force_path(int path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,329 @@
+"""Direct 5x5 convolution and trainable 2x2 mean-pool kernels (LeNet-5).
+
+Stateless: C-contiguous NCHW arrays in, results written into the arrays
+marked ``# OUT``. Shapes and dtypes are validated by the engine above; these
+wrappers trust them (with boundscheck off a wrong shape is a memory bug).
+The arithmetic lives in ``csrc/conv.c`` (plain C with an AVX2/FMA path chosen
+at run time); the plain-NumPy twins in ``tests/_twins_conv.py`` define what
+every function computes.
+
+Results do not depend on ``n_threads``: the work is split over samples, and
+parameter gradients are summed per fixed block of 8 samples, the blocks being
+added in order.
+
+A convolution whose output is 1x1 (input 5x5, such as LeNet's C5) with a full
+connection table is a dense layer: it runs as one GEMM over the whole batch,
+called outside any OpenMP region, followed by one fused element-wise pass.
+"""
+from cython cimport floating
+from libc.stdint cimport uint8_t
+
+from ._blas cimport gemm
+
+
+cdef extern from "conv.h" nogil:
+    int fastbp_conv5x5_forward_f32(const float* X, const float* W, const float* b,
+                                   const unsigned char* table, float* Y, int n,
+                                   int c_in, int h, int w, int c_out, int act,
+                                   int n_threads)
+    int fastbp_conv5x5_forward_f64(const double* X, const double* W, const double* b,
+                                   const unsigned char* table, double* Y, int n,
+                                   int c_in, int h, int w, int c_out, int act,
+                                   int n_threads)
+    int fastbp_conv5x5_backward_f32(const float* X, const float* W, const float* dZ,
+                                    const unsigned char* table, float* grad_W,
+                                    float* grad_b, float* dX, int n, int c_in, int h,
+                                    int w, int c_out, int in_act, int n_threads)
+    int fastbp_conv5x5_backward_f64(const double* X, const double* W, const double* dZ,
+                                    const unsigned char* table, double* grad_W,
+                                    double* grad_b, double* dX, int n, int c_in, int h,
+                                    int w, int c_out, int in_act, int n_threads)
+    int fastbp_pool2x2_forward_f32(const float* Y, const float* coef, const float* bias,
+                                   float* X, int n, int c, int h, int w, int act,
+                                   int n_threads)
+    int fastbp_pool2x2_forward_f64(const double* Y, const double* coef,
+                                   const double* bias, double* X, int n, int c, int h,
+                                   int w, int act, int n_threads)
+    int fastbp_pool2x2_backward_f32(const float* Y, const float* coef, const float* dZ,
+                                    float* grad_coef, float* grad_bias, float* dY,
+                                    int n, int c, int h, int w, int in_act,
+                                    int n_threads)
+    int fastbp_pool2x2_backward_f64(const double* Y, const double* coef,
+                                    const double* dZ, double* grad_coef,
+                                    double* grad_bias, double* dY, int n, int c, int h,
+                                    int w, int in_act, int n_threads)
+    void fastbp_bias_act_rows_f32(float* A, const float* bias, int rows, int cols,
+                                  int act, int n_threads)
+    void fastbp_bias_act_rows_f64(double* A, const double* bias, int rows, int cols,
+                                  int act, int n_threads)
+    void fastbp_mul_deriv_f32(float* D, const float* A, Py_ssize_t size, int act,
+                              int n_threads)
+    void fastbp_mul_deriv_f64(double* D, const double* A, Py_ssize_t size, int act,
+                              int n_threads)
+    const char* fastbp_conv_dispatch_path()
+    int fastbp_conv_force_path(int path)
+
+
+_PATHS = {"portable": 0, "avx2-fma": 1, None: -1}
+
+
+def dispatch_path():
+    """Instruction-set path the kernels take on this CPU.
+
+    Returns
+    -------
+    path : str
+        ``"avx2-fma"`` when the CPU has AVX2 and FMA (x86-64 Linux builds with
+        GCC or Clang), else ``"portable"``.
+    """
+    return fastbp_conv_dispatch_path().decode("ascii")
+
+
+def _force_dispatch_path(path):
+    """Test hook: run the kernels on ``path`` ("portable", "avx2-fma", or None
+    for automatic). A path the CPU lacks falls back to "portable". Not
+    thread-safe. Returns the path now in use."""
+    fastbp_conv_force_path(_PATHS[path])
+    return dispatch_path()
+
+
+cdef bint _is_dense(const uint8_t[:, ::1] table, Py_ssize_t h, Py_ssize_t w) noexcept nogil:
+    """True when the convolution is a dense layer: 1x1 output, all maps connected."""
+    cdef Py_ssize_t o, i
+    if h != 5 or w != 5:
+        return False
+    for o in range(table.shape[0]):
+        for i in range(table.shape[1]):
+            if table[o, i] == 0:
+                return False
+    return True
+
+
+cdef void _column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
+                       floating* out) noexcept nogil:
+    """out[j] = sum_i A[i, j], rows added in order."""
+    cdef Py_ssize_t i, j
+    for j in range(n):
+        out[j] = 0
+    for i in range(m):
+        for j in range(n):
+            out[j] += A[i * n + j]
+
+
+def conv5x5_forward(const floating[:, :, :, ::1] X,
+                    const floating[:, :, :, ::1] W,
+                    const floating[::1] b,
+                    const uint8_t[:, ::1] table,
+                    floating[:, :, :, ::1] Y,  # OUT
+                    int activation, int n_threads):
+    """Y = g(valid 5x5 cross-correlation of X with W over connected maps + b).
+
+    ``Y[n, o, y, x] = g(b[o] + sum_{i: table[o, i]} sum_{kh, kw < 5}
+    W[o, i, kh, kw] * X[n, i, y + kh, x + kw])``. Unconnected pairs are
+    skipped (their weights are never read).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, C_in, H, W_)
+        Input maps, H >= 5 and W_ >= 5.
+    W : ndarray of shape (C_out, C_in, 5, 5)
+    b : ndarray of shape (C_out,)
+    table : ndarray of uint8, of shape (C_out, C_in)
+        Connection mask, 1 = connected (pass a bool mask as ``view(np.uint8)``).
+    Y : ndarray of shape (n_samples, C_out, H - 4, W_ - 4)
+        OUT.
+    activation : int
+        Activation code g (0 identity, 1 logistic, 2 tanh, 3 relu, 4 lecun_tanh).
+    n_threads : int
+        OpenMP threads; results do not depend on it.
+
+    All arrays C-contiguous and of one floating dtype.
+    """
+    cdef int n = X.shape[0], c_in = X.shape[1], h = X.shape[2], w = X.shape[3]
+    cdef int c_out = W.shape[0]
+    cdef int k = c_in * 25
+    cdef int status = 0
+    if n == 0:
+        return
+    with nogil:
+        if _is_dense(table, h, w):
+            # 1x1 output: Y (n, c_out) = X (n, c_in*25) @ W (c_out, c_in*25)^T.
+            gemm(False, True, n, c_out, k, <floating> 1, &X[0, 0, 0, 0], k,
+                 &W[0, 0, 0, 0], k, <floating> 0, &Y[0, 0, 0, 0], c_out)
+            if floating is float:
+                fastbp_bias_act_rows_f32(&Y[0, 0, 0, 0], &b[0], n, c_out, activation,
+                                         n_threads)
+            else:
+                fastbp_bias_act_rows_f64(&Y[0, 0, 0, 0], &b[0], n, c_out, activation,
+                                         n_threads)
+        elif floating is float:
+            status = fastbp_conv5x5_forward_f32(&X[0, 0, 0, 0], &W[0, 0, 0, 0], &b[0],
+                                                &table[0, 0], &Y[0, 0, 0, 0], n, c_in,
+                                                h, w, c_out, activation, n_threads)
+        else:
+            status = fastbp_conv5x5_forward_f64(&X[0, 0, 0, 0], &W[0, 0, 0, 0], &b[0],
+                                                &table[0, 0], &Y[0, 0, 0, 0], n, c_in,
+                                                h, w, c_out, activation, n_threads)
+    if status != 0:
+        raise MemoryError()
+
+
+def conv5x5_backward(const floating[:, :, :, ::1] X,
+                     const floating[:, :, :, ::1] W,
+                     const floating[:, :, :, ::1] dZ,
+                     const uint8_t[:, ::1] table,
+                     floating[:, :, :, ::1] grad_W,  # OUT
+                     floating[::1] grad_b,  # OUT
+                     floating[:, :, :, ::1] dX,  # OUT (None: not needed)
+                     int input_activation, int n_threads):
+    """Backward pass of conv5x5_forward given dZ = dL/d(pre-activation).
+
+    ``grad_W[o, i, kh, kw] = sum_{n, y, x} dZ[n, o, y, x] * X[n, i, y + kh, x + kw]``
+    (exactly 0 where ``table[o, i] == 0``), ``grad_b[o] = sum_{n, y, x} dZ[n, o, y, x]``
+    and, unless dX is None, the delta of the layer below:
+    ``dX[n, i] = (sum over connected o of the full convolution of dZ[n, o] with
+    W[o, i] rotated by 180 degrees) * g_in'(z_in)``, g_in' computed from
+    ``X = g_in(z_in)`` (code 0, identity, gives the plain gradient w.r.t. X).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, C_in, H, W_)
+        The forward input (an activation output of the layer below).
+    W : ndarray of shape (C_out, C_in, 5, 5)
+    dZ : ndarray of shape (n_samples, C_out, H - 4, W_ - 4)
+    table : ndarray of uint8, of shape (C_out, C_in)
+    grad_W : ndarray of shape (C_out, C_in, 5, 5)
+        OUT, overwritten.
+    grad_b : ndarray of shape (C_out,)
+        OUT, overwritten.
+    dX : ndarray of shape (n_samples, C_in, H, W_) or None
+        OUT, overwritten; None skips it (first layer).
+    input_activation : int
+        Activation code g_in of the layer that produced X.
+    n_threads : int
+        OpenMP threads; results are bitwise identical for any value.
+    """
+    cdef int n = X.shape[0], c_in = X.shape[1], h = X.shape[2], w = X.shape[3]
+    cdef int c_out = W.shape[0]
+    cdef int k = c_in * 25
+    cdef bint want_dX = dX is not None
+    cdef floating* dX_ptr = NULL
+    cdef int status = 0
+    if want_dX and n > 0:
+        dX_ptr = &dX[0, 0, 0, 0]
+    with nogil:
+        if n > 0 and _is_dense(table, h, w):
+            # grad_W (c_out, k) = dZ^T (c_out, n) @ X (n, k); dX (n, k) = dZ @ W.
+            gemm(True, False, c_out, k, n, <floating> 1, &dZ[0, 0, 0, 0], c_out,
+                 &X[0, 0, 0, 0], k, <floating> 0, &grad_W[0, 0, 0, 0], k)
+            _column_sums(&dZ[0, 0, 0, 0], n, c_out, &grad_b[0])
+            if want_dX:
+                gemm(False, False, n, k, c_out, <floating> 1, &dZ[0, 0, 0, 0], c_out,
+                     &W[0, 0, 0, 0], k, <floating> 0, dX_ptr, k)
+                if floating is float:
+                    fastbp_mul_deriv_f32(dX_ptr, &X[0, 0, 0, 0], <Py_ssize_t> n * k,
+                                         input_activation, n_threads)
+                else:
+                    fastbp_mul_deriv_f64(dX_ptr, &X[0, 0, 0, 0], <Py_ssize_t> n * k,
+                                         input_activation, n_threads)
+        elif floating is float:
+            status = fastbp_conv5x5_backward_f32(
+                &X[0, 0, 0, 0] if n > 0 else NULL, &W[0, 0, 0, 0],
+                &dZ[0, 0, 0, 0] if n > 0 else NULL, &table[0, 0], &grad_W[0, 0, 0, 0],
+                &grad_b[0], dX_ptr, n, c_in, h, w, c_out, input_activation, n_threads)
+        else:
+            status = fastbp_conv5x5_backward_f64(
+                &X[0, 0, 0, 0] if n > 0 else NULL, &W[0, 0, 0, 0],
+                &dZ[0, 0, 0, 0] if n > 0 else NULL, &table[0, 0], &grad_W[0, 0, 0, 0],
+                &grad_b[0], dX_ptr, n, c_in, h, w, c_out, input_activation, n_threads)
+    if status != 0:
+        raise MemoryError()
+
+
+def pool2x2_forward(const floating[:, :, :, ::1] Y,
+                    const floating[::1] coef,
+                    const floating[::1] bias,
+                    floating[:, :, :, ::1] X,  # OUT
+                    int activation, int n_threads):
+    """X = g(coef[c] * (mean of each 2x2 block of Y) + bias[c]).
+
+    ``X[n, c, i, j] = g(coef[c] * (Y[n, c, 2i, 2j] + Y[n, c, 2i, 2j+1]
+    + Y[n, c, 2i+1, 2j] + Y[n, c, 2i+1, 2j+1]) / 4 + bias[c])``, LeCun's
+    trainable subsampling.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_samples, C, H, W_)
+        H and W_ even.
+    coef : ndarray of shape (C,)
+    bias : ndarray of shape (C,)
+    X : ndarray of shape (n_samples, C, H // 2, W_ // 2)
+        OUT.
+    activation : int
+        Activation code g.
+    n_threads : int
+    """
+    cdef int n = Y.shape[0], c = Y.shape[1], h = Y.shape[2], w = Y.shape[3]
+    if n == 0:
+        return
+    with nogil:
+        if floating is float:
+            fastbp_pool2x2_forward_f32(&Y[0, 0, 0, 0], &coef[0], &bias[0], &X[0, 0, 0, 0],
+                                       n, c, h, w, activation, n_threads)
+        else:
+            fastbp_pool2x2_forward_f64(&Y[0, 0, 0, 0], &coef[0], &bias[0], &X[0, 0, 0, 0],
+                                       n, c, h, w, activation, n_threads)
+
+
+def pool2x2_backward(const floating[:, :, :, ::1] Y,
+                     const floating[::1] coef,
+                     const floating[:, :, :, ::1] dZ,
+                     floating[::1] grad_coef,  # OUT
+                     floating[::1] grad_bias,  # OUT
+                     floating[:, :, :, ::1] dY,  # OUT (None: not needed)
+                     int input_activation, int n_threads):
+    """Backward pass of pool2x2_forward given dZ = dL/d(pre-activation).
+
+    ``grad_coef[c] = sum_{n, i, j} dZ[n, c, i, j] * MeanPool(Y)[n, c, i, j]``,
+    ``grad_bias[c] = sum_{n, i, j} dZ[n, c, i, j]`` and, unless dY is None,
+    ``dY[n, c, i, j] = coef[c] / 4 * dZ[n, c, i // 2, j // 2] * g_in'(z_in)``
+    with g_in' computed from ``Y = g_in(z_in)``.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_samples, C, H, W_)
+        The forward input, H and W_ even.
+    coef : ndarray of shape (C,)
+    dZ : ndarray of shape (n_samples, C, H // 2, W_ // 2)
+    grad_coef : ndarray of shape (C,)
+        OUT, overwritten.
+    grad_bias : ndarray of shape (C,)
+        OUT, overwritten.
+    dY : ndarray of shape (n_samples, C, H, W_) or None
+        OUT, overwritten; None skips it.
+    input_activation : int
+        Activation code g_in of the layer that produced Y.
+    n_threads : int
+        OpenMP threads; results are bitwise identical for any value.
+    """
+    cdef int n = Y.shape[0], c = Y.shape[1], h = Y.shape[2], w = Y.shape[3]
+    cdef floating* dY_ptr = NULL
+    cdef const floating* Y_ptr = NULL
+    cdef const floating* dZ_ptr = NULL
+    cdef int status
+    if n > 0:
+        Y_ptr = &Y[0, 0, 0, 0]
+        dZ_ptr = &dZ[0, 0, 0, 0]
+        if dY is not None:
+            dY_ptr = &dY[0, 0, 0, 0]
+    with nogil:
+        if floating is float:
+            status = fastbp_pool2x2_backward_f32(Y_ptr, &coef[0], dZ_ptr, &grad_coef[0],
+                                                 &grad_bias[0], dY_ptr, n, c, h, w,
+                                                 input_activation, n_threads)
+        else:
+            status = fastbp_pool2x2_backward_f64(Y_ptr, &coef[0], dZ_ptr, &grad_coef[0],
+                                                 &grad_bias[0], dY_ptr, n, c, h, w,
+                                                 input_activation, n_threads)
+    if status != 0:
+        raise MemoryError()

@@ -1,0 +1,367 @@
+"""Tests of the 5x5 convolution and 2x2 trainable mean-pool kernels.
+
+Every kernel is compared with its NumPy twin (float64, tight tolerance), the
+float32 kernels with the float64 ones, the linear parts with their adjoints,
+and the gradients with central differences. Each test runs on every
+instruction-set path this CPU offers ("portable" always, "avx2-fma" where
+available).
+"""
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from fastbp._kernels import _conv
+
+try:
+    from . import _twins_conv as twins
+except ImportError:  # tests/ is not a package
+    import _twins_conv as twins
+
+LECUN_C3_TABLE = twins.LECUN_C3_TABLE
+ACTS = list(twins.ACTIVATIONS.values())
+SMOOTH_ACTS = [0, 1, 2, 4]  # differentiable everywhere: central differences apply
+
+# (n, c_in, c_out, h, w, table kind)
+CONV_CASES = [
+    (1, 1, 1, 5, 5, "full"),
+    (2, 1, 6, 12, 10, "full"),
+    (3, 6, 16, 14, 14, "lecun"),
+    (9, 3, 5, 9, 7, "random"),
+    (4, 16, 12, 5, 5, "full"),  # 1x1 output, full table: the GEMM path
+    (2, 16, 12, 5, 5, "random"),  # 1x1 output, sparse table: the direct path
+    (5, 7, 3, 6, 11, "random"),
+    (2, 4, 16, 8, 13, "holes"),  # an output map with no input, an unused input map
+]
+POOL_CASES = [(1, 1, 2, 2), (3, 6, 28, 28), (9, 16, 10, 10), (2, 4, 6, 14), (5, 3, 8, 2)]
+
+
+def _paths():
+    paths = ["portable"]
+    if _conv._force_dispatch_path("avx2-fma") == "avx2-fma":
+        paths.append("avx2-fma")
+    _conv._force_dispatch_path(None)
+    return paths
+
+
+@pytest.fixture(params=_paths())
+def path(request):
+    assert _conv._force_dispatch_path(request.param) == request.param
+    yield request.param
+    _conv._force_dispatch_path(None)
+
+
+def _table(kind, c_out, c_in, rng):
+    if kind == "full":
+        table = np.ones((c_out, c_in), dtype=bool)
+    elif kind == "lecun":
+        table = LECUN_C3_TABLE.copy()
+    elif kind == "random":
+        table = rng.random((c_out, c_in)) < 0.5
+        table[0, 0] = True
+        table[-1, -1] = False
+    elif kind == "holes":
+        table = rng.random((c_out, c_in)) < 0.6
+        table[1, :] = False
+        table[:, 2] = False
+    return table.view(np.uint8)
+
+
+def _conv_problem(case, act, seed=0, dtype=np.float64):
+    n, c_in, c_out, h, w, kind = case
+    rng = np.random.default_rng(seed)
+    # X is the output of the layer below, so it lies in the range of act.
+    X = twins.activate(rng.standard_normal((n, c_in, h, w)), act)
+    W = rng.standard_normal((c_out, c_in, 5, 5)) / 5
+    b = rng.standard_normal(c_out)
+    table = _table(kind, c_out, c_in, rng)
+    dZ = rng.standard_normal((n, c_out, h - 4, w - 4))
+    return [a.astype(dtype) for a in (X, W, b)] + [table, dZ.astype(dtype)]
+
+
+def conv_forward(X, W, b, table, act, n_threads=2):
+    n, _, h, w = X.shape
+    Y = np.full((n, W.shape[0], h - 4, w - 4), np.nan, dtype=X.dtype)
+    _conv.conv5x5_forward(X, W, b, table, Y, act, n_threads)
+    return Y
+
+
+def conv_backward(X, W, dZ, table, in_act, n_threads=2, want_dX=True):
+    gW = np.full(W.shape, np.nan, dtype=X.dtype)
+    gb = np.full(W.shape[0], np.nan, dtype=X.dtype)
+    dX = np.full(X.shape, np.nan, dtype=X.dtype) if want_dX else None
+    _conv.conv5x5_backward(X, W, dZ, table, gW, gb, dX, in_act, n_threads)
+    return gW, gb, dX
+
+
+def pool_forward(Y, coef, bias, act, n_threads=2):
+    n, c, h, w = Y.shape
+    X = np.full((n, c, h // 2, w // 2), np.nan, dtype=Y.dtype)
+    _conv.pool2x2_forward(Y, coef, bias, X, act, n_threads)
+    return X
+
+
+def pool_backward(Y, coef, dZ, in_act, n_threads=2, want_dY=True):
+    gc = np.full(coef.shape, np.nan, dtype=Y.dtype)
+    gb = np.full(coef.shape, np.nan, dtype=Y.dtype)
+    dY = np.full(Y.shape, np.nan, dtype=Y.dtype) if want_dY else None
+    _conv.pool2x2_backward(Y, coef, dZ, gc, gb, dY, in_act, n_threads)
+    return gc, gb, dY
+
+
+def _pool_problem(case, act, seed=0, dtype=np.float64):
+    n, c, h, w = case
+    rng = np.random.default_rng(seed)
+    Y = twins.activate(rng.standard_normal((n, c, h, w)), act)
+    coef = rng.standard_normal(c)
+    bias = rng.standard_normal(c)
+    dZ = rng.standard_normal((n, c, h // 2, w // 2))
+    return [a.astype(dtype) for a in (Y, coef, bias, dZ)]
+
+
+def assert_close(actual, desired, rtol):
+    """Relative tolerance, with an absolute floor scaled to the array."""
+    scale = np.abs(desired).max() if desired.size else 0.0
+    assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale)
+
+
+def test_lecun_c3_table():
+    t = LECUN_C3_TABLE
+    assert t.shape == (16, 6) and t.dtype == bool
+    assert t.sum(axis=1).tolist() == [3] * 6 + [4] * 9 + [6]
+    assert t[0].nonzero()[0].tolist() == [0, 1, 2]
+    assert t[5].nonzero()[0].tolist() == [0, 1, 5]  # {5, 6, 7} mod 6
+    assert t[9].nonzero()[0].tolist() == [0, 3, 4, 5]
+    assert t[14].nonzero()[0].tolist() == [0, 2, 3, 5]
+    # 60 connections: LeCun's 1,516 trainable parameters of C3.
+    assert t.sum() * 25 + 16 == 1516
+
+
+def test_dispatch_path():
+    assert _conv.dispatch_path() in ("avx2-fma", "portable")
+    assert _conv._force_dispatch_path("portable") == "portable"
+    _conv._force_dispatch_path(None)
+
+
+# ---- against the NumPy twins (float64) and float32 against float64 ----
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_matches_twin(path, case, act):
+    X, W, b, table, dZ = _conv_problem(case, act)
+    assert_close(conv_forward(X, W, b, table, act), twins.conv5x5_forward(X, W, b, table, act),
+                 rtol=1e-12)
+    gW, gb, dX = conv_backward(X, W, dZ, table, act)
+    rW, rb, rX = twins.conv5x5_backward(X, W, dZ, table, act)
+    assert_close(gW, rW, rtol=1e-12)
+    assert_close(gb, rb, rtol=1e-12)
+    assert_close(dX, rX, rtol=1e-12)
+    gW2, gb2, none = conv_backward(X, W, dZ, table, act, want_dX=False)
+    assert none is None
+    assert np.array_equal(gW2, gW) and np.array_equal(gb2, gb)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_float32_matches_float64(path, case, act):
+    X, W, b, table, dZ = _conv_problem(case, act, seed=1)
+    X32, W32, b32, dZ32 = (a.astype(np.float32) for a in (X, W, b, dZ))
+    # Both from the same float32 inputs, so only the arithmetic differs.
+    X, W, b, dZ = (a.astype(np.float64) for a in (X32, W32, b32, dZ32))
+    Y32 = conv_forward(X32, W32, b32, table, act)
+    assert Y32.dtype == np.float32
+    assert_close(Y32, conv_forward(X, W, b, table, act), rtol=1e-4)
+    for got, ref in zip(conv_backward(X32, W32, dZ32, table, act),
+                        conv_backward(X, W, dZ, table, act)):
+        assert got.dtype == np.float32
+        assert_close(got, ref, rtol=1e-4)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_pool_matches_twin(path, case, act):
+    Y, coef, bias, dZ = _pool_problem(case, act)
+    assert_close(pool_forward(Y, coef, bias, act), twins.pool2x2_forward(Y, coef, bias, act),
+                 rtol=1e-12)
+    got = pool_backward(Y, coef, dZ, act)
+    for g, r in zip(got, twins.pool2x2_backward(Y, coef, dZ, act)):
+        assert_close(g, r, rtol=1e-12)
+    gc, gb, none = pool_backward(Y, coef, dZ, act, want_dY=False)
+    assert none is None
+    assert np.array_equal(gc, got[0]) and np.array_equal(gb, got[1])
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_pool_float32_matches_float64(path, case, act):
+    Y32, coef32, bias32, dZ32 = (a.astype(np.float32) for a in _pool_problem(case, act, seed=2))
+    Y, coef, bias, dZ = (a.astype(np.float64) for a in (Y32, coef32, bias32, dZ32))
+    assert_close(pool_forward(Y32, coef32, bias32, act), pool_forward(Y, coef, bias, act),
+                 rtol=1e-4)
+    for got, ref in zip(pool_backward(Y32, coef32, dZ32, act), pool_backward(Y, coef, dZ, act)):
+        assert got.dtype == np.float32
+        assert_close(got, ref, rtol=1e-4)
+
+
+# ---- adjoints of the linear parts: <dZ, J v> = <J^T dZ, v> ----
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_adjoint(path, case):
+    X, W, b, table, dZ = _conv_problem(case, 0, seed=3)
+    rng = np.random.default_rng(4)
+    zero_b = np.zeros_like(b)
+    gW, _, dX = conv_backward(X, W, dZ, table, 0)
+    # Linear in X (W fixed) ...
+    V = rng.standard_normal(X.shape)
+    lhs = np.vdot(dZ, conv_forward(V, W, zero_b, table, 0))
+    assert_allclose(lhs, np.vdot(dX, V), rtol=1e-12, atol=1e-12 * np.abs(dX).sum())
+    # ... and in W (X fixed).
+    VW = rng.standard_normal(W.shape)
+    lhs = np.vdot(dZ, conv_forward(X, VW, zero_b, table, 0))
+    assert_allclose(lhs, np.vdot(gW, VW), rtol=1e-12, atol=1e-12 * np.abs(gW).sum())
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_pool_adjoint(path, case):
+    Y, coef, bias, dZ = _pool_problem(case, 0, seed=5)
+    rng = np.random.default_rng(6)
+    zero = np.zeros_like(bias)
+    gc, _, dY = pool_backward(Y, coef, dZ, 0)
+    V = rng.standard_normal(Y.shape)
+    lhs = np.vdot(dZ, pool_forward(V, coef, zero, 0))
+    assert_allclose(lhs, np.vdot(dY, V), rtol=1e-12, atol=1e-12 * np.abs(dY).sum())
+    vc = rng.standard_normal(coef.shape)
+    lhs = np.vdot(dZ, pool_forward(Y, vc, zero, 0))
+    assert_allclose(lhs, np.vdot(gc, vc), rtol=1e-12, atol=1e-12 * np.abs(gc).sum())
+
+
+# ---- central differences ----
+
+
+def _central_diff(f, x, eps=1e-6):
+    """d f / d x for a scalar f of the array x (perturbed in place)."""
+    grad = np.empty_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for k in range(flat.size):
+        old = flat[k]
+        flat[k] = old + eps
+        up = f()
+        flat[k] = old - eps
+        down = f()
+        flat[k] = old
+        gflat[k] = (up - down) / (2 * eps)
+    return grad
+
+
+def _rel_err(num, ana):
+    return np.linalg.norm(num - ana) / max(np.linalg.norm(num) + np.linalg.norm(ana), 1e-300)
+
+
+@pytest.mark.parametrize("act,in_act", [(4, 2), (1, 4), (2, 1), (0, 0)])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 7, 6), (3, 2, 3, 5, 5)])
+def test_conv_gradient_central_differences(path, act, in_act, shape):
+    n, c_in, c_out, h, w = shape
+    rng = np.random.default_rng(7)
+    z_in = rng.standard_normal((n, c_in, h, w))
+    W = rng.standard_normal((c_out, c_in, 5, 5)) / 5
+    b = rng.standard_normal(c_out)
+    table = (rng.random((c_out, c_in)) < 0.7).view(np.uint8)
+    table[0, 0], table[-1, -1] = 1, 0
+    r = rng.standard_normal((n, c_out, h - 4, w - 4))
+
+    def loss():  # L = sum r * g(conv(g_in(z_in)))
+        return np.vdot(r, conv_forward(twins.activate(z_in, in_act), W, b, table, act))
+
+    X = twins.activate(z_in, in_act)
+    Y = conv_forward(X, W, b, table, act)
+    dZ = r * twins.derivative_from_output(Y, act)
+    gW, gb, dz_in = conv_backward(X, W, dZ, table, in_act)
+    assert _rel_err(_central_diff(loss, W), gW) <= 1e-6
+    assert _rel_err(_central_diff(loss, b), gb) <= 1e-6
+    assert _rel_err(_central_diff(loss, z_in), dz_in) <= 1e-6
+
+
+@pytest.mark.parametrize("act,in_act", [(4, 2), (1, 4), (2, 1), (0, 0)])
+def test_pool_gradient_central_differences(path, act, in_act):
+    rng = np.random.default_rng(8)
+    z_in = rng.standard_normal((2, 3, 4, 6))
+    coef = rng.standard_normal(3)
+    bias = rng.standard_normal(3)
+    r = rng.standard_normal((2, 3, 2, 3))
+
+    def loss():
+        return np.vdot(r, pool_forward(twins.activate(z_in, in_act), coef, bias, act))
+
+    Y = twins.activate(z_in, in_act)
+    X = pool_forward(Y, coef, bias, act)
+    dZ = r * twins.derivative_from_output(X, act)
+    gc, gb, dz_in = pool_backward(Y, coef, dZ, in_act)
+    assert _rel_err(_central_diff(loss, coef), gc) <= 1e-6
+    assert _rel_err(_central_diff(loss, bias), gb) <= 1e-6
+    assert _rel_err(_central_diff(loss, z_in), dz_in) <= 1e-6
+
+
+# ---- connection table ----
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[-1] != "full"])
+def test_unconnected_pairs_are_skipped(path, case, dtype):
+    X, W, b, table, dZ = _conv_problem(case, 2, seed=9, dtype=dtype)
+    off = ~table.view(bool)
+    assert off.any()
+    Y = conv_forward(X, W, b, table, 2)
+    gW, gb, dX = conv_backward(X, W, dZ, table, 2)
+    assert np.all(gW[off] == 0)
+    assert np.all(gW[~off] != 0)
+    # Unconnected weights are never read: even NaN there changes nothing.
+    W2 = W.copy()
+    W2[off] = np.nan
+    assert np.array_equal(conv_forward(X, W2, b, table, 2), Y)
+    gW2, gb2, dX2 = conv_backward(X, W2, dZ, table, 2)
+    assert np.array_equal(gW2, gW) and np.array_equal(gb2, gb) and np.array_equal(dX2, dX)
+
+
+def test_output_map_without_inputs(path):
+    X, W, b, table, dZ = _conv_problem(CONV_CASES[-1], 4)
+    assert not table[1].any()
+    Y = conv_forward(X, W, b, table, 4)
+    assert np.array_equal(Y[:, 1], np.full_like(Y[:, 1], Y[0, 1, 0, 0]))
+    assert_allclose(Y[0, 1, 0, 0], twins.activate(b[1:2], 4)[0], rtol=1e-15)
+
+
+# ---- determinism ----
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [(133, 6, 16, 14, 14, "lecun"), (133, 16, 24, 5, 5, "full"),
+                                  (21, 1, 6, 32, 32, "full"), (19, 5, 4, 9, 8, "random")])
+def test_conv_bitwise_identical_across_threads(path, case, dtype):
+    # 133 samples = 17 blocks of 8: more than one wave of block sums.
+    X, W, b, table, dZ = _conv_problem(case, 4, seed=10, dtype=dtype)
+    runs = [(conv_forward(X, W, b, table, 4, t),) + conv_backward(X, W, dZ, table, 4, t)
+            for t in (1, 2, 3)]
+    for other in runs[1:]:
+        for a, b_ in zip(runs[0], other):
+            assert np.array_equal(a, b_)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pool_bitwise_identical_across_threads(path, dtype):
+    Y, coef, bias, dZ = _pool_problem((133, 6, 28, 28), 4, seed=11, dtype=dtype)
+    runs = [(pool_forward(Y, coef, bias, 4, t),) + pool_backward(Y, coef, dZ, 4, t)
+            for t in (1, 2, 3)]
+    for other in runs[1:]:
+        for a, b_ in zip(runs[0], other):
+            assert np.array_equal(a, b_)
+
+
+def test_empty_batch():
+    X, W, b, table, dZ = _conv_problem((0, 3, 4, 9, 9, "random"), 0)
+    assert conv_forward(X, W, b, table, 0).shape == (0, 4, 5, 5)
+    gW, gb, dX = conv_backward(X, W, dZ, table, 0)
+    assert np.all(gW == 0) and np.all(gb == 0) and dX.shape == X.shape
+    Y, coef, bias, dZ = _pool_problem((0, 3, 4, 4), 0)
+    gc, gb, dY = pool_backward(Y, coef, dZ, 0)
+    assert np.all(gc == 0) and np.all(gb == 0)
