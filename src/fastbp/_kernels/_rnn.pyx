@@ -1,0 +1,399 @@
+"""Vanilla-RNN (Elman) time loop: forward pass and backpropagation through time.
+
+Model, as in the seeds (weights stored input-major, like sklearn's ``coefs_``)::
+
+    z_t = x_t @ W_ih + h_{t-1} @ W_hh + b_h,    h_t = f(z_t),    h_0 = 0
+    delta_t = f'(z_t) * (dL/dh_t + delta_{t+1} @ W_hh.T)
+    dL/dW_hh = sum_t h_{t-1}.T @ delta_t,   dL/dW_ih = sum_t x_t.T @ delta_t,
+    dL/db_h = sum_t delta_t
+
+Layout: packed, exactly like ``torch.nn.utils.rnn.PackedSequence.data``.
+Sequences are sorted by decreasing length; ``batch_sizes[t]`` (non-increasing,
+positive, dtype ``np.intp``) is how many of them are still running at step t.
+Every per-step array has shape ``(n_rows, ...)`` with
+``n_rows = batch_sizes.sum()``; the block of step t is rows
+``offset_t : offset_t + batch_sizes[t]`` with ``offset_t = batch_sizes[:t].sum()``,
+and its row i belongs to the i-th longest sequence. There is no padding, so
+the large GEMMs done by the caller (input projection, output layer, weight
+gradients) run over exactly the valid rows, and the rows of sequence i at step
+t-1 are the first ``batch_sizes[t]`` rows of block t-1.
+
+Only ``h_{t-1} @ W_hh`` (forward) and ``delta_{t+1} @ W_hh.T`` (backward) sit
+inside the time loop: one BLAS GEMM of ``batch_sizes[t]`` rows per step, run
+outside any OpenMP region so BLAS uses its own threads, each followed by one
+fused element-wise pass (OpenMP, vectorized C in csrc/rnn.c). Element-wise
+passes do not depend on the thread count, so results are identical for any
+``n_threads`` given the same BLAS.
+
+Activation codes: 0 identity, 1 logistic, 2 tanh, 3 relu, 4 LeCun tanh
+(``fastbp._kernels._dense.ACTIVATION_CODES``).
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+
+from ._blas cimport gemm
+
+cdef extern from "rnn.h":
+    void fastbp_rnn_act_f(float* out, const float* a, const float* b,
+                          Py_ssize_t n, int act) noexcept nogil
+    void fastbp_rnn_act_d(double* out, const double* a, const double* b,
+                          Py_ssize_t n, int act) noexcept nogil
+    void fastbp_rnn_dact_f(float* out, const float* a, const float* b,
+                           const float* h, Py_ssize_t n, int act) noexcept nogil
+    void fastbp_rnn_dact_d(double* out, const double* a, const double* b,
+                           const double* h, Py_ssize_t n, int act) noexcept nogil
+    int fastbp_rnn_simd_level() noexcept nogil
+
+# Below this many elements in one step an OpenMP team costs more than it saves
+# (tanh costs about 1 ns an element; the backward pass much less).
+cdef Py_ssize_t ACT_PARALLEL_MIN = 8192
+cdef Py_ssize_t DACT_PARALLEL_MIN = 32768
+
+
+cdef inline int threads_for(Py_ssize_t work, Py_ssize_t threshold,
+                            int n_threads) noexcept nogil:
+    return n_threads if (n_threads > 1 and work >= threshold) else 1
+
+
+cdef inline void _act(floating* out, const floating* a, const floating* b,
+                      Py_ssize_t n, int act) noexcept nogil:
+    if floating is float:
+        fastbp_rnn_act_f(out, a, b, n, act)
+    else:
+        fastbp_rnn_act_d(out, a, b, n, act)
+
+
+cdef inline void _dact(floating* out, const floating* a, const floating* b,
+                       const floating* h, Py_ssize_t n, int act) noexcept nogil:
+    if floating is float:
+        fastbp_rnn_dact_f(out, a, b, h, n, act)
+    else:
+        fastbp_rnn_dact_d(out, a, b, h, n, act)
+
+
+cdef void act_pass(floating* out, const floating* a, const floating* b,
+                   Py_ssize_t n, int act, int n_threads) noexcept nogil:
+    """out = f(a + b) (b NULL: f(a)) over n elements; out may be a.
+
+    Split into one contiguous chunk per thread, so each element is computed by
+    the same code whatever the thread count.
+    """
+    cdef int nt = threads_for(n, ACT_PARALLEL_MIN, n_threads)
+    cdef Py_ssize_t chunk, c, start, stop
+    cdef const floating* bc
+    if nt == 1:
+        _act(out, a, b, n, act)
+        return
+    chunk = (n + nt - 1) // nt
+    chunk = (chunk + 15) // 16 * 16
+    for c in prange(nt, num_threads=nt, schedule="static"):
+        start = c * chunk
+        stop = start + chunk
+        if stop > n:
+            stop = n
+        if start < stop:
+            bc = NULL
+            if b != NULL:
+                bc = b + start
+            _act(out + start, a + start, bc, stop - start, act)
+
+
+cdef void dact_pass(floating* out, const floating* a, const floating* b,
+                    const floating* h, Py_ssize_t n, int act,
+                    int n_threads) noexcept nogil:
+    """out = (a + b) * f'(z) (b NULL: a * f'(z)), f'(z) taken from h = f(z)."""
+    cdef int nt = threads_for(n, DACT_PARALLEL_MIN, n_threads)
+    cdef Py_ssize_t chunk, c, start, stop
+    cdef const floating* bc
+    if act == 0 and b == NULL and out == a:  # identity, in place: nothing to do
+        return
+    if nt == 1:
+        _dact(out, a, b, h, n, act)
+        return
+    chunk = (n + nt - 1) // nt
+    chunk = (chunk + 15) // 16 * 16
+    for c in prange(nt, num_threads=nt, schedule="static"):
+        start = c * chunk
+        stop = start + chunk
+        if stop > n:
+            stop = n
+        if start < stop:
+            bc = NULL
+            if b != NULL:
+                bc = b + start
+            _dact(out + start, a + start, bc, h + start, stop - start, act)
+
+
+cdef void _forward(const floating* P, const floating* W, const Py_ssize_t* bs,
+                   Py_ssize_t T, int n, floating* H, int act,
+                   int n_threads) noexcept nogil:
+    cdef bint inplace = H == P
+    cdef Py_ssize_t t, b, off = 0, off_prev = 0
+    cdef floating* cur
+    for t in range(T):
+        b = bs[t]
+        cur = H + off * n
+        if t == 0:
+            # h_0 = 0, so z_1 is the projection alone.
+            act_pass(cur, P + off * n, <floating*> NULL, b * n, act, n_threads)
+        elif inplace:
+            # z_t = P_t + h_{t-1}[:b] @ W_hh, accumulated onto P_t (beta = 1).
+            gemm(False, False, b, n, n, <floating> 1, H + off_prev * n, n, W, n,
+                 <floating> 1, cur, n)
+            act_pass(cur, cur, <floating*> NULL, b * n, act, n_threads)
+        else:
+            gemm(False, False, b, n, n, <floating> 1, H + off_prev * n, n, W, n,
+                 <floating> 0, cur, n)
+            act_pass(cur, cur, P + off * n, b * n, act, n_threads)
+        off_prev = off
+        off += b
+
+
+cdef void _backward(const floating* H, const floating* W, const Py_ssize_t* bs,
+                    Py_ssize_t T, int n, Py_ssize_t n_rows, const floating* dH,
+                    floating* delta, int act, int n_threads,
+                    Py_ssize_t k) noexcept nogil:
+    cdef bint inplace = delta == dH
+    cdef Py_ssize_t t, b, nb, off, off_next = n_rows
+    cdef floating* cur
+    cdef const floating* dcur
+    cdef const floating* hcur
+    for t in range(T - 1, -1, -1):
+        b = bs[t]
+        off = off_next - b
+        cur = delta + off * n
+        dcur = dH + off * n
+        hcur = H + off * n
+        # Rows of step t that receive delta_{t+1} @ W_hh.T: the sequences still
+        # running at t + 1, unless t + 1 starts a truncation window.
+        nb = 0
+        if t + 1 < T and (k <= 0 or (t + 1) % k != 0):
+            nb = bs[t + 1]
+        if nb == 0:
+            dact_pass(cur, dcur, <floating*> NULL, hcur, b * n, act, n_threads)
+        elif inplace:
+            gemm(False, True, nb, n, n, <floating> 1, delta + off_next * n, n, W, n,
+                 <floating> 1, cur, n)
+            dact_pass(cur, cur, <floating*> NULL, hcur, b * n, act, n_threads)
+        else:
+            gemm(False, True, nb, n, n, <floating> 1, delta + off_next * n, n, W, n,
+                 <floating> 0, cur, n)
+            dact_pass(cur, cur, dcur, hcur, nb * n, act, n_threads)
+            if b > nb:
+                dact_pass(cur + nb * n, dcur + nb * n, <floating*> NULL,
+                          hcur + nb * n, (b - nb) * n, act, n_threads)
+        off_next = off
+
+
+cdef void _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs,
+                   Py_ssize_t T, int n, floating* G) noexcept nogil:
+    # Step t pairs rows [off_{t-1}, off_{t-1} + b_t) of H with rows
+    # [off_t, off_t + b_t) of delta. delta's rows of consecutive steps are always
+    # adjacent; H's are adjacent when b_{t-1} == b_{t-2}. So one GEMM covers each
+    # run of steps over which the batch does not shrink: a single GEMM when all
+    # sequences have the same length.
+    cdef Py_ssize_t t, i, off_tm1 = 0  # offset of block t - 1
+    cdef Py_ssize_t h_start = 0, d_start = bs[0], rows = 0
+    cdef floating beta = 0
+    for t in range(1, T):
+        if t >= 2 and bs[t - 1] != bs[t - 2]:
+            gemm(True, False, n, n, <int> rows, <floating> 1, H + h_start * n, n,
+                 delta + d_start * n, n, beta, G, n)
+            beta = 1
+            h_start = off_tm1
+            d_start = off_tm1 + bs[t - 1]
+            rows = 0
+        rows += bs[t]
+        off_tm1 += bs[t - 1]
+    if rows > 0:
+        gemm(True, False, n, n, <int> rows, <floating> 1, H + h_start * n, n,
+             delta + d_start * n, n, beta, G, n)
+    elif beta == 0:
+        for i in range(n * n):
+            G[i] = 0
+
+
+
+cdef Py_ssize_t _check_batch_sizes(const Py_ssize_t[::1] batch_sizes,
+                                   Py_ssize_t n_rows) except -1:
+    """Cheap O(T) check that batch_sizes describes exactly n_rows packed rows.
+
+    A wrong batch_sizes would make the kernels read or write out of bounds, so
+    it is checked here although other shapes are the caller's job.
+    """
+    cdef Py_ssize_t t, T = batch_sizes.shape[0], total = 0
+    for t in range(T):
+        if batch_sizes[t] <= 0 or (t > 0 and batch_sizes[t] > batch_sizes[t - 1]):
+            raise ValueError("batch_sizes must be positive and non-increasing")
+        total += batch_sizes[t]
+    if total != n_rows:
+        raise ValueError(f"batch_sizes sums to {total}, arrays have {n_rows} rows")
+    return 0
+
+
+cdef int _check_rows(object name, Py_ssize_t rows, Py_ssize_t cols,
+                     Py_ssize_t n_rows, Py_ssize_t n_hidden) except -1:
+    if rows != n_rows or cols != n_hidden:
+        raise ValueError(f"{name} has shape ({rows}, {cols}), expected "
+                         f"({n_rows}, {n_hidden})")
+    return 0
+
+
+cdef bint _overlap(const void* a, const void* b, Py_ssize_t nbytes) noexcept:
+    """True when two buffers of nbytes overlap without being the same buffer."""
+    cdef const char* x = <const char*> a
+    cdef const char* y = <const char*> b
+    return x != y and x < y + nbytes and y < x + nbytes
+
+
+def rnn_forward(const floating[:, ::1] P, const floating[:, ::1] W_hh,
+                const Py_ssize_t[::1] batch_sizes,
+                floating[:, ::1] H,  # OUT (may be P itself)
+                int activation, int n_threads):
+    """Forward time loop of a vanilla RNN over a packed batch, h_0 = 0.
+
+    ``H[block t] = f(P[block t] + H[block t-1][:batch_sizes[t]] @ W_hh)``, and
+    ``H[block 0] = f(P[block 0])``.
+
+    Parameters
+    ----------
+    P : ndarray of shape (n_rows, n_hidden)
+        Input projection ``x_t @ W_ih + b_h`` of every packed row, computed by
+        the caller with one GEMM over all rows.
+    W_hh : ndarray of shape (n_hidden, n_hidden)
+        Recurrent weights, input-major (``h_{t-1} @ W_hh``).
+    batch_sizes : ndarray of shape (n_steps,), dtype np.intp
+        Positive, non-increasing; sums to n_rows.
+    H : ndarray of shape (n_rows, n_hidden)
+        OUT: hidden states ``h_t`` (packed). May be the same array as P (the
+        projection is then overwritten); partial overlap is an error.
+    activation : int
+        Activation code of f.
+    n_threads : int
+        OpenMP threads for the element-wise passes.
+    """
+    cdef Py_ssize_t n_rows = P.shape[0], n_hidden = P.shape[1]
+    cdef Py_ssize_t T = batch_sizes.shape[0]
+    _check_batch_sizes(batch_sizes, n_rows)
+    _check_rows("W_hh", W_hh.shape[0], W_hh.shape[1], n_hidden, n_hidden)
+    _check_rows("H", H.shape[0], H.shape[1], n_rows, n_hidden)
+    if n_rows == 0 or n_hidden == 0:
+        return
+    if _overlap(&P[0, 0], &H[0, 0], n_rows * n_hidden * sizeof(floating)):
+        raise ValueError("H must be P itself or not overlap it")
+    with nogil:
+        _forward(&P[0, 0], &W_hh[0, 0], &batch_sizes[0], T, <int> n_hidden,
+                 &H[0, 0], activation, n_threads)
+
+
+def rnn_backward(const floating[:, ::1] H, const floating[:, ::1] W_hh,
+                 const Py_ssize_t[::1] batch_sizes,
+                 const floating[:, ::1] dH,
+                 floating[:, ::1] delta,  # OUT (may be dH itself)
+                 int activation, int n_threads, Py_ssize_t bptt_steps=0):
+    """Backpropagation through time: pre-activation deltas of every packed row.
+
+    Going from the last step to the first::
+
+        delta[block t] = f'(z_t) * (dH[block t] + c_t)
+        c_t[:batch_sizes[t+1]] = delta[block t+1] @ W_hh.T,  c_t = 0 elsewhere
+
+    with f'(z_t) computed from ``h_t = H[block t]``. ``c_t = 0`` also when t is
+    the last step, and under truncation (below).
+
+    Truncated BPTT, ``bptt_steps = k > 0``: the steps are cut into windows
+    [0, k), [k, 2k), ...; ``c_t = 0`` whenever t + 1 is a multiple of k, so no
+    gradient flows from a window into the one before it. The forward pass is
+    not cut: this is the exact gradient of the loss when the hidden state
+    entering each window (``h_{jk-1}``) is held constant -- what PyTorch gives
+    when a sequence is run window by window with ``h = h.detach()`` in
+    between. ``rnn_grad_hh`` still pairs ``h_{jk-1}`` with ``delta_{jk}``
+    (the held state is an input of the window). k = 0 (or k >= n_steps) is
+    full BPTT.
+
+    Parameters
+    ----------
+    H : ndarray of shape (n_rows, n_hidden)
+        Hidden states from ``rnn_forward``.
+    W_hh : ndarray of shape (n_hidden, n_hidden)
+    batch_sizes : ndarray of shape (n_steps,), dtype np.intp
+    dH : ndarray of shape (n_rows, n_hidden)
+        dL/dh_t of every packed row from the layers above (the output layer's
+        ``delta_out @ W_out.T``, one GEMM by the caller).
+    delta : ndarray of shape (n_rows, n_hidden)
+        OUT: dL/dz_t of every packed row. May be dH itself (overwritten);
+        partial overlap is an error. The caller then forms
+        ``dL/dW_ih = X.T @ delta``, ``dL/db_h = delta.sum(0)`` and
+        ``dL/dW_hh = rnn_grad_hh(H, delta, ...)``.
+    activation : int
+    n_threads : int
+    bptt_steps : int, default=0
+        Truncation window length k; 0 means full BPTT.
+    """
+    cdef Py_ssize_t n_rows = H.shape[0], n_hidden = H.shape[1]
+    cdef Py_ssize_t T = batch_sizes.shape[0]
+    _check_batch_sizes(batch_sizes, n_rows)
+    _check_rows("W_hh", W_hh.shape[0], W_hh.shape[1], n_hidden, n_hidden)
+    _check_rows("dH", dH.shape[0], dH.shape[1], n_rows, n_hidden)
+    _check_rows("delta", delta.shape[0], delta.shape[1], n_rows, n_hidden)
+    if bptt_steps < 0:
+        raise ValueError("bptt_steps must be >= 0")
+    if n_rows == 0 or n_hidden == 0:
+        return
+    if _overlap(&dH[0, 0], &delta[0, 0], n_rows * n_hidden * sizeof(floating)):
+        raise ValueError("delta must be dH itself or not overlap it")
+    with nogil:
+        _backward(&H[0, 0], &W_hh[0, 0], &batch_sizes[0], T, <int> n_hidden, n_rows,
+                  &dH[0, 0], &delta[0, 0], activation, n_threads, bptt_steps)
+
+
+def rnn_grad_hh(const floating[:, ::1] H, const floating[:, ::1] delta,
+                const Py_ssize_t[::1] batch_sizes,
+                floating[:, ::1] grad_hh,  # OUT
+                int n_threads):
+    """``grad_hh = sum_{t >= 1} H[block t-1][:batch_sizes[t]].T @ delta[block t]``.
+
+    dL/dW_hh (h_0 = 0 contributes nothing). Overwrites grad_hh. One GEMM per
+    run of steps over which the batch does not shrink -- a single GEMM when
+    all sequences have the same length -- accumulated in step order.
+    n_threads is unused (BLAS threads only) and kept for a uniform signature.
+
+    Parameters
+    ----------
+    H, delta : ndarray of shape (n_rows, n_hidden)
+    batch_sizes : ndarray of shape (n_steps,), dtype np.intp
+    grad_hh : ndarray of shape (n_hidden, n_hidden)
+        OUT.
+    n_threads : int
+    """
+    cdef Py_ssize_t n_rows = H.shape[0], n_hidden = H.shape[1]
+    cdef Py_ssize_t T = batch_sizes.shape[0]
+    _check_batch_sizes(batch_sizes, n_rows)
+    _check_rows("delta", delta.shape[0], delta.shape[1], n_rows, n_hidden)
+    _check_rows("grad_hh", grad_hh.shape[0], grad_hh.shape[1], n_hidden, n_hidden)
+    if n_hidden == 0:
+        return
+    if n_rows == 0:
+        grad_hh[:, :] = 0
+        return
+    with nogil:
+        _grad_hh(&H[0, 0], &delta[0, 0], &batch_sizes[0], T, <int> n_hidden,
+                 &grad_hh[0, 0])
+
+
+def rnn_activation(const floating[::1] z,
+                   floating[::1] out,  # OUT
+                   int activation, int n_threads):
+    """Test hook: out = f(z) with the time loop's element-wise code."""
+    cdef Py_ssize_t n = z.shape[0]
+    if out.shape[0] != n:
+        raise ValueError("z and out differ in length")
+    if n == 0:
+        return
+    with nogil:
+        act_pass(&out[0], &z[0], <floating*> NULL, n, activation, n_threads)
+
+
+def simd_level():
+    """1 when the AVX2+FMA copy of the element-wise loops runs, else 0."""
+    return fastbp_rnn_simd_level()
