@@ -7,13 +7,17 @@ from ._gradcheck import check_gradients
 from ._persist import load
 from ._show_versions import show_versions
 
+from .lenet import LeNet5Classifier
 from .mlp import MLPClassifier, MLPRegressor
+from .rnn import RNNClassifier, RNNRegressor
 
 __all__ = [
     "Backprop",
     "LeNet5Classifier",
     "MLPClassifier",
     "MLPRegressor",
+    "RNNClassifier",
+    "RNNRegressor",
     "__version__",
     "datasets",
     "check_gradients",

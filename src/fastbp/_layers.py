@@ -16,7 +16,7 @@ backward(A_in, A_out, delta, ws, want_delta_in, n_threads) -> delta_in
 """
 import numpy as np
 
-from ._kernels import _dense
+from ._kernels import _conv, _dense
 
 ACTIVATION_CODES = _dense.ACTIVATION_CODES
 

@@ -3,6 +3,7 @@ import numbers
 
 import numpy as np
 from sklearn.base import ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._base import BackpropEstimator, _options
@@ -178,7 +179,11 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
 
     def _image_size(self, X):
         """Return (X as (n, H*W), (H, W)) for any accepted input layout."""
-        ndim = np.ndim(X)
+        shape = getattr(X, "shape", None)
+        if shape is None:  # lists; objects that only offer __array__
+            X = np.asarray(X)
+            shape = X.shape
+        ndim = len(shape)
         if ndim in (3, 4):
             X = check_array(X, allow_nd=True, dtype=(np.float64, np.float32),
                             input_name="X")
@@ -190,12 +195,16 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         if self.image_shape is not None:
             hw = _check_image_shape(self.image_shape)
         else:
-            n_features = np.shape(X)[1] if ndim == 2 else None
+            n_features = shape[1] if ndim == 2 else None
             side = int(round(np.sqrt(n_features))) if n_features else 0
             hw = (side, side) if side * side == n_features else None
         return X, hw
 
     def _validate_X_y(self, X, y, reset):
+        if y is None:
+            raise ValueError("LeNet5Classifier requires y to be passed, but the target y "
+                             "is None.")
+        check_classification_targets(y)
         X, hw = self._image_size(X)
         X, y = validate_data(self, X, y, multi_output=True, reset=reset,
                              dtype=(np.float64, np.float32))
@@ -215,8 +224,8 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
     def _as_images(self, X, hw):
         hw = _accepted(hw, X.shape)
         if hw[0] * hw[1] != X.shape[1]:
-            raise ValueError(f"{_SHAPES_HELP}; got X of shape {X.shape} with "
-                             f"image_shape={self.image_shape}.")
+            raise ValueError(f"{_SHAPES_HELP}; got X of shape {X.shape} "
+                             f"(n_features = {X.shape[1]}) with image_shape={self.image_shape}.")
         images = X.reshape(X.shape[0], 1, *hw)
         if hw == (28, 28):  # LeCun padded the 28x28 digits to 32x32
             images = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2)))
@@ -305,9 +314,10 @@ def _check_image_shape(image_shape):
 
 def _accepted(hw, shape):
     """Check that images of size hw fit LeNet-5; return hw as a tuple."""
-    if hw is None:
-        raise ValueError(f"{_SHAPES_HELP}; got X of shape {shape}.")
-    hw = tuple(int(s) for s in hw)
-    if hw == (28, 28) or (min(hw) >= 32 and hw[0] % 4 == 0 and hw[1] % 4 == 0):
-        return hw
-    raise ValueError(f"{_SHAPES_HELP}; got X of shape {shape}.")
+    if hw is not None:
+        hw = tuple(int(s) for s in hw)
+        if hw == (28, 28) or (min(hw) >= 32 and hw[0] % 4 == 0 and hw[1] % 4 == 0):
+            return hw
+    n_features = int(np.prod(shape[1:])) if len(shape) > 1 else 0
+    raise ValueError(f"{_SHAPES_HELP}; got X of shape {tuple(shape)} "
+                     f"(n_samples = {shape[0]}, n_features = {n_features}).")

@@ -70,6 +70,9 @@ class _RNNMixin:
     # ----------------------------------------------------------------- input
     def _sequences(self, X, reset):
         """X as a Ragged of steps; remembers (or checks) the input layout."""
+        shape = getattr(X, "shape", None)
+        ndim = len(shape) if shape is not None else (
+            None if isinstance(X, (list, tuple)) else np.asarray(X).ndim)
         if isinstance(X, (list, tuple)) and len(X) and np.ndim(X[0]) >= 1 and (
                 len({np.shape(s) for s in X}) > 1 or np.ndim(X[0]) == 2):
             n_features = None if reset else self._n_step_features
@@ -77,7 +80,7 @@ class _RNNMixin:
             kind = "sequences"
             if reset:
                 self.n_features_in_ = ragged.data.shape[1]
-        elif np.ndim(X) == 3:
+        elif ndim == 3:
             X = check_array(X, allow_nd=True, dtype=_FLOATS, input_name="X")
             n, t, f = X.shape
             if n == 0 or t == 0:
@@ -128,6 +131,9 @@ class _RNNMixin:
         return np.concatenate(parts), lengths
 
     def _validate_X_y(self, X, y, reset):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
+                             "target y is None.")
         X = self._sequences(X, reset)
         y_rows, target_lengths = self._targets(y, X)
         if self.output == "last":

@@ -1,7 +1,7 @@
 """Compiled kernels. Import them through this package so a missing build is
 reported once, in words, instead of as a bare ImportError."""
 try:
-    from . import _blas, _dense, _openmp  # noqa: F401
+    from . import _blas, _conv, _dense, _openmp, _rnn  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised by hand
     raise ImportError(
         "fastbp's compiled kernels could not be imported. The package was not "
