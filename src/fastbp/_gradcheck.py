@@ -23,7 +23,8 @@ def check_gradients(estimator, X, y, *, sample_weight=None, eps=1e-6,
     eps : float, default=1e-6
         Step of the central differences.
     max_entries : int, default=None
-        Check only this many randomly chosen parameters (all when None).
+        Check at most this many randomly chosen entries of each parameter
+        array (every entry when None), so that every layer is covered.
     random_state : int, RandomState instance or None, default=0
         Chooses the entries when ``max_entries`` is set.
 
@@ -46,8 +47,15 @@ def check_gradients(estimator, X, y, *, sample_weight=None, eps=1e-6,
     loss()
     analytic = net.grad.copy()
     entries = np.arange(net.theta.size)
-    if max_entries is not None and max_entries < entries.size:
-        entries = check_random_state(random_state).choice(entries, max_entries, replace=False)
+    if max_entries is not None:
+        rng = check_random_state(random_state)
+        chosen = []
+        for start, stop, _ in net._slices.values():
+            block = entries[start:stop]
+            if block.size > max_entries:
+                block = np.sort(rng.choice(block, max_entries, replace=False))
+            chosen.append(block)
+        entries = np.concatenate(chosen)
     numeric = np.empty(entries.size)
     theta = net.theta
     for j, i in enumerate(entries):

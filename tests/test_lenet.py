@@ -1,0 +1,158 @@
+"""LeNet5Classifier: the paper's architecture, input shapes, gradients, training."""
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+
+import fastbp
+from fastbp import LeNet5Classifier, check_gradients
+from fastbp.lenet import LECUN_C3_TABLE
+
+
+def _fit(est, X, y, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def digits32():
+    """sklearn's 8x8 digits upscaled to 32x32."""
+    X, y = load_digits(return_X_y=True)
+    return np.kron(X.reshape(-1, 8, 8) / 16.0, np.ones((4, 4))), y
+
+
+def test_lecun_table_is_table_one():
+    # Table I of LeCun et al. (1998): 60 connections, columns 0-5 see 3 maps,
+    # 6-14 see 4, column 15 sees all six; spot-check a few columns.
+    assert LECUN_C3_TABLE.shape == (6, 16) and LECUN_C3_TABLE.sum() == 60
+    assert list(LECUN_C3_TABLE.sum(axis=0)) == [3] * 6 + [4] * 9 + [6]
+    assert np.flatnonzero(LECUN_C3_TABLE[:, 4]).tolist() == [0, 4, 5]
+    assert np.flatnonzero(LECUN_C3_TABLE[:, 11]).tolist() == [0, 1, 2, 5]
+    assert np.flatnonzero(LECUN_C3_TABLE[:, 14]).tolist() == [0, 2, 3, 5]
+
+
+def test_paper_parameter_counts_and_names(digits32):
+    X, y = digits32
+    est = _fit(LeNet5Classifier(max_iter=1, random_state=0), X[:40], y[:40])
+    assert est.trainable_parameter_counts_ == {
+        "C1": 156, "S2": 12, "C3": 1516, "S4": 32, "C5": 48120, "F6": 10164, "output": 850}
+    shapes = {k: v.shape for k, v in est.parameters_.items()}
+    assert shapes == {
+        "C1.weight": (6, 1, 5, 5), "C1.bias": (6,), "S2.coef": (6,), "S2.bias": (6,),
+        "C3.weight": (16, 6, 5, 5), "C3.bias": (16,), "S4.coef": (16,), "S4.bias": (16,),
+        "C5.weight": (120, 16, 5, 5), "C5.bias": (120,), "F6.weight": (120, 84),
+        "F6.bias": (84,), "output.weight": (84, 10), "output.bias": (10,)}
+    full = _fit(LeNet5Classifier(connection_table="full", max_iter=1), X[:40], y[:40])
+    assert full.trainable_parameter_counts_["C3"] == 16 * 6 * 25 + 16
+
+
+def test_unconnected_c3_weights_stay_zero(digits32):
+    X, y = digits32
+    est = _fit(LeNet5Classifier(max_iter=3, solver="sgd", alpha=0.01, random_state=0),
+               X[:200], y[:200])
+    c3 = est.parameters_["C3.weight"]
+    unconnected = ~LECUN_C3_TABLE.T
+    assert np.all(c3[unconnected] == 0)
+    assert np.all(np.abs(c3[~unconnected]).sum(axis=(-1, -2)) > 0)
+    grads = est.backprop(X[:20], y[:20]).gradients["C3.weight"]
+    assert np.all(grads[unconnected] == 0)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "lecun_tanh", "relu", "logistic"])
+@pytest.mark.parametrize("table", ["lecun", "full", "custom"])
+def test_gradients_every_layer(digits32, activation, table):
+    X, y = digits32
+    if table == "custom":
+        table = np.random.default_rng(0).random((6, 16)) > 0.5
+        table[0] = True  # every C3 map sees at least one S2 map
+    est = _fit(LeNet5Classifier(activation=activation, connection_table=table, alpha=0.05,
+                                max_iter=1, batch_size=16, random_state=0), X[:48], y[:48])
+    assert check_gradients(est, X[:3], y[:3], max_entries=25) <= 1e-6
+
+
+def test_gradients_squared_error_and_sample_weight(digits32):
+    X, y = digits32
+    est = _fit(LeNet5Classifier(loss="squared_error", max_iter=1, random_state=0),
+               X[:30], y[:30] % 3)
+    w = np.array([0.5, 2.0, 1.0])
+    assert check_gradients(est, X[:3], y[:3] % 3, sample_weight=w, max_entries=25) <= 1e-6
+
+
+def test_l2_term_covers_weights_not_biases_or_pool_coefficients(digits32):
+    X, y = digits32
+    est = _fit(LeNet5Classifier(max_iter=1, random_state=0), X[:30], y[:30])
+    est.set_params(alpha=0.0)
+    p = est.parameters_
+    p["S2.coef"][...] = 3.0  # would change the penalty if it were counted
+    weights = ["C1.weight", "C3.weight", "C5.weight", "F6.weight", "output.weight"]
+    sumsq = sum(float(np.sum(p[k] ** 2)) for k in weights)
+    base = est.backprop(X[:10], y[:10]).loss
+    est.set_params(alpha=0.7)
+    assert est.backprop(X[:10], y[:10]).loss - base == pytest.approx(0.7 * sumsq / 20)
+
+
+@pytest.mark.parametrize("shape,padded", [
+    ((784,), True), ((28, 28), True), ((1, 28, 28), True),
+    ((1024,), False), ((32, 32), False), ((1, 32, 32), False)])
+def test_accepted_input_shapes(shape, padded):
+    rng = np.random.default_rng(0)
+    X = rng.random((12,) + shape)
+    y = np.arange(12) % 3
+    est = _fit(LeNet5Classifier(max_iter=1, random_state=0), X, y)
+    assert est._sample_shape == (1, 32, 32)
+    images = est._check_X(X)
+    if padded:
+        assert np.all(images[:, :, :2] == 0) and np.all(images[:, :, :, -2:] == 0)
+        np.testing.assert_array_equal(images[:, 0, 2:30, 2:30], X.reshape(12, 28, 28))
+    else:
+        np.testing.assert_array_equal(images.reshape(12, -1), X.reshape(12, -1))
+    assert est.predict(X).shape == (12,)
+
+
+def test_larger_images_give_c5_a_spatial_map():
+    rng = np.random.default_rng(1)
+    X, y = rng.random((10, 1, 40, 44)), np.arange(10) % 2
+    est = _fit(LeNet5Classifier(max_iter=1, random_state=0), X, y)
+    assert est.parameters_["F6.weight"].shape == (120 * 3 * 4, 84)
+    assert check_gradients(est, X[:2], y[:2], max_entries=10) <= 1e-6
+    flat = _fit(LeNet5Classifier(image_shape=(40, 44), max_iter=1, random_state=0),
+                X.reshape(10, -1), y)
+    np.testing.assert_allclose(flat.predict_proba(X.reshape(10, -1)), est.predict_proba(X))
+
+
+@pytest.mark.parametrize("shape", [(100,), (20, 20), (3, 28, 28), (1, 30, 30), (36, 34)])
+def test_unaccepted_shapes_say_what_is_accepted(shape):
+    X = np.zeros((4,) + shape)
+    with pytest.raises(ValueError, match=r"takes images as X of shape \(n, 784\)"):
+        LeNet5Classifier(max_iter=1).fit(X, [0, 1, 0, 1])
+
+
+def test_predict_rejects_another_layout_of_the_same_pixel_count():
+    rng = np.random.default_rng(2)
+    est = _fit(LeNet5Classifier(max_iter=1), rng.random((6, 32, 48)), [0, 1] * 3)
+    with pytest.raises(ValueError, match="fitted on"):
+        est.predict(rng.random((2, 48, 32)))
+
+
+def test_learns_digits_and_round_trips(tmp_path, digits32):
+    X, y = digits32
+    est = _fit(LeNet5Classifier(max_iter=6, random_state=0), X[:1200], y[:1200])
+    assert est.score(X[1200:], y[1200:]) > 0.85
+    est.save(tmp_path / "lenet.npz")
+    loaded = fastbp.load(tmp_path / "lenet.npz")
+    np.testing.assert_array_equal(loaded.predict_proba(X[1200:]), est.predict_proba(X[1200:]))
+    assert loaded.trainable_parameter_counts_ == est.trainable_parameter_counts_
+
+
+def test_float32_and_thread_count(digits32):
+    X, y = digits32
+    X32 = X[:256].astype(np.float32)
+    runs = [_fit(LeNet5Classifier(max_iter=2, random_state=0, n_jobs=n), X32, y[:256])
+            for n in (1, 2, 2)]
+    assert runs[0].parameters_["C1.weight"].dtype == np.float32
+    np.testing.assert_array_equal(runs[1]._network.theta, runs[2]._network.theta)
+    np.testing.assert_allclose(runs[0]._network.theta, runs[1]._network.theta,
+                               rtol=1e-4, atol=1e-5)
