@@ -1,0 +1,201 @@
+"""RNNClassifier / RNNRegressor: BPTT gradients, ragged input, shapes, errors."""
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+
+import fastbp
+from fastbp import RNNClassifier, RNNRegressor, check_gradients
+
+
+def _fit(est, X, y, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y, **kwargs)
+
+
+def _ragged(rng, lengths, n_features=3):
+    return [rng.standard_normal((n, n_features)) for n in lengths]
+
+
+LENGTHS = [5, 2, 4, 1, 5, 3]
+
+
+def _numpy_loss(est, X, y, window=None):
+    """Independent NumPy forward pass and loss of an RNN estimator.
+
+    With ``window`` the hidden state entering each window of that many steps
+    is taken from ``window`` (a dict filled by a first full pass) and held
+    constant: the loss whose exact gradient truncated BPTT computes.
+    """
+    p = {k: v.astype(np.float64) for k, v in est.parameters_.items()}
+    f = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0),
+         "logistic": lambda z: 1 / (1 + np.exp(-z))}[est.nonlinearity]
+    per_step, totals, n_pred = est.output == "sequence", 0.0, 0
+    for i, x in enumerate(X):
+        h = np.zeros(est.hidden_size)
+        outs = []
+        for t in range(len(x)):
+            k = est.bptt_steps
+            if window is not None and k and t % k == 0 and t > 0:
+                h = window[(i, t)]
+            h = f(x[t] @ p["weight_ih"] + h @ p["weight_hh"] + p["bias_h"])
+            if window is not None and (i, t + 1) not in window:
+                window[(i, t + 1)] = h.copy()
+            outs.append(h @ p["weight_out"] + p["bias_out"])
+        targets = y[i] if per_step else [y[i]]
+        outs = outs if per_step else outs[-1:]
+        for z, target in zip(outs, targets):
+            if isinstance(est, RNNClassifier):
+                k = list(est.classes_).index(target)
+                zmax = z.max()
+                totals += zmax + np.log(np.exp(z - zmax).sum()) - z[k]
+            else:
+                totals += np.mean((z - np.atleast_1d(target)) ** 2) / 2
+            n_pred += 1
+    weights = sum(np.sum(p[k] ** 2) for k in ("weight_ih", "weight_hh", "weight_out"))
+    return totals / n_pred + est.alpha * weights / (2 * len(X))
+
+
+@pytest.mark.parametrize("cls", [RNNClassifier, RNNRegressor])
+@pytest.mark.parametrize("output", ["last", "sequence"])
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu", "logistic"])
+def test_loss_matches_numpy_and_gradients_match_central_differences(cls, output,
+                                                                    nonlinearity):
+    rng = np.random.default_rng(0)
+    X = _ragged(rng, LENGTHS)
+    if output == "last":
+        y = np.arange(len(X)) % 3 if cls is RNNClassifier else rng.standard_normal(len(X))
+    else:
+        y = [rng.integers(0, 3, n) if cls is RNNClassifier else rng.standard_normal(n)
+             for n in LENGTHS]
+    est = _fit(cls(hidden_size=4, nonlinearity=nonlinearity, output=output, alpha=0.2,
+                   max_iter=2, random_state=0), X, y)
+    assert est.backprop(X, y).loss == pytest.approx(_numpy_loss(est, X, y), rel=1e-12)
+    assert check_gradients(est, X, y) <= 1e-6
+
+
+def test_gradients_with_sample_weight_and_multi_output_regression():
+    rng = np.random.default_rng(1)
+    X = _ragged(rng, LENGTHS)
+    y = [rng.standard_normal((n, 2)) for n in LENGTHS]
+    est = _fit(RNNRegressor(hidden_size=5, output="sequence", max_iter=2, random_state=0), X, y)
+    sw = rng.random(len(X)) + 0.2
+    assert check_gradients(est, X, y, sample_weight=sw) <= 1e-6
+    assert est.predict(X)[0].shape == (5, 2)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_truncated_bptt_is_the_gradient_with_window_states_held(k):
+    rng = np.random.default_rng(2)
+    X = _ragged(rng, LENGTHS)
+    y = [rng.integers(0, 3, n) for n in LENGTHS]
+    est = _fit(RNNClassifier(hidden_size=4, output="sequence", bptt_steps=k, alpha=0.0,
+                             max_iter=1, random_state=0), X, y)
+    held = {}
+    _numpy_loss(est, X, y, window=held)  # record the states entering each window
+    analytic = est.backprop(X, y).gradients
+    for name in ("weight_ih", "weight_hh", "bias_h"):
+        param = est.parameters_[name]
+        numeric = np.zeros_like(param)
+        for idx in np.ndindex(*param.shape):
+            saved = param[idx]
+            param[idx] = saved + 1e-6
+            up = _numpy_loss(est, X, y, window=dict(held))
+            param[idx] = saved - 1e-6
+            down = _numpy_loss(est, X, y, window=dict(held))
+            param[idx] = saved
+            numeric[idx] = (up - down) / 2e-6
+        np.testing.assert_allclose(analytic[name], numeric, rtol=1e-6, atol=1e-9)
+    full = RNNClassifier(hidden_size=4, output="sequence", alpha=0.0)
+    full.__dict__.update({k_: v for k_, v in est.__dict__.items() if k_.endswith("_")
+                          or k_.startswith("_")})
+    full._network = est._network.astype(np.float64)
+    full._network.bptt_steps = 0
+    assert not np.allclose(full.backprop(X, y).gradients["weight_hh"], analytic["weight_hh"])
+
+
+def test_padding_never_matters_and_shapes_follow_the_input():
+    rng = np.random.default_rng(3)
+    X = _ragged(rng, LENGTHS)
+    y = [rng.integers(0, 3, n) for n in LENGTHS]
+    est = _fit(RNNClassifier(hidden_size=6, output="sequence", max_iter=3, random_state=0),
+               X, y)
+    together = est.predict_proba(X)
+    assert isinstance(together, list) and [p.shape for p in together] == [
+        (n, 3) for n in LENGTHS]
+    for seq, proba in zip(X, together):
+        np.testing.assert_allclose(est.predict_proba([seq])[0], proba, rtol=1e-12)
+    X3 = rng.standard_normal((4, 5, 3))
+    assert est.predict(X3).shape == (4, 5)
+    last = _fit(RNNClassifier(hidden_size=6, max_iter=2), X3, [0, 1, 0, 1])
+    assert last.predict(X3).shape == (4,) and last.predict_proba(X3).shape == (4, 2)
+    uni = _fit(RNNRegressor(hidden_size=6, max_iter=2), rng.standard_normal((8, 7)),
+               rng.standard_normal(8))
+    assert uni.predict(rng.standard_normal((3, 7))).shape == (3,)
+
+
+@pytest.mark.parametrize("X,y,match", [
+    ([np.zeros((3, 2)), np.zeros((0, 2))], [0, 1], "empty sequence"),
+    ([np.zeros((3, 2)), np.zeros((4, 3))], [0, 1], "features per step"),
+    ([np.zeros((3, 2)), np.zeros((4, 2))], [0, 1, 1], "targets"),
+])
+def test_bad_sequences_raise(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        RNNClassifier(max_iter=1).fit(X, y)
+
+
+def test_sequence_targets_must_match_lengths_and_features_at_predict():
+    X = [np.zeros((3, 2)), np.zeros((4, 2))]
+    with pytest.raises(ValueError, match="steps"):
+        RNNClassifier(output="sequence", max_iter=1).fit(X, [[0, 1, 0], [1, 0, 1]])
+    est = _fit(RNNClassifier(hidden_size=3, max_iter=1), X, [0, 1])
+    with pytest.raises(ValueError, match="features"):
+        est.predict([np.zeros((3, 5))])
+
+
+def test_clip_grad_norm_keeps_a_long_relu_rnn_finite():
+    """Recurrent weights of gain 1.05 over 200 steps: the gradient explodes.
+    Without clipping the weights become non-finite (a clear error); with it
+    training stays finite."""
+    rng = np.random.default_rng(4)
+    X = np.abs(rng.standard_normal((16, 200, 2)))
+    y = rng.standard_normal(16)
+
+    def explosive(**extra):
+        est = _fit(RNNRegressor(hidden_size=16, nonlinearity="relu", solver="sgd",
+                                momentum=0.0, learning_rate_init=0.05, max_iter=1,
+                                random_state=0, **extra), X, y)
+        est.parameters_["weight_hh"][...] = 1.05 * np.eye(16)
+        est.parameters_["weight_ih"][...] = np.abs(est.parameters_["weight_ih"])
+        est.set_params(warm_start=True, max_iter=5)
+        return est
+
+    with pytest.raises(ValueError, match="non-finite"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            _fit(explosive(), X, y)
+    est = _fit(explosive(clip_grad_norm=1.0), X, y)
+    assert np.all(np.isfinite(est._network.theta)) and np.all(np.isfinite(est.predict(X)))
+
+
+def test_learns_digits_as_sequences_and_round_trips(tmp_path):
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).reshape(-1, 8, 8)  # 8 steps of 8 pixels
+    est = _fit(RNNClassifier(hidden_size=64, max_iter=40, random_state=0), X[:1400], y[:1400])
+    assert est.score(X[1400:], y[1400:]) > 0.85
+    est.save(tmp_path / "rnn.npz")
+    loaded = fastbp.load(tmp_path / "rnn.npz")
+    np.testing.assert_array_equal(loaded.predict(X[1400:]), est.predict(X[1400:]))
+
+
+def test_float32_and_run_to_run_determinism():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((64, 10, 4)).astype(np.float32)
+    y = (X[:, :, 0].sum(1) > 0).astype(int)
+    a, b = (_fit(RNNClassifier(hidden_size=16, max_iter=3, random_state=0), X, y)
+            for _ in range(2))
+    assert a.parameters_["weight_hh"].dtype == np.float32
+    np.testing.assert_array_equal(a._network.theta, b._network.theta)
