@@ -1,5 +1,5 @@
-"""Demo: ``python -m fastbp`` trains fastbp's models on the embedded digits and
-prints accuracy and time beside scikit-learn's MLP on the same data."""
+"""Demo: ``python -m fastbp`` trains fastbp's MLP, LeNet-5 and RNN on the
+embedded digits and prints accuracy and time beside scikit-learn's MLP."""
 import time
 import warnings
 
@@ -24,10 +24,24 @@ def _run(name, estimator, X_train, y_train, X_test, y_test):
 
 
 def demo_rows():
-    """Yield (name, estimator, X) for every model in the demo."""
+    """Yield (name, estimator, view of X) for every model in the demo."""
     mlp = dict(hidden_layer_sizes=(128, 64), max_iter=60, random_state=0)
     yield "fastbp.MLPClassifier (128, 64) adam", fastbp.MLPClassifier(**mlp), "flat"
     yield "sklearn MLPClassifier (128, 64) adam", SkMLPClassifier(**mlp), "flat"
+    yield ("fastbp.LeNet5Classifier tanh, 32x32", fastbp.LeNet5Classifier(
+        max_iter=15, random_state=0), "images")
+    yield ("fastbp.RNNClassifier 64 tanh, 8 steps", fastbp.RNNClassifier(
+        hidden_size=64, max_iter=60, random_state=0), "sequences")
+
+
+def _view(X, view):
+    """The 8x8 digits as flat rows, as 32x32 images (each pixel a 4x4 block,
+    the size LeNet-5 takes) or as 8 steps of 8 pixels (one row per step)."""
+    if view == "images":
+        return np.kron(X.reshape(-1, 8, 8), np.ones((4, 4)))
+    if view == "sequences":
+        return X.reshape(-1, 8, 8)
+    return X
 
 
 def main():
@@ -40,7 +54,7 @@ def main():
           f"{len(X_test)} test images\n")
     print(f"{'model':<44} {'accuracy':>9} {'seconds':>9}")
     for name, estimator, view in demo_rows():
-        _run(name, estimator, X_train, y_train, X_test, y_test)
+        _run(name, estimator, _view(X_train, view), y_train, _view(X_test, view), y_test)
 
 
 if __name__ == "__main__":
