@@ -70,6 +70,14 @@ def _boolean(est, name):
         )
 
 
+def store_init_params(est, params):
+    """Set every constructor argument as an attribute, unchanged (sklearn's
+    rule: no validation or logic in __init__). ``params`` is ``locals()``."""
+    for name, value in params.items():
+        if name not in ("self", "__class__"):
+            setattr(est, name, value)
+
+
 class BackpropEstimator(BaseEstimator):
     """Base class of fastbp's estimators (solver parameters as sklearn's MLP).
 

@@ -8,7 +8,7 @@ from sklearn.utils.validation import (
     _check_sample_weight, check_array, check_is_fitted, validate_data,
 )
 
-from ._base import BackpropEstimator, _options
+from ._base import BackpropEstimator, _options, store_init_params
 from ._sequences import Ragged, RNNNetwork, pack
 from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin
 
@@ -307,34 +307,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, n_jobs=None):
-        self.hidden_size = hidden_size
-        self.nonlinearity = nonlinearity
-        self.output = output
-        self.clip_grad_norm = clip_grad_norm
-        self.bptt_steps = bptt_steps
-        self.loss = loss
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.n_jobs = n_jobs
+        store_init_params(self, locals())
 
     def _validate_params(self):
         _options(self, "loss", {"log_loss", "squared_error"})
@@ -434,34 +407,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, n_jobs=None):
-        self.hidden_size = hidden_size
-        self.nonlinearity = nonlinearity
-        self.output = output
-        self.clip_grad_norm = clip_grad_norm
-        self.bptt_steps = bptt_steps
-        self.loss = loss
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.n_jobs = n_jobs
+        store_init_params(self, locals())
 
     def _validate_params(self):
         _options(self, "loss", {"squared_error", "poisson"})
