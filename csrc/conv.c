@@ -550,13 +550,14 @@ FASTBP_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
  * for r < R. R and G are compile-time constants at each call site, so acc[][]
  * lives in registers (G*R + G + 1 <= 16 vector registers). */
 FASTBP_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdiff_t pstride,
-                                         const int* lst, int nl, const FT* wb, int w)
+                                         const int* lst, int nl, const FT* wb, int w, int kh0,
+                                         int kh1)
 {
     int r, j, kh, kw;
     for (j = 0; j < nl; j++) {
         const FT* s = src + lst[j] * pstride;
         const FT* k = wb + lst[j] * 25;
-        for (kh = 0; kh < 5; kh++) {
+        for (kh = kh0; kh < kh1; kh++) {
             const FT* srow = s + kh * w;
             for (kw = 0; kw < 5; kw++) {
                 const VT w0 = VSET1(k[kh * 5 + kw]);
@@ -569,7 +570,7 @@ FASTBP_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, pt
 FASTBP_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, const int G,
                                          const FT* src, ptrdiff_t pstride, const int* pool,
                                          const fastbp_tile_group* grp, const FT* wb0,
-                                         const FT* wb1, int w)
+                                         const FT* wb1, int w, int kh0, int kh1)
 {
     VT acc[2][FASTBP_RMAX];
     int g, r, j, kh, kw;
@@ -581,7 +582,7 @@ FASTBP_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R
             const FT* s = src + lst[j] * pstride;
             const FT* k0 = wb0 + lst[j] * 25;
             const FT* k1 = wb1 + lst[j] * 25;
-            for (kh = 0; kh < 5; kh++) {
+            for (kh = kh0; kh < kh1; kh++) {
                 const FT* srow = s + kh * w;
                 for (kw = 0; kw < 5; kw++) {
                     const VT w0 = VSET1(k0[kh * 5 + kw]);
@@ -594,9 +595,9 @@ FASTBP_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R
                 }
             }
         }
-        NAME(tile_list1)(acc[1], R, src, pstride, pool + grp->b, grp->nb, wb1, w);
+        NAME(tile_list1)(acc[1], R, src, pstride, pool + grp->b, grp->nb, wb1, w, kh0, kh1);
     }
-    NAME(tile_list1)(acc[0], R, src, pstride, pool + grp->a, grp->na, wb0, w);
+    NAME(tile_list1)(acc[0], R, src, pstride, pool + grp->a, grp->na, wb0, w, kh0, kh1);
     for (g = 0; g < G; g++)
         for (r = 0; r < R; r++) VSTORE(out + g * ostride + r * VL, acc[g][r]);
 }
@@ -605,9 +606,13 @@ FASTBP_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R
     static ATTR void NAME(chunk##G##_##RN)(FT* out, ptrdiff_t ostride, const FT* src,      \
                                            ptrdiff_t pstride, const int* pool,             \
                                            const fastbp_tile_group* grp, const FT* wb0,    \
-                                           const FT* wb1, int w)                           \
+                                           const FT* wb1, int w, int kh0, int kh1)         \
     {                                                                                     \
-        NAME(chunk_core)(out, ostride, RN, G, src, pstride, pool, grp, wb0, wb1, w);       \
+        if (kh0 == 0 && kh1 == 5) /* constant bounds: the usual, faster loop */           \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, pool, grp, wb0, wb1, w, 0, 5); \
+        else                                                                              \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, pool, grp, wb0, wb1, w, kh0, \
+                             kh1);                                                        \
     }
 FASTBP_CHUNK_N(1, 1)
 FASTBP_CHUNK_N(1, 2)
@@ -627,11 +632,14 @@ FASTBP_CHUNK_N(2, 6)
 
 /* T[g*tstride + (0 .. nv*VL)] = wide correlation for the output maps of grp
  * (see chunk_core), in register tiles balanced so that none is much shorter.
- * Weights of (output grp->o + g, input i): wbase + (grp->o + g)*wostride + i*25. */
+ * Weights of (output grp->o + g, input i): wbase + (grp->o + g)*wostride + i*25.
+ * rows > 0: the source rows outside [4, 4 + rows) are known to be zero (the
+ * padded dZ of the full convolution), and kernel rows that would read only
+ * those are skipped; rows == 0: no such knowledge. */
 static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int nv, const FT* src,
                                  ptrdiff_t pstride, const int* pool,
                                  const fastbp_tile_group* grp, const FT* wbase,
-                                 ptrdiff_t wostride, int w)
+                                 ptrdiff_t wostride, int w, int rows)
 {
     const int G = grp->G, rmax = G == 1 ? 8 : 6;
     const FT* wb0 = wbase + grp->o * wostride;
@@ -646,9 +654,17 @@ static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int nv, const FT* src
         const int R = base + (c < extra);
         FT* out = T + v0 * VL;
         const FT* s = src + v0 * VL;
+        int kh0 = 0, kh1 = 5;
+        if (rows > 0) {
+            /* The tile's outputs lie in rows ra..rb; kernel row kh reads source
+             * rows ra+kh..rb+kh (plus the zero columns 0..3 of the next row). */
+            const int ra = v0 * VL / w, rb = ((v0 + R) * VL - 1) / w;
+            kh0 = 4 - rb > 0 ? 4 - rb : 0;
+            kh1 = rows + 4 - ra < 5 ? rows + 4 - ra : 5;
+        }
 #define FASTBP_CASE(GG, RN)                                                                \
     case RN:                                                                               \
-        NAME(chunk##GG##_##RN)(out, tstride, s, pstride, pool, grp, wb0, wb1, w);           \
+        NAME(chunk##GG##_##RN)(out, tstride, s, pstride, pool, grp, wb0, wb1, w, kh0, kh1); \
         break;
         if (G == 1) {
             switch (R) {
@@ -727,7 +743,8 @@ static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, FT* 
     int k, g, r, c;
     for (k = 0; k < a->ngroups; k++) {
         const fastbp_tile_group* grp = a->groups + k;
-        NAME(correlate)(T, tstride, nv, x, plane, a->pool, grp, a->W, (ptrdiff_t)c_in * 25, w);
+        NAME(correlate)(T, tstride, nv, x, plane, a->pool, grp, a->W, (ptrdiff_t)c_in * 25, w,
+                        0);
         for (g = 0; g < grp->G; g++) {
             FT* yo = y + (grp->o + g) * oplane;
             const FT* t = T + g * tstride;
@@ -804,7 +821,7 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
             for (k = 0; k < a->ngroups; k++) {
                 const fastbp_tile_group* grp = a->groups + k;
                 NAME(correlate)(T, tstride, nvx, dzp, st, a->pool, grp, a->wrot,
-                                (ptrdiff_t)c_out * 25, w);
+                                (ptrdiff_t)c_out * 25, w, ho);
                 for (g = 0; g < grp->G; g++) {
                     ci = grp->o + g;
                     NAME(mul_deriv)(dx + ci * plane, T + g * tstride, x + ci * plane, plane,
