@@ -214,9 +214,11 @@ static inline fastbp_v2d fastbp_sel_v2d(fastbp_v2l m, fastbp_v2d a, fastbp_v2d b
 static inline fastbp_v4f fastbp_ld_v4f(const float* p) { fastbp_v4f v; memcpy(&v, p, sizeof v); return v; }
 static inline void fastbp_st_v4f(float* p, fastbp_v4f v) { memcpy(p, &v, sizeof v); }
 static inline fastbp_v4f fastbp_set1_v4f(float s) { fastbp_v4f v = {s, s, s, s}; return v; }
+static inline fastbp_v4f fastbp_dup2_v4f(const float* p) { fastbp_v4f v = {p[0], p[0], p[1], p[1]}; return v; }
 static inline fastbp_v2d fastbp_ld_v2d(const double* p) { fastbp_v2d v; memcpy(&v, p, sizeof v); return v; }
 static inline void fastbp_st_v2d(double* p, fastbp_v2d v) { memcpy(p, &v, sizeof v); }
 static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; return v; }
+static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0], p[0]}; return v; }
 #endif
 
 /* ---- pass 1: kernels, once per (dtype, instruction set) ---- */
@@ -235,6 +237,8 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VLOADR(p) VLOAD(p)
 #define VSTORE(p, v) fastbp_st_v4f((p), (v))
 #define VSET1(s) fastbp_set1_v4f(s)
+/* VDUP2(p): p[0], p[0], p[1], p[1], ... (VL/2 values, each twice) */
+#define VDUP2(p) fastbp_dup2_v4f(p)
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VADD(a, b) ((a) + (b))
 #define VSUB(a, b) ((a) - (b))
@@ -251,6 +255,7 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VLOADR(p) VLOAD(p)
 #define VSTORE(p, v) (*(p) = (v))
 #define VSET1(s) (s)
+#define VDUP2(p) (*(p))
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VADD(a, b) ((a) + (b))
 #define VSUB(a, b) ((a) - (b))
@@ -276,6 +281,7 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VLOADR(p) VLOAD(p)
 #define VSTORE(p, v) fastbp_st_v2d((p), (v))
 #define VSET1(s) fastbp_set1_v2d(s)
+#define VDUP2(p) fastbp_dup2_v2d(p)
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VADD(a, b) ((a) + (b))
 #define VSUB(a, b) ((a) - (b))
@@ -292,6 +298,7 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VLOADR(p) VLOAD(p)
 #define VSTORE(p, v) (*(p) = (v))
 #define VSET1(s) (s)
+#define VDUP2(p) (*(p))
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VADD(a, b) ((a) + (b))
 #define VSUB(a, b) ((a) - (b))
@@ -319,6 +326,8 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VLOADR(p) __extension__({ __m256 fastbp_t_ = _mm256_loadu_ps(p); __asm__("" : "+x"(fastbp_t_)); fastbp_t_; })
 #define VSTORE(p, v) _mm256_storeu_ps((p), (v))
 #define VSET1(s) _mm256_set1_ps(s)
+#define VDUP2(p) _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), \
+                                          _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3))
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define VADD(a, b) _mm256_add_ps((a), (b))
 #define VSUB(a, b) _mm256_sub_ps((a), (b))
@@ -345,6 +354,7 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VLOADR(p) __extension__({ __m256d fastbp_t_ = _mm256_loadu_pd(p); __asm__("" : "+x"(fastbp_t_)); fastbp_t_; })
 #define VSTORE(p, v) _mm256_storeu_pd((p), (v))
 #define VSET1(s) _mm256_set1_pd(s)
+#define VDUP2(p) _mm256_permute4x64_pd(_mm256_castpd128_pd256(_mm_loadu_pd(p)), 0x50)
 #define VFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
 #define VADD(a, b) _mm256_add_pd((a), (b))
 #define VSUB(a, b) _mm256_sub_pd((a), (b))
@@ -485,6 +495,22 @@ static ATTR void NAME(act_inplace)(FT* a, ptrdiff_t n, int act)
         break;
     default:
         break;
+    }
+}
+
+/* d * g'(z) for one vector, g'(z) computed from a = g(z). */
+FASTBP_INLINE ATTR VT NAME(vmul_deriv)(VT d, VT a, int act)
+{
+    const VT one = VSET1((FT)1);
+    switch (act) {
+    case 1: return VMUL(d, VMUL(a, VSUB(one, a)));
+    case 2: return VMUL(d, VSUB(one, VMUL(a, a)));
+    case 3: return VMUL(d, VSTEP(a));
+    case 4: {
+        const VT la = VSET1((FT)FASTBP_LECUN_A), ls = VSET1((FT)FASTBP_LECUN_S);
+        return VMUL(d, VMUL(ls, VSUB(la, VDIV(VMUL(a, a), la))));
+    }
+    default: return d;
     }
 }
 
@@ -883,12 +909,33 @@ static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, 
             part[ch] += NAME(sum_fixed)(T, oplane);
             part[a->c + ch] += NAME(sum_fixed)(dz, oplane);
             if (a->dY != NULL) {
+                /* dY[2r + rr, c] = k * dz[r, c / 2] * g'(Y[2r + rr, c]): whole
+                 * vectors along the row, the last one overlapping. */
                 const FT k = a->coef[ch] * (FT)0.25;
+                const VT vk = VSET1(k);
                 FT* dy = a->dY + off * plane;
-                for (r = 0; r < a->h; r++) {
-                    const FT* dzr = dz + (r / 2) * w2;
-                    for (c = 0; c < w; c++) E[c] = k * dzr[c / 2];
-                    NAME(mul_deriv)(dy + r * w, E, y + r * w, w, a->act);
+                for (r = 0; r < h2; r++) {
+                    const FT* dzr = dz + r * w2;
+                    const FT* y0 = y + 2 * r * w;
+                    FT* dy0 = dy + 2 * r * w;
+                    if (w >= VL) {
+                        for (c = 0;; c += VL) {
+                            if (c + VL > w)
+                                c = w - VL; /* even: VL and w are */
+                            {
+                                const VT e = VMUL(vk, VDUP2(dzr + c / 2));
+                                VSTORE(dy0 + c, NAME(vmul_deriv)(e, VLOAD(y0 + c), a->act));
+                                VSTORE(dy0 + w + c,
+                                       NAME(vmul_deriv)(e, VLOAD(y0 + w + c), a->act));
+                            }
+                            if (c + VL >= w)
+                                break;
+                        }
+                    } else {
+                        for (c = 0; c < w; c++) E[c] = k * dzr[c / 2];
+                        NAME(mul_deriv)(dy0, E, y0, w, a->act);
+                        NAME(mul_deriv)(dy0 + w, E, y0 + w, w, a->act);
+                    }
                 }
             }
         }
@@ -914,6 +961,7 @@ static ATTR void NAME(bias_act_row)(FT* a, const FT* bias, int n, int act)
 #undef VLOADR
 #undef VSTORE
 #undef VSET1
+#undef VDUP2
 #undef VFMA
 #undef VADD
 #undef VSUB
