@@ -75,7 +75,7 @@
 #define FASTBP_OMP_PARALLEL_FOR(nt) FASTBP_PRAGMA(omp parallel for num_threads(nt) schedule(static))
 #endif
 #else
-#define FASTBP_OMP_PARALLEL_FOR(nt)
+#define FASTBP_OMP_PARALLEL_FOR(nt) (void)(nt); /* serial build: one thread */
 #endif
 
 #define FASTBP_RMAX 8    /* vectors of a register tile (forward, dX) */
