@@ -6,9 +6,16 @@
  * out[p] = sum_{kh,kw} k[kh][kw] * in[p + kh*w + kw] for p = y*w + x. Every
  * tap is then one contiguous run of loads, so the loop over p vectorises
  * with plain unaligned loads; the columns x >= w - 4 of the "wide" output are
- * wasted and dropped when the result is written. A tile of up to RMAX
- * vectors of p is held in registers while all taps of all connected input
- * maps are accumulated into it (see chunk_core).
+ * wasted and dropped when the result is written. A tile of up to 8 vectors
+ * of p is held in registers while all taps of all connected input maps are
+ * accumulated into it (see chunk_core).
+ *
+ * The loops are bound by loads more than by multiply-adds (32-byte loads at
+ * 4-byte offsets often straddle cache lines), so output maps are computed in
+ * pairs that share input maps (fastbp_plan_tiles): each input load then feeds
+ * two FMAs, in tiles of 2 x 6 vectors. Unshared input maps of a pair (LeCun's
+ * C3 table) are handled in the same tile, one FMA per load. Likewise the
+ * weight gradient runs over two output maps of one input map at a time.
  *
  * The backward pass uses the same layout: dZ of each output map is copied
  * into a zero-padded buffer with row stride w (4 zero rows above and below,
@@ -16,7 +23,9 @@
  * wide dZ with zeros in the wasted columns (for the weight gradient); read
  * from offset 0 it is dZ padded by 4 on every side, because the left padding
  * of one row doubles as the right padding of the row above (for dX, a full
- * convolution = correlation of the padded dZ with the rotated kernel).
+ * convolution = correlation of the padded dZ with the rotated kernel). Tiles
+ * of dX next to the top or bottom edge skip the kernel rows that would read
+ * only zero rows.
  *
  * Instruction sets
  * ----------------

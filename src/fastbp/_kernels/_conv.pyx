@@ -70,6 +70,9 @@ cdef extern from "conv.h" nogil:
 
 _PATHS = {"portable": 0, "avx2-fma": 1, None: -1}
 
+# Resolve the CPU's instruction set once, at import, while the GIL is held.
+fastbp_conv_dispatch_path()
+
 
 def dispatch_path():
     """Instruction-set path the kernels take on this CPU.
