@@ -12,12 +12,14 @@ first and is reported separately: its ms/step includes the one-time costs.
 
 Char LM: a plain-text file (default: the GPL-3 text Debian ships), one-hot
 characters in, next character out, 90% train / 10% held out, cut into
-sequences of ``--lm-seq-len`` steps; fastbp and PyTorch train the same model
-(same init distribution, Adam, batch, epochs) and the table gives held-out
-bits per character and training time (target: fastbp within 2% of PyTorch).
+sequences of ``--lm-seq-len`` steps. fastbp and PyTorch train the same model
+(same init distribution, batch, epochs, Adam) with ``--lm-seeds`` seeds each;
+PyTorch runs twice, with fastbp's (scikit-learn's) Adam update rule and with
+torch.optim.Adam's. The table gives the mean held-out bits per character and
+training time (target: fastbp within 2% of PyTorch with the same rule).
 
     python bench/bench_rnn.py                    # timing (2 shapes x 1, all threads) + char LM
-    python bench/bench_rnn.py --parts lm --lm-epochs 100
+    python bench/bench_rnn.py --parts lm --lm-seeds 5
     python bench/bench_rnn.py --quick            # smoke test, < 1 min, numbers meaningless
 
 Needs PyTorch (CPU).
