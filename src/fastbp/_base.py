@@ -179,6 +179,11 @@ class BackpropEstimator(BaseEstimator):
 
         save(self, path)
 
+    def _fits_sample_shape(self, shape):
+        """Whether ``n_features_in_`` agrees with a network input of ``shape``
+        (one sample, as stored by ``save``)."""
+        return self.n_features_in_ == int(np.prod(shape))
+
     def _target_state(self):
         """(JSON-able dict, dict of arrays) describing the target encoding."""
         return {}, {}

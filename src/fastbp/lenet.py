@@ -221,6 +221,11 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
                              f"but the model was fitted on {tuple(self._sample_shape[1:])}.")
         return images.astype(self._network.dtype, copy=False)
 
+    def _fits_sample_shape(self, shape):
+        # 28x28 images (784 features) are padded to a 32x32 network input
+        return super()._fits_sample_shape(shape) or (
+            shape == (1, 32, 32) and self.n_features_in_ == 784)
+
     def _as_images(self, X, hw):
         hw = _accepted(hw, X.shape)
         if hw[0] * hw[1] != X.shape[1]:

@@ -239,6 +239,14 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
         meta = dict(meta, input_kind=self._input_kind, n_step_features=self._n_step_features)
         return meta, arrays
 
+    def _fits_sample_shape(self, shape):
+        # a sample is one step; 2-D input counts its steps as n_features_in_
+        if shape != (self._n_step_features,):
+            return False
+        if self._input_kind == "table":
+            return shape == (1,)
+        return self.n_features_in_ == shape[0]
+
     def _restore_target_state(self, meta, arrays, n_outputs):
         if (not isinstance(meta, dict) or meta.get("input_kind") not in ("table", "sequences")
                 or not isinstance(meta.get("n_step_features"), int)):
