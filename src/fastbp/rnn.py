@@ -73,8 +73,8 @@ class _RNNMixin:
         shape = getattr(X, "shape", None)
         ndim = len(shape) if shape is not None else (
             None if isinstance(X, (list, tuple)) else np.asarray(X).ndim)
-        if isinstance(X, (list, tuple)) and len(X) and np.ndim(X[0]) >= 1 and (
-                len({np.shape(s) for s in X}) > 1 or np.ndim(X[0]) == 2):
+        if isinstance(X, (list, tuple)) and (not len(X) or np.ndim(X[0]) >= 1 and (
+                len({np.shape(s) for s in X}) > 1 or np.ndim(X[0]) == 2)):
             n_features = None if reset else self._n_step_features
             ragged = _as_ragged(X, n_features)
             kind = "sequences"
@@ -85,6 +85,9 @@ class _RNNMixin:
             n, t, f = X.shape
             if n == 0 or t == 0:
                 raise ValueError(f"X of shape {X.shape} holds no steps.")
+            if f == 0:
+                raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a "
+                                 f"minimum of 1 is required by {type(self).__name__}.")
             if not reset and f != self._n_step_features:
                 raise ValueError(f"X has {f} features per step, but {type(self).__name__} "
                                  f"is expecting {self._n_step_features} features as input.")
