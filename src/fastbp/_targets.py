@@ -10,7 +10,9 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import _check_partial_fit_first_call, unique_labels
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call, check_classification_targets, unique_labels,
+)
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 
@@ -46,6 +48,7 @@ class ClassifierTargetsMixin:
         X, y = self._validate_X_y(X, y, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        check_classification_targets(y)  # "Unknown label type: continuous..."
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y)
