@@ -6,7 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import (
+    _check_sample_weight, check_consistent_length, check_is_fitted,
+)
 
 from ._solvers import STOCHASTIC_SOLVERS, fit_lbfgs, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
@@ -226,11 +228,20 @@ class BackpropEstimator(BaseEstimator):
     def _backprop_batch(self, X, y, sample_weight, dtype):
         """(X, Y, sample_weight) of one batch, ready for ``loss_and_grad``."""
         X, Y = self._prepare_backprop(X, y)
+        check_consistent_length(X, Y)
+        self._check_n_outputs(Y)
         X = np.ascontiguousarray(X, dtype=dtype)
         Y = np.ascontiguousarray(Y, dtype=dtype)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
         return X, Y, sample_weight
+
+    def _check_n_outputs(self, Y):
+        if Y.shape[1] != self._network.n_outputs:
+            raise ValueError(
+                f"y has {Y.shape[1]} outputs but the fitted network has "
+                f"{self._network.n_outputs}."
+            )
 
 
 def run_backprop(net, X, Y, sample_weight, alpha, n_threads):

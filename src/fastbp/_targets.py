@@ -71,8 +71,16 @@ class ClassifierTargetsMixin:
         return X, Y, y
 
     def _encode_targets(self, y):
-        """Label rows -> the network's target matrix."""
-        y = column_or_1d(y) if np.ndim(y) == 2 and np.shape(y)[1] == 1 else y
+        """Label rows -> the network's target matrix, checked as fit checks y."""
+        y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+        y = column_or_1d(y) if y.ndim == 2 and y.shape[1] == 1 else y
+        check_classification_targets(y)
+        classes = unique_labels(y)
+        if len(np.setdiff1d(classes, self.classes_)):
+            raise ValueError(
+                f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                f"{self.classes_}. 'y' has {classes}."
+            )
         return self._label_binarizer.transform(y)
 
     def _prepare_backprop(self, X, y):
@@ -244,7 +252,13 @@ class RegressorTargetsMixin:
         return X, Y, y
 
     def _encode_targets(self, y):
-        """Target rows -> the network's (n_rows, n_outputs) target matrix."""
+        """Target rows -> the network's (n_rows, n_outputs) target matrix,
+        checked as fit checks y."""
+        y = check_array(y, ensure_2d=False, dtype="numeric", input_name="y")
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError(
+                "Some value(s) of y are negative which is not allowed for Poisson regression."
+            )
         y = np.asarray(y, dtype=np.float64)
         return y.reshape(len(y), -1)
 

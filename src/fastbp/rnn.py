@@ -192,8 +192,11 @@ class _RNNMixin:
     def _backprop_batch(self, X, y, sample_weight, dtype):
         X = self._check_X(X).astype(dtype)
         y_rows, lengths = self._targets(y, X)
-        targets = Ragged(np.ascontiguousarray(self._encode_targets(y_rows), dtype=dtype),
-                         lengths)
+        if len(y_rows) != lengths.sum():
+            raise ValueError(f"y holds {len(y_rows)} targets, X holds {len(X)} sequences.")
+        Y = self._encode_targets(y_rows)
+        self._check_n_outputs(Y)
+        targets = Ragged(np.ascontiguousarray(Y, dtype=dtype), lengths)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
         return pack(X, np.arange(len(X)), targets, sample_weight)
