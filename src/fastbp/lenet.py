@@ -3,6 +3,7 @@ import numbers
 
 import numpy as np
 from sklearn.base import ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._base import BackpropEstimator, _options
@@ -203,6 +204,10 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         if y is None:
             raise ValueError("LeNet5Classifier requires y to be passed, but the target y "
                              "is None.")
+        # labels first, so that a continuous y is named as such whatever X's
+        # shape; y's finiteness before that (type_of_target casts NaN to int)
+        check_classification_targets(check_array(y, ensure_2d=False, dtype=None,
+                                                 input_name="y"))
         X, hw = self._image_size(X)
         X, y = validate_data(self, X, y, multi_output=True, reset=reset,
                              dtype=(np.float64, np.float32))
