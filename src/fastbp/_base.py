@@ -1,6 +1,7 @@
 """What every fastbp estimator shares: solver hyperparameters, the fit driver,
 parameter views and backprop inspection. No arithmetic lives here."""
 import numbers
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,18 @@ def _boolean(est, name):
         )
 
 
+@contextmanager
+def _restored_on_error(est):
+    """Put back every attribute of ``est`` when the block raises."""
+    saved = dict(est.__dict__)
+    try:
+        yield
+    except BaseException:
+        est.__dict__.clear()
+        est.__dict__.update(saved)
+        raise
+
+
 class BackpropEstimator(BaseEstimator):
     """Base class of fastbp's estimators (solver parameters as sklearn's MLP).
 
@@ -114,14 +127,23 @@ class BackpropEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X, y, sample_weight=None, incremental=False):
-        self._validate_params()
-        first_pass = not hasattr(self, "_network") or (not self.warm_start and not incremental)
-        X, Y, y_raw = self._prepare_fit(X, y, incremental=incremental, reset=first_pass)
-        if not first_pass:
-            X = X.astype(self._network.dtype, copy=False)
-            Y = Y.astype(self._network.dtype, copy=False)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        # Checking X and y records their layout (n_features_in_, classes_, ...):
+        # when a check fails, the model must stay as it was.
+        with _restored_on_error(self):
+            self._validate_params()
+            first_pass = not hasattr(self, "_network") or (not self.warm_start
+                                                           and not incremental)
+            X, Y, y_raw = self._prepare_fit(X, y, incremental=incremental, reset=first_pass)
+            if not first_pass:
+                X = X.astype(self._network.dtype, copy=False)
+                Y = Y.astype(self._network.dtype, copy=False)
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+            if not first_pass and Y.shape[1] != self._network.n_outputs:
+                raise ValueError(
+                    f"y has {Y.shape[1]} outputs but the fitted network has "
+                    f"{self._network.n_outputs}; refit without warm_start."
+                )
         self._random_state = check_random_state(self.random_state)
 
         if first_pass:
@@ -129,11 +151,6 @@ class BackpropEstimator(BaseEstimator):
             self._network = self._build_network(X, Y)
             self._init_parameters(self._network, self._random_state)
             self._reset_training_state()
-        elif Y.shape[1] != self._network.n_outputs:
-            raise ValueError(
-                f"y has {Y.shape[1]} outputs but the fitted network has "
-                f"{self._network.n_outputs}; refit without warm_start."
-            )
 
         n_threads = effective_n_threads(self.n_jobs)
         with blas_single_thread():

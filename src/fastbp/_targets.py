@@ -15,6 +15,8 @@ from sklearn.utils.multiclass import (
 )
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from ._base import _restored_on_error
+
 
 def is_stochastic(est):
     """``available_if`` condition of partial_fit: only sgd and adam have it."""
@@ -144,12 +146,16 @@ class ClassifierTargetsMixin:
         -------
         self : object
         """
-        if _check_partial_fit_first_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
-            if isinstance(classes[0], np.ndarray) or np.ndim(classes) > 1:
-                self._label_binarizer.fit(classes)
-            else:
-                self._label_binarizer.fit(np.asarray(classes))
+        # a first call whose input is rejected must not leave classes_ behind
+        with _restored_on_error(self):
+            if _check_partial_fit_first_call(self, classes):
+                self._label_binarizer = LabelBinarizer()
+                if isinstance(classes[0], np.ndarray) or np.ndim(classes) > 1:
+                    self._label_binarizer.fit(classes)
+                else:
+                    self._label_binarizer.fit(np.asarray(classes))
+            if not hasattr(self, "_network"):
+                return self._fit(X, y, sample_weight=sample_weight, incremental=True)
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def _predict_encoded(self, X):
