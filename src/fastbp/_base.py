@@ -1,5 +1,6 @@
 """What every fastbp estimator shares: solver hyperparameters, the fit driver,
 parameter views and backprop inspection. No arithmetic lives here."""
+import copy
 import numbers
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,13 +76,23 @@ def _boolean(est, name):
 
 @contextmanager
 def _restored_on_error(est):
-    """Put back every attribute of ``est`` when the block raises."""
+    """Put back every attribute of ``est`` when the block raises, including
+    what training changes in place: the parameters, the optimizer state and
+    the fitted lists (``loss_curve_``, ...)."""
     saved = dict(est.__dict__)
+    lists = {k: list(v) for k, v in saved.items() if isinstance(v, list)}
+    net = saved.get("_network")
+    theta = None if net is None else net.theta.copy()
+    optimizer = copy.deepcopy(saved.get("_optimizer"))
     try:
         yield
     except BaseException:
         est.__dict__.clear()
-        est.__dict__.update(saved)
+        est.__dict__.update(saved, **lists)
+        if net is not None:
+            net.theta[:] = theta
+        if optimizer is not None:
+            est._optimizer = optimizer
         raise
 
 
@@ -127,23 +138,27 @@ class BackpropEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X, y, sample_weight=None, incremental=False):
-        # Checking X and y records their layout (n_features_in_, classes_, ...):
-        # when a check fails, the model must stay as it was.
+        # A call that raises leaves the model as it was: checking X and y
+        # records their layout (n_features_in_, classes_, ...) before every
+        # check has passed, and a diverging fit must not hand back NaN weights.
         with _restored_on_error(self):
-            self._validate_params()
-            first_pass = not hasattr(self, "_network") or (not self.warm_start
-                                                           and not incremental)
-            X, Y, y_raw = self._prepare_fit(X, y, incremental=incremental, reset=first_pass)
-            if not first_pass:
-                X = X.astype(self._network.dtype, copy=False)
-                Y = Y.astype(self._network.dtype, copy=False)
-            if sample_weight is not None:
-                sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
-            if not first_pass and Y.shape[1] != self._network.n_outputs:
-                raise ValueError(
-                    f"y has {Y.shape[1]} outputs but the fitted network has "
-                    f"{self._network.n_outputs}; refit without warm_start."
-                )
+            self._fit_unguarded(X, y, sample_weight, incremental)
+        return self
+
+    def _fit_unguarded(self, X, y, sample_weight, incremental):
+        self._validate_params()
+        first_pass = not hasattr(self, "_network") or (not self.warm_start and not incremental)
+        X, Y, y_raw = self._prepare_fit(X, y, incremental=incremental, reset=first_pass)
+        if not first_pass:
+            X = X.astype(self._network.dtype, copy=False)
+            Y = Y.astype(self._network.dtype, copy=False)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        if not first_pass and Y.shape[1] != self._network.n_outputs:
+            raise ValueError(
+                f"y has {Y.shape[1]} outputs but the fitted network has "
+                f"{self._network.n_outputs}; refit without warm_start."
+            )
         self._random_state = check_random_state(self.random_state)
 
         if first_pass:
@@ -159,7 +174,6 @@ class BackpropEstimator(BaseEstimator):
                                incremental, n_threads)
             else:
                 fit_lbfgs(self, self._network, X, Y, sample_weight, n_threads)
-        return self
 
     def _reset_training_state(self):
         self.n_iter_ = 0

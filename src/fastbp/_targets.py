@@ -146,7 +146,7 @@ class ClassifierTargetsMixin:
         -------
         self : object
         """
-        # a first call whose input is rejected must not leave classes_ behind
+        # a first call that raises must not leave classes_ behind
         with _restored_on_error(self):
             if _check_partial_fit_first_call(self, classes):
                 self._label_binarizer = LabelBinarizer()
@@ -154,9 +154,7 @@ class ClassifierTargetsMixin:
                     self._label_binarizer.fit(classes)
                 else:
                     self._label_binarizer.fit(np.asarray(classes))
-            if not hasattr(self, "_network"):
-                return self._fit(X, y, sample_weight=sample_weight, incremental=True)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+            return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def _predict_encoded(self, X):
         y_pred = self._network.predict(X, self._n_threads())
