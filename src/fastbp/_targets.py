@@ -28,6 +28,19 @@ def is_stochastic(est):
     return True
 
 
+def _finite_outputs(y_pred):
+    """y_pred, unless the network's outputs overflowed (early stopping's
+    score would otherwise fail with r2_score's 'Input contains infinity')."""
+    if not np.all(np.isfinite(y_pred)):
+        raise ValueError(
+            "The network's outputs on the validation set became non-finite: its "
+            "weights have grown too large. The input data may contain large values "
+            "and need to be preprocessed (e.g. StandardScaler), or the learning rate "
+            "is too high for this model."
+        )
+    return y_pred
+
+
 class ClassifierTargetsMixin:
     """Classes encoded by a LabelBinarizer: softmax for multiclass, logistic
     for binary and multilabel; ``loss='squared_error'`` puts the quadratic
@@ -273,7 +286,8 @@ class RegressorTargetsMixin:
         return X, self._encode_targets(y)
 
     def _validation_score(self, X, y, sample_weight):
-        return r2_score(y, self._predict_checked(X), sample_weight=sample_weight)
+        y_pred = _finite_outputs(self._predict_checked(X))
+        return r2_score(y, y_pred, sample_weight=sample_weight)
 
     def _predict_checked(self, X):
         y_pred = self._network.predict(X, self._n_threads())

@@ -10,7 +10,7 @@ from sklearn.utils.validation import (
 
 from ._base import BackpropEstimator, _options
 from ._sequences import Ragged, RNNNetwork, pack
-from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin
+from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin, _finite_outputs
 
 _FLOATS = (np.float64, np.float32)
 
@@ -485,7 +485,8 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         y_true = np.concatenate(y) if self.output == "sequence" else y
         if sample_weight is not None and self.output == "sequence":
             sample_weight = np.repeat(sample_weight, X.lengths)
-        return r2_score(y_true, self._predict_checked(X), sample_weight=sample_weight)
+        return r2_score(y_true, _finite_outputs(self._predict_checked(X)),
+                        sample_weight=sample_weight)
 
     def predict(self, X):
         """Predict targets.
