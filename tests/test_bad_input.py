@@ -533,3 +533,54 @@ def test_refit_with_bad_y_and_another_layout_changes_nothing(name, tmp_path):
     for method in ("fitted.fit", "fitted.partial_fit"):
         match = r"Unknown label type|Input y contains NaN|X has \d+ features"
         _check_raises(name, method, X_new, y_bad, ValueError, match, tmp_path)
+
+
+def _per_step(lengths, values, bad):
+    parts = [np.asarray(values[:n], dtype=float) for n in lengths]
+    parts[1] = parts[1].copy()
+    parts[1][2] = bad
+    return parts
+
+
+@pytest.mark.parametrize("name", ["RNNClassifier", "RNNRegressor"])
+@pytest.mark.parametrize("bad,match", [(np.nan, "Input y contains NaN"),
+                                       (np.inf, "Input y contains infinity"),
+                                       (2.5, "Unknown label type: continuous|classes not in"),
+                                       (7, "classes not in")])
+@pytest.mark.parametrize("method", ["fit", "fitted.partial_fit", "backprop"])
+def test_bad_per_step_targets(name, bad, match, method):
+    """output='sequence': a bad target at one step of one ragged sequence."""
+    if name == "RNNRegressor" and bad in (2.5, 7):
+        pytest.skip("any finite number is a valid regression target")
+    if method == "fit" and bad == 7:
+        pytest.skip("a new class is fine for a fresh fit")
+    rng = np.random.default_rng(1)
+    lengths = [3, 5, 2, 4]
+    X = [rng.standard_normal((n, 2)) for n in lengths]
+    labels = [0, 1, 1, 0, 1]
+    y_ok = [np.asarray(labels[:n]) for n in lengths]
+    est = _fit(FACTORIES[name](output="sequence"), X, y_ok)
+    y_bad = _per_step(lengths, labels, bad)
+    if method == "fit":
+        est = FACTORIES[name](output="sequence")
+        run = lambda: est.fit(X, y_bad)  # noqa: E731
+    elif method == "backprop":
+        run = lambda: est.backprop(X, y_bad)  # noqa: E731
+    else:
+        run = lambda: est.partial_fit(X, y_bad)  # noqa: E731
+    frozen = [_freeze(X), _freeze(y_bad)]
+    before = _model_state_seq(est, X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match=match):
+            run()
+    _assert_same(X, frozen[0])
+    _assert_same(y_bad, frozen[1])
+    after = _model_state_seq(est, X)
+    assert (before is None) == (after is None)
+    if before is not None:
+        np.testing.assert_array_equal(before, after)
+
+
+def _model_state_seq(est, X):
+    return est._network.theta.copy() if hasattr(est, "_network") else None

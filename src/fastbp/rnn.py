@@ -139,8 +139,9 @@ class _RNNMixin:
                              "target y is None.")
         X = self._sequences(X, reset)
         y_rows, target_lengths = self._targets(y, X)
+        # per-step targets too: NaN labels must not reach type_of_target's cast
+        y_rows = check_array(y_rows, ensure_2d=False, dtype=None, input_name="y")
         if self.output == "last":
-            y_rows = check_array(y_rows, ensure_2d=False, dtype=None, input_name="y")
             if len(y_rows) != len(X):
                 raise ValueError(f"y holds {len(y_rows)} targets, X holds {len(X)} "
                                  "sequences.")
