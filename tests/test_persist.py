@@ -216,3 +216,19 @@ def test_fuzz_thousands_of_corrupted_files(tmp_path, model_bytes, data):
             continue
         assert np.all(np.isfinite(est.predict_proba(X[:5])))
     assert n_rejected > 2000
+
+
+def test_padded_lenet_and_univariate_rnn_round_trip(tmp_path):
+    """A LeNet fitted on 28x28 images (padded to a 32x32 input) and an RNN
+    fitted on 2-D univariate sequences (n_features_in_ counts steps) load back."""
+    rng = np.random.default_rng(0)
+    cases = [(fastbp.LeNet5Classifier(max_iter=1, random_state=0),
+              rng.random((6, 28, 28)), np.arange(6) % 2),
+             (fastbp.RNNRegressor(hidden_size=3, max_iter=1, random_state=0),
+              rng.standard_normal((8, 7)), rng.standard_normal(8))]
+    for est, X, y in cases:
+        _fit(est, X, y)
+        est.save(tmp_path / "m.npz")
+        loaded = fastbp.load(tmp_path / "m.npz")
+        np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+        assert loaded.n_features_in_ == est.n_features_in_

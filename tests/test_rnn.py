@@ -199,3 +199,20 @@ def test_float32_and_run_to_run_determinism():
             for _ in range(2))
     assert a.parameters_["weight_hh"].dtype == np.float32
     np.testing.assert_array_equal(a._network.theta, b._network.theta)
+
+
+@pytest.mark.parametrize("cls,output", [(RNNClassifier, "last"), (RNNRegressor, "sequence")])
+def test_lbfgs_trains_on_ragged_sequences(cls, output):
+    """solver='lbfgs' packs every sequence into one batch; its final loss is
+    the loss backprop computes at the fitted parameters."""
+    rng = np.random.default_rng(6)
+    X = _ragged(rng, LENGTHS)
+    if output == "last":
+        y = np.arange(len(X)) % 2
+    else:
+        y = [rng.standard_normal(n) for n in LENGTHS]
+    sw = rng.random(len(X)) + 0.5
+    est = _fit(cls(hidden_size=4, output=output, solver="lbfgs", max_iter=20,
+                   random_state=0), X, y, sample_weight=sw)
+    assert est.n_iter_ >= 1 and est.loss_curve_[-1] < est.loss_curve_[0]
+    assert est.loss_ == pytest.approx(est.backprop(X, y, sample_weight=sw).loss, rel=1e-12)

@@ -1,12 +1,16 @@
 """What every fastbp estimator shares: solver hyperparameters, the fit driver,
 parameter views and backprop inspection. No arithmetic lives here."""
+import copy
 import numbers
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import (
+    _check_sample_weight, check_consistent_length, check_is_fitted,
+)
 
 from ._solvers import STOCHASTIC_SOLVERS, fit_lbfgs, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
@@ -78,6 +82,28 @@ def store_init_params(est, params):
             setattr(est, name, value)
 
 
+@contextmanager
+def _restored_on_error(est):
+    """Put back every attribute of ``est`` when the block raises, including
+    what training changes in place: the parameters, the optimizer state and
+    the fitted lists (``loss_curve_``, ...)."""
+    saved = dict(est.__dict__)
+    lists = {k: list(v) for k, v in saved.items() if isinstance(v, list)}
+    net = saved.get("_network")
+    theta = None if net is None else net.theta.copy()
+    optimizer = copy.deepcopy(saved.get("_optimizer"))
+    try:
+        yield
+    except BaseException:
+        est.__dict__.clear()
+        est.__dict__.update(saved, **lists)
+        if net is not None:
+            net.theta[:] = theta
+        if optimizer is not None:
+            est._optimizer = optimizer
+        raise
+
+
 class BackpropEstimator(BaseEstimator):
     """Base class of fastbp's estimators (solver parameters as sklearn's MLP).
 
@@ -120,6 +146,14 @@ class BackpropEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X, y, sample_weight=None, incremental=False):
+        # A call that raises leaves the model as it was: checking X and y
+        # records their layout (n_features_in_, classes_, ...) before every
+        # check has passed, and a diverging fit must not hand back NaN weights.
+        with _restored_on_error(self):
+            self._fit_unguarded(X, y, sample_weight, incremental)
+        return self
+
+    def _fit_unguarded(self, X, y, sample_weight, incremental):
         self._validate_params()
         first_pass = not hasattr(self, "_network") or (not self.warm_start and not incremental)
         X, Y, y_raw = self._prepare_fit(X, y, incremental=incremental, reset=first_pass)
@@ -128,6 +162,11 @@ class BackpropEstimator(BaseEstimator):
             Y = Y.astype(self._network.dtype, copy=False)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        if not first_pass and Y.shape[1] != self._network.n_outputs:
+            raise ValueError(
+                f"y has {Y.shape[1]} outputs but the fitted network has "
+                f"{self._network.n_outputs}; refit without warm_start."
+            )
         self._random_state = check_random_state(self.random_state)
 
         if first_pass:
@@ -135,11 +174,6 @@ class BackpropEstimator(BaseEstimator):
             self._network = self._build_network(X, Y)
             self._init_parameters(self._network, self._random_state)
             self._reset_training_state()
-        elif Y.shape[1] != self._network.n_outputs:
-            raise ValueError(
-                f"y has {Y.shape[1]} outputs but the fitted network has "
-                f"{self._network.n_outputs}; refit without warm_start."
-            )
 
         n_threads = effective_n_threads(self.n_jobs)
         with blas_single_thread():
@@ -148,7 +182,6 @@ class BackpropEstimator(BaseEstimator):
                                incremental, n_threads)
             else:
                 fit_lbfgs(self, self._network, X, Y, sample_weight, n_threads)
-        return self
 
     def _reset_training_state(self):
         self.n_iter_ = 0
@@ -186,6 +219,11 @@ class BackpropEstimator(BaseEstimator):
         from ._persist import save
 
         save(self, path)
+
+    def _fits_sample_shape(self, shape):
+        """Whether ``n_features_in_`` agrees with a network input of ``shape``
+        (one sample, as stored by ``save``)."""
+        return self.n_features_in_ == int(np.prod(shape))
 
     def _target_state(self):
         """(JSON-able dict, dict of arrays) describing the target encoding."""
@@ -229,11 +267,20 @@ class BackpropEstimator(BaseEstimator):
     def _backprop_batch(self, X, y, sample_weight, dtype):
         """(X, Y, sample_weight) of one batch, ready for ``loss_and_grad``."""
         X, Y = self._prepare_backprop(X, y)
+        check_consistent_length(X, Y)
+        self._check_n_outputs(Y)
         X = np.ascontiguousarray(X, dtype=dtype)
         Y = np.ascontiguousarray(Y, dtype=dtype)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
         return X, Y, sample_weight
+
+    def _check_n_outputs(self, Y):
+        if Y.shape[1] != self._network.n_outputs:
+            raise ValueError(
+                f"y has {Y.shape[1]} outputs but the fitted network has "
+                f"{self._network.n_outputs}."
+            )
 
 
 def run_backprop(net, X, Y, sample_weight, alpha, n_threads):

@@ -214,8 +214,6 @@ def load(path):
         values = getattr(estimator, name)
         if values is not None and not all(isinstance(v, (int, float)) for v in values):
             _fail(path, f"{name} must hold numbers")
-    if estimator.n_features_in_ != int(np.prod(shape)):
-        _fail(path, "n_features_in_ does not match the input shape")
     names = meta.get("feature_names_in")
     if names is not None:
         if not (isinstance(names, list) and len(names) == estimator.n_features_in_
@@ -226,6 +224,8 @@ def load(path):
     target_arrays = {k[len("target."):]: v for k, v in arrays.items() if k.startswith("target.")}
     try:
         estimator._restore_target_state(meta.get("target"), target_arrays, n_outputs)
+        if not estimator._fits_sample_shape(tuple(shape)):
+            raise ValueError("n_features_in_ does not match the input shape")
         X = np.zeros((1, *shape), dtype=dtype)
         Y = np.zeros((1, n_outputs), dtype=dtype)
         estimator._sample_shape = tuple(shape)

@@ -281,9 +281,13 @@ def _update_no_improvement_count(est, net, early_stopping, X_val, y_val, sw_val)
 
 def fit_lbfgs(est, net, X, Y, sample_weight, n_threads):
     """Full-batch L-BFGS-B (scipy) on the flat parameter vector."""
-    ws = net.workspace(X.shape[0])
-    X = X.toarray() if sp.issparse(X) else X
-    X = np.ascontiguousarray(X, dtype=net.dtype)
+    if hasattr(X, "batch"):  # sequences: every one in a single packed batch
+        X, Y, sample_weight = X.batch(np.arange(len(X)), Y, sample_weight)
+        ws = net.workspace(X.data.shape[0])
+    else:
+        ws = net.workspace(X.shape[0])
+        X = X.toarray() if sp.issparse(X) else X
+        X = np.ascontiguousarray(X, dtype=net.dtype)
     alpha = float(est.alpha)
     curve = []
 

@@ -10,8 +10,12 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import _check_partial_fit_first_call, unique_labels
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call, check_classification_targets, unique_labels,
+)
 from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from ._base import _restored_on_error
 
 
 def is_stochastic(est):
@@ -22,6 +26,19 @@ def is_stochastic(est):
             f"{est.solver} is not stochastic."
         )
     return True
+
+
+def _finite_outputs(y_pred):
+    """y_pred, unless the network's outputs overflowed (early stopping's
+    score would otherwise fail with r2_score's 'Input contains infinity')."""
+    if not np.all(np.isfinite(y_pred)):
+        raise ValueError(
+            "The network's outputs on the validation set became non-finite: its "
+            "weights have grown too large. The input data may contain large values "
+            "and need to be preprocessed (e.g. StandardScaler), or the learning rate "
+            "is too high for this model."
+        )
+    return y_pred
 
 
 class ClassifierTargetsMixin:
@@ -46,6 +63,7 @@ class ClassifierTargetsMixin:
         X, y = self._validate_X_y(X, y, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        check_classification_targets(y)  # "Unknown label type: continuous..."
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y)
@@ -68,8 +86,16 @@ class ClassifierTargetsMixin:
         return X, Y, y
 
     def _encode_targets(self, y):
-        """Label rows -> the network's target matrix."""
-        y = column_or_1d(y) if np.ndim(y) == 2 and np.shape(y)[1] == 1 else y
+        """Label rows -> the network's target matrix, checked as fit checks y."""
+        y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+        y = column_or_1d(y) if y.ndim == 2 and y.shape[1] == 1 else y
+        check_classification_targets(y)
+        classes = unique_labels(y)
+        if len(np.setdiff1d(classes, self.classes_)):
+            raise ValueError(
+                f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                f"{self.classes_}. 'y' has {classes}."
+            )
         return self._label_binarizer.transform(y)
 
     def _prepare_backprop(self, X, y):
@@ -133,13 +159,15 @@ class ClassifierTargetsMixin:
         -------
         self : object
         """
-        if _check_partial_fit_first_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
-            if isinstance(classes[0], np.ndarray) or np.ndim(classes) > 1:
-                self._label_binarizer.fit(classes)
-            else:
-                self._label_binarizer.fit(np.asarray(classes))
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        # a first call that raises must not leave classes_ behind
+        with _restored_on_error(self):
+            if _check_partial_fit_first_call(self, classes):
+                self._label_binarizer = LabelBinarizer()
+                if isinstance(classes[0], np.ndarray) or np.ndim(classes) > 1:
+                    self._label_binarizer.fit(classes)
+                else:
+                    self._label_binarizer.fit(np.asarray(classes))
+            return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def _predict_encoded(self, X):
         y_pred = self._network.predict(X, self._n_threads())
@@ -241,7 +269,13 @@ class RegressorTargetsMixin:
         return X, Y, y
 
     def _encode_targets(self, y):
-        """Target rows -> the network's (n_rows, n_outputs) target matrix."""
+        """Target rows -> the network's (n_rows, n_outputs) target matrix,
+        checked as fit checks y."""
+        y = check_array(y, ensure_2d=False, dtype="numeric", input_name="y")
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError(
+                "Some value(s) of y are negative which is not allowed for Poisson regression."
+            )
         y = np.asarray(y, dtype=np.float64)
         return y.reshape(len(y), -1)
 
@@ -252,7 +286,8 @@ class RegressorTargetsMixin:
         return X, self._encode_targets(y)
 
     def _validation_score(self, X, y, sample_weight):
-        return r2_score(y, self._predict_checked(X), sample_weight=sample_weight)
+        y_pred = _finite_outputs(self._predict_checked(X))
+        return r2_score(y, y_pred, sample_weight=sample_weight)
 
     def _predict_checked(self, X):
         y_pred = self._network.predict(X, self._n_threads())

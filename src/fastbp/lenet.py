@@ -179,7 +179,10 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         if y is None:
             raise ValueError("LeNet5Classifier requires y to be passed, but the target y "
                              "is None.")
-        check_classification_targets(y)
+        # labels first, so that a continuous y is named as such whatever X's
+        # shape; y's finiteness before that (type_of_target casts NaN to int)
+        check_classification_targets(check_array(y, ensure_2d=False, dtype=None,
+                                                 input_name="y"))
         X, hw = self._image_size(X)
         X, y = validate_data(self, X, y, multi_output=True, reset=reset,
                              dtype=(np.float64, np.float32))
@@ -195,6 +198,11 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
             raise ValueError(f"X holds images of shape {images.shape[2:]} (after padding), "
                              f"but the model was fitted on {tuple(self._sample_shape[1:])}.")
         return images.astype(self._network.dtype, copy=False)
+
+    def _fits_sample_shape(self, shape):
+        # 28x28 images (784 features) are padded to a 32x32 network input
+        return super()._fits_sample_shape(shape) or (
+            shape == (1, 32, 32) and self.n_features_in_ == 784)
 
     def _as_images(self, X, hw):
         hw = _accepted(hw, X.shape)

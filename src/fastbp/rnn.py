@@ -10,7 +10,7 @@ from sklearn.utils.validation import (
 
 from ._base import BackpropEstimator, _options, store_init_params
 from ._sequences import Ragged, RNNNetwork, pack
-from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin
+from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin, _finite_outputs
 
 _FLOATS = (np.float64, np.float32)
 
@@ -73,8 +73,8 @@ class _RNNMixin:
         shape = getattr(X, "shape", None)
         ndim = len(shape) if shape is not None else (
             None if isinstance(X, (list, tuple)) else np.asarray(X).ndim)
-        if isinstance(X, (list, tuple)) and len(X) and np.ndim(X[0]) >= 1 and (
-                len({np.shape(s) for s in X}) > 1 or np.ndim(X[0]) == 2):
+        if isinstance(X, (list, tuple)) and (not len(X) or np.ndim(X[0]) >= 1 and (
+                len({np.shape(s) for s in X}) > 1 or np.ndim(X[0]) == 2)):
             n_features = None if reset else self._n_step_features
             ragged = _as_ragged(X, n_features)
             kind = "sequences"
@@ -85,6 +85,9 @@ class _RNNMixin:
             n, t, f = X.shape
             if n == 0 or t == 0:
                 raise ValueError(f"X of shape {X.shape} holds no steps.")
+            if f == 0:
+                raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a "
+                                 f"minimum of 1 is required by {type(self).__name__}.")
             if not reset and f != self._n_step_features:
                 raise ValueError(f"X has {f} features per step, but {type(self).__name__} "
                                  f"is expecting {self._n_step_features} features as input.")
@@ -136,8 +139,9 @@ class _RNNMixin:
                              "target y is None.")
         X = self._sequences(X, reset)
         y_rows, target_lengths = self._targets(y, X)
+        # per-step targets too: NaN labels must not reach type_of_target's cast
+        y_rows = check_array(y_rows, ensure_2d=False, dtype=None, input_name="y")
         if self.output == "last":
-            y_rows = check_array(y_rows, ensure_2d=False, dtype=None, input_name="y")
             if len(y_rows) != len(X):
                 raise ValueError(f"y holds {len(y_rows)} targets, X holds {len(X)} "
                                  "sequences.")
@@ -189,8 +193,11 @@ class _RNNMixin:
     def _backprop_batch(self, X, y, sample_weight, dtype):
         X = self._check_X(X).astype(dtype)
         y_rows, lengths = self._targets(y, X)
-        targets = Ragged(np.ascontiguousarray(self._encode_targets(y_rows), dtype=dtype),
-                         lengths)
+        if len(y_rows) != lengths.sum():
+            raise ValueError(f"y holds {len(y_rows)} targets, X holds {len(X)} sequences.")
+        Y = self._encode_targets(y_rows)
+        self._check_n_outputs(Y)
+        targets = Ragged(np.ascontiguousarray(Y, dtype=dtype), lengths)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
         return pack(X, np.arange(len(X)), targets, sample_weight)
@@ -238,6 +245,14 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
         meta, arrays = super()._target_state()
         meta = dict(meta, input_kind=self._input_kind, n_step_features=self._n_step_features)
         return meta, arrays
+
+    def _fits_sample_shape(self, shape):
+        # a sample is one step; 2-D input counts its steps as n_features_in_
+        if shape != (self._n_step_features,):
+            return False
+        if self._input_kind == "table":
+            return shape == (1,)
+        return self.n_features_in_ == shape[0]
 
     def _restore_target_state(self, meta, arrays, n_outputs):
         if (not isinstance(meta, dict) or meta.get("input_kind") not in ("table", "sequences")
@@ -417,7 +432,8 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         y_true = np.concatenate(y) if self.output == "sequence" else y
         if sample_weight is not None and self.output == "sequence":
             sample_weight = np.repeat(sample_weight, X.lengths)
-        return r2_score(y_true, self._predict_checked(X), sample_weight=sample_weight)
+        return r2_score(y_true, _finite_outputs(self._predict_checked(X)),
+                        sample_weight=sample_weight)
 
     def predict(self, X):
         """Predict targets.
