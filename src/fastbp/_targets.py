@@ -13,6 +13,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from ._typing import Any, ArrayLike, EstimatorT, MatrixLike, NDArray
+
 
 def is_stochastic(est):
     """``available_if`` condition of partial_fit: only sgd and adam have it."""
@@ -118,7 +120,9 @@ class ClassifierTargetsMixin:
 
     # ---------------------------------------------------------------- API
     @available_if(is_stochastic)
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self: EstimatorT, X: MatrixLike, y: ArrayLike,
+                    sample_weight: ArrayLike | None = None,
+                    classes: ArrayLike | None = None) -> EstimatorT:
         """Update the model with a single epoch over the given data.
 
         Parameters
@@ -147,7 +151,7 @@ class ClassifierTargetsMixin:
             y_pred = y_pred.ravel()
         return self._label_binarizer.inverse_transform(y_pred)
 
-    def predict(self, X):
+    def predict(self, X: MatrixLike) -> NDArray[Any]:
         """Predict with the multi-layer perceptron classifier.
 
         Parameters
@@ -161,7 +165,7 @@ class ClassifierTargetsMixin:
         """
         return self._predict_encoded(self._check_X(X))
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: MatrixLike) -> NDArray[Any]:
         """Probability estimates.
 
         Parameters
@@ -182,7 +186,7 @@ class ClassifierTargetsMixin:
             y_pred /= np.maximum(y_pred.sum(axis=1, keepdims=True), np.finfo(y_pred.dtype).tiny)
         return y_pred
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: MatrixLike) -> NDArray[Any]:
         """Log of probability estimates, computed from the logits (no log(0)).
 
         Parameters
@@ -259,7 +263,8 @@ class RegressorTargetsMixin:
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
     @available_if(is_stochastic)
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self: EstimatorT, X: MatrixLike, y: ArrayLike,
+                    sample_weight: ArrayLike | None = None) -> EstimatorT:
         """Update the model with a single epoch over the given data.
 
         Parameters
@@ -274,7 +279,7 @@ class RegressorTargetsMixin:
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: MatrixLike) -> NDArray[Any]:
         """Predict using the multi-layer perceptron model.
 
         Parameters
