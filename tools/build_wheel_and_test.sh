@@ -136,8 +136,8 @@ for compiler_side in ("Cython", "setuptools_scm", "pythran"):
 print("no compiler-side packages in the test environment")
 EOF
 mkdir -p "$WORK/run"
-cp -r "$ROOT/tests" "$WORK/run/tests"
-cp "$ROOT/tools/check_wheel.py" "$WORK/run/"
+cp -r "$WORK/src/tests" "$WORK/run/tests"   # the snapshot the sdist was made from
+cp "$WORK/src/tools/check_wheel.py" "$WORK/run/"
 cd "$WORK/run"
 "$VPY" check_wheel.py
 step "test suite against the installed wheel"
