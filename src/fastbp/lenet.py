@@ -10,6 +10,7 @@ from ._base import BackpropEstimator, _options, store_init_params
 from ._layers import Conv5x5, Dense, MeanPool2x2
 from ._network import Network
 from ._targets import ClassifierTargetsMixin
+from ._typing import ArrayLike, EstimatorT
 
 # LeCun et al. (1998), Table I: which S2 maps (rows) each C3 map (columns) sees.
 # C3 maps 0-5 take 3 contiguous S2 maps, 6-11 take 4 contiguous, 12-14 take 4
@@ -276,7 +277,8 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         names = ["C1", "S2", "C3", "S4", "C5", "F6", "output"]
         return {name: layer.n_trainable for name, layer in zip(names, self._network.layers)}
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self: EstimatorT, X: ArrayLike, y: ArrayLike,
+            sample_weight: ArrayLike | None = None) -> EstimatorT:
         """Train LeNet-5 on images X and labels y.
 
         Parameters

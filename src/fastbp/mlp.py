@@ -11,6 +11,7 @@ from ._base import BackpropEstimator, _options, store_init_params
 from ._layers import Dense
 from ._network import Network
 from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin
+from ._typing import ArrayLike, EstimatorT, MatrixLike
 
 
 def _hidden_sizes(hidden_layer_sizes):
@@ -100,7 +101,8 @@ class _BaseMLP(BackpropEstimator):
             return X.astype(self._network.dtype)
         return np.ascontiguousarray(X, dtype=self._network.dtype)
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self: EstimatorT, X: MatrixLike, y: ArrayLike,
+            sample_weight: ArrayLike | None = None) -> EstimatorT:
         """Fit the model to data matrix X and targets y.
 
         Parameters

@@ -8,9 +8,10 @@ from sklearn.utils.validation import (
     _check_sample_weight, check_array, check_is_fitted, validate_data,
 )
 
-from ._base import BackpropEstimator, _options, store_init_params
+from ._base import Backprop, BackpropEstimator, _options, store_init_params
 from ._sequences import Ragged, RNNNetwork, pack
 from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin, _finite_outputs
+from ._typing import ArrayLike, EstimatorT, Predictions, SequencesLike
 
 _FLOATS = (np.float64, np.float32)
 
@@ -202,7 +203,8 @@ class _RNNMixin:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
         return pack(X, np.arange(len(X)), targets, sample_weight)
 
-    def backprop(self, X, y, sample_weight=None):
+    def backprop(self, X: SequencesLike, y: SequencesLike,
+                 sample_weight: ArrayLike | None = None) -> Backprop:
         """One forward pass and BPTT on (X, y) without changing the model.
 
         Parameters
@@ -220,7 +222,8 @@ class _RNNMixin:
         """
         return super().backprop(X, y, sample_weight)
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self: EstimatorT, X: SequencesLike, y: SequencesLike,
+            sample_weight: ArrayLike | None = None) -> EstimatorT:
         """Train the RNN by backpropagation through time.
 
         Parameters
@@ -334,7 +337,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
             sample_weight = np.repeat(sample_weight, X.lengths)
         return accuracy_score(y_true, self._predict_encoded(X), sample_weight=sample_weight)
 
-    def predict(self, X):
+    def predict(self, X: SequencesLike) -> Predictions:
         """Predict classes.
 
         Parameters
@@ -350,7 +353,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         X = self._check_X(X)
         return self._unflatten(self._predict_encoded(X), X)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: SequencesLike) -> Predictions:
         """Class probabilities, in the shape of the targets plus a class axis.
 
         Parameters
@@ -364,7 +367,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         X = self._check_X(X)
         return self._unflatten(ClassifierTargetsMixin.predict_proba(self, X), X)
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: SequencesLike) -> Predictions:
         """Log of class probabilities, computed from the logits.
 
         Parameters
@@ -378,7 +381,8 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         X = self._check_X(X)
         return self._unflatten(ClassifierTargetsMixin.predict_log_proba(self, X), X)
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X: SequencesLike, y: SequencesLike,
+              sample_weight: ArrayLike | None = None) -> float:
         """Mean accuracy over every predicted step (or sequence).
 
         Parameters
@@ -435,7 +439,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         return r2_score(y_true, _finite_outputs(self._predict_checked(X)),
                         sample_weight=sample_weight)
 
-    def predict(self, X):
+    def predict(self, X: SequencesLike) -> Predictions:
         """Predict targets.
 
         Parameters
@@ -449,7 +453,8 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         X = self._check_X(X)
         return self._unflatten(self._predict_checked(X), X)
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X: SequencesLike, y: SequencesLike,
+              sample_weight: ArrayLike | None = None) -> float:
         """R² over every predicted step (or sequence).
 
         Parameters
