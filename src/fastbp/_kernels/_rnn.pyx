@@ -21,9 +21,20 @@ t-1 are the first ``batch_sizes[t]`` rows of block t-1.
 Only ``h_{t-1} @ W_hh`` (forward) and ``delta_{t+1} @ W_hh.T`` (backward) sit
 inside the time loop: one BLAS GEMM of ``batch_sizes[t]`` rows per step, run
 outside any OpenMP region so BLAS uses its own threads, each followed by one
-fused element-wise pass (OpenMP, vectorized C in csrc/rnn.c). Element-wise
-passes do not depend on the thread count, so results are identical for any
+fused element-wise pass (vectorized C in csrc/rnn.c). Element-wise passes do
+not depend on the thread count, so results are identical for any
 ``n_threads`` given the same BLAS.
+
+Threads: ``n_threads`` is the OpenMP team of the element-wise passes, and a
+pass only uses it when its step is large (ACT_PARALLEL_MIN elements). Inside
+the time loop every such pass is an OpenMP region sandwiched between two BLAS
+calls. With a multi-threaded BLAS (OpenBLAS pthreads) and libgomp's default
+spin-wait, each switch between the two thread pools can stall for
+milliseconds when the threads fill the cores (measured: about 10 ms per
+switch on 2 cores, against 0.1 ms of work). So pass ``n_threads=1`` while BLAS
+runs multi-threaded -- the passes are a small part of the loop -- and
+``n_threads > 1`` only with BLAS limited to one thread or with
+OMP_WAIT_POLICY=passive.
 
 Activation codes: 0 identity, 1 logistic, 2 tanh, 3 relu, 4 LeCun tanh
 (``fastbp._kernels._dense.ACTIVATION_CODES``).
