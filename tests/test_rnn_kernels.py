@@ -379,3 +379,15 @@ def test_bad_batch_sizes_and_overlap_are_rejected():
         _rnn.rnn_forward(P, W[:, :3].copy(), bs, H, 2, 1)
     with pytest.raises(ValueError, match="bptt_steps"):
         _rnn.rnn_backward(P, W, bs, dH, H, 2, 1, -1)
+
+
+def test_empty_batch():
+    bs = np.zeros(0, dtype=np.intp)
+    P = np.zeros((0, 4))
+    W = np.eye(4)
+    H = np.zeros((0, 4))
+    _rnn.rnn_forward(P, W, bs, H, 2, 1)
+    _rnn.rnn_backward(H, W, bs, P, H, 2, 1, 0)
+    G = np.full((4, 4), np.nan)
+    _rnn.rnn_grad_hh(H, P, bs, G, 1)
+    assert_array_equal(G, 0)
