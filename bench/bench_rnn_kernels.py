@@ -4,7 +4,7 @@ Two measurements per shape (n_features, hidden, steps, batch) and thread count,
 both in the same process and on the same data:
 
 rnn   the RNN layer's forward + backward as the engine will run it: input
-      projection (one GEMM over all packed rows), rnn_forward (in place),
+      projection (one GEMM over all packed rows, through fastbp's GEMM), rnn_forward (in place),
       rnn_backward given dL/dh, and the weight gradients X.T @ delta,
       delta.sum(0) and rnn_grad_hh -- against nn.RNN(tanh) forward and
       out.backward(dL/dh) with autograd.
@@ -18,11 +18,13 @@ threaded, as the kernels' docstring asks (alternating OpenMP regions with a
 threaded BLAS stalls on a fully-subscribed machine); --kernel-threads changes
 that.
 
-Times are medians; ratio = PyTorch time / fastbp time (> 1: fastbp faster).
+Times are medians; ratio = PyTorch time / fastbp time (> 1: fastbp faster),
+min-ratio the same for the fastest run of each (less sensitive to other load).
 The machine may be shared: trust the ratios (same run) more than the times.
 
 Usage: python bench/bench_rnn_kernels.py [--repeat N] [--threads 1 2] [--float64]
                                          [--kernel-threads K] [--breakdown]
+                                         [--shapes 0 1]
 """
 import argparse
 import json
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from fastbp._kernels import _dense, _openmp, _rnn
+from fastbp._kernels import _blas, _dense, _openmp, _rnn
 
 SHAPES = [(65, 128, 50, 32), (65, 256, 100, 64)]
 TANH = _dense.ACTIVATION_CODES["tanh"]
@@ -65,7 +67,15 @@ def _paired_times(ours, theirs, repeat, block=5):
         if theirs:
             time.sleep(0.3)
             b += [_median_time(theirs, 1, warmup=2 if i == 0 else 0) for i in range(block)]
-    return float(np.median(a)), (float(np.median(b)) if b else None)
+    return np.array(a), (np.array(b) if b else None)
+
+
+def gemm(A, B, C, trans_a=False, trans_b=False):
+    """C = op(A) @ op(B) through fastbp's GEMM (scipy's BLAS), as the engine
+    does. Not np.matmul: NumPy ships its own OpenBLAS with its own thread pool,
+    and alternating two pools with the kernels' stalls when threads fill the
+    cores."""
+    _blas.gemm_py(A, B, C, trans_a, trans_b)
 
 
 def _fastbp_fns(F, Hd, T, B, C, n_threads, dtype, rng):
@@ -92,13 +102,13 @@ def _fastbp_fns(F, Hd, T, B, C, n_threads, dtype, rng):
     g_out, g_bout = np.empty_like(W_out), np.empty_like(b_out)
 
     def rnn_forward():
-        np.matmul(X, W_ih, out=H)
+        gemm(X, W_ih, H)
         np.add(H, b_h, out=H)
         _rnn.rnn_forward(H, W_hh, bs, H, TANH, n_threads)
 
     def rnn_weight_grads():
         _rnn.rnn_backward(H, W_hh, bs, dH, delta, TANH, n_threads, 0)
-        np.matmul(X.T, delta, out=g_ih)
+        gemm(X, delta, g_ih, trans_a=True)
         np.sum(delta, axis=0, out=g_bh)
         _rnn.rnn_grad_hh(H, delta, bs, g_hh, n_threads)
 
@@ -109,24 +119,24 @@ def _fastbp_fns(F, Hd, T, B, C, n_threads, dtype, rng):
 
     def step():
         rnn_forward()
-        np.matmul(H, W_out, out=Z)
+        gemm(H, W_out, Z)
         np.add(Z, b_out, out=Z)
         loss = _dense.output_loss_delta(Z, Y, None, dZ, 0, 1.0 / n, n_threads)
-        np.matmul(H.T, dZ, out=g_out)
+        gemm(H, dZ, g_out, trans_a=True)
         np.sum(dZ, axis=0, out=g_bout)
-        np.matmul(dZ, W_out.T, out=dH)
+        gemm(dZ, W_out, dH, trans_b=True)
         rnn_weight_grads()
         return loss
 
     parts = {
-        "projection": lambda: (np.matmul(X, W_ih, out=H), np.add(H, b_h, out=H)),
+        "projection": lambda: (gemm(X, W_ih, H), np.add(H, b_h, out=H)),
         "rnn_forward": lambda: _rnn.rnn_forward(H, W_hh, bs, H, TANH, n_threads),
-        "output GEMM": lambda: (np.matmul(H, W_out, out=Z), np.add(Z, b_out, out=Z)),
+        "output GEMM": lambda: (gemm(H, W_out, Z), np.add(Z, b_out, out=Z)),
         "softmax CE": lambda: _dense.output_loss_delta(Z, Y, None, dZ, 0, 1.0 / n, n_threads),
-        "dW_out, dH": lambda: (np.matmul(H.T, dZ, out=g_out), np.sum(dZ, axis=0, out=g_bout),
-                               np.matmul(dZ, W_out.T, out=dH)),
+        "dW_out, dH": lambda: (gemm(H, dZ, g_out, trans_a=True), np.sum(dZ, axis=0, out=g_bout),
+                               gemm(dZ, W_out, dH, trans_b=True)),
         "rnn_backward": lambda: _rnn.rnn_backward(H, W_hh, bs, dH, delta, TANH, n_threads, 0),
-        "dW_ih, db_h": lambda: (np.matmul(X.T, delta, out=g_ih), np.sum(delta, axis=0, out=g_bh)),
+        "dW_ih, db_h": lambda: (gemm(X, delta, g_ih, trans_a=True), np.sum(delta, axis=0, out=g_bh)),
         "rnn_grad_hh": lambda: _rnn.rnn_grad_hh(H, delta, bs, g_hh, n_threads),
     }
     return layer, step, parts, (X, y, W_ih, W_hh, b_h, W_out, b_out, dH_given)
@@ -179,6 +189,8 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--float64", action="store_true",
                         help="float64 for both libraries (default float32, PyTorch's)")
+    parser.add_argument("--shapes", type=int, nargs="+", default=list(range(len(SHAPES))),
+                        help="indices into SHAPES to run (default all)")
     parser.add_argument("--kernel-threads", type=int, default=1,
                         help="n_threads of fastbp's element-wise passes (default 1)")
     parser.add_argument("--breakdown", action="store_true",
@@ -198,12 +210,12 @@ def main():
           f"SIMD level={_rnn.simd_level()}, cores={os.cpu_count()}")
     print("BLAS:", "; ".join(_blas_info()))
     header = (f"{'shape (F,H,T,B)':>20} {'thr':>3} {'what':>5} {'fastbp ms':>10} "
-              f"{'torch ms':>9} {'ratio':>6}")
+              f"{'torch ms':>9} {'ratio':>6} {'min-ratio':>8}")
     print(header)
     print("-" * len(header))
     rows = []
     rng = np.random.default_rng(0)
-    for F, Hd, T, B in SHAPES:
+    for F, Hd, T, B in [SHAPES[i] for i in args.shapes]:
         C = 65
         for nt in args.threads:
             layer, step, parts, data = _fastbp_fns(F, Hd, T, B, C, args.kernel_threads,
@@ -215,14 +227,20 @@ def main():
                 fns["rnn"][1], fns["step"][1] = t_layer, t_step
             with threadpool_limits(nt, user_api="blas"):
                 for what, (ours, theirs) in fns.items():
-                    t_ours, t_theirs = _paired_times(ours, theirs, args.repeat)
+                    a, b = _paired_times(ours, theirs, args.repeat)
+                    t_ours = float(np.median(a))
+                    t_theirs = float(np.median(b)) if b is not None else None
                     ratio = t_theirs / t_ours if t_theirs else None
+                    ratio_min = float(b.min() / a.min()) if b is not None else None
                     rows.append(dict(shape=[F, Hd, T, B], threads=nt, what=what,
-                                     fastbp_s=t_ours, torch_s=t_theirs, ratio=ratio))
+                                     fastbp_s=t_ours, torch_s=t_theirs, ratio=ratio,
+                                     fastbp_min_s=float(a.min()),
+                                     torch_min_s=float(b.min()) if b is not None else None,
+                                     ratio_of_minima=ratio_min))
                     print(f"{str((F, Hd, T, B)):>20} {nt:>3} {what:>5} "
                           f"{t_ours * 1e3:>10.2f} "
                           f"{(t_theirs * 1e3 if t_theirs else float('nan')):>9.2f} "
-                          f"{(ratio or float('nan')):>6.2f}")
+                          f"{(ratio or float('nan')):>6.2f} {(ratio_min or float('nan')):>8.2f}")
                 if args.breakdown:
                     for name, fn in parts.items():
                         time.sleep(0.3)

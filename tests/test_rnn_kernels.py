@@ -375,6 +375,8 @@ def test_bad_batch_sizes_and_overlap_are_rejected():
     with pytest.raises(ValueError, match="overlap"):
         _rnn.rnn_backward(P[1:], W, np.array([5, 5, 3], dtype=np.intp), dH[:-1], dH[1:],
                           2, 1, 0)
+    with pytest.raises(ValueError, match="overlap H"):
+        _rnn.rnn_backward(P, W, bs, dH, P, 2, 1, 0)
     with pytest.raises(ValueError, match="shape"):
         _rnn.rnn_forward(P, W[:, :3].copy(), bs, H, 2, 1)
     with pytest.raises(ValueError, match="bptt_steps"):

@@ -353,6 +353,9 @@ def rnn_backward(const floating[:, ::1] H, const floating[:, ::1] W_hh,
         return
     if _overlap(&dH[0, 0], &delta[0, 0], n_rows * n_hidden * sizeof(floating)):
         raise ValueError("delta must be dH itself or not overlap it")
+    if _overlap(&H[0, 0], &delta[0, 0], n_rows * n_hidden * sizeof(floating)) or \
+            &H[0, 0] == &delta[0, 0]:
+        raise ValueError("delta must not overlap H")
     with nogil:
         _backward(&H[0, 0], &W_hh[0, 0], &batch_sizes[0], T, <int> n_hidden, n_rows,
                   &dH[0, 0], &delta[0, 0], activation, n_threads, bptt_steps)
