@@ -30,11 +30,13 @@ pass only uses it when its step is large (ACT_PARALLEL_MIN elements). Inside
 the time loop every such pass is an OpenMP region sandwiched between two BLAS
 calls. With a multi-threaded BLAS (OpenBLAS pthreads) and libgomp's default
 spin-wait, each switch between the two thread pools can stall for
-milliseconds when the threads fill the cores (measured: about 10 ms per
-switch on 2 cores, against 0.1 ms of work). So pass ``n_threads=1`` while BLAS
+milliseconds when the threads fill the cores (measured 5-10 ms a switch on 2
+cores, against ~0.1 ms of work per step). So pass ``n_threads=1`` while BLAS
 runs multi-threaded -- the passes are a small part of the loop -- and
 ``n_threads > 1`` only with BLAS limited to one thread or with
-OMP_WAIT_POLICY=passive.
+OMP_WAIT_POLICY=passive. (The same holds between two BLAS libraries: the
+GEMMs around these kernels should go through fastbp's ``_blas.gemm``, i.e.
+scipy's BLAS, not np.matmul, which uses NumPy's own OpenBLAS pool.)
 
 Activation codes: 0 identity, 1 logistic, 2 tanh, 3 relu, 4 LeCun tanh
 (``fastbp._kernels._dense.ACTIVATION_CODES``).
