@@ -56,6 +56,7 @@ cdef extern from "rnn.h":
     void fastbp_rnn_dact_d(double* out, const double* a, const double* b,
                            const double* h, Py_ssize_t n, int act) noexcept nogil
     int fastbp_rnn_simd_level() noexcept nogil
+    int fastbp_rnn_set_simd_level(int level) noexcept nogil
 
 # Below this many elements in one step an OpenMP team costs more than it saves
 # (tanh costs about 1 ns an element; the backward pass much less).
@@ -413,3 +414,9 @@ def rnn_activation(const floating[::1] z,
 def simd_level():
     """1 when the AVX2+FMA copy of the element-wise loops runs, else 0."""
     return fastbp_rnn_simd_level()
+
+
+def _set_simd_level(int level):
+    """Test hook: use at most this SIMD level (0: portable loops), capped by
+    what the CPU has; returns the level now in use. Call while no kernel runs."""
+    return fastbp_rnn_set_simd_level(level)
