@@ -147,7 +147,7 @@ def main():
             if i["user_api"] == "blas"]
     print(f"fastbp conv kernels: dispatch path = {_conv.dispatch_path()}; "
           f"torch {torch_version}; BLAS {blas}; cpu = {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} logical cores")
+          f"{os.cpu_count()} logical cores; load average {os.getloadavg()[0]:.2f}")
     rng = np.random.default_rng(0)
     rows = []
     layers = LAYERS + [("C3 LeCun table (fastbp only)", "conv", 6, 16, 14, "lecun", True)]
@@ -182,7 +182,7 @@ def main():
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(dict(dispatch_path=_conv.dispatch_path(), torch=torch_version, blas=blas,
-                       rows=rows), f, indent=1)
+                       loadavg=os.getloadavg(), rows=rows), f, indent=1)
     print(f"wrote {args.json}")
 
 
