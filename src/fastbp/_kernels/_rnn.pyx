@@ -19,24 +19,18 @@ gradients) run over exactly the valid rows, and the rows of sequence i at step
 t-1 are the first ``batch_sizes[t]`` rows of block t-1.
 
 Only ``h_{t-1} @ W_hh`` (forward) and ``delta_{t+1} @ W_hh.T`` (backward) sit
-inside the time loop: one BLAS GEMM of ``batch_sizes[t]`` rows per step, run
-outside any OpenMP region so BLAS uses its own threads, each followed by one
-fused element-wise pass (vectorized C in csrc/rnn.c). Element-wise passes do
-not depend on the thread count, so results are identical for any
-``n_threads`` given the same BLAS.
+inside the time loop: one GEMM of ``batch_sizes[t]`` rows per step, each
+followed by its fused element-wise pass (vectorized C in csrc/rnn.c).
 
-Threads: ``n_threads`` is the OpenMP team of the element-wise passes, and a
-pass only uses it when its step is large (ACT_PARALLEL_MIN elements). Inside
-the time loop every such pass is an OpenMP region sandwiched between two BLAS
-calls. With a multi-threaded BLAS (OpenBLAS pthreads) and libgomp's default
-spin-wait, each switch between the two thread pools can stall for
-milliseconds when the threads fill the cores (measured 5-10 ms a switch on 2
-cores, against ~0.1 ms of work per step). So pass ``n_threads=1`` while BLAS
-runs multi-threaded -- the passes are a small part of the loop -- and
-``n_threads > 1`` only with BLAS limited to one thread or with
-OMP_WAIT_POLICY=passive. (The same holds between two BLAS libraries: the
-GEMMs around these kernels should go through fastbp's ``_blas.gemm``, i.e.
-scipy's BLAS, not np.matmul, which uses NumPy's own OpenBLAS pool.)
+Threads: fastbp trains with BLAS held to one thread, and ``n_threads`` is
+the one OpenMP team: a large step's GEMM is split by columns over it, each
+block followed by its own activation pass, and ``rnn_grad_hh`` splits the
+rows of its result. Two thread pools (OpenMP and a multi-threaded BLAS)
+handing work to each other every step stall for milliseconds when the
+threads fill the cores (5-10 ms a switch measured on 2 cores), so call these
+kernels with BLAS on one thread when ``n_threads > 1`` (the engine does), or
+with ``n_threads=1`` otherwise. Each element is computed by the same code
+whatever the thread count.
 
 Activation codes: 0 identity, 1 logistic, 2 tanh, 3 relu, 4 LeCun tanh
 (``fastbp._kernels._dense.ACTIVATION_CODES``).
@@ -62,6 +56,10 @@ cdef extern from "rnn.h":
 # (tanh costs about 1 ns an element; the backward pass much less).
 cdef Py_ssize_t ACT_PARALLEL_MIN = 8192
 cdef Py_ssize_t DACT_PARALLEL_MIN = 32768
+# Multiply-adds from which a step's GEMM is split over the team, and the
+# width of its column blocks (a multiple of the BLAS micro-tile).
+cdef Py_ssize_t GEMM_PARALLEL_MIN = 1 << 18
+cdef Py_ssize_t GEMM_BLOCK = 64
 
 
 cdef inline int threads_for(Py_ssize_t work, Py_ssize_t threshold,
@@ -138,6 +136,71 @@ cdef void dact_pass(floating* out, const floating* a, const floating* b,
             _dact(out + start, a + start, bc, h + start, stop - start, act)
 
 
+cdef inline Py_ssize_t _block(Py_ssize_t total, Py_ssize_t blk) noexcept nogil:
+    """Start of block blk: fixed-width blocks, so that every element is
+    computed by the same GEMM call whatever the thread count."""
+    return min(blk * GEMM_BLOCK, total)
+
+
+cdef inline int _gemm_threads(Py_ssize_t flops, Py_ssize_t n_blocks,
+                              int n_threads) noexcept nogil:
+    if n_threads <= 1 or flops < GEMM_PARALLEL_MIN:
+        return 1
+    return <int> min(<Py_ssize_t> n_threads, n_blocks)
+
+
+# Each step's GEMM is split by columns of the hidden state over fastbp's
+# OpenMP team (BLAS runs on one thread while fastbp trains), and every block's
+# activation (or derivative) pass runs right after its GEMM, while it is in
+# cache: one OpenMP region per step, one thread pool.
+
+cdef void _step_forward(floating* cur, const floating* prev, const floating* W,
+                        const floating* P_t, Py_ssize_t b, int n, int act,
+                        int n_threads) noexcept nogil:
+    """cur = f(P_t + prev[:b] @ W); P_t NULL means cur already holds P_t."""
+    cdef Py_ssize_t n_blocks = (n + GEMM_BLOCK - 1) // GEMM_BLOCK
+    cdef Py_ssize_t blk
+    cdef Py_ssize_t c0, c1, i
+    cdef const floating* p_row
+    for blk in prange(n_blocks, num_threads=_gemm_threads(b * n * n, n_blocks, n_threads),
+                      schedule="static"):
+        c0 = _block(n, blk)
+        c1 = _block(n, blk + 1)
+        if c1 > c0:
+            gemm(False, False, <int> b, <int> (c1 - c0), n, <floating> 1, prev, n,
+                 W + c0, n, <floating> (1 if P_t == NULL else 0), cur + c0, n)
+            for i in range(b):
+                p_row = NULL
+                if P_t != NULL:
+                    p_row = P_t + i * n + c0
+                _act(cur + i * n + c0, cur + i * n + c0, p_row, c1 - c0, act)
+
+
+cdef void _step_backward(floating* cur, const floating* d_t, const floating* d_next,
+                         const floating* W, const floating* h_t, Py_ssize_t nb, int n,
+                         int act, int n_threads) noexcept nogil:
+    """Rows [0, nb) of step t: cur = f'(z_t) * (d_t + d_next @ W^T); d_t NULL
+    means cur already holds dL/dh_t."""
+    cdef Py_ssize_t n_blocks = (n + GEMM_BLOCK - 1) // GEMM_BLOCK
+    cdef Py_ssize_t blk
+    cdef Py_ssize_t c0, c1, i
+    cdef const floating* d_row
+    for blk in prange(n_blocks, num_threads=_gemm_threads(nb * n * n, n_blocks, n_threads),
+                      schedule="static"):
+        c0 = _block(n, blk)
+        c1 = _block(n, blk + 1)
+        if c1 > c0:
+            # columns c0..c1 of W^T are rows c0..c1 of W
+            gemm(False, True, <int> nb, <int> (c1 - c0), n, <floating> 1, d_next, n,
+                 W + c0 * n, n, <floating> (1 if d_t == NULL else 0), cur + c0, n)
+            for i in range(nb):
+                d_row = NULL
+                if d_t != NULL:
+                    d_row = d_t + i * n + c0
+                _dact(cur + i * n + c0, cur + i * n + c0, d_row, h_t + i * n + c0,
+                      c1 - c0, act)
+
+
 cdef void _forward(const floating* P, const floating* W, const Py_ssize_t* bs,
                    Py_ssize_t T, int n, floating* H, int act,
                    int n_threads) noexcept nogil:
@@ -150,15 +213,11 @@ cdef void _forward(const floating* P, const floating* W, const Py_ssize_t* bs,
         if t == 0:
             # h_0 = 0, so z_1 is the projection alone.
             act_pass(cur, P + off * n, <floating*> NULL, b * n, act, n_threads)
-        elif inplace:
-            # z_t = P_t + h_{t-1}[:b] @ W_hh, accumulated onto P_t (beta = 1).
-            gemm(False, False, b, n, n, <floating> 1, H + off_prev * n, n, W, n,
-                 <floating> 1, cur, n)
-            act_pass(cur, cur, <floating*> NULL, b * n, act, n_threads)
         else:
-            gemm(False, False, b, n, n, <floating> 1, H + off_prev * n, n, W, n,
-                 <floating> 0, cur, n)
-            act_pass(cur, cur, P + off * n, b * n, act, n_threads)
+            # z_t = P_t + h_{t-1}[:b] @ W_hh (accumulated onto P_t when in place)
+            _step_forward(cur, H + off_prev * n, W,
+                          <floating*> NULL if inplace else P + off * n,
+                          b, n, act, n_threads)
         off_prev = off
         off += b
 
@@ -183,36 +242,31 @@ cdef void _backward(const floating* H, const floating* W, const Py_ssize_t* bs,
         nb = 0
         if t + 1 < T and (k <= 0 or (t + 1) % k != 0):
             nb = bs[t + 1]
-        if nb == 0:
-            dact_pass(cur, dcur, <floating*> NULL, hcur, b * n, act, n_threads)
-        elif inplace:
-            gemm(False, True, nb, n, n, <floating> 1, delta + off_next * n, n, W, n,
-                 <floating> 1, cur, n)
-            dact_pass(cur, cur, <floating*> NULL, hcur, b * n, act, n_threads)
-        else:
-            gemm(False, True, nb, n, n, <floating> 1, delta + off_next * n, n, W, n,
-                 <floating> 0, cur, n)
-            dact_pass(cur, cur, dcur, hcur, nb * n, act, n_threads)
-            if b > nb:
-                dact_pass(cur + nb * n, dcur + nb * n, <floating*> NULL,
-                          hcur + nb * n, (b - nb) * n, act, n_threads)
+        if nb > 0:
+            _step_backward(cur, <floating*> NULL if inplace else dcur,
+                           delta + off_next * n, W, hcur, nb, n, act, n_threads)
+        if b > nb:
+            dact_pass(cur + nb * n, dcur + nb * n, <floating*> NULL, hcur + nb * n,
+                      (b - nb) * n, act, n_threads)
         off_next = off
 
 
-cdef void _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs,
-                   Py_ssize_t T, int n, floating* G) noexcept nogil:
-    # Step t pairs rows [off_{t-1}, off_{t-1} + b_t) of H with rows
-    # [off_t, off_t + b_t) of delta. delta's rows of consecutive steps are always
-    # adjacent; H's are adjacent when b_{t-1} == b_{t-2}. So one GEMM covers each
-    # run of steps over which the batch does not shrink: a single GEMM when all
-    # sequences have the same length.
+cdef void _grad_hh_rows(const floating* H, const floating* delta, const Py_ssize_t* bs,
+                        Py_ssize_t T, int n, floating* G, Py_ssize_t r0,
+                        Py_ssize_t r1) noexcept nogil:
+    # Rows r0..r1 of G. Step t pairs rows [off_{t-1}, off_{t-1} + b_t) of H
+    # with rows [off_t, off_t + b_t) of delta. delta's rows of consecutive
+    # steps are always adjacent; H's are adjacent when b_{t-1} == b_{t-2}. So
+    # one GEMM covers each run of steps over which the batch does not shrink:
+    # a single GEMM when all sequences have the same length.
     cdef Py_ssize_t t, i, off_tm1 = 0  # offset of block t - 1
     cdef Py_ssize_t h_start = 0, d_start = bs[0], rows = 0
     cdef floating beta = 0
+    cdef int m = <int> (r1 - r0)
     for t in range(1, T):
         if t >= 2 and bs[t - 1] != bs[t - 2]:
-            gemm(True, False, n, n, <int> rows, <floating> 1, H + h_start * n, n,
-                 delta + d_start * n, n, beta, G, n)
+            gemm(True, False, m, n, <int> rows, <floating> 1, H + h_start * n + r0, n,
+                 delta + d_start * n, n, beta, G + r0 * n, n)
             beta = 1
             h_start = off_tm1
             d_start = off_tm1 + bs[t - 1]
@@ -220,12 +274,27 @@ cdef void _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* b
         rows += bs[t]
         off_tm1 += bs[t - 1]
     if rows > 0:
-        gemm(True, False, n, n, <int> rows, <floating> 1, H + h_start * n, n,
-             delta + d_start * n, n, beta, G, n)
+        gemm(True, False, m, n, <int> rows, <floating> 1, H + h_start * n + r0, n,
+             delta + d_start * n, n, beta, G + r0 * n, n)
     elif beta == 0:
-        for i in range(n * n):
+        for i in range(r0 * n, r1 * n):
             G[i] = 0
 
+
+cdef void _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs,
+                   Py_ssize_t T, int n, Py_ssize_t n_rows, floating* G,
+                   int n_threads) noexcept nogil:
+    """G = sum_t h_{t-1}^T delta_t, rows of G split over the OpenMP team."""
+    cdef Py_ssize_t n_blocks = (n + GEMM_BLOCK - 1) // GEMM_BLOCK
+    cdef Py_ssize_t blk
+    cdef Py_ssize_t r0, r1
+    for blk in prange(n_blocks, num_threads=_gemm_threads(n_rows * n * n, n_blocks,
+                                                          n_threads),
+                      schedule="static"):
+        r0 = _block(n, blk)
+        r1 = _block(n, blk + 1)
+        if r1 > r0:
+            _grad_hh_rows(H, delta, bs, T, n, G, r0, r1)
 
 
 cdef Py_ssize_t _check_batch_sizes(const Py_ssize_t[::1] batch_sizes,
@@ -373,7 +442,8 @@ def rnn_grad_hh(const floating[:, ::1] H, const floating[:, ::1] delta,
     dL/dW_hh (h_0 = 0 contributes nothing). Overwrites grad_hh. One GEMM per
     run of steps over which the batch does not shrink -- a single GEMM when
     all sequences have the same length -- accumulated in step order.
-    n_threads is unused (BLAS threads only) and kept for a uniform signature.
+    The rows of grad_hh are split over n_threads (each row is computed the
+    same way whatever the thread count).
 
     Parameters
     ----------
@@ -394,8 +464,8 @@ def rnn_grad_hh(const floating[:, ::1] H, const floating[:, ::1] delta,
         grad_hh[:, :] = 0
         return
     with nogil:
-        _grad_hh(&H[0, 0], &delta[0, 0], &batch_sizes[0], T, <int> n_hidden,
-                 &grad_hh[0, 0])
+        _grad_hh(&H[0, 0], &delta[0, 0], &batch_sizes[0], T, <int> n_hidden, n_rows,
+                 &grad_hh[0, 0], n_threads)
 
 
 def rnn_activation(const floating[::1] z,
