@@ -157,9 +157,15 @@ def _assert_same(obj, snapshot):
         else:
             np.testing.assert_array_equal(obj, snapshot)
     elif isinstance(snapshot, list):
-        assert len(obj) == len(snapshot)
+        assert isinstance(obj, list) and len(obj) == len(snapshot)
         for a, b in zip(obj, snapshot):
             _assert_same(a, b)
+    elif hasattr(snapshot, "to_numpy"):  # DataFrame
+        np.testing.assert_array_equal(obj.to_numpy(), snapshot.to_numpy())
+    elif snapshot is None or isinstance(snapshot, (float, int, str)):
+        assert obj == snapshot or (obj != obj and snapshot != snapshot)  # NaN == NaN
+    else:
+        raise TypeError(f"cannot compare {type(snapshot)}")
 
 
 def _model_state(est):
@@ -470,11 +476,13 @@ def _outputs(est, X):
 @pytest.mark.parametrize("name", NAMES)
 def test_accepted_variants_give_the_same_model(name, tmp_path):
     X, y = _int_data(name)
-    ref = _fit(FACTORIES[name](), X, y)
+    sw = np.linspace(0.5, 1.5, len(y))
+    ref = _fit(FACTORIES[name](), X, y, sample_weight=sw)
     expected = _outputs(ref, X)
+    y_snapshot, sw_snapshot = _freeze(y), _freeze(sw)  # read-only from here on
     for variant, Xv in _variants(name, X, tmp_path).items():
         snapshot = copy.deepcopy(Xv) if not isinstance(Xv, np.memmap) else np.array(Xv)
-        est = _fit(FACTORIES[name](), Xv, y)
+        est = _fit(FACTORIES[name](), Xv, y, sample_weight=sw)
         got = _outputs(est, Xv)
         if variant == "float32":
             assert est._network.dtype == np.float32
@@ -487,11 +495,14 @@ def test_accepted_variants_give_the_same_model(name, tmp_path):
                 warnings.filterwarnings("ignore", "X has feature names", UserWarning)
                 np.testing.assert_allclose(_outputs(ref, Xv), expected, rtol=1e-12,
                                            atol=1e-12, err_msg=variant)
-        _assert_same(Xv if not isinstance(Xv, np.memmap) else np.array(Xv), snapshot)
         # backprop and partial_fit take the variant too
-        np.testing.assert_allclose(est.backprop(Xv, y).loss, ref.backprop(X, y).loss,
+        np.testing.assert_allclose(est.backprop(Xv, y, sample_weight=sw).loss,
+                                   ref.backprop(X, y, sample_weight=sw).loss,
                                    rtol=1e-4 if variant == "float32" else 1e-12)
-        est.partial_fit(Xv, y)
+        est.partial_fit(Xv, y, sample_weight=sw)
+        _assert_same(Xv if not isinstance(Xv, np.memmap) else np.array(Xv), snapshot)
+    _assert_same(y, y_snapshot)
+    _assert_same(sw, sw_snapshot)
 
 
 @pytest.mark.parametrize("name", ["RNNClassifier", "RNNRegressor"])
