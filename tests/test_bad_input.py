@@ -236,34 +236,45 @@ def _check_raises(name, method, X, y, exc, match, tmp_path, sample_weight=None):
 
 def _x_cases():
     for name in NAMES:
-        kind = _kind(name)
-        for bad, (_, match, kinds) in BAD_X.items():
-            if kinds is not None and kind not in kinds:
-                continue
-            for method in X_METHODS:
-                if method == "predict_proba" and name not in CLASSIFIERS:
-                    continue
-                yield pytest.param(name, bad, method, id=f"{name}-{bad}-{method}")
+        for bad, (_, _, kinds) in BAD_X.items():
+            if kinds is None or _kind(name) in kinds:
+                yield pytest.param(name, bad, id=f"{name}-{bad}")
 
 
 def _y_cases():
     for name in NAMES:
-        for bad, (_, match, names) in BAD_Y.items():
-            if names is not None and name not in names:
-                continue
-            for method in Y_METHODS:
-                yield pytest.param(name, bad, method, id=f"{name}-{bad}-{method}")
+        for bad, (_, _, names) in BAD_Y.items():
+            if names is None or name in names:
+                yield pytest.param(name, bad, id=f"{name}-{bad}")
 
 
-@pytest.mark.parametrize("name,bad,method", list(_x_cases()))
-def test_bad_X(name, bad, method, tmp_path):
-    X, y = make_data(name)
+def _check_every_method(name, methods, make_args, match, tmp_path):
+    """_check_raises for each method; report every method that fails at once
+    (one test per input rather than per method keeps the matrix quick)."""
+    failures = []
+    for method in methods:
+        if method == "predict_proba" and name not in CLASSIFIERS:
+            continue
+        X, y = make_args(method)
+        try:
+            _check_raises(name, method, X, y, ValueError, match, tmp_path)
+        except (Exception, pytest.fail.Exception) as exc:
+            failures.append(f"{method}: {type(exc).__name__}: {exc}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("name,bad", list(_x_cases()))
+def test_bad_X(name, bad, tmp_path):
     make_bad, match, _ = BAD_X[bad]
-    X_bad = make_bad(X)
-    if bad in ("zero_samples", "no_sequences") and method not in (
-            "predict", "predict_proba", "loaded.predict"):
-        y = y[:0]
-    _check_raises(name, method, X_bad, y, ValueError, match, tmp_path)
+
+    def make_args(method):
+        X, y = make_data(name)
+        if bad in ("zero_samples", "no_sequences") and method not in (
+                "predict", "predict_proba", "loaded.predict"):
+            y = y[:0]
+        return make_bad(X), y
+
+    _check_every_method(name, X_METHODS, make_args, match, tmp_path)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -278,15 +289,19 @@ def test_wrong_number_of_features_after_fit(name, method, tmp_path):
     _check_raises(name, method, make_bad(X), y, ValueError, match, tmp_path)
 
 
-@pytest.mark.parametrize("name,bad,method", list(_y_cases()))
-def test_bad_y(name, bad, method, tmp_path):
-    X, y = make_data(name)
+@pytest.mark.parametrize("name,bad", list(_y_cases()))
+def test_bad_y(name, bad, tmp_path):
     make_bad, match, _ = BAD_Y[bad]
     if bad == "complex" and name in CLASSIFIERS:
         match = r"Complex data not supported|Unknown label type"
     if bad == "too_short" and _kind(name) == "rnn":
         match = r"inconsistent numbers of samples|y holds 7 targets, X holds 8 sequences"
-    _check_raises(name, method, X, make_bad(y), ValueError, match, tmp_path)
+
+    def make_args(method):
+        X, y = make_data(name)
+        return X, make_bad(y)
+
+    _check_every_method(name, Y_METHODS, make_args, match, tmp_path)
 
 
 @pytest.mark.parametrize("name", ["MLPRegressor", "RNNRegressor"])
