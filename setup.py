@@ -4,8 +4,14 @@ Environment switches
 --------------------
 FASTBP_NO_OPENMP=1      build without OpenMP (kernels then run on one thread).
 FASTBP_DEBUG_CYTHON=1   build with boundscheck/wraparound on, to catch shape bugs.
+
+CC, CPPFLAGS, CFLAGS and LDFLAGS are honoured, by the OpenMP probe too: on
+macOS point them at a libomp (see tools/cibw_before_all_macos.sh). The
+extensions compile in parallel, one job per core (``build_ext -j N`` to
+change it).
 """
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -43,14 +49,19 @@ def _openmp_flags():
 
 def _compiles_with(compile_args, link_args):
     cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    cc = cc.split()
+    cc = shlex.split(cc)
+    # ARCHFLAGS: cibuildwheel's macOS cross builds (setuptools passes it on too)
+    flags = [shlex.split(os.environ.get(v, ""))
+             for v in ("CPPFLAGS", "CFLAGS", "LDFLAGS", "ARCHFLAGS")]
+    flags[1] += flags.pop()
     code = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
     tmp = tempfile.mkdtemp()
     try:
         src = os.path.join(tmp, "probe.c")
         with open(src, "w") as f:
             f.write(code)
-        cmd = cc + compile_args + [src, "-o", os.path.join(tmp, "probe")] + link_args
+        cmd = (cc + flags[0] + flags[1] + compile_args + [src, "-o", os.path.join(tmp, "probe")]
+               + flags[2] + link_args)
         return subprocess.run(cmd, capture_output=True).returncode == 0
     except OSError:
         return False
@@ -62,7 +73,10 @@ def _extensions():
     from Cython.Build import cythonize
 
     debug = _env_flag("FASTBP_DEBUG_CYTHON")
-    omp = _openmp_flags()
+    # An sdist ships the .pyx sources as they are: no need to probe the
+    # compiler or run Cython for it.
+    sdist_only = "sdist" in sys.argv[1:] and not {"build_ext", "bdist_wheel"} & set(sys.argv[1:])
+    omp = None if sdist_only else _openmp_flags()
     compile_args, link_args, macros = [], [], []
     if sys.platform != "win32":
         compile_args += ["-O3", "-fno-math-errno"]
@@ -102,9 +116,23 @@ def _extensions():
     mode = f"debug={debug} openmp={omp is not None}"
     mode_file = KERNEL_DIR / ".build_mode"
     force = not mode_file.exists() or mode_file.read_text() != mode
-    modules = cythonize(extensions, compiler_directives=directives, force=force)
+    if sdist_only:
+        return extensions
+    modules = cythonize(extensions, compiler_directives=directives, force=force,
+                        nthreads=_jobs() if sys.platform.startswith("linux") else 0)
     mode_file.write_text(mode)
     return modules
 
 
-setup(ext_modules=_extensions())
+def _jobs():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+setup(
+    ext_modules=_extensions(),
+    # setuptools' build_ext compiles the extensions in parallel with -j.
+    options={"build_ext": {"parallel": _jobs()}},
+)

@@ -51,13 +51,7 @@ def print_environment(env):
 
 def load_fashion_mnist_flat(n_train=None, dtype=np.float32):
     """Fashion-MNIST scaled to [0, 1], flattened; says how to install it if missing."""
-    from fastbp.datasets import load_fashion_mnist
-
-    try:
-        X_train, y_train = load_fashion_mnist("train")
-        X_test, y_test = load_fashion_mnist("test")
-    except FileNotFoundError as exc:
-        raise SystemExit(f"{exc}\nOn Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist")
+    X_train, y_train, X_test, y_test = _fashion_mnist_raw()
     X_train = (X_train.reshape(len(X_train), -1) / 255.0).astype(dtype)
     X_test = (X_test.reshape(len(X_test), -1) / 255.0).astype(dtype)
     if n_train:
@@ -65,14 +59,48 @@ def load_fashion_mnist_flat(n_train=None, dtype=np.float32):
     return X_train, y_train.astype(np.int64), X_test, y_test.astype(np.int64)
 
 
-def timed(fn):
-    """Run fn(); return (its result, wall seconds, peak traced MiB)."""
-    tracemalloc.start()
+def load_fashion_mnist_images(n_train=None, n_test=None, pad=0, dtype=np.float32):
+    """Fashion-MNIST as images of shape (n, 1, 28 + 2 pad, 28 + 2 pad) in [0, 1].
+
+    Zero padding of ``pad`` pixels on each side (2 gives LeNet-5's 32x32).
+    """
+    X_train, y_train, X_test, y_test = _fashion_mnist_raw()
+
+    def images(X):
+        X = (X[:, None] / 255.0).astype(dtype)
+        return np.ascontiguousarray(np.pad(X, ((0, 0), (0, 0), (pad, pad), (pad, pad))))
+
+    X_train, y_train = X_train[:n_train], y_train[:n_train]
+    X_test, y_test = X_test[:n_test], y_test[:n_test]
+    return images(X_train), y_train.astype(np.int64), images(X_test), y_test.astype(np.int64)
+
+
+def _fashion_mnist_raw():
+    from fastbp.datasets import load_fashion_mnist
+
+    try:
+        X_train, y_train = load_fashion_mnist("train")
+        X_test, y_test = load_fashion_mnist("test")
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{exc}\nOn Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist")
+    return X_train, y_train, X_test, y_test
+
+
+def timed(fn, memory=True):
+    """Run fn(); return (its result, wall seconds, peak traced MiB or None).
+
+    memory=False skips tracemalloc, whose allocation hook slows Python-heavy
+    loops (a per-batch training loop) and can bias small-step timings.
+    """
+    if memory:
+        tracemalloc.start()
     tic = time.perf_counter()
     result = fn()
     seconds = time.perf_counter() - tic
-    peak = tracemalloc.get_traced_memory()[1] / 2**20
-    tracemalloc.stop()
+    peak = None
+    if memory:
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
     return result, seconds, peak
 
 

@@ -6,9 +6,16 @@
  * out[p] = sum_{kh,kw} k[kh][kw] * in[p + kh*w + kw] for p = y*w + x. Every
  * tap is then one contiguous run of loads, so the loop over p vectorises
  * with plain unaligned loads; the columns x >= w - 4 of the "wide" output are
- * wasted and dropped when the result is written. A tile of up to RMAX
- * vectors of p is held in registers while all taps of all connected input
- * maps are accumulated into it (see chunk_core).
+ * wasted and dropped when the result is written. A tile of up to 8 vectors
+ * of p is held in registers while all taps of all connected input maps are
+ * accumulated into it (see chunk_core).
+ *
+ * The loops are bound by loads more than by multiply-adds (32-byte loads at
+ * 4-byte offsets often straddle cache lines), so output maps are computed in
+ * pairs that share input maps (fastbp_plan_tiles): each input load then feeds
+ * two FMAs, in tiles of 2 x 6 vectors. Unshared input maps of a pair (LeCun's
+ * C3 table) are handled in the same tile, one FMA per load. Likewise the
+ * weight gradient runs over two output maps of one input map at a time.
  *
  * The backward pass uses the same layout: dZ of each output map is copied
  * into a zero-padded buffer with row stride w (4 zero rows above and below,
@@ -16,7 +23,9 @@
  * wide dZ with zeros in the wasted columns (for the weight gradient); read
  * from offset 0 it is dZ padded by 4 on every side, because the left padding
  * of one row doubles as the right padding of the row above (for dX, a full
- * convolution = correlation of the padded dZ with the rotated kernel).
+ * convolution = correlation of the padded dZ with the rotated kernel). Tiles
+ * of dX next to the top or bottom edge skip the kernel rows that would read
+ * only zero rows.
  *
  * Instruction sets
  * ----------------
@@ -67,24 +76,34 @@
 #define FASTBP_INLINE static inline
 #endif
 
+/* Samples and blocks are handed out dynamically: results never depend on
+ * which thread runs what, and a thread that shares its core with another
+ * process then holds up the team less than with a static split. */
 #ifdef _OPENMP
 #if defined(_MSC_VER)
-#define FASTBP_OMP_PARALLEL_FOR(nt) __pragma(omp parallel for num_threads(nt) schedule(static))
+#define FASTBP_OMP_PARALLEL_FOR(nt) __pragma(omp parallel for num_threads(nt) schedule(dynamic))
 #else
 #define FASTBP_PRAGMA(x) _Pragma(#x)
-#define FASTBP_OMP_PARALLEL_FOR(nt) FASTBP_PRAGMA(omp parallel for num_threads(nt) schedule(static))
+#define FASTBP_OMP_PARALLEL_FOR(nt) FASTBP_PRAGMA(omp parallel for num_threads(nt) schedule(dynamic))
 #endif
 #else
-#define FASTBP_OMP_PARALLEL_FOR(nt)
+#define FASTBP_OMP_PARALLEL_FOR(nt) (void)(nt); /* serial build: one thread */
 #endif
 
 #define FASTBP_RMAX 8    /* vectors of a register tile (forward, dX) */
 #define FASTBP_BLOCK 8   /* samples per gradient block */
 #define FASTBP_WAVE 16   /* block sums held in memory at once */
 #define FASTBP_XPAD 32   /* zero elements after the padded copy of a sample */
+#define FASTBP_ALIGN_PAD 8 /* room to shift a buffer to vector alignment (elements) */
 #define FASTBP_MIN_PARALLEL 16384  /* element-wise work below this runs on 1 thread */
 #define FASTBP_LECUN_A 1.7159
 #define FASTBP_LECUN_S (2.0 / 3.0)
+
+/* The first 64-byte boundary at or after p (p from malloc with 64 bytes spare). */
+static void* fastbp_align64(void* p)
+{
+    return p == NULL ? NULL : (void*)(((size_t)p + 63) & ~(size_t)63);
+}
 
 /* ---- run-time choice of the instruction set ---- */
 
@@ -123,20 +142,66 @@ int fastbp_conv_force_path(int path)
     return fastbp_current_isa();
 }
 
+/* ---- tiles: output maps are computed in pairs that share input maps ---- */
+
+/* Output map o (and o + 1 when G == 2) of a tile. pool[s .. s+ns) are the
+ * input maps of both outputs, pool[a .. a+na) those of output o only,
+ * pool[b .. b+nb) those of output o + 1 only. */
+typedef struct {
+    int o, G, ns, na, nb, s, a, b;
+} fastbp_tile_group;
+
+/* Pair consecutive output maps that share at least one input map; returns the
+ * number of groups. conn(o, i) = table[o, i], or table[i, o] when transposed
+ * (outputs are then the input maps of the layer, for dX). groups: room for
+ * one entry per output map; pool: room for (outputs x inputs) ints. */
+static int fastbp_plan_tiles(const unsigned char* table, int c_out, int c_in, int transposed,
+                             fastbp_tile_group* groups, int* pool)
+{
+    const int no = transposed ? c_in : c_out, ni = transposed ? c_out : c_in;
+    int o = 0, i, ng = 0, np = 0, shared;
+#define FASTBP_CONN(oo, ii) \
+    (transposed ? table[(ptrdiff_t)(ii) * c_in + (oo)] : table[(ptrdiff_t)(oo) * c_in + (ii)])
+    while (o < no) {
+        fastbp_tile_group* g = groups + ng++;
+        shared = 0;
+        if (o + 1 < no)
+            for (i = 0; i < ni && !shared; i++) shared = FASTBP_CONN(o, i) && FASTBP_CONN(o + 1, i);
+        g->o = o;
+        g->G = shared ? 2 : 1;
+        g->s = np;
+        if (shared)
+            for (i = 0; i < ni; i++)
+                if (FASTBP_CONN(o, i) && FASTBP_CONN(o + 1, i)) pool[np++] = i;
+        g->ns = np - g->s;
+        g->a = np;
+        for (i = 0; i < ni; i++)
+            if (FASTBP_CONN(o, i) && !(shared && FASTBP_CONN(o + 1, i))) pool[np++] = i;
+        g->na = np - g->a;
+        g->b = np;
+        if (shared)
+            for (i = 0; i < ni; i++)
+                if (FASTBP_CONN(o + 1, i) && !FASTBP_CONN(o, i)) pool[np++] = i;
+        g->nb = np - g->b;
+        o += g->G;
+    }
+#undef FASTBP_CONN
+    return ng;
+}
+
 /* ---- argument blocks shared by dispatchers and kernels ---- */
 
 #define FASTBP_DECLARE_ARGS(FT, SUF)                                              \
     typedef struct {                                                              \
         const FT* X; const FT* W; const FT* b; FT* Y;                             \
         const FT* xlast;    /* zero-padded copy of the last sample */             \
-        const int* list;    /* list[co*c_in + k]: k-th input map of co */         \
-        const int* nlist;   /* number of input maps of co */                      \
+        const fastbp_tile_group* groups; const int* pool; int ngroups;            \
         int n, c_in, h, w, c_out, act;                                            \
     } conv_fwd_args_##SUF;                                                        \
     typedef struct {                                                              \
         const FT* X; const FT* dZ; FT* dX; const FT* xlast;                       \
         const FT* wrot;     /* (c_in, c_out, 25): W rotated by 180 degrees */     \
-        const int* flist; const int* fn; /* output map -> its input maps */       \
+        const fastbp_tile_group* groups; const int* pool; int ngroups; /* dX */   \
         const int* blist; const int* bn; /* input map -> its output maps */       \
         const int* pid;     /* (c_out, c_in) -> index of the connected pair */    \
         int n, c_in, h, w, c_out, act, npairs;                                    \
@@ -168,9 +233,11 @@ static inline fastbp_v2d fastbp_sel_v2d(fastbp_v2l m, fastbp_v2d a, fastbp_v2d b
 static inline fastbp_v4f fastbp_ld_v4f(const float* p) { fastbp_v4f v; memcpy(&v, p, sizeof v); return v; }
 static inline void fastbp_st_v4f(float* p, fastbp_v4f v) { memcpy(p, &v, sizeof v); }
 static inline fastbp_v4f fastbp_set1_v4f(float s) { fastbp_v4f v = {s, s, s, s}; return v; }
+static inline fastbp_v4f fastbp_dup2_v4f(const float* p) { fastbp_v4f v = {p[0], p[0], p[1], p[1]}; return v; }
 static inline fastbp_v2d fastbp_ld_v2d(const double* p) { fastbp_v2d v; memcpy(&v, p, sizeof v); return v; }
 static inline void fastbp_st_v2d(double* p, fastbp_v2d v) { memcpy(p, &v, sizeof v); }
 static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; return v; }
+static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0], p[0]}; return v; }
 #endif
 
 /* ---- pass 1: kernels, once per (dtype, instruction set) ---- */
@@ -189,6 +256,8 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VLOADR(p) VLOAD(p)
 #define VSTORE(p, v) fastbp_st_v4f((p), (v))
 #define VSET1(s) fastbp_set1_v4f(s)
+/* VDUP2(p): p[0], p[0], p[1], p[1], ... (VL/2 values, each twice) */
+#define VDUP2(p) fastbp_dup2_v4f(p)
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VADD(a, b) ((a) + (b))
 #define VSUB(a, b) ((a) - (b))
@@ -205,6 +274,7 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VLOADR(p) VLOAD(p)
 #define VSTORE(p, v) (*(p) = (v))
 #define VSET1(s) (s)
+#define VDUP2(p) (*(p))
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VADD(a, b) ((a) + (b))
 #define VSUB(a, b) ((a) - (b))
@@ -230,6 +300,7 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VLOADR(p) VLOAD(p)
 #define VSTORE(p, v) fastbp_st_v2d((p), (v))
 #define VSET1(s) fastbp_set1_v2d(s)
+#define VDUP2(p) fastbp_dup2_v2d(p)
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VADD(a, b) ((a) + (b))
 #define VSUB(a, b) ((a) - (b))
@@ -246,6 +317,7 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VLOADR(p) VLOAD(p)
 #define VSTORE(p, v) (*(p) = (v))
 #define VSET1(s) (s)
+#define VDUP2(p) (*(p))
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VADD(a, b) ((a) + (b))
 #define VSUB(a, b) ((a) - (b))
@@ -273,6 +345,8 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VLOADR(p) __extension__({ __m256 fastbp_t_ = _mm256_loadu_ps(p); __asm__("" : "+x"(fastbp_t_)); fastbp_t_; })
 #define VSTORE(p, v) _mm256_storeu_ps((p), (v))
 #define VSET1(s) _mm256_set1_ps(s)
+#define VDUP2(p) _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), \
+                                          _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3))
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define VADD(a, b) _mm256_add_ps((a), (b))
 #define VSUB(a, b) _mm256_sub_ps((a), (b))
@@ -299,6 +373,7 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define VLOADR(p) __extension__({ __m256d fastbp_t_ = _mm256_loadu_pd(p); __asm__("" : "+x"(fastbp_t_)); fastbp_t_; })
 #define VSTORE(p, v) _mm256_storeu_pd((p), (v))
 #define VSET1(s) _mm256_set1_pd(s)
+#define VDUP2(p) _mm256_permute4x64_pd(_mm256_castpd128_pd256(_mm_loadu_pd(p)), 0x50)
 #define VFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
 #define VADD(a, b) _mm256_add_pd((a), (b))
 #define VSUB(a, b) _mm256_sub_pd((a), (b))
@@ -442,6 +517,22 @@ static ATTR void NAME(act_inplace)(FT* a, ptrdiff_t n, int act)
     }
 }
 
+/* d * g'(z) for one vector, g'(z) computed from a = g(z). */
+FASTBP_INLINE ATTR VT NAME(vmul_deriv)(VT d, VT a, int act)
+{
+    const VT one = VSET1((FT)1);
+    switch (act) {
+    case 1: return VMUL(d, VMUL(a, VSUB(one, a)));
+    case 2: return VMUL(d, VSUB(one, VMUL(a, a)));
+    case 3: return VMUL(d, VSTEP(a));
+    case 4: {
+        const VT la = VSET1((FT)FASTBP_LECUN_A), ls = VSET1((FT)FASTBP_LECUN_S);
+        return VMUL(d, VMUL(ls, VSUB(la, VDIV(VMUL(a, a), la))));
+    }
+    default: return d;
+    }
+}
+
 /* out = d * g'(z) with g'(z) computed from a = g(z); out may alias d. */
 static ATTR void NAME(mul_deriv)(FT* out, const FT* d, const FT* a, ptrdiff_t n, int act)
 {
@@ -495,33 +586,52 @@ FASTBP_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
     return t;
 }
 
-/* Register tile of the wide correlation, for G (1 or 2) output maps that share
- * their input maps, so that each input load feeds G multiply-adds:
- *   out[g*ostride + r*VL + lane] = sum over the maps j in lst of
- *       sum_{kh,kw} wbase[g*gstride + lst[j]*25 + kh*5 + kw]
- *                   * src[lst[j]*pstride + kh*w + kw + r*VL + lane],  r < R.
- * R and G are compile-time constants at each call site, so acc[][] lives in
- * registers (G*R + G + 1 <= 16 vector registers). */
+/* Register tile of the wide correlation for one group of output maps (see
+ * fastbp_tile_group): output 0, and for G == 2 also output 1, where the input
+ * maps in S feed both (each input load feeds two multiply-adds) and those in
+ * A (B) feed only output 0 (1):
+ *   out[g*ostride + r*VL + lane] = sum over the input maps i of output g of
+ *       sum_{kh,kw} wg[i*25 + kh*5 + kw] * src[i*pstride + kh*w + kw + r*VL + lane]
+ * for r < R. R and G are compile-time constants at each call site, so acc[][]
+ * lives in registers (G*R + G + 1 <= 16 vector registers). */
+FASTBP_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdiff_t pstride,
+                                         const int* lst, int nl, const FT* wb, int w, int kh0,
+                                         int kh1)
+{
+    int r, j, kh, kw;
+    for (j = 0; j < nl; j++) {
+        const FT* s = src + lst[j] * pstride;
+        const FT* k = wb + lst[j] * 25;
+        for (kh = kh0; kh < kh1; kh++) {
+            const FT* srow = s + kh * w;
+            for (kw = 0; kw < 5; kw++) {
+                const VT w0 = VSET1(k[kh * 5 + kw]);
+                for (r = 0; r < R; r++) acc[r] = VFMA(w0, VLOAD(srow + kw + r * VL), acc[r]);
+            }
+        }
+    }
+}
+
 FASTBP_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, const int G,
-                                         const FT* src, ptrdiff_t pstride, const int* lst,
-                                         int nl, const FT* wbase, ptrdiff_t gstride, int w)
+                                         const FT* src, ptrdiff_t pstride, const int* pool,
+                                         const fastbp_tile_group* grp, const FT* wb0,
+                                         const FT* wb1, int w, int kh0, int kh1)
 {
     VT acc[2][FASTBP_RMAX];
     int g, r, j, kh, kw;
     for (g = 0; g < G; g++)
         for (r = 0; r < R; r++) acc[g][r] = VSET1((FT)0);
-    for (j = 0; j < nl; j++) {
-        const FT* s = src + lst[j] * pstride;
-        const FT* k = wbase + lst[j] * 25;
-        for (kh = 0; kh < 5; kh++) {
-            const FT* srow = s + kh * w;
-            for (kw = 0; kw < 5; kw++) {
-                const VT w0 = VSET1(k[kh * 5 + kw]);
-                if (G == 1) {
-                    for (r = 0; r < R; r++)
-                        acc[0][r] = VFMA(w0, VLOAD(srow + kw + r * VL), acc[0][r]);
-                } else {
-                    const VT w1 = VSET1(k[gstride + kh * 5 + kw]);
+    if (G == 2) {
+        const int* lst = pool + grp->s;
+        for (j = 0; j < grp->ns; j++) {
+            const FT* s = src + lst[j] * pstride;
+            const FT* k0 = wb0 + lst[j] * 25;
+            const FT* k1 = wb1 + lst[j] * 25;
+            for (kh = kh0; kh < kh1; kh++) {
+                const FT* srow = s + kh * w;
+                for (kw = 0; kw < 5; kw++) {
+                    const VT w0 = VSET1(k0[kh * 5 + kw]);
+                    const VT w1 = VSET1(k1[kh * 5 + kw]);
                     for (r = 0; r < R; r++) {
                         const VT xv = VLOADR(srow + kw + r * VL);
                         acc[0][r] = VFMA(w0, xv, acc[0][r]);
@@ -530,17 +640,24 @@ FASTBP_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R
                 }
             }
         }
+        NAME(tile_list1)(acc[1], R, src, pstride, pool + grp->b, grp->nb, wb1, w, kh0, kh1);
     }
+    NAME(tile_list1)(acc[0], R, src, pstride, pool + grp->a, grp->na, wb0, w, kh0, kh1);
     for (g = 0; g < G; g++)
         for (r = 0; r < R; r++) VSTORE(out + g * ostride + r * VL, acc[g][r]);
 }
 
-#define FASTBP_CHUNK_N(G, RN)                                                           \
-    static ATTR void NAME(chunk##G##_##RN)(FT* out, ptrdiff_t ostride, const FT* src,    \
-                                           ptrdiff_t pstride, const int* lst, int nl,    \
-                                           const FT* wbase, ptrdiff_t gstride, int w)    \
-    {                                                                                   \
-        NAME(chunk_core)(out, ostride, RN, G, src, pstride, lst, nl, wbase, gstride, w); \
+#define FASTBP_CHUNK_N(G, RN)                                                             \
+    static ATTR void NAME(chunk##G##_##RN)(FT* out, ptrdiff_t ostride, const FT* src,      \
+                                           ptrdiff_t pstride, const int* pool,             \
+                                           const fastbp_tile_group* grp, const FT* wb0,    \
+                                           const FT* wb1, int w, int kh0, int kh1)         \
+    {                                                                                     \
+        if (kh0 == 0 && kh1 == 5) /* constant bounds: the usual, faster loop */           \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, pool, grp, wb0, wb1, w, 0, 5); \
+        else                                                                              \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, pool, grp, wb0, wb1, w, kh0, \
+                             kh1);                                                        \
     }
 FASTBP_CHUNK_N(1, 1)
 FASTBP_CHUNK_N(1, 2)
@@ -558,13 +675,20 @@ FASTBP_CHUNK_N(2, 5)
 FASTBP_CHUNK_N(2, 6)
 #undef FASTBP_CHUNK_N
 
-/* T[g*tstride + (0 .. nv*VL)] = wide correlation for G output maps (see
- * chunk_core), in register tiles balanced so that none is much shorter. */
-static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int G, int nv, const FT* src,
-                                 ptrdiff_t pstride, const int* lst, int nl, const FT* wbase,
-                                 ptrdiff_t gstride, int w)
+/* T[g*tstride + (0 .. nv*VL)] = wide correlation for the output maps of grp
+ * (see chunk_core), in register tiles balanced so that none is much shorter.
+ * Weights of (output grp->o + g, input i): wbase + (grp->o + g)*wostride + i*25.
+ * rows > 0: the source rows outside [4, 4 + rows) are known to be zero (the
+ * padded dZ of the full convolution), and kernel rows that would read only
+ * those are skipped; rows == 0: no such knowledge. */
+static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int nv, const FT* src,
+                                 ptrdiff_t pstride, const int* pool,
+                                 const fastbp_tile_group* grp, const FT* wbase,
+                                 ptrdiff_t wostride, int w, int rows)
 {
-    const int rmax = G == 1 ? 8 : 6;
+    const int G = grp->G, rmax = G == 1 ? 8 : 6;
+    const FT* wb0 = wbase + grp->o * wostride;
+    const FT* wb1 = wb0 + wostride;
     int nch, base, extra, c, v0 = 0;
     if (nv <= 0)
         return;
@@ -575,9 +699,17 @@ static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int G, int nv, const 
         const int R = base + (c < extra);
         FT* out = T + v0 * VL;
         const FT* s = src + v0 * VL;
-#define FASTBP_CASE(GG, RN)                                                   \
-    case RN:                                                                  \
-        NAME(chunk##GG##_##RN)(out, tstride, s, pstride, lst, nl, wbase, gstride, w); \
+        int kh0 = 0, kh1 = 5;
+        if (rows > 0) {
+            /* The tile's outputs lie in rows ra..rb; kernel row kh reads source
+             * rows ra+kh..rb+kh (plus the zero columns 0..3 of the next row). */
+            const int ra = v0 * VL / w, rb = ((v0 + R) * VL - 1) / w;
+            kh0 = 4 - rb > 0 ? 4 - rb : 0;
+            kh1 = rows + 4 - ra < 5 ? rows + 4 - ra : 5;
+        }
+#define FASTBP_CASE(GG, RN)                                                                \
+    case RN:                                                                               \
+        NAME(chunk##GG##_##RN)(out, tstride, s, pstride, pool, grp, wb0, wb1, w, kh0, kh1); \
         break;
         if (G == 1) {
             switch (R) {
@@ -593,18 +725,6 @@ static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int G, int nv, const 
 #undef FASTBP_CASE
         v0 += R;
     }
-}
-
-/* Output maps o and o + 1 can share a tile when they read the same input maps. */
-FASTBP_INLINE int NAME(same_list)(const int* lists, const int* counts, int stride, int o)
-{
-    int k;
-    if (counts[o] != counts[o + 1])
-        return 0;
-    for (k = 0; k < counts[o]; k++)
-        if (lists[o * stride + k] != lists[(o + 1) * stride + k])
-            return 0;
-    return 1;
 }
 
 /* Weight-gradient accumulators of G (1 or 2) pairs (o_g, i) that share the
@@ -665,15 +785,15 @@ static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, FT* 
     const int nv = ((ho - 1) * w + wo + VL - 1) / VL;
     const FT* x = (i == a->n - 1) ? a->xlast : a->X + (ptrdiff_t)i * c_in * plane;
     FT* y = a->Y + (ptrdiff_t)i * c_out * oplane;
-    int co = 0, g, G, r, c;
-    while (co < c_out) {
-        G = co + 1 < c_out && NAME(same_list)(a->list, a->nlist, c_in, co) ? 2 : 1;
-        NAME(correlate)(T, tstride, G, nv, x, plane, a->list + (ptrdiff_t)co * c_in,
-                        a->nlist[co], a->W + (ptrdiff_t)co * c_in * 25, (ptrdiff_t)c_in * 25, w);
-        for (g = 0; g < G; g++) {
-            FT* yo = y + (co + g) * oplane;
+    int k, g, r, c;
+    for (k = 0; k < a->ngroups; k++) {
+        const fastbp_tile_group* grp = a->groups + k;
+        NAME(correlate)(T, tstride, nv, x, plane, a->pool, grp, a->W, (ptrdiff_t)c_in * 25, w,
+                        0);
+        for (g = 0; g < grp->G; g++) {
+            FT* yo = y + (grp->o + g) * oplane;
             const FT* t = T + g * tstride;
-            const FT bias = a->b[co + g];
+            const FT bias = a->b[grp->o + g];
             const VT vb = VSET1(bias);
             /* Drop the wasted columns and add the bias: whole vectors, the
              * last one of a row overlapping the one before it. */
@@ -690,7 +810,6 @@ static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, FT* 
             }
             NAME(act_inplace)(yo, oplane, a->act);
         }
-        co += G;
     }
 }
 
@@ -705,12 +824,15 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
     const ptrdiff_t st = a->dzp_stride, ng = (ptrdiff_t)a->npairs * 25;
     const int nv = ((ho - 1) * w + wo + VL - 1) / VL;
     const int nvx = (int)((plane + VL - 1) / VL);
-    FT* dzp = scratch;
-    FT* gacc = dzp + c_out * st;
+    /* scratch is 64-byte aligned and st a multiple of 16: starting the padded
+     * planes VL - (4w + 4) % VL elements in makes the wide dZ (read at 4w + 4)
+     * vector-aligned, so its loads never straddle a cache line. */
+    FT* dzp = scratch + (VL - (4 * w + 4) % VL) % VL;
+    FT* gacc = scratch + c_out * st + FASTBP_ALIGN_PAD;
     FT* T = gacc + ng * VL;
     FT* gb = part + ng;
     ptrdiff_t p;
-    int i, co, ci, k, r, lane, g, G;
+    int i, co, ci, k, r, lane, g;
 
     memset(dzp, 0, sizeof(FT) * c_out * st); /* the padding stays zero */
     memset(gacc, 0, sizeof(FT) * ng * VL);
@@ -744,16 +866,15 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
         }
         if (a->dX != NULL) {
             FT* dx = a->dX + (ptrdiff_t)i * c_in * plane;
-            ci = 0;
-            while (ci < c_in) {
-                G = ci + 1 < c_in && NAME(same_list)(a->blist, a->bn, c_out, ci) ? 2 : 1;
-                NAME(correlate)(T, tstride, G, nvx, dzp, st, a->blist + (ptrdiff_t)ci * c_out,
-                                a->bn[ci], a->wrot + (ptrdiff_t)ci * c_out * 25,
-                                (ptrdiff_t)c_out * 25, w);
-                for (g = 0; g < G; g++)
-                    NAME(mul_deriv)(dx + (ci + g) * plane, T + g * tstride, x + (ci + g) * plane,
-                                    plane, a->act);
-                ci += G;
+            for (k = 0; k < a->ngroups; k++) {
+                const fastbp_tile_group* grp = a->groups + k;
+                NAME(correlate)(T, tstride, nvx, dzp, st, a->pool, grp, a->wrot,
+                                (ptrdiff_t)c_out * 25, w, ho);
+                for (g = 0; g < grp->G; g++) {
+                    ci = grp->o + g;
+                    NAME(mul_deriv)(dx + ci * plane, T + g * tstride, x + ci * plane, plane,
+                                    a->act);
+                }
             }
         }
     }
@@ -810,12 +931,33 @@ static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, 
             part[ch] += NAME(sum_fixed)(T, oplane);
             part[a->c + ch] += NAME(sum_fixed)(dz, oplane);
             if (a->dY != NULL) {
+                /* dY[2r + rr, c] = k * dz[r, c / 2] * g'(Y[2r + rr, c]): whole
+                 * vectors along the row, the last one overlapping. */
                 const FT k = a->coef[ch] * (FT)0.25;
+                const VT vk = VSET1(k);
                 FT* dy = a->dY + off * plane;
-                for (r = 0; r < a->h; r++) {
-                    const FT* dzr = dz + (r / 2) * w2;
-                    for (c = 0; c < w; c++) E[c] = k * dzr[c / 2];
-                    NAME(mul_deriv)(dy + r * w, E, y + r * w, w, a->act);
+                for (r = 0; r < h2; r++) {
+                    const FT* dzr = dz + r * w2;
+                    const FT* y0 = y + 2 * r * w;
+                    FT* dy0 = dy + 2 * r * w;
+                    if (w >= VL) {
+                        for (c = 0;; c += VL) {
+                            if (c + VL > w)
+                                c = w - VL; /* even: VL and w are */
+                            {
+                                const VT e = VMUL(vk, VDUP2(dzr + c / 2));
+                                VSTORE(dy0 + c, NAME(vmul_deriv)(e, VLOAD(y0 + c), a->act));
+                                VSTORE(dy0 + w + c,
+                                       NAME(vmul_deriv)(e, VLOAD(y0 + w + c), a->act));
+                            }
+                            if (c + VL >= w)
+                                break;
+                        }
+                    } else {
+                        for (c = 0; c < w; c++) E[c] = k * dzr[c / 2];
+                        NAME(mul_deriv)(dy0, E, y0, w, a->act);
+                        NAME(mul_deriv)(dy0 + w, E, y0 + w, w, a->act);
+                    }
                 }
             }
         }
@@ -841,6 +983,7 @@ static ATTR void NAME(bias_act_row)(FT* a, const FT* bias, int n, int act)
 #undef VLOADR
 #undef VSTORE
 #undef VSET1
+#undef VDUP2
 #undef VFMA
 #undef VADD
 #undef VSUB
@@ -899,34 +1042,32 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
     const int isa = fastbp_current_isa();
     const ptrdiff_t plane = (ptrdiff_t)h * w, tstride = plane + 2 * VLMAX, tsize = 2 * tstride;
     int nt = n_threads < 1 ? 1 : n_threads;
-    int i, *lists;
+    int i, *pool;
+    fastbp_tile_group* groups;
     FT *xlast, *tbuf;
     ARGS(conv_fwd_args) a;
     if (n <= 0 || c_out <= 0)
         return 0;
     if (nt > n)
         nt = n;
-    lists = (int*)malloc(sizeof(int) * ((size_t)c_out * c_in + c_out + 1));
+    groups = (fastbp_tile_group*)malloc(sizeof(fastbp_tile_group) * ((size_t)c_out + 1));
+    pool = (int*)malloc(sizeof(int) * ((size_t)c_out * c_in + 1));
     xlast = API(fastbp_pad_last)(X, n, c_in * plane);
     tbuf = (FT*)malloc(sizeof(FT) * tsize * nt);
-    if (lists == NULL || xlast == NULL || tbuf == NULL) {
-        free(lists);
-        free(xlast);
-        free(tbuf);
+    if (groups == NULL || pool == NULL || xlast == NULL || tbuf == NULL) {
+        free(groups); free(pool); free(xlast); free(tbuf);
         return -1;
     }
-    API(fastbp_conv_lists)(table, c_out, c_in, 0, lists, lists + (ptrdiff_t)c_out * c_in);
+    a.ngroups = fastbp_plan_tiles(table, c_out, c_in, 0, groups, pool);
+    a.groups = groups; a.pool = pool;
     a.X = X; a.W = W; a.b = b; a.Y = Y; a.xlast = xlast;
-    a.list = lists; a.nlist = lists + (ptrdiff_t)c_out * c_in;
     a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = act;
 
     FASTBP_OMP_PARALLEL_FOR(nt)
     for (i = 0; i < n; i++)
         CALL_ISA(isa, conv_fwd_sample, &a, i, tbuf + omp_get_thread_num() * tsize, tstride);
 
-    free(lists);
-    free(xlast);
-    free(tbuf);
+    free(groups); free(pool); free(xlast); free(tbuf);
     return 0;
 }
 
@@ -941,30 +1082,36 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
     const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
     int nt = n_threads < 1 ? 1 : n_threads;
     int npairs, pair, co, ci, k, wb, t;
-    int* pid;
+    int *lists, *blist, *bn, *pid, *pool;
+    fastbp_tile_group* groups;
     ptrdiff_t dzp_stride, ng, plen, ssize, j;
     const ptrdiff_t tstride = plane + 2 * VLMAX;
-    int* lists;
     FT *xlast = NULL, *wrot = NULL, *scratch = NULL, *part = NULL, *total = NULL;
+    void* scratch_mem = NULL;
     ARGS(conv_bwd_args) a;
 
-    lists = (int*)malloc(sizeof(int) * (3 * (size_t)c_out * c_in + c_out + c_in + 1));
-    if (lists == NULL)
+    /* blist (c_in, c_out), bn (c_in), pid (c_out, c_in), pool (c_in, c_out) */
+    lists = (int*)malloc(sizeof(int) * (3 * (size_t)c_out * c_in + c_in + 1));
+    groups = (fastbp_tile_group*)malloc(sizeof(fastbp_tile_group) * ((size_t)c_in + 1));
+    if (lists == NULL || groups == NULL) {
+        free(lists); free(groups);
         return -1;
-    pid = lists + 2 * (ptrdiff_t)c_out * c_in + c_out + c_in;
-    npairs = API(fastbp_conv_lists)(table, c_out, c_in, 0, lists,
-                                    lists + 2 * (ptrdiff_t)c_out * c_in);
-    API(fastbp_conv_lists)(table, c_out, c_in, 1, lists + (ptrdiff_t)c_out * c_in,
-                           lists + 2 * (ptrdiff_t)c_out * c_in + c_out);
+    }
+    blist = lists;
+    bn = blist + (ptrdiff_t)c_out * c_in;
+    pid = bn + c_in;
+    pool = pid + (ptrdiff_t)c_out * c_in;
+    API(fastbp_conv_lists)(table, c_out, c_in, 1, blist, bn);
+    for (co = 0, npairs = 0; co < c_out; co++)
+        for (ci = 0; ci < c_in; ci++)
+            pid[co * c_in + ci] = table[co * c_in + ci] ? npairs++ : -1;
     ng = (ptrdiff_t)npairs * 25;
     plen = ng + c_out;
     /* Rows: 4 zero, ho of data, 4 zero; then room for the last tile. */
     dzp_stride = (ptrdiff_t)(ho + 8) * w + 4 + 2 * VLMAX;
     dzp_stride = (dzp_stride + 15) / 16 * 16;
-    ssize = c_out * dzp_stride + ng * VLMAX + 2 * tstride;
-    for (co = 0, pair = 0; co < c_out; co++)
-        for (ci = 0; ci < c_in; ci++)
-            pid[co * c_in + ci] = table[co * c_in + ci] ? pair++ : -1;
+    ssize = c_out * dzp_stride + FASTBP_ALIGN_PAD + ng * VLMAX + 2 * tstride;
+    ssize = (ssize + 15) / 16 * 16; /* each thread's scratch stays 64-byte aligned */
     if (nt > nblocks)
         nt = nblocks;
     if (nt < 1)
@@ -973,13 +1120,15 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
     if (n > 0) {
         xlast = API(fastbp_pad_last)(X, n, c_in * plane);
         wrot = (FT*)malloc(sizeof(FT) * ((size_t)c_in * c_out * 25 + 1));
-        scratch = (FT*)malloc(sizeof(FT) * ssize * nt);
+        scratch_mem = malloc(sizeof(FT) * ssize * nt + 64);
+        scratch = (FT*)fastbp_align64(scratch_mem);
         part = (FT*)malloc(sizeof(FT) * plen * FASTBP_WAVE);
     }
     total = (FT*)malloc(sizeof(FT) * plen);
     if (total == NULL || (n > 0 && (xlast == NULL || wrot == NULL || scratch == NULL ||
                                     part == NULL))) {
-        free(lists); free(xlast); free(wrot); free(scratch); free(part); free(total);
+        free(lists); free(groups); free(xlast); free(wrot); free(scratch_mem); free(part);
+        free(total);
         return -1;
     }
     for (j = 0; j < plen; j++) total[j] = 0;
@@ -991,8 +1140,8 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
                     wrot[((ptrdiff_t)ci * c_out + co) * 25 + k] =
                         W[((ptrdiff_t)co * c_in + ci) * 25 + 24 - k];
         a.X = X; a.dZ = dZ; a.dX = dX; a.xlast = xlast; a.wrot = wrot;
-        a.flist = lists; a.fn = lists + 2 * (ptrdiff_t)c_out * c_in;
-        a.blist = lists + (ptrdiff_t)c_out * c_in; a.bn = a.fn + c_out;
+        a.ngroups = fastbp_plan_tiles(table, c_out, c_in, 1, groups, pool);
+        a.groups = groups; a.pool = pool; a.blist = blist; a.bn = bn;
         a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = in_act;
         a.pid = pid; a.npairs = npairs; a.dzp_stride = dzp_stride;
 
@@ -1022,7 +1171,8 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
             }
     for (co = 0; co < c_out; co++) grad_b[co] = total[ng + co];
 
-    free(lists); free(xlast); free(wrot); free(scratch); free(part); free(total);
+    free(lists); free(groups); free(xlast); free(wrot); free(scratch_mem); free(part);
+    free(total);
     return 0;
 }
 

@@ -264,6 +264,18 @@ static int fb_probe(void) { return 0; }
 
 int fastbp_rnn_simd_level(void) { return fb_probe(); }
 
+int fastbp_rnn_set_simd_level(int level)
+{
+#if FB_DISPATCH
+    int best;
+    fb_simd_level = -1;
+    best = fb_probe();
+    fb_simd_level = level < best ? level : best;
+#endif
+    (void)level;
+    return fb_probe();
+}
+
 void fastbp_rnn_act_d(double *out, const double *a, const double *b, ptrdiff_t n, int act)
 {
 #if FB_DISPATCH

@@ -26,5 +26,8 @@ void fastbp_rnn_dact_d(double *out, const double *a, const double *b, const doub
                        ptrdiff_t n, int act);
 /* 1 when the AVX2+FMA copy of the loops is in use, 0 otherwise. */
 int fastbp_rnn_simd_level(void);
+/* Test hook: use at most this level (0: the portable loops); returns the level
+ * now in use. Not thread-safe: call it while no kernel runs. */
+int fastbp_rnn_set_simd_level(int level);
 
 #endif

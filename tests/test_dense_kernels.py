@@ -10,7 +10,9 @@ import _twins_dense as twin
 
 ACTS = ["identity", "logistic", "tanh", "relu", "lecun_tanh"]
 LOSSES = ["softmax_ce", "logistic_ce", "squared", "squared_logistic", "poisson"]
-SHAPES = [(1, 1, 1), (7, 5, 3), (64, 33, 17), (130, 70, 40)]
+# (m, k, n); the last two are large enough to be split over threads, by rows
+# (m > n) and by columns (n > m).
+SHAPES = [(1, 1, 1), (7, 5, 3), (64, 33, 17), (130, 70, 40), (300, 90, 45), (24, 300, 250)]
 
 
 def _rand(rng, *shape, dtype=np.float64):
@@ -130,7 +132,11 @@ def test_results_do_not_depend_on_thread_count():
     """Fixed row blocks and fixed-order sums: the same bits on 1, 2 or 3 threads
     (BLAS itself on one thread, as during fit)."""
     rng = np.random.default_rng(5)
-    m, k, n = 300, 200, 150
+    for m, k, n in [(300, 200, 150), (40, 300, 250)]:
+        _check_thread_independence(rng, m, k, n)
+
+
+def _check_thread_independence(rng, m, k, n):
     A, W, b, delta = _rand(rng, m, k), _rand(rng, k, n), _rand(rng, n), _rand(rng, m, n)
     results = []
     with blas_single_thread():

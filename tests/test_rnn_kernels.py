@@ -333,9 +333,35 @@ def test_bitwise_identical_for_1_and_2_threads():
 
 # ------------------------------------------------------ element-wise accuracy
 
+@pytest.fixture(params=[0, 1], ids=["portable", "avx2"])
+def simd(request):
+    """Run a test on the portable loops and on the AVX2+FMA ones (skipped
+    where the CPU lacks them)."""
+    best = _rnn._set_simd_level(1)
+    if request.param > best:
+        pytest.skip("CPU without AVX2+FMA")
+    assert _rnn._set_simd_level(request.param) == request.param
+    yield request.param
+    _rnn._set_simd_level(1)
+
+
+def test_both_simd_paths_match_twin(simd):
+    bs = _bs("mixed")
+    for act in range(5):
+        for dtype, rtol in ((np.float64, 1e-12), (np.float32, 1e-4)):
+            P, W, dH = _problem(bs, dtype=dtype, seed=act)
+            H = _forward(P, W, bs, act)
+            d = _backward(H, W, bs, dH, act, 2)
+            P64, W64, dH64 = (a.astype(np.float64) for a in (P, W, dH))
+            H64 = twin.rnn_forward(P64, W64, bs, act)
+            assert_allclose(H, H64, rtol=rtol, atol=rtol * 1e-2)
+            assert_allclose(d, twin.rnn_backward(H64, W64, bs, dH64, act, 2),
+                            rtol=rtol, atol=rtol * 1e-1)
+
+
 @pytest.mark.parametrize("dtype,max_ulp", [(np.float64, 4), (np.float32, 4)])
 @pytest.mark.parametrize("act_name", ["tanh", "logistic", "lecun_tanh"])
-def test_activation_accuracy(act_name, dtype, max_ulp):
+def test_activation_accuracy(act_name, dtype, max_ulp, simd):
     # The time loop's own vectorized tanh / sigmoid against NumPy's in float64.
     act = ACTS[act_name]
     x = np.concatenate([np.linspace(-50, 50, 20001), np.geomspace(1e-300, 30, 2000),
@@ -349,7 +375,7 @@ def test_activation_accuracy(act_name, dtype, max_ulp):
     assert ok.all(), (z[~ok][:5], out[~ok][:5], ref[~ok][:5])
 
 
-def test_activation_special_values():
+def test_activation_special_values(simd):
     for dtype in (np.float64, np.float32):
         z = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 800.0, -800.0], dtype=dtype)
         out = np.empty_like(z)
@@ -375,7 +401,21 @@ def test_bad_batch_sizes_and_overlap_are_rejected():
     with pytest.raises(ValueError, match="overlap"):
         _rnn.rnn_backward(P[1:], W, np.array([5, 5, 3], dtype=np.intp), dH[:-1], dH[1:],
                           2, 1, 0)
+    with pytest.raises(ValueError, match="overlap H"):
+        _rnn.rnn_backward(P, W, bs, dH, P, 2, 1, 0)
     with pytest.raises(ValueError, match="shape"):
         _rnn.rnn_forward(P, W[:, :3].copy(), bs, H, 2, 1)
     with pytest.raises(ValueError, match="bptt_steps"):
         _rnn.rnn_backward(P, W, bs, dH, H, 2, 1, -1)
+
+
+def test_empty_batch():
+    bs = np.zeros(0, dtype=np.intp)
+    P = np.zeros((0, 4))
+    W = np.eye(4)
+    H = np.zeros((0, 4))
+    _rnn.rnn_forward(P, W, bs, H, 2, 1)
+    _rnn.rnn_backward(H, W, bs, P, H, 2, 1, 0)
+    G = np.full((4, 4), np.nan)
+    _rnn.rnn_grad_hh(H, P, bs, G, 1)
+    assert_array_equal(G, 0)

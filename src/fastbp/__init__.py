@@ -1,7 +1,7 @@
 """fastbp: backpropagation on multicore CPUs behind a scikit-learn API."""
 from ._version import __version__
 from . import _kernels  # noqa: F401  (a readable error when the build is missing)
-from . import datasets
+from . import datasets, plot
 from ._base import Backprop
 from ._gradcheck import check_gradients
 from ._persist import load
@@ -20,6 +20,7 @@ __all__ = [
     "RNNRegressor",
     "__version__",
     "datasets",
+    "plot",
     "check_gradients",
     "load",
     "show_versions",

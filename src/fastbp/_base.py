@@ -14,6 +14,7 @@ from sklearn.utils.validation import (
 
 from ._solvers import STOCHASTIC_SOLVERS, fit_lbfgs, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
+from ._typing import ArrayLike, MatrixLike, PathLike
 
 
 @dataclass
@@ -72,6 +73,14 @@ def _boolean(est, name):
             f"The '{name}' parameter of {type(est).__name__} must be a bool. "
             f"Got {value!r} instead."
         )
+
+
+def store_init_params(est, params):
+    """Set every constructor argument as an attribute, unchanged (sklearn's
+    rule: no validation or logic in __init__). ``params`` is ``locals()``."""
+    for name, value in params.items():
+        if name not in ("self", "__class__"):
+            setattr(est, name, value)
 
 
 # Spare arrays that hold a fitted model's parameters and optimizer state while
@@ -225,7 +234,7 @@ class BackpropEstimator(BaseEstimator):
         check_is_fitted(self, "_network")
         return self._network.predict(self._check_X(X), self._n_threads(), logits=logits)
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Save the fitted model to ``path`` in fastbp's safe format (no pickle).
 
         The file is an .npz archive of arrays plus JSON metadata; read it back
@@ -261,7 +270,8 @@ class BackpropEstimator(BaseEstimator):
         check_is_fitted(self, "_network")
         return self._network.parameters()
 
-    def backprop(self, X, y, sample_weight=None):
+    def backprop(self, X: MatrixLike, y: ArrayLike,
+                 sample_weight: ArrayLike | None = None) -> Backprop:
         """Run one forward and backward pass on (X, y) without changing the model.
 
         Parameters

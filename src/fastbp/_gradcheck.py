@@ -4,10 +4,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._threads import blas_single_thread
+from ._typing import Any, ArrayLike
 
 
-def check_gradients(estimator, X, y, *, sample_weight=None, eps=1e-6,
-                    max_entries=None, random_state=0):
+def check_gradients(estimator: Any, X: Any, y: Any, *, sample_weight: ArrayLike | None = None,
+                    eps: float = 1e-6, max_entries: int | None = None,
+                    random_state: int | np.random.RandomState | None = 0) -> float:
     """Compare ``estimator.backprop`` with float64 central differences.
 
     The network is copied to float64 (a float32 model is checked through its

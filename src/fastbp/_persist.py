@@ -13,6 +13,8 @@ import zipfile
 
 import numpy as np
 
+from ._typing import Any, PathLike
+
 FORMAT = "fastbp-model"
 FORMAT_VERSION = 1
 META_KEY = "__meta__"
@@ -55,7 +57,7 @@ def _to_json(value):
     raise TypeError(f"cannot store {type(value).__name__} in a model file")
 
 
-def save(estimator, path):
+def save(estimator: Any, path: PathLike) -> None:
     """Write a fitted estimator to ``path`` (an .npz archive, no pickle).
 
     Parameters
@@ -152,7 +154,7 @@ def _read(path):
     return meta, arrays
 
 
-def load(path):
+def load(path: PathLike) -> Any:
     """Load an estimator written by ``save``; runs no code from the file.
 
     Parameters

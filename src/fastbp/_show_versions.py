@@ -3,7 +3,7 @@ import platform
 import sys
 
 
-def show_versions():
+def show_versions() -> None:
     """Print fastbp's, Python's and the dependencies' versions, the OpenMP
     build and thread count, and the BLAS libraries threadpoolctl finds.
 

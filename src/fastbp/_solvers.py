@@ -17,6 +17,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import gen_batches, shuffle
 
 from ._kernels import _dense
+from ._progress import EpochProgress
 
 STOCHASTIC_SOLVERS = ("sgd", "adam")
 
@@ -193,13 +194,17 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
                          and X_train.flags.c_contiguous)
     clip = getattr(est, "clip_grad_norm", None)
 
+    n_batches = -(-n_samples // batch_size)
     est.n_iter_ = 0
+    progress = None
     try:
         for it in range(est.max_iter):
             tic = time.perf_counter()
             if est.shuffle:
                 sample_idx = shuffle(sample_idx, random_state=rng)
             accumulated_loss = 0.0
+            if est.verbose >= 2:
+                progress = EpochProgress(est.n_iter_ + 1, n_batches, n_samples)
             for batch_slice in gen_batches(n_samples, batch_size):
                 m = batch_slice.stop - batch_slice.start
                 if sequences:
@@ -222,6 +227,11 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
                 if clip is not None:
                     _clip_gradient(grad, clip)
                 optimizer.step(est, theta, grad, n_threads)
+                if progress is not None:
+                    progress.update(m, batch_loss)
+            if progress is not None:
+                progress.close()
+                progress = None
 
             est.n_iter_ += 1
             est.loss_ = accumulated_loss / n_samples
@@ -254,6 +264,9 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
                 )
     except KeyboardInterrupt:
         warnings.warn("Training interrupted by user.")
+    finally:
+        if progress is not None:
+            progress.close()
 
     if early_stopping:
         theta[:] = est._best_theta

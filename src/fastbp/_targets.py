@@ -16,6 +16,7 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._base import _restored_on_error
+from ._typing import Any, ArrayLike, EstimatorT, MatrixLike, NDArray
 
 
 def is_stochastic(est):
@@ -144,7 +145,9 @@ class ClassifierTargetsMixin:
 
     # ---------------------------------------------------------------- API
     @available_if(is_stochastic)
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self: EstimatorT, X: MatrixLike, y: ArrayLike,
+                    sample_weight: ArrayLike | None = None,
+                    classes: ArrayLike | None = None) -> EstimatorT:
         """Update the model with a single epoch over the given data.
 
         Parameters
@@ -175,7 +178,7 @@ class ClassifierTargetsMixin:
             y_pred = y_pred.ravel()
         return self._label_binarizer.inverse_transform(y_pred)
 
-    def predict(self, X):
+    def predict(self, X: MatrixLike) -> NDArray[Any]:
         """Predict with the multi-layer perceptron classifier.
 
         Parameters
@@ -189,7 +192,7 @@ class ClassifierTargetsMixin:
         """
         return self._predict_encoded(self._check_X(X))
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: MatrixLike) -> NDArray[Any]:
         """Probability estimates.
 
         Parameters
@@ -210,7 +213,7 @@ class ClassifierTargetsMixin:
             y_pred /= np.maximum(y_pred.sum(axis=1, keepdims=True), np.finfo(y_pred.dtype).tiny)
         return y_pred
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: MatrixLike) -> NDArray[Any]:
         """Log of probability estimates, computed from the logits (no log(0)).
 
         Parameters
@@ -294,7 +297,8 @@ class RegressorTargetsMixin:
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
     @available_if(is_stochastic)
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self: EstimatorT, X: MatrixLike, y: ArrayLike,
+                    sample_weight: ArrayLike | None = None) -> EstimatorT:
         """Update the model with a single epoch over the given data.
 
         Parameters
@@ -309,7 +313,7 @@ class RegressorTargetsMixin:
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: MatrixLike) -> NDArray[Any]:
         """Predict using the multi-layer perceptron model.
 
         Parameters

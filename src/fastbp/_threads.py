@@ -1,5 +1,6 @@
 """How many OpenMP threads a fit uses, worked out once per fit."""
 import os
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -15,14 +16,42 @@ def _usable_cpu_count():
         return os.cpu_count() or 1
 
 
-def effective_n_threads(n_jobs=None):
+def _dask_task_share():
+    """Cores per task thread when called from a dask worker's task, else None.
+
+    Dask runs several tasks at once in each worker (its ``nthreads``); a fit
+    inside one of them must leave the other task threads their cores. Worker
+    processes started by a nanny get ``OMP_NUM_THREADS=1`` from dask's
+    ``distributed.nanny.pre-spawn-environ`` (which ``omp_get_max_threads``
+    already honours), but workers living in the client's process
+    (``LocalCluster(processes=False)``) do not, so share the usable cores
+    among every task thread of the workers of this process.
+    """
+    distributed = sys.modules.get("distributed")
+    if distributed is None:  # dask was never imported: not a worker
+        return None
+    try:
+        distributed.get_worker()
+        from distributed.worker import Worker
+
+        task_threads = sum(
+            int(getattr(w, "nthreads", 1) or 1) for w in list(Worker._instances)
+            if getattr(getattr(w, "status", None), "name", "") not in ("closed", "failed"))
+    except Exception:  # not in a task, or a dask without these internals
+        return None
+    return max(1, _usable_cpu_count() // max(1, task_threads))
+
+
+def effective_n_threads(n_jobs: int | None = None) -> int:
     """Return the number of threads a fit with ``n_jobs`` should use.
 
     Parameters
     ----------
     n_jobs : int or None
         None means every usable core, capped by OMP_NUM_THREADS when it is set
-        (``omp_get_max_threads``); a negative value counts back from the number
+        (``omp_get_max_threads``, which also follows a threadpoolctl limit set
+        in the calling thread); inside a dask worker's task, the cores divided
+        by the worker's task threads. A negative value counts back from the number
         of usable cores as in scikit-learn (-1 is all of them). A positive value
         is capped at the number of usable cores: more threads than cores only
         makes OpenMP teams wait on each other.
@@ -38,6 +67,9 @@ def effective_n_threads(n_jobs=None):
         return 1
     n_cpus = _usable_cpu_count()
     if n_jobs is None:
+        share = _dask_task_share()
+        if share is not None:
+            n_cpus = min(n_cpus, share)
         return max(1, min(_openmp.omp_max_threads(), n_cpus))
     if n_jobs < 0:
         return max(1, n_cpus + 1 + n_jobs)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._typing import Any, NDArray, PathLike
+
 __all__ = ["load_idx", "load_fashion_mnist"]
 
 # IDX type byte -> big-endian dtype of the payload.
@@ -114,7 +116,7 @@ def _parse_idx(stream, name, size_limit, exact_size):
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
-def load_idx(path):
+def load_idx(path: PathLike) -> NDArray[Any]:
     """Read an IDX file (the MNIST file format), raw or gzip-compressed.
 
     The layout is two zero bytes, a type byte (``0x08`` uint8, ``0x09``
@@ -191,7 +193,8 @@ def _find(directory, stem):
     return None
 
 
-def load_fashion_mnist(subset="train", *, path=None):
+def load_fashion_mnist(subset: str = "train", *, path: PathLike | None = None
+                       ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
     """Load the Fashion-MNIST images and labels.
 
     Fashion-MNIST holds 28x28 grayscale images of clothing in 10 classes:

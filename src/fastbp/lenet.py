@@ -6,10 +6,11 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._base import BackpropEstimator, _options
+from ._base import BackpropEstimator, _options, store_init_params
 from ._layers import Conv5x5, Dense, MeanPool2x2
 from ._network import Network
 from ._targets import ClassifierTargetsMixin
+from ._typing import ArrayLike, EstimatorT
 
 # LeCun et al. (1998), Table I: which S2 maps (rows) each C3 map (columns) sees.
 # C3 maps 0-5 take 3 contiguous S2 maps, 6-11 take 4 contiguous, 12-14 take 4
@@ -119,32 +120,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         max_fun=15000,
         n_jobs=None,
     ):
-        self.activation = activation
-        self.connection_table = connection_table
-        self.image_shape = image_shape
-        self.loss = loss
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.n_jobs = n_jobs
+        store_init_params(self, locals())
 
     # ------------------------------------------------------------ validation
     def _validate_params(self):
@@ -301,7 +277,8 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         names = ["C1", "S2", "C3", "S4", "C5", "F6", "output"]
         return {name: layer.n_trainable for name, layer in zip(names, self._network.layers)}
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self: EstimatorT, X: ArrayLike, y: ArrayLike,
+            sample_weight: ArrayLike | None = None) -> EstimatorT:
         """Train LeNet-5 on images X and labels y.
 
         Parameters

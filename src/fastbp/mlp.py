@@ -7,10 +7,11 @@ import scipy.sparse as sp
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import BackpropEstimator, _options
+from ._base import BackpropEstimator, _options, store_init_params
 from ._layers import Dense
 from ._network import Network
 from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin
+from ._typing import ArrayLike, EstimatorT, MatrixLike
 
 
 def _hidden_sizes(hidden_layer_sizes):
@@ -100,7 +101,8 @@ class _BaseMLP(BackpropEstimator):
             return X.astype(self._network.dtype)
         return np.ascontiguousarray(X, dtype=self._network.dtype)
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self: EstimatorT, X: MatrixLike, y: ArrayLike,
+            sample_weight: ArrayLike | None = None) -> EstimatorT:
         """Fit the model to data matrix X and targets y.
 
         Parameters
@@ -249,31 +251,7 @@ class MLPClassifier(ClassifierTargetsMixin, ClassifierMixin, _BaseMLP):
         loss="log_loss",
         n_jobs=None,
     ):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.loss = loss
-        self.n_jobs = n_jobs
+        store_init_params(self, locals())
 
 
 
@@ -333,29 +311,5 @@ n_iter_, n_layers_, n_outputs_, out_activation_
         max_fun=15000,
         n_jobs=None,
     ):
-        self.loss = loss
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.n_jobs = n_jobs
+        store_init_params(self, locals())
 

@@ -8,9 +8,10 @@ from sklearn.utils.validation import (
     _check_sample_weight, check_array, check_is_fitted, validate_data,
 )
 
-from ._base import BackpropEstimator, _options
+from ._base import Backprop, BackpropEstimator, _options, store_init_params
 from ._sequences import Ragged, RNNNetwork, pack
 from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin, _finite_outputs
+from ._typing import ArrayLike, EstimatorT, Predictions, SequencesLike
 
 _FLOATS = (np.float64, np.float32)
 
@@ -202,7 +203,8 @@ class _RNNMixin:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
         return pack(X, np.arange(len(X)), targets, sample_weight)
 
-    def backprop(self, X, y, sample_weight=None):
+    def backprop(self, X: SequencesLike, y: SequencesLike,
+                 sample_weight: ArrayLike | None = None) -> Backprop:
         """One forward pass and BPTT on (X, y) without changing the model.
 
         Parameters
@@ -220,7 +222,8 @@ class _RNNMixin:
         """
         return super().backprop(X, y, sample_weight)
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self: EstimatorT, X: SequencesLike, y: SequencesLike,
+            sample_weight: ArrayLike | None = None) -> EstimatorT:
         """Train the RNN by backpropagation through time.
 
         Parameters
@@ -322,34 +325,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, n_jobs=None):
-        self.hidden_size = hidden_size
-        self.nonlinearity = nonlinearity
-        self.output = output
-        self.clip_grad_norm = clip_grad_norm
-        self.bptt_steps = bptt_steps
-        self.loss = loss
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.n_jobs = n_jobs
+        store_init_params(self, locals())
 
     def _validate_params(self):
         _options(self, "loss", {"log_loss", "squared_error"})
@@ -361,7 +337,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
             sample_weight = np.repeat(sample_weight, X.lengths)
         return accuracy_score(y_true, self._predict_encoded(X), sample_weight=sample_weight)
 
-    def predict(self, X):
+    def predict(self, X: SequencesLike) -> Predictions:
         """Predict classes.
 
         Parameters
@@ -377,7 +353,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         X = self._check_X(X)
         return self._unflatten(self._predict_encoded(X), X)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: SequencesLike) -> Predictions:
         """Class probabilities, in the shape of the targets plus a class axis.
 
         Parameters
@@ -391,7 +367,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         X = self._check_X(X)
         return self._unflatten(ClassifierTargetsMixin.predict_proba(self, X), X)
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: SequencesLike) -> Predictions:
         """Log of class probabilities, computed from the logits.
 
         Parameters
@@ -405,7 +381,8 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         X = self._check_X(X)
         return self._unflatten(ClassifierTargetsMixin.predict_log_proba(self, X), X)
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X: SequencesLike, y: SequencesLike,
+              sample_weight: ArrayLike | None = None) -> float:
         """Mean accuracy over every predicted step (or sequence).
 
         Parameters
@@ -449,34 +426,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, n_jobs=None):
-        self.hidden_size = hidden_size
-        self.nonlinearity = nonlinearity
-        self.output = output
-        self.clip_grad_norm = clip_grad_norm
-        self.bptt_steps = bptt_steps
-        self.loss = loss
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.n_jobs = n_jobs
+        store_init_params(self, locals())
 
     def _validate_params(self):
         _options(self, "loss", {"squared_error", "poisson"})
@@ -489,7 +439,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         return r2_score(y_true, _finite_outputs(self._predict_checked(X)),
                         sample_weight=sample_weight)
 
-    def predict(self, X):
+    def predict(self, X: SequencesLike) -> Predictions:
         """Predict targets.
 
         Parameters
@@ -503,7 +453,8 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         X = self._check_X(X)
         return self._unflatten(self._predict_checked(X), X)
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X: SequencesLike, y: SequencesLike,
+              sample_weight: ArrayLike | None = None) -> float:
         """R² over every predicted step (or sequence).
 
         Parameters

@@ -13,7 +13,11 @@ added in order.
 
 A convolution whose output is 1x1 (input 5x5, such as LeNet's C5) with a full
 connection table is a dense layer: it runs as one GEMM over the whole batch,
-called outside any OpenMP region, followed by one fused element-wise pass.
+called outside any OpenMP region, followed by one fused element-wise pass on
+the calling thread. That pass is ~1% of the GEMM's work, and opening an
+OpenMP team right after a GEMM makes it fight BLAS's own threads, which spin
+for a while after each call (measured: 10x slower on 2 cores). BLAS's thread
+count is set by the caller (threadpoolctl), not by n_threads.
 """
 from cython cimport floating
 from libc.stdint cimport uint8_t
@@ -65,6 +69,9 @@ cdef extern from "conv.h" nogil:
 
 
 _PATHS = {"portable": 0, "avx2-fma": 1, None: -1}
+
+# Resolve the CPU's instruction set once, at import, while the GIL is held.
+fastbp_conv_dispatch_path()
 
 
 def dispatch_path():
@@ -152,10 +159,10 @@ def conv5x5_forward(const floating[:, :, :, ::1] X,
                  &W[0, 0, 0, 0], k, <floating> 0, &Y[0, 0, 0, 0], c_out)
             if floating is float:
                 fastbp_bias_act_rows_f32(&Y[0, 0, 0, 0], &b[0], n, c_out, activation,
-                                         n_threads)
+                                         1)
             else:
                 fastbp_bias_act_rows_f64(&Y[0, 0, 0, 0], &b[0], n, c_out, activation,
-                                         n_threads)
+                                         1)
         elif floating is float:
             status = fastbp_conv5x5_forward_f32(&X[0, 0, 0, 0], &W[0, 0, 0, 0], &b[0],
                                                 &table[0, 0], &Y[0, 0, 0, 0], n, c_in,
@@ -222,10 +229,10 @@ def conv5x5_backward(const floating[:, :, :, ::1] X,
                      &W[0, 0, 0, 0], k, <floating> 0, dX_ptr, k)
                 if floating is float:
                     fastbp_mul_deriv_f32(dX_ptr, &X[0, 0, 0, 0], <Py_ssize_t> n * k,
-                                         input_activation, n_threads)
+                                         input_activation, 1)
                 else:
                     fastbp_mul_deriv_f64(dX_ptr, &X[0, 0, 0, 0], <Py_ssize_t> n * k,
-                                         input_activation, n_threads)
+                                         input_activation, 1)
         elif floating is float:
             status = fastbp_conv5x5_backward_f32(
                 &X[0, 0, 0, 0] if n > 0 else NULL, &W[0, 0, 0, 0],

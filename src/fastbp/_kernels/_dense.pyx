@@ -19,8 +19,8 @@ from ._math cimport (activate, derivative_from_output, sigmoid, fexp, flog,
 # Below this many elements (or multiply-adds) an OpenMP team costs more than it saves.
 cdef Py_ssize_t PARALLEL_MIN_WORK = 16384
 cdef Py_ssize_t PARALLEL_MIN_FLOPS = 1 << 20
-# Row blocks handed to BLAS start at multiples of this (whole micro-tiles).
-cdef Py_ssize_t GEMM_ROW_ALIGN = 16
+# Row/column blocks handed to BLAS start at multiples of this (whole micro-tiles).
+cdef Py_ssize_t GEMM_ALIGN = 16
 # Block length of the fixed-order reductions.
 cdef Py_ssize_t REDUCE_BLOCK = 4096
 
@@ -46,32 +46,38 @@ cdef inline int blocks_for(Py_ssize_t flops, int n_threads) noexcept nogil:
 
 
 cdef inline Py_ssize_t block_start(Py_ssize_t total, int n_blocks, int blk) noexcept nogil:
-    """Start of block ``blk`` when ``total`` rows are cut into ``n_blocks``
-    parts aligned to GEMM_ROW_ALIGN rows (so BLAS sees whole micro-tiles)."""
+    """Start of block ``blk`` when ``total`` rows or columns are cut into
+    ``n_blocks`` parts aligned to GEMM_ALIGN (so BLAS sees whole micro-tiles)."""
     cdef Py_ssize_t per = (total + n_blocks - 1) // n_blocks
-    per = (per + GEMM_ROW_ALIGN - 1) // GEMM_ROW_ALIGN * GEMM_ROW_ALIGN
+    per = (per + GEMM_ALIGN - 1) // GEMM_ALIGN * GEMM_ALIGN
     return min(blk * per, total)
 
 
-cdef void bias_activate(floating* out, const floating* bias, Py_ssize_t m,
-                        Py_ssize_t n, int act) noexcept nogil:
-    """out[i, j] = act(out[i, j] + bias[j]) for a row-major (m, n) block."""
+cdef void bias_activate(floating* out, const floating* bias, Py_ssize_t rows,
+                        Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t ld, int act) noexcept nogil:
+    """out[i, j] = act(out[i, j] + bias[j]) for columns c0..c1 of a row-major block."""
     cdef Py_ssize_t i, j
     cdef floating* row
-    for i in range(m):
-        row = out + i * n
-        for j in range(n):
+    for i in range(rows):
+        row = out + i * ld
+        for j in range(c0, c1):
             row[j] = activate(row[j] + bias[j], act)
 
 
-cdef void multiply_derivative(floating* delta, const floating* act_out,
-                              Py_ssize_t size, int act) noexcept nogil:
-    """delta *= g'(z), with g'(z) computed from act_out = g(z)."""
-    cdef Py_ssize_t i
+cdef void multiply_derivative(floating* delta, const floating* act_out, Py_ssize_t rows,
+                              Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t ld,
+                              int act) noexcept nogil:
+    """delta *= g'(z) on columns c0..c1, g'(z) computed from act_out = g(z)."""
+    cdef Py_ssize_t i, j
+    cdef floating* row
+    cdef const floating* a_row
     if act == 0:  # identity: g' = 1
         return
-    for i in range(size):
-        delta[i] = delta[i] * derivative_from_output(act_out[i], act)
+    for i in range(rows):
+        row = delta + i * ld
+        a_row = act_out + i * ld
+        for j in range(c0, c1):
+            row[j] = row[j] * derivative_from_output(a_row[j], act)
 
 
 cdef void column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
@@ -87,33 +93,57 @@ cdef void column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
             out[j] += row[j]
 
 
-# The GEMMs are split into one row block per thread inside an OpenMP team and
-# BLAS itself runs on one thread (the engine sets that around fit and
-# predict): two thread pools on the same cores slow small GEMMs several-fold,
-# and each block's bias/activation/derivative pass runs while it is in cache.
+cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                     const floating* A, const floating* B, floating* C,
+                     const floating* bias, const floating* act_out, int act,
+                     int n_threads) noexcept nogil:
+    """C (m, n) = A (m, k) @ op(B), then an epilogue on each block while it is
+    in cache: with ``bias``, C = act(C + bias); with ``act_out``,
+    C *= act'(from act_out) (act_out has C's shape).
+
+    The product is split into one block per thread inside one OpenMP team
+    while BLAS runs on one thread (the engine sets that around fit and
+    predict): two thread pools on the same cores slow small GEMMs several-fold.
+    The split runs along the larger of m and n, so each thread packs only its
+    share of the larger operand. B is (k, n), or (n, k) when trans_b.
+    """
+    cdef int n_blocks = blocks_for(m * n * k, n_threads)
+    cdef bint by_columns = n > m
+    cdef int blk
+    cdef Py_ssize_t lo, hi
+    cdef Py_ssize_t ldb = k if trans_b else n
+    for blk in prange(n_blocks, num_threads=n_blocks, schedule="static"):
+        lo = block_start(n if by_columns else m, n_blocks, blk)
+        hi = block_start(n if by_columns else m, n_blocks, blk + 1)
+        if hi > lo:
+            if by_columns:
+                gemm(False, trans_b, <int> m, <int> (hi - lo), <int> k, <floating> 1, A,
+                     <int> k, B + (lo * k if trans_b else lo), <int> ldb, <floating> 0,
+                     C + lo, <int> n)
+                if bias != NULL:
+                    bias_activate(C, bias, m, lo, hi, n, act)
+                elif act_out != NULL:
+                    multiply_derivative(C, act_out, m, lo, hi, n, act)
+            else:
+                gemm(False, trans_b, <int> (hi - lo), <int> n, <int> k, <floating> 1,
+                     A + lo * k, <int> k, B, <int> ldb, <floating> 0, C + lo * n, <int> n)
+                if bias != NULL:
+                    bias_activate(C + lo * n, bias, hi - lo, 0, n, n, act)
+                elif act_out != NULL:
+                    multiply_derivative(C + lo * n, act_out + lo * n, hi - lo, 0, n, n, act)
+
 
 def dense_forward(const floating[:, ::1] A_in, const floating[:, ::1] W,
                   const floating[::1] b,
                   floating[:, ::1] A_out,  # OUT
                   int activation, int n_threads):
-    """A_out = g(A_in @ W + b): GEMM, then bias and activation on each row block.
+    """A_out = g(A_in @ W + b): GEMM, then bias and activation on each block.
 
     A_in (m, k), W (k, n), b (n,), A_out (m, n).
     """
-    cdef Py_ssize_t m = A_in.shape[0]
-    cdef int k = A_in.shape[1]
-    cdef int n = W.shape[1]
-    cdef int n_blocks = blocks_for(m * n * k, n_threads)
-    cdef int blk
-    cdef Py_ssize_t r0, r1
     with nogil:
-        for blk in prange(n_blocks, num_threads=n_blocks, schedule="static"):
-            r0 = block_start(m, n_blocks, blk)
-            r1 = block_start(m, n_blocks, blk + 1)
-            if r1 > r0:
-                gemm(False, False, <int> (r1 - r0), n, k, <floating> 1, &A_in[r0, 0], k,
-                     &W[0, 0], n, <floating> 0, &A_out[r0, 0], n)
-                bias_activate(&A_out[r0, 0], &b[0], r1 - r0, n, activation)
+        split_gemm(False, A_in.shape[0], W.shape[1], A_in.shape[1], &A_in[0, 0], &W[0, 0],
+                   &A_out[0, 0], &b[0], NULL, activation, n_threads)
 
 
 def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
@@ -136,7 +166,9 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
     cdef int blk
     cdef Py_ssize_t r0, r1
     with nogil:
-        # grad_W rows are split: rows k0..k1 of A_in^T are columns of A_in.
+        # grad_W (k, n) is split by rows (k >= n here almost always): rows
+        # k0..k1 of A_in^T are columns of A_in; each thread packs all of delta,
+        # the smaller operand.
         for blk in prange(n_blocks, num_threads=n_blocks, schedule="static"):
             r0 = block_start(k, n_blocks, blk)
             r1 = block_start(k, n_blocks, blk + 1)
@@ -145,15 +177,8 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
                      <int> k, &delta[0, 0], n, <floating> 0, &grad_W[r0, 0], n)
         column_sums(&delta[0, 0], m, n, &grad_b[0])
         if want_delta_in:
-            for blk in prange(n_blocks, num_threads=n_blocks, schedule="static"):
-                r0 = block_start(m, n_blocks, blk)
-                r1 = block_start(m, n_blocks, blk + 1)
-                if r1 > r0:
-                    gemm(False, True, <int> (r1 - r0), <int> k, n, <floating> 1,
-                         &delta[r0, 0], n, &W[0, 0], n, <floating> 0,
-                         &delta_in[r0, 0], <int> k)
-                    multiply_derivative(&delta_in[r0, 0], &A_in[r0, 0],
-                                        (r1 - r0) * k, input_activation)
+            split_gemm(True, m, k, n, &delta[0, 0], &W[0, 0], &delta_in[0, 0], NULL,
+                       &A_in[0, 0], input_activation, n_threads)
 
 
 cdef floating row_loss_delta(floating* z, const floating* y, floating* d,

@@ -21,9 +21,22 @@ t-1 are the first ``batch_sizes[t]`` rows of block t-1.
 Only ``h_{t-1} @ W_hh`` (forward) and ``delta_{t+1} @ W_hh.T`` (backward) sit
 inside the time loop: one BLAS GEMM of ``batch_sizes[t]`` rows per step, run
 outside any OpenMP region so BLAS uses its own threads, each followed by one
-fused element-wise pass (OpenMP, vectorized C in csrc/rnn.c). Element-wise
-passes do not depend on the thread count, so results are identical for any
+fused element-wise pass (vectorized C in csrc/rnn.c). Element-wise passes do
+not depend on the thread count, so results are identical for any
 ``n_threads`` given the same BLAS.
+
+Threads: ``n_threads`` is the OpenMP team of the element-wise passes, and a
+pass only uses it when its step is large (ACT_PARALLEL_MIN elements). Inside
+the time loop every such pass is an OpenMP region sandwiched between two BLAS
+calls. With a multi-threaded BLAS (OpenBLAS pthreads) and libgomp's default
+spin-wait, each switch between the two thread pools can stall for
+milliseconds when the threads fill the cores (measured 5-10 ms a switch on 2
+cores, against ~0.1 ms of work per step). So pass ``n_threads=1`` while BLAS
+runs multi-threaded -- the passes are a small part of the loop -- and
+``n_threads > 1`` only with BLAS limited to one thread or with
+OMP_WAIT_POLICY=passive. (The same holds between two BLAS libraries: the
+GEMMs around these kernels should go through fastbp's ``_blas.gemm``, i.e.
+scipy's BLAS, not np.matmul, which uses NumPy's own OpenBLAS pool.)
 
 Activation codes: 0 identity, 1 logistic, 2 tanh, 3 relu, 4 LeCun tanh
 (``fastbp._kernels._dense.ACTIVATION_CODES``).
@@ -43,6 +56,7 @@ cdef extern from "rnn.h":
     void fastbp_rnn_dact_d(double* out, const double* a, const double* b,
                            const double* h, Py_ssize_t n, int act) noexcept nogil
     int fastbp_rnn_simd_level() noexcept nogil
+    int fastbp_rnn_set_simd_level(int level) noexcept nogil
 
 # Below this many elements in one step an OpenMP team costs more than it saves
 # (tanh costs about 1 ns an element; the backward pass much less).
@@ -342,6 +356,9 @@ def rnn_backward(const floating[:, ::1] H, const floating[:, ::1] W_hh,
         return
     if _overlap(&dH[0, 0], &delta[0, 0], n_rows * n_hidden * sizeof(floating)):
         raise ValueError("delta must be dH itself or not overlap it")
+    if _overlap(&H[0, 0], &delta[0, 0], n_rows * n_hidden * sizeof(floating)) or \
+            &H[0, 0] == &delta[0, 0]:
+        raise ValueError("delta must not overlap H")
     with nogil:
         _backward(&H[0, 0], &W_hh[0, 0], &batch_sizes[0], T, <int> n_hidden, n_rows,
                   &dH[0, 0], &delta[0, 0], activation, n_threads, bptt_steps)
@@ -397,3 +414,9 @@ def rnn_activation(const floating[::1] z,
 def simd_level():
     """1 when the AVX2+FMA copy of the element-wise loops runs, else 0."""
     return fastbp_rnn_simd_level()
+
+
+def _set_simd_level(int level):
+    """Test hook: use at most this SIMD level (0: portable loops), capped by
+    what the CPU has; returns the level now in use. Call while no kernel runs."""
+    return fastbp_rnn_set_simd_level(level)

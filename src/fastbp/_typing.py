@@ -1,0 +1,25 @@
+"""Type aliases of fastbp's public API (PEP 561: the package ships py.typed)."""
+import os
+from typing import TYPE_CHECKING, Any, Sequence, TypeVar, Union
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import ArrayLike, NDArray
+
+#: Tabular input: anything np.asarray accepts, or a scipy sparse matrix.
+MatrixLike = Union[ArrayLike, sp.spmatrix]
+#: Sequence input of the RNNs: a 3-D array, or a list of (n_steps_i, n_features) arrays.
+SequencesLike = Union[ArrayLike, Sequence[ArrayLike]]
+#: A file name.
+PathLike = Union[str, os.PathLike]
+#: What predict and friends return: an array, or a list of arrays for ragged sequences.
+Predictions = Union[NDArray[Any], list]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._base import BackpropEstimator
+
+#: ``fit`` and ``partial_fit`` return the estimator itself.
+EstimatorT = TypeVar("EstimatorT", bound="BackpropEstimator")
+
+__all__ = ["ArrayLike", "EstimatorT", "MatrixLike", "NDArray", "PathLike", "Predictions",
+           "SequencesLike", "np"]
