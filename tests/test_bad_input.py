@@ -157,9 +157,15 @@ def _assert_same(obj, snapshot):
         else:
             np.testing.assert_array_equal(obj, snapshot)
     elif isinstance(snapshot, list):
-        assert len(obj) == len(snapshot)
+        assert isinstance(obj, list) and len(obj) == len(snapshot)
         for a, b in zip(obj, snapshot):
             _assert_same(a, b)
+    elif hasattr(snapshot, "to_numpy"):  # DataFrame
+        np.testing.assert_array_equal(obj.to_numpy(), snapshot.to_numpy())
+    elif snapshot is None or isinstance(snapshot, (float, int, str)):
+        assert obj == snapshot or (obj != obj and snapshot != snapshot)  # NaN == NaN
+    else:
+        raise TypeError(f"cannot compare {type(snapshot)}")
 
 
 def _model_state(est):
@@ -230,34 +236,45 @@ def _check_raises(name, method, X, y, exc, match, tmp_path, sample_weight=None):
 
 def _x_cases():
     for name in NAMES:
-        kind = _kind(name)
-        for bad, (_, match, kinds) in BAD_X.items():
-            if kinds is not None and kind not in kinds:
-                continue
-            for method in X_METHODS:
-                if method == "predict_proba" and name not in CLASSIFIERS:
-                    continue
-                yield pytest.param(name, bad, method, id=f"{name}-{bad}-{method}")
+        for bad, (_, _, kinds) in BAD_X.items():
+            if kinds is None or _kind(name) in kinds:
+                yield pytest.param(name, bad, id=f"{name}-{bad}")
 
 
 def _y_cases():
     for name in NAMES:
-        for bad, (_, match, names) in BAD_Y.items():
-            if names is not None and name not in names:
-                continue
-            for method in Y_METHODS:
-                yield pytest.param(name, bad, method, id=f"{name}-{bad}-{method}")
+        for bad, (_, _, names) in BAD_Y.items():
+            if names is None or name in names:
+                yield pytest.param(name, bad, id=f"{name}-{bad}")
 
 
-@pytest.mark.parametrize("name,bad,method", list(_x_cases()))
-def test_bad_X(name, bad, method, tmp_path):
-    X, y = make_data(name)
+def _check_every_method(name, methods, make_args, match, tmp_path):
+    """_check_raises for each method; report every method that fails at once
+    (one test per input rather than per method keeps the matrix quick)."""
+    failures = []
+    for method in methods:
+        if method == "predict_proba" and name not in CLASSIFIERS:
+            continue
+        X, y = make_args(method)
+        try:
+            _check_raises(name, method, X, y, ValueError, match, tmp_path)
+        except (Exception, pytest.fail.Exception) as exc:
+            failures.append(f"{method}: {type(exc).__name__}: {exc}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("name,bad", list(_x_cases()))
+def test_bad_X(name, bad, tmp_path):
     make_bad, match, _ = BAD_X[bad]
-    X_bad = make_bad(X)
-    if bad in ("zero_samples", "no_sequences") and method not in (
-            "predict", "predict_proba", "loaded.predict"):
-        y = y[:0]
-    _check_raises(name, method, X_bad, y, ValueError, match, tmp_path)
+
+    def make_args(method):
+        X, y = make_data(name)
+        if bad in ("zero_samples", "no_sequences") and method not in (
+                "predict", "predict_proba", "loaded.predict"):
+            y = y[:0]
+        return make_bad(X), y
+
+    _check_every_method(name, X_METHODS, make_args, match, tmp_path)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -272,15 +289,19 @@ def test_wrong_number_of_features_after_fit(name, method, tmp_path):
     _check_raises(name, method, make_bad(X), y, ValueError, match, tmp_path)
 
 
-@pytest.mark.parametrize("name,bad,method", list(_y_cases()))
-def test_bad_y(name, bad, method, tmp_path):
-    X, y = make_data(name)
+@pytest.mark.parametrize("name,bad", list(_y_cases()))
+def test_bad_y(name, bad, tmp_path):
     make_bad, match, _ = BAD_Y[bad]
     if bad == "complex" and name in CLASSIFIERS:
         match = r"Complex data not supported|Unknown label type"
     if bad == "too_short" and _kind(name) == "rnn":
         match = r"inconsistent numbers of samples|y holds 7 targets, X holds 8 sequences"
-    _check_raises(name, method, X, make_bad(y), ValueError, match, tmp_path)
+
+    def make_args(method):
+        X, y = make_data(name)
+        return X, make_bad(y)
+
+    _check_every_method(name, Y_METHODS, make_args, match, tmp_path)
 
 
 @pytest.mark.parametrize("name", ["MLPRegressor", "RNNRegressor"])
@@ -470,11 +491,13 @@ def _outputs(est, X):
 @pytest.mark.parametrize("name", NAMES)
 def test_accepted_variants_give_the_same_model(name, tmp_path):
     X, y = _int_data(name)
-    ref = _fit(FACTORIES[name](), X, y)
+    sw = np.linspace(0.5, 1.5, len(y))
+    ref = _fit(FACTORIES[name](), X, y, sample_weight=sw)
     expected = _outputs(ref, X)
+    y_snapshot, sw_snapshot = _freeze(y), _freeze(sw)  # read-only from here on
     for variant, Xv in _variants(name, X, tmp_path).items():
         snapshot = copy.deepcopy(Xv) if not isinstance(Xv, np.memmap) else np.array(Xv)
-        est = _fit(FACTORIES[name](), Xv, y)
+        est = _fit(FACTORIES[name](), Xv, y, sample_weight=sw)
         got = _outputs(est, Xv)
         if variant == "float32":
             assert est._network.dtype == np.float32
@@ -483,13 +506,18 @@ def test_accepted_variants_give_the_same_model(name, tmp_path):
             np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12,
                                        err_msg=variant)
             # and the reference model reads the variant as X
-            np.testing.assert_allclose(_outputs(ref, Xv), expected, rtol=1e-12,
-                                       atol=1e-12, err_msg=variant)
-        _assert_same(Xv if not isinstance(Xv, np.memmap) else np.array(Xv), snapshot)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "X has feature names", UserWarning)
+                np.testing.assert_allclose(_outputs(ref, Xv), expected, rtol=1e-12,
+                                           atol=1e-12, err_msg=variant)
         # backprop and partial_fit take the variant too
-        np.testing.assert_allclose(est.backprop(Xv, y).loss, ref.backprop(X, y).loss,
+        np.testing.assert_allclose(est.backprop(Xv, y, sample_weight=sw).loss,
+                                   ref.backprop(X, y, sample_weight=sw).loss,
                                    rtol=1e-4 if variant == "float32" else 1e-12)
-        est.partial_fit(Xv, y)
+        est.partial_fit(Xv, y, sample_weight=sw)
+        _assert_same(Xv if not isinstance(Xv, np.memmap) else np.array(Xv), snapshot)
+    _assert_same(y, y_snapshot)
+    _assert_same(sw, sw_snapshot)
 
 
 @pytest.mark.parametrize("name", ["RNNClassifier", "RNNRegressor"])
@@ -503,6 +531,11 @@ def test_rnn_univariate_2d_equals_3d_with_one_feature(name):
     np.testing.assert_allclose(_outputs(a, X2[:, :, None]), _outputs(a, X2), rtol=1e-12)
     np.testing.assert_allclose(_outputs(a, [s[:, None] for s in X2]), _outputs(a, X2),
                                rtol=1e-12)
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X2, columns=[f"t{i}" for i in range(X2.shape[1])])
+    c = _fit(FACTORIES[name](), frame, y)
+    np.testing.assert_allclose(_outputs(c, frame), _outputs(a, X2), rtol=1e-12)
+    assert list(c.feature_names_in_) == list(frame.columns)
 
 
 def test_sparse_input_with_nan_is_rejected():
@@ -569,18 +602,18 @@ def test_bad_per_step_targets(name, bad, match, method):
     else:
         run = lambda: est.partial_fit(X, y_bad)  # noqa: E731
     frozen = [_freeze(X), _freeze(y_bad)]
-    before = _model_state_seq(est, X)
+    before = _model_state_seq(est)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         with pytest.raises(ValueError, match=match):
             run()
     _assert_same(X, frozen[0])
     _assert_same(y_bad, frozen[1])
-    after = _model_state_seq(est, X)
+    after = _model_state_seq(est)
     assert (before is None) == (after is None)
     if before is not None:
         np.testing.assert_array_equal(before, after)
 
 
-def _model_state_seq(est, X):
+def _model_state_seq(est):
     return est._network.theta.copy() if hasattr(est, "_network") else None

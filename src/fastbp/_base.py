@@ -1,7 +1,7 @@
 """What every fastbp estimator shares: solver hyperparameters, the fit driver,
 parameter views and backprop inspection. No arithmetic lives here."""
-import copy
 import numbers
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -83,25 +83,50 @@ def store_init_params(est, params):
             setattr(est, name, value)
 
 
+# Spare arrays that hold a fitted model's parameters and optimizer state while
+# training continues (warm_start, partial_fit), so that a call that fails can
+# put them back. Kept beside the network rather than on the estimator (so they
+# are not pickled) and reused from call to call: fresh copies each time cost
+# page faults that can exceed a small partial_fit's arithmetic.
+_SPARES = weakref.WeakKeyDictionary()
+
+
+def _copy_to_spares(net, arrays):
+    spares = _SPARES.get(net)
+    if spares is None or [(s.shape, s.dtype) for s in spares] != [
+            (a.shape, a.dtype) for a in arrays]:
+        spares = _SPARES[net] = [np.empty_like(a) for a in arrays]
+    for spare, a in zip(spares, arrays):
+        np.copyto(spare, a)
+    return spares
+
+
 @contextmanager
-def _restored_on_error(est):
-    """Put back every attribute of ``est`` when the block raises, including
-    what training changes in place: the parameters, the optimizer state and
-    the fitted lists (``loss_curve_``, ...)."""
+def _restored_on_error(est, in_place=False):
+    """Put back every attribute of ``est`` when the block raises.
+
+    Fitted lists (``loss_curve_``, ...) are put back too; with ``in_place``,
+    so are the parameters and the optimizer state, which training continued
+    from the fitted model changes in place.
+    """
     saved = dict(est.__dict__)
     lists = {k: list(v) for k, v in saved.items() if isinstance(v, list)}
-    net = saved.get("_network")
-    theta = None if net is None else net.theta.copy()
-    optimizer = copy.deepcopy(saved.get("_optimizer"))
+    net, optimizer = saved.get("_network"), saved.get("_optimizer")
+    live = []
+    if in_place and net is not None:
+        opt_state = {} if optimizer is None else dict(vars(optimizer))
+        live = [net.theta] + [v for v in opt_state.values() if isinstance(v, np.ndarray)]
+        spares = _copy_to_spares(net, live)
     try:
         yield
     except BaseException:
         est.__dict__.clear()
         est.__dict__.update(saved, **lists)
-        if net is not None:
-            net.theta[:] = theta
-        if optimizer is not None:
-            est._optimizer = optimizer
+        if live:
+            if optimizer is not None:
+                vars(optimizer).update(opt_state)
+            for a, spare in zip(live, spares):
+                np.copyto(a, spare)
         raise
 
 
@@ -150,7 +175,9 @@ class BackpropEstimator(BaseEstimator):
         # A call that raises leaves the model as it was: checking X and y
         # records their layout (n_features_in_, classes_, ...) before every
         # check has passed, and a diverging fit must not hand back NaN weights.
-        with _restored_on_error(self):
+        continuing = hasattr(self, "_network") and (
+            incremental or self.warm_start is True or self.warm_start is np.True_)
+        with _restored_on_error(self, in_place=continuing):
             self._fit_unguarded(X, y, sample_weight, incremental)
         return self
 
