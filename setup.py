@@ -6,9 +6,9 @@ FASTBP_NO_OPENMP=1      build without OpenMP (kernels then run on one thread).
 FASTBP_DEBUG_CYTHON=1   build with boundscheck/wraparound on, to catch shape bugs.
 
 CC, CPPFLAGS, CFLAGS and LDFLAGS are honoured, by the OpenMP probe too: on
-macOS point them at a libomp (see tools/cibw_before_all_macos.sh). The
-extensions compile in parallel, one job per core (``build_ext -j N`` to
-change it).
+macOS point them at a libomp (see tools/cibw_before_all_macos.sh). Except
+on Windows the extensions compile in parallel, one job per core
+(``build_ext -j N`` to change it).
 """
 import os
 import shlex
@@ -133,6 +133,7 @@ def _jobs():
 
 setup(
     ext_modules=_extensions(),
-    # setuptools' build_ext compiles the extensions in parallel with -j.
-    options={"build_ext": {"parallel": _jobs()}},
+    # setuptools' build_ext compiles the extensions in parallel with -j
+    # (not with MSVC, whose parallel builds can fight over program databases).
+    options={"build_ext": {"parallel": _jobs()}} if sys.platform != "win32" else {},
 )
