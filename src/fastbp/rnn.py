@@ -244,6 +244,35 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
+    def _step_weights(self, sample_weight, lengths):
+        """Per-sequence weights spread over every predicted step."""
+        if sample_weight is None or self.output != "sequence":
+            return sample_weight
+        return np.repeat(np.asarray(sample_weight), lengths)
+
+    def _validation_score(self, X, y, sample_weight):
+        y_true = np.concatenate(y) if self.output == "sequence" else y
+        return self._score_rows(X, y_true, self._step_weights(sample_weight, X.lengths))
+
+    def score(self, X: SequencesLike, y: SequencesLike,
+              sample_weight: ArrayLike | None = None) -> float:
+        """Accuracy (classifier) or R² (regressor) over every predicted step,
+        or every sequence with ``output='last'``.
+
+        Parameters
+        ----------
+        X : sequences, as for ``fit``
+        y : targets, as for ``fit``
+        sample_weight : array-like of shape (n_sequences,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        X = self._check_X(X)
+        y_rows, lengths = self._targets(y, X)
+        return self._score_rows(X, y_rows, self._step_weights(sample_weight, lengths))
+
     def _target_state(self):
         meta, arrays = super()._target_state()
         meta = dict(meta, input_kind=self._input_kind, n_step_features=self._n_step_features)
@@ -331,11 +360,8 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         _options(self, "loss", {"log_loss", "squared_error"})
         super()._validate_params()
 
-    def _validation_score(self, X, y, sample_weight):
-        y_true = np.concatenate(y) if self.output == "sequence" else y
-        if sample_weight is not None and self.output == "sequence":
-            sample_weight = np.repeat(sample_weight, X.lengths)
-        return accuracy_score(y_true, self._predict_encoded(X), sample_weight=sample_weight)
+    def _score_rows(self, X, y_rows, weights):
+        return accuracy_score(y_rows, self._predict_encoded(X), sample_weight=weights)
 
     def predict(self, X: SequencesLike) -> Predictions:
         """Predict classes.
@@ -381,27 +407,6 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         X = self._check_X(X)
         return self._unflatten(ClassifierTargetsMixin.predict_log_proba(self, X), X)
 
-    def score(self, X: SequencesLike, y: SequencesLike,
-              sample_weight: ArrayLike | None = None) -> float:
-        """Mean accuracy over every predicted step (or sequence).
-
-        Parameters
-        ----------
-        X : sequences, as for ``fit``
-        y : targets, as for ``fit``
-        sample_weight : array-like of shape (n_sequences,), default=None
-
-        Returns
-        -------
-        score : float
-        """
-        X = self._check_X(X)
-        y_rows, lengths = self._targets(y, X)
-        if sample_weight is not None and self.output == "sequence":
-            sample_weight = np.repeat(np.asarray(sample_weight), lengths)
-        return accuracy_score(y_rows, self._predict_encoded(X), sample_weight=sample_weight)
-
-
 class RNNRegressor(_RNNMixin, RegressorTargetsMixin, RegressorMixin, BackpropEstimator):
     __doc__ = """Vanilla RNN regressor trained by backpropagation through time.
 
@@ -432,12 +437,8 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         _options(self, "loss", {"squared_error", "poisson"})
         super()._validate_params()
 
-    def _validation_score(self, X, y, sample_weight):
-        y_true = np.concatenate(y) if self.output == "sequence" else y
-        if sample_weight is not None and self.output == "sequence":
-            sample_weight = np.repeat(sample_weight, X.lengths)
-        return r2_score(y_true, _finite_outputs(self._predict_checked(X)),
-                        sample_weight=sample_weight)
+    def _score_rows(self, X, y_rows, weights):
+        return r2_score(y_rows, _finite_outputs(self._predict_checked(X)), sample_weight=weights)
 
     def predict(self, X: SequencesLike) -> Predictions:
         """Predict targets.
@@ -452,23 +453,3 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         """
         X = self._check_X(X)
         return self._unflatten(self._predict_checked(X), X)
-
-    def score(self, X: SequencesLike, y: SequencesLike,
-              sample_weight: ArrayLike | None = None) -> float:
-        """R² over every predicted step (or sequence).
-
-        Parameters
-        ----------
-        X : sequences, as for ``fit``
-        y : targets, as for ``fit``
-        sample_weight : array-like of shape (n_sequences,), default=None
-
-        Returns
-        -------
-        score : float
-        """
-        X = self._check_X(X)
-        y_rows, lengths = self._targets(y, X)
-        if sample_weight is not None and self.output == "sequence":
-            sample_weight = np.repeat(np.asarray(sample_weight), lengths)
-        return r2_score(y_rows, self._predict_checked(X), sample_weight=sample_weight)
