@@ -6,6 +6,8 @@ column-major: swap the operands and their flags, keep the leading dimensions.
 """
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+from ._checks cimport check_shape
+
 
 cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                floating alpha, const floating* A, int lda,
@@ -26,11 +28,21 @@ def gemm_py(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1]
             bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
     """Test hook: C = alpha * op(A) @ op(B) + beta * C for C-contiguous arrays.
 
-    Shapes must already agree; this is validated by the caller (tests only).
+    Raises ValueError when the shapes do not agree.
     """
     cdef int m = C.shape[0]
     cdef int n = C.shape[1]
     cdef int k = A.shape[0] if trans_a else A.shape[1]
+    cdef Py_ssize_t i, j
+    check_shape("A", A.shape, 2, (k, m) if trans_a else (m, k))
+    check_shape("B", B.shape, 2, (n, k) if trans_b else (k, n))
+    if m == 0 or n == 0:
+        return
+    if k == 0:  # an empty product
+        for i in range(m):
+            for j in range(n):
+                C[i, j] = beta * C[i, j]
+        return
     with nogil:
         gemm(trans_a, trans_b, m, n, k, <floating> alpha, &A[0, 0], A.shape[1],
              &B[0, 0], B.shape[1], <floating> beta, &C[0, 0], C.shape[1])

@@ -23,6 +23,7 @@ from cython cimport floating
 from libc.stdint cimport uint8_t
 
 from ._blas cimport gemm
+from ._checks cimport check_shape
 
 
 cdef extern from "conv.h" nogil:
@@ -117,6 +118,23 @@ cdef void _column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
             out[j] += A[i * n + j]
 
 
+cdef int _check_conv(const floating[:, :, :, ::1] X, const floating[:, :, :, ::1] W,
+                     const uint8_t[:, ::1] table) except -1:
+    if X.shape[2] < 5 or X.shape[3] < 5:
+        raise ValueError(f"input maps are {X.shape[2]}x{X.shape[3]}, at least 5x5 needed")
+    check_shape("W", W.shape, 4, (None, X.shape[1], 5, 5))
+    if W.shape[0] == 0 or W.shape[1] == 0:
+        raise ValueError("a convolution needs at least one input and one output map")
+    check_shape("table", table.shape, 2, (W.shape[0], X.shape[1]))
+    return 0
+
+
+cdef int _check_pool_input(const floating[:, :, :, ::1] Y) except -1:
+    if Y.shape[2] % 2 or Y.shape[3] % 2:
+        raise ValueError(f"pooled maps are {Y.shape[2]}x{Y.shape[3]}, need even sizes")
+    return 0
+
+
 def conv5x5_forward(const floating[:, :, :, ::1] X,
                     const floating[:, :, :, ::1] W,
                     const floating[::1] b,
@@ -150,6 +168,9 @@ def conv5x5_forward(const floating[:, :, :, ::1] X,
     cdef int c_out = W.shape[0]
     cdef int k = c_in * 25
     cdef int status = 0
+    _check_conv(X, W, table)
+    check_shape("b", b.shape, 1, (c_out,))
+    check_shape("Y", Y.shape, 4, (n, c_out, h - 4, w - 4))
     if n == 0:
         return
     with nogil:
@@ -216,6 +237,12 @@ def conv5x5_backward(const floating[:, :, :, ::1] X,
     cdef bint want_dX = dX is not None
     cdef floating* dX_ptr = NULL
     cdef int status = 0
+    _check_conv(X, W, table)
+    check_shape("dZ", dZ.shape, 4, (n, c_out, h - 4, w - 4))
+    check_shape("grad_W", grad_W.shape, 4, (c_out, c_in, 5, 5))
+    check_shape("grad_b", grad_b.shape, 1, (c_out,))
+    if want_dX:
+        check_shape("dX", dX.shape, 4, (n, c_in, h, w))
     if want_dX and n > 0:
         dX_ptr = &dX[0, 0, 0, 0]
     with nogil:
@@ -271,6 +298,10 @@ def pool2x2_forward(const floating[:, :, :, ::1] Y,
     n_threads : int
     """
     cdef int n = Y.shape[0], c = Y.shape[1], h = Y.shape[2], w = Y.shape[3]
+    _check_pool_input(Y)
+    check_shape("coef", coef.shape, 1, (c,))
+    check_shape("bias", bias.shape, 1, (c,))
+    check_shape("X", X.shape, 4, (n, c, h // 2, w // 2))
     if n == 0:
         return
     with nogil:
@@ -318,6 +349,13 @@ def pool2x2_backward(const floating[:, :, :, ::1] Y,
     cdef const floating* Y_ptr = NULL
     cdef const floating* dZ_ptr = NULL
     cdef int status
+    _check_pool_input(Y)
+    check_shape("coef", coef.shape, 1, (c,))
+    check_shape("dZ", dZ.shape, 4, (n, c, h // 2, w // 2))
+    check_shape("grad_coef", grad_coef.shape, 1, (c,))
+    check_shape("grad_bias", grad_bias.shape, 1, (c,))
+    if dY is not None:
+        check_shape("dY", dY.shape, 4, (n, c, h, w))
     if n > 0:
         Y_ptr = &Y[0, 0, 0, 0]
         dZ_ptr = &dZ[0, 0, 0, 0]

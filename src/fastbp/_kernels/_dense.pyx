@@ -1,8 +1,9 @@
 """Dense-layer, output-loss and optimizer kernels.
 
 Stateless: C-contiguous arrays in, results written into the arrays marked
-``# OUT``. Shapes and dtypes are validated by the engine above; with
-boundscheck off a wrong shape here is a memory bug.
+``# OUT``. Cython's buffer protocol checks dtype and contiguity, and every
+entry point checks the shapes agree (ValueError), since the loops below run
+with boundscheck off.
 
 Every element-wise pass is fused with the GEMM it follows and runs in one
 OpenMP loop over rows; reductions use a fixed order so results do not depend
@@ -13,6 +14,7 @@ from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 
 from ._blas cimport gemm
+from ._checks cimport check_shape
 from ._math cimport (activate, derivative_from_output, sigmoid, fexp, flog,
                      flog1p, fsqrt)
 
@@ -141,6 +143,16 @@ def dense_forward(const floating[:, ::1] A_in, const floating[:, ::1] W,
 
     A_in (m, k), W (k, n), b (n,), A_out (m, n).
     """
+    cdef Py_ssize_t m = A_in.shape[0], k = A_in.shape[1], n = W.shape[1]
+    check_shape("W", W.shape, 2, (k, n))
+    check_shape("b", b.shape, 1, (n,))
+    check_shape("A_out", A_out.shape, 2, (m, n))
+    if m == 0 or n == 0:
+        return
+    if k == 0:  # an empty product: g(b) on every row
+        A_out[:, :] = 0
+        bias_activate(&A_out[0, 0], &b[0], m, 0, n, n, activation)
+        return
     with nogil:
         split_gemm(False, A_in.shape[0], W.shape[1], A_in.shape[1], &A_in[0, 0], &W[0, 0],
                    &A_out[0, 0], &b[0], NULL, activation, n_threads)
@@ -165,6 +177,22 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
     cdef int n_blocks = blocks_for(m * n * k, n_threads)
     cdef int blk
     cdef Py_ssize_t r0, r1
+    check_shape("W", W.shape, 2, (k, n))
+    check_shape("delta", delta.shape, 2, (m, n))
+    check_shape("grad_W", grad_W.shape, 2, (k, n))
+    check_shape("grad_b", grad_b.shape, 1, (n,))
+    if want_delta_in:
+        check_shape("delta_in", delta_in.shape, 2, (m, k))
+    if m == 0 or n == 0:
+        # Empty sums: zero gradients and a zero delta for the layer below.
+        grad_W[:, :] = 0
+        grad_b[:] = 0
+        if want_delta_in:
+            delta_in[:, :] = 0
+        return
+    if k == 0:  # no weights and no layer below: only the bias gradient
+        column_sums(&delta[0, 0], m, n, &grad_b[0])
+        return
     with nogil:
         # grad_W (k, n) is split by rows (k >= n here almost always): rows
         # k0..k1 of A_in^T are columns of A_in; each thread packs all of delta,
@@ -250,6 +278,12 @@ def output_loss_delta(floating[:, ::1] Z,  # IN: logits, OUT: outputs
     cdef bint weighted = sample_weight is not None
     cdef double total = 0
     cdef floating w
+    check_shape("Y", Y.shape, 2, (m, n))
+    check_shape("delta", delta.shape, 2, (m, n))
+    if weighted:
+        check_shape("sample_weight", sample_weight.shape, 1, (m,))
+    if m == 0 or n == 0:
+        return 0.0
     cdef floating* row_loss = <floating*> malloc(m * sizeof(floating))
     if row_loss == NULL:
         raise MemoryError()
@@ -275,6 +309,8 @@ def output_activate(floating[:, ::1] Z,  # IN: logits, OUT: outputs
     cdef Py_ssize_t n = Z.shape[1]
     cdef Py_ssize_t i, j
     cdef floating zmax, total
+    if n == 0:
+        return
     with nogil:
         for i in prange(m, num_threads=threads_for(m * n * 8, n_threads),
                         schedule="static"):
@@ -306,6 +342,7 @@ def l2_penalty(const floating[::1] theta,
     cdef Py_ssize_t blk, i, start, stop
     cdef floating c = <floating> coef
     cdef double total = 0
+    check_shape("grad", grad.shape, 1, (size,))
     cdef double* partial = <double*> malloc((n_blocks + 1) * sizeof(double))
     if partial == NULL:
         raise MemoryError()
@@ -335,6 +372,8 @@ def sgd_update(floating[::1] theta,  # OUT
     cdef Py_ssize_t i
     cdef floating lr = <floating> learning_rate
     cdef floating mu = <floating> momentum
+    check_shape("grad", grad.shape, 1, (size,))
+    check_shape("velocity", velocity.shape, 1, (size,))
     with nogil:
         for i in prange(size, num_threads=threads_for(size, n_threads),
                         schedule="static"):
@@ -359,6 +398,9 @@ def adam_update(floating[::1] theta,  # OUT
     cdef floating b1 = <floating> beta_1
     cdef floating b2 = <floating> beta_2
     cdef floating eps = <floating> epsilon
+    check_shape("grad", grad.shape, 1, (size,))
+    check_shape("m1", m1.shape, 1, (size,))
+    check_shape("m2", m2.shape, 1, (size,))
     with nogil:
         for i in prange(size, num_threads=threads_for(size, n_threads),
                         schedule="static"):

@@ -39,6 +39,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from ._blas cimport gemm
+from ._checks cimport check_shape
 
 cdef extern from "rnn.h":
     void fastbp_rnn_act_f(float* out, const float* a, const float* b,
@@ -314,14 +315,6 @@ cdef Py_ssize_t _check_batch_sizes(const Py_ssize_t[::1] batch_sizes,
     return 0
 
 
-cdef int _check_rows(object name, Py_ssize_t rows, Py_ssize_t cols,
-                     Py_ssize_t n_rows, Py_ssize_t n_hidden) except -1:
-    if rows != n_rows or cols != n_hidden:
-        raise ValueError(f"{name} has shape ({rows}, {cols}), expected "
-                         f"({n_rows}, {n_hidden})")
-    return 0
-
-
 cdef bint _overlap(const void* a, const void* b, Py_ssize_t nbytes) noexcept:
     """True when two buffers of nbytes overlap without being the same buffer."""
     cdef const char* x = <const char*> a
@@ -358,8 +351,8 @@ def rnn_forward(const floating[:, ::1] P, const floating[:, ::1] W_hh,
     cdef Py_ssize_t n_rows = P.shape[0], n_hidden = P.shape[1]
     cdef Py_ssize_t T = batch_sizes.shape[0]
     _check_batch_sizes(batch_sizes, n_rows)
-    _check_rows("W_hh", W_hh.shape[0], W_hh.shape[1], n_hidden, n_hidden)
-    _check_rows("H", H.shape[0], H.shape[1], n_rows, n_hidden)
+    check_shape("W_hh", W_hh.shape, 2, (n_hidden, n_hidden))
+    check_shape("H", H.shape, 2, (n_rows, n_hidden))
     if n_rows == 0 or n_hidden == 0:
         return
     if _overlap(&P[0, 0], &H[0, 0], n_rows * n_hidden * sizeof(floating)):
@@ -416,9 +409,9 @@ def rnn_backward(const floating[:, ::1] H, const floating[:, ::1] W_hh,
     cdef Py_ssize_t n_rows = H.shape[0], n_hidden = H.shape[1]
     cdef Py_ssize_t T = batch_sizes.shape[0]
     _check_batch_sizes(batch_sizes, n_rows)
-    _check_rows("W_hh", W_hh.shape[0], W_hh.shape[1], n_hidden, n_hidden)
-    _check_rows("dH", dH.shape[0], dH.shape[1], n_rows, n_hidden)
-    _check_rows("delta", delta.shape[0], delta.shape[1], n_rows, n_hidden)
+    check_shape("W_hh", W_hh.shape, 2, (n_hidden, n_hidden))
+    check_shape("dH", dH.shape, 2, (n_rows, n_hidden))
+    check_shape("delta", delta.shape, 2, (n_rows, n_hidden))
     if bptt_steps < 0:
         raise ValueError("bptt_steps must be >= 0")
     if n_rows == 0 or n_hidden == 0:
@@ -456,8 +449,8 @@ def rnn_grad_hh(const floating[:, ::1] H, const floating[:, ::1] delta,
     cdef Py_ssize_t n_rows = H.shape[0], n_hidden = H.shape[1]
     cdef Py_ssize_t T = batch_sizes.shape[0]
     _check_batch_sizes(batch_sizes, n_rows)
-    _check_rows("delta", delta.shape[0], delta.shape[1], n_rows, n_hidden)
-    _check_rows("grad_hh", grad_hh.shape[0], grad_hh.shape[1], n_hidden, n_hidden)
+    check_shape("delta", delta.shape, 2, (n_rows, n_hidden))
+    check_shape("grad_hh", grad_hh.shape, 2, (n_hidden, n_hidden))
     if n_hidden == 0:
         return
     if n_rows == 0:
