@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Run the whole test suite against a checked build of fastbp.
+#
+#   tools/check_memory.sh asan    AddressSanitizer + UndefinedBehaviorSanitizer:
+#                                 the kernels (Cython and csrc/) are compiled with
+#                                 -fsanitize=address,undefined, libasan is
+#                                 preloaded into python and PYTHONMALLOC=malloc
+#                                 lets ASan see Python's allocations too. Every
+#                                 report is written to a log file; the run fails
+#                                 when any log file exists, even if pytest passed.
+#   tools/check_memory.sh debug   FASTBP_DEBUG_CYTHON=1: Cython's boundscheck,
+#                                 wraparound and initializedcheck are on.
+#
+# The build goes into a scratch venv (system site-packages visible, so numpy,
+# scipy, sklearn and the test extra come from the current environment); the
+# source tree is copied, so its own build artefacts are left alone.
+#
+# Usage: tools/check_memory.sh asan|debug [-- extra pytest args]
+#   PYTHON=python3.12 picks the interpreter; CC must be gcc or clang.
+# Needs: the test extra installed (pip install ".[test]"), Cython and a C
+# compiler with the sanitizer runtimes (gcc: libasan, libubsan).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+MODE="${1:-}"
+shift || true
+PYTEST_ARGS=(-q -p no:cacheprovider)
+if [[ "${1:-}" == "--" ]]; then shift; PYTEST_ARGS+=("$@"); fi
+case "$MODE" in
+    asan|debug) ;;
+    *) echo "usage: $0 asan|debug [-- pytest args]" >&2; exit 2 ;;
+esac
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/fastbp-$MODE.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+T0=$SECONDS
+step() { echo; echo "==> [$((SECONDS - T0))s] $*"; }
+
+step "copy the source tree"
+mkdir "$WORK/src"
+# git ls-files: tracked and untracked-but-not-ignored files, no build artefacts.
+(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard |
+    xargs -0 cp --parents -t "$WORK/src")
+
+"$PYTHON" -m venv --system-site-packages "$WORK/venv"
+PY="$WORK/venv/bin/python"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+if [[ "$MODE" == asan ]]; then
+    CC_BIN="${CC:-gcc}"
+    SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
+    export CFLAGS="${CFLAGS:-} $SAN_FLAGS"
+    export LDFLAGS="${LDFLAGS:-} -fsanitize=address,undefined"
+    step "build with $SAN_FLAGS"
+    (cd "$WORK/src" && "$PY" -m pip install -q --no-build-isolation --no-deps .)
+    LIBASAN="$("$CC_BIN" -print-file-name=libasan.so)"
+    LIBUBSAN="$("$CC_BIN" -print-file-name=libubsan.so)"
+    [[ -f "$LIBASAN" && -f "$LIBUBSAN" ]] || {
+        echo "no sanitizer runtime found next to $CC_BIN (libasan.so, libubsan.so)" >&2; exit 1; }
+    mkdir "$WORK/reports"
+    # Leak checking is off: CPython deliberately leaves objects alive at exit.
+    export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:log_path=$WORK/reports/asan"
+    export UBSAN_OPTIONS="print_stacktrace=1:log_path=$WORK/reports/ubsan"
+    RUN_ENV=(env "LD_PRELOAD=$LIBASAN $LIBUBSAN" PYTHONMALLOC=malloc)
+else
+    step "build with FASTBP_DEBUG_CYTHON=1"
+    (cd "$WORK/src" && FASTBP_DEBUG_CYTHON=1 "$PY" -m pip install -q --no-build-isolation --no-deps .)
+    RUN_ENV=(env)
+fi
+
+step "check the checked build is the one imported"
+(cd "$WORK" && "${RUN_ENV[@]}" "$PY" -c \
+    "import fastbp, sys; p = fastbp.__file__; print(p); sys.exit(not p.startswith('$WORK/venv'))")
+
+step "test suite"
+status=0
+(cd "$WORK" && "${RUN_ENV[@]}" "$PY" -m pytest "$WORK/src/tests" "${PYTEST_ARGS[@]}") || status=$?
+
+if [[ "$MODE" == asan ]]; then
+    step "sanitizer reports"
+    if compgen -G "$WORK/reports/*" >/dev/null; then
+        cat "$WORK"/reports/*
+        echo "sanitizer reports above: FAILED" >&2
+        exit 1
+    fi
+    echo "no sanitizer reports"
+fi
+echo "pytest exit status: $status ($((SECONDS - T0))s in all)"
+exit $status
