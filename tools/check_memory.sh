@@ -73,6 +73,15 @@ step "check the checked build is the one imported"
 (cd "$WORK" && "${RUN_ENV[@]}" "$PY" -c \
     "import fastbp, sys; p = fastbp.__file__; print(p); sys.exit(not p.startswith('$WORK/venv'))")
 
+if [[ "$MODE" == asan ]]; then
+    step "check every kernel module is instrumented"
+    for so in "$WORK"/venv/lib/python*/site-packages/fastbp/_kernels/*.so; do
+        nm -D "$so" | grep -q "__asan_report_" || { echo "$so has no ASan checks" >&2; exit 1; }
+        nm -D "$so" | grep -q "__ubsan_handle_" || { echo "$so has no UBSan checks" >&2; exit 1; }
+        echo "instrumented: $(basename "$so")"
+    done
+fi
+
 step "test suite"
 status=0
 (cd "$WORK" && "${RUN_ENV[@]}" "$PY" -m pytest "$WORK/src/tests" "${PYTEST_ARGS[@]}") || status=$?
