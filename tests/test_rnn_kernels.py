@@ -309,24 +309,44 @@ def test_nan_propagates():
 
 # ------------------------------------------------------------------ threads
 
-def test_bitwise_identical_for_1_and_2_threads():
+# Many rows, ragged: dL/dW_hh is summed over groups of steps.
+LONG_BATCH = np.array([40] * 30 + [33] * 25 + [20] * 30 + [7] * 20, dtype=np.intp)
+
+
+@pytest.mark.parametrize("bs", [np.array([150, 150, 131, 131, 77], dtype=np.intp),
+                                LONG_BATCH], ids=["wide", "long"])
+def test_bitwise_identical_for_1_2_and_3_threads(bs):
     # Large enough that every element-wise pass runs on the OpenMP team, with
     # step sizes that do not split evenly into vector-width chunks.
-    bs = np.array([150, 150, 131, 131, 77], dtype=np.intp)
     for dtype in (np.float64, np.float32):
-        P, W, dH = _problem(bs, n_hidden=257, dtype=dtype, seed=8)
+        P, W, dH = _problem(bs, n_hidden=257 if bs[0] > 100 else 96, dtype=dtype, seed=8)
         with threadpool_limits(1, user_api="blas"):
             res = []
-            for nt in (1, 2):
+            for nt in (1, 2, 3):
                 for act in range(5):
                     H = _forward(P, W, bs, act, n_threads=nt)
                     H2 = _forward(P, W, bs, act, n_threads=nt, inplace=True)
                     d = _backward(H, W, bs, dH, act, 2, n_threads=nt)
                     d2 = _backward(H, W, bs, dH, act, 0, n_threads=nt, inplace=True)
-                    res.append((H, H2, d, d2))
-        for one, two in zip(res[:5], res[5:]):
-            for a, b in zip(one, two):
+                    G = np.empty_like(W)
+                    _rnn.rnn_grad_hh(H, d2, bs, G, nt)
+                    res.append((H, H2, d, d2, G))
+        for one, other in zip(res[:5], res[5:]):
+            for a, b in zip(one, other):
                 assert_array_equal(a, b)
+        for one, other in zip(res[:5], res[10:]):
+            for a, b in zip(one, other):
+                assert_array_equal(a, b)
+
+
+def test_grad_hh_over_step_groups_matches_twin():
+    rng = np.random.default_rng(9)
+    H = rng.normal(size=(LONG_BATCH.sum(), 40))
+    delta = rng.normal(size=H.shape)
+    for n_threads in (1, 2):
+        G = np.full((40, 40), np.nan)
+        _rnn.rnn_grad_hh(H, delta, LONG_BATCH, G, n_threads)
+        assert_allclose(G, twin.rnn_grad_hh(H, delta, LONG_BATCH), rtol=1e-12, atol=1e-11)
     if _openmp.openmp_enabled():
         assert _openmp.omp_max_threads() >= 1
 

@@ -13,7 +13,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 
-from ._blas cimport gemm
+from ._blas cimport block_start, gemm, gemm_blocks
 from ._checks cimport check_shape
 from ._math cimport (activate, derivative_from_output, sigmoid, fexp, flog,
                      flog1p, fsqrt)
@@ -21,8 +21,13 @@ from ._math cimport (activate, derivative_from_output, sigmoid, fexp, flog,
 # Below this many elements (or multiply-adds) an OpenMP team costs more than it saves.
 cdef Py_ssize_t PARALLEL_MIN_WORK = 16384
 cdef Py_ssize_t PARALLEL_MIN_FLOPS = 1 << 20
-# Row/column blocks handed to BLAS start at multiples of this (whole micro-tiles).
-cdef Py_ssize_t GEMM_ALIGN = 16
+# Width of the blocks a GEMM result is split into for the team.
+cdef Py_ssize_t GEMM_BLOCK_WIDTH = 128
+# A weight gradient A^T @ delta summing over at least 2x this many rows is
+# computed as partial products over row groups of about this size, added in
+# order: splitting its small result instead would repack the long operands
+# once per block.
+cdef Py_ssize_t REDUCTION_GROUP_ROWS = 1024
 # Block length of the fixed-order reductions.
 cdef Py_ssize_t REDUCE_BLOCK = 4096
 
@@ -41,18 +46,6 @@ LOSS_CODES = {"softmax_ce": LOSS_SOFTMAX_CE, "logistic_ce": LOSS_LOGISTIC_CE,
 
 cdef inline int threads_for(Py_ssize_t work, int n_threads) noexcept nogil:
     return n_threads if work >= PARALLEL_MIN_WORK else 1
-
-
-cdef inline int blocks_for(Py_ssize_t flops, int n_threads) noexcept nogil:
-    return n_threads if flops >= PARALLEL_MIN_FLOPS else 1
-
-
-cdef inline Py_ssize_t block_start(Py_ssize_t total, int n_blocks, int blk) noexcept nogil:
-    """Start of block ``blk`` when ``total`` rows or columns are cut into
-    ``n_blocks`` parts aligned to GEMM_ALIGN (so BLAS sees whole micro-tiles)."""
-    cdef Py_ssize_t per = (total + n_blocks - 1) // n_blocks
-    per = (per + GEMM_ALIGN - 1) // GEMM_ALIGN * GEMM_ALIGN
-    return min(blk * per, total)
 
 
 cdef void bias_activate(floating* out, const floating* bias, Py_ssize_t rows,
@@ -103,18 +96,19 @@ cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     in cache: with ``bias``, C = act(C + bias); with ``act_out``,
     C *= act'(from act_out) (act_out has C's shape).
 
-    The product is split into one block per thread inside one OpenMP team
-    while BLAS runs on one thread (the engine sets that around fit and
-    predict): two thread pools on the same cores slow small GEMMs several-fold.
-    The split runs along the larger of m and n, so each thread packs only its
+    The product is split into blocks shared out to one OpenMP team while
+    BLAS runs on one thread (the engine sets that around fit and predict):
+    two thread pools on the same cores slow small GEMMs several-fold. The
+    split runs along the larger of m and n, so each block packs only its
     share of the larger operand. B is (k, n), or (n, k) when trans_b.
     """
-    cdef int n_blocks = blocks_for(m * n * k, n_threads)
     cdef bint by_columns = n > m
+    cdef int n_blocks = gemm_blocks(n if by_columns else m, m * n * k, PARALLEL_MIN_FLOPS,
+                                    GEMM_BLOCK_WIDTH)
     cdef int blk
     cdef Py_ssize_t lo, hi
     cdef Py_ssize_t ldb = k if trans_b else n
-    for blk in prange(n_blocks, num_threads=n_blocks, schedule="static"):
+    for blk in prange(n_blocks, num_threads=min(n_blocks, n_threads), schedule="static"):
         lo = block_start(n if by_columns else m, n_blocks, blk)
         hi = block_start(n if by_columns else m, n_blocks, blk + 1)
         if hi > lo:
@@ -133,6 +127,53 @@ cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                     bias_activate(C + lo * n, bias, hi - lo, 0, n, n, act)
                 elif act_out != NULL:
                     multiply_derivative(C + lo * n, act_out + lo * n, hi - lo, 0, n, n, act)
+
+
+cdef int weight_gradient(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floating* A,
+                         const floating* D, floating* G, int n_threads) noexcept nogil:
+    """G (k, n) = A^T @ D for A (m, k), D (m, n); returns -1 when out of memory.
+
+    With few rows (a mini-batch) G is split by rows (k >= n almost always):
+    rows k0..k1 of A^T are columns of A, and each block packs all of D, the
+    smaller operand. With many rows (an RNN's packed steps) the m rows are cut
+    into groups instead: one GEMM per group into its own partial result, the
+    partials then added in group order. The groups, like the blocks, depend
+    on the shape only.
+    """
+    cdef int n_groups = 1
+    cdef int n_blocks, blk, g
+    cdef Py_ssize_t r0, r1, i, size = k * n
+    cdef floating* partial
+    if m >= 2 * REDUCTION_GROUP_ROWS and m * n * k >= PARALLEL_MIN_FLOPS:
+        n_groups = <int> min(16, m // REDUCTION_GROUP_ROWS)
+    if n_groups == 1:
+        n_blocks = gemm_blocks(k, m * n * k, PARALLEL_MIN_FLOPS, GEMM_BLOCK_WIDTH)
+        for blk in prange(n_blocks, num_threads=min(n_blocks, n_threads), schedule="static"):
+            r0 = block_start(k, n_blocks, blk)
+            r1 = block_start(k, n_blocks, blk + 1)
+            if r1 > r0:
+                gemm(True, False, <int> (r1 - r0), <int> n, <int> m, <floating> 1, A + r0,
+                     <int> k, D, <int> n, <floating> 0, G + r0 * n, <int> n)
+        return 0
+    partial = <floating*> malloc((n_groups - 1) * size * sizeof(floating))
+    if partial == NULL:
+        return -1
+    for g in prange(n_groups, num_threads=min(n_groups, n_threads), schedule="static"):
+        r0 = block_start(m, n_groups, g)
+        r1 = block_start(m, n_groups, g + 1)
+        if r1 > r0:
+            gemm(True, False, <int> k, <int> n, <int> (r1 - r0), <floating> 1, A + r0 * k,
+                 <int> k, D + r0 * n, <int> n, <floating> 0,
+                 G if g == 0 else partial + (g - 1) * size, <int> n)
+        elif g > 0:
+            for i in range(size):
+                partial[(g - 1) * size + i] = 0
+    for i in prange(size, num_threads=threads_for(size * n_groups, n_threads),
+                    schedule="static"):
+        for g in range(1, n_groups):
+            G[i] += partial[(g - 1) * size + i]
+    free(partial)
+    return 0
 
 
 def dense_forward(const floating[:, ::1] A_in, const floating[:, ::1] W,
@@ -174,9 +215,7 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
     cdef Py_ssize_t k = A_in.shape[1]
     cdef int n = W.shape[1]
     cdef bint want_delta_in = delta_in is not None
-    cdef int n_blocks = blocks_for(m * n * k, n_threads)
-    cdef int blk
-    cdef Py_ssize_t r0, r1
+    cdef int status
     check_shape("W", W.shape, 2, (k, n))
     check_shape("delta", delta.shape, 2, (m, n))
     check_shape("grad_W", grad_W.shape, 2, (k, n))
@@ -194,19 +233,14 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
         column_sums(&delta[0, 0], m, n, &grad_b[0])
         return
     with nogil:
-        # grad_W (k, n) is split by rows (k >= n here almost always): rows
-        # k0..k1 of A_in^T are columns of A_in; each thread packs all of delta,
-        # the smaller operand.
-        for blk in prange(n_blocks, num_threads=n_blocks, schedule="static"):
-            r0 = block_start(k, n_blocks, blk)
-            r1 = block_start(k, n_blocks, blk + 1)
-            if r1 > r0:
-                gemm(True, False, <int> (r1 - r0), n, m, <floating> 1, &A_in[0, r0],
-                     <int> k, &delta[0, 0], n, <floating> 0, &grad_W[r0, 0], n)
+        status = weight_gradient(m, k, n, &A_in[0, 0], &delta[0, 0], &grad_W[0, 0],
+                                 n_threads)
         column_sums(&delta[0, 0], m, n, &grad_b[0])
         if want_delta_in:
             split_gemm(True, m, k, n, &delta[0, 0], &W[0, 0], &delta_in[0, 0], NULL,
                        &A_in[0, 0], input_activation, n_threads)
+    if status != 0:
+        raise MemoryError()
 
 
 cdef floating row_loss_delta(floating* z, const floating* y, floating* d,

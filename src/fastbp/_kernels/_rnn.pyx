@@ -38,7 +38,8 @@ Activation codes: 0 identity, 1 logistic, 2 tanh, 3 relu, 4 LeCun tanh
 from cython cimport floating
 from cython.parallel cimport prange
 
-from ._blas cimport gemm
+from ._blas cimport block_start, gemm, gemm_blocks
+from libc.stdlib cimport free, malloc
 from ._checks cimport check_shape
 
 cdef extern from "rnn.h":
@@ -58,9 +59,12 @@ cdef extern from "rnn.h":
 cdef Py_ssize_t ACT_PARALLEL_MIN = 8192
 cdef Py_ssize_t DACT_PARALLEL_MIN = 32768
 # Multiply-adds from which a step's GEMM is split over the team, and the
-# width of its column blocks (a multiple of the BLAS micro-tile).
+# width of its blocks.
 cdef Py_ssize_t GEMM_PARALLEL_MIN = 1 << 18
-cdef Py_ssize_t GEMM_BLOCK = 64
+cdef Py_ssize_t GEMM_BLOCK_WIDTH = 64
+# dL/dW_hh sums over every packed row: from 2x this many, the steps are cut
+# into groups of about this many rows, one partial product each.
+cdef Py_ssize_t REDUCTION_GROUP_ROWS = 1024
 
 
 cdef inline int threads_for(Py_ssize_t work, Py_ssize_t threshold,
@@ -137,17 +141,8 @@ cdef void dact_pass(floating* out, const floating* a, const floating* b,
             _dact(out + start, a + start, bc, h + start, stop - start, act)
 
 
-cdef inline Py_ssize_t _block(Py_ssize_t total, Py_ssize_t blk) noexcept nogil:
-    """Start of block blk: fixed-width blocks, so that every element is
-    computed by the same GEMM call whatever the thread count."""
-    return min(blk * GEMM_BLOCK, total)
-
-
-cdef inline int _gemm_threads(Py_ssize_t flops, Py_ssize_t n_blocks,
-                              int n_threads) noexcept nogil:
-    if n_threads <= 1 or flops < GEMM_PARALLEL_MIN:
-        return 1
-    return <int> min(<Py_ssize_t> n_threads, n_blocks)
+cdef inline int _step_blocks(Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    return gemm_blocks(n, rows * n * n, GEMM_PARALLEL_MIN, GEMM_BLOCK_WIDTH)
 
 
 # Each step's GEMM is split by columns of the hidden state over fastbp's
@@ -159,14 +154,13 @@ cdef void _step_forward(floating* cur, const floating* prev, const floating* W,
                         const floating* P_t, Py_ssize_t b, int n, int act,
                         int n_threads) noexcept nogil:
     """cur = f(P_t + prev[:b] @ W); P_t NULL means cur already holds P_t."""
-    cdef Py_ssize_t n_blocks = (n + GEMM_BLOCK - 1) // GEMM_BLOCK
-    cdef Py_ssize_t blk
+    cdef int n_blocks = _step_blocks(b, n)
+    cdef int blk
     cdef Py_ssize_t c0, c1, i
     cdef const floating* p_row
-    for blk in prange(n_blocks, num_threads=_gemm_threads(b * n * n, n_blocks, n_threads),
-                      schedule="static"):
-        c0 = _block(n, blk)
-        c1 = _block(n, blk + 1)
+    for blk in prange(n_blocks, num_threads=min(n_blocks, n_threads), schedule="static"):
+        c0 = block_start(n, n_blocks, blk)
+        c1 = block_start(n, n_blocks, blk + 1)
         if c1 > c0:
             gemm(False, False, <int> b, <int> (c1 - c0), n, <floating> 1, prev, n,
                  W + c0, n, <floating> (1 if P_t == NULL else 0), cur + c0, n)
@@ -182,14 +176,13 @@ cdef void _step_backward(floating* cur, const floating* d_t, const floating* d_n
                          int act, int n_threads) noexcept nogil:
     """Rows [0, nb) of step t: cur = f'(z_t) * (d_t + d_next @ W^T); d_t NULL
     means cur already holds dL/dh_t."""
-    cdef Py_ssize_t n_blocks = (n + GEMM_BLOCK - 1) // GEMM_BLOCK
-    cdef Py_ssize_t blk
+    cdef int n_blocks = _step_blocks(nb, n)
+    cdef int blk
     cdef Py_ssize_t c0, c1, i
     cdef const floating* d_row
-    for blk in prange(n_blocks, num_threads=_gemm_threads(nb * n * n, n_blocks, n_threads),
-                      schedule="static"):
-        c0 = _block(n, blk)
-        c1 = _block(n, blk + 1)
+    for blk in prange(n_blocks, num_threads=min(n_blocks, n_threads), schedule="static"):
+        c0 = block_start(n, n_blocks, blk)
+        c1 = block_start(n, n_blocks, blk + 1)
         if c1 > c0:
             # columns c0..c1 of W^T are rows c0..c1 of W
             gemm(False, True, <int> nb, <int> (c1 - c0), n, <floating> 1, d_next, n,
@@ -252,20 +245,21 @@ cdef void _backward(const floating* H, const floating* W, const Py_ssize_t* bs,
         off_next = off
 
 
-cdef void _grad_hh_rows(const floating* H, const floating* delta, const Py_ssize_t* bs,
-                        Py_ssize_t T, int n, floating* G, Py_ssize_t r0,
-                        Py_ssize_t r1) noexcept nogil:
-    # Rows r0..r1 of G. Step t pairs rows [off_{t-1}, off_{t-1} + b_t) of H
-    # with rows [off_t, off_t + b_t) of delta. delta's rows of consecutive
-    # steps are always adjacent; H's are adjacent when b_{t-1} == b_{t-2}. So
-    # one GEMM covers each run of steps over which the batch does not shrink:
-    # a single GEMM when all sequences have the same length.
-    cdef Py_ssize_t t, i, off_tm1 = 0  # offset of block t - 1
-    cdef Py_ssize_t h_start = 0, d_start = bs[0], rows = 0
+cdef void _grad_hh_steps(const floating* H, const floating* delta, const Py_ssize_t* bs,
+                         Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t off_prev, int n,
+                         floating* G, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+    # Rows r0..r1 of G = sum over steps t0 <= t < t1 (t0 >= 1) of
+    # h_{t-1}[:b_t]^T delta_t; off_prev is the first packed row of step t0 - 1.
+    # Step t pairs rows [off_{t-1}, off_{t-1} + b_t) of H with rows
+    # [off_t, off_t + b_t) of delta. delta's rows of consecutive steps are
+    # always adjacent; H's are adjacent when b_{t-1} == b_{t-2}. So one GEMM
+    # covers each run of steps over which the batch does not shrink.
+    cdef Py_ssize_t t, i, off_tm1 = off_prev  # offset of block t - 1
+    cdef Py_ssize_t h_start = off_prev, d_start = off_prev + bs[t0 - 1], rows = 0
     cdef floating beta = 0
     cdef int m = <int> (r1 - r0)
-    for t in range(1, T):
-        if t >= 2 and bs[t - 1] != bs[t - 2]:
+    for t in range(t0, t1):
+        if t > t0 and bs[t - 1] != bs[t - 2]:
             gemm(True, False, m, n, <int> rows, <floating> 1, H + h_start * n + r0, n,
                  delta + d_start * n, n, beta, G + r0 * n, n)
             beta = 1
@@ -282,20 +276,64 @@ cdef void _grad_hh_rows(const floating* H, const floating* delta, const Py_ssize
             G[i] = 0
 
 
-cdef void _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs,
-                   Py_ssize_t T, int n, Py_ssize_t n_rows, floating* G,
-                   int n_threads) noexcept nogil:
-    """G = sum_t h_{t-1}^T delta_t, rows of G split over the OpenMP team."""
-    cdef Py_ssize_t n_blocks = (n + GEMM_BLOCK - 1) // GEMM_BLOCK
-    cdef Py_ssize_t blk
-    cdef Py_ssize_t r0, r1
-    for blk in prange(n_blocks, num_threads=_gemm_threads(n_rows * n * n, n_blocks,
-                                                          n_threads),
-                      schedule="static"):
-        r0 = _block(n, blk)
-        r1 = _block(n, blk + 1)
-        if r1 > r0:
-            _grad_hh_rows(H, delta, bs, T, n, G, r0, r1)
+cdef int _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs,
+                  Py_ssize_t T, int n, Py_ssize_t n_rows, floating* G,
+                  int n_threads) noexcept nogil:
+    """G = sum_t h_{t-1}^T delta_t; returns -1 when out of memory.
+
+    Few rows: one pass over the steps, the rows of G cut into blocks. Many
+    rows: the steps cut into groups of about REDUCTION_GROUP_ROWS rows, each
+    group's sum computed into its own partial result (all rows of G at once,
+    so the long operands are packed once), the partials added in group order.
+    Blocks and groups depend on the shape only, so the result does not depend
+    on the thread count.
+    """
+    cdef Py_ssize_t summed = n_rows - bs[0]  # rows of delta with t >= 1
+    cdef Py_ssize_t size = <Py_ssize_t> n * n
+    cdef int n_groups = 1, n_blocks, blk, g
+    cdef Py_ssize_t r0, r1, t, i, rows_before, target
+    cdef Py_ssize_t* bounds  # per group: first step, then first row of step - 1
+    cdef floating* partial
+    if summed >= 2 * REDUCTION_GROUP_ROWS and summed * size >= GEMM_PARALLEL_MIN:
+        n_groups = <int> min(16, summed // REDUCTION_GROUP_ROWS)
+    if n_groups == 1:
+        n_blocks = gemm_blocks(n, summed * size, GEMM_PARALLEL_MIN, GEMM_BLOCK_WIDTH)
+        for blk in prange(n_blocks, num_threads=min(n_blocks, n_threads), schedule="static"):
+            r0 = block_start(n, n_blocks, blk)
+            r1 = block_start(n, n_blocks, blk + 1)
+            if r1 > r0:
+                _grad_hh_steps(H, delta, bs, 1, T, 0, n, G, r0, r1)
+        return 0
+    bounds = <Py_ssize_t*> malloc(2 * (n_groups + 1) * sizeof(Py_ssize_t))
+    partial = <floating*> malloc((n_groups - 1) * size * sizeof(floating))
+    if bounds == NULL or partial == NULL:
+        free(bounds)
+        free(partial)
+        return -1
+    # Group g starts at the first step t >= 1 whose rows begin at or after
+    # g * summed / n_groups rows of steps 1.. .
+    g = 0
+    rows_before = 0
+    for t in range(1, T):
+        while g < n_groups and rows_before * n_groups >= g * summed:
+            bounds[2 * g] = t
+            bounds[2 * g + 1] = n_rows - summed + rows_before - bs[t - 1]
+            g += 1
+        rows_before += bs[t]
+    while g <= n_groups:
+        bounds[2 * g] = T
+        bounds[2 * g + 1] = 0
+        g += 1
+    for g in prange(n_groups, num_threads=min(n_groups, n_threads), schedule="static"):
+        _grad_hh_steps(H, delta, bs, bounds[2 * g], bounds[2 * g + 2], bounds[2 * g + 1], n,
+                       G if g == 0 else partial + (g - 1) * size, 0, n)
+    for i in prange(size, num_threads=n_threads if size * n_groups >= ACT_PARALLEL_MIN else 1,
+                    schedule="static"):
+        for g in range(1, n_groups):
+            G[i] += partial[(g - 1) * size + i]
+    free(bounds)
+    free(partial)
+    return 0
 
 
 cdef Py_ssize_t _check_batch_sizes(const Py_ssize_t[::1] batch_sizes,
@@ -456,9 +494,12 @@ def rnn_grad_hh(const floating[:, ::1] H, const floating[:, ::1] delta,
     if n_rows == 0:
         grad_hh[:, :] = 0
         return
+    cdef int status
     with nogil:
-        _grad_hh(&H[0, 0], &delta[0, 0], &batch_sizes[0], T, <int> n_hidden, n_rows,
-                 &grad_hh[0, 0], n_threads)
+        status = _grad_hh(&H[0, 0], &delta[0, 0], &batch_sizes[0], T, <int> n_hidden, n_rows,
+                          &grad_hh[0, 0], n_threads)
+    if status != 0:
+        raise MemoryError()
 
 
 def rnn_activation(const floating[::1] z,
