@@ -21,8 +21,8 @@ from ._math cimport (activate, derivative_from_output, sigmoid, fexp, flog,
 # Below this many elements (or multiply-adds) an OpenMP team costs more than it saves.
 cdef Py_ssize_t PARALLEL_MIN_WORK = 16384
 cdef Py_ssize_t PARALLEL_MIN_FLOPS = 1 << 20
-# Width of the blocks a GEMM result is split into for the team.
-cdef Py_ssize_t GEMM_BLOCK_WIDTH = 128
+# Narrowest block a GEMM result is split into for the team.
+cdef Py_ssize_t GEMM_BLOCK_WIDTH = 32
 # A weight gradient A^T @ delta summing over at least 2x this many rows is
 # computed as partial products over row groups of about this size, added in
 # order: splitting its small result instead would repack the long operands

@@ -58,8 +58,8 @@ cdef extern from "rnn.h":
 # (tanh costs about 1 ns an element; the backward pass much less).
 cdef Py_ssize_t ACT_PARALLEL_MIN = 8192
 cdef Py_ssize_t DACT_PARALLEL_MIN = 32768
-# Multiply-adds from which a step's GEMM is split over the team, and the
-# width of its blocks.
+# Multiply-adds from which a step's GEMM is split over the team, and its
+# narrowest block.
 cdef Py_ssize_t GEMM_PARALLEL_MIN = 1 << 18
 cdef Py_ssize_t GEMM_BLOCK_WIDTH = 64
 # dL/dW_hh sums over every packed row: from 2x this many, the steps are cut
