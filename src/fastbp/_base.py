@@ -224,7 +224,8 @@ class BackpropEstimator(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
             self.best_loss_ = np.inf
-        self._best_theta = self._network.theta.copy()
+        # Only early stopping goes back to the best weights: no copy otherwise.
+        self._best_theta = self._network.theta.copy() if self.early_stopping else None
 
     def _n_threads(self):
         return effective_n_threads(self.n_jobs)

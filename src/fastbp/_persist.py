@@ -236,7 +236,8 @@ def load(path: PathLike) -> Any:
         _fail(path, str(exc))
     _restore_optimizer(path, estimator, meta.get("optimizer"), arrays, theta.size, dtype)
     estimator._no_improvement_count = 0
-    estimator._best_theta = estimator._network.theta.copy()
+    estimator._best_theta = (estimator._network.theta.copy()
+                             if getattr(estimator, "early_stopping", False) else None)
     return estimator
 
 

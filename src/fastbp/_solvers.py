@@ -14,7 +14,7 @@ import scipy.optimize
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import gen_batches, shuffle
+from sklearn.utils import gen_batches
 
 from ._kernels import _dense
 from ._progress import EpochProgress
@@ -187,7 +187,9 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
         X_buf = np.empty((batch_size,) + X_train.shape[1:], dtype=net.dtype)
         Y_buf = np.empty((batch_size, Y_train.shape[1]), dtype=net.dtype)
         sw_buf = np.empty(batch_size, dtype=net.dtype) if sw_train is not None else None
-    sample_idx = np.arange(n_samples, dtype=np.intp)
+    # int32 halves the index arrays, the largest per-sample buffers of a fit.
+    index_dtype = np.int32 if n_samples < 2**31 else np.intp
+    sample_idx = np.arange(n_samples, dtype=index_dtype)
     alpha = float(est.alpha)
     theta, grad = net.theta, net.grad
     contiguous_slices = (not sequences and not sp.issparse(X_train)
@@ -201,7 +203,12 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
         for it in range(est.max_iter):
             tic = time.perf_counter()
             if est.shuffle:
-                sample_idx = shuffle(sample_idx, random_state=rng)
+                # sklearn.utils.shuffle's draw (RandomState.shuffle of an arange,
+                # whatever its dtype), so the order follows sklearn's MLP.
+                order = np.arange(n_samples, dtype=index_dtype)
+                rng.shuffle(order)
+                sample_idx = sample_idx[order]
+                del order
             accumulated_loss = 0.0
             if est.verbose >= 2:
                 progress = EpochProgress(est.n_iter_ + 1, n_batches, n_samples)
@@ -268,7 +275,7 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
         if progress is not None:
             progress.close()
 
-    if early_stopping:
+    if early_stopping and est._best_theta is not None:
         theta[:] = est._best_theta
 
 

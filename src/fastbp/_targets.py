@@ -83,8 +83,19 @@ class ClassifierTargetsMixin:
                     f"`y` has classes not in `self.classes_`. `self.classes_` has "
                     f"{self.classes_}. 'y' has {classes}."
                 )
-        Y = np.ascontiguousarray(self._label_binarizer.transform(y), dtype=X.dtype)
-        return X, Y, y
+        return X, self._one_hot(y, X.dtype), y
+
+    def _one_hot(self, y, dtype):
+        """The binarizer's target matrix, built in ``dtype`` directly for
+        multiclass labels: LabelBinarizer's int64 matrix would be the largest
+        array of the whole fit (8 bytes per sample and class)."""
+        classes = self.classes_
+        if y.ndim != 1 or len(classes) <= 2:
+            return np.ascontiguousarray(self._label_binarizer.transform(y), dtype=dtype)
+        codes = np.searchsorted(classes, y)
+        Y = np.zeros((len(y), len(classes)), dtype=dtype)
+        Y[np.arange(len(y)), codes] = 1
+        return Y
 
     def _encode_targets(self, y):
         """Label rows -> the network's target matrix, checked as fit checks y."""
