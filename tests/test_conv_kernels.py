@@ -35,19 +35,10 @@ CONV_CASES = [
 POOL_CASES = [(1, 1, 2, 2), (3, 6, 28, 28), (9, 16, 10, 10), (2, 4, 6, 14), (5, 3, 8, 2)]
 
 
-def _paths():
-    paths = ["portable"]
-    if _conv._force_dispatch_path("avx2-fma") == "avx2-fma":
-        paths.append("avx2-fma")
-    _conv._force_dispatch_path(None)
-    return paths
-
-
-@pytest.fixture(params=_paths())
-def path(request):
-    assert _conv._force_dispatch_path(request.param) == request.param
-    yield request.param
-    _conv._force_dispatch_path(None)
+@pytest.fixture
+def path(conv_path):
+    """Each test runs on every instruction-set path (conftest.conv_path)."""
+    return conv_path
 
 
 def _table(kind, c_out, c_in, rng):
