@@ -10,6 +10,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from threadpoolctl import threadpool_limits
 
 import _twins_rnn as twin
+from _numeric import central_difference
 from fastbp._kernels import _openmp, _rnn
 
 ACTS = twin.ACTIVATIONS
@@ -193,20 +194,8 @@ def _tiny_rnn(seed, lengths=(4, 1, 3, 3, 4)):
     return params, seqs, targets
 
 
-def _finite_differences(f, params, eps=1e-6):
-    grads = []
-    for p in params:
-        g = np.empty_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + eps
-            up = f()
-            p[i] = old - eps
-            down = f()
-            p[i] = old
-            g[i] = (up - down) / (2 * eps)
-        grads.append(g)
-    return grads
+def _finite_differences(f, params):
+    return [central_difference(f, p) for p in params]
 
 
 def _rel_error(a, b):

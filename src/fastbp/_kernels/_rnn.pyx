@@ -88,57 +88,51 @@ cdef inline void _dact(floating* out, const floating* a, const floating* b,
         fastbp_rnn_dact_d(out, a, b, h, n, act)
 
 
-cdef void act_pass(floating* out, const floating* a, const floating* b,
-                   Py_ssize_t n, int act, int n_threads) noexcept nogil:
-    """out = f(a + b) (b NULL: f(a)) over n elements; out may be a.
+cdef inline Py_ssize_t _chunk_length(Py_ssize_t n, int nt) noexcept nogil:
+    """Elements per thread in an element-wise pass: whole 16-element vectors."""
+    return ((n + nt - 1) // nt + 15) // 16 * 16
 
-    Split into one contiguous chunk per thread, so each element is computed by
-    the same code whatever the thread count.
-    """
-    cdef int nt = threads_for(n, ACT_PARALLEL_MIN, n_threads)
-    cdef Py_ssize_t chunk, c, start, stop
-    cdef const floating* bc
-    if nt == 1:
-        _act(out, a, b, n, act)
+
+cdef inline void _pass_range(floating* out, const floating* a, const floating* b,
+                             const floating* h, Py_ssize_t start, Py_ssize_t stop,
+                             int act) noexcept nogil:
+    if start >= stop:
         return
-    chunk = (n + nt - 1) // nt
-    chunk = (chunk + 15) // 16 * 16
+    if h == NULL:
+        _act(out + start, a + start, NULL if b == NULL else b + start, stop - start, act)
+    else:
+        _dact(out + start, a + start, NULL if b == NULL else b + start, h + start,
+              stop - start, act)
+
+
+cdef void _chunked_pass(floating* out, const floating* a, const floating* b,
+                        const floating* h, Py_ssize_t n, int act, int n_threads,
+                        Py_ssize_t parallel_min) noexcept nogil:
+    """act_pass (h NULL) or dact_pass (h given) over n elements, split into one
+    contiguous chunk per thread, so each element is computed by the same code
+    whatever the thread count."""
+    cdef int nt = threads_for(n, parallel_min, n_threads)
+    cdef Py_ssize_t chunk = _chunk_length(n, nt), c
+    if nt == 1:  # no OpenMP region for a pass that stays on one thread
+        _pass_range(out, a, b, h, 0, n, act)
+        return
     for c in prange(nt, num_threads=nt, schedule="static"):
-        start = c * chunk
-        stop = start + chunk
-        if stop > n:
-            stop = n
-        if start < stop:
-            bc = NULL
-            if b != NULL:
-                bc = b + start
-            _act(out + start, a + start, bc, stop - start, act)
+        _pass_range(out, a, b, h, c * chunk, min((c + 1) * chunk, n), act)
 
 
-cdef void dact_pass(floating* out, const floating* a, const floating* b,
-                    const floating* h, Py_ssize_t n, int act,
-                    int n_threads) noexcept nogil:
+cdef inline void act_pass(floating* out, const floating* a, const floating* b,
+                          Py_ssize_t n, int act, int n_threads) noexcept nogil:
+    """out = f(a + b) (b NULL: f(a)) over n elements; out may be a."""
+    _chunked_pass(out, a, b, <const floating*> NULL, n, act, n_threads, ACT_PARALLEL_MIN)
+
+
+cdef inline void dact_pass(floating* out, const floating* a, const floating* b,
+                           const floating* h, Py_ssize_t n, int act,
+                           int n_threads) noexcept nogil:
     """out = (a + b) * f'(z) (b NULL: a * f'(z)), f'(z) taken from h = f(z)."""
-    cdef int nt = threads_for(n, DACT_PARALLEL_MIN, n_threads)
-    cdef Py_ssize_t chunk, c, start, stop
-    cdef const floating* bc
     if act == 0 and b == NULL and out == a:  # identity, in place: nothing to do
         return
-    if nt == 1:
-        _dact(out, a, b, h, n, act)
-        return
-    chunk = (n + nt - 1) // nt
-    chunk = (chunk + 15) // 16 * 16
-    for c in prange(nt, num_threads=nt, schedule="static"):
-        start = c * chunk
-        stop = start + chunk
-        if stop > n:
-            stop = n
-        if start < stop:
-            bc = NULL
-            if b != NULL:
-                bc = b + start
-            _dact(out + start, a + start, bc, h + start, stop - start, act)
+    _chunked_pass(out, a, b, h, n, act, n_threads, DACT_PARALLEL_MIN)
 
 
 cdef inline int _step_blocks(Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
