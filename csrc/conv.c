@@ -249,42 +249,9 @@ static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0]
 #define ARGS(x) x##_f32
 #define NAME(x) x##_f32_port
 #define ATTR
-#if FASTBP_VEC_EXT
-#define VT fastbp_v4f
-#define VL 4
-#define VLOAD(p) fastbp_ld_v4f(p)
-#define VLOADR(p) VLOAD(p)
-#define VSTORE(p, v) fastbp_st_v4f((p), (v))
-#define VSET1(s) fastbp_set1_v4f(s)
-/* VDUP2(p): p[0], p[0], p[1], p[1], ... (VL/2 values, each twice) */
-#define VDUP2(p) fastbp_dup2_v4f(p)
-#define VFMA(a, b, c) ((a) * (b) + (c))
-#define VADD(a, b) ((a) + (b))
-#define VSUB(a, b) ((a) - (b))
-#define VMUL(a, b) ((a) * (b))
-#define VDIV(a, b) ((a) / (b))
-#define VMINN(c, x) fastbp_sel_v4f((x) > (c), (c), (x))
-#define VMAXN(c, x) fastbp_sel_v4f((x) < (c), (c), (x))
-#define VRELU(x) fastbp_sel_v4f((x) > VSET1(0), (x), VSET1(0))
-#define VSTEP(x) fastbp_sel_v4f((x) > VSET1(0), VSET1(1), VSET1(0))
-#else
-#define VT float
-#define VL 1
-#define VLOAD(p) (*(p))
-#define VLOADR(p) VLOAD(p)
-#define VSTORE(p, v) (*(p) = (v))
-#define VSET1(s) (s)
-#define VDUP2(p) (*(p))
-#define VFMA(a, b, c) ((a) * (b) + (c))
-#define VADD(a, b) ((a) + (b))
-#define VSUB(a, b) ((a) - (b))
-#define VMUL(a, b) ((a) * (b))
-#define VDIV(a, b) ((a) / (b))
-#define VMINN(c, x) ((x) > (c) ? (c) : (x))
-#define VMAXN(c, x) ((x) < (c) ? (c) : (x))
-#define VRELU(x) ((x) > 0 ? (x) : 0)
-#define VSTEP(x) ((x) > 0 ? (FT)1 : (FT)0)
-#endif
+#define FASTBP_LANE_SUFFIX _v4f
+#define FASTBP_LANE_COUNT 4
+#include "conv_portable_lanes.h"
 #include "conv.c"
 
 /* double, portable */
@@ -293,41 +260,9 @@ static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0]
 #define ARGS(x) x##_f64
 #define NAME(x) x##_f64_port
 #define ATTR
-#if FASTBP_VEC_EXT
-#define VT fastbp_v2d
-#define VL 2
-#define VLOAD(p) fastbp_ld_v2d(p)
-#define VLOADR(p) VLOAD(p)
-#define VSTORE(p, v) fastbp_st_v2d((p), (v))
-#define VSET1(s) fastbp_set1_v2d(s)
-#define VDUP2(p) fastbp_dup2_v2d(p)
-#define VFMA(a, b, c) ((a) * (b) + (c))
-#define VADD(a, b) ((a) + (b))
-#define VSUB(a, b) ((a) - (b))
-#define VMUL(a, b) ((a) * (b))
-#define VDIV(a, b) ((a) / (b))
-#define VMINN(c, x) fastbp_sel_v2d((x) > (c), (c), (x))
-#define VMAXN(c, x) fastbp_sel_v2d((x) < (c), (c), (x))
-#define VRELU(x) fastbp_sel_v2d((x) > VSET1(0), (x), VSET1(0))
-#define VSTEP(x) fastbp_sel_v2d((x) > VSET1(0), VSET1(1), VSET1(0))
-#else
-#define VT double
-#define VL 1
-#define VLOAD(p) (*(p))
-#define VLOADR(p) VLOAD(p)
-#define VSTORE(p, v) (*(p) = (v))
-#define VSET1(s) (s)
-#define VDUP2(p) (*(p))
-#define VFMA(a, b, c) ((a) * (b) + (c))
-#define VADD(a, b) ((a) + (b))
-#define VSUB(a, b) ((a) - (b))
-#define VMUL(a, b) ((a) * (b))
-#define VDIV(a, b) ((a) / (b))
-#define VMINN(c, x) ((x) > (c) ? (c) : (x))
-#define VMAXN(c, x) ((x) < (c) ? (c) : (x))
-#define VRELU(x) ((x) > 0 ? (x) : 0)
-#define VSTEP(x) ((x) > 0 ? (FT)1 : (FT)0)
-#endif
+#define FASTBP_LANE_SUFFIX _v2d
+#define FASTBP_LANE_COUNT 2
+#include "conv_portable_lanes.h"
 #include "conv.c"
 
 #if FASTBP_CONV_X86
@@ -993,6 +928,11 @@ static ATTR void NAME(bias_act_row)(FT* a, const FT* bias, int n, int act)
 #undef VMAXN
 #undef VRELU
 #undef VSTEP
+#undef FASTBP_LANE_SUFFIX
+#undef FASTBP_LANE_COUNT
+#undef FASTBP_LANE_PASTE
+#undef FASTBP_LANE_EXPAND
+#undef FASTBP_LANE
 
 /* ======================================================================== */
 #elif FASTBP_CONV_PASS == 2

@@ -96,13 +96,15 @@ cdef inline Py_ssize_t _chunk_length(Py_ssize_t n, int nt) noexcept nogil:
 cdef inline void _pass_range(floating* out, const floating* a, const floating* b,
                              const floating* h, Py_ssize_t start, Py_ssize_t stop,
                              int act) noexcept nogil:
+    cdef const floating* b_part = NULL
     if start >= stop:
         return
+    if b != NULL:
+        b_part = b + start
     if h == NULL:
-        _act(out + start, a + start, NULL if b == NULL else b + start, stop - start, act)
+        _act(out + start, a + start, b_part, stop - start, act)
     else:
-        _dact(out + start, a + start, NULL if b == NULL else b + start, h + start,
-              stop - start, act)
+        _dact(out + start, a + start, b_part, h + start, stop - start, act)
 
 
 cdef void _chunked_pass(floating* out, const floating* a, const floating* b,
