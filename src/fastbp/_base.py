@@ -4,6 +4,7 @@ import numbers
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -88,7 +89,7 @@ def store_init_params(est, params):
 # put them back. Kept beside the network rather than on the estimator (so they
 # are not pickled) and reused from call to call: fresh copies each time cost
 # page faults that can exceed a small partial_fit's arithmetic.
-_SPARES = weakref.WeakKeyDictionary()
+_SPARES: "weakref.WeakKeyDictionary[object, list[np.ndarray]]" = weakref.WeakKeyDictionary()
 
 
 def _copy_to_spares(net, arrays):
@@ -133,10 +134,18 @@ def _restored_on_error(est, in_place=False):
 class BackpropEstimator(BaseEstimator):
     """Base class of fastbp's estimators (solver parameters as sklearn's MLP).
 
-    Subclasses provide ``_prepare_fit``, ``_prepare_backprop``,
+    Subclasses provide ``_check_X``, ``_prepare_fit``, ``_prepare_backprop``,
     ``_build_network``, ``_init_parameters``, ``_validation_score`` and
     ``_stratify_validation``.
     """
+
+    # Fitted attributes every estimator sets, declared for the type checker.
+    n_outputs_: int
+    out_activation_: str
+
+    def _check_X(self, X):
+        """X validated for prediction, shaped as the network's input."""
+        raise NotImplementedError
 
     def _validate_solver_params(self):
         _options(self, "solver", {"lbfgs", "sgd", "adam"})
@@ -323,3 +332,12 @@ def run_backprop(net, X, Y, sample_weight, alpha, n_threads):
     gradients = {k: v.copy() for k, v in net.gradients().items()}
     net.grad[:] = saved_grad
     return Backprop(loss=float(loss), gradients=gradients, deltas=record)
+
+
+# The target and RNN mixins are written against BackpropEstimator's interface.
+# To the type checker they derive from it; at run time from object, so each
+# estimator's method resolution order stays as its class statement says.
+if TYPE_CHECKING:
+    EstimatorMixin = BackpropEstimator
+else:
+    EstimatorMixin = object

@@ -98,7 +98,8 @@ def save(estimator: Any, path: PathLike) -> None:
         "optimizer": optimizer_meta,
     }
     blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    np.savez(path, **{META_KEY: blob}, **arrays)
+    contents: dict[str, Any] = {META_KEY: blob, **arrays}
+    np.savez(path, **contents)
 
 
 def _optimizer_state(estimator):

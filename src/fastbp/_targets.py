@@ -4,6 +4,8 @@ probabilities and partial_fit for classifiers; numeric targets for regressors.
 An estimator using these mixins provides ``_validate_X_y(X, y, reset)``
 (validated input ready for its network, plus y) and ``_check_X(X)``.
 """
+from typing import Sequence, cast
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.metrics import accuracy_score, r2_score
@@ -15,7 +17,7 @@ from sklearn.utils.multiclass import (
 )
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._base import _restored_on_error
+from ._base import EstimatorMixin, _restored_on_error
 from ._typing import Any, ArrayLike, EstimatorT, MatrixLike, NDArray
 
 
@@ -42,7 +44,7 @@ def _finite_outputs(y_pred):
     return y_pred
 
 
-class ClassifierTargetsMixin:
+class ClassifierTargetsMixin(EstimatorMixin):
     """Classes encoded by a LabelBinarizer: softmax for multiclass, logistic
     for binary and multilabel; ``loss='squared_error'`` puts the quadratic
     cost on logistic outputs."""
@@ -176,6 +178,7 @@ class ClassifierTargetsMixin:
         # a first call that raises must not leave classes_ behind
         with _restored_on_error(self):
             if _check_partial_fit_first_call(self, classes):
+                classes = cast("NDArray[Any] | Sequence[Any]", classes)  # checked: not None
                 self._label_binarizer = LabelBinarizer()
                 if isinstance(classes[0], np.ndarray) or np.ndim(classes) > 1:
                     self._label_binarizer.fit(classes)
@@ -256,7 +259,7 @@ class ClassifierTargetsMixin:
         return tags
 
 
-class RegressorTargetsMixin:
+class RegressorTargetsMixin(EstimatorMixin):
     """Numeric targets: identity output with half squared error, or exp output
     with half Poisson deviance (``loss='poisson'``)."""
 

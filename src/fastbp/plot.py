@@ -63,9 +63,9 @@ def loss_curve(est: Any, ax: Axes | None = None) -> Axes:
         (score_line,) = right.plot(np.arange(1, len(scores) + 1), scores, color="C1",
                                    label="validation score")
         right.set_ylabel("validation score")
-        ax.right_ax = right
+        setattr(ax, "right_ax", right)  # pandas' name for a secondary y-axis
         lines.append(score_line)
-    ax.legend(lines, [line.get_label() for line in lines], loc="center right")
+    ax.legend(lines, [str(line.get_label()) for line in lines], loc="center right")
     ax.grid(True, alpha=0.3)
     return ax
 

@@ -8,7 +8,7 @@ from sklearn.utils.validation import (
     _check_sample_weight, check_array, check_is_fitted, validate_data,
 )
 
-from ._base import Backprop, BackpropEstimator, _options, store_init_params
+from ._base import Backprop, BackpropEstimator, EstimatorMixin, _options, store_init_params
 from ._sequences import Ragged, RNNNetwork, pack
 from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin, _finite_outputs
 from ._typing import ArrayLike, EstimatorT, Predictions, SequencesLike
@@ -42,7 +42,7 @@ def _as_ragged(seqs, n_features=None, what="X"):
     return Ragged(data, [len(a) for a in arrays])
 
 
-class _RNNMixin:
+class _RNNMixin(EstimatorMixin):
     """Input handling, network and BPTT options shared by the RNN estimators
     (placed before the target mixins, whose methods it extends).
 
@@ -220,7 +220,8 @@ class _RNNMixin:
             δ_t = dloss/dz_t of every step (the rows of the sequences still
             running at step t, longest first), then the output layer's δ.
         """
-        return super().backprop(X, y, sample_weight)
+        # the base signature names tabular input; _prepare_backprop reads sequences
+        return super().backprop(X, y, sample_weight)  # type: ignore[arg-type]
 
     def fit(self: EstimatorT, X: SequencesLike, y: SequencesLike,
             sample_weight: ArrayLike | None = None) -> EstimatorT:
@@ -363,7 +364,9 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
     def _score_rows(self, X, y_rows, weights):
         return accuracy_score(y_rows, self._predict_encoded(X), sample_weight=weights)
 
-    def predict(self, X: SequencesLike) -> Predictions:
+    # Ragged input gives a list of arrays, where the tabular mixins return
+    # one array: hence the overrides' wider return type.
+    def predict(self, X: SequencesLike) -> Predictions:  # type: ignore[override]
         """Predict classes.
 
         Parameters
@@ -379,7 +382,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         X = self._check_X(X)
         return self._unflatten(self._predict_encoded(X), X)
 
-    def predict_proba(self, X: SequencesLike) -> Predictions:
+    def predict_proba(self, X: SequencesLike) -> Predictions:  # type: ignore[override]
         """Class probabilities, in the shape of the targets plus a class axis.
 
         Parameters
@@ -393,7 +396,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         X = self._check_X(X)
         return self._unflatten(ClassifierTargetsMixin.predict_proba(self, X), X)
 
-    def predict_log_proba(self, X: SequencesLike) -> Predictions:
+    def predict_log_proba(self, X: SequencesLike) -> Predictions:  # type: ignore[override]
         """Log of class probabilities, computed from the logits.
 
         Parameters
@@ -440,7 +443,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
     def _score_rows(self, X, y_rows, weights):
         return r2_score(y_rows, _finite_outputs(self._predict_checked(X)), sample_weight=weights)
 
-    def predict(self, X: SequencesLike) -> Predictions:
+    def predict(self, X: SequencesLike) -> Predictions:  # type: ignore[override]
         """Predict targets.
 
         Parameters

@@ -1,0 +1,24 @@
+# Type stub of the compiled module _conv.pyx (keep the two in step: a test compares them).
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+_PATHS: dict[str | None, int]
+
+
+def dispatch_path() -> str: ...
+def _force_dispatch_path(path: str | None) -> str: ...
+def conv5x5_forward(X: NDArray[Any], W: NDArray[Any], b: NDArray[Any],
+                    table: NDArray[np.uint8], Y: NDArray[Any],
+                    activation: int, n_threads: int) -> None: ...
+def conv5x5_backward(X: NDArray[Any], W: NDArray[Any], dZ: NDArray[Any],
+                     table: NDArray[np.uint8], grad_W: NDArray[Any],
+                     grad_b: NDArray[Any], dX: NDArray[Any] | None,
+                     input_activation: int, n_threads: int) -> None: ...
+def pool2x2_forward(Y: NDArray[Any], coef: NDArray[Any], bias: NDArray[Any],
+                    X: NDArray[Any], activation: int, n_threads: int) -> None: ...
+def pool2x2_backward(Y: NDArray[Any], coef: NDArray[Any], dZ: NDArray[Any],
+                     grad_coef: NDArray[Any], grad_bias: NDArray[Any],
+                     dY: NDArray[Any] | None, input_activation: int,
+                     n_threads: int) -> None: ...

@@ -1,0 +1,27 @@
+# Type stub of the compiled module _dense.pyx (keep the two in step: a test compares them).
+from typing import Any
+
+from numpy.typing import NDArray
+
+ACTIVATION_CODES: dict[str, int]
+LOSS_CODES: dict[str, int]
+
+
+def dense_forward(A_in: NDArray[Any], W: NDArray[Any], b: NDArray[Any],
+                  A_out: NDArray[Any], activation: int, n_threads: int) -> None: ...
+def dense_backward(A_in: NDArray[Any], W: NDArray[Any], delta: NDArray[Any],
+                   grad_W: NDArray[Any], grad_b: NDArray[Any],
+                   delta_in: NDArray[Any] | None, input_activation: int,
+                   n_threads: int) -> None: ...
+def output_loss_delta(Z: NDArray[Any], Y: NDArray[Any],
+                      sample_weight: NDArray[Any] | None, delta: NDArray[Any],
+                      kind: int, scale: float, n_threads: int) -> float: ...
+def output_activate(Z: NDArray[Any], kind: int, n_threads: int) -> None: ...
+def l2_penalty(theta: NDArray[Any], grad: NDArray[Any], coef: float,
+               n_threads: int) -> float: ...
+def sgd_update(theta: NDArray[Any], grad: NDArray[Any], velocity: NDArray[Any],
+               learning_rate: float, momentum: float, nesterov: bool,
+               n_threads: int) -> None: ...
+def adam_update(theta: NDArray[Any], grad: NDArray[Any], m1: NDArray[Any],
+                m2: NDArray[Any], step_size: float, beta_1: float, beta_2: float,
+                epsilon: float, n_threads: int) -> None: ...
