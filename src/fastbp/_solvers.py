@@ -85,7 +85,9 @@ def _take_rows(X, idx, out):
     if sp.issparse(X):
         out[...] = X[idx].toarray()
         return out
-    return np.take(X, idx, axis=0, out=out)
+    # mode="clip": the indices are in range by construction, and the default
+    # mode="raise" copies through a temporary buffer (2.5x slower, measured)
+    return np.take(X, idx, axis=0, out=out, mode="clip")
 
 
 def _num_rows(A):
@@ -220,11 +222,10 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
                 elif est.shuffle or not contiguous_slices:
                     idx = sample_idx[batch_slice]
                     X_batch = _take_rows(X_train, idx, X_buf[:m] if m < batch_size else X_buf)
-                    Y_batch = np.take(Y_train, idx, axis=0,
-                                      out=Y_buf[:m] if m < batch_size else Y_buf)
+                    Y_batch = _take_rows(Y_train, idx, Y_buf[:m] if m < batch_size else Y_buf)
                     sw_batch = None
                     if sw_train is not None:
-                        sw_batch = np.take(sw_train, idx, out=sw_buf[:m])
+                        sw_batch = np.take(sw_train, idx, out=sw_buf[:m], mode="clip")
                 else:
                     X_batch = X_train[batch_slice]
                     Y_batch = Y_train[batch_slice]
