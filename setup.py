@@ -23,6 +23,9 @@ from setuptools import Extension, setup
 
 HERE = Path(__file__).parent.resolve()
 KERNEL_DIR = Path("src", "fastbp", "_kernels")
+# C sources compiled into each kernel module besides its .pyx (each module
+# gets its own copy of the shared element-wise loops).
+C_SOURCES = {"_conv": ["conv.c"], "_dense": ["elementwise.c"], "_rnn": ["elementwise.c"]}
 
 
 def _env_flag(name):
@@ -89,15 +92,14 @@ def _extensions():
     extensions = []
     for pyx in sorted(KERNEL_DIR.glob("*.pyx")):
         name = "fastbp._kernels." + pyx.stem
-        sources = [str(pyx)]
-        csrc_file = Path("csrc", pyx.stem.lstrip("_") + ".c")
-        if csrc_file.exists():
-            sources.append(str(csrc_file))
+        sources = [str(pyx)] + [str(Path("csrc", c)) for c in C_SOURCES.get(pyx.stem, ())]
         extensions.append(
             Extension(
                 name,
                 sources=sources,
                 include_dirs=["csrc"],
+                # a changed header rebuilds the modules (setuptools tracks no #include)
+                depends=[str(h) for h in sorted(Path("csrc").glob("*.h"))],
                 define_macros=macros,
                 extra_compile_args=compile_args,
                 extra_link_args=link_args,

@@ -90,6 +90,35 @@ def test_softmax_and_logistic_stay_finite_at_extreme_logits():
     assert loss == pytest.approx(2000.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_softmax_probabilities_within_a_few_ulp(dtype, simd_level):
+    # The vectorized exponentials against float64 NumPy, over logit gaps from
+    # 0 to past where exp underflows, on both SIMD paths, training and predict.
+    rng = np.random.default_rng(0)
+    Z = (rng.standard_normal((400, 37)) * np.geomspace(0.01, 200, 400)[:, None]).astype(dtype)
+    # the reference starts from z - max(z) rounded in the kernel's dtype, as the
+    # kernel's does: for far-apart logits that rounding alone is tens of ulp
+    E = np.exp((Z - Z.max(axis=1, keepdims=True)).astype(np.float64))
+    expected = E / E.sum(axis=1, keepdims=True)
+    Y = np.eye(37, dtype=dtype)[rng.integers(0, 37, 400)]
+    Zt, d = Z.copy(), np.empty_like(Z)
+    _dense.output_loss_delta(Zt, Y, None, d, _dense.LOSS_CODES["softmax_ce"], 1.0, 2)
+    Zp = Z.copy()
+    _dense.output_activate(Zp, _dense.LOSS_CODES["softmax_ce"], 2)
+    tiny = np.finfo(dtype).tiny
+    for P in (Zt, Zp):
+        error = np.abs(P - expected)
+        ulp = error / np.spacing(np.maximum(expected, tiny).astype(dtype))
+        # probabilities below the smallest normal number may flush to zero
+        ok = (ulp <= 8) | ((expected < tiny) & (error <= tiny))
+        assert ok.all(), (ulp[~ok].max(), expected[~ok][:3], P[~ok][:3])
+        assert (expected < tiny).any() and (ulp[expected >= tiny] > 0.5).any()
+    nan_row = np.array([[0.0, np.nan, 1.0], [-np.inf, 0.0, 0.0]], dtype)
+    _dense.output_activate(nan_row, _dense.LOSS_CODES["softmax_ce"], 1)
+    assert np.isnan(nan_row[0]).all()
+    np.testing.assert_array_equal(nan_row[1], [0.0, 0.5, 0.5])
+
+
 def test_l2_penalty_and_optimizers_match_twins():
     rng = np.random.default_rng(3)
     theta, grad = _rand(rng, 10007), _rand(rng, 10007)

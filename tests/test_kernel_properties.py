@@ -146,7 +146,7 @@ def _f64(a):
 @PROPERTY_SETTINGS
 @given(data=st.data(), dtype=dtypes, n_threads=threads, act=acts, seed=seeds,
        m=st.integers(0, 150), k=st.integers(0, 40), n=st.integers(0, 40))
-def test_dense_forward(data, dtype, n_threads, act, seed, m, k, n):
+def test_dense_forward(simd_level, data, dtype, n_threads, act, seed, m, k, n):
     rng = np.random.default_rng(seed)
     A, W, b = _normal(rng, (m, k), dtype), _normal(rng, (k, n), dtype), _normal(rng, n, dtype)
     out = np.full((m, n), np.nan, dtype)
@@ -163,7 +163,7 @@ def test_dense_forward(data, dtype, n_threads, act, seed, m, k, n):
 @given(data=st.data(), dtype=dtypes, n_threads=threads, act=acts, seed=seeds,
        m=st.integers(0, 150), k=st.integers(0, 40), n=st.integers(0, 40),
        want_delta_in=st.booleans())
-def test_dense_backward(data, dtype, n_threads, act, seed, m, k, n, want_delta_in):
+def test_dense_backward(simd_level, data, dtype, n_threads, act, seed, m, k, n, want_delta_in):
     rng = np.random.default_rng(seed)
     A = twin_dense.activate(_normal(rng, (m, k), dtype), act).astype(dtype)
     W, delta = _normal(rng, (k, n), dtype), _normal(rng, (m, n), dtype)
@@ -189,7 +189,7 @@ def _targets(rng, kind, shape):
 @given(data=st.data(), dtype=dtypes, n_threads=threads, kind=st.sampled_from(LOSS_NAMES),
        seed=seeds, m=st.integers(0, 300), n=st.integers(1, 12), weighted=st.booleans(),
        logit_scale=st.sampled_from([1.0, 10.0, 1000.0]))
-def test_output_loss_delta(data, dtype, n_threads, kind, seed, m, n, weighted, logit_scale):
+def test_output_loss_delta(simd_level, data, dtype, n_threads, kind, seed, m, n, weighted, logit_scale):
     rng = np.random.default_rng(seed)
     if kind == "poisson":
         logit_scale = min(logit_scale, 10.0)  # exp(1000) is inf by definition
@@ -382,13 +382,6 @@ def batch_sizes(draw):
     lengths = draw(st.lists(st.integers(1, 9), min_size=0, max_size=6))
     T = max(lengths, default=0)
     return np.array([sum(length > t for length in lengths) for t in range(T)], dtype=np.intp)
-
-
-@pytest.fixture(params=sorted({0, _rnn._set_simd_level(1)}))
-def simd_level(request):
-    level = _rnn._set_simd_level(request.param)
-    yield level
-    _rnn._set_simd_level(1)
 
 
 def _rnn_problem(rng, dtype, bs, n_hidden):

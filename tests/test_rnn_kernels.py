@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 
 import _twins_rnn as twin
 from _numeric import central_difference
-from fastbp._kernels import _openmp, _rnn
+from fastbp._kernels import _dense, _openmp, _rnn
 
 ACTS = twin.ACTIVATIONS
 BATCH_SIZES = {
@@ -342,19 +342,7 @@ def test_grad_hh_over_step_groups_matches_twin():
 
 # ------------------------------------------------------ element-wise accuracy
 
-@pytest.fixture(params=[0, 1], ids=["portable", "avx2"])
-def simd(request):
-    """Run a test on the portable loops and on the AVX2+FMA ones (skipped
-    where the CPU lacks them)."""
-    best = _rnn._set_simd_level(1)
-    if request.param > best:
-        pytest.skip("CPU without AVX2+FMA")
-    assert _rnn._set_simd_level(request.param) == request.param
-    yield request.param
-    _rnn._set_simd_level(1)
-
-
-def test_both_simd_paths_match_twin(simd):
+def test_both_simd_paths_match_twin(simd_level):
     bs = _bs("mixed")
     for act in range(5):
         for dtype, rtol in ((np.float64, 1e-12), (np.float32, 1e-4)):
@@ -368,23 +356,32 @@ def test_both_simd_paths_match_twin(simd):
                             rtol=rtol, atol=rtol * 1e-1)
 
 
+def _dense_activation(z, out, act, n_threads):
+    """out = act(z) through a dense layer of one input and one output: the
+    1x1 GEMM multiplies by 1.0 and adds a 0.0 bias, both exact."""
+    ones, zero = np.ones((1, 1), z.dtype), np.zeros(1, z.dtype)
+    _dense.dense_forward(z.reshape(-1, 1), ones, zero, out.reshape(-1, 1), act, n_threads)
+
+
+@pytest.mark.parametrize("kernel", [_rnn.rnn_activation, _dense_activation],
+                         ids=["rnn", "dense"])
 @pytest.mark.parametrize("dtype,max_ulp", [(np.float64, 4), (np.float32, 4)])
 @pytest.mark.parametrize("act_name", ["tanh", "logistic", "lecun_tanh"])
-def test_activation_accuracy(act_name, dtype, max_ulp, simd):
-    # The time loop's own vectorized tanh / sigmoid against NumPy's in float64.
+def test_activation_accuracy(act_name, dtype, max_ulp, kernel, simd_level):
+    # The kernels' own vectorized tanh / sigmoid against NumPy's in float64.
     act = ACTS[act_name]
     x = np.concatenate([np.linspace(-50, 50, 20001), np.geomspace(1e-300, 30, 2000),
                         -np.geomspace(1e-300, 30, 2000), [0.0, 5e-324, 1e-8, 0.3466, 20.0]])
     z = x.astype(dtype)
     out = np.empty_like(z)
-    _rnn.rnn_activation(z, out, act, 1)
+    kernel(z, out, act, 1)
     ref = twin.activate(z.astype(np.float64), act)
     ulp = np.abs(out - ref) / np.spacing(np.abs(ref).astype(dtype))
     ok = (ulp <= max_ulp) | (np.abs(ref) < np.finfo(dtype).tiny)
     assert ok.all(), (z[~ok][:5], out[~ok][:5], ref[~ok][:5])
 
 
-def test_activation_special_values(simd):
+def test_activation_special_values(simd_level):
     for dtype in (np.float64, np.float32):
         z = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 800.0, -800.0], dtype=dtype)
         out = np.empty_like(z)

@@ -2,7 +2,7 @@
 # Build fastbp's sdist and a manylinux wheel here, without cibuildwheel's
 # containers, and test what a user would install:
 #
-#   1. sdist (python -m build --sdist); check it holds csrc/*.c|h, the .pyx/.pxd,
+#   1. sdist (python -m build --sdist); check it holds csrc/*.c|h, the .pyx/.pxd/.pyi,
 #      py.typed and the tests, and no generated C or compiled files;
 #   2. a fresh venv: `pip install dist/fastbp-*.tar.gz` (compiles), check_wheel.py
 #      and a short fit;
@@ -85,23 +85,26 @@ EOF
     || { tail -40 "$WORK/sdist.log"; exit 1; }
 SDIST="$(ls "$ROOT"/dist/fastbp-*.tar.gz)"
 echo "built $(basename "$SDIST")"
-"$WORK/tools/bin/python" - "$SDIST" <<'EOF'
+"$WORK/tools/bin/python" - "$SDIST" "$WORK/src" <<'EOF'
 import sys, tarfile
+from pathlib import Path
 names = tarfile.open(sys.argv[1]).getnames()
 top = names[0].split("/")[0]
 rel = {n[len(top) + 1:] for n in names if "/" in n}
+source = Path(sys.argv[2])
 need = ["pyproject.toml", "setup.py", "README.md", "MANIFEST.in",
-        "csrc/conv.c", "csrc/conv.h", "csrc/rnn.c", "csrc/rnn.h", "csrc/fastbp_omp.h",
         "src/fastbp/py.typed", "src/fastbp/_version.py",
-        "src/fastbp/_kernels/_blas.pxd", "src/fastbp/_kernels/_math.pxd",
         "tests/_twins_dense.py", "tests/test_mlp.py"]
-need += [f"src/fastbp/_kernels/_{m}.pyx" for m in ("blas", "conv", "dense", "openmp", "rnn")]
+# every C source and header, and every Cython source, declaration and stub
+need += [str(p.relative_to(source)) for pattern in (
+    "csrc/*.[ch]", "src/fastbp/_kernels/*.pyx", "src/fastbp/_kernels/*.pxd",
+    "src/fastbp/_kernels/*.pyi") for p in sorted(source.glob(pattern))]
 missing = [n for n in need if n not in rel]
 unwanted = [n for n in rel if n.endswith((".so", ".pyd", ".pyc"))
             or (n.startswith("src/fastbp/_kernels/") and n.endswith(".c"))]
 if missing or unwanted:
     sys.exit(f"sdist: missing {missing}, unwanted {unwanted}")
-print(f"sdist holds {len(rel)} entries; csrc, .pyx/.pxd, py.typed and tests present")
+print(f"sdist holds {len(rel)} entries; csrc, .pyx/.pxd/.pyi, py.typed and tests present")
 EOF
 
 step "fresh venv: pip install the sdist"

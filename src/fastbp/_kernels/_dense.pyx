@@ -15,8 +15,9 @@ from libc.stdlib cimport malloc, free
 
 from ._blas cimport block_start, gemm, gemm_blocks
 from ._checks cimport check_shape
-from ._math cimport (activate, derivative_from_output, sigmoid, fexp, flog,
-                     flog1p, fsqrt)
+from ._elementwise cimport (elementwise_act, elementwise_dact, fastbp_set_simd_level,
+                            fastbp_simd_level, softmax_exp)
+from ._math cimport ACT_LOGISTIC, sigmoid, fexp, flog, flog1p, fsqrt
 
 # Below this many elements (or multiply-adds) an OpenMP team costs more than it saves.
 cdef Py_ssize_t PARALLEL_MIN_WORK = 16384
@@ -51,28 +52,21 @@ cdef inline int threads_for(Py_ssize_t work, int n_threads) noexcept nogil:
 cdef void bias_activate(floating* out, const floating* bias, Py_ssize_t rows,
                         Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t ld, int act) noexcept nogil:
     """out[i, j] = act(out[i, j] + bias[j]) for columns c0..c1 of a row-major block."""
-    cdef Py_ssize_t i, j
-    cdef floating* row
+    cdef Py_ssize_t i
     for i in range(rows):
-        row = out + i * ld
-        for j in range(c0, c1):
-            row[j] = activate(row[j] + bias[j], act)
+        elementwise_act(out + i * ld + c0, out + i * ld + c0, bias + c0, c1 - c0, act)
 
 
 cdef void multiply_derivative(floating* delta, const floating* act_out, Py_ssize_t rows,
                               Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t ld,
                               int act) noexcept nogil:
     """delta *= g'(z) on columns c0..c1, g'(z) computed from act_out = g(z)."""
-    cdef Py_ssize_t i, j
-    cdef floating* row
-    cdef const floating* a_row
+    cdef Py_ssize_t i
     if act == 0:  # identity: g' = 1
         return
     for i in range(rows):
-        row = delta + i * ld
-        a_row = act_out + i * ld
-        for j in range(c0, c1):
-            row[j] = row[j] * derivative_from_output(a_row[j], act)
+        elementwise_dact(delta + i * ld + c0, delta + i * ld + c0, <floating*> NULL,
+                         act_out + i * ld + c0, c1 - c0, act)
 
 
 cdef void column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
@@ -251,19 +245,18 @@ cdef floating row_loss_delta(floating* z, const floating* y, floating* d,
     cdef floating zmax, total, lse, ysum, loss = 0, p, diff, az
     if kind == LOSS_SOFTMAX_CE:
         # l = sum_j y_j (lse(z) - z_j); max subtracted so exp never overflows.
+        # d holds exp(z_j - zmax) until the last loop makes it the delta.
         zmax = z[0]
-        for j in range(1, n):
-            if z[j] > zmax:
-                zmax = z[j]
-        total = 0
         ysum = 0
         for j in range(n):
-            total += fexp(z[j] - zmax)
+            if z[j] > zmax:
+                zmax = z[j]
             ysum += y[j]
+        total = softmax_exp(z, zmax, d, n)
         lse = zmax + flog(total)
         for j in range(n):
             loss += y[j] * (lse - z[j])
-            z[j] = fexp(z[j] - lse)
+            z[j] = d[j] / total
             d[j] = weight * (ysum * z[j] - y[j])
     elif kind == LOSS_LOGISTIC_CE:
         # l = sum_j softplus(z_j) - y_j z_j, written so that exp never overflows.
@@ -353,15 +346,11 @@ def output_activate(floating[:, ::1] Z,  # IN: logits, OUT: outputs
                 for j in range(1, n):
                     if Z[i, j] > zmax:
                         zmax = Z[i, j]
-                total = 0
-                for j in range(n):
-                    Z[i, j] = fexp(Z[i, j] - zmax)
-                    total = total + Z[i, j]
+                total = softmax_exp(&Z[i, 0], zmax, &Z[i, 0], n)
                 for j in range(n):
                     Z[i, j] = Z[i, j] / total
             elif kind == LOSS_LOGISTIC_CE or kind == LOSS_SQUARED_LOGISTIC:
-                for j in range(n):
-                    Z[i, j] = sigmoid(Z[i, j])
+                elementwise_act(&Z[i, 0], &Z[i, 0], <floating*> NULL, n, ACT_LOGISTIC)
             elif kind == LOSS_POISSON:
                 for j in range(n):
                     Z[i, j] = fexp(Z[i, j])
@@ -441,3 +430,14 @@ def adam_update(floating[::1] theta,  # OUT
             m1[i] = b1 * m1[i] + (1 - b1) * grad[i]
             m2[i] = b2 * m2[i] + (1 - b2) * (grad[i] * grad[i])
             theta[i] += -lr * m1[i] / (fsqrt(m2[i]) + eps)
+
+
+def simd_level():
+    """1 when the AVX2+FMA copy of the element-wise loops runs, else 0."""
+    return fastbp_simd_level()
+
+
+def _set_simd_level(int level):
+    """Test hook: use at most this SIMD level (0: portable loops), capped by
+    what the CPU has; returns the level now in use. Call while no kernel runs."""
+    return fastbp_set_simd_level(level)

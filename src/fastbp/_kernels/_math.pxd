@@ -1,7 +1,7 @@
-# Element-wise math shared by the kernels: float32 uses the float libm calls,
-# activations are applied and differentiated from their outputs.
+# Scalar math of the Cython kernels (float32 uses the float libm calls) and the
+# activation codes; the vectorized activation loops are in _elementwise.pxd.
 from cython cimport floating
-from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, sqrt, sqrtf
+from libc.math cimport exp, expf, log, logf, log1p, log1pf, sqrt, sqrtf
 
 cdef enum:
     ACT_IDENTITY = 0
@@ -9,15 +9,6 @@ cdef enum:
     ACT_TANH = 2
     ACT_RELU = 3
     ACT_LECUN_TANH = 4
-
-# LeCun (1998), Appendix A: f(a) = A tanh(S a) with A = 1.7159, S = 2/3.
-cdef extern from *:
-    """
-    #define FASTBP_LECUN_A 1.7159
-    #define FASTBP_LECUN_S (2.0 / 3.0)
-    """
-    double LECUN_A "FASTBP_LECUN_A"
-    double LECUN_S "FASTBP_LECUN_S"
 
 cdef inline floating fexp(floating x) noexcept nogil:
     if floating is float:
@@ -37,12 +28,6 @@ cdef inline floating flog1p(floating x) noexcept nogil:
     else:
         return log1p(x)
 
-cdef inline floating ftanh(floating x) noexcept nogil:
-    if floating is float:
-        return tanhf(x)
-    else:
-        return tanh(x)
-
 cdef inline floating fsqrt(floating x) noexcept nogil:
     if floating is float:
         return sqrtf(x)
@@ -56,26 +41,3 @@ cdef inline floating sigmoid(floating z) noexcept nogil:
         return 1 / (1 + fexp(-z))
     e = fexp(z)
     return e / (1 + e)
-
-cdef inline floating activate(floating z, int act) noexcept nogil:
-    if act == ACT_RELU:
-        return z if z > 0 else 0
-    if act == ACT_TANH:
-        return ftanh(z)
-    if act == ACT_LOGISTIC:
-        return sigmoid(z)
-    if act == ACT_LECUN_TANH:
-        return <floating> (LECUN_A * ftanh(<floating> (LECUN_S * z)))
-    return z
-
-cdef inline floating derivative_from_output(floating a, int act) noexcept nogil:
-    """g'(z) written in terms of a = g(z), so z need not be stored."""
-    if act == ACT_RELU:
-        return 1 if a > 0 else 0
-    if act == ACT_TANH:
-        return 1 - a * a
-    if act == ACT_LOGISTIC:
-        return a * (1 - a)
-    if act == ACT_LECUN_TANH:
-        return <floating> (LECUN_S * (LECUN_A - a * a / LECUN_A))
-    return 1

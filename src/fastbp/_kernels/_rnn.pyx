@@ -20,7 +20,7 @@ t-1 are the first ``batch_sizes[t]`` rows of block t-1.
 
 Only ``h_{t-1} @ W_hh`` (forward) and ``delta_{t+1} @ W_hh.T`` (backward) sit
 inside the time loop: one GEMM of ``batch_sizes[t]`` rows per step, each
-followed by its fused element-wise pass (vectorized C in csrc/rnn.c).
+followed by its fused element-wise pass (vectorized C in csrc/elementwise.c).
 
 Threads: fastbp trains with BLAS held to one thread, and ``n_threads`` is
 the one OpenMP team: a large step's GEMM is split by columns over it, each
@@ -42,17 +42,8 @@ from ._blas cimport block_start, gemm, gemm_blocks
 from libc.stdlib cimport free, malloc
 from ._checks cimport check_shape
 
-cdef extern from "rnn.h":
-    void fastbp_rnn_act_f(float* out, const float* a, const float* b,
-                          Py_ssize_t n, int act) noexcept nogil
-    void fastbp_rnn_act_d(double* out, const double* a, const double* b,
-                          Py_ssize_t n, int act) noexcept nogil
-    void fastbp_rnn_dact_f(float* out, const float* a, const float* b,
-                           const float* h, Py_ssize_t n, int act) noexcept nogil
-    void fastbp_rnn_dact_d(double* out, const double* a, const double* b,
-                           const double* h, Py_ssize_t n, int act) noexcept nogil
-    int fastbp_rnn_simd_level() noexcept nogil
-    int fastbp_rnn_set_simd_level(int level) noexcept nogil
+from ._elementwise cimport (elementwise_act, elementwise_dact, fastbp_set_simd_level,
+                              fastbp_simd_level)
 
 # Below this many elements in one step an OpenMP team costs more than it saves
 # (tanh costs about 1 ns an element; the backward pass much less).
@@ -72,22 +63,6 @@ cdef inline int threads_for(Py_ssize_t work, Py_ssize_t threshold,
     return n_threads if (n_threads > 1 and work >= threshold) else 1
 
 
-cdef inline void _act(floating* out, const floating* a, const floating* b,
-                      Py_ssize_t n, int act) noexcept nogil:
-    if floating is float:
-        fastbp_rnn_act_f(out, a, b, n, act)
-    else:
-        fastbp_rnn_act_d(out, a, b, n, act)
-
-
-cdef inline void _dact(floating* out, const floating* a, const floating* b,
-                       const floating* h, Py_ssize_t n, int act) noexcept nogil:
-    if floating is float:
-        fastbp_rnn_dact_f(out, a, b, h, n, act)
-    else:
-        fastbp_rnn_dact_d(out, a, b, h, n, act)
-
-
 cdef inline Py_ssize_t _chunk_length(Py_ssize_t n, int nt) noexcept nogil:
     """Elements per thread in an element-wise pass: whole 16-element vectors."""
     return ((n + nt - 1) // nt + 15) // 16 * 16
@@ -102,9 +77,9 @@ cdef inline void _pass_range(floating* out, const floating* a, const floating* b
     if b != NULL:
         b_part = b + start
     if h == NULL:
-        _act(out + start, a + start, b_part, stop - start, act)
+        elementwise_act(out + start, a + start, b_part, stop - start, act)
     else:
-        _dact(out + start, a + start, b_part, h + start, stop - start, act)
+        elementwise_dact(out + start, a + start, b_part, h + start, stop - start, act)
 
 
 cdef void _chunked_pass(floating* out, const floating* a, const floating* b,
@@ -164,7 +139,7 @@ cdef void _step_forward(floating* cur, const floating* prev, const floating* W,
                 p_row = NULL
                 if P_t != NULL:
                     p_row = P_t + i * n + c0
-                _act(cur + i * n + c0, cur + i * n + c0, p_row, c1 - c0, act)
+                elementwise_act(cur + i * n + c0, cur + i * n + c0, p_row, c1 - c0, act)
 
 
 cdef void _step_backward(floating* cur, const floating* d_t, const floating* d_next,
@@ -187,7 +162,7 @@ cdef void _step_backward(floating* cur, const floating* d_t, const floating* d_n
                 d_row = NULL
                 if d_t != NULL:
                     d_row = d_t + i * n + c0
-                _dact(cur + i * n + c0, cur + i * n + c0, d_row, h_t + i * n + c0,
+                elementwise_dact(cur + i * n + c0, cur + i * n + c0, d_row, h_t + i * n + c0,
                       c1 - c0, act)
 
 
@@ -513,10 +488,10 @@ def rnn_activation(const floating[::1] z,
 
 def simd_level():
     """1 when the AVX2+FMA copy of the element-wise loops runs, else 0."""
-    return fastbp_rnn_simd_level()
+    return fastbp_simd_level()
 
 
 def _set_simd_level(int level):
     """Test hook: use at most this SIMD level (0: portable loops), capped by
     what the CPU has; returns the level now in use. Call while no kernel runs."""
-    return fastbp_rnn_set_simd_level(level)
+    return fastbp_set_simd_level(level)

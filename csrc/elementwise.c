@@ -1,79 +1,19 @@
-/* Element-wise passes of the RNN time loop; see rnn.h for the contract.
+/* Element-wise passes of the dense layers and the RNN time loop; see
+ * elementwise.h for the contract.
  *
- * Why not libm: glibc's scalar tanh costs about 23 ns an element here, which
- * alone would be several milliseconds per training step at the bench shapes.
  * tanh(x) = -u / (u + 2) with u = expm1(-2|x|) (sign restored) has no
- * cancellation, and expm1/exp below are branch-free (Cody-Waite reduction,
- * Taylor polynomial, 2^k built from bits), so the loops vectorize. Accuracy is
- * a few ulp in float64 and float32 (checked against NumPy in the tests).
+ * cancellation; expm1 comes from fb_math.h, whose functions vectorize.
  */
-/* The clamps and selects below only if-convert (and so vectorize) when GCC may
- * ignore floating-point exception flags, which fastbp never reads. Results do
- * not change. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
-
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
-
-#include "rnn.h"
-
-#if defined(_MSC_VER)
-#define FB_INLINE static __forceinline
-#elif defined(__GNUC__)
-#define FB_INLINE static inline __attribute__((always_inline))
-#else
-#define FB_INLINE static inline
-#endif
-
-/* Runtime dispatch to an AVX2+FMA copy of the loops (GCC/Clang on x86-64). */
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(FASTBP_NO_DISPATCH)
-#define FB_DISPATCH 1
-#define FB_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define FB_DISPATCH 0
-#endif
+#include "fb_math.h"
+#include "elementwise.h"
 
 enum { ACT_IDENTITY = 0, ACT_LOGISTIC = 1, ACT_TANH = 2, ACT_RELU = 3, ACT_LECUN_TANH = 4 };
 
-/* LeCun (1998), Appendix A: f(a) = A tanh(S a); same constants as _math.pxd. */
+/* LeCun (1998), Appendix A: f(a) = A tanh(S a). */
 #define LECUN_A 1.7159
 #define LECUN_S (2.0 / 3.0)
 
 /* ---------------------------------------------------------------- float64 */
-
-/* y = k ln2 + r, |r| <= ln2 / 2; returns expm1(r) and sets *s = 2^k.
- * Requires -1022 <= k <= 0, i.e. -708 <= y <= 0 (callers clamp). */
-FB_INLINE double fb_reduce_d(double y, double *s)
-{
-    const double shift = 6755399441055744.0; /* 0x1.8p52: adding it rounds to an integer */
-    double t = y * 1.44269504088896338700e+00 + shift;
-    double k = t - shift;
-    uint64_t tb, shb, sb;
-    double r, q;
-    memcpy(&tb, &t, sizeof tb);
-    memcpy(&shb, &shift, sizeof shb);
-    sb = (tb - shb + 1023u) << 52; /* the low bits of t hold k */
-    memcpy(s, &sb, sizeof sb);
-    /* fdlibm's split of ln2: k * LN2_HI is exact for |k| < 2^11. */
-    r = (y - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
-    /* expm1(r) = r + r^2 (1/2! + r/3! + ... + r^11/13!); truncation < 1e-17 r. */
-    q = 1.6059043836821613e-10;      /* 1/13! */
-    q = q * r + 2.08767569878680990e-09; /* 1/12! */
-    q = q * r + 2.50521083854417188e-08; /* 1/11! */
-    q = q * r + 2.75573192239858907e-07; /* 1/10! */
-    q = q * r + 2.75573192239858907e-06; /* 1/9! */
-    q = q * r + 2.48015873015873016e-05; /* 1/8! */
-    q = q * r + 1.98412698412698413e-04; /* 1/7! */
-    q = q * r + 1.38888888888888889e-03; /* 1/6! */
-    q = q * r + 8.33333333333333333e-03; /* 1/5! */
-    q = q * r + 4.16666666666666667e-02; /* 1/4! */
-    q = q * r + 1.66666666666666667e-01; /* 1/3! */
-    q = q * r + 0.5;
-    return r + (r * r) * q;
-}
 
 FB_INLINE double fb_tanh_d(double x)
 {
@@ -117,28 +57,6 @@ FB_INLINE double fb_deriv_d(double h, int act)
 }
 
 /* ---------------------------------------------------------------- float32 */
-
-FB_INLINE float fb_reduce_f(float y, float *s)
-{
-    const float shift = 12582912.0f; /* 0x1.8p23 */
-    float t = y * 1.44269502163e+00f + shift;
-    float k = t - shift;
-    uint32_t tb, shb, sb;
-    float r, q;
-    memcpy(&tb, &t, sizeof tb);
-    memcpy(&shb, &shift, sizeof shb);
-    sb = (tb - shb + 127u) << 23;
-    memcpy(s, &sb, sizeof sb);
-    r = (y - k * 6.9314575195e-01f) - k * 1.4286067653e-06f;
-    q = 2.48015873e-05f;          /* 1/8! */
-    q = q * r + 1.98412698e-04f;  /* 1/7! */
-    q = q * r + 1.38888889e-03f;  /* 1/6! */
-    q = q * r + 8.33333333e-03f;  /* 1/5! */
-    q = q * r + 4.16666667e-02f;  /* 1/4! */
-    q = q * r + 1.66666667e-01f;  /* 1/3! */
-    q = q * r + 0.5f;
-    return r + (r * r) * q;
-}
 
 FB_INLINE float fb_tanh_f(float x)
 {
@@ -211,7 +129,17 @@ FB_INLINE float fb_deriv_f(float h, int act)
             for (i = 0; i < n; i++) out[i] = a[i] * fb_deriv_##SUF(h[i], CODE); \
         break;
 
+/* The exponentials vectorize; the sum, in index order, stays scalar (a
+ * vector sum would reorder it). */
 #define FB_DEFINE_LOOPS(T, SUF, ATTR, NAME)                                     \
+    static ATTR T softmax_exp_##NAME(const T *z, T shift, T *out, ptrdiff_t n) \
+    {                                                                           \
+        ptrdiff_t i;                                                            \
+        T total = 0;                                                            \
+        for (i = 0; i < n; i++) out[i] = fb_exp_nonpos_##SUF(z[i] - shift);    \
+        for (i = 0; i < n; i++) total += out[i];                                \
+        return total;                                                           \
+    }                                                                           \
     static ATTR void act_##NAME(T *out, const T *a, const T *b, ptrdiff_t n,    \
                                 int act)                                        \
     {                                                                           \
@@ -246,37 +174,13 @@ FB_DEFINE_LOOPS(float, f, FB_NO_ATTR, f_base)
 #if FB_DISPATCH
 FB_DEFINE_LOOPS(double, d, FB_TARGET_AVX2, d_avx2)
 FB_DEFINE_LOOPS(float, f, FB_TARGET_AVX2, f_avx2)
-
-/* -1: not probed yet. Probing twice (a benign race) gives the same answer. */
-static int fb_simd_level = -1;
-
-static int fb_probe(void)
-{
-    if (fb_simd_level < 0) {
-        __builtin_cpu_init();
-        fb_simd_level = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
-    }
-    return fb_simd_level;
-}
-#else
-static int fb_probe(void) { return 0; }
 #endif
 
-int fastbp_rnn_simd_level(void) { return fb_probe(); }
+int fastbp_simd_level(void) { return fb_probe(); }
 
-int fastbp_rnn_set_simd_level(int level)
-{
-#if FB_DISPATCH
-    int best;
-    fb_simd_level = -1;
-    best = fb_probe();
-    fb_simd_level = level < best ? level : best;
-#endif
-    (void)level;
-    return fb_probe();
-}
+int fastbp_set_simd_level(int level) { return fb_set_simd_level(level); }
 
-void fastbp_rnn_act_d(double *out, const double *a, const double *b, ptrdiff_t n, int act)
+void fastbp_act_d(double *out, const double *a, const double *b, ptrdiff_t n, int act)
 {
 #if FB_DISPATCH
     if (fb_probe()) { act_d_avx2(out, a, b, n, act); return; }
@@ -284,7 +188,7 @@ void fastbp_rnn_act_d(double *out, const double *a, const double *b, ptrdiff_t n
     act_d_base(out, a, b, n, act);
 }
 
-void fastbp_rnn_act_f(float *out, const float *a, const float *b, ptrdiff_t n, int act)
+void fastbp_act_f(float *out, const float *a, const float *b, ptrdiff_t n, int act)
 {
 #if FB_DISPATCH
     if (fb_probe()) { act_f_avx2(out, a, b, n, act); return; }
@@ -292,7 +196,7 @@ void fastbp_rnn_act_f(float *out, const float *a, const float *b, ptrdiff_t n, i
     act_f_base(out, a, b, n, act);
 }
 
-void fastbp_rnn_dact_d(double *out, const double *a, const double *b, const double *h,
+void fastbp_dact_d(double *out, const double *a, const double *b, const double *h,
                        ptrdiff_t n, int act)
 {
 #if FB_DISPATCH
@@ -301,11 +205,27 @@ void fastbp_rnn_dact_d(double *out, const double *a, const double *b, const doub
     dact_d_base(out, a, b, h, n, act);
 }
 
-void fastbp_rnn_dact_f(float *out, const float *a, const float *b, const float *h,
+void fastbp_dact_f(float *out, const float *a, const float *b, const float *h,
                        ptrdiff_t n, int act)
 {
 #if FB_DISPATCH
     if (fb_probe()) { dact_f_avx2(out, a, b, h, n, act); return; }
 #endif
     dact_f_base(out, a, b, h, n, act);
+}
+
+float fastbp_softmax_exp_f(const float *z, float shift, float *out, ptrdiff_t n)
+{
+#if FB_DISPATCH
+    if (fb_probe()) return softmax_exp_f_avx2(z, shift, out, n);
+#endif
+    return softmax_exp_f_base(z, shift, out, n);
+}
+
+double fastbp_softmax_exp_d(const double *z, double shift, double *out, ptrdiff_t n)
+{
+#if FB_DISPATCH
+    if (fb_probe()) return softmax_exp_d_avx2(z, shift, out, n);
+#endif
+    return softmax_exp_d_base(z, shift, out, n);
 }

@@ -1,0 +1,39 @@
+/* Element-wise passes of the dense layers and the RNN time loop, compiled
+ * into fastbp._kernels._dense and fastbp._kernels._rnn (each keeps its own
+ * SIMD level).
+ *
+ * Each pass reads and writes n contiguous elements. `out` may be the same
+ * array as `a` (in-place); `b` may be NULL, which means "add nothing".
+ *
+ *   fastbp_act_*:   out[i] = f(a[i] + b[i])            (b NULL: f(a[i]))
+ *   fastbp_dact_*:  out[i] = (a[i] + b[i]) * f'(z_i)   (b NULL: a[i] f'(z_i))
+ *                       with f'(z_i) computed from h[i] = f(z_i).
+ *   fastbp_softmax_exp_*: out[i] = exp(z[i] - shift), shift >= max(z);
+ *                       returns the sum of out, added in index order.
+ *
+ * Activation codes are those of _math.pxd: 0 identity, 1 logistic, 2 tanh,
+ * 3 relu, 4 LeCun's scaled tanh. tanh, logistic, LeCun's tanh and the softmax
+ * exponentials use fb_math.h (a few ulp, no libm call) so the loops vectorize;
+ * where the CPU has AVX2 and FMA, a second copy of the loops compiled for them
+ * is chosen at run time.
+ */
+#ifndef FASTBP_ELEMENTWISE_H
+#define FASTBP_ELEMENTWISE_H
+
+#include <stddef.h>
+
+void fastbp_act_f(float *out, const float *a, const float *b, ptrdiff_t n, int act);
+void fastbp_act_d(double *out, const double *a, const double *b, ptrdiff_t n, int act);
+void fastbp_dact_f(float *out, const float *a, const float *b, const float *h,
+                   ptrdiff_t n, int act);
+void fastbp_dact_d(double *out, const double *a, const double *b, const double *h,
+                   ptrdiff_t n, int act);
+float fastbp_softmax_exp_f(const float *z, float shift, float *out, ptrdiff_t n);
+double fastbp_softmax_exp_d(const double *z, double shift, double *out, ptrdiff_t n);
+/* 1 when the AVX2+FMA copy of the loops is in use, 0 otherwise. */
+int fastbp_simd_level(void);
+/* Test hook: use at most this level (0: the portable loops); returns the level
+ * now in use. Not thread-safe: call it while no kernel runs. */
+int fastbp_set_simd_level(int level);
+
+#endif

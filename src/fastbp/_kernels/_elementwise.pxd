@@ -1,0 +1,47 @@
+# The vectorized element-wise loops of csrc/elementwise.c (contract in
+# elementwise.h), for the modules that compile that file in: typed wrappers
+# over the float and double versions.
+from cython cimport floating
+
+cdef extern from "elementwise.h":
+    void fastbp_act_f(float* out, const float* a, const float* b,
+                      Py_ssize_t n, int act) noexcept nogil
+    void fastbp_act_d(double* out, const double* a, const double* b,
+                      Py_ssize_t n, int act) noexcept nogil
+    void fastbp_dact_f(float* out, const float* a, const float* b,
+                       const float* h, Py_ssize_t n, int act) noexcept nogil
+    void fastbp_dact_d(double* out, const double* a, const double* b,
+                       const double* h, Py_ssize_t n, int act) noexcept nogil
+    float fastbp_softmax_exp_f(const float* z, float shift, float* out,
+                               Py_ssize_t n) noexcept nogil
+    double fastbp_softmax_exp_d(const double* z, double shift, double* out,
+                                Py_ssize_t n) noexcept nogil
+    int fastbp_simd_level() noexcept nogil
+    int fastbp_set_simd_level(int level) noexcept nogil
+
+
+cdef inline void elementwise_act(floating* out, const floating* a, const floating* b,
+                                 Py_ssize_t n, int act) noexcept nogil:
+    """out = act(a + b) (b NULL: act(a)); out may be a."""
+    if floating is float:
+        fastbp_act_f(out, a, b, n, act)
+    else:
+        fastbp_act_d(out, a, b, n, act)
+
+
+cdef inline void elementwise_dact(floating* out, const floating* a, const floating* b,
+                                  const floating* h, Py_ssize_t n, int act) noexcept nogil:
+    """out = (a + b) * act'(z) from h = act(z) (b NULL: a act'(z)); out may be a."""
+    if floating is float:
+        fastbp_dact_f(out, a, b, h, n, act)
+    else:
+        fastbp_dact_d(out, a, b, h, n, act)
+
+
+cdef inline floating softmax_exp(const floating* z, floating shift, floating* out,
+                                 Py_ssize_t n) noexcept nogil:
+    """out = exp(z - shift) for shift >= max(z); returns sum(out) in index order."""
+    if floating is float:
+        return fastbp_softmax_exp_f(z, shift, out, n)
+    else:
+        return fastbp_softmax_exp_d(z, shift, out, n)
