@@ -82,7 +82,8 @@ def _extensions():
     omp = None if sdist_only else _openmp_flags()
     compile_args, link_args, macros = [], [], []
     if sys.platform != "win32":
-        compile_args += ["-O3", "-fno-math-errno"]
+        # no a*b + c fused by the compiler in the Cython code (csrc/fastbp_fp.h says why)
+        compile_args += ["-O3", "-fno-math-errno", "-ffp-contract=off"]
     if omp is not None:
         compile_args += omp[0]
         link_args += omp[1]

@@ -46,6 +46,8 @@
  */
 #ifndef FASTBP_CONV_PASS
 
+#include "fastbp_fp.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -12,13 +12,7 @@
 #ifndef FASTBP_FB_MATH_H
 #define FASTBP_FB_MATH_H
 
-/* The clamps and selects below only if-convert (and so vectorize) when GCC may
- * ignore floating-point exception flags, which fastbp never reads. Results do
- * not change. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
-
+#include "fastbp_fp.h"
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
