@@ -311,8 +311,9 @@ def test_eight_threads_predicting_on_one_model(name):
 
 
 # ---------------------------------------------------------- interrupts
-def _interrupt_on_call(monkeypatch, name, k, action):
-    """Make the k-th loss_and_grad call of the network run ``action``."""
+def _interrupt_on_call(monkeypatch, name, k, action, deadline=10.0):
+    """Make the k-th loss_and_grad call of the network run ``action``; a fit
+    still training ``deadline`` seconds later fails instead of running on."""
     cls = _net_class(name)
     original = cls.loss_and_grad
     calls = {"n": 0, "at": None}
@@ -322,6 +323,8 @@ def _interrupt_on_call(monkeypatch, name, k, action):
         if calls["n"] == k:
             calls["at"] = time.perf_counter()
             action()
+        elif calls["at"] is not None and time.perf_counter() - calls["at"] > deadline:
+            raise RuntimeError(f"fit still running {deadline} s after the interrupt")
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(cls, "loss_and_grad", patched)
