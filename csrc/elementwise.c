@@ -13,50 +13,15 @@ enum { ACT_IDENTITY = 0, ACT_LOGISTIC = 1, ACT_TANH = 2, ACT_RELU = 3, ACT_LECUN
 #define LECUN_A 1.7159
 #define LECUN_S (2.0 / 3.0)
 
-/* ---------------------------------------------------------------- float64 */
-
+/* tanh: e^-40 < eps/2 (e^-20 in float), so tanh is +-1 beyond; NaN passes. */
 FB_INLINE double fb_tanh_d(double x)
 {
     double y = -2.0 * fabs(x), s, p, u;
-    y = y < -40.0 ? -40.0 : y; /* e^-40 < eps/2: tanh is +-1 beyond; NaN passes through */
+    y = y < -40.0 ? -40.0 : y;
     p = fb_reduce_d(y, &s);
     u = s * p + (s - 1.0);     /* expm1(y) = 2^k (expm1(r) + 1) - 1 */
     return copysign(-u / (u + 2.0), x);
 }
-
-FB_INLINE double fb_sigmoid_d(double z)
-{
-    double y = -fabs(z), s, p, e, r;
-    y = y < -708.0 ? -708.0 : y;
-    p = fb_reduce_d(y, &s);
-    e = s * p + s;             /* exp(-|z|) */
-    r = (z >= 0.0 ? 1.0 : e) / (1.0 + e);
-    return z < -708.0 ? 0.0 : r;
-}
-
-FB_INLINE double fb_act_d(double z, int act)
-{
-    switch (act) {
-    case ACT_LOGISTIC: return fb_sigmoid_d(z);
-    case ACT_TANH: return fb_tanh_d(z);
-    case ACT_RELU: return z > 0.0 ? z : 0.0;
-    case ACT_LECUN_TANH: return LECUN_A * fb_tanh_d(LECUN_S * z);
-    default: return z;
-    }
-}
-
-FB_INLINE double fb_deriv_d(double h, int act)
-{
-    switch (act) {
-    case ACT_LOGISTIC: return h * (1.0 - h);
-    case ACT_TANH: return 1.0 - h * h;
-    case ACT_RELU: return h > 0.0 ? 1.0 : 0.0;
-    case ACT_LECUN_TANH: return LECUN_S * (LECUN_A - h * h / LECUN_A);
-    default: return 1.0;
-    }
-}
-
-/* ---------------------------------------------------------------- float32 */
 
 FB_INLINE float fb_tanh_f(float x)
 {
@@ -67,37 +32,37 @@ FB_INLINE float fb_tanh_f(float x)
     return copysignf(-u / (u + 2.0f), x);
 }
 
-FB_INLINE float fb_sigmoid_f(float z)
-{
-    float y = -fabsf(z), s, p, e, r;
-    y = y < -87.0f ? -87.0f : y;
-    p = fb_reduce_f(y, &s);
-    e = s * p + s;
-    r = (z >= 0.0f ? 1.0f : e) / (1.0f + e);
-    return z < -87.0f ? 0.0f : r;
-}
-
-FB_INLINE float fb_act_f(float z, int act)
-{
-    switch (act) {
-    case ACT_LOGISTIC: return fb_sigmoid_f(z);
-    case ACT_TANH: return fb_tanh_f(z);
-    case ACT_RELU: return z > 0.0f ? z : 0.0f;
-    case ACT_LECUN_TANH: return (float)(LECUN_A * fb_tanh_f((float)(LECUN_S * z)));
-    default: return z;
+/* The activations and their derivatives (from h = f(z)), for T = double
+ * (SUF d) and float (SUF f); exp never sees a positive argument. */
+#define FB_DEFINE_ACTIVATIONS(T, SUF)                                           \
+    FB_INLINE T fb_sigmoid_##SUF(T z)                                           \
+    {                                                                           \
+        T e = fb_exp_nonpos_##SUF(-(z < 0 ? -z : z)); /* exp(-|z|) */           \
+        return (z >= 0 ? (T)1 : e) / ((T)1 + e);                                \
+    }                                                                           \
+    FB_INLINE T fb_act_##SUF(T z, int act)                                      \
+    {                                                                           \
+        switch (act) {                                                          \
+        case ACT_LOGISTIC: return fb_sigmoid_##SUF(z);                          \
+        case ACT_TANH: return fb_tanh_##SUF(z);                                 \
+        case ACT_RELU: return z > 0 ? z : (T)0;                                 \
+        case ACT_LECUN_TANH: return (T)(LECUN_A * fb_tanh_##SUF((T)(LECUN_S * z))); \
+        default: return z;                                                      \
+        }                                                                       \
+    }                                                                           \
+    FB_INLINE T fb_deriv_##SUF(T h, int act)                                    \
+    {                                                                           \
+        switch (act) {                                                          \
+        case ACT_LOGISTIC: return h * ((T)1 - h);                               \
+        case ACT_TANH: return (T)1 - h * h;                                     \
+        case ACT_RELU: return h > 0 ? (T)1 : (T)0;                              \
+        case ACT_LECUN_TANH: return (T)(LECUN_S * (LECUN_A - h * h / LECUN_A)); \
+        default: return (T)1;                                                   \
+        }                                                                       \
     }
-}
 
-FB_INLINE float fb_deriv_f(float h, int act)
-{
-    switch (act) {
-    case ACT_LOGISTIC: return h * (1.0f - h);
-    case ACT_TANH: return 1.0f - h * h;
-    case ACT_RELU: return h > 0.0f ? 1.0f : 0.0f;
-    case ACT_LECUN_TANH: return (float)(LECUN_S * (LECUN_A - h * h / LECUN_A));
-    default: return 1.0f;
-    }
-}
+FB_DEFINE_ACTIVATIONS(double, d)
+FB_DEFINE_ACTIVATIONS(float, f)
 
 /* ------------------------------------------------------------------ loops */
 
