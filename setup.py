@@ -25,7 +25,7 @@ HERE = Path(__file__).parent.resolve()
 KERNEL_DIR = Path("src", "fastbp", "_kernels")
 # C sources compiled into each kernel module besides its .pyx (each module
 # gets its own copy of the shared element-wise loops).
-C_SOURCES = {"_conv": ["conv.c"], "_dense": ["elementwise.c"], "_rnn": ["elementwise.c"]}
+C_SOURCES = {"_conv": ["conv.c"], "_dense": ["elementwise.c"], "_rnn": ["elementwise.c", "recurrent.c"]}
 
 
 def _env_flag(name):

@@ -356,11 +356,11 @@ def test_both_simd_paths_match_twin(simd_level):
                             rtol=rtol, atol=rtol * 1e-1)
 
 
-def _dense_activation(z, out, act, n_threads):
+def _dense_activation(z, out, act):
     """out = act(z) through a dense layer of one input and one output: the
     1x1 GEMM multiplies by 1.0 and adds a 0.0 bias, both exact."""
     ones, zero = np.ones((1, 1), z.dtype), np.zeros(1, z.dtype)
-    _dense.dense_forward(z.reshape(-1, 1), ones, zero, out.reshape(-1, 1), act, n_threads)
+    _dense.dense_forward(z.reshape(-1, 1), ones, zero, out.reshape(-1, 1), act, 1)
 
 
 @pytest.mark.parametrize("kernel", [_rnn.rnn_activation, _dense_activation],
@@ -374,7 +374,7 @@ def test_activation_accuracy(act_name, dtype, max_ulp, kernel, simd_level):
                         -np.geomspace(1e-300, 30, 2000), [0.0, 5e-324, 1e-8, 0.3466, 20.0]])
     z = x.astype(dtype)
     out = np.empty_like(z)
-    kernel(z, out, act, 1)
+    kernel(z, out, act)
     ref = twin.activate(z.astype(np.float64), act)
     ulp = np.abs(out - ref) / np.spacing(np.abs(ref).astype(dtype))
     ok = (ulp <= max_ulp) | (np.abs(ref) < np.finfo(dtype).tiny)
@@ -385,11 +385,11 @@ def test_activation_special_values(simd_level):
     for dtype in (np.float64, np.float32):
         z = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 800.0, -800.0], dtype=dtype)
         out = np.empty_like(z)
-        _rnn.rnn_activation(z, out, ACTS["tanh"], 1)
+        _rnn.rnn_activation(z, out, ACTS["tanh"])
         assert_array_equal(out, [1, -1, np.nan, 0, 0, 1, -1])
-        _rnn.rnn_activation(z, out, ACTS["logistic"], 1)
+        _rnn.rnn_activation(z, out, ACTS["logistic"])
         assert_array_equal(out, [1, 0, np.nan, 0.5, 0.5, 1, 0])
-        _rnn.rnn_activation(z, out, ACTS["relu"], 1)
+        _rnn.rnn_activation(z, out, ACTS["relu"])
         assert_array_equal(out[[0, 1, 3, 5, 6]], [np.inf, 0, 0, 800, 0])
 
 

@@ -19,17 +19,19 @@ gradients) run over exactly the valid rows, and the rows of sequence i at step
 t-1 are the first ``batch_sizes[t]`` rows of block t-1.
 
 Only ``h_{t-1} @ W_hh`` (forward) and ``delta_{t+1} @ W_hh.T`` (backward) sit
-inside the time loop: one GEMM of ``batch_sizes[t]`` rows per step, each
-followed by its fused element-wise pass (vectorized C in csrc/elementwise.c).
+inside the time loop. That loop is C (csrc/recurrent.c): W_hh is packed once
+per call, each step's product is summed in registers tile by tile with its
+activation (or derivative) pass right after, and not through BLAS, which
+would pack W_hh again at every step.
 
-Threads: fastbp trains with BLAS held to one thread, and ``n_threads`` is
-the one OpenMP team: a large step's GEMM is split by columns over it, each
-block followed by its own activation pass, and ``rnn_grad_hh`` splits the
-rows of its result. Two thread pools (OpenMP and a multi-threaded BLAS)
-handing work to each other every step stall for milliseconds when the
-threads fill the cores (5-10 ms a switch measured on 2 cores), so call these
-kernels with BLAS on one thread when ``n_threads > 1`` (the engine does), or
-with ``n_threads=1`` otherwise. Each element is computed by the same code
+Threads: the loop is one OpenMP region over ``n_threads``, and each thread
+owns a fixed share of the sequences for all the steps. Sequence i at step t
+needs only its own state at t-1 (t+1 backward), so the threads never wait for
+each other between steps. ``rnn_grad_hh`` is BLAS, one call per block of
+rows of the result or per group of steps: call it with BLAS on one thread
+when ``n_threads > 1`` (the engine does). Two thread pools (OpenMP and a
+multi-threaded BLAS) handing work to each other stall for milliseconds when
+the threads fill the cores. Each element is computed by the same code
 whatever the thread count.
 
 Activation codes: 0 identity, 1 logistic, 2 tanh, 3 relu, 4 LeCun tanh
@@ -42,13 +44,10 @@ from ._blas cimport block_start, gemm, gemm_blocks
 from libc.stdlib cimport free, malloc
 from ._checks cimport check_shape
 
-from ._elementwise cimport (elementwise_act, elementwise_dact, fastbp_set_simd_level,
-                              fastbp_simd_level)
+from ._elementwise cimport elementwise_act, fastbp_set_simd_level, fastbp_simd_level
 
-# Below this many elements in one step an OpenMP team costs more than it saves
-# (tanh costs about 1 ns an element; the backward pass much less).
+# Below this many elements an OpenMP team costs more than it saves.
 cdef Py_ssize_t ACT_PARALLEL_MIN = 8192
-cdef Py_ssize_t DACT_PARALLEL_MIN = 32768
 # Multiply-adds from which a step's GEMM is split over the team, and its
 # narrowest block.
 cdef Py_ssize_t GEMM_PARALLEL_MIN = 1 << 18
@@ -58,162 +57,38 @@ cdef Py_ssize_t GEMM_BLOCK_WIDTH = 64
 cdef Py_ssize_t REDUCTION_GROUP_ROWS = 1024
 
 
-cdef inline int threads_for(Py_ssize_t work, Py_ssize_t threshold,
-                            int n_threads) noexcept nogil:
-    return n_threads if (n_threads > 1 and work >= threshold) else 1
+cdef extern from "recurrent.h":
+    int fastbp_rnn_forward_f(const float* P, const float* W, const Py_ssize_t* batch_sizes,
+                             Py_ssize_t T, int n, float* H, int act,
+                             int n_threads) noexcept nogil
+    int fastbp_rnn_forward_d(const double* P, const double* W, const Py_ssize_t* batch_sizes,
+                             Py_ssize_t T, int n, double* H, int act,
+                             int n_threads) noexcept nogil
+    int fastbp_rnn_backward_f(const float* H, const float* W, const Py_ssize_t* batch_sizes,
+                              Py_ssize_t T, int n, Py_ssize_t n_rows, const float* dH,
+                              float* delta, int act, int n_threads,
+                              Py_ssize_t window) noexcept nogil
+    int fastbp_rnn_backward_d(const double* H, const double* W, const Py_ssize_t* batch_sizes,
+                              Py_ssize_t T, int n, Py_ssize_t n_rows, const double* dH,
+                              double* delta, int act, int n_threads,
+                              Py_ssize_t window) noexcept nogil
 
 
-cdef inline Py_ssize_t _chunk_length(Py_ssize_t n, int nt) noexcept nogil:
-    """Elements per thread in an element-wise pass: whole 16-element vectors."""
-    return ((n + nt - 1) // nt + 15) // 16 * 16
-
-
-cdef inline void _pass_range(floating* out, const floating* a, const floating* b,
-                             const floating* h, Py_ssize_t start, Py_ssize_t stop,
-                             int act) noexcept nogil:
-    cdef const floating* b_part = NULL
-    if start >= stop:
-        return
-    if b != NULL:
-        b_part = b + start
-    if h == NULL:
-        elementwise_act(out + start, a + start, b_part, stop - start, act)
+cdef int _forward(const floating* P, const floating* W, const Py_ssize_t* bs,
+                  Py_ssize_t T, int n, floating* H, int act, int n_threads) noexcept nogil:
+    if floating is float:
+        return fastbp_rnn_forward_f(P, W, bs, T, n, H, act, n_threads)
     else:
-        elementwise_dact(out + start, a + start, b_part, h + start, stop - start, act)
+        return fastbp_rnn_forward_d(P, W, bs, T, n, H, act, n_threads)
 
 
-cdef void _chunked_pass(floating* out, const floating* a, const floating* b,
-                        const floating* h, Py_ssize_t n, int act, int n_threads,
-                        Py_ssize_t parallel_min) noexcept nogil:
-    """act_pass (h NULL) or dact_pass (h given) over n elements, split into one
-    contiguous chunk per thread, so each element is computed by the same code
-    whatever the thread count."""
-    cdef int nt = threads_for(n, parallel_min, n_threads)
-    cdef Py_ssize_t chunk = _chunk_length(n, nt), c
-    if nt == 1:  # no OpenMP region for a pass that stays on one thread
-        _pass_range(out, a, b, h, 0, n, act)
-        return
-    for c in prange(nt, num_threads=nt, schedule="static"):
-        _pass_range(out, a, b, h, c * chunk, min((c + 1) * chunk, n), act)
-
-
-cdef inline void act_pass(floating* out, const floating* a, const floating* b,
-                          Py_ssize_t n, int act, int n_threads) noexcept nogil:
-    """out = f(a + b) (b NULL: f(a)) over n elements; out may be a."""
-    _chunked_pass(out, a, b, <const floating*> NULL, n, act, n_threads, ACT_PARALLEL_MIN)
-
-
-cdef inline void dact_pass(floating* out, const floating* a, const floating* b,
-                           const floating* h, Py_ssize_t n, int act,
-                           int n_threads) noexcept nogil:
-    """out = (a + b) * f'(z) (b NULL: a * f'(z)), f'(z) taken from h = f(z)."""
-    if act == 0 and b == NULL and out == a:  # identity, in place: nothing to do
-        return
-    _chunked_pass(out, a, b, h, n, act, n_threads, DACT_PARALLEL_MIN)
-
-
-cdef inline int _step_blocks(Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
-    return gemm_blocks(n, rows * n * n, GEMM_PARALLEL_MIN, GEMM_BLOCK_WIDTH)
-
-
-# Each step's GEMM is split by columns of the hidden state over fastbp's
-# OpenMP team (BLAS runs on one thread while fastbp trains), and every block's
-# activation (or derivative) pass runs right after its GEMM, while it is in
-# cache: one OpenMP region per step, one thread pool.
-
-cdef void _step_forward(floating* cur, const floating* prev, const floating* W,
-                        const floating* P_t, Py_ssize_t b, int n, int act,
-                        int n_threads) noexcept nogil:
-    """cur = f(P_t + prev[:b] @ W); P_t NULL means cur already holds P_t."""
-    cdef int n_blocks = _step_blocks(b, n)
-    cdef int blk
-    cdef Py_ssize_t c0, c1, i
-    cdef const floating* p_row
-    for blk in prange(n_blocks, num_threads=min(n_blocks, n_threads), schedule="static"):
-        c0 = block_start(n, n_blocks, blk)
-        c1 = block_start(n, n_blocks, blk + 1)
-        if c1 > c0:
-            gemm(False, False, <int> b, <int> (c1 - c0), n, <floating> 1, prev, n,
-                 W + c0, n, <floating> (1 if P_t == NULL else 0), cur + c0, n)
-            for i in range(b):
-                p_row = NULL
-                if P_t != NULL:
-                    p_row = P_t + i * n + c0
-                elementwise_act(cur + i * n + c0, cur + i * n + c0, p_row, c1 - c0, act)
-
-
-cdef void _step_backward(floating* cur, const floating* d_t, const floating* d_next,
-                         const floating* W, const floating* h_t, Py_ssize_t nb, int n,
-                         int act, int n_threads) noexcept nogil:
-    """Rows [0, nb) of step t: cur = f'(z_t) * (d_t + d_next @ W^T); d_t NULL
-    means cur already holds dL/dh_t."""
-    cdef int n_blocks = _step_blocks(nb, n)
-    cdef int blk
-    cdef Py_ssize_t c0, c1, i
-    cdef const floating* d_row
-    for blk in prange(n_blocks, num_threads=min(n_blocks, n_threads), schedule="static"):
-        c0 = block_start(n, n_blocks, blk)
-        c1 = block_start(n, n_blocks, blk + 1)
-        if c1 > c0:
-            # columns c0..c1 of W^T are rows c0..c1 of W
-            gemm(False, True, <int> nb, <int> (c1 - c0), n, <floating> 1, d_next, n,
-                 W + c0 * n, n, <floating> (1 if d_t == NULL else 0), cur + c0, n)
-            for i in range(nb):
-                d_row = NULL
-                if d_t != NULL:
-                    d_row = d_t + i * n + c0
-                elementwise_dact(cur + i * n + c0, cur + i * n + c0, d_row, h_t + i * n + c0,
-                      c1 - c0, act)
-
-
-cdef void _forward(const floating* P, const floating* W, const Py_ssize_t* bs,
-                   Py_ssize_t T, int n, floating* H, int act,
-                   int n_threads) noexcept nogil:
-    cdef bint inplace = H == P
-    cdef Py_ssize_t t, b, off = 0, off_prev = 0
-    cdef floating* cur
-    for t in range(T):
-        b = bs[t]
-        cur = H + off * n
-        if t == 0:
-            # h_0 = 0, so z_1 is the projection alone.
-            act_pass(cur, P + off * n, <floating*> NULL, b * n, act, n_threads)
-        else:
-            # z_t = P_t + h_{t-1}[:b] @ W_hh (accumulated onto P_t when in place)
-            _step_forward(cur, H + off_prev * n, W,
-                          <floating*> NULL if inplace else P + off * n,
-                          b, n, act, n_threads)
-        off_prev = off
-        off += b
-
-
-cdef void _backward(const floating* H, const floating* W, const Py_ssize_t* bs,
-                    Py_ssize_t T, int n, Py_ssize_t n_rows, const floating* dH,
-                    floating* delta, int act, int n_threads,
-                    Py_ssize_t k) noexcept nogil:
-    cdef bint inplace = delta == dH
-    cdef Py_ssize_t t, b, nb, off, off_next = n_rows
-    cdef floating* cur
-    cdef const floating* dcur
-    cdef const floating* hcur
-    for t in range(T - 1, -1, -1):
-        b = bs[t]
-        off = off_next - b
-        cur = delta + off * n
-        dcur = dH + off * n
-        hcur = H + off * n
-        # Rows of step t that receive delta_{t+1} @ W_hh.T: the sequences still
-        # running at t + 1, unless t + 1 starts a truncation window.
-        nb = 0
-        if t + 1 < T and (k <= 0 or (t + 1) % k != 0):
-            nb = bs[t + 1]
-        if nb > 0:
-            _step_backward(cur, <floating*> NULL if inplace else dcur,
-                           delta + off_next * n, W, hcur, nb, n, act, n_threads)
-        if b > nb:
-            dact_pass(cur + nb * n, dcur + nb * n, <floating*> NULL, hcur + nb * n,
-                      (b - nb) * n, act, n_threads)
-        off_next = off
+cdef int _backward(const floating* H, const floating* W, const Py_ssize_t* bs,
+                   Py_ssize_t T, int n, Py_ssize_t n_rows, const floating* dH,
+                   floating* delta, int act, int n_threads, Py_ssize_t k) noexcept nogil:
+    if floating is float:
+        return fastbp_rnn_backward_f(H, W, bs, T, n, n_rows, dH, delta, act, n_threads, k)
+    else:
+        return fastbp_rnn_backward_d(H, W, bs, T, n, n_rows, dH, delta, act, n_threads, k)
 
 
 cdef void _grad_hh_steps(const floating* H, const floating* delta, const Py_ssize_t* bs,
@@ -366,9 +241,12 @@ def rnn_forward(const floating[:, ::1] P, const floating[:, ::1] W_hh,
         return
     if _overlap(&P[0, 0], &H[0, 0], n_rows * n_hidden * sizeof(floating)):
         raise ValueError("H must be P itself or not overlap it")
+    cdef int status
     with nogil:
-        _forward(&P[0, 0], &W_hh[0, 0], &batch_sizes[0], T, <int> n_hidden,
-                 &H[0, 0], activation, n_threads)
+        status = _forward(&P[0, 0], &W_hh[0, 0], &batch_sizes[0], T, <int> n_hidden,
+                          &H[0, 0], activation, n_threads)
+    if status != 0:
+        raise MemoryError()
 
 
 def rnn_backward(const floating[:, ::1] H, const floating[:, ::1] W_hh,
@@ -430,9 +308,12 @@ def rnn_backward(const floating[:, ::1] H, const floating[:, ::1] W_hh,
     if _overlap(&H[0, 0], &delta[0, 0], n_rows * n_hidden * sizeof(floating)) or \
             &H[0, 0] == &delta[0, 0]:
         raise ValueError("delta must not overlap H")
+    cdef int status
     with nogil:
-        _backward(&H[0, 0], &W_hh[0, 0], &batch_sizes[0], T, <int> n_hidden, n_rows,
-                  &dH[0, 0], &delta[0, 0], activation, n_threads, bptt_steps)
+        status = _backward(&H[0, 0], &W_hh[0, 0], &batch_sizes[0], T, <int> n_hidden, n_rows,
+                           &dH[0, 0], &delta[0, 0], activation, n_threads, bptt_steps)
+    if status != 0:
+        raise MemoryError()
 
 
 def rnn_grad_hh(const floating[:, ::1] H, const floating[:, ::1] delta,
@@ -475,7 +356,7 @@ def rnn_grad_hh(const floating[:, ::1] H, const floating[:, ::1] delta,
 
 def rnn_activation(const floating[::1] z,
                    floating[::1] out,  # OUT
-                   int activation, int n_threads):
+                   int activation):
     """Test hook: out = f(z) with the time loop's element-wise code."""
     cdef Py_ssize_t n = z.shape[0]
     if out.shape[0] != n:
@@ -483,7 +364,7 @@ def rnn_activation(const floating[::1] z,
     if n == 0:
         return
     with nogil:
-        act_pass(&out[0], &z[0], <floating*> NULL, n, activation, n_threads)
+        elementwise_act(&out[0], &z[0], <floating*> NULL, n, activation)
 
 
 def simd_level():

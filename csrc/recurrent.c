@@ -1,0 +1,292 @@
+/* The vanilla RNN's time loop; the contract is in recurrent.h.
+ *
+ * Why not one BLAS call a step: the product of a step is small (64 x 256 by
+ * 256 x 256 at the bench's large shape) and BLAS packs W again at every call,
+ * which here cost about 40% over the multiply-adds themselves. W is packed
+ * once per loop instead, into panels of 2 vectors' width, and each tile of
+ * RNN_TILE_ROWS rows x 1 panel is summed in registers.
+ *
+ * Determinism: an element is always summed over k in order by the same
+ * instructions (the tile height changes only which rows share a pass), and
+ * the activation runs over the same panel-wide row pieces, so the thread
+ * count, which only decides who computes which tile, never changes a result.
+ */
+#include "fb_math.h" /* first: floating-point code generation, FB_DISPATCH */
+#include "fastbp_omp.h"
+#include "elementwise.h"
+#include "recurrent.h"
+#include <stdlib.h>
+
+#define RNN_TILE_ROWS 6
+/* Multiply-adds a step from which the loop runs on a team, and the fewest
+ * rows (sequences) a thread of it is given. */
+#define RNN_PARALLEL_MIN ((ptrdiff_t)1 << 18)
+#define RNN_MIN_ROWS 4
+
+#if defined(__GNUC__) || defined(__clang__)
+typedef float rnn_vf __attribute__((vector_size(32)));
+typedef double rnn_vd __attribute__((vector_size(32)));
+/* the same, at any address (no alignment), for loads and stores */
+typedef float rnn_vf_u __attribute__((vector_size(32), aligned(4), may_alias));
+typedef double rnn_vd_u __attribute__((vector_size(32), aligned(8), may_alias));
+#define RNN_PREFETCH(p) __builtin_prefetch(p)
+#define RNN_LANES_F 8
+#define RNN_LANES_D 4
+#define RNN_SPLAT_F(s) ((rnn_vf){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define RNN_SPLAT_D(s) ((rnn_vd){(s), (s), (s), (s)})
+#else /* no vector extensions (MSVC): one value a "vector" */
+typedef float rnn_vf;
+typedef double rnn_vd;
+typedef float rnn_vf_u;
+typedef double rnn_vd_u;
+#define RNN_PREFETCH(p) ((void)0)
+#define RNN_LANES_F 1
+#define RNN_LANES_D 1
+#define RNN_SPLAT_F(s) (s)
+#define RNN_SPLAT_D(s) (s)
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define RNN_UNROLL _Pragma("GCC unroll 8")
+#else
+#define RNN_UNROLL
+#endif
+
+#if FB_DISPATCH
+#define RNN_LEVELS 2 /* 0: portable, 1: AVX2+FMA */
+#else
+#define RNN_LEVELS 1
+#endif
+
+#define RNN_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define RNN_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#if defined(_MSC_VER)
+#define RNN_OMP(x) __pragma(omp x)
+#else
+#define RNN_OMP_STR(x) _Pragma(#x)
+#define RNN_OMP(x) RNN_OMP_STR(omp x)
+#endif
+
+/* c[i][j] = q[i][j] + sum_p a[i][p] b[p][j] for i < MR and j < width, where
+ * width <= 2 VL; a, q and c are row-major (a with stride lda, q and c with
+ * ldc), b a packed panel (2 VL values per p). q may be c. */
+#define RNN_DEFINE_TILE(T, VT, VT_U, VL, SPLAT, NAME, ATTR, MR)                \
+    static ATTR void NAME##_##MR(ptrdiff_t k, const T *a, ptrdiff_t lda,      \
+                                 const T *b, const T *q, T *c, ptrdiff_t ldc, \
+                                 int width)                                    \
+    {                                                                          \
+        VT acc0[MR], acc1[MR], b0, b1, s;                                      \
+        T spill[2 * VL];                                                       \
+        ptrdiff_t p;                                                           \
+        int i, j;                                                              \
+        /* q and c are cold (a new step's block): fetch them during the sums */ \
+        for (i = 0; i < MR; i++) {                                             \
+            RNN_PREFETCH(q + i * ldc);                                         \
+            RNN_PREFETCH(q + i * ldc + width - 1);                             \
+            RNN_PREFETCH(c + i * ldc);                                         \
+            RNN_PREFETCH(c + i * ldc + width - 1);                             \
+            acc0[i] = SPLAT((T)0);                                             \
+            acc1[i] = acc0[i];                                                 \
+        }                                                                      \
+        for (p = 0; p < k; p++) {                                              \
+            b0 = *(const VT_U *)(b + 2 * VL * p);                              \
+            b1 = *(const VT_U *)(b + 2 * VL * p + VL);                         \
+            RNN_UNROLL for (i = 0; i < MR; i++)                                \
+            {                                                                  \
+                s = SPLAT(a[i * lda + p]);                                     \
+                acc0[i] += s * b0;                                             \
+                acc1[i] += s * b1;                                             \
+            }                                                                  \
+        }                                                                      \
+        if (width == 2 * VL) {                                                 \
+            RNN_UNROLL for (i = 0; i < MR; i++)                                \
+            {                                                                  \
+                *(VT_U *)(c + i * ldc) = acc0[i] + *(const VT_U *)(q + i * ldc); \
+                *(VT_U *)(c + i * ldc + VL) =                                  \
+                    acc1[i] + *(const VT_U *)(q + i * ldc + VL);               \
+            }                                                                  \
+            return;                                                            \
+        }                                                                      \
+        for (i = 0; i < MR; i++) {                                             \
+            *(VT_U *)spill = acc0[i];                                          \
+            *(VT_U *)(spill + VL) = acc1[i];                                   \
+            for (j = 0; j < width; j++) c[i * ldc + j] = spill[j] + q[i * ldc + j]; \
+        }                                                                      \
+    }
+
+typedef void (*rnn_tile_f)(ptrdiff_t, const float *, ptrdiff_t, const float *,
+                           const float *, float *, ptrdiff_t, int);
+typedef void (*rnn_tile_d)(ptrdiff_t, const double *, ptrdiff_t, const double *,
+                           const double *, double *, ptrdiff_t, int);
+
+/* The tiles of 1..RNN_TILE_ROWS rows for one dtype and SIMD level. */
+#define RNN_DEFINE_TILES(T, VT, VT_U, VL, SPLAT, NAME, ATTR)                   \
+    RNN_DEFINE_TILE(T, VT, VT_U, VL, SPLAT, NAME, ATTR, 1)                           \
+    RNN_DEFINE_TILE(T, VT, VT_U, VL, SPLAT, NAME, ATTR, 2)                           \
+    RNN_DEFINE_TILE(T, VT, VT_U, VL, SPLAT, NAME, ATTR, 3)                           \
+    RNN_DEFINE_TILE(T, VT, VT_U, VL, SPLAT, NAME, ATTR, 4)                           \
+    RNN_DEFINE_TILE(T, VT, VT_U, VL, SPLAT, NAME, ATTR, 5)                           \
+    RNN_DEFINE_TILE(T, VT, VT_U, VL, SPLAT, NAME, ATTR, 6)
+
+#define FB_NO_ATTR
+RNN_DEFINE_TILES(float, rnn_vf, rnn_vf_u, RNN_LANES_F, RNN_SPLAT_F, tile_f_base, FB_NO_ATTR)
+RNN_DEFINE_TILES(double, rnn_vd, rnn_vd_u, RNN_LANES_D, RNN_SPLAT_D, tile_d_base, FB_NO_ATTR)
+#if FB_DISPATCH
+RNN_DEFINE_TILES(float, rnn_vf, rnn_vf_u, RNN_LANES_F, RNN_SPLAT_F, tile_f_avx2, FB_TARGET_AVX2)
+RNN_DEFINE_TILES(double, rnn_vd, rnn_vd_u, RNN_LANES_D, RNN_SPLAT_D, tile_d_avx2, FB_TARGET_AVX2)
+#endif
+
+#define RNN_TILE_TABLE(NAME) {NULL, NAME##_1, NAME##_2, NAME##_3, NAME##_4, NAME##_5, NAME##_6}
+static const rnn_tile_f tiles_f[RNN_LEVELS][RNN_TILE_ROWS + 1] = {
+    RNN_TILE_TABLE(tile_f_base),
+#if FB_DISPATCH
+    RNN_TILE_TABLE(tile_f_avx2),
+#endif
+};
+static const rnn_tile_d tiles_d[RNN_LEVELS][RNN_TILE_ROWS + 1] = {
+    RNN_TILE_TABLE(tile_d_base),
+#if FB_DISPATCH
+    RNN_TILE_TABLE(tile_d_avx2),
+#endif
+};
+
+/* Threads for a loop whose first (largest) step has `rows` rows: each keeps
+ * at least RNN_MIN_ROWS of them. */
+static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
+{
+    ptrdiff_t most = rows / RNN_MIN_ROWS;
+    if (n_threads <= 1 || rows * (ptrdiff_t)n * n < RNN_PARALLEL_MIN || most < 2) return 1;
+    return (int)RNN_MIN(n_threads, most);
+}
+
+/* The loop for one dtype: SUF f or d, VL its lanes. */
+#define RNN_DEFINE_LOOP(T, SUF, VL)                                            \
+    /* Panels [tid share] of B = W (transpose 0) or W^T: panel j holds, for    \
+     * each p, B[p][j*2VL .. j*2VL + 2VL), zero beyond column n. */            \
+    static void pack_##SUF(const T *W, int n, int transpose, T *packed,        \
+                           int tid, int team)                                  \
+    {                                                                          \
+        const ptrdiff_t width = 2 * VL, panels = (n + width - 1) / width;      \
+        ptrdiff_t panel, p, j, col;                                            \
+        for (panel = panels * tid / team; panel < panels * (tid + 1) / team; panel++) \
+            for (p = 0; p < n; p++)                                            \
+                for (j = 0; j < width; j++) {                                  \
+                    col = panel * width + j;                                   \
+                    packed[(panel * n + p) * width + j] =                      \
+                        col >= n ? (T)0 : transpose ? W[col * n + p] : W[p * n + col]; \
+                }                                                              \
+    }                                                                          \
+                                                                               \
+    /* Rows [lo, hi) of one step: out = f(q + a @ B) where the row is below   \
+     * nr, out = f(q) elsewhere; with h (backward), out = (q + a @ B) * f'(z) \
+     * from h = f(z) instead. The sums go tile by tile (a panel by at most    \
+     * RNN_TILE_ROWS rows), panel after panel; then the activation, row by    \
+     * row, over rows still in cache. */                                       \
+    static void step_##SUF(const T *a, const T *q, const T *h, T *out,        \
+                           ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t nr,           \
+                           const T *packed, int n, int act,                    \
+                           const rnn_tile_##SUF *tiles)                        \
+    {                                                                          \
+        const ptrdiff_t width = 2 * VL;                                        \
+        const ptrdiff_t split = RNN_MIN(RNN_MIN(nr, hi), RNN_MAX(nr, lo));     \
+        /* as few tiles as can be, of as even heights as can be: a tile of \
+         * 1 or 2 rows has too few sums in flight to keep the FMA units busy */ \
+        const ptrdiff_t n_tiles = (split - lo + RNN_TILE_ROWS - 1) / RNN_TILE_ROWS; \
+        ptrdiff_t c0, i, j, r0, r1;                                            \
+        int w;                                                                 \
+        for (c0 = 0; c0 < n; c0 += width) {                                    \
+            w = (int)RNN_MIN(width, n - c0);                                   \
+            for (j = 0; j < n_tiles; j++) {                                    \
+                r0 = lo + (split - lo) * j / n_tiles;                          \
+                r1 = lo + (split - lo) * (j + 1) / n_tiles;                    \
+                /* h is cold (a new step's block): fetch it during the sums */ \
+                for (i = r0; h != NULL && i < r1; i++) {                       \
+                    RNN_PREFETCH(h + i * n + c0);                              \
+                    RNN_PREFETCH(h + i * n + c0 + w - 1);                      \
+                }                                                              \
+                tiles[r1 - r0](n, a + r0 * n, n, packed + c0 * n, q + r0 * n + c0, \
+                               out + r0 * n + c0, n, w);                       \
+            }                                                                  \
+        }                                                                      \
+        /* whole rows, so that an element's place in the vector loop (body   \
+         * or remainder) never depends on which thread has it */            \
+        for (i = lo; i < hi; i++) {                                            \
+            const T *src = i < split ? out : q;                                \
+            if (h == NULL)                                                     \
+                fastbp_act_##SUF(out + i * n, src + i * n, NULL, n, act);      \
+            else                                                               \
+                fastbp_dact_##SUF(out + i * n, src + i * n, NULL, h + i * n, n, act); \
+        }                                                                      \
+    }                                                                          \
+                                                                               \
+    static T *alloc_packed_##SUF(int n)                                        \
+    {                                                                          \
+        const ptrdiff_t width = 2 * VL, panels = (n + width - 1) / width;      \
+        return (T *)malloc((size_t)(panels * width) * (size_t)n * sizeof(T));  \
+    }                                                                          \
+                                                                               \
+    int fastbp_rnn_forward_##SUF(const T *P, const T *W, const ptrdiff_t *bs, \
+                                 ptrdiff_t T_steps, int n, T *H, int act,      \
+                                 int n_threads)                                \
+    {                                                                          \
+        const rnn_tile_##SUF *tiles = tiles_##SUF[fastbp_simd_level() ? RNN_LEVELS - 1 : 0]; \
+        T *packed = alloc_packed_##SUF(n);                                     \
+        int nt = rnn_team_size(bs[0], n, n_threads);                           \
+        if (packed == NULL) return -1;                                         \
+        RNN_OMP(parallel num_threads(nt) if(nt > 1))                           \
+        {                                                                      \
+            int tid = omp_get_thread_num(), team = omp_get_num_threads();      \
+            /* this thread's sequences: step t continues them in rows        \
+             * [lo, hi) of block t-1, so no thread waits for another */        \
+            const ptrdiff_t lo = bs[0] * tid / team, hi = bs[0] * (tid + 1) / team; \
+            ptrdiff_t t, off = 0, off_prev = 0;                                \
+            pack_##SUF(W, n, 0, packed, tid, team);                            \
+            RNN_OMP(barrier)                                                   \
+            for (t = 0; t < T_steps; t++) {                                    \
+                step_##SUF(H + off_prev * n, P + off * n, NULL, H + off * n,   \
+                           RNN_MIN(lo, bs[t]), RNN_MIN(hi, bs[t]),             \
+                           t == 0 ? 0 : bs[t], packed, n, act, tiles);         \
+                off_prev = off;                                                \
+                off += bs[t];                                                  \
+            }                                                                  \
+        }                                                                      \
+        free(packed);                                                          \
+        return 0;                                                              \
+    }                                                                          \
+                                                                               \
+    int fastbp_rnn_backward_##SUF(const T *H, const T *W, const ptrdiff_t *bs, \
+                                  ptrdiff_t T_steps, int n, ptrdiff_t n_rows,  \
+                                  const T *dH, T *delta, int act,              \
+                                  int n_threads, ptrdiff_t window)             \
+    {                                                                          \
+        const rnn_tile_##SUF *tiles = tiles_##SUF[fastbp_simd_level() ? RNN_LEVELS - 1 : 0]; \
+        T *packed = alloc_packed_##SUF(n);                                     \
+        int nt = rnn_team_size(bs[0], n, n_threads);                           \
+        if (packed == NULL) return -1;                                         \
+        RNN_OMP(parallel num_threads(nt) if(nt > 1))                           \
+        {                                                                      \
+            int tid = omp_get_thread_num(), team = omp_get_num_threads();      \
+            const ptrdiff_t lo = bs[0] * tid / team, hi = bs[0] * (tid + 1) / team; \
+            ptrdiff_t t, nb, off, off_next = n_rows;                           \
+            pack_##SUF(W, n, 1, packed, tid, team);                            \
+            RNN_OMP(barrier)                                                   \
+            for (t = T_steps - 1; t >= 0; t--) {                               \
+                off = off_next - bs[t];                                        \
+                /* rows that receive delta_{t+1} @ W^T: the sequences still   \
+                 * running at t + 1, unless t + 1 starts a window */           \
+                nb = 0;                                                        \
+                if (t + 1 < T_steps && (window <= 0 || (t + 1) % window != 0)) \
+                    nb = bs[t + 1];                                            \
+                step_##SUF(delta + off_next * n, dH + off * n, H + off * n,    \
+                           delta + off * n, RNN_MIN(lo, bs[t]), RNN_MIN(hi, bs[t]), \
+                           nb, packed, n, act, tiles);                         \
+                off_next = off;                                                \
+            }                                                                  \
+        }                                                                      \
+        free(packed);                                                          \
+        return 0;                                                              \
+    }
+
+RNN_DEFINE_LOOP(float, f, RNN_LANES_F)
+RNN_DEFINE_LOOP(double, d, RNN_LANES_D)
