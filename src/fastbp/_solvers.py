@@ -185,7 +185,9 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
     # (sequence data packs its batches itself).
     sequences = hasattr(X_train, "batch")
     ws = net.workspace(X_train.max_rows(batch_size) if sequences else batch_size)
-    if not sequences:
+    if sequences:
+        pack_buffers = X_train.batch_buffers(batch_size, Y_train, sw_train)
+    else:
         X_buf = np.empty((batch_size,) + X_train.shape[1:], dtype=net.dtype)
         Y_buf = np.empty((batch_size, Y_train.shape[1]), dtype=net.dtype)
         sw_buf = np.empty(batch_size, dtype=net.dtype) if sw_train is not None else None
@@ -218,7 +220,7 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
                 m = batch_slice.stop - batch_slice.start
                 if sequences:
                     X_batch, Y_batch, sw_batch = X_train.batch(
-                        sample_idx[batch_slice], Y_train, sw_train)
+                        sample_idx[batch_slice], Y_train, sw_train, pack_buffers)
                 elif est.shuffle or not contiguous_slices:
                     idx = sample_idx[batch_slice]
                     X_batch = _take_rows(X_train, idx, X_buf[:m] if m < batch_size else X_buf)
