@@ -132,7 +132,38 @@ FB_DEFINE_ACTIVATIONS(float, f)
         }                                                                       \
     }
 
+/* L2 block: grad += c theta, and sum(theta^2) in double. One running sum
+ * would chain every addition on the one before (4 cycles an element); 8
+ * sums over interleaved elements are independent lanes, which vectorize
+ * without reordering any sum, then add in a fixed tree. */
+#define FB_L2_LANES 8
+#define FB_DEFINE_L2(T, ATTR, NAME)                                             \
+    static ATTR double l2_##NAME(const T *theta, T *grad, T c, ptrdiff_t n)    \
+    {                                                                           \
+        double acc[FB_L2_LANES] = {0}, x;                                       \
+        ptrdiff_t i, j;                                                         \
+        for (i = 0; i + FB_L2_LANES <= n; i += FB_L2_LANES)                     \
+            for (j = 0; j < FB_L2_LANES; j++) {                                 \
+                x = (double)theta[i + j];                                       \
+                acc[j] += x * x;                                                \
+                grad[i + j] += c * theta[i + j];                                \
+            }                                                                   \
+        for (j = 0; i + j < n; j++) {                                           \
+            x = (double)theta[i + j];                                           \
+            acc[j] += x * x;                                                    \
+            grad[i + j] += c * theta[i + j];                                    \
+        }                                                                       \
+        return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
+    }
+
 #define FB_NO_ATTR
+FB_DEFINE_L2(double, FB_NO_ATTR, d_base)
+FB_DEFINE_L2(float, FB_NO_ATTR, f_base)
+#if FB_DISPATCH
+FB_DEFINE_L2(double, FB_TARGET_AVX2, d_avx2)
+FB_DEFINE_L2(float, FB_TARGET_AVX2, f_avx2)
+#endif
+
 FB_DEFINE_LOOPS(double, d, FB_NO_ATTR, d_base)
 FB_DEFINE_LOOPS(float, f, FB_NO_ATTR, f_base)
 
@@ -193,4 +224,20 @@ double fastbp_softmax_exp_d(const double *z, double shift, double *out, ptrdiff_
     if (fb_probe()) return softmax_exp_d_avx2(z, shift, out, n);
 #endif
     return softmax_exp_d_base(z, shift, out, n);
+}
+
+double fastbp_l2_f(const float *theta, float *grad, float c, ptrdiff_t n)
+{
+#if FB_DISPATCH
+    if (fb_probe()) return l2_f_avx2(theta, grad, c, n);
+#endif
+    return l2_f_base(theta, grad, c, n);
+}
+
+double fastbp_l2_d(const double *theta, double *grad, double c, ptrdiff_t n)
+{
+#if FB_DISPATCH
+    if (fb_probe()) return l2_d_avx2(theta, grad, c, n);
+#endif
+    return l2_d_base(theta, grad, c, n);
 }

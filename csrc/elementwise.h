@@ -10,6 +10,8 @@
  *                       with f'(z_i) computed from h[i] = f(z_i).
  *   fastbp_softmax_exp_*: out[i] = exp(z[i] - shift), shift >= max(z);
  *                       returns the sum of out, added in index order.
+ *   fastbp_l2_*:    grad[i] += c * theta[i]; returns sum(theta^2) in double,
+ *                       added in a fixed order (8 interleaved partial sums).
  *
  * Activation codes are those of _math.pxd: 0 identity, 1 logistic, 2 tanh,
  * 3 relu, 4 LeCun's scaled tanh. tanh, logistic, LeCun's tanh and the softmax
@@ -30,6 +32,8 @@ void fastbp_dact_d(double *out, const double *a, const double *b, const double *
                    ptrdiff_t n, int act);
 float fastbp_softmax_exp_f(const float *z, float shift, float *out, ptrdiff_t n);
 double fastbp_softmax_exp_d(const double *z, double shift, double *out, ptrdiff_t n);
+double fastbp_l2_f(const float *theta, float *grad, float c, ptrdiff_t n);
+double fastbp_l2_d(const double *theta, double *grad, double c, ptrdiff_t n);
 /* 1 when the AVX2+FMA copy of the loops is in use, 0 otherwise. */
 int fastbp_simd_level(void);
 /* Test hook: use at most this level (0: the portable loops); returns the level

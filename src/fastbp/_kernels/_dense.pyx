@@ -15,7 +15,7 @@ from libc.stdlib cimport malloc, free
 
 from ._blas cimport block_start, gemm, gemm_blocks
 from ._checks cimport check_shape
-from ._elementwise cimport (elementwise_act, elementwise_dact, fastbp_set_simd_level,
+from ._elementwise cimport (elementwise_act, elementwise_dact, fastbp_set_simd_level, l2_block,
                             fastbp_simd_level, softmax_exp)
 from ._math cimport ACT_LOGISTIC, sigmoid, fexp, flog, flog1p, fsqrt
 
@@ -362,7 +362,7 @@ def l2_penalty(const floating[::1] theta,
     """Add coef * theta to grad and return sum(theta ** 2) (fixed-order sum)."""
     cdef Py_ssize_t size = theta.shape[0]
     cdef Py_ssize_t n_blocks = (size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
-    cdef Py_ssize_t blk, i, start, stop
+    cdef Py_ssize_t blk, start, stop
     cdef floating c = <floating> coef
     cdef double total = 0
     check_shape("grad", grad.shape, 1, (size,))
@@ -374,10 +374,7 @@ def l2_penalty(const floating[::1] theta,
                           schedule="static"):
             start = blk * REDUCE_BLOCK
             stop = min(start + REDUCE_BLOCK, size)
-            partial[blk] = 0
-            for i in range(start, stop):
-                partial[blk] += theta[i] * theta[i]
-                grad[i] = grad[i] + c * theta[i]
+            partial[blk] = l2_block(&theta[start], &grad[start], c, stop - start)
         for blk in range(n_blocks):
             total += partial[blk]
     free(partial)

@@ -16,6 +16,8 @@ cdef extern from "elementwise.h":
                                Py_ssize_t n) noexcept nogil
     double fastbp_softmax_exp_d(const double* z, double shift, double* out,
                                 Py_ssize_t n) noexcept nogil
+    double fastbp_l2_f(const float* theta, float* grad, float c, Py_ssize_t n) noexcept nogil
+    double fastbp_l2_d(const double* theta, double* grad, double c, Py_ssize_t n) noexcept nogil
     int fastbp_simd_level() noexcept nogil
     int fastbp_set_simd_level(int level) noexcept nogil
 
@@ -45,3 +47,12 @@ cdef inline floating softmax_exp(const floating* z, floating shift, floating* ou
         return fastbp_softmax_exp_f(z, shift, out, n)
     else:
         return fastbp_softmax_exp_d(z, shift, out, n)
+
+
+cdef inline double l2_block(const floating* theta, floating* grad, floating c,
+                            Py_ssize_t n) noexcept nogil:
+    """grad += c * theta; returns sum(theta ** 2) in double, in a fixed order."""
+    if floating is float:
+        return fastbp_l2_f(theta, grad, c, n)
+    else:
+        return fastbp_l2_d(theta, grad, c, n)
