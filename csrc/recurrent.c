@@ -233,6 +233,7 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
         const rnn_tile_##SUF *tiles = tiles_##SUF[fastbp_simd_level() ? RNN_LEVELS - 1 : 0]; \
         T *packed = alloc_packed_##SUF(n);                                     \
         int nt = rnn_team_size(bs[0], n, n_threads);                           \
+        (void)nt; /* unused without OpenMP */                                  \
         if (packed == NULL) return -1;                                         \
         RNN_OMP(parallel num_threads(nt) if(nt > 1))                           \
         {                                                                      \
@@ -263,6 +264,7 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
         const rnn_tile_##SUF *tiles = tiles_##SUF[fastbp_simd_level() ? RNN_LEVELS - 1 : 0]; \
         T *packed = alloc_packed_##SUF(n);                                     \
         int nt = rnn_team_size(bs[0], n, n_threads);                           \
+        (void)nt; /* unused without OpenMP */                                  \
         if (packed == NULL) return -1;                                         \
         RNN_OMP(parallel num_threads(nt) if(nt > 1))                           \
         {                                                                      \

@@ -216,3 +216,29 @@ def test_lbfgs_trains_on_ragged_sequences(cls, output):
                    random_state=0), X, y, sample_weight=sw)
     assert est.n_iter_ >= 1 and est.loss_curve_[-1] < est.loss_curve_[0]
     assert est.loss_ == pytest.approx(est.backprop(X, y, sample_weight=sw).loss, rel=1e-12)
+
+
+@pytest.mark.parametrize("per_step", [True, False], ids=["sequence", "last"])
+def test_packing_into_reused_buffers_equals_packing_anew(per_step):
+    # The training loop packs every batch into buffers allocated once per fit;
+    # a batch must come out the same as when packed into fresh arrays, also
+    # after a longer batch left other data in the buffers.
+    from fastbp._sequences import Ragged, pack
+
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, 9, size=12)
+    X = Ragged(rng.normal(size=(lengths.sum(), 3)), lengths)
+    Y = Ragged(rng.normal(size=(lengths.sum() if per_step else 12, 2)),
+               lengths if per_step else np.ones(12, dtype=np.intp))
+    weights = rng.uniform(0.5, 2, size=12)
+    buffers = X.batch_buffers(5, Y, weights)
+    longest_first = np.argsort(-lengths)
+    for groups in (longest_first[:5], longest_first[-5:], [7, 2], longest_first[:5]):
+        fresh = pack(X, groups, Y, weights)
+        reused = X.batch(groups, Y, weights, buffers)
+        assert np.shares_memory(reused[0].data, buffers["data"])
+        np.testing.assert_array_equal(reused[0].data, fresh[0].data)
+        np.testing.assert_array_equal(reused[0].batch_sizes, fresh[0].batch_sizes)
+        np.testing.assert_array_equal(reused[1], fresh[1])
+        np.testing.assert_array_equal(reused[2], fresh[2])
+        assert fresh[1].shape[0] == (fresh[0].data.shape[0] if per_step else len(groups))

@@ -328,6 +328,29 @@ def test_bitwise_identical_for_1_2_and_3_threads(bs):
                 assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_more_threads_than_row_shares_and_ragged_panels(dtype):
+    # 23 sequences and 16 threads: the loop keeps at least 4 sequences a
+    # thread (5 threads), and 131 hidden units leave a last panel 3 wide
+    # (float32: 16-wide panels; float64: 8). Same bits as one thread, and
+    # the twin's values.
+    bs = np.array([23, 23, 17, 17, 5, 1, 1], dtype=np.intp)
+    P, W, dH = _problem(bs, n_hidden=131, dtype=dtype, seed=11)
+    rtol = 1e-12 if dtype == np.float64 else 2e-4
+    with threadpool_limits(1, user_api="blas"):
+        for act in range(5):
+            H1 = _forward(P, W, bs, act, n_threads=1)
+            d1 = _backward(H1, W, bs, dH, act, 3, n_threads=1)
+            for nt in (2, 5, 16):
+                assert_array_equal(_forward(P, W, bs, act, n_threads=nt), H1)
+                assert_array_equal(_backward(H1, W, bs, dH, act, 3, n_threads=nt), d1)
+            P64, W64, dH64 = (a.astype(np.float64) for a in (P, W, dH))
+            H64 = twin.rnn_forward(P64, W64, bs, act)
+            assert_allclose(H1, H64, rtol=rtol, atol=rtol)
+            assert_allclose(d1, twin.rnn_backward(H64, W64, bs, dH64, act, 3),
+                            rtol=rtol, atol=rtol)
+
+
 def test_grad_hh_over_step_groups_matches_twin():
     rng = np.random.default_rng(9)
     H = rng.normal(size=(LONG_BATCH.sum(), 40))
