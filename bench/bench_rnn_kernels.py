@@ -13,10 +13,11 @@ step  a whole training step's forward + backward: the above plus the output
       dW_out and dL/dh (GEMMs) -- against nn.RNN + nn.Linear + cross_entropy.
 
 "threads" is the BLAS thread count for fastbp and torch.set_num_threads for
-PyTorch. fastbp's own element-wise passes run with n_threads=1 while BLAS is
-threaded, as the kernels' docstring asks (alternating OpenMP regions with a
-threaded BLAS stalls on a fully-subscribed machine); --kernel-threads changes
-that.
+PyTorch. fastbp's own kernels (the time loop, the element-wise passes) run
+with n_threads=1 while BLAS is threaded, as the kernels' docstring asks
+(alternating OpenMP regions with a threaded BLAS stalls on a fully-subscribed
+machine); --kernel-threads changes that. (fit itself does the opposite: BLAS
+on one thread, n_jobs threads in fastbp's kernels.)
 
 Times are medians; ratio = PyTorch time / fastbp time (> 1: fastbp faster),
 min-ratio the same for the fastest run of each (less sensitive to other load).
@@ -192,7 +193,7 @@ def main():
     parser.add_argument("--shapes", type=int, nargs="+", default=list(range(len(SHAPES))),
                         help="indices into SHAPES to run (default all)")
     parser.add_argument("--kernel-threads", type=int, default=1,
-                        help="n_threads of fastbp's element-wise passes (default 1)")
+                        help="n_threads of fastbp's own kernels (default 1)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time each part of fastbp's training step")
     parser.add_argument("--json", default="bench/results/bench_rnn_kernels.json")
@@ -206,7 +207,7 @@ def main():
 
     print(f"fastbp rnn kernels vs PyTorch {torch.__version__ if torch else '-'}, "
           f"{np.dtype(dtype).name}, OpenMP={_openmp.openmp_enabled()} "
-          f"(element-wise n_threads={args.kernel_threads}), "
+          f"(fastbp kernels' n_threads={args.kernel_threads}), "
           f"SIMD level={_rnn.simd_level()}, cores={os.cpu_count()}")
     print("BLAS:", "; ".join(_blas_info()))
     header = (f"{'shape (F,H,T,B)':>20} {'thr':>3} {'what':>5} {'fastbp ms':>10} "
