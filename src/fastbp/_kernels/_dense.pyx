@@ -82,6 +82,39 @@ cdef void column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
             out[j] += row[j]
 
 
+cdef inline int split_blocks(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Blocks of split_gemm's product (m, k) @ (k, n): a function of the shape."""
+    return gemm_blocks(n if n > m else m, m * n * k, PARALLEL_MIN_FLOPS, GEMM_BLOCK_WIDTH)
+
+
+cdef void split_gemm_block(int blk, int n_blocks, bint trans_b, Py_ssize_t m, Py_ssize_t n,
+                           Py_ssize_t k, const floating* A, const floating* B, floating* C,
+                           const floating* bias, const floating* act_out,
+                           int act) noexcept nogil:
+    """Block ``blk`` of split_gemm: its GEMM, then its epilogue."""
+    cdef bint by_columns = n > m
+    cdef Py_ssize_t ldb = k if trans_b else n
+    cdef Py_ssize_t lo = block_start(n if by_columns else m, n_blocks, blk)
+    cdef Py_ssize_t hi = block_start(n if by_columns else m, n_blocks, blk + 1)
+    if hi <= lo:
+        return
+    if by_columns:
+        gemm(False, trans_b, <int> m, <int> (hi - lo), <int> k, <floating> 1, A,
+             <int> k, B + (lo * k if trans_b else lo), <int> ldb, <floating> 0,
+             C + lo, <int> n)
+        if bias != NULL:
+            bias_activate(C, bias, m, lo, hi, n, act)
+        elif act_out != NULL:
+            multiply_derivative(C, act_out, m, lo, hi, n, act)
+    else:
+        gemm(False, trans_b, <int> (hi - lo), <int> n, <int> k, <floating> 1,
+             A + lo * k, <int> k, B, <int> ldb, <floating> 0, C + lo * n, <int> n)
+        if bias != NULL:
+            bias_activate(C + lo * n, bias, hi - lo, 0, n, n, act)
+        elif act_out != NULL:
+            multiply_derivative(C + lo * n, act_out + lo * n, hi - lo, 0, n, n, act)
+
+
 cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const floating* A, const floating* B, floating* C,
                      const floating* bias, const floating* act_out, int act,
@@ -96,31 +129,32 @@ cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     split runs along the larger of m and n, so each block packs only its
     share of the larger operand. B is (k, n), or (n, k) when trans_b.
     """
-    cdef bint by_columns = n > m
-    cdef int n_blocks = gemm_blocks(n if by_columns else m, m * n * k, PARALLEL_MIN_FLOPS,
-                                    GEMM_BLOCK_WIDTH)
+    cdef int n_blocks = split_blocks(m, n, k)
     cdef int blk
-    cdef Py_ssize_t lo, hi
-    cdef Py_ssize_t ldb = k if trans_b else n
     for blk in prange(n_blocks, num_threads=min(n_blocks, n_threads), schedule="static"):
-        lo = block_start(n if by_columns else m, n_blocks, blk)
-        hi = block_start(n if by_columns else m, n_blocks, blk + 1)
-        if hi > lo:
-            if by_columns:
-                gemm(False, trans_b, <int> m, <int> (hi - lo), <int> k, <floating> 1, A,
-                     <int> k, B + (lo * k if trans_b else lo), <int> ldb, <floating> 0,
-                     C + lo, <int> n)
-                if bias != NULL:
-                    bias_activate(C, bias, m, lo, hi, n, act)
-                elif act_out != NULL:
-                    multiply_derivative(C, act_out, m, lo, hi, n, act)
-            else:
-                gemm(False, trans_b, <int> (hi - lo), <int> n, <int> k, <floating> 1,
-                     A + lo * k, <int> k, B, <int> ldb, <floating> 0, C + lo * n, <int> n)
-                if bias != NULL:
-                    bias_activate(C + lo * n, bias, hi - lo, 0, n, n, act)
-                elif act_out != NULL:
-                    multiply_derivative(C + lo * n, act_out + lo * n, hi - lo, 0, n, n, act)
+        split_gemm_block(blk, n_blocks, trans_b, m, n, k, A, B, C, bias, act_out, act)
+
+
+cdef inline int gradient_groups(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """Row groups of weight_gradient (1: no groups, the result split in blocks)."""
+    if m >= 2 * REDUCTION_GROUP_ROWS and m * n * k >= PARALLEL_MIN_FLOPS:
+        return <int> min(16, m // REDUCTION_GROUP_ROWS)
+    return 1
+
+
+cdef inline int gradient_blocks(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """Blocks of rows of weight_gradient's result when it has no row groups."""
+    return gemm_blocks(k, m * n * k, PARALLEL_MIN_FLOPS, GEMM_BLOCK_WIDTH)
+
+
+cdef void gradient_block(int blk, int n_blocks, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n,
+                         const floating* A, const floating* D, floating* G) noexcept nogil:
+    """Rows of block ``blk`` of G = A^T @ D: columns of A, each block packing all of D."""
+    cdef Py_ssize_t r0 = block_start(k, n_blocks, blk)
+    cdef Py_ssize_t r1 = block_start(k, n_blocks, blk + 1)
+    if r1 > r0:
+        gemm(True, False, <int> (r1 - r0), <int> n, <int> m, <floating> 1, A + r0,
+             <int> k, D, <int> n, <floating> 0, G + r0 * n, <int> n)
 
 
 cdef int weight_gradient(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floating* A,
@@ -134,20 +168,14 @@ cdef int weight_gradient(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floatin
     partials then added in group order. The groups, like the blocks, depend
     on the shape only.
     """
-    cdef int n_groups = 1
+    cdef int n_groups = gradient_groups(m, k, n)
     cdef int n_blocks, blk, g
     cdef Py_ssize_t r0, r1, i, size = k * n
     cdef floating* partial
-    if m >= 2 * REDUCTION_GROUP_ROWS and m * n * k >= PARALLEL_MIN_FLOPS:
-        n_groups = <int> min(16, m // REDUCTION_GROUP_ROWS)
     if n_groups == 1:
-        n_blocks = gemm_blocks(k, m * n * k, PARALLEL_MIN_FLOPS, GEMM_BLOCK_WIDTH)
+        n_blocks = gradient_blocks(m, k, n)
         for blk in prange(n_blocks, num_threads=min(n_blocks, n_threads), schedule="static"):
-            r0 = block_start(k, n_blocks, blk)
-            r1 = block_start(k, n_blocks, blk + 1)
-            if r1 > r0:
-                gemm(True, False, <int> (r1 - r0), <int> n, <int> m, <floating> 1, A + r0,
-                     <int> k, D, <int> n, <floating> 0, G + r0 * n, <int> n)
+            gradient_block(blk, n_blocks, m, k, n, A, D, G)
         return 0
     partial = <floating*> malloc((n_groups - 1) * size * sizeof(floating))
     if partial == NULL:
@@ -209,7 +237,7 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
     cdef Py_ssize_t k = A_in.shape[1]
     cdef int n = W.shape[1]
     cdef bint want_delta_in = delta_in is not None
-    cdef int status
+    cdef int status = 0
     check_shape("W", W.shape, 2, (k, n))
     check_shape("delta", delta.shape, 2, (m, n))
     check_shape("grad_W", grad_W.shape, 2, (k, n))
@@ -226,13 +254,31 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
     if k == 0:  # no weights and no layer below: only the bias gradient
         column_sums(&delta[0, 0], m, n, &grad_b[0])
         return
+    cdef int n_grad, n_delta, u
     with nogil:
-        status = weight_gradient(m, k, n, &A_in[0, 0], &delta[0, 0], &grad_W[0, 0],
-                                 n_threads)
-        column_sums(&delta[0, 0], m, n, &grad_b[0])
-        if want_delta_in:
-            split_gemm(True, m, k, n, &delta[0, 0], &W[0, 0], &delta_in[0, 0], NULL,
-                       &A_in[0, 0], input_activation, n_threads)
+        if want_delta_in and gradient_groups(m, k, n) == 1:
+            # The weight gradient and the delta below are independent: one
+            # team takes the blocks of both, so it is woken once, not twice.
+            # The blocks are those of the separate calls (same results).
+            n_grad = gradient_blocks(m, k, n)
+            n_delta = split_blocks(m, k, n)
+            for u in prange(n_grad + n_delta, num_threads=min(n_grad + n_delta, n_threads),
+                            schedule="static"):
+                if u < n_grad:
+                    gradient_block(u, n_grad, m, k, n, &A_in[0, 0], &delta[0, 0],
+                                   &grad_W[0, 0])
+                else:
+                    split_gemm_block(u - n_grad, n_delta, True, m, k, n, &delta[0, 0],
+                                     &W[0, 0], &delta_in[0, 0], NULL, &A_in[0, 0],
+                                     input_activation)
+            column_sums(&delta[0, 0], m, n, &grad_b[0])
+        else:
+            status = weight_gradient(m, k, n, &A_in[0, 0], &delta[0, 0], &grad_W[0, 0],
+                                     n_threads)
+            column_sums(&delta[0, 0], m, n, &grad_b[0])
+            if want_delta_in:
+                split_gemm(True, m, k, n, &delta[0, 0], &W[0, 0], &delta_in[0, 0], NULL,
+                           &A_in[0, 0], input_activation, n_threads)
     if status != 0:
         raise MemoryError()
 
