@@ -62,7 +62,9 @@ typedef double rnn_vd_u;
 #define RNN_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define RNN_MAX(a, b) ((a) > (b) ? (a) : (b))
 
-#if defined(_MSC_VER)
+#if !defined(_OPENMP) /* a serial build: no pragmas to ignore */
+#define RNN_OMP(x)
+#elif defined(_MSC_VER)
 #define RNN_OMP(x) __pragma(omp x)
 #else
 #define RNN_OMP_STR(x) _Pragma(#x)
