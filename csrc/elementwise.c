@@ -156,7 +156,45 @@ FB_DEFINE_ACTIVATIONS(float, f)
         return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
     }
 
+/* Adam's update, rounded as sklearn's numpy code rounds it: no fused
+ * multiply-adds here, so each element is also the same in the vector body
+ * and the scalar remainder (callers cut the loop where the thread count
+ * says). sqrt and division are exact in IEEE arithmetic, so the AVX2 copy
+ * gives the same bits as the portable one, 8 floats (4 doubles) at a time. */
+#if defined(__clang__)
+#define FB_NO_CONTRACT _Pragma("clang fp contract(off)")
+#else
+#define FB_NO_CONTRACT
+#endif
+#define FB_DEFINE_ADAM(T, SQRT, ATTR, NAME)                                     \
+    static ATTR void adam_##NAME(T *theta, const T *g, T *m1, T *m2, T lr, T b1, \
+                                 T b2, T eps, ptrdiff_t n)                      \
+    {                                                                           \
+        FB_NO_CONTRACT                                                          \
+        const T c1 = (T)1 - b1, c2 = (T)1 - b2, neg_lr = -lr;                   \
+        ptrdiff_t i;                                                            \
+        for (i = 0; i < n; i++) {                                               \
+            m1[i] = b1 * m1[i] + c1 * g[i];                                     \
+            m2[i] = b2 * m2[i] + c2 * (g[i] * g[i]);                            \
+            theta[i] += neg_lr * m1[i] / (SQRT(m2[i]) + eps);                   \
+        }                                                                       \
+    }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
 #define FB_NO_ATTR
+FB_DEFINE_ADAM(double, sqrt, FB_NO_ATTR, d_base)
+FB_DEFINE_ADAM(float, sqrtf, FB_NO_ATTR, f_base)
+#if FB_DISPATCH
+FB_DEFINE_ADAM(double, sqrt, FB_TARGET_AVX2, d_avx2)
+FB_DEFINE_ADAM(float, sqrtf, FB_TARGET_AVX2, f_avx2)
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
 FB_DEFINE_L2(double, FB_NO_ATTR, d_base)
 FB_DEFINE_L2(float, FB_NO_ATTR, f_base)
 #if FB_DISPATCH
@@ -240,4 +278,22 @@ double fastbp_l2_d(const double *theta, double *grad, double c, ptrdiff_t n)
     if (fb_probe()) return l2_d_avx2(theta, grad, c, n);
 #endif
     return l2_d_base(theta, grad, c, n);
+}
+
+void fastbp_adam_f(float *theta, const float *g, float *m1, float *m2, float lr, float b1,
+                   float b2, float eps, ptrdiff_t n)
+{
+#if FB_DISPATCH
+    if (fb_probe()) { adam_f_avx2(theta, g, m1, m2, lr, b1, b2, eps, n); return; }
+#endif
+    adam_f_base(theta, g, m1, m2, lr, b1, b2, eps, n);
+}
+
+void fastbp_adam_d(double *theta, const double *g, double *m1, double *m2, double lr,
+                   double b1, double b2, double eps, ptrdiff_t n)
+{
+#if FB_DISPATCH
+    if (fb_probe()) { adam_d_avx2(theta, g, m1, m2, lr, b1, b2, eps, n); return; }
+#endif
+    adam_d_base(theta, g, m1, m2, lr, b1, b2, eps, n);
 }

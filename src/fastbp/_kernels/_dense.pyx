@@ -15,9 +15,9 @@ from libc.stdlib cimport malloc, free
 
 from ._blas cimport block_start, gemm, gemm_blocks
 from ._checks cimport check_shape
-from ._elementwise cimport (elementwise_act, elementwise_dact, fastbp_set_simd_level, l2_block,
+from ._elementwise cimport (elementwise_act, elementwise_dact, adam_range, fastbp_set_simd_level, l2_block,
                             fastbp_simd_level, softmax_exp)
-from ._math cimport ACT_LOGISTIC, sigmoid, fexp, flog, flog1p, fsqrt
+from ._math cimport ACT_LOGISTIC, sigmoid, fexp, flog, flog1p
 
 # Below this many elements (or multiply-adds) an OpenMP team costs more than it saves.
 cdef Py_ssize_t PARALLEL_MIN_WORK = 16384
@@ -459,7 +459,6 @@ def adam_update(floating[::1] theta,  # OUT
     """Adam, as sklearn's AdamOptimizer; step_size is the bias-corrected
     lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)."""
     cdef Py_ssize_t size = theta.shape[0]
-    cdef Py_ssize_t i
     cdef floating lr = <floating> step_size
     cdef floating b1 = <floating> beta_1
     cdef floating b2 = <floating> beta_2
@@ -467,12 +466,16 @@ def adam_update(floating[::1] theta,  # OUT
     check_shape("grad", grad.shape, 1, (size,))
     check_shape("m1", m1.shape, 1, (size,))
     check_shape("m2", m2.shape, 1, (size,))
+    cdef int nt = threads_for(size, n_threads), c
+    cdef Py_ssize_t chunk = (size + nt - 1) // nt, start
+    if size == 0:
+        return
     with nogil:
-        for i in prange(size, num_threads=threads_for(size, n_threads),
-                        schedule="static"):
-            m1[i] = b1 * m1[i] + (1 - b1) * grad[i]
-            m2[i] = b2 * m2[i] + (1 - b2) * (grad[i] * grad[i])
-            theta[i] += -lr * m1[i] / (fsqrt(m2[i]) + eps)
+        for c in prange(nt, num_threads=nt, schedule="static"):
+            start = c * chunk
+            if start < size:
+                adam_range(&theta[start], &grad[start], &m1[start], &m2[start], lr, b1, b2,
+                           eps, min(chunk, size - start))
 
 
 def simd_level():

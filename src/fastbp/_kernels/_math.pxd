@@ -1,7 +1,7 @@
 # Scalar math of the Cython kernels (float32 uses the float libm calls) and the
 # activation codes; the vectorized activation loops are in _elementwise.pxd.
 from cython cimport floating
-from libc.math cimport exp, expf, log, logf, log1p, log1pf, sqrt, sqrtf
+from libc.math cimport exp, expf, log, logf, log1p, log1pf
 
 cdef enum:
     ACT_IDENTITY = 0
@@ -27,12 +27,6 @@ cdef inline floating flog1p(floating x) noexcept nogil:
         return log1pf(x)
     else:
         return log1p(x)
-
-cdef inline floating fsqrt(floating x) noexcept nogil:
-    if floating is float:
-        return sqrtf(x)
-    else:
-        return sqrt(x)
 
 cdef inline floating sigmoid(floating z) noexcept nogil:
     # Never exponentiate a large positive number: exp overflows to inf.
