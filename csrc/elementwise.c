@@ -156,11 +156,12 @@ FB_DEFINE_ACTIVATIONS(float, f)
         return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
     }
 
-/* Adam's update, rounded as sklearn's numpy code rounds it: no fused
- * multiply-adds here, so each element is also the same in the vector body
- * and the scalar remainder (callers cut the loop where the thread count
- * says). sqrt and division are exact in IEEE arithmetic, so the AVX2 copy
- * gives the same bits as the portable one, 8 floats (4 doubles) at a time. */
+/* Adam's update, rounded as sklearn's numpy code rounds it: the caller
+ * passes 1 - b1 and 1 - b2 as sklearn forms them (in double, then rounded to
+ * T), and no multiply-adds are fused here, so each element is also the same
+ * in the vector body and the scalar remainder (callers cut the loop where the
+ * thread count says). sqrt and division are exact in IEEE arithmetic, so the
+ * AVX2 copy gives the same bits as the portable one, 8 floats at a time. */
 #if defined(__clang__)
 #define FB_NO_CONTRACT _Pragma("clang fp contract(off)")
 #else
@@ -168,10 +169,10 @@ FB_DEFINE_ACTIVATIONS(float, f)
 #endif
 #define FB_DEFINE_ADAM(T, SQRT, ATTR, NAME)                                     \
     static ATTR void adam_##NAME(T *theta, const T *g, T *m1, T *m2, T lr, T b1, \
-                                 T b2, T eps, ptrdiff_t n)                      \
+                                 T c1, T b2, T c2, T eps, ptrdiff_t n)          \
     {                                                                           \
         FB_NO_CONTRACT                                                          \
-        const T c1 = (T)1 - b1, c2 = (T)1 - b2, neg_lr = -lr;                   \
+        const T neg_lr = -lr;                                                   \
         ptrdiff_t i;                                                            \
         for (i = 0; i < n; i++) {                                               \
             m1[i] = b1 * m1[i] + c1 * g[i];                                     \
@@ -281,19 +282,19 @@ double fastbp_l2_d(const double *theta, double *grad, double c, ptrdiff_t n)
 }
 
 void fastbp_adam_f(float *theta, const float *g, float *m1, float *m2, float lr, float b1,
-                   float b2, float eps, ptrdiff_t n)
+                   float c1, float b2, float c2, float eps, ptrdiff_t n)
 {
 #if FB_DISPATCH
-    if (fb_probe()) { adam_f_avx2(theta, g, m1, m2, lr, b1, b2, eps, n); return; }
+    if (fb_probe()) { adam_f_avx2(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n); return; }
 #endif
-    adam_f_base(theta, g, m1, m2, lr, b1, b2, eps, n);
+    adam_f_base(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n);
 }
 
 void fastbp_adam_d(double *theta, const double *g, double *m1, double *m2, double lr,
-                   double b1, double b2, double eps, ptrdiff_t n)
+                   double b1, double c1, double b2, double c2, double eps, ptrdiff_t n)
 {
 #if FB_DISPATCH
-    if (fb_probe()) { adam_d_avx2(theta, g, m1, m2, lr, b1, b2, eps, n); return; }
+    if (fb_probe()) { adam_d_avx2(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n); return; }
 #endif
-    adam_d_base(theta, g, m1, m2, lr, b1, b2, eps, n);
+    adam_d_base(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n);
 }

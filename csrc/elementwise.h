@@ -12,9 +12,10 @@
  *                       returns the sum of out, added in index order.
  *   fastbp_l2_*:    grad[i] += c * theta[i]; returns sum(theta^2) in double,
  *                       added in a fixed order (8 interleaved partial sums).
- *   fastbp_adam_*:  Adam's step, m1 = b1 m1 + (1-b1) g, m2 = b2 m2 + (1-b2) g^2,
- *                       theta -= lr m1 / (sqrt(m2) + eps), rounded as numpy
- *                       rounds it (no fused multiply-adds).
+ *   fastbp_adam_*:  Adam's step, m1 = b1 m1 + c1 g, m2 = b2 m2 + c2 g^2,
+ *                       theta += (-lr) m1 / (sqrt(m2) + eps), with c1 = 1 - b1
+ *                       and c2 = 1 - b2 as the caller rounds them; no fused
+ *                       multiply-adds (rounded as numpy rounds it).
  *
  * Activation codes are those of _math.pxd: 0 identity, 1 logistic, 2 tanh,
  * 3 relu, 4 LeCun's scaled tanh. tanh, logistic, LeCun's tanh and the softmax
@@ -38,9 +39,9 @@ double fastbp_softmax_exp_d(const double *z, double shift, double *out, ptrdiff_
 double fastbp_l2_f(const float *theta, float *grad, float c, ptrdiff_t n);
 double fastbp_l2_d(const double *theta, double *grad, double c, ptrdiff_t n);
 void fastbp_adam_f(float *theta, const float *g, float *m1, float *m2, float lr, float b1,
-                   float b2, float eps, ptrdiff_t n);
+                   float c1, float b2, float c2, float eps, ptrdiff_t n);
 void fastbp_adam_d(double *theta, const double *g, double *m1, double *m2, double lr,
-                   double b1, double b2, double eps, ptrdiff_t n);
+                   double b1, double c1, double b2, double c2, double eps, ptrdiff_t n);
 /* 1 when the AVX2+FMA copy of the loops is in use, 0 otherwise. */
 int fastbp_simd_level(void);
 /* Test hook: use at most this level (0: the portable loops); returns the level

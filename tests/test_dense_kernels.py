@@ -92,18 +92,20 @@ def test_softmax_and_logistic_stay_finite_at_extreme_logits():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adam_update_rounds_as_sklearns_numpy_code(dtype, simd_level):
-    # sklearn's AdamOptimizer evaluated by numpy in the same dtype gives the
-    # reference bits: the kernel fuses no multiply-adds, and sqrt and division
-    # are exact, so every element must match on both SIMD paths, for any
-    # thread count (40,003 elements: several threads, a scalar remainder).
+    # sklearn's AdamOptimizer._get_updates, run by numpy on arrays of this
+    # dtype with Python-float hyperparameters, gives the reference bits: the
+    # kernel fuses no multiply-adds, and sqrt and division are exact, so every
+    # element must match on both SIMD paths, for any thread count (40,003
+    # elements: several threads, a scalar remainder).
     rng = np.random.default_rng(5)
     n, T = 40_003, dtype
     theta, grad = rng.normal(size=n).astype(T), rng.normal(size=n).astype(T)
     m1, m2 = rng.normal(size=n).astype(T), rng.uniform(0, 2, size=n).astype(T)
     step, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
-    want_m1 = T(b1) * m1 + (T(1) - T(b1)) * grad
-    want_m2 = T(b2) * m2 + (T(1) - T(b2)) * (grad * grad)
-    want_theta = theta + -T(step) * want_m1 / (np.sqrt(want_m2) + T(eps))
+    want_m1 = b1 * m1 + (1 - b1) * grad
+    want_m2 = b2 * m2 + (1 - b2) * (grad**2)
+    want_theta = theta + (-step * want_m1 / (np.sqrt(want_m2) + eps))
+    assert want_theta.dtype == T
     for n_threads in (1, 2, 3):
         t, a, b = theta.copy(), m1.copy(), m2.copy()
         _dense.adam_update(t, grad, a, b, step, b1, b2, eps, n_threads)

@@ -456,12 +456,16 @@ def adam_update(floating[::1] theta,  # OUT
                 floating[::1] m2,  # OUT: second moment
                 double step_size, double beta_1, double beta_2, double epsilon,
                 int n_threads):
-    """Adam, as sklearn's AdamOptimizer; step_size is the bias-corrected
+    """Adam, as sklearn's AdamOptimizer, rounded as its numpy code rounds it
+    for arrays of this dtype; step_size is the bias-corrected
     lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)."""
     cdef Py_ssize_t size = theta.shape[0]
     cdef floating lr = <floating> step_size
     cdef floating b1 = <floating> beta_1
     cdef floating b2 = <floating> beta_2
+    # sklearn forms 1 - beta in double; numpy rounds it to the arrays' dtype
+    cdef floating c1 = <floating> (1.0 - beta_1)
+    cdef floating c2 = <floating> (1.0 - beta_2)
     cdef floating eps = <floating> epsilon
     check_shape("grad", grad.shape, 1, (size,))
     check_shape("m1", m1.shape, 1, (size,))
@@ -474,8 +478,8 @@ def adam_update(floating[::1] theta,  # OUT
         for c in prange(nt, num_threads=nt, schedule="static"):
             start = c * chunk
             if start < size:
-                adam_range(&theta[start], &grad[start], &m1[start], &m2[start], lr, b1, b2,
-                           eps, min(chunk, size - start))
+                adam_range(&theta[start], &grad[start], &m1[start], &m2[start], lr, b1, c1,
+                           b2, c2, eps, min(chunk, size - start))
 
 
 def simd_level():

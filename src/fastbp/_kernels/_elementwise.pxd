@@ -19,9 +19,11 @@ cdef extern from "elementwise.h":
     double fastbp_l2_f(const float* theta, float* grad, float c, Py_ssize_t n) noexcept nogil
     double fastbp_l2_d(const double* theta, double* grad, double c, Py_ssize_t n) noexcept nogil
     void fastbp_adam_f(float* theta, const float* g, float* m1, float* m2, float lr,
-                       float b1, float b2, float eps, Py_ssize_t n) noexcept nogil
+                       float b1, float c1, float b2, float c2, float eps,
+                       Py_ssize_t n) noexcept nogil
     void fastbp_adam_d(double* theta, const double* g, double* m1, double* m2, double lr,
-                       double b1, double b2, double eps, Py_ssize_t n) noexcept nogil
+                       double b1, double c1, double b2, double c2, double eps,
+                       Py_ssize_t n) noexcept nogil
     int fastbp_simd_level() noexcept nogil
     int fastbp_set_simd_level(int level) noexcept nogil
 
@@ -63,10 +65,11 @@ cdef inline double l2_block(const floating* theta, floating* grad, floating c,
 
 
 cdef inline void adam_range(floating* theta, const floating* g, floating* m1, floating* m2,
-                            floating lr, floating b1, floating b2, floating eps,
-                            Py_ssize_t n) noexcept nogil:
-    """Adam's step over n elements, rounded as numpy rounds it."""
+                            floating lr, floating b1, floating c1, floating b2, floating c2,
+                            floating eps, Py_ssize_t n) noexcept nogil:
+    """Adam's step over n elements (c1 = 1 - b1, c2 = 1 - b2), rounded as numpy
+    rounds it."""
     if floating is float:
-        fastbp_adam_f(theta, g, m1, m2, lr, b1, b2, eps, n)
+        fastbp_adam_f(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n)
     else:
-        fastbp_adam_d(theta, g, m1, m2, lr, b1, b2, eps, n)
+        fastbp_adam_d(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n)
