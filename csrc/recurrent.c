@@ -23,6 +23,9 @@
  * rows (sequences) a thread of it is given. */
 #define RNN_PARALLEL_MIN ((ptrdiff_t)1 << 18)
 #define RNN_MIN_ROWS 4
+/* Multiply-adds of a tile summed in one pass (a 16-wide panel of this many
+ * rows is 16 KiB in float32: it stays in L1 across the row tiles). */
+#define RNN_KC 256
 
 #if defined(__GNUC__) || defined(__clang__)
 typedef float rnn_vf __attribute__((vector_size(32)));
@@ -196,20 +199,26 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
         /* as few tiles as can be, of as even heights as can be: a tile of \
          * 1 or 2 rows has too few sums in flight to keep the FMA units busy */ \
         const ptrdiff_t n_tiles = (split - lo + RNN_TILE_ROWS - 1) / RNN_TILE_ROWS; \
-        ptrdiff_t c0, i, j, r0, r1;                                            \
+        ptrdiff_t c0, i, j, k0, r0, r1;                                        \
         int w;                                                                 \
-        for (c0 = 0; c0 < n; c0 += width) {                                    \
-            w = (int)RNN_MIN(width, n - c0);                                   \
-            for (j = 0; j < n_tiles; j++) {                                    \
-                r0 = lo + (split - lo) * j / n_tiles;                          \
-                r1 = lo + (split - lo) * (j + 1) / n_tiles;                    \
-                /* h is cold (a new step's block): fetch it during the sums */ \
-                for (i = r0; h != NULL && i < r1; i++) {                       \
-                    RNN_PREFETCH(h + i * n + c0);                              \
-                    RNN_PREFETCH(h + i * n + c0 + w - 1);                      \
+        /* k in blocks of RNN_KC, so a panel's block stays in L1 across the   \
+         * row tiles; the first block adds q, the next ones what is in out */ \
+        for (k0 = 0; k0 < n; k0 += RNN_KC) {                                  \
+            const ptrdiff_t kc = RNN_MIN(RNN_KC, n - k0);                      \
+            for (c0 = 0; c0 < n; c0 += width) {                                \
+                w = (int)RNN_MIN(width, n - c0);                               \
+                for (j = 0; j < n_tiles; j++) {                                \
+                    r0 = lo + (split - lo) * j / n_tiles;                      \
+                    r1 = lo + (split - lo) * (j + 1) / n_tiles;                \
+                    /* h is cold (a new step's block): fetch it while summing */ \
+                    for (i = r0; h != NULL && k0 == 0 && i < r1; i++) {        \
+                        RNN_PREFETCH(h + i * n + c0);                          \
+                        RNN_PREFETCH(h + i * n + c0 + w - 1);                  \
+                    }                                                          \
+                    tiles[r1 - r0](kc, a + r0 * n + k0, n, packed + c0 * n + k0 * width, \
+                                   (k0 == 0 ? q : out) + r0 * n + c0,          \
+                                   out + r0 * n + c0, n, w);                   \
                 }                                                              \
-                tiles[r1 - r0](n, a + r0 * n, n, packed + c0 * n, q + r0 * n + c0, \
-                               out + r0 * n + c0, n, w);                       \
             }                                                                  \
         }                                                                      \
         /* whole rows, so that an element's place in the vector loop (body   \

@@ -328,14 +328,16 @@ def test_bitwise_identical_for_1_2_and_3_threads(bs):
                 assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("n_hidden", [131, 300])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_more_threads_than_row_shares_and_ragged_panels(dtype):
+def test_more_threads_than_row_shares_and_ragged_panels(dtype, n_hidden):
     # 23 sequences and 16 threads: the loop keeps at least 4 sequences a
-    # thread (5 threads), and 131 hidden units leave a last panel 3 wide
-    # (float32: 16-wide panels; float64: 8). Same bits as one thread, and
-    # the twin's values.
+    # thread (5 threads); 131 hidden units leave a last panel 3 wide
+    # (float32: 16-wide panels; float64: 8), and 300 also sums each product
+    # in two blocks of k (256 + 44). Same bits as one thread, and the twin's
+    # values.
     bs = np.array([23, 23, 17, 17, 5, 1, 1], dtype=np.intp)
-    P, W, dH = _problem(bs, n_hidden=131, dtype=dtype, seed=11)
+    P, W, dH = _problem(bs, n_hidden=n_hidden, dtype=dtype, seed=11)
     rtol = 1e-12 if dtype == np.float64 else 2e-4
     with threadpool_limits(1, user_api="blas"):
         for act in range(5):
