@@ -163,13 +163,20 @@ FB_DEFINE_ACTIVATIONS(float, f)
  * thread count says). sqrt and division are exact in IEEE arithmetic, so the
  * AVX2 copy gives the same bits as the portable one, 8 floats at a time. */
 #if defined(__clang__)
+#define FB_NO_CONTRACT_ATTR
 #define FB_NO_CONTRACT _Pragma("clang fp contract(off)")
+#elif defined(__GNUC__)
+#define FB_NO_CONTRACT_ATTR __attribute__((optimize("fp-contract=off")))
+#define FB_NO_CONTRACT
 #else
+#define FB_NO_CONTRACT_ATTR
 #define FB_NO_CONTRACT
 #endif
 #define FB_DEFINE_ADAM(T, SQRT, ATTR, NAME)                                     \
-    static ATTR void adam_##NAME(T *theta, const T *g, T *m1, T *m2, T lr, T b1, \
-                                 T c1, T b2, T c2, T eps, ptrdiff_t n)          \
+    static ATTR FB_NO_CONTRACT_ATTR void adam_##NAME(T *theta, const T *g, T *m1, \
+                                                     T *m2, T lr, T b1, T c1,   \
+                                                     T b2, T c2, T eps,         \
+                                                     ptrdiff_t n)               \
     {                                                                           \
         FB_NO_CONTRACT                                                          \
         const T neg_lr = -lr;                                                   \
@@ -181,34 +188,18 @@ FB_DEFINE_ACTIVATIONS(float, f)
         }                                                                       \
     }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-#endif
+/* Every loop of this file, for one dtype and one instruction set. */
+#define FB_DEFINE_ALL(T, SUF, SQRT, ATTR, NAME)                                 \
+    FB_DEFINE_LOOPS(T, SUF, ATTR, NAME)                                         \
+    FB_DEFINE_L2(T, ATTR, NAME)                                                 \
+    FB_DEFINE_ADAM(T, SQRT, ATTR, NAME)
+
 #define FB_NO_ATTR
-FB_DEFINE_ADAM(double, sqrt, FB_NO_ATTR, d_base)
-FB_DEFINE_ADAM(float, sqrtf, FB_NO_ATTR, f_base)
+FB_DEFINE_ALL(double, d, sqrt, FB_NO_ATTR, d_base)
+FB_DEFINE_ALL(float, f, sqrtf, FB_NO_ATTR, f_base)
 #if FB_DISPATCH
-FB_DEFINE_ADAM(double, sqrt, FB_TARGET_AVX2, d_avx2)
-FB_DEFINE_ADAM(float, sqrtf, FB_TARGET_AVX2, f_avx2)
-#endif
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
-
-FB_DEFINE_L2(double, FB_NO_ATTR, d_base)
-FB_DEFINE_L2(float, FB_NO_ATTR, f_base)
-#if FB_DISPATCH
-FB_DEFINE_L2(double, FB_TARGET_AVX2, d_avx2)
-FB_DEFINE_L2(float, FB_TARGET_AVX2, f_avx2)
-#endif
-
-FB_DEFINE_LOOPS(double, d, FB_NO_ATTR, d_base)
-FB_DEFINE_LOOPS(float, f, FB_NO_ATTR, f_base)
-
-#if FB_DISPATCH
-FB_DEFINE_LOOPS(double, d, FB_TARGET_AVX2, d_avx2)
-FB_DEFINE_LOOPS(float, f, FB_TARGET_AVX2, f_avx2)
+FB_DEFINE_ALL(double, d, sqrt, FB_TARGET_AVX2, d_avx2)
+FB_DEFINE_ALL(float, f, sqrtf, FB_TARGET_AVX2, f_avx2)
 #endif
 
 int fastbp_simd_level(void) { return fb_probe(); }

@@ -238,9 +238,14 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
         return (T *)malloc((size_t)(panels * width) * (size_t)n * sizeof(T));  \
     }                                                                          \
                                                                                \
-    int fastbp_rnn_forward_##SUF(const T *P, const T *W, const ptrdiff_t *bs, \
-                                 ptrdiff_t T_steps, int n, T *H, int act,      \
-                                 int n_threads)                                \
+    /* Both directions of the loop. Forward (h NULL): out = H, x = P, step t  \
+     * multiplies block t-1 of out by W. Backward (h = H): out = delta,         \
+     * x = dH, step t multiplies block t+1 of out by W^T, from the last step   \
+     * down, with nothing flowing into t where t + 1 starts a window. */       \
+    static int time_loop_##SUF(const T *x, const T *W, const T *h,             \
+                               const ptrdiff_t *bs, ptrdiff_t T_steps, int n,  \
+                               ptrdiff_t n_rows, T *out, int act,              \
+                               int n_threads, ptrdiff_t window)                \
     {                                                                          \
         const rnn_tile_##SUF *tiles = tiles_##SUF[fastbp_simd_level() ? RNN_LEVELS - 1 : 0]; \
         T *packed = alloc_packed_##SUF(n);                                     \
@@ -251,21 +256,46 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
         {                                                                      \
             int tid = omp_get_thread_num(), team = omp_get_num_threads();      \
             /* this thread's sequences: step t continues them in rows        \
-             * [lo, hi) of block t-1, so no thread waits for another */        \
+             * [lo, hi) of the step before (after), so no thread waits for    \
+             * another */                                                      \
             const ptrdiff_t lo = bs[0] * tid / team, hi = bs[0] * (tid + 1) / team; \
-            ptrdiff_t t, off = 0, off_prev = 0;                                \
-            pack_##SUF(W, n, 0, packed, tid, team);                            \
+            ptrdiff_t t, nr, off, off_other;                                   \
+            pack_##SUF(W, n, h != NULL, packed, tid, team);                    \
             RNN_OMP(barrier)                                                   \
-            for (t = 0; t < T_steps; t++) {                                    \
-                step_##SUF(H + off_prev * n, P + off * n, NULL, H + off * n,   \
-                           RNN_MIN(lo, bs[t]), RNN_MIN(hi, bs[t]),             \
-                           t == 0 ? 0 : bs[t], packed, n, act, tiles);         \
-                off_prev = off;                                                \
-                off += bs[t];                                                  \
+            if (h == NULL) {                                                   \
+                for (t = 0, off = 0, off_other = 0; t < T_steps; t++) {        \
+                    /* every row of step t continues a row of step t-1 */      \
+                    nr = t == 0 ? 0 : bs[t];                                   \
+                    step_##SUF(out + off_other * n, x + off * n, NULL, out + off * n, \
+                               RNN_MIN(lo, bs[t]), RNN_MIN(hi, bs[t]), nr, packed, n, \
+                               act, tiles);                                    \
+                    off_other = off;                                           \
+                    off += bs[t];                                              \
+                }                                                              \
+            } else {                                                           \
+                for (t = T_steps - 1, off_other = n_rows; t >= 0; t--) {       \
+                    off = off_other - bs[t];                                   \
+                    /* rows that receive delta_{t+1} @ W^T: the sequences     \
+                     * still running at t + 1, unless t + 1 starts a window */ \
+                    nr = 0;                                                    \
+                    if (t + 1 < T_steps && (window <= 0 || (t + 1) % window != 0)) \
+                        nr = bs[t + 1];                                        \
+                    step_##SUF(out + off_other * n, x + off * n, h + off * n,  \
+                               out + off * n, RNN_MIN(lo, bs[t]), RNN_MIN(hi, bs[t]), \
+                               nr, packed, n, act, tiles);                     \
+                    off_other = off;                                           \
+                }                                                              \
             }                                                                  \
         }                                                                      \
         free(packed);                                                          \
         return 0;                                                              \
+    }                                                                          \
+                                                                               \
+    int fastbp_rnn_forward_##SUF(const T *P, const T *W, const ptrdiff_t *bs, \
+                                 ptrdiff_t T_steps, int n, T *H, int act,      \
+                                 int n_threads)                                \
+    {                                                                          \
+        return time_loop_##SUF(P, W, NULL, bs, T_steps, n, 0, H, act, n_threads, 0); \
     }                                                                          \
                                                                                \
     int fastbp_rnn_backward_##SUF(const T *H, const T *W, const ptrdiff_t *bs, \
@@ -273,33 +303,8 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
                                   const T *dH, T *delta, int act,              \
                                   int n_threads, ptrdiff_t window)             \
     {                                                                          \
-        const rnn_tile_##SUF *tiles = tiles_##SUF[fastbp_simd_level() ? RNN_LEVELS - 1 : 0]; \
-        T *packed = alloc_packed_##SUF(n);                                     \
-        int nt = rnn_team_size(bs[0], n, n_threads);                           \
-        (void)nt; /* unused without OpenMP */                                  \
-        if (packed == NULL) return -1;                                         \
-        RNN_OMP(parallel num_threads(nt) if(nt > 1))                           \
-        {                                                                      \
-            int tid = omp_get_thread_num(), team = omp_get_num_threads();      \
-            const ptrdiff_t lo = bs[0] * tid / team, hi = bs[0] * (tid + 1) / team; \
-            ptrdiff_t t, nb, off, off_next = n_rows;                           \
-            pack_##SUF(W, n, 1, packed, tid, team);                            \
-            RNN_OMP(barrier)                                                   \
-            for (t = T_steps - 1; t >= 0; t--) {                               \
-                off = off_next - bs[t];                                        \
-                /* rows that receive delta_{t+1} @ W^T: the sequences still   \
-                 * running at t + 1, unless t + 1 starts a window */           \
-                nb = 0;                                                        \
-                if (t + 1 < T_steps && (window <= 0 || (t + 1) % window != 0)) \
-                    nb = bs[t + 1];                                            \
-                step_##SUF(delta + off_next * n, dH + off * n, H + off * n,    \
-                           delta + off * n, RNN_MIN(lo, bs[t]), RNN_MIN(hi, bs[t]), \
-                           nb, packed, n, act, tiles);                         \
-                off_next = off;                                                \
-            }                                                                  \
-        }                                                                      \
-        free(packed);                                                          \
-        return 0;                                                              \
+        return time_loop_##SUF(dH, W, H, bs, T_steps, n, n_rows, delta, act,   \
+                               n_threads, window);                             \
     }
 
 RNN_DEFINE_LOOP(float, f, RNN_LANES_F)
