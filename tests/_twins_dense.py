@@ -72,6 +72,28 @@ def output_loss_delta(Z, Y, sw, kind, scale):
     return P, float((w * row).sum()), scale * w[:, None] * d
 
 
+def dense_chain(X, weights, biases, activations, Y, sw, kind, scale, l2_coef):
+    """dense_chain_loss_and_grad: every layer forward, the fused loss, the
+    seeds' delta recursion and the gradients (weights + l2_coef * W).
+
+    Returns (outputs, deltas, grad_weights, grad_biases, data_loss, sumsq).
+    """
+    A = [X]
+    for W, b, act in zip(weights, biases, activations):
+        A.append(dense_forward(A[-1], W, b, act))
+    P, data_loss, delta = output_loss_delta(A[-1], Y, sw, kind, scale)
+    deltas, grad_W, grad_b = [delta], [], []
+    for layer in range(len(weights) - 1, -1, -1):
+        below = activations[layer - 1] if layer > 0 else "identity"
+        gW, gb, delta = dense_backward(A[layer], weights[layer], deltas[0], below, layer > 0)
+        grad_W.insert(0, gW + l2_coef * weights[layer])
+        grad_b.insert(0, gb)
+        if layer > 0:
+            deltas.insert(0, delta)
+    sumsq = sum(float(np.sum(W * W)) for W in weights) if l2_coef else 0.0
+    return A[1:-1] + [P], deltas, grad_W, grad_b, data_loss, sumsq
+
+
 def sgd_update(theta, grad, velocity, lr, momentum, nesterov):
     velocity = momentum * velocity - lr * grad
     step = momentum * velocity - lr * grad if nesterov else velocity

@@ -215,3 +215,125 @@ def _check_thread_independence(rng, m, k, n, dtype):
     for other in results[1:]:
         for a, b_ in zip(results[0], other):
             np.testing.assert_array_equal(a, b_)
+
+
+# (m, layer widths, activations): one layer; the MLP bench's chain (several
+# row groups and gradient blocks); a deep mixed chain; and so many rows that
+# the first weight gradient is summed over row groups after the fused region.
+CHAINS = [(7, (5, 3), ("identity",)),
+          (128, (100, 96, 64, 10), ("relu", "relu", "identity")),
+          (300, (40, 60, 20, 30, 4), ("logistic", "tanh", "lecun_tanh", "identity")),
+          (2500, (30, 40, 5), ("tanh", "identity"))]
+
+
+def _chain_case(rng, m, widths, kind, weighted, dtype):
+    X = _rand(rng, m, widths[0], dtype=dtype)
+    Ws = [(_rand(rng, a, b) / np.sqrt(a)).astype(dtype) for a, b in zip(widths, widths[1:])]
+    bs = [_rand(rng, b, dtype=dtype) for b in widths[1:]]
+    if kind == "softmax_ce":
+        Y = np.eye(widths[-1], dtype=dtype)[rng.integers(0, widths[-1], m)]
+    elif kind == "squared":
+        Y = _rand(rng, m, widths[-1], dtype=dtype)
+    else:
+        Y = (rng.random((m, widths[-1])) > 0.5).astype(dtype)
+    sw = (rng.random(m) + 0.5).astype(dtype) if weighted else None
+    return X, Ws, bs, Y, sw
+
+
+def _run_chain(X, Ws, bs, acts, Y, sw, kind, scale, l2_coef, n_threads):
+    m, dtype = X.shape[0], X.dtype
+    outs = [np.full((m, W.shape[1]), np.nan, dtype) for W in Ws]
+    deltas = [np.full((m, W.shape[1]), np.nan, dtype) for W in Ws]
+    gW = [np.full_like(W, np.nan) for W in Ws]
+    gb = [np.full_like(b, np.nan) for b in bs]
+    with blas_single_thread():
+        loss, sumsq = _dense.dense_chain_loss_and_grad(
+            X, Ws, bs, [_dense.ACTIVATION_CODES[a] for a in acts], Y, sw, outs, deltas, gW,
+            gb, _dense.LOSS_CODES[kind], scale, l2_coef, n_threads)
+    return outs, deltas, gW, gb, loss, sumsq
+
+
+@pytest.mark.parametrize("m,widths,acts", CHAINS)
+@pytest.mark.parametrize("kind", ["softmax_ce", "logistic_ce", "squared"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("l2_coef", [0.0, 0.03])
+def test_dense_chain_matches_twin(m, widths, acts, kind, weighted, l2_coef):
+    rng = np.random.default_rng(6)
+    X, Ws, bs, Y, sw = _chain_case(rng, m, widths, kind, weighted, np.float64)
+    got = _run_chain(X, Ws, bs, acts, Y, sw, kind, 1 / m, l2_coef, 2)
+    want = twin.dense_chain(X, Ws, bs, acts, Y, sw, kind, 1 / m, l2_coef)
+    for got_list, want_list in zip(got[:4], want[:4]):
+        assert len(got_list) == len(want_list) == len(Ws)
+        for g, w in zip(got_list, want_list):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-13)
+    assert got[4] == pytest.approx(want[4], rel=1e-12)
+    assert got[5] == pytest.approx(want[5], rel=1e-12)
+
+
+def test_dense_chain_float32_tracks_float64():
+    m, widths, acts = CHAINS[1]
+    X, Ws, bs, Y, sw = _chain_case(np.random.default_rng(7), m, widths, "softmax_ce", True,
+                                   np.float64)
+    ref = _run_chain(X, Ws, bs, acts, Y, sw, "softmax_ce", 1 / m, 0.01, 2)
+    f32 = [a.astype(np.float32) if a is not None else None for a in (X, Y, sw)]
+    got = _run_chain(f32[0], [W.astype(np.float32) for W in Ws],
+                     [b.astype(np.float32) for b in bs], acts, f32[1], f32[2], "softmax_ce",
+                     1 / m, 0.01, 2)
+    for got_list, ref_list in zip(got[:4], ref[:4]):
+        for g, r in zip(got_list, ref_list):
+            assert g.dtype == np.float32
+            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5 * np.abs(r).max())
+    assert got[4] == pytest.approx(ref[4], rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_chain_does_not_depend_on_thread_count(dtype):
+    """Row groups and gradient blocks come from the shapes alone, so 1, 2 and 3
+    threads (3: groups and units not a multiple of the team) agree bit for bit."""
+    for case, kind in ((CHAINS[1], "softmax_ce"), (CHAINS[2], "logistic_ce"),
+                       ((256, (784, 256, 128, 10), ("relu", "relu", "identity")), "squared")):
+        m, widths, acts = case
+        X, Ws, bs, Y, sw = _chain_case(np.random.default_rng(8), m, widths, kind, True, dtype)
+        runs = [_run_chain(X, Ws, bs, acts, Y, sw, kind, 1 / m, 0.02, t) for t in (1, 2, 3)]
+        for other in runs[1:]:
+            assert other[4:] == runs[0][4:]
+            for got_list, ref_list in zip(other[:4], runs[0][:4]):
+                for g, r in zip(got_list, ref_list):
+                    np.testing.assert_array_equal(g, r)
+
+
+def test_dense_chain_rejects_inconsistent_arguments():
+    m, widths, acts = CHAINS[1]
+    X, Ws, bs, Y, sw = _chain_case(np.random.default_rng(9), m, widths, "softmax_ce", False,
+                                   np.float64)
+    codes = [_dense.ACTIVATION_CODES[a] for a in acts]
+    outs = [np.empty((m, W.shape[1])) for W in Ws]
+    deltas = [np.empty((m, W.shape[1])) for W in Ws]
+    gW, gb = [np.empty_like(W) for W in Ws], [np.empty_like(b) for b in bs]
+
+    def call(**change):
+        args = dict(X=X, weights=Ws, biases=bs, activations=codes, Y=Y, sample_weight=sw,
+                    outputs=outs, deltas=deltas, grad_weights=gW, grad_biases=gb,
+                    kind=0, scale=1.0, l2_coef=0.0, n_threads=2)
+        args.update(change)
+        return _dense.dense_chain_loss_and_grad(*args.values())
+
+    call()  # the unchanged arguments are accepted
+    with pytest.raises(ValueError, match="weights\\[1\\]"):
+        call(weights=[Ws[0], Ws[1][:-1], Ws[2]])
+    with pytest.raises(ValueError, match="biases has 2 entries for 3 layers"):
+        call(biases=bs[:2])
+    with pytest.raises(ValueError, match="identity"):
+        call(activations=[3, 3, 3])
+    with pytest.raises(ValueError, match="outputs\\[0\\]"):
+        call(outputs=[outs[0][:-1]] + outs[1:])
+    with pytest.raises(ValueError, match="grad_weights\\[2\\]"):
+        call(grad_weights=gW[:2] + [gW[2].T.copy()])
+    with pytest.raises(ValueError, match="Y"):
+        call(Y=np.ascontiguousarray(Y[:, :-1]))
+    with pytest.raises(ValueError, match="sample_weight"):
+        call(sample_weight=np.ones(m - 1))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        call(X=X[:0], Y=Y[:0], outputs=[o[:0] for o in outs], deltas=[d[:0] for d in deltas])
+    with pytest.raises(ValueError):  # a float32 array among float64 ones
+        call(biases=bs[:2] + [bs[2].astype(np.float32)])

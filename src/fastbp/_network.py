@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._kernels import _dense
+from ._layers import Dense, _rows
 from ._threads import blas_single_thread
 
 LOSS_CODES = _dense.LOSS_CODES
@@ -50,6 +51,8 @@ class Network:
             self._slices[name] = (offset, offset + size, tuple(shape))
             offset += size
         self.n_regularized = sum(int(np.prod(s[1])) for s in ordered if s[2])
+        # A chain of dense layers trains through one fused kernel a batch.
+        self._dense_chain = all(isinstance(layer, Dense) for layer in self.layers)
         self._order = [s[0] for s in specs]
         if theta is None:
             self.theta = np.zeros(offset, dtype=self.dtype)
@@ -180,6 +183,9 @@ class Network:
         """
         n = X.shape[0]
         sw_sum = float(n) if sample_weight is None else float(sample_weight.sum())
+        if self._dense_chain and n > 0:
+            return self._dense_chain_loss_and_grad(X, Y, sample_weight, alpha, ws, n_threads,
+                                                   record, sw_sum)
         activations = self.forward(X, ws, n_threads)
         delta = ws["delta_out"]
         delta = delta if delta.shape[0] == n else delta[:n]
@@ -205,3 +211,25 @@ class Network:
         if deltas is not None:
             record.extend(reversed(deltas))
         return loss
+
+    def _dense_chain_loss_and_grad(self, X, Y, sample_weight, alpha, ws, n_threads, record,
+                                   sw_sum):
+        """loss_and_grad of a chain of dense layers, in one kernel call (one
+        OpenMP region instead of a team per layer and pass)."""
+        n, layers = X.shape[0], self.layers
+        deltas = [_rows(ws["layers"][i]["delta_in"], n) for i in range(1, len(layers))]
+        deltas.append(_rows(ws["delta_out"], n))
+        coef = alpha / sw_sum if alpha > 0 and self.n_regularized else 0.0
+        data_loss, sumsq = _dense.dense_chain_loss_and_grad(
+            X.reshape(n, layers[0].n_in),
+            [layer.params[layer.weight_name] for layer in layers],
+            [layer.params[layer.bias_name] for layer in layers],
+            [layer._act for layer in layers], Y, sample_weight,
+            [_rows(layer_ws["out"], n) for layer_ws in ws["layers"]], deltas,
+            [layer.grads[layer.weight_name] for layer in layers],
+            [layer.grads[layer.bias_name] for layer in layers],
+            LOSS_CODES[self.loss], 1.0 / sw_sum, coef, n_threads,
+        )
+        if record is not None:
+            record.extend(d.copy() for d in deltas)
+        return data_loss / sw_sum + 0.5 * alpha * sumsq / sw_sum

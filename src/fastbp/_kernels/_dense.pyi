@@ -13,6 +13,13 @@ def dense_backward(A_in: NDArray[Any], W: NDArray[Any], delta: NDArray[Any],
                    grad_W: NDArray[Any], grad_b: NDArray[Any],
                    delta_in: NDArray[Any] | None, input_activation: int,
                    n_threads: int) -> None: ...
+def dense_chain_loss_and_grad(X: NDArray[Any], weights: list[NDArray[Any]],
+                              biases: list[NDArray[Any]], activations: list[int],
+                              Y: NDArray[Any], sample_weight: NDArray[Any] | None,
+                              outputs: list[NDArray[Any]], deltas: list[NDArray[Any]],
+                              grad_weights: list[NDArray[Any]],
+                              grad_biases: list[NDArray[Any]], kind: int, scale: float,
+                              l2_coef: float, n_threads: int) -> tuple[float, float]: ...
 def output_loss_delta(Z: NDArray[Any], Y: NDArray[Any],
                       sample_weight: NDArray[Any] | None, delta: NDArray[Any],
                       kind: int, scale: float, n_threads: int) -> float: ...

@@ -10,7 +10,7 @@ OpenMP loop over rows; reductions use a fixed order so results do not depend
 on the thread count.
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.stdlib cimport malloc, free
 
 from ._blas cimport block_start, gemm, gemm_blocks
@@ -31,6 +31,9 @@ cdef Py_ssize_t GEMM_BLOCK_WIDTH = 32
 cdef Py_ssize_t REDUCTION_GROUP_ROWS = 1024
 # Block length of the fixed-order reductions.
 cdef Py_ssize_t REDUCE_BLOCK = 4096
+# Fewest rows of a row group in dense_chain_loss_and_grad: every group's
+# GEMMs pack each layer's whole weight matrix, so narrower groups repack more.
+cdef Py_ssize_t CHAIN_GROUP_ROWS = 64
 
 cdef enum:
     LOSS_SOFTMAX_CE = 0       # softmax output, categorical cross-entropy
@@ -281,6 +284,214 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
                            &A_in[0, 0], input_activation, n_threads)
     if status != 0:
         raise MemoryError()
+
+
+cdef inline int chain_row_groups(Py_ssize_t m, Py_ssize_t work) noexcept nogil:
+    """Row groups of dense_chain_loss_and_grad's first phase: a function of
+    the shape only (see gemm_blocks), each at least CHAIN_GROUP_ROWS rows."""
+    return gemm_blocks(m, work, PARALLEL_MIN_FLOPS, CHAIN_GROUP_ROWS)
+
+
+cdef void chain_rows(int g, int n_groups, Py_ssize_t m, int n_layers, const Py_ssize_t* dims,
+                     const int* acts, floating** A, floating** W, floating** b,
+                     floating** D, const floating* Y, const floating* sw, int kind,
+                     double scale, double* row_loss) noexcept nogil:
+    """Rows of group ``g``: every layer forward, the output loss and delta,
+    then the seeds' recursion down to the first layer's delta. Rows are
+    independent here, so the groups need no synchronisation."""
+    cdef Py_ssize_t r0 = block_start(m, n_groups, g)
+    cdef Py_ssize_t r1 = block_start(m, n_groups, g + 1)
+    cdef Py_ssize_t rows = r1 - r0, k, n, i
+    cdef Py_ssize_t n_out = dims[n_layers]
+    cdef int l
+    cdef floating w, loss
+    if rows <= 0:
+        return
+    for l in range(n_layers):  # A[l+1] = g_l(A[l] @ W[l] + b[l])
+        k = dims[l]
+        n = dims[l + 1]
+        gemm(False, False, <int> rows, <int> n, <int> k, <floating> 1, A[l] + r0 * k,
+             <int> k, W[l], <int> n, <floating> 0, A[l + 1] + r0 * n, <int> n)
+        bias_activate(A[l + 1] + r0 * n, b[l], rows, 0, n, n, acts[l])
+    for i in range(r0, r1):
+        w = <floating> scale
+        if sw != NULL:
+            w = w * sw[i]
+        loss = row_loss_delta(A[n_layers] + i * n_out, Y + i * n_out,
+                              D[n_layers - 1] + i * n_out, n_out, kind, w)
+        if sw != NULL:
+            loss = loss * sw[i]  # rounded as output_loss_delta rounds it
+        row_loss[i] = loss
+    for l in range(n_layers - 1, 0, -1):  # D[l-1] = (D[l] @ W[l]^T) * g'_{l-1}
+        k = dims[l]
+        n = dims[l + 1]
+        gemm(False, True, <int> rows, <int> k, <int> n, <floating> 1, D[l] + r0 * n,
+             <int> n, W[l], <int> n, <floating> 0, D[l - 1] + r0 * k, <int> k)
+        multiply_derivative(D[l - 1] + r0 * k, A[l] + r0 * k, rows, 0, k, k, acts[l - 1])
+
+
+cdef void chain_gradient_unit(int u, const int* unit_layer, const int* unit_block,
+                              const int* unit_blocks, Py_ssize_t m, const Py_ssize_t* dims,
+                              floating** A, floating** W, floating** D, floating** gW,
+                              floating** gb, floating l2_coef, double* sumsq) noexcept nogil:
+    """Unit ``u`` of the second phase: a block of rows of one layer's weight
+    gradient (then its L2 term), or (block -1) that layer's bias gradient."""
+    cdef int l = unit_layer[u], blk = unit_block[u], n_blocks = unit_blocks[u]
+    cdef Py_ssize_t k = dims[l], n = dims[l + 1], r0, r1
+    sumsq[u] = 0
+    if blk < 0:
+        column_sums(D[l], m, n, gb[l])
+        return
+    gradient_block(blk, n_blocks, m, k, n, A[l], D[l], gW[l])
+    if l2_coef != 0:
+        r0 = block_start(k, n_blocks, blk)
+        r1 = block_start(k, n_blocks, blk + 1)
+        if r1 > r0:
+            sumsq[u] = l2_block(W[l] + r0 * n, gW[l] + r0 * n, l2_coef, (r1 - r0) * n)
+
+
+def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biases,
+                              list activations, const floating[:, ::1] Y,
+                              const floating[::1] sample_weight,  # None: all ones
+                              list outputs,  # OUT: each layer's A = g(z); the last holds the outputs
+                              list deltas,  # OUT: dL/dz of each layer
+                              list grad_weights,  # OUT
+                              list grad_biases,  # OUT
+                              int kind, double scale, double l2_coef, int n_threads):
+    """Forward, loss and backward of a chain of dense layers in one OpenMP
+    region: what dense_forward, output_loss_delta, dense_backward and
+    l2_penalty do layer by layer, with one synchronisation instead of one
+    team per kernel (waking a passive team costs tens of microseconds).
+
+    Phase 1 shares row groups out: each group runs every layer forward, the
+    fused output loss and the delta recursion for its rows. Phase 2 shares
+    out blocks of rows of each weight gradient, grad_W = A^T @ delta (the
+    blocks of dense_backward), each followed by grad_W += l2_coef * W on its
+    block, and each layer's bias gradient. Groups and blocks depend on the
+    shapes alone, so results do not depend on the thread count.
+
+    Layer l maps A[l] (A[0] = X, of shape (m, d_l)) through weights[l]
+    (d_l, d_{l+1}) and biases[l] (d_{l+1},) to outputs[l] (m, d_{l+1}) with
+    activation code activations[l]; the last layer's must be identity (its
+    outputs are the logits that the loss ``kind`` turns into outputs in
+    place). deltas[l] and the gradients have the shapes of outputs[l] and of
+    the parameters. delta = scale * w_i * dl_i/dz as in output_loss_delta.
+
+    Returns (sum_i w_i l_i, sum of squared weights when l2_coef != 0 else 0).
+    """
+    cdef int n_layers = len(weights), l, u, g, blk
+    cdef Py_ssize_t m = X.shape[0], i, work = 0
+    if n_layers == 0:
+        raise ValueError("dense_chain_loss_and_grad needs at least one layer")
+    for name, lst in (("biases", biases), ("activations", activations), ("outputs", outputs),
+                      ("deltas", deltas), ("grad_weights", grad_weights),
+                      ("grad_biases", grad_biases)):
+        if len(lst) != n_layers:
+            raise ValueError(f"{name} has {len(lst)} entries for {n_layers} layers")
+    if activations[n_layers - 1] != 0:
+        raise ValueError("the last layer's activation must be identity (the loss applies its own)")
+    cdef Py_ssize_t* dims = <Py_ssize_t*> malloc((n_layers + 1) * sizeof(Py_ssize_t))
+    cdef int* acts = <int*> malloc(n_layers * sizeof(int))
+    cdef floating** ptrs = <floating**> malloc((7 * n_layers + 1) * sizeof(floating*))
+    cdef int* units = <int*> malloc(3 * (n_layers * 17) * sizeof(int))
+    cdef double* row_loss = <double*> malloc(max(m, 1) * sizeof(double))
+    cdef double* sumsq = <double*> malloc(n_layers * 17 * sizeof(double))
+    if (dims == NULL or acts == NULL or ptrs == NULL or units == NULL or row_loss == NULL
+            or sumsq == NULL):
+        free(dims); free(acts); free(ptrs); free(units); free(row_loss); free(sumsq)
+        raise MemoryError()
+    cdef floating** A = ptrs  # n_layers + 1 entries
+    cdef floating** W = ptrs + n_layers + 1
+    cdef floating** b = W + n_layers
+    cdef floating** D = b + n_layers
+    cdef floating** gW = D + n_layers
+    cdef floating** gb = gW + n_layers
+    cdef int* unit_layer = units
+    cdef int* unit_block = units + n_layers * 17
+    cdef int* unit_blocks = units + 2 * n_layers * 17
+    cdef int n_units = 0, n_groups, n_team, status = 0
+    cdef floating[:, ::1] w2, out2
+    cdef const floating[:, ::1] cw2
+    cdef floating[::1] w1
+    cdef const floating[::1] cw1
+    cdef double data_loss = 0, total_sumsq = 0
+    cdef floating c = <floating> l2_coef
+    cdef bint weighted = sample_weight is not None
+    cdef const floating* Yp
+    cdef const floating* swp
+    try:
+        dims[0] = X.shape[1]
+        A[0] = <floating*> &X[0, 0] if m > 0 and dims[0] > 0 else NULL
+        for l in range(n_layers):
+            acts[l] = activations[l]
+            cw2 = weights[l]
+            dims[l + 1] = cw2.shape[1]
+            check_shape(f"weights[{l}]", cw2.shape, 2, (dims[l], dims[l + 1]))
+            if dims[l + 1] == 0:
+                raise ValueError(f"layer {l} has no units")
+            W[l] = <floating*> &cw2[0, 0] if dims[l] > 0 else NULL
+            cw1 = biases[l]
+            check_shape(f"biases[{l}]", cw1.shape, 1, (dims[l + 1],))
+            b[l] = <floating*> &cw1[0]
+            w2 = grad_weights[l]
+            check_shape(f"grad_weights[{l}]", w2.shape, 2, (dims[l], dims[l + 1]))
+            gW[l] = &w2[0, 0] if dims[l] > 0 else NULL
+            w1 = grad_biases[l]
+            check_shape(f"grad_biases[{l}]", w1.shape, 1, (dims[l + 1],))
+            gb[l] = &w1[0]
+            out2 = outputs[l]
+            check_shape(f"outputs[{l}]", out2.shape, 2, (m, dims[l + 1]))
+            A[l + 1] = &out2[0, 0] if m > 0 else NULL
+            out2 = deltas[l]
+            check_shape(f"deltas[{l}]", out2.shape, 2, (m, dims[l + 1]))
+            D[l] = &out2[0, 0] if m > 0 else NULL
+            work += m * dims[l] * dims[l + 1]
+        check_shape("Y", Y.shape, 2, (m, dims[n_layers]))
+        if weighted:
+            check_shape("sample_weight", sample_weight.shape, 1, (m,))
+        if m == 0 or dims[0] == 0:
+            raise ValueError(f"dense_chain_loss_and_grad needs a non-empty batch with "
+                             f"features, got X of shape ({m}, {dims[0]})")
+        Yp = &Y[0, 0]
+        swp = &sample_weight[0] if weighted else NULL
+        for l in range(n_layers):
+            if gradient_groups(m, dims[l], dims[l + 1]) == 1:
+                for blk in range(gradient_blocks(m, dims[l], dims[l + 1])):
+                    unit_layer[n_units] = l
+                    unit_block[n_units] = blk
+                    unit_blocks[n_units] = gradient_blocks(m, dims[l], dims[l + 1])
+                    n_units += 1
+            unit_layer[n_units] = l
+            unit_block[n_units] = -1
+            unit_blocks[n_units] = 0
+            n_units += 1
+        n_groups = chain_row_groups(m, work)
+        n_team = min(n_threads, max(n_groups, n_units)) if work >= PARALLEL_MIN_FLOPS else 1
+        with nogil:
+            with parallel(num_threads=n_team):
+                for g in prange(n_groups, schedule="dynamic"):
+                    chain_rows(g, n_groups, m, n_layers, dims, acts, A, W, b, D, Yp, swp,
+                               kind, scale, row_loss)
+                for u in prange(n_units, schedule="dynamic"):
+                    chain_gradient_unit(u, unit_layer, unit_block, unit_blocks, m, dims, A,
+                                        W, D, gW, gb, c, sumsq)
+            # Layers summing so many rows that their gradient is cut into row
+            # groups (full-batch L-BFGS) run weight_gradient's own reduction.
+            for l in range(n_layers):
+                if gradient_groups(m, dims[l], dims[l + 1]) > 1 and status == 0:
+                    status = weight_gradient(m, dims[l], dims[l + 1], A[l], D[l], gW[l],
+                                             n_threads)
+                    if c != 0:
+                        total_sumsq += l2_block(W[l], gW[l], c, dims[l] * dims[l + 1])
+            for i in range(m):
+                data_loss += row_loss[i]
+            for u in range(n_units):
+                total_sumsq += sumsq[u]
+        if status != 0:
+            raise MemoryError()
+        return data_loss, total_sumsq
+    finally:
+        free(dims); free(acts); free(ptrs); free(units); free(row_loss); free(sumsq)
 
 
 cdef floating row_loss_delta(floating* z, const floating* y, floating* d,
