@@ -337,3 +337,107 @@ def test_dense_chain_rejects_inconsistent_arguments():
         call(X=X[:0], Y=Y[:0], outputs=[o[:0] for o in outs], deltas=[d[:0] for d in deltas])
     with pytest.raises(ValueError):  # a float32 array among float64 ones
         call(biases=bs[:2] + [bs[2].astype(np.float32)])
+
+
+def _flat_params(rng, widths, dtype):
+    """theta and the per-layer weight and bias views into it."""
+    shapes = [s for a, b in zip(widths, widths[1:]) for s in ((a, b), (b,))]
+    theta = (rng.standard_normal(sum(int(np.prod(s)) for s in shapes)) / 8).astype(dtype)
+    views, at = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        views.append(theta[at:at + size].reshape(shape))
+        at += size
+    return theta, views[0::2], views[1::2]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam"])
+@pytest.mark.parametrize("case", [CHAINS[1], CHAINS[3]])
+def test_dense_chain_fused_step_equals_gradient_then_update(dtype, optimizer, case):
+    """The step applied block by block inside the kernel gives the bits of the
+    standalone sgd_update / adam_update on the gradient it returns, for any
+    thread count (the last case sums its first gradient after the region)."""
+    m, widths, acts = case
+    rng = np.random.default_rng(10)
+    X, _, _, Y, sw = _chain_case(rng, m, widths, "softmax_ce", True, dtype)
+    codes = [_dense.ACTIVATION_CODES[a] for a in acts]
+    theta0, _, _ = _flat_params(rng, widths, dtype)
+    states0 = [rng.standard_normal(theta0.size).astype(dtype),
+               rng.random(theta0.size).astype(dtype)]
+    hyper = (dict(learning_rate=0.05, beta_1=0.9, nesterov=optimizer == "nesterov")
+             if optimizer != "adam" else
+             dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8))
+    code = _dense.UPDATE_CODES["adam" if optimizer == "adam" else "sgd"]
+
+    def run(fused, n_threads):
+        theta = theta0.copy()
+        _, Ws, bs = _flat_params_like(theta, widths)
+        states = [s.copy() for s in states0]
+        grad = np.zeros_like(theta)
+        _, gW, gb = _flat_params_like(grad, widths)
+        outs = [np.empty((m, W.shape[1]), dtype) for W in Ws]
+        deltas = [np.empty((m, W.shape[1]), dtype) for W in Ws]
+        extra = dict(update=code, theta=theta, state_1=states[0],
+                     state_2=states[1] if optimizer == "adam" else None, **hyper) if fused else {}
+        with blas_single_thread():
+            loss = _dense.dense_chain_loss_and_grad(
+                X, Ws, bs, codes, Y, sw, outs, deltas, gW, gb, 0, 1 / m, 0.01, n_threads,
+                **extra)
+            if not fused and optimizer == "adam":
+                _dense.adam_update(theta, grad, states[0], states[1], hyper["learning_rate"],
+                                   0.9, 0.999, 1e-8, n_threads)
+            elif not fused:
+                _dense.sgd_update(theta, grad, states[0], 0.05, 0.9, hyper["nesterov"],
+                                  n_threads)
+        return loss, theta, grad, states
+
+    want = run(False, 1)
+    assert not np.array_equal(want[1], theta0)  # the step moved the parameters
+    for n_threads in (1, 2, 3):
+        got = run(True, n_threads)
+        assert got[0] == want[0]
+        for a, b in zip(got[1:3] + tuple(got[3]), want[1:3] + tuple(want[3])):
+            np.testing.assert_array_equal(a, b)
+
+
+def _flat_params_like(flat, widths):
+    """Views of an existing flat vector laid out as _flat_params lays theta."""
+    views, at = [], 0
+    for a, b in zip(widths, widths[1:]):
+        for shape in ((a, b), (b,)):
+            size = int(np.prod(shape))
+            views.append(flat[at:at + size].reshape(shape))
+            at += size
+    return flat, views[0::2], views[1::2]
+
+
+def test_dense_chain_update_needs_parameters_inside_theta():
+    m, widths, acts = CHAINS[1]
+    rng = np.random.default_rng(11)
+    X, _, _, Y, _ = _chain_case(rng, m, widths, "softmax_ce", False, np.float64)
+    theta, Ws, bs = _flat_params(rng, widths, np.float64)
+    codes = [_dense.ACTIVATION_CODES[a] for a in acts]
+    outs = [np.empty((m, W.shape[1])) for W in Ws]
+    deltas = [np.empty((m, W.shape[1])) for W in Ws]
+    gW, gb = [np.empty_like(W) for W in Ws], [np.empty_like(b) for b in bs]
+
+    def call(weights, theta=theta, state=np.zeros_like(theta), update=1):
+        return _dense.dense_chain_loss_and_grad(
+            X, weights, bs, codes, Y, None, outs, deltas, gW, gb, 0, 1 / m, 0.0, 2,
+            update=update, theta=theta, state_1=state, learning_rate=0.1, beta_1=0.9)
+
+    before = theta.copy()
+    with pytest.raises(ValueError, match="weights\\[1\\] is not a view into theta"):
+        call([Ws[0], Ws[1].copy(), Ws[2]])
+    with pytest.raises(ValueError, match="state_1"):
+        call(Ws, state=np.zeros(theta.size - 1))
+    with pytest.raises(ValueError, match="weights\\[0\\] is not a view into theta"):
+        call(Ws, theta=theta[1:], state=np.zeros(theta.size - 1))
+    with pytest.raises(ValueError, match="optimizer state"):
+        call(Ws, update=2)  # Adam without its second moment
+    with pytest.raises(ValueError, match="unknown update code"):
+        call(Ws, update=7)
+    np.testing.assert_array_equal(theta, before)  # nothing was written
+    call(Ws)
+    assert not np.array_equal(theta, before)

@@ -51,8 +51,6 @@ class Network:
             self._slices[name] = (offset, offset + size, tuple(shape))
             offset += size
         self.n_regularized = sum(int(np.prod(s[1])) for s in ordered if s[2])
-        # A chain of dense layers trains through one fused kernel a batch.
-        self._dense_chain = all(isinstance(layer, Dense) for layer in self.layers)
         self._order = [s[0] for s in specs]
         if theta is None:
             self.theta = np.zeros(offset, dtype=self.dtype)
@@ -110,6 +108,12 @@ class Network:
         return new
 
     @property
+    def fuses_update(self):
+        """True for a chain of dense layers: loss_and_grad then runs as one
+        fused kernel, which can also apply the optimizer's step (``update``)."""
+        return all(isinstance(layer, Dense) for layer in self.layers)
+
+    @property
     def n_outputs(self):
         return self.layers[-1].n_out
 
@@ -158,7 +162,8 @@ class Network:
                 out[start:stop] = z
         return out
 
-    def loss_and_grad(self, X, Y, sample_weight, alpha, ws, n_threads, record=None):
+    def loss_and_grad(self, X, Y, sample_weight, alpha, ws, n_threads, record=None,
+                      update=None):
         """Forward and backward pass on one batch; fills ``self.grad``.
 
         Parameters
@@ -176,6 +181,11 @@ class Network:
         record : list or None
             When a list, the deltas dL/dz of every layer are appended to it
             (copies, first layer first).
+        update : dict or None
+            An optimizer step to apply as soon as each block of the gradient
+            is known (an optimizer's ``update_args``); only where
+            :attr:`fuses_update`. The loss and ``self.grad`` are those before
+            the step.
 
         Returns
         -------
@@ -183,9 +193,11 @@ class Network:
         """
         n = X.shape[0]
         sw_sum = float(n) if sample_weight is None else float(sample_weight.sum())
-        if self._dense_chain and n > 0:
+        if n > 0 and self.fuses_update:
             return self._dense_chain_loss_and_grad(X, Y, sample_weight, alpha, ws, n_threads,
-                                                   record, sw_sum)
+                                                   record, sw_sum, update or {})
+        if update is not None:
+            raise ValueError("this network applies no optimizer step itself (fuses_update)")
         activations = self.forward(X, ws, n_threads)
         delta = ws["delta_out"]
         delta = delta if delta.shape[0] == n else delta[:n]
@@ -213,9 +225,10 @@ class Network:
         return loss
 
     def _dense_chain_loss_and_grad(self, X, Y, sample_weight, alpha, ws, n_threads, record,
-                                   sw_sum):
-        """loss_and_grad of a chain of dense layers, in one kernel call (one
-        OpenMP region instead of a team per layer and pass)."""
+                                   sw_sum, update):
+        """loss_and_grad (and the optimizer's step) of a chain of dense
+        layers in one kernel call: one OpenMP region instead of a team per
+        layer and pass."""
         n, layers = X.shape[0], self.layers
         deltas = [_rows(ws["layers"][i]["delta_in"], n) for i in range(1, len(layers))]
         deltas.append(_rows(ws["delta_out"], n))
@@ -229,6 +242,7 @@ class Network:
             [layer.grads[layer.weight_name] for layer in layers],
             [layer.grads[layer.bias_name] for layer in layers],
             LOSS_CODES[self.loss], 1.0 / sw_sum, coef, n_threads,
+            theta=self.theta if update else None, **update,
         )
         if record is not None:
             record.extend(d.copy() for d in deltas)

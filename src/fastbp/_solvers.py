@@ -33,6 +33,12 @@ class SGDState:
         _dense.sgd_update(theta, grad, self.velocity, self.learning_rate,
                           est.momentum, est.nesterovs_momentum, n_threads)
 
+    def update_args(self, est):
+        """This step for a network that applies it itself (``update=``)."""
+        return dict(update=_dense.UPDATE_CODES["sgd"], state_1=self.velocity,
+                    learning_rate=self.learning_rate, beta_1=est.momentum,
+                    nesterov=est.nesterovs_momentum)
+
     def iteration_ends(self, est, time_step):
         if est.learning_rate == "invscaling":
             self.learning_rate = est.learning_rate_init / (time_step + 1) ** est.power_t
@@ -59,13 +65,22 @@ class AdamState:
         self.t = 0
         self.learning_rate = float(learning_rate_init)
 
-    def step(self, est, theta, grad, n_threads):
+    def _advance(self, est):
+        """Count the step; return its bias-corrected step size."""
         self.t += 1
-        step_size = (est.learning_rate_init * np.sqrt(1 - est.beta_2 ** self.t)
-                     / (1 - est.beta_1 ** self.t))
-        self.learning_rate = step_size
-        _dense.adam_update(theta, grad, self.m1, self.m2, step_size,
+        self.learning_rate = (est.learning_rate_init * np.sqrt(1 - est.beta_2 ** self.t)
+                              / (1 - est.beta_1 ** self.t))
+        return self.learning_rate
+
+    def step(self, est, theta, grad, n_threads):
+        _dense.adam_update(theta, grad, self.m1, self.m2, self._advance(est),
                            est.beta_1, est.beta_2, est.epsilon, n_threads)
+
+    def update_args(self, est):
+        """This step for a network that applies it itself (``update=``)."""
+        return dict(update=_dense.UPDATE_CODES["adam"], state_1=self.m1, state_2=self.m2,
+                    learning_rate=self._advance(est), beta_1=est.beta_1, beta_2=est.beta_2,
+                    epsilon=est.epsilon)
 
     def iteration_ends(self, est, time_step):
         pass
@@ -199,6 +214,9 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
     contiguous_slices = (not sequences and not sp.issparse(X_train)
                          and X_train.flags.c_contiguous)
     clip = getattr(est, "clip_grad_norm", None)
+    # A network that fuses the step applies it inside its batch kernel: no
+    # second pass over the parameters, and no second OpenMP team to wake.
+    fuse_update = clip is None and net.fuses_update
 
     n_batches = -(-n_samples // batch_size)
     est.n_iter_ = 0
@@ -232,11 +250,16 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
                     X_batch = X_train[batch_slice]
                     Y_batch = Y_train[batch_slice]
                     sw_batch = None if sw_train is None else sw_train[batch_slice]
-                batch_loss = net.loss_and_grad(X_batch, Y_batch, sw_batch, alpha, ws, n_threads)
+                if fuse_update:
+                    batch_loss = net.loss_and_grad(X_batch, Y_batch, sw_batch, alpha, ws,
+                                                   n_threads, update=optimizer.update_args(est))
+                else:
+                    batch_loss = net.loss_and_grad(X_batch, Y_batch, sw_batch, alpha, ws,
+                                                   n_threads)
+                    if clip is not None:
+                        _clip_gradient(grad, clip)
+                    optimizer.step(est, theta, grad, n_threads)
                 accumulated_loss += batch_loss * m
-                if clip is not None:
-                    _clip_gradient(grad, clip)
-                optimizer.step(est, theta, grad, n_threads)
                 if progress is not None:
                     progress.update(m, batch_loss)
             if progress is not None:

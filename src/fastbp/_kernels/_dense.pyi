@@ -5,6 +5,7 @@ from numpy.typing import NDArray
 
 ACTIVATION_CODES: dict[str, int]
 LOSS_CODES: dict[str, int]
+UPDATE_CODES: dict[str, int]
 
 
 def dense_forward(A_in: NDArray[Any], W: NDArray[Any], b: NDArray[Any],
@@ -19,7 +20,13 @@ def dense_chain_loss_and_grad(X: NDArray[Any], weights: list[NDArray[Any]],
                               outputs: list[NDArray[Any]], deltas: list[NDArray[Any]],
                               grad_weights: list[NDArray[Any]],
                               grad_biases: list[NDArray[Any]], kind: int, scale: float,
-                              l2_coef: float, n_threads: int) -> tuple[float, float]: ...
+                              l2_coef: float, n_threads: int, update: int = ...,
+                              theta: NDArray[Any] | None = ...,
+                              state_1: NDArray[Any] | None = ...,
+                              state_2: NDArray[Any] | None = ...,
+                              learning_rate: float = ..., beta_1: float = ...,
+                              beta_2: float = ..., epsilon: float = ...,
+                              nesterov: bool = ...) -> tuple[float, float]: ...
 def output_loss_delta(Z: NDArray[Any], Y: NDArray[Any],
                       sample_weight: NDArray[Any] | None, delta: NDArray[Any],
                       kind: int, scale: float, n_threads: int) -> float: ...

@@ -42,7 +42,13 @@ cdef enum:
     LOSS_SQUARED_LOGISTIC = 3 # logistic outputs, half squared error averaged over outputs
     LOSS_POISSON = 4          # exp outputs, half Poisson deviance summed over outputs
 
+cdef enum:
+    UPDATE_NONE = 0
+    UPDATE_SGD = 1            # momentum SGD (sgd_update)
+    UPDATE_ADAM = 2           # Adam (adam_update)
+
 ACTIVATION_CODES = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3, "lecun_tanh": 4}
+UPDATE_CODES = {"sgd": UPDATE_SGD, "adam": UPDATE_ADAM}
 LOSS_CODES = {"softmax_ce": LOSS_SOFTMAX_CE, "logistic_ce": LOSS_LOGISTIC_CE,
               "squared": LOSS_SQUARED, "squared_logistic": LOSS_SQUARED_LOGISTIC,
               "poisson": LOSS_POISSON}
@@ -286,6 +292,39 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
         raise MemoryError()
 
 
+cdef void sgd_range(floating* theta, const floating* grad, floating* velocity, floating lr,
+                    floating mu, bint nesterov, Py_ssize_t n) noexcept nogil:
+    """sgd_update on n elements."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        velocity[i] = mu * velocity[i] - lr * grad[i]
+        if nesterov:
+            theta[i] += mu * velocity[i] - lr * grad[i]
+        else:
+            theta[i] += velocity[i]
+
+
+cdef inline void adam_block(floating* theta, const floating* grad, floating* m1, floating* m2,
+                            double step_size, double beta_1, double beta_2, double epsilon,
+                            Py_ssize_t n) noexcept nogil:
+    """adam_update on n elements, its constants rounded as sklearn's numpy
+    code rounds them for arrays of this dtype (1 - beta formed in double)."""
+    adam_range(theta, grad, m1, m2, <floating> step_size, <floating> beta_1,
+               <floating> (1.0 - beta_1), <floating> beta_2, <floating> (1.0 - beta_2),
+               <floating> epsilon, n)
+
+
+cdef void update_range(int update, floating* theta, const floating* grad, floating* s1,
+                       floating* s2, double lr, double beta_1, double beta_2, double epsilon,
+                       bint nesterov, Py_ssize_t n) noexcept nogil:
+    """The optimizer step of dense_chain_loss_and_grad on n elements (s1, s2:
+    the velocity, or Adam's moments, at the same place as theta)."""
+    if update == UPDATE_SGD:
+        sgd_range(theta, grad, s1, <floating> lr, <floating> beta_1, nesterov, n)
+    elif update == UPDATE_ADAM:
+        adam_block(theta, grad, s1, s2, lr, beta_1, beta_2, epsilon, n)
+
+
 cdef inline int chain_row_groups(Py_ssize_t m, Py_ssize_t work) noexcept nogil:
     """Row groups of dense_chain_loss_and_grad's first phase: a function of
     the shape only (see gemm_blocks), each at least CHAIN_GROUP_ROWS rows."""
@@ -332,22 +371,37 @@ cdef void chain_rows(int g, int n_groups, Py_ssize_t m, int n_layers, const Py_s
 
 cdef void chain_gradient_unit(int u, const int* unit_layer, const int* unit_block,
                               const int* unit_blocks, Py_ssize_t m, const Py_ssize_t* dims,
-                              floating** A, floating** W, floating** D, floating** gW,
-                              floating** gb, floating l2_coef, double* sumsq) noexcept nogil:
+                              floating** A, floating** W, floating** b, floating** D,
+                              floating** gW, floating** gb, floating l2_coef, double* sumsq,
+                              int update, const Py_ssize_t* offsets, floating* s1, floating* s2,
+                              double lr, double beta_1, double beta_2, double epsilon,
+                              bint nesterov) noexcept nogil:
     """Unit ``u`` of the second phase: a block of rows of one layer's weight
-    gradient (then its L2 term), or (block -1) that layer's bias gradient."""
+    gradient, then its L2 term and optimizer step while it is in cache; or
+    (block -1) that layer's bias gradient and step. offsets[2l], offsets[2l+1]:
+    where W[l] and b[l] start in theta (and so in s1, s2)."""
     cdef int l = unit_layer[u], blk = unit_block[u], n_blocks = unit_blocks[u]
-    cdef Py_ssize_t k = dims[l], n = dims[l + 1], r0, r1
+    cdef Py_ssize_t k = dims[l], n = dims[l + 1], r0, r1, at
     sumsq[u] = 0
     if blk < 0:
         column_sums(D[l], m, n, gb[l])
+        if update != UPDATE_NONE:
+            at = offsets[2 * l + 1]
+            update_range(update, b[l], gb[l], s1 + at, s2 + at if s2 != NULL else NULL, lr,
+                         beta_1, beta_2, epsilon, nesterov, n)
         return
     gradient_block(blk, n_blocks, m, k, n, A[l], D[l], gW[l])
+    r0 = block_start(k, n_blocks, blk)
+    r1 = block_start(k, n_blocks, blk + 1)
+    if r1 <= r0:
+        return
     if l2_coef != 0:
-        r0 = block_start(k, n_blocks, blk)
-        r1 = block_start(k, n_blocks, blk + 1)
-        if r1 > r0:
-            sumsq[u] = l2_block(W[l] + r0 * n, gW[l] + r0 * n, l2_coef, (r1 - r0) * n)
+        sumsq[u] = l2_block(W[l] + r0 * n, gW[l] + r0 * n, l2_coef, (r1 - r0) * n)
+    if update != UPDATE_NONE:
+        at = offsets[2 * l] + r0 * n
+        update_range(update, W[l] + r0 * n, gW[l] + r0 * n, s1 + at,
+                     s2 + at if s2 != NULL else NULL, lr, beta_1, beta_2, epsilon, nesterov,
+                     (r1 - r0) * n)
 
 
 def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biases,
@@ -357,7 +411,12 @@ def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biase
                               list deltas,  # OUT: dL/dz of each layer
                               list grad_weights,  # OUT
                               list grad_biases,  # OUT
-                              int kind, double scale, double l2_coef, int n_threads):
+                              int kind, double scale, double l2_coef, int n_threads,
+                              int update=UPDATE_NONE, floating[::1] theta=None,  # OUT
+                              floating[::1] state_1=None,  # OUT
+                              floating[::1] state_2=None,  # OUT
+                              double learning_rate=0, double beta_1=0, double beta_2=0,
+                              double epsilon=0, bint nesterov=False):
     """Forward, loss and backward of a chain of dense layers in one OpenMP
     region: what dense_forward, output_loss_delta, dense_backward and
     l2_penalty do layer by layer, with one synchronisation instead of one
@@ -376,6 +435,13 @@ def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biase
     outputs are the logits that the loss ``kind`` turns into outputs in
     place). deltas[l] and the gradients have the shapes of outputs[l] and of
     the parameters. delta = scale * w_i * dl_i/dz as in output_loss_delta.
+
+    With ``update`` (UPDATE_CODES), each block of the gradient is then
+    applied to the parameters at once, as sgd_update (state_1 the velocity,
+    beta_1 the momentum) or adam_update (state_1, state_2 the moments,
+    learning_rate the bias-corrected step size) would apply it: the
+    weights and biases must then be views into ``theta``, and the states
+    have theta's shape. The loss and gradients are those before the step.
 
     Returns (sum_i w_i l_i, sum of squared weights when l2_coef != 0 else 0).
     """
@@ -396,9 +462,11 @@ def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biase
     cdef int* units = <int*> malloc(3 * (n_layers * 17) * sizeof(int))
     cdef double* row_loss = <double*> malloc(max(m, 1) * sizeof(double))
     cdef double* sumsq = <double*> malloc(n_layers * 17 * sizeof(double))
+    cdef Py_ssize_t* offsets = <Py_ssize_t*> malloc(2 * n_layers * sizeof(Py_ssize_t))
     if (dims == NULL or acts == NULL or ptrs == NULL or units == NULL or row_loss == NULL
-            or sumsq == NULL):
+            or sumsq == NULL or offsets == NULL):
         free(dims); free(acts); free(ptrs); free(units); free(row_loss); free(sumsq)
+        free(offsets)
         raise MemoryError()
     cdef floating** A = ptrs  # n_layers + 1 entries
     cdef floating** W = ptrs + n_layers + 1
@@ -419,6 +487,8 @@ def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biase
     cdef bint weighted = sample_weight is not None
     cdef const floating* Yp
     cdef const floating* swp
+    cdef floating* s1 = NULL
+    cdef floating* s2 = NULL
     try:
         dims[0] = X.shape[1]
         A[0] = <floating*> &X[0, 0] if m > 0 and dims[0] > 0 else NULL
@@ -454,6 +524,19 @@ def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biase
                              f"features, got X of shape ({m}, {dims[0]})")
         Yp = &Y[0, 0]
         swp = &sample_weight[0] if weighted else NULL
+        if update != UPDATE_NONE:
+            if update not in (UPDATE_SGD, UPDATE_ADAM):
+                raise ValueError(f"unknown update code {update}")
+            if theta is None or state_1 is None or (update == UPDATE_ADAM and state_2 is None):
+                raise ValueError("an update needs theta and its optimizer state")
+            check_shape("state_1", state_1.shape, 1, (theta.shape[0],))
+            s1 = &state_1[0]
+            if update == UPDATE_ADAM:
+                check_shape("state_2", state_2.shape, 1, (theta.shape[0],))
+                s2 = &state_2[0]
+            for l in range(n_layers):
+                offsets[2 * l] = theta_offset(theta, W[l], dims[l] * dims[l + 1], "weights", l)
+                offsets[2 * l + 1] = theta_offset(theta, b[l], dims[l + 1], "biases", l)
         for l in range(n_layers):
             if gradient_groups(m, dims[l], dims[l + 1]) == 1:
                 for blk in range(gradient_blocks(m, dims[l], dims[l + 1])):
@@ -474,7 +557,8 @@ def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biase
                                kind, scale, row_loss)
                 for u in prange(n_units, schedule="dynamic"):
                     chain_gradient_unit(u, unit_layer, unit_block, unit_blocks, m, dims, A,
-                                        W, D, gW, gb, c, sumsq)
+                                        W, b, D, gW, gb, c, sumsq, update, offsets, s1, s2,
+                                        learning_rate, beta_1, beta_2, epsilon, nesterov)
             # Layers summing so many rows that their gradient is cut into row
             # groups (full-batch L-BFGS) run weight_gradient's own reduction.
             for l in range(n_layers):
@@ -483,6 +567,11 @@ def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biase
                                              n_threads)
                     if c != 0:
                         total_sumsq += l2_block(W[l], gW[l], c, dims[l] * dims[l + 1])
+                    if update != UPDATE_NONE:
+                        update_range(update, W[l], gW[l], s1 + offsets[2 * l],
+                                     s2 + offsets[2 * l] if s2 != NULL else NULL,
+                                     learning_rate, beta_1, beta_2, epsilon, nesterov,
+                                     dims[l] * dims[l + 1])
             for i in range(m):
                 data_loss += row_loss[i]
             for u in range(n_units):
@@ -492,6 +581,17 @@ def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biase
         return data_loss, total_sumsq
     finally:
         free(dims); free(acts); free(ptrs); free(units); free(row_loss); free(sumsq)
+        free(offsets)
+
+
+cdef Py_ssize_t theta_offset(floating[::1] theta, const floating* p, Py_ssize_t size,
+                             str name, int l) except -1:
+    """Where the ``size`` parameters at ``p`` start in theta; ValueError when
+    they are not all inside it (the fused update writes through theta)."""
+    cdef Py_ssize_t at = p - &theta[0] if theta.shape[0] > 0 else -1
+    if p == NULL or at < 0 or at > theta.shape[0] - size:
+        raise ValueError(f"{name}[{l}] is not a view into theta")
+    return at
 
 
 cdef floating row_loss_delta(floating* z, const floating* y, floating* d,
@@ -646,19 +746,19 @@ def sgd_update(floating[::1] theta,  # OUT
     v = momentum * v - lr * g; theta += v, or with Nesterov
     theta += momentum * v - lr * g."""
     cdef Py_ssize_t size = theta.shape[0]
-    cdef Py_ssize_t i
-    cdef floating lr = <floating> learning_rate
-    cdef floating mu = <floating> momentum
     check_shape("grad", grad.shape, 1, (size,))
     check_shape("velocity", velocity.shape, 1, (size,))
+    cdef int nt = threads_for(size, n_threads), c
+    cdef Py_ssize_t chunk = (size + nt - 1) // nt, start
+    if size == 0:
+        return
     with nogil:
-        for i in prange(size, num_threads=threads_for(size, n_threads),
-                        schedule="static"):
-            velocity[i] = mu * velocity[i] - lr * grad[i]
-            if nesterov:
-                theta[i] += mu * velocity[i] - lr * grad[i]
-            else:
-                theta[i] += velocity[i]
+        for c in prange(nt, num_threads=nt, schedule="static"):
+            start = c * chunk
+            if start < size:
+                sgd_range(&theta[start], &grad[start], &velocity[start],
+                          <floating> learning_rate, <floating> momentum, nesterov,
+                          min(chunk, size - start))
 
 
 def adam_update(floating[::1] theta,  # OUT
@@ -671,13 +771,6 @@ def adam_update(floating[::1] theta,  # OUT
     for arrays of this dtype; step_size is the bias-corrected
     lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)."""
     cdef Py_ssize_t size = theta.shape[0]
-    cdef floating lr = <floating> step_size
-    cdef floating b1 = <floating> beta_1
-    cdef floating b2 = <floating> beta_2
-    # sklearn forms 1 - beta in double; numpy rounds it to the arrays' dtype
-    cdef floating c1 = <floating> (1.0 - beta_1)
-    cdef floating c2 = <floating> (1.0 - beta_2)
-    cdef floating eps = <floating> epsilon
     check_shape("grad", grad.shape, 1, (size,))
     check_shape("m1", m1.shape, 1, (size,))
     check_shape("m2", m2.shape, 1, (size,))
@@ -689,8 +782,8 @@ def adam_update(floating[::1] theta,  # OUT
         for c in prange(nt, num_threads=nt, schedule="static"):
             start = c * chunk
             if start < size:
-                adam_range(&theta[start], &grad[start], &m1[start], &m2[start], lr, b1, c1,
-                           b2, c2, eps, min(chunk, size - start))
+                adam_block(&theta[start], &grad[start], &m1[start], &m2[start], step_size,
+                           beta_1, beta_2, epsilon, min(chunk, size - start))
 
 
 def simd_level():
