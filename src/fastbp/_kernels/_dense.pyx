@@ -19,6 +19,10 @@ from ._elementwise cimport (elementwise_act, elementwise_dact, adam_range, fastb
                             fastbp_simd_level, softmax_exp)
 from ._math cimport ACT_LOGISTIC, sigmoid, fexp, flog, flog1p
 
+cdef extern from "fastbp_sync.h":
+    int fb_next_unit(int* counter) noexcept nogil
+    void fb_team_join(int* arrived) noexcept nogil
+
 # Below this many elements (or multiply-adds) an OpenMP team costs more than it saves.
 cdef Py_ssize_t PARALLEL_MIN_WORK = 16384
 cdef Py_ssize_t PARALLEL_MIN_FLOPS = 1 << 20
@@ -463,10 +467,11 @@ def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biase
     cdef double* row_loss = <double*> malloc(max(m, 1) * sizeof(double))
     cdef double* sumsq = <double*> malloc(n_layers * 17 * sizeof(double))
     cdef Py_ssize_t* offsets = <Py_ssize_t*> malloc(2 * n_layers * sizeof(Py_ssize_t))
+    cdef int* sync = <int*> malloc(4 * sizeof(int))
     if (dims == NULL or acts == NULL or ptrs == NULL or units == NULL or row_loss == NULL
-            or sumsq == NULL or offsets == NULL):
+            or sumsq == NULL or offsets == NULL or sync == NULL):
         free(dims); free(acts); free(ptrs); free(units); free(row_loss); free(sumsq)
-        free(offsets)
+        free(offsets); free(sync)
         raise MemoryError()
     cdef floating** A = ptrs  # n_layers + 1 entries
     cdef floating** W = ptrs + n_layers + 1
@@ -550,15 +555,23 @@ def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biase
             n_units += 1
         n_groups = chain_row_groups(m, work)
         n_team = min(n_threads, max(n_groups, n_units)) if work >= PARALLEL_MIN_FLOPS else 1
+        sync[0] = sync[1] = sync[2] = sync[3] = 0  # next group, joined, next unit, joined
         with nogil:
             with parallel(num_threads=n_team):
-                for g in prange(n_groups, schedule="dynamic"):
+                g = fb_next_unit(&sync[0])
+                while g < n_groups:
                     chain_rows(g, n_groups, m, n_layers, dims, acts, A, W, b, D, Yp, swp,
                                kind, scale, row_loss)
-                for u in prange(n_units, schedule="dynamic"):
+                    g = fb_next_unit(&sync[0])
+                fb_team_join(&sync[1])
+                u = fb_next_unit(&sync[2])
+                while u < n_units:
                     chain_gradient_unit(u, unit_layer, unit_block, unit_blocks, m, dims, A,
                                         W, b, D, gW, gb, c, sumsq, update, offsets, s1, s2,
                                         learning_rate, beta_1, beta_2, epsilon, nesterov)
+                    u = fb_next_unit(&sync[2])
+                # arrive at the region's end together, so no thread sleeps there
+                fb_team_join(&sync[3])
             # Layers summing so many rows that their gradient is cut into row
             # groups (full-batch L-BFGS) run weight_gradient's own reduction.
             for l in range(n_layers):
@@ -581,7 +594,7 @@ def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biase
         return data_loss, total_sumsq
     finally:
         free(dims); free(acts); free(ptrs); free(units); free(row_loss); free(sumsq)
-        free(offsets)
+        free(offsets); free(sync)
 
 
 cdef Py_ssize_t theta_offset(floating[::1] theta, const floating* p, Py_ssize_t size,
