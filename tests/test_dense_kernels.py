@@ -351,54 +351,123 @@ def _flat_params(rng, widths, dtype):
     return theta, views[0::2], views[1::2]
 
 
+# (n_samples, batch_size, widths, activations): batches of 48 rows and a last
+# one of 8; and batches so large that the first weight gradient is summed in
+# row groups after a region per batch.
+TRAIN_CASES = [(200, 48, (100, 96, 64, 10), ("relu", "tanh", "identity")),
+               (4500, 2100, (30, 40, 5), ("tanh", "identity"))]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam"])
-@pytest.mark.parametrize("case", [CHAINS[1], CHAINS[3]])
-def test_dense_chain_fused_step_equals_gradient_then_update(dtype, optimizer, case):
-    """The step applied block by block inside the kernel gives the bits of the
-    standalone sgd_update / adam_update on the gradient it returns, for any
-    thread count (the last case sums its first gradient after the region)."""
-    m, widths, acts = case
+@pytest.mark.parametrize("case", TRAIN_CASES)
+def test_dense_chain_train_equals_batch_by_batch_steps(dtype, optimizer, case):
+    """Training a run of mini-batches in one call gives the bits of, batch by
+    batch, dense_chain_loss_and_grad on the gathered rows and then the
+    standalone sgd_update / adam_update, for any thread count."""
+    n, batch, widths, acts = case
     rng = np.random.default_rng(10)
-    X, _, _, Y, sw = _chain_case(rng, m, widths, "softmax_ce", True, dtype)
+    X, _, _, Y, sw = _chain_case(rng, n, widths, "softmax_ce", True, dtype)
     codes = [_dense.ACTIVATION_CODES[a] for a in acts]
     theta0, _, _ = _flat_params(rng, widths, dtype)
-    states0 = [rng.standard_normal(theta0.size).astype(dtype),
+    states0 = [rng.standard_normal(theta0.size).astype(dtype) / 10,
                rng.random(theta0.size).astype(dtype)]
-    hyper = (dict(learning_rate=0.05, beta_1=0.9, nesterov=optimizer == "nesterov")
-             if optimizer != "adam" else
-             dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8))
-    code = _dense.UPDATE_CODES["adam" if optimizer == "adam" else "sgd"]
+    order = rng.permutation(n).astype(np.intp)
+    starts = range(0, n, batch)
+    lrs = [1e-3 * (1 + j) for j in range(len(starts))]  # Adam's change per batch
+    scales = [1 / float(sw[order[s:s + batch]].sum()) for s in starts]
+    l2 = 0.01
+    nesterov = optimizer == "nesterov"
 
-    def run(fused, n_threads):
+    def fresh():
         theta = theta0.copy()
-        _, Ws, bs = _flat_params_like(theta, widths)
-        states = [s.copy() for s in states0]
         grad = np.zeros_like(theta)
+        _, Ws, bs = _flat_params_like(theta, widths)
         _, gW, gb = _flat_params_like(grad, widths)
-        outs = [np.empty((m, W.shape[1]), dtype) for W in Ws]
-        deltas = [np.empty((m, W.shape[1]), dtype) for W in Ws]
-        extra = dict(update=code, theta=theta, state_1=states[0],
-                     state_2=states[1] if optimizer == "adam" else None, **hyper) if fused else {}
-        with blas_single_thread():
-            loss = _dense.dense_chain_loss_and_grad(
-                X, Ws, bs, codes, Y, sw, outs, deltas, gW, gb, 0, 1 / m, 0.01, n_threads,
-                **extra)
-            if not fused and optimizer == "adam":
-                _dense.adam_update(theta, grad, states[0], states[1], hyper["learning_rate"],
-                                   0.9, 0.999, 1e-8, n_threads)
-            elif not fused:
-                _dense.sgd_update(theta, grad, states[0], 0.05, 0.9, hyper["nesterov"],
-                                  n_threads)
-        return loss, theta, grad, states
+        outs = [np.empty((batch, W.shape[1]), dtype) for W in Ws]
+        deltas = [np.empty((batch, W.shape[1]), dtype) for W in Ws]
+        return theta, grad, Ws, bs, gW, gb, outs, deltas, [s.copy() for s in states0]
 
-    want = run(False, 1)
-    assert not np.array_equal(want[1], theta0)  # the step moved the parameters
+    theta, grad, Ws, bs, gW, gb, outs, deltas, states = fresh()
+    want_losses = []
+    with blas_single_thread():
+        for j, s in enumerate(starts):
+            rows = order[s:s + batch]
+            m = len(rows)
+            want_losses.append(_dense.dense_chain_loss_and_grad(
+                X[rows], Ws, bs, codes, Y[rows], sw[rows], [o[:m] for o in outs],
+                [d[:m] for d in deltas], gW, gb, 0, scales[j], l2 * scales[j], 1))
+            if optimizer == "adam":
+                _dense.adam_update(theta, grad, states[0], states[1], lrs[j], 0.9, 0.999,
+                                   1e-8, 1)
+            else:
+                _dense.sgd_update(theta, grad, states[0], lrs[j], 0.9, nesterov, 1)
+    want = (theta, states)
+    assert not np.array_equal(theta, theta0)
+
+    params = np.array([[sc, l2 * sc, lr] for sc, lr in zip(scales, lrs)])
+    hyper = (dict(update=_dense.UPDATE_CODES["adam"], beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+             if optimizer == "adam" else
+             dict(update=_dense.UPDATE_CODES["sgd"], beta_1=0.9, nesterov=nesterov))
     for n_threads in (1, 2, 3):
-        got = run(True, n_threads)
-        assert got[0] == want[0]
-        for a, b in zip(got[1:3] + tuple(got[3]), want[1:3] + tuple(want[3])):
-            np.testing.assert_array_equal(a, b)
+        theta, grad, Ws, bs, gW, gb, outs, deltas, states = fresh()
+        losses = np.full((len(starts), 2), np.nan)
+        scratch = (np.empty((batch, widths[0]), dtype), np.empty((batch, widths[-1]), dtype),
+                   np.empty(batch, dtype))
+        with blas_single_thread():
+            _dense.dense_chain_train(
+                X, Y, sw, order, batch, params, Ws, bs, codes, *scratch, outs, deltas, gW, gb,
+                0, losses, n_threads, theta=theta, state_1=states[0],
+                state_2=states[1] if optimizer == "adam" else None, **hyper)
+        assert [tuple(row) for row in losses] == want_losses
+        np.testing.assert_array_equal(theta, want[0])
+        for got, expected in zip(states, want[1]):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_dense_chain_train_checks_before_writing():
+    n, batch, widths, acts = TRAIN_CASES[0]
+    rng = np.random.default_rng(11)
+    X, _, _, Y, sw = _chain_case(rng, n, widths, "softmax_ce", True, np.float64)
+    theta, Ws, bs = _flat_params(rng, widths, np.float64)
+    codes = [_dense.ACTIVATION_CODES[a] for a in acts]
+    outs = [np.empty((batch, W.shape[1])) for W in Ws]
+    deltas = [np.empty((batch, W.shape[1])) for W in Ws]
+    gW, gb = [np.empty_like(W) for W in Ws], [np.empty_like(b) for b in bs]
+    order = np.arange(n, dtype=np.intp)
+    n_batches = -(-n // batch)
+
+    def call(weights=Ws, order=order, params=np.full((n_batches, 3), 0.01), theta=theta,
+             state=np.zeros_like(theta), update=1, sw=sw, sw_batch=np.empty(batch),
+             X_batch=np.empty((batch, widths[0]))):
+        return _dense.dense_chain_train(
+            X, Y, sw, order, batch, params, weights, bs, codes, X_batch,
+            np.empty((batch, widths[-1])), sw_batch, outs, deltas, gW, gb, 0,
+            np.empty((n_batches, 2)), 2, update=update, theta=theta, state_1=state,
+            beta_1=0.9)
+
+    before = theta.copy()
+    bad_order = order.copy()
+    bad_order[7] = n
+    with pytest.raises(ValueError, match="order\\[7\\] = 200 is not a row of X"):
+        call(order=bad_order)
+    with pytest.raises(ValueError, match="batch_params"):
+        call(params=np.zeros((n_batches - 1, 3)))
+    with pytest.raises(ValueError, match="weights\\[1\\] is not a view into theta"):
+        call(weights=[Ws[0], Ws[1].copy(), Ws[2]])
+    with pytest.raises(ValueError, match="state_1"):
+        call(state=np.zeros(theta.size - 1))
+    with pytest.raises(ValueError, match="needs an optimizer step"):
+        call(update=0)
+    with pytest.raises(ValueError, match="unknown update code"):
+        call(update=7)
+    with pytest.raises(ValueError, match="go together"):
+        call(sw_batch=None)
+    with pytest.raises(ValueError, match="X_batch"):
+        call(X_batch=np.empty((batch - 1, widths[0])))
+    np.testing.assert_array_equal(theta, before)  # nothing was written
+    call()
+    assert not np.array_equal(theta, before)
 
 
 def _flat_params_like(flat, widths):
@@ -410,34 +479,3 @@ def _flat_params_like(flat, widths):
             views.append(flat[at:at + size].reshape(shape))
             at += size
     return flat, views[0::2], views[1::2]
-
-
-def test_dense_chain_update_needs_parameters_inside_theta():
-    m, widths, acts = CHAINS[1]
-    rng = np.random.default_rng(11)
-    X, _, _, Y, _ = _chain_case(rng, m, widths, "softmax_ce", False, np.float64)
-    theta, Ws, bs = _flat_params(rng, widths, np.float64)
-    codes = [_dense.ACTIVATION_CODES[a] for a in acts]
-    outs = [np.empty((m, W.shape[1])) for W in Ws]
-    deltas = [np.empty((m, W.shape[1])) for W in Ws]
-    gW, gb = [np.empty_like(W) for W in Ws], [np.empty_like(b) for b in bs]
-
-    def call(weights, theta=theta, state=np.zeros_like(theta), update=1):
-        return _dense.dense_chain_loss_and_grad(
-            X, weights, bs, codes, Y, None, outs, deltas, gW, gb, 0, 1 / m, 0.0, 2,
-            update=update, theta=theta, state_1=state, learning_rate=0.1, beta_1=0.9)
-
-    before = theta.copy()
-    with pytest.raises(ValueError, match="weights\\[1\\] is not a view into theta"):
-        call([Ws[0], Ws[1].copy(), Ws[2]])
-    with pytest.raises(ValueError, match="state_1"):
-        call(Ws, state=np.zeros(theta.size - 1))
-    with pytest.raises(ValueError, match="weights\\[0\\] is not a view into theta"):
-        call(Ws, theta=theta[1:], state=np.zeros(theta.size - 1))
-    with pytest.raises(ValueError, match="optimizer state"):
-        call(Ws, update=2)  # Adam without its second moment
-    with pytest.raises(ValueError, match="unknown update code"):
-        call(Ws, update=7)
-    np.testing.assert_array_equal(theta, before)  # nothing was written
-    call(Ws)
-    assert not np.array_equal(theta, before)

@@ -311,11 +311,20 @@ def test_eight_threads_predicting_on_one_model(name):
 
 
 # ---------------------------------------------------------- interrupts
-def _interrupt_on_call(monkeypatch, name, k, action, deadline=10.0):
-    """Make the k-th loss_and_grad call of the network run ``action``; a fit
-    still training ``deadline`` seconds later fails instead of running on."""
+def _training_method(name, solver):
+    """What a fit calls once per kernel call: dense MLPs train whole chunks of
+    mini-batches with SGD and Adam (train_chunk, one call an epoch for the
+    small data here); everything else runs loss_and_grad once per batch."""
+    return "train_chunk" if name.startswith("MLP") and solver != "lbfgs" else "loss_and_grad"
+
+
+def _interrupt_on_call(monkeypatch, name, solver, k, action, deadline=10.0):
+    """Make the k-th training call of the network (see _training_method) run
+    ``action``; a fit still training ``deadline`` seconds later fails instead
+    of running on."""
     cls = _net_class(name)
-    original = cls.loss_and_grad
+    method = _training_method(name, solver)
+    original = getattr(cls, method)
     calls = {"n": 0, "at": None}
 
     def patched(self, *args, **kwargs):
@@ -327,8 +336,8 @@ def _interrupt_on_call(monkeypatch, name, k, action, deadline=10.0):
             raise RuntimeError(f"fit still running {deadline} s after the interrupt")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(cls, "loss_and_grad", patched)
-    return calls, lambda: monkeypatch.setattr(cls, "loss_and_grad", original)
+    monkeypatch.setattr(cls, method, patched)
+    return calls, lambda: monkeypatch.setattr(cls, method, original)
 
 
 def _raise_keyboard_interrupt():
@@ -351,7 +360,7 @@ def _continue_training(est, name, X, y):
 def test_keyboard_interrupt_during_fit(name, solver, monkeypatch):
     X, y = make_data(name)
     est = make(name, solver=solver, batch_size=8, max_iter=50)
-    calls, restore = _interrupt_on_call(monkeypatch, name, 5, _raise_keyboard_interrupt)
+    calls, restore = _interrupt_on_call(monkeypatch, name, solver, 5, _raise_keyboard_interrupt)
     with pytest.warns(UserWarning, match="interrupted"):
         _fit(est, X, y)
     assert calls["n"] == 5 and time.perf_counter() - calls["at"] < 1.0
@@ -368,7 +377,10 @@ def test_keyboard_interrupt_with_early_stopping_keeps_the_best_model(name, monke
     est = make(name, batch_size=4, max_iter=50, early_stopping=True, validation_fraction=0.25,
                n_iter_no_change=100)
     n_batches = -(-int(len(X) * 0.75) // 4)
-    calls, restore = _interrupt_on_call(monkeypatch, name, 2 * n_batches + 2,
+    solver = est.get_params().get("solver", "sgd")
+    per_epoch = 1 if _training_method(name, solver) == "train_chunk" else n_batches
+    # the first training call of the third epoch
+    calls, restore = _interrupt_on_call(monkeypatch, name, solver, 2 * per_epoch + 1,
                                         _raise_keyboard_interrupt)
     with pytest.warns(UserWarning, match="interrupted"):
         _fit(est, X, y)
@@ -390,7 +402,8 @@ def test_ctrl_c_signal_stops_fit_within_a_second(name, monkeypatch):
     def send_sigint():
         threading.Timer(0.05, _thread.interrupt_main).start()
 
-    calls, restore = _interrupt_on_call(monkeypatch, name, 20, send_sigint)
+    calls, restore = _interrupt_on_call(monkeypatch, name, est.get_params().get("solver"), 20,
+                                        send_sigint)
     try:
         with pytest.warns(UserWarning, match="interrupted"):
             _fit(est, X, y)

@@ -236,7 +236,9 @@ def test_keyboard_interrupt_stops_with_a_usable_model(digits, monkeypatch):
     X, y = digits
     from fastbp import _network
 
-    original = _network.Network.loss_and_grad
+    # Dense MLPs train through train_chunk (one call per chunk of batches;
+    # the digits make one chunk an epoch), so that is where Ctrl-C lands.
+    original = _network.Network.train_chunk
     calls = {"n": 0}
 
     def interrupting(self, *args, **kwargs):
@@ -245,13 +247,13 @@ def test_keyboard_interrupt_stops_with_a_usable_model(digits, monkeypatch):
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(_network.Network, "loss_and_grad", interrupting)
+    monkeypatch.setattr(_network.Network, "train_chunk", interrupting)
     est = MLPClassifier(hidden_layer_sizes=(10,), max_iter=50, random_state=0)
     with pytest.warns(UserWarning, match="interrupted"):
         est.fit(X, y)
     assert calls["n"] == 7
     assert est.predict(X).shape == y.shape
-    monkeypatch.setattr(_network.Network, "loss_and_grad", original)
+    monkeypatch.setattr(_network.Network, "train_chunk", original)
     est.partial_fit(X, y)  # training can be continued
 
 
@@ -291,3 +293,44 @@ def test_invalid_hyperparameters_raise_at_fit(digits, params, match):
     est = MLPClassifier(**params)  # nothing is validated in __init__
     with pytest.raises(ValueError, match=match):
         est.fit(X, y)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chunked_training_equals_batch_by_batch(digits, solver, dtype, monkeypatch):
+    """Dense X trains whole chunks of mini-batches per kernel call (the step
+    applied inside it); sparse X goes batch by batch (gradient, then the
+    optimizer's own kernel). Same data, same model, to the bit; chunks of one
+    batch too (CHUNK_ROWS), with sample weights and a ragged last batch."""
+    import scipy.sparse as sp
+
+    from fastbp import _network, _solvers
+
+    chunk_calls = []
+    original = _network.Network.train_chunk
+
+    def counting(self, *args, **kwargs):
+        chunk_calls.append(len(args[5]))  # batches in this call
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(_network.Network, "train_chunk", counting)
+    X, y = digits
+    X = X[:700].astype(dtype)
+    y = y[:700]
+    w = np.random.default_rng(0).random(len(X)) + 0.5
+    params = dict(hidden_layer_sizes=(40, 30), solver=solver, batch_size=64, max_iter=3,
+                  alpha=1e-3, momentum=0.9, nesterovs_momentum=True, random_state=0,
+                  learning_rate_init=0.01)
+    fits = [MLPClassifier(**params).fit(sp.csr_matrix(X), y, sample_weight=w)]
+    assert chunk_calls == []
+    fits.append(MLPClassifier(**params).fit(X, y, sample_weight=w))
+    n_batches = -(-len(X) // 64)
+    assert chunk_calls == [n_batches] * 3  # one chunk an epoch
+    monkeypatch.setattr(_solvers, "CHUNK_ROWS", 1)
+    fits.append(MLPClassifier(**params).fit(X, y, sample_weight=w))
+    assert chunk_calls[3:] == [1] * (3 * n_batches)
+    reference = fits[0]
+    assert reference._network.dtype == dtype
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other._network.theta, reference._network.theta)
+        assert other.loss_curve_ == reference.loss_curve_

@@ -49,7 +49,7 @@ KERNEL_MODULES = ["_blas", "_conv", "_dense", "_openmp", "_rnn"]
 
 
 def _stub_contents(module):
-    """{name: ast.FunctionDef or None (a variable)} declared in a module's .pyi."""
+    """{name: ast.FunctionDef or None (a variable or class)} declared in a module's .pyi."""
     stub = resources.files("fastbp._kernels").joinpath(f"{module}.pyi").read_text()
     declared = {}
     for node in ast.parse(stub).body:
@@ -57,6 +57,8 @@ def _stub_contents(module):
             declared[node.name] = node
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             declared[node.target.id] = None
+        elif isinstance(node, ast.ClassDef):
+            declared[node.name] = None
     return declared
 
 

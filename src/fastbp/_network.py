@@ -108,9 +108,9 @@ class Network:
         return new
 
     @property
-    def fuses_update(self):
+    def trains_in_chunks(self):
         """True for a chain of dense layers: loss_and_grad then runs as one
-        fused kernel, which can also apply the optimizer's step (``update``)."""
+        fused kernel, and :meth:`train_chunk` trains runs of mini-batches."""
         return all(isinstance(layer, Dense) for layer in self.layers)
 
     @property
@@ -162,8 +162,7 @@ class Network:
                 out[start:stop] = z
         return out
 
-    def loss_and_grad(self, X, Y, sample_weight, alpha, ws, n_threads, record=None,
-                      update=None):
+    def loss_and_grad(self, X, Y, sample_weight, alpha, ws, n_threads, record=None):
         """Forward and backward pass on one batch; fills ``self.grad``.
 
         Parameters
@@ -181,11 +180,6 @@ class Network:
         record : list or None
             When a list, the deltas dL/dz of every layer are appended to it
             (copies, first layer first).
-        update : dict or None
-            An optimizer step to apply as soon as each block of the gradient
-            is known (an optimizer's ``update_args``); only where
-            :attr:`fuses_update`. The loss and ``self.grad`` are those before
-            the step.
 
         Returns
         -------
@@ -193,11 +187,9 @@ class Network:
         """
         n = X.shape[0]
         sw_sum = float(n) if sample_weight is None else float(sample_weight.sum())
-        if n > 0 and self.fuses_update:
+        if n > 0 and self.trains_in_chunks:
             return self._dense_chain_loss_and_grad(X, Y, sample_weight, alpha, ws, n_threads,
-                                                   record, sw_sum, update or {})
-        if update is not None:
-            raise ValueError("this network applies no optimizer step itself (fuses_update)")
+                                                   record, sw_sum)
         activations = self.forward(X, ws, n_threads)
         delta = ws["delta_out"]
         delta = delta if delta.shape[0] == n else delta[:n]
@@ -224,26 +216,91 @@ class Network:
             record.extend(reversed(deltas))
         return loss
 
-    def _dense_chain_loss_and_grad(self, X, Y, sample_weight, alpha, ws, n_threads, record,
-                                   sw_sum, update):
-        """loss_and_grad (and the optimizer's step) of a chain of dense
-        layers in one kernel call: one OpenMP region instead of a team per
-        layer and pass."""
-        n, layers = X.shape[0], self.layers
+    def _chain_buffers(self, ws, n):
+        """The fused kernels' per-layer arguments: parameter and gradient views,
+        activation codes, and the first n rows of the outputs and deltas."""
+        layers = self.layers
         deltas = [_rows(ws["layers"][i]["delta_in"], n) for i in range(1, len(layers))]
         deltas.append(_rows(ws["delta_out"], n))
+        return dict(
+            weights=[layer.params[layer.weight_name] for layer in layers],
+            biases=[layer.params[layer.bias_name] for layer in layers],
+            activations=[layer._act for layer in layers],
+            outputs=[_rows(layer_ws["out"], n) for layer_ws in ws["layers"]],
+            deltas=deltas,
+            grad_weights=[layer.grads[layer.weight_name] for layer in layers],
+            grad_biases=[layer.grads[layer.bias_name] for layer in layers],
+        )
+
+    def _dense_chain_loss_and_grad(self, X, Y, sample_weight, alpha, ws, n_threads, record,
+                                   sw_sum):
+        """loss_and_grad of a chain of dense layers in one kernel call: one
+        OpenMP region instead of a team per layer and pass."""
+        n = X.shape[0]
+        buffers = self._chain_buffers(ws, n)
         coef = alpha / sw_sum if alpha > 0 and self.n_regularized else 0.0
         data_loss, sumsq = _dense.dense_chain_loss_and_grad(
-            X.reshape(n, layers[0].n_in),
-            [layer.params[layer.weight_name] for layer in layers],
-            [layer.params[layer.bias_name] for layer in layers],
-            [layer._act for layer in layers], Y, sample_weight,
-            [_rows(layer_ws["out"], n) for layer_ws in ws["layers"]], deltas,
-            [layer.grads[layer.weight_name] for layer in layers],
-            [layer.grads[layer.bias_name] for layer in layers],
-            LOSS_CODES[self.loss], 1.0 / sw_sum, coef, n_threads,
-            theta=self.theta if update else None, **update,
+            X.reshape(n, self.layers[0].n_in), buffers["weights"], buffers["biases"],
+            buffers["activations"], Y, sample_weight, buffers["outputs"], buffers["deltas"],
+            buffers["grad_weights"], buffers["grad_biases"], LOSS_CODES[self.loss],
+            1.0 / sw_sum, coef, n_threads,
         )
         if record is not None:
-            record.extend(d.copy() for d in deltas)
-        return data_loss / sw_sum + 0.5 * alpha * sumsq / sw_sum
+            record.extend(d.copy() for d in buffers["deltas"])
+        return _batch_loss(data_loss, sumsq, alpha, sw_sum)
+
+    def train_chunk(self, X, Y, sample_weight, order, batch_size, sw_sums, learning_rates,
+                    alpha, scratch, ws, n_threads, update):
+        """Train on consecutive mini-batches in one kernel call (see
+        :attr:`trains_in_chunks`): each batch's forward and backward pass,
+        then the optimizer's step on each block of the gradient.
+
+        Parameters
+        ----------
+        X, Y : ndarray of shape (n_samples, n_features), (n_samples, n_outputs)
+            C-contiguous, in the network's dtype.
+        sample_weight : ndarray of shape (n_samples,) or None
+        order : ndarray of shape (n_rows,), dtype np.intp
+            Rows of X in training order; batch j is order[j * batch_size:][:batch_size].
+        batch_size : int
+        sw_sums : sequence of float
+            Per batch, the sum of its sample weights (its size without them).
+        learning_rates : sequence of float
+            Per batch, the step size (``next_learning_rate`` of the optimizer).
+        alpha : float
+            L2 strength, as in :meth:`loss_and_grad`.
+        scratch : tuple of ndarray
+            (X, Y, sample_weight) buffers of batch_size rows (the last None
+            without sample weights).
+        ws : dict
+            Workspace from :meth:`workspace` with batch_size rows.
+        n_threads : int
+        update : dict
+            The optimizer's ``update_args``.
+
+        Returns
+        -------
+        losses : list of float
+            Each batch's loss, as :meth:`loss_and_grad` gives it (before its step).
+        """
+        sw_sums = np.asarray(sw_sums, dtype=np.float64)
+        regularized = alpha > 0 and self.n_regularized
+        batch_params = np.column_stack([1.0 / sw_sums,
+                                        alpha / sw_sums if regularized else 0 * sw_sums,
+                                        np.asarray(learning_rates, dtype=np.float64)])
+        batch_losses = np.empty((len(sw_sums), 2))
+        buffers = self._chain_buffers(ws, batch_size)
+        _dense.dense_chain_train(
+            X, Y, sample_weight, order, batch_size, batch_params, buffers["weights"],
+            buffers["biases"], buffers["activations"], scratch[0], scratch[1], scratch[2],
+            buffers["outputs"], buffers["deltas"], buffers["grad_weights"],
+            buffers["grad_biases"], LOSS_CODES[self.loss], batch_losses, n_threads,
+            theta=self.theta, **update,
+        )
+        return [_batch_loss(data_loss, sumsq, alpha, sw_sum)
+                for (data_loss, sumsq), sw_sum in zip(batch_losses.tolist(), sw_sums.tolist())]
+
+
+def _batch_loss(data_loss, sumsq, alpha, sw_sum):
+    """Mean data loss + alpha * ||W||² / (2 * sum(w)) of one batch."""
+    return data_loss / sw_sum + 0.5 * alpha * sumsq / sw_sum

@@ -20,6 +20,10 @@ from ._kernels import _dense
 from ._progress import EpochProgress
 
 STOCHASTIC_SOLVERS = ("sgd", "adam")
+# Networks that train in chunks (train_chunk) get about this many rows of
+# mini-batches per kernel call: the OpenMP team is woken once per chunk, and
+# Ctrl-C and the progress bar act between chunks (tens of milliseconds).
+CHUNK_ROWS = 4096
 
 
 class SGDState:
@@ -34,10 +38,13 @@ class SGDState:
                           est.momentum, est.nesterovs_momentum, n_threads)
 
     def update_args(self, est):
-        """This step for a network that applies it itself (``update=``)."""
+        """The step for a network that applies it itself (train_chunk)."""
         return dict(update=_dense.UPDATE_CODES["sgd"], state_1=self.velocity,
-                    learning_rate=self.learning_rate, beta_1=est.momentum,
-                    nesterov=est.nesterovs_momentum)
+                    beta_1=est.momentum, nesterov=est.nesterovs_momentum)
+
+    def next_learning_rate(self, est):
+        """The step size of the next batch."""
+        return self.learning_rate
 
     def iteration_ends(self, est, time_step):
         if est.learning_rate == "invscaling":
@@ -77,10 +84,13 @@ class AdamState:
                            est.beta_1, est.beta_2, est.epsilon, n_threads)
 
     def update_args(self, est):
-        """This step for a network that applies it itself (``update=``)."""
+        """The step for a network that applies it itself (train_chunk)."""
         return dict(update=_dense.UPDATE_CODES["adam"], state_1=self.m1, state_2=self.m2,
-                    learning_rate=self._advance(est), beta_1=est.beta_1, beta_2=est.beta_2,
-                    epsilon=est.epsilon)
+                    beta_1=est.beta_1, beta_2=est.beta_2, epsilon=est.epsilon)
+
+    def next_learning_rate(self, est):
+        """The step size of the next batch (counts the step)."""
+        return self._advance(est)
 
     def iteration_ends(self, est, time_step):
         pass
@@ -214,9 +224,16 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
     contiguous_slices = (not sequences and not sp.issparse(X_train)
                          and X_train.flags.c_contiguous)
     clip = getattr(est, "clip_grad_norm", None)
-    # A network that fuses the step applies it inside its batch kernel: no
-    # second pass over the parameters, and no second OpenMP team to wake.
-    fuse_update = clip is None and net.fuses_update
+    # A network that trains in chunks applies the step inside its kernel, as
+    # each block of the gradient is known, and keeps its team awake from batch
+    # to batch. Dense rows only (a sparse chunk would be densified whole).
+    chunked = (contiguous_slices and clip is None and net.trains_in_chunks
+               and X_train.dtype == net.dtype and Y_train.flags.c_contiguous)
+    if chunked:
+        chunk_batches = max(1, CHUNK_ROWS // batch_size)
+        update = optimizer.update_args(est)
+        if sw_train is not None:
+            sw_train = np.ascontiguousarray(sw_train, dtype=net.dtype)
 
     n_batches = -(-n_samples // batch_size)
     est.n_iter_ = 0
@@ -234,34 +251,35 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
             accumulated_loss = 0.0
             if est.verbose >= 2:
                 progress = EpochProgress(est.n_iter_ + 1, n_batches, n_samples)
-            for batch_slice in gen_batches(n_samples, batch_size):
-                m = batch_slice.stop - batch_slice.start
-                if sequences:
-                    X_batch, Y_batch, sw_batch = X_train.batch(
-                        sample_idx[batch_slice], Y_train, sw_train, pack_buffers)
-                elif est.shuffle or not contiguous_slices:
-                    idx = sample_idx[batch_slice]
-                    X_batch = _take_rows(X_train, idx, X_buf[:m] if m < batch_size else X_buf)
-                    Y_batch = _take_rows(Y_train, idx, Y_buf[:m] if m < batch_size else Y_buf)
-                    sw_batch = None
-                    if sw_train is not None:
-                        sw_batch = np.take(sw_train, idx, out=sw_buf[:m], mode="clip")
-                else:
-                    X_batch = X_train[batch_slice]
-                    Y_batch = Y_train[batch_slice]
-                    sw_batch = None if sw_train is None else sw_train[batch_slice]
-                if fuse_update:
-                    batch_loss = net.loss_and_grad(X_batch, Y_batch, sw_batch, alpha, ws,
-                                                   n_threads, update=optimizer.update_args(est))
-                else:
-                    batch_loss = net.loss_and_grad(X_batch, Y_batch, sw_batch, alpha, ws,
-                                                   n_threads)
+            if chunked:
+                accumulated_loss = _epoch_in_chunks(
+                    est, net, optimizer, X_train, Y_train, sw_train, sample_idx, batch_size,
+                    chunk_batches, alpha, (X_buf, Y_buf, sw_buf), ws, n_threads, update,
+                    progress)
+            else:
+                for batch_slice in gen_batches(n_samples, batch_size):
+                    m = batch_slice.stop - batch_slice.start
+                    if sequences:
+                        X_batch, Y_batch, sw_batch = X_train.batch(
+                            sample_idx[batch_slice], Y_train, sw_train, pack_buffers)
+                    elif est.shuffle or not contiguous_slices:
+                        idx = sample_idx[batch_slice]
+                        X_batch = _take_rows(X_train, idx, X_buf[:m] if m < batch_size else X_buf)
+                        Y_batch = _take_rows(Y_train, idx, Y_buf[:m] if m < batch_size else Y_buf)
+                        sw_batch = None
+                        if sw_train is not None:
+                            sw_batch = np.take(sw_train, idx, out=sw_buf[:m], mode="clip")
+                    else:
+                        X_batch = X_train[batch_slice]
+                        Y_batch = Y_train[batch_slice]
+                        sw_batch = None if sw_train is None else sw_train[batch_slice]
+                    batch_loss = net.loss_and_grad(X_batch, Y_batch, sw_batch, alpha, ws, n_threads)
+                    accumulated_loss += batch_loss * m
                     if clip is not None:
                         _clip_gradient(grad, clip)
                     optimizer.step(est, theta, grad, n_threads)
-                accumulated_loss += batch_loss * m
-                if progress is not None:
-                    progress.update(m, batch_loss)
+                    if progress is not None:
+                        progress.update(m, batch_loss)
             if progress is not None:
                 progress.close()
                 progress = None
@@ -303,6 +321,28 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
 
     if early_stopping and est._best_theta is not None:
         theta[:] = est._best_theta
+
+
+def _epoch_in_chunks(est, net, optimizer, X, Y, sample_weight, sample_idx, batch_size,
+                     chunk_batches, alpha, scratch, ws, n_threads, update, progress):
+    """One epoch through ``net.train_chunk``; returns the summed batch losses
+    weighted by batch size (as the batch-by-batch loop accumulates them)."""
+    accumulated_loss = 0.0
+    batches = list(gen_batches(len(sample_idx), batch_size))
+    for first in range(0, len(batches), chunk_batches):
+        chunk = batches[first:first + chunk_batches]
+        sizes = [s.stop - s.start for s in chunk]
+        sw_sums = (sizes if sample_weight is None else
+                   [float(sample_weight[sample_idx[s]].sum()) for s in chunk])
+        order = sample_idx[chunk[0].start:chunk[-1].stop].astype(np.intp)
+        losses = net.train_chunk(X, Y, sample_weight, order, batch_size, sw_sums,
+                                 [optimizer.next_learning_rate(est) for _ in chunk], alpha,
+                                 scratch, ws, n_threads, update)
+        for m, batch_loss in zip(sizes, losses):
+            accumulated_loss += batch_loss * m
+            if progress is not None:
+                progress.update(m, batch_loss)
+    return accumulated_loss
 
 
 def _update_no_improvement_count(est, net, early_stopping, X_val, y_val, sw_val):
