@@ -612,8 +612,9 @@ cdef class _ChainCall:
         per_batch = ((rows + UNITS_PER_LAYER * n_layers + 1) * sizeof(double)
                      + (4 + 3 * UNITS_PER_LAYER * n_layers) * sizeof(int))
         per_batch = (per_batch + 15) // 16 * 16
-        size = ((3 * n_layers + 1) * sizeof(Py_ssize_t) + n_layers * sizeof(int)
-                + (7 * n_layers + 1) * sizeof(void*))
+        # (widest alignment first: pointers, then Py_ssize_t, then int)
+        size = ((7 * n_layers + 1) * sizeof(void*) + (3 * n_layers + 1) * sizeof(Py_ssize_t)
+                + n_layers * sizeof(int))
         size = (size + 15) // 16 * 16
         structs = (n_batches * sizeof(ChainBatch) + 15) // 16 * 16
         self.block = calloc(size + structs + n_batches * per_batch, 1)
@@ -621,10 +622,10 @@ cdef class _ChainCall:
             raise MemoryError()
         p = <char*> self.block
         self.c.n_layers = n_layers
-        self.c.dims = <Py_ssize_t*> p
+        self.c.A = <void**> p
+        self.c.dims = <Py_ssize_t*> (self.c.A + 7 * n_layers + 1)
         self.c.offsets = self.c.dims + n_layers + 1
         self.c.acts = <int*> (self.c.offsets + 2 * n_layers)
-        self.c.A = <void**> (p + (3 * n_layers + 1) * sizeof(Py_ssize_t) + n_layers * sizeof(int))
         self.c.W = self.c.A + n_layers + 1
         self.c.b = self.c.W + n_layers
         self.c.D = self.c.b + n_layers
