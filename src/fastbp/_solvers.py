@@ -228,7 +228,7 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
     # each block of the gradient is known, and keeps its team awake from batch
     # to batch. Dense rows only (a sparse chunk would be densified whole).
     chunked = (contiguous_slices and clip is None and net.trains_in_chunks
-               and X_train.dtype == net.dtype and Y_train.flags.c_contiguous)
+               and X_train.dtype == Y_train.dtype == net.dtype and Y_train.flags.c_contiguous)
     if chunked:
         chunk_batches = max(1, CHUNK_ROWS // batch_size)
         update = optimizer.update_args(est)
