@@ -97,7 +97,6 @@
 #define FASTBP_WAVE 16   /* block sums held in memory at once */
 #define FASTBP_XPAD 32   /* zero elements after the padded copy of a sample */
 #define FASTBP_ALIGN_PAD 8 /* room to shift a buffer to vector alignment (elements) */
-#define FASTBP_MIN_PARALLEL 16384  /* element-wise work below this runs on 1 thread */
 #define FASTBP_LECUN_A 1.7159
 #define FASTBP_LECUN_S (2.0 / 3.0)
 
@@ -1150,6 +1149,8 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     ptrdiff_t j;
     FT *tbuf, *part, *total;
     ARGS(pool_args) a;
+    if ((ptrdiff_t)n * c * h * w < FASTBP_MIN_PARALLEL)
+        nt = 1;
     if (nt > nblocks)
         nt = nblocks > 0 ? nblocks : 1;
     tbuf = (FT*)malloc(sizeof(FT) * tsize * nt);

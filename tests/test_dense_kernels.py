@@ -95,10 +95,10 @@ def test_adam_update_rounds_as_sklearns_numpy_code(dtype, simd_level):
     # sklearn's AdamOptimizer._get_updates, run by numpy on arrays of this
     # dtype with Python-float hyperparameters, gives the reference bits: the
     # kernel fuses no multiply-adds, and sqrt and division are exact, so every
-    # element must match on both SIMD paths, for any thread count (40,003
-    # elements: several threads, a scalar remainder).
+    # element must match on both SIMD paths, for any thread count (300,003
+    # elements: above the size worth a team, several threads, a scalar remainder).
     rng = np.random.default_rng(5)
-    n, T = 40_003, dtype
+    n, T = 300_003, dtype
     theta, grad = rng.normal(size=n).astype(T), rng.normal(size=n).astype(T)
     m1, m2 = rng.normal(size=n).astype(T), rng.uniform(0, 2, size=n).astype(T)
     step, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
@@ -195,6 +195,30 @@ def test_results_do_not_depend_on_thread_count(dtype):
     rng = np.random.default_rng(5)
     for m, k, n in [(300, 200, 150), (40, 300, 250), (128, 784, 256), (2500, 40, 30)]:
         _check_thread_independence(rng, m, k, n, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_element_wise_passes_do_not_depend_on_thread_count(dtype):
+    """The update, penalty and loss passes over more elements than one thread
+    takes alone (FASTBP_MIN_PARALLEL, 2**18): the same bits on 1, 2 or 3
+    threads."""
+    rng = np.random.default_rng(6)
+    size = 300_007
+    theta, grad, v = (_rand(rng, size, dtype=dtype) for _ in range(3))
+    Z, Y = _rand(rng, 5_000, 10, dtype=dtype), np.eye(10, dtype=dtype)[rng.integers(0, 10, 5_000)]
+    results = []
+    for n_threads in (1, 2, 3):
+        t, g, vel = theta.copy(), grad.copy(), v.copy()
+        s = _dense.l2_penalty(t, g, 0.1, n_threads)
+        _dense.sgd_update(t, g, vel, 0.01, 0.9, True, n_threads)
+        m1, m2 = vel.copy(), np.abs(vel)
+        _dense.adam_update(t, g, m1, m2, 1e-3, 0.9, 0.999, 1e-8, n_threads)
+        Zk, d = Z.copy(), np.empty_like(Z)
+        loss = _dense.output_loss_delta(Zk, Y, None, d, 0, 1 / 5_000, n_threads)
+        results.append((t, g, vel, m1, m2, Zk, d, np.array([s, loss])))
+    for other in results[1:]:
+        for a, b_ in zip(results[0], other):
+            np.testing.assert_array_equal(a, b_)
 
 
 def _check_thread_independence(rng, m, k, n, dtype):

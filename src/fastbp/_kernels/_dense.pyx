@@ -24,8 +24,11 @@ cdef extern from "fastbp_sync.h":
     int fb_next_unit(int* counter) noexcept nogil
     void fb_team_join(int* arrived) noexcept nogil
 
+cdef extern from "fastbp_omp.h":
+    enum: FASTBP_MIN_PARALLEL
+
 # Below this many elements (or multiply-adds) an OpenMP team costs more than it saves.
-cdef Py_ssize_t PARALLEL_MIN_WORK = 16384
+cdef Py_ssize_t PARALLEL_MIN_WORK = FASTBP_MIN_PARALLEL
 cdef Py_ssize_t PARALLEL_MIN_FLOPS = 1 << 20
 # Narrowest block a GEMM result is split into for the team.
 cdef Py_ssize_t GEMM_BLOCK_WIDTH = 32
@@ -268,7 +271,7 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
     if k == 0:  # no weights and no layer below: only the bias gradient
         column_sums(&delta[0, 0], m, n, &grad_b[0])
         return
-    cdef int n_grad, n_delta, u
+    cdef int n_grad, n_delta, u, n_team
     with nogil:
         if want_delta_in and gradient_groups(m, k, n) == 1:
             # The weight gradient and the delta below are independent: one
@@ -276,8 +279,9 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
             # The blocks are those of the separate calls (same results).
             n_grad = gradient_blocks(m, k, n)
             n_delta = split_blocks(m, k, n)
-            for u in prange(n_grad + n_delta, num_threads=min(n_grad + n_delta, n_threads),
-                            schedule="static"):
+            # one block each: both products are below the size worth a team
+            n_team = 1 if n_grad == 1 and n_delta == 1 else min(n_grad + n_delta, n_threads)
+            for u in prange(n_grad + n_delta, num_threads=n_team, schedule="static"):
                 if u < n_grad:
                     gradient_block(u, n_grad, m, k, n, &A_in[0, 0], &delta[0, 0],
                                    &grad_W[0, 0])
