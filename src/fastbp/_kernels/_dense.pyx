@@ -577,7 +577,6 @@ cdef class _ChainCall:
     in, freed with the object."""
     cdef Chain c
     cdef ChainBatch* batches
-    cdef int n_batches
     cdef void* block
     cdef Py_ssize_t work
 
@@ -636,7 +635,6 @@ cdef class _ChainCall:
         self.c.gW = self.c.D + n_layers
         self.c.gb = self.c.gW + n_layers
         self.batches = <ChainBatch*> (p + size)
-        self.n_batches = <int> n_batches
         for bi in range(n_batches):
             bt = &self.batches[bi]
             bt.row_loss = <double*> (p + size + structs + bi * per_batch)
