@@ -41,18 +41,29 @@ def dense_backward(A_in, W, delta, input_activation, want_delta_in=True):
     return grad_W, grad_b, delta_in
 
 
-def output_loss_delta(Z, Y, sw, kind, scale):
-    """Return (outputs, sum_i w_i l_i, delta) for a loss kind."""
+def _neg_log_clipped(neg_log_p, eps):
+    """-log(clip(p, eps, 1 - eps)) from -log(p): sklearn's log_loss clipping,
+    in log space so that nothing cancels. eps = 0 clips nothing."""
+    if eps == 0:
+        return neg_log_p
+    return np.clip(neg_log_p, -np.log1p(-eps), -np.log(eps))
+
+
+def output_loss_delta(Z, Y, sw, kind, scale, clip_eps=None):
+    """Return (outputs, sum_i w_i l_i, delta) for a loss kind. The
+    cross-entropies clip probabilities at clip_eps (default: eps of Z's dtype)."""
     n, k = Z.shape
     w = np.ones(n) if sw is None else sw
+    eps = np.finfo(Z.dtype).eps if clip_eps is None else clip_eps
     if kind == "softmax_ce":
         lse = np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1)) + Z.max(1)
         P = np.exp(Z - lse[:, None])
-        row = (Y * (lse[:, None] - Z)).sum(1)
+        row = (Y * _neg_log_clipped(lse[:, None] - Z, eps)).sum(1)
         d = Y.sum(1, keepdims=True) * P - Y
     elif kind == "logistic_ce":
         P = 1 / (1 + np.exp(-Z))
-        row = (np.logaddexp(0, Z) - Y * Z).sum(1)
+        row = (Y * _neg_log_clipped(np.logaddexp(0, -Z), eps)
+               + (1 - Y) * _neg_log_clipped(np.logaddexp(0, Z), eps)).sum(1)
         d = P - Y
     elif kind == "squared":
         P = Z.copy()

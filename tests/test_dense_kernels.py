@@ -74,6 +74,34 @@ def test_output_loss_delta_matches_twin(kind, weighted):
     np.testing.assert_allclose(Za, P_exp, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["softmax_ce", "logistic_ce"])
+def test_cross_entropy_clips_probabilities_as_sklearn_log_loss(kind, dtype):
+    # sklearn's own loss functions are the reference: probabilities clipped to
+    # [eps, 1 - eps] with eps of their dtype. Half the logits are far enough out
+    # that clipping decides the loss (a saturated wrong row costs -log(eps),
+    # not |z|), half moderate, where nothing is clipped.
+    from sklearn.neural_network._base import binary_log_loss, log_loss
+    rng = np.random.default_rng(11)
+    n, k = 200, 4 if kind == "softmax_ce" else 3
+    far = 30.0 if dtype == np.float32 else 60.0
+    Z = np.where(rng.random((n, k)) < 0.5, rng.normal(size=(n, k)),
+                 far * rng.choice([-1.0, 1.0], size=(n, k))).astype(dtype)
+    if kind == "softmax_ce":
+        Y = np.eye(k, dtype=dtype)[rng.integers(0, k, n)]
+    else:
+        Y = (rng.random((n, k)) < 0.5).astype(dtype)
+    sw = (rng.random(n) + 0.5).astype(dtype)
+    P, d = Z.copy(), np.empty_like(Z)
+    total = _dense.output_loss_delta(P, Y, sw, d, _dense.LOSS_CODES[kind], 1.0, 2)
+    reference = (log_loss if kind == "softmax_ce" else binary_log_loss)(Y, P, sw)
+    unclipped = twin.output_loss_delta(Z.astype(np.float64), Y, sw, kind, 1.0, clip_eps=0.0)[1]
+    assert total / sw.sum() == pytest.approx(reference, rel=1e-5 if dtype == np.float32 else 1e-11)
+    assert total < 0.9 * unclipped  # the clip changed the answer: the case tests it
+    # the delta stays the unclipped p - y, as in sklearn's backprop
+    np.testing.assert_allclose(d, sw[:, None] * (P - Y), rtol=1e-6, atol=1e-7)
+
+
 def test_softmax_and_logistic_stay_finite_at_extreme_logits():
     Z = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -1000.0]])
     Y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
@@ -84,10 +112,10 @@ def test_softmax_and_logistic_stay_finite_at_extreme_logits():
     Zk = Z.copy()
     _dense.output_activate(Zk, _dense.LOSS_CODES["softmax_ce"], 1)
     np.testing.assert_allclose(Zk.sum(1), 1.0)
-    # the softmax loss of row 0 is exactly lse - z_1 = 1000 - (-1000)
+    # row 0's true class has p = exp(-2000), clipped to eps: it costs -log(eps)
     Zk, d = Z[:1].copy(), np.empty((1, 3))
     loss = _dense.output_loss_delta(Zk, Y[:1], None, d, _dense.LOSS_CODES["softmax_ce"], 1.0, 1)
-    assert loss == pytest.approx(2000.0)
+    assert loss == pytest.approx(-np.log(np.finfo(np.float64).eps))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -64,8 +64,8 @@ NON_FINITE = re.compile(r"non-finite.*(StandardScaler|learning rate)", re.S)
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
 def test_inputs_near_the_largest_float(name, solver):
     """X up to 1e308: a ValueError that says the weights became non-finite and
-    what to do, and no NaN model left behind; or, where the activations
-    saturate, a finite model."""
+    what to do, and no NaN model left behind; or, where the activations or
+    the (clipped) loss saturate, a finite model."""
     X, y = make_data(name)
     X = X / np.abs(X).max() * 1e308
     est = make(name, solver=solver, max_iter=3)
@@ -79,7 +79,9 @@ def test_inputs_near_the_largest_float(name, solver):
             with pytest.raises(NotFittedError):  # nothing half-trained is handed back
                 est.predict(X)
             return
-        assert not name.startswith("MLP"), "an MLP fed 1e308 must raise"
+        # Not raising is right only if nothing non-finite was handed back: the
+        # clipped cross-entropy of saturated outputs is finite, and Adam's step
+        # is bounded, so an MLP can end finite (if useless) here.
         assert np.all(np.isfinite(est._network.theta))
         assert np.isfinite(est.loss_) and all(np.isfinite(est.loss_curve_))
         assert np.all(np.isfinite(_outputs(est, X)))
@@ -147,8 +149,10 @@ def test_logits_of_1000(name, n_classes, loss, dtype):
     assert np.all((proba >= 0) & (proba <= 1))
     if loss == "log_loss":
         assert np.all(np.isfinite(log_proba))
-        # the wrong class costs about 1000 (or 500 on average for binary)
-        assert 400 < result.loss < 1100
+        # a wrong class has p = exp(-1000), clipped to the dtype's eps: it costs
+        # -log(eps), as in sklearn's log_loss; 2 rows in 3 are wrong (1 in 2 binary)
+        worst = -np.log(np.finfo(dtype).eps)
+        assert 0.45 * worst < result.loss < 0.7 * worst
     assert np.isfinite(result.loss)
     assert all(np.all(np.isfinite(g)) for g in result.gradients.values())
     assert np.isfinite(est.loss_) and np.all(np.isfinite(est._network.theta))

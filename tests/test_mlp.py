@@ -62,6 +62,22 @@ def test_classifier_follows_sklearn_trajectory(digits, params):
     np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_saturating_run_reports_sklearns_clipped_loss(digits, dtype):
+    """A step size of 2 saturates the softmax in epoch 3: sklearn clips each
+    probability at its dtype's eps inside the loss, so the curve is the same
+    only if fastbp clips too (unclipped, epoch 3 read 42.3 against 24.7)."""
+    X, y = digits[0][:500], digits[1][:500]
+    params = dict(hidden_layer_sizes=(50,), max_iter=10, random_state=0, solver="sgd",
+                  learning_rate_init=2.0)
+    ours = _quiet_fit(MLPClassifier(**params), X.astype(dtype), y)
+    ref = _quiet_fit(SkMLPClassifier(**params), X.astype(dtype), y)
+    assert max(ref.loss_curve_) > 10  # saturated: the case exercises the clip
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_,
+                               rtol=1e-9 if dtype == np.float64 else 1e-4)
+    assert ours.n_iter_ == ref.n_iter_
+
+
 @pytest.mark.parametrize("loss", ["squared_error", "poisson"])
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
 def test_regressor_follows_sklearn_trajectory(loss, solver):

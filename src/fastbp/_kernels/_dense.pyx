@@ -12,6 +12,7 @@ on the thread count.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, malloc, free
+from libc.float cimport DBL_EPSILON, FLT_EPSILON
 from libc.string cimport memcpy
 
 from ._blas cimport block_start, gemm, gemm_blocks
@@ -871,12 +872,24 @@ cdef Py_ssize_t theta_offset(floating[::1] theta, const floating* p, Py_ssize_t 
     return at
 
 
+cdef inline floating clip(floating v, floating lo, floating hi) noexcept nogil:
+    return lo if v < lo else (hi if v > hi else v)
+
+
 cdef floating row_loss_delta(floating* z, const floating* y, floating* d,
                              Py_ssize_t n, int kind, floating weight) noexcept nogil:
     """Turn one row of logits z into outputs in place, write d = weight * dl/dz,
-    return the row's loss l (unweighted)."""
+    return the row's loss l (unweighted).
+
+    The cross-entropies clip each probability to [eps, 1 - eps] (eps of the
+    dtype) inside the loss, as sklearn's log_loss does, so a saturated output
+    costs at most -log(eps) and loss_curve_ and tol see sklearn's numbers; the
+    delta is the unclipped p - y, as in sklearn's backprop."""
     cdef Py_ssize_t j
-    cdef floating zmax, total, lse, ysum, loss = 0, p, diff, az
+    cdef floating zmax, total, lse, ysum, loss = 0, p, diff, soft, neg_log_p, neg_log_q
+    cdef floating eps = FLT_EPSILON if floating is float else DBL_EPSILON
+    # -log(p) for p clipped to [eps, 1 - eps] is -log(p) clipped to [lo, hi]
+    cdef floating lo = -flog1p(-eps), hi = -flog(eps)
     if kind == LOSS_SOFTMAX_CE:
         # l = sum_j y_j (lse(z) - z_j); max subtracted so exp never overflows.
         # d holds exp(z_j - zmax) until the last loop makes it the delta.
@@ -889,14 +902,18 @@ cdef floating row_loss_delta(floating* z, const floating* y, floating* d,
         total = softmax_exp(z, zmax, d, n)
         lse = zmax + flog(total)
         for j in range(n):
-            loss += y[j] * (lse - z[j])
+            loss += y[j] * clip(lse - z[j], lo, hi)
             z[j] = d[j] / total
             d[j] = weight * (ysum * z[j] - y[j])
     elif kind == LOSS_LOGISTIC_CE:
-        # l = sum_j softplus(z_j) - y_j z_j, written so that exp never overflows.
+        # l = sum_j y_j (-log p_j) + (1 - y_j) (-log(1 - p_j)), where
+        # -log p = softplus(-z) and -log(1 - p) = softplus(z), each written so
+        # that exp never overflows and neither is a difference of near equals.
         for j in range(n):
-            az = z[j] if z[j] >= 0 else -z[j]
-            loss += (z[j] if z[j] > 0 else 0) - y[j] * z[j] + flog1p(fexp(-az))
+            soft = flog1p(fexp(-(z[j] if z[j] >= 0 else -z[j])))
+            neg_log_p = (-z[j] if z[j] < 0 else 0) + soft
+            neg_log_q = (z[j] if z[j] > 0 else 0) + soft
+            loss += y[j] * clip(neg_log_p, lo, hi) + (1 - y[j]) * clip(neg_log_q, lo, hi)
             z[j] = sigmoid(z[j])
             d[j] = weight * (z[j] - y[j])
     elif kind == LOSS_SQUARED:
