@@ -152,6 +152,38 @@ def test_warm_start_continues(digits):
         est.fit(X[y < 5], y[y < 5])
 
 
+@pytest.mark.parametrize("how", ["warm_start", "partial_fit"])
+def test_continued_training_takes_a_changed_activation_as_sklearn(digits, how):
+    """sklearn reads activation on every pass, so set_params between fits
+    changes the continued model; a new hidden_layer_sizes cannot reshape the
+    fitted weights and raises, the model left as it was."""
+    X, y = digits
+    params = dict(hidden_layer_sizes=(16,), solver="sgd", max_iter=3, random_state=0)
+    models = []
+    for cls in (MLPClassifier, SkMLPClassifier):
+        est = cls(**params)
+        if how == "warm_start":
+            _quiet_fit(est, X, y)
+            est.set_params(activation="tanh", warm_start=True)
+            _quiet_fit(est, X, y)
+        else:
+            est.partial_fit(X, y, classes=np.unique(y))
+            est.set_params(activation="tanh")
+            est.partial_fit(X, y)
+        models.append(est)
+    ours, ref = models
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-9)
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=1e-7)
+    before = ours.predict_proba(X)
+    ours.set_params(hidden_layer_sizes=(7, 3), warm_start=True)
+    with pytest.raises(ValueError, match="hidden_layer_sizes changed since the model was fitted"):
+        ours.fit(X, y) if how == "warm_start" else ours.partial_fit(X, y)
+    np.testing.assert_array_equal(ours.predict_proba(X), before)
+    ours.set_params(hidden_layer_sizes=[16])  # the same layers, spelt as a list
+    ours.partial_fit(X, y)
+    assert ours.coefs_[0].shape == (64, 16)
+
+
 def test_early_stopping_keeps_best_parameters(digits):
     X, y = digits
     est = _quiet_fit(MLPClassifier(hidden_layer_sizes=(15,), early_stopping=True,
@@ -230,6 +262,37 @@ def test_parameters_are_live_views_that_survive_pickling(digits):
     assert not np.all(est.predict(X) == 3)  # the original is untouched
 
 
+def test_assigning_coefs_and_intercepts_changes_the_model_as_in_sklearn(digits):
+    """sklearn's coefs_ is a plain list, so assigning an item or the whole list
+    replaces weights; fastbp's views take the assignment into the model."""
+    import copy
+    X, y = digits
+    ours = _quiet_fit(MLPClassifier((12,), max_iter=2, random_state=0), X, y)
+    ref = _quiet_fit(SkMLPClassifier((12,), max_iter=2, random_state=1), X, y)
+    rng = np.random.default_rng(0)
+    new_coefs = [rng.normal(size=c.shape) for c in ref.coefs_]
+    new_intercepts = [rng.normal(size=b.shape) for b in ref.intercepts_]
+    for est in (ours, ref):
+        est.coefs_[0] = new_coefs[0]
+        est.coefs_[-1] = new_coefs[1]
+        est.intercepts_ = new_intercepts
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=1e-12)
+    ours.parameters_["intercept_1"] = np.zeros(10)
+    assert np.all(ours.intercepts_[1] == 0)
+    # a detached copy, as sklearn users make one, does not follow the model
+    saved = copy.deepcopy(ours.coefs_)
+    ours.coefs_[0][...] = 0
+    assert type(saved) is list and not np.all(saved[0] == 0)
+    with pytest.raises(ValueError, match=r"coefs_\[1\] has shape \(12, 10\)"):
+        ours.coefs_[1] = np.zeros((3, 3))
+    with pytest.raises(ValueError, match="one array per layer"):
+        ours.coefs_ = [np.zeros((64, 12))]
+    with pytest.raises(TypeError, match="length cannot change"):
+        ours.coefs_.append(np.zeros(1))
+    with pytest.raises(KeyError, match="not a parameter"):
+        ours.parameters_["coef_9"] = 0.0
+
+
 def test_sparse_input_matches_dense(digits):
     X, y = digits
     params = dict(hidden_layer_sizes=(10,), max_iter=3, random_state=0)
@@ -246,6 +309,20 @@ def test_verbose_prints_one_line_per_epoch(digits, capsys):
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("Iteration")]
     assert len(lines) == 3
     assert "loss = " in lines[0] and "validation score = " in lines[0] and lines[0].endswith(" s")
+
+
+def test_lbfgs_reports_its_iterations_and_no_validation(digits, capsys):
+    """L-BFGS trains full-batch on all the data: one verbose line per iteration
+    (loss, seconds), best_loss_ its lowest loss, and no validation scores even
+    with early_stopping (which sklearn's lbfgs ignores too)."""
+    X, y = digits
+    est = _quiet_fit(MLPClassifier(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=4,
+                                   early_stopping=True, verbose=True), X, y)
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("Iteration")]
+    assert len(lines) == len(est.loss_curve_) == est.n_iter_ == 4
+    assert all("loss = " in line and line.endswith(" s") for line in lines)
+    assert est.best_loss_ == min(est.loss_curve_)
+    assert est.validation_scores_ is None and est.best_validation_score_ is None
 
 
 def test_keyboard_interrupt_stops_with_a_usable_model(digits, monkeypatch):

@@ -16,6 +16,7 @@ from sklearn.utils.validation import (
 from ._solvers import STOCHASTIC_SOLVERS, fit_lbfgs, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
 from ._typing import ArrayLike, MatrixLike, PathLike
+from ._views import ParameterDict
 
 
 @dataclass
@@ -131,6 +132,23 @@ def _restored_on_error(est, in_place=False):
         raise
 
 
+def _same_settings(a, b):
+    """Whether two dicts of constructor parameters are equal (arrays by value)."""
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        x, y = a[key], b[key]
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            try:
+                if not np.array_equal(np.asarray(x), np.asarray(y)):
+                    return False
+            except (TypeError, ValueError):
+                return False
+        elif not (x is y or x == y):
+            return False
+    return True
+
+
 class BackpropEstimator(BaseEstimator):
     """Base class of fastbp's estimators (solver parameters as sklearn's MLP).
 
@@ -209,8 +227,11 @@ class BackpropEstimator(BaseEstimator):
         if first_pass:
             self._sample_shape = tuple(X.shape[1:])
             self._network = self._build_network(X, Y)
+            self._built_with = self._architecture()
             self._init_parameters(self._network, self._random_state)
             self._reset_training_state()
+        else:
+            self._network = self._continued_network(X, Y)
 
         n_threads = effective_n_threads(self.n_jobs)
         with blas_single_thread():
@@ -220,12 +241,43 @@ class BackpropEstimator(BaseEstimator):
             else:
                 fit_lbfgs(self, self._network, X, Y, sample_weight, n_threads)
 
+    def _architecture(self):
+        """The parameters ``_build_network`` reads, by name."""
+        return {name: getattr(self, name) for name in self._architecture_params}
+
+    def _continued_network(self, X, Y):
+        """The fitted network, for training that continues it (warm_start,
+        partial_fit). sklearn reads the activation and loss afresh on every
+        pass, so a changed one is taken here too, on the fitted weights; a
+        change that would reshape the weights cannot be, and raises."""
+        wanted = self._architecture()
+        built_with = getattr(self, "_built_with", None)  # None: a model saved without it
+        if built_with is not None and _same_settings(built_with, wanted):
+            return self._network
+        fitted = self._network
+        rebuilt = self._build_network(X, Y)
+        shapes = {k: v.shape for k, v in fitted.parameters().items()}
+        if {k: v.shape for k, v in rebuilt.parameters().items()} != shapes:
+            changed = [k for k in wanted if built_with is None
+                       or not _same_settings({k: built_with.get(k)}, {k: wanted[k]})]
+            raise ValueError(
+                f"{', '.join(changed)} changed since the model was fitted, which would "
+                f"change the shapes of its weights; warm_start and partial_fit continue "
+                f"the fitted weights. Fit a fresh model (warm_start=False) to change them.")
+        rebuilt.theta[...] = fitted.theta
+        self._built_with = wanted
+        return rebuilt
+
     def _reset_training_state(self):
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_ = []
         self._no_improvement_count = 0
-        if self.early_stopping:
+        if self.solver == "lbfgs":
+            # L-BFGS sees the whole training set and no validation split;
+            # best_loss_ is its lowest loss, set when it ends.
+            self.validation_scores_ = self.best_validation_score_ = self.best_loss_ = None
+        elif self.early_stopping:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
             self.best_loss_ = None
@@ -275,10 +327,11 @@ class BackpropEstimator(BaseEstimator):
     def parameters_(self):
         """dict of str to ndarray: live views of every parameter, by name.
 
-        Writing into an array changes the model.
+        Writing into an array, or assigning an array of the same shape to a
+        key, changes the model.
         """
         check_is_fitted(self, "_network")
-        return self._network.parameters()
+        return ParameterDict(self._network.parameters())
 
     def backprop(self, X: MatrixLike, y: ArrayLike,
                  sample_weight: ArrayLike | None = None) -> Backprop:

@@ -376,6 +376,7 @@ def fit_lbfgs(est, net, X, Y, sample_weight, n_threads):
         X = np.ascontiguousarray(X, dtype=net.dtype)
     alpha = float(est.alpha)
     curve = []
+    tic = [time.perf_counter()]
 
     def fun(x):
         net.theta[:] = x
@@ -385,7 +386,10 @@ def fit_lbfgs(est, net, X, Y, sample_weight, n_threads):
     def callback(intermediate_result):
         curve.append(float(intermediate_result.fun))
         if est.verbose:
-            print("Iteration %d, loss = %.8f" % (len(curve), curve[-1]), flush=True)
+            now = time.perf_counter()
+            print("Iteration %d, loss = %.8f, %.2f s" % (len(curve), curve[-1], now - tic[0]),
+                  flush=True)
+            tic[0] = now
 
     try:
         result = scipy.optimize.minimize(
@@ -398,6 +402,7 @@ def fit_lbfgs(est, net, X, Y, sample_weight, n_threads):
         est.n_iter_ = len(curve)
         est.loss_ = curve[-1] if curve else np.nan
         est.loss_curve_ = curve
+        est.best_loss_ = min(curve, default=est.loss_)
         return
     if result.status != 0:
         warnings.warn(
@@ -410,4 +415,5 @@ def fit_lbfgs(est, net, X, Y, sample_weight, n_threads):
     net.theta[:] = result.x
     est.loss_ = float(result.fun)
     est.loss_curve_ = curve
+    est.best_loss_ = min(curve, default=est.loss_)
     _check_finite(est, est.loss_, net.theta)

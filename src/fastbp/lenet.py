@@ -90,6 +90,8 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
     (3,)
     """
 
+    _architecture_params = ("activation", "connection_table", "image_shape", "loss")
+
     def __init__(
         self,
         activation="tanh",

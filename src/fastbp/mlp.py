@@ -12,6 +12,7 @@ from ._layers import Dense
 from ._network import Network
 from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin
 from ._typing import ArrayLike, EstimatorT, MatrixLike
+from ._views import ParameterList
 
 
 def _hidden_sizes(hidden_layer_sizes):
@@ -27,6 +28,8 @@ def _hidden_sizes(hidden_layer_sizes):
 
 class _BaseMLP(BackpropEstimator):
     """Shared parts of MLPClassifier and MLPRegressor."""
+
+    _architecture_params = ("hidden_layer_sizes", "activation", "loss")
 
     def _validate_params(self):
         _hidden_sizes(self.hidden_layer_sizes)
@@ -64,27 +67,31 @@ class _BaseMLP(BackpropEstimator):
 
     @property
     def coefs_(self):
-        """list of ndarray: weight matrix of each layer (live views of the model)."""
-        check_is_fitted(self, "_network")
-        params = self._network.parameters()
-        return [params[f"coef_{i}"] for i in range(self.n_layers_ - 1)]
+        """list of ndarray: weight matrix of each layer, live views of the model.
+
+        Writing into an array, assigning ``coefs_[i]`` or assigning a whole
+        list of arrays of the fitted shapes changes the model.
+        """
+        return self._layer_views("coef", "coefs_")
 
     @coefs_.setter
     def coefs_(self, values):
-        for view, value in zip(self.coefs_, values):
-            view[...] = value
+        self._layer_views("coef", "coefs_")[:] = values
 
     @property
     def intercepts_(self):
-        """list of ndarray: bias vector of each layer (live views of the model)."""
-        check_is_fitted(self, "_network")
-        params = self._network.parameters()
-        return [params[f"intercept_{i}"] for i in range(self.n_layers_ - 1)]
+        """list of ndarray: bias vector of each layer, live views of the model
+        (assignable as ``coefs_``)."""
+        return self._layer_views("intercept", "intercepts_")
 
     @intercepts_.setter
     def intercepts_(self, values):
-        for view, value in zip(self.intercepts_, values):
-            view[...] = value
+        self._layer_views("intercept", "intercepts_")[:] = values
+
+    def _layer_views(self, kind, name):
+        check_is_fitted(self, "_network")
+        params = self._network.parameters()
+        return ParameterList([params[f"{kind}_{i}"] for i in range(self.n_layers_ - 1)], name)
 
     def _validate_X_y(self, X, y, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -186,20 +193,27 @@ class MLPClassifier(ClassifierTargetsMixin, ClassifierMixin, _BaseMLP):
         Cross-entropy (softmax or logistic outputs), or the classic quadratic
         cost of backprop tutorials on logistic outputs.
     n_jobs : int, default=None
-        Threads of the kernels and of BLAS. None uses every usable core,
-        honouring OMP_NUM_THREADS; -1 is all cores.
+        Threads of fastbp's kernels, which also split the GEMMs among
+        themselves (BLAS itself is held to one thread while fastbp runs).
+        None uses every usable core, honouring OMP_NUM_THREADS; -1 is all cores.
 
     Attributes
     ----------
     classes_ : ndarray or list of ndarray of shape (n_classes,)
     loss_ : float
     best_loss_ : float or None
+        Lowest training loss of an epoch (of an iteration for lbfgs); None
+        with early stopping, which keeps the best validation score instead.
     loss_curve_ : list of float
+        Training loss of each epoch (of each lbfgs iteration, this fit's only).
     validation_scores_ : list of float or None
     best_validation_score_ : float or None
     t_ : int
     coefs_ : list of ndarray of shape (n_units_in, n_units_out)
+        Live views of the weights: writing into one, assigning an item or the
+        whole list changes the model.
     intercepts_ : list of ndarray of shape (n_units_out,)
+        Live views, as ``coefs_``.
     parameters_ : dict of str to ndarray
         ``coef_0``, ``intercept_0``, ...: live views of the weights.
     n_features_in_ : int

@@ -51,6 +51,8 @@ class _RNNMixin(EstimatorMixin):
     (n_sequences, n_steps) of univariate sequences.
     """
 
+    _architecture_params = ("hidden_size", "nonlinearity", "output", "bptt_steps", "loss")
+
     def _validate_params(self):
         if (not isinstance(self.hidden_size, numbers.Integral)
                 or isinstance(self.hidden_size, bool) or self.hidden_size < 1):
