@@ -2,6 +2,7 @@
 independence from the thread count."""
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from fastbp._kernels import _dense
 from fastbp._threads import blas_single_thread
@@ -531,3 +532,39 @@ def _flat_params_like(flat, widths):
             views.append(flat[at:at + size].reshape(shape))
             at += size
     return flat, views[0::2], views[1::2]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_csr_rows_to_dense_matches_scipy(dtype, index_dtype):
+    # scipy's own fancy indexing + toarray is the reference; duplicates add
+    # and empty rows come out zero, whatever the buffer held before.
+    rng = np.random.default_rng(3)
+    X = sp.random(40, 13, density=0.3, format="csr", dtype=dtype, random_state=3)
+    X = sp.csr_matrix((np.r_[X.data, dtype(2.5)], np.r_[X.indices, X.indices[0]],
+                       np.r_[X.indptr[:-1], X.indptr[-1] + 1]), shape=X.shape)  # a duplicate
+    X.data[X.indptr[5]:X.indptr[6]] = 0
+    X.eliminate_zeros()  # row 5 empty
+    X.indices, X.indptr = X.indices.astype(index_dtype), X.indptr.astype(index_dtype)
+    rows = rng.integers(0, 40, 25).astype(index_dtype)
+    rows[0] = 5
+    out = np.full((25, 13), np.nan, dtype)
+    _dense.csr_rows_to_dense(X.data, X.indices, X.indptr, rows, out)
+    np.testing.assert_array_equal(out, X[rows].toarray())
+
+
+def test_csr_rows_to_dense_rejects_what_would_write_out_of_bounds():
+    X = sp.random(6, 4, density=0.5, format="csr", random_state=0)
+    out = np.empty((2, 4))
+    with pytest.raises(ValueError, match="row index out of range"):
+        _dense.csr_rows_to_dense(X.data, X.indices, X.indptr, np.array([0, 6]), out)
+    with pytest.raises(ValueError, match="column index is out of range"):
+        bad = X.indices.copy()
+        bad[0] = 4
+        _dense.csr_rows_to_dense(X.data, bad, X.indptr, np.array([0, 1]), out)
+    with pytest.raises(ValueError, match="row pointer"):
+        ptr = X.indptr.copy()
+        ptr[1] = len(X.data) + 5
+        _dense.csr_rows_to_dense(X.data, X.indices, ptr, np.array([0, 1]), out)
+    with pytest.raises(ValueError, match="out has shape"):
+        _dense.csr_rows_to_dense(X.data, X.indices, X.indptr, np.array([0, 1, 2]), out)

@@ -250,7 +250,7 @@ class Network:
         return _batch_loss(data_loss, sumsq, alpha, sw_sum)
 
     def train_chunk(self, X, Y, sample_weight, order, batch_size, sw_sums, learning_rates,
-                    alpha, scratch, ws, n_threads, update):
+                    alpha, scratch, ws, n_threads, update, batch_params, batch_losses):
         """Train on consecutive mini-batches in one kernel call (see
         :attr:`trains_in_chunks`): each batch's forward and backward pass,
         then the optimizer's step on each block of the gradient.
@@ -263,9 +263,9 @@ class Network:
         order : ndarray of shape (n_rows,), dtype np.intp
             Rows of X in training order; batch j is order[j * batch_size:][:batch_size].
         batch_size : int
-        sw_sums : sequence of float
+        sw_sums : ndarray of shape (n_batches,)
             Per batch, the sum of its sample weights (its size without them).
-        learning_rates : sequence of float
+        learning_rates : ndarray of shape (n_batches,)
             Per batch, the step size (``next_learning_rate`` of the optimizer).
         alpha : float
             L2 strength, as in :meth:`loss_and_grad`.
@@ -277,28 +277,33 @@ class Network:
         n_threads : int
         update : dict
             The optimizer's ``update_args``.
-
-        Returns
-        -------
-        losses : list of float
-            Each batch's loss, as :meth:`loss_and_grad` gives it (before its step).
+        batch_params : ndarray of shape (n_batches, 3), float64
+            Scratch for the kernel's per-batch scale, L2 coefficient and step.
+        batch_losses : ndarray of shape (n_batches,), float64
+            Receives each batch's loss, as :meth:`loss_and_grad` gives it
+            (before its step).
         """
-        sw_sums = np.asarray(sw_sums, dtype=np.float64)
         regularized = alpha > 0 and self.n_regularized
-        batch_params = np.column_stack([1.0 / sw_sums,
-                                        alpha / sw_sums if regularized else 0 * sw_sums,
-                                        np.asarray(learning_rates, dtype=np.float64)])
-        batch_losses = np.empty((len(sw_sums), 2))
+        np.divide(1.0, sw_sums, out=batch_params[:, 0])
+        if regularized:
+            np.divide(alpha, sw_sums, out=batch_params[:, 1])
+        else:
+            batch_params[:, 1] = 0.0
+        batch_params[:, 2] = learning_rates
+        totals = ws.setdefault("chunk_totals", np.empty((0, 2)))
+        if totals.shape[0] < len(sw_sums):
+            totals = ws["chunk_totals"] = np.empty((len(sw_sums), 2))
+        totals = totals[:len(sw_sums)]
         buffers = self._chain_buffers(ws, batch_size)
         _dense.dense_chain_train(
             X, Y, sample_weight, order, batch_size, batch_params, buffers["weights"],
             buffers["biases"], buffers["activations"], scratch[0], scratch[1], scratch[2],
             buffers["outputs"], buffers["deltas"], buffers["grad_weights"],
-            buffers["grad_biases"], LOSS_CODES[self.loss], batch_losses, n_threads,
+            buffers["grad_biases"], LOSS_CODES[self.loss], totals, n_threads,
             theta=self.theta, **update,
         )
-        return [_batch_loss(data_loss, sumsq, alpha, sw_sum)
-                for (data_loss, sumsq), sw_sum in zip(batch_losses.tolist(), sw_sums.tolist())]
+        for j in range(len(sw_sums)):
+            batch_losses[j] = _batch_loss(totals[j, 0], totals[j, 1], alpha, sw_sums[j])
 
 
 def _batch_loss(data_loss, sumsq, alpha, sw_sum):

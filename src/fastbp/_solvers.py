@@ -106,13 +106,24 @@ def _say(est, msg):
 
 
 def _take_rows(X, idx, out):
-    """Gather rows ``idx`` of X into ``out`` without allocating (dense X)."""
+    """Gather rows ``idx`` of X (ndarray, or CSR from ``_as_csr``) into ``out``
+    without allocating."""
     if sp.issparse(X):
-        out[...] = X[idx].toarray()
+        _dense.csr_rows_to_dense(X.data, X.indices, X.indptr, idx, out)
         return out
     # mode="clip": the indices are in range by construction, and the default
     # mode="raise" copies through a temporary buffer (2.5x slower, measured)
     return np.take(X, idx, axis=0, out=out, mode="clip")
+
+
+def _as_csr(X, dtype):
+    """X as a CSR matrix in ``dtype`` with contiguous arrays, what
+    ``_take_rows`` gathers from (one conversion per fit)."""
+    X = X.tocsr().astype(dtype, copy=False)
+    X.data = np.ascontiguousarray(X.data)
+    X.indices = np.ascontiguousarray(X.indices)
+    X.indptr = np.ascontiguousarray(X.indptr)
+    return X
 
 
 def _num_rows(A):
@@ -213,6 +224,8 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
     if sequences:
         pack_buffers = X_train.batch_buffers(batch_size, Y_train, sw_train)
     else:
+        if sp.issparse(X_train):
+            X_train = _as_csr(X_train, net.dtype)
         X_buf = np.empty((batch_size,) + X_train.shape[1:], dtype=net.dtype)
         Y_buf = np.empty((batch_size, Y_train.shape[1]), dtype=net.dtype)
         sw_buf = np.empty(batch_size, dtype=net.dtype) if sw_train is not None else None
@@ -230,10 +243,11 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
     chunked = (contiguous_slices and clip is None and net.trains_in_chunks
                and X_train.dtype == Y_train.dtype == net.dtype and Y_train.flags.c_contiguous)
     if chunked:
-        chunk_batches = max(1, CHUNK_ROWS // batch_size)
         update = optimizer.update_args(est)
         if sw_train is not None:
             sw_train = np.ascontiguousarray(sw_train, dtype=net.dtype)
+        chunk = _ChunkBuffers(min(max(1, CHUNK_ROWS // batch_size), -(-n_samples // batch_size)),
+                              batch_size, net.dtype, sw_train is not None)
 
     n_batches = -(-n_samples // batch_size)
     est.n_iter_ = 0
@@ -254,7 +268,7 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
             if chunked:
                 accumulated_loss = _epoch_in_chunks(
                     est, net, optimizer, X_train, Y_train, sw_train, sample_idx, batch_size,
-                    chunk_batches, alpha, (X_buf, Y_buf, sw_buf), ws, n_threads, update,
+                    chunk, alpha, (X_buf, Y_buf, sw_buf), ws, n_threads, update,
                     progress)
             else:
                 for batch_slice in gen_batches(n_samples, batch_size):
@@ -323,25 +337,52 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
         theta[:] = est._best_theta
 
 
+class _ChunkBuffers:
+    """The arrays one chunk of batches needs, allocated once per fit so that
+    the epoch loop allocates none."""
+
+    def __init__(self, chunk_batches, batch_size, dtype, weighted):
+        rows = chunk_batches * batch_size
+        self.order = np.empty(rows, dtype=np.intp)
+        self.weights = np.empty(rows, dtype=dtype) if weighted else None
+        self.sw_sums = np.empty(chunk_batches)
+        self.learning_rates = np.empty(chunk_batches)
+        self.params = np.empty((chunk_batches, 3))
+        self.losses = np.empty(chunk_batches)
+
+
 def _epoch_in_chunks(est, net, optimizer, X, Y, sample_weight, sample_idx, batch_size,
-                     chunk_batches, alpha, scratch, ws, n_threads, update, progress):
+                     chunk, alpha, scratch, ws, n_threads, update, progress):
     """One epoch through ``net.train_chunk``; returns the summed batch losses
     weighted by batch size (as the batch-by-batch loop accumulates them)."""
     accumulated_loss = 0.0
-    batches = list(gen_batches(len(sample_idx), batch_size))
-    for first in range(0, len(batches), chunk_batches):
-        chunk = batches[first:first + chunk_batches]
-        sizes = [s.stop - s.start for s in chunk]
-        sw_sums = (sizes if sample_weight is None else
-                   [float(sample_weight[sample_idx[s]].sum()) for s in chunk])
-        order = sample_idx[chunk[0].start:chunk[-1].stop].astype(np.intp)
-        losses = net.train_chunk(X, Y, sample_weight, order, batch_size, sw_sums,
-                                 [optimizer.next_learning_rate(est) for _ in chunk], alpha,
-                                 scratch, ws, n_threads, update)
-        for m, batch_loss in zip(sizes, losses):
-            accumulated_loss += batch_loss * m
+    n_samples = len(sample_idx)
+    chunk_rows = len(chunk.order)
+    for start in range(0, n_samples, chunk_rows):
+        n_rows = min(chunk_rows, n_samples - start)
+        n_batches = -(-n_rows // batch_size)
+        order = chunk.order[:n_rows]
+        order[...] = sample_idx[start:start + n_rows]
+        sw_sums = chunk.sw_sums[:n_batches]
+        if sample_weight is None:
+            sw_sums[...] = batch_size
+            sw_sums[-1] = n_rows - (n_batches - 1) * batch_size
+        else:
+            weights = np.take(sample_weight, order, out=chunk.weights[:n_rows], mode="clip")
+            for j in range(n_batches):
+                # the sum sklearn takes of each batch's gathered weights
+                sw_sums[j] = weights[j * batch_size:(j + 1) * batch_size].sum()
+        learning_rates = chunk.learning_rates[:n_batches]
+        for j in range(n_batches):
+            learning_rates[j] = optimizer.next_learning_rate(est)
+        losses = chunk.losses[:n_batches]
+        net.train_chunk(X, Y, sample_weight, order, batch_size, sw_sums, learning_rates,
+                        alpha, scratch, ws, n_threads, update, chunk.params[:n_batches], losses)
+        for j in range(n_batches):
+            m = min(batch_size, n_rows - j * batch_size)
+            accumulated_loss += float(losses[j]) * m
             if progress is not None:
-                progress.update(m, batch_loss)
+                progress.update(m, float(losses[j]))
     return accumulated_loss
 
 
