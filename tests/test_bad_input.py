@@ -391,10 +391,23 @@ def test_invalid_hyperparameter_raises_at_fit(name, param, value, tmp_path):
         FACTORIES[name](**{param: value}).partial_fit(X, y, **kw)
 
 
-def test_hidden_layer_sizes_message_is_clear():
+@pytest.mark.parametrize("params", [
+    dict(hidden_layer_sizes=(4, 0)), dict(hidden_layer_sizes="10"), dict(verbose=-1),
+    dict(learning_rate_init=np.inf), dict(alpha=np.nan), dict(tol=np.inf),
+    dict(momentum=1.5), dict(activation="softplus"), dict(max_iter=0),
+])
+def test_bad_parameters_raise_what_sklearn_raises(params):
+    """The exception sklearn's MLP raises, or a subclass: InvalidParameterError
+    (a ValueError and a TypeError), with a message that names the parameter."""
+    from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+    from sklearn.utils._param_validation import InvalidParameterError
     X, y = make_data("MLPClassifier")
-    with pytest.raises(ValueError, match=r"hidden_layer_sizes must be > 0"):
-        MLPClassifier(hidden_layer_sizes=(4, 0)).fit(X, y)
+    name = next(iter(params))
+    with pytest.raises(ValueError) as sklearn_raised:
+        SkMLPClassifier(**params).fit(X, y)
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter") as raised:
+        MLPClassifier(**params).fit(X, y)
+    assert isinstance(raised.value, type(sklearn_raised.value))
 
 
 # ----------------------------------------------------------- not fitted

@@ -38,8 +38,16 @@ class Backprop:
     deltas: list
 
 
+try:  # sklearn's own class, so that code catching it catches ours
+    from sklearn.utils._param_validation import InvalidParameterError
+except ImportError:  # pragma: no cover - a future sklearn that moved it
+    class InvalidParameterError(ValueError, TypeError):  # type: ignore[no-redef]
+        """A constructor parameter has the wrong type or value (raised at fit)."""
+
+
 def _interval(est, name, low=None, high=None, closed="left", integer=False):
-    """Raise ValueError unless est.<name> is a real (or integer) within the interval."""
+    """Raise InvalidParameterError unless est.<name> is a real (or integer)
+    within the interval; an open end excludes infinity, as in sklearn."""
     value = getattr(est, name)
     kind = numbers.Integral if integer else numbers.Real
     ok = isinstance(value, kind) and not isinstance(value, bool)
@@ -47,13 +55,15 @@ def _interval(est, name, low=None, high=None, closed="left", integer=False):
         ok = value >= low if closed in ("left", "both") else value > low
     if ok and high is not None:
         ok = value <= high if closed in ("right", "both") else value < high
+    if ok:
+        ok = bool(np.isfinite(value))
     if not ok:
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
         left = "[" if closed in ("left", "both") and low is not None else "("
         right = "]" if closed in ("right", "both") and high is not None else ")"
         what = "an int" if integer else "a float"
-        raise ValueError(
+        raise InvalidParameterError(
             f"The '{name}' parameter of {type(est).__name__} must be {what} in the "
             f"range {left}{lo}, {hi}{right}. Got {value!r} instead."
         )
@@ -62,7 +72,7 @@ def _interval(est, name, low=None, high=None, closed="left", integer=False):
 def _options(est, name, options):
     value = getattr(est, name)
     if not (isinstance(value, str) and value in options):
-        raise ValueError(
+        raise InvalidParameterError(
             f"The '{name}' parameter of {type(est).__name__} must be one of "
             f"{sorted(options)}. Got {value!r} instead."
         )
@@ -71,7 +81,7 @@ def _options(est, name, options):
 def _boolean(est, name):
     value = getattr(est, name)
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(
+        raise InvalidParameterError(
             f"The '{name}' parameter of {type(est).__name__} must be a bool. "
             f"Got {value!r} instead."
         )
@@ -187,12 +197,16 @@ class BackpropEstimator(BaseEstimator):
         if self.n_iter_no_change != np.inf:
             _interval(self, "n_iter_no_change", 1, integer=True)
         _interval(self, "max_fun", 1, integer=True)
-        if not (isinstance(self.verbose, (bool, numbers.Integral))):
-            raise ValueError(f"The 'verbose' parameter must be an int or bool. Got {self.verbose!r}.")
+        if not (isinstance(self.verbose, (bool, np.bool_))
+                or (isinstance(self.verbose, numbers.Integral) and self.verbose >= 0)):
+            raise InvalidParameterError(
+                f"The 'verbose' parameter of {type(self).__name__} must be a bool or an int "
+                f">= 0. Got {self.verbose!r} instead.")
         if self.n_jobs is not None:
             _interval(self, "n_jobs", None, integer=True)
             if self.n_jobs == 0:
-                raise ValueError("The 'n_jobs' parameter must be None or a nonzero int. Got 0.")
+                raise InvalidParameterError(
+                    "The 'n_jobs' parameter must be None or a nonzero int. Got 0.")
 
     def _validate_params(self):
         self._validate_solver_params()

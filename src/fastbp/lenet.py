@@ -6,7 +6,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._base import BackpropEstimator, _options, store_init_params
+from ._base import BackpropEstimator, InvalidParameterError, _options, store_init_params
 from ._layers import Conv5x5, Dense, MeanPool2x2
 from ._network import Network
 from ._targets import ClassifierTargetsMixin
@@ -141,18 +141,18 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
                 return LECUN_C3_TABLE.T
             if table == "full":
                 return np.ones((16, 6), dtype=bool)
-            raise ValueError(
+            raise InvalidParameterError(
                 "The 'connection_table' parameter of LeNet5Classifier must be 'lecun', "
                 f"'full' or a boolean array of shape (6, 16). Got {table!r} instead."
             )
         table = np.asarray(table)
         if table.shape != (6, 16) or table.dtype != bool:
-            raise ValueError(
+            raise InvalidParameterError(
                 "connection_table must be 'lecun', 'full' or a boolean array of shape "
                 f"(6, 16) (S2 maps x C3 maps); got dtype {table.dtype}, shape {table.shape}."
             )
         if not table.any(axis=0).all():
-            raise ValueError("connection_table leaves a C3 map without any input map.")
+            raise InvalidParameterError("connection_table leaves a C3 map without any input map.")
         return table.T
 
     def _image_size(self, X):
@@ -301,7 +301,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
 def _check_image_shape(image_shape):
     if (not isinstance(image_shape, (tuple, list)) or len(image_shape) != 2
             or not all(isinstance(s, numbers.Integral) and s > 0 for s in image_shape)):
-        raise ValueError(f"image_shape must be a pair of positive ints (H, W); got "
+        raise InvalidParameterError(f"image_shape must be a pair of positive ints (H, W); got "
                          f"{image_shape!r}.")
     return tuple(int(s) for s in image_shape)
 

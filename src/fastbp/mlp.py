@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import BackpropEstimator, _options, store_init_params
+from ._base import BackpropEstimator, InvalidParameterError, _options, store_init_params
 from ._layers import Dense
 from ._network import Network
 from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin
@@ -17,12 +17,14 @@ from ._views import ParameterList
 
 def _hidden_sizes(hidden_layer_sizes):
     sizes = hidden_layer_sizes
-    if not hasattr(sizes, "__iter__"):
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
         sizes = [sizes]
     sizes = list(sizes)
     for s in sizes:
         if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s <= 0:
-            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+            raise InvalidParameterError(
+                "The 'hidden_layer_sizes' parameter must be an int >= 1 or a sequence of "
+                f"them. Got {hidden_layer_sizes!r} instead.")
     return [int(s) for s in sizes]
 
 

@@ -8,7 +8,8 @@ from sklearn.utils.validation import (
     _check_sample_weight, check_array, check_is_fitted, validate_data,
 )
 
-from ._base import Backprop, BackpropEstimator, EstimatorMixin, _options, store_init_params
+from ._base import (Backprop, BackpropEstimator, EstimatorMixin, InvalidParameterError, _options,
+                    store_init_params)
 from ._sequences import Ragged, RNNNetwork, pack
 from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin, _finite_outputs
 from ._typing import ArrayLike, EstimatorT, Predictions, SequencesLike
@@ -56,17 +57,17 @@ class _RNNMixin(EstimatorMixin):
     def _validate_params(self):
         if (not isinstance(self.hidden_size, numbers.Integral)
                 or isinstance(self.hidden_size, bool) or self.hidden_size < 1):
-            raise ValueError(f"hidden_size must be a positive int; got {self.hidden_size!r}.")
+            raise InvalidParameterError(f"hidden_size must be a positive int; got {self.hidden_size!r}.")
         _options(self, "nonlinearity", {"tanh", "relu", "logistic"})
         _options(self, "output", {"sequence", "last"})
         if self.clip_grad_norm is not None and not (
                 isinstance(self.clip_grad_norm, numbers.Real) and self.clip_grad_norm > 0):
-            raise ValueError(f"clip_grad_norm must be None or a positive float; got "
+            raise InvalidParameterError(f"clip_grad_norm must be None or a positive float; got "
                              f"{self.clip_grad_norm!r}.")
         if self.bptt_steps is not None and not (
                 isinstance(self.bptt_steps, numbers.Integral)
                 and not isinstance(self.bptt_steps, bool) and self.bptt_steps >= 1):
-            raise ValueError(f"bptt_steps must be None or a positive int; got "
+            raise InvalidParameterError(f"bptt_steps must be None or a positive int; got "
                              f"{self.bptt_steps!r}.")
         self._validate_solver_params()
 
