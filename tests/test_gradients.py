@@ -86,6 +86,33 @@ def test_check_gradients_detects_a_wrong_gradient(monkeypatch):
     assert check_gradients(est, X, y) > 1e-3
 
 
+def test_check_gradients_measures_each_entry_on_its_own_scale(monkeypatch):
+    """A wrong entry far smaller than the largest gradient still fails the
+    check: tripling the smallest clearly nonzero entry (a normwise error
+    against the whole gradient read 1e-4 here, under a 1e-3 bar)."""
+    rng = np.random.default_rng(2)
+    X, y = _data("multiclass", rng)
+    est = _fitted(MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0), X, y)
+    from fastbp import _network
+
+    net = est._network
+    Xb, Y, sw = est._backprop_batch(X, y, None, net.dtype)
+    loss = net.loss_and_grad(Xb, Y, sw, est.alpha, net.workspace(len(X)), 1)
+    grad = np.abs(net.grad)
+    candidates = np.flatnonzero(grad > 1e-2 * loss)
+    small = candidates[np.argmin(grad[candidates])]
+    assert grad[small] < 0.1 * grad.max()  # small next to the largest
+    original = _network.Network.loss_and_grad
+
+    def broken(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        self.grad[small] *= 3
+        return result
+
+    monkeypatch.setattr(_network.Network, "loss_and_grad", broken)
+    assert check_gradients(est, X, y) > 0.5
+
+
 def _sklearn_backprop(sk, X, Y, sample_weight=None):
     """Loss and gradients from sklearn's own _backprop (the reference)."""
     n = X.shape[0]
