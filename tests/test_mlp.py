@@ -184,6 +184,26 @@ def test_continued_training_takes_a_changed_activation_as_sklearn(digits, how):
     assert ours.coefs_[0].shape == (64, 16)
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_partial_fit_takes_hyperparameters_set_between_calls(digits, solver):
+    """set_params between partial_fit calls takes effect (sklearn's MLP keeps
+    the first call's optimizer settings): a step size of 0 leaves the weights
+    where they are, and a new solver gets its own optimizer."""
+    X, y = digits
+    est = MLPClassifier((8,), solver=solver, random_state=0)
+    est.partial_fit(X, y, classes=np.unique(y))
+    est.partial_fit(X, y)
+    before = [c.copy() for c in est.coefs_]
+    est.set_params(learning_rate_init=1e-300, momentum=0.0)
+    est.partial_fit(X, y)
+    for a, b in zip(est.coefs_, before):
+        np.testing.assert_array_equal(a, b)
+    est.set_params(learning_rate_init=0.01, solver="adam" if solver == "sgd" else "sgd")
+    est.partial_fit(X, y)
+    assert type(est._optimizer).__name__ == ("AdamState" if solver == "sgd" else "SGDState")
+    assert not np.array_equal(est.coefs_[0], before[0])
+
+
 def test_early_stopping_keeps_best_parameters(digits):
     X, y = digits
     est = _quiet_fit(MLPClassifier(hidden_layer_sizes=(15,), early_stopping=True,

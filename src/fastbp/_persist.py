@@ -258,7 +258,8 @@ def _restore_optimizer(path, estimator, opt_meta, arrays, size, dtype):
     if not isinstance(lr, (int, float)) or isinstance(lr, bool):
         _fail(path, "malformed optimizer learning rate")
     if opt_meta["kind"] == "sgd":
-        state = SGDState(0, dtype, lr)
+        state = SGDState(0, dtype, lr)  # the current rate, perhaps decayed from
+        state.learning_rate_init = estimator.learning_rate_init  # the one it started at
         state.velocity = np.array(arrays["optimizer.velocity"])
     else:
         t = opt_meta.get("t")

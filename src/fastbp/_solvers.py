@@ -27,11 +27,21 @@ CHUNK_ROWS = 4096
 
 
 class SGDState:
-    """Momentum SGD state: the velocity and the current learning rate."""
+    """Momentum SGD state: the velocity and the current learning rate.
+
+    Hyperparameters are read from the estimator at every step, so set_params
+    between partial_fit calls takes effect (sklearn keeps those of the first
+    call); a new learning_rate_init restarts the schedule from it.
+    """
 
     def __init__(self, n_params, dtype, learning_rate_init):
         self.velocity = np.zeros(n_params, dtype=dtype)
-        self.learning_rate = float(learning_rate_init)
+        self.learning_rate = self.learning_rate_init = float(learning_rate_init)
+
+    def follow(self, est):
+        """Take a learning_rate_init set since the state was made."""
+        if est.learning_rate_init != self.learning_rate_init:
+            self.learning_rate = self.learning_rate_init = float(est.learning_rate_init)
 
     def step(self, est, theta, grad, n_threads):
         _dense.sgd_update(theta, grad, self.velocity, self.learning_rate,
@@ -64,7 +74,8 @@ class SGDState:
 
 
 class AdamState:
-    """Adam state: both moments and the step count."""
+    """Adam state: both moments and the step count (hyperparameters are read
+    from the estimator at every step, as SGDState's)."""
 
     def __init__(self, n_params, dtype, learning_rate_init):
         self.m1 = np.zeros(n_params, dtype=dtype)
@@ -91,6 +102,9 @@ class AdamState:
     def next_learning_rate(self, est):
         """The step size of the next batch (counts the step)."""
         return self._advance(est)
+
+    def follow(self, est):
+        """Nothing to take: the step size is formed from est at each step."""
 
     def iteration_ends(self, est, time_step):
         pass
@@ -176,10 +190,11 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
     n_threads : int
     """
     rng = est._random_state
-    if not incremental or not hasattr(est, "_optimizer"):
-        state_cls = SGDState if est.solver == "sgd" else AdamState
+    state_cls = SGDState if est.solver == "sgd" else AdamState
+    if not incremental or not isinstance(getattr(est, "_optimizer", None), state_cls):
         est._optimizer = state_cls(net.theta.size, net.dtype, est.learning_rate_init)
     optimizer = est._optimizer
+    optimizer.follow(est)
 
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
