@@ -414,7 +414,8 @@ def test_chunked_training_equals_batch_by_batch(digits, solver, dtype, monkeypat
     """Dense X trains whole chunks of mini-batches per kernel call (the step
     applied inside it); sparse X goes batch by batch (gradient, then the
     optimizer's own kernel). Same data, same model, to the bit; chunks of one
-    batch too (CHUNK_ROWS), with sample weights and a ragged last batch."""
+    batch too (CHUNK_ROWS) and of a bounded amount of work (CHUNK_FLOPS), with
+    sample weights and a ragged last batch."""
     import scipy.sparse as sp
 
     from fastbp import _network, _solvers
@@ -442,6 +443,13 @@ def test_chunked_training_equals_batch_by_batch(digits, solver, dtype, monkeypat
     monkeypatch.setattr(_solvers, "CHUNK_ROWS", 1)
     fits.append(MLPClassifier(**params).fit(X, y, sample_weight=w))
     assert chunk_calls[3:] == [1] * (3 * n_batches)
+    # a chunk also holds at most CHUNK_FLOPS of work: 6 per weight and row
+    monkeypatch.setattr(_solvers, "CHUNK_ROWS", 4096)
+    n_weights = 64 * 40 + 40 * 30 + 30 * 10
+    monkeypatch.setattr(_solvers, "CHUNK_FLOPS", 6 * n_weights * 200)  # 200 rows: 3 batches
+    del chunk_calls[:]
+    fits.append(MLPClassifier(**params).fit(X, y, sample_weight=w))
+    assert chunk_calls == [3, 3, 3, 1] * 3  # 600 rows: 10 batches
     reference = fits[0]
     assert reference._network.dtype == dtype
     for other in fits[1:]:

@@ -24,6 +24,10 @@ STOCHASTIC_SOLVERS = ("sgd", "adam")
 # mini-batches per kernel call: the OpenMP team is woken once per chunk, and
 # Ctrl-C and the progress bar act between chunks (tens of milliseconds).
 CHUNK_ROWS = 4096
+# ... and at most about this many flops (6 per weight and row: three GEMMs of
+# 2 flops), so that Ctrl-C, which is seen between chunks, and the progress
+# bar wait tens of milliseconds, or one batch when a batch is larger.
+CHUNK_FLOPS = 6e9
 
 
 class SGDState:
@@ -261,7 +265,8 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
         update = optimizer.update_args(est)
         if sw_train is not None:
             sw_train = np.ascontiguousarray(sw_train, dtype=net.dtype)
-        chunk = _ChunkBuffers(min(max(1, CHUNK_ROWS // batch_size), -(-n_samples // batch_size)),
+        chunk_rows = min(CHUNK_ROWS, int(CHUNK_FLOPS // (6 * max(net.n_regularized, 1))))
+        chunk = _ChunkBuffers(min(max(1, chunk_rows // batch_size), -(-n_samples // batch_size)),
                               batch_size, net.dtype, sw_train is not None)
 
     n_batches = -(-n_samples // batch_size)
