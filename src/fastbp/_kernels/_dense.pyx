@@ -1042,7 +1042,8 @@ def csr_rows_to_dense(const floating[::1] data, const csr_index[::1] indices,
             if lo < 0 or hi < lo or hi > nnz:
                 bad = 2
                 break
-            memset(&out[i, 0], 0, n_cols * sizeof(floating))
+            if n_cols > 0:
+                memset(&out[i, 0], 0, n_cols * sizeof(floating))
             for k in range(lo, hi):
                 col = indices[k]
                 if col < 0 or col >= n_cols:
