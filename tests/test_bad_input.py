@@ -391,6 +391,15 @@ def test_invalid_hyperparameter_raises_at_fit(name, param, value, tmp_path):
         FACTORIES[name](**{param: value}).partial_fit(X, y, **kw)
 
 
+def test_huge_integer_parameters_are_accepted_as_by_sklearn():
+    X, y = make_data("MLPClassifier")
+    est = MLPClassifier(solver="lbfgs", max_fun=10**30, max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+    assert est.n_iter_ <= 2
+
+
 @pytest.mark.parametrize("params", [
     dict(hidden_layer_sizes=(4, 0)), dict(hidden_layer_sizes="10"), dict(verbose=-1),
     dict(learning_rate_init=np.inf), dict(alpha=np.nan), dict(tol=np.inf),

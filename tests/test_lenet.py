@@ -61,6 +61,24 @@ def test_unconnected_c3_weights_stay_zero(digits32):
     assert np.all(grads[unconnected] == 0)
 
 
+def test_continued_training_takes_a_new_activation_but_not_a_new_table(digits32):
+    """Training that continues (partial_fit, warm_start) takes a changed
+    activation on the fitted weights, as for the MLPs; a changed connection
+    table would change which C3 weights exist, at equal shapes, and raises."""
+    X, y = digits32
+    X, y = X[:40], y[:40]
+    est = _fit(LeNet5Classifier(connection_table="full", max_iter=1, random_state=0), X, y)
+    before = est.predict_proba(X)
+    est.set_params(activation="relu", learning_rate_init=1e-300)
+    est.partial_fit(X, y)  # a step of 1e-300 leaves the weights: only relu differs
+    assert not np.allclose(est.predict_proba(X), before)
+    theta = est._network.theta.copy()
+    est.set_params(connection_table="lecun", warm_start=True)
+    with pytest.raises(ValueError, match=r"^connection_table changed"):
+        _fit(est, X, y)
+    np.testing.assert_array_equal(est._network.theta, theta)
+
+
 @pytest.mark.parametrize("activation", ["tanh", "lecun_tanh", "relu", "logistic"])
 @pytest.mark.parametrize("table", ["lecun", "full", "custom"])
 def test_gradients_every_layer(digits32, activation, table):

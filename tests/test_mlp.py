@@ -204,6 +204,63 @@ def test_partial_fit_takes_hyperparameters_set_between_calls(digits, solver):
     assert not np.array_equal(est.coefs_[0], before[0])
 
 
+def test_warm_start_from_lbfgs_to_a_stochastic_solver_with_early_stopping(digits):
+    X, y = digits
+    est = _quiet_fit(MLPClassifier((6,), solver="lbfgs", max_iter=3, early_stopping=True,
+                                   random_state=0), X, y)
+    assert est.validation_scores_ is None
+    est.set_params(solver="adam", warm_start=True)
+    _quiet_fit(est, X, y)
+    assert len(est.validation_scores_) == est.n_iter_ > 0
+    assert est.best_validation_score_ == max(est.validation_scores_)
+
+
+def test_continued_training_refuses_in_place_changes_and_saved_models_name_them(
+        digits, tmp_path):
+    import fastbp
+    X, y = digits
+    est = _quiet_fit(MLPClassifier(hidden_layer_sizes=[6], max_iter=2, random_state=0), X, y)
+    est.hidden_layer_sizes.append(3)  # changed in place: still a change
+    with pytest.raises(ValueError, match=r"^hidden_layer_sizes changed"):
+        est.partial_fit(X, y)
+    est.hidden_layer_sizes.pop()
+    est.save(tmp_path / "m.npz")
+    loaded = fastbp.load(tmp_path / "m.npz")
+    loaded.set_params(hidden_layer_sizes=(5,))
+    with pytest.raises(ValueError, match=r"^hidden_layer_sizes changed"):
+        loaded.partial_fit(X, y)
+
+
+def test_failed_assignment_to_parameters_changes_nothing(digits):
+    X, y = digits
+    est = _quiet_fit(MLPClassifier((6,), max_iter=2, random_state=0), X, y)
+    before = est._network.theta.copy()
+    with pytest.raises(ValueError, match=r"coefs_\[1\] has shape"):
+        est.coefs_ = [np.zeros((64, 6)), np.zeros((5, 5))]
+    with pytest.raises(KeyError, match="'nope' is not a parameter"):
+        est.parameters_.update({"coef_0": np.ones((64, 6)), "nope": 1.0})
+    np.testing.assert_array_equal(est._network.theta, before)
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse", "sequential"])
+def test_a_batch_of_zero_total_weight_raises_clearly(digits, layout):
+    """sklearn fails on such a batch with a ZeroDivisionError; fastbp says
+    what is wrong, on every training path, and hands back no model."""
+    import scipy.sparse as sp
+    X, y = digits
+    w = np.ones(len(X))
+    w[:10] = 0
+    X = sp.csr_matrix(X) if layout == "sparse" else X
+    if layout == "sequential":  # not C-contiguous: the batch-by-batch path
+        X = np.asfortranarray(X)
+    est = MLPClassifier((6,), batch_size=10, shuffle=False, max_iter=2, random_state=0)
+    with pytest.raises(ValueError, match="sample weights of a mini-batch sum to zero"):
+        est.fit(X, y, sample_weight=w)
+    from sklearn.exceptions import NotFittedError
+    with pytest.raises(NotFittedError):
+        est.predict(X)
+
+
 def test_early_stopping_keeps_best_parameters(digits):
     X, y = digits
     est = _quiet_fit(MLPClassifier(hidden_layer_sizes=(15,), early_stopping=True,
@@ -311,6 +368,17 @@ def test_assigning_coefs_and_intercepts_changes_the_model_as_in_sklearn(digits):
         ours.coefs_.append(np.zeros(1))
     with pytest.raises(KeyError, match="not a parameter"):
         ours.parameters_["coef_9"] = 0.0
+
+
+def test_sparse_input_with_mixed_index_dtypes(digits):
+    import scipy.sparse as sp
+    X, y = digits
+    Xs = sp.csr_matrix(X)
+    Xs.indices = Xs.indices.astype(np.int64)  # indptr stays int32
+    params = dict(hidden_layer_sizes=(6,), max_iter=2, random_state=0)
+    a = _quiet_fit(MLPClassifier(**params), Xs, y)
+    b = _quiet_fit(MLPClassifier(**params), X, y)
+    np.testing.assert_array_equal(a._network.theta, b._network.theta)
 
 
 def test_sparse_input_matches_dense(digits):

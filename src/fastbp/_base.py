@@ -1,5 +1,6 @@
 """What every fastbp estimator shares: solver hyperparameters, the fit driver,
 parameter views and backprop inspection. No arithmetic lives here."""
+import copy
 import numbers
 import weakref
 from contextlib import contextmanager
@@ -55,7 +56,7 @@ def _interval(est, name, low=None, high=None, closed="left", integer=False):
         ok = value >= low if closed in ("left", "both") else value > low
     if ok and high is not None:
         ok = value <= high if closed in ("right", "both") else value < high
-    if ok:
+    if ok and not isinstance(value, numbers.Integral):
         ok = bool(np.isfinite(value))
     if not ok:
         lo = "-inf" if low is None else low
@@ -255,9 +256,14 @@ class BackpropEstimator(BaseEstimator):
             else:
                 fit_lbfgs(self, self._network, X, Y, sample_weight, n_threads)
 
+    # Parameters that may not change while training continues even where the
+    # weights keep their shapes (LeNet-5's connection table).
+    _fixed_after_fit: tuple = ()
+
     def _architecture(self):
-        """The parameters ``_build_network`` reads, by name."""
-        return {name: getattr(self, name) for name in self._architecture_params}
+        """The parameters ``_build_network`` reads, by name (copies, so that
+        changing a list in place counts as a change)."""
+        return {name: copy.deepcopy(getattr(self, name)) for name in self._architecture_params}
 
     def _continued_network(self, X, Y):
         """The fitted network, for training that continues it (warm_start,
@@ -268,16 +274,19 @@ class BackpropEstimator(BaseEstimator):
         built_with = getattr(self, "_built_with", None)  # None: a model saved without it
         if built_with is not None and _same_settings(built_with, wanted):
             return self._network
+        changed = [k for k in wanted if built_with is not None
+                   and not _same_settings({k: built_with.get(k)}, {k: wanted[k]})]
         fitted = self._network
         rebuilt = self._build_network(X, Y)
         shapes = {k: v.shape for k, v in fitted.parameters().items()}
-        if {k: v.shape for k, v in rebuilt.parameters().items()} != shapes:
-            changed = [k for k in wanted if built_with is None
-                       or not _same_settings({k: built_with.get(k)}, {k: wanted[k]})]
+        reshaped = {k: v.shape for k, v in rebuilt.parameters().items()} != shapes
+        if reshaped or any(k in self._fixed_after_fit for k in changed):
+            names = ", ".join(changed) if changed else (
+                "one of " + ", ".join(wanted))  # a model saved before this was recorded
             raise ValueError(
-                f"{', '.join(changed)} changed since the model was fitted, which would "
-                f"change the shapes of its weights; warm_start and partial_fit continue "
-                f"the fitted weights. Fit a fresh model (warm_start=False) to change them.")
+                f"{names} changed since the model was fitted, which would change the "
+                f"weights it has; warm_start and partial_fit continue the fitted "
+                f"weights. Fit a fresh model (warm_start=False) to change them.")
         rebuilt.theta[...] = fitted.theta
         self._built_with = wanted
         return rebuilt

@@ -187,6 +187,8 @@ class Network:
         """
         n = X.shape[0]
         sw_sum = float(n) if sample_weight is None else float(sample_weight.sum())
+        if n > 0:
+            _check_weight_sum(sw_sum)
         if n > 0 and self.trains_in_chunks:
             return self._dense_chain_loss_and_grad(X, Y, sample_weight, alpha, ws, n_threads,
                                                    record, sw_sum)
@@ -290,8 +292,9 @@ class Network:
         else:
             batch_params[:, 1] = 0.0
         batch_params[:, 2] = learning_rates
-        totals = ws.setdefault("chunk_totals", np.empty((0, 2)))
-        if totals.shape[0] < len(sw_sums):
+        _check_weight_sum(sw_sums.min())
+        totals = ws.get("chunk_totals")
+        if totals is None or totals.shape[0] < len(sw_sums):
             totals = ws["chunk_totals"] = np.empty((len(sw_sums), 2))
         totals = totals[:len(sw_sums)]
         buffers = self._chain_buffers(ws, batch_size)
@@ -304,6 +307,17 @@ class Network:
         )
         for j in range(len(sw_sums)):
             batch_losses[j] = _batch_loss(totals[j, 0], totals[j, 1], alpha, sw_sums[j])
+
+
+def _check_weight_sum(smallest):
+    """ValueError unless the smallest of the batches' sample-weight sums is
+    positive: a batch whose weights sum to zero has no mean loss (sklearn
+    fails there too, with a ZeroDivisionError)."""
+    if not smallest > 0:
+        raise ValueError(
+            "The sample weights of a mini-batch sum to zero (or are negative or NaN), "
+            "so its mean loss is undefined. Use a larger batch_size, or drop the samples "
+            "of weight zero.")
 
 
 def _batch_loss(data_loss, sumsq, alpha, sw_sum):

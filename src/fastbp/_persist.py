@@ -233,6 +233,7 @@ def load(path: PathLike) -> Any:
         Y = np.zeros((1, n_outputs), dtype=dtype)
         estimator._sample_shape = tuple(shape)
         estimator._network = estimator._build_network(X, Y, theta=theta)
+        estimator._built_with = estimator._architecture()
     except (ValueError, TypeError, KeyError) as exc:
         _fail(path, str(exc))
     _restore_optimizer(path, estimator, meta.get("optimizer"), arrays, theta.size, dtype)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._kernels import _dense, _rnn
 from ._layers import ACTIVATION_CODES, Dense, Layer
-from ._network import LOSS_CODES, Network
+from ._network import LOSS_CODES, Network, _check_weight_sum
 from ._threads import blas_single_thread
 
 
@@ -275,6 +275,8 @@ class RNNNetwork(Network):
         x, H, H_out, logits = self.forward(batch, ws, n_threads)
         n_pred = logits.shape[0]
         sw_sum = float(n_pred) if sample_weight is None else float(sample_weight.sum())
+        if n_pred:
+            _check_weight_sum(sw_sum)
         delta_out = ws["delta_out"][:n_pred]
         data_loss = _dense.output_loss_delta(logits, Y, sample_weight, delta_out,
                                              LOSS_CODES[self.loss], 1.0 / sw_sum, n_threads)

@@ -44,6 +44,8 @@ class SGDState:
 
     def follow(self, est):
         """Take a learning_rate_init set since the state was made."""
+        if not hasattr(self, "learning_rate_init"):  # a state pickled before it was kept
+            self.learning_rate_init = float(est.learning_rate_init)
         if est.learning_rate_init != self.learning_rate_init:
             self.learning_rate = self.learning_rate_init = float(est.learning_rate_init)
 
@@ -138,9 +140,11 @@ def _as_csr(X, dtype):
     """X as a CSR matrix in ``dtype`` with contiguous arrays, what
     ``_take_rows`` gathers from (one conversion per fit)."""
     X = X.tocsr().astype(dtype, copy=False)
+    # the kernel takes indices and indptr of one dtype, int32 or int64
+    index_dtype = np.int32 if X.indices.dtype == X.indptr.dtype == np.int32 else np.int64
     X.data = np.ascontiguousarray(X.data)
-    X.indices = np.ascontiguousarray(X.indices)
-    X.indptr = np.ascontiguousarray(X.indptr)
+    X.indices = np.ascontiguousarray(X.indices, dtype=index_dtype)
+    X.indptr = np.ascontiguousarray(X.indptr, dtype=index_dtype)
     return X
 
 
@@ -203,6 +207,12 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     early_stopping = est.early_stopping
+    # Continuing after lbfgs, or with early_stopping switched: start the
+    # records this fit keeps (sklearn would fail on the missing attributes).
+    if early_stopping and est.validation_scores_ is None:
+        est.validation_scores_, est.best_validation_score_ = [], -np.inf
+    if not early_stopping and est.best_loss_ is None:
+        est.best_loss_ = np.inf
     n_total = _num_rows(X)
     if early_stopping:
         # Splitting indices draws the same permutation sklearn's MLP draws
@@ -250,7 +260,9 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
         sw_buf = np.empty(batch_size, dtype=net.dtype) if sw_train is not None else None
     # int32 halves the index arrays, the largest per-sample buffers of a fit.
     index_dtype = np.int32 if n_samples < 2**31 else np.intp
-    sample_idx = np.arange(n_samples, dtype=index_dtype)
+    identity = np.arange(n_samples, dtype=index_dtype)
+    sample_idx = identity.copy()
+    shuffled = None  # buffers for the next epoch's order, made on first use
     alpha = float(est.alpha)
     theta, grad = net.theta, net.grad
     contiguous_slices = (not sequences and not sp.issparse(X_train)
@@ -277,11 +289,16 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
             tic = time.perf_counter()
             if est.shuffle:
                 # sklearn.utils.shuffle's draw (RandomState.shuffle of an arange,
-                # whatever its dtype), so the order follows sklearn's MLP.
-                order = np.arange(n_samples, dtype=index_dtype)
+                # whatever its dtype), so the order follows sklearn's MLP;
+                # composed with the last order in buffers kept for the fit.
+                if shuffled is None:
+                    shuffled = (np.empty_like(sample_idx), np.empty_like(sample_idx))
+                order, composed = shuffled
+                order[...] = identity
                 rng.shuffle(order)
-                sample_idx = sample_idx[order]
-                del order
+                np.take(sample_idx, order, out=composed)
+                shuffled = (order, sample_idx)
+                sample_idx = composed
             accumulated_loss = 0.0
             if est.verbose >= 2:
                 progress = EpochProgress(est.n_iter_ + 1, n_batches, n_samples)

@@ -8,14 +8,19 @@ the view instead, after checking its shape.
 import numpy as np
 
 
-def copy_into(view, value, label):
-    """Copy ``value`` into the parameter ``view``; ValueError on a shape mismatch."""
-    array = np.asarray(value)
-    if array.shape != view.shape:
-        raise ValueError(
-            f"{label} has shape {view.shape}; got an array of shape {array.shape}. "
-            "A fitted model's layer sizes are fixed: refit to change them.")
-    view[...] = array
+def copy_all_into(pairs):
+    """Copy each (view, value, label)'s value into its parameter view, after
+    checking every shape first, so that a bad item changes nothing."""
+    checked = []
+    for view, value, label in pairs:
+        array = np.asarray(value)
+        if array.shape != view.shape:
+            raise ValueError(
+                f"{label} has shape {view.shape}; got an array of shape {array.shape}. "
+                "A fitted model's layer sizes are fixed: refit to change them.")
+        checked.append((view, array))
+    for view, array in checked:
+        view[...] = array
 
 
 class ParameterList(list):
@@ -34,11 +39,11 @@ class ParameterList(list):
             if len(values) != len(targets):
                 raise ValueError(f"{self._name} holds one array per layer: {len(targets)} "
                                  f"arrays are needed here, got {len(values)}.")
-            for i, v in zip(targets, values):
-                copy_into(list.__getitem__(self, i), v, f"{self._name}[{i}]")
+            copy_all_into((list.__getitem__(self, i), v, f"{self._name}[{i}]")
+                          for i, v in zip(targets, values))
             return
         i = range(len(self))[index]  # IndexError as for a list
-        copy_into(list.__getitem__(self, i), value, f"{self._name}[{i}]")
+        copy_all_into([(list.__getitem__(self, i), value, f"{self._name}[{i}]")])
 
     def _fixed_length(self, *args, **kwargs):
         raise TypeError(f"{self._name} holds one array per layer of the fitted model; "
@@ -56,10 +61,7 @@ class ParameterDict(dict):
     model. Its keys are fixed; a copy is a plain dict, detached from the model."""
 
     def __setitem__(self, key, value):
-        if key not in self:
-            raise KeyError(f"{key!r} is not a parameter of this model; "
-                           f"it has {', '.join(self)}.")
-        copy_into(dict.__getitem__(self, key), value, f"parameters_[{key!r}]")
+        self.update({key: value})
 
     def _fixed_keys(self, *args, **kwargs):
         raise TypeError("parameters_ holds the fitted model's parameters; "
@@ -68,8 +70,15 @@ class ParameterDict(dict):
     __delitem__ = pop = popitem = clear = setdefault = _fixed_keys
 
     def update(self, *args, **kwargs):
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
+        """Copy each given array into the parameter of its name; every key
+        and shape is checked before anything is written."""
+        items = dict(*args, **kwargs)
+        for key in items:
+            if key not in self:
+                raise KeyError(f"{key!r} is not a parameter of this model; "
+                               f"it has {', '.join(self)}.")
+        copy_all_into((dict.__getitem__(self, key), value, f"parameters_[{key!r}]")
+                      for key, value in items.items())
 
     def __ior__(self, other):  # type: ignore[misc]  # returns self, written through
         self.update(other)

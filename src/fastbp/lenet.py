@@ -91,6 +91,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
     """
 
     _architecture_params = ("activation", "connection_table", "image_shape", "loss")
+    _fixed_after_fit = ("connection_table",)  # which weights exist, at equal shapes
 
     def __init__(
         self,
