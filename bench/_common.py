@@ -29,9 +29,13 @@ def environment(n_threads_list):
         "scipy": scipy.__version__,
         "sklearn": sklearn.__version__,
         "blas": [
-            f"{i.get('internal_api')} {i.get('version')} ({Path(i.get('filepath', '')).name})"
+            f"{i.get('internal_api')} {i.get('version')}, {i.get('architecture')} kernels "
+            f"({Path(i.get('filepath', '')).name})"
             for i in threadpool_info() if i.get("user_api") == "blas"
         ],
+        # OpenBLAS's kernels for an unrecognised CPU can be forced this way; it
+        # applies to every OpenBLAS in the process, numpy's (sklearn's) too.
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
     }
     try:
         import torch
