@@ -8,8 +8,10 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+from threadpoolctl import threadpool_info
 
 import fastbp
+from fastbp._show_versions import openblas_kernel_hint
 
 
 def _run(name, estimator, X_train, y_train, X_test, y_test):
@@ -55,6 +57,9 @@ def main():
     print(f"{'model':<44} {'accuracy':>9} {'seconds':>9}")
     for name, estimator, view in demo_rows():
         _run(name, estimator, _view(X_train, view), y_train, _view(X_test, view), y_test)
+    hint = openblas_kernel_hint(threadpool_info())
+    if hint:
+        print("\n" + hint)
 
 
 if __name__ == "__main__":

@@ -70,10 +70,10 @@ def openblas_kernel_hint(infos):
                     and i["architecture"].lower() not in _AVX512_CORES})
     if not cores:
         return None
-    return ("This CPU has AVX-512, but OpenBLAS runs its " + "/".join(cores) + " kernels. "
-            "Starting Python with OPENBLAS_CORETYPE=SkylakeX in the environment makes every "
-            "OpenBLAS in the process use its AVX-512 kernels: fastbp's GEMMs ran 1.7-1.9x "
-            "faster that way on an AMD Zen 5 machine. Measure on yours.")
+    return ("This CPU has AVX-512, but OpenBLAS runs its " + "/".join(cores) + " kernels.\n"
+            "Starting Python with OPENBLAS_CORETYPE=SkylakeX in the environment makes every\n"
+            "OpenBLAS in the process use its AVX-512 kernels: on an AMD Zen 5 machine the\n"
+            "GEMMs ran 1.9x and an MLP epoch 1.65x faster that way. Measure on yours.")
 
 
 def _cpu_has_avx512():
