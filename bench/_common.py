@@ -33,9 +33,10 @@ def environment(n_threads_list):
             f"({Path(i.get('filepath', '')).name})"
             for i in threadpool_info() if i.get("user_api") == "blas"
         ],
-        # OpenBLAS's kernels for an unrecognised CPU can be forced this way; it
-        # applies to every OpenBLAS in the process, numpy's (sklearn's) too.
+        # These override OpenBLAS's own choice of kernels and blocking, for
+        # every OpenBLAS in the process (numpy's, so sklearn's, too).
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
     }
     try:
         import torch
@@ -48,8 +49,15 @@ def environment(n_threads_list):
 
 
 def print_environment(env):
+    from threadpoolctl import threadpool_info
+
+    from fastbp._show_versions import openblas_kernel_hint
+
     for key, value in env.items():
         print(f"{key:>12}: {value}")
+    hint = openblas_kernel_hint(threadpool_info())
+    if hint:
+        print("\n" + hint)
     print()
 
 

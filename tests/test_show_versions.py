@@ -18,8 +18,12 @@ def _openblas(architecture):
 
 def test_kernel_hint_only_for_an_avx512_cpu_on_older_kernels(monkeypatch):
     monkeypatch.setattr(_show_versions, "_cpu_has_avx512", lambda: True)
-    hint = _show_versions.openblas_kernel_hint([_openblas("Haswell"), _openblas("SkylakeX")])
+    both = [_openblas("Haswell"), _openblas("SkylakeX")]
+    hint = _show_versions.openblas_kernel_hint(both, environ={})
     assert "OPENBLAS_CORETYPE=SkylakeX" in hint and "Haswell kernels" in hint
+    forced = _show_versions.openblas_kernel_hint(both, environ={"OPENBLAS_CORETYPE": "Haswell"})
+    assert "as OPENBLAS_CORETYPE=Haswell in the environment" in " ".join(forced.split())
+    assert "without it" in forced
     assert _show_versions.openblas_kernel_hint([_openblas("SkylakeX")]) is None
     assert _show_versions.openblas_kernel_hint([{"internal_api": "mkl"}]) is None
     monkeypatch.setattr(_show_versions, "_cpu_has_avx512", lambda: False)
