@@ -411,15 +411,26 @@ cdef void chain_units(ChainBatch* bt, int n_layers, const Py_ssize_t* dims) noex
     bt.n_units = n
 
 
+cdef inline void layer_arrays(const Chain* c, floating*** A, floating*** W, floating*** b,
+                              floating*** D) noexcept nogil:
+    """The call's per-layer activations, weights, biases and deltas, typed
+    (the struct holds them as void**: a struct field cannot be fused)."""
+    A[0] = <floating**> c.A
+    W[0] = <floating**> c.W
+    b[0] = <floating**> c.b
+    D[0] = <floating**> c.D
+
+
 cdef void chain_rows(int g, const Chain* c, const ChainBatch* bt, floating* tag) noexcept nogil:
     """Rows of group g of a batch (``tag`` only picks the dtype): gathered when
     the call gathers, then every layer forward, the output loss and delta, and
     the seeds' recursion down to the first layer's delta. Rows are
     independent here, so the groups need no synchronisation."""
-    cdef floating** A = <floating**> c.A
-    cdef floating** W = <floating**> c.W
-    cdef floating** b = <floating**> c.b
-    cdef floating** D = <floating**> c.D
+    cdef floating **A
+    cdef floating **W
+    cdef floating **b
+    cdef floating **D
+    layer_arrays(c, &A, &W, &b, &D)
     cdef floating* Y = <floating*> c.Y
     cdef floating* sw = <floating*> c.sw
     cdef const Py_ssize_t* dims = c.dims
@@ -468,10 +479,11 @@ cdef void chain_gradient_unit(int u, const Chain* c, const ChainBatch* bt,
     """Unit u of a batch's second phase: a block of rows of one layer's weight
     gradient, then its L2 term and the optimizer's step on it while it is in
     cache; or (block -1) that layer's bias gradient and step."""
-    cdef floating** A = <floating**> c.A
-    cdef floating** W = <floating**> c.W
-    cdef floating** b = <floating**> c.b
-    cdef floating** D = <floating**> c.D
+    cdef floating **A
+    cdef floating **W
+    cdef floating **b
+    cdef floating **D
+    layer_arrays(c, &A, &W, &b, &D)
     cdef floating** gW = <floating**> c.gW
     cdef floating** gb = <floating**> c.gb
     cdef floating* s1 = <floating*> c.s1
