@@ -4,6 +4,7 @@ import sys
 import threading
 from contextlib import contextmanager
 
+import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
 from ._kernels import _openmp
@@ -82,6 +83,28 @@ _blas_limiter = None
 _controller = None
 
 
+def _as_any_thread(set_limits):
+    """Call ``set_limits`` so that it takes effect whichever thread calls it.
+
+    threadpoolctl (3.6 and later) lets only one Python thread change a
+    process-wide OpenBLAS pool: the first one that sets a limit, until its own
+    ``with`` block ends, and it silently ignores the others. fastbp's first and
+    last callers may be any threads, so the claim is released before and after
+    each change; otherwise a fit in a second thread ran with the user's BLAS
+    threads, and OpenBLAS's AVX-512 kernels round differently for another
+    thread count.
+    """
+    release = getattr(getattr(threadpoolctl, "OpenBLASController", None),
+                      "clear_controlling_thread", None)
+    if release is not None:
+        release(force=True)
+    try:
+        return set_limits()
+    finally:
+        if release is not None:
+            release(force=True)
+
+
 @contextmanager
 def blas_single_thread():
     """Run BLAS on one thread while fastbp's kernels split GEMMs over OpenMP.
@@ -94,7 +117,8 @@ def blas_single_thread():
         if _blas_depth == 0:
             if _controller is None:
                 _controller = ThreadpoolController()
-            _blas_limiter = _controller.limit(limits=1, user_api="blas")
+            _blas_limiter = _as_any_thread(
+                lambda: _controller.limit(limits=1, user_api="blas"))
         _blas_depth += 1
     try:
         yield
@@ -102,5 +126,5 @@ def blas_single_thread():
         with _blas_lock:
             _blas_depth -= 1
             if _blas_depth == 0:
-                _blas_limiter.restore_original_limits()
+                _as_any_thread(_blas_limiter.restore_original_limits)
                 _blas_limiter = None

@@ -1,0 +1,155 @@
+"""fastbp leaves the rest of the process as it found it: no environment
+variable set (not even briefly), the shared OpenMP runtime's settings left at
+their defaults, and BLAS limits that hold in whichever thread takes them and
+are restored afterwards."""
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from fastbp._threads import blas_single_thread
+
+# Small fits of the three models, run after the import in each subprocess.
+_FITS = """
+import numpy as np
+from fastbp import LeNet5Classifier, MLPClassifier, RNNRegressor
+rng = np.random.default_rng(0)
+MLPClassifier(hidden_layer_sizes=(8,), max_iter=2).fit(rng.random((40, 5)), np.arange(40) % 2)
+LeNet5Classifier(max_iter=1).fit(rng.random((8, 28, 28)), np.arange(8) % 2)
+RNNRegressor(hidden_size=4, max_iter=2).fit(rng.random((6, 5, 2)), rng.random(6))
+"""
+
+
+def _run(*parts):
+    """Run the code ``parts`` in a fresh interpreter with no OpenMP or GOMP variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_"))}
+    code = "\n".join(textwrap.dedent(part) for part in parts)
+    return subprocess.run([sys.executable, "-c", code], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_import_and_fits_set_no_environment_variable():
+    # os.putenv and os.unsetenv raise audit events, os.environ's writes included
+    result = _run("""
+        import os, sys
+        events = []
+
+        def hook(name, args):
+            # who asked: the innermost caller outside the os module (scipy sets
+            # OPENBLAS_MAIN_FREE while it loads, which is not fastbp's doing)
+            if name in ("os.putenv", "os.unsetenv"):
+                frame = sys._getframe(1)
+                while frame.f_code.co_filename in (os.__file__, "<frozen os>"):
+                    frame = frame.f_back
+                if "fastbp" in frame.f_code.co_filename:
+                    events.append((name, args, frame.f_code.co_filename))
+
+        sys.addaudithook(hook)
+        import fastbp
+        """, _FITS, """
+        print("EVENTS", events)
+        """)
+    assert result.returncode == 0, result.stderr
+    assert "EVENTS []" in result.stdout, result.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="libgomp's report")
+def test_openmp_runtime_keeps_its_default_settings():
+    """omp_display_env(1) after fastbp's import and fits shows libgomp's defaults:
+    GOMP_SPINCOUNT stays 300000 (a forced passive wait policy makes it 0)."""
+    result = _run("""
+        import ctypes, sys
+        import fastbp
+        """, _FITS, """
+        # dlsym on the kernels' module searches the libraries it links, so this
+        # is the runtime fastbp uses (sklearn ships a libgomp of its own)
+        from fastbp._kernels import _dense
+        kernels = ctypes.CDLL(_dense.__file__)
+        if not hasattr(kernels, "omp_display_env") or not hasattr(kernels, "GOMP_parallel"):
+            print("NO-LIBGOMP"); sys.exit(0)
+        sys.stdout.flush()
+        kernels.omp_display_env(1)
+        """)
+    assert result.returncode == 0, result.stderr
+    if "NO-LIBGOMP" in result.stdout:
+        pytest.skip("the kernels are not linked against libgomp")
+    report = result.stdout + result.stderr
+    assert "GOMP_SPINCOUNT = '300000'" in report, report
+    assert "OMP_WAIT_POLICY = 'PASSIVE'" in report, report
+
+
+def _blas_threads():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def _in_thread(fn):
+    out = []
+    thread = threading.Thread(target=lambda: out.append(fn()))
+    thread.start()
+    thread.join()
+    return out[0]
+
+
+def _limited_threads():
+    with blas_single_thread():
+        return _blas_threads()
+
+
+@pytest.fixture
+def multithreaded_blas():
+    original = _blas_threads()
+    if not original or max(original) < 2:
+        pytest.skip("BLAS runs on one thread already")
+    return original
+
+
+def test_blas_limit_holds_in_a_second_thread_and_is_restored(multithreaded_blas):
+    """The main thread takes the limit first; a fit in another thread must still
+    run BLAS on one thread (threadpoolctl ignored any thread but the first that
+    set a limit, so LeNet-5's GEMMs ran on the user's thread count)."""
+    assert _limited_threads() == [1] * len(multithreaded_blas)
+    assert _in_thread(_limited_threads) == [1] * len(multithreaded_blas)
+    assert _blas_threads() == multithreaded_blas
+
+
+def test_user_limits_in_other_threads_still_work_after_fastbp(multithreaded_blas):
+    _limited_threads()
+
+    def users_own_limit():
+        with threadpool_limits(1, user_api="blas"):
+            return _blas_threads()
+
+    assert _in_thread(users_own_limit) == [1] * len(multithreaded_blas)
+    assert _blas_threads() == multithreaded_blas
+
+
+def test_limit_restored_when_another_thread_leaves_last(multithreaded_blas):
+    """Thread A enters, thread B enters, A leaves, B leaves last: the user's
+    setting comes back, whoever restores it."""
+    entered, a_left = threading.Event(), threading.Event()
+
+    def a():
+        with blas_single_thread():
+            entered.set()
+            b_inside.wait()
+        a_left.set()
+
+    b_inside = threading.Event()
+
+    def b():
+        entered.wait()
+        with blas_single_thread():
+            b_inside.set()
+            a_left.wait()
+            return _blas_threads()
+
+    thread_a = threading.Thread(target=a)
+    thread_a.start()
+    inside_b = _in_thread(b)
+    thread_a.join()
+    assert inside_b == [1] * len(multithreaded_blas)
+    assert _blas_threads() == multithreaded_blas
