@@ -1,16 +1,12 @@
 """Compiled kernels. Import them through this package so a missing build is
-reported once, in words, instead of as a bare ImportError."""
-import os
+reported once, in words, instead of as a bare ImportError.
 
-# libgomp reads its wait policy once, when it loads with these modules. Its
-# default spins for a while after every parallel region, and a team whose
-# threads are descheduled by other work on the cores then waits milliseconds
-# per region: measured here, a fit 5-15x slower on two busy cores. Passive
-# waiting costs microseconds per region on an idle machine. A policy the user
-# set wins, and the variable is removed again once the library has read it.
-_SET_WAIT_POLICY = not ({"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ))
-if _SET_WAIT_POLICY:
-    os.environ["OMP_WAIT_POLICY"] = "passive"
+Importing them changes nothing else in the process: no environment variable
+is set, so an OpenMP runtime shared with other libraries (libgomp is loaded
+once per process, by soname) keeps the settings its user gave it. The
+kernels' own waits spin briefly and then yield the core (csrc/fastbp_sync.h),
+so a team whose threads are descheduled by other work does not stall.
+"""
 try:
     from . import _blas, _conv, _dense, _openmp, _rnn  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised by hand
@@ -20,6 +16,3 @@ except ImportError as exc:  # pragma: no cover - exercised by hand
         "development) from the source tree, rather than running it from src/. "
         f"The original error was: {exc}"
     ) from exc
-finally:
-    if _SET_WAIT_POLICY:
-        del os.environ["OMP_WAIT_POLICY"]
