@@ -1,196 +1,245 @@
-"""MLP training speed: fastbp vs scikit-learn vs PyTorch CPU, same run.
+"""MLP training speed: fastbp against scikit-learn, PyTorch (eager and
+torch.compile) and JAX (jit), each in a process of its own.
 
-Fashion-MNIST, 784-256-128-10 ReLU (tanh in the -tanh config), batch 128,
-softmax cross-entropy, alpha = 0, the same optimizer settings for all three. For each configuration
-and thread count it prints seconds per epoch, the ratios to fastbp, the
-time of the GEMMs alone (numpy's BLAS and scipy's, the same shapes), the
-sklearn ratio that a step costing only scipy's GEMMs would reach, test accuracy, and the
-peak memory that fit allocates (tracemalloc, numpy buffers included).
+Fashion-MNIST (60,000 images), 784-256-128-10 ReLU, batch 128, softmax
+cross-entropy, alpha = 0, Glorot-uniform initialization (scikit-learn's) for
+all, shuffled every epoch. Each contender warms up on a few batches first
+(excluded), then trains ``epochs`` epochs; the figure is seconds per epoch at
+each thread count from 1 to all cores, and the table compares each one's best.
 
-    python bench/bench_mlp.py                 # all configurations
-    python bench/bench_mlp.py --epochs 2 --configs sgd-float32
+    python bench/bench_mlp.py                                  # SGD float32, every contender
+    python bench/bench_mlp.py --workloads sgd-float32 adam-float32 sgd-float64
+    python bench/bench_mlp.py --set epochs=1 n_train=12800      # a quick look
 
-Needs Debian's dataset-fashion-mnist (or FASTBP_DATA); PyTorch is optional.
+Needs Debian's dataset-fashion-mnist (or FASTBP_DATA). PyTorch and JAX are
+optional: a contender that is not installed is listed as such.
 """
-import argparse
-import os
-import warnings
+import time
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.neural_network import MLPClassifier as SkMLPClassifier
-from threadpoolctl import threadpool_limits
 
-import fastbp
-from fastbp._kernels import _blas
-from _common import (environment, load_fashion_mnist_flat, print_environment,
-                     print_table, timed, write_json)
+import _harness
+from _data import fashion_mnist
+from _harness import Unavailable, Workload
 
-HIDDEN = (256, 128)
+SIZES = (784, 256, 128, 10)
 BATCH = 128
-CONFIGS = {
-    "sgd-float32": dict(solver="sgd", dtype=np.float32, lr=0.01),
-    "adam-float32": dict(solver="adam", dtype=np.float32, lr=0.001),
-    "sgd-float64": dict(solver="sgd", dtype=np.float64, lr=0.01),
-    "sgd-float32-tanh": dict(solver="sgd", dtype=np.float32, lr=0.01, activation="tanh"),
-}
-TORCH_ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh"}
+N_TRAIN = 60000
+WARMUP_ROWS = 20 * BATCH
+SETTINGS = {"sgd": dict(lr=0.01, momentum=0.9), "adam": dict(lr=0.001)}
 
 
-def sk_params(cfg, epochs, seed):
-    return dict(hidden_layer_sizes=HIDDEN, activation=cfg.get("activation", "relu"),
-                solver=cfg["solver"],
-                alpha=0.0, batch_size=BATCH, learning_rate_init=cfg["lr"],
-                momentum=0.9, nesterovs_momentum=False, max_iter=epochs, tol=0.0,
-                n_iter_no_change=10**9, shuffle=True, random_state=seed)
+def flop_per_sample():
+    """Forward and backward GEMMs: 2 * (forward + weight gradient) MACs, plus the
+    deltas of every layer but the first."""
+    macs = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
+    delta_macs = sum(a * b for a, b in zip(SIZES[1:-1], SIZES[2:]))
+    return 2 * (2 * macs + delta_macs)
 
 
-def run_sklearn_like(cls, cfg, data, epochs, n_threads, seed, **extra):
-    X, y, X_test, y_test = data
-    est = cls(**sk_params(cfg, epochs, seed), **extra)
-
-    def fit():
-        with warnings.catch_warnings(), threadpool_limits(n_threads):
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return est.fit(X, y)
-
-    _, seconds, peak = timed(fit)
-    with threadpool_limits(n_threads):
-        accuracy = est.score(X_test, y_test)
-    return seconds / epochs, accuracy, peak
+def _data(options):
+    n = options.get("n_train", N_TRAIN)
+    X, y = fashion_mnist("train", n, options["dtype"])
+    X_test, y_test = fashion_mnist("test", None, options["dtype"])
+    return X.reshape(len(X), -1), y, X_test.reshape(len(X_test), -1), y_test
 
 
-def run_torch(cfg, data, epochs, n_threads, seed):
+def _sklearn_params(options):
+    solver = options["solver"]
+    params = dict(hidden_layer_sizes=SIZES[1:-1], activation="relu", solver=solver,
+                  alpha=0.0, batch_size=BATCH, learning_rate_init=SETTINGS[solver]["lr"],
+                  tol=0.0, n_iter_no_change=10**9, shuffle=True, random_state=0)
+    if solver == "sgd":
+        params.update(momentum=SETTINGS["sgd"]["momentum"], nesterovs_momentum=False)
+    return params
+
+
+def _run_estimator(cls, options, extra):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y, X_test, y_test = _data(options)
+    epochs = options.get("epochs", 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cls(**_sklearn_params(options), max_iter=1, **extra).fit(X[:WARMUP_ROWS], y[:WARMUP_ROWS])
+        est = cls(**_sklearn_params(options), max_iter=epochs, **extra)
+        tic = time.perf_counter()
+        est.fit(X, y)
+        seconds = (time.perf_counter() - tic) / epochs
+    return {"seconds": seconds, "accuracy": float(est.score(X_test, y_test)),
+            "blas": _harness.blas_report()}
+
+
+def run_fastbp(options, n_threads):
+    from fastbp import MLPClassifier
+    from fastbp._kernels import _conv
+
+    result = _run_estimator(MLPClassifier, options, {"n_jobs": n_threads})
+    result["kernels"] = f"kernel path {_conv.dispatch_path()}"
+    return result
+
+
+def run_sklearn(options, n_threads):
+    from sklearn.neural_network import MLPClassifier
+
+    return _run_estimator(MLPClassifier, options, {})
+
+
+def _glorot(rng, fan_in, fan_out):
+    """scikit-learn's MLP initialization: weights and biases U(+-sqrt(6 / (in + out)))."""
+    bound = np.sqrt(6.0 / (fan_in + fan_out))
+    return (rng.uniform(-bound, bound, (fan_in, fan_out)),
+            rng.uniform(-bound, bound, fan_out))
+
+
+def _torch(options, n_threads, compiled):
     try:
         import torch
     except ImportError:
-        return None, None, None
-    X, y, X_test, y_test = data
+        raise Unavailable("PyTorch is not installed")
     torch.set_num_threads(n_threads)
-    torch.manual_seed(seed)
-    tdtype = torch.float32 if cfg["dtype"] == np.float32 else torch.float64
-    Xt, yt = torch.from_numpy(X).to(tdtype), torch.from_numpy(y)
-    sizes = (X.shape[1],) + HIDDEN + (10,)
+    torch.manual_seed(0)
+    tdtype = getattr(torch, options["dtype"])
+    X, y, X_test, y_test = _data(options)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    rng = np.random.default_rng(0)
     layers = []
-    for i in range(len(sizes) - 1):
-        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(getattr(torch.nn, TORCH_ACTIVATIONS[cfg.get("activation", "relu")])())
-    model = torch.nn.Sequential(*layers).to(tdtype)
-    if cfg["solver"] == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=0.9)
+    for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        linear = torch.nn.Linear(a, b, dtype=tdtype)
+        W, bias = _glorot(rng, a, b)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(W.T.copy()))
+            linear.bias.copy_(torch.from_numpy(bias))
+        layers.append(linear)
+        if i < len(SIZES) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    if options["solver"] == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=SETTINGS["sgd"]["lr"],
+                              momentum=SETTINGS["sgd"]["momentum"])
     else:
-        opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8)
+        opt = torch.optim.Adam(model.parameters(), lr=SETTINGS["adam"]["lr"])
     loss_fn = torch.nn.CrossEntropyLoss()
 
-    def fit():
-        for _ in range(epochs):
-            perm = torch.randperm(len(Xt))
-            for start in range(0, len(Xt), BATCH):
-                idx = perm[start:start + BATCH]
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(Xt[idx]), yt[idx])
-                loss.backward()
-                opt.step()
+    def step(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        opt.step()
 
-    _, seconds, peak = timed(fit)
+    if compiled:
+        step = torch.compile(step)
+
+    def epoch(rows):
+        perm = torch.randperm(rows)
+        for start in range(0, rows, BATCH):
+            idx = perm[start:start + BATCH]
+            step(Xt[idx], yt[idx])
+
+    epoch(WARMUP_ROWS + BATCH // 2)  # warm-up, a ragged last batch included
+    epochs = options.get("epochs", 3)
+    tic = time.perf_counter()
+    for _ in range(epochs):
+        epoch(len(Xt))
+    seconds = (time.perf_counter() - tic) / epochs
     with torch.no_grad():
-        pred = model(torch.from_numpy(X_test).to(tdtype)).argmax(1).numpy()
-    return seconds / epochs, float(np.mean(pred == y_test)), None
+        pred = model(torch.from_numpy(X_test)).argmax(1).numpy()
+    return {"seconds": seconds, "accuracy": float(np.mean(pred == y_test)),
+            "blas": [torch.__config__.show().split("\n")[0].strip(),
+                     f"MKL: {torch.backends.mkl.is_available()}"]}
 
 
-def _numpy_gemm(A, B, C, trans_a=False, trans_b=False):
-    np.matmul(A.T if trans_a else A, B.T if trans_b else B, out=C)
+def run_torch(options, n_threads):
+    return _torch(options, n_threads, compiled=False)
 
 
-def gemm_only_epoch(cfg, data, n_threads, gemm=_numpy_gemm):
-    """Seconds per epoch of just the GEMMs of forward and backward, through
-    numpy's BLAS by default; ``_blas.gemm_py`` runs them through scipy's
-    BLAS, the one fastbp calls (the two are different OpenBLAS builds)."""
-    X = data[0]
+def run_torch_compile(options, n_threads):
+    return _torch(options, n_threads, compiled=True)
+
+
+def run_jax(options, n_threads):
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        raise Unavailable("JAX is not installed")
+    if options["dtype"] == "float64":
+        jax.config.update("jax_enable_x64", True)
+    X, y, X_test, y_test = _data(options)
     rng = np.random.default_rng(0)
-    sizes = (X.shape[1],) + HIDDEN + (10,)
-    W = [rng.standard_normal((a, b)).astype(cfg["dtype"]) for a, b in zip(sizes[:-1], sizes[1:])]
-    acts = [np.empty((BATCH, s), cfg["dtype"]) for s in sizes]
-    grads = [np.empty_like(w) for w in W]
-    deltas = [np.zeros((BATCH, s), cfg["dtype"]) for s in sizes]
+    params = [tuple(jnp.asarray(p.astype(options["dtype"])) for p in _glorot(rng, a, b))
+              for a, b in zip(SIZES[:-1], SIZES[1:])]
+    Xd, yd = jnp.asarray(X), jnp.asarray(y)
 
-    def epoch():
-        for start in range(0, len(X) - BATCH + 1, BATCH):
-            acts[0][...] = X[start:start + BATCH]
-            for i, w in enumerate(W):
-                gemm(acts[i], w, acts[i + 1])
-            for i in range(len(W) - 1, -1, -1):
-                gemm(acts[i], deltas[i + 1], grads[i], trans_a=True)
-                if i > 0:
-                    gemm(deltas[i + 1], W[i], deltas[i], trans_b=True)
+    def forward(params, x):
+        for W, b in params[:-1]:
+            x = jax.nn.relu(x @ W + b)
+        W, b = params[-1]
+        return x @ W + b
 
-    with threadpool_limits(n_threads):
-        epoch()
-        _, seconds, _ = timed(epoch)
-    return seconds
+    def loss(params, x, labels):
+        logp = jax.nn.log_softmax(forward(params, x))
+        return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
+
+    solver = options["solver"]
+    if solver == "sgd":
+        lr, mu = SETTINGS["sgd"]["lr"], SETTINGS["sgd"]["momentum"]
+        state = jax.tree_util.tree_map(jnp.zeros_like, params)
+
+        @jax.jit
+        def step(params, state, idx):
+            g = jax.grad(loss)(params, Xd[idx], yd[idx])
+            state = jax.tree_util.tree_map(lambda v, gi: mu * v + gi, state, g)
+            params = jax.tree_util.tree_map(lambda p, v: p - lr * v, params, state)
+            return params, state
+    else:
+        lr, b1, b2, eps = SETTINGS["adam"]["lr"], 0.9, 0.999, 1e-8
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        state = (zeros, zeros, jnp.zeros((), jnp.int32))
+
+        @jax.jit
+        def step(params, state, idx):
+            g = jax.grad(loss)(params, Xd[idx], yd[idx])
+            m, v, t = state
+            t = t + 1
+            m = jax.tree_util.tree_map(lambda a, gi: b1 * a + (1 - b1) * gi, m, g)
+            v = jax.tree_util.tree_map(lambda a, gi: b2 * a + (1 - b2) * gi * gi, v, g)
+            scale = lr * jnp.sqrt(1 - b2**t) / (1 - b1**t)
+            params = jax.tree_util.tree_map(lambda p, a, c: p - scale * a / (jnp.sqrt(c) + eps),
+                                            params, m, v)
+            return params, (m, v, t)
+
+    perm_rng = np.random.default_rng(0)
+
+    def epoch(params, state, rows):
+        perm = perm_rng.permutation(rows)
+        for start in range(0, rows, BATCH):
+            params, state = step(params, state, perm[start:start + BATCH])
+        return params, state
+
+    params, state = epoch(params, state, WARMUP_ROWS + BATCH // 2)  # compiles both shapes
+    jax.block_until_ready(params)
+    epochs = options.get("epochs", 3)
+    tic = time.perf_counter()
+    for _ in range(epochs):
+        params, state = epoch(params, state, len(X))
+    jax.block_until_ready(params)
+    seconds = (time.perf_counter() - tic) / epochs
+    pred = np.asarray(forward(params, jnp.asarray(X_test)).argmax(1))
+    return {"seconds": seconds, "accuracy": float(np.mean(pred == y_test)),
+            "blas": [f"jax {jax.__version__} (XLA CPU)"]}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--threads", nargs="+", type=int,
-                        default=sorted({1, len(os.sched_getaffinity(0))}))
-    parser.add_argument("--n-train", type=int, default=None)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["sklearn", "torch"])
-    parser.add_argument("--json", default="bench/results/bench_mlp.json")
-    args = parser.parse_args()
-
-    env = environment(args.threads)
-    print_environment(env)
-    rows = []
-    for name in args.configs:
-        cfg = CONFIGS[name]
-        data = load_fashion_mnist_flat(args.n_train, cfg["dtype"])
-        for n_threads in args.threads:
-            row = {"config": name, "threads": n_threads}
-            row["fastbp_s"], row["fastbp_acc"], row["fastbp_mb"] = run_sklearn_like(
-                fastbp.MLPClassifier, cfg, data, args.epochs, n_threads, 0, n_jobs=n_threads)
-            if "sklearn" not in args.skip:
-                row["sklearn_s"], row["sklearn_acc"], row["sklearn_mb"] = run_sklearn_like(
-                    SkMLPClassifier, cfg, data, args.epochs, n_threads, 0)
-            if "torch" not in args.skip:
-                row["torch_s"], row["torch_acc"], _ = run_torch(
-                    cfg, data, args.epochs, n_threads, 0)
-            row["gemm_s"] = gemm_only_epoch(cfg, data, n_threads)
-            row["gemm_scipy_s"] = gemm_only_epoch(cfg, data, n_threads, _blas.gemm_py)
-            for peer in ("sklearn", "torch"):
-                if row.get(f"{peer}_s"):
-                    row[f"{peer}_x"] = row[f"{peer}_s"] / row["fastbp_s"]
-            row["vs_gemm"] = row["fastbp_s"] / row["gemm_s"]
-            row["vs_gemm_scipy"] = row["fastbp_s"] / row["gemm_scipy_s"]
-            if row.get("sklearn_s"):
-                # The sklearn ratio of a step that cost nothing but its GEMMs
-                # through scipy's BLAS, the one fastbp may use: no fastbp can beat it.
-                row["sklearn_x_ceiling"] = row["sklearn_s"] / row["gemm_scipy_s"]
-            rows.append(row)
-            print(f"{name} threads={n_threads}: " + ", ".join(
-                f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
-
-    print(f"\nseconds per epoch, {args.epochs} epochs, batch {BATCH}, "
-          f"784-{'-'.join(map(str, HIDDEN))}-10, relu unless the config says tanh; "
-          "*_x = peer time / fastbp time; sklearn_x ceiling = sklearn time / "
-          "gemm scipy time\n")
-    print_table(rows, [
-        ("config", "config", ""), ("threads", "threads", "d"),
-        ("fastbp_s", "fastbp", ".3f"), ("sklearn_s", "sklearn", ".3f"),
-        ("torch_s", "torch", ".3f"), ("gemm_s", "gemm only", ".3f"),
-        ("sklearn_x", "sklearn_x", ".2f"), ("torch_x", "torch_x", ".2f"),
-        ("vs_gemm", "fastbp/gemm", ".2f"), ("gemm_scipy_s", "gemm scipy", ".3f"),
-        ("vs_gemm_scipy", "fastbp/gemm scipy", ".2f"),
-        ("sklearn_x_ceiling", "sklearn_x ceiling", ".2f"),
-        ("fastbp_acc", "acc fastbp", ".4f"), ("sklearn_acc", "acc sklearn", ".4f"),
-        ("torch_acc", "acc torch", ".4f"),
-        ("fastbp_mb", "MiB fastbp", ".0f"), ("sklearn_mb", "MiB sklearn", ".0f"),
-    ])
-    write_json(args.json, {"environment": env, "epochs": args.epochs, "rows": rows})
-
+CONTENDERS = {"fastbp": run_fastbp, "sklearn": run_sklearn, "torch": run_torch,
+              "torch.compile": run_torch_compile, "jax": run_jax}
+WORKLOADS = [
+    Workload(name=f"{solver}-{dtype}", unit="s/epoch",
+             flop=lambda options: flop_per_sample() * options.get("n_train", N_TRAIN),
+             dtype=dtype, contenders=CONTENDERS, options={"solver": solver, "epochs": 3})
+    for solver, dtype in (("sgd", "float32"), ("adam", "float32"), ("sgd", "float64"))
+]
 
 if __name__ == "__main__":
-    main()
+    _harness.main(WORKLOADS, __doc__.splitlines()[0], "bench/results/bench_mlp.json")

@@ -1,0 +1,300 @@
+"""A fair harness for the benchmarks: every contender in a process of its own.
+
+Each contender (fastbp, scikit-learn, PyTorch, JAX, ...) runs in a fresh
+Python process that imports nothing but its own library: OpenMP runtimes are
+shared by soname (libgomp.so.1), so one library's settings would otherwise
+become the other's. Each runs at every thread count from 1 to all usable
+cores, pinned to that many cores (``sched_setaffinity``) with the usual
+thread variables set for that process alone, and the ratios use each
+contender's best count. The same run measures the machine's limit, a large
+GEMM through scipy's BLAS on all cores, and every workload is reported as a
+fraction of it.
+
+A bench script describes one workload and its contenders::
+
+    WORKLOAD = Workload(name=..., unit="s/epoch", flop=..., dtype="float32",
+                        contenders={"fastbp": run_fastbp, "torch": run_torch})
+    if __name__ == "__main__":
+        harness.main(WORKLOADS)
+
+A contender is a function ``run(options, n_threads) -> dict`` that does its own
+imports and returns ``{"seconds": <per unit>}`` plus anything worth reporting
+("accuracy", "blas", ...); it may raise ``Unavailable`` when its library is
+missing. Warm-up is the contender's own business and is excluded from
+``seconds`` for all alike.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class Unavailable(Exception):
+    """The contender's library is not installed here."""
+
+
+@dataclass
+class Workload:
+    """One timed task, its FLOP per unit and the contenders that run it."""
+
+    name: str
+    unit: str  # "s/epoch", "ms/step", ...: what ``seconds`` is per
+    flop: object  # per unit: a number, or a function of the options
+    dtype: str
+    contenders: dict
+    options: dict = field(default_factory=dict)  # passed to every contender
+    # how to show a time: per unit as it is, or as a rate (images/s)
+    rate: tuple | None = None  # (label, units per second per 1 "seconds")
+
+
+# ------------------------------------------------------------- the machine
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def instruction_set():
+    """The widest vector instructions the CPU offers, as the kernels name them."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return platform.machine()
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+        return "AVX-512"
+    if {"avx2", "fma"} <= flags:
+        return "AVX2+FMA"
+    return platform.machine()
+
+
+def usable_cpus():
+    return sorted(os.sched_getaffinity(0))
+
+
+def blas_report():
+    """What threadpoolctl sees in this process: one line per BLAS."""
+    from threadpoolctl import threadpool_info
+
+    return [f"{i.get('internal_api')} {i.get('version')} ({Path(i.get('filepath', '')).name}): "
+            f"{i.get('architecture')} kernels"
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+
+
+# ------------------------------------------------------------- the limit
+def gemm_peak(options, n_threads):
+    """GFLOP/s of a large GEMM through scipy's BLAS (the one fastbp calls)."""
+    from scipy.linalg import blas
+
+    dtype = np.dtype(options.get("dtype", "float32"))
+    gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
+    n = 2048 if dtype == np.float32 else 1536
+    rng = np.random.default_rng(0)
+    A = np.asfortranarray(rng.random((n, n), dtype=np.float64).astype(dtype))
+    B = np.asfortranarray(rng.random((n, n), dtype=np.float64).astype(dtype))
+    gemm(1.0, A, B)  # warm-up: threads started, pages touched
+    best = float("inf")
+    for _ in range(5):
+        tic = time.perf_counter()
+        gemm(1.0, A, B)
+        best = min(best, time.perf_counter() - tic)
+    return {"seconds": best, "gflops": 2.0 * n**3 / best / 1e9, "blas": blas_report()}
+
+
+# ------------------------------------------------------------- processes
+def _child_env(n_threads):
+    env = dict(os.environ)
+    for name in THREAD_VARIABLES:
+        env[name] = str(n_threads)
+    # JAX's CPU client sizes its pool from the cores it may use; say it too
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                        f" --xla_cpu_multi_thread_eigen={'true' if n_threads > 1 else 'false'}"
+                        f" intra_op_parallelism_threads={n_threads}").strip()
+    return env
+
+
+def run_in_process(script, workload, contender, n_threads, options, timeout):
+    """Run one contender at one thread count in a fresh process; its result dict."""
+    cpus = usable_cpus()[:n_threads]
+    cmd = [sys.executable, str(script), "--worker", workload, contender,
+           "--threads", str(n_threads), "--options", json.dumps(options)]
+    try:
+        proc = subprocess.run(cmd, env=_child_env(n_threads), capture_output=True, text=True,
+                              timeout=timeout, preexec_fn=lambda: os.sched_setaffinity(0, cpus))
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
+
+
+def _worker(workloads, args):
+    """Inside the child: run one contender once and print its result."""
+    options = json.loads(args.options)
+    name, contender = args.worker
+    if name == "peak":
+        run = gemm_peak
+    else:
+        run = {w.name: w for w in workloads}[name].contenders[contender]
+    try:
+        result = run(options, args.threads[0])
+    except Unavailable as exc:
+        result = {"unavailable": str(exc)}
+    print("RESULT " + json.dumps(result, default=float), flush=True)
+
+
+# ------------------------------------------------------------- report
+def _fmt(value, fmt):
+    return "-" if value is None else format(value, fmt)
+
+
+def summarize(flop, results, peak_gflops, thread_counts):
+    """Best thread count per contender, ratios to fastbp, fraction of peak."""
+    rows = []
+    for contender, by_threads in results.items():
+        times = {n: r["seconds"] for n, r in by_threads.items() if "seconds" in r}
+        if not times:
+            note = next(iter(by_threads.values()), {})
+            rows.append({"contender": contender,
+                         "note": note.get("unavailable") or note.get("error", "no result")})
+            continue
+        best_n = min(times, key=times.get)
+        best = times[best_n]
+        gflops = flop / best / 1e9
+        row = {"contender": contender, "best": best, "best_threads": best_n,
+               "one_thread": times.get(1), "all_threads": times.get(max(thread_counts)),
+               "gflops": gflops, "of_peak": gflops / peak_gflops,
+               "speedup": (times[1] / times[max(thread_counts)]
+                           if 1 in times and max(thread_counts) in times else None)}
+        extra = by_threads[best_n]
+        for key in ("accuracy", "note"):
+            if key in extra:
+                row[key] = extra[key]
+        rows.append(row)
+    fastbp = next((r for r in rows if r["contender"] == "fastbp" and "best" in r), None)
+    for row in rows:
+        if fastbp and "best" in row:
+            row["vs_fastbp"] = row["best"] / fastbp["best"]
+    return rows
+
+
+def print_report(workload, flop, rows, peak):
+    scale, unit = (1e3, "ms") if workload.unit.startswith("ms") else (1.0, "s")
+    per = workload.unit.split("/", 1)[1]
+    print(f"\n## {workload.name}: {flop / 1e9:.3g} GFLOP per {per}, {workload.dtype}")
+    head = ["contender", f"best {unit}/{per}", "threads", f"1 thread", f"all threads",
+            "x fastbp", "GFLOP/s", "% of peak", "1->all"]
+    if workload.rate:
+        head.insert(2, workload.rate[0])
+    lines = [head]
+    for r in rows:
+        if "best" not in r:
+            lines.append([r["contender"], r["note"]])
+            continue
+        cells = [r["contender"], _fmt(r["best"] * scale, ".4g"), str(r["best_threads"]),
+                 _fmt(r["one_thread"] and r["one_thread"] * scale, ".4g"),
+                 _fmt(r["all_threads"] and r["all_threads"] * scale, ".4g"),
+                 _fmt(r.get("vs_fastbp"), ".2f"), _fmt(r["gflops"], ".1f"),
+                 _fmt(100 * r["of_peak"], ".0f"), _fmt(r["speedup"], ".2f")]
+        if workload.rate:
+            cells.insert(2, _fmt(workload.rate[1] / r["best"], ",.0f"))
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines if len(line) == len(head))
+              for i in range(len(head))]
+    for line in lines:
+        if len(line) < len(head):
+            print(f"  {line[0]:<{widths[0]}}  ({line[1]})")
+        else:
+            print("  " + "  ".join(c.rjust(w) if i else c.ljust(w)
+                                   for i, (c, w) in enumerate(zip(line, widths))))
+    print(f"  x fastbp = contender's best time / fastbp's best time (above 1: fastbp "
+          f"is faster); % of peak against {peak['gflops']:.0f} GFLOP/s "
+          f"({workload.dtype} GEMM, all cores, this run)")
+
+
+def main(workloads, description, default_json):
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--threads", nargs="+", type=int, default=None,
+                        help="thread counts (default: every count from 1 to all usable cores)")
+    parser.add_argument("--workloads", nargs="+", default=None,
+                        choices=[w.name for w in workloads])
+    parser.add_argument("--contenders", nargs="+", default=None)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override a workload option (epochs=1, n_train=6000, ...)")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--json", default=default_json)
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return _worker(workloads, args)
+
+    script = Path(sys.argv[0]).resolve()
+    n_cpus = len(usable_cpus())
+    threads = sorted(set(args.threads or range(1, n_cpus + 1)))
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    for key, value in overrides.items():
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+    chosen = [w for w in workloads if not args.workloads or w.name in args.workloads]
+
+    env = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(),
+           "instruction set": instruction_set(), "usable cores": n_cpus,
+           "thread counts": threads, "python": platform.python_version(),
+           "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+           "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE")}
+    print("\n".join(f"{k:>18}: {v}" for k, v in env.items()), flush=True)
+    peaks = {}
+    report = {"environment": env, "workloads": []}
+    for workload in chosen:
+        if workload.dtype not in peaks:
+            peaks[workload.dtype] = run_in_process(script, "peak", "gemm", n_cpus,
+                                                   {"dtype": workload.dtype}, args.timeout)
+            p = peaks[workload.dtype]
+            print(f"{workload.dtype} GEMM peak on {n_cpus} cores: {p['gflops']:.0f} GFLOP/s "
+                  f"through scipy's BLAS: {'; '.join(p['blas'])}", flush=True)
+        options = {**workload.options, **overrides, "dtype": workload.dtype}
+        results = {}
+        for contender in workload.contenders:
+            if args.contenders and contender not in args.contenders:
+                continue
+            results[contender] = {}
+            for n in threads:
+                r = run_in_process(script, workload.name, contender, n, options, args.timeout)
+                results[contender][n] = r
+                shown = (f"{r['seconds']:.4g} s" if "seconds" in r
+                         else r.get("unavailable") or r.get("error"))
+                print(f"  {workload.name} / {contender} / {n} thread(s): {shown}", flush=True)
+                if "unavailable" in r:
+                    break
+        flop = workload.flop(options) if callable(workload.flop) else workload.flop
+        rows = summarize(flop, results, peaks[workload.dtype]["gflops"], threads)
+        print_report(workload, flop, rows, peaks[workload.dtype])
+        fastbp_info = next((r for r in results.get("fastbp", {}).values() if "blas" in r), {})
+        if fastbp_info:
+            print(f"  fastbp: {fastbp_info.get('kernels', '')}; "
+                  f"BLAS: {'; '.join(fastbp_info['blas'])}")
+        report["workloads"].append({"name": workload.name, "unit": workload.unit,
+                                    "flop": flop, "dtype": workload.dtype,
+                                    "options": options, "peak": peaks[workload.dtype],
+                                    "results": results, "summary": rows})
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nwrote {path}")
