@@ -4,6 +4,7 @@ from . import _kernels  # noqa: F401  (a readable error when the build is missin
 from . import datasets, plot
 from ._base import Backprop
 from ._gradcheck import check_gradients
+from ._onnx import to_onnx
 from ._persist import load
 from ._show_versions import show_versions
 
@@ -24,4 +25,5 @@ __all__ = [
     "check_gradients",
     "load",
     "show_versions",
+    "to_onnx",
 ]
