@@ -227,7 +227,9 @@ class _RNNMixin(EstimatorMixin):
         return super().backprop(X, y, sample_weight)  # type: ignore[arg-type]
 
     def fit(self: EstimatorT, X: SequencesLike, y: SequencesLike,
-            sample_weight: ArrayLike | None = None) -> EstimatorT:
+            sample_weight: ArrayLike | None = None, *, X_val: SequencesLike | None = None,
+            y_val: SequencesLike | None = None,
+            sample_weight_val: ArrayLike | None = None) -> EstimatorT:
         """Train the RNN by backpropagation through time.
 
         Parameters
@@ -241,12 +243,19 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
             target per step, shape (n_sequences, n_steps[, n_outputs]) or a
             list of arrays.
         sample_weight : array-like of shape (n_sequences,), default=None
+        X_val : sequences, as X (ragged lists too), default=None
+            Validation sequences, scored after every epoch and watched by
+            early stopping instead of a split of X; see
+            :meth:`fastbp.MLPClassifier.fit`.
+        y_val : targets of X_val, as y, default=None
+        sample_weight_val : array-like of shape (n_val_sequences,), default=None
 
         Returns
         -------
         self : object
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False,
+                         validation=(X_val, y_val, sample_weight_val))
 
     def _step_weights(self, sample_weight, lengths):
         """Per-sequence weights spread over every predicted step."""
@@ -254,9 +263,19 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
             return sample_weight
         return np.repeat(np.asarray(sample_weight), lengths)
 
-    def _validation_score(self, X, y, sample_weight):
+    def _validation_targets(self, y, X):
+        y_rows, lengths = self._targets(y, X)
+        Y, y_rows = super()._validation_targets(y_rows, X)
+        if len(Y) != lengths.sum():
+            raise ValueError(f"y holds {len(Y)} targets, X holds {len(X)} sequences.")
+        if self.output == "sequence":  # per sequence, as _prepare_fit gives them
+            y_rows = np.split(np.asarray(y_rows), np.cumsum(lengths)[:-1])
+        return Ragged(Y, lengths), y_rows
+
+    def _validation_score(self, outputs, y, sample_weight):
+        # outputs and sample_weight come one per predicted row (step)
         y_true = np.concatenate(y) if self.output == "sequence" else y
-        return self._score_rows(X, y_true, self._step_weights(sample_weight, X.lengths))
+        return super()._validation_score(outputs, y_true, sample_weight)
 
     def score(self, X: SequencesLike, y: SequencesLike,
               sample_weight: ArrayLike | None = None) -> float:
@@ -336,8 +355,8 @@ class RNNClassifier(_RNNMixin, ClassifierTargetsMixin, ClassifierMixin, Backprop
         ``weight_ih`` (n_features, hidden_size), ``weight_hh`` (hidden_size,
         hidden_size), ``bias_h``, ``weight_out`` (hidden_size, n_outputs),
         ``bias_out``: live views of the weights.
-    loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, \
-n_iter_, t_, n_features_in_, n_outputs_, out_activation_
+    loss_, loss_curve_, best_loss_, validation_scores_, validation_loss_curve_, \
+best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         As for :class:`fastbp.MLPClassifier`.
 
     Examples
@@ -424,8 +443,8 @@ class RNNRegressor(_RNNMixin, RegressorTargetsMixin, RegressorMixin, BackpropEst
     ----------
     parameters_ : dict of str to ndarray
         ``weight_ih``, ``weight_hh``, ``bias_h``, ``weight_out``, ``bias_out``.
-    loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, \
-n_iter_, t_, n_features_in_, n_outputs_, out_activation_
+    loss_, loss_curve_, best_loss_, validation_scores_, validation_loss_curve_, \
+best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         As for :class:`fastbp.MLPRegressor`.
     """
 
