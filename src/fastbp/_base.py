@@ -195,7 +195,12 @@ class BackpropEstimator(BaseEstimator):
         _interval(self, "beta_1", 0, 1, closed="left")
         _interval(self, "beta_2", 0, 1, closed="left")
         _interval(self, "epsilon", 0, closed="neither")
-        if self.n_iter_no_change != np.inf:
+        if isinstance(self.n_iter_no_change, str):
+            if self.n_iter_no_change != "auto":
+                raise InvalidParameterError(
+                    f"The 'n_iter_no_change' parameter of {type(self).__name__} must be an "
+                    f"int >= 1, inf or 'auto'. Got {self.n_iter_no_change!r} instead.")
+        elif self.n_iter_no_change != np.inf:
             _interval(self, "n_iter_no_change", 1, integer=True)
         _interval(self, "max_fun", 1, integer=True)
         if not (isinstance(self.verbose, (bool, np.bool_))

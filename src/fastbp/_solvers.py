@@ -294,6 +294,13 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads,
                               batch_size, net.dtype, sw_train is not None)
 
     n_batches = -(-n_samples // batch_size)
+    patience = _patience(est)
+    # restore_best (an RNN parameter, on by default there): end with the
+    # parameters of this fit's lowest training loss, so that a late spike of
+    # the loss is not what the model keeps (early stopping keeps its own best).
+    kept = kept_loss = None
+    if getattr(est, "restore_best", False) and not early_stopping and not incremental:
+        kept, kept_loss = np.empty_like(theta), np.inf
     est.n_iter_ = 0
     progress = None
     try:
@@ -352,6 +359,9 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads,
             _check_finite(est, est.loss_, theta)
             est.t_ += n_samples
             est.loss_curve_.append(est.loss_)
+            if kept is not None and est.loss_ < kept_loss:
+                kept_loss = est.loss_
+                np.copyto(kept, theta)
             if val is not None:
                 val.record(est, net, n_threads, track_best=not early_stopping)
             _update_no_improvement_count(est, net, early_stopping)
@@ -362,10 +372,10 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads,
                 print(line + ", %.2f s" % (time.perf_counter() - tic), flush=True)
             optimizer.iteration_ends(est, est.t_)
 
-            if est._no_improvement_count > est.n_iter_no_change:
+            if est._no_improvement_count > patience:
                 what = "Validation score" if early_stopping else "Training loss"
                 msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
-                    what, est.tol, est.n_iter_no_change)
+                    what, est.tol, patience)
                 if optimizer.trigger_stopping(est, msg):
                     break
                 est._no_improvement_count = 0
@@ -386,6 +396,18 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads,
 
     if early_stopping and est._best_theta is not None:
         theta[:] = est._best_theta
+    elif kept is not None and kept_loss < est.loss_:
+        _say(est, "Restoring the parameters of the lowest training loss, %.8f." % kept_loss)
+        theta[:] = kept
+
+
+def _patience(est):
+    """Epochs without improvement before stopping: ``n_iter_no_change``, or
+    for 'auto' half of ``max_iter`` and at least 10, so that a network whose
+    loss plateaus or spikes for a while (RNNs) still gets the epochs asked for."""
+    if isinstance(est.n_iter_no_change, str):  # 'auto'
+        return max(10, est.max_iter // 2)
+    return est.n_iter_no_change
 
 
 class _ChunkBuffers:

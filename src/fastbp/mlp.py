@@ -206,8 +206,9 @@ class MLPClassifier(ClassifierTargetsMixin, ClassifierMixin, _BaseMLP):
         Adam's moment decay rates.
     epsilon : float, default=1e-8
         Adam's numerical-stability constant.
-    n_iter_no_change : int, default=10
-        Epochs without improvement by ``tol`` before stopping.
+    n_iter_no_change : int, inf or 'auto', default=10
+        Epochs without improvement by ``tol`` before stopping; 'auto' (the
+        RNNs' default) is half of ``max_iter`` and at least 10.
     max_fun : int, default=15000
         Maximum loss evaluations of lbfgs.
     loss : {'log_loss', 'squared_error'}, default='log_loss'

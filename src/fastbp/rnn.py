@@ -64,6 +64,8 @@ class _RNNMixin(EstimatorMixin):
                 isinstance(self.clip_grad_norm, numbers.Real) and self.clip_grad_norm > 0):
             raise InvalidParameterError(f"clip_grad_norm must be None or a positive float; got "
                              f"{self.clip_grad_norm!r}.")
+        if not isinstance(self.restore_best, (bool, np.bool_)):
+            raise InvalidParameterError(f"restore_best must be a bool; got {self.restore_best!r}.")
         if self.bptt_steps is not None and not (
                 isinstance(self.bptt_steps, numbers.Integral)
                 and not isinstance(self.bptt_steps, bool) and self.bptt_steps >= 1):
@@ -331,10 +333,24 @@ _RNN_DOC_PARAMS = """
     bptt_steps : int, default=None
         None: full BPTT; k: truncated BPTT, the gradient does not flow back
         across windows of k steps (the forward pass is not cut).
+    n_iter_no_change : int, inf or 'auto', default='auto'
+        Epochs without an improvement by ``tol`` (of the training loss, or
+        of the validation score with early stopping) before training stops.
+        'auto' is half of ``max_iter`` and at least 10: an RNN trained with
+        Adam often sits on a plateau or recovers from a spike of its loss
+        for more than the 10 epochs of sklearn's MLP default, and stopping
+        there leaves it half trained (10 and ``restore_best=False`` give the
+        MLP's rule).
+    restore_best : bool, default=True
+        Without early stopping, end with the parameters of the epoch of
+        lowest training loss of this fit rather than those of the last
+        epoch, so that a late spike of the loss is not what the model keeps
+        (``loss_`` and the curves still record every epoch). Early stopping
+        always ends with the parameters of the best validation score.
     solver, alpha, batch_size, learning_rate, learning_rate_init, power_t, \
 max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, \
 nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, \
-epsilon, n_iter_no_change, max_fun, n_jobs
+epsilon, max_fun, n_jobs
         As for :class:`fastbp.MLPClassifier`; a sample is a sequence.
         ``alpha`` penalizes weight_ih, weight_hh and weight_out with
         alpha·||W||²/(2·n_sequences).
@@ -343,6 +359,11 @@ epsilon, n_iter_no_change, max_fun, n_jobs
 
 class RNNClassifier(_RNNMixin, ClassifierTargetsMixin, ClassifierMixin, BackpropEstimator):
     __doc__ = """Vanilla RNN classifier trained by backpropagation through time.
+
+    Its stopping defaults are fastbp's own, not those of sklearn's MLP
+    (``n_iter_no_change='auto'``, ``restore_best=True``): the loss of an RNN
+    trained with Adam plateaus and spikes, and the MLP's rule stops it half
+    trained.
 
     The data loss is the mean cross-entropy over every predicted step.
 
@@ -376,7 +397,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
                  random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, max_fun=15000, n_jobs=None):
+                 n_iter_no_change="auto", max_fun=15000, n_jobs=None, restore_best=True):
         store_init_params(self, locals())
 
     def _validate_params(self):
@@ -435,6 +456,11 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
 class RNNRegressor(_RNNMixin, RegressorTargetsMixin, RegressorMixin, BackpropEstimator):
     __doc__ = """Vanilla RNN regressor trained by backpropagation through time.
 
+    Its stopping defaults are fastbp's own, not those of sklearn's MLP
+    (``n_iter_no_change='auto'``, ``restore_best=True``): the loss of an RNN
+    trained with Adam plateaus and spikes, and the MLP's rule stops it half
+    trained.
+
     The data loss is the mean half squared error over every predicted step.
 
     Parameters
@@ -455,7 +481,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
                  random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, max_fun=15000, n_jobs=None):
+                 n_iter_no_change="auto", max_fun=15000, n_jobs=None, restore_best=True):
         store_init_params(self, locals())
 
     def _validate_params(self):
