@@ -57,9 +57,11 @@ def test_loss_curve_draws_loss_and_validation_score(mpl):
     est = _fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=6, early_stopping=True,
                              n_iter_no_change=50, random_state=0), X, y)
     ax = fbplot.loss_curve(est)
-    (line,) = ax.get_lines()
+    line, val_line = ax.get_lines()
     np.testing.assert_allclose(line.get_ydata(), est.loss_curve_)
     np.testing.assert_array_equal(line.get_xdata(), np.arange(1, 7))
+    np.testing.assert_allclose(val_line.get_ydata(), est.validation_loss_curve_)
+    assert val_line.get_label() == "validation loss"
     (score,) = ax.right_ax.get_lines()
     np.testing.assert_allclose(score.get_ydata(), est.validation_scores_)
 

@@ -14,7 +14,7 @@ from sklearn.utils.validation import (
     _check_sample_weight, check_consistent_length, check_is_fitted,
 )
 
-from ._solvers import STOCHASTIC_SOLVERS, fit_lbfgs, fit_stochastic
+from ._solvers import STOCHASTIC_SOLVERS, _num_rows, fit_lbfgs, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
 from ._typing import ArrayLike, MatrixLike, PathLike
 from ._views import ParameterDict
@@ -164,8 +164,8 @@ class BackpropEstimator(BaseEstimator):
     """Base class of fastbp's estimators (solver parameters as sklearn's MLP).
 
     Subclasses provide ``_check_X``, ``_prepare_fit``, ``_prepare_backprop``,
-    ``_build_network``, ``_init_parameters``, ``_validation_score`` and
-    ``_stratify_validation``.
+    ``_build_network``, ``_init_parameters``, ``_validation_targets``,
+    ``_validation_score`` and ``_stratify_validation``.
     """
 
     # Fitted attributes every estimator sets, declared for the type checker.
@@ -195,7 +195,12 @@ class BackpropEstimator(BaseEstimator):
         _interval(self, "beta_1", 0, 1, closed="left")
         _interval(self, "beta_2", 0, 1, closed="left")
         _interval(self, "epsilon", 0, closed="neither")
-        if self.n_iter_no_change != np.inf:
+        if isinstance(self.n_iter_no_change, str):
+            if self.n_iter_no_change != "auto":
+                raise InvalidParameterError(
+                    f"The 'n_iter_no_change' parameter of {type(self).__name__} must be an "
+                    f"int >= 1, inf or 'auto'. Got {self.n_iter_no_change!r} instead.")
+        elif self.n_iter_no_change != np.inf:
             _interval(self, "n_iter_no_change", 1, integer=True)
         _interval(self, "max_fun", 1, integer=True)
         if not (isinstance(self.verbose, (bool, np.bool_))
@@ -213,17 +218,17 @@ class BackpropEstimator(BaseEstimator):
         self._validate_solver_params()
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, X, y, sample_weight=None, incremental=False):
+    def _fit(self, X, y, sample_weight=None, incremental=False, validation=(None, None, None)):
         # A call that raises leaves the model as it was: checking X and y
         # records their layout (n_features_in_, classes_, ...) before every
         # check has passed, and a diverging fit must not hand back NaN weights.
         continuing = hasattr(self, "_network") and (
             incremental or self.warm_start is True or self.warm_start is np.True_)
         with _restored_on_error(self, in_place=continuing):
-            self._fit_unguarded(X, y, sample_weight, incremental)
+            self._fit_unguarded(X, y, sample_weight, incremental, validation)
         return self
 
-    def _fit_unguarded(self, X, y, sample_weight, incremental):
+    def _fit_unguarded(self, X, y, sample_weight, incremental, validation=(None, None, None)):
         self._validate_params()
         first_pass = not hasattr(self, "_network") or (not self.warm_start and not incremental)
         X, Y, y_raw = self._prepare_fit(X, y, incremental=incremental, reset=first_pass)
@@ -248,13 +253,47 @@ class BackpropEstimator(BaseEstimator):
         else:
             self._network = self._continued_network(X, Y)
 
+        validation = self._prepare_validation(*validation)
         n_threads = effective_n_threads(self.n_jobs)
         with blas_single_thread():
             if self.solver in STOCHASTIC_SOLVERS:
                 fit_stochastic(self, self._network, X, Y, sample_weight, y_raw,
-                               incremental, n_threads)
+                               incremental, n_threads, validation)
             else:
-                fit_lbfgs(self, self._network, X, Y, sample_weight, n_threads)
+                fit_lbfgs(self, self._network, X, Y, sample_weight, n_threads, validation)
+
+    def _prepare_validation(self, X_val, y_val, sample_weight_val):
+        """The validation set given to fit, checked against the network being
+        trained, as (X, Y, y, sample_weight) in the forms ``_prepare_fit``
+        gives the training set; None when none is given."""
+        if X_val is None and y_val is None:
+            if sample_weight_val is not None:
+                raise ValueError("sample_weight_val is provided, but X_val and y_val "
+                                 "were not provided.")
+            return None
+        if y_val is None:
+            raise ValueError("X_val is provided, but y_val was not provided.")
+        if X_val is None:
+            raise ValueError("y_val is provided, but X_val was not provided.")
+        # the checks name X and y: say which data they were about
+        try:
+            X = self._check_X(X_val)
+        except ValueError as exc:
+            raise ValueError(f"X_val does not fit the model being trained: {exc}") from exc
+        try:
+            Y, y = self._validation_targets(y_val, X)
+            self._check_n_outputs(Y)
+        except ValueError as exc:
+            raise ValueError(f"y_val does not fit the model being trained: {exc}") from exc
+        if _num_rows(Y) != _num_rows(X):
+            raise ValueError(f"X_val holds {_num_rows(X)} samples, but y_val holds "
+                             f"{_num_rows(Y)}.")
+        if sample_weight_val is not None:
+            try:
+                sample_weight_val = _check_sample_weight(sample_weight_val, X, dtype=X.dtype)
+            except ValueError as exc:
+                raise ValueError(f"sample_weight_val: {exc}") from exc
+        return X, Y, y, sample_weight_val
 
     # Parameters that may not change while training continues even where the
     # weights keep their shapes (LeNet-5's connection table).
@@ -296,6 +335,8 @@ class BackpropEstimator(BaseEstimator):
         self.t_ = 0
         self.loss_curve_ = []
         self._no_improvement_count = 0
+        # The solver starts the validation records when it has a validation set.
+        self.validation_loss_curve_ = None
         if self.solver == "lbfgs":
             # L-BFGS sees the whole training set and no validation split;
             # best_loss_ is its lowest loss, set when it ends.

@@ -27,6 +27,7 @@ COMMON_FITTED = {
     "loss_curve_": (list,),
     "best_loss_": (float, int, type(None)),
     "validation_scores_": (list, type(None)),
+    "validation_loss_curve_": (list, type(None)),  # None too in files saved before it
     "best_validation_score_": (float, int, type(None)),
 }
 
@@ -213,7 +214,7 @@ def load(path: PathLike) -> Any:
         if not isinstance(value, types) or isinstance(value, bool):
             _fail(path, f"fitted attribute {name} has the wrong type")
         setattr(estimator, name, value)
-    for name in ("loss_curve_", "validation_scores_"):
+    for name in ("loss_curve_", "validation_scores_", "validation_loss_curve_"):
         values = getattr(estimator, name)
         if values is not None and not all(isinstance(v, (int, float)) for v in values):
             _fail(path, f"{name} must hold numbers")

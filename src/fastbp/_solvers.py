@@ -17,6 +17,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import gen_batches
 
 from ._kernels import _dense
+from ._network import LOSS_CODES
 from ._progress import EpochProgress
 
 STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -177,7 +178,8 @@ def _check_finite(est, loss, theta):
         )
 
 
-def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads):
+def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads,
+                   validation=None):
     """Train ``net`` with SGD or Adam, updating ``est``'s fitted attributes.
 
     Parameters
@@ -185,7 +187,8 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
     est : fastbp estimator
         Supplies the hyperparameters (sklearn names) and receives
         ``loss_``, ``loss_curve_``, ``n_iter_``, ``t_``, ``best_loss_``,
-        ``validation_scores_``, ``best_validation_score_``.
+        ``validation_scores_``, ``validation_loss_curve_``,
+        ``best_validation_score_``.
     net : Network
     X : ndarray or sparse matrix of shape (n_samples, ...)
     Y : ndarray of shape (n_samples, n_outputs)
@@ -196,6 +199,10 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
     incremental : bool
         partial_fit: one pass, optimizer state kept.
     n_threads : int
+    validation : tuple (X, Y, y, sample_weight) or None
+        A validation set given to fit, in the forms of (X, Y, y_raw,
+        sample_weight): scored after every epoch, and what early stopping
+        watches instead of a split of X.
     """
     rng = est._random_state
     state_cls = SGDState if est.solver == "sgd" else AdamState
@@ -207,14 +214,18 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     early_stopping = est.early_stopping
+    validating = early_stopping or validation is not None
     # Continuing after lbfgs, or with early_stopping switched: start the
     # records this fit keeps (sklearn would fail on the missing attributes).
-    if early_stopping and est.validation_scores_ is None:
-        est.validation_scores_, est.best_validation_score_ = [], -np.inf
+    if validating:
+        _start_validation_records(est)
     if not early_stopping and est.best_loss_ is None:
         est.best_loss_ = np.inf
     n_total = _num_rows(X)
-    if early_stopping:
+    if validation is not None:
+        X_train, Y_train, sw_train = X, Y, sample_weight
+        val = _ValidationSet(net, *validation)
+    elif early_stopping:
         # Splitting indices draws the same permutation sklearn's MLP draws
         # when it splits the arrays themselves.
         stratify = y_raw if est._stratify_validation() else None
@@ -226,14 +237,15 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
                 "The validation set is too small. Increase 'validation_fraction' "
                 "or the size of your dataset."
             )
-        X_train, X_val = _subset(X, train_idx), _subset(X, val_idx)
-        Y_train, y_val = _subset(Y, train_idx), _subset(y_raw, val_idx)
+        X_train, Y_train = _subset(X, train_idx), _subset(Y, train_idx)
         sw_train = sw_val = None
         if sample_weight is not None:
             sw_train, sw_val = sample_weight[train_idx], sample_weight[val_idx]
+        val = _ValidationSet(net, _subset(X, val_idx), _subset(Y, val_idx),
+                             _subset(y_raw, val_idx), sw_val)
     else:
         X_train, Y_train, sw_train = X, Y, sample_weight
-        X_val = y_val = sw_val = None
+        val = None
 
     n_samples = _num_rows(X_train)
     if est.batch_size == "auto":
@@ -282,6 +294,13 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
                               batch_size, net.dtype, sw_train is not None)
 
     n_batches = -(-n_samples // batch_size)
+    patience = _patience(est)
+    # restore_best (an RNN parameter, on by default there): end with the
+    # parameters of this fit's lowest training loss, so that a late spike of
+    # the loss is not what the model keeps (early stopping keeps its own best).
+    kept = kept_loss = None
+    if getattr(est, "restore_best", False) and not early_stopping and not incremental:
+        kept, kept_loss = np.empty_like(theta), np.inf
     est.n_iter_ = 0
     progress = None
     try:
@@ -340,18 +359,23 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
             _check_finite(est, est.loss_, theta)
             est.t_ += n_samples
             est.loss_curve_.append(est.loss_)
-            _update_no_improvement_count(est, net, early_stopping, X_val, y_val, sw_val)
+            if kept is not None and est.loss_ < kept_loss:
+                kept_loss = est.loss_
+                np.copyto(kept, theta)
+            if val is not None:
+                val.record(est, net, n_threads, track_best=not early_stopping)
+            _update_no_improvement_count(est, net, early_stopping)
             if est.verbose:
                 line = "Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_)
-                if early_stopping:
+                if val is not None:
                     line += ", validation score = %.6f" % est.validation_scores_[-1]
                 print(line + ", %.2f s" % (time.perf_counter() - tic), flush=True)
             optimizer.iteration_ends(est, est.t_)
 
-            if est._no_improvement_count > est.n_iter_no_change:
+            if est._no_improvement_count > patience:
                 what = "Validation score" if early_stopping else "Training loss"
                 msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
-                    what, est.tol, est.n_iter_no_change)
+                    what, est.tol, patience)
                 if optimizer.trigger_stopping(est, msg):
                     break
                 est._no_improvement_count = 0
@@ -372,6 +396,18 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads)
 
     if early_stopping and est._best_theta is not None:
         theta[:] = est._best_theta
+    elif kept is not None and kept_loss < est.loss_:
+        _say(est, "Restoring the parameters of the lowest training loss, %.8f." % kept_loss)
+        theta[:] = kept
+
+
+def _patience(est):
+    """Epochs without improvement before stopping: ``n_iter_no_change``, or
+    for 'auto' half of ``max_iter`` and at least 10, so that a network whose
+    loss plateaus or spikes for a while (RNNs) still gets the epochs asked for."""
+    if isinstance(est.n_iter_no_change, str):  # 'auto'
+        return max(10, est.max_iter // 2)
+    return est.n_iter_no_change
 
 
 class _ChunkBuffers:
@@ -423,10 +459,77 @@ def _epoch_in_chunks(est, net, optimizer, X, Y, sample_weight, sample_idx, batch
     return accumulated_loss
 
 
-def _update_no_improvement_count(est, net, early_stopping, X_val, y_val, sw_val):
-    if early_stopping:
-        score = est._validation_score(X_val, y_val, sw_val)
+def _start_validation_records(est):
+    """Start the validation records where a model has none (a first fit, or
+    one continued after lbfgs or without validation data)."""
+    if est.validation_scores_ is None:
+        est.validation_scores_, est.best_validation_score_ = [], -np.inf
+    if getattr(est, "validation_loss_curve_", None) is None:  # None, or a model saved before it
+        est.validation_loss_curve_ = []
+
+
+class _ValidationSet:
+    """A validation set, scored and evaluated once per epoch (iteration).
+
+    Parameters
+    ----------
+    net : Network
+    X : ndarray, sparse matrix or Ragged
+        Input, ready for ``net.predict``.
+    Y : ndarray of shape (n_samples, n_outputs) or Ragged
+        Encoded targets, as the training loss sees them.
+    y : array-like or list
+        Targets in the form ``est._validation_score`` scores.
+    sample_weight : ndarray of shape (n_samples,) or None
+    """
+
+    def __init__(self, net, X, Y, y, sample_weight):
+        self.X = X.tocsr() if sp.issparse(X) else X  # predict slices rows
+        self.y = y
+        lengths = getattr(Y, "lengths", None)  # sequences: target rows per sequence
+        self.Y = np.ascontiguousarray(Y.data if lengths is not None else Y, dtype=net.dtype)
+        if sample_weight is not None:
+            if lengths is not None:
+                # one weight per predicted row, as the training loss weighs them
+                sample_weight = np.repeat(np.asarray(sample_weight), lengths)
+            sample_weight = np.ascontiguousarray(sample_weight)
+            weight_sum = float(sample_weight.sum())
+            if not weight_sum > 0:
+                raise ValueError(
+                    "The sample weights of the validation set sum to zero (or are negative "
+                    "or NaN), so its score and loss are undefined.")
+        else:
+            weight_sum = float(self.Y.shape[0])
+        self.sample_weight, self.weight_sum = sample_weight, weight_sum
+        self.delta = np.empty_like(self.Y)  # scratch the loss kernel writes
+
+    def evaluate(self, est, net, n_threads):
+        """Return (score, loss): ``est``'s score (accuracy or R²) and the
+        weighted mean data loss, the training loss without the L2 term."""
+        logits = net.predict(self.X, n_threads, logits=True)
+        outputs = logits.copy()
+        code = LOSS_CODES[net.loss]
+        _dense.output_activate(outputs, code, n_threads)  # what predict gives
+        sw = None if self.sample_weight is None else self.sample_weight.astype(
+            net.dtype, copy=False)
+        total = _dense.output_loss_delta(logits, self.Y, sw, self.delta, code, 1.0, n_threads)
+        score = est._validation_score(outputs, self.y, self.sample_weight)
+        return score, total / self.weight_sum
+
+    def record(self, est, net, n_threads, track_best):
+        """Append this epoch's score and loss to ``est``'s records; with
+        ``track_best``, also keep the best score (early stopping keeps it
+        itself, with the parameters that scored it)."""
+        score, loss = self.evaluate(est, net, n_threads)
         est.validation_scores_.append(score)
+        est.validation_loss_curve_.append(loss)
+        if track_best and score > est.best_validation_score_:
+            est.best_validation_score_ = score
+
+
+def _update_no_improvement_count(est, net, early_stopping):
+    if early_stopping:
+        score = est.validation_scores_[-1]
         if score < est.best_validation_score_ + est.tol:
             est._no_improvement_count += 1
         else:
@@ -443,8 +546,18 @@ def _update_no_improvement_count(est, net, early_stopping, X_val, y_val, sw_val)
             est.best_loss_ = est.loss_curve_[-1]
 
 
-def fit_lbfgs(est, net, X, Y, sample_weight, n_threads):
-    """Full-batch L-BFGS-B (scipy) on the flat parameter vector."""
+def fit_lbfgs(est, net, X, Y, sample_weight, n_threads, validation=None):
+    """Full-batch L-BFGS-B (scipy) on the flat parameter vector.
+
+    ``validation`` (as for :func:`fit_stochastic`) is scored after every
+    iteration, on the iterate; L-BFGS does not stop on it.
+    """
+    val = None
+    if validation is not None:
+        val = _ValidationSet(net, *validation)
+        # this fit's records only, as loss_curve_
+        est.validation_scores_ = est.validation_loss_curve_ = None
+        _start_validation_records(est)
     if hasattr(X, "batch"):  # sequences: every one in a single packed batch
         X, Y, sample_weight = X.batch(np.arange(len(X)), Y, sample_weight)
         ws = net.workspace(X.data.shape[0])
@@ -463,10 +576,14 @@ def fit_lbfgs(est, net, X, Y, sample_weight, n_threads):
 
     def callback(intermediate_result):
         curve.append(float(intermediate_result.fun))
+        line = "Iteration %d, loss = %.8f" % (len(curve), curve[-1])
+        if val is not None:
+            net.theta[:] = intermediate_result.x  # the iterate, not the last line-search trial
+            val.record(est, net, n_threads, track_best=True)
+            line += ", validation score = %.6f" % est.validation_scores_[-1]
         if est.verbose:
             now = time.perf_counter()
-            print("Iteration %d, loss = %.8f, %.2f s" % (len(curve), curve[-1], now - tic[0]),
-                  flush=True)
+            print(line + ", %.2f s" % (now - tic[0]), flush=True)
             tic[0] = now
 
     try:

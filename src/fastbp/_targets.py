@@ -99,8 +99,8 @@ class ClassifierTargetsMixin(EstimatorMixin):
         Y[np.arange(len(y)), codes] = 1
         return Y
 
-    def _encode_targets(self, y):
-        """Label rows -> the network's target matrix, checked as fit checks y."""
+    def _checked_labels(self, y):
+        """Label rows checked as fit checks y, and against ``classes_``."""
         y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
         y = column_or_1d(y) if y.ndim == 2 and y.shape[1] == 1 else y
         check_classification_targets(y)
@@ -110,7 +110,16 @@ class ClassifierTargetsMixin(EstimatorMixin):
                 f"`y` has classes not in `self.classes_`. `self.classes_` has "
                 f"{self.classes_}. 'y' has {classes}."
             )
-        return self._label_binarizer.transform(y)
+        return y
+
+    def _encode_targets(self, y):
+        """Label rows -> the network's target matrix, checked as fit checks y."""
+        return self._label_binarizer.transform(self._checked_labels(y))
+
+    def _validation_targets(self, y, X):
+        """(encoded targets in X's dtype, labels as scored) of a validation set."""
+        y = self._checked_labels(y)
+        return self._one_hot(y, X.dtype), y
 
     def _prepare_backprop(self, X, y):
         X = self._check_X(X)
@@ -152,9 +161,9 @@ class ClassifierTargetsMixin(EstimatorMixin):
         self._label_binarizer = lb
         self.classes_ = classes
 
-    def _validation_score(self, X, y, sample_weight):
-        y_pred = self._predict_encoded(X)
-        return accuracy_score(y, y_pred, sample_weight=sample_weight)
+    def _validation_score(self, outputs, y, sample_weight):
+        """Accuracy of the network's ``outputs`` (of predict) on labels y."""
+        return accuracy_score(y, self._decode(outputs), sample_weight=sample_weight)
 
     # ---------------------------------------------------------------- API
     @available_if(is_stochastic)
@@ -187,7 +196,10 @@ class ClassifierTargetsMixin(EstimatorMixin):
             return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def _predict_encoded(self, X):
-        y_pred = self._network.predict(X, self._n_threads())
+        return self._decode(self._network.predict(X, self._n_threads()))
+
+    def _decode(self, y_pred):
+        """The network's outputs -> labels."""
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         return self._label_binarizer.inverse_transform(y_pred)
@@ -285,16 +297,27 @@ class RegressorTargetsMixin(EstimatorMixin):
         Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype)
         return X, Y, y
 
-    def _encode_targets(self, y):
-        """Target rows -> the network's (n_rows, n_outputs) target matrix,
-        checked as fit checks y."""
+    def _checked_targets(self, y):
+        """Target rows checked as fit checks y."""
         y = check_array(y, ensure_2d=False, dtype="numeric", input_name="y")
         if self.loss == "poisson" and np.any(y < 0):
             raise ValueError(
                 "Some value(s) of y are negative which is not allowed for Poisson regression."
             )
-        y = np.asarray(y, dtype=np.float64)
+        return y
+
+    def _encode_targets(self, y):
+        """Target rows -> the network's (n_rows, n_outputs) target matrix,
+        checked as fit checks y."""
+        y = np.asarray(self._checked_targets(y), dtype=np.float64)
         return y.reshape(len(y), -1)
+
+    def _validation_targets(self, y, X):
+        """(target matrix in X's dtype, targets as scored) of a validation set."""
+        y = self._checked_targets(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y)
+        return np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype), y
 
     def _prepare_backprop(self, X, y):
         X = self._check_X(X)
@@ -302,12 +325,17 @@ class RegressorTargetsMixin(EstimatorMixin):
             X = X.toarray()
         return X, self._encode_targets(y)
 
-    def _validation_score(self, X, y, sample_weight):
-        y_pred = _finite_outputs(self._predict_checked(X))
+    def _validation_score(self, outputs, y, sample_weight):
+        """R² of the network's ``outputs`` (of predict) on targets y."""
+        y_pred = _finite_outputs(self._as_targets(outputs))
         return r2_score(y, y_pred, sample_weight=sample_weight)
 
     def _predict_checked(self, X):
-        y_pred = self._network.predict(X, self._n_threads())
+        return self._as_targets(self._network.predict(X, self._n_threads()))
+
+    @staticmethod
+    def _as_targets(y_pred):
+        """The network's outputs in the shape of the targets."""
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
     @available_if(is_stochastic)

@@ -76,8 +76,8 @@ epsilon, n_iter_no_change, max_fun, n_jobs
     trainable_parameter_counts_ : dict of str to int
         Trainable parameters of each layer (156, 12, 1516, 32, 48120, 10164
         with the default table, as in the paper).
-    loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, \
-n_iter_, t_, n_features_in_, n_outputs_, out_activation_
+    loss_, loss_curve_, best_loss_, validation_scores_, validation_loss_curve_, \
+best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         As for :class:`fastbp.MLPClassifier`.
 
     Examples
@@ -281,7 +281,9 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         return {name: layer.n_trainable for name, layer in zip(names, self._network.layers)}
 
     def fit(self: EstimatorT, X: ArrayLike, y: ArrayLike,
-            sample_weight: ArrayLike | None = None) -> EstimatorT:
+            sample_weight: ArrayLike | None = None, *, X_val: ArrayLike | None = None,
+            y_val: ArrayLike | None = None,
+            sample_weight_val: ArrayLike | None = None) -> EstimatorT:
         """Train LeNet-5 on images X and labels y.
 
         Parameters
@@ -291,12 +293,19 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
             Images; 28x28 ones are zero-padded to 32x32. float32 trains in float32.
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
         sample_weight : array-like of shape (n_samples,), default=None
+        X_val : array-like of images, as X, default=None
+            Validation images, scored after every epoch and watched by early
+            stopping instead of a split of X; see :meth:`fastbp.MLPClassifier.fit`.
+        y_val : array-like of shape (n_val,) or (n_val, n_labels), default=None
+            Labels of X_val, classes seen in y.
+        sample_weight_val : array-like of shape (n_val,), default=None
 
         Returns
         -------
         self : object
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False,
+                         validation=(X_val, y_val, sample_weight_val))
 
 
 def _check_image_shape(image_shape):

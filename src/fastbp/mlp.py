@@ -111,7 +111,9 @@ class _BaseMLP(BackpropEstimator):
         return np.ascontiguousarray(X, dtype=self._network.dtype)
 
     def fit(self: EstimatorT, X: MatrixLike, y: ArrayLike,
-            sample_weight: ArrayLike | None = None) -> EstimatorT:
+            sample_weight: ArrayLike | None = None, *, X_val: MatrixLike | None = None,
+            y_val: ArrayLike | None = None,
+            sample_weight_val: ArrayLike | None = None) -> EstimatorT:
         """Fit the model to data matrix X and targets y.
 
         Parameters
@@ -122,13 +124,28 @@ class _BaseMLP(BackpropEstimator):
             The targets.
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights; the loss is their weighted mean.
+        X_val : {array-like, sparse matrix} of shape (n_val, n_features), default=None
+            Validation data (the names of sklearn's HistGradientBoosting).
+            When given, every epoch (every lbfgs iteration) appends its score
+            to ``validation_scores_`` and its loss to
+            ``validation_loss_curve_``; with ``early_stopping=True`` training
+            stops on its score instead of holding out ``validation_fraction``
+            of X, and keeps the best parameters. Without early stopping it is
+            only recorded. In a :class:`~sklearn.pipeline.Pipeline`, X_val
+            reaches this step as given unless the pipeline is built with
+            ``transform_input=["X_val"]`` (metadata routing must be enabled).
+        y_val : array-like of shape (n_val,) or (n_val, n_outputs), default=None
+            Targets of X_val; a classifier's must be classes seen in y.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation samples in its score and loss.
 
         Returns
         -------
         self : object
             Trained model.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False,
+                         validation=(X_val, y_val, sample_weight_val))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -180,15 +197,18 @@ class MLPClassifier(ClassifierTargetsMixin, ClassifierMixin, _BaseMLP):
         Use Nesterov's momentum (sgd).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` (stratified) and stop when its score
-        stops improving; the best parameters are kept.
+        stops improving; the best parameters are kept. With ``X_val`` and
+        ``y_val`` given to :meth:`fit`, stop on their score instead.
     validation_fraction : float, default=0.1
-        Share of training data held out for early stopping.
+        Share of training data held out for early stopping (unused when
+        ``X_val`` is given).
     beta_1, beta_2 : float, default=0.9, 0.999
         Adam's moment decay rates.
     epsilon : float, default=1e-8
         Adam's numerical-stability constant.
-    n_iter_no_change : int, default=10
-        Epochs without improvement by ``tol`` before stopping.
+    n_iter_no_change : int, inf or 'auto', default=10
+        Epochs without improvement by ``tol`` before stopping; 'auto' (the
+        RNNs' default) is half of ``max_iter`` and at least 10.
     max_fun : int, default=15000
         Maximum loss evaluations of lbfgs.
     loss : {'log_loss', 'squared_error'}, default='log_loss'
@@ -209,7 +229,17 @@ class MLPClassifier(ClassifierTargetsMixin, ClassifierMixin, _BaseMLP):
     loss_curve_ : list of float
         Training loss of each epoch (of each lbfgs iteration, this fit's only).
     validation_scores_ : list of float or None
+        Score (accuracy, R² for regressors) on the validation set after each
+        epoch: the split of early stopping, or ``X_val`` given to fit; None
+        without a validation set.
+    validation_loss_curve_ : list of float or None
+        Loss on the same validation set after each epoch, beside
+        ``loss_curve_``: the same data loss (weighted mean cross-entropy,
+        half squared error or half Poisson deviance) without the L2 term, so
+        for a classifier it is :func:`sklearn.metrics.log_loss` of
+        ``predict_proba``. None without a validation set.
     best_validation_score_ : float or None
+        Best of ``validation_scores_``.
     t_ : int
     coefs_ : list of ndarray of shape (n_units_in, n_units_out)
         Live views of the weights: writing into one, assigning an item or the
@@ -290,9 +320,9 @@ beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_jobs
 
     Attributes
     ----------
-    loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_, \
-t_, coefs_, intercepts_, parameters_, n_features_in_, feature_names_in_, \
-n_iter_, n_layers_, n_outputs_, out_activation_
+    loss_, best_loss_, loss_curve_, validation_scores_, validation_loss_curve_, \
+best_validation_score_, t_, coefs_, intercepts_, parameters_, n_features_in_, \
+feature_names_in_, n_iter_, n_layers_, n_outputs_, out_activation_
         As for :class:`MLPClassifier`.
     """
 

@@ -30,12 +30,14 @@ def _pyplot():
 
 
 def loss_curve(est: Any, ax: Axes | None = None) -> Axes:
-    """Plot the training loss and, when recorded, the validation score by epoch.
+    """Plot the training loss and, when recorded, the validation loss and
+    score by epoch.
 
     Parameters
     ----------
     est : fitted fastbp estimator
-        Reads ``loss_curve_`` and, with ``early_stopping=True``,
+        Reads ``loss_curve_`` and, when there was a validation set (early
+        stopping, or ``X_val`` given to fit), ``validation_loss_curve_`` and
         ``validation_scores_``.
     ax : matplotlib Axes, default=None
         Where to draw the loss; a new figure when None. The validation score
@@ -57,6 +59,12 @@ def loss_curve(est: Any, ax: Axes | None = None) -> Axes:
     ax.set_ylabel("training loss")
     ax.set_title(f"{type(est).__name__}: learning curve")
     lines = [loss_line]
+    val_losses = getattr(est, "validation_loss_curve_", None)
+    if val_losses:
+        (val_line,) = ax.plot(np.arange(1, len(val_losses) + 1), val_losses, color="C0",
+                              linestyle="--", label="validation loss")
+        ax.set_ylabel("loss")
+        lines.append(val_line)
     scores = getattr(est, "validation_scores_", None)
     if scores:
         right = ax.twinx()

@@ -64,6 +64,8 @@ class _RNNMixin(EstimatorMixin):
                 isinstance(self.clip_grad_norm, numbers.Real) and self.clip_grad_norm > 0):
             raise InvalidParameterError(f"clip_grad_norm must be None or a positive float; got "
                              f"{self.clip_grad_norm!r}.")
+        if not isinstance(self.restore_best, (bool, np.bool_)):
+            raise InvalidParameterError(f"restore_best must be a bool; got {self.restore_best!r}.")
         if self.bptt_steps is not None and not (
                 isinstance(self.bptt_steps, numbers.Integral)
                 and not isinstance(self.bptt_steps, bool) and self.bptt_steps >= 1):
@@ -227,7 +229,9 @@ class _RNNMixin(EstimatorMixin):
         return super().backprop(X, y, sample_weight)  # type: ignore[arg-type]
 
     def fit(self: EstimatorT, X: SequencesLike, y: SequencesLike,
-            sample_weight: ArrayLike | None = None) -> EstimatorT:
+            sample_weight: ArrayLike | None = None, *, X_val: SequencesLike | None = None,
+            y_val: SequencesLike | None = None,
+            sample_weight_val: ArrayLike | None = None) -> EstimatorT:
         """Train the RNN by backpropagation through time.
 
         Parameters
@@ -241,12 +245,19 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
             target per step, shape (n_sequences, n_steps[, n_outputs]) or a
             list of arrays.
         sample_weight : array-like of shape (n_sequences,), default=None
+        X_val : sequences, as X (ragged lists too), default=None
+            Validation sequences, scored after every epoch and watched by
+            early stopping instead of a split of X; see
+            :meth:`fastbp.MLPClassifier.fit`.
+        y_val : targets of X_val, as y, default=None
+        sample_weight_val : array-like of shape (n_val_sequences,), default=None
 
         Returns
         -------
         self : object
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False,
+                         validation=(X_val, y_val, sample_weight_val))
 
     def _step_weights(self, sample_weight, lengths):
         """Per-sequence weights spread over every predicted step."""
@@ -254,9 +265,19 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
             return sample_weight
         return np.repeat(np.asarray(sample_weight), lengths)
 
-    def _validation_score(self, X, y, sample_weight):
+    def _validation_targets(self, y, X):
+        y_rows, lengths = self._targets(y, X)
+        Y, y_rows = super()._validation_targets(y_rows, X)
+        if len(Y) != lengths.sum():
+            raise ValueError(f"y holds {len(Y)} targets, X holds {len(X)} sequences.")
+        if self.output == "sequence":  # per sequence, as _prepare_fit gives them
+            y_rows = np.split(np.asarray(y_rows), np.cumsum(lengths)[:-1])
+        return Ragged(Y, lengths), y_rows
+
+    def _validation_score(self, outputs, y, sample_weight):
+        # outputs and sample_weight come one per predicted row (step)
         y_true = np.concatenate(y) if self.output == "sequence" else y
-        return self._score_rows(X, y_true, self._step_weights(sample_weight, X.lengths))
+        return super()._validation_score(outputs, y_true, sample_weight)
 
     def score(self, X: SequencesLike, y: SequencesLike,
               sample_weight: ArrayLike | None = None) -> float:
@@ -312,10 +333,24 @@ _RNN_DOC_PARAMS = """
     bptt_steps : int, default=None
         None: full BPTT; k: truncated BPTT, the gradient does not flow back
         across windows of k steps (the forward pass is not cut).
+    n_iter_no_change : int, inf or 'auto', default='auto'
+        Epochs without an improvement by ``tol`` (of the training loss, or
+        of the validation score with early stopping) before training stops.
+        'auto' is half of ``max_iter`` and at least 10: an RNN trained with
+        Adam often sits on a plateau or recovers from a spike of its loss
+        for more than the 10 epochs of sklearn's MLP default, and stopping
+        there leaves it half trained (10 and ``restore_best=False`` give the
+        MLP's rule).
+    restore_best : bool, default=True
+        Without early stopping, end with the parameters of the epoch of
+        lowest training loss of this fit rather than those of the last
+        epoch, so that a late spike of the loss is not what the model keeps
+        (``loss_`` and the curves still record every epoch). Early stopping
+        always ends with the parameters of the best validation score.
     solver, alpha, batch_size, learning_rate, learning_rate_init, power_t, \
 max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, \
 nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, \
-epsilon, n_iter_no_change, max_fun, n_jobs
+epsilon, max_fun, n_jobs
         As for :class:`fastbp.MLPClassifier`; a sample is a sequence.
         ``alpha`` penalizes weight_ih, weight_hh and weight_out with
         alpha·||W||²/(2·n_sequences).
@@ -324,6 +359,11 @@ epsilon, n_iter_no_change, max_fun, n_jobs
 
 class RNNClassifier(_RNNMixin, ClassifierTargetsMixin, ClassifierMixin, BackpropEstimator):
     __doc__ = """Vanilla RNN classifier trained by backpropagation through time.
+
+    Its stopping defaults are fastbp's own, not those of sklearn's MLP
+    (``n_iter_no_change='auto'``, ``restore_best=True``): the loss of an RNN
+    trained with Adam plateaus and spikes, and the MLP's rule stops it half
+    trained.
 
     The data loss is the mean cross-entropy over every predicted step.
 
@@ -336,8 +376,8 @@ class RNNClassifier(_RNNMixin, ClassifierTargetsMixin, ClassifierMixin, Backprop
         ``weight_ih`` (n_features, hidden_size), ``weight_hh`` (hidden_size,
         hidden_size), ``bias_h``, ``weight_out`` (hidden_size, n_outputs),
         ``bias_out``: live views of the weights.
-    loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, \
-n_iter_, t_, n_features_in_, n_outputs_, out_activation_
+    loss_, loss_curve_, best_loss_, validation_scores_, validation_loss_curve_, \
+best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         As for :class:`fastbp.MLPClassifier`.
 
     Examples
@@ -357,7 +397,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
                  random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, max_fun=15000, n_jobs=None):
+                 n_iter_no_change="auto", max_fun=15000, n_jobs=None, restore_best=True):
         store_init_params(self, locals())
 
     def _validate_params(self):
@@ -416,6 +456,11 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
 class RNNRegressor(_RNNMixin, RegressorTargetsMixin, RegressorMixin, BackpropEstimator):
     __doc__ = """Vanilla RNN regressor trained by backpropagation through time.
 
+    Its stopping defaults are fastbp's own, not those of sklearn's MLP
+    (``n_iter_no_change='auto'``, ``restore_best=True``): the loss of an RNN
+    trained with Adam plateaus and spikes, and the MLP's rule stops it half
+    trained.
+
     The data loss is the mean half squared error over every predicted step.
 
     Parameters
@@ -424,8 +469,8 @@ class RNNRegressor(_RNNMixin, RegressorTargetsMixin, RegressorMixin, BackpropEst
     ----------
     parameters_ : dict of str to ndarray
         ``weight_ih``, ``weight_hh``, ``bias_h``, ``weight_out``, ``bias_out``.
-    loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, \
-n_iter_, t_, n_features_in_, n_outputs_, out_activation_
+    loss_, loss_curve_, best_loss_, validation_scores_, validation_loss_curve_, \
+best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         As for :class:`fastbp.MLPRegressor`.
     """
 
@@ -436,7 +481,7 @@ n_iter_, t_, n_features_in_, n_outputs_, out_activation_
                  random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, max_fun=15000, n_jobs=None):
+                 n_iter_no_change="auto", max_fun=15000, n_jobs=None, restore_best=True):
         store_init_params(self, locals())
 
     def _validate_params(self):
