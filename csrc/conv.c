@@ -53,6 +53,7 @@
 #include <string.h>
 
 #include "fastbp_omp.h"
+#include "fastbp_sync.h"
 #include "conv.h"
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && \
@@ -76,20 +77,6 @@
 #define FASTBP_INLINE static inline __attribute__((always_inline))
 #else
 #define FASTBP_INLINE static inline
-#endif
-
-/* Samples and blocks are handed out dynamically: results never depend on
- * which thread runs what, and a thread that shares its core with another
- * process then holds up the team less than with a static split. */
-#ifdef _OPENMP
-#if defined(_MSC_VER)
-#define FASTBP_OMP_PARALLEL_FOR(nt) __pragma(omp parallel for num_threads(nt) schedule(dynamic))
-#else
-#define FASTBP_PRAGMA(x) _Pragma(#x)
-#define FASTBP_OMP_PARALLEL_FOR(nt) FASTBP_PRAGMA(omp parallel for num_threads(nt) schedule(dynamic))
-#endif
-#else
-#define FASTBP_OMP_PARALLEL_FOR(nt) (void)(nt); /* serial build: one thread */
 #endif
 
 #define FASTBP_RMAX 8    /* vectors of a register tile (forward, dX) */
@@ -983,7 +970,7 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
     const int isa = fastbp_current_isa();
     const ptrdiff_t plane = (ptrdiff_t)h * w, tstride = plane + 2 * VLMAX, tsize = 2 * tstride;
     int nt = n_threads < 1 ? 1 : n_threads;
-    int i, *pool;
+    int units = 0, joined = 0, *pool;
     fastbp_tile_group* groups;
     FT *xlast, *tbuf;
     ARGS(conv_fwd_args) a;
@@ -1004,9 +991,13 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
     a.X = X; a.W = W; a.b = b; a.Y = Y; a.xlast = xlast;
     a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = act;
 
-    FASTBP_OMP_PARALLEL_FOR(nt)
-    for (i = 0; i < n; i++)
-        CALL_ISA(isa, conv_fwd_sample, &a, i, tbuf + omp_get_thread_num() * tsize, tstride);
+    FB_TEAM(nt)
+    {
+        int u;
+        FB_FOR_UNITS(u, n, &units)
+            CALL_ISA(isa, conv_fwd_sample, &a, u, tbuf + omp_get_thread_num() * tsize, tstride);
+        fb_team_join(&joined);
+    }
 
     free(groups); free(pool); free(xlast); free(tbuf);
     return 0;
@@ -1089,12 +1080,17 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
         for (wb = 0; wb < nblocks; wb += FASTBP_WAVE) {
             const int nbw = nblocks - wb < FASTBP_WAVE ? nblocks - wb : FASTBP_WAVE;
             const int ntw = nt < nbw ? nt : nbw;
-            FASTBP_OMP_PARALLEL_FOR(ntw)
-            for (t = 0; t < nbw; t++) {
-                const int i0 = (wb + t) * FASTBP_BLOCK;
-                const int i1 = i0 + FASTBP_BLOCK < n ? i0 + FASTBP_BLOCK : n;
-                CALL_ISA(isa, conv_bwd_block, &a, i0, i1,
-                         scratch + omp_get_thread_num() * ssize, tstride, part + t * plen);
+            int units = 0, joined = 0;
+            FB_TEAM(ntw)
+            {
+                int u;
+                FB_FOR_UNITS(u, nbw, &units) {
+                    const int i0 = (wb + u) * FASTBP_BLOCK;
+                    const int i1 = i0 + FASTBP_BLOCK < n ? i0 + FASTBP_BLOCK : n;
+                    CALL_ISA(isa, conv_bwd_block, &a, i0, i1,
+                             scratch + omp_get_thread_num() * ssize, tstride, part + u * plen);
+                }
+                fb_team_join(&joined);
             }
             for (t = 0; t < nbw; t++)
                 for (j = 0; j < plen; j++) total[j] += part[t * plen + j];
@@ -1122,7 +1118,7 @@ int API(fastbp_pool2x2_forward)(const FT* Y, const FT* coef, const FT* bias, FT*
 {
     const int isa = fastbp_current_isa();
     int nt = n_threads < 1 ? 1 : n_threads;
-    int i;
+    int units = 0, joined = 0;
     ARGS(pool_args) a;
     if ((ptrdiff_t)n * c * h * w < FASTBP_MIN_PARALLEL)
         nt = 1;
@@ -1130,9 +1126,13 @@ int API(fastbp_pool2x2_forward)(const FT* Y, const FT* coef, const FT* bias, FT*
         nt = n > 0 ? n : 1;
     a.Y = Y; a.coef = coef; a.bias = bias; a.dZ = NULL; a.X = X; a.dY = NULL;
     a.n = n; a.c = c; a.h = h; a.w = w; a.act = act;
-    FASTBP_OMP_PARALLEL_FOR(nt)
-    for (i = 0; i < n; i++)
-        CALL_ISA(isa, pool_fwd_sample, &a, i);
+    FB_TEAM(nt)
+    {
+        int u;
+        FB_FOR_UNITS(u, n, &units)
+            CALL_ISA(isa, pool_fwd_sample, &a, u);
+        fb_team_join(&joined);
+    }
     return 0;
 }
 
@@ -1166,12 +1166,17 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     for (wb = 0; wb < nblocks; wb += FASTBP_WAVE) {
         const int nbw = nblocks - wb < FASTBP_WAVE ? nblocks - wb : FASTBP_WAVE;
         const int ntw = nt < nbw ? nt : nbw;
-        FASTBP_OMP_PARALLEL_FOR(ntw)
-        for (t = 0; t < nbw; t++) {
-            const int i0 = (wb + t) * FASTBP_BLOCK;
-            const int i1 = i0 + FASTBP_BLOCK < n ? i0 + FASTBP_BLOCK : n;
-            CALL_ISA(isa, pool_bwd_block, &a, i0, i1, tbuf + omp_get_thread_num() * tsize,
-                     part + t * plen);
+        int units = 0, joined = 0;
+        FB_TEAM(ntw)
+        {
+            int u;
+            FB_FOR_UNITS(u, nbw, &units) {
+                const int i0 = (wb + u) * FASTBP_BLOCK;
+                const int i1 = i0 + FASTBP_BLOCK < n ? i0 + FASTBP_BLOCK : n;
+                CALL_ISA(isa, pool_bwd_block, &a, i0, i1, tbuf + omp_get_thread_num() * tsize,
+                         part + u * plen);
+            }
+            fb_team_join(&joined);
         }
         for (t = 0; t < nbw; t++)
             for (j = 0; j < plen; j++) total[j] += part[t * plen + j];
@@ -1189,12 +1194,16 @@ void API(fastbp_bias_act_rows)(FT* A, const FT* bias, int rows, int cols, int ac
 {
     const int isa = fastbp_current_isa();
     int nt = n_threads < 1 ? 1 : n_threads;
-    int i;
+    int units = 0, joined = 0;
     if ((ptrdiff_t)rows * cols < FASTBP_MIN_PARALLEL)
         nt = 1;
-    FASTBP_OMP_PARALLEL_FOR(nt)
-    for (i = 0; i < rows; i++)
-        CALL_ISA(isa, bias_act_row, A + (ptrdiff_t)i * cols, bias, cols, act);
+    FB_TEAM(nt)
+    {
+        int u;
+        FB_FOR_UNITS(u, rows, &units)
+            CALL_ISA(isa, bias_act_row, A + (ptrdiff_t)u * cols, bias, cols, act);
+        fb_team_join(&joined);
+    }
 }
 
 void API(fastbp_mul_deriv)(FT* D, const FT* A, ptrdiff_t size, int act, int n_threads)
@@ -1203,16 +1212,20 @@ void API(fastbp_mul_deriv)(FT* D, const FT* A, ptrdiff_t size, int act, int n_th
     const ptrdiff_t piece = 4096;
     const int npieces = (int)((size + piece - 1) / piece);
     int nt = n_threads < 1 ? 1 : n_threads;
-    int t;
+    int units = 0, joined = 0;
     if (act == 0)
         return;
     if (size < FASTBP_MIN_PARALLEL)
         nt = 1;
-    FASTBP_OMP_PARALLEL_FOR(nt)
-    for (t = 0; t < npieces; t++) {
-        const ptrdiff_t start = (ptrdiff_t)t * piece;
-        const ptrdiff_t len = size - start < piece ? size - start : piece;
-        CALL_ISA(isa, mul_deriv, D + start, D + start, A + start, len, act);
+    FB_TEAM(nt)
+    {
+        int u;
+        FB_FOR_UNITS(u, npieces, &units) {
+            const ptrdiff_t start = (ptrdiff_t)u * piece;
+            const ptrdiff_t len = size - start < piece ? size - start : piece;
+            CALL_ISA(isa, mul_deriv, D + start, D + start, A + start, len, act);
+        }
+        fb_team_join(&joined);
     }
 }
 

@@ -14,6 +14,7 @@
  */
 #include "fb_math.h" /* first: floating-point code generation, FB_DISPATCH */
 #include "fastbp_omp.h"
+#include "fastbp_sync.h"
 #include "elementwise.h"
 #include "recurrent.h"
 #include <stdlib.h>
@@ -251,6 +252,7 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
         T *packed = alloc_packed_##SUF(n);                                     \
         int nt = rnn_team_size(bs[0], n, n_threads);                           \
         (void)nt; /* unused without OpenMP */                                  \
+        int joined[2] = {0, 0}; /* after packing, at the end */                \
         if (packed == NULL) return -1;                                         \
         RNN_OMP(parallel num_threads(nt) if(nt > 1))                           \
         {                                                                      \
@@ -261,7 +263,7 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
             const ptrdiff_t lo = bs[0] * tid / team, hi = bs[0] * (tid + 1) / team; \
             ptrdiff_t t, nr, off, off_other;                                   \
             pack_##SUF(W, n, h != NULL, packed, tid, team);                    \
-            RNN_OMP(barrier)                                                   \
+            fb_team_join(&joined[0]);                                          \
             if (h == NULL) {                                                   \
                 for (t = 0, off = 0, off_other = 0; t < T_steps; t++) {        \
                     /* every row of step t continues a row of step t-1 */      \
@@ -286,6 +288,7 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
                     off_other = off;                                           \
                 }                                                              \
             }                                                                  \
+            fb_team_join(&joined[1]);                                          \
         }                                                                      \
         free(packed);                                                          \
         return 0;                                                              \
