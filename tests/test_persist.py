@@ -232,3 +232,65 @@ def test_padded_lenet_and_univariate_rnn_round_trip(tmp_path):
         loaded = fastbp.load(tmp_path / "m.npz")
         np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
         assert loaded.n_features_in_ == est.n_features_in_
+
+
+@pytest.fixture(scope="module")
+def small_model(data):
+    X, y = data
+    return _fit(MLPClassifier(hidden_layer_sizes=(6,), max_iter=2, random_state=0), X, y)
+
+
+@pytest.mark.parametrize("name", ["model", "model.fbp", "model.npz", "dir.v2/model.bin"])
+@pytest.mark.parametrize("as_path", [False, True], ids=["str", "Path"])
+def test_saves_to_exactly_the_given_path_and_loads_from_it(tmp_path, data, small_model,
+                                                           name, as_path):
+    """No suffix is added (np.savez would append .npz), so the same name loads."""
+    X, _ = data
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    path = tmp_path / name if as_path else str(tmp_path / name)
+    small_model.save(path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")
+                  if p.is_file()) == [name]
+    loaded = fastbp.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), small_model.predict_proba(X))
+
+
+def test_saves_to_and_loads_from_binary_file_objects(tmp_path, data, small_model):
+    X, _ = data
+    buf = io.BytesIO()
+    small_model.save(buf)
+    assert not buf.closed and buf.tell() > 0 and list(tmp_path.iterdir()) == []
+    buf.seek(0)
+    np.testing.assert_array_equal(fastbp.load(buf).predict_proba(X),
+                                  small_model.predict_proba(X))
+    path = tmp_path / "model.fbp"
+    with open(path, "wb") as f:
+        small_model.save(f)
+        assert not f.closed  # the caller's file stays the caller's to close
+    assert path.read_bytes() == buf.getvalue()
+    assert [p.name for p in tmp_path.iterdir()] == ["model.fbp"]
+    with open(path, "rb") as f:
+        loaded = fastbp.load(f)
+    np.testing.assert_array_equal(loaded.predict_proba(X), small_model.predict_proba(X))
+
+
+def test_bad_file_objects_raise_value_error_naming_the_file(tmp_path, model_bytes):
+    with pytest.raises(ValueError, match="not a valid fastbp model file"):
+        fastbp.load(io.BytesIO(model_bytes[:-1]))
+    path = tmp_path / "junk.fbp"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with open(path, "rb") as f, pytest.raises(ValueError, match="junk.fbp is not a valid"):
+        fastbp.load(f)
+
+
+def test_text_mode_file_objects_are_refused(tmp_path, small_model, model_bytes):
+    path = tmp_path / "model.fbp"
+    path.write_bytes(model_bytes)
+    with open(path) as f, pytest.raises(ValueError, match=r"binary mode \('rb'\)"):
+        fastbp.load(f)
+    with open(tmp_path / "out.txt", "w") as f, \
+            pytest.raises(ValueError, match=r"binary mode \('wb'\)"):
+        small_model.save(f)
+    assert (tmp_path / "out.txt").read_bytes() == b""
+    with pytest.raises(ValueError, match="text-mode StringIO"):
+        small_model.save(io.StringIO())

@@ -1,5 +1,10 @@
 """fastbp.show_versions: what a bug report needs, and the BLAS kernel hint."""
+import re
+
+import threadpoolctl
+
 import fastbp
+from fastbp import __main__ as demo
 from fastbp import _show_versions
 
 
@@ -28,3 +33,39 @@ def test_kernel_hint_only_for_an_avx512_cpu_on_older_kernels(monkeypatch):
     assert _show_versions.openblas_kernel_hint([{"internal_api": "mkl"}]) is None
     monkeypatch.setattr(_show_versions, "_cpu_has_avx512", lambda: False)
     assert _show_versions.openblas_kernel_hint([_openblas("Haswell")]) is None
+
+
+# Figures measured on some other machine: a CPU model, a throughput, a ratio
+# ("1.9x", "2x faster"). The demo's names hold sizes ("8x8", "32x32"), no ratio.
+MEASURED_ELSEWHERE = re.compile(
+    r"\bZen\b|FLOP/s|\d(\.\d+)?\s?x\b|\b(faster|slower) than|speed-?up", re.IGNORECASE)
+
+
+def _older_kernels_on_avx512(monkeypatch):
+    """Make the kernel hint appear: an AVX-512 CPU whose OpenBLAS runs Haswell
+    kernels."""
+    infos = [dict(_openblas("Haswell"), version="0.3.30", num_threads=2,
+                  filepath="/lib/libopenblas.so")]
+    monkeypatch.setattr(_show_versions, "_cpu_has_avx512", lambda: True)
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: infos)
+    monkeypatch.setattr(demo, "threadpool_info", lambda: infos)
+
+
+def test_show_versions_states_no_figures_measured_elsewhere(monkeypatch, capsys):
+    _older_kernels_on_avx512(monkeypatch)
+    fastbp.show_versions()
+    out = capsys.readouterr().out
+    assert "Haswell kernels" in out  # the hint is there, and holds no foreign figures
+    assert not MEASURED_ELSEWHERE.search(out), MEASURED_ELSEWHERE.search(out)
+
+
+def test_demo_states_no_figures_measured_elsewhere(monkeypatch, capsys):
+    """The demo prints what it measures here (accuracy, seconds) and the hint."""
+    monkeypatch.setattr(demo, "demo_rows", lambda: iter([
+        ("fastbp.MLPClassifier (4,) adam, 32x32",
+         fastbp.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0), "flat")]))
+    _older_kernels_on_avx512(monkeypatch)
+    demo.main()
+    out = capsys.readouterr().out
+    assert "fastbp.MLPClassifier (4,) adam, 32x32" in out and "Haswell kernels" in out
+    assert not MEASURED_ELSEWHERE.search(out), MEASURED_ELSEWHERE.search(out)

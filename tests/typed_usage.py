@@ -18,6 +18,10 @@ gradients: dict[str, NDArray[Any]] = result.gradients
 error: float = fastbp.check_gradients(clf, X, y)
 clf.save("model.npz")
 loaded = fastbp.load("model.npz")
+with open("model.fbp", "wb") as out:
+    clf.save(out)
+with open("model.fbp", "rb") as src:
+    loaded = fastbp.load(src)
 
 reg: fastbp.MLPRegressor = fastbp.MLPRegressor().fit(X, y.astype(float))
 net: fastbp.LeNet5Classifier = fastbp.LeNet5Classifier().fit(np.zeros((4, 28, 28)), y[:4])

@@ -11,13 +11,15 @@
 #   tools/check_memory.sh debug   FASTBP_DEBUG_CYTHON=1: Cython's boundscheck,
 #                                 wraparound and initializedcheck are on.
 #
-# The build goes into a scratch venv (system site-packages visible, so numpy,
-# scipy, sklearn and the test extra come from the current environment); the
-# source tree is copied, so its own build artefacts are left alone.
+# The build goes into a scratch venv that sees the current environment (an
+# activated venv, the system's or the user's site-packages), so numpy, scipy,
+# sklearn, the test extra and the build tools come from there; the source
+# tree is copied, so its own build artefacts are left alone.
 #
 # Usage: tools/check_memory.sh asan|debug [-- extra pytest args]
 #   PYTHON=python3.12 picks the interpreter; CC must be gcc or clang.
-# Needs: the test extra installed (pip install ".[test]"), Cython and a C
+# Needs: the test extra, Cython and setuptools>=77 installed (pip install
+# Cython ".[test]"; a venv, activated or named by PYTHON, will do) and a C
 # compiler with the sanitizer runtimes (gcc: libasan, libubsan).
 set -euo pipefail
 
@@ -43,8 +45,29 @@ mkdir "$WORK/src"
 (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard |
     xargs -0 cp --parents -t "$WORK/src")
 
-"$PYTHON" -m venv --system-site-packages "$WORK/venv"
+step "scratch venv on the current environment"
+# --system-site-packages shows the *base* interpreter's site-packages only,
+# not those of a venv $PYTHON runs in (there: "No module named 'sklearn'"),
+# nor the user site: a .pth file adds every site directory $PYTHON sees,
+# after the scratch venv's own (where the checked build goes). No pip of its
+# own: ensurepip's setuptools (65.5 on Python 3.11) would shadow the
+# environment's, and is too old for pyproject.toml's SPDX license.
+"$PYTHON" -m venv --system-site-packages --without-pip "$WORK/venv"
 PY="$WORK/venv/bin/python"
+"$PYTHON" - "$("$PY" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" <<'PTH'
+import os, site, sys
+dirs = site.getsitepackages() + ([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])
+with open(os.path.join(sys.argv[1], "_current_environment.pth"), "w") as f:
+    f.writelines(f"import site; site.addsitedir({d!r})\n" for d in dirs if os.path.isdir(d))
+print("environment:", sys.prefix)
+PTH
+"$PY" - <<'NEEDS'
+import importlib.util, sys
+needs = ["pip", "setuptools", "Cython", "numpy", "scipy", "sklearn", "threadpoolctl", "pytest"]
+missing = [m for m in needs if importlib.util.find_spec(m) is None]
+if missing:
+    sys.exit(f"the environment lacks {', '.join(missing)}: pip install Cython '.[test]'")
+NEEDS
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 if [[ "$MODE" == asan ]]; then

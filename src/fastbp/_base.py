@@ -16,7 +16,7 @@ from sklearn.utils.validation import (
 
 from ._solvers import STOCHASTIC_SOLVERS, _num_rows, fit_lbfgs, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
-from ._typing import ArrayLike, MatrixLike, PathLike
+from ._typing import ArrayLike, FileLike, MatrixLike
 from ._views import ParameterDict
 
 
@@ -360,15 +360,18 @@ class BackpropEstimator(BaseEstimator):
         check_is_fitted(self, "_network")
         return self._network.predict(self._check_X(X), self._n_threads(), logits=logits)
 
-    def save(self, path: PathLike) -> None:
+    def save(self, path: FileLike) -> None:
         """Save the fitted model to ``path`` in fastbp's safe format (no pickle).
 
-        The file is an .npz archive of arrays plus JSON metadata; read it back
-        with :func:`fastbp.load`. Pickle and joblib keep working too.
+        The file is an .npz archive of arrays plus JSON metadata, written to
+        exactly ``path`` (no suffix is added); read it back with
+        ``fastbp.load(path)``. Pickle and joblib keep working too.
 
         Parameters
         ----------
-        path : str or path-like
+        path : str, path-like or binary file object
+            Destination, any file name; a file object must be open for
+            binary writing (``"wb"``) and is left open.
         """
         from ._persist import save
 

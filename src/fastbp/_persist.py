@@ -1,19 +1,22 @@
 """Saving and loading fitted estimators without pickle.
 
-A model file is an ``.npz`` archive: numeric arrays (theta, optimizer state,
-numeric labels) plus one JSON document (``__meta__``) with the format
-version, the estimator's name, its hyperparameters and its fitted scalars.
+A model file is an ``.npz`` (zip) archive, written to exactly the path given
+whatever its suffix: numeric arrays (theta, optimizer state, numeric labels)
+plus one JSON document (``__meta__``) with the format version, the
+estimator's name, its hyperparameters and its fitted scalars.
 Loading uses ``allow_pickle=False`` and accepts only known estimator classes,
 so opening a file from someone else runs no code. Every shape, dtype and
 field is checked; a truncated, tampered or foreign file raises ``ValueError``.
 """
+import io
 import json
 import numbers
+import os
 import zipfile
 
 import numpy as np
 
-from ._typing import Any, PathLike
+from ._typing import Any, FileLike
 
 FORMAT = "fastbp-model"
 FORMAT_VERSION = 1
@@ -37,7 +40,16 @@ class ModelFileError(ValueError):
 
 
 def _fail(path, what):
+    if hasattr(path, "read") or hasattr(path, "write"):  # a file object: its name
+        path = getattr(path, "name", None) or "the file object"
     raise ModelFileError(f"{path!s} is not a valid fastbp model file: {what}")
+
+
+def _check_binary(file, mode):
+    """A text-mode file object would fail deep inside numpy or zipfile."""
+    if isinstance(file, io.TextIOBase):
+        raise ValueError(f"a model file must be opened in binary mode ({mode!r}), "
+                         f"got a text-mode {type(file).__name__}")
 
 
 def _to_json(value):
@@ -58,14 +70,16 @@ def _to_json(value):
     raise TypeError(f"cannot store {type(value).__name__} in a model file")
 
 
-def save(estimator: Any, path: PathLike) -> None:
+def save(estimator: Any, path: FileLike) -> None:
     """Write a fitted estimator to ``path`` (an .npz archive, no pickle).
 
     Parameters
     ----------
     estimator : fitted fastbp estimator
-    path : str or path-like
-        Destination; numpy appends ``.npz`` when the name lacks it.
+    path : str, path-like or binary file object
+        Destination, used exactly as given: no suffix is added, so
+        ``load(path)`` reads it back whatever its name. A file object must be
+        open for binary writing; it is written to and left open.
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -100,7 +114,12 @@ def save(estimator: Any, path: PathLike) -> None:
     }
     blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     contents: dict[str, Any] = {META_KEY: blob, **arrays}
-    np.savez(path, **contents)
+    if hasattr(path, "write"):
+        _check_binary(path, "wb")
+        np.savez(path, **contents)
+    else:  # np.savez appends ".npz" to a name; handed a file object, it adds nothing
+        with open(os.fspath(path), "wb") as f:
+            np.savez(f, **contents)
 
 
 def _optimizer_state(estimator):
@@ -130,6 +149,7 @@ def _estimator_classes():
 
 
 def _read(path):
+    _check_binary(path, "rb")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):
@@ -156,12 +176,14 @@ def _read(path):
     return meta, arrays
 
 
-def load(path: PathLike) -> Any:
+def load(path: FileLike) -> Any:
     """Load an estimator written by ``save``; runs no code from the file.
 
     Parameters
     ----------
-    path : str or path-like
+    path : str, path-like or binary file object
+        The file ``save`` wrote, by the same name (any suffix), or a file
+        object open for binary reading, positioned at the model's start.
 
     Returns
     -------
@@ -171,6 +193,8 @@ def load(path: PathLike) -> Any:
     ------
     ValueError
         When the file is truncated, tampered with or not a fastbp model.
+    FileNotFoundError
+        When no file exists at ``path``.
     """
     meta, arrays = _read(path)
     if meta.get("format") != FORMAT:

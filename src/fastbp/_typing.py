@@ -1,6 +1,6 @@
 """Type aliases of fastbp's public API (PEP 561: the package ships py.typed)."""
 import os
-from typing import TYPE_CHECKING, Any, Sequence, TypeVar, Union
+from typing import IO, TYPE_CHECKING, Any, Sequence, TypeVar, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -12,6 +12,8 @@ MatrixLike = Union[ArrayLike, sp.spmatrix]
 SequencesLike = Union[ArrayLike, Sequence[ArrayLike]]
 #: A file name.
 PathLike = Union[str, os.PathLike]
+#: Where a model is saved or loaded: a file name, or a binary file object.
+FileLike = Union[str, os.PathLike, IO[bytes]]
 #: What predict and friends return: an array, or a list of arrays for ragged sequences.
 Predictions = Union[NDArray[Any], list]
 
@@ -21,5 +23,5 @@ if TYPE_CHECKING:  # pragma: no cover
 #: ``fit`` and ``partial_fit`` return the estimator itself.
 EstimatorT = TypeVar("EstimatorT", bound="BackpropEstimator")
 
-__all__ = ["ArrayLike", "EstimatorT", "MatrixLike", "NDArray", "PathLike", "Predictions",
-           "SequencesLike", "np"]
+__all__ = ["ArrayLike", "EstimatorT", "FileLike", "MatrixLike", "NDArray", "PathLike",
+           "Predictions", "SequencesLike", "np"]
