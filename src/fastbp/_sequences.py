@@ -247,21 +247,37 @@ class RNNNetwork(Network):
     def predict(self, X, n_threads, logits=False, batch_sequences=512):
         """Outputs for a Ragged X, in X's own row layout (one row per step,
         or per sequence with last-step output)."""
-        n_out_rows = len(X) if self.last_step else X.data.shape[0]
-        out = np.empty((n_out_rows, self.n_outputs), dtype=self.dtype)
         code = LOSS_CODES[self.loss]
+
+        def outputs(activations):
+            z = activations[-1]
+            if not logits:
+                _dense.output_activate(z, code, n_threads)
+            return z
+        return self._forward_batches(X, n_threads, self.n_outputs, outputs, batch_sequences)
+
+    def features(self, X, n_threads, batch_sequences=512):
+        """The hidden states the output layer reads for a Ragged X (h_t of
+        every step, or of each sequence's last step), laid out as
+        :meth:`predict`'s rows."""
+        return self._forward_batches(X, n_threads, self.layers[1].n_in,
+                                     lambda activations: activations[2], batch_sequences)
+
+    def _forward_batches(self, X, n_threads, width, pick, batch_sequences):
+        """Run the forward pass over X, ``batch_sequences`` sequences at a
+        time; return ``pick(activations)``'s rows in X's order."""
+        n_out_rows = len(X) if self.last_step else X.data.shape[0]
+        out = np.empty((n_out_rows, width), dtype=self.dtype)
         with blas_single_thread():
             for start in range(0, len(X), batch_sequences):
                 groups = np.arange(start, min(start + batch_sequences, len(X)))
                 batch, _, _ = pack(X, groups)
                 ws = self.workspace(batch.data.shape[0], backward=False)
-                z = self.forward(batch, ws, n_threads)[-1]
-                if not logits:
-                    _dense.output_activate(z, code, n_threads)
+                rows = pick(self.forward(batch, ws, n_threads))
                 if self.last_step:
-                    out[groups[batch.order]] = z
+                    out[groups[batch.order]] = rows
                 else:
-                    out[batch.step_rows] = z
+                    out[batch.step_rows] = rows
         return out
 
     def loss_and_grad(self, batch, Y, sample_weight, alpha, ws, n_threads, record=None):
