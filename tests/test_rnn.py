@@ -23,12 +23,13 @@ def _ragged(rng, lengths, n_features=3):
 LENGTHS = [5, 2, 4, 1, 5, 3]
 
 
-def _numpy_loss(est, X, y, window=None):
+def _numpy_loss(est, X, y, window=None, states=None):
     """Independent NumPy forward pass and loss of an RNN estimator.
 
     With ``window`` the hidden state entering each window of that many steps
     is taken from ``window`` (a dict filled by a first full pass) and held
     constant: the loss whose exact gradient truncated BPTT computes.
+    ``states``, a list, receives each sequence's hidden states.
     """
     p = {k: v.astype(np.float64) for k, v in est.parameters_.items()}
     f = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0),
@@ -36,7 +37,7 @@ def _numpy_loss(est, X, y, window=None):
     per_step, totals, n_pred = est.output == "sequence", 0.0, 0
     for i, x in enumerate(X):
         h = np.zeros(est.hidden_size)
-        outs = []
+        outs, hs = [], []
         for t in range(len(x)):
             k = est.bptt_steps
             if window is not None and k and t % k == 0 and t > 0:
@@ -45,6 +46,9 @@ def _numpy_loss(est, X, y, window=None):
             if window is not None and (i, t + 1) not in window:
                 window[(i, t + 1)] = h.copy()
             outs.append(h @ p["weight_out"] + p["bias_out"])
+            hs.append(h)
+        if states is not None:
+            states.append(np.array(hs))
         targets = y[i] if per_step else [y[i]]
         outs = outs if per_step else outs[-1:]
         for z, target in zip(outs, targets):
@@ -85,6 +89,51 @@ def test_gradients_with_sample_weight_and_multi_output_regression():
     sw = rng.random(len(X)) + 0.2
     assert check_gradients(est, X, y, sample_weight=sw) <= 1e-6
     assert est.predict(X)[0].shape == (5, 2)
+
+
+@pytest.mark.parametrize("cls", [RNNClassifier, RNNRegressor])
+@pytest.mark.parametrize("output", ["last", "sequence"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_transform_is_the_hidden_state_the_output_layer_reads(cls, output, dtype):
+    rng = np.random.default_rng(7)
+    X = [x.astype(dtype) for x in _ragged(rng, LENGTHS)]
+    if output == "last":
+        y = np.arange(len(X)) % 3 if cls is RNNClassifier else rng.standard_normal(len(X))
+    else:
+        y = [rng.integers(0, 3, n) if cls is RNNClassifier else rng.standard_normal(n)
+             for n in LENGTHS]
+    est = _fit(cls(hidden_size=4, output=output, max_iter=2, random_state=0), X, y)
+    states = []
+    _numpy_loss(est, X, y, states=states)
+    got = est.transform(X)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    if output == "last":  # the final state of each sequence
+        assert got.shape == (len(X), 4) and got.dtype == dtype
+        np.testing.assert_allclose(got, [h[-1] for h in states], rtol=tol, atol=tol)
+    else:  # every step's state, shaped as the targets
+        assert [g.shape for g in got] == [(n, 4) for n in LENGTHS]
+        for g, h in zip(got, states):
+            assert g.dtype == dtype
+            np.testing.assert_allclose(g, h, rtol=tol, atol=tol)
+        assert est.transform(rng.standard_normal((5, 3, 3))).shape == (5, 3, 4)
+    assert list(est.get_feature_names_out()) == [f"{cls.__name__.lower()}{i}"
+                                                 for i in range(4)]
+
+
+def test_transform_to_pandas_needs_a_row_per_sequence():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((10, 4, 2))
+    last = _fit(RNNClassifier(hidden_size=3, max_iter=2), X, np.arange(10) % 2)
+    out = last.set_output(transform="pandas").transform(X)
+    assert isinstance(out, pd.DataFrame) and out.shape == (10, 3)
+    np.testing.assert_array_equal(out.to_numpy(), last.set_output(transform="default")
+                                  .transform(X))
+    seq = _fit(RNNClassifier(hidden_size=3, max_iter=2, output="sequence"), X,
+               rng.integers(0, 2, (10, 4)))
+    assert seq.transform(X).shape == (10, 4, 3)
+    with pytest.raises(ValueError, match="one row of hidden state per step"):
+        seq.set_output(transform="pandas").transform(X)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])

@@ -1,6 +1,13 @@
 """scikit-learn's common estimator checks on every estimator."""
+import pytest
 from sklearn.utils.estimator_checks import (
+    check_get_feature_names_out_error,
+    check_global_output_transform_pandas,
     check_sample_weight_equivalence_on_dense_data,
+    check_set_output_transform,
+    check_set_output_transform_pandas,
+    check_transformer_get_feature_names_out,
+    check_transformer_get_feature_names_out_pandas,
     parametrize_with_checks,
 )
 
@@ -30,7 +37,8 @@ LENET_EXPECTED_FAILURES = {name: _NOT_IMAGES for name in [
     "check_supervised_y_2d", "check_non_transformer_estimators_n_iter",
     "check_methods_sample_order_invariance", "check_methods_subset_invariance",
     "check_dict_unchanged", "check_fit_idempotent", "check_fit_check_is_fitted",
-    "check_n_features_in", "check_fit2d_predict1d",
+    "check_n_features_in", "check_fit2d_predict1d", "check_transformer_data_not_an_array", "check_transformer_general",
+    "check_transformer_preserve_dtypes", "check_transformer_n_iter",
 ]}
 
 
@@ -56,3 +64,22 @@ def test_sample_weight_equivalence_lbfgs():
     check_sample_weight_equivalence_on_dense_data(
         "MLPRegressor", MLPRegressor(solver="lbfgs", max_iter=100)
     )
+
+
+TRANSFORMERS = [MLPClassifier(max_iter=100), MLPRegressor(max_iter=100),
+                RNNClassifier(hidden_size=20, max_iter=100),
+                RNNRegressor(hidden_size=20, max_iter=100)]
+# the checks sklearn runs on its own transformers besides parametrize_with_checks
+# (LeNet-5's transform is checked on images in test_transform.py)
+OUTPUT_CHECKS = [check_set_output_transform, check_set_output_transform_pandas,
+                 check_global_output_transform_pandas, check_transformer_get_feature_names_out,
+                 check_transformer_get_feature_names_out_pandas,
+                 check_get_feature_names_out_error]
+
+
+# (the checks fit on DataFrames and transform arrays, and the other way round, on purpose)
+@pytest.mark.filterwarnings("ignore:X (does not have valid|has) feature names:UserWarning")
+@pytest.mark.parametrize("estimator", TRANSFORMERS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("check", OUTPUT_CHECKS, ids=lambda c: c.__name__)
+def test_transform_output_checks(estimator, check):
+    check(type(estimator).__name__, estimator)

@@ -14,6 +14,7 @@ from sklearn.utils.validation import (
     _check_sample_weight, check_consistent_length, check_is_fitted,
 )
 
+from ._features import HiddenFeaturesMixin
 from ._solvers import STOCHASTIC_SOLVERS, fit_lbfgs, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
 from ._typing import ArrayLike, MatrixLike, PathLike
@@ -160,8 +161,11 @@ def _same_settings(a, b):
     return True
 
 
-class BackpropEstimator(BaseEstimator):
+class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
     """Base class of fastbp's estimators (solver parameters as sklearn's MLP).
+
+    Every estimator is also a transformer: ``transform`` gives the last hidden
+    layer's activations, so a fitted network can feed other estimators.
 
     Subclasses provide ``_check_X``, ``_prepare_fit``, ``_prepare_backprop``,
     ``_build_network``, ``_init_parameters``, ``_validation_score`` and

@@ -1,9 +1,11 @@
 """Vanilla RNNs trained by backpropagation through time, as sklearn estimators."""
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import (
     _check_sample_weight, check_array, check_is_fitted, validate_data,
 )
@@ -253,6 +255,20 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
         if sample_weight is None or self.output != "sequence":
             return sample_weight
         return np.repeat(np.asarray(sample_weight), lengths)
+
+    if TYPE_CHECKING:  # transform is HiddenFeaturesMixin's (there set_output wraps it)
+        def transform(self, X: SequencesLike) -> Predictions:  # type: ignore[override]
+            ...
+
+    def _hidden_features(self, X):
+        if self.output == "sequence" and _get_output_config("transform", self)["dense"] \
+                != "default":
+            raise ValueError(
+                "transform gives one row of hidden state per step with "
+                "output='sequence', which set_output cannot put in a DataFrame; use "
+                "set_output(transform='default'), or output='last' for one row per "
+                "sequence.")
+        return self._unflatten(super()._hidden_features(X), X)
 
     def _validation_score(self, X, y, sample_weight):
         y_true = np.concatenate(y) if self.output == "sequence" else y
