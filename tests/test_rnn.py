@@ -23,18 +23,20 @@ def _ragged(rng, lengths, n_features=3):
 LENGTHS = [5, 2, 4, 1, 5, 3]
 
 
-def _numpy_loss(est, X, y, window=None, states=None):
+def _numpy_loss(est, X, y, window=None, weights=None, states=None):
     """Independent NumPy forward pass and loss of an RNN estimator.
 
     With ``window`` the hidden state entering each window of that many steps
     is taken from ``window`` (a dict filled by a first full pass) and held
     constant: the loss whose exact gradient truncated BPTT computes.
-    ``states``, a list, receives each sequence's hidden states.
+    ``weights[i]`` weighs the predictions of sequence i (one weight per
+    predicted step); in the L2 term a sequence weighs the mean of its
+    weights. ``states``, a list, receives each sequence's hidden states.
     """
     p = {k: v.astype(np.float64) for k, v in est.parameters_.items()}
     f = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0),
          "logistic": lambda z: 1 / (1 + np.exp(-z))}[est.nonlinearity]
-    per_step, totals, n_pred = est.output == "sequence", 0.0, 0
+    per_step, totals, n_pred, sequence_weights = est.output == "sequence", 0.0, 0, 0.0
     for i, x in enumerate(X):
         h = np.zeros(est.hidden_size)
         outs, hs = [], []
@@ -51,16 +53,18 @@ def _numpy_loss(est, X, y, window=None, states=None):
             states.append(np.array(hs))
         targets = y[i] if per_step else [y[i]]
         outs = outs if per_step else outs[-1:]
-        for z, target in zip(outs, targets):
+        w = np.ones(len(outs)) if weights is None else np.atleast_1d(weights[i])
+        for z, target, w_t in zip(outs, targets, w):
             if isinstance(est, RNNClassifier):
                 k = list(est.classes_).index(target)
                 zmax = z.max()
-                totals += zmax + np.log(np.exp(z - zmax).sum()) - z[k]
+                totals += w_t * (zmax + np.log(np.exp(z - zmax).sum()) - z[k])
             else:
-                totals += np.mean((z - np.atleast_1d(target)) ** 2) / 2
-            n_pred += 1
-    weights = sum(np.sum(p[k] ** 2) for k in ("weight_ih", "weight_hh", "weight_out"))
-    return totals / n_pred + est.alpha * weights / (2 * len(X))
+                totals += w_t * np.mean((z - np.atleast_1d(target)) ** 2) / 2
+            n_pred += w_t
+        sequence_weights += np.mean(w)
+    l2 = sum(np.sum(p[k] ** 2) for k in ("weight_ih", "weight_hh", "weight_out"))
+    return totals / n_pred + est.alpha * l2 / (2 * sequence_weights)
 
 
 @pytest.mark.parametrize("cls", [RNNClassifier, RNNRegressor])
@@ -89,6 +93,54 @@ def test_gradients_with_sample_weight_and_multi_output_regression():
     sw = rng.random(len(X)) + 0.2
     assert check_gradients(est, X, y, sample_weight=sw) <= 1e-6
     assert est.predict(X)[0].shape == (5, 2)
+
+
+@pytest.mark.parametrize("class_weight", ["balanced", {0: 0.3, 1: 2.0, 2: 1.0}], ids=repr)
+def test_class_weight_weighs_every_step_by_its_class(class_weight):
+    """output='sequence': step t of sequence i weighs sample_weight[i] *
+    class_weight[y_it] ('balanced' counting steps so weighted); in the L2
+    term a sequence weighs the mean of its steps' weights."""
+    rng = np.random.default_rng(5)
+    X = _ragged(rng, LENGTHS)
+    y = [rng.integers(0, 3, n) for n in LENGTHS]
+    sw = rng.uniform(0.5, 2.0, len(X))
+    est = _fit(RNNClassifier(hidden_size=4, output="sequence", alpha=0.2, max_iter=2,
+                             random_state=0, class_weight=class_weight), X, y, sample_weight=sw)
+    steps, step_sw = np.concatenate(y), np.repeat(sw, LENGTHS)
+    if class_weight == "balanced":
+        per_class = step_sw.sum() / (3 * np.bincount(steps, weights=step_sw))
+    else:
+        per_class = np.array([0.3, 2.0, 1.0])
+    weights = np.split(step_sw * per_class[steps], np.cumsum(LENGTHS)[:-1])
+    expected = _numpy_loss(est, X, y, weights=weights)
+    assert est.backprop(X, y, sample_weight=sw).loss == pytest.approx(expected, rel=1e-12)
+    assert check_gradients(est, X, y, sample_weight=sw) <= 1e-6
+    est.set_params(class_weight=None)
+    assert est.backprop(X, y, sample_weight=sw).loss != pytest.approx(expected, rel=1e-6)
+
+
+def test_early_stopping_holds_out_step_weights_with_their_sequences(monkeypatch):
+    """The held-out sequences keep their steps' class weights, by which the
+    validation accuracy is weighted, as the training loss is."""
+    seen = []
+    score = RNNClassifier._validation_score
+
+    def spy(self, X, y, sample_weight):
+        seen.append((X, y, sample_weight))
+        return score(self, X, y, sample_weight)
+    monkeypatch.setattr(RNNClassifier, "_validation_score", spy)
+    rng = np.random.default_rng(6)
+    lengths = rng.integers(1, 6, 40)
+    X = _ragged(rng, lengths)
+    y = [rng.integers(0, 2, n) for n in lengths]
+    _fit(RNNClassifier(hidden_size=4, output="sequence", max_iter=2, random_state=0,
+                       early_stopping=True, validation_fraction=0.25,
+                       class_weight={0: 0.5, 1: 2.0}), X, y)
+    X_val, y_val, weights = seen[0]
+    assert len(y_val) == 10 and [len(s) for s in y_val] == list(X_val.lengths)
+    expected = np.array([0.5, 2.0])[np.concatenate(y_val)]
+    np.testing.assert_array_equal(weights.data, expected)
+    np.testing.assert_array_equal(weights.lengths, X_val.lengths)
 
 
 @pytest.mark.parametrize("cls", [RNNClassifier, RNNRegressor])

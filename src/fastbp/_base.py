@@ -234,8 +234,7 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
         if not first_pass:
             X = X.astype(self._network.dtype, copy=False)
             Y = Y.astype(self._network.dtype, copy=False)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        sample_weight = self._sample_weights(sample_weight, X, y_raw, X.dtype)
         if not first_pass and Y.shape[1] != self._network.n_outputs:
             raise ValueError(
                 f"y has {Y.shape[1]} outputs but the fitted network has "
@@ -318,6 +317,14 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
     def _n_threads(self):
         return effective_n_threads(self.n_jobs)
 
+    def _sample_weights(self, sample_weight, X, y, dtype):
+        """The training weights of the samples of X (labels y) in ``dtype``:
+        sample_weight checked against X, None staying None; classifiers
+        multiply in their class weights."""
+        if sample_weight is None:
+            return None
+        return _check_sample_weight(sample_weight, X, dtype=dtype)
+
     def _forward(self, X, logits=False):
         """Outputs (or logits) of the network for raw input X."""
         check_is_fitted(self, "_network")
@@ -371,6 +378,7 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
         y : array-like
             Targets, as for ``fit``.
         sample_weight : array-like of shape (n_samples,), default=None
+            Multiplied by the weights of ``class_weight``, as in ``fit``.
 
         Returns
         -------
@@ -390,8 +398,7 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
         self._check_n_outputs(Y)
         X = np.ascontiguousarray(X, dtype=dtype)
         Y = np.ascontiguousarray(Y, dtype=dtype)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
+        sample_weight = self._sample_weights(sample_weight, X, y, dtype)
         return X, Y, sample_weight
 
     def _check_n_outputs(self, Y):
