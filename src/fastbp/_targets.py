@@ -49,7 +49,7 @@ def _finite_outputs(y_pred):
 def check_class_weight(est):
     """Raise InvalidParameterError unless est.class_weight is None,
     'balanced' or a dict of finite weights >= 0."""
-    class_weight = est.class_weight
+    class_weight = getattr(est, "class_weight", None)  # None: pickled before it existed
     if class_weight is None or (isinstance(class_weight, str) and class_weight == "balanced"):
         return
     if not isinstance(class_weight, dict):
