@@ -133,7 +133,7 @@ BAD_SAMPLE_WEIGHT = {
 }
 
 X_METHODS = ["fit", "partial_fit", "fitted.fit", "fitted.partial_fit", "fitted.warm_fit",
-             "predict", "predict_proba", "backprop", "loaded.predict"]
+             "predict", "predict_proba", "transform", "backprop", "loaded.predict"]
 Y_METHODS = ["fit", "partial_fit", "fitted.fit", "fitted.partial_fit", "fitted.warm_fit",
              "backprop"]
 
@@ -270,7 +270,7 @@ def test_bad_X(name, bad, tmp_path):
     def make_args(method):
         X, y = make_data(name)
         if bad in ("zero_samples", "no_sequences") and method not in (
-                "predict", "predict_proba", "loaded.predict"):
+                "predict", "predict_proba", "transform", "loaded.predict"):
             y = y[:0]
         return make_bad(X), y
 
@@ -278,7 +278,7 @@ def test_bad_X(name, bad, tmp_path):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("method", ["predict", "predict_proba", "backprop",
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "transform", "backprop",
                                     "fitted.partial_fit", "fitted.warm_fit",
                                     "loaded.predict"])
 def test_wrong_number_of_features_after_fit(name, method, tmp_path):
@@ -426,7 +426,8 @@ def test_everything_before_fit_raises_not_fitted(name, tmp_path):
     est = FACTORIES[name]()
     calls = [lambda: est.predict(X), lambda: est.backprop(X, y),
              lambda: est.save(tmp_path / "m.npz"), lambda: est.score(X, y),
-             lambda: est.parameters_]
+             lambda: est.parameters_, lambda: est.transform(X),
+             lambda: est.get_feature_names_out()]
     if name in CLASSIFIERS:
         calls += [lambda: est.predict_proba(X), lambda: est.predict_log_proba(X)]
     if _kind(name) == "mlp":

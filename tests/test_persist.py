@@ -149,6 +149,9 @@ CRAFTED = {
     "bad fitted type": dict(fitted__n_iter_="many"),
     "bad loss curve": dict(fitted__loss_curve_=["x"]),
     "bad classes": dict(target__y_type="continuous"),
+    "class_weight pair without a weight": dict(params__class_weight=[[0]]),
+    "class_weight keyed by a list": dict(params__class_weight=[[[0], 1.0]]),
+    "class_weight of text": dict(params__class_weight=[[0, "heavy"]]),
 }
 
 

@@ -23,20 +23,23 @@ def _ragged(rng, lengths, n_features=3):
 LENGTHS = [5, 2, 4, 1, 5, 3]
 
 
-def _numpy_loss(est, X, y, window=None):
+def _numpy_loss(est, X, y, window=None, weights=None, states=None):
     """Independent NumPy forward pass and loss of an RNN estimator.
 
     With ``window`` the hidden state entering each window of that many steps
     is taken from ``window`` (a dict filled by a first full pass) and held
     constant: the loss whose exact gradient truncated BPTT computes.
+    ``weights[i]`` weighs the predictions of sequence i (one weight per
+    predicted step); in the L2 term a sequence weighs the mean of its
+    weights. ``states``, a list, receives each sequence's hidden states.
     """
     p = {k: v.astype(np.float64) for k, v in est.parameters_.items()}
     f = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0),
          "logistic": lambda z: 1 / (1 + np.exp(-z))}[est.nonlinearity]
-    per_step, totals, n_pred = est.output == "sequence", 0.0, 0
+    per_step, totals, n_pred, sequence_weights = est.output == "sequence", 0.0, 0, 0.0
     for i, x in enumerate(X):
         h = np.zeros(est.hidden_size)
-        outs = []
+        outs, hs = [], []
         for t in range(len(x)):
             k = est.bptt_steps
             if window is not None and k and t % k == 0 and t > 0:
@@ -45,18 +48,23 @@ def _numpy_loss(est, X, y, window=None):
             if window is not None and (i, t + 1) not in window:
                 window[(i, t + 1)] = h.copy()
             outs.append(h @ p["weight_out"] + p["bias_out"])
+            hs.append(h)
+        if states is not None:
+            states.append(np.array(hs))
         targets = y[i] if per_step else [y[i]]
         outs = outs if per_step else outs[-1:]
-        for z, target in zip(outs, targets):
+        w = np.ones(len(outs)) if weights is None else np.atleast_1d(weights[i])
+        for z, target, w_t in zip(outs, targets, w):
             if isinstance(est, RNNClassifier):
                 k = list(est.classes_).index(target)
                 zmax = z.max()
-                totals += zmax + np.log(np.exp(z - zmax).sum()) - z[k]
+                totals += w_t * (zmax + np.log(np.exp(z - zmax).sum()) - z[k])
             else:
-                totals += np.mean((z - np.atleast_1d(target)) ** 2) / 2
-            n_pred += 1
-    weights = sum(np.sum(p[k] ** 2) for k in ("weight_ih", "weight_hh", "weight_out"))
-    return totals / n_pred + est.alpha * weights / (2 * len(X))
+                totals += w_t * np.mean((z - np.atleast_1d(target)) ** 2) / 2
+            n_pred += w_t
+        sequence_weights += np.mean(w)
+    l2 = sum(np.sum(p[k] ** 2) for k in ("weight_ih", "weight_hh", "weight_out"))
+    return totals / n_pred + est.alpha * l2 / (2 * sequence_weights)
 
 
 @pytest.mark.parametrize("cls", [RNNClassifier, RNNRegressor])
@@ -85,6 +93,99 @@ def test_gradients_with_sample_weight_and_multi_output_regression():
     sw = rng.random(len(X)) + 0.2
     assert check_gradients(est, X, y, sample_weight=sw) <= 1e-6
     assert est.predict(X)[0].shape == (5, 2)
+
+
+@pytest.mark.parametrize("class_weight", ["balanced", {0: 0.3, 1: 2.0, 2: 1.0}], ids=repr)
+def test_class_weight_weighs_every_step_by_its_class(class_weight):
+    """output='sequence': step t of sequence i weighs sample_weight[i] *
+    class_weight[y_it] ('balanced' counting steps so weighted); in the L2
+    term a sequence weighs the mean of its steps' weights."""
+    rng = np.random.default_rng(5)
+    X = _ragged(rng, LENGTHS)
+    y = [rng.integers(0, 3, n) for n in LENGTHS]
+    sw = rng.uniform(0.5, 2.0, len(X))
+    est = _fit(RNNClassifier(hidden_size=4, output="sequence", alpha=0.2, max_iter=2,
+                             random_state=0, class_weight=class_weight), X, y, sample_weight=sw)
+    steps, step_sw = np.concatenate(y), np.repeat(sw, LENGTHS)
+    if class_weight == "balanced":
+        per_class = step_sw.sum() / (3 * np.bincount(steps, weights=step_sw))
+    else:
+        per_class = np.array([0.3, 2.0, 1.0])
+    weights = np.split(step_sw * per_class[steps], np.cumsum(LENGTHS)[:-1])
+    expected = _numpy_loss(est, X, y, weights=weights)
+    assert est.backprop(X, y, sample_weight=sw).loss == pytest.approx(expected, rel=1e-12)
+    assert check_gradients(est, X, y, sample_weight=sw) <= 1e-6
+    est.set_params(class_weight=None)
+    assert est.backprop(X, y, sample_weight=sw).loss != pytest.approx(expected, rel=1e-6)
+
+
+def test_early_stopping_holds_out_step_weights_with_their_sequences(monkeypatch):
+    """The held-out sequences keep their steps' class weights, by which the
+    validation accuracy is weighted, as the training loss is."""
+    seen = []
+    score = RNNClassifier._validation_score
+
+    def spy(self, X, y, sample_weight):
+        seen.append((X, y, sample_weight))
+        return score(self, X, y, sample_weight)
+    monkeypatch.setattr(RNNClassifier, "_validation_score", spy)
+    rng = np.random.default_rng(6)
+    lengths = rng.integers(1, 6, 40)
+    X = _ragged(rng, lengths)
+    y = [rng.integers(0, 2, n) for n in lengths]
+    _fit(RNNClassifier(hidden_size=4, output="sequence", max_iter=2, random_state=0,
+                       early_stopping=True, validation_fraction=0.25,
+                       class_weight={0: 0.5, 1: 2.0}), X, y)
+    X_val, y_val, weights = seen[0]
+    assert len(y_val) == 10 and [len(s) for s in y_val] == list(X_val.lengths)
+    expected = np.array([0.5, 2.0])[np.concatenate(y_val)]
+    np.testing.assert_array_equal(weights.data, expected)
+    np.testing.assert_array_equal(weights.lengths, X_val.lengths)
+
+
+@pytest.mark.parametrize("cls", [RNNClassifier, RNNRegressor])
+@pytest.mark.parametrize("output", ["last", "sequence"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_transform_is_the_hidden_state_the_output_layer_reads(cls, output, dtype):
+    rng = np.random.default_rng(7)
+    X = [x.astype(dtype) for x in _ragged(rng, LENGTHS)]
+    if output == "last":
+        y = np.arange(len(X)) % 3 if cls is RNNClassifier else rng.standard_normal(len(X))
+    else:
+        y = [rng.integers(0, 3, n) if cls is RNNClassifier else rng.standard_normal(n)
+             for n in LENGTHS]
+    est = _fit(cls(hidden_size=4, output=output, max_iter=2, random_state=0), X, y)
+    states = []
+    _numpy_loss(est, X, y, states=states)
+    got = est.transform(X)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    if output == "last":  # the final state of each sequence
+        assert got.shape == (len(X), 4) and got.dtype == dtype
+        np.testing.assert_allclose(got, [h[-1] for h in states], rtol=tol, atol=tol)
+    else:  # every step's state, shaped as the targets
+        assert [g.shape for g in got] == [(n, 4) for n in LENGTHS]
+        for g, h in zip(got, states):
+            assert g.dtype == dtype
+            np.testing.assert_allclose(g, h, rtol=tol, atol=tol)
+        assert est.transform(rng.standard_normal((5, 3, 3))).shape == (5, 3, 4)
+    assert list(est.get_feature_names_out()) == [f"{cls.__name__.lower()}{i}"
+                                                 for i in range(4)]
+
+
+def test_transform_to_pandas_needs_a_row_per_sequence():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((10, 4, 2))
+    last = _fit(RNNClassifier(hidden_size=3, max_iter=2), X, np.arange(10) % 2)
+    out = last.set_output(transform="pandas").transform(X)
+    assert isinstance(out, pd.DataFrame) and out.shape == (10, 3)
+    np.testing.assert_array_equal(out.to_numpy(), last.set_output(transform="default")
+                                  .transform(X))
+    seq = _fit(RNNClassifier(hidden_size=3, max_iter=2, output="sequence"), X,
+               rng.integers(0, 2, (10, 4)))
+    assert seq.transform(X).shape == (10, 4, 3)
+    with pytest.raises(ValueError, match="one row of hidden state per step"):
+        seq.set_output(transform="pandas").transform(X)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])

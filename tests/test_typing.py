@@ -16,7 +16,7 @@ PUBLIC_FUNCTIONS = [fastbp.load, fastbp.check_gradients, fastbp.show_versions,
                     datasets.load_idx, datasets.load_fashion_mnist]
 ESTIMATORS = [fastbp.MLPClassifier, fastbp.MLPRegressor, fastbp.LeNet5Classifier,
               fastbp.RNNClassifier, fastbp.RNNRegressor]
-METHODS = ["fit", "predict", "save", "backprop"]
+METHODS = ["fit", "predict", "transform", "save", "backprop"]
 
 
 @pytest.mark.parametrize("func", PUBLIC_FUNCTIONS, ids=lambda f: f.__qualname__)

@@ -12,6 +12,7 @@ y = np.arange(12) % 2
 clf: fastbp.MLPClassifier = fastbp.MLPClassifier(max_iter=5).fit(X, y)
 clf = clf.partial_fit(X, y)
 proba: NDArray[Any] = clf.predict_proba(X)
+features: NDArray[Any] = clf.transform(X)
 result: fastbp.Backprop = clf.backprop(X, y)
 loss: float = result.loss
 gradients: dict[str, NDArray[Any]] = result.gradients
@@ -30,4 +31,5 @@ sequences = [np.zeros((3, 2)), np.zeros((5, 2))]
 rnn: fastbp.RNNClassifier = fastbp.RNNClassifier(output="sequence").fit(
     sequences, [np.zeros(3), np.ones(5)])
 labels: NDArray[Any] | list[Any] = rnn.predict(sequences)
+states: NDArray[Any] | list[Any] = rnn.transform(sequences)
 images, targets = fastbp.datasets.load_fashion_mnist(subset="test")

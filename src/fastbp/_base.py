@@ -14,6 +14,7 @@ from sklearn.utils.validation import (
     _check_sample_weight, check_consistent_length, check_is_fitted,
 )
 
+from ._features import HiddenFeaturesMixin
 from ._solvers import STOCHASTIC_SOLVERS, _num_rows, fit_lbfgs, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
 from ._typing import ArrayLike, FileLike, MatrixLike
@@ -160,8 +161,11 @@ def _same_settings(a, b):
     return True
 
 
-class BackpropEstimator(BaseEstimator):
+class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
     """Base class of fastbp's estimators (solver parameters as sklearn's MLP).
+
+    Every estimator is also a transformer: ``transform`` gives the last hidden
+    layer's activations, so a fitted network can feed other estimators.
 
     Subclasses provide ``_check_X``, ``_prepare_fit``, ``_prepare_backprop``,
     ``_build_network``, ``_init_parameters``, ``_validation_targets``,
@@ -235,8 +239,7 @@ class BackpropEstimator(BaseEstimator):
         if not first_pass:
             X = X.astype(self._network.dtype, copy=False)
             Y = Y.astype(self._network.dtype, copy=False)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        sample_weight = self._sample_weights(sample_weight, X, y_raw, X.dtype)
         if not first_pass and Y.shape[1] != self._network.n_outputs:
             raise ValueError(
                 f"y has {Y.shape[1]} outputs but the fitted network has "
@@ -288,11 +291,12 @@ class BackpropEstimator(BaseEstimator):
         if _num_rows(Y) != _num_rows(X):
             raise ValueError(f"X_val holds {_num_rows(X)} samples, but y_val holds "
                              f"{_num_rows(Y)}.")
-        if sample_weight_val is not None:
-            try:
-                sample_weight_val = _check_sample_weight(sample_weight_val, X, dtype=X.dtype)
-            except ValueError as exc:
-                raise ValueError(f"sample_weight_val: {exc}") from exc
+        # class weights count on the validation set too, as in sklearn's
+        # HistGradientBoosting
+        try:
+            sample_weight_val = self._sample_weights(sample_weight_val, X, y, X.dtype)
+        except ValueError as exc:
+            raise ValueError(f"sample_weight_val: {exc}") from exc
         return X, Y, y, sample_weight_val
 
     # Parameters that may not change while training continues even where the
@@ -355,6 +359,14 @@ class BackpropEstimator(BaseEstimator):
     def _n_threads(self):
         return effective_n_threads(self.n_jobs)
 
+    def _sample_weights(self, sample_weight, X, y, dtype):
+        """The training weights of the samples of X (labels y) in ``dtype``:
+        sample_weight checked against X, None staying None; classifiers
+        multiply in their class weights."""
+        if sample_weight is None:
+            return None
+        return _check_sample_weight(sample_weight, X, dtype=dtype)
+
     def _forward(self, X, logits=False):
         """Outputs (or logits) of the network for raw input X."""
         check_is_fitted(self, "_network")
@@ -411,6 +423,7 @@ class BackpropEstimator(BaseEstimator):
         y : array-like
             Targets, as for ``fit``.
         sample_weight : array-like of shape (n_samples,), default=None
+            Multiplied by the weights of ``class_weight``, as in ``fit``.
 
         Returns
         -------
@@ -430,8 +443,7 @@ class BackpropEstimator(BaseEstimator):
         self._check_n_outputs(Y)
         X = np.ascontiguousarray(X, dtype=dtype)
         Y = np.ascontiguousarray(Y, dtype=dtype)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
+        sample_weight = self._sample_weights(sample_weight, X, y, dtype)
         return X, Y, sample_weight
 
     def _check_n_outputs(self, Y):

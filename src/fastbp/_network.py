@@ -146,20 +146,36 @@ class Network:
         chunk by chunk). A fresh workspace per call keeps concurrent calls on
         one model independent.
         """
-        n = X.shape[0]
-        out = np.empty((n, self.n_outputs), dtype=self.dtype)
-        ws = self.workspace(min(n, batch_rows), backward=False)
         code = LOSS_CODES[self.loss]
+
+        def outputs(activations):
+            z = activations[-1]
+            if not logits:
+                _dense.output_activate(z, code, n_threads)
+            return z
+        return self._forward_chunks(X, n_threads, self.n_outputs, outputs, batch_rows)
+
+    def features(self, X, n_threads, batch_rows=1024):
+        """Return what the output layer reads for X: the last hidden layer's
+        activations (the input itself when there is no hidden layer), by the
+        same forward pass as :meth:`predict`."""
+        return self._forward_chunks(X, n_threads, self.layers[-1].n_in,
+                                    lambda activations: activations[-2], batch_rows)
+
+    def _forward_chunks(self, X, n_threads, width, pick, batch_rows):
+        """Run the forward pass over X in chunks of ``batch_rows``; return the
+        (n_samples, width) array of ``pick(activations)`` of every chunk."""
+        n = X.shape[0]
+        out = np.empty((n, width), dtype=self.dtype)
+        ws = self.workspace(min(n, batch_rows), backward=False)
         with blas_single_thread():
             for start in range(0, n, batch_rows):
                 stop = min(start + batch_rows, n)
                 chunk = X[start:stop]
                 if sp.issparse(chunk):
                     chunk = np.ascontiguousarray(chunk.toarray(), dtype=self.dtype)
-                z = self.forward(chunk, ws, n_threads)[-1]
-                if not logits:
-                    _dense.output_activate(z, code, n_threads)
-                out[start:stop] = z
+                out[start:stop] = pick(self.forward(chunk, ws, n_threads)).reshape(
+                    stop - start, width)
         return out
 
     def loss_and_grad(self, X, Y, sample_weight, alpha, ws, n_threads, record=None):

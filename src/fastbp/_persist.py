@@ -91,6 +91,9 @@ def save(estimator: Any, path: FileLike) -> None:
     if not (params.get("random_state") is None
             or isinstance(params["random_state"], numbers.Integral)):
         params["random_state"] = None  # a RandomState object has no safe text form
+    if isinstance(params.get("class_weight"), dict):
+        # as [label, weight] pairs: JSON object keys would turn labels into text
+        params["class_weight"] = [[k, w] for k, w in params["class_weight"].items()]
     fitted = {name: _to_json(getattr(estimator, name, None)) for name in COMMON_FITTED}
     names = getattr(estimator, "feature_names_in_", None)
     arrays = {"theta": net.theta}
@@ -210,6 +213,12 @@ def load(path: FileLike) -> Any:
         _fail(path, "hyperparameters do not belong to " + cls.__name__)
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    if isinstance(params.get("class_weight"), list):
+        pairs = params["class_weight"]
+        if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], (int, float, str))
+                   for p in pairs):
+            _fail(path, "malformed class_weight")
+        params["class_weight"] = {label: weight for label, weight in pairs}
     estimator = cls(**params)
     try:
         estimator._validate_params()

@@ -75,6 +75,29 @@ class Ragged:
         return pack_buffers(self, n_groups, targets, sample_weight)
 
 
+class StepWeights(Ragged):
+    """Sample weights of one row per step, grouped by sequence (class weights
+    of per-step targets), with each sequence's own weight: the mean of its
+    steps' weights, which the L2 term is normalized by.
+
+    Indexing with an array of sequences selects them (as the solver selects
+    the per-sequence weights of a validation split).
+    """
+
+    def __init__(self, data, lengths, sequence_weights=None):
+        super().__init__(data, lengths)
+        if sequence_weights is None:
+            sequence_weights = (np.add.reduceat(data, self.starts, dtype=np.float64)
+                                / self.lengths)
+        self.sequence_weights = sequence_weights
+
+    def subset(self, groups):
+        return StepWeights(self.data[self.rows_of(groups)], self.lengths[groups],
+                           self.sequence_weights[groups])
+
+    __getitem__ = subset
+
+
 class PackedBatch:
     """One packed mini-batch of sequences.
 
@@ -143,7 +166,8 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None):
     """Pack sequences ``groups`` of X (and the matching targets) step-major.
 
     targets is a Ragged with one row per step (sequence output) or one row per
-    sequence (last-step output); sample_weight holds one weight per sequence.
+    sequence (last-step output); sample_weight holds one weight per sequence,
+    or is a :class:`StepWeights` of one per step (with per-step targets).
     buffers, from :func:`pack_buffers`, receives the packed arrays (then
     valid until the next call with the same buffers).
     Returns (PackedBatch, packed targets or None, packed weights or None).
@@ -162,7 +186,13 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None):
     src = X.starts[seqs[position]] + step
     data = _gather(X.data, src, buffers, "data")
     last_rows = offsets[sorted_lengths - 1] + np.arange(len(seqs))
-    weight_sum = float(len(seqs)) if sample_weight is None else float(sample_weight[seqs].sum())
+    step_weights = isinstance(sample_weight, StepWeights)
+    if sample_weight is None:
+        weight_sum = float(len(seqs))
+    elif step_weights:
+        weight_sum = float(sample_weight.sequence_weights[seqs].sum())
+    else:
+        weight_sum = float(sample_weight[seqs].sum())
     batch = PackedBatch(data, batch_sizes, order, last_rows, src, weight_sum)
     Y = sw = None
     if targets is not None:
@@ -173,7 +203,12 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None):
             target_rows = targets.starts[seqs]
             weight_rows = seqs
         Y = _gather(targets.data, target_rows, buffers, "targets")
-        if sample_weight is not None:
+        if step_weights:
+            if not _per_step(X, targets):
+                raise ValueError("Per-step weights need one target per step.")
+            sw = _gather(sample_weight.data, sample_weight.starts[seqs[position]] + step,
+                         buffers, "weights")
+        elif sample_weight is not None:
             sw = _gather(sample_weight, weight_rows, buffers, "weights")
     return batch, Y, sw
 
@@ -247,21 +282,37 @@ class RNNNetwork(Network):
     def predict(self, X, n_threads, logits=False, batch_sequences=512):
         """Outputs for a Ragged X, in X's own row layout (one row per step,
         or per sequence with last-step output)."""
-        n_out_rows = len(X) if self.last_step else X.data.shape[0]
-        out = np.empty((n_out_rows, self.n_outputs), dtype=self.dtype)
         code = LOSS_CODES[self.loss]
+
+        def outputs(activations):
+            z = activations[-1]
+            if not logits:
+                _dense.output_activate(z, code, n_threads)
+            return z
+        return self._forward_batches(X, n_threads, self.n_outputs, outputs, batch_sequences)
+
+    def features(self, X, n_threads, batch_sequences=512):
+        """The hidden states the output layer reads for a Ragged X (h_t of
+        every step, or of each sequence's last step), laid out as
+        :meth:`predict`'s rows."""
+        return self._forward_batches(X, n_threads, self.layers[1].n_in,
+                                     lambda activations: activations[2], batch_sequences)
+
+    def _forward_batches(self, X, n_threads, width, pick, batch_sequences):
+        """Run the forward pass over X, ``batch_sequences`` sequences at a
+        time; return ``pick(activations)``'s rows in X's order."""
+        n_out_rows = len(X) if self.last_step else X.data.shape[0]
+        out = np.empty((n_out_rows, width), dtype=self.dtype)
         with blas_single_thread():
             for start in range(0, len(X), batch_sequences):
                 groups = np.arange(start, min(start + batch_sequences, len(X)))
                 batch, _, _ = pack(X, groups)
                 ws = self.workspace(batch.data.shape[0], backward=False)
-                z = self.forward(batch, ws, n_threads)[-1]
-                if not logits:
-                    _dense.output_activate(z, code, n_threads)
+                rows = pick(self.forward(batch, ws, n_threads))
                 if self.last_step:
-                    out[groups[batch.order]] = z
+                    out[groups[batch.order]] = rows
                 else:
-                    out[batch.step_rows] = z
+                    out[batch.step_rows] = rows
         return out
 
     def loss_and_grad(self, batch, Y, sample_weight, alpha, ws, n_threads, record=None):

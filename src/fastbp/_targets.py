@@ -4,6 +4,7 @@ probabilities and partial_fit for classifiers; numeric targets for regressors.
 An estimator using these mixins provides ``_validate_X_y(X, y, reset)``
 (validated input ready for its network, plus y) and ``_check_X(X)``.
 """
+import numbers
 from typing import Sequence, cast
 
 import numpy as np
@@ -11,13 +12,14 @@ import scipy.sparse as sp
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (
     _check_partial_fit_first_call, check_classification_targets, unique_labels,
 )
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
 
-from ._base import EstimatorMixin, _restored_on_error
+from ._base import EstimatorMixin, InvalidParameterError, _restored_on_error
 from ._typing import Any, ArrayLike, EstimatorT, MatrixLike, NDArray
 
 
@@ -42,6 +44,34 @@ def _finite_outputs(y_pred):
             "is too high for this model."
         )
     return y_pred
+
+
+def check_class_weight(est):
+    """Raise InvalidParameterError unless est.class_weight is None,
+    'balanced' or a dict of finite weights >= 0."""
+    class_weight = getattr(est, "class_weight", None)  # None: pickled before it existed
+    if class_weight is None or (isinstance(class_weight, str) and class_weight == "balanced"):
+        return
+    if not isinstance(class_weight, dict):
+        raise InvalidParameterError(
+            f"The 'class_weight' parameter of {type(est).__name__} must be an instance of "
+            f"'dict', a str among {{'balanced'}} or None. Got {class_weight!r} instead.")
+    bad = {k: w for k, w in class_weight.items()
+           if not (isinstance(w, numbers.Real) and not isinstance(w, bool)
+                   and np.isfinite(w) and w >= 0)}
+    if bad:
+        raise InvalidParameterError(
+            f"The 'class_weight' parameter of {type(est).__name__} must map classes to "
+            f"finite weights >= 0. Got {bad!r} among its weights.")
+
+
+_BALANCED_PARTIAL_FIT = (
+    "class_weight 'balanced' is not supported for partial_fit: it needs the class "
+    "frequencies of the whole training set. In order to use 'balanced' weights, use "
+    "compute_class_weight('balanced', classes=classes, y=y). In place of y you can use "
+    "a large enough sample of the full training set target to properly estimate the "
+    "class frequency distributions. Pass the resulting weights as the class_weight "
+    "parameter: class_weight=dict(zip(classes, weights)).")
 
 
 class ClassifierTargetsMixin(EstimatorMixin):
@@ -161,6 +191,51 @@ class ClassifierTargetsMixin(EstimatorMixin):
         self._label_binarizer = lb
         self.classes_ = classes
 
+    def _sample_weights(self, sample_weight, X, y, dtype):
+        # sample_weight times the weight of each sample's class, as sklearn's
+        # LogisticRegression multiplies them (in float64, then cast)
+        if getattr(self, "class_weight", None) is None:
+            return super()._sample_weights(sample_weight, X, y, dtype)
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        weights = weights * self._class_weights_of(y, weights)
+        return weights.astype(dtype, copy=False)
+
+    def _class_weights_of(self, y, sample_weight):
+        """float64 weight that ``class_weight`` gives each label of y (labels
+        of ``classes_``). 'balanced' counts the classes in y itself, each
+        sample counting its sample_weight, as LogisticRegression counts."""
+        y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if y.ndim != 1:
+            raise ValueError(
+                f"class_weight is not supported for multilabel targets (y of shape "
+                f"{y.shape}): the network weighs whole samples, not single labels. "
+                f"Pass sample_weight instead, or set class_weight=None.")
+        class_weight = self.class_weight
+        if isinstance(class_weight, str):  # 'balanced'
+            classes = np.unique(y)
+            with np.errstate(divide="ignore"):
+                per_class = compute_class_weight(class_weight, classes=classes, y=y,
+                                                 sample_weight=sample_weight)
+            # a class whose samples all weigh 0 adds nothing, whatever its weight
+            per_class[~np.isfinite(per_class)] = 0.0
+        else:
+            classes = self.classes_
+            labels = classes.tolist()
+            known = set(labels)
+            unknown = [k for k in class_weight if k not in known]
+            missing = [c for c in labels if c not in class_weight]
+            if unknown and missing:
+                # where sklearn's compute_class_weight raises, naming the keys too
+                raise ValueError(
+                    f"The classes, {missing}, are not in class_weight, whose keys "
+                    f"{unknown} are not classes of y (classes_: {labels}).")
+            # classes missing from the dict weigh 1, as in sklearn
+            per_class = np.array([class_weight.get(c, 1.0) for c in labels],
+                                 dtype=np.float64)
+        return per_class[np.searchsorted(classes, y)]
+
     def _validation_score(self, outputs, y, sample_weight):
         """Accuracy of the network's ``outputs`` (of predict) on labels y."""
         return accuracy_score(y, self._decode(outputs), sample_weight=sample_weight)
@@ -177,6 +252,9 @@ class ClassifierTargetsMixin(EstimatorMixin):
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,), default=None
+            Multiplied by the weights of ``class_weight`` (a dict: its keys
+            are matched against ``classes``; 'balanced' raises ValueError, as
+            in sklearn's SGDClassifier, since it needs the whole y).
         classes : array of shape (n_classes,), default=None
             Every class that will ever appear; required on the first call.
 
@@ -184,6 +262,9 @@ class ClassifierTargetsMixin(EstimatorMixin):
         -------
         self : object
         """
+        if isinstance(getattr(self, "class_weight", None), str) and \
+                self.class_weight == "balanced":
+            raise ValueError(_BALANCED_PARTIAL_FIT)
         # a first call that raises must not leave classes_ behind
         with _restored_on_error(self):
             if _check_partial_fit_first_call(self, classes):

@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._base import BackpropEstimator, InvalidParameterError, _options, store_init_params
 from ._layers import Conv5x5, Dense, MeanPool2x2
 from ._network import Network
-from ._targets import ClassifierTargetsMixin
+from ._targets import ClassifierTargetsMixin, check_class_weight
 from ._typing import ArrayLike, EstimatorT
 
 # LeCun et al. (1998), Table I: which S2 maps (rows) each C3 map (columns) sees.
@@ -59,7 +59,7 @@ class LeNet5Classifier(ClassifierTargetsMixin, ClassifierMixin, BackpropEstimato
     solver, alpha, batch_size, learning_rate, learning_rate_init, power_t, \
 max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, \
 nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, \
-epsilon, n_iter_no_change, max_fun, n_jobs
+epsilon, n_iter_no_change, max_fun, n_jobs, class_weight
         As for :class:`fastbp.MLPClassifier`. ``alpha`` penalizes the
         convolution and fully connected weights, not biases or pool
         coefficients.
@@ -122,6 +122,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         n_iter_no_change=10,
         max_fun=15000,
         n_jobs=None,
+        class_weight=None,
     ):
         store_init_params(self, locals())
 
@@ -129,6 +130,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
     def _validate_params(self):
         _options(self, "activation", _ACTIVATIONS)
         _options(self, "loss", {"log_loss", "squared_error"})
+        check_class_weight(self)
         self._c3_table()
         if self.image_shape is not None:
             _check_image_shape(self.image_shape)

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._base import BackpropEstimator, InvalidParameterError, _options, store_init_params
 from ._layers import Dense
 from ._network import Network
-from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin
+from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin, check_class_weight
 from ._typing import ArrayLike, EstimatorT, MatrixLike
 from ._views import ParameterList
 
@@ -218,6 +218,14 @@ class MLPClassifier(ClassifierTargetsMixin, ClassifierMixin, _BaseMLP):
         Threads of fastbp's kernels, which also split the GEMMs among
         themselves (BLAS itself is held to one thread while fastbp runs).
         None uses every usable core, honouring OMP_NUM_THREADS; -1 is all cores.
+    class_weight : dict, 'balanced' or None, default=None
+        Weights of the classes, {class_label: weight} (classes left out weigh
+        1); 'balanced' weighs each class n_samples / (n_classes * its count)
+        in the y given to fit (counts of sample weight when sample_weight is
+        given). A sample weighs its class's weight times its sample_weight,
+        in the loss and in early stopping's validation score, as in sklearn's
+        LogisticRegression and HistGradientBoostingClassifier. Not for
+        multilabel y (ValueError), nor 'balanced' with partial_fit.
 
     Attributes
     ----------
@@ -296,9 +304,13 @@ class MLPClassifier(ClassifierTargetsMixin, ClassifierMixin, _BaseMLP):
         max_fun=15000,
         loss="log_loss",
         n_jobs=None,
+        class_weight=None,
     ):
         store_init_params(self, locals())
 
+    def _validate_params(self):
+        check_class_weight(self)
+        super()._validate_params()
 
 
 class MLPRegressor(RegressorTargetsMixin, RegressorMixin, _BaseMLP):

@@ -1,17 +1,20 @@
 """Vanilla RNNs trained by backpropagation through time, as sklearn estimators."""
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import (
     _check_sample_weight, check_array, check_is_fitted, validate_data,
 )
 
 from ._base import (Backprop, BackpropEstimator, EstimatorMixin, InvalidParameterError, _options,
                     store_init_params)
-from ._sequences import Ragged, RNNNetwork, pack
-from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin, _finite_outputs
+from ._sequences import Ragged, RNNNetwork, StepWeights, pack
+from ._targets import (ClassifierTargetsMixin, RegressorTargetsMixin, _finite_outputs,
+                       check_class_weight)
 from ._typing import ArrayLike, EstimatorT, Predictions, SequencesLike
 
 _FLOATS = (np.float64, np.float32)
@@ -204,8 +207,7 @@ class _RNNMixin(EstimatorMixin):
         Y = self._encode_targets(y_rows)
         self._check_n_outputs(Y)
         targets = Ragged(np.ascontiguousarray(Y, dtype=dtype), lengths)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
+        sample_weight = self._sample_weights(sample_weight, X, y_rows, dtype)
         return pack(X, np.arange(len(X)), targets, sample_weight)
 
     def backprop(self, X: SequencesLike, y: SequencesLike,
@@ -263,6 +265,8 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
         """Per-sequence weights spread over every predicted step."""
         if sample_weight is None or self.output != "sequence":
             return sample_weight
+        if isinstance(sample_weight, StepWeights):
+            return sample_weight.data
         return np.repeat(np.asarray(sample_weight), lengths)
 
     def _validation_targets(self, y, X):
@@ -273,6 +277,31 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
         if self.output == "sequence":  # per sequence, as _prepare_fit gives them
             y_rows = np.split(np.asarray(y_rows), np.cumsum(lengths)[:-1])
         return Ragged(Y, lengths), y_rows
+
+    def _sample_weights(self, sample_weight, X, y, dtype):
+        # With a target per step, class weights weigh each step: its
+        # sequence's sample_weight times its class's weight.
+        if self.output == "last" or getattr(self, "class_weight", None) is None:
+            return super()._sample_weights(sample_weight, X, y, dtype)
+        steps = np.concatenate(y) if isinstance(y, list) else y
+        weights = np.repeat(_check_sample_weight(sample_weight, X, dtype=np.float64),
+                            X.lengths)
+        weights = weights * self._class_weights_of(steps, weights)
+        return StepWeights(weights.astype(dtype, copy=False), X.lengths)
+
+    if TYPE_CHECKING:  # transform is HiddenFeaturesMixin's (there set_output wraps it)
+        def transform(self, X: SequencesLike) -> Predictions:  # type: ignore[override]
+            ...
+
+    def _hidden_features(self, X):
+        if self.output == "sequence" and _get_output_config("transform", self)["dense"] \
+                != "default":
+            raise ValueError(
+                "transform gives one row of hidden state per step with "
+                "output='sequence', which set_output cannot put in a DataFrame; use "
+                "set_output(transform='default'), or output='last' for one row per "
+                "sequence.")
+        return self._unflatten(super()._hidden_features(X), X)
 
     def _validation_score(self, outputs, y, sample_weight):
         # outputs and sample_weight come one per predicted row (step)
@@ -368,7 +397,13 @@ class RNNClassifier(_RNNMixin, ClassifierTargetsMixin, ClassifierMixin, Backprop
     The data loss is the mean cross-entropy over every predicted step.
 
     Parameters
-    ----------""" + _RNN_DOC_PARAMS + """
+    ----------""" + _RNN_DOC_PARAMS + """    class_weight : dict, 'balanced' or None, default=None
+        As for :class:`fastbp.MLPClassifier`. With ``output='sequence'`` it
+        weighs every step by the class of its target (times its sequence's
+        sample_weight), 'balanced' counting steps; the L2 term is then
+        normalized by the sum of the sequences' weights, a sequence weighing
+        the mean of its steps' weights.
+
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -397,11 +432,13 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
                  random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change="auto", max_fun=15000, n_jobs=None, restore_best=True):
+                 n_iter_no_change="auto", max_fun=15000, n_jobs=None, restore_best=True,
+                 class_weight=None):
         store_init_params(self, locals())
 
     def _validate_params(self):
         _options(self, "loss", {"log_loss", "squared_error"})
+        check_class_weight(self)
         super()._validate_params()
 
     def _score_rows(self, X, y_rows, weights):
