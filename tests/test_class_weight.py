@@ -254,3 +254,25 @@ def test_class_weight_survives_save_and_load_with_its_label_types(tmp_path, clas
     loaded.set_params(warm_start=True, max_iter=2)
     est.set_params(warm_start=True, max_iter=2)
     _assert_same_training(_fit(loaded, X, y), _fit(est, X, y))
+
+
+def test_class_weights_count_on_given_validation_data():
+    """X_val's score is weighted by class as the training loss is (as in
+    HistGradientBoosting), on top of sample_weight_val."""
+    from sklearn.metrics import accuracy_score
+
+    rng = np.random.default_rng(3)
+    X, X_val = rng.standard_normal((80, 4)), rng.standard_normal((40, 4))
+    y, y_val = (X[:, 0] > 0).astype(int), (X_val[:, 0] > 0.3).astype(int)
+    w_val = rng.uniform(0.5, 2.0, 40)
+    weights = {0: 1.0, 1: 7.0}
+    clf = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0,
+                        class_weight=weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y, X_val=X_val, y_val=y_val, sample_weight_val=w_val)
+    expected = accuracy_score(y_val, clf.predict(X_val),
+                              sample_weight=w_val * np.array([1.0, 7.0])[y_val])
+    assert clf.validation_scores_[-1] == pytest.approx(expected, rel=1e-12)
+    unweighted = accuracy_score(y_val, clf.predict(X_val), sample_weight=w_val)
+    assert expected != pytest.approx(unweighted)

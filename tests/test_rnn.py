@@ -125,9 +125,9 @@ def test_early_stopping_holds_out_step_weights_with_their_sequences(monkeypatch)
     seen = []
     score = RNNClassifier._validation_score
 
-    def spy(self, X, y, sample_weight):
-        seen.append((X, y, sample_weight))
-        return score(self, X, y, sample_weight)
+    def spy(self, outputs, y, sample_weight):
+        seen.append((outputs, y, sample_weight))
+        return score(self, outputs, y, sample_weight)
     monkeypatch.setattr(RNNClassifier, "_validation_score", spy)
     rng = np.random.default_rng(6)
     lengths = rng.integers(1, 6, 40)
@@ -136,11 +136,10 @@ def test_early_stopping_holds_out_step_weights_with_their_sequences(monkeypatch)
     _fit(RNNClassifier(hidden_size=4, output="sequence", max_iter=2, random_state=0,
                        early_stopping=True, validation_fraction=0.25,
                        class_weight={0: 0.5, 1: 2.0}), X, y)
-    X_val, y_val, weights = seen[0]
-    assert len(y_val) == 10 and [len(s) for s in y_val] == list(X_val.lengths)
+    outputs, y_val, weights = seen[0]  # one output and one weight per step
+    assert len(y_val) == 10 and len(outputs) == sum(len(s) for s in y_val)
     expected = np.array([0.5, 2.0])[np.concatenate(y_val)]
-    np.testing.assert_array_equal(weights.data, expected)
-    np.testing.assert_array_equal(weights.lengths, X_val.lengths)
+    np.testing.assert_array_equal(weights, expected)
 
 
 @pytest.mark.parametrize("cls", [RNNClassifier, RNNRegressor])

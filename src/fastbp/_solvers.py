@@ -19,6 +19,7 @@ from sklearn.utils import gen_batches
 from ._kernels import _dense
 from ._network import LOSS_CODES
 from ._progress import EpochProgress
+from ._sequences import StepWeights
 
 STOCHASTIC_SOLVERS = ("sgd", "adam")
 # Networks that train in chunks (train_chunk) get about this many rows of
@@ -491,7 +492,9 @@ class _ValidationSet:
         if sample_weight is not None:
             if lengths is not None:
                 # one weight per predicted row, as the training loss weighs them
-                sample_weight = np.repeat(np.asarray(sample_weight), lengths)
+                # (class weights of sequence targets come per step already)
+                sample_weight = (sample_weight.data if isinstance(sample_weight, StepWeights)
+                                 else np.repeat(np.asarray(sample_weight), lengths))
             sample_weight = np.ascontiguousarray(sample_weight)
             weight_sum = float(sample_weight.sum())
             if not weight_sum > 0:
