@@ -11,13 +11,17 @@ FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
-def _read_idx(path):
+def _read_idx(path, n=None):
+    """The first n items (all if None) of an IDX file of unsigned bytes: only
+    those are read, which spares decompressing the rest in every process."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+        ndim = f.read(4)[3]
+        shape = [int.from_bytes(f.read(4), "big") for _ in range(ndim)]
+        if n is not None:
+            shape[0] = min(shape[0], n)
+        data = f.read(int(np.prod(shape)))
+    return np.frombuffer(data, np.uint8).reshape(shape)
 
 
 def _find(stem):
@@ -32,6 +36,5 @@ def _find(stem):
 
 def fashion_mnist(subset, n=None, dtype="float32"):
     """(X, y): images scaled to [0, 1] of shape (n, 28, 28), labels int64."""
-    images, labels = (_read_idx(_find(stem)) for stem in FILES[subset])
-    images, labels = images[:n], labels[:n]
+    images, labels = (_read_idx(_find(stem), n) for stem in FILES[subset])
     return (images / np.float32(255)).astype(dtype), labels.astype(np.int64)

@@ -19,7 +19,9 @@ A bench script describes one workload and its contenders::
 
 A contender is a function ``run(options, n_threads) -> dict`` that does its own
 imports and returns ``{"seconds": <per unit>}`` plus anything worth reporting
-("accuracy", "blas", ...); it may raise ``Unavailable`` when its library is
+("accuracy" is printed, "blas", "kernels", ... go to the JSON; "flop" replaces
+the workload's count for a contender that does less work per unit, such as a
+sparser connection table); it may raise ``Unavailable`` when its library is
 missing. Warm-up is the contender's own business and is excluded from
 ``seconds`` for all alike.
 """
@@ -47,7 +49,7 @@ class Workload:
     """One timed task, its FLOP per unit and the contenders that run it."""
 
     name: str
-    unit: str  # "s/epoch", "ms/step", ...: what ``seconds`` is per
+    unit: str  # "s/epoch", "ms/step", ...: what ``seconds`` is per, shown in s or ms
     flop: object  # per unit: a number, or a function of the options
     dtype: str
     contenders: dict
@@ -142,6 +144,17 @@ def run_in_process(script, workload, contender, n_threads, options, timeout):
     return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
 
 
+def parse_set(pairs):
+    """``KEY=VALUE`` strings as a dict, values read as JSON where they parse."""
+    overrides = dict(kv.split("=", 1) for kv in pairs)
+    for key, value in overrides.items():
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+    return overrides
+
+
 def _worker(workloads, args):
     """Inside the child: run one contender once and print its result."""
     options = json.loads(args.options)
@@ -162,6 +175,11 @@ def _fmt(value, fmt):
     return "-" if value is None else format(value, fmt)
 
 
+def _scale(unit):
+    """(factor, name) that show seconds per unit in the unit's s or ms."""
+    return (1e3, "ms") if unit.startswith("ms") else (1.0, "s")
+
+
 def summarize(flop, results, peak_gflops, thread_counts):
     """Best thread count per contender, ratios to fastbp, fraction of peak."""
     rows = []
@@ -174,13 +192,13 @@ def summarize(flop, results, peak_gflops, thread_counts):
             continue
         best_n = min(times, key=times.get)
         best = times[best_n]
-        gflops = flop / best / 1e9
+        extra = by_threads[best_n]
+        gflops = extra.get("flop", flop) / best / 1e9
         row = {"contender": contender, "best": best, "best_threads": best_n,
                "one_thread": times.get(1), "all_threads": times.get(max(thread_counts)),
                "gflops": gflops, "of_peak": gflops / peak_gflops,
                "speedup": (times[1] / times[max(thread_counts)]
                            if 1 in times and max(thread_counts) in times else None)}
-        extra = by_threads[best_n]
         for key in ("accuracy", "note"):
             if key in extra:
                 row[key] = extra[key]
@@ -193,13 +211,16 @@ def summarize(flop, results, peak_gflops, thread_counts):
 
 
 def print_report(workload, flop, rows, peak):
-    scale, unit = (1e3, "ms") if workload.unit.startswith("ms") else (1.0, "s")
+    scale, unit = _scale(workload.unit)
     per = workload.unit.split("/", 1)[1]
     print(f"\n## {workload.name}: {flop / 1e9:.3g} GFLOP per {per}, {workload.dtype}")
     head = ["contender", f"best {unit}/{per}", "threads", f"1 thread", f"all threads",
             "x fastbp", "GFLOP/s", "% of peak", "1->all"]
     if workload.rate:
         head.insert(2, workload.rate[0])
+    accuracy = any("accuracy" in r for r in rows)
+    if accuracy:
+        head.append("accuracy")
     lines = [head]
     for r in rows:
         if "best" not in r:
@@ -212,6 +233,8 @@ def print_report(workload, flop, rows, peak):
                  _fmt(100 * r["of_peak"], ".0f"), _fmt(r["speedup"], ".2f")]
         if workload.rate:
             cells.insert(2, _fmt(workload.rate[1] / r["best"], ",.0f"))
+        if accuracy:
+            cells.append(_fmt(r.get("accuracy"), ".4f"))
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines if len(line) == len(head))
               for i in range(len(head))]
@@ -223,10 +246,14 @@ def print_report(workload, flop, rows, peak):
                                    for i, (c, w) in enumerate(zip(line, widths))))
     print(f"  x fastbp = contender's best time / fastbp's best time (above 1: fastbp "
           f"is faster); % of peak against {peak['gflops']:.0f} GFLOP/s "
-          f"({workload.dtype} GEMM, all cores, this run)")
+          f"({workload.dtype} GEMM, all cores, this run)" +
+          ("; accuracy at the best thread count" if accuracy else ""))
 
 
-def main(workloads, description, default_json):
+def main(workloads, description, default_json, workers=()):
+    """Run the chosen workloads and print their tables; ``workers`` are
+    workloads that a script's own mode runs through ``run_in_process``: a child
+    can run them, the tables never do."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--threads", nargs="+", type=int, default=None,
                         help="thread counts (default: every count from 1 to all usable cores)")
@@ -241,17 +268,12 @@ def main(workloads, description, default_json):
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return _worker(workloads, args)
+        return _worker([*workloads, *workers], args)
 
     script = Path(sys.argv[0]).resolve()
     n_cpus = len(usable_cpus())
     threads = sorted(set(args.threads or range(1, n_cpus + 1)))
-    overrides = dict(kv.split("=", 1) for kv in args.set)
-    for key, value in overrides.items():
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            pass
+    overrides = parse_set(args.set)
     chosen = [w for w in workloads if not args.workloads or w.name in args.workloads]
 
     env = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(),
@@ -270,6 +292,8 @@ def main(workloads, description, default_json):
             print(f"{workload.dtype} GEMM peak on {n_cpus} cores: {p['gflops']:.0f} GFLOP/s "
                   f"through scipy's BLAS: {'; '.join(p['blas'])}", flush=True)
         options = {**workload.options, **overrides, "dtype": workload.dtype}
+        scale, unit = _scale(workload.unit)
+        per = workload.unit.split("/", 1)[1]
         results = {}
         for contender in workload.contenders:
             if args.contenders and contender not in args.contenders:
@@ -278,7 +302,7 @@ def main(workloads, description, default_json):
             for n in threads:
                 r = run_in_process(script, workload.name, contender, n, options, args.timeout)
                 results[contender][n] = r
-                shown = (f"{r['seconds']:.4g} s" if "seconds" in r
+                shown = (f"{r['seconds'] * scale:.4g} {unit}/{per}" if "seconds" in r
                          else r.get("unavailable") or r.get("error"))
                 print(f"  {workload.name} / {contender} / {n} thread(s): {shown}", flush=True)
                 if "unavailable" in r:

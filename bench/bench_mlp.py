@@ -138,7 +138,7 @@ def _torch(options, n_threads, compiled):
             idx = perm[start:start + BATCH]
             step(Xt[idx], yt[idx])
 
-    epoch(WARMUP_ROWS + BATCH // 2)  # warm-up, a ragged last batch included
+    epoch(min(WARMUP_ROWS + BATCH // 2, len(Xt)))  # warm-up, a ragged last batch included
     epochs = options.get("epochs", 3)
     tic = time.perf_counter()
     for _ in range(epochs):
@@ -219,7 +219,7 @@ def run_jax(options, n_threads):
             params, state = step(params, state, perm[start:start + BATCH])
         return params, state
 
-    params, state = epoch(params, state, WARMUP_ROWS + BATCH // 2)  # compiles both shapes
+    params, state = epoch(params, state, min(WARMUP_ROWS + BATCH // 2, len(X)))  # both shapes
     jax.block_until_ready(params)
     epochs = options.get("epochs", 3)
     tic = time.perf_counter()

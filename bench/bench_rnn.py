@@ -1,54 +1,117 @@
-"""Vanilla RNN training speed and a character language model: fastbp vs PyTorch CPU.
+"""Vanilla RNN training speed, and a character language model: fastbp against
+PyTorch, each in a process of its own.
 
 Timing: synchronous seq2seq (a softmax cross-entropy target at every step),
-float32, one-hot inputs of 65 features, 65 classes, tanh, SGD with momentum
-0.9 (no Nesterov), alpha = 0. For each shape (n_features, hidden, steps,
-batch) and thread count, fastbp's ``RNNClassifier(output='sequence')`` and
-PyTorch's ``nn.RNN`` + ``nn.Linear`` train on the same random sequences for
-the same number of mini-batches; the table gives milliseconds per training
-step (forward + BPTT + update, batch packing and fit setup included) and the
-ratio PyTorch time / fastbp time (target >= 2). A 1-epoch warm-up fit runs
-first and is reported separately: its ms/step includes the one-time costs.
+float32, one-hot inputs of 65 features (random characters, not dense random
+inputs), 65 classes, tanh, SGD with momentum 0.9 (no Nesterov), lr 0.01,
+alpha = 0. The workloads are named n_features-hidden-seq_len-batch:
+65-128-50-32 and 65-256-100-64. fastbp's ``RNNClassifier(output='sequence')``
+and PyTorch's ``nn.RNN`` + ``nn.Linear`` (the same function: see
+``torch_rnn``) train on the same random sequences for the same number of
+mini-batches: ``epochs`` epochs of ``steps`` mini-batches, after a warm-up
+of ``warmup_steps`` mini-batches (excluded; PyTorch's model and momentum are
+then reset to where they started). The figure is milliseconds per training
+step (forward + BPTT + update; fastbp's fit setup and batch packing
+included) at each thread count from 1 to all cores, and the table compares
+each one's best. torch.compile is left out to keep the run short (see
+bench_lenet.py).
 
-Char LM: a plain-text file (default: the GPL-3 text Debian ships), one-hot
-characters in, next character out, 90% train / 10% held out, cut into
-sequences of ``--lm-seq-len`` steps. fastbp and PyTorch train the same model
-(same init distribution, batch, epochs, Adam) with ``--lm-seeds`` seeds each;
-PyTorch runs twice, with fastbp's (scikit-learn's) Adam update rule and with
-torch.optim.Adam's. The table gives the mean held-out bits per character and
-training time (target: fastbp within 2% of PyTorch with the same rule).
+Char LM (``--lm``, a separate mode): a plain-text file (default: the GPL-3
+text Debian ships), one-hot characters in, next character out, 90% train /
+10% held out, cut into sequences of ``seq_len`` steps. fastbp and PyTorch
+train the same model (same init distribution, batch, epochs, Adam) with
+``seeds`` seeds each, each library in a process of its own on all cores;
+PyTorch runs twice, with fastbp's (scikit-learn's) Adam update rule
+("torch") and with torch.optim.Adam's ("torch-adam"). The table gives the
+mean held-out bits per character and training time (target: fastbp within
+2% of PyTorch with the same rule).
 
-    python bench/bench_rnn.py                    # timing (2 shapes x 1, all threads) + char LM
-    python bench/bench_rnn.py --parts lm --lm-seeds 5
-    python bench/bench_rnn.py --quick            # smoke test, < 1 min, numbers meaningless
+    python bench/bench_rnn.py                               # timing, both shapes
+    python bench/bench_rnn.py --workloads 65-256-100-64 --set epochs=1
+    python bench/bench_rnn.py --set steps=3 epochs=1        # a quick look
+    python bench/bench_rnn.py --lm                          # char LM: 3 seeds x 30 epochs
+    python bench/bench_rnn.py --lm --set seeds=1 epochs=2   # a quick look
 
-Needs PyTorch (CPU).
+PyTorch is optional: a contender that is not installed is listed as such.
 """
 import argparse
+import json
 import math
-import os
+import sys
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
-import fastbp
-from _common import environment, print_environment, print_table, timed, write_json
+import _harness
+import _torch_util
+from _harness import Workload
 
-SHAPES = ["65,128,50,32", "65,256,100,64"]  # n_features, hidden, steps, batch
-TIMING_LR = 0.01
+SHAPES = [(65, 128, 50, 32), (65, 256, 100, 64)]  # n_features, hidden, seq_len, batch
+LR = 0.01
+MOMENTUM = 0.9
 TEXT = "/usr/share/common-licenses/GPL-3"
 # Adam step of the char LM, both libraries. Short runs on GPL-3 (hidden 128,
 # batch 32, 20 mini-batches an epoch): 0.001 still learns slowly after 20
 # epochs; 0.01 is best at 20 epochs but overfits by 50 (held-out bpc back up
 # from 3.1 to 3.5); 0.003 keeps improving to about 40 epochs.
-LM_LR = 0.003
+LM_OPTIONS = {"text": TEXT, "seq_len": 50, "batch": 32, "hidden": 128, "lr": 0.003,
+              "epochs": 30, "seeds": 3}
 
 
-def torch_rnn(n_features, hidden, n_classes, seed):
+def flop_per_step(options):
+    """Training FLOP of one mini-batch: per sequence and time step, 2 * (forward
+    + weight gradient) MACs of the input, recurrent and output weights, plus the
+    deltas through the recurrent and output weights (the input needs none)."""
+    F, H, C = options["n_features"], options["hidden"], options["n_features"]
+    forward = F * H + H * H + H * C
+    delta = H * H + H * C
+    return 2 * (2 * forward + delta) * options["batch"] * options["seq_len"]
+
+
+def one_hot(indices, n):
+    return np.eye(n, dtype=np.float32)[indices]
+
+
+def _sequences(options):
+    """The same random one-hot sequences and targets in every process:
+    ``steps`` mini-batches' worth, (n_seq, seq_len, F) and (n_seq, seq_len)."""
+    F, T, B = options["n_features"], options["seq_len"], options["batch"]
+    rng = np.random.default_rng(0)
+    n_seq = B * options["steps"]
+    return one_hot(rng.integers(0, F, (n_seq, T)), F), rng.integers(0, F, (n_seq, T))
+
+
+def fastbp_rnn(hidden, batch, solver, lr, epochs, n_threads, seed=0):
+    from fastbp import RNNClassifier
+
+    return RNNClassifier(
+        hidden_size=hidden, nonlinearity="tanh", output="sequence", solver=solver,
+        momentum=MOMENTUM, nesterovs_momentum=False, batch_size=batch,
+        learning_rate_init=lr, alpha=0.0, max_iter=epochs, shuffle=True, tol=0,
+        n_iter_no_change=10**9, n_jobs=n_threads, random_state=seed)
+
+
+def fit_quietly(est, X, y):
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y)
+
+
+def fastbp_report():
+    from fastbp._kernels import _conv, _rnn
+
+    # the RNN's element-wise loops dispatch on their own (_rnn.simd_level)
+    loops = "avx2-fma" if _rnn.simd_level() else "portable"
+    return {"blas": _harness.blas_report(),
+            "kernels": f"kernel path {_conv.dispatch_path()}, RNN element-wise loops {loops}"}
+
+
+def torch_rnn(torch, n_features, hidden, n_classes, seed):
     """nn.RNN + nn.Linear computing the same function as fastbp's RNN."""
-    import torch
     from torch import nn
 
     class Model(nn.Module):
@@ -75,16 +138,13 @@ class TorchTrainer:
     """The PyTorch counterpart of a fastbp fit: shuffled mini-batches, mean
     cross-entropy over every step, one optimizer step per batch."""
 
-    def __init__(self, n_features, hidden, n_classes, batch, solver, lr, n_threads, seed=0,
+    def __init__(self, torch, n_features, hidden, n_classes, batch, solver, lr, seed=0,
                  adam="fastbp"):
-        import torch
-
-        torch.set_num_threads(n_threads)
         self.torch, self.batch, self.n_classes = torch, batch, n_classes
-        self.model = torch_rnn(n_features, hidden, n_classes, seed)
+        self.model = torch_rnn(torch, n_features, hidden, n_classes, seed)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if solver == "sgd":
-            self.opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+            self.opt = torch.optim.SGD(params, lr=lr, momentum=MOMENTUM)
         else:
             self.opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8)
         self.loss_fn = torch.nn.CrossEntropyLoss()
@@ -122,84 +182,52 @@ class TorchTrainer:
             return self.torch.log_softmax(self.model(X), dim=-1).numpy()
 
 
-def fastbp_rnn(hidden, batch, solver, lr, epochs, n_threads, seed=0):
-    return fastbp.RNNClassifier(
-        hidden_size=hidden, nonlinearity="tanh", output="sequence", solver=solver,
-        momentum=0.9, nesterovs_momentum=False, batch_size=batch, learning_rate_init=lr,
-        alpha=0.0, max_iter=epochs, shuffle=True, tol=0, n_iter_no_change=10**9,
-        n_jobs=n_threads, random_state=seed)
-
-
-def fit_quietly(est, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X, y)
-
-
-def one_hot(indices, n):
-    return np.eye(n, dtype=np.float32)[indices]
-
-
 # ---------------------------------------------------------------- timing
-def parse_shape(text):
-    n_features, hidden, steps, batch = (int(v) for v in text.split(","))
-    return n_features, hidden, steps, batch
+def _timing(options):
+    epochs = options.get("epochs", 3)
+    return epochs, epochs * options["steps"], options.get("warmup_steps", 5) * options["batch"]
 
 
-def timing_row(shape, n_threads, steps_per_epoch, epochs, seed=0):
-    import torch
+def run_fastbp(options, n_threads):
+    X, y = _sequences(options)
+    epochs, n_steps, warm = _timing(options)
 
-    n_features, hidden, T, B = shape
-    n_classes = n_features
-    rng = np.random.default_rng(seed)
-    n_seq = B * steps_per_epoch
-    X = one_hot(rng.integers(0, n_features, (n_seq, T)), n_features)
-    y = rng.integers(0, n_classes, (n_seq, T))
-    n_steps = epochs * steps_per_epoch
-    row = {"hidden": hidden, "steps": T, "batch": B, "threads": n_threads}
+    def estimator(max_iter):
+        return fastbp_rnn(options["hidden"], options["batch"], "sgd", options.get("lr", LR),
+                          max_iter, n_threads)
 
-    # fastbp: a 1-epoch warm-up fit (pays the one-time costs), then the timed fit.
-    _, s, _ = timed(lambda: fit_quietly(
-        fastbp_rnn(hidden, B, "sgd", TIMING_LR, 1, n_threads), X, y), memory=False)
-    row["fastbp_warm_ms"] = 1e3 * s / steps_per_epoch
-    est = fastbp_rnn(hidden, B, "sgd", TIMING_LR, epochs, n_threads)
-    _, s, _ = timed(lambda: fit_quietly(est, X, y), memory=False)
-    row["fastbp_ms"] = 1e3 * s / n_steps
-    row["fastbp_loss"] = est.loss_
+    fit_quietly(estimator(1), X[:warm], y[:warm])
+    est = estimator(epochs)
+    tic = time.perf_counter()
+    fit_quietly(est, X, y)
+    seconds = (time.perf_counter() - tic) / n_steps
+    return {"seconds": seconds, "loss": float(est.loss_), **fastbp_report()}
 
+
+def run_torch(options, n_threads):
+    torch = _torch_util.import_torch(n_threads)
+    X, y = _sequences(options)
+    epochs, n_steps, warm = _timing(options)
+    F = options["n_features"]
+    trainer = TorchTrainer(torch, F, options["hidden"], F, options["batch"], "sgd",
+                           options.get("lr", LR))
+    initial = _torch_util.snapshot(trainer.model)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    warm = TorchTrainer(n_features, hidden, n_classes, B, "sgd", TIMING_LR, n_threads)
-    _, s, _ = timed(lambda: warm.epochs(Xt, yt, 1), memory=False)
-    row["torch_warm_ms"] = 1e3 * s / steps_per_epoch
-    trainer = TorchTrainer(n_features, hidden, n_classes, B, "sgd", TIMING_LR, n_threads)
-    row["torch_loss"], s, _ = timed(lambda: trainer.epochs(Xt, yt, epochs), memory=False)
-    row["torch_ms"] = 1e3 * s / n_steps
-
-    row["ratio"] = row["torch_ms"] / row["fastbp_ms"]
-    return row
+    trainer.epochs(Xt[:warm], yt[:warm], 1)
+    _torch_util.reset_in_place(torch, trainer.model, trainer.opt, initial)
+    tic = time.perf_counter()
+    loss = trainer.epochs(Xt, yt, epochs)
+    seconds = (time.perf_counter() - tic) / n_steps
+    return {"seconds": seconds, "loss": loss, "blas": _torch_util.backend_report(torch)}
 
 
-def run_timing(args):
-    rows = []
-    for text in args.shapes:
-        for n_threads in args.threads:
-            row = timing_row(parse_shape(text), n_threads, args.steps_per_epoch, args.epochs)
-            rows.append(row)
-            print(f"hidden={row['hidden']} steps={row['steps']} batch={row['batch']} "
-                  f"threads={n_threads}: " + ", ".join(
-                f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
-    print(f"\nms per training step (forward + BPTT + SGD momentum update), one-hot "
-          f"inputs, as many classes as features, "
-          f"{args.epochs} epoch(s) x {args.steps_per_epoch} steps after a 1-epoch warm-up "
-          f"(warm = that warm-up's ms/step); ratio = torch / fastbp (target >= 2)\n")
-    print_table(rows, [
-        ("hidden", "hidden", "d"), ("steps", "steps", "d"), ("batch", "batch", "d"),
-        ("threads", "threads", "d"), ("fastbp_ms", "fastbp ms", ".2f"),
-        ("torch_ms", "torch ms", ".2f"), ("ratio", "ratio", ".2f"),
-        ("fastbp_warm_ms", "fastbp warm", ".2f"), ("torch_warm_ms", "torch warm", ".2f"),
-        ("fastbp_loss", "loss fastbp", ".4f"), ("torch_loss", "loss torch", ".4f"),
-    ])
-    return rows
+WORKLOADS = [
+    Workload(name=f"{F}-{H}-{T}-{B}", unit="ms/step", flop=flop_per_step, dtype="float32",
+             contenders={"fastbp": run_fastbp, "torch": run_torch},
+             options={"n_features": F, "hidden": H, "seq_len": T, "batch": B, "steps": 20,
+                      "epochs": 3, "warmup_steps": 5, "lr": LR})
+    for F, H, T, B in SHAPES
+]
 
 
 # --------------------------------------------------------------- char LM
@@ -210,10 +238,10 @@ def char_sequences(codes, T, offset):
     return codes[start], codes[start + 1]
 
 
-def load_text(path, T, seed):
+def load_text(path, T, seed=0):
     path = Path(path)
     if not path.exists():
-        raise SystemExit(f"{path} not found: pass --text FILE (any plain-text file); on "
+        raise SystemExit(f"{path} not found: --set text=FILE (any plain-text file); on "
                          "Debian/Ubuntu the GPL-3 text comes with base-files.")
     text = path.read_text(encoding="utf-8", errors="replace")
     vocab = sorted(set(text))
@@ -221,9 +249,25 @@ def load_text(path, T, seed):
     split = int(0.9 * len(codes))
     # a random first offset, so that windows do not start where the file does
     offset = int(np.random.default_rng(seed).integers(T))
-    train = char_sequences(codes[:split], T, offset)
-    held = char_sequences(codes[split:], T, 0)
-    return text, vocab, train, held
+    return text, vocab, char_sequences(codes[:split], T, offset), char_sequences(
+        codes[split:], T, 0)
+
+
+def lm_data(options):
+    """The same corpus in every process: one-hot inputs, targets and the mask of
+    the held-out positions that both models can score."""
+    text, vocab, (Xc, yc), (Xc_held, yc_held) = load_text(options["text"], options["seq_len"])
+    V = len(vocab)
+    # Both models predict the classes seen as training targets (fastbp's
+    # classes_); held-out positions whose next char never is one are left out
+    # of both bpc (GPL-3: '`', which only occurs in the last 10%).
+    classes = np.unique(yc)
+    mask = np.isin(yc_held, classes)
+    return {"n_chars": len(text), "vocabulary": V, "classes": classes,
+            "X": one_hot(Xc, V), "y": yc, "y_index": np.searchsorted(classes, yc),
+            "X_held": one_hot(Xc_held, V),
+            "y_held": np.searchsorted(classes, yc_held).clip(max=len(classes) - 1),
+            "mask": mask}
 
 
 def bits_per_char(log_proba, targets, mask):
@@ -232,119 +276,116 @@ def bits_per_char(log_proba, targets, mask):
     return float(-picked[mask].mean() / math.log(2))
 
 
-def run_lm(args):
-    import torch
-
-    T, B, H = args.lm_seq_len, args.lm_batch, args.lm_hidden
-    n_threads = max(args.threads)
-    text, vocab, (Xc, yc), (Xc_held, yc_held) = load_text(args.text, T, seed=0)
-    V = len(vocab)
-    # Both models predict the classes seen as training targets (fastbp's
-    # classes_); held-out positions whose next char never is one are left out
-    # of both bpc (GPL-3: '`', which only occurs in the last 10%).
-    classes = np.unique(yc)
-    y_train = np.searchsorted(classes, yc)
-    y_held = np.searchsorted(classes, yc_held).clip(max=len(classes) - 1)
-    mask = np.isin(yc_held, classes)
-    X, X_held = one_hot(Xc, V), one_hot(Xc_held, V)
-    print(f"{args.text}: {len(text)} chars, vocabulary {V} ({len(classes)} seen as "
-          f"training targets), {len(X)} training and {len(X_held)} held-out sequences "
-          f"of {T} steps; {int((~mask).sum())} held-out positions left out; hidden {H}, "
-          f"batch {B}, Adam lr {args.lm_lr}, {args.lm_epochs} epochs, {n_threads} threads\n")
-
-    # Runs differ by seed (init and shuffling) by several % in bpc on a text
-    # this small, so each library trains with several seeds and the table
-    # compares means.
-    Xt, yt, Xt_held = torch.from_numpy(X), torch.from_numpy(y_train), torch.from_numpy(X_held)
+def lm_fastbp(options, n_threads):
+    d = lm_data(options)
     runs = []
-    for seed in range(args.lm_seeds):
-        est = fastbp_rnn(H, B, "adam", args.lm_lr, args.lm_epochs, n_threads, seed=seed)
-        _, seconds, _ = timed(lambda: fit_quietly(est, X, yc), memory=False)
-        assert np.array_equal(est.classes_, classes)
-        runs.append({"library": "fastbp", "adam_eps": "sklearn", "seed": seed,
-                     "train_s": seconds, "train_bpc": est.loss_ / math.log(2),
-                     "bpc": bits_per_char(est.predict_log_proba(X_held), y_held, mask)})
-        for adam in ("fastbp", "torch"):
-            trainer = TorchTrainer(V, H, len(classes), B, "adam", args.lm_lr, n_threads,
-                                   seed=seed, adam=adam)
-            loss, seconds, _ = timed(lambda: trainer.epochs(Xt, yt, args.lm_epochs),
-                                     memory=False)
-            runs.append({"library": "torch", "adam_eps": "sklearn" if adam == "fastbp" else
-                         "torch", "seed": seed, "train_s": seconds,
-                         "train_bpc": loss / math.log(2),
-                         "bpc": bits_per_char(trainer.log_proba(Xt_held), y_held, mask)})
-        for run in runs[-3:]:
-            print(f"seed {seed} {run['library']} (Adam eps {run['adam_eps']}): " + ", ".join(
-                f"{k}={run[k]:.4f}" for k in ("bpc", "train_bpc", "train_s")), flush=True)
-
-    rows = []
-    for library, adam_eps in (("fastbp", "sklearn"), ("torch", "sklearn"), ("torch", "torch")):
-        mine = [r for r in runs if r["library"] == library and r["adam_eps"] == adam_eps]
-        bpc = np.array([r["bpc"] for r in mine])
-        rows.append({"library": library, "adam_eps": adam_eps, "bpc": bpc.mean(),
-                     "bpc_std": bpc.std(ddof=1) if len(bpc) > 1 else None,
-                     "train_bpc": np.mean([r["train_bpc"] for r in mine]),
-                     "train_s": np.mean([r["train_s"] for r in mine])})
-    for row in rows:
-        row["vs_torch"] = row["bpc"] / rows[1]["bpc"] - 1.0
-    print(f"\nheld-out bits per character, mean and std over {args.lm_seeds} seed(s) "
-          f"(uniform over the classes: {math.log2(len(classes)):.3f}); vs torch = bpc / "
-          f"bpc of the first torch row - 1 (target: |fastbp's| <= 2%); Adam eps sklearn = "
-          f"fastbp's update rule, torch = torch.optim.Adam's; train bpc = last epoch's mean "
-          f"training loss; train s = seconds per training run\n")
-    print_table(rows, [
-        ("library", "library", ""), ("adam_eps", "Adam eps", ""),
-        ("bpc", "held-out bpc", ".4f"), ("bpc_std", "std", ".4f"),
-        ("vs_torch", "vs torch", "+.2%"), ("train_bpc", "train bpc", ".4f"),
-        ("train_s", "train s", ".1f"),
-    ])
-    return {"text": str(args.text), "n_chars": len(text), "vocabulary": V,
-            "n_classes": len(classes), "held_out_left_out": int((~mask).sum()),
-            "seq_len": T, "hidden": H, "batch": B, "lr": args.lm_lr,
-            "epochs": args.lm_epochs, "seeds": args.lm_seeds, "threads": n_threads,
-            "rows": rows, "runs": runs}
+    for seed in range(options["seeds"]):
+        est = fastbp_rnn(options["hidden"], options["batch"], "adam", options["lr"],
+                         options["epochs"], n_threads, seed=seed)
+        tic = time.perf_counter()
+        fit_quietly(est, d["X"], d["y"])
+        seconds = time.perf_counter() - tic
+        assert np.array_equal(est.classes_, d["classes"])
+        runs.append({"seed": seed, "train_s": seconds, "train_bpc": est.loss_ / math.log(2),
+                     "bpc": bits_per_char(est.predict_log_proba(d["X_held"]), d["y_held"],
+                                          d["mask"])})
+    return _lm_result(d, runs) | fastbp_report()
 
 
-def main():
-    all_threads = len(os.sched_getaffinity(0))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["timing", "lm"], choices=["timing", "lm"])
-    parser.add_argument("--shapes", nargs="+", default=SHAPES,
-                        help="n_features,hidden,steps,batch (default: %(default)s)")
-    parser.add_argument("--threads", nargs="+", type=int, default=sorted({1, all_threads}))
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs")
-    parser.add_argument("--steps-per-epoch", type=int, default=20,
-                        help="mini-batches per epoch (n_sequences = batch x this)")
-    parser.add_argument("--text", default=TEXT, help="plain-text file of the char LM")
-    parser.add_argument("--lm-epochs", type=int, default=None, help="default 30, 2 with --quick")
-    parser.add_argument("--lm-lr", type=float, default=LM_LR)
-    parser.add_argument("--lm-seeds", type=int, default=None, help="default 3, 1 with --quick")
-    parser.add_argument("--lm-hidden", type=int, default=128)
-    parser.add_argument("--lm-batch", type=int, default=32)
-    parser.add_argument("--lm-seq-len", type=int, default=50)
-    parser.add_argument("--quick", action="store_true",
-                        help="1 timed epoch of 2 steps, 2 LM epochs: checks the script runs")
-    parser.add_argument("--json", default=None,
-                        help="default bench/results/bench_rnn[_quick].json")
+def _lm_torch(options, n_threads, adam):
+    torch = _torch_util.import_torch(n_threads)
+    d = lm_data(options)
+    Xt, yt = torch.from_numpy(d["X"]), torch.from_numpy(d["y_index"])
+    Xt_held = torch.from_numpy(d["X_held"])
+    runs = []
+    for seed in range(options["seeds"]):
+        trainer = TorchTrainer(torch, d["vocabulary"], options["hidden"], len(d["classes"]),
+                               options["batch"], "adam", options["lr"], seed=seed, adam=adam)
+        tic = time.perf_counter()
+        loss = trainer.epochs(Xt, yt, options["epochs"])
+        seconds = time.perf_counter() - tic
+        runs.append({"seed": seed, "train_s": seconds, "train_bpc": loss / math.log(2),
+                     "bpc": bits_per_char(trainer.log_proba(Xt_held), d["y_held"], d["mask"])})
+    return _lm_result(d, runs) | {"blas": _torch_util.backend_report(torch)}
+
+
+def _lm_result(d, runs):
+    bpc = np.array([r["bpc"] for r in runs])
+    return {"seconds": float(np.mean([r["train_s"] for r in runs])), "bpc": float(bpc.mean()),
+            "bpc_std": float(bpc.std(ddof=1)) if len(bpc) > 1 else None,
+            "train_bpc": float(np.mean([r["train_bpc"] for r in runs])), "runs": runs,
+            "n_chars": d["n_chars"], "vocabulary": d["vocabulary"],
+            "n_classes": len(d["classes"]), "n_train": len(d["X"]),
+            "n_held": len(d["X_held"]), "held_out_left_out": int((~d["mask"]).sum())}
+
+
+CHAR_LM = Workload(name="char-lm", unit="s/run", flop=0, dtype="float32", options=LM_OPTIONS,
+                   contenders={"fastbp": lm_fastbp,
+                               "torch": lambda o, n: _lm_torch(o, n, adam="fastbp"),
+                               "torch-adam": lambda o, n: _lm_torch(o, n, adam="torch")})
+LM_ADAM = {"fastbp": "sklearn", "torch": "sklearn", "torch-adam": "torch"}
+
+
+def lm_main():
+    """The --lm mode: each library once, in a process of its own on all cores."""
+    parser = argparse.ArgumentParser(description="Char LM: " + __doc__.splitlines()[0])
+    parser.add_argument("--lm", action="store_true", required=True)
+    parser.add_argument("--contenders", nargs="+", default=list(CHAR_LM.contenders),
+                        choices=list(CHAR_LM.contenders))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help=f"override an option (defaults: {LM_OPTIONS})")
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--json", default="bench/results/bench_rnn_lm.json")
     args = parser.parse_args()
-    if args.quick:
-        args.epochs, args.steps_per_epoch = 1, 2
-    if args.lm_epochs is None:
-        args.lm_epochs = 2 if args.quick else 30
-    if args.lm_seeds is None:
-        args.lm_seeds = 1 if args.quick else 3
-    json_path = args.json or f"bench/results/bench_rnn{'_quick' if args.quick else ''}.json"
-
-    env = environment(args.threads)
-    print_environment(env)
-    payload = {"environment": env, "quick": args.quick}
-    if "timing" in args.parts:
-        payload.update(timing_rows=run_timing(args), epochs=args.epochs,
-                       steps_per_epoch=args.steps_per_epoch, timing_lr=TIMING_LR)
-    if "lm" in args.parts:
-        payload["char_lm"] = run_lm(args)
-    write_json(json_path, payload)
+    options = {**LM_OPTIONS, **_harness.parse_set(args.set)}
+    n_threads = len(_harness.usable_cpus())
+    env = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": _harness.cpu_model(),
+           "instruction set": _harness.instruction_set(), "threads": n_threads}
+    print("\n".join(f"{k:>16}: {v}" for k, v in env.items()), flush=True)
+    script = Path(sys.argv[0]).resolve()
+    results = {}
+    for contender in args.contenders:
+        r = _harness.run_in_process(script, CHAR_LM.name, contender, n_threads, options,
+                                    args.timeout)
+        results[contender] = r
+        shown = (f"held-out bpc {r['bpc']:.4f}, {r['seconds']:.1f} s per run" if "bpc" in r
+                 else r.get("unavailable") or r.get("error"))
+        print(f"  {contender}: {shown}", flush=True)
+    done = {c: r for c, r in results.items() if "bpc" in r}
+    if done:
+        d = next(iter(done.values()))
+        print(f"\n{options['text']}: {d['n_chars']} chars, vocabulary {d['vocabulary']} "
+              f"({d['n_classes']} seen as training targets), {d['n_train']} training and "
+              f"{d['n_held']} held-out sequences of {options['seq_len']} steps "
+              f"({d['held_out_left_out']} held-out positions left out); hidden "
+              f"{options['hidden']}, batch {options['batch']}, Adam lr {options['lr']}, "
+              f"{options['epochs']} epochs, {options['seeds']} seed(s), {n_threads} threads\n")
+        ref = done.get("torch")
+        head = ["contender", "Adam rule", "held-out bpc", "std", "vs torch", "train bpc",
+                "s per run"]
+        lines = [head] + [[c, LM_ADAM[c], f"{r['bpc']:.4f}",
+                           "-" if r["bpc_std"] is None else f"{r['bpc_std']:.4f}",
+                           f"{r['bpc'] / ref['bpc'] - 1:+.2%}" if ref else "-",
+                           f"{r['train_bpc']:.4f}", f"{r['seconds']:.1f}"]
+                          for c, r in done.items()]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+        for line in lines:
+            print("  " + "  ".join(c.rjust(w) if i else c.ljust(w)
+                                   for i, (c, w) in enumerate(zip(line, widths))))
+        print(f"  mean over the seeds; uniform over the classes: "
+              f"{math.log2(d['n_classes']):.3f} bpc; vs torch = bpc / torch's bpc - 1 "
+              f"(target: |fastbp's| <= 2%); Adam rule sklearn = fastbp's update, torch = "
+              f"torch.optim.Adam's; train bpc = last epoch's mean training loss")
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"environment": env, "options": options, "results": results},
+                               indent=2, default=str))
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":
-    main()
+    if "--lm" in sys.argv[1:]:
+        lm_main()
+    else:
+        _harness.main(WORKLOADS, __doc__.splitlines()[0], "bench/results/bench_rnn.json",
+                      workers=[CHAR_LM])
