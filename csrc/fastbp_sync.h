@@ -8,7 +8,7 @@
    A passive policy sleeps instead, but waking a sleeping thread costs tens of
    microseconds, more than a whole layer of a small MLP. So the kernels hand
    out work from an atomic counter and join the team with fb_team_join, which
-   spins briefly and then yields the core while it waits, before the region's
+   spins briefly and then sleeps (Linux) or yields the core, before the region's
    own barrier, which every thread then reaches at about the same time. */
 #ifndef FASTBP_SYNC_H
 #define FASTBP_SYNC_H

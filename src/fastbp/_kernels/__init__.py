@@ -4,8 +4,8 @@ reported once, in words, instead of as a bare ImportError.
 Importing them changes nothing else in the process: no environment variable
 is set, so an OpenMP runtime shared with other libraries (libgomp is loaded
 once per process, by soname) keeps the settings its user gave it. The
-kernels' own waits spin briefly and then yield the core (csrc/fastbp_sync.h),
-so a team whose threads are descheduled by other work does not stall.
+kernels' own waits spin briefly and then sleep (csrc/fastbp_sync.h), so a
+team whose threads are descheduled by other work does not stall.
 """
 try:
     from . import _blas, _conv, _dense, _openmp, _rnn  # noqa: F401
