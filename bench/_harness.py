@@ -24,6 +24,11 @@ the workload's count for a contender that does less work per unit, such as a
 sparser connection table); it may raise ``Unavailable`` when its library is
 missing. Warm-up is the contender's own business and is excluded from
 ``seconds`` for all alike.
+
+A script that prints a table of its own (bench_conv_kernels.py,
+bench_rnn_kernels.py) keeps its command line: its main process imports
+neither library and calls ``run_rounds``, which runs each contender in fresh
+processes, and the script hands ``--worker`` invocations to ``worker_main``.
 """
 import argparse
 import json
@@ -142,6 +147,65 @@ def run_in_process(script, workload, contender, n_threads, options, timeout):
             return json.loads(line[len("RESULT "):])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
+
+
+def run_rounds(script, workload, thread_counts, rounds, options, timeout):
+    """Each contender of ``workload`` at each thread count ``rounds`` times, every
+    time in a fresh process (``run_in_process``), the contenders alternating
+    (a, b, a, b, ...) so that a spell of load from elsewhere falls on all alike.
+    ``{contender: {n_threads: [each round's result dict]}}``; a contender that
+    is ``Unavailable`` is asked once."""
+    results = {c: {n: [] for n in thread_counts} for c in workload.contenders}
+    unavailable = set()
+    for n in thread_counts:
+        for round_ in range(rounds):
+            for contender in workload.contenders:
+                if contender in unavailable:
+                    continue
+                tic = time.perf_counter()
+                r = run_in_process(script, workload.name, contender, n, options, timeout)
+                results[contender][n].append(r)
+                if "unavailable" in r:
+                    unavailable.add(contender)
+                shown = r.get("unavailable") or r.get("error") or \
+                    f"{time.perf_counter() - tic:.1f} s"
+                print(f"  {contender}, {n} thread(s), round {round_ + 1}: {shown}", flush=True)
+    return results
+
+
+def backends(results):
+    """``{contender: line}`` for ``run_rounds``' results: the "kernels" and "blas"
+    of a contender's last result that has them, or why it has none."""
+    lines = {}
+    for contender, by_threads in results.items():
+        done = [r for rounds in by_threads.values() for r in rounds if "blas" in r]
+        if done:
+            lines[contender] = "; ".join(filter(None, [done[-1].get("kernels"),
+                                                       *done[-1]["blas"]]))
+        else:
+            r = next((r for rounds in by_threads.values() for r in rounds), {})
+            lines[contender] = r.get("unavailable") or r.get("error", "no result")
+    return lines
+
+
+def assert_not_imported(*modules):
+    """Fail if this process has loaded any of ``modules``: a contender's process
+    holds its own library alone (see the module docstring)."""
+    loaded = sorted(name for name in modules if name in sys.modules)
+    if loaded:
+        raise AssertionError(f"this process has imported {', '.join(loaded)}: each "
+                             "library must run in a process of its own")
+
+
+def worker_main(workloads):
+    """The child's side of ``run_in_process`` for a script with a command line of
+    its own: run the contender named by ``--worker WORKLOAD CONTENDER`` at
+    ``--threads N`` with ``--options JSON`` and print its result."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker", nargs=2, required=True)
+    parser.add_argument("--threads", nargs=1, type=int, required=True)
+    parser.add_argument("--options", default="{}")
+    _worker(workloads, parser.parse_args())
 
 
 def parse_set(pairs):

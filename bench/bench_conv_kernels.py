@@ -2,42 +2,54 @@
 
 Times forward + backward of each layer, float32, for fastbp's kernels and for
 PyTorch CPU (autograd through torch.nn.functional) on the same shapes, batch
-sizes and thread counts, in the same run. Both sides apply the layer's tanh and
-compute the input gradient except for C1 (the input layer). fastbp fuses the
+sizes, data and thread counts. Both sides apply the layer's tanh and compute
+the input gradient except for C1 (the input layer). fastbp fuses the
 activation into the forward pass and the input layer's derivative into dX;
 torch runs tanh and its backward as separate ops.
 
-Usage: PYTHONPATH=src python bench/bench_conv_kernels.py [--quick] [--json PATH]
+Each library runs in a fresh process of its own that imports nothing but that
+library and numpy (libgomp is shared by soname, so one library's OpenMP
+settings would otherwise become the other's), started through
+bench/_harness.py: pinned to N cores, with the thread variables set to N, and
+N kernel threads (fastbp) or torch.set_num_threads(N). Each process draws its
+data from a fixed seed with numpy, so both time the same arrays. The
+processes run one after the other, not side by side, so they no longer share
+the machine's noise call by call as the old alternating blocks did; instead
+each library's process is started ``--rounds`` times per thread count,
+alternating (fastbp, torch, fastbp, torch, ...), and each figure is the
+minimum over single calls across all its rounds, which suits a shared, noisy
+machine.
+
+Usage:
+
+    PYTHONPATH=src python bench/bench_conv_kernels.py    # 1..all cores, batch 128 and 32
+    PYTHONPATH=src python bench/bench_conv_kernels.py --quick --threads 1 --batches 32 --rounds 1
+    PYTHONPATH=src python bench/bench_conv_kernels.py [--threads 1,2] [--batches 128,32]
+                       [--rounds R] [--quick] [--timeout S] [--json PATH]
+
+--quick times 15 calls per process instead of 60; the second line is a quick
+look (seconds).
 
 Prints one row per (layer, batch, threads): milliseconds per batch, images/s,
 and the ratio torch_time / fastbp_time (> 1: fastbp is faster). "LeNet convs"
-sums the five layers. fastbp and torch run in alternating blocks of calls and
-each figure is the minimum over single calls, which suits a shared, noisy
-machine.
+sums the five layers. PyTorch is optional: without it, fastbp's times only.
+(The script runs itself as the worker: ``--worker conv-kernels fastbp|torch
+--threads N --options JSON`` prints one line of timings as JSON.)
 """
 import argparse
 import json
 import os
-import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
 
-from fastbp._kernels import _conv
+import _harness
+import _torch_util
+from _harness import Workload
 
-TANH = 2
-LECUN_C3 = None
-
-
-def _lecun_table():
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-    from _twins_conv import LECUN_C3_TABLE
-
-    return LECUN_C3_TABLE.view(np.uint8)
-
+TANH = 2  # fastbp's activation code for tanh
 
 # name, kind, C_in, C_out, H (input), table ("full" or "lecun"), wants dX
 LAYERS = [
@@ -47,36 +59,52 @@ LAYERS = [
     ("S4 16@10x10->16@5x5", "pool", 16, 16, 10, None, True),
     ("C5 16@5x5->120@1x1", "conv", 16, 120, 5, "full", True),
 ]
+LECUN = ("C3 LeCun table (fastbp only)", "conv", 6, 16, 14, "lecun", True)
+TOTAL = "LeNet convs C1+S2+C3+S4+C5"
 
 
-def _timeit_pair(fns, reps=60, block=10):
-    """Minimum time of a single call of each of fns.
+def _lecun_table():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from _twins_conv import LECUN_C3_TABLE  # numpy only
 
-    The fns are run in alternating blocks of `block` calls, and the first call
-    of each block is not counted: after returning, an OpenMP or BLAS runtime
-    keeps its threads spinning for a while, which would slow down the other
-    library's next call on a machine with few cores.
-    """
-    best = [float("inf")] * len(fns)
-    for _ in range(max(1, reps // block)):
-        for k, fn in enumerate(fns):
-            fn()
-            for _ in range(block):
-                t0 = time.perf_counter()
-                fn()
-                best[k] = min(best[k], time.perf_counter() - t0)
+    return LECUN_C3_TABLE.view(np.uint8)
+
+
+def layer_data(kind, c_in, c_out, h, n, seed):
+    """A layer's float32 input, parameters and output gradient, drawn with numpy
+    from ``seed`` and the shape, so that every process gets the same arrays."""
+    rng = np.random.default_rng([seed, n, c_in, c_out, h])
+    f = np.float32
+    data = {"X": np.tanh(rng.standard_normal((n, c_in, h, h))).astype(f)}
+    if kind == "conv":
+        data["W"] = (rng.standard_normal((c_out, c_in, 5, 5)) / 5).astype(f)
+        data["b"] = rng.standard_normal(c_out).astype(f)
+        data["dZ"] = rng.standard_normal((n, c_out, h - 4, h - 4)).astype(f)
+    else:
+        data["coef"] = rng.standard_normal(c_in).astype(f)
+        data["bias"] = rng.standard_normal(c_in).astype(f)
+        data["dZ"] = rng.standard_normal((n, c_in, h // 2, h // 2)).astype(f)
+    return data
+
+
+def best_time(fn, reps, warmup=2):
+    """Minimum time of a single call of fn over reps calls, after warm-up."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
     return best
 
 
-def fastbp_layer(kind, c_in, c_out, h, table, want_dx, n, threads, rng):
-    f = np.float32
-    X = np.tanh(rng.standard_normal((n, c_in, h, h))).astype(f)
+def fastbp_layer(_conv, kind, table, want_dx, threads, d):
+    X, dZ = d["X"], d["dZ"]
     if kind == "conv":
-        W = (rng.standard_normal((c_out, c_in, 5, 5)) / 5).astype(f)
-        b = rng.standard_normal(c_out).astype(f)
-        tab = np.ones((c_out, c_in), np.uint8) if table == "full" else _lecun_table()
-        Y = np.empty((n, c_out, h - 4, h - 4), f)
-        dZ = rng.standard_normal(Y.shape).astype(f)
+        W, b = d["W"], d["b"]
+        tab = np.ones(W.shape[:2], np.uint8) if table == "full" else _lecun_table()
+        Y = np.empty_like(dZ)
         gW, gb = np.empty_like(W), np.empty_like(b)
         dX = np.empty_like(X) if want_dx else None
 
@@ -84,10 +112,8 @@ def fastbp_layer(kind, c_in, c_out, h, table, want_dx, n, threads, rng):
             _conv.conv5x5_forward(X, W, b, tab, Y, TANH, threads)
             _conv.conv5x5_backward(X, W, dZ, tab, gW, gb, dX, TANH, threads)
     else:
-        coef = rng.standard_normal(c_in).astype(f)
-        bias = rng.standard_normal(c_in).astype(f)
-        Y = np.empty((n, c_in, h // 2, h // 2), f)
-        dZ = rng.standard_normal(Y.shape).astype(f)
+        coef, bias = d["coef"], d["bias"]
+        Y = np.empty_like(dZ)
         gc, gb = np.empty_like(coef), np.empty_like(bias)
         dX = np.empty_like(X)
 
@@ -98,26 +124,21 @@ def fastbp_layer(kind, c_in, c_out, h, table, want_dx, n, threads, rng):
     return step
 
 
-def torch_layer(kind, c_in, c_out, h, want_dx, n, threads, rng):
-    import torch
+def torch_layer(torch, kind, want_dx, d):
     import torch.nn.functional as F
 
-    torch.set_num_threads(threads)
-    X = torch.tensor(np.tanh(rng.standard_normal((n, c_in, h, h))), dtype=torch.float32,
-                     requires_grad=want_dx)
+    X = torch.from_numpy(d["X"]).requires_grad_(want_dx)
+    dY = torch.from_numpy(d["dZ"])
     if kind == "conv":
-        W = torch.tensor(rng.standard_normal((c_out, c_in, 5, 5)) / 5, dtype=torch.float32,
-                         requires_grad=True)
-        b = torch.tensor(rng.standard_normal(c_out), dtype=torch.float32, requires_grad=True)
-        dY = torch.tensor(rng.standard_normal((n, c_out, h - 4, h - 4)), dtype=torch.float32)
+        W = torch.from_numpy(d["W"]).requires_grad_(True)
+        b = torch.from_numpy(d["b"]).requires_grad_(True)
 
         def step():
             W.grad = b.grad = X.grad = None
             torch.tanh(F.conv2d(X, W, b)).backward(dY)
     else:
-        coef = torch.tensor(rng.standard_normal(c_in), dtype=torch.float32, requires_grad=True)
-        bias = torch.tensor(rng.standard_normal(c_in), dtype=torch.float32, requires_grad=True)
-        dY = torch.tensor(rng.standard_normal((n, c_in, h // 2, h // 2)), dtype=torch.float32)
+        coef = torch.from_numpy(d["coef"]).requires_grad_(True)
+        bias = torch.from_numpy(d["bias"]).requires_grad_(True)
 
         def step():
             coef.grad = bias.grad = X.grad = None
@@ -127,71 +148,121 @@ def torch_layer(kind, c_in, c_out, h, want_dx, n, threads, rng):
     return step
 
 
+def _time_layers(options, layers, make_step):
+    return [{"layer": name, "batch": n,
+             "seconds": best_time(make_step(kind, table, want_dx,
+                                            layer_data(kind, c_in, c_out, h, n, options["seed"])),
+                                  options["reps"])}
+            for n in options["batches"]
+            for name, kind, c_in, c_out, h, table, want_dx in layers]
+
+
+def run_fastbp(options, n_threads):
+    """The fastbp worker: every layer (and the LeCun-table C3) at every batch."""
+    from fastbp._kernels import _conv
+
+    rows = _time_layers(options, LAYERS + [LECUN],
+                        lambda kind, table, want_dx, d:
+                        fastbp_layer(_conv, kind, table, want_dx, n_threads, d))
+    result = {"rows": rows, "kernels": f"dispatch path {_conv.dispatch_path()}",
+              "blas": _harness.blas_report()}
+    _harness.assert_not_imported("torch")
+    return result
+
+
+def run_torch(options, n_threads):
+    """The PyTorch worker: the five LeNet layers at every batch."""
+    torch = _torch_util.import_torch(n_threads)
+    rows = _time_layers(options, LAYERS,
+                        lambda kind, table, want_dx, d: torch_layer(torch, kind, want_dx, d))
+    result = {"rows": rows, "blas": _torch_util.backend_report(torch)}
+    _harness.assert_not_imported("fastbp")
+    return result
+
+
+WORKLOAD = Workload(name="conv-kernels", unit="ms/batch", flop=0, dtype="float32",
+                    contenders={"fastbp": run_fastbp, "torch": run_torch})
+
+
+def _ints(text):
+    return [int(v) for v in text.split(",")]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter timings")
+    parser.add_argument("--quick", action="store_true", help="shorter timings (15 calls)")
     parser.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results",
                                                        "bench_conv_kernels.json"))
-    parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--batches", default="128,32")
+    parser.add_argument("--threads", type=_ints, default=None,
+                        help="comma-separated thread counts (default: 1 to all usable cores)")
+    parser.add_argument("--batches", type=_ints, default=[128, 32])
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="processes per library and thread count, alternating (default 3)")
+    parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
-    reps = 15 if args.quick else 60
-    try:
-        import torch
+    n_cpus = len(_harness.usable_cpus())
+    threads = sorted(set(args.threads or range(1, n_cpus + 1)))
+    options = {"batches": args.batches, "reps": 15 if args.quick else 60, "seed": 0}
+    env = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": _harness.cpu_model(),
+           "instruction set": _harness.instruction_set(), "usable cores": n_cpus,
+           "thread counts": threads, "rounds": args.rounds, "calls per round": options["reps"],
+           "load average": round(os.getloadavg()[0], 2)}
+    print("\n".join(f"{k:>16}: {v}" for k, v in env.items()), flush=True)
 
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = None
+    script = Path(__file__).resolve()
+    results = _harness.run_rounds(script, WORKLOAD, threads, args.rounds, options,
+                                  args.timeout)
+    best = {}  # (library, layer, batch, threads) -> seconds, the minimum over the rounds
+    for lib, by_threads in results.items():
+        for n, rounds in by_threads.items():
+            for row in (row for r in rounds for row in r.get("rows", ())):
+                key = (lib, row["layer"], row["batch"], n)
+                best[key] = min(best.get(key, float("inf")), row["seconds"])
+    backends = _harness.backends(results)
+    print("\n".join(f"{lib}: {line}" for lib, line in backends.items()))
 
-    blas = [(i["internal_api"], i.get("version"), i.get("architecture")) for i in threadpool_info()
-            if i["user_api"] == "blas"]
-    print(f"fastbp conv kernels: dispatch path = {_conv.dispatch_path()}; "
-          f"torch {torch_version}; BLAS {blas}; cpu = {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} logical cores; load average {os.getloadavg()[0]:.2f}")
-    rng = np.random.default_rng(0)
-    rows = []
-    layers = LAYERS + [("C3 LeCun table (fastbp only)", "conv", 6, 16, 14, "lecun", True)]
     head = (f"{'layer':30s} {'batch':>5s} {'thr':>3s} {'fastbp ms':>10s} {'torch ms':>9s} "
             f"{'ratio':>6s} {'fastbp img/s':>13s} {'torch img/s':>12s}")
     print(head)
     print("-" * len(head))
-    for n in [int(v) for v in args.batches.split(",")]:
-        for threads in [int(v) for v in args.threads.split(",")]:
-            # BLAS (C5's GEMM path) and torch get the same thread count as fastbp.
-            limits = threadpool_limits(threads, user_api="blas")
-            if torch_version is not None:
-                torch.set_num_threads(threads)
-            tot_f = tot_t = 0.0
-            for name, kind, c_in, c_out, h, table, want_dx in layers:
-                steps = [fastbp_layer(kind, c_in, c_out, h, table, want_dx, n, threads, rng)]
-                if torch_version is not None and table != "lecun":
-                    steps.append(torch_layer(kind, c_in, c_out, h, want_dx, n, threads, rng))
-                times = _timeit_pair(steps, reps)
-                tf, tt = times[0], (times[1] if len(times) > 1 else None)
-                if table != "lecun":
-                    tot_f += tf
-                    tot_t += tt or 0.0
-                rows.append(dict(layer=name, batch=n, threads=threads, fastbp_s=tf, torch_s=tt))
-                _print_row(name, n, threads, tf, tt)
-            _print_row("LeNet convs C1+S2+C3+S4+C5", n, threads, tot_f,
-                       tot_t if torch_version else None)
-            rows.append(dict(layer="total", batch=n, threads=threads, fastbp_s=tot_f,
-                             torch_s=tot_t if torch_version else None))
-            limits.restore_original_limits()
+    rows = []
+    for batch in args.batches:
+        for n in threads:
+            times = {}
+            for name, *_ in LAYERS + [LECUN]:
+                times[name] = tf, tt = [best.get((lib, name, batch, n))
+                                        for lib in ("fastbp", "torch")]
+                rows.append(dict(layer=name, batch=batch, threads=n, fastbp_s=tf, torch_s=tt))
+                _print_row(name, batch, n, tf, tt)
+            # the LeCun-table C3 is an alternative to the full C3, not a sixth layer
+            total = {lib: None if None in parts else sum(parts)
+                     for lib, parts in zip(("fastbp", "torch"),
+                                           zip(*(times[name] for name, *_ in LAYERS)))}
+            _print_row(TOTAL, batch, n, total["fastbp"], total["torch"])
+            rows.append(dict(layer="total", batch=batch, threads=n, fastbp_s=total["fastbp"],
+                             torch_s=total["torch"]))
             print()
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump(dict(dispatch_path=_conv.dispatch_path(), torch=torch_version, blas=blas,
-                       loadavg=os.getloadavg(), rows=rows), f, indent=1)
+        json.dump(dict(environment=env, options=options, backends=backends, rows=rows,
+                       processes=results), f, indent=1)
     print(f"wrote {args.json}")
+    _harness.assert_not_imported("fastbp", "torch")  # the launcher times nothing itself
+
+
+def _ms(t, width):
+    return f"{t * 1e3:{width}.3f}" if t else "-".rjust(width)
 
 
 def _print_row(name, n, threads, tf, tt):
-    ratio = f"{tt / tf:6.2f}" if tt else "     -"
-    tts = f"{tt * 1e3:9.3f}" if tt else "        -"
-    timg = f"{n / tt:12.0f}" if tt else "           -"
-    print(f"{name:30s} {n:5d} {threads:3d} {tf * 1e3:10.3f} {tts} {ratio} {n / tf:13.0f} {timg}")
+    ratio = f"{tt / tf:6.2f}" if tt and tf else "     -"
+    fimg = f"{n / tf:13.0f}" if tf else "-".rjust(13)
+    timg = f"{n / tt:12.0f}" if tt else "-".rjust(12)
+    print(f"{name:30s} {n:5d} {threads:3d} {_ms(tf, 10)} {_ms(tt, 9)} {ratio} {fimg} {timg}")
 
 
 if __name__ == "__main__":
-    main()
+    if "--worker" in sys.argv[1:]:
+        _harness.worker_main([WORKLOAD])
+    else:
+        main()
