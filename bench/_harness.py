@@ -231,6 +231,13 @@ def _worker(workloads, args):
         result = run(options, args.threads[0])
     except Unavailable as exc:
         result = {"unavailable": str(exc)}
+    # the contender's library alone: fastbp's process holds no peer, and no
+    # peer's process holds fastbp
+    peers = ("torch", "jax", "sklearn.neural_network")
+    if contender.startswith("fastbp"):
+        assert_not_imported(*peers)
+    elif name != "peak":
+        assert_not_imported("fastbp", *(p for p in peers if not contender.startswith(p[:4])))
     print("RESULT " + json.dumps(result, default=float), flush=True)
 
 
