@@ -10,7 +10,7 @@ OpenMP loop over rows; reductions use a fixed order so results do not depend
 on the thread count.
 """
 from cython cimport floating
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel
 from libc.stdlib cimport calloc, malloc, free
 from libc.float cimport DBL_EPSILON, FLT_EPSILON
 from libc.stdint cimport int32_t, int64_t
@@ -21,10 +21,7 @@ from ._checks cimport check_shape
 from ._elementwise cimport (elementwise_act, elementwise_dact, adam_range, fastbp_set_simd_level, l2_block,
                             fastbp_simd_level, softmax_exp)
 from ._math cimport ACT_LOGISTIC, sigmoid, fexp, flog, flog1p
-
-cdef extern from "fastbp_sync.h":
-    int fb_next_unit(int* counter) noexcept nogil
-    void fb_team_join(int* arrived) noexcept nogil
+from ._team cimport TEAM_UNIT_ELEMENTS, add_partials, team_next, unit_count
 
 cdef extern from "fastbp_omp.h":
     enum: FASTBP_MIN_PARALLEL
@@ -149,9 +146,14 @@ cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     share of the larger operand. B is (k, n), or (n, k) when trans_b.
     """
     cdef int n_blocks = split_blocks(m, n, k)
-    cdef int blk
-    for blk in prange(n_blocks, num_threads=min(n_blocks, n_threads), schedule="static"):
-        split_gemm_block(blk, n_blocks, trans_b, m, n, k, A, B, C, bias, act_out, act)
+    cdef int blk = 0
+    cdef int team[2]
+    team[:] = [0, 0]
+    with parallel(num_threads=min(n_blocks, n_threads)):
+        blk = team_next(team, n_blocks)
+        while blk >= 0:
+            split_gemm_block(blk, n_blocks, trans_b, m, n, k, A, B, C, bias, act_out, act)
+            blk = team_next(team, n_blocks)
 
 
 cdef inline int gradient_groups(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
@@ -184,35 +186,44 @@ cdef int weight_gradient(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floatin
     rows k0..k1 of A^T are columns of A, and each block packs all of D, the
     smaller operand. With many rows (an RNN's packed steps) the m rows are cut
     into groups instead: one GEMM per group into its own partial result, the
-    partials then added in group order. The groups, like the blocks, depend
-    on the shape only.
+    partials then added in group order, by the same team once every group is
+    done. The groups, like the blocks, depend on the shape only.
     """
     cdef int n_groups = gradient_groups(m, k, n)
-    cdef int n_blocks, blk, g
-    cdef Py_ssize_t r0, r1, i, size = k * n
+    cdef int n_blocks, blk = 0, g = 0, u = 0, n_units
+    cdef Py_ssize_t r0 = 0, r1 = 0, i = 0, size = k * n
     cdef floating* partial
+    cdef int team[4]  # blocks or groups: team[0:2]; the partials' sum: team[2:4]
+    team[:] = [0, 0, 0, 0]
     if n_groups == 1:
         n_blocks = gradient_blocks(m, k, n)
-        for blk in prange(n_blocks, num_threads=min(n_blocks, n_threads), schedule="static"):
-            gradient_block(blk, n_blocks, m, k, n, A, D, G)
+        with parallel(num_threads=min(n_blocks, n_threads)):
+            blk = team_next(team, n_blocks)
+            while blk >= 0:
+                gradient_block(blk, n_blocks, m, k, n, A, D, G)
+                blk = team_next(team, n_blocks)
         return 0
     partial = <floating*> malloc((n_groups - 1) * size * sizeof(floating))
     if partial == NULL:
         return -1
-    for g in prange(n_groups, num_threads=min(n_groups, n_threads), schedule="static"):
-        r0 = block_start(m, n_groups, g)
-        r1 = block_start(m, n_groups, g + 1)
-        if r1 > r0:
-            gemm(True, False, <int> k, <int> n, <int> (r1 - r0), <floating> 1, A + r0 * k,
-                 <int> k, D + r0 * n, <int> n, <floating> 0,
-                 G if g == 0 else partial + (g - 1) * size, <int> n)
-        elif g > 0:
-            for i in range(size):
-                partial[(g - 1) * size + i] = 0
-    for i in prange(size, num_threads=threads_for(size * n_groups, n_threads),
-                    schedule="static"):
-        for g in range(1, n_groups):
-            G[i] += partial[(g - 1) * size + i]
+    n_units = <int> unit_count(size, TEAM_UNIT_ELEMENTS)
+    with parallel(num_threads=min(n_groups, n_threads)):
+        g = team_next(team, n_groups)
+        while g >= 0:
+            r0 = block_start(m, n_groups, g)
+            r1 = block_start(m, n_groups, g + 1)
+            if r1 > r0:
+                gemm(True, False, <int> k, <int> n, <int> (r1 - r0), <floating> 1,
+                     A + r0 * k, <int> k, D + r0 * n, <int> n, <floating> 0,
+                     G if g == 0 else partial + (g - 1) * size, <int> n)
+            elif g > 0:
+                for i in range(size):
+                    partial[(g - 1) * size + i] = 0
+            g = team_next(team, n_groups)
+        u = team_next(&team[2], n_units)
+        while u >= 0:
+            add_partials(G, partial, n_groups, size, u)
+            u = team_next(&team[2], n_units)
     free(partial)
     return 0
 
@@ -273,7 +284,9 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
     if k == 0:  # no weights and no layer below: only the bias gradient
         column_sums(&delta[0, 0], m, n, &grad_b[0])
         return
-    cdef int n_grad, n_delta, u, n_team
+    cdef int n_grad, n_delta, u = 0, n_team
+    cdef int team[2]
+    team[:] = [0, 0]
     with nogil:
         if want_delta_in and gradient_groups(m, k, n) == 1:
             # The weight gradient and the delta below are independent: one
@@ -283,14 +296,17 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
             n_delta = split_blocks(m, k, n)
             # one block each: both products are below the size worth a team
             n_team = 1 if n_grad == 1 and n_delta == 1 else min(n_grad + n_delta, n_threads)
-            for u in prange(n_grad + n_delta, num_threads=n_team, schedule="static"):
-                if u < n_grad:
-                    gradient_block(u, n_grad, m, k, n, &A_in[0, 0], &delta[0, 0],
-                                   &grad_W[0, 0])
-                else:
-                    split_gemm_block(u - n_grad, n_delta, True, m, k, n, &delta[0, 0],
-                                     &W[0, 0], &delta_in[0, 0], NULL, &A_in[0, 0],
-                                     input_activation)
+            with parallel(num_threads=n_team):
+                u = team_next(team, n_grad + n_delta)
+                while u >= 0:
+                    if u < n_grad:
+                        gradient_block(u, n_grad, m, k, n, &A_in[0, 0], &delta[0, 0],
+                                       &grad_W[0, 0])
+                    else:
+                        split_gemm_block(u - n_grad, n_delta, True, m, k, n, &delta[0, 0],
+                                         &W[0, 0], &delta_in[0, 0], NULL, &A_in[0, 0],
+                                         input_activation)
+                    u = team_next(team, n_grad + n_delta)
             column_sums(&delta[0, 0], m, n, &grad_b[0])
         else:
             status = weight_gradient(m, k, n, &A_in[0, 0], &delta[0, 0], &grad_W[0, 0],
@@ -518,16 +534,14 @@ cdef void chain_step(const Chain* c, ChainBatch* bt, floating* tag) noexcept nog
     gradient units, a join (so the next batch sees the updated parameters,
     and no thread sleeps at the region's end)."""
     cdef int g, u
-    g = fb_next_unit(&bt.sync[0])
-    while g < bt.n_groups:
+    g = team_next(&bt.sync[0], bt.n_groups)
+    while g >= 0:
         chain_rows(g, c, bt, tag)
-        g = fb_next_unit(&bt.sync[0])
-    fb_team_join(&bt.sync[1])
-    u = fb_next_unit(&bt.sync[2])
-    while u < bt.n_units:
+        g = team_next(&bt.sync[0], bt.n_groups)
+    u = team_next(&bt.sync[2], bt.n_units)
+    while u >= 0:
         chain_gradient_unit(u, c, bt, tag)
-        u = fb_next_unit(&bt.sync[2])
-    fb_team_join(&bt.sync[3])
+        u = team_next(&bt.sync[2], bt.n_units)
 
 
 cdef int chain_grouped_layers(const Chain* c, ChainBatch* bt, int n_threads,
@@ -564,7 +578,7 @@ cdef int chain_run(const Chain* c, ChainBatch* batches, int n_batches, int n_thr
     """Run the batches in order, in one OpenMP region when no layer of the
     first (largest) batch needs its row-group gradient, else a region per
     batch. work: multiply-adds of the first batch. -1 when out of memory."""
-    cdef int bi, l, n_team = 1
+    cdef int bi = 0, l, n_team = 1
     cdef bint grouped = False
     for l in range(c.n_layers):
         if gradient_groups(batches[0].m, c.dims[l], c.dims[l + 1]) > 1:
@@ -965,10 +979,12 @@ def output_loss_delta(floating[:, ::1] Z,  # IN: logits, OUT: outputs
     """
     cdef Py_ssize_t m = Z.shape[0]
     cdef Py_ssize_t n = Z.shape[1]
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i = 0, rows = max(1, TEAM_UNIT_ELEMENTS // max(n, 1))
+    cdef int u = 0, n_units = <int> unit_count(m, rows)
+    cdef int team[2]
     cdef bint weighted = sample_weight is not None
     cdef double total = 0
-    cdef floating w
+    cdef floating w = 0
     check_shape("Y", Y.shape, 2, (m, n))
     check_shape("delta", delta.shape, 2, (m, n))
     if weighted:
@@ -978,15 +994,20 @@ def output_loss_delta(floating[:, ::1] Z,  # IN: logits, OUT: outputs
     cdef floating* row_loss = <floating*> malloc(m * sizeof(floating))
     if row_loss == NULL:
         raise MemoryError()
+    team[:] = [0, 0]
     with nogil:
-        for i in prange(m, num_threads=threads_for(m * n * 8, n_threads),
-                        schedule="static"):
-            w = <floating> scale
-            if weighted:
-                w = w * sample_weight[i]
-            row_loss[i] = row_loss_delta(&Z[i, 0], &Y[i, 0], &delta[i, 0], n, kind, w)
-            if weighted:
-                row_loss[i] = row_loss[i] * sample_weight[i]
+        with parallel(num_threads=threads_for(m * n * 8, n_threads)):
+            u = team_next(team, n_units)
+            while u >= 0:
+                for i in range(u * rows, min(m, (u + 1) * rows)):
+                    w = <floating> scale
+                    if weighted:
+                        w = w * sample_weight[i]
+                    row_loss[i] = row_loss_delta(&Z[i, 0], &Y[i, 0], &delta[i, 0], n, kind,
+                                                 w)
+                    if weighted:
+                        row_loss[i] = row_loss[i] * sample_weight[i]
+                u = team_next(team, n_units)
         for i in range(m):
             total += row_loss[i]
     free(row_loss)
@@ -998,26 +1019,31 @@ def output_activate(floating[:, ::1] Z,  # IN: logits, OUT: outputs
     """Apply the output activation of a loss kind in place (prediction path)."""
     cdef Py_ssize_t m = Z.shape[0]
     cdef Py_ssize_t n = Z.shape[1]
-    cdef Py_ssize_t i, j
-    cdef floating zmax, total
+    cdef Py_ssize_t i = 0, j = 0, rows = max(1, TEAM_UNIT_ELEMENTS // max(n, 1))
+    cdef int u = 0, n_units = <int> unit_count(m, rows)
+    cdef int team[2]
+    cdef floating zmax = 0, total = 0
     if n == 0:
         return
-    with nogil:
-        for i in prange(m, num_threads=threads_for(m * n * 8, n_threads),
-                        schedule="static"):
-            if kind == LOSS_SOFTMAX_CE:
-                zmax = Z[i, 0]
-                for j in range(1, n):
-                    if Z[i, j] > zmax:
-                        zmax = Z[i, j]
-                total = softmax_exp(&Z[i, 0], zmax, &Z[i, 0], n)
-                for j in range(n):
-                    Z[i, j] = Z[i, j] / total
-            elif kind == LOSS_LOGISTIC_CE or kind == LOSS_SQUARED_LOGISTIC:
-                elementwise_act(&Z[i, 0], &Z[i, 0], <floating*> NULL, n, ACT_LOGISTIC)
-            elif kind == LOSS_POISSON:
-                for j in range(n):
-                    Z[i, j] = fexp(Z[i, j])
+    team[:] = [0, 0]
+    with nogil, parallel(num_threads=threads_for(m * n * 8, n_threads)):
+        u = team_next(team, n_units)
+        while u >= 0:
+            for i in range(u * rows, min(m, (u + 1) * rows)):
+                if kind == LOSS_SOFTMAX_CE:
+                    zmax = Z[i, 0]
+                    for j in range(1, n):
+                        if Z[i, j] > zmax:
+                            zmax = Z[i, j]
+                    total = softmax_exp(&Z[i, 0], zmax, &Z[i, 0], n)
+                    for j in range(n):
+                        Z[i, j] = Z[i, j] / total
+                elif kind == LOSS_LOGISTIC_CE or kind == LOSS_SQUARED_LOGISTIC:
+                    elementwise_act(&Z[i, 0], &Z[i, 0], <floating*> NULL, n, ACT_LOGISTIC)
+                elif kind == LOSS_POISSON:
+                    for j in range(n):
+                        Z[i, j] = fexp(Z[i, j])
+            u = team_next(team, n_units)
 
 
 ctypedef fused csr_index:
@@ -1078,19 +1104,24 @@ def l2_penalty(const floating[::1] theta,
     """Add coef * theta to grad and return sum(theta ** 2) (fixed-order sum)."""
     cdef Py_ssize_t size = theta.shape[0]
     cdef Py_ssize_t n_blocks = (size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
-    cdef Py_ssize_t blk, start, stop
+    cdef Py_ssize_t blk, start = 0, stop = 0
+    cdef int u = 0
+    cdef int team[2]
     cdef floating c = <floating> coef
     cdef double total = 0
     check_shape("grad", grad.shape, 1, (size,))
     cdef double* partial = <double*> malloc((n_blocks + 1) * sizeof(double))
     if partial == NULL:
         raise MemoryError()
+    team[:] = [0, 0]
     with nogil:
-        for blk in prange(n_blocks, num_threads=threads_for(size, n_threads),
-                          schedule="static"):
-            start = blk * REDUCE_BLOCK
-            stop = min(start + REDUCE_BLOCK, size)
-            partial[blk] = l2_block(&theta[start], &grad[start], c, stop - start)
+        with parallel(num_threads=threads_for(size, n_threads)):
+            u = team_next(team, <int> n_blocks)
+            while u >= 0:
+                start = <Py_ssize_t> u * REDUCE_BLOCK
+                stop = min(start + REDUCE_BLOCK, size)
+                partial[u] = l2_block(&theta[start], &grad[start], c, stop - start)
+                u = team_next(team, <int> n_blocks)
         for blk in range(n_blocks):
             total += partial[blk]
     free(partial)
@@ -1107,17 +1138,20 @@ def sgd_update(floating[::1] theta,  # OUT
     cdef Py_ssize_t size = theta.shape[0]
     check_shape("grad", grad.shape, 1, (size,))
     check_shape("velocity", velocity.shape, 1, (size,))
-    cdef int nt = threads_for(size, n_threads), c
-    cdef Py_ssize_t chunk = (size + nt - 1) // nt, start
+    cdef int u = 0, n_units = <int> unit_count(size, TEAM_UNIT_ELEMENTS)
+    cdef int team[2]
+    cdef Py_ssize_t start = 0
     if size == 0:
         return
-    with nogil:
-        for c in prange(nt, num_threads=nt, schedule="static"):
-            start = c * chunk
-            if start < size:
-                sgd_range(&theta[start], &grad[start], &velocity[start],
-                          <floating> learning_rate, <floating> momentum, nesterov,
-                          min(chunk, size - start))
+    team[:] = [0, 0]
+    with nogil, parallel(num_threads=threads_for(size, n_threads)):
+        u = team_next(team, n_units)
+        while u >= 0:
+            start = <Py_ssize_t> u * TEAM_UNIT_ELEMENTS
+            sgd_range(&theta[start], &grad[start], &velocity[start],
+                      <floating> learning_rate, <floating> momentum, nesterov,
+                      min(TEAM_UNIT_ELEMENTS, size - start))
+            u = team_next(team, n_units)
 
 
 def adam_update(floating[::1] theta,  # OUT
@@ -1133,16 +1167,19 @@ def adam_update(floating[::1] theta,  # OUT
     check_shape("grad", grad.shape, 1, (size,))
     check_shape("m1", m1.shape, 1, (size,))
     check_shape("m2", m2.shape, 1, (size,))
-    cdef int nt = threads_for(size, n_threads), c
-    cdef Py_ssize_t chunk = (size + nt - 1) // nt, start
+    cdef int u = 0, n_units = <int> unit_count(size, TEAM_UNIT_ELEMENTS)
+    cdef int team[2]
+    cdef Py_ssize_t start = 0
     if size == 0:
         return
-    with nogil:
-        for c in prange(nt, num_threads=nt, schedule="static"):
-            start = c * chunk
-            if start < size:
-                adam_block(&theta[start], &grad[start], &m1[start], &m2[start], step_size,
-                           beta_1, beta_2, epsilon, min(chunk, size - start))
+    team[:] = [0, 0]
+    with nogil, parallel(num_threads=threads_for(size, n_threads)):
+        u = team_next(team, n_units)
+        while u >= 0:
+            start = <Py_ssize_t> u * TEAM_UNIT_ELEMENTS
+            adam_block(&theta[start], &grad[start], &m1[start], &m2[start], step_size,
+                       beta_1, beta_2, epsilon, min(TEAM_UNIT_ELEMENTS, size - start))
+            u = team_next(team, n_units)
 
 
 def simd_level():

@@ -38,16 +38,15 @@ Activation codes: 0 identity, 1 logistic, 2 tanh, 3 relu, 4 LeCun tanh
 (``fastbp._kernels._dense.ACTIVATION_CODES``).
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel
 
 from ._blas cimport block_start, gemm, gemm_blocks
 from libc.stdlib cimport free, malloc
 from ._checks cimport check_shape
+from ._team cimport TEAM_UNIT_ELEMENTS, add_partials, team_next, unit_count
 
 from ._elementwise cimport elementwise_act, fastbp_set_simd_level, fastbp_simd_level
 
-# Below this many elements an OpenMP team costs more than it saves.
-cdef Py_ssize_t ACT_PARALLEL_MIN = 8192
 # Multiply-adds from which a step's GEMM is split over the team, and its
 # narrowest block.
 cdef Py_ssize_t GEMM_PARALLEL_MIN = 1 << 18
@@ -130,25 +129,30 @@ cdef int _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs
     Few rows: one pass over the steps, the rows of G cut into blocks. Many
     rows: the steps cut into groups of about REDUCTION_GROUP_ROWS rows, each
     group's sum computed into its own partial result (all rows of G at once,
-    so the long operands are packed once), the partials added in group order.
-    Blocks and groups depend on the shape only, so the result does not depend
-    on the thread count.
+    so the long operands are packed once), the partials added in group order
+    by the same team once every group is done. Blocks and groups depend on the
+    shape only, so the result does not depend on the thread count.
     """
     cdef Py_ssize_t summed = n_rows - bs[0]  # rows of delta with t >= 1
     cdef Py_ssize_t size = <Py_ssize_t> n * n
-    cdef int n_groups = 1, n_blocks, blk, g
-    cdef Py_ssize_t r0, r1, t, i, rows_before, target
+    cdef int n_groups = 1, n_blocks, blk = 0, g = 0, u = 0, n_units
+    cdef int team[4]  # blocks or groups: team[0:2]; the partials' sum: team[2:4]
+    cdef Py_ssize_t r0 = 0, r1 = 0, t, rows_before
     cdef Py_ssize_t* bounds  # per group: first step, then first row of step - 1
     cdef floating* partial
     if summed >= 2 * REDUCTION_GROUP_ROWS and summed * size >= GEMM_PARALLEL_MIN:
         n_groups = <int> min(16, summed // REDUCTION_GROUP_ROWS)
+    team[:] = [0, 0, 0, 0]
     if n_groups == 1:
         n_blocks = gemm_blocks(n, summed * size, GEMM_PARALLEL_MIN, GEMM_BLOCK_WIDTH)
-        for blk in prange(n_blocks, num_threads=min(n_blocks, n_threads), schedule="static"):
-            r0 = block_start(n, n_blocks, blk)
-            r1 = block_start(n, n_blocks, blk + 1)
-            if r1 > r0:
-                _grad_hh_steps(H, delta, bs, 1, T, 0, n, G, r0, r1)
+        with parallel(num_threads=min(n_blocks, n_threads)):
+            blk = team_next(team, n_blocks)
+            while blk >= 0:
+                r0 = block_start(n, n_blocks, blk)
+                r1 = block_start(n, n_blocks, blk + 1)
+                if r1 > r0:
+                    _grad_hh_steps(H, delta, bs, 1, T, 0, n, G, r0, r1)
+                blk = team_next(team, n_blocks)
         return 0
     bounds = <Py_ssize_t*> malloc(2 * (n_groups + 1) * sizeof(Py_ssize_t))
     partial = <floating*> malloc((n_groups - 1) * size * sizeof(floating))
@@ -170,13 +174,17 @@ cdef int _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs
         bounds[2 * g] = T
         bounds[2 * g + 1] = 0
         g += 1
-    for g in prange(n_groups, num_threads=min(n_groups, n_threads), schedule="static"):
-        _grad_hh_steps(H, delta, bs, bounds[2 * g], bounds[2 * g + 2], bounds[2 * g + 1], n,
-                       G if g == 0 else partial + (g - 1) * size, 0, n)
-    for i in prange(size, num_threads=n_threads if size * n_groups >= ACT_PARALLEL_MIN else 1,
-                    schedule="static"):
-        for g in range(1, n_groups):
-            G[i] += partial[(g - 1) * size + i]
+    n_units = <int> unit_count(size, TEAM_UNIT_ELEMENTS)
+    with parallel(num_threads=min(n_groups, n_threads)):
+        g = team_next(team, n_groups)
+        while g >= 0:
+            _grad_hh_steps(H, delta, bs, bounds[2 * g], bounds[2 * g + 2], bounds[2 * g + 1],
+                           n, G if g == 0 else partial + (g - 1) * size, 0, n)
+            g = team_next(team, n_groups)
+        u = team_next(&team[2], n_units)
+        while u >= 0:
+            add_partials(G, partial, n_groups, size, u)
+            u = team_next(&team[2], n_units)
     free(bounds)
     free(partial)
     return 0
