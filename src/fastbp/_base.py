@@ -314,21 +314,18 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
         pass, so a changed one is taken here too, on the fitted weights; a
         change that would reshape the weights cannot be, and raises."""
         wanted = self._architecture()
-        built_with = getattr(self, "_built_with", None)  # None: a model saved without it
-        if built_with is not None and _same_settings(built_with, wanted):
+        if _same_settings(self._built_with, wanted):
             return self._network
-        changed = [k for k in wanted if built_with is not None
-                   and not _same_settings({k: built_with.get(k)}, {k: wanted[k]})]
+        changed = [k for k in wanted
+                   if not _same_settings({k: self._built_with[k]}, {k: wanted[k]})]
         fitted = self._network
         rebuilt = self._build_network(X, Y)
         shapes = {k: v.shape for k, v in fitted.parameters().items()}
         reshaped = {k: v.shape for k, v in rebuilt.parameters().items()} != shapes
         if reshaped or any(k in self._fixed_after_fit for k in changed):
-            names = ", ".join(changed) if changed else (
-                "one of " + ", ".join(wanted))  # a model saved before this was recorded
             raise ValueError(
-                f"{names} changed since the model was fitted, which would change the "
-                f"weights it has; warm_start and partial_fit continue the fitted "
+                f"{', '.join(changed)} changed since the model was fitted, which would "
+                f"change the weights it has; warm_start and partial_fit continue the fitted "
                 f"weights. Fit a fresh model (warm_start=False) to change them.")
         rebuilt.theta[...] = fitted.theta
         self._built_with = wanted

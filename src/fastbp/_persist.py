@@ -30,7 +30,7 @@ COMMON_FITTED = {
     "loss_curve_": (list,),
     "best_loss_": (float, int, type(None)),
     "validation_scores_": (list, type(None)),
-    "validation_loss_curve_": (list, type(None)),  # None too in files saved before it
+    "validation_loss_curve_": (list, type(None)),
     "best_validation_score_": (float, int, type(None)),
 }
 

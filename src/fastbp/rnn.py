@@ -281,6 +281,7 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
     def _sample_weights(self, sample_weight, X, y, dtype):
         # With a target per step, class weights weigh each step: its
         # sequence's sample_weight times its class's weight.
+        # (getattr: RNNRegressor has no class_weight)
         if self.output == "last" or getattr(self, "class_weight", None) is None:
             return super()._sample_weights(sample_weight, X, y, dtype)
         steps = np.concatenate(y) if isinstance(y, list) else y
