@@ -12,12 +12,8 @@ from numpy.testing import assert_allclose
 
 from fastbp._kernels import _conv
 
-try:
-    from . import _twins_conv as twins
-    from ._numeric import central_difference
-except ImportError:  # tests/ is not a package
-    import _twins_conv as twins
-    from _numeric import central_difference
+import _twins_conv as twins
+from _numeric import central_difference
 
 LECUN_C3_TABLE = twins.LECUN_C3_TABLE
 ACTS = list(twins.ACTIVATIONS.values())

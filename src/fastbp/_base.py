@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
+# sklearn's own class (sklearn >= 1.2), so that code catching it catches ours
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import (
     _check_sample_weight, check_consistent_length, check_is_fitted,
 )
@@ -38,13 +40,6 @@ class Backprop:
     loss: float
     gradients: dict
     deltas: list
-
-
-try:  # sklearn's own class, so that code catching it catches ours
-    from sklearn.utils._param_validation import InvalidParameterError
-except ImportError:  # pragma: no cover - a future sklearn that moved it
-    class InvalidParameterError(ValueError, TypeError):  # type: ignore[no-redef]
-        """A constructor parameter has the wrong type or value (raised at fit)."""
 
 
 def _interval(est, name, low=None, high=None, closed="left", integer=False):
