@@ -80,15 +80,14 @@ def _extensions():
     # compiler or run Cython for it.
     sdist_only = "sdist" in sys.argv[1:] and not {"build_ext", "bdist_wheel"} & set(sys.argv[1:])
     omp = None if sdist_only else _openmp_flags()
-    compile_args, link_args, macros = [], [], []
+    compile_args, link_args = [], []
     if sys.platform != "win32":
         # no a*b + c fused by the compiler in the Cython code (csrc/fastbp_fp.h says why)
         compile_args += ["-O3", "-fno-math-errno", "-ffp-contract=off"]
     if omp is not None:
         compile_args += omp[0]
         link_args += omp[1]
-        macros.append(("FASTBP_OPENMP", "1"))
-    macros.append(("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"))
+    macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 
     extensions = []
     for pyx in sorted(KERNEL_DIR.glob("*.pyx")):

@@ -1,7 +1,55 @@
-"""Fixtures shared by the kernel test modules."""
+"""Fixtures and markers shared by the test modules."""
+import os
+
 import pytest
 
-from fastbp._kernels import _conv, _dense, _rnn
+from fastbp._kernels import _conv, _dense, _openmp, _rnn
+from fastbp._threads import _usable_cpu_count, effective_n_threads
+
+
+def _omp_thread_limit():
+    """OMP_THREAD_LIMIT, which caps every OpenMP team; None when unset."""
+    try:
+        return max(1, int(os.environ["OMP_THREAD_LIMIT"]))
+    except (KeyError, ValueError):
+        return None
+
+
+# Threads that a test comparing thread counts really gets. A kernel called
+# with n_threads=2 runs a team of two even on one core (OMP_NUM_THREADS does
+# not cap an explicit count), unless the kernels are serial or
+# OMP_THREAD_LIMIT caps every team.
+_TEAM_LIMIT = _omp_thread_limit()
+KERNEL_THREADS = 1 if not _openmp.openmp_enabled() else min(2, _TEAM_LIMIT or 2)
+# A fit with n_jobs=2 also stops at the cores this process may run on
+# (os.sched_getaffinity): on one core it runs on one thread.
+FIT_THREADS = min(effective_n_threads(2), KERNEL_THREADS)
+
+
+def _one_thread_because():
+    if not _openmp.openmp_enabled():
+        return "the kernels were built without OpenMP"
+    if KERNEL_THREADS < 2:
+        return f"OMP_THREAD_LIMIT={_TEAM_LIMIT}"
+    return f"this process may run on {_usable_cpu_count()} core"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "compares_n_jobs: compares fits with n_jobs=1 and n_jobs=2; skipped "
+        "where a fit with n_jobs=2 gets fewer than two threads")
+    config.addinivalue_line(
+        "markers", "compares_n_threads: compares kernel calls on one thread and on "
+        "several; skipped where no OpenMP team of two threads can run")
+
+
+def pytest_runtest_setup(item):
+    # A thread-count comparison with one thread on each side compares a run
+    # with itself: skip it rather than pass without checking anything.
+    if item.get_closest_marker("compares_n_jobs") and FIT_THREADS < 2:
+        pytest.skip(f"n_jobs=2 gets one thread here: {_one_thread_because()}")
+    if item.get_closest_marker("compares_n_threads") and KERNEL_THREADS < 2:
+        pytest.skip(f"every kernel runs on one thread here: {_one_thread_because()}")
 
 
 def _conv_paths():

@@ -12,12 +12,8 @@ from numpy.testing import assert_allclose
 
 from fastbp._kernels import _conv
 
-try:
-    from . import _twins_conv as twins
-    from ._numeric import central_difference
-except ImportError:  # tests/ is not a package
-    import _twins_conv as twins
-    from _numeric import central_difference
+import _twins_conv as twins
+from _numeric import central_difference
 
 LECUN_C3_TABLE = twins.LECUN_C3_TABLE
 ACTS = list(twins.ACTIVATIONS.values())
@@ -315,6 +311,7 @@ def test_output_map_without_inputs(path):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", [(133, 6, 16, 14, 14, "lecun"), (133, 16, 24, 5, 5, "full"),
                                   (21, 1, 6, 32, 32, "full"), (19, 5, 4, 9, 8, "random")])
+@pytest.mark.compares_n_threads
 def test_conv_bitwise_identical_across_threads(path, case, dtype):
     # 133 samples = 17 blocks of 8: more than one wave of block sums.
     X, W, b, table, dZ = _conv_problem(case, 4, seed=10, dtype=dtype)
@@ -325,6 +322,7 @@ def test_conv_bitwise_identical_across_threads(path, case, dtype):
             assert np.array_equal(a, b_)
 
 
+@pytest.mark.compares_n_threads
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pool_bitwise_identical_across_threads(path, dtype):
     Y, coef, bias, dZ = _pool_problem((133, 6, 28, 28), 4, seed=11, dtype=dtype)

@@ -216,6 +216,7 @@ def test_float32_kernels_track_float64(act):
         np.testing.assert_allclose(a32, a64, rtol=2e-4, atol=2e-4)
 
 
+@pytest.mark.compares_n_threads
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_results_do_not_depend_on_thread_count(dtype):
     """GEMM blocks and reduction groups fixed by the shape, fixed-order sums:
@@ -226,6 +227,7 @@ def test_results_do_not_depend_on_thread_count(dtype):
         _check_thread_independence(rng, m, k, n, dtype)
 
 
+@pytest.mark.compares_n_threads
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_element_wise_passes_do_not_depend_on_thread_count(dtype):
     """The update, penalty and loss passes over more elements than one thread
@@ -339,6 +341,7 @@ def test_dense_chain_float32_tracks_float64():
     assert got[4] == pytest.approx(ref[4], rel=1e-5)
 
 
+@pytest.mark.compares_n_threads
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_chain_does_not_depend_on_thread_count(dtype):
     """Row groups and gradient blocks come from the shapes alone, so 1, 2 and 3

@@ -207,7 +207,7 @@ def _wide_data(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("n_jobs", [1, pytest.param(2, marks=pytest.mark.compares_n_jobs)])
 def test_same_random_state_and_n_jobs_give_bitwise_identical_models(name, n_jobs):
     X, y = _wide_data(name)
     params = dict(solver=SOLVERS[name], batch_size=32, early_stopping=True,
@@ -217,6 +217,7 @@ def test_same_random_state_and_n_jobs_give_bitwise_identical_models(name, n_jobs
     assert a.loss_curve_ == b.loss_curve_ and a.validation_scores_ == b.validation_scores_
 
 
+@pytest.mark.compares_n_jobs
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", NAMES)
 def test_kernels_are_bitwise_identical_for_any_thread_count(name, dtype):
@@ -238,6 +239,7 @@ def test_kernels_are_bitwise_identical_for_any_thread_count(name, dtype):
     np.testing.assert_array_equal(out_one, out_two)
 
 
+@pytest.mark.compares_n_jobs
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_whole_fit_with_one_and_two_threads(name, dtype, capsys):

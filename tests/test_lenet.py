@@ -165,12 +165,11 @@ def test_learns_digits_and_round_trips(tmp_path, digits32):
     assert loaded.trainable_parameter_counts_ == est.trainable_parameter_counts_
 
 
+@pytest.mark.compares_n_jobs
 def test_float32_and_thread_count(digits32):
     X, y = digits32
     X32 = X[:256].astype(np.float32)
     runs = [_fit(LeNet5Classifier(max_iter=2, random_state=0, n_jobs=n), X32, y[:256])
-            for n in (1, 2, 2)]
+            for n in (1, 2)]
     assert runs[0].parameters_["C1.weight"].dtype == np.float32
-    np.testing.assert_array_equal(runs[1]._network.theta, runs[2]._network.theta)
-    np.testing.assert_allclose(runs[0]._network.theta, runs[1]._network.theta,
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(runs[0]._network.theta, runs[1]._network.theta)

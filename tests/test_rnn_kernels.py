@@ -304,6 +304,7 @@ LONG_BATCH = np.array([40] * 30 + [33] * 25 + [20] * 30 + [7] * 20, dtype=np.int
 
 @pytest.mark.parametrize("bs", [np.array([150, 150, 131, 131, 77], dtype=np.intp),
                                 LONG_BATCH], ids=["wide", "long"])
+@pytest.mark.compares_n_threads
 def test_bitwise_identical_for_1_2_and_3_threads(bs):
     # Large enough that every element-wise pass runs on the OpenMP team, with
     # step sizes that do not split evenly into vector-width chunks.
@@ -328,6 +329,7 @@ def test_bitwise_identical_for_1_2_and_3_threads(bs):
                 assert_array_equal(a, b)
 
 
+@pytest.mark.compares_n_threads
 @pytest.mark.parametrize("n_hidden", [131, 300])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_more_threads_than_row_shares_and_ragged_panels(dtype, n_hidden):

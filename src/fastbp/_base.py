@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
+# sklearn's own class (sklearn >= 1.2), so that code catching it catches ours
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import (
     _check_sample_weight, check_consistent_length, check_is_fitted,
 )
@@ -38,13 +40,6 @@ class Backprop:
     loss: float
     gradients: dict
     deltas: list
-
-
-try:  # sklearn's own class, so that code catching it catches ours
-    from sklearn.utils._param_validation import InvalidParameterError
-except ImportError:  # pragma: no cover - a future sklearn that moved it
-    class InvalidParameterError(ValueError, TypeError):  # type: ignore[no-redef]
-        """A constructor parameter has the wrong type or value (raised at fit)."""
 
 
 def _interval(est, name, low=None, high=None, closed="left", integer=False):
@@ -314,21 +309,18 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
         pass, so a changed one is taken here too, on the fitted weights; a
         change that would reshape the weights cannot be, and raises."""
         wanted = self._architecture()
-        built_with = getattr(self, "_built_with", None)  # None: a model saved without it
-        if built_with is not None and _same_settings(built_with, wanted):
+        if _same_settings(self._built_with, wanted):
             return self._network
-        changed = [k for k in wanted if built_with is not None
-                   and not _same_settings({k: built_with.get(k)}, {k: wanted[k]})]
+        changed = [k for k in wanted
+                   if not _same_settings({k: self._built_with[k]}, {k: wanted[k]})]
         fitted = self._network
         rebuilt = self._build_network(X, Y)
         shapes = {k: v.shape for k, v in fitted.parameters().items()}
         reshaped = {k: v.shape for k, v in rebuilt.parameters().items()} != shapes
         if reshaped or any(k in self._fixed_after_fit for k in changed):
-            names = ", ".join(changed) if changed else (
-                "one of " + ", ".join(wanted))  # a model saved before this was recorded
             raise ValueError(
-                f"{names} changed since the model was fitted, which would change the "
-                f"weights it has; warm_start and partial_fit continue the fitted "
+                f"{', '.join(changed)} changed since the model was fitted, which would "
+                f"change the weights it has; warm_start and partial_fit continue the fitted "
                 f"weights. Fit a fresh model (warm_start=False) to change them.")
         rebuilt.theta[...] = fitted.theta
         self._built_with = wanted

@@ -30,7 +30,7 @@ COMMON_FITTED = {
     "loss_curve_": (list,),
     "best_loss_": (float, int, type(None)),
     "validation_scores_": (list, type(None)),
-    "validation_loss_curve_": (list, type(None)),  # None too in files saved before it
+    "validation_loss_curve_": (list, type(None)),
     "best_validation_score_": (float, int, type(None)),
 }
 
@@ -138,16 +138,10 @@ def _optimizer_state(estimator):
 
 
 def _estimator_classes():
-    from . import mlp
+    from . import lenet, mlp, rnn
 
-    classes = [mlp.MLPClassifier, mlp.MLPRegressor]
-    for module_name, names in (("lenet", ["LeNet5Classifier"]),
-                               ("rnn", ["RNNClassifier", "RNNRegressor"])):
-        try:
-            module = __import__(f"fastbp.{module_name}", fromlist=names)
-        except ImportError:
-            continue
-        classes += [getattr(module, n) for n in names if hasattr(module, n)]
+    classes = [mlp.MLPClassifier, mlp.MLPRegressor, lenet.LeNet5Classifier,
+               rnn.RNNClassifier, rnn.RNNRegressor]
     return {cls.__name__: cls for cls in classes}
 
 

@@ -1,7 +1,7 @@
 """Variable-length sequences for the RNNs: ragged storage, packed batches and
 the recurrent network.
 
-Sequences are stored concatenated (``_Ragged``). A mini-batch is packed like
+Sequences are stored concatenated (:class:`Ragged`). A mini-batch is packed like
 PyTorch's PackedSequence: sorted by decreasing length, time-major, no padding,
 ``batch_sizes[t]`` sequences still running at step t. The big GEMMs (input
 projection, output layer, weight gradients) then run over exactly the valid
@@ -318,9 +318,10 @@ class RNNNetwork(Network):
     def loss_and_grad(self, batch, Y, sample_weight, alpha, ws, n_threads, record=None):
         """Forward pass and BPTT on one packed batch; fills ``self.grad``.
 
-        The data loss is the (weighted) mean over predicted steps; the L2 term
-        is alpha * ||W||² / (2 * number of sequences), over weight_ih,
-        weight_hh and weight_out.
+        The data loss is the (weighted) mean over the predicted rows (every
+        step, or each sequence's last); the L2 term is alpha * ||W||² / (2 *
+        the batch's ``sequence_weight_sum``: its number of sequences when
+        unweighted), over weight_ih, weight_hh and weight_out.
         """
         cell, out = self.layers
         x, H, H_out, logits = self.forward(batch, ws, n_threads)

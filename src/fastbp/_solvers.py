@@ -46,8 +46,6 @@ class SGDState:
 
     def follow(self, est):
         """Take a learning_rate_init set since the state was made."""
-        if not hasattr(self, "learning_rate_init"):  # a state pickled before it was kept
-            self.learning_rate_init = float(est.learning_rate_init)
         if est.learning_rate_init != self.learning_rate_init:
             self.learning_rate = self.learning_rate_init = float(est.learning_rate_init)
 
@@ -465,7 +463,7 @@ def _start_validation_records(est):
     one continued after lbfgs or without validation data)."""
     if est.validation_scores_ is None:
         est.validation_scores_, est.best_validation_score_ = [], -np.inf
-    if getattr(est, "validation_loss_curve_", None) is None:  # None, or a model saved before it
+    if est.validation_loss_curve_ is None:
         est.validation_loss_curve_ = []
 
 

@@ -49,7 +49,7 @@ def _finite_outputs(y_pred):
 def check_class_weight(est):
     """Raise InvalidParameterError unless est.class_weight is None,
     'balanced' or a dict of finite weights >= 0."""
-    class_weight = getattr(est, "class_weight", None)  # None: pickled before it existed
+    class_weight = est.class_weight
     if class_weight is None or (isinstance(class_weight, str) and class_weight == "balanced"):
         return
     if not isinstance(class_weight, dict):
@@ -194,7 +194,7 @@ class ClassifierTargetsMixin(EstimatorMixin):
     def _sample_weights(self, sample_weight, X, y, dtype):
         # sample_weight times the weight of each sample's class, as sklearn's
         # LogisticRegression multiplies them (in float64, then cast)
-        if getattr(self, "class_weight", None) is None:
+        if self.class_weight is None:
             return super()._sample_weights(sample_weight, X, y, dtype)
         weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
         weights = weights * self._class_weights_of(y, weights)
@@ -262,8 +262,7 @@ class ClassifierTargetsMixin(EstimatorMixin):
         -------
         self : object
         """
-        if isinstance(getattr(self, "class_weight", None), str) and \
-                self.class_weight == "balanced":
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
             raise ValueError(_BALANCED_PARTIAL_FIT)
         # a first call that raises must not leave classes_ behind
         with _restored_on_error(self):

@@ -1,8 +1,8 @@
 """Dataset loaders: the IDX file format and Fashion-MNIST.
 
-Pure Python + NumPy on purpose: this module must stay importable without the
-compiled kernels (``fastbp._kernels``), so that data can be prepared, and its
-tests run, before or without a build.
+Pure Python + NumPy: nothing here calls the compiled kernels. Importing it
+still imports the ``fastbp`` package, whose ``__init__`` loads the kernels,
+so it needs a built fastbp like every other module.
 """
 
 from __future__ import annotations

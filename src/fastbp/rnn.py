@@ -167,7 +167,7 @@ class _RNNMixin(EstimatorMixin):
         X, Y, y_rows = super()._prepare_fit(X, y, incremental, reset)
         targets = Ragged(Y, self._target_lengths)
         if self.output == "sequence":
-            y_rows = np.split(np.asarray(y_rows), np.cumsum(self._target_lengths)[:-1])
+            y_rows = Ragged(np.asarray(y_rows), self._target_lengths).split()
         return X, targets, y_rows
 
     def _stratify_validation(self):
@@ -194,7 +194,7 @@ class _RNNMixin(EstimatorMixin):
         """Per-step rows back into the shape of the targets."""
         if self.output == "last":
             return rows
-        parts = np.split(rows, X.starts[1:])
+        parts = Ragged(rows, X.lengths).split()
         if len(set(X.lengths.tolist())) == 1:
             return np.stack(parts)
         return parts
@@ -275,12 +275,13 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
         if len(Y) != lengths.sum():
             raise ValueError(f"y holds {len(Y)} targets, X holds {len(X)} sequences.")
         if self.output == "sequence":  # per sequence, as _prepare_fit gives them
-            y_rows = np.split(np.asarray(y_rows), np.cumsum(lengths)[:-1])
+            y_rows = Ragged(np.asarray(y_rows), lengths).split()
         return Ragged(Y, lengths), y_rows
 
     def _sample_weights(self, sample_weight, X, y, dtype):
         # With a target per step, class weights weigh each step: its
         # sequence's sample_weight times its class's weight.
+        # (getattr: RNNRegressor has no class_weight)
         if self.output == "last" or getattr(self, "class_weight", None) is None:
             return super()._sample_weights(sample_weight, X, y, dtype)
         steps = np.concatenate(y) if isinstance(y, list) else y

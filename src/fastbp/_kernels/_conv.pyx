@@ -1,11 +1,13 @@
 """Direct 5x5 convolution and trainable 2x2 mean-pool kernels (LeNet-5).
 
 Stateless: C-contiguous NCHW arrays in, results written into the arrays
-marked ``# OUT``. Shapes and dtypes are validated by the engine above; these
-wrappers trust them (with boundscheck off a wrong shape is a memory bug).
-The arithmetic lives in ``csrc/conv.c`` (plain C with an AVX2/FMA path chosen
-at run time); the plain-NumPy twins in ``tests/_twins_conv.py`` define what
-every function computes.
+marked ``# OUT``. Cython's buffer protocol checks dtype and contiguity, and
+every entry point checks that the shapes agree (ValueError) before any C code
+runs, since the C loops trust them.
+The arithmetic lives in ``csrc/conv.c`` (portable C, on GCC/Clang vector
+extensions where available, with an AVX2/FMA path chosen at run time); the
+plain-NumPy twins in ``tests/_twins_conv.py`` define what every function
+computes.
 
 Results do not depend on ``n_threads``: the work is split over samples, and
 parameter gradients are summed per fixed block of 8 samples, the blocks being
