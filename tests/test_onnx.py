@@ -347,3 +347,24 @@ def test_to_onnx_is_annotated_and_documented():
     # onnx's type is named for type checkers only (onnx is optional)
     assert {"estimator", "return"} <= set(to_onnx.__annotations__)
     assert "Parameters" in to_onnx.__doc__ and "Returns" in to_onnx.__doc__
+
+
+@needs_onnx
+def test_export_and_saving_follow_the_fitted_network_not_a_later_set_params(digits, tmp_path):
+    """set_params(activation=...) reaches the weights only at the next fit:
+    until then predict uses the network as built, and so must the export and
+    a saved model."""
+    X, y = digits
+    clf = _fit(MLPClassifier((8,), "relu", max_iter=5, random_state=0), X, y)
+    clf.set_params(activation="tanh")
+    _assert_classifier(clf, X)
+    path = tmp_path / "model.fbp"
+    clf.save(path)
+    np.testing.assert_array_equal(fastbp.load(path).predict_proba(X), clf.predict_proba(X))
+    X_seq = _sequences()[0]
+    rnn = _fit(RNNRegressor(hidden_size=4, nonlinearity="tanh", max_iter=3, random_state=0),
+               X_seq, X_seq[:, -1, 0])
+    rnn.set_params(nonlinearity="relu")
+    out = _run(to_onnx(rnn), X_seq)
+    np.testing.assert_allclose(out["variable"].ravel(), rnn.predict(X_seq).ravel(),
+                               rtol=ATOL, atol=ATOL)

@@ -314,3 +314,38 @@ def test_lenet_validation_images_of_another_size():
     with pytest.raises(ValueError, match="X_val does not fit the model being trained"):
         LeNet5Classifier(max_iter=1).fit(X, y, X_val=rng.random((4, 32, 32)),
                                          y_val=y[:4])
+
+
+def test_one_validation_sample_is_refused():
+    """R² of one sample is undefined: every epoch would score NaN, never
+    improve, and early stopping would hand back the initial weights."""
+    from fastbp import MLPRegressor
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 3)), rng.standard_normal(30)
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=5, early_stopping=True)
+    with pytest.raises(ValueError, match="X_val holds 1 sample"):
+        est.fit(X, y, X_val=X[:1], y_val=y[:1])
+
+
+def test_warm_start_with_new_validation_data_scores_it_afresh():
+    """The best score of an earlier fit was on other data: a refit given a
+    new validation set must not stop at once against it and hand back the
+    earlier fit's weights."""
+    from sklearn.datasets import make_classification
+
+    from fastbp import MLPClassifier
+
+    X, y = make_classification(400, 6, n_informative=4, random_state=0)
+    est = MLPClassifier((16,), max_iter=40, warm_start=True, early_stopping=True,
+                        random_state=0, n_iter_no_change=3)
+    rng = np.random.RandomState(1)
+    noisy = np.where(rng.rand(100) < 0.4, 1 - y[100:200], y[100:200])  # scores lower
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y, X_val=X[:100], y_val=y[:100])
+        first = est.coefs_[0].copy()
+        n_scores = len(est.validation_scores_)
+        est.fit(X, y, X_val=X[100:200], y_val=noisy)
+    assert est.best_validation_score_ == max(est.validation_scores_[n_scores:])
+    assert not np.array_equal(est.coefs_[0], first)

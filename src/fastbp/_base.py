@@ -286,6 +286,9 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
         if _num_rows(Y) != _num_rows(X):
             raise ValueError(f"X_val holds {_num_rows(X)} samples, but y_val holds "
                              f"{_num_rows(Y)}.")
+        if _num_rows(X) < 2:
+            raise ValueError(f"X_val holds {_num_rows(X)} sample(s); a validation score "
+                             "needs at least 2 (R² of one sample is undefined).")
         # class weights count on the validation set too, as in sklearn's
         # HistGradientBoosting
         try:

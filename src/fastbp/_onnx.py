@@ -182,6 +182,12 @@ def _f32(a):
 
 
 # ---------------------------------------------------------------- networks
+def _fitted(est, name):
+    """The setting the network was built with: a set_params since the last fit
+    has not reached the weights yet (predict still uses the built network)."""
+    return getattr(est, "_built_with", {}).get(name, getattr(est, name))
+
+
 def _mlp_graph(g, est):
     p = est.parameters_
     x = "X"
@@ -189,7 +195,7 @@ def _mlp_graph(g, est):
     for i in range(n_layers):
         x = g.dense(x, _f32(p[f"coef_{i}"]), _f32(p[f"intercept_{i}"]), f"dense_{i}")
         if i < n_layers - 1:
-            x = g.activate(x, est.activation)
+            x = g.activate(x, _fitted(est, "activation"))
     inputs = [g.onnx.helper.make_tensor_value_info(
         "X", g.onnx.TensorProto.FLOAT, ["N", est.n_features_in_])]
     return inputs, _head(g, x, est, ("N",))
@@ -206,7 +212,7 @@ def _lenet_image_size(est):
 
 def _lenet_graph(g, est):
     p = est.parameters_
-    act = est.activation
+    act = _fitted(est, "activation")
     layers = est._network.layers
     (h, w), padded = _lenet_image_size(est)
     x = "X"
@@ -258,9 +264,9 @@ def _rnn_graph(g, est, with_lengths):
                           g.const(_f32(p["weight_hh"]).T[None], "R"),
                           g.const(bias, "B"), lengths],
                   n_outputs=2, hidden_size=int(hidden),
-                  activations=[_UNARY[est.nonlinearity]])
+                  activations=[_UNARY[_fitted(est, "nonlinearity")]])
     weight_out, bias_out = _f32(p["weight_out"]), _f32(p["bias_out"])
-    if est.output == "last":
+    if _fitted(est, "output") == "last":
         # Y_h holds each sequence's state at its own last step
         H = g.op("Squeeze", [Y_h, g.ints([0])])
         logits = g.dense(H, weight_out, bias_out, "output")

@@ -53,6 +53,8 @@ def _check_binary(file, mode):
 
 
 def _to_json(value):
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):
@@ -88,6 +90,8 @@ def save(estimator: Any, path: FileLike) -> None:
     check_is_fitted(estimator, "_network")
     net = estimator._network
     params = estimator.get_params(deep=False)
+    # the architecture the weights were trained with, not a set_params since
+    params.update(getattr(estimator, "_built_with", {}))
     if not (params.get("random_state") is None
             or isinstance(params["random_state"], numbers.Integral)):
         params["random_state"] = None  # a RandomState object has no safe text form

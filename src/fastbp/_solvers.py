@@ -218,6 +218,11 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads,
     # records this fit keeps (sklearn would fail on the missing attributes).
     if validating:
         _start_validation_records(est)
+    if validation is not None and not incremental:
+        # a validation set given to this fit is scored afresh: the best score
+        # of an earlier fit, on other data, does not compare
+        est.best_validation_score_ = -np.inf
+        est._no_improvement_count = 0
     if not early_stopping and est.best_loss_ is None:
         est.best_loss_ = np.inf
     n_total = _num_rows(X)

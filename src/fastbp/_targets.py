@@ -225,12 +225,11 @@ class ClassifierTargetsMixin(EstimatorMixin):
             labels = classes.tolist()
             known = set(labels)
             unknown = [k for k in class_weight if k not in known]
-            missing = [c for c in labels if c not in class_weight]
-            if unknown and missing:
-                # where sklearn's compute_class_weight raises, naming the keys too
+            if unknown:
+                # a typo would otherwise leave its class at weight 1 unnoticed
                 raise ValueError(
-                    f"The classes, {missing}, are not in class_weight, whose keys "
-                    f"{unknown} are not classes of y (classes_: {labels}).")
+                    f"class_weight names {unknown}, which are not classes of y "
+                    f"(classes_: {labels}).")
             # classes missing from the dict weigh 1, as in sklearn
             per_class = np.array([class_weight.get(c, 1.0) for c in labels],
                                  dtype=np.float64)
