@@ -153,3 +153,38 @@ def test_limit_restored_when_another_thread_leaves_last(multithreaded_blas):
     thread_a.join()
     assert inside_b == [1] * len(multithreaded_blas)
     assert _blas_threads() == multithreaded_blas
+
+
+class _OtherBlas:
+    """A BLAS that threadpoolctl sets through its own setter (MKL, BLIS, an
+    OpenMP OpenBLAS), as threadpoolctl's controllers present it."""
+
+    internal_api = "mkl"
+    threading_layer = "intel"
+
+    def __init__(self, n):
+        self.n, self.calls = n, []
+
+    def get_num_threads(self):
+        return self.n
+
+    def set_num_threads(self, n):
+        self.calls.append(n)
+        self.n = n
+
+
+def test_limit_of_a_blas_other_than_a_pthreads_openblas(monkeypatch):
+    """OpenBLAS with its own thread pool is set through its own functions;
+    any other library through threadpoolctl, limited and restored all the
+    same (left alone when it runs on one thread already)."""
+    from fastbp import _threads
+
+    libs = [_OtherBlas(4), _OtherBlas(1)]
+    monkeypatch.setattr(_threads, "_blas_libraries",
+                        [_threads._thread_count_functions(lib) for lib in libs])
+    with blas_single_thread():
+        with blas_single_thread():
+            assert [lib.n for lib in libs] == [1, 1]
+        assert [lib.n for lib in libs] == [1, 1]
+    assert [lib.n for lib in libs] == [4, 1]
+    assert [lib.calls for lib in libs] == [[1, 4], []]

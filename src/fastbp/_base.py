@@ -17,6 +17,7 @@ from sklearn.utils.validation import (
 )
 
 from ._features import HiddenFeaturesMixin
+from ._inputs import check_fitted
 from ._solvers import STOCHASTIC_SOLVERS, _num_rows, fit_lbfgs, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
 from ._typing import ArrayLike, FileLike, MatrixLike
@@ -364,7 +365,7 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
 
     def _forward(self, X, logits=False):
         """Outputs (or logits) of the network for raw input X."""
-        check_is_fitted(self, "_network")
+        check_fitted(self)
         return self._network.predict(self._check_X(X), self._n_threads(), logits=logits)
 
     def save(self, path: FileLike) -> None:

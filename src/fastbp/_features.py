@@ -6,6 +6,7 @@ from typing import Any
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._inputs import check_fitted
 from ._typing import MatrixLike, NDArray
 
 
@@ -40,7 +41,7 @@ class HiddenFeaturesMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
             ``set_output(transform="pandas")``, a DataFrame whose columns are
             ``get_feature_names_out()`` (``mlpclassifier0``, ...).
         """
-        check_is_fitted(self, "_network")
+        check_fitted(self)
         return self._hidden_features(self._check_X(X))
 
     def _hidden_features(self, X):

@@ -11,7 +11,8 @@ import numpy as np
 
 from ._kernels import _dense, _rnn
 from ._layers import ACTIVATION_CODES, Dense, Layer
-from ._network import LOSS_CODES, Network, _check_weight_sum
+from ._network import (LOSS_CODES, Network, _check_weight_sum, borrow_workspace,
+                       return_workspace)
 from ._threads import blas_single_thread
 
 
@@ -54,6 +55,8 @@ class Ragged:
         return Ragged(self.data[self.rows_of(groups)], self.lengths[groups])
 
     def astype(self, dtype, copy=False):
+        if not copy and self.data.dtype == dtype:
+            return self  # as ndarray.astype(copy=False): nothing to cast
         return Ragged(self.data.astype(dtype, copy=copy), self.lengths)
 
     def split(self):
@@ -128,6 +131,28 @@ class PackedBatch:
     @property
     def shape(self):
         return (len(self.order),) + self.data.shape[1:]
+
+
+def pack_uniform(X, start, stop, buffer=None):
+    """:func:`pack` of sequences ``start:stop`` of X when every sequence of X
+    has the same number of steps, without its sorting and index arithmetic:
+    the same rows and ``batch_sizes``, for prediction (no targets, no
+    weights). ``last_rows`` is a slice (the last step's rows are the last
+    block), ``order`` and ``step_rows`` are left out (the order is X's).
+    ``buffer``, of at least that many rows in X's dtype, receives the packed
+    rows of more than one sequence; one sequence's are X's own."""
+    n_steps = int(X.lengths[0])
+    n_seq = stop - start
+    rows = X.data[start * n_steps:stop * n_steps]
+    if n_seq > 1:  # step-major: the rows of step t are X[start:stop, t]
+        packed = np.empty((n_steps * n_seq,) + X.data.shape[1:], dtype=X.data.dtype) \
+            if buffer is None else buffer[:n_steps * n_seq]
+        np.copyto(packed.reshape(n_steps, n_seq, -1),
+                  rows.reshape(n_seq, n_steps, -1).transpose(1, 0, 2))
+        rows = packed
+    batch_sizes = np.full(n_steps, n_seq, dtype=np.intp)
+    last_rows = slice((n_steps - 1) * n_seq, n_steps * n_seq)
+    return PackedBatch(rows, batch_sizes, None, last_rows, None, float(n_seq))
 
 
 def _per_step(X, targets):
@@ -255,13 +280,20 @@ class RNNNetwork(Network):
         self.bptt_steps = int(bptt_steps)
 
     def workspace(self, n_rows, backward=True):
+        """Buffers of a packed batch of up to ``n_rows`` rows; without
+        ``backward`` (prediction), those of the forward pass and the packed
+        input (``data``)."""
         cell, out = self.layers
-        return {
+        ws = {
             "H": np.empty((n_rows, cell.n_out), dtype=self.dtype),
-            "dH": np.empty((n_rows, cell.n_out), dtype=self.dtype),
             "out": out.workspace(n_rows, self.dtype, want_delta_in=backward),
-            "delta_out": np.empty((n_rows, self.n_outputs), dtype=self.dtype),
         }
+        if backward:
+            ws["dH"] = np.empty((n_rows, cell.n_out), dtype=self.dtype)
+            ws["delta_out"] = np.empty((n_rows, self.n_outputs), dtype=self.dtype)
+        else:
+            ws["data"] = np.empty((n_rows, cell.n_in), dtype=self.dtype)
+        return ws
 
     def _hidden(self, batch, ws, n_threads):
         cell = self.layers[0]
@@ -300,19 +332,38 @@ class RNNNetwork(Network):
 
     def _forward_batches(self, X, n_threads, width, pick, batch_sequences):
         """Run the forward pass over X, ``batch_sequences`` sequences at a
-        time; return ``pick(activations)``'s rows in X's order."""
-        n_out_rows = len(X) if self.last_step else X.data.shape[0]
+        time, in a workspace lent to this call alone; return
+        ``pick(activations)``'s rows in X's order."""
+        n = len(X)
+        n_out_rows = n if self.last_step else X.data.shape[0]
         out = np.empty((n_out_rows, width), dtype=self.dtype)
-        with blas_single_thread():
-            for start in range(0, len(X), batch_sequences):
-                groups = np.arange(start, min(start + batch_sequences, len(X)))
-                batch, _, _ = pack(X, groups)
-                ws = self.workspace(batch.data.shape[0], backward=False)
-                rows = pick(self.forward(batch, ws, n_threads))
-                if self.last_step:
-                    out[groups[batch.order]] = rows
-                else:
-                    out[batch.step_rows] = rows
+        n_steps = int(X.lengths[0]) if n else 0
+        uniform = n_steps * n == X.data.shape[0] and bool((X.lengths == n_steps).all())
+        most = min(n, batch_sequences)
+        capacity, ws = borrow_workspace(
+            self, n_steps * most if uniform else X.max_rows(most))
+        data = ws["data"] if X.data.dtype == self.dtype else None
+        try:
+            with blas_single_thread():
+                for start in range(0, n, batch_sequences):
+                    stop = min(start + batch_sequences, n)
+                    if uniform:
+                        batch = pack_uniform(X, start, stop, data)
+                    else:
+                        batch, _, _ = pack(X, np.arange(start, stop),
+                                           buffers=None if data is None else {"data": data})
+                    rows = pick(self.forward(batch, ws, n_threads))
+                    if uniform and self.last_step:
+                        out[start:stop] = rows
+                    elif uniform:  # packed step-major, out sequence-major
+                        out.reshape(n, n_steps, width)[start:stop] = \
+                            rows.reshape(n_steps, stop - start, width).transpose(1, 0, 2)
+                    elif self.last_step:
+                        out[start + batch.order] = rows
+                    else:
+                        out[batch.step_rows] = rows
+        finally:
+            return_workspace(self, capacity, ws)
         return out
 
     def loss_and_grad(self, batch, Y, sample_weight, alpha, ws, n_threads, record=None):

@@ -2,7 +2,6 @@
 import os
 import sys
 import threading
-from contextlib import contextmanager
 
 import threadpoolctl
 from threadpoolctl import ThreadpoolController
@@ -79,8 +78,8 @@ def effective_n_threads(n_jobs: int | None = None) -> int:
 
 _blas_lock = threading.Lock()
 _blas_depth = 0
-_blas_limiter = None
-_controller = None
+_blas_saved: list = []   # (set_threads, the user's count) to put back
+_blas_libraries = None   # (get_threads, set_threads) of each BLAS, found once
 
 
 def _as_any_thread(set_limits):
@@ -105,26 +104,71 @@ def _as_any_thread(set_limits):
             release(force=True)
 
 
-@contextmanager
+def _thread_count_functions(lib):
+    """(get, set) of the thread count of one BLAS library of threadpoolctl.
+
+    A process-wide OpenBLAS pool is set through OpenBLAS's own functions,
+    which is what threadpoolctl calls for it once the claim of
+    :func:`_as_any_thread` is out of the way, without threadpoolctl's
+    bookkeeping (a limit through ``ThreadpoolController.limit`` costs tens of
+    microseconds, longer than a one-row predict). Other libraries go through
+    threadpoolctl.
+    """
+    symbol = getattr(lib, "_get_symbol", None)
+    if (symbol is not None and lib.internal_api == "openblas"
+            and getattr(lib, "threading_layer", None) == "pthreads"):
+        get, set_ = symbol("openblas_get_num_threads"), symbol("openblas_set_num_threads")
+        if get is not None and set_ is not None:
+            return get, set_
+    return lib.get_num_threads, lambda n: _as_any_thread(lambda: lib.set_num_threads(n))
+
+
+def _blas_thread_counts():
+    global _blas_libraries
+    if _blas_libraries is None:
+        libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        _blas_libraries = [_thread_count_functions(lib) for lib in libs]
+    return _blas_libraries
+
+
+class _BlasSingleThread:
+    """The context manager of :func:`blas_single_thread` (one, shared: the
+    state it guards is the process's)."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        global _blas_depth
+        with _blas_lock:
+            if _blas_depth == 0:
+                for get, set_ in _blas_thread_counts():
+                    n = get()
+                    if n != 1:
+                        set_(1)
+                        _blas_saved.append((set_, n))
+            _blas_depth += 1
+
+    def __exit__(self, *exc_info):
+        global _blas_depth
+        with _blas_lock:
+            _blas_depth -= 1
+            if _blas_depth == 0:
+                while _blas_saved:
+                    set_, n = _blas_saved.pop()
+                    set_(n)
+
+
+_BLAS_SINGLE_THREAD = _BlasSingleThread()
+
+
 def blas_single_thread():
     """Run BLAS on one thread while fastbp's kernels split GEMMs over OpenMP.
 
     Re-entrant and safe across Python threads: the first caller in sets the
     limit, the last one out restores the user's setting.
+
+    Returns
+    -------
+    context : context manager
     """
-    global _blas_depth, _blas_limiter, _controller
-    with _blas_lock:
-        if _blas_depth == 0:
-            if _controller is None:
-                _controller = ThreadpoolController()
-            _blas_limiter = _as_any_thread(
-                lambda: _controller.limit(limits=1, user_api="blas"))
-        _blas_depth += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_depth -= 1
-            if _blas_depth == 0:
-                _as_any_thread(_blas_limiter.restore_original_limits)
-                _blas_limiter = None
+    return _BLAS_SINGLE_THREAD

@@ -7,6 +7,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._base import BackpropEstimator, InvalidParameterError, _options, store_init_params
+from ._inputs import check_fitted, plain_float_array
 from ._layers import Conv5x5, Dense, MeanPool2x2
 from ._network import Network
 from ._targets import ClassifierTargetsMixin, check_class_weight
@@ -158,16 +159,18 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
             raise InvalidParameterError("connection_table leaves a C3 map without any input map.")
         return table.T
 
-    def _image_size(self, X):
-        """Return (X as (n, H*W), (H, W)) for any accepted input layout."""
+    def _image_size(self, X, checked=False):
+        """Return (X as (n, H*W), (H, W)) for any accepted input layout
+        (``checked``: X is known to pass check_array as it is)."""
         shape = getattr(X, "shape", None)
         if shape is None:  # lists; objects that only offer __array__
             X = np.asarray(X)
             shape = X.shape
         ndim = len(shape)
         if ndim in (3, 4):
-            X = check_array(X, allow_nd=True, dtype=(np.float64, np.float32),
-                            input_name="X")
+            if not checked:
+                X = check_array(X, allow_nd=True, dtype=(np.float64, np.float32),
+                                input_name="X")
             if ndim == 4 and X.shape[1] != 1:
                 raise ValueError(f"{_SHAPES_HELP}; got {X.shape[1]} channels in X of "
                                  f"shape {X.shape}.")
@@ -195,30 +198,36 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         return self._as_images(X, hw), y
 
     def _check_X(self, X):
-        check_is_fitted(self, "_network")
-        X, hw = self._image_size(X)
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        images = self._as_images(X, hw)
+        check_fitted(self)
+        plain = plain_float_array(self, X, (2, 3, 4))
+        X, hw = self._image_size(X, checked=plain)
+        if not (plain and X.shape[1] == self.n_features_in_):
+            X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        images = self._as_images(X, hw, self._network.dtype)
         if images.shape[1:] != tuple(self._sample_shape):
             # Same pixel count, other layout: the network's buffers would not fit.
             raise ValueError(f"X holds images of shape {images.shape[2:]} (after padding), "
                              f"but the model was fitted on {tuple(self._sample_shape[1:])}.")
-        return images.astype(self._network.dtype, copy=False)
+        return images
 
     def _fits_sample_shape(self, shape):
         # 28x28 images (784 features) are padded to a 32x32 network input
         return super()._fits_sample_shape(shape) or (
             shape == (1, 32, 32) and self.n_features_in_ == 784)
 
-    def _as_images(self, X, hw):
+    def _as_images(self, X, hw, dtype=None):
+        """X (n, H*W) as contiguous images (n, 1, H, W) in ``dtype`` (X's
+        by default)."""
         hw = _accepted(hw, X.shape)
         if hw[0] * hw[1] != X.shape[1]:
             raise ValueError(f"{_SHAPES_HELP}; got X of shape {X.shape} "
                              f"(n_features = {X.shape[1]}) with image_shape={self.image_shape}.")
-        images = X.reshape(X.shape[0], 1, *hw)
         if hw == (28, 28):  # LeCun padded the 28x28 digits to 32x32
-            images = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2)))
-        return np.ascontiguousarray(images)
+            images = np.zeros((X.shape[0], 1, 32, 32),
+                              dtype=X.dtype if dtype is None else dtype)
+            images[:, 0, 2:30, 2:30] = X.reshape(X.shape[0], 28, 28)
+            return images
+        return np.ascontiguousarray(X.reshape(X.shape[0], 1, *hw), dtype=dtype)
 
     # --------------------------------------------------------------- network
     def _build_network(self, X, Y, theta=None):

@@ -8,6 +8,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import BackpropEstimator, InvalidParameterError, _options, store_init_params
+from ._inputs import check_fitted, plain_float_array
 from ._layers import Dense
 from ._network import Network
 from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin, check_class_weight
@@ -103,7 +104,10 @@ class _BaseMLP(BackpropEstimator):
         return X, y
 
     def _check_X(self, X):
-        check_is_fitted(self, "_network")
+        check_fitted(self)
+        if plain_float_array(self, X) and X.shape[1] == self.n_features_in_:
+            # what the checks below give such an X, without their overhead
+            return np.ascontiguousarray(X, dtype=self._network.dtype)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
                           dtype=(np.float64, np.float32))
         if sp.issparse(X):

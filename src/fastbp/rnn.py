@@ -7,11 +7,12 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import (
-    _check_sample_weight, check_array, check_is_fitted, validate_data,
+    _check_sample_weight, check_array, validate_data,
 )
 
 from ._base import (Backprop, BackpropEstimator, EstimatorMixin, InvalidParameterError, _options,
                     store_init_params)
+from ._inputs import check_fitted, plain_float_array
 from ._sequences import Ragged, RNNNetwork, StepWeights, pack
 from ._targets import (ClassifierTargetsMixin, RegressorTargetsMixin, _finite_outputs,
                        check_class_weight)
@@ -158,10 +159,33 @@ class _RNNMixin(EstimatorMixin):
         return X, y_rows
 
     def _check_X(self, X):
-        check_is_fitted(self, "_network")
-        if not isinstance(X, Ragged):
-            X = self._sequences(X, reset=False)
-        return X.astype(self._network.dtype)
+        check_fitted(self)
+        if isinstance(X, Ragged):
+            return X.astype(self._network.dtype)
+        plain = self._plain_sequences(X)
+        if plain is not None:
+            return plain
+        return self._sequences(X, reset=False).astype(self._network.dtype)
+
+    def _plain_sequences(self, X):
+        """What ``_sequences`` (then the cast to the network's dtype) makes
+        of an X that passes every check as it is, by the shape alone: an
+        array (n_sequences, n_steps, n_features) of the fitted
+        n_features, or for a model fitted on a 2-D table, one of the
+        fitted width. None for any other X, which takes the full checks."""
+        if not plain_float_array(self, X, (2, 3)):
+            return None
+        if X.ndim == 3:
+            n, t, f = X.shape
+            if f != self._n_step_features or not (
+                    self._input_kind == "sequences" or f == 1):
+                return None
+        else:
+            (n, t), f = X.shape, 1
+            if self._input_kind != "table" or t != self.n_features_in_:
+                return None
+        data = np.ascontiguousarray(X.reshape(n * t, f), dtype=self._network.dtype)
+        return Ragged(data, np.full(n, t))
 
     def _prepare_fit(self, X, y, incremental, reset):
         X, Y, y_rows = super()._prepare_fit(X, y, incremental, reset)
@@ -194,10 +218,10 @@ class _RNNMixin(EstimatorMixin):
         """Per-step rows back into the shape of the targets."""
         if self.output == "last":
             return rows
-        parts = Ragged(rows, X.lengths).split()
-        if len(set(X.lengths.tolist())) == 1:
-            return np.stack(parts)
-        return parts
+        if len(X) and (X.lengths == X.lengths[0]).all():
+            # one length: a view of the rows, no copy
+            return rows.reshape((len(X), int(X.lengths[0])) + rows.shape[1:])
+        return Ragged(rows, X.lengths).split()
 
     def _backprop_batch(self, X, y, sample_weight, dtype):
         X = self._check_X(X).astype(dtype)

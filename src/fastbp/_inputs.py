@@ -1,0 +1,48 @@
+"""Cheap checks of predict's input, where sklearn's full ones would hand it
+back unchanged: a one-row predict otherwise spends most of its time in them."""
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+
+def check_fitted(est):
+    """sklearn's ``check_is_fitted(est, "_network")``, without its cost (it
+    reads the estimator's tags, several microseconds) when est is fitted."""
+    if not hasattr(est, "_network"):
+        check_is_fitted(est, "_network")
+
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Above this many elements the finiteness check sums X (no temporary array);
+# below it, np.isfinite on each element is quicker than the sum's errstate.
+_FINITE_BY_ELEMENT = 1 << 16
+
+
+def plain_float_array(est, X, ndims=(2,)):
+    """Whether sklearn's checks of predict's input would hand ``X`` back as
+    it is, with no warning: a finite float32 or float64 ndarray (native byte
+    order, any layout) of one of ``ndims`` dimensions holding at least one value, for
+    a model fitted without feature names (given an ndarray, such a model
+    warns). Anything else takes the full checks, whose errors and warnings
+    stay theirs; so does a non-finite X, whatever ``assume_finite`` says.
+
+    Parameters
+    ----------
+    est : estimator
+    X : object
+        Input given to predict.
+    ndims : tuple of int
+
+    Returns
+    -------
+    plain : bool
+    """
+    if not (type(X) is np.ndarray and X.ndim in ndims and X.dtype in _FLOAT_DTYPES
+            and X.size and not hasattr(est, "feature_names_in_")):
+        return False
+    if X.size <= _FINITE_BY_ELEMENT:
+        return bool(np.isfinite(X).all())
+    # sklearn's own first pass: a finite sum means finite elements (an
+    # overflowing sum of finite ones takes the full check)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(X.sum()))
