@@ -8,6 +8,7 @@ activation into the forward pass and the input layer's derivative into dX;
 torch runs tanh and its backward as separate ops.
 
 Usage: PYTHONPATH=src python bench/bench_conv_kernels.py [--quick] [--json PATH]
+                                                         [--dispatch PATH]
 
 Prints one row per (layer, batch, threads): milliseconds per batch, images/s,
 and the ratio torch_time / fastbp_time (> 1: fastbp is faster). "LeNet convs"
@@ -24,7 +25,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from fastbp._kernels import _conv
+from fastbp._kernels import _conv, _dispatch
 
 TANH = 2
 LECUN_C3 = None
@@ -134,7 +135,10 @@ def main():
                                                        "bench_conv_kernels.json"))
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--batches", default="128,32")
+    parser.add_argument("--dispatch", choices=_dispatch.available_paths(),
+                        help="run the kernels on this instruction-set path (default: the best)")
     args = parser.parse_args()
+    _dispatch._force_dispatch_path(args.dispatch)
     reps = 15 if args.quick else 60
     try:
         import torch
@@ -145,7 +149,7 @@ def main():
 
     blas = [(i["internal_api"], i.get("version"), i.get("architecture")) for i in threadpool_info()
             if i["user_api"] == "blas"]
-    print(f"fastbp conv kernels: dispatch path = {_conv.dispatch_path()}; "
+    print(f"fastbp conv kernels: dispatch path = {_dispatch.dispatch_path()}; "
           f"torch {torch_version}; BLAS {blas}; cpu = {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} logical cores; load average {os.getloadavg()[0]:.2f}")
     rng = np.random.default_rng(0)
@@ -181,7 +185,7 @@ def main():
             print()
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump(dict(dispatch_path=_conv.dispatch_path(), torch=torch_version, blas=blas,
+        json.dump(dict(dispatch_path=_dispatch.dispatch_path(), torch=torch_version, blas=blas,
                        loadavg=os.getloadavg(), rows=rows), f, indent=1)
     print(f"wrote {args.json}")
 

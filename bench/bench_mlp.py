@@ -74,10 +74,10 @@ def _run_estimator(cls, options, extra):
 
 def run_fastbp(options, n_threads):
     from fastbp import MLPClassifier
-    from fastbp._kernels import _conv
+    from fastbp._kernels import _dispatch
 
     result = _run_estimator(MLPClassifier, options, {"n_jobs": n_threads})
-    result["kernels"] = f"kernel path {_conv.dispatch_path()}"
+    result["kernels"] = f"kernel path {_dispatch.dispatch_path()}"
     return result
 
 

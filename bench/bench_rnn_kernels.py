@@ -25,7 +25,7 @@ The machine may be shared: trust the ratios (same run) more than the times.
 
 Usage: python bench/bench_rnn_kernels.py [--repeat N] [--threads 1 2] [--float64]
                                          [--kernel-threads K] [--breakdown]
-                                         [--shapes 0 1]
+                                         [--shapes 0 1] [--dispatch PATH]
 """
 import argparse
 import json
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from fastbp._kernels import _blas, _dense, _openmp, _rnn
+from fastbp._kernels import _blas, _dense, _dispatch, _openmp, _rnn
 
 SHAPES = [(65, 128, 50, 32), (65, 256, 100, 64)]
 TANH = _dense.ACTIVATION_CODES["tanh"]
@@ -197,7 +197,10 @@ def main():
     parser.add_argument("--breakdown", action="store_true",
                         help="also time each part of fastbp's training step")
     parser.add_argument("--json", default="bench/results/bench_rnn_kernels.json")
+    parser.add_argument("--dispatch", choices=_dispatch.available_paths(),
+                        help="run the kernels on this instruction-set path (default: the best)")
     args = parser.parse_args()
+    _dispatch._force_dispatch_path(args.dispatch)
     dtype = np.float64 if args.float64 else np.float32
     try:
         import torch
@@ -208,7 +211,7 @@ def main():
     print(f"fastbp rnn kernels vs PyTorch {torch.__version__ if torch else '-'}, "
           f"{np.dtype(dtype).name}, OpenMP={_openmp.openmp_enabled()} "
           f"(fastbp kernels' n_threads={args.kernel_threads}), "
-          f"SIMD level={_rnn.simd_level()}, cores={os.cpu_count()}")
+          f"dispatch path={_dispatch.dispatch_path()}, cores={os.cpu_count()}")
     print("BLAS:", "; ".join(_blas_info()))
     header = (f"{'shape (F,H,T,B)':>20} {'thr':>3} {'what':>5} {'fastbp ms':>10} "
               f"{'torch ms':>9} {'ratio':>6} {'min-ratio':>8}")
@@ -255,7 +258,7 @@ def main():
         dtype=np.dtype(dtype).name, blas=_blas_info(), platform=platform.platform(),
         python=sys.version.split()[0], torch=torch.__version__ if torch else None,
         openmp=_openmp.openmp_enabled(), kernel_threads=args.kernel_threads,
-        simd_level=_rnn.simd_level(), rows=rows), indent=1))
+        dispatch_path=_dispatch.dispatch_path(), rows=rows), indent=1))
     print(f"wrote {out}")
 
 

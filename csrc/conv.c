@@ -32,9 +32,9 @@
  * This file includes itself: pass 1 instantiates the kernels for one
  * (dtype, instruction set) pair, pass 2 the dispatchers and OpenMP loops for
  * one dtype. The portable kernels use GCC/Clang vector extensions (16-byte
- * vectors) or, elsewhere, plain scalars (1 lane); on x86-64 Linux with
- * GCC/Clang an AVX2/FMA copy is compiled with a target attribute and chosen at
- * run time with __builtin_cpu_supports. No -march flag is needed.
+ * vectors) or, elsewhere, plain scalars (1 lane); where fb_dispatch.h
+ * compiles copies for x86-64 an AVX2/FMA copy is compiled with a target
+ * attribute and chosen at run time (fb_level). No -march flag is needed.
  *
  * Determinism
  * -----------
@@ -54,14 +54,11 @@
 
 #include "fastbp_omp.h"
 #include "fastbp_sync.h"
+#include "fb_dispatch.h"
 #include "conv.h"
 
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(FASTBP_CONV_NO_DISPATCH)
-#define FASTBP_CONV_X86 1
+#if FB_X86_COPIES
 #include <immintrin.h>
-#else
-#define FASTBP_CONV_X86 0
 #endif
 
 /* FASTBP_CONV_SCALAR forces the 1-lane portable kernels (to test them). */
@@ -91,43 +88,6 @@
 static void* fastbp_align64(void* p)
 {
     return p == NULL ? NULL : (void*)(((size_t)p + 63) & ~(size_t)63);
-}
-
-/* ---- run-time choice of the instruction set ---- */
-
-static int fastbp_cpu_isa = -1; /* 1 when the CPU has AVX2 and FMA */
-static int fastbp_forced_isa = -1;
-
-static int fastbp_cpu_has_avx2_fma(void)
-{
-    if (fastbp_cpu_isa < 0) {
-#if FASTBP_CONV_X86
-        __builtin_cpu_init();
-        fastbp_cpu_isa = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-        fastbp_cpu_isa = 0;
-#endif
-    }
-    return fastbp_cpu_isa;
-}
-
-static int fastbp_current_isa(void)
-{
-    int cpu = fastbp_cpu_has_avx2_fma();
-    if (fastbp_forced_isa >= 0)
-        return fastbp_forced_isa && cpu;
-    return cpu;
-}
-
-const char* fastbp_conv_dispatch_path(void)
-{
-    return fastbp_current_isa() ? "avx2-fma" : "portable";
-}
-
-int fastbp_conv_force_path(int path)
-{
-    fastbp_forced_isa = path < 0 ? -1 : (path ? 1 : 0);
-    return fastbp_current_isa();
 }
 
 /* ---- tiles: output maps are computed in pairs that share input maps ---- */
@@ -253,7 +213,7 @@ static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0]
 #include "conv_portable_lanes.h"
 #include "conv.c"
 
-#if FASTBP_CONV_X86
+#if FB_X86_COPIES
 /* float, AVX2 + FMA */
 #define FT float
 #define FT_IS_FLOAT 1
@@ -926,7 +886,7 @@ static ATTR void NAME(bias_act_row)(FT* a, const FT* bias, int n, int act)
 #elif FASTBP_CONV_PASS == 2
 /* Dispatchers for one dtype FT: allocation, OpenMP loops, fixed-order sums. */
 
-#if FASTBP_CONV_X86
+#if FB_X86_COPIES
 #define CALL_ISA(isa, fn, ...) ((isa) ? AVX2(fn)(__VA_ARGS__) : PORT(fn)(__VA_ARGS__))
 #else
 #define CALL_ISA(isa, fn, ...) PORT(fn)(__VA_ARGS__)
@@ -967,7 +927,7 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
                                 const unsigned char* table, FT* Y, int n, int c_in,
                                 int h, int w, int c_out, int act, int n_threads)
 {
-    const int isa = fastbp_current_isa();
+    const int isa = fb_level() >= FB_LEVEL_AVX2;
     const ptrdiff_t plane = (ptrdiff_t)h * w, tstride = plane + 2 * VLMAX, tsize = 2 * tstride;
     int nt = n_threads < 1 ? 1 : n_threads;
     int units = 0, joined = 0, *pool;
@@ -1008,7 +968,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
                                  FT* dX, int n, int c_in, int h, int w, int c_out,
                                  int in_act, int n_threads)
 {
-    const int isa = fastbp_current_isa();
+    const int isa = fb_level() >= FB_LEVEL_AVX2;
     const int ho = h - 4;
     const ptrdiff_t plane = (ptrdiff_t)h * w;
     const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
@@ -1116,7 +1076,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
 int API(fastbp_pool2x2_forward)(const FT* Y, const FT* coef, const FT* bias, FT* X,
                                 int n, int c, int h, int w, int act, int n_threads)
 {
-    const int isa = fastbp_current_isa();
+    const int isa = fb_level() >= FB_LEVEL_AVX2;
     int nt = n_threads < 1 ? 1 : n_threads;
     int units = 0, joined = 0;
     ARGS(pool_args) a;
@@ -1140,7 +1100,7 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
                                  FT* grad_coef, FT* grad_bias, FT* dY, int n, int c,
                                  int h, int w, int in_act, int n_threads)
 {
-    const int isa = fastbp_current_isa();
+    const int isa = fb_level() >= FB_LEVEL_AVX2;
     const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
     const ptrdiff_t tsize = (ptrdiff_t)(h / 2) * (w / 2) + w + 2 * VLMAX;
     const ptrdiff_t plen = 2 * (ptrdiff_t)c;
@@ -1192,7 +1152,7 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
 void API(fastbp_bias_act_rows)(FT* A, const FT* bias, int rows, int cols, int act,
                                int n_threads)
 {
-    const int isa = fastbp_current_isa();
+    const int isa = fb_level() >= FB_LEVEL_AVX2;
     int nt = n_threads < 1 ? 1 : n_threads;
     int units = 0, joined = 0;
     if ((ptrdiff_t)rows * cols < FASTBP_MIN_PARALLEL)
@@ -1208,7 +1168,7 @@ void API(fastbp_bias_act_rows)(FT* A, const FT* bias, int rows, int cols, int ac
 
 void API(fastbp_mul_deriv)(FT* D, const FT* A, ptrdiff_t size, int act, int n_threads)
 {
-    const int isa = fastbp_current_isa();
+    const int isa = fb_level() >= FB_LEVEL_AVX2;
     const ptrdiff_t piece = 4096;
     const int npieces = (int)((size + piece - 1) / piece);
     int nt = n_threads < 1 ? 1 : n_threads;

@@ -197,95 +197,66 @@ FB_DEFINE_ACTIVATIONS(float, f)
 #define FB_NO_ATTR
 FB_DEFINE_ALL(double, d, sqrt, FB_NO_ATTR, d_base)
 FB_DEFINE_ALL(float, f, sqrtf, FB_NO_ATTR, f_base)
-#if FB_DISPATCH
+#if FB_X86_COPIES
 FB_DEFINE_ALL(double, d, sqrt, FB_TARGET_AVX2, d_avx2)
 FB_DEFINE_ALL(float, f, sqrtf, FB_TARGET_AVX2, f_avx2)
+/* The copy of loop `name` for the level in use (read once per call). */
+#define FB_CALL(name, ...) \
+    (fb_level() >= FB_LEVEL_AVX2 ? name##_avx2(__VA_ARGS__) : name##_base(__VA_ARGS__))
+#else
+#define FB_CALL(name, ...) name##_base(__VA_ARGS__)
 #endif
-
-int fastbp_simd_level(void) { return fb_probe(); }
-
-int fastbp_set_simd_level(int level) { return fb_set_simd_level(level); }
 
 void fastbp_act_d(double *out, const double *a, const double *b, ptrdiff_t n, int act)
 {
-#if FB_DISPATCH
-    if (fb_probe()) { act_d_avx2(out, a, b, n, act); return; }
-#endif
-    act_d_base(out, a, b, n, act);
+    FB_CALL(act_d, out, a, b, n, act);
 }
 
 void fastbp_act_f(float *out, const float *a, const float *b, ptrdiff_t n, int act)
 {
-#if FB_DISPATCH
-    if (fb_probe()) { act_f_avx2(out, a, b, n, act); return; }
-#endif
-    act_f_base(out, a, b, n, act);
+    FB_CALL(act_f, out, a, b, n, act);
 }
 
 void fastbp_dact_d(double *out, const double *a, const double *b, const double *h,
-                       ptrdiff_t n, int act)
+                   ptrdiff_t n, int act)
 {
-#if FB_DISPATCH
-    if (fb_probe()) { dact_d_avx2(out, a, b, h, n, act); return; }
-#endif
-    dact_d_base(out, a, b, h, n, act);
+    FB_CALL(dact_d, out, a, b, h, n, act);
 }
 
 void fastbp_dact_f(float *out, const float *a, const float *b, const float *h,
-                       ptrdiff_t n, int act)
+                   ptrdiff_t n, int act)
 {
-#if FB_DISPATCH
-    if (fb_probe()) { dact_f_avx2(out, a, b, h, n, act); return; }
-#endif
-    dact_f_base(out, a, b, h, n, act);
+    FB_CALL(dact_f, out, a, b, h, n, act);
 }
 
 float fastbp_softmax_exp_f(const float *z, float shift, float *out, ptrdiff_t n)
 {
-#if FB_DISPATCH
-    if (fb_probe()) return softmax_exp_f_avx2(z, shift, out, n);
-#endif
-    return softmax_exp_f_base(z, shift, out, n);
+    return FB_CALL(softmax_exp_f, z, shift, out, n);
 }
 
 double fastbp_softmax_exp_d(const double *z, double shift, double *out, ptrdiff_t n)
 {
-#if FB_DISPATCH
-    if (fb_probe()) return softmax_exp_d_avx2(z, shift, out, n);
-#endif
-    return softmax_exp_d_base(z, shift, out, n);
+    return FB_CALL(softmax_exp_d, z, shift, out, n);
 }
 
 double fastbp_l2_f(const float *theta, float *grad, float c, ptrdiff_t n)
 {
-#if FB_DISPATCH
-    if (fb_probe()) return l2_f_avx2(theta, grad, c, n);
-#endif
-    return l2_f_base(theta, grad, c, n);
+    return FB_CALL(l2_f, theta, grad, c, n);
 }
 
 double fastbp_l2_d(const double *theta, double *grad, double c, ptrdiff_t n)
 {
-#if FB_DISPATCH
-    if (fb_probe()) return l2_d_avx2(theta, grad, c, n);
-#endif
-    return l2_d_base(theta, grad, c, n);
+    return FB_CALL(l2_d, theta, grad, c, n);
 }
 
 void fastbp_adam_f(float *theta, const float *g, float *m1, float *m2, float lr, float b1,
                    float c1, float b2, float c2, float eps, ptrdiff_t n)
 {
-#if FB_DISPATCH
-    if (fb_probe()) { adam_f_avx2(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n); return; }
-#endif
-    adam_f_base(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n);
+    FB_CALL(adam_f, theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n);
 }
 
 void fastbp_adam_d(double *theta, const double *g, double *m1, double *m2, double lr,
                    double b1, double c1, double b2, double c2, double eps, ptrdiff_t n)
 {
-#if FB_DISPATCH
-    if (fb_probe()) { adam_d_avx2(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n); return; }
-#endif
-    adam_d_base(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n);
+    FB_CALL(adam_d, theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n);
 }

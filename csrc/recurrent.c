@@ -12,7 +12,7 @@
  * the activation runs over whole rows, so the thread count, which only
  * decides who computes which rows, never changes a result.
  */
-#include "fb_math.h" /* first: floating-point code generation, FB_DISPATCH */
+#include "fb_math.h" /* first: floating-point code generation */
 #include "fastbp_omp.h"
 #include "fastbp_sync.h"
 #include "elementwise.h"
@@ -57,7 +57,7 @@ typedef double rnn_vd_u;
 #define RNN_UNROLL
 #endif
 
-#if FB_DISPATCH
+#if FB_X86_COPIES
 #define RNN_LEVELS 2 /* 0: portable, 1: AVX2+FMA */
 #else
 #define RNN_LEVELS 1
@@ -139,7 +139,7 @@ typedef void (*rnn_tile_d)(ptrdiff_t, const double *, ptrdiff_t, const double *,
 #define FB_NO_ATTR
 RNN_DEFINE_TILES(float, rnn_vf, rnn_vf_u, RNN_LANES_F, RNN_SPLAT_F, tile_f_base, FB_NO_ATTR)
 RNN_DEFINE_TILES(double, rnn_vd, rnn_vd_u, RNN_LANES_D, RNN_SPLAT_D, tile_d_base, FB_NO_ATTR)
-#if FB_DISPATCH
+#if FB_X86_COPIES
 RNN_DEFINE_TILES(float, rnn_vf, rnn_vf_u, RNN_LANES_F, RNN_SPLAT_F, tile_f_avx2, FB_TARGET_AVX2)
 RNN_DEFINE_TILES(double, rnn_vd, rnn_vd_u, RNN_LANES_D, RNN_SPLAT_D, tile_d_avx2, FB_TARGET_AVX2)
 #endif
@@ -147,13 +147,13 @@ RNN_DEFINE_TILES(double, rnn_vd, rnn_vd_u, RNN_LANES_D, RNN_SPLAT_D, tile_d_avx2
 #define RNN_TILE_TABLE(NAME) {NULL, NAME##_1, NAME##_2, NAME##_3, NAME##_4, NAME##_5, NAME##_6}
 static const rnn_tile_f tiles_f[RNN_LEVELS][RNN_TILE_ROWS + 1] = {
     RNN_TILE_TABLE(tile_f_base),
-#if FB_DISPATCH
+#if FB_X86_COPIES
     RNN_TILE_TABLE(tile_f_avx2),
 #endif
 };
 static const rnn_tile_d tiles_d[RNN_LEVELS][RNN_TILE_ROWS + 1] = {
     RNN_TILE_TABLE(tile_d_base),
-#if FB_DISPATCH
+#if FB_X86_COPIES
     RNN_TILE_TABLE(tile_d_avx2),
 #endif
 };
@@ -248,7 +248,7 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
                                ptrdiff_t n_rows, T *out, int act,              \
                                int n_threads, ptrdiff_t window)                \
     {                                                                          \
-        const rnn_tile_##SUF *tiles = tiles_##SUF[fastbp_simd_level() ? RNN_LEVELS - 1 : 0]; \
+        const rnn_tile_##SUF *tiles = tiles_##SUF[RNN_MIN(fb_level(), RNN_LEVELS - 1)]; \
         T *packed = alloc_packed_##SUF(n);                                     \
         int nt = rnn_team_size(bs[0], n, n_threads);                           \
         (void)nt; /* unused without OpenMP */                                  \

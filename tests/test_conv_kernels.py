@@ -3,8 +3,7 @@
 Every kernel is compared with its NumPy twin (float64, tight tolerance), the
 float32 kernels with the float64 ones, the linear parts with their adjoints,
 and the gradients with central differences. Each test runs on every
-instruction-set path this CPU offers ("portable" always, "avx2-fma" where
-available).
+instruction-set path this CPU offers (conftest.dispatch_path).
 """
 import numpy as np
 import pytest
@@ -38,9 +37,9 @@ POOL_CASES = [(1, 1, 2, 2), (3, 6, 28, 28), (9, 16, 10, 10), (2, 4, 6, 14), (5, 
 
 
 @pytest.fixture
-def path(conv_path):
-    """Each test runs on every instruction-set path (conftest.conv_path)."""
-    return conv_path
+def path(dispatch_path):
+    """Each test runs on every instruction-set path (conftest.dispatch_path)."""
+    return dispatch_path
 
 
 def _table(kind, c_out, c_in, rng):
@@ -127,12 +126,6 @@ def test_lecun_c3_table():
     assert t[14].nonzero()[0].tolist() == [0, 2, 3, 5]
     # 60 connections: LeCun's 1,516 trainable parameters of C3.
     assert t.sum() * 25 + 16 == 1516
-
-
-def test_dispatch_path():
-    assert _conv.dispatch_path() in ("avx2-fma", "portable")
-    assert _conv._force_dispatch_path("portable") == "portable"
-    _conv._force_dispatch_path(None)
 
 
 # ---- against the NumPy twins (float64) and float32 against float64 ----

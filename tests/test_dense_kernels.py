@@ -120,7 +120,7 @@ def test_softmax_and_logistic_stay_finite_at_extreme_logits():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_adam_update_rounds_as_sklearns_numpy_code(dtype, simd_level):
+def test_adam_update_rounds_as_sklearns_numpy_code(dtype, dispatch_path):
     # sklearn's AdamOptimizer._get_updates, run by numpy on arrays of this
     # dtype with Python-float hyperparameters, gives the reference bits: the
     # kernel fuses no multiply-adds, and sqrt and division are exact, so every
@@ -144,7 +144,7 @@ def test_adam_update_rounds_as_sklearns_numpy_code(dtype, simd_level):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_softmax_probabilities_within_a_few_ulp(dtype, simd_level):
+def test_softmax_probabilities_within_a_few_ulp(dtype, dispatch_path):
     # The vectorized exponentials against float64 NumPy, over logit gaps from
     # 0 to past where exp underflows, on both SIMD paths, training and predict.
     rng = np.random.default_rng(0)

@@ -367,7 +367,7 @@ def test_grad_hh_over_step_groups_matches_twin():
 
 # ------------------------------------------------------ element-wise accuracy
 
-def test_both_simd_paths_match_twin(simd_level):
+def test_every_dispatch_path_matches_twin(dispatch_path):
     bs = _bs("mixed")
     for act in range(5):
         for dtype, rtol in ((np.float64, 1e-12), (np.float32, 1e-4)):
@@ -392,7 +392,7 @@ def _dense_activation(z, out, act):
                          ids=["rnn", "dense"])
 @pytest.mark.parametrize("dtype,max_ulp", [(np.float64, 4), (np.float32, 4)])
 @pytest.mark.parametrize("act_name", ["tanh", "logistic", "lecun_tanh"])
-def test_activation_accuracy(act_name, dtype, max_ulp, kernel, simd_level):
+def test_activation_accuracy(act_name, dtype, max_ulp, kernel, dispatch_path):
     # The kernels' own vectorized tanh / sigmoid against NumPy's in float64.
     act = ACTS[act_name]
     x = np.concatenate([np.linspace(-50, 50, 20001), np.geomspace(1e-300, 30, 2000),
@@ -406,7 +406,7 @@ def test_activation_accuracy(act_name, dtype, max_ulp, kernel, simd_level):
     assert ok.all(), (z[~ok][:5], out[~ok][:5], ref[~ok][:5])
 
 
-def test_activation_special_values(simd_level):
+def test_activation_special_values(dispatch_path):
     for dtype in (np.float64, np.float32):
         z = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 800.0, -800.0], dtype=dtype)
         out = np.empty_like(z)

@@ -18,9 +18,11 @@ from libc.string cimport memcpy, memset
 
 from ._blas cimport block_start, gemm, gemm_blocks
 from ._checks cimport check_shape
-from ._elementwise cimport (elementwise_act, elementwise_dact, adam_range, fastbp_set_simd_level, l2_block,
-                            fastbp_simd_level, softmax_exp)
+from ._dispatch cimport bind_dispatch
+from ._elementwise cimport elementwise_act, elementwise_dact, adam_range, l2_block, softmax_exp
 from ._math cimport ACT_LOGISTIC, sigmoid, fexp, flog, flog1p
+
+bind_dispatch()
 
 cdef extern from "fastbp_sync.h":
     int fb_next_unit(int* counter) noexcept nogil
@@ -1144,13 +1146,3 @@ def adam_update(floating[::1] theta,  # OUT
                 adam_block(&theta[start], &grad[start], &m1[start], &m2[start], step_size,
                            beta_1, beta_2, epsilon, min(chunk, size - start))
 
-
-def simd_level():
-    """1 when the AVX2+FMA copy of the element-wise loops runs, else 0."""
-    return fastbp_simd_level()
-
-
-def _set_simd_level(int level):
-    """Test hook: use at most this SIMD level (0: portable loops), capped by
-    what the CPU has; returns the level now in use. Call while no kernel runs."""
-    return fastbp_set_simd_level(level)
