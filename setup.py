@@ -26,7 +26,7 @@ KERNEL_DIR = Path("src", "fastbp", "_kernels")
 # C sources compiled into each kernel module besides its .pyx (each module
 # gets its own copy of the shared element-wise loops; each that runs C
 # kernels binds them to the instruction-set level kept by _dispatch).
-C_SOURCES = {"_conv": ["conv.c", "dispatch.c"], "_dense": ["elementwise.c", "dispatch.c"],
+C_SOURCES = {"_conv": ["conv.c", "elementwise.c", "dispatch.c"], "_dense": ["elementwise.c", "dispatch.c"],
              "_dispatch": ["dispatch.c"], "_rnn": ["elementwise.c", "recurrent.c", "dispatch.c"]}
 
 

@@ -55,6 +55,7 @@
 #include "fastbp_omp.h"
 #include "fastbp_sync.h"
 #include "fb_dispatch.h"
+#include "elementwise.h"
 #include "conv.h"
 
 #if FB_X86_COPIES
@@ -81,8 +82,6 @@
 #define FASTBP_WAVE 16   /* block sums held in memory at once */
 #define FASTBP_XPAD 32   /* zero elements after the padded copy of a sample */
 #define FASTBP_ALIGN_PAD 8 /* room to shift a buffer to vector alignment (elements) */
-#define FASTBP_LECUN_A 1.7159
-#define FASTBP_LECUN_S (2.0 / 3.0)
 
 /* The first 64-byte boundary at or after p (p from malloc with 64 bytes spare). */
 static void* fastbp_align64(void* p)
@@ -167,25 +166,12 @@ FASTBP_DECLARE_ARGS(double, f64)
 #if FASTBP_VEC_EXT
 typedef float fastbp_v4f __attribute__((vector_size(16)));
 typedef double fastbp_v2d __attribute__((vector_size(16)));
-typedef int fastbp_v4i __attribute__((vector_size(16)));
-typedef long long fastbp_v2l __attribute__((vector_size(16)));
-/* Lane-wise m ? a : b for a comparison mask m (all ones / all zeros). */
-static inline fastbp_v4f fastbp_sel_v4f(fastbp_v4i m, fastbp_v4f a, fastbp_v4f b)
-{
-    return (fastbp_v4f)((m & (fastbp_v4i)a) | (~m & (fastbp_v4i)b));
-}
-static inline fastbp_v2d fastbp_sel_v2d(fastbp_v2l m, fastbp_v2d a, fastbp_v2d b)
-{
-    return (fastbp_v2d)((m & (fastbp_v2l)a) | (~m & (fastbp_v2l)b));
-}
 static inline fastbp_v4f fastbp_ld_v4f(const float* p) { fastbp_v4f v; memcpy(&v, p, sizeof v); return v; }
 static inline void fastbp_st_v4f(float* p, fastbp_v4f v) { memcpy(p, &v, sizeof v); }
 static inline fastbp_v4f fastbp_set1_v4f(float s) { fastbp_v4f v = {s, s, s, s}; return v; }
-static inline fastbp_v4f fastbp_dup2_v4f(const float* p) { fastbp_v4f v = {p[0], p[0], p[1], p[1]}; return v; }
 static inline fastbp_v2d fastbp_ld_v2d(const double* p) { fastbp_v2d v; memcpy(&v, p, sizeof v); return v; }
 static inline void fastbp_st_v2d(double* p, fastbp_v2d v) { memcpy(p, &v, sizeof v); }
 static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; return v; }
-static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0], p[0]}; return v; }
 #endif
 
 /* ---- pass 1: kernels, once per (dtype, instruction set) ---- */
@@ -193,7 +179,7 @@ static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0]
 
 /* float, portable */
 #define FT float
-#define FT_IS_FLOAT 1
+#define EW(x) x##_f /* the element-wise loops of this dtype */
 #define ARGS(x) x##_f32
 #define NAME(x) x##_f32_port
 #define ATTR
@@ -204,7 +190,7 @@ static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0]
 
 /* double, portable */
 #define FT double
-#define FT_IS_FLOAT 0
+#define EW(x) x##_d
 #define ARGS(x) x##_f64
 #define NAME(x) x##_f64_port
 #define ATTR
@@ -216,7 +202,7 @@ static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0]
 #if FB_X86_COPIES
 /* float, AVX2 + FMA */
 #define FT float
-#define FT_IS_FLOAT 1
+#define EW(x) x##_f /* the element-wise loops of this dtype */
 #define ARGS(x) x##_f32
 #define NAME(x) x##_f32_avx2
 #define ATTR __attribute__((target("avx2,fma")))
@@ -228,23 +214,13 @@ static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0]
 #define VLOADR(p) __extension__({ __m256 fastbp_t_ = _mm256_loadu_ps(p); __asm__("" : "+x"(fastbp_t_)); fastbp_t_; })
 #define VSTORE(p, v) _mm256_storeu_ps((p), (v))
 #define VSET1(s) _mm256_set1_ps(s)
-#define VDUP2(p) _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), \
-                                          _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3))
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define VADD(a, b) _mm256_add_ps((a), (b))
-#define VSUB(a, b) _mm256_sub_ps((a), (b))
-#define VMUL(a, b) _mm256_mul_ps((a), (b))
-#define VDIV(a, b) _mm256_div_ps((a), (b))
-/* min/max return their second operand when either is NaN: NaN propagates. */
-#define VMINN(c, x) _mm256_min_ps((c), (x))
-#define VMAXN(c, x) _mm256_max_ps((c), (x))
-#define VRELU(x) _mm256_max_ps((x), _mm256_setzero_ps())
-#define VSTEP(x) _mm256_and_ps(_mm256_cmp_ps((x), _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_set1_ps(1))
 #include "conv.c"
 
 /* double, AVX2 + FMA */
 #define FT double
-#define FT_IS_FLOAT 0
+#define EW(x) x##_d
 #define ARGS(x) x##_f64
 #define NAME(x) x##_f64_avx2
 #define ATTR __attribute__((target("avx2,fma")))
@@ -256,17 +232,8 @@ static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0]
 #define VLOADR(p) __extension__({ __m256d fastbp_t_ = _mm256_loadu_pd(p); __asm__("" : "+x"(fastbp_t_)); fastbp_t_; })
 #define VSTORE(p, v) _mm256_storeu_pd((p), (v))
 #define VSET1(s) _mm256_set1_pd(s)
-#define VDUP2(p) _mm256_permute4x64_pd(_mm256_castpd128_pd256(_mm_loadu_pd(p)), 0x50)
 #define VFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
 #define VADD(a, b) _mm256_add_pd((a), (b))
-#define VSUB(a, b) _mm256_sub_pd((a), (b))
-#define VMUL(a, b) _mm256_mul_pd((a), (b))
-#define VDIV(a, b) _mm256_div_pd((a), (b))
-/* min/max return their second operand when either is NaN: NaN propagates. */
-#define VMINN(c, x) _mm256_min_pd((c), (x))
-#define VMAXN(c, x) _mm256_max_pd((c), (x))
-#define VRELU(x) _mm256_max_pd((x), _mm256_setzero_pd())
-#define VSTEP(x) _mm256_and_pd(_mm256_cmp_pd((x), _mm256_setzero_pd(), _CMP_GT_OQ), _mm256_set1_pd(1))
 #include "conv.c"
 #endif
 
@@ -276,6 +243,7 @@ static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0]
 #define FASTBP_CONV_PASS 2
 
 #define FT float
+#define EW(x) x##_f
 #define VLMAX 8
 #define ARGS(x) x##_f32
 #define PORT(x) x##_f32_port
@@ -284,6 +252,7 @@ static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0]
 #include "conv.c"
 
 #define FT double
+#define EW(x) x##_d
 #define VLMAX 4
 #define ARGS(x) x##_f64
 #define PORT(x) x##_f64_port
@@ -296,165 +265,6 @@ static inline fastbp_v2d fastbp_dup2_v2d(const double* p) { fastbp_v2d v = {p[0]
 /* ======================================================================== */
 #elif FASTBP_CONV_PASS == 1
 /* Kernels for one (dtype FT, instruction set): VT holds VL lanes of FT. */
-
-#if FT_IS_FLOAT
-/* tanh for float as a rational function, with no libm call so that it
- * vectorises: max error about 3e-7 on the whole line. Coefficients from
- * Eigen's generic_fast_tanh_float (MPL2). NaN propagates. The scalar and the
- * vector version evaluate the same expression. */
-#define FASTBP_TANH_BODY(MINN, MAXN, MUL, FMA, DIV, SET1)                    \
-    x = MINN(SET1(9.0f), x);                                                \
-    x = MAXN(SET1(-9.0f), x);                                               \
-    x2 = MUL(x, x);                                                         \
-    p = FMA(x2, SET1(-2.76076847742355e-16f), SET1(2.00018790482477e-13f)); \
-    p = FMA(x2, p, SET1(-8.60467152213735e-11f));                           \
-    p = FMA(x2, p, SET1(5.12229709037114e-08f));                            \
-    p = FMA(x2, p, SET1(1.48572235717979e-05f));                            \
-    p = FMA(x2, p, SET1(6.37261928875436e-04f));                            \
-    p = FMA(x2, p, SET1(4.89352455891786e-03f));                            \
-    p = MUL(x, p);                                                          \
-    q = FMA(x2, SET1(1.19825839466702e-06f), SET1(1.18534705686654e-04f));  \
-    q = FMA(x2, q, SET1(2.26843463243900e-03f));                            \
-    q = FMA(x2, q, SET1(4.89352518554385e-03f));                            \
-    return DIV(p, q);
-
-#define FASTBP_S_MINN(c, x) ((x) > (c) ? (c) : (x))
-#define FASTBP_S_MAXN(c, x) ((x) < (c) ? (c) : (x))
-#define FASTBP_S_MUL(a, b) ((a) * (b))
-#define FASTBP_S_FMA(a, b, c) ((a) * (b) + (c))
-#define FASTBP_S_DIV(a, b) ((a) / (b))
-#define FASTBP_S_SET1(s) (s)
-
-FASTBP_INLINE ATTR float NAME(tanh1)(float x)
-{
-    float x2, p, q;
-    FASTBP_TANH_BODY(FASTBP_S_MINN, FASTBP_S_MAXN, FASTBP_S_MUL, FASTBP_S_FMA,
-                     FASTBP_S_DIV, FASTBP_S_SET1)
-}
-
-FASTBP_INLINE ATTR VT NAME(vtanh)(VT x)
-{
-    VT x2, p, q;
-    FASTBP_TANH_BODY(VMINN, VMAXN, VMUL, VFMA, VDIV, VSET1)
-}
-
-FASTBP_INLINE ATTR float NAME(logistic1)(float z)
-{
-    /* 1 / (1 + exp(-z)) = (1 + tanh(z / 2)) / 2 */
-    return 0.5f * NAME(tanh1)(0.5f * z) + 0.5f;
-}
-#undef FASTBP_TANH_BODY
-#undef FASTBP_S_MINN
-#undef FASTBP_S_MAXN
-#undef FASTBP_S_MUL
-#undef FASTBP_S_FMA
-#undef FASTBP_S_DIV
-#undef FASTBP_S_SET1
-#else
-FASTBP_INLINE ATTR double NAME(tanh1)(double x) { return tanh(x); }
-
-FASTBP_INLINE ATTR double NAME(logistic1)(double z)
-{
-    double e;
-    if (z >= 0)
-        return 1 / (1 + exp(-z));
-    e = exp(z);
-    return e / (1 + e);
-}
-#endif
-
-/* a = g(a) in place. float: whole vectors, then a scalar tail; double: tanh
- * and exp from libm, for accuracy. */
-static ATTR void NAME(act_inplace)(FT* a, ptrdiff_t n, int act)
-{
-    ptrdiff_t j = 0;
-    const FT la = (FT)FASTBP_LECUN_A, ls = (FT)FASTBP_LECUN_S;
-    switch (act) {
-    case 1:
-#if FT_IS_FLOAT
-        for (; j + VL <= n; j += VL)
-            VSTORE(a + j, VFMA(VSET1(0.5f), NAME(vtanh)(VMUL(VSET1(0.5f), VLOAD(a + j))),
-                               VSET1(0.5f)));
-#endif
-        for (; j < n; j++) a[j] = NAME(logistic1)(a[j]);
-        break;
-    case 2:
-#if FT_IS_FLOAT
-        for (; j + VL <= n; j += VL) VSTORE(a + j, NAME(vtanh)(VLOAD(a + j)));
-#endif
-        for (; j < n; j++) a[j] = NAME(tanh1)(a[j]);
-        break;
-    case 3:
-        for (; j + VL <= n; j += VL) VSTORE(a + j, VRELU(VLOAD(a + j)));
-        for (; j < n; j++) a[j] = a[j] > 0 ? a[j] : 0;
-        break;
-    case 4:
-#if FT_IS_FLOAT
-        for (; j + VL <= n; j += VL)
-            VSTORE(a + j, VMUL(VSET1(la), NAME(vtanh)(VMUL(VSET1(ls), VLOAD(a + j)))));
-#endif
-        for (; j < n; j++) a[j] = la * NAME(tanh1)(ls * a[j]);
-        break;
-    default:
-        break;
-    }
-}
-
-/* d * g'(z) for one vector, g'(z) computed from a = g(z). */
-FASTBP_INLINE ATTR VT NAME(vmul_deriv)(VT d, VT a, int act)
-{
-    const VT one = VSET1((FT)1);
-    switch (act) {
-    case 1: return VMUL(d, VMUL(a, VSUB(one, a)));
-    case 2: return VMUL(d, VSUB(one, VMUL(a, a)));
-    case 3: return VMUL(d, VSTEP(a));
-    case 4: {
-        const VT la = VSET1((FT)FASTBP_LECUN_A), ls = VSET1((FT)FASTBP_LECUN_S);
-        return VMUL(d, VMUL(ls, VSUB(la, VDIV(VMUL(a, a), la))));
-    }
-    default: return d;
-    }
-}
-
-/* out = d * g'(z) with g'(z) computed from a = g(z); out may alias d. */
-static ATTR void NAME(mul_deriv)(FT* out, const FT* d, const FT* a, ptrdiff_t n, int act)
-{
-    ptrdiff_t j = 0;
-    const FT la = (FT)FASTBP_LECUN_A, ls = (FT)FASTBP_LECUN_S;
-    const VT one = VSET1((FT)1), vla = VSET1(la), vls = VSET1(ls);
-    VT va;
-    switch (act) {
-    case 1:
-        for (; j + VL <= n; j += VL) {
-            va = VLOAD(a + j);
-            VSTORE(out + j, VMUL(VLOAD(d + j), VMUL(va, VSUB(one, va))));
-        }
-        for (; j < n; j++) out[j] = d[j] * (a[j] * (1 - a[j]));
-        break;
-    case 2:
-        for (; j + VL <= n; j += VL) {
-            va = VLOAD(a + j);
-            VSTORE(out + j, VMUL(VLOAD(d + j), VSUB(one, VMUL(va, va))));
-        }
-        for (; j < n; j++) out[j] = d[j] * (1 - a[j] * a[j]);
-        break;
-    case 3:
-        for (; j + VL <= n; j += VL) VSTORE(out + j, VMUL(VLOAD(d + j), VSTEP(VLOAD(a + j))));
-        for (; j < n; j++) out[j] = d[j] * (a[j] > 0 ? (FT)1 : (FT)0);
-        break;
-    case 4:
-        for (; j + VL <= n; j += VL) {
-            va = VLOAD(a + j);
-            VSTORE(out + j, VMUL(VLOAD(d + j), VMUL(vls, VSUB(vla, VDIV(VMUL(va, va), vla)))));
-        }
-        for (; j < n; j++) out[j] = d[j] * (ls * (la - a[j] * a[j] / la));
-        break;
-    default:
-        if (out != d)
-            for (; j < n; j++) out[j] = d[j];
-        break;
-    }
-}
 
 /* Sum in a fixed order (8 interleaved partial sums, then a fixed tree). */
 FASTBP_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
@@ -691,7 +501,7 @@ static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, FT* 
                     for (c = 0; c < wo; c++) yr[c] = tr[c] + bias;
                 }
             }
-            NAME(act_inplace)(yo, oplane, a->act);
+            EW(fastbp_act)(yo, yo, NULL, oplane, a->act);
         }
     }
 }
@@ -755,8 +565,8 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
                                 (ptrdiff_t)c_out * 25, w, ho);
                 for (g = 0; g < grp->G; g++) {
                     ci = grp->o + g;
-                    NAME(mul_deriv)(dx + ci * plane, T + g * tstride, x + ci * plane, plane,
-                                    a->act);
+                    EW(fastbp_dact)(dx + ci * plane, T + g * tstride, NULL, x + ci * plane,
+                                    plane, a->act);
                 }
             }
         }
@@ -786,12 +596,12 @@ static ATTR void NAME(pool_fwd_sample)(const ARGS(pool_args)* a, int i)
             for (c = 0; c < w2; c++)
                 xr[c] = k * ((y0[2 * c] + y0[2 * c + 1]) + (y1[2 * c] + y1[2 * c + 1])) + bias;
         }
-        NAME(act_inplace)(x, oplane, a->act);
+        EW(fastbp_act)(x, x, NULL, oplane, a->act);
     }
 }
 
 /* Pooling backward of samples [i0, i1): dY of those samples (if wanted) and
- * part = [grad_coef (c), grad_bias (c)] over the block. T: h*w/4 + w elements. */
+ * part = [grad_coef (c), grad_bias (c)] over the block. T: h*w/4 + h*w elements. */
 static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, FT* T, FT* part)
 {
     const int h2 = a->h / 2, w2 = a->w / 2, w = a->w;
@@ -814,49 +624,18 @@ static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, 
             part[ch] += NAME(sum_fixed)(T, oplane);
             part[a->c + ch] += NAME(sum_fixed)(dz, oplane);
             if (a->dY != NULL) {
-                /* dY[2r + rr, c] = k * dz[r, c / 2] * g'(Y[2r + rr, c]): whole
-                 * vectors along the row, the last one overlapping. */
+                /* dY[r, c] = k * dz[r / 2, c / 2] * g'(Y[r, c]) */
                 const FT k = a->coef[ch] * (FT)0.25;
-                const VT vk = VSET1(k);
-                FT* dy = a->dY + off * plane;
-                for (r = 0; r < h2; r++) {
-                    const FT* dzr = dz + r * w2;
-                    const FT* y0 = y + 2 * r * w;
-                    FT* dy0 = dy + 2 * r * w;
-                    if (w >= VL) {
-                        for (c = 0;; c += VL) {
-                            if (c + VL > w)
-                                c = w - VL; /* even: VL and w are */
-                            {
-                                const VT e = VMUL(vk, VDUP2(dzr + c / 2));
-                                VSTORE(dy0 + c, NAME(vmul_deriv)(e, VLOAD(y0 + c), a->act));
-                                VSTORE(dy0 + w + c,
-                                       NAME(vmul_deriv)(e, VLOAD(y0 + w + c), a->act));
-                            }
-                            if (c + VL >= w)
-                                break;
-                        }
-                    } else {
-                        for (c = 0; c < w; c++) E[c] = k * dzr[c / 2];
-                        NAME(mul_deriv)(dy0, E, y0, w, a->act);
-                        NAME(mul_deriv)(dy0 + w, E, y0 + w, w, a->act);
-                    }
-                }
+                for (r = 0; r < a->h; r++)
+                    for (c = 0; c < w; c++) E[r * w + c] = k * dz[(r / 2) * w2 + c / 2];
+                EW(fastbp_dact)(a->dY + off * plane, E, NULL, y, plane, a->act);
             }
         }
     }
 }
 
-/* a[j] = g(a[j] + bias[j]) for one row. */
-static ATTR void NAME(bias_act_row)(FT* a, const FT* bias, int n, int act)
-{
-    int j;
-    for (j = 0; j < n; j++) a[j] += bias[j];
-    NAME(act_inplace)(a, n, act);
-}
-
 #undef FT
-#undef FT_IS_FLOAT
+#undef EW
 #undef ARGS
 #undef NAME
 #undef ATTR
@@ -866,16 +645,8 @@ static ATTR void NAME(bias_act_row)(FT* a, const FT* bias, int n, int act)
 #undef VLOADR
 #undef VSTORE
 #undef VSET1
-#undef VDUP2
 #undef VFMA
 #undef VADD
-#undef VSUB
-#undef VMUL
-#undef VDIV
-#undef VMINN
-#undef VMAXN
-#undef VRELU
-#undef VSTEP
 #undef FASTBP_LANE_SUFFIX
 #undef FASTBP_LANE_COUNT
 #undef FASTBP_LANE_PASTE
@@ -1102,7 +873,7 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
 {
     const int isa = fb_level() >= FB_LEVEL_AVX2;
     const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
-    const ptrdiff_t tsize = (ptrdiff_t)(h / 2) * (w / 2) + w + 2 * VLMAX;
+    const ptrdiff_t tsize = (ptrdiff_t)(h / 2) * (w / 2) + (ptrdiff_t)h * w;
     const ptrdiff_t plen = 2 * (ptrdiff_t)c;
     int nt = n_threads < 1 ? 1 : n_threads;
     int wb, t, ch;
@@ -1152,7 +923,6 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
 void API(fastbp_bias_act_rows)(FT* A, const FT* bias, int rows, int cols, int act,
                                int n_threads)
 {
-    const int isa = fb_level() >= FB_LEVEL_AVX2;
     int nt = n_threads < 1 ? 1 : n_threads;
     int units = 0, joined = 0;
     if ((ptrdiff_t)rows * cols < FASTBP_MIN_PARALLEL)
@@ -1160,15 +930,16 @@ void API(fastbp_bias_act_rows)(FT* A, const FT* bias, int rows, int cols, int ac
     FB_TEAM(nt)
     {
         int u;
-        FB_FOR_UNITS(u, rows, &units)
-            CALL_ISA(isa, bias_act_row, A + (ptrdiff_t)u * cols, bias, cols, act);
+        FB_FOR_UNITS(u, rows, &units) {
+            FT* row = A + (ptrdiff_t)u * cols;
+            EW(fastbp_act)(row, row, bias, cols, act);
+        }
         fb_team_join(&joined);
     }
 }
 
 void API(fastbp_mul_deriv)(FT* D, const FT* A, ptrdiff_t size, int act, int n_threads)
 {
-    const int isa = fb_level() >= FB_LEVEL_AVX2;
     const ptrdiff_t piece = 4096;
     const int npieces = (int)((size + piece - 1) / piece);
     int nt = n_threads < 1 ? 1 : n_threads;
@@ -1183,7 +954,7 @@ void API(fastbp_mul_deriv)(FT* D, const FT* A, ptrdiff_t size, int act, int n_th
         FB_FOR_UNITS(u, npieces, &units) {
             const ptrdiff_t start = (ptrdiff_t)u * piece;
             const ptrdiff_t len = size - start < piece ? size - start : piece;
-            CALL_ISA(isa, mul_deriv, D + start, D + start, A + start, len, act);
+            EW(fastbp_dact)(D + start, D + start, NULL, A + start, len, act);
         }
         fb_team_join(&joined);
     }
@@ -1191,6 +962,7 @@ void API(fastbp_mul_deriv)(FT* D, const FT* A, ptrdiff_t size, int act, int n_th
 
 #undef CALL_ISA
 #undef FT
+#undef EW
 #undef VLMAX
 #undef ARGS
 #undef PORT

@@ -15,27 +15,13 @@
 #define VLOAD(p) FASTBP_LANE(fastbp_ld)(p)
 #define VSTORE(p, v) FASTBP_LANE(fastbp_st)((p), (v))
 #define VSET1(s) FASTBP_LANE(fastbp_set1)(s)
-/* VDUP2(p): p[0], p[0], p[1], p[1], ... (VL/2 values, each twice) */
-#define VDUP2(p) FASTBP_LANE(fastbp_dup2)(p)
-#define VMINN(c, x) FASTBP_LANE(fastbp_sel)((x) > (c), (c), (x))
-#define VMAXN(c, x) FASTBP_LANE(fastbp_sel)((x) < (c), (c), (x))
-#define VRELU(x) FASTBP_LANE(fastbp_sel)((x) > VSET1(0), (x), VSET1(0))
-#define VSTEP(x) FASTBP_LANE(fastbp_sel)((x) > VSET1(0), VSET1(1), VSET1(0))
 #else
 #define VT FT
 #define VL 1
 #define VLOAD(p) (*(p))
 #define VSTORE(p, v) (*(p) = (v))
 #define VSET1(s) (s)
-#define VDUP2(p) (*(p))
-#define VMINN(c, x) ((x) > (c) ? (c) : (x))
-#define VMAXN(c, x) ((x) < (c) ? (c) : (x))
-#define VRELU(x) ((x) > 0 ? (x) : 0)
-#define VSTEP(x) ((x) > 0 ? (FT)1 : (FT)0)
 #endif
 #define VLOADR(p) VLOAD(p)
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VADD(a, b) ((a) + (b))
-#define VSUB(a, b) ((a) - (b))
-#define VMUL(a, b) ((a) * (b))
-#define VDIV(a, b) ((a) / (b))

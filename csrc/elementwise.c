@@ -1,68 +1,9 @@
-/* Element-wise passes of the dense layers and the RNN time loop; see
- * elementwise.h for the contract.
- *
- * tanh(x) = -u / (u + 2) with u = expm1(-2|x|) (sign restored) has no
- * cancellation; expm1 comes from fb_math.h, whose functions vectorize.
+/* Element-wise passes of the dense layers, the RNN time loop and the
+ * convolution and pooling layers; see elementwise.h for the contract. The
+ * activations are those of fb_activations.h.
  */
-#include "fb_math.h"
+#include "fb_activations.h"
 #include "elementwise.h"
-
-enum { ACT_IDENTITY = 0, ACT_LOGISTIC = 1, ACT_TANH = 2, ACT_RELU = 3, ACT_LECUN_TANH = 4 };
-
-/* LeCun (1998), Appendix A: f(a) = A tanh(S a). */
-#define LECUN_A 1.7159
-#define LECUN_S (2.0 / 3.0)
-
-/* tanh: e^-40 < eps/2 (e^-20 in float), so tanh is +-1 beyond; NaN passes. */
-FB_INLINE double fb_tanh_d(double x)
-{
-    double y = -2.0 * fabs(x), s, p, u;
-    y = y < -40.0 ? -40.0 : y;
-    p = fb_reduce_d(y, &s);
-    u = s * p + (s - 1.0);     /* expm1(y) = 2^k (expm1(r) + 1) - 1 */
-    return copysign(-u / (u + 2.0), x);
-}
-
-FB_INLINE float fb_tanh_f(float x)
-{
-    float y = -2.0f * fabsf(x), s, p, u;
-    y = y < -20.0f ? -20.0f : y;
-    p = fb_reduce_f(y, &s);
-    u = s * p + (s - 1.0f);
-    return copysignf(-u / (u + 2.0f), x);
-}
-
-/* The activations and their derivatives (from h = f(z)), for T = double
- * (SUF d) and float (SUF f); exp never sees a positive argument. */
-#define FB_DEFINE_ACTIVATIONS(T, SUF)                                           \
-    FB_INLINE T fb_sigmoid_##SUF(T z)                                           \
-    {                                                                           \
-        T e = fb_exp_nonpos_##SUF(-(z < 0 ? -z : z)); /* exp(-|z|) */           \
-        return (z >= 0 ? (T)1 : e) / ((T)1 + e);                                \
-    }                                                                           \
-    FB_INLINE T fb_act_##SUF(T z, int act)                                      \
-    {                                                                           \
-        switch (act) {                                                          \
-        case ACT_LOGISTIC: return fb_sigmoid_##SUF(z);                          \
-        case ACT_TANH: return fb_tanh_##SUF(z);                                 \
-        case ACT_RELU: return z > 0 ? z : (T)0;                                 \
-        case ACT_LECUN_TANH: return (T)(LECUN_A * fb_tanh_##SUF((T)(LECUN_S * z))); \
-        default: return z;                                                      \
-        }                                                                       \
-    }                                                                           \
-    FB_INLINE T fb_deriv_##SUF(T h, int act)                                    \
-    {                                                                           \
-        switch (act) {                                                          \
-        case ACT_LOGISTIC: return h * ((T)1 - h);                               \
-        case ACT_TANH: return (T)1 - h * h;                                     \
-        case ACT_RELU: return h > 0 ? (T)1 : (T)0;                              \
-        case ACT_LECUN_TANH: return (T)(LECUN_S * (LECUN_A - h * h / LECUN_A)); \
-        default: return (T)1;                                                   \
-        }                                                                       \
-    }
-
-FB_DEFINE_ACTIVATIONS(double, d)
-FB_DEFINE_ACTIVATIONS(float, f)
 
 /* ------------------------------------------------------------------ loops */
 
@@ -110,11 +51,11 @@ FB_DEFINE_ACTIVATIONS(float, f)
     {                                                                           \
         ptrdiff_t i;                                                            \
         switch (act) {                                                          \
-            FB_CASE_ACT(T, SUF, ACT_LOGISTIC)                                   \
-            FB_CASE_ACT(T, SUF, ACT_TANH)                                       \
-            FB_CASE_ACT(T, SUF, ACT_RELU)                                       \
-            FB_CASE_ACT(T, SUF, ACT_LECUN_TANH)                                 \
-            FB_CASE_ACT(T, SUF, ACT_IDENTITY)                                   \
+            FB_CASE_ACT(T, SUF, FB_ACT_LOGISTIC)                                \
+            FB_CASE_ACT(T, SUF, FB_ACT_TANH)                                    \
+            FB_CASE_ACT(T, SUF, FB_ACT_RELU)                                    \
+            FB_CASE_ACT(T, SUF, FB_ACT_LECUN_TANH)                              \
+            FB_CASE_ACT(T, SUF, FB_ACT_IDENTITY)                                \
         default: break;                                                         \
         }                                                                       \
     }                                                                           \
@@ -123,11 +64,11 @@ FB_DEFINE_ACTIVATIONS(float, f)
     {                                                                           \
         ptrdiff_t i;                                                            \
         switch (act) {                                                          \
-            FB_CASE_DACT(T, SUF, ACT_LOGISTIC)                                  \
-            FB_CASE_DACT(T, SUF, ACT_TANH)                                      \
-            FB_CASE_DACT(T, SUF, ACT_RELU)                                      \
-            FB_CASE_DACT(T, SUF, ACT_LECUN_TANH)                                \
-            FB_CASE_DACT(T, SUF, ACT_IDENTITY)                                  \
+            FB_CASE_DACT(T, SUF, FB_ACT_LOGISTIC)                               \
+            FB_CASE_DACT(T, SUF, FB_ACT_TANH)                                   \
+            FB_CASE_DACT(T, SUF, FB_ACT_RELU)                                   \
+            FB_CASE_DACT(T, SUF, FB_ACT_LECUN_TANH)                             \
+            FB_CASE_DACT(T, SUF, FB_ACT_IDENTITY)                               \
         default: break;                                                         \
         }                                                                       \
     }

@@ -1,5 +1,6 @@
-/* Element-wise passes of the dense layers and the RNN time loop, compiled
- * into fastbp._kernels._dense and fastbp._kernels._rnn.
+/* Element-wise passes of the dense layers, the RNN time loop and the
+ * convolution and pooling layers, compiled into fastbp._kernels._dense,
+ * _rnn and _conv.
  *
  * Each pass reads and writes n contiguous elements. `out` may be the same
  * array as `a` (in-place); `b` may be NULL, which means "add nothing".
@@ -16,10 +17,10 @@
  *                       and c2 = 1 - b2 as the caller rounds them; no fused
  *                       multiply-adds (rounded as numpy rounds it).
  *
- * Activation codes are those of _math.pxd: 0 identity, 1 logistic, 2 tanh,
- * 3 relu, 4 LeCun's scaled tanh. tanh, logistic, LeCun's tanh and the softmax
- * exponentials use fb_math.h (a few ulp, no libm call) so the loops vectorize;
- * each loop has a copy per instruction set, chosen at run time (fb_dispatch.h).
+ * Activation codes and functions are those of fb_activations.h. They and the
+ * softmax exponentials use fb_math.h (a few ulp, no libm call) so the loops
+ * vectorize; each loop has a copy per instruction set, chosen at run time
+ * (fb_dispatch.h).
  */
 #ifndef FASTBP_ELEMENTWISE_H
 #define FASTBP_ELEMENTWISE_H

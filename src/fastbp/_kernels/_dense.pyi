@@ -5,6 +5,7 @@ from numpy.typing import NDArray
 
 ACTIVATION_CODES: dict[str, int]
 LOSS_CODES: dict[str, int]
+LECUN_TANH: tuple[float, float]
 UPDATE_CODES: dict[str, int]
 
 
