@@ -141,9 +141,13 @@ FB_DEFINE_ALL(float, f, sqrtf, FB_NO_ATTR, f_base)
 #if FB_X86_COPIES
 FB_DEFINE_ALL(double, d, sqrt, FB_TARGET_AVX2, d_avx2)
 FB_DEFINE_ALL(float, f, sqrtf, FB_TARGET_AVX2, f_avx2)
+FB_DEFINE_ALL(double, d, sqrt, FB_TARGET_AVX512, d_avx512)
+FB_DEFINE_ALL(float, f, sqrtf, FB_TARGET_AVX512, f_avx512)
 /* The copy of loop `name` for the level in use (read once per call). */
-#define FB_CALL(name, ...) \
-    (fb_level() >= FB_LEVEL_AVX2 ? name##_avx2(__VA_ARGS__) : name##_base(__VA_ARGS__))
+#define FB_CALL(name, ...)                                                      \
+    (fb_level() >= FB_LEVEL_AVX512 ? name##_avx512(__VA_ARGS__)                 \
+     : fb_level() >= FB_LEVEL_AVX2 ? name##_avx2(__VA_ARGS__)                   \
+                                   : name##_base(__VA_ARGS__))
 #else
 #define FB_CALL(name, ...) name##_base(__VA_ARGS__)
 #endif

@@ -15,7 +15,10 @@
 #ifndef FASTBP_FB_DISPATCH_H
 #define FASTBP_FB_DISPATCH_H
 
-enum { FB_LEVEL_PORTABLE = 0, FB_LEVEL_AVX2 = 1, FB_LEVEL_AVX512 = 2 };
+/* Macros, not an enum, so that #if can compare them. */
+#define FB_LEVEL_PORTABLE 0
+#define FB_LEVEL_AVX2 1
+#define FB_LEVEL_AVX512 2
 
 /* Copies for other instruction sets: GCC/Clang on x86-64, except Windows,
  * where GCC does not align the stack for spilled 32-byte vectors. */

@@ -217,7 +217,7 @@ def test_float32_kernels_track_float64(act):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_results_do_not_depend_on_thread_count(dtype):
+def test_results_do_not_depend_on_thread_count(dtype, dispatch_path):
     """GEMM blocks and reduction groups fixed by the shape, fixed-order sums:
     the same bits on 1, 2 or 3 threads (BLAS itself on one thread, as during
     fit). The last shape takes the row-group path of the weight gradient."""
@@ -227,7 +227,7 @@ def test_results_do_not_depend_on_thread_count(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_element_wise_passes_do_not_depend_on_thread_count(dtype):
+def test_element_wise_passes_do_not_depend_on_thread_count(dtype, dispatch_path):
     """The update, penalty and loss passes over more elements than one thread
     takes alone (FASTBP_MIN_PARALLEL, 2**18): the same bits on 1, 2 or 3
     threads."""
@@ -340,7 +340,7 @@ def test_dense_chain_float32_tracks_float64():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dense_chain_does_not_depend_on_thread_count(dtype):
+def test_dense_chain_does_not_depend_on_thread_count(dtype, dispatch_path):
     """Row groups and gradient blocks come from the shapes alone, so 1, 2 and 3
     threads (3: groups and units not a multiple of the team) agree bit for bit."""
     for case, kind in ((CHAINS[1], "softmax_ce"), (CHAINS[2], "logistic_ce"),

@@ -304,7 +304,7 @@ LONG_BATCH = np.array([40] * 30 + [33] * 25 + [20] * 30 + [7] * 20, dtype=np.int
 
 @pytest.mark.parametrize("bs", [np.array([150, 150, 131, 131, 77], dtype=np.intp),
                                 LONG_BATCH], ids=["wide", "long"])
-def test_bitwise_identical_for_1_2_and_3_threads(bs):
+def test_bitwise_identical_for_1_2_and_3_threads(bs, dispatch_path):
     # Large enough that every element-wise pass runs on the OpenMP team, with
     # step sizes that do not split evenly into vector-width chunks.
     for dtype in (np.float64, np.float32):
@@ -330,10 +330,11 @@ def test_bitwise_identical_for_1_2_and_3_threads(bs):
 
 @pytest.mark.parametrize("n_hidden", [131, 300])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_more_threads_than_row_shares_and_ragged_panels(dtype, n_hidden):
+def test_more_threads_than_row_shares_and_ragged_panels(dtype, n_hidden, dispatch_path):
     # 23 sequences and 16 threads: the loop keeps at least 4 sequences a
     # thread (5 threads); 131 hidden units leave a last panel 3 wide
-    # (float32: 16-wide panels; float64: 8), and 300 also sums each product
+    # (float32: 16-wide panels, 32 on AVX-512; float64: 8, or 16), and 300
+    # also sums each product
     # in two blocks of k (256 + 44). Same bits as one thread, and the twin's
     # values.
     bs = np.array([23, 23, 17, 17, 5, 1, 1], dtype=np.intp)
