@@ -242,7 +242,7 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
 {
     const int isa = fb_level();
     const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
-    const ptrdiff_t tsize = (ptrdiff_t)(h / 2) * (w / 2) + (ptrdiff_t)h * w;
+    const ptrdiff_t tsize = (ptrdiff_t)(h / 2) * (w / 2) + (ptrdiff_t)c * h * w;
     const ptrdiff_t plen = 2 * (ptrdiff_t)c;
     int nt = n_threads < 1 ? 1 : n_threads;
     int wb, t, ch;

@@ -242,9 +242,10 @@ static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, FT* 
                     for (c = 0; c < wo; c++) yr[c] = tr[c] + bias;
                 }
             }
-            EW(fastbp_act)(yo, yo, NULL, oplane, a->act);
         }
     }
+    /* the activation in one pass over the sample's maps */
+    EW(fastbp_act)(y, y, NULL, c_out * oplane, a->act);
 }
 
 /* Backward pass of samples [i0, i1): writes dX of those samples (if wanted)
@@ -325,10 +326,11 @@ static ATTR void NAME(pool_fwd_sample)(const ARGS(pool_args)* a, int i)
 {
     const int h2 = a->h / 2, w2 = a->w / 2, w = a->w;
     const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)h2 * w2;
+    FT* xs = a->X + (ptrdiff_t)i * a->c * oplane;
     int ch, r, c;
     for (ch = 0; ch < a->c; ch++) {
         const FT* y = a->Y + ((ptrdiff_t)i * a->c + ch) * plane;
-        FT* x = a->X + ((ptrdiff_t)i * a->c + ch) * oplane;
+        FT* x = xs + ch * oplane;
         const FT k = a->coef[ch] * (FT)0.25, bias = a->bias[ch];
         for (r = 0; r < h2; r++) {
             const FT* y0 = y + 2 * r * w;
@@ -337,12 +339,12 @@ static ATTR void NAME(pool_fwd_sample)(const ARGS(pool_args)* a, int i)
             for (c = 0; c < w2; c++)
                 xr[c] = k * ((y0[2 * c] + y0[2 * c + 1]) + (y1[2 * c] + y1[2 * c + 1])) + bias;
         }
-        EW(fastbp_act)(x, x, NULL, oplane, a->act);
     }
+    EW(fastbp_act)(xs, xs, NULL, a->c * oplane, a->act); /* one pass over the sample */
 }
 
 /* Pooling backward of samples [i0, i1): dY of those samples (if wanted) and
- * part = [grad_coef (c), grad_bias (c)] over the block. T: h*w/4 + h*w elements. */
+ * part = [grad_coef (c), grad_bias (c)] over the block. T: h*w/4 + c*h*w elements. */
 static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, FT* T, FT* part)
 {
     const int h2 = a->h / 2, w2 = a->w / 2, w = a->w;
@@ -367,11 +369,11 @@ static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, 
             if (a->dY != NULL) {
                 /* dY[r, c] = E[r, c] g'(Y[r, c]), E[r, c] = k dz[r / 2, c / 2]:
                  * E is built a row pair at a time, then one pass of the
-                 * activation table's derivative covers the plane. */
+                 * activation table's derivative covers the sample. */
                 const FT k = a->coef[ch] * (FT)0.25;
                 for (r = 0; r < h2; r++) {
                     const FT* dzr = dz + r * w2;
-                    FT* e0 = E + 2 * r * w;
+                    FT* e0 = E + ch * plane + 2 * r * w;
                     for (c = 0; c < w2; c++) {
                         const FT v = k * dzr[c];
                         e0[2 * c] = v;
@@ -379,8 +381,11 @@ static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, 
                     }
                     memcpy(e0 + w, e0, sizeof(FT) * w);
                 }
-                EW(fastbp_dact)(a->dY + off * plane, E, NULL, y, plane, a->act);
             }
+        }
+        if (a->dY != NULL) {
+            const ptrdiff_t first = (ptrdiff_t)i * a->c * plane;
+            EW(fastbp_dact)(a->dY + first, E, NULL, a->Y + first, a->c * plane, a->act);
         }
     }
 }
