@@ -24,8 +24,10 @@ from setuptools import Extension, setup
 HERE = Path(__file__).parent.resolve()
 KERNEL_DIR = Path("src", "fastbp", "_kernels")
 # C sources compiled into each kernel module besides its .pyx (each module
-# gets its own copy of the shared element-wise loops).
-C_SOURCES = {"_conv": ["conv.c"], "_dense": ["elementwise.c"], "_rnn": ["elementwise.c", "recurrent.c"]}
+# gets its own copy of the shared element-wise loops; each that runs C
+# kernels binds them to the instruction-set level kept by _dispatch).
+C_SOURCES = {"_conv": ["conv.c", "elementwise.c", "dispatch.c"], "_dense": ["elementwise.c", "dispatch.c"],
+             "_dispatch": ["dispatch.c"], "_rnn": ["elementwise.c", "recurrent.c", "dispatch.c"]}
 
 
 def _env_flag(name):

@@ -100,6 +100,16 @@ def blas_report():
             for i in threadpool_info() if i.get("user_api") == "blas"]
 
 
+def fastbp_kernel_path(options):
+    """In a fastbp worker: force the kernels' instruction-set path when the
+    options name one (``--set dispatch=avx2-fma``), and say which one runs."""
+    from fastbp._kernels import _dispatch
+
+    if options.get("dispatch"):
+        _dispatch._force_dispatch_path(options["dispatch"])
+    return f"kernel path {_dispatch.dispatch_path()}"
+
+
 # ------------------------------------------------------------- the limit
 def gemm_peak(options, n_threads):
     """GFLOP/s of a large GEMM through scipy's BLAS (the one fastbp calls)."""

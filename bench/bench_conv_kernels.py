@@ -161,10 +161,11 @@ def run_fastbp(options, n_threads):
     """The fastbp worker: every layer (and the LeCun-table C3) at every batch."""
     from fastbp._kernels import _conv
 
+    kernels = _harness.fastbp_kernel_path(options)
     rows = _time_layers(options, LAYERS + [LECUN],
                         lambda kind, table, want_dx, d:
                         fastbp_layer(_conv, kind, table, want_dx, n_threads, d))
-    result = {"rows": rows, "kernels": f"dispatch path {_conv.dispatch_path()}",
+    result = {"rows": rows, "kernels": kernels,
               "blas": _harness.blas_report()}
     _harness.assert_not_imported("torch")
     return result

@@ -80,8 +80,8 @@ def _fastbp(options, n_threads, table):
     from sklearn.exceptions import ConvergenceWarning
 
     from fastbp import LeNet5Classifier
-    from fastbp._kernels import _conv
 
+    kernels = _harness.fastbp_kernel_path(options)  # first: it may force the path
     X, y, X_test, y_test = _data(options)
     batch, epochs = options["batch"], options.get("epochs", 1)
 
@@ -102,7 +102,7 @@ def _fastbp(options, n_threads, table):
         seconds = (time.perf_counter() - tic) / (epochs * len(X))
     return {"seconds": seconds, "accuracy": float(est.score(X_test, y_test)),
             "flop": flop_per_image(table), "loss": float(est.loss_),
-            "blas": _harness.blas_report(), "kernels": f"kernel path {_conv.dispatch_path()}"}
+            "blas": _harness.blas_report(), "kernels": kernels}
 
 
 def run_fastbp(options, n_threads):

@@ -80,10 +80,10 @@ def _run_estimator(cls, options, extra):
 
 def run_fastbp(options, n_threads):
     from fastbp import MLPClassifier
-    from fastbp._kernels import _conv
 
+    kernels = _harness.fastbp_kernel_path(options)
     result = _run_estimator(MLPClassifier, options, {"n_jobs": n_threads})
-    result["kernels"] = f"kernel path {_conv.dispatch_path()}"
+    result["kernels"] = kernels
     return result
 
 

@@ -101,13 +101,8 @@ def fit_quietly(est, X, y):
         return est.fit(X, y)
 
 
-def fastbp_report():
-    from fastbp._kernels import _conv, _rnn
-
-    # the RNN's element-wise loops dispatch on their own (_rnn.simd_level)
-    loops = "avx2-fma" if _rnn.simd_level() else "portable"
-    return {"blas": _harness.blas_report(),
-            "kernels": f"kernel path {_conv.dispatch_path()}, RNN element-wise loops {loops}"}
+def fastbp_report(options):
+    return {"blas": _harness.blas_report(), "kernels": _harness.fastbp_kernel_path(options)}
 
 
 def torch_rnn(torch, n_features, hidden, n_classes, seed):
@@ -189,6 +184,7 @@ def _timing(options):
 
 
 def run_fastbp(options, n_threads):
+    report = fastbp_report(options)  # first: it may force the kernels' path
     X, y = _sequences(options)
     epochs, n_steps, warm = _timing(options)
 
@@ -201,7 +197,7 @@ def run_fastbp(options, n_threads):
     tic = time.perf_counter()
     fit_quietly(est, X, y)
     seconds = (time.perf_counter() - tic) / n_steps
-    return {"seconds": seconds, "loss": float(est.loss_), **fastbp_report()}
+    return {"seconds": seconds, "loss": float(est.loss_), **report}
 
 
 def run_torch(options, n_threads):
@@ -277,6 +273,7 @@ def bits_per_char(log_proba, targets, mask):
 
 
 def lm_fastbp(options, n_threads):
+    report = fastbp_report(options)
     d = lm_data(options)
     runs = []
     for seed in range(options["seeds"]):
@@ -289,7 +286,7 @@ def lm_fastbp(options, n_threads):
         runs.append({"seed": seed, "train_s": seconds, "train_bpc": est.loss_ / math.log(2),
                      "bpc": bits_per_char(est.predict_log_proba(d["X_held"]), d["y_held"],
                                           d["mask"])})
-    return _lm_result(d, runs) | fastbp_report()
+    return _lm_result(d, runs) | report
 
 
 def _lm_torch(options, n_threads, adam):

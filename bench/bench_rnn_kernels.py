@@ -214,8 +214,9 @@ def _run(options, make_fns):
 def run_fastbp(options, n_threads):
     """The fastbp worker: BLAS on n_threads (the process's thread variables),
     fastbp's own kernels on options["kernel_threads"]."""
-    from fastbp._kernels import _openmp, _rnn
+    from fastbp._kernels import _openmp
 
+    kernels = _harness.fastbp_kernel_path(options)
     kt = options["kernel_threads"]
 
     def make_fns(shape, d):
@@ -225,7 +226,7 @@ def run_fastbp(options, n_threads):
     rows = _run(options, make_fns)
     result = {"rows": rows, "blas": _harness.blas_report(),
               "kernels": f"OpenMP={_openmp.openmp_enabled()} (kernels' n_threads={kt}), "
-                         f"SIMD level={_rnn.simd_level()}"}
+                         f"{kernels}"}
     _harness.assert_not_imported("torch")
     return result
 

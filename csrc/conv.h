@@ -76,12 +76,6 @@ void fastbp_mul_deriv_f32(float* D, const float* A, ptrdiff_t size, int act,
 void fastbp_mul_deriv_f64(double* D, const double* A, ptrdiff_t size, int act,
                           int n_threads);
 
-/* Instruction-set path chosen at run time: "avx2-fma" or "portable". */
-const char* fastbp_conv_dispatch_path(void);
-/* Test hook: force a path (0 portable, 1 avx2-fma when the CPU has it,
- * -1 automatic). Returns the path now in use (0 or 1). Not thread-safe. */
-int fastbp_conv_force_path(int path);
-
 #ifdef __cplusplus
 }
 #endif

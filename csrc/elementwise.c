@@ -1,68 +1,9 @@
-/* Element-wise passes of the dense layers and the RNN time loop; see
- * elementwise.h for the contract.
- *
- * tanh(x) = -u / (u + 2) with u = expm1(-2|x|) (sign restored) has no
- * cancellation; expm1 comes from fb_math.h, whose functions vectorize.
+/* Element-wise passes of the dense layers, the RNN time loop and the
+ * convolution and pooling layers; see elementwise.h for the contract. The
+ * activations are those of fb_activations.h.
  */
-#include "fb_math.h"
+#include "fb_activations.h"
 #include "elementwise.h"
-
-enum { ACT_IDENTITY = 0, ACT_LOGISTIC = 1, ACT_TANH = 2, ACT_RELU = 3, ACT_LECUN_TANH = 4 };
-
-/* LeCun (1998), Appendix A: f(a) = A tanh(S a). */
-#define LECUN_A 1.7159
-#define LECUN_S (2.0 / 3.0)
-
-/* tanh: e^-40 < eps/2 (e^-20 in float), so tanh is +-1 beyond; NaN passes. */
-FB_INLINE double fb_tanh_d(double x)
-{
-    double y = -2.0 * fabs(x), s, p, u;
-    y = y < -40.0 ? -40.0 : y;
-    p = fb_reduce_d(y, &s);
-    u = s * p + (s - 1.0);     /* expm1(y) = 2^k (expm1(r) + 1) - 1 */
-    return copysign(-u / (u + 2.0), x);
-}
-
-FB_INLINE float fb_tanh_f(float x)
-{
-    float y = -2.0f * fabsf(x), s, p, u;
-    y = y < -20.0f ? -20.0f : y;
-    p = fb_reduce_f(y, &s);
-    u = s * p + (s - 1.0f);
-    return copysignf(-u / (u + 2.0f), x);
-}
-
-/* The activations and their derivatives (from h = f(z)), for T = double
- * (SUF d) and float (SUF f); exp never sees a positive argument. */
-#define FB_DEFINE_ACTIVATIONS(T, SUF)                                           \
-    FB_INLINE T fb_sigmoid_##SUF(T z)                                           \
-    {                                                                           \
-        T e = fb_exp_nonpos_##SUF(-(z < 0 ? -z : z)); /* exp(-|z|) */           \
-        return (z >= 0 ? (T)1 : e) / ((T)1 + e);                                \
-    }                                                                           \
-    FB_INLINE T fb_act_##SUF(T z, int act)                                      \
-    {                                                                           \
-        switch (act) {                                                          \
-        case ACT_LOGISTIC: return fb_sigmoid_##SUF(z);                          \
-        case ACT_TANH: return fb_tanh_##SUF(z);                                 \
-        case ACT_RELU: return z > 0 ? z : (T)0;                                 \
-        case ACT_LECUN_TANH: return (T)(LECUN_A * fb_tanh_##SUF((T)(LECUN_S * z))); \
-        default: return z;                                                      \
-        }                                                                       \
-    }                                                                           \
-    FB_INLINE T fb_deriv_##SUF(T h, int act)                                    \
-    {                                                                           \
-        switch (act) {                                                          \
-        case ACT_LOGISTIC: return h * ((T)1 - h);                               \
-        case ACT_TANH: return (T)1 - h * h;                                     \
-        case ACT_RELU: return h > 0 ? (T)1 : (T)0;                              \
-        case ACT_LECUN_TANH: return (T)(LECUN_S * (LECUN_A - h * h / LECUN_A)); \
-        default: return (T)1;                                                   \
-        }                                                                       \
-    }
-
-FB_DEFINE_ACTIVATIONS(double, d)
-FB_DEFINE_ACTIVATIONS(float, f)
 
 /* ------------------------------------------------------------------ loops */
 
@@ -110,11 +51,11 @@ FB_DEFINE_ACTIVATIONS(float, f)
     {                                                                           \
         ptrdiff_t i;                                                            \
         switch (act) {                                                          \
-            FB_CASE_ACT(T, SUF, ACT_LOGISTIC)                                   \
-            FB_CASE_ACT(T, SUF, ACT_TANH)                                       \
-            FB_CASE_ACT(T, SUF, ACT_RELU)                                       \
-            FB_CASE_ACT(T, SUF, ACT_LECUN_TANH)                                 \
-            FB_CASE_ACT(T, SUF, ACT_IDENTITY)                                   \
+            FB_CASE_ACT(T, SUF, FB_ACT_LOGISTIC)                                \
+            FB_CASE_ACT(T, SUF, FB_ACT_TANH)                                    \
+            FB_CASE_ACT(T, SUF, FB_ACT_RELU)                                    \
+            FB_CASE_ACT(T, SUF, FB_ACT_LECUN_TANH)                              \
+            FB_CASE_ACT(T, SUF, FB_ACT_IDENTITY)                                \
         default: break;                                                         \
         }                                                                       \
     }                                                                           \
@@ -123,11 +64,11 @@ FB_DEFINE_ACTIVATIONS(float, f)
     {                                                                           \
         ptrdiff_t i;                                                            \
         switch (act) {                                                          \
-            FB_CASE_DACT(T, SUF, ACT_LOGISTIC)                                  \
-            FB_CASE_DACT(T, SUF, ACT_TANH)                                      \
-            FB_CASE_DACT(T, SUF, ACT_RELU)                                      \
-            FB_CASE_DACT(T, SUF, ACT_LECUN_TANH)                                \
-            FB_CASE_DACT(T, SUF, ACT_IDENTITY)                                  \
+            FB_CASE_DACT(T, SUF, FB_ACT_LOGISTIC)                               \
+            FB_CASE_DACT(T, SUF, FB_ACT_TANH)                                   \
+            FB_CASE_DACT(T, SUF, FB_ACT_RELU)                                   \
+            FB_CASE_DACT(T, SUF, FB_ACT_LECUN_TANH)                             \
+            FB_CASE_DACT(T, SUF, FB_ACT_IDENTITY)                               \
         default: break;                                                         \
         }                                                                       \
     }
@@ -197,95 +138,70 @@ FB_DEFINE_ACTIVATIONS(float, f)
 #define FB_NO_ATTR
 FB_DEFINE_ALL(double, d, sqrt, FB_NO_ATTR, d_base)
 FB_DEFINE_ALL(float, f, sqrtf, FB_NO_ATTR, f_base)
-#if FB_DISPATCH
+#if FB_X86_COPIES
 FB_DEFINE_ALL(double, d, sqrt, FB_TARGET_AVX2, d_avx2)
 FB_DEFINE_ALL(float, f, sqrtf, FB_TARGET_AVX2, f_avx2)
+FB_DEFINE_ALL(double, d, sqrt, FB_TARGET_AVX512, d_avx512)
+FB_DEFINE_ALL(float, f, sqrtf, FB_TARGET_AVX512, f_avx512)
+/* The copy of loop `name` for the level in use (read once per call). */
+#define FB_CALL(name, ...)                                                      \
+    (fb_level() >= FB_LEVEL_AVX512 ? name##_avx512(__VA_ARGS__)                 \
+     : fb_level() >= FB_LEVEL_AVX2 ? name##_avx2(__VA_ARGS__)                   \
+                                   : name##_base(__VA_ARGS__))
+#else
+#define FB_CALL(name, ...) name##_base(__VA_ARGS__)
 #endif
-
-int fastbp_simd_level(void) { return fb_probe(); }
-
-int fastbp_set_simd_level(int level) { return fb_set_simd_level(level); }
 
 void fastbp_act_d(double *out, const double *a, const double *b, ptrdiff_t n, int act)
 {
-#if FB_DISPATCH
-    if (fb_probe()) { act_d_avx2(out, a, b, n, act); return; }
-#endif
-    act_d_base(out, a, b, n, act);
+    FB_CALL(act_d, out, a, b, n, act);
 }
 
 void fastbp_act_f(float *out, const float *a, const float *b, ptrdiff_t n, int act)
 {
-#if FB_DISPATCH
-    if (fb_probe()) { act_f_avx2(out, a, b, n, act); return; }
-#endif
-    act_f_base(out, a, b, n, act);
+    FB_CALL(act_f, out, a, b, n, act);
 }
 
 void fastbp_dact_d(double *out, const double *a, const double *b, const double *h,
-                       ptrdiff_t n, int act)
+                   ptrdiff_t n, int act)
 {
-#if FB_DISPATCH
-    if (fb_probe()) { dact_d_avx2(out, a, b, h, n, act); return; }
-#endif
-    dact_d_base(out, a, b, h, n, act);
+    FB_CALL(dact_d, out, a, b, h, n, act);
 }
 
 void fastbp_dact_f(float *out, const float *a, const float *b, const float *h,
-                       ptrdiff_t n, int act)
+                   ptrdiff_t n, int act)
 {
-#if FB_DISPATCH
-    if (fb_probe()) { dact_f_avx2(out, a, b, h, n, act); return; }
-#endif
-    dact_f_base(out, a, b, h, n, act);
+    FB_CALL(dact_f, out, a, b, h, n, act);
 }
 
 float fastbp_softmax_exp_f(const float *z, float shift, float *out, ptrdiff_t n)
 {
-#if FB_DISPATCH
-    if (fb_probe()) return softmax_exp_f_avx2(z, shift, out, n);
-#endif
-    return softmax_exp_f_base(z, shift, out, n);
+    return FB_CALL(softmax_exp_f, z, shift, out, n);
 }
 
 double fastbp_softmax_exp_d(const double *z, double shift, double *out, ptrdiff_t n)
 {
-#if FB_DISPATCH
-    if (fb_probe()) return softmax_exp_d_avx2(z, shift, out, n);
-#endif
-    return softmax_exp_d_base(z, shift, out, n);
+    return FB_CALL(softmax_exp_d, z, shift, out, n);
 }
 
 double fastbp_l2_f(const float *theta, float *grad, float c, ptrdiff_t n)
 {
-#if FB_DISPATCH
-    if (fb_probe()) return l2_f_avx2(theta, grad, c, n);
-#endif
-    return l2_f_base(theta, grad, c, n);
+    return FB_CALL(l2_f, theta, grad, c, n);
 }
 
 double fastbp_l2_d(const double *theta, double *grad, double c, ptrdiff_t n)
 {
-#if FB_DISPATCH
-    if (fb_probe()) return l2_d_avx2(theta, grad, c, n);
-#endif
-    return l2_d_base(theta, grad, c, n);
+    return FB_CALL(l2_d, theta, grad, c, n);
 }
 
 void fastbp_adam_f(float *theta, const float *g, float *m1, float *m2, float lr, float b1,
                    float c1, float b2, float c2, float eps, ptrdiff_t n)
 {
-#if FB_DISPATCH
-    if (fb_probe()) { adam_f_avx2(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n); return; }
-#endif
-    adam_f_base(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n);
+    FB_CALL(adam_f, theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n);
 }
 
 void fastbp_adam_d(double *theta, const double *g, double *m1, double *m2, double lr,
                    double b1, double c1, double b2, double c2, double eps, ptrdiff_t n)
 {
-#if FB_DISPATCH
-    if (fb_probe()) { adam_d_avx2(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n); return; }
-#endif
-    adam_d_base(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n);
+    FB_CALL(adam_d, theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n);
 }

@@ -1,6 +1,6 @@
-/* Element-wise passes of the dense layers and the RNN time loop, compiled
- * into fastbp._kernels._dense and fastbp._kernels._rnn (each keeps its own
- * SIMD level).
+/* Element-wise passes of the dense layers, the RNN time loop and the
+ * convolution and pooling layers, compiled into fastbp._kernels._dense,
+ * _rnn and _conv.
  *
  * Each pass reads and writes n contiguous elements. `out` may be the same
  * array as `a` (in-place); `b` may be NULL, which means "add nothing".
@@ -17,11 +17,10 @@
  *                       and c2 = 1 - b2 as the caller rounds them; no fused
  *                       multiply-adds (rounded as numpy rounds it).
  *
- * Activation codes are those of _math.pxd: 0 identity, 1 logistic, 2 tanh,
- * 3 relu, 4 LeCun's scaled tanh. tanh, logistic, LeCun's tanh and the softmax
- * exponentials use fb_math.h (a few ulp, no libm call) so the loops vectorize;
- * where the CPU has AVX2 and FMA, a second copy of the loops compiled for them
- * is chosen at run time.
+ * Activation codes and functions are those of fb_activations.h. They and the
+ * softmax exponentials use fb_math.h (a few ulp, no libm call) so the loops
+ * vectorize; each loop has a copy per instruction set, chosen at run time
+ * (fb_dispatch.h).
  */
 #ifndef FASTBP_ELEMENTWISE_H
 #define FASTBP_ELEMENTWISE_H
@@ -42,10 +41,5 @@ void fastbp_adam_f(float *theta, const float *g, float *m1, float *m2, float lr,
                    float c1, float b2, float c2, float eps, ptrdiff_t n);
 void fastbp_adam_d(double *theta, const double *g, double *m1, double *m2, double lr,
                    double b1, double c1, double b2, double c2, double eps, ptrdiff_t n);
-/* 1 when the AVX2+FMA copy of the loops is in use, 0 otherwise. */
-int fastbp_simd_level(void);
-/* Test hook: use at most this level (0: the portable loops); returns the level
- * now in use. Not thread-safe: call it while no kernel runs. */
-int fastbp_set_simd_level(int level);
 
 #endif

@@ -1,7 +1,6 @@
-/* Element-wise math shared by fastbp's C kernels: branch-free exp, expm1,
- * tanh and sigmoid that vectorize, and the runtime choice of an AVX2+FMA copy
- * of the loops that use them. Each translation unit that includes this keeps
- * its own SIMD level.
+/* Element-wise math shared by fastbp's C kernels: branch-free exp and expm1
+ * that vectorize (the instruction set of the loops that use them is chosen
+ * at run time, see fb_dispatch.h).
  *
  * Why not libm: glibc's scalar tanh costs about 23 ns an element here and
  * expf about 5, which at the bench shapes is milliseconds per training step.
@@ -13,6 +12,7 @@
 #define FASTBP_FB_MATH_H
 
 #include "fastbp_fp.h"
+#include "fb_dispatch.h"
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,14 +24,6 @@
 #define FB_INLINE static inline __attribute__((always_inline))
 #else
 #define FB_INLINE static inline
-#endif
-
-/* Runtime dispatch to an AVX2+FMA copy of the loops (GCC/Clang on x86-64). */
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(FASTBP_NO_DISPATCH)
-#define FB_DISPATCH 1
-#define FB_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define FB_DISPATCH 0
 #endif
 
 /* ---------------------------------------------------------------- float64 */
@@ -109,39 +101,6 @@ FB_INLINE float fb_exp_nonpos_f(float y)
     float s, p, c = y < lo ? lo : y;
     p = fb_reduce_f(c, &s);
     return y < lo ? 0.0f : s * p + s;
-}
-
-/* ------------------------------------------------------------- dispatch */
-
-#if FB_DISPATCH
-/* -1: not probed yet. Probing twice (a benign race) gives the same answer. */
-static int fb_simd_level = -1;
-
-static inline int fb_probe(void)
-{
-    if (fb_simd_level < 0) {
-        __builtin_cpu_init();
-        fb_simd_level = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
-    }
-    return fb_simd_level;
-}
-#else
-static inline int fb_probe(void) { return 0; }
-#endif
-
-
-/* Test hook: use at most SIMD level `level` (0: portable loops), capped by
- * what the CPU has; returns the level now in use. */
-static inline int fb_set_simd_level(int level)
-{
-#if FB_DISPATCH
-    int best;
-    fb_simd_level = -1;
-    best = fb_probe();
-    fb_simd_level = level < best ? level : best;
-#endif
-    (void)level;
-    return fb_probe();
 }
 
 #endif

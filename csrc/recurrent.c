@@ -12,7 +12,7 @@
  * the activation runs over whole rows, so the thread count, which only
  * decides who computes which rows, never changes a result.
  */
-#include "fb_math.h" /* first: floating-point code generation, FB_DISPATCH */
+#include "fb_math.h" /* first: floating-point code generation */
 #include "fastbp_omp.h"
 #include "fastbp_sync.h"
 #include "elementwise.h"
@@ -24,31 +24,50 @@
  * rows (sequences) a thread of it is given. */
 #define RNN_PARALLEL_MIN ((ptrdiff_t)1 << 18)
 #define RNN_MIN_ROWS 4
-/* Multiply-adds of a tile summed in one pass (a 16-wide panel of this many
- * rows is 16 KiB in float32: it stays in L1 across the row tiles). */
+/* Multiply-adds of a tile summed in one pass (an AVX2 panel, 16 floats
+ * wide, of this many rows is 16 KiB: it stays in L1 across the row tiles). The same
+ * on every path, so that the paths that fuse multiply-adds (AVX2, AVX-512)
+ * round every element alike. */
 #define RNN_KC 256
 
+/* Vector types of the tiles: rnn_fN holds N floats, rnn_dN N doubles, and
+ * rnn_fN_u / rnn_dN_u the same at any address (loads and stores). The
+ * portable tiles use 16-byte vectors, the width SSE2 and NEON have, so that
+ * their accumulators stay in registers; AVX2 32-byte and AVX-512 64-byte
+ * ones. The width changes no result: each element is summed in its own lane. */
 #if defined(__GNUC__) || defined(__clang__)
-typedef float rnn_vf __attribute__((vector_size(32)));
-typedef double rnn_vd __attribute__((vector_size(32)));
-/* the same, at any address (no alignment), for loads and stores */
-typedef float rnn_vf_u __attribute__((vector_size(32), aligned(4), may_alias));
-typedef double rnn_vd_u __attribute__((vector_size(32), aligned(8), may_alias));
+#define RNN_VECTOR(NAME, T, BYTES)                                             \
+    typedef T NAME __attribute__((vector_size(BYTES)));                        \
+    typedef T NAME##_u __attribute__((vector_size(BYTES), aligned(sizeof(T)), may_alias));
+RNN_VECTOR(rnn_f4, float, 16)
+RNN_VECTOR(rnn_d2, double, 16)
+#define RNN_SPLAT_F4(s) ((rnn_f4){(s), (s), (s), (s)})
+#define RNN_SPLAT_D2(s) ((rnn_d2){(s), (s)})
 #define RNN_PREFETCH(p) __builtin_prefetch(p)
-#define RNN_LANES_F 8
-#define RNN_LANES_D 4
-#define RNN_SPLAT_F(s) ((rnn_vf){(s), (s), (s), (s), (s), (s), (s), (s)})
-#define RNN_SPLAT_D(s) ((rnn_vd){(s), (s), (s), (s)})
+#define RNN_LANES_F 4
+#define RNN_LANES_D 2
 #else /* no vector extensions (MSVC): one value a "vector" */
-typedef float rnn_vf;
-typedef double rnn_vd;
-typedef float rnn_vf_u;
-typedef double rnn_vd_u;
+typedef float rnn_f4;
+typedef double rnn_d2;
+typedef float rnn_f4_u;
+typedef double rnn_d2_u;
+#define RNN_SPLAT_F4(s) (s)
+#define RNN_SPLAT_D2(s) (s)
 #define RNN_PREFETCH(p) ((void)0)
 #define RNN_LANES_F 1
 #define RNN_LANES_D 1
-#define RNN_SPLAT_F(s) (s)
-#define RNN_SPLAT_D(s) (s)
+#endif
+
+#if FB_X86_COPIES
+RNN_VECTOR(rnn_f8, float, 32)
+RNN_VECTOR(rnn_d4, double, 32)
+RNN_VECTOR(rnn_f16, float, 64)
+RNN_VECTOR(rnn_d8, double, 64)
+#define RNN_SPLAT_F8(s) ((rnn_f8){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define RNN_SPLAT_D4(s) ((rnn_d4){(s), (s), (s), (s)})
+#define RNN_SPLAT_F16(s) \
+    ((rnn_f16){(s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s)})
+#define RNN_SPLAT_D8(s) ((rnn_d8){(s), (s), (s), (s), (s), (s), (s), (s)})
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -57,8 +76,8 @@ typedef double rnn_vd_u;
 #define RNN_UNROLL
 #endif
 
-#if FB_DISPATCH
-#define RNN_LEVELS 2 /* 0: portable, 1: AVX2+FMA */
+#if FB_X86_COPIES
+#define RNN_LEVELS 3 /* the levels of fb_dispatch.h */
 #else
 #define RNN_LEVELS 1
 #endif
@@ -137,26 +156,38 @@ typedef void (*rnn_tile_d)(ptrdiff_t, const double *, ptrdiff_t, const double *,
     RNN_DEFINE_TILE(T, VT, VT_U, VL, SPLAT, NAME, ATTR, 6)
 
 #define FB_NO_ATTR
-RNN_DEFINE_TILES(float, rnn_vf, rnn_vf_u, RNN_LANES_F, RNN_SPLAT_F, tile_f_base, FB_NO_ATTR)
-RNN_DEFINE_TILES(double, rnn_vd, rnn_vd_u, RNN_LANES_D, RNN_SPLAT_D, tile_d_base, FB_NO_ATTR)
-#if FB_DISPATCH
-RNN_DEFINE_TILES(float, rnn_vf, rnn_vf_u, RNN_LANES_F, RNN_SPLAT_F, tile_f_avx2, FB_TARGET_AVX2)
-RNN_DEFINE_TILES(double, rnn_vd, rnn_vd_u, RNN_LANES_D, RNN_SPLAT_D, tile_d_avx2, FB_TARGET_AVX2)
+RNN_DEFINE_TILES(float, rnn_f4, rnn_f4_u, RNN_LANES_F, RNN_SPLAT_F4, tile_f_base, FB_NO_ATTR)
+RNN_DEFINE_TILES(double, rnn_d2, rnn_d2_u, RNN_LANES_D, RNN_SPLAT_D2, tile_d_base, FB_NO_ATTR)
+#if FB_X86_COPIES
+RNN_DEFINE_TILES(float, rnn_f8, rnn_f8_u, 8, RNN_SPLAT_F8, tile_f_avx2, FB_TARGET_AVX2)
+RNN_DEFINE_TILES(double, rnn_d4, rnn_d4_u, 4, RNN_SPLAT_D4, tile_d_avx2, FB_TARGET_AVX2)
+RNN_DEFINE_TILES(float, rnn_f16, rnn_f16_u, 16, RNN_SPLAT_F16, tile_f_avx512, FB_TARGET_AVX512)
+RNN_DEFINE_TILES(double, rnn_d8, rnn_d8_u, 8, RNN_SPLAT_D8, tile_d_avx512, FB_TARGET_AVX512)
 #endif
 
+/* Each level's tiles (by height) and the width of their panels (2 vectors). */
 #define RNN_TILE_TABLE(NAME) {NULL, NAME##_1, NAME##_2, NAME##_3, NAME##_4, NAME##_5, NAME##_6}
 static const rnn_tile_f tiles_f[RNN_LEVELS][RNN_TILE_ROWS + 1] = {
     RNN_TILE_TABLE(tile_f_base),
-#if FB_DISPATCH
+#if FB_X86_COPIES
     RNN_TILE_TABLE(tile_f_avx2),
+    RNN_TILE_TABLE(tile_f_avx512),
 #endif
 };
 static const rnn_tile_d tiles_d[RNN_LEVELS][RNN_TILE_ROWS + 1] = {
     RNN_TILE_TABLE(tile_d_base),
-#if FB_DISPATCH
+#if FB_X86_COPIES
     RNN_TILE_TABLE(tile_d_avx2),
+    RNN_TILE_TABLE(tile_d_avx512),
 #endif
 };
+#if FB_X86_COPIES
+static const ptrdiff_t panel_f[RNN_LEVELS] = {2 * RNN_LANES_F, 16, 32};
+static const ptrdiff_t panel_d[RNN_LEVELS] = {2 * RNN_LANES_D, 8, 16};
+#else
+static const ptrdiff_t panel_f[RNN_LEVELS] = {2 * RNN_LANES_F};
+static const ptrdiff_t panel_d[RNN_LEVELS] = {2 * RNN_LANES_D};
+#endif
 
 /* Threads for a loop whose first (largest) step has `rows` rows: each keeps
  * at least RNN_MIN_ROWS of them. */
@@ -167,14 +198,15 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
     return (int)RNN_MIN(n_threads, most);
 }
 
-/* The loop for one dtype: SUF f or d, VL its lanes. */
-#define RNN_DEFINE_LOOP(T, SUF, VL)                                            \
+/* The loop for one dtype: SUF f or d. `width` is the panel width of the
+ * level's tiles. */
+#define RNN_DEFINE_LOOP(T, SUF)                                                \
     /* Panels [tid share] of B = W (transpose 0) or W^T: panel j holds, for    \
-     * each p, B[p][j*2VL .. j*2VL + 2VL), zero beyond column n. */            \
+     * each p, B[p][j*width .. j*width + width), zero beyond column n. */      \
     static void pack_##SUF(const T *W, int n, int transpose, T *packed,        \
-                           int tid, int team)                                  \
+                           ptrdiff_t width, int tid, int team)                 \
     {                                                                          \
-        const ptrdiff_t width = 2 * VL, panels = (n + width - 1) / width;      \
+        const ptrdiff_t panels = (n + width - 1) / width;                      \
         ptrdiff_t panel, p, j, col;                                            \
         for (panel = panels * tid / team; panel < panels * (tid + 1) / team; panel++) \
             for (p = 0; p < n; p++)                                            \
@@ -192,10 +224,9 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
      * row, over rows still in cache. */                                       \
     static void step_##SUF(const T *a, const T *q, const T *h, T *out,        \
                            ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t nr,           \
-                           const T *packed, int n, int act,                    \
+                           const T *packed, ptrdiff_t width, int n, int act,   \
                            const rnn_tile_##SUF *tiles)                        \
     {                                                                          \
-        const ptrdiff_t width = 2 * VL;                                        \
         const ptrdiff_t split = RNN_MAX(lo, RNN_MIN(nr, hi)); /* product rows end */ \
         /* as few tiles as can be, of as even heights as can be: a tile of \
          * 1 or 2 rows has too few sums in flight to keep the FMA units busy */ \
@@ -233,9 +264,9 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
         }                                                                      \
     }                                                                          \
                                                                                \
-    static T *alloc_packed_##SUF(int n)                                        \
+    static T *alloc_packed_##SUF(int n, ptrdiff_t width)                       \
     {                                                                          \
-        const ptrdiff_t width = 2 * VL, panels = (n + width - 1) / width;      \
+        const ptrdiff_t panels = (n + width - 1) / width;                      \
         return (T *)malloc((size_t)(panels * width) * (size_t)n * sizeof(T));  \
     }                                                                          \
                                                                                \
@@ -248,8 +279,10 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
                                ptrdiff_t n_rows, T *out, int act,              \
                                int n_threads, ptrdiff_t window)                \
     {                                                                          \
-        const rnn_tile_##SUF *tiles = tiles_##SUF[fastbp_simd_level() ? RNN_LEVELS - 1 : 0]; \
-        T *packed = alloc_packed_##SUF(n);                                     \
+        const int level = RNN_MIN(fb_level(), RNN_LEVELS - 1);                 \
+        const rnn_tile_##SUF *tiles = tiles_##SUF[level];                      \
+        const ptrdiff_t width = panel_##SUF[level];                            \
+        T *packed = alloc_packed_##SUF(n, width);                              \
         int nt = rnn_team_size(bs[0], n, n_threads);                           \
         (void)nt; /* unused without OpenMP */                                  \
         int joined[2] = {0, 0}; /* after packing, at the end */                \
@@ -262,15 +295,15 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
              * another */                                                      \
             const ptrdiff_t lo = bs[0] * tid / team, hi = bs[0] * (tid + 1) / team; \
             ptrdiff_t t, nr, off, off_other;                                   \
-            pack_##SUF(W, n, h != NULL, packed, tid, team);                    \
+            pack_##SUF(W, n, h != NULL, packed, width, tid, team);             \
             fb_team_join(&joined[0]);                                          \
             if (h == NULL) {                                                   \
                 for (t = 0, off = 0, off_other = 0; t < T_steps; t++) {        \
                     /* every row of step t continues a row of step t-1 */      \
                     nr = t == 0 ? 0 : bs[t];                                   \
                     step_##SUF(out + off_other * n, x + off * n, NULL, out + off * n, \
-                               RNN_MIN(lo, bs[t]), RNN_MIN(hi, bs[t]), nr, packed, n, \
-                               act, tiles);                                    \
+                               RNN_MIN(lo, bs[t]), RNN_MIN(hi, bs[t]), nr, packed, \
+                               width, n, act, tiles);                          \
                     off_other = off;                                           \
                     off += bs[t];                                              \
                 }                                                              \
@@ -284,7 +317,7 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
                         nr = bs[t + 1];                                        \
                     step_##SUF(out + off_other * n, x + off * n, h + off * n,  \
                                out + off * n, RNN_MIN(lo, bs[t]), RNN_MIN(hi, bs[t]), \
-                               nr, packed, n, act, tiles);                     \
+                               nr, packed, width, n, act, tiles);              \
                     off_other = off;                                           \
                 }                                                              \
             }                                                                  \
@@ -310,5 +343,5 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
                                n_threads, window);                             \
     }
 
-RNN_DEFINE_LOOP(float, f, RNN_LANES_F)
-RNN_DEFINE_LOOP(double, d, RNN_LANES_D)
+RNN_DEFINE_LOOP(float, f)
+RNN_DEFINE_LOOP(double, d)

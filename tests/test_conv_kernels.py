@@ -3,14 +3,13 @@
 Every kernel is compared with its NumPy twin (float64, tight tolerance), the
 float32 kernels with the float64 ones, the linear parts with their adjoints,
 and the gradients with central differences. Each test runs on every
-instruction-set path this CPU offers ("portable" always, "avx2-fma" where
-available).
+instruction-set path this CPU offers (conftest.dispatch_path).
 """
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from fastbp._kernels import _conv
+from fastbp._kernels import _conv, _dense
 
 import _twins_conv as twins
 from _numeric import central_difference
@@ -34,9 +33,9 @@ POOL_CASES = [(1, 1, 2, 2), (3, 6, 28, 28), (9, 16, 10, 10), (2, 4, 6, 14), (5, 
 
 
 @pytest.fixture
-def path(conv_path):
-    """Each test runs on every instruction-set path (conftest.conv_path)."""
-    return conv_path
+def path(dispatch_path):
+    """Each test runs on every instruction-set path (conftest.dispatch_path)."""
+    return dispatch_path
 
 
 def _table(kind, c_out, c_in, rng):
@@ -125,10 +124,68 @@ def test_lecun_c3_table():
     assert t.sum() * 25 + 16 == 1516
 
 
-def test_dispatch_path():
-    assert _conv.dispatch_path() in ("avx2-fma", "portable")
-    assert _conv._force_dispatch_path("portable") == "portable"
-    _conv._force_dispatch_path(None)
+# ---- one activation table: the dense layers' functions, bit for bit ----
+
+
+def _dense_act(z, act):
+    """act(z) through a dense layer of one input and one output: the 1x1 GEMM
+    multiplies by 1.0 and adds a 0.0 bias, both exact."""
+    out = np.empty((z.size, 1), z.dtype)
+    _dense.dense_forward(np.ascontiguousarray(z).reshape(-1, 1), np.ones((1, 1), z.dtype), np.zeros(1, z.dtype),
+                         out, act, 1)
+    return out.reshape(z.shape)
+
+
+def _dense_deriv(d, h, act):
+    """d * act'(z) from h = act(z), through a dense layer's backward pass."""
+    m = d.size
+    delta_in = np.empty((m, 1), d.dtype)
+    gW, gb = np.empty((1, 1), d.dtype), np.empty(1, d.dtype)
+    h, d = np.ascontiguousarray(h), np.ascontiguousarray(d)
+    _dense.dense_backward(h.reshape(-1, 1), np.ones((1, 1), d.dtype), d.reshape(-1, 1), gW, gb,
+                          delta_in, act, 1)
+    return delta_in.reshape(d.shape)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act", ACTS)
+def test_activations_are_the_dense_layers(path, act, dtype):
+    # A one-hot kernel (and a pool of four equal values with coefficient 1)
+    # hands the activation its input exactly, so the convolution and the
+    # pooling must give the dense layer's f(z) and d * f'(z) bit for bit.
+    rng = np.random.default_rng(act)
+    z = (rng.standard_normal((3, 1, 12, 12)) * 6).astype(dtype)
+    z.flat[:6] = [0.0, 30.0, -30.0, 1e-4, 0.3466, -0.75]
+    h = _dense_act(z, act)  # the layer below's outputs
+    d = rng.standard_normal(z.shape).astype(dtype)
+    W = np.zeros((1, 1, 5, 5), dtype)
+    W[0, 0, 0, 0] = 1
+    one, zero, table = np.ones(1, dtype), np.zeros(1, dtype), np.ones((1, 1), np.uint8)
+    Y = conv_forward(z, W, zero, table, act)
+    np.testing.assert_array_equal(Y, _dense_act(z[:, :, :8, :8], act))
+    dZ = np.zeros((3, 1, 8, 8), dtype)
+    dZ[...] = d[:, :, :8, :8]
+    _, _, dX = conv_backward(h, W, dZ, table, act)
+    np.testing.assert_array_equal(dX[:, :, :8, :8], _dense_deriv(dZ, h[:, :, :8, :8], act))
+    quad = np.repeat(np.repeat(z[:, :, :6, :6], 2, axis=2), 2, axis=3)
+    np.testing.assert_array_equal(pool_forward(quad, one, zero, act),
+                                  _dense_act(z[:, :, :6, :6], act))
+    _, _, dY = pool_backward(h, 4 * one, np.ascontiguousarray(d[:, :, ::2, ::2]), act)
+    up = np.repeat(np.repeat(d[:, :, ::2, ::2], 2, axis=2), 2, axis=3)
+    np.testing.assert_array_equal(dY, _dense_deriv(up, h, act))
+
+
+def test_activation_table_is_shared():
+    # Codes are stored in pickled models: they never change. Every twin uses
+    # the kernels' codes and LeCun's constants.
+    import _twins_dense
+    import _twins_rnn
+
+    assert _dense.ACTIVATION_CODES == {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3,
+                                       "lecun_tanh": 4}
+    assert twins.ACTIVATIONS == _twins_rnn.ACTIVATIONS == _dense.ACTIVATION_CODES
+    for twin in (twins, _twins_rnn, _twins_dense):
+        assert _dense.LECUN_TANH == (twin.LECUN_A, twin.LECUN_S)
 
 
 # ---- against the NumPy twins (float64) and float32 against float64 ----

@@ -120,7 +120,7 @@ def test_softmax_and_logistic_stay_finite_at_extreme_logits():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_adam_update_rounds_as_sklearns_numpy_code(dtype, simd_level):
+def test_adam_update_rounds_as_sklearns_numpy_code(dtype, dispatch_path):
     # sklearn's AdamOptimizer._get_updates, run by numpy on arrays of this
     # dtype with Python-float hyperparameters, gives the reference bits: the
     # kernel fuses no multiply-adds, and sqrt and division are exact, so every
@@ -144,7 +144,7 @@ def test_adam_update_rounds_as_sklearns_numpy_code(dtype, simd_level):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_softmax_probabilities_within_a_few_ulp(dtype, simd_level):
+def test_softmax_probabilities_within_a_few_ulp(dtype, dispatch_path):
     # The vectorized exponentials against float64 NumPy, over logit gaps from
     # 0 to past where exp underflows, on both SIMD paths, training and predict.
     rng = np.random.default_rng(0)
@@ -218,7 +218,7 @@ def test_float32_kernels_track_float64(act):
 
 @pytest.mark.compares_n_threads
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_results_do_not_depend_on_thread_count(dtype):
+def test_results_do_not_depend_on_thread_count(dtype, dispatch_path):
     """GEMM blocks and reduction groups fixed by the shape, fixed-order sums:
     the same bits on 1, 2 or 3 threads (BLAS itself on one thread, as during
     fit). The last shape takes the row-group path of the weight gradient."""
@@ -229,7 +229,7 @@ def test_results_do_not_depend_on_thread_count(dtype):
 
 @pytest.mark.compares_n_threads
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_element_wise_passes_do_not_depend_on_thread_count(dtype):
+def test_element_wise_passes_do_not_depend_on_thread_count(dtype, dispatch_path):
     """The update, penalty and loss passes over more elements than one thread
     takes alone (FASTBP_MIN_PARALLEL, 2**18): the same bits on 1, 2 or 3
     threads."""
@@ -343,7 +343,7 @@ def test_dense_chain_float32_tracks_float64():
 
 @pytest.mark.compares_n_threads
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dense_chain_does_not_depend_on_thread_count(dtype):
+def test_dense_chain_does_not_depend_on_thread_count(dtype, dispatch_path):
     """Row groups and gradient blocks come from the shapes alone, so 1, 2 and 3
     threads (3: groups and units not a multiple of the team) agree bit for bit."""
     for case, kind in ((CHAINS[1], "softmax_ce"), (CHAINS[2], "logistic_ce"),

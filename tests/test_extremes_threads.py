@@ -220,9 +220,10 @@ def test_same_random_state_and_n_jobs_give_bitwise_identical_models(name, n_jobs
 @pytest.mark.compares_n_jobs
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", NAMES)
-def test_kernels_are_bitwise_identical_for_any_thread_count(name, dtype):
+def test_kernels_are_bitwise_identical_for_any_thread_count(name, dtype, dispatch_path):
     """One forward and backward pass (every kernel, including the split GEMMs
-    and fixed-order reductions) with 1 and 2 threads. float32 matters most:
+    and fixed-order reductions) with 1 and 2 threads, on every instruction-set
+    path. float32 matters most:
     single-precision BLAS rounds differently in calls of different shapes, so
     this fails unless the GEMM split depends on the shape alone."""
     X, y = _wide_data(name)

@@ -146,7 +146,7 @@ def _f64(a):
 @PROPERTY_SETTINGS
 @given(data=st.data(), dtype=dtypes, n_threads=threads, act=acts, seed=seeds,
        m=st.integers(0, 150), k=st.integers(0, 40), n=st.integers(0, 40))
-def test_dense_forward(simd_level, data, dtype, n_threads, act, seed, m, k, n):
+def test_dense_forward(dispatch_path, data, dtype, n_threads, act, seed, m, k, n):
     rng = np.random.default_rng(seed)
     A, W, b = _normal(rng, (m, k), dtype), _normal(rng, (k, n), dtype), _normal(rng, n, dtype)
     out = np.full((m, n), np.nan, dtype)
@@ -163,7 +163,7 @@ def test_dense_forward(simd_level, data, dtype, n_threads, act, seed, m, k, n):
 @given(data=st.data(), dtype=dtypes, n_threads=threads, act=acts, seed=seeds,
        m=st.integers(0, 150), k=st.integers(0, 40), n=st.integers(0, 40),
        want_delta_in=st.booleans())
-def test_dense_backward(simd_level, data, dtype, n_threads, act, seed, m, k, n, want_delta_in):
+def test_dense_backward(dispatch_path, data, dtype, n_threads, act, seed, m, k, n, want_delta_in):
     rng = np.random.default_rng(seed)
     A = twin_dense.activate(_normal(rng, (m, k), dtype), act).astype(dtype)
     W, delta = _normal(rng, (k, n), dtype), _normal(rng, (m, n), dtype)
@@ -189,7 +189,7 @@ def _targets(rng, kind, shape):
 @given(data=st.data(), dtype=dtypes, n_threads=threads, kind=st.sampled_from(LOSS_NAMES),
        seed=seeds, m=st.integers(0, 300), n=st.integers(1, 12), weighted=st.booleans(),
        logit_scale=st.sampled_from([1.0, 10.0, 1000.0]))
-def test_output_loss_delta(simd_level, data, dtype, n_threads, kind, seed, m, n, weighted, logit_scale):
+def test_output_loss_delta(dispatch_path, data, dtype, n_threads, kind, seed, m, n, weighted, logit_scale):
     rng = np.random.default_rng(seed)
     if kind == "poisson":
         logit_scale = min(logit_scale, 10.0)  # exp(1000) is inf by definition
@@ -306,7 +306,7 @@ conv_shapes = dict(n=st.integers(0, 9), c_in=st.integers(1, 5), c_out=st.integer
 
 @PROPERTY_SETTINGS
 @given(data=st.data(), dtype=dtypes, n_threads=threads, act=acts, seed=seeds, **conv_shapes)
-def test_conv5x5_forward(conv_path, data, dtype, n_threads, act, seed, n, c_in, c_out, h, w,
+def test_conv5x5_forward(dispatch_path, data, dtype, n_threads, act, seed, n, c_in, c_out, h, w,
                          density):
     rng = np.random.default_rng(seed)
     X, W, table = _conv_problem(rng, dtype, n, c_in, c_out, h, w, density)
@@ -325,7 +325,7 @@ def test_conv5x5_forward(conv_path, data, dtype, n_threads, act, seed, n, c_in, 
 @PROPERTY_SETTINGS
 @given(data=st.data(), dtype=dtypes, n_threads=threads, act=acts, seed=seeds,
        want_dX=st.booleans(), **conv_shapes)
-def test_conv5x5_backward(conv_path, data, dtype, n_threads, act, seed, want_dX, n, c_in,
+def test_conv5x5_backward(dispatch_path, data, dtype, n_threads, act, seed, want_dX, n, c_in,
                           c_out, h, w, density):
     rng = np.random.default_rng(seed)
     X, W, table = _conv_problem(rng, dtype, n, c_in, c_out, h, w, density)
@@ -345,7 +345,7 @@ pool_shapes = dict(n=st.integers(0, 9), c=st.integers(1, 7), h=st.integers(1, 12
 
 @PROPERTY_SETTINGS
 @given(data=st.data(), dtype=dtypes, n_threads=threads, act=acts, seed=seeds, **pool_shapes)
-def test_pool2x2_forward(conv_path, data, dtype, n_threads, act, seed, n, c, h, w):
+def test_pool2x2_forward(dispatch_path, data, dtype, n_threads, act, seed, n, c, h, w):
     rng = np.random.default_rng(seed)
     Y = _normal(rng, (n, c, 2 * h, 2 * w), dtype)
     coef, bias = _normal(rng, c, dtype), _normal(rng, c, dtype)
@@ -363,7 +363,7 @@ def test_pool2x2_forward(conv_path, data, dtype, n_threads, act, seed, n, c, h, 
 @PROPERTY_SETTINGS
 @given(data=st.data(), dtype=dtypes, n_threads=threads, act=acts, seed=seeds,
        want_dY=st.booleans(), **pool_shapes)
-def test_pool2x2_backward(conv_path, data, dtype, n_threads, act, seed, want_dY, n, c, h, w):
+def test_pool2x2_backward(dispatch_path, data, dtype, n_threads, act, seed, want_dY, n, c, h, w):
     rng = np.random.default_rng(seed)
     code = _dense.ACTIVATION_CODES[act]
     Y = twin_conv.activate(_normal(rng, (n, c, 2 * h, 2 * w), dtype), code).astype(dtype)
@@ -395,7 +395,7 @@ def _rnn_problem(rng, dtype, bs, n_hidden):
 @PROPERTY_SETTINGS
 @given(data=st.data(), dtype=dtypes, n_threads=threads, act=acts, seed=seeds, bs=batch_sizes(),
        n_hidden=st.integers(1, 140))
-def test_rnn_forward(simd_level, data, dtype, n_threads, act, seed, bs, n_hidden):
+def test_rnn_forward(dispatch_path, data, dtype, n_threads, act, seed, bs, n_hidden):
     rng = np.random.default_rng(seed)
     P, W = _rnn_problem(rng, dtype, bs, n_hidden)
     H = np.full(P.shape, np.nan, dtype)
@@ -414,7 +414,7 @@ def test_rnn_forward(simd_level, data, dtype, n_threads, act, seed, bs, n_hidden
 @PROPERTY_SETTINGS
 @given(data=st.data(), dtype=dtypes, n_threads=threads, act=acts, seed=seeds, bs=batch_sizes(),
        n_hidden=st.integers(1, 140), bptt_steps=st.integers(0, 4))
-def test_rnn_backward_and_grad_hh(simd_level, data, dtype, n_threads, act, seed, bs, n_hidden,
+def test_rnn_backward_and_grad_hh(dispatch_path, data, dtype, n_threads, act, seed, bs, n_hidden,
                                   bptt_steps):
     rng = np.random.default_rng(seed)
     P, W = _rnn_problem(rng, dtype, bs, n_hidden)
@@ -477,7 +477,7 @@ def test_dense_adjoint(n_threads, seed, m, k, n):
 
 @PROPERTY_SETTINGS
 @given(n_threads=threads, seed=seeds, **conv_shapes)
-def test_conv5x5_adjoint(conv_path, n_threads, seed, n, c_in, c_out, h, w, density):
+def test_conv5x5_adjoint(dispatch_path, n_threads, seed, n, c_in, c_out, h, w, density):
     """<conv(X; W), dZ> = <X, conv^T(dZ; W)> = <W, grad_W(X, dZ)>."""
     rng = np.random.default_rng(seed)
     X, W, table = _conv_problem(rng, np.float64, n, c_in, c_out, h, w, density)
@@ -494,7 +494,7 @@ def test_conv5x5_adjoint(conv_path, n_threads, seed, n, c_in, c_out, h, w, densi
 
 @PROPERTY_SETTINGS
 @given(n_threads=threads, seed=seeds, **pool_shapes)
-def test_pool2x2_adjoint(conv_path, n_threads, seed, n, c, h, w):
+def test_pool2x2_adjoint(dispatch_path, n_threads, seed, n, c, h, w):
     """<pool(Y; coef), dZ> = <Y, pool^T(dZ; coef)> = <coef, grad_coef(Y, dZ)>."""
     rng = np.random.default_rng(seed)
     Y, coef = rng.standard_normal((n, c, 2 * h, 2 * w)), rng.standard_normal(c)
@@ -510,7 +510,7 @@ def test_pool2x2_adjoint(conv_path, n_threads, seed, n, c, h, w):
 
 @PROPERTY_SETTINGS
 @given(n_threads=threads, seed=seeds, bs=batch_sizes(), n_hidden=st.integers(1, 140))
-def test_rnn_adjoint(simd_level, n_threads, seed, bs, n_hidden):
+def test_rnn_adjoint(dispatch_path, n_threads, seed, bs, n_hidden):
     """With the identity activation the time loop is linear in P, H = L P, and
     the backward kernel is its adjoint: <L P, dH> = <P, L^T dH>."""
     rng = np.random.default_rng(seed)

@@ -305,7 +305,7 @@ LONG_BATCH = np.array([40] * 30 + [33] * 25 + [20] * 30 + [7] * 20, dtype=np.int
 @pytest.mark.parametrize("bs", [np.array([150, 150, 131, 131, 77], dtype=np.intp),
                                 LONG_BATCH], ids=["wide", "long"])
 @pytest.mark.compares_n_threads
-def test_bitwise_identical_for_1_2_and_3_threads(bs):
+def test_bitwise_identical_for_1_2_and_3_threads(bs, dispatch_path):
     # Large enough that every element-wise pass runs on the OpenMP team, with
     # step sizes that do not split evenly into vector-width chunks.
     for dtype in (np.float64, np.float32):
@@ -332,10 +332,11 @@ def test_bitwise_identical_for_1_2_and_3_threads(bs):
 @pytest.mark.compares_n_threads
 @pytest.mark.parametrize("n_hidden", [131, 300])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_more_threads_than_row_shares_and_ragged_panels(dtype, n_hidden):
+def test_more_threads_than_row_shares_and_ragged_panels(dtype, n_hidden, dispatch_path):
     # 23 sequences and 16 threads: the loop keeps at least 4 sequences a
     # thread (5 threads); 131 hidden units leave a last panel 3 wide
-    # (float32: 16-wide panels; float64: 8), and 300 also sums each product
+    # (float32: 16-wide panels, 32 on AVX-512; float64: 8, or 16), and 300
+    # also sums each product
     # in two blocks of k (256 + 44). Same bits as one thread, and the twin's
     # values.
     bs = np.array([23, 23, 17, 17, 5, 1, 1], dtype=np.intp)
@@ -369,7 +370,7 @@ def test_grad_hh_over_step_groups_matches_twin():
 
 # ------------------------------------------------------ element-wise accuracy
 
-def test_both_simd_paths_match_twin(simd_level):
+def test_every_dispatch_path_matches_twin(dispatch_path):
     bs = _bs("mixed")
     for act in range(5):
         for dtype, rtol in ((np.float64, 1e-12), (np.float32, 1e-4)):
@@ -394,7 +395,7 @@ def _dense_activation(z, out, act):
                          ids=["rnn", "dense"])
 @pytest.mark.parametrize("dtype,max_ulp", [(np.float64, 4), (np.float32, 4)])
 @pytest.mark.parametrize("act_name", ["tanh", "logistic", "lecun_tanh"])
-def test_activation_accuracy(act_name, dtype, max_ulp, kernel, simd_level):
+def test_activation_accuracy(act_name, dtype, max_ulp, kernel, dispatch_path):
     # The kernels' own vectorized tanh / sigmoid against NumPy's in float64.
     act = ACTS[act_name]
     x = np.concatenate([np.linspace(-50, 50, 20001), np.geomspace(1e-300, 30, 2000),
@@ -408,7 +409,7 @@ def test_activation_accuracy(act_name, dtype, max_ulp, kernel, simd_level):
     assert ok.all(), (z[~ok][:5], out[~ok][:5], ref[~ok][:5])
 
 
-def test_activation_special_values(simd_level):
+def test_activation_special_values(dispatch_path):
     for dtype in (np.float64, np.float32):
         z = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 800.0, -800.0], dtype=dtype)
         out = np.empty_like(z)

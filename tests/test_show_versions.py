@@ -12,7 +12,7 @@ def test_show_versions_prints_versions_openmp_and_blas(capsys):
     fastbp.show_versions()
     out = capsys.readouterr().out
     for key in ("fastbp:", "python:", "numpy:", "scipy:", "scikit-learn:", "openmp:",
-                "threads:", "blas:"):
+                "threads:", "kernels:", "blas:"):
         assert key in out, key
     assert fastbp.__version__ in out
 

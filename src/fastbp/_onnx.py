@@ -14,6 +14,8 @@ import numpy as np
 from sklearn.base import is_classifier
 from sklearn.utils.validation import check_is_fitted
 
+from ._kernels import _dense
+
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
@@ -30,8 +32,8 @@ MIN_OPSET = 13
 DEFAULT_OPSET = 17
 
 _UNARY = {"logistic": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "exp": "Exp"}
-# LeNet's lecun_tanh: 1.7159 * tanh(2x / 3)
-_LECUN_A, _LECUN_S = 1.7159, 2.0 / 3.0
+# LeNet's lecun_tanh: A tanh(S x), with the kernels' A = 1.7159 and S = 2/3
+_LECUN_A, _LECUN_S = _dense.LECUN_TANH
 
 
 class _Graph:

@@ -7,7 +7,8 @@ import textwrap
 
 def show_versions() -> None:
     """Print fastbp's, Python's and the dependencies' versions, the OpenMP
-    build and thread count, and the BLAS libraries threadpoolctl finds.
+    build and thread count, the instruction-set path of the C kernels, and
+    the BLAS libraries threadpoolctl finds.
 
     Returns
     -------
@@ -19,7 +20,7 @@ def show_versions() -> None:
     from threadpoolctl import threadpool_info
 
     from . import __version__
-    from ._kernels import _openmp
+    from ._kernels import _dispatch, _openmp
     from ._threads import effective_n_threads
 
     rows = [
@@ -31,6 +32,8 @@ def show_versions() -> None:
         ("scikit-learn", sklearn.__version__),
         ("openmp", "enabled" if _openmp.openmp_enabled() else "disabled (serial kernels)"),
         ("threads", str(effective_n_threads(None))),
+        ("kernels", f"{_dispatch.dispatch_path()} path (available: "
+                    f"{', '.join(_dispatch.available_paths())})"),
     ]
     print("\nfastbp:")
     for key, value in rows:

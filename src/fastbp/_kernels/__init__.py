@@ -8,7 +8,7 @@ kernels' own waits spin briefly and then sleep (csrc/fastbp_sync.h), so a
 team whose threads are descheduled by other work does not stall.
 """
 try:
-    from . import _blas, _conv, _dense, _openmp, _rnn  # noqa: F401
+    from . import _blas, _conv, _dense, _dispatch, _openmp, _rnn  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised by hand
     raise ImportError(
         "fastbp's compiled kernels could not be imported. The package was not "

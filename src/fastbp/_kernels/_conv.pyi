@@ -4,11 +4,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-_PATHS: dict[str | None, int]
 
-
-def dispatch_path() -> str: ...
-def _force_dispatch_path(path: str | None) -> str: ...
 def conv5x5_forward(X: NDArray[Any], W: NDArray[Any], b: NDArray[Any],
                     table: NDArray[np.uint8], Y: NDArray[Any],
                     activation: int, n_threads: int) -> None: ...

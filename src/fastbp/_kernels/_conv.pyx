@@ -4,10 +4,9 @@ Stateless: C-contiguous NCHW arrays in, results written into the arrays
 marked ``# OUT``. Cython's buffer protocol checks dtype and contiguity, and
 every entry point checks that the shapes agree (ValueError) before any C code
 runs, since the C loops trust them.
-The arithmetic lives in ``csrc/conv.c`` (portable C, on GCC/Clang vector
-extensions where available, with an AVX2/FMA path chosen at run time); the
-plain-NumPy twins in ``tests/_twins_conv.py`` define what every function
-computes.
+The arithmetic lives in ``csrc/conv.c`` (plain C with copies per instruction
+set, chosen at run time: see ``_dispatch``); the plain-NumPy twins in
+``tests/_twins_conv.py`` define what every function computes.
 
 Results do not depend on ``n_threads``: the work is split over samples, and
 parameter gradients are summed per fixed block of 8 samples, the blocks being
@@ -26,6 +25,7 @@ from libc.stdint cimport uint8_t
 
 from ._blas cimport gemm
 from ._checks cimport check_shape
+from ._dispatch cimport bind_dispatch
 
 
 cdef extern from "conv.h" nogil:
@@ -67,34 +67,9 @@ cdef extern from "conv.h" nogil:
                               int n_threads)
     void fastbp_mul_deriv_f64(double* D, const double* A, Py_ssize_t size, int act,
                               int n_threads)
-    const char* fastbp_conv_dispatch_path()
-    int fastbp_conv_force_path(int path)
 
 
-_PATHS = {"portable": 0, "avx2-fma": 1, None: -1}
-
-# Resolve the CPU's instruction set once, at import, while the GIL is held.
-fastbp_conv_dispatch_path()
-
-
-def dispatch_path():
-    """Instruction-set path the kernels take on this CPU.
-
-    Returns
-    -------
-    path : str
-        ``"avx2-fma"`` when the CPU has AVX2 and FMA (x86-64 Linux builds with
-        GCC or Clang), else ``"portable"``.
-    """
-    return fastbp_conv_dispatch_path().decode("ascii")
-
-
-def _force_dispatch_path(path):
-    """Test hook: run the kernels on ``path`` ("portable", "avx2-fma", or None
-    for automatic). A path the CPU lacks falls back to "portable". Not
-    thread-safe. Returns the path now in use."""
-    fastbp_conv_force_path(_PATHS[path])
-    return dispatch_path()
+bind_dispatch()
 
 
 cdef bint _is_dense(const uint8_t[:, ::1] table, Py_ssize_t h, Py_ssize_t w) noexcept nogil:

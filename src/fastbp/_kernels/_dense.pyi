@@ -5,6 +5,7 @@ from numpy.typing import NDArray
 
 ACTIVATION_CODES: dict[str, int]
 LOSS_CODES: dict[str, int]
+LECUN_TANH: tuple[float, float]
 UPDATE_CODES: dict[str, int]
 
 
@@ -50,5 +51,3 @@ def sgd_update(theta: NDArray[Any], grad: NDArray[Any], velocity: NDArray[Any],
 def adam_update(theta: NDArray[Any], grad: NDArray[Any], m1: NDArray[Any],
                 m2: NDArray[Any], step_size: float, beta_1: float, beta_2: float,
                 epsilon: float, n_threads: int) -> None: ...
-def simd_level() -> int: ...
-def _set_simd_level(level: int) -> int: ...

@@ -18,10 +18,13 @@ from libc.string cimport memcpy, memset
 
 from ._blas cimport block_start, gemm, gemm_blocks
 from ._checks cimport check_shape
-from ._elementwise cimport (elementwise_act, elementwise_dact, adam_range, fastbp_set_simd_level, l2_block,
-                            fastbp_simd_level, softmax_exp)
-from ._math cimport ACT_LOGISTIC, sigmoid, fexp, flog, flog1p
+from ._dispatch cimport bind_dispatch
+from ._elementwise cimport elementwise_act, elementwise_dact, adam_range, l2_block, softmax_exp
+from ._math cimport (ACT_IDENTITY, ACT_LECUN_TANH, ACT_LOGISTIC, ACT_RELU, ACT_TANH, LECUN_A,
+                     LECUN_S, sigmoid, fexp, flog, flog1p)
 from ._team cimport TEAM_UNIT_ELEMENTS, add_partials, team_next, unit_count
+
+bind_dispatch()
 
 cdef extern from "fastbp_omp.h":
     enum: FASTBP_MIN_PARALLEL
@@ -54,7 +57,12 @@ cdef enum:
     UPDATE_SGD = 1            # momentum SGD (sgd_update)
     UPDATE_ADAM = 2           # Adam (adam_update)
 
-ACTIVATION_CODES = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3, "lecun_tanh": 4}
+# The activation codes of every kernel (dense, convolution, RNN) by name, and
+# the constants of lecun_tanh(z) = LECUN_TANH[0] tanh(LECUN_TANH[1] z): all
+# from csrc/fb_activations.h.
+ACTIVATION_CODES = {"identity": ACT_IDENTITY, "logistic": ACT_LOGISTIC, "tanh": ACT_TANH,
+                    "relu": ACT_RELU, "lecun_tanh": ACT_LECUN_TANH}
+LECUN_TANH = (LECUN_A, LECUN_S)
 UPDATE_CODES = {"sgd": UPDATE_SGD, "adam": UPDATE_ADAM}
 LOSS_CODES = {"softmax_ce": LOSS_SOFTMAX_CE, "logistic_ce": LOSS_LOGISTIC_CE,
               "squared": LOSS_SQUARED, "squared_logistic": LOSS_SQUARED_LOGISTIC,
@@ -1181,13 +1189,3 @@ def adam_update(floating[::1] theta,  # OUT
                        beta_1, beta_2, epsilon, min(TEAM_UNIT_ELEMENTS, size - start))
             u = team_next(team, n_units)
 
-
-def simd_level():
-    """1 when the AVX2+FMA copy of the element-wise loops runs, else 0."""
-    return fastbp_simd_level()
-
-
-def _set_simd_level(int level):
-    """Test hook: use at most this SIMD level (0: portable loops), capped by
-    what the CPU has; returns the level now in use. Call while no kernel runs."""
-    return fastbp_set_simd_level(level)

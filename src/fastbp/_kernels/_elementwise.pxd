@@ -24,8 +24,6 @@ cdef extern from "elementwise.h":
     void fastbp_adam_d(double* theta, const double* g, double* m1, double* m2, double lr,
                        double b1, double c1, double b2, double c2, double eps,
                        Py_ssize_t n) noexcept nogil
-    int fastbp_simd_level() noexcept nogil
-    int fastbp_set_simd_level(int level) noexcept nogil
 
 
 cdef inline void elementwise_act(floating* out, const floating* a, const floating* b,

@@ -45,7 +45,10 @@ from libc.stdlib cimport free, malloc
 from ._checks cimport check_shape
 from ._team cimport TEAM_UNIT_ELEMENTS, add_partials, team_next, unit_count
 
-from ._elementwise cimport elementwise_act, fastbp_set_simd_level, fastbp_simd_level
+from ._dispatch cimport bind_dispatch
+from ._elementwise cimport elementwise_act
+
+bind_dispatch()
 
 # Multiply-adds from which a step's GEMM is split over the team, and its
 # narrowest block.
@@ -374,13 +377,3 @@ def rnn_activation(const floating[::1] z,
     with nogil:
         elementwise_act(&out[0], &z[0], <floating*> NULL, n, activation)
 
-
-def simd_level():
-    """1 when the AVX2+FMA copy of the element-wise loops runs, else 0."""
-    return fastbp_simd_level()
-
-
-def _set_simd_level(int level):
-    """Test hook: use at most this SIMD level (0: portable loops), capped by
-    what the CPU has; returns the level now in use. Call while no kernel runs."""
-    return fastbp_set_simd_level(level)

@@ -1,0 +1,341 @@
+/* Template of conv.c's entry points for one dtype: allocation, the OpenMP
+ * loops, the fixed-order sums of the block gradients, and the choice of the
+ * kernels' copy for the level in use (read once per call). conv.c includes
+ * it once per dtype (no include guard), after defining FASTBP_CONV_F32.
+ */
+#if FASTBP_CONV_F32
+#define FT float
+#define EW(x) x##_f
+#define VLMAX 16 /* the widest vector of any copy, in elements */
+#define ARGS(x) x##_f32
+#define PORT(x) x##_f32_port
+#define AVX2(x) x##_f32_avx2
+#define AVX512(x) x##_f32_avx512
+#define API(x) x##_f32
+#else
+#define FT double
+#define EW(x) x##_d
+#define VLMAX 8
+#define ARGS(x) x##_f64
+#define PORT(x) x##_f64_port
+#define AVX2(x) x##_f64_avx2
+#define AVX512(x) x##_f64_avx512
+#define API(x) x##_f64
+#endif
+
+#if FB_X86_COPIES
+#define CALL_ISA(level, fn, ...)                                   \
+    ((level) >= FB_LEVEL_AVX512 ? AVX512(fn)(__VA_ARGS__)          \
+     : (level) >= FB_LEVEL_AVX2 ? AVX2(fn)(__VA_ARGS__)            \
+                                : PORT(fn)(__VA_ARGS__))
+#else
+#define CALL_ISA(level, fn, ...) ((void)(level), PORT(fn)(__VA_ARGS__))
+#endif
+
+/* list[o*ni + k] = k-th i (ascending) with table[o, i] (or table[i, o] when
+ * transposed); count[o] = how many. Returns the number of connected pairs. */
+static int API(fastbp_conv_lists)(const unsigned char* table, int c_out, int c_in,
+                                  int transposed, int* list, int* count)
+{
+    int o, i, total = 0;
+    const int no = transposed ? c_in : c_out, ni = transposed ? c_out : c_in;
+    for (o = 0; o < no; o++) {
+        count[o] = 0;
+        for (i = 0; i < ni; i++) {
+            const unsigned char t = transposed ? table[i * c_in + o] : table[o * c_in + i];
+            if (t)
+                list[o * ni + count[o]++] = i;
+        }
+        total += count[o];
+    }
+    return total;
+}
+
+/* A zero-padded copy of the last sample: kernels read up to VL - 2 elements
+ * past a plane, which for the last plane of X would leave the array. */
+static FT* API(fastbp_pad_last)(const FT* X, int n, ptrdiff_t sample)
+{
+    FT* xlast = (FT*)malloc(sizeof(FT) * (sample + FASTBP_XPAD));
+    if (xlast != NULL) {
+        memcpy(xlast, X + (ptrdiff_t)(n - 1) * sample, sizeof(FT) * sample);
+        memset(xlast + sample, 0, sizeof(FT) * FASTBP_XPAD);
+    }
+    return xlast;
+}
+
+int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
+                                const unsigned char* table, FT* Y, int n, int c_in,
+                                int h, int w, int c_out, int act, int n_threads)
+{
+    const int isa = fb_level();
+    const ptrdiff_t plane = (ptrdiff_t)h * w, tstride = plane + 2 * VLMAX, tsize = 2 * tstride;
+    int nt = n_threads < 1 ? 1 : n_threads;
+    int units = 0, joined = 0, *pool;
+    fastbp_tile_group* groups;
+    FT *xlast, *tbuf;
+    ARGS(conv_fwd_args) a;
+    if (n <= 0 || c_out <= 0)
+        return 0;
+    if (nt > n)
+        nt = n;
+    groups = (fastbp_tile_group*)malloc(sizeof(fastbp_tile_group) * ((size_t)c_out + 1));
+    pool = (int*)malloc(sizeof(int) * ((size_t)c_out * c_in + 1));
+    xlast = API(fastbp_pad_last)(X, n, c_in * plane);
+    tbuf = (FT*)malloc(sizeof(FT) * tsize * nt);
+    if (groups == NULL || pool == NULL || xlast == NULL || tbuf == NULL) {
+        free(groups); free(pool); free(xlast); free(tbuf);
+        return -1;
+    }
+    a.ngroups = fastbp_plan_tiles(table, c_out, c_in, 0, groups, pool);
+    a.groups = groups; a.pool = pool;
+    a.X = X; a.W = W; a.b = b; a.Y = Y; a.xlast = xlast;
+    a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = act;
+
+    FB_TEAM(nt)
+    {
+        int u;
+        FB_FOR_UNITS(u, n, &units)
+            CALL_ISA(isa, conv_fwd_sample, &a, u, tbuf + omp_get_thread_num() * tsize, tstride);
+        fb_team_join(&joined);
+    }
+
+    free(groups); free(pool); free(xlast); free(tbuf);
+    return 0;
+}
+
+int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
+                                 const unsigned char* table, FT* grad_W, FT* grad_b,
+                                 FT* dX, int n, int c_in, int h, int w, int c_out,
+                                 int in_act, int n_threads)
+{
+    const int isa = fb_level();
+    const int ho = h - 4;
+    const ptrdiff_t plane = (ptrdiff_t)h * w;
+    const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
+    int nt = n_threads < 1 ? 1 : n_threads;
+    int npairs, pair, co, ci, k, wb, t;
+    int *lists, *blist, *bn, *pid, *pool;
+    fastbp_tile_group* groups;
+    ptrdiff_t dzp_stride, ng, plen, ssize, j;
+    const ptrdiff_t tstride = plane + 2 * VLMAX;
+    FT *xlast = NULL, *wrot = NULL, *scratch = NULL, *part = NULL, *total = NULL;
+    void* scratch_mem = NULL;
+    ARGS(conv_bwd_args) a;
+
+    /* blist (c_in, c_out), bn (c_in), pid (c_out, c_in), pool (c_in, c_out) */
+    lists = (int*)malloc(sizeof(int) * (3 * (size_t)c_out * c_in + c_in + 1));
+    groups = (fastbp_tile_group*)malloc(sizeof(fastbp_tile_group) * ((size_t)c_in + 1));
+    if (lists == NULL || groups == NULL) {
+        free(lists); free(groups);
+        return -1;
+    }
+    blist = lists;
+    bn = blist + (ptrdiff_t)c_out * c_in;
+    pid = bn + c_in;
+    pool = pid + (ptrdiff_t)c_out * c_in;
+    API(fastbp_conv_lists)(table, c_out, c_in, 1, blist, bn);
+    for (co = 0, npairs = 0; co < c_out; co++)
+        for (ci = 0; ci < c_in; ci++)
+            pid[co * c_in + ci] = table[co * c_in + ci] ? npairs++ : -1;
+    ng = (ptrdiff_t)npairs * 25;
+    plen = ng + c_out;
+    /* Rows: 4 zero, ho of data, 4 zero; then room for the last tile. */
+    dzp_stride = (ptrdiff_t)(ho + 8) * w + 4 + 2 * VLMAX;
+    dzp_stride = (dzp_stride + 15) / 16 * 16;
+    ssize = c_out * dzp_stride + FASTBP_ALIGN_PAD + ng * VLMAX + 2 * tstride;
+    ssize = (ssize + 15) / 16 * 16; /* each thread's scratch stays 64-byte aligned */
+    if (nt > nblocks)
+        nt = nblocks;
+    if (nt < 1)
+        nt = 1;
+
+    if (n > 0) {
+        xlast = API(fastbp_pad_last)(X, n, c_in * plane);
+        wrot = (FT*)malloc(sizeof(FT) * ((size_t)c_in * c_out * 25 + 1));
+        scratch_mem = malloc(sizeof(FT) * ssize * nt + 64);
+        scratch = (FT*)fastbp_align64(scratch_mem);
+        part = (FT*)malloc(sizeof(FT) * plen * FASTBP_WAVE);
+    }
+    total = (FT*)malloc(sizeof(FT) * plen);
+    if (total == NULL || (n > 0 && (xlast == NULL || wrot == NULL || scratch == NULL ||
+                                    part == NULL))) {
+        free(lists); free(groups); free(xlast); free(wrot); free(scratch_mem); free(part);
+        free(total);
+        return -1;
+    }
+    for (j = 0; j < plen; j++) total[j] = 0;
+
+    if (n > 0) {
+        for (ci = 0; ci < c_in; ci++)
+            for (co = 0; co < c_out; co++)
+                for (k = 0; k < 25; k++)
+                    wrot[((ptrdiff_t)ci * c_out + co) * 25 + k] =
+                        W[((ptrdiff_t)co * c_in + ci) * 25 + 24 - k];
+        a.X = X; a.dZ = dZ; a.dX = dX; a.xlast = xlast; a.wrot = wrot;
+        a.ngroups = fastbp_plan_tiles(table, c_out, c_in, 1, groups, pool);
+        a.groups = groups; a.pool = pool; a.blist = blist; a.bn = bn;
+        a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = in_act;
+        a.pid = pid; a.npairs = npairs; a.dzp_stride = dzp_stride;
+
+        for (wb = 0; wb < nblocks; wb += FASTBP_WAVE) {
+            const int nbw = nblocks - wb < FASTBP_WAVE ? nblocks - wb : FASTBP_WAVE;
+            const int ntw = nt < nbw ? nt : nbw;
+            int units = 0, joined = 0;
+            FB_TEAM(ntw)
+            {
+                int u;
+                FB_FOR_UNITS(u, nbw, &units) {
+                    const int i0 = (wb + u) * FASTBP_BLOCK;
+                    const int i1 = i0 + FASTBP_BLOCK < n ? i0 + FASTBP_BLOCK : n;
+                    CALL_ISA(isa, conv_bwd_block, &a, i0, i1,
+                             scratch + omp_get_thread_num() * ssize, tstride, part + u * plen);
+                }
+                fb_team_join(&joined);
+            }
+            for (t = 0; t < nbw; t++)
+                for (j = 0; j < plen; j++) total[j] += part[t * plen + j];
+        }
+    }
+
+    memset(grad_W, 0, sizeof(FT) * (size_t)c_out * c_in * 25);
+    pair = 0;
+    for (co = 0; co < c_out; co++)
+        for (ci = 0; ci < c_in; ci++)
+            if (table[co * c_in + ci]) {
+                memcpy(grad_W + ((ptrdiff_t)co * c_in + ci) * 25, total + pair * 25,
+                       sizeof(FT) * 25);
+                pair++;
+            }
+    for (co = 0; co < c_out; co++) grad_b[co] = total[ng + co];
+
+    free(lists); free(groups); free(xlast); free(wrot); free(scratch_mem); free(part);
+    free(total);
+    return 0;
+}
+
+int API(fastbp_pool2x2_forward)(const FT* Y, const FT* coef, const FT* bias, FT* X,
+                                int n, int c, int h, int w, int act, int n_threads)
+{
+    const int isa = fb_level();
+    int nt = n_threads < 1 ? 1 : n_threads;
+    int units = 0, joined = 0;
+    ARGS(pool_args) a;
+    if ((ptrdiff_t)n * c * h * w < FASTBP_MIN_PARALLEL)
+        nt = 1;
+    if (nt > n)
+        nt = n > 0 ? n : 1;
+    a.Y = Y; a.coef = coef; a.bias = bias; a.dZ = NULL; a.X = X; a.dY = NULL;
+    a.n = n; a.c = c; a.h = h; a.w = w; a.act = act;
+    FB_TEAM(nt)
+    {
+        int u;
+        FB_FOR_UNITS(u, n, &units)
+            CALL_ISA(isa, pool_fwd_sample, &a, u);
+        fb_team_join(&joined);
+    }
+    return 0;
+}
+
+int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
+                                 FT* grad_coef, FT* grad_bias, FT* dY, int n, int c,
+                                 int h, int w, int in_act, int n_threads)
+{
+    const int isa = fb_level();
+    const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
+    const ptrdiff_t tsize = (ptrdiff_t)(h / 2) * (w / 2) + (ptrdiff_t)c * h * w;
+    const ptrdiff_t plen = 2 * (ptrdiff_t)c;
+    int nt = n_threads < 1 ? 1 : n_threads;
+    int wb, t, ch;
+    ptrdiff_t j;
+    FT *tbuf, *part, *total;
+    ARGS(pool_args) a;
+    if ((ptrdiff_t)n * c * h * w < FASTBP_MIN_PARALLEL)
+        nt = 1;
+    if (nt > nblocks)
+        nt = nblocks > 0 ? nblocks : 1;
+    tbuf = (FT*)malloc(sizeof(FT) * tsize * nt);
+    part = (FT*)malloc(sizeof(FT) * (plen * FASTBP_WAVE + 1));
+    total = (FT*)malloc(sizeof(FT) * (plen + 1));
+    if (tbuf == NULL || part == NULL || total == NULL) {
+        free(tbuf); free(part); free(total);
+        return -1;
+    }
+    for (j = 0; j < plen; j++) total[j] = 0;
+    a.Y = Y; a.coef = coef; a.bias = NULL; a.dZ = dZ; a.X = NULL; a.dY = dY;
+    a.n = n; a.c = c; a.h = h; a.w = w; a.act = in_act;
+    for (wb = 0; wb < nblocks; wb += FASTBP_WAVE) {
+        const int nbw = nblocks - wb < FASTBP_WAVE ? nblocks - wb : FASTBP_WAVE;
+        const int ntw = nt < nbw ? nt : nbw;
+        int units = 0, joined = 0;
+        FB_TEAM(ntw)
+        {
+            int u;
+            FB_FOR_UNITS(u, nbw, &units) {
+                const int i0 = (wb + u) * FASTBP_BLOCK;
+                const int i1 = i0 + FASTBP_BLOCK < n ? i0 + FASTBP_BLOCK : n;
+                CALL_ISA(isa, pool_bwd_block, &a, i0, i1, tbuf + omp_get_thread_num() * tsize,
+                         part + u * plen);
+            }
+            fb_team_join(&joined);
+        }
+        for (t = 0; t < nbw; t++)
+            for (j = 0; j < plen; j++) total[j] += part[t * plen + j];
+    }
+    for (ch = 0; ch < c; ch++) {
+        grad_coef[ch] = total[ch];
+        grad_bias[ch] = total[c + ch];
+    }
+    free(tbuf); free(part); free(total);
+    return 0;
+}
+
+void API(fastbp_bias_act_rows)(FT* A, const FT* bias, int rows, int cols, int act,
+                               int n_threads)
+{
+    int nt = n_threads < 1 ? 1 : n_threads;
+    int units = 0, joined = 0;
+    if ((ptrdiff_t)rows * cols < FASTBP_MIN_PARALLEL)
+        nt = 1;
+    FB_TEAM(nt)
+    {
+        int u;
+        FB_FOR_UNITS(u, rows, &units) {
+            FT* row = A + (ptrdiff_t)u * cols;
+            EW(fastbp_act)(row, row, bias, cols, act);
+        }
+        fb_team_join(&joined);
+    }
+}
+
+void API(fastbp_mul_deriv)(FT* D, const FT* A, ptrdiff_t size, int act, int n_threads)
+{
+    const ptrdiff_t piece = 4096;
+    const int npieces = (int)((size + piece - 1) / piece);
+    int nt = n_threads < 1 ? 1 : n_threads;
+    int units = 0, joined = 0;
+    if (act == 0)
+        return;
+    if (size < FASTBP_MIN_PARALLEL)
+        nt = 1;
+    FB_TEAM(nt)
+    {
+        int u;
+        FB_FOR_UNITS(u, npieces, &units) {
+            const ptrdiff_t start = (ptrdiff_t)u * piece;
+            const ptrdiff_t len = size - start < piece ? size - start : piece;
+            EW(fastbp_dact)(D + start, D + start, NULL, A + start, len, act);
+        }
+        fb_team_join(&joined);
+    }
+}
+
+#undef CALL_ISA
+#undef FT
+#undef EW
+#undef VLMAX
+#undef ARGS
+#undef PORT
+#undef AVX2
+#undef AVX512
+#undef API
+#undef FASTBP_CONV_F32

@@ -1,0 +1,409 @@
+/* Template of conv.c's kernels for one (dtype, instruction set) pair; conv.c
+ * includes it once per pair (no include guard), after defining
+ * FASTBP_CONV_F32 (1 float, 0 double) and FASTBP_CONV_ISA (an FB_LEVEL_* of
+ * fb_dispatch.h). conv_lanes.h turns those into FT, NAME(x) (this copy's
+ * name for x), ATTR (its target attribute) and the lane operations: VT holds
+ * VL lanes of FT. The algorithms are described at the top of conv.c.
+ */
+#include "conv_lanes.h"
+
+/* Sum in a fixed order (8 interleaved partial sums, then a fixed tree). */
+FASTBP_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
+{
+    FT s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t;
+    ptrdiff_t j = 0;
+    int k;
+    for (; j + 8 <= n; j += 8)
+        for (k = 0; k < 8; k++) s[k] += p[j + k];
+    t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; j < n; j++) t += p[j];
+    return t;
+}
+
+/* Register tile of the wide correlation for one group of output maps (see
+ * fastbp_tile_group): output 0, and for G == 2 also output 1, where the input
+ * maps in S feed both (each input load feeds two multiply-adds) and those in
+ * A (B) feed only output 0 (1):
+ *   out[g*ostride + r*VL + lane] = sum over the input maps i of output g of
+ *       sum_{kh,kw} wg[i*25 + kh*5 + kw] * src[i*pstride + kh*w + kw + r*VL + lane]
+ * for r < R. R and G are compile-time constants at each call site, so acc[][]
+ * lives in registers (G*R + G + 1 <= 16 vector registers). */
+FASTBP_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdiff_t pstride,
+                                         const int* lst, int nl, const FT* wb, int w, int kh0,
+                                         int kh1)
+{
+    int r, j, kh, kw;
+    for (j = 0; j < nl; j++) {
+        const FT* s = src + lst[j] * pstride;
+        const FT* k = wb + lst[j] * 25;
+        for (kh = kh0; kh < kh1; kh++) {
+            const FT* srow = s + kh * w;
+            for (kw = 0; kw < 5; kw++) {
+                const VT w0 = VSET1(k[kh * 5 + kw]);
+                for (r = 0; r < R; r++) acc[r] = VFMA(w0, VLOAD(srow + kw + r * VL), acc[r]);
+            }
+        }
+    }
+}
+
+FASTBP_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, const int G,
+                                         const FT* src, ptrdiff_t pstride, const int* pool,
+                                         const fastbp_tile_group* grp, const FT* wb0,
+                                         const FT* wb1, int w, int kh0, int kh1)
+{
+    VT acc[2][FASTBP_RMAX];
+    int g, r, j, kh, kw;
+    for (g = 0; g < G; g++)
+        for (r = 0; r < R; r++) acc[g][r] = VSET1((FT)0);
+    if (G == 2) {
+        const int* lst = pool + grp->s;
+        for (j = 0; j < grp->ns; j++) {
+            const FT* s = src + lst[j] * pstride;
+            const FT* k0 = wb0 + lst[j] * 25;
+            const FT* k1 = wb1 + lst[j] * 25;
+            for (kh = kh0; kh < kh1; kh++) {
+                const FT* srow = s + kh * w;
+                for (kw = 0; kw < 5; kw++) {
+                    const VT w0 = VSET1(k0[kh * 5 + kw]);
+                    const VT w1 = VSET1(k1[kh * 5 + kw]);
+                    for (r = 0; r < R; r++) {
+                        const VT xv = VLOADR(srow + kw + r * VL);
+                        acc[0][r] = VFMA(w0, xv, acc[0][r]);
+                        acc[1][r] = VFMA(w1, xv, acc[1][r]);
+                    }
+                }
+            }
+        }
+        NAME(tile_list1)(acc[1], R, src, pstride, pool + grp->b, grp->nb, wb1, w, kh0, kh1);
+    }
+    NAME(tile_list1)(acc[0], R, src, pstride, pool + grp->a, grp->na, wb0, w, kh0, kh1);
+    for (g = 0; g < G; g++)
+        for (r = 0; r < R; r++) VSTORE(out + g * ostride + r * VL, acc[g][r]);
+}
+
+#define FASTBP_CHUNK_N(G, RN)                                                             \
+    static ATTR void NAME(chunk##G##_##RN)(FT* out, ptrdiff_t ostride, const FT* src,      \
+                                           ptrdiff_t pstride, const int* pool,             \
+                                           const fastbp_tile_group* grp, const FT* wb0,    \
+                                           const FT* wb1, int w, int kh0, int kh1)         \
+    {                                                                                     \
+        if (kh0 == 0 && kh1 == 5) /* constant bounds: the usual, faster loop */           \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, pool, grp, wb0, wb1, w, 0, 5); \
+        else                                                                              \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, pool, grp, wb0, wb1, w, kh0, \
+                             kh1);                                                        \
+    }
+FASTBP_CHUNK_N(1, 1)
+FASTBP_CHUNK_N(1, 2)
+FASTBP_CHUNK_N(1, 3)
+FASTBP_CHUNK_N(1, 4)
+FASTBP_CHUNK_N(1, 5)
+FASTBP_CHUNK_N(1, 6)
+FASTBP_CHUNK_N(1, 7)
+FASTBP_CHUNK_N(1, 8)
+FASTBP_CHUNK_N(2, 1)
+FASTBP_CHUNK_N(2, 2)
+FASTBP_CHUNK_N(2, 3)
+FASTBP_CHUNK_N(2, 4)
+FASTBP_CHUNK_N(2, 5)
+FASTBP_CHUNK_N(2, 6)
+#undef FASTBP_CHUNK_N
+
+/* T[g*tstride + (0 .. nv*VL)] = wide correlation for the output maps of grp
+ * (see chunk_core), in register tiles balanced so that none is much shorter.
+ * Weights of (output grp->o + g, input i): wbase + (grp->o + g)*wostride + i*25.
+ * rows > 0: the source rows outside [4, 4 + rows) are known to be zero (the
+ * padded dZ of the full convolution), and kernel rows that would read only
+ * those are skipped; rows == 0: no such knowledge. */
+static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int nv, const FT* src,
+                                 ptrdiff_t pstride, const int* pool,
+                                 const fastbp_tile_group* grp, const FT* wbase,
+                                 ptrdiff_t wostride, int w, int rows)
+{
+    const int G = grp->G, rmax = G == 1 ? 8 : 6;
+    const FT* wb0 = wbase + grp->o * wostride;
+    const FT* wb1 = wb0 + wostride;
+    int nch, base, extra, c, v0 = 0;
+    if (nv <= 0)
+        return;
+    nch = (nv + rmax - 1) / rmax;
+    base = nv / nch;
+    extra = nv % nch;
+    for (c = 0; c < nch; c++) {
+        const int R = base + (c < extra);
+        FT* out = T + v0 * VL;
+        const FT* s = src + v0 * VL;
+        int kh0 = 0, kh1 = 5;
+        if (rows > 0) {
+            /* The tile's outputs lie in rows ra..rb; kernel row kh reads source
+             * rows ra+kh..rb+kh (plus the zero columns 0..3 of the next row). */
+            const int ra = v0 * VL / w, rb = ((v0 + R) * VL - 1) / w;
+            kh0 = 4 - rb > 0 ? 4 - rb : 0;
+            kh1 = rows + 4 - ra < 5 ? rows + 4 - ra : 5;
+        }
+#define FASTBP_CASE(GG, RN)                                                                \
+    case RN:                                                                               \
+        NAME(chunk##GG##_##RN)(out, tstride, s, pstride, pool, grp, wb0, wb1, w, kh0, kh1); \
+        break;
+        if (G == 1) {
+            switch (R) {
+                FASTBP_CASE(1, 1) FASTBP_CASE(1, 2) FASTBP_CASE(1, 3) FASTBP_CASE(1, 4)
+                FASTBP_CASE(1, 5) FASTBP_CASE(1, 6) FASTBP_CASE(1, 7) FASTBP_CASE(1, 8)
+            }
+        } else {
+            switch (R) {
+                FASTBP_CASE(2, 1) FASTBP_CASE(2, 2) FASTBP_CASE(2, 3)
+                FASTBP_CASE(2, 4) FASTBP_CASE(2, 5) FASTBP_CASE(2, 6)
+            }
+        }
+#undef FASTBP_CASE
+        v0 += R;
+    }
+}
+
+/* Weight-gradient accumulators of G (1 or 2) pairs (o_g, i) that share the
+ * input map x, for kernel row kh:
+ *   g_g[(kh*5 + kw)*VL + lane] += sum_v dz_g[v*VL + lane] * x[v*VL + lane + kh*w + kw].
+ * G*5 accumulators stay in registers; each x load feeds G multiply-adds. */
+FASTBP_INLINE ATTR void NAME(gw_core)(FT* g0, FT* g1, const FT* dz0, const FT* dz1,
+                                      const FT* x, int w, int nv, int kh, const int G)
+{
+    VT a0[5], a1[5];
+    int kw, v;
+    for (kw = 0; kw < 5; kw++) {
+        a0[kw] = VLOAD(g0 + (kh * 5 + kw) * VL);
+        if (G == 2)
+            a1[kw] = VLOAD(g1 + (kh * 5 + kw) * VL);
+    }
+    for (v = 0; v < nv; v++) {
+        const VT d0 = VLOAD(dz0 + v * VL);
+        const FT* xv = x + v * VL + kh * w;
+        if (G == 1) {
+            for (kw = 0; kw < 5; kw++) a0[kw] = VFMA(d0, VLOAD(xv + kw), a0[kw]);
+        } else {
+            const VT d1 = VLOAD(dz1 + v * VL);
+            for (kw = 0; kw < 5; kw++) {
+                const VT xk = VLOADR(xv + kw);
+                a0[kw] = VFMA(d0, xk, a0[kw]);
+                a1[kw] = VFMA(d1, xk, a1[kw]);
+            }
+        }
+    }
+    for (kw = 0; kw < 5; kw++) {
+        VSTORE(g0 + (kh * 5 + kw) * VL, a0[kw]);
+        if (G == 2)
+            VSTORE(g1 + (kh * 5 + kw) * VL, a1[kw]);
+    }
+}
+
+static ATTR void NAME(gw_one)(FT* g0, const FT* dz0, const FT* x, int w, int nv)
+{
+    int kh;
+    for (kh = 0; kh < 5; kh++) NAME(gw_core)(g0, g0, dz0, dz0, x, w, nv, kh, 1);
+}
+
+static ATTR void NAME(gw_two)(FT* g0, FT* g1, const FT* dz0, const FT* dz1, const FT* x,
+                              int w, int nv)
+{
+    int kh;
+    for (kh = 0; kh < 5; kh++) NAME(gw_core)(g0, g1, dz0, dz1, x, w, nv, kh, 2);
+}
+
+/* Forward pass of one sample. T: scratch of 2*tstride elements, with
+ * tstride >= h*w + VL (one wide plane per output map of a tile). */
+static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, FT* T,
+                                       ptrdiff_t tstride)
+{
+    const int c_in = a->c_in, c_out = a->c_out, w = a->w, ho = a->h - 4, wo = a->w - 4;
+    const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)ho * wo;
+    const int nv = ((ho - 1) * w + wo + VL - 1) / VL;
+    const FT* x = (i == a->n - 1) ? a->xlast : a->X + (ptrdiff_t)i * c_in * plane;
+    FT* y = a->Y + (ptrdiff_t)i * c_out * oplane;
+    int k, g, r, c;
+    for (k = 0; k < a->ngroups; k++) {
+        const fastbp_tile_group* grp = a->groups + k;
+        NAME(correlate)(T, tstride, nv, x, plane, a->pool, grp, a->W, (ptrdiff_t)c_in * 25, w,
+                        0);
+        for (g = 0; g < grp->G; g++) {
+            FT* yo = y + (grp->o + g) * oplane;
+            const FT* t = T + g * tstride;
+            const FT bias = a->b[grp->o + g];
+            const VT vb = VSET1(bias);
+            /* Drop the wasted columns and add the bias: whole vectors, the
+             * last one of a row overlapping the one before it. */
+            for (r = 0; r < ho; r++) {
+                const FT* tr = t + r * w;
+                FT* yr = yo + r * wo;
+                if (wo >= VL) {
+                    for (c = 0; c + VL <= wo; c += VL) VSTORE(yr + c, VADD(VLOAD(tr + c), vb));
+                    if (c < wo)
+                        VSTORE(yr + wo - VL, VADD(VLOAD(tr + wo - VL), vb));
+                } else {
+                    for (c = 0; c < wo; c++) yr[c] = tr[c] + bias;
+                }
+            }
+        }
+    }
+    /* the activation in one pass over the sample's maps */
+    EW(fastbp_act)(y, y, NULL, c_out * oplane, a->act);
+}
+
+/* Backward pass of samples [i0, i1): writes dX of those samples (if wanted)
+ * and part = [grad_W of the connected pairs (npairs, 25), grad_b (c_out)]
+ * summed over the block. scratch: c_out*dzp_stride + npairs*25*VL + 2*tstride. */
+static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int i1,
+                                      FT* scratch, ptrdiff_t tstride, FT* part)
+{
+    const int c_in = a->c_in, c_out = a->c_out, w = a->w, ho = a->h - 4, wo = a->w - 4;
+    const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)ho * wo;
+    const ptrdiff_t st = a->dzp_stride, ng = (ptrdiff_t)a->npairs * 25;
+    const int nv = ((ho - 1) * w + wo + VL - 1) / VL;
+    const int nvx = (int)((plane + VL - 1) / VL);
+    /* scratch is 64-byte aligned and st a multiple of 16: starting the padded
+     * planes VL - (4w + 4) % VL elements in makes the wide dZ (read at 4w + 4)
+     * vector-aligned, so its loads never straddle a cache line. */
+    FT* dzp = scratch + (VL - (4 * w + 4) % VL) % VL;
+    FT* gacc = scratch + c_out * st + FASTBP_ALIGN_PAD;
+    FT* T = gacc + ng * VL;
+    FT* gb = part + ng;
+    ptrdiff_t p;
+    int i, co, ci, k, r, lane, g;
+
+    memset(dzp, 0, sizeof(FT) * c_out * st); /* the padding stays zero */
+    memset(gacc, 0, sizeof(FT) * ng * VL);
+    for (co = 0; co < c_out; co++) gb[co] = 0;
+
+    for (i = i0; i < i1; i++) {
+        const FT* x = (i == a->n - 1) ? a->xlast : a->X + (ptrdiff_t)i * c_in * plane;
+        const FT* dz = a->dZ + (ptrdiff_t)i * c_out * oplane;
+        for (co = 0; co < c_out; co++) {
+            const FT* src = dz + co * oplane;
+            FT* dst = dzp + co * st + 4 * w + 4;
+            for (r = 0; r < ho; r++) memcpy(dst + r * w, src + r * wo, sizeof(FT) * wo);
+            gb[co] += NAME(sum_fixed)(src, oplane);
+        }
+        /* grad_W: the output maps of input map ci, two at a time. */
+        for (ci = 0; ci < c_in; ci++) {
+            const int* lst = a->blist + (ptrdiff_t)ci * c_out;
+            const FT* xs = x + ci * plane;
+            for (k = 0; k < a->bn[ci]; k += 2) {
+                const int o0 = lst[k];
+                FT* g0 = gacc + (ptrdiff_t)a->pid[o0 * c_in + ci] * 25 * VL;
+                const FT* dz0 = dzp + o0 * st + 4 * w + 4;
+                if (k + 1 < a->bn[ci]) {
+                    const int o1 = lst[k + 1];
+                    NAME(gw_two)(g0, gacc + (ptrdiff_t)a->pid[o1 * c_in + ci] * 25 * VL, dz0,
+                                 dzp + o1 * st + 4 * w + 4, xs, w, nv);
+                } else {
+                    NAME(gw_one)(g0, dz0, xs, w, nv);
+                }
+            }
+        }
+        if (a->dX != NULL) {
+            FT* dx = a->dX + (ptrdiff_t)i * c_in * plane;
+            for (k = 0; k < a->ngroups; k++) {
+                const fastbp_tile_group* grp = a->groups + k;
+                NAME(correlate)(T, tstride, nvx, dzp, st, a->pool, grp, a->wrot,
+                                (ptrdiff_t)c_out * 25, w, ho);
+                for (g = 0; g < grp->G; g++) {
+                    ci = grp->o + g;
+                    EW(fastbp_dact)(dx + ci * plane, T + g * tstride, NULL, x + ci * plane,
+                                    plane, a->act);
+                }
+            }
+        }
+    }
+    for (p = 0; p < ng; p++) {
+        const FT* gv = gacc + p * VL;
+        FT s = gv[0];
+        for (lane = 1; lane < VL; lane++) s += gv[lane];
+        part[p] = s;
+    }
+}
+
+/* Pooling forward of one sample. */
+static ATTR void NAME(pool_fwd_sample)(const ARGS(pool_args)* a, int i)
+{
+    const int h2 = a->h / 2, w2 = a->w / 2, w = a->w;
+    const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)h2 * w2;
+    FT* xs = a->X + (ptrdiff_t)i * a->c * oplane;
+    int ch, r, c;
+    for (ch = 0; ch < a->c; ch++) {
+        const FT* y = a->Y + ((ptrdiff_t)i * a->c + ch) * plane;
+        FT* x = xs + ch * oplane;
+        const FT k = a->coef[ch] * (FT)0.25, bias = a->bias[ch];
+        for (r = 0; r < h2; r++) {
+            const FT* y0 = y + 2 * r * w;
+            const FT* y1 = y0 + w;
+            FT* xr = x + r * w2;
+            for (c = 0; c < w2; c++)
+                xr[c] = k * ((y0[2 * c] + y0[2 * c + 1]) + (y1[2 * c] + y1[2 * c + 1])) + bias;
+        }
+    }
+    EW(fastbp_act)(xs, xs, NULL, a->c * oplane, a->act); /* one pass over the sample */
+}
+
+/* Pooling backward of samples [i0, i1): dY of those samples (if wanted) and
+ * part = [grad_coef (c), grad_bias (c)] over the block. T: h*w/4 + c*h*w elements. */
+static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, FT* T, FT* part)
+{
+    const int h2 = a->h / 2, w2 = a->w / 2, w = a->w;
+    const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)h2 * w2;
+    FT* E = T + oplane;
+    int i, ch, r, c;
+    for (ch = 0; ch < 2 * a->c; ch++) part[ch] = 0;
+    for (i = i0; i < i1; i++) {
+        for (ch = 0; ch < a->c; ch++) {
+            const ptrdiff_t off = (ptrdiff_t)i * a->c + ch;
+            const FT* y = a->Y + off * plane;
+            const FT* dz = a->dZ + off * oplane;
+            for (r = 0; r < h2; r++) {
+                const FT* y0 = y + 2 * r * w;
+                const FT* y1 = y0 + w;
+                for (c = 0; c < w2; c++)
+                    T[r * w2 + c] = dz[r * w2 + c] * ((FT)0.25 * ((y0[2 * c] + y0[2 * c + 1]) +
+                                                                 (y1[2 * c] + y1[2 * c + 1])));
+            }
+            part[ch] += NAME(sum_fixed)(T, oplane);
+            part[a->c + ch] += NAME(sum_fixed)(dz, oplane);
+            if (a->dY != NULL) {
+                /* dY[r, c] = E[r, c] g'(Y[r, c]), E[r, c] = k dz[r / 2, c / 2]:
+                 * E is built a row pair at a time, then one pass of the
+                 * activation table's derivative covers the sample. */
+                const FT k = a->coef[ch] * (FT)0.25;
+                for (r = 0; r < h2; r++) {
+                    const FT* dzr = dz + r * w2;
+                    FT* e0 = E + ch * plane + 2 * r * w;
+                    for (c = 0; c < w2; c++) {
+                        const FT v = k * dzr[c];
+                        e0[2 * c] = v;
+                        e0[2 * c + 1] = v;
+                    }
+                    memcpy(e0 + w, e0, sizeof(FT) * w);
+                }
+            }
+        }
+        if (a->dY != NULL) {
+            const ptrdiff_t first = (ptrdiff_t)i * a->c * plane;
+            EW(fastbp_dact)(a->dY + first, E, NULL, a->Y + first, a->c * plane, a->act);
+        }
+    }
+}
+
+#undef FT
+#undef EW
+#undef ARGS
+#undef NAME
+#undef ATTR
+#undef VT
+#undef VL
+#undef VLOAD
+#undef VLOADR
+#undef VSTORE
+#undef VSET1
+#undef VFMA
+#undef VADD
+#undef FASTBP_LANE
+#undef FASTBP_LANE_W
+#undef FASTBP_CONV_F32
+#undef FASTBP_CONV_ISA
