@@ -102,7 +102,8 @@
  * T), and no multiply-adds are fused here, so each element is also the same
  * in the vector body and the scalar remainder (callers cut the loop where the
  * thread count says). sqrt and division are exact in IEEE arithmetic, so the
- * AVX2 copy gives the same bits as the portable one, 8 floats at a time. */
+ * AVX2 and AVX-512 copies give the same bits as the portable one, 8 or 16
+ * floats at a time. */
 #if defined(__clang__)
 #define FB_NO_CONTRACT_ATTR
 #define FB_NO_CONTRACT _Pragma("clang fp contract(off)")
