@@ -24,10 +24,13 @@ from setuptools import Extension, setup
 HERE = Path(__file__).parent.resolve()
 KERNEL_DIR = Path("src", "fastbp", "_kernels")
 # C sources compiled into each kernel module besides its .pyx (each module
-# gets its own copy of the shared element-wise loops; each that runs C
-# kernels binds them to the instruction-set level kept by _dispatch).
-C_SOURCES = {"_conv": ["conv.c", "elementwise.c", "dispatch.c"], "_dense": ["elementwise.c", "dispatch.c"],
-             "_dispatch": ["dispatch.c"], "_rnn": ["elementwise.c", "recurrent.c", "dispatch.c"]}
+# gets its own copy of the shared element-wise loops and of the thread team;
+# each that runs C kernels binds them to the instruction-set level kept by
+# _dispatch and to the team kept by _team).
+C_SOURCES = {"_conv": ["conv.c", "elementwise.c", "dispatch.c", "team.c"],
+             "_dense": ["elementwise.c", "dispatch.c", "team.c"],
+             "_dispatch": ["dispatch.c"], "_rnn": ["elementwise.c", "recurrent.c", "dispatch.c", "team.c"],
+             "_team": ["team.c"]}
 
 
 def _env_flag(name):

@@ -31,7 +31,7 @@
  * ----------------
  * conv_kernels.h is a template of the kernels for one (dtype, instruction
  * set) pair, written with the lane operations of conv_lanes.h; this file
- * includes it once per pair, and conv_driver.h (allocation, OpenMP loops,
+ * includes it once per pair, and conv_driver.h (allocation, the team's units,
  * fixed-order sums and the choice of a copy) once per dtype. The portable
  * kernels use GCC/Clang vector extensions (16-byte vectors, which the
  * compiler maps to SSE2 or NEON) or, elsewhere, plain scalars (1 lane); where
@@ -54,7 +54,7 @@
 #include <string.h>
 
 #include "fastbp_omp.h"
-#include "fastbp_sync.h"
+#include "fb_team.h"
 #include "fb_dispatch.h"
 #include "elementwise.h"
 #include "conv.h"

@@ -1,5 +1,5 @@
-/* Template of conv.c's entry points for one dtype: allocation, the OpenMP
- * loops, the fixed-order sums of the block gradients, and the choice of the
+/* Template of conv.c's entry points for one dtype: allocation, the units
+ * of work shared by fastbp's team (fb_team.h), the fixed-order sums of the block gradients, and the choice of the
  * kernels' copy for the level in use (read once per call). conv.c includes
  * it once per dtype (no include guard), after defining FASTBP_CONV_F32.
  */
@@ -63,6 +63,76 @@ static FT* API(fastbp_pad_last)(const FT* X, int n, ptrdiff_t sample)
     return xlast;
 }
 
+/* Units of fb_team_run. Each job names the level read once by its call. */
+typedef struct {
+    const ARGS(conv_fwd_args)* a;
+    FT* tbuf; /* per slot: tsize elements */
+    ptrdiff_t tsize, tstride;
+    int isa;
+} API(conv_fwd_job);
+
+static void API(conv_fwd_unit)(void* job, int u, int slot)
+{
+    const API(conv_fwd_job)* j = (const API(conv_fwd_job)*)job;
+    CALL_ISA(j->isa, conv_fwd_sample, j->a, u, j->tbuf + slot * j->tsize, j->tstride);
+}
+
+/* A wave of blocks of FASTBP_BLOCK samples of a backward pass: block wb + u
+ * writes its gradient sums to part + u * plen. */
+typedef struct {
+    const void* a; /* ARGS(conv_bwd_args) or ARGS(pool_args) */
+    FT *scratch, *part; /* scratch: ssize elements per slot */
+    ptrdiff_t ssize, tstride, plen;
+    int wb, n, isa;
+} API(block_job);
+
+static void API(block_range)(const API(block_job)* j, int u, int* i0, int* i1)
+{
+    *i0 = (j->wb + u) * FASTBP_BLOCK;
+    *i1 = *i0 + FASTBP_BLOCK < j->n ? *i0 + FASTBP_BLOCK : j->n;
+}
+
+static void API(conv_bwd_unit)(void* job, int u, int slot)
+{
+    const API(block_job)* j = (const API(block_job)*)job;
+    int i0, i1;
+    API(block_range)(j, u, &i0, &i1);
+    CALL_ISA(j->isa, conv_bwd_block, (const ARGS(conv_bwd_args)*)j->a, i0, i1,
+             j->scratch + slot * j->ssize, j->tstride, j->part + u * j->plen);
+}
+
+static void API(pool_fwd_unit)(void* job, int u, int slot)
+{
+    const API(block_job)* j = (const API(block_job)*)job;
+    (void)slot;
+    CALL_ISA(j->isa, pool_fwd_sample, (const ARGS(pool_args)*)j->a, u);
+}
+
+static void API(pool_bwd_unit)(void* job, int u, int slot)
+{
+    const API(block_job)* j = (const API(block_job)*)job;
+    int i0, i1;
+    API(block_range)(j, u, &i0, &i1);
+    CALL_ISA(j->isa, pool_bwd_block, (const ARGS(pool_args)*)j->a, i0, i1,
+             j->scratch + slot * j->ssize, j->part + u * j->plen);
+}
+
+/* All nblocks blocks, FASTBP_WAVE at a time (that bounds the memory of the
+ * block sums), each wave's sums then added to total in block order: the
+ * result is the same for any team size. */
+static void API(block_waves)(int nt, int nblocks, fb_unit_fn unit, API(block_job)* j,
+                             FT* total)
+{
+    ptrdiff_t k;
+    int t;
+    for (j->wb = 0; j->wb < nblocks; j->wb += FASTBP_WAVE) {
+        const int nbw = nblocks - j->wb < FASTBP_WAVE ? nblocks - j->wb : FASTBP_WAVE;
+        fb_team_run(nt, nbw, unit, j);
+        for (t = 0; t < nbw; t++)
+            for (k = 0; k < j->plen; k++) total[k] += j->part[t * j->plen + k];
+    }
+}
+
 int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
                                 const unsigned char* table, FT* Y, int n, int c_in,
                                 int h, int w, int c_out, int act, int n_threads)
@@ -70,10 +140,11 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
     const int isa = fb_level();
     const ptrdiff_t plane = (ptrdiff_t)h * w, tstride = plane + 2 * VLMAX, tsize = 2 * tstride;
     int nt = n_threads < 1 ? 1 : n_threads;
-    int units = 0, joined = 0, *pool;
+    int* pool;
     fastbp_tile_group* groups;
     FT *xlast, *tbuf;
     ARGS(conv_fwd_args) a;
+    API(conv_fwd_job) job;
     if (n <= 0 || c_out <= 0)
         return 0;
     if (nt > n)
@@ -91,13 +162,8 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
     a.X = X; a.W = W; a.b = b; a.Y = Y; a.xlast = xlast;
     a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = act;
 
-    FB_TEAM(nt)
-    {
-        int u;
-        FB_FOR_UNITS(u, n, &units)
-            CALL_ISA(isa, conv_fwd_sample, &a, u, tbuf + omp_get_thread_num() * tsize, tstride);
-        fb_team_join(&joined);
-    }
+    job.a = &a; job.tbuf = tbuf; job.tsize = tsize; job.tstride = tstride; job.isa = isa;
+    fb_team_run(nt, n, API(conv_fwd_unit), &job);
 
     free(groups); free(pool); free(xlast); free(tbuf);
     return 0;
@@ -113,7 +179,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
     const ptrdiff_t plane = (ptrdiff_t)h * w;
     const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
     int nt = n_threads < 1 ? 1 : n_threads;
-    int npairs, pair, co, ci, k, wb, t;
+    int npairs, pair, co, ci, k;
     int *lists, *blist, *bn, *pid, *pool;
     fastbp_tile_group* groups;
     ptrdiff_t dzp_stride, ng, plen, ssize, j;
@@ -121,6 +187,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
     FT *xlast = NULL, *wrot = NULL, *scratch = NULL, *part = NULL, *total = NULL;
     void* scratch_mem = NULL;
     ARGS(conv_bwd_args) a;
+    API(block_job) job;
 
     /* blist (c_in, c_out), bn (c_in), pid (c_out, c_in), pool (c_in, c_out) */
     lists = (int*)malloc(sizeof(int) * (3 * (size_t)c_out * c_in + c_in + 1));
@@ -177,24 +244,9 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
         a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = in_act;
         a.pid = pid; a.npairs = npairs; a.dzp_stride = dzp_stride;
 
-        for (wb = 0; wb < nblocks; wb += FASTBP_WAVE) {
-            const int nbw = nblocks - wb < FASTBP_WAVE ? nblocks - wb : FASTBP_WAVE;
-            const int ntw = nt < nbw ? nt : nbw;
-            int units = 0, joined = 0;
-            FB_TEAM(ntw)
-            {
-                int u;
-                FB_FOR_UNITS(u, nbw, &units) {
-                    const int i0 = (wb + u) * FASTBP_BLOCK;
-                    const int i1 = i0 + FASTBP_BLOCK < n ? i0 + FASTBP_BLOCK : n;
-                    CALL_ISA(isa, conv_bwd_block, &a, i0, i1,
-                             scratch + omp_get_thread_num() * ssize, tstride, part + u * plen);
-                }
-                fb_team_join(&joined);
-            }
-            for (t = 0; t < nbw; t++)
-                for (j = 0; j < plen; j++) total[j] += part[t * plen + j];
-        }
+        job.a = &a; job.scratch = scratch; job.part = part; job.ssize = ssize;
+        job.tstride = tstride; job.plen = plen; job.n = n; job.isa = isa;
+        API(block_waves)(nt, nblocks, API(conv_bwd_unit), &job, total);
     }
 
     memset(grad_W, 0, sizeof(FT) * (size_t)c_out * c_in * 25);
@@ -218,21 +270,16 @@ int API(fastbp_pool2x2_forward)(const FT* Y, const FT* coef, const FT* bias, FT*
 {
     const int isa = fb_level();
     int nt = n_threads < 1 ? 1 : n_threads;
-    int units = 0, joined = 0;
     ARGS(pool_args) a;
+    API(block_job) job;
     if ((ptrdiff_t)n * c * h * w < FASTBP_MIN_PARALLEL)
         nt = 1;
     if (nt > n)
         nt = n > 0 ? n : 1;
     a.Y = Y; a.coef = coef; a.bias = bias; a.dZ = NULL; a.X = X; a.dY = NULL;
     a.n = n; a.c = c; a.h = h; a.w = w; a.act = act;
-    FB_TEAM(nt)
-    {
-        int u;
-        FB_FOR_UNITS(u, n, &units)
-            CALL_ISA(isa, pool_fwd_sample, &a, u);
-        fb_team_join(&joined);
-    }
+    job.a = &a; job.isa = isa;
+    fb_team_run(nt, n, API(pool_fwd_unit), &job);
     return 0;
 }
 
@@ -245,10 +292,11 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     const ptrdiff_t tsize = (ptrdiff_t)(h / 2) * (w / 2) + (ptrdiff_t)c * h * w;
     const ptrdiff_t plen = 2 * (ptrdiff_t)c;
     int nt = n_threads < 1 ? 1 : n_threads;
-    int wb, t, ch;
+    int ch;
     ptrdiff_t j;
     FT *tbuf, *part, *total;
     ARGS(pool_args) a;
+    API(block_job) job;
     if ((ptrdiff_t)n * c * h * w < FASTBP_MIN_PARALLEL)
         nt = 1;
     if (nt > nblocks)
@@ -263,24 +311,9 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     for (j = 0; j < plen; j++) total[j] = 0;
     a.Y = Y; a.coef = coef; a.bias = NULL; a.dZ = dZ; a.X = NULL; a.dY = dY;
     a.n = n; a.c = c; a.h = h; a.w = w; a.act = in_act;
-    for (wb = 0; wb < nblocks; wb += FASTBP_WAVE) {
-        const int nbw = nblocks - wb < FASTBP_WAVE ? nblocks - wb : FASTBP_WAVE;
-        const int ntw = nt < nbw ? nt : nbw;
-        int units = 0, joined = 0;
-        FB_TEAM(ntw)
-        {
-            int u;
-            FB_FOR_UNITS(u, nbw, &units) {
-                const int i0 = (wb + u) * FASTBP_BLOCK;
-                const int i1 = i0 + FASTBP_BLOCK < n ? i0 + FASTBP_BLOCK : n;
-                CALL_ISA(isa, pool_bwd_block, &a, i0, i1, tbuf + omp_get_thread_num() * tsize,
-                         part + u * plen);
-            }
-            fb_team_join(&joined);
-        }
-        for (t = 0; t < nbw; t++)
-            for (j = 0; j < plen; j++) total[j] += part[t * plen + j];
-    }
+    job.a = &a; job.scratch = tbuf; job.part = part; job.ssize = tsize; job.tstride = 0;
+    job.plen = plen; job.n = n; job.isa = isa;
+    API(block_waves)(nt, nblocks, API(pool_bwd_unit), &job, total);
     for (ch = 0; ch < c; ch++) {
         grad_coef[ch] = total[ch];
         grad_bias[ch] = total[c + ch];
@@ -289,22 +322,41 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     return 0;
 }
 
+/* Element-wise passes: A, its activation and a bias or a second array. */
+typedef struct {
+    FT* D;
+    const FT *A, *bias;
+    ptrdiff_t cols, size;
+    int act;
+} API(rows_job);
+
+static void API(bias_act_row)(void* job, int u, int slot)
+{
+    const API(rows_job)* j = (const API(rows_job)*)job;
+    FT* row = j->D + (ptrdiff_t)u * j->cols;
+    (void)slot;
+    EW(fastbp_act)(row, row, j->bias, j->cols, j->act);
+}
+
 void API(fastbp_bias_act_rows)(FT* A, const FT* bias, int rows, int cols, int act,
                                int n_threads)
 {
     int nt = n_threads < 1 ? 1 : n_threads;
-    int units = 0, joined = 0;
+    API(rows_job) job;
     if ((ptrdiff_t)rows * cols < FASTBP_MIN_PARALLEL)
         nt = 1;
-    FB_TEAM(nt)
-    {
-        int u;
-        FB_FOR_UNITS(u, rows, &units) {
-            FT* row = A + (ptrdiff_t)u * cols;
-            EW(fastbp_act)(row, row, bias, cols, act);
-        }
-        fb_team_join(&joined);
-    }
+    job.D = A; job.A = NULL; job.bias = bias; job.cols = cols; job.size = 0; job.act = act;
+    fb_team_run(nt, rows, API(bias_act_row), &job);
+}
+
+/* Pieces of fastbp_mul_deriv: cols elements each. */
+static void API(mul_deriv_piece)(void* job, int u, int slot)
+{
+    const API(rows_job)* j = (const API(rows_job)*)job;
+    const ptrdiff_t start = (ptrdiff_t)u * j->cols;
+    const ptrdiff_t len = j->size - start < j->cols ? j->size - start : j->cols;
+    (void)slot;
+    EW(fastbp_dact)(j->D + start, j->D + start, NULL, j->A + start, len, j->act);
 }
 
 void API(fastbp_mul_deriv)(FT* D, const FT* A, ptrdiff_t size, int act, int n_threads)
@@ -312,21 +364,13 @@ void API(fastbp_mul_deriv)(FT* D, const FT* A, ptrdiff_t size, int act, int n_th
     const ptrdiff_t piece = 4096;
     const int npieces = (int)((size + piece - 1) / piece);
     int nt = n_threads < 1 ? 1 : n_threads;
-    int units = 0, joined = 0;
+    API(rows_job) job;
     if (act == 0)
         return;
     if (size < FASTBP_MIN_PARALLEL)
         nt = 1;
-    FB_TEAM(nt)
-    {
-        int u;
-        FB_FOR_UNITS(u, npieces, &units) {
-            const ptrdiff_t start = (ptrdiff_t)u * piece;
-            const ptrdiff_t len = size - start < piece ? size - start : piece;
-            EW(fastbp_dact)(D + start, D + start, NULL, A + start, len, act);
-        }
-        fb_team_join(&joined);
-    }
+    job.D = D; job.A = A; job.bias = NULL; job.cols = piece; job.size = size; job.act = act;
+    fb_team_run(nt, npieces, API(mul_deriv_piece), &job);
 }
 
 #undef CALL_ISA

@@ -14,10 +14,10 @@ static inline int omp_get_num_procs(void) { return 1; }
 #endif
 
 /* Element-wise work below this many elements runs on one thread. Waking a
-   passive OpenMP team costs about 80 us on the 2-core VM of 2026-12-01 (30 us
-   on an earlier one), about what one thread takes for 2^18 elements of an
-   update or activation pass; at 16384, LeNet-5's small batches ran slower on
-   two threads than on one. Results never depend on it. */
+   sleeping thread costs tens of microseconds (80 us measured on a 2-core VM
+   with a passive OpenMP team), about what one thread takes for 2^18 elements
+   of an update or activation pass; at 16384, LeNet-5's small batches ran
+   slower on two threads than on one. Results never depend on it. */
 #define FASTBP_MIN_PARALLEL 262144
 
 #endif

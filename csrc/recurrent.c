@@ -13,8 +13,7 @@
  * decides who computes which rows, never changes a result.
  */
 #include "fb_math.h" /* first: floating-point code generation */
-#include "fastbp_omp.h"
-#include "fastbp_sync.h"
+#include "fb_team.h"
 #include "elementwise.h"
 #include "recurrent.h"
 #include <stdlib.h>
@@ -84,15 +83,6 @@ RNN_VECTOR(rnn_d8, double, 64)
 
 #define RNN_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define RNN_MAX(a, b) ((a) > (b) ? (a) : (b))
-
-#if !defined(_OPENMP) /* a serial build: no pragmas to ignore */
-#define RNN_OMP(x)
-#elif defined(_MSC_VER)
-#define RNN_OMP(x) __pragma(omp x)
-#else
-#define RNN_OMP_STR(x) _Pragma(#x)
-#define RNN_OMP(x) RNN_OMP_STR(omp x)
-#endif
 
 /* c[i][j] = q[i][j] + sum_p a[i][p] b[p][j] for i < MR and j < width, where
  * width <= 2 VL; a, q and c are row-major (a with stride lda, q and c with
@@ -201,20 +191,18 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
 /* The loop for one dtype: SUF f or d. `width` is the panel width of the
  * level's tiles. */
 #define RNN_DEFINE_LOOP(T, SUF)                                                \
-    /* Panels [tid share] of B = W (transpose 0) or W^T: panel j holds, for    \
-     * each p, B[p][j*width .. j*width + width), zero beyond column n. */      \
+    /* Panel `panel` of B = W (transpose 0) or W^T: for each p,               \
+     * B[p][panel*width .. panel*width + width), zero beyond column n. */      \
     static void pack_##SUF(const T *W, int n, int transpose, T *packed,        \
-                           ptrdiff_t width, int tid, int team)                 \
+                           ptrdiff_t width, ptrdiff_t panel)                   \
     {                                                                          \
-        const ptrdiff_t panels = (n + width - 1) / width;                      \
-        ptrdiff_t panel, p, j, col;                                            \
-        for (panel = panels * tid / team; panel < panels * (tid + 1) / team; panel++) \
-            for (p = 0; p < n; p++)                                            \
-                for (j = 0; j < width; j++) {                                  \
-                    col = panel * width + j;                                   \
-                    packed[(panel * n + p) * width + j] =                      \
-                        col >= n ? (T)0 : transpose ? W[col * n + p] : W[p * n + col]; \
-                }                                                              \
+        ptrdiff_t p, j, col;                                                   \
+        for (p = 0; p < n; p++)                                                \
+            for (j = 0; j < width; j++) {                                      \
+                col = panel * width + j;                                       \
+                packed[(panel * n + p) * width + j] =                          \
+                    col >= n ? (T)0 : transpose ? W[col * n + p] : W[p * n + col]; \
+            }                                                                  \
     }                                                                          \
                                                                                \
     /* Rows [lo, hi) of one step: out = f(q + a @ B) where the row is below   \
@@ -270,6 +258,60 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
         return (T *)malloc((size_t)(panels * width) * (size_t)n * sizeof(T));  \
     }                                                                          \
                                                                                \
+    /* One time loop's arguments, shared by the units of fastbp's team. */    \
+    typedef struct {                                                           \
+        const T *x, *W, *h;                                                    \
+        const ptrdiff_t *bs;                                                   \
+        ptrdiff_t T_steps, n_rows, window, width;                              \
+        T *out, *packed;                                                       \
+        const rnn_tile_##SUF *tiles;                                           \
+        int n, act, slices;                                                    \
+    } rnn_loop_##SUF;                                                          \
+                                                                               \
+    static void pack_unit_##SUF(void *job, int panel, int slot)                \
+    {                                                                          \
+        const rnn_loop_##SUF *L = (const rnn_loop_##SUF *)job;                 \
+        (void)slot;                                                            \
+        pack_##SUF(L->W, L->n, L->h != NULL, L->packed, L->width, panel);      \
+    }                                                                          \
+                                                                               \
+    /* Slice s of the sequences, through every step: step t continues them   \
+     * in rows [lo, hi) of the step before (after), so no slice waits for     \
+     * another. */                                                             \
+    static void slice_unit_##SUF(void *job, int s, int slot)                   \
+    {                                                                          \
+        const rnn_loop_##SUF *L = (const rnn_loop_##SUF *)job;                 \
+        const ptrdiff_t *bs = L->bs;                                           \
+        const ptrdiff_t lo = bs[0] * s / L->slices, hi = bs[0] * (s + 1) / L->slices; \
+        const int n = L->n;                                                    \
+        ptrdiff_t t, nr, off, off_other;                                       \
+        (void)slot;                                                            \
+        if (L->h == NULL) {                                                    \
+            for (t = 0, off = 0, off_other = 0; t < L->T_steps; t++) {         \
+                /* every row of step t continues a row of step t-1 */          \
+                nr = t == 0 ? 0 : bs[t];                                       \
+                step_##SUF(L->out + off_other * n, L->x + off * n, NULL,       \
+                           L->out + off * n, RNN_MIN(lo, bs[t]), RNN_MIN(hi, bs[t]), \
+                           nr, L->packed, L->width, n, L->act, L->tiles);      \
+                off_other = off;                                               \
+                off += bs[t];                                                  \
+            }                                                                  \
+        } else {                                                               \
+            for (t = L->T_steps - 1, off_other = L->n_rows; t >= 0; t--) {     \
+                off = off_other - bs[t];                                       \
+                /* rows that receive delta_{t+1} @ W^T: the sequences still   \
+                 * running at t + 1, unless t + 1 starts a window */           \
+                nr = 0;                                                        \
+                if (t + 1 < L->T_steps && (L->window <= 0 || (t + 1) % L->window != 0)) \
+                    nr = bs[t + 1];                                            \
+                step_##SUF(L->out + off_other * n, L->x + off * n, L->h + off * n, \
+                           L->out + off * n, RNN_MIN(lo, bs[t]), RNN_MIN(hi, bs[t]), \
+                           nr, L->packed, L->width, n, L->act, L->tiles);      \
+                off_other = off;                                               \
+            }                                                                  \
+        }                                                                      \
+    }                                                                          \
+                                                                               \
     /* Both directions of the loop. Forward (h NULL): out = H, x = P, step t  \
      * multiplies block t-1 of out by W. Backward (h = H): out = delta,         \
      * x = dH, step t multiplies block t+1 of out by W^T, from the last step   \
@@ -280,50 +322,17 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
                                int n_threads, ptrdiff_t window)                \
     {                                                                          \
         const int level = RNN_MIN(fb_level(), RNN_LEVELS - 1);                 \
-        const rnn_tile_##SUF *tiles = tiles_##SUF[level];                      \
-        const ptrdiff_t width = panel_##SUF[level];                            \
-        T *packed = alloc_packed_##SUF(n, width);                              \
-        int nt = rnn_team_size(bs[0], n, n_threads);                           \
-        (void)nt; /* unused without OpenMP */                                  \
-        int joined[2] = {0, 0}; /* after packing, at the end */                \
-        if (packed == NULL) return -1;                                         \
-        RNN_OMP(parallel num_threads(nt) if(nt > 1))                           \
-        {                                                                      \
-            int tid = omp_get_thread_num(), team = omp_get_num_threads();      \
-            /* this thread's sequences: step t continues them in rows        \
-             * [lo, hi) of the step before (after), so no thread waits for    \
-             * another */                                                      \
-            const ptrdiff_t lo = bs[0] * tid / team, hi = bs[0] * (tid + 1) / team; \
-            ptrdiff_t t, nr, off, off_other;                                   \
-            pack_##SUF(W, n, h != NULL, packed, width, tid, team);             \
-            fb_team_join(&joined[0]);                                          \
-            if (h == NULL) {                                                   \
-                for (t = 0, off = 0, off_other = 0; t < T_steps; t++) {        \
-                    /* every row of step t continues a row of step t-1 */      \
-                    nr = t == 0 ? 0 : bs[t];                                   \
-                    step_##SUF(out + off_other * n, x + off * n, NULL, out + off * n, \
-                               RNN_MIN(lo, bs[t]), RNN_MIN(hi, bs[t]), nr, packed, \
-                               width, n, act, tiles);                          \
-                    off_other = off;                                           \
-                    off += bs[t];                                              \
-                }                                                              \
-            } else {                                                           \
-                for (t = T_steps - 1, off_other = n_rows; t >= 0; t--) {       \
-                    off = off_other - bs[t];                                   \
-                    /* rows that receive delta_{t+1} @ W^T: the sequences     \
-                     * still running at t + 1, unless t + 1 starts a window */ \
-                    nr = 0;                                                    \
-                    if (t + 1 < T_steps && (window <= 0 || (t + 1) % window != 0)) \
-                        nr = bs[t + 1];                                        \
-                    step_##SUF(out + off_other * n, x + off * n, h + off * n,  \
-                               out + off * n, RNN_MIN(lo, bs[t]), RNN_MIN(hi, bs[t]), \
-                               nr, packed, width, n, act, tiles);              \
-                    off_other = off;                                           \
-                }                                                              \
-            }                                                                  \
-            fb_team_join(&joined[1]);                                          \
-        }                                                                      \
-        free(packed);                                                          \
+        const int nt = rnn_team_size(bs[0], n, n_threads);                     \
+        rnn_loop_##SUF L;                                                      \
+        L.x = x; L.W = W; L.h = h; L.bs = bs; L.T_steps = T_steps;             \
+        L.n_rows = n_rows; L.window = window; L.width = panel_##SUF[level];    \
+        L.out = out; L.tiles = tiles_##SUF[level]; L.n = n; L.act = act;       \
+        L.slices = nt;                                                         \
+        L.packed = alloc_packed_##SUF(n, L.width);                             \
+        if (L.packed == NULL) return -1;                                       \
+        fb_team_run(nt, (int)((n + L.width - 1) / L.width), pack_unit_##SUF, &L); \
+        fb_team_run(nt, nt, slice_unit_##SUF, &L);                             \
+        free(L.packed);                                                        \
         return 0;                                                              \
     }                                                                          \
                                                                                \

@@ -15,9 +15,9 @@
  * The product with W is not a BLAS call: W is packed once per call into
  * column panels, and one register-tiled kernel computes each tile of a step;
  * the activation (or its derivative) follows while the rows are in cache.
- * The whole loop is one OpenMP region of up to n_threads threads, each owning
- * a fixed share of the sequences (rows of the first step) for every step, so
- * no thread waits for another between steps. Every element is summed in the
+ * The sequences (rows of the first step) are cut into up to n_threads slices,
+ * each a unit of fastbp's team (fb_team.h) that runs every step, so no
+ * thread waits for another between steps. Every element is summed in the
  * same order whatever the thread count, so results do not depend on it.
  */
 #ifndef FASTBP_RECURRENT_H

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from fastbp._kernels import _dispatch, _openmp
+from fastbp._kernels import _dispatch, _team
 from fastbp._threads import _usable_cpu_count, effective_n_threads
 
 
@@ -16,19 +16,19 @@ def _omp_thread_limit():
 
 
 # Threads that a test comparing thread counts really gets. A kernel called
-# with n_threads=2 runs a team of two even on one core (OMP_NUM_THREADS does
-# not cap an explicit count), unless the kernels are serial or
+# with n_threads=2 runs a team of two even on one core, unless the kernels
+# cannot run threads, or they run on OpenMP (no POSIX threads) and
 # OMP_THREAD_LIMIT caps every team.
-_TEAM_LIMIT = _omp_thread_limit()
-KERNEL_THREADS = 1 if not _openmp.openmp_enabled() else min(2, _TEAM_LIMIT or 2)
+_TEAM_LIMIT = None if _team.threads_are_own() else _omp_thread_limit()
+KERNEL_THREADS = 1 if not _team.threads_available() else min(2, _TEAM_LIMIT or 2)
 # A fit with n_jobs=2 also stops at the cores this process may run on
 # (os.sched_getaffinity): on one core it runs on one thread.
 FIT_THREADS = min(effective_n_threads(2), KERNEL_THREADS)
 
 
 def _one_thread_because():
-    if not _openmp.openmp_enabled():
-        return "the kernels were built without OpenMP"
+    if not _team.threads_available():
+        return "the kernels cannot run threads here (no POSIX threads, no OpenMP)"
     if KERNEL_THREADS < 2:
         return f"OMP_THREAD_LIMIT={_TEAM_LIMIT}"
     return f"this process may run on {_usable_cpu_count()} core"

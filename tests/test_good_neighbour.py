@@ -67,10 +67,11 @@ def test_openmp_runtime_keeps_its_default_settings():
         import ctypes, sys
         import fastbp
         """, _FITS, """
-        # dlsym on the kernels' module searches the libraries it links, so this
-        # is the runtime fastbp uses (sklearn ships a libgomp of its own)
-        from fastbp._kernels import _dense
-        kernels = ctypes.CDLL(_dense.__file__)
+        # dlsym on a kernel module searches the libraries it links, so this is
+        # the runtime fastbp loads (sklearn ships a libgomp of its own); the
+        # kernels run on fastbp's own team, only _openmp links the runtime
+        from fastbp._kernels import _openmp
+        kernels = ctypes.CDLL(_openmp.__file__)
         if not hasattr(kernels, "omp_display_env") or not hasattr(kernels, "GOMP_parallel"):
             print("NO-LIBGOMP"); sys.exit(0)
         sys.stdout.flush()

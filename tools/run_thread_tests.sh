@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tests=(tests/test_extremes_threads.py tests/test_good_neighbour.py tests/test_kernel_properties.py)
+tests=(tests/test_extremes_threads.py tests/test_good_neighbour.py tests/test_kernel_properties.py
+       tests/test_team.py)
 
 if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
     echo "thread tests with OPENBLAS_CORETYPE unset (the environment pins ${OPENBLAS_CORETYPE})"

@@ -1,4 +1,4 @@
-"""Print what a bug report needs: versions, OpenMP threads and BLAS."""
+"""Print what a bug report needs: versions, threads and BLAS."""
 import os
 import platform
 import sys
@@ -6,7 +6,7 @@ import textwrap
 
 
 def show_versions() -> None:
-    """Print fastbp's, Python's and the dependencies' versions, the OpenMP
+    """Print fastbp's, Python's and the dependencies' versions, the thread
     build and thread count, the instruction-set path of the C kernels, and
     the BLAS libraries threadpoolctl finds.
 
@@ -20,7 +20,7 @@ def show_versions() -> None:
     from threadpoolctl import threadpool_info
 
     from . import __version__
-    from ._kernels import _dispatch, _openmp
+    from ._kernels import _dispatch, _openmp, _team
     from ._threads import effective_n_threads
 
     rows = [
@@ -30,7 +30,9 @@ def show_versions() -> None:
         ("numpy", numpy.__version__),
         ("scipy", scipy.__version__),
         ("scikit-learn", sklearn.__version__),
-        ("openmp", "enabled" if _openmp.openmp_enabled() else "disabled (serial kernels)"),
+        ("thread team", "fastbp's own (POSIX threads)" if _team.threads_are_own()
+         else "OpenMP" if _team.threads_available() else "none (serial kernels)"),
+        ("openmp", "enabled" if _openmp.openmp_enabled() else "disabled"),
         ("threads", str(effective_n_threads(None))),
         ("kernels", f"{_dispatch.dispatch_path()} path (available: "
                     f"{', '.join(_dispatch.available_paths())})"),

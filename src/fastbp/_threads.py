@@ -1,4 +1,4 @@
-"""How many OpenMP threads a fit uses, worked out once per fit."""
+"""How many threads a fit uses, worked out once per fit."""
 import os
 import sys
 import threading
@@ -6,7 +6,7 @@ import threading
 import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
-from ._kernels import _openmp
+from ._kernels import _openmp, _team
 
 
 def _usable_cpu_count():
@@ -54,23 +54,26 @@ def effective_n_threads(n_jobs: int | None = None) -> int:
         by the worker's task threads. A negative value counts back from the number
         of usable cores as in scikit-learn (-1 is all of them). A positive value
         is capped at the number of usable cores: more threads than cores only
-        makes OpenMP teams wait on each other.
+        makes the team's threads wait on each other.
 
     Returns
     -------
     n_threads : int
-        At least 1; always 1 when the kernels were built without OpenMP.
+        At least 1; always 1 where the kernels cannot run threads (a build
+        without OpenMP on a system without POSIX threads).
     """
     if n_jobs == 0:
         raise ValueError("n_jobs == 0 has no meaning; use None, a positive or a negative int.")
-    if not _openmp.openmp_enabled():
+    if not _team.threads_available():
         return 1
     n_cpus = _usable_cpu_count()
     if n_jobs is None:
         share = _dask_task_share()
         if share is not None:
             n_cpus = min(n_cpus, share)
-        return max(1, min(_openmp.omp_max_threads(), n_cpus))
+        if _openmp.openmp_enabled():  # honours OMP_NUM_THREADS, as scikit-learn does
+            n_cpus = min(_openmp.omp_max_threads(), n_cpus)
+        return max(1, n_cpus)
     if n_jobs < 0:
         return max(1, n_cpus + 1 + n_jobs)
     return max(1, min(int(n_jobs), n_cpus))
@@ -162,7 +165,7 @@ _BLAS_SINGLE_THREAD = _BlasSingleThread()
 
 
 def blas_single_thread():
-    """Run BLAS on one thread while fastbp's kernels split GEMMs over OpenMP.
+    """Run BLAS on one thread while fastbp's kernels split GEMMs over its team.
 
     Re-entrant and safe across Python threads: the first caller in sets the
     limit, the last one out restores the user's setting.

@@ -2,13 +2,14 @@
 reported once, in words, instead of as a bare ImportError.
 
 Importing them changes nothing else in the process: no environment variable
-is set, so an OpenMP runtime shared with other libraries (libgomp is loaded
-once per process, by soname) keeps the settings its user gave it. The
-kernels' own waits spin briefly and then sleep (csrc/fastbp_sync.h), so a
-team whose threads are descheduled by other work does not stall.
+is set, and the kernels run on fastbp's own thread team (csrc/fb_team.h),
+not on the OpenMP runtime that other libraries share (libgomp is loaded
+once per process, by soname). The team's threads spin briefly and then
+sleep, and a call never waits for a thread that other work keeps off the
+cores.
 """
 try:
-    from . import _blas, _conv, _dense, _dispatch, _openmp, _rnn  # noqa: F401
+    from . import _blas, _conv, _dense, _dispatch, _openmp, _rnn, _team  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised by hand
     raise ImportError(
         "fastbp's compiled kernels could not be imported. The package was not "

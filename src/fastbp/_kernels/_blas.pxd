@@ -10,7 +10,7 @@ cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
 
 cdef inline int gemm_blocks(Py_ssize_t dim, Py_ssize_t work, Py_ssize_t min_work,
                             Py_ssize_t width) noexcept nogil:
-    """How many blocks a GEMM result is cut into along ``dim`` for the OpenMP
+    """How many blocks a GEMM result is cut into along ``dim`` for fastbp's
     team: one below ``min_work`` multiply-adds, else a power of two (so 2, 4,
     8 or 16 threads share them evenly) from 2 up to one block per 2**23
     multiply-adds, each at least ``width`` wide, at most 16. Every block is

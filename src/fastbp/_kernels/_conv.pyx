@@ -14,10 +14,10 @@ added in order.
 
 A convolution whose output is 1x1 (input 5x5, such as LeNet's C5) with a full
 connection table is a dense layer: it runs as one GEMM over the whole batch,
-called outside any OpenMP region, followed by one fused element-wise pass on
-the calling thread. That pass is ~1% of the GEMM's work, and opening an
-OpenMP team right after a GEMM makes it fight BLAS's own threads, which spin
-for a while after each call (measured: 10x slower on 2 cores). BLAS's thread
+called outside any team call, followed by one fused element-wise pass on
+the calling thread. That pass is ~1% of the GEMM's work, and handing it to a
+team right after a multi-threaded GEMM makes it fight BLAS's own threads,
+which spin for a while after each call (measured: 10x slower on 2 cores). BLAS's thread
 count is set by the caller (threadpoolctl), not by n_threads.
 """
 from cython cimport floating
@@ -26,6 +26,7 @@ from libc.stdint cimport uint8_t
 from ._blas cimport gemm
 from ._checks cimport check_shape
 from ._dispatch cimport bind_dispatch
+from ._team cimport bind_team
 
 
 cdef extern from "conv.h" nogil:
@@ -70,6 +71,7 @@ cdef extern from "conv.h" nogil:
 
 
 bind_dispatch()
+bind_team()
 
 
 cdef bint _is_dense(const uint8_t[:, ::1] table, Py_ssize_t h, Py_ssize_t w) noexcept nogil:
@@ -137,7 +139,7 @@ def conv5x5_forward(const floating[:, :, :, ::1] X,
     activation : int
         Activation code g (0 identity, 1 logistic, 2 tanh, 3 relu, 4 lecun_tanh).
     n_threads : int
-        OpenMP threads; results do not depend on it.
+        Threads of fastbp's team; results do not depend on it.
 
     All arrays C-contiguous and of one floating dtype.
     """
@@ -206,7 +208,7 @@ def conv5x5_backward(const floating[:, :, :, ::1] X,
     input_activation : int
         Activation code g_in of the layer that produced X.
     n_threads : int
-        OpenMP threads; results are bitwise identical for any value.
+        Threads of fastbp's team; results are bitwise identical for any value.
     """
     cdef int n = X.shape[0], c_in = X.shape[1], h = X.shape[2], w = X.shape[3]
     cdef int c_out = W.shape[0]
@@ -319,7 +321,7 @@ def pool2x2_backward(const floating[:, :, :, ::1] Y,
     input_activation : int
         Activation code g_in of the layer that produced Y.
     n_threads : int
-        OpenMP threads; results are bitwise identical for any value.
+        Threads of fastbp's team; results are bitwise identical for any value.
     """
     cdef int n = Y.shape[0], c = Y.shape[1], h = Y.shape[2], w = Y.shape[3]
     cdef floating* dY_ptr = NULL

@@ -5,12 +5,11 @@ Stateless: C-contiguous arrays in, results written into the arrays marked
 entry point checks the shapes agree (ValueError), since the loops below run
 with boundscheck off.
 
-Every element-wise pass is fused with the GEMM it follows and runs in one
-OpenMP loop over rows; reductions use a fixed order so results do not depend
-on the thread count.
+Every element-wise pass is fused with the GEMM it follows, and the work is
+shared out in units to fastbp's thread team (_team.pxd); reductions use a
+fixed order so results do not depend on the thread count.
 """
 from cython cimport floating
-from cython.parallel cimport parallel
 from libc.stdlib cimport calloc, malloc, free
 from libc.float cimport DBL_EPSILON, FLT_EPSILON
 from libc.stdint cimport int32_t, int64_t
@@ -22,14 +21,15 @@ from ._dispatch cimport bind_dispatch
 from ._elementwise cimport elementwise_act, elementwise_dact, adam_range, l2_block, softmax_exp
 from ._math cimport (ACT_IDENTITY, ACT_LECUN_TANH, ACT_LOGISTIC, ACT_RELU, ACT_TANH, LECUN_A,
                      LECUN_S, sigmoid, fexp, flog, flog1p)
-from ._team cimport TEAM_UNIT_ELEMENTS, add_partials, team_next, unit_count
+from ._team cimport TEAM_UNIT_ELEMENTS, bind_team, sum_partials, team_run, unit_count
 
 bind_dispatch()
+bind_team()
 
 cdef extern from "fastbp_omp.h":
     enum: FASTBP_MIN_PARALLEL
 
-# Below this many elements (or multiply-adds) an OpenMP team costs more than it saves.
+# Below this many elements (or multiply-adds) a team costs more than it saves.
 cdef Py_ssize_t PARALLEL_MIN_WORK = FASTBP_MIN_PARALLEL
 cdef Py_ssize_t PARALLEL_MIN_FLOPS = 1 << 20
 # Narrowest block a GEMM result is split into for the team.
@@ -139,6 +139,73 @@ cdef void split_gemm_block(int blk, int n_blocks, bint trans_b, Py_ssize_t m, Py
             multiply_derivative(C + lo * n, act_out + lo * n, hi - lo, 0, n, n, act)
 
 
+ctypedef struct GemmJob:
+    # Units 0..n_grad-1: blocks of gradient_block (G = GA^T @ GD); then
+    # n_split blocks of split_gemm_block (C = A @ op(B) and its epilogue).
+    int n_grad, n_split, act
+    bint trans_b, f64
+    Py_ssize_t gm, gk, gn, m, n, k
+    const void* GA
+    const void* GD
+    void* G
+    const void* A
+    const void* B
+    void* C
+    const void* bias
+    const void* act_out
+
+
+cdef inline void gemm_job(GemmJob* job, int n_grad, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n,
+                          const floating* A, const floating* D, floating* G) noexcept nogil:
+    """Set up a GemmJob of n_grad gradient blocks (and no split blocks yet)."""
+    job.n_grad = n_grad
+    job.n_split = 0
+    job.f64 = floating is double
+    job.gm = m
+    job.gk = k
+    job.gn = n
+    job.GA = A
+    job.GD = D
+    job.G = G
+
+
+cdef inline void gemm_job_split(GemmJob* job, int n_split, bint trans_b, Py_ssize_t m,
+                                Py_ssize_t n, Py_ssize_t k, const floating* A,
+                                const floating* B, floating* C, const floating* bias,
+                                const floating* act_out, int act) noexcept nogil:
+    """Add the n_split blocks of split_gemm to a GemmJob."""
+    job.f64 = floating is double
+    job.n_split = n_split
+    job.trans_b = trans_b
+    job.m = m
+    job.n = n
+    job.k = k
+    job.A = A
+    job.B = B
+    job.C = C
+    job.bias = bias
+    job.act_out = act_out
+    job.act = act
+
+
+cdef inline void gemm_job_block(const GemmJob* j, int u, floating* tag) noexcept nogil:
+    if u < j.n_grad:
+        gradient_block(u, j.n_grad, j.gm, j.gk, j.gn, <const floating*> j.GA,
+                       <const floating*> j.GD, <floating*> j.G)
+    else:
+        split_gemm_block(u - j.n_grad, j.n_split, j.trans_b, j.m, j.n, j.k,
+                         <const floating*> j.A, <const floating*> j.B, <floating*> j.C,
+                         <const floating*> j.bias, <const floating*> j.act_out, j.act)
+
+
+cdef void gemm_job_unit(void* job, int u, int slot) noexcept nogil:
+    cdef const GemmJob* j = <const GemmJob*> job
+    if j.f64:
+        gemm_job_block(j, u, <double*> NULL)
+    else:
+        gemm_job_block(j, u, <float*> NULL)
+
+
 cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const floating* A, const floating* B, floating* C,
                      const floating* bias, const floating* act_out, int act,
@@ -147,21 +214,16 @@ cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     in cache: with ``bias``, C = act(C + bias); with ``act_out``,
     C *= act'(from act_out) (act_out has C's shape).
 
-    The product is split into blocks shared out to one OpenMP team while
+    The product is split into blocks shared out to fastbp's team while
     BLAS runs on one thread (the engine sets that around fit and predict):
     two thread pools on the same cores slow small GEMMs several-fold. The
     split runs along the larger of m and n, so each block packs only its
     share of the larger operand. B is (k, n), or (n, k) when trans_b.
     """
-    cdef int n_blocks = split_blocks(m, n, k)
-    cdef int blk = 0
-    cdef int team[2]
-    team[:] = [0, 0]
-    with parallel(num_threads=min(n_blocks, n_threads)):
-        blk = team_next(team, n_blocks)
-        while blk >= 0:
-            split_gemm_block(blk, n_blocks, trans_b, m, n, k, A, B, C, bias, act_out, act)
-            blk = team_next(team, n_blocks)
+    cdef GemmJob job
+    job.n_grad = 0
+    gemm_job_split(&job, split_blocks(m, n, k), trans_b, m, n, k, A, B, C, bias, act_out, act)
+    team_run(n_threads, job.n_split, gemm_job_unit, &job)
 
 
 cdef inline int gradient_groups(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
@@ -198,42 +260,43 @@ cdef int weight_gradient(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floatin
     done. The groups, like the blocks, depend on the shape only.
     """
     cdef int n_groups = gradient_groups(m, k, n)
-    cdef int n_blocks, blk = 0, g = 0, u = 0, n_units
-    cdef Py_ssize_t r0 = 0, r1 = 0, i = 0, size = k * n
-    cdef floating* partial
-    cdef int team[4]  # blocks or groups: team[0:2]; the partials' sum: team[2:4]
-    team[:] = [0, 0, 0, 0]
+    cdef GemmJob job
     if n_groups == 1:
-        n_blocks = gradient_blocks(m, k, n)
-        with parallel(num_threads=min(n_blocks, n_threads)):
-            blk = team_next(team, n_blocks)
-            while blk >= 0:
-                gradient_block(blk, n_blocks, m, k, n, A, D, G)
-                blk = team_next(team, n_blocks)
+        gemm_job(&job, gradient_blocks(m, k, n), m, k, n, A, D, G)
+        team_run(n_threads, job.n_grad, gemm_job_unit, &job)
         return 0
-    partial = <floating*> malloc((n_groups - 1) * size * sizeof(floating))
-    if partial == NULL:
+    # n_groups row groups: G for the first, partial results for the others
+    gemm_job(&job, n_groups, m, k, n, A, D, G)
+    job.C = malloc((n_groups - 1) * k * n * sizeof(floating))
+    if job.C == NULL:
         return -1
-    n_units = <int> unit_count(size, TEAM_UNIT_ELEMENTS)
-    with parallel(num_threads=min(n_groups, n_threads)):
-        g = team_next(team, n_groups)
-        while g >= 0:
-            r0 = block_start(m, n_groups, g)
-            r1 = block_start(m, n_groups, g + 1)
-            if r1 > r0:
-                gemm(True, False, <int> k, <int> n, <int> (r1 - r0), <floating> 1,
-                     A + r0 * k, <int> k, D + r0 * n, <int> n, <floating> 0,
-                     G if g == 0 else partial + (g - 1) * size, <int> n)
-            elif g > 0:
-                for i in range(size):
-                    partial[(g - 1) * size + i] = 0
-            g = team_next(team, n_groups)
-        u = team_next(&team[2], n_units)
-        while u >= 0:
-            add_partials(G, partial, n_groups, size, u)
-            u = team_next(&team[2], n_units)
-    free(partial)
+    team_run(n_threads, n_groups, group_gradient_unit, &job)
+    sum_partials(G, <floating*> job.C, n_groups, k * n, n_threads)
+    free(job.C)
     return 0
+
+
+cdef inline void group_gradient(const GemmJob* j, int g, floating* tag) noexcept nogil:
+    """Row group g of weight_gradient (of j.n_grad): its product into G (the
+    first) or into its partial result (j.C)."""
+    cdef Py_ssize_t m = j.gm, k = j.gk, n = j.gn, i, size = j.gk * j.gn
+    cdef Py_ssize_t r0 = block_start(m, j.n_grad, g), r1 = block_start(m, j.n_grad, g + 1)
+    cdef floating* out = <floating*> j.G if g == 0 else <floating*> j.C + (g - 1) * size
+    if r1 > r0:
+        gemm(True, False, <int> k, <int> n, <int> (r1 - r0), <floating> 1,
+             <const floating*> j.GA + r0 * k, <int> k, <const floating*> j.GD + r0 * n,
+             <int> n, <floating> 0, out, <int> n)
+    elif g > 0:
+        for i in range(size):
+            out[i] = 0
+
+
+cdef void group_gradient_unit(void* job, int g, int slot) noexcept nogil:
+    cdef const GemmJob* j = <const GemmJob*> job
+    if j.f64:
+        group_gradient(j, g, <double*> NULL)
+    else:
+        group_gradient(j, g, <float*> NULL)
 
 
 def dense_forward(const floating[:, ::1] A_in, const floating[:, ::1] W,
@@ -292,29 +355,19 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
     if k == 0:  # no weights and no layer below: only the bias gradient
         column_sums(&delta[0, 0], m, n, &grad_b[0])
         return
-    cdef int n_grad, n_delta, u = 0, n_team
-    cdef int team[2]
-    team[:] = [0, 0]
+    cdef GemmJob job
     with nogil:
         if want_delta_in and gradient_groups(m, k, n) == 1:
             # The weight gradient and the delta below are independent: one
             # team takes the blocks of both, so it is woken once, not twice.
             # The blocks are those of the separate calls (same results).
-            n_grad = gradient_blocks(m, k, n)
-            n_delta = split_blocks(m, k, n)
+            gemm_job(&job, gradient_blocks(m, k, n), m, k, n, &A_in[0, 0], &delta[0, 0],
+                     &grad_W[0, 0])
+            gemm_job_split(&job, split_blocks(m, k, n), True, m, k, n, &delta[0, 0], &W[0, 0],
+                           &delta_in[0, 0], NULL, &A_in[0, 0], input_activation)
             # one block each: both products are below the size worth a team
-            n_team = 1 if n_grad == 1 and n_delta == 1 else min(n_grad + n_delta, n_threads)
-            with parallel(num_threads=n_team):
-                u = team_next(team, n_grad + n_delta)
-                while u >= 0:
-                    if u < n_grad:
-                        gradient_block(u, n_grad, m, k, n, &A_in[0, 0], &delta[0, 0],
-                                       &grad_W[0, 0])
-                    else:
-                        split_gemm_block(u - n_grad, n_delta, True, m, k, n, &delta[0, 0],
-                                         &W[0, 0], &delta_in[0, 0], NULL, &A_in[0, 0],
-                                         input_activation)
-                    u = team_next(team, n_grad + n_delta)
+            team_run(1 if job.n_grad == 1 and job.n_split == 1 else n_threads,
+                     job.n_grad + job.n_split, gemm_job_unit, &job)
             column_sums(&delta[0, 0], m, n, &grad_b[0])
         else:
             status = weight_gradient(m, k, n, &A_in[0, 0], &delta[0, 0], &grad_W[0, 0],
@@ -411,14 +464,13 @@ cdef struct ChainBatch:
     int* unit_block
     int* unit_blocks
     double* row_loss          # m
-    double* sumsq             # n_units + 1 (the last: layers summed after the region)
-    int* sync                 # 4 counters, zeroed
+    double* sumsq             # n_units + 1 (the last: layers summed after the team's)
 
 
 cdef void chain_units(ChainBatch* bt, int n_layers, const Py_ssize_t* dims) noexcept nogil:
     """The second phase's units of a batch. Layers whose gradient sums so many
     rows that it is cut into row groups get only their bias unit: their weight
-    gradient runs after the region (chain_grouped_layers)."""
+    gradient runs after the batch's units (chain_grouped_layers)."""
     cdef int n = 0, l, blk, n_blocks
     for l in range(n_layers):
         if gradient_groups(bt.m, dims[l], dims[l + 1]) == 1:
@@ -537,24 +589,42 @@ cdef void chain_gradient_unit(int u, const Chain* c, const ChainBatch* bt,
                      c.epsilon, c.nesterov, (r1 - r0) * n)
 
 
-cdef void chain_step(const Chain* c, ChainBatch* bt, floating* tag) noexcept nogil:
-    """One batch, run by every thread of the team: row groups, a join, the
-    gradient units, a join (so the next batch sees the updated parameters,
-    and no thread sleeps at the region's end)."""
-    cdef int g, u
-    g = team_next(&bt.sync[0], bt.n_groups)
-    while g >= 0:
-        chain_rows(g, c, bt, tag)
-        g = team_next(&bt.sync[0], bt.n_groups)
-    u = team_next(&bt.sync[2], bt.n_units)
-    while u >= 0:
-        chain_gradient_unit(u, c, bt, tag)
-        u = team_next(&bt.sync[2], bt.n_units)
+ctypedef struct ChainJob:
+    const Chain* c
+    ChainBatch* bt
+    bint f64
+
+
+cdef void chain_rows_unit(void* job, int g, int slot) noexcept nogil:
+    cdef ChainJob* j = <ChainJob*> job
+    if j.f64:
+        chain_rows(g, j.c, j.bt, <double*> NULL)
+    else:
+        chain_rows(g, j.c, j.bt, <float*> NULL)
+
+
+cdef void chain_gradient_unit_of(void* job, int u, int slot) noexcept nogil:
+    cdef ChainJob* j = <ChainJob*> job
+    if j.f64:
+        chain_gradient_unit(u, j.c, j.bt, <double*> NULL)
+    else:
+        chain_gradient_unit(u, j.c, j.bt, <float*> NULL)
+
+
+cdef void chain_step(const Chain* c, ChainBatch* bt, int n_team, floating* tag) noexcept nogil:
+    """One batch: its row groups, then (once all are done) its gradient
+    units, so the next batch sees the updated parameters."""
+    cdef ChainJob job
+    job.c = c
+    job.bt = bt
+    job.f64 = floating is double
+    team_run(n_team, bt.n_groups, chain_rows_unit, &job)
+    team_run(n_team, bt.n_units, chain_gradient_unit_of, &job)
 
 
 cdef int chain_grouped_layers(const Chain* c, ChainBatch* bt, int n_threads,
                               floating* tag) noexcept nogil:
-    """After a batch's region: the layers whose weight gradient sums so many
+    """After a batch's units: the layers whose weight gradient sums so many
     rows (full-batch L-BFGS) that weight_gradient's own row-group reduction
     runs it, then their L2 term and step. -1 when out of memory."""
     cdef floating** W = <floating**> c.W
@@ -583,27 +653,21 @@ cdef int chain_grouped_layers(const Chain* c, ChainBatch* bt, int n_threads,
 
 cdef int chain_run(const Chain* c, ChainBatch* batches, int n_batches, int n_threads,
                    Py_ssize_t work, floating* tag) noexcept nogil:
-    """Run the batches in order, in one OpenMP region when no layer of the
-    first (largest) batch needs its row-group gradient, else a region per
-    batch. work: multiply-adds of the first batch. -1 when out of memory."""
+    """Run the batches in order, each followed by the layers that need the
+    row-group gradient of weight_gradient (full-batch L-BFGS). work:
+    multiply-adds of the first batch. -1 when out of memory."""
     cdef int bi = 0, l, n_team = 1
     cdef bint grouped = False
     for l in range(c.n_layers):
         if gradient_groups(batches[0].m, c.dims[l], c.dims[l + 1]) > 1:
             grouped = True
     if work >= PARALLEL_MIN_FLOPS:
-        n_team = min(n_threads, max(batches[0].n_groups, batches[0].n_units))
-    if not grouped:
-        with parallel(num_threads=n_team):
-            for bi in range(n_batches):
-                chain_step(c, &batches[bi], tag)
-        for bi in range(n_batches):
-            batches[bi].sumsq[batches[bi].n_units] = 0
-        return 0
+        n_team = n_threads
     for bi in range(n_batches):
-        with parallel(num_threads=n_team):
-            chain_step(c, &batches[bi], tag)
-        if chain_grouped_layers(c, &batches[bi], n_threads, tag) != 0:
+        chain_step(c, &batches[bi], n_team, tag)
+        if not grouped:
+            batches[bi].sumsq[batches[bi].n_units] = 0
+        elif chain_grouped_layers(c, &batches[bi], n_threads, tag) != 0:
             return -1
     return 0
 
@@ -647,9 +711,9 @@ cdef class _ChainCall:
             raise ValueError(f"a fused dense call needs a non-empty batch with features, "
                              f"got batches of {rows} rows and {n_in} features")
         # one block: the Chain's arrays, the batches' structs, then each
-        # batch's row losses and L2 sums (doubles first), counters and units
+        # batch's row losses and L2 sums (doubles first), then its units
         per_batch = ((rows + UNITS_PER_LAYER * n_layers + 1) * sizeof(double)
-                     + (4 + 3 * UNITS_PER_LAYER * n_layers) * sizeof(int))
+                     + 3 * UNITS_PER_LAYER * n_layers * sizeof(int))
         per_batch = (per_batch + 15) // 16 * 16
         # (widest alignment first: pointers, then Py_ssize_t, then int)
         size = ((7 * n_layers + 1) * sizeof(void*) + (3 * n_layers + 1) * sizeof(Py_ssize_t)
@@ -675,8 +739,7 @@ cdef class _ChainCall:
             bt = &self.batches[bi]
             bt.row_loss = <double*> (p + size + structs + bi * per_batch)
             bt.sumsq = bt.row_loss + rows
-            bt.sync = <int*> (bt.sumsq + UNITS_PER_LAYER * n_layers + 1)
-            bt.unit_layer = bt.sync + 4
+            bt.unit_layer = <int*> (bt.sumsq + UNITS_PER_LAYER * n_layers + 1)
             bt.unit_block = bt.unit_layer + UNITS_PER_LAYER * n_layers
             bt.unit_blocks = bt.unit_block + UNITS_PER_LAYER * n_layers
         self.c.dims[0] = n_in
@@ -773,10 +836,10 @@ def dense_chain_loss_and_grad(const floating[:, ::1] X, list weights, list biase
                               list grad_weights,  # OUT
                               list grad_biases,  # OUT
                               int kind, double scale, double l2_coef, int n_threads):
-    """Forward, loss and backward of a chain of dense layers in one OpenMP
-    region: what dense_forward, output_loss_delta, dense_backward and
-    l2_penalty do layer by layer, with one synchronisation instead of one
-    team per kernel (waking a passive team costs tens of microseconds).
+    """Forward, loss and backward of a chain of dense layers in two team
+    calls: what dense_forward, output_loss_delta, dense_backward and
+    l2_penalty do layer by layer, with two hand-offs to the team instead of
+    one per kernel.
 
     Phase 1 shares row groups out: each group runs every layer forward, the
     fused output loss and the delta recursion for its rows. Phase 2 shares
@@ -830,8 +893,8 @@ def dense_chain_train(const floating[:, ::1] X, const floating[:, ::1] Y,
                       floating[::1] state_1=None,  # OUT
                       floating[::1] state_2=None,  # OUT (Adam)
                       double beta_1=0, double beta_2=0, double epsilon=0, bint nesterov=False):
-    """Train a chain of dense layers on consecutive mini-batches, in one
-    OpenMP region: the team stays awake from batch to batch.
+    """Train a chain of dense layers on consecutive mini-batches, two team
+    calls a batch: the team stays awake from batch to batch.
 
     Batch j holds rows order[j * batch_size : (j + 1) * batch_size] of X, Y
     and sample_weight (the last may be shorter), gathered by each row group
@@ -987,12 +1050,10 @@ def output_loss_delta(floating[:, ::1] Z,  # IN: logits, OUT: outputs
     """
     cdef Py_ssize_t m = Z.shape[0]
     cdef Py_ssize_t n = Z.shape[1]
-    cdef Py_ssize_t i = 0, rows = max(1, TEAM_UNIT_ELEMENTS // max(n, 1))
-    cdef int u = 0, n_units = <int> unit_count(m, rows)
-    cdef int team[2]
+    cdef Py_ssize_t i
     cdef bint weighted = sample_weight is not None
     cdef double total = 0
-    cdef floating w = 0
+    cdef OutputJob job
     check_shape("Y", Y.shape, 2, (m, n))
     check_shape("delta", delta.shape, 2, (m, n))
     if weighted:
@@ -1002,24 +1063,94 @@ def output_loss_delta(floating[:, ::1] Z,  # IN: logits, OUT: outputs
     cdef floating* row_loss = <floating*> malloc(m * sizeof(floating))
     if row_loss == NULL:
         raise MemoryError()
-    team[:] = [0, 0]
+    output_job(&job, &Z[0, 0], m, n, kind)
+    job.Y = &Y[0, 0]
+    job.sample_weight = &sample_weight[0] if weighted else NULL
+    job.delta = &delta[0, 0]
+    job.row_loss = row_loss
+    job.scale = scale
     with nogil:
-        with parallel(num_threads=threads_for(m * n * 8, n_threads)):
-            u = team_next(team, n_units)
-            while u >= 0:
-                for i in range(u * rows, min(m, (u + 1) * rows)):
-                    w = <floating> scale
-                    if weighted:
-                        w = w * sample_weight[i]
-                    row_loss[i] = row_loss_delta(&Z[i, 0], &Y[i, 0], &delta[i, 0], n, kind,
-                                                 w)
-                    if weighted:
-                        row_loss[i] = row_loss[i] * sample_weight[i]
-                u = team_next(team, n_units)
+        team_run(threads_for(m * n * 8, n_threads), job.n_units, output_loss_unit, &job)
         for i in range(m):
             total += row_loss[i]
     free(row_loss)
     return total
+
+
+ctypedef struct OutputJob:
+    # Rows of the output layer, rows_per_unit a unit.
+    void* Z
+    const void* Y
+    const void* sample_weight
+    void* delta
+    void* row_loss
+    double scale
+    Py_ssize_t m, n, rows_per_unit
+    int n_units, kind
+    bint f64
+
+
+cdef inline void output_job(OutputJob* job, floating* Z, Py_ssize_t m, Py_ssize_t n,
+                            int kind) noexcept nogil:
+    job.Z = Z
+    job.m = m
+    job.n = n
+    job.kind = kind
+    job.f64 = floating is double
+    job.rows_per_unit = max(1, TEAM_UNIT_ELEMENTS // max(n, 1))
+    job.n_units = <int> unit_count(m, job.rows_per_unit)
+
+
+cdef inline void output_loss_rows(const OutputJob* j, int u, floating* tag) noexcept nogil:
+    cdef Py_ssize_t i, n = j.n
+    cdef const floating* sw = <const floating*> j.sample_weight
+    cdef floating* row_loss = <floating*> j.row_loss
+    cdef floating w
+    for i in range(u * j.rows_per_unit, min(j.m, (u + 1) * j.rows_per_unit)):
+        w = <floating> j.scale
+        if sw != NULL:
+            w = w * sw[i]
+        row_loss[i] = row_loss_delta(<floating*> j.Z + i * n, <const floating*> j.Y + i * n,
+                                     <floating*> j.delta + i * n, n, j.kind, w)
+        if sw != NULL:
+            row_loss[i] = row_loss[i] * sw[i]
+
+
+cdef void output_loss_unit(void* job, int u, int slot) noexcept nogil:
+    cdef const OutputJob* j = <const OutputJob*> job
+    if j.f64:
+        output_loss_rows(j, u, <double*> NULL)
+    else:
+        output_loss_rows(j, u, <float*> NULL)
+
+
+cdef inline void output_activate_rows(const OutputJob* j, int u, floating* tag) noexcept nogil:
+    cdef Py_ssize_t i, k, n = j.n
+    cdef floating zmax, total
+    cdef floating* z
+    for i in range(u * j.rows_per_unit, min(j.m, (u + 1) * j.rows_per_unit)):
+        z = <floating*> j.Z + i * n
+        if j.kind == LOSS_SOFTMAX_CE:
+            zmax = z[0]
+            for k in range(1, n):
+                if z[k] > zmax:
+                    zmax = z[k]
+            total = softmax_exp(z, zmax, z, n)
+            for k in range(n):
+                z[k] = z[k] / total
+        elif j.kind == LOSS_LOGISTIC_CE or j.kind == LOSS_SQUARED_LOGISTIC:
+            elementwise_act(z, z, <floating*> NULL, n, ACT_LOGISTIC)
+        elif j.kind == LOSS_POISSON:
+            for k in range(n):
+                z[k] = fexp(z[k])
+
+
+cdef void output_activate_unit(void* job, int u, int slot) noexcept nogil:
+    cdef const OutputJob* j = <const OutputJob*> job
+    if j.f64:
+        output_activate_rows(j, u, <double*> NULL)
+    else:
+        output_activate_rows(j, u, <float*> NULL)
 
 
 def output_activate(floating[:, ::1] Z,  # IN: logits, OUT: outputs
@@ -1027,31 +1158,12 @@ def output_activate(floating[:, ::1] Z,  # IN: logits, OUT: outputs
     """Apply the output activation of a loss kind in place (prediction path)."""
     cdef Py_ssize_t m = Z.shape[0]
     cdef Py_ssize_t n = Z.shape[1]
-    cdef Py_ssize_t i = 0, j = 0, rows = max(1, TEAM_UNIT_ELEMENTS // max(n, 1))
-    cdef int u = 0, n_units = <int> unit_count(m, rows)
-    cdef int team[2]
-    cdef floating zmax = 0, total = 0
-    if n == 0:
+    cdef OutputJob job
+    if n == 0 or m == 0:
         return
-    team[:] = [0, 0]
-    with nogil, parallel(num_threads=threads_for(m * n * 8, n_threads)):
-        u = team_next(team, n_units)
-        while u >= 0:
-            for i in range(u * rows, min(m, (u + 1) * rows)):
-                if kind == LOSS_SOFTMAX_CE:
-                    zmax = Z[i, 0]
-                    for j in range(1, n):
-                        if Z[i, j] > zmax:
-                            zmax = Z[i, j]
-                    total = softmax_exp(&Z[i, 0], zmax, &Z[i, 0], n)
-                    for j in range(n):
-                        Z[i, j] = Z[i, j] / total
-                elif kind == LOSS_LOGISTIC_CE or kind == LOSS_SQUARED_LOGISTIC:
-                    elementwise_act(&Z[i, 0], &Z[i, 0], <floating*> NULL, n, ACT_LOGISTIC)
-                elif kind == LOSS_POISSON:
-                    for j in range(n):
-                        Z[i, j] = fexp(Z[i, j])
-            u = team_next(team, n_units)
+    output_job(&job, &Z[0, 0], m, n, kind)
+    with nogil:
+        team_run(threads_for(m * n * 8, n_threads), job.n_units, output_activate_unit, &job)
 
 
 ctypedef fused csr_index:
@@ -1111,29 +1223,76 @@ def l2_penalty(const floating[::1] theta,
                double coef, int n_threads):
     """Add coef * theta to grad and return sum(theta ** 2) (fixed-order sum)."""
     cdef Py_ssize_t size = theta.shape[0]
-    cdef Py_ssize_t n_blocks = (size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
-    cdef Py_ssize_t blk, start = 0, stop = 0
-    cdef int u = 0
-    cdef int team[2]
-    cdef floating c = <floating> coef
+    cdef Py_ssize_t blk
     cdef double total = 0
+    cdef VectorJob job
     check_shape("grad", grad.shape, 1, (size,))
-    cdef double* partial = <double*> malloc((n_blocks + 1) * sizeof(double))
-    if partial == NULL:
+    if size == 0:
+        return 0.0
+    vector_job(&job, VECTOR_L2, <floating*> &theta[0], &grad[0], NULL, NULL, size, REDUCE_BLOCK)
+    job.lr = coef
+    job.partial = <double*> malloc(job.n_units * sizeof(double))
+    if job.partial == NULL:
         raise MemoryError()
-    team[:] = [0, 0]
     with nogil:
-        with parallel(num_threads=threads_for(size, n_threads)):
-            u = team_next(team, <int> n_blocks)
-            while u >= 0:
-                start = <Py_ssize_t> u * REDUCE_BLOCK
-                stop = min(start + REDUCE_BLOCK, size)
-                partial[u] = l2_block(&theta[start], &grad[start], c, stop - start)
-                u = team_next(team, <int> n_blocks)
-        for blk in range(n_blocks):
-            total += partial[blk]
-    free(partial)
+        team_run(threads_for(size, n_threads), job.n_units, vector_unit, &job)
+        for blk in range(job.n_units):
+            total += job.partial[blk]
+    free(job.partial)
     return total
+
+
+cdef enum:
+    VECTOR_L2 = 3  # beside UPDATE_SGD and UPDATE_ADAM: grad += c theta, sum(theta ** 2)
+
+
+ctypedef struct VectorJob:
+    # An element-wise pass over theta and its companions, `block` elements
+    # a unit: an optimizer step (update_range's arguments) or VECTOR_L2.
+    void* theta
+    const void* grad
+    void* s1
+    void* s2
+    double* partial  # VECTOR_L2: sum(theta ** 2) per unit
+    double lr, beta_1, beta_2, epsilon
+    Py_ssize_t size, block
+    int op, n_units
+    bint nesterov, f64
+
+
+cdef inline void vector_job(VectorJob* job, int op, floating* theta, const floating* grad,
+                            floating* s1, floating* s2, Py_ssize_t size,
+                            Py_ssize_t block) noexcept nogil:
+    job.op = op
+    job.theta = theta
+    job.grad = grad
+    job.s1 = s1
+    job.s2 = s2
+    job.size = size
+    job.block = block
+    job.n_units = <int> unit_count(size, block)
+    job.f64 = floating is double
+
+
+cdef inline void vector_block(const VectorJob* j, int u, floating* tag) noexcept nogil:
+    cdef Py_ssize_t start = <Py_ssize_t> u * j.block
+    cdef Py_ssize_t n = min(j.block, j.size - start)
+    cdef floating* theta = <floating*> j.theta + start
+    cdef const floating* grad = <const floating*> j.grad + start
+    if j.op == VECTOR_L2:
+        j.partial[u] = l2_block(theta, <floating*> grad, <floating> j.lr, n)
+    else:
+        update_range(j.op, theta, grad, <floating*> j.s1 + start,
+                     <floating*> j.s2 + start if j.s2 != NULL else NULL, j.lr, j.beta_1,
+                     j.beta_2, j.epsilon, j.nesterov, n)
+
+
+cdef void vector_unit(void* job, int u, int slot) noexcept nogil:
+    cdef const VectorJob* j = <const VectorJob*> job
+    if j.f64:
+        vector_block(j, u, <double*> NULL)
+    else:
+        vector_block(j, u, <float*> NULL)
 
 
 def sgd_update(floating[::1] theta,  # OUT
@@ -1144,22 +1303,18 @@ def sgd_update(floating[::1] theta,  # OUT
     v = momentum * v - lr * g; theta += v, or with Nesterov
     theta += momentum * v - lr * g."""
     cdef Py_ssize_t size = theta.shape[0]
+    cdef VectorJob job
     check_shape("grad", grad.shape, 1, (size,))
     check_shape("velocity", velocity.shape, 1, (size,))
-    cdef int u = 0, n_units = <int> unit_count(size, TEAM_UNIT_ELEMENTS)
-    cdef int team[2]
-    cdef Py_ssize_t start = 0
     if size == 0:
         return
-    team[:] = [0, 0]
-    with nogil, parallel(num_threads=threads_for(size, n_threads)):
-        u = team_next(team, n_units)
-        while u >= 0:
-            start = <Py_ssize_t> u * TEAM_UNIT_ELEMENTS
-            sgd_range(&theta[start], &grad[start], &velocity[start],
-                      <floating> learning_rate, <floating> momentum, nesterov,
-                      min(TEAM_UNIT_ELEMENTS, size - start))
-            u = team_next(team, n_units)
+    vector_job(&job, UPDATE_SGD, &theta[0], &grad[0], &velocity[0], NULL, size,
+               TEAM_UNIT_ELEMENTS)
+    job.lr = learning_rate
+    job.beta_1 = momentum
+    job.nesterov = nesterov
+    with nogil:
+        team_run(threads_for(size, n_threads), job.n_units, vector_unit, &job)
 
 
 def adam_update(floating[::1] theta,  # OUT
@@ -1172,20 +1327,17 @@ def adam_update(floating[::1] theta,  # OUT
     for arrays of this dtype; step_size is the bias-corrected
     lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)."""
     cdef Py_ssize_t size = theta.shape[0]
+    cdef VectorJob job
     check_shape("grad", grad.shape, 1, (size,))
     check_shape("m1", m1.shape, 1, (size,))
     check_shape("m2", m2.shape, 1, (size,))
-    cdef int u = 0, n_units = <int> unit_count(size, TEAM_UNIT_ELEMENTS)
-    cdef int team[2]
-    cdef Py_ssize_t start = 0
     if size == 0:
         return
-    team[:] = [0, 0]
-    with nogil, parallel(num_threads=threads_for(size, n_threads)):
-        u = team_next(team, n_units)
-        while u >= 0:
-            start = <Py_ssize_t> u * TEAM_UNIT_ELEMENTS
-            adam_block(&theta[start], &grad[start], &m1[start], &m2[start], step_size,
-                       beta_1, beta_2, epsilon, min(TEAM_UNIT_ELEMENTS, size - start))
-            u = team_next(team, n_units)
+    vector_job(&job, UPDATE_ADAM, &theta[0], &grad[0], &m1[0], &m2[0], size, TEAM_UNIT_ELEMENTS)
+    job.lr = step_size
+    job.beta_1 = beta_1
+    job.beta_2 = beta_2
+    job.epsilon = epsilon
+    with nogil:
+        team_run(threads_for(size, n_threads), job.n_units, vector_unit, &job)
 

@@ -24,13 +24,13 @@ per call, each step's product is summed in registers tile by tile with its
 activation (or derivative) pass right after, and not through BLAS, which
 would pack W_hh again at every step.
 
-Threads: the loop is one OpenMP region over ``n_threads``, and each thread
-owns a fixed share of the sequences for all the steps. Sequence i at step t
-needs only its own state at t-1 (t+1 backward), so the threads never wait for
-each other between steps. ``rnn_grad_hh`` is BLAS, one call per block of
+Threads: the sequences are cut into ``n_threads`` slices, each a unit of
+fastbp's team that runs all the steps. Sequence i at step t needs only its
+own state at t-1 (t+1 backward), so the threads never wait for each other
+between steps. ``rnn_grad_hh`` is BLAS, one call per block of
 rows of the result or per group of steps: call it with BLAS on one thread
-when ``n_threads > 1`` (the engine does). Two thread pools (OpenMP and a
-multi-threaded BLAS) handing work to each other stall for milliseconds when
+when ``n_threads > 1`` (the engine does). Two thread pools (fastbp's team
+and a multi-threaded BLAS) handing work to each other stall for milliseconds when
 the threads fill the cores. Each element is computed by the same code
 whatever the thread count.
 
@@ -38,17 +38,17 @@ Activation codes: 0 identity, 1 logistic, 2 tanh, 3 relu, 4 LeCun tanh
 (``fastbp._kernels._dense.ACTIVATION_CODES``).
 """
 from cython cimport floating
-from cython.parallel cimport parallel
 
 from ._blas cimport block_start, gemm, gemm_blocks
 from libc.stdlib cimport free, malloc
 from ._checks cimport check_shape
-from ._team cimport TEAM_UNIT_ELEMENTS, add_partials, team_next, unit_count
+from ._team cimport bind_team, sum_partials, team_run
 
 from ._dispatch cimport bind_dispatch
 from ._elementwise cimport elementwise_act
 
 bind_dispatch()
+bind_team()
 
 # Multiply-adds from which a step's GEMM is split over the team, and its
 # narrowest block.
@@ -138,24 +138,23 @@ cdef int _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs
     """
     cdef Py_ssize_t summed = n_rows - bs[0]  # rows of delta with t >= 1
     cdef Py_ssize_t size = <Py_ssize_t> n * n
-    cdef int n_groups = 1, n_blocks, blk = 0, g = 0, u = 0, n_units
-    cdef int team[4]  # blocks or groups: team[0:2]; the partials' sum: team[2:4]
-    cdef Py_ssize_t r0 = 0, r1 = 0, t, rows_before
+    cdef int n_groups = 1, g = 0
+    cdef Py_ssize_t t, rows_before
     cdef Py_ssize_t* bounds  # per group: first step, then first row of step - 1
     cdef floating* partial
+    cdef GradHHJob job
+    job.H = H
+    job.delta = delta
+    job.bs = bs
+    job.T = T
+    job.n = n
+    job.G = G
+    job.f64 = floating is double
     if summed >= 2 * REDUCTION_GROUP_ROWS and summed * size >= GEMM_PARALLEL_MIN:
         n_groups = <int> min(16, summed // REDUCTION_GROUP_ROWS)
-    team[:] = [0, 0, 0, 0]
     if n_groups == 1:
-        n_blocks = gemm_blocks(n, summed * size, GEMM_PARALLEL_MIN, GEMM_BLOCK_WIDTH)
-        with parallel(num_threads=min(n_blocks, n_threads)):
-            blk = team_next(team, n_blocks)
-            while blk >= 0:
-                r0 = block_start(n, n_blocks, blk)
-                r1 = block_start(n, n_blocks, blk + 1)
-                if r1 > r0:
-                    _grad_hh_steps(H, delta, bs, 1, T, 0, n, G, r0, r1)
-                blk = team_next(team, n_blocks)
+        job.n_blocks = gemm_blocks(n, summed * size, GEMM_PARALLEL_MIN, GEMM_BLOCK_WIDTH)
+        team_run(n_threads, job.n_blocks, grad_hh_unit, &job)
         return 0
     bounds = <Py_ssize_t*> malloc(2 * (n_groups + 1) * sizeof(Py_ssize_t))
     partial = <floating*> malloc((n_groups - 1) * size * sizeof(floating))
@@ -177,20 +176,58 @@ cdef int _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs
         bounds[2 * g] = T
         bounds[2 * g + 1] = 0
         g += 1
-    n_units = <int> unit_count(size, TEAM_UNIT_ELEMENTS)
-    with parallel(num_threads=min(n_groups, n_threads)):
-        g = team_next(team, n_groups)
-        while g >= 0:
-            _grad_hh_steps(H, delta, bs, bounds[2 * g], bounds[2 * g + 2], bounds[2 * g + 1],
-                           n, G if g == 0 else partial + (g - 1) * size, 0, n)
-            g = team_next(team, n_groups)
-        u = team_next(&team[2], n_units)
-        while u >= 0:
-            add_partials(G, partial, n_groups, size, u)
-            u = team_next(&team[2], n_units)
+    job.bounds = bounds
+    job.partial = partial
+    team_run(n_threads, n_groups, grad_hh_group_unit, &job)
+    sum_partials(G, partial, n_groups, size, n_threads)
     free(bounds)
     free(partial)
     return 0
+
+
+ctypedef struct GradHHJob:
+    # _grad_hh's units: blocks of rows of G (n_blocks), or groups of steps
+    # (bounds, each group but the first summed into its partial result).
+    const void* H
+    const void* delta
+    const Py_ssize_t* bs
+    const Py_ssize_t* bounds
+    void* G
+    void* partial
+    Py_ssize_t T
+    int n, n_blocks
+    bint f64
+
+
+cdef inline void grad_hh_block(const GradHHJob* j, int blk, floating* tag) noexcept nogil:
+    cdef Py_ssize_t r0 = block_start(j.n, j.n_blocks, blk)
+    cdef Py_ssize_t r1 = block_start(j.n, j.n_blocks, blk + 1)
+    if r1 > r0:
+        _grad_hh_steps(<const floating*> j.H, <const floating*> j.delta, j.bs, 1, j.T, 0, j.n,
+                       <floating*> j.G, r0, r1)
+
+
+cdef void grad_hh_unit(void* job, int blk, int slot) noexcept nogil:
+    cdef const GradHHJob* j = <const GradHHJob*> job
+    if j.f64:
+        grad_hh_block(j, blk, <double*> NULL)
+    else:
+        grad_hh_block(j, blk, <float*> NULL)
+
+
+cdef inline void grad_hh_group(const GradHHJob* j, int g, floating* tag) noexcept nogil:
+    cdef Py_ssize_t size = <Py_ssize_t> j.n * j.n
+    cdef floating* out = <floating*> j.G if g == 0 else <floating*> j.partial + (g - 1) * size
+    _grad_hh_steps(<const floating*> j.H, <const floating*> j.delta, j.bs, j.bounds[2 * g],
+                   j.bounds[2 * g + 2], j.bounds[2 * g + 1], j.n, out, 0, j.n)
+
+
+cdef void grad_hh_group_unit(void* job, int g, int slot) noexcept nogil:
+    cdef const GradHHJob* j = <const GradHHJob*> job
+    if j.f64:
+        grad_hh_group(j, g, <double*> NULL)
+    else:
+        grad_hh_group(j, g, <float*> NULL)
 
 
 cdef Py_ssize_t _check_batch_sizes(const Py_ssize_t[::1] batch_sizes,
@@ -241,7 +278,7 @@ def rnn_forward(const floating[:, ::1] P, const floating[:, ::1] W_hh,
     activation : int
         Activation code of f.
     n_threads : int
-        OpenMP threads for the element-wise passes.
+        Threads of fastbp's team for the element-wise passes.
     """
     cdef Py_ssize_t n_rows = P.shape[0], n_hidden = P.shape[1]
     cdef Py_ssize_t T = batch_sizes.shape[0]

@@ -1,0 +1,95 @@
+"""fastbp's own thread team (csrc/fb_team.h): its threads belong to the
+Python thread that called the kernels and go away with it, and a forked
+child, which inherits none of them, still computes the same results."""
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+from fastbp import LeNet5Classifier, RNNClassifier
+from fastbp._kernels import _team
+
+from conftest import FIT_THREADS
+
+pytestmark = [
+    pytest.mark.skipif(not _team.threads_are_own(), reason="the team is not POSIX threads here"),
+    pytest.mark.skipif(FIT_THREADS < 2, reason="a team of one has no threads of its own"),
+]
+
+
+def _native_threads():
+    return len(os.listdir("/proc/self/task"))
+
+
+def _fit_lenet():
+    rng = np.random.default_rng(0)
+    X = rng.random((64, 28, 28), dtype=np.float32)
+    return LeNet5Classifier(max_iter=1, batch_size=64, n_jobs=2, random_state=0).fit(
+        X, np.arange(64) % 3)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+def test_team_threads_end_with_the_python_thread_that_started_them():
+    def fit_in_a_thread():
+        worker = threading.Thread(target=_fit_lenet)
+        worker.start()
+        worker.join()
+
+    _fit_lenet()  # this thread's team, which stays
+    fit_in_a_thread()  # the BLAS libraries start threads of theirs once
+    before = _native_threads()
+    for _ in range(8):
+        fit_in_a_thread()
+    # each of the 8 Python threads started a team thread of its own: all gone
+    assert _native_threads() <= before
+
+
+def test_python_threads_fitting_at_once_each_get_their_own_team():
+    expected = _fit_lenet()._network.theta
+    results = [None] * 4
+
+    def fit(i):
+        results[i] = _fit_lenet()._network.theta
+
+    workers = [threading.Thread(target=fit, args=(i,)) for i in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for theta in results:
+        np.testing.assert_array_equal(theta, expected)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_fits_without_its_parents_team_threads():
+    code = textwrap.dedent("""
+        import hashlib, os, sys, warnings
+        import numpy as np
+        warnings.simplefilter("ignore")
+        from fastbp import RNNClassifier
+        X = np.random.default_rng(1).random((64, 12, 5)).astype(np.float32)
+        y = np.arange(64) % 2
+
+        def digest():
+            est = RNNClassifier(hidden_size=64, max_iter=2, n_jobs=2, random_state=0).fit(X, y)
+            return hashlib.sha256(est._network.theta.tobytes()).hexdigest()
+
+        parent = digest()  # the parent's team exists now
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.write(write, digest().encode())
+            os._exit(0)
+        os.close(write)
+        child = os.read(read, 100).decode()
+        os.waitpid(pid, 0)
+        print(parent == child == digest())
+    """)
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True", result.stdout + result.stderr
