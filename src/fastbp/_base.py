@@ -397,6 +397,12 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
     def _restore_target_state(self, meta, arrays, n_outputs):
         """Rebuild the target encoding from ``_target_state``'s output."""
 
+    @classmethod
+    def _params_from_json(cls, params):
+        """Constructor parameters as a model file's JSON gives them back
+        (tuples come back as lists), in the types the estimator keeps."""
+        return params
+
     # ----------------------------------------------------------- inspection
     @property
     def parameters_(self):

@@ -209,8 +209,7 @@ def load(path: FileLike) -> Any:
     params = meta.get("params")
     if not isinstance(params, dict) or set(params) - set(cls().get_params()):
         _fail(path, "hyperparameters do not belong to " + cls.__name__)
-    if isinstance(params.get("hidden_layer_sizes"), list):
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    params = cls._params_from_json(params)
     if isinstance(params.get("class_weight"), list):
         pairs = params["class_weight"]
         if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], (int, float, str))

@@ -40,6 +40,12 @@ class _BaseMLP(BackpropEstimator):
         _options(self, "loss", self._losses)
         self._validate_solver_params()
 
+    @classmethod
+    def _params_from_json(cls, params):
+        if isinstance(params.get("hidden_layer_sizes"), list):
+            params = {**params, "hidden_layer_sizes": tuple(params["hidden_layer_sizes"])}
+        return params
+
     def _build_network(self, X, Y, theta=None):
         units = [X.shape[1]] + _hidden_sizes(self.hidden_layer_sizes) + [Y.shape[1]]
         layers = []
