@@ -164,6 +164,10 @@ CRAFTED = {
     "class_weight pair without a weight": dict(params__class_weight=[[0]]),
     "class_weight keyed by a list": dict(params__class_weight=[[[0], 1.0]]),
     "class_weight of text": dict(params__class_weight=[[0, "heavy"]]),
+    "optimizer kind of a list": dict(optimizer__kind=["adam"]),
+    "unknown optimizer": dict(optimizer__kind="lbfgs"),
+    "negative Adam step count": dict(optimizer__t=-1),
+    "optimizer rate of text": dict(optimizer__learning_rate="fast"),
 }
 
 

@@ -70,9 +70,9 @@ def _epoch_snapshots(monkeypatch):
     snapshots = []
     original = fastbp._solvers._update_no_improvement_count
 
-    def snapshot(est, net, early_stopping):
+    def snapshot(record, net, *args):
         snapshots.append(net.theta.copy())
-        return original(est, net, early_stopping)
+        return original(record, net, *args)
 
     monkeypatch.setattr(fastbp._solvers, "_update_no_improvement_count", snapshot)
     return snapshots

@@ -53,9 +53,9 @@ def test_every_epochs_score_and_loss_are_those_of_its_parameters(digits, monkeyp
     snapshots = []
     original = fastbp._solvers._update_no_improvement_count
 
-    def snapshot(est, net, early_stopping):
+    def snapshot(record, net, *args):
         snapshots.append(net.theta.copy())
-        return original(est, net, early_stopping)
+        return original(record, net, *args)
 
     monkeypatch.setattr(fastbp._solvers, "_update_no_improvement_count", snapshot)
     est = _fit(MLPClassifier((16,), max_iter=8, random_state=0),

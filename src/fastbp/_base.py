@@ -18,7 +18,10 @@ from sklearn.utils.validation import (
 
 from ._features import HiddenFeaturesMixin
 from ._inputs import check_fitted
-from ._solvers import STOCHASTIC_SOLVERS, _num_rows, fit_lbfgs, fit_stochastic
+from ._solvers import (
+    RECORD_ATTRIBUTES, STOCHASTIC_SOLVERS, SolverSettings, TrainingRecord, _num_rows, fit_lbfgs,
+    fit_stochastic,
+)
 from ._threads import blas_single_thread, effective_n_threads
 from ._typing import ArrayLike, FileLike, MatrixLike
 from ._views import ParameterDict
@@ -254,12 +257,29 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
 
         validation = self._prepare_validation(*validation)
         n_threads = effective_n_threads(self.n_jobs)
+        # the hyperparameters are attributes of the same names (sklearn's rule)
+        settings = SolverSettings.from_params(vars(self))
+        record = self._training_record()
         with blas_single_thread():
             if self.solver in STOCHASTIC_SOLVERS:
-                fit_stochastic(self, self._network, X, Y, sample_weight, y_raw,
-                               incremental, n_threads, validation)
+                record = fit_stochastic(
+                    self._network, X, Y, sample_weight, y_raw, record, settings,
+                    self._random_state, n_threads, incremental=incremental,
+                    validation=validation, score=self._validation_score,
+                    stratify=self.early_stopping and self._stratify_validation())
             else:
-                fit_lbfgs(self, self._network, X, Y, sample_weight, n_threads, validation)
+                record = fit_lbfgs(self._network, X, Y, sample_weight, record, settings,
+                                   n_threads, validation=validation,
+                                   score=self._validation_score)
+        for field, name in RECORD_ATTRIBUTES.items():
+            setattr(self, name, getattr(record, field))
+
+    def _training_record(self):
+        """The record of training so far, from the fitted attributes (copies
+        of the lists, so that the solver extends its own)."""
+        values = {field: getattr(self, name, None) for field, name in RECORD_ATTRIBUTES.items()}
+        return TrainingRecord(**{k: list(v) if isinstance(v, list) else v
+                                 for k, v in values.items()})
 
     def _prepare_validation(self, X_val, y_val, sample_weight_val):
         """The validation set given to fit, checked against the network being
