@@ -5,7 +5,7 @@ import numbers
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -18,6 +18,7 @@ from sklearn.utils.validation import (
 
 from ._features import HiddenFeaturesMixin
 from ._inputs import check_fitted
+from ._persist import save as save_model
 from ._solvers import STOCHASTIC_SOLVERS, _num_rows, fit_lbfgs, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
 from ._typing import ArrayLike, FileLike, MatrixLike
@@ -155,6 +156,10 @@ def _same_settings(a, b):
         elif not (x is y or x == y):
             return False
     return True
+
+
+#: ``fit`` and ``partial_fit`` return the estimator itself.
+EstimatorT = TypeVar("EstimatorT", bound="BackpropEstimator")
 
 
 class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
@@ -381,9 +386,7 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
             Destination, any file name; a file object must be open for
             binary writing (``"wb"``) and is left open.
         """
-        from ._persist import save
-
-        save(self, path)
+        save_model(self, path)
 
     def _fits_sample_shape(self, shape):
         """Whether ``n_features_in_`` agrees with a network input of ``shape``

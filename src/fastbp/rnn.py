@@ -10,13 +10,14 @@ from sklearn.utils.validation import (
     _check_sample_weight, check_array, validate_data,
 )
 
-from ._base import (Backprop, BackpropEstimator, EstimatorMixin, InvalidParameterError, _options,
-                    store_init_params)
+from ._base import (Backprop, BackpropEstimator, EstimatorMixin, EstimatorT, InvalidParameterError,
+                    _options, store_init_params)
 from ._inputs import check_fitted, plain_float_array
 from ._sequences import Ragged, RNNNetwork, StepWeights, pack
 from ._targets import (ClassifierTargetsMixin, RegressorTargetsMixin, _finite_outputs,
                        check_class_weight)
-from ._typing import ArrayLike, EstimatorT, Predictions, SequencesLike
+from ._registry import loadable
+from ._typing import ArrayLike, Predictions, SequencesLike
 
 _FLOATS = (np.float64, np.float32)
 
@@ -411,6 +412,7 @@ epsilon, max_fun, n_jobs
 """
 
 
+@loadable
 class RNNClassifier(_RNNMixin, ClassifierTargetsMixin, ClassifierMixin, BackpropEstimator):
     __doc__ = """Vanilla RNN classifier trained by backpropagation through time.
 
@@ -515,6 +517,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         X = self._check_X(X)
         return self._unflatten(ClassifierTargetsMixin.predict_log_proba(self, X), X)
 
+@loadable
 class RNNRegressor(_RNNMixin, RegressorTargetsMixin, RegressorMixin, BackpropEstimator):
     __doc__ = """Vanilla RNN regressor trained by backpropagation through time.
 

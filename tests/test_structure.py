@@ -1,0 +1,102 @@
+"""The package's structure: no import circle between its modules, model files
+loaded through the estimators' own registration, and a clear error from an
+estimator that leaves out a hook the base classes call."""
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import ClassifierMixin
+
+import fastbp
+from fastbp import MLPClassifier
+from fastbp._base import BackpropEstimator
+
+PACKAGE = Path(fastbp.__file__).parent
+
+
+def _is_type_checking(test):
+    return ast.unparse(test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+
+
+def _imported_modules(nodes, package_modules):
+    """Modules of the package that ``nodes`` import when the module is
+    executed: imports inside functions, classes' methods and ``if
+    TYPE_CHECKING:`` blocks do not run then and do not count."""
+    found = set()
+    for node in nodes:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            found |= _imported_modules(node.orelse, package_modules)
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names = [node.module] if node.module else [a.name for a in node.names]
+            found |= {n.split(".")[0] for n in names} & package_modules
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "fastbp" and len(parts) > 1 and parts[1] in package_modules:
+                    found.add(parts[1])
+        found |= _imported_modules(ast.iter_child_nodes(node), package_modules)
+    return found
+
+
+def import_graph(package=PACKAGE):
+    """{module: modules of the package it imports at module level}."""
+    paths = {p.stem: p for p in package.glob("*.py")}
+    return {name: _imported_modules(ast.parse(path.read_text()).body, set(paths)) - {name}
+            for name, path in paths.items()}
+
+
+def import_cycles(graph):
+    """Every elementary cycle of ``graph``, each as a list that starts at its
+    smallest module name."""
+    cycles = []
+
+    def walk(start, node, path):
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == start:
+                cycles.append(path + [start])
+            elif nxt > start and nxt not in path:
+                walk(start, nxt, path + [nxt])
+
+    for start in sorted(graph):
+        walk(start, start, [start])
+    return cycles
+
+
+def test_no_module_level_import_cycle():
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import cycles in fastbp: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_cycle_finder_sees_a_cycle_and_skips_deferred_imports(tmp_path):
+    # the finder itself must be able to fail, and must skip what does not
+    # run at import time
+    (tmp_path / "a.py").write_text("from . import b\n")
+    (tmp_path / "b.py").write_text("from .c import x\n")
+    (tmp_path / "c.py").write_text("from typing import TYPE_CHECKING\nfrom .a import y\n")
+    assert import_cycles(import_graph(tmp_path)) == [["a", "b", "c", "a"]]
+    (tmp_path / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import a\n"
+        "def f():\n    from .a import y\n")
+    assert import_cycles(import_graph(tmp_path)) == []
+
+
+def test_model_files_do_not_import_estimator_modules():
+    # the loader reads the registry; estimator modules import the base class,
+    # which saves through the loader's module
+    source = ast.parse((PACKAGE / "_persist.py").read_text())
+    imported = {n.module for n in ast.walk(source) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(source) if isinstance(n, ast.ImportFrom)
+                 and n.module is None for a in n.names}
+    assert not imported & {"mlp", "lenet", "rnn"}
+
+
+def test_every_estimator_is_registered_for_loading():
+    from fastbp._registry import loadable_classes
+
+    assert loadable_classes() == {cls.__name__: cls for cls in (
+        fastbp.MLPClassifier, fastbp.MLPRegressor, fastbp.LeNet5Classifier,
+        fastbp.RNNClassifier, fastbp.RNNRegressor)}
