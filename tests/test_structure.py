@@ -11,6 +11,8 @@ from sklearn.base import ClassifierMixin
 import fastbp
 from fastbp import MLPClassifier
 from fastbp._base import BackpropEstimator
+from fastbp._targets import ClassifierTargetsMixin
+from fastbp.mlp import _BaseMLP
 
 PACKAGE = Path(fastbp.__file__).parent
 
@@ -100,3 +102,56 @@ def test_every_estimator_is_registered_for_loading():
     assert loadable_classes() == {cls.__name__: cls for cls in (
         fastbp.MLPClassifier, fastbp.MLPRegressor, fastbp.LeNet5Classifier,
         fastbp.RNNClassifier, fastbp.RNNRegressor)}
+
+
+REQUIRED_HOOKS = ["_architecture_params", "_validate_X_y", "_check_X", "_build_network",
+                  "_init_parameters", "_out_activation", "_loss_kind", "_prepare_fit",
+                  "_validation_targets", "_prepare_backprop", "_validation_score",
+                  "_stratify_validation"]
+
+
+def _copy_without(cls, hook):
+    """A class with cls's own methods, but ``hook``; not those that call
+    super() (bound to cls) nor dunders: the bases' defaults serve."""
+    return type(cls.__name__, (), {k: v for k, v in vars(cls).items()
+                                   if k != hook and k != "_sample_weights"
+                                   and not k.startswith("__")})
+
+
+def _estimator_without(hook):
+    """An MLP classifier put together from scratch, as a new estimator would
+    be, from the classifier mixin's and the MLP's hooks, all but ``hook``."""
+    return type("Incomplete", (_copy_without(ClassifierTargetsMixin, hook), ClassifierMixin,
+                               _copy_without(_BaseMLP, hook), BackpropEstimator),
+                {"__init__": MLPClassifier.__init__, "_losses": MLPClassifier._losses})
+
+
+def test_hooks_documented_in_base_are_the_required_ones():
+    for name in REQUIRED_HOOKS:
+        assert f"``{name}" in BackpropEstimator.__doc__
+
+
+@pytest.mark.parametrize("hook", REQUIRED_HOOKS)
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_missing_hook_fails_clearly(hook):
+    X = np.random.default_rng(0).standard_normal((40, 3))
+    y = np.arange(40) % 2
+    est = _estimator_without(hook)(hidden_layer_sizes=(4,), max_iter=2)
+    with pytest.raises(NotImplementedError, match=f"Incomplete does not define {hook}"):
+        # every hook is called by one of these
+        est.set_params(early_stopping=True).fit(X, y)
+        est.set_params(early_stopping=False).fit(X, y, X_val=X, y_val=y)
+        est.predict(X)
+        est.backprop(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_complete_hooks_make_an_estimator():
+    # the test's estimator, with every hook, fits as MLPClassifier does
+    X = np.random.default_rng(0).standard_normal((40, 3))
+    y = np.arange(40) % 2
+    est = _estimator_without(None)
+    params = dict(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    fitted = est(**params).fit(X, y)
+    np.testing.assert_array_equal(fitted.predict_proba(X),
+                                  MLPClassifier(**params).fit(X, y).predict_proba(X))

@@ -5,19 +5,18 @@ import numbers
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-# sklearn's own class (sklearn >= 1.2), so that code catching it catches ours
-from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import (
     _check_sample_weight, check_consistent_length, check_is_fitted,
 )
 
 from ._features import HiddenFeaturesMixin
 from ._inputs import check_fitted
+from ._params import InvalidParameterError, _boolean, _interval, _options
 from ._persist import save as save_model
 from ._solvers import STOCHASTIC_SOLVERS, _num_rows, fit_lbfgs, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
@@ -42,56 +41,6 @@ class Backprop:
     loss: float
     gradients: dict
     deltas: list
-
-
-def _interval(est, name, low=None, high=None, closed="left", integer=False):
-    """Raise InvalidParameterError unless est.<name> is a real (or integer)
-    within the interval; an open end excludes infinity, as in sklearn."""
-    value = getattr(est, name)
-    kind = numbers.Integral if integer else numbers.Real
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    if ok and low is not None:
-        ok = value >= low if closed in ("left", "both") else value > low
-    if ok and high is not None:
-        ok = value <= high if closed in ("right", "both") else value < high
-    if ok and not isinstance(value, numbers.Integral):
-        ok = bool(np.isfinite(value))
-    if not ok:
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        left = "[" if closed in ("left", "both") and low is not None else "("
-        right = "]" if closed in ("right", "both") and high is not None else ")"
-        what = "an int" if integer else "a float"
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {type(est).__name__} must be {what} in the "
-            f"range {left}{lo}, {hi}{right}. Got {value!r} instead."
-        )
-
-
-def _options(est, name, options):
-    value = getattr(est, name)
-    if not (isinstance(value, str) and value in options):
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {type(est).__name__} must be one of "
-            f"{sorted(options)}. Got {value!r} instead."
-        )
-
-
-def _boolean(est, name):
-    value = getattr(est, name)
-    if not isinstance(value, (bool, np.bool_)):
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {type(est).__name__} must be a bool. "
-            f"Got {value!r} instead."
-        )
-
-
-def store_init_params(est, params):
-    """Set every constructor argument as an attribute, unchanged (sklearn's
-    rule: no validation or logic in __init__). ``params`` is ``locals()``."""
-    for name, value in params.items():
-        if name not in ("self", "__class__"):
-            setattr(est, name, value)
 
 
 # Spare arrays that hold a fitted model's parameters and optimizer state while
@@ -158,6 +107,21 @@ def _same_settings(a, b):
     return True
 
 
+class _RequiredHook:
+    """A hook every estimator must define, left out: reading it raises
+    NotImplementedError naming the hook and the class that lacks it."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None) -> Any:
+        if obj is None:
+            return self
+        raise NotImplementedError(
+            f"{type(obj).__name__} does not define {self.name}, a hook that every fastbp "
+            f"estimator needs (see fastbp._base.BackpropEstimator).")
+
+
 #: ``fit`` and ``partial_fit`` return the estimator itself.
 EstimatorT = TypeVar("EstimatorT", bound="BackpropEstimator")
 
@@ -168,18 +132,54 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
     Every estimator is also a transformer: ``transform`` gives the last hidden
     layer's activations, so a fitted network can feed other estimators.
 
-    Subclasses provide ``_check_X``, ``_prepare_fit``, ``_prepare_backprop``,
-    ``_build_network``, ``_init_parameters``, ``_validation_targets``,
-    ``_validation_score`` and ``_stratify_validation``.
+    The hooks that the base classes (this one, the target mixins of
+    ``_targets``, ``_features``), the solvers and the model files call:
+
+    Required of the estimator class (its model and its input):
+
+    - ``_architecture_params``: tuple of the parameter names ``_build_network`` reads.
+    - ``_validate_X_y(X, y, reset)``: (X ready for the network, y) for fit.
+    - ``_check_X(X)``: X validated for prediction, in the network's dtype.
+    - ``_build_network(X, Y, theta=None)``: the Network; sets ``n_outputs_``, ``out_activation_``.
+    - ``_init_parameters(net, rng)``: draws the initial weights into ``net``.
+
+    Required, and given by ``ClassifierTargetsMixin`` or ``RegressorTargetsMixin``:
+
+    - ``_out_activation()``: name of the output activation.
+    - ``_loss_kind()``: the network's loss, a key of ``LOSS_CODES``.
+    - ``_prepare_fit(X, y, incremental, reset)``: (X, Y encoded targets, y as scored).
+    - ``_validation_targets(y, X)``: (Y, y as scored) of a validation set.
+    - ``_prepare_backprop(X, y)``: (X, Y) of one batch for ``backprop``.
+    - ``_validation_score(outputs, y, sample_weight)``: float score of predict's outputs.
+    - ``_stratify_validation()``: bool, whether early stopping's split is stratified.
+
+    Optional, with defaults here: ``_validate_params()`` (raises on a bad
+    parameter), ``_sample_weights(sample_weight, X, y, dtype)`` (weights of
+    the samples), ``_backprop_batch(X, y, sample_weight, dtype)`` ((X, Y,
+    sample_weight) for ``loss_and_grad``), ``_fits_sample_shape(shape)`` (bool),
+    ``_target_state()`` and ``_restore_target_state(meta, arrays, n_outputs)``
+    (the target encoding in a model file), ``_fixed_after_fit`` (tuple of
+    parameters that training may not change) and ``_hidden_features(X)``
+    (``transform``'s output, from ``HiddenFeaturesMixin``).
     """
 
     # Fitted attributes every estimator sets, declared for the type checker.
     n_outputs_: int
     out_activation_: str
 
-    def _check_X(self, X):
-        """X validated for prediction, shaped as the network's input."""
-        raise NotImplementedError
+    # The required hooks: a subclass that leaves one out gets an error naming it.
+    _architecture_params = _RequiredHook()
+    _validate_X_y = _RequiredHook()
+    _check_X = _RequiredHook()
+    _build_network = _RequiredHook()
+    _init_parameters = _RequiredHook()
+    _out_activation = _RequiredHook()
+    _loss_kind = _RequiredHook()
+    _prepare_fit = _RequiredHook()
+    _validation_targets = _RequiredHook()
+    _prepare_backprop = _RequiredHook()
+    _validation_score = _RequiredHook()
+    _stratify_validation = _RequiredHook()
 
     def _validate_solver_params(self):
         _options(self, "solver", {"lbfgs", "sgd", "adam"})
@@ -465,7 +465,8 @@ def run_backprop(net, X, Y, sample_weight, alpha, n_threads):
     return Backprop(loss=float(loss), gradients=gradients, deltas=record)
 
 
-# The target and RNN mixins are written against BackpropEstimator's interface.
+# The target and RNN mixins are written against BackpropEstimator's interface
+# (the hooks listed in its docstring, which it declares).
 # To the type checker they derive from it; at run time from object, so each
 # estimator's method resolution order stays as its class statement says.
 if TYPE_CHECKING:

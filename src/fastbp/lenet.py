@@ -6,11 +6,11 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._base import (BackpropEstimator, EstimatorT, InvalidParameterError, _options,
-                    store_init_params)
+from ._base import BackpropEstimator, EstimatorT
 from ._inputs import check_fitted, plain_float_array
 from ._layers import Conv5x5, Dense, MeanPool2x2
 from ._network import Network
+from ._params import InvalidParameterError, _options, store_init_params
 from ._targets import ClassifierTargetsMixin, check_class_weight
 from ._registry import loadable
 from ._typing import ArrayLike

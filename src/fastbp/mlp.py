@@ -7,11 +7,11 @@ import scipy.sparse as sp
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import (BackpropEstimator, EstimatorT, InvalidParameterError, _options,
-                    store_init_params)
+from ._base import BackpropEstimator, EstimatorT
 from ._inputs import check_fitted, plain_float_array
 from ._layers import Dense
 from ._network import Network
+from ._params import InvalidParameterError, _options, store_init_params
 from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin, check_class_weight
 from ._registry import loadable
 from ._typing import ArrayLike, MatrixLike

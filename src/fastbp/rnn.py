@@ -10,9 +10,9 @@ from sklearn.utils.validation import (
     _check_sample_weight, check_array, validate_data,
 )
 
-from ._base import (Backprop, BackpropEstimator, EstimatorMixin, EstimatorT, InvalidParameterError,
-                    _options, store_init_params)
+from ._base import Backprop, BackpropEstimator, EstimatorMixin, EstimatorT
 from ._inputs import check_fitted, plain_float_array
+from ._params import InvalidParameterError, _options, store_init_params
 from ._sequences import Ragged, RNNNetwork, StepWeights, pack
 from ._targets import (ClassifierTargetsMixin, RegressorTargetsMixin, _finite_outputs,
                        check_class_weight)
