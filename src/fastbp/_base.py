@@ -18,7 +18,7 @@ from ._features import HiddenFeaturesMixin
 from ._inputs import check_fitted
 from ._params import InvalidParameterError, _boolean, _interval, _options
 from ._persist import save as save_model
-from ._solvers import STOCHASTIC_SOLVERS, _num_rows, fit_lbfgs, fit_stochastic
+from ._solvers import STOCHASTIC_SOLVERS, fit_lbfgs, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
 from ._typing import ArrayLike, FileLike, MatrixLike
 from ._views import ParameterDict
@@ -289,11 +289,12 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
             self._check_n_outputs(Y)
         except ValueError as exc:
             raise ValueError(f"y_val does not fit the model being trained: {exc}") from exc
-        if _num_rows(Y) != _num_rows(X):
-            raise ValueError(f"X_val holds {_num_rows(X)} samples, but y_val holds "
-                             f"{_num_rows(Y)}.")
-        if _num_rows(X) < 2:
-            raise ValueError(f"X_val holds {_num_rows(X)} sample(s); a validation score "
+        # shape[0]: samples (sequences) of an array, sparse matrix or Ragged alike
+        if Y.shape[0] != X.shape[0]:
+            raise ValueError(f"X_val holds {X.shape[0]} samples, but y_val holds "
+                             f"{Y.shape[0]}.")
+        if X.shape[0] < 2:
+            raise ValueError(f"X_val holds {X.shape[0]} sample(s); a validation score "
                              "needs at least 2 (R² of one sample is undefined).")
         # class weights count on the validation set too, as in sklearn's
         # HistGradientBoosting
@@ -456,7 +457,7 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
 def run_backprop(net, X, Y, sample_weight, alpha, n_threads):
     """One pass of ``net`` on (X, Y), returning a :class:`Backprop` of copies."""
     record = []
-    ws = net.workspace(X.data.shape[0] if hasattr(X, "batch_sizes") else X.shape[0])
+    ws = net.workspace(net.batch_rows(X))
     saved_grad = net.grad.copy()
     with blas_single_thread():
         loss = net.loss_and_grad(X, Y, sample_weight, alpha, ws, n_threads, record=record)

@@ -205,6 +205,12 @@ class Network:
         return self._forward_chunks(X, n_threads, self.n_outputs,
                                     self._outputs(logits, n_threads), batch_rows)
 
+    @staticmethod
+    def batch_rows(batch):
+        """Rows of one batch of :meth:`loss_and_grad`'s input, as
+        :meth:`workspace` counts them."""
+        return batch.shape[0]
+
     def _outputs(self, logits, n_threads):
         """What predict keeps of a forward pass's activations: the last
         layer's, through the output activation unless ``logits``."""

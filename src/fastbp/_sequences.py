@@ -279,6 +279,11 @@ class RNNNetwork(Network):
         self.last_step = bool(last_step)
         self.bptt_steps = int(bptt_steps)
 
+    @staticmethod
+    def batch_rows(batch):
+        """Rows (steps) of a :class:`PackedBatch`, as :meth:`workspace` counts them."""
+        return batch.data.shape[0]
+
     def workspace(self, n_rows, backward=True):
         """Buffers of a packed batch of up to ``n_rows`` rows; without
         ``backward`` (prediction), those of the forward pass and the packed

@@ -58,9 +58,10 @@ class _RNNMixin(SequenceInputMixin):
     def _build_network(self, X, Y, theta=None):
         self.n_outputs_ = Y.shape[1]
         self.out_activation_ = self._out_activation()
-        return RNNNetwork(X.shape[1] if not isinstance(X, Ragged) else X.data.shape[1],
-                          self.hidden_size, Y.shape[1], self.nonlinearity, self._loss_kind(),
-                          self.output == "last", self.bptt_steps or 0, X.dtype, theta=theta)
+        # X.shape[1]: features per step, of a Ragged or of load's (1, n_features) array
+        return RNNNetwork(X.shape[1], self.hidden_size, Y.shape[1], self.nonlinearity,
+                          self._loss_kind(), self.output == "last", self.bptt_steps or 0,
+                          X.dtype, theta=theta)
 
     def _init_parameters(self, net, rng):
         # PyTorch's nn.RNN/nn.Linear: uniform in ±1/sqrt(hidden_size)
