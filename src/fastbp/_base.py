@@ -168,18 +168,9 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
     out_activation_: str
 
     # The required hooks: a subclass that leaves one out gets an error naming it.
-    _architecture_params = _RequiredHook()
-    _validate_X_y = _RequiredHook()
-    _check_X = _RequiredHook()
-    _build_network = _RequiredHook()
-    _init_parameters = _RequiredHook()
-    _out_activation = _RequiredHook()
-    _loss_kind = _RequiredHook()
-    _prepare_fit = _RequiredHook()
-    _validation_targets = _RequiredHook()
-    _prepare_backprop = _RequiredHook()
-    _validation_score = _RequiredHook()
-    _stratify_validation = _RequiredHook()
+    (_architecture_params, _validate_X_y, _check_X, _build_network, _init_parameters,
+     _out_activation, _loss_kind, _prepare_fit, _validation_targets, _prepare_backprop,
+     _validation_score, _stratify_validation) = (_RequiredHook() for _ in range(12))
 
     def _validate_solver_params(self):
         _options(self, "solver", {"lbfgs", "sgd", "adam"})
