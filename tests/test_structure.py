@@ -96,6 +96,18 @@ def test_model_files_do_not_import_estimator_modules():
     assert not imported & {"mlp", "lenet", "rnn"}
 
 
+def test_registry_refuses_a_second_class_of_one_name(monkeypatch):
+    from fastbp import _registry
+
+    monkeypatch.setattr(_registry, "_LOADABLE", {})
+    first = _registry.loadable(type("Model", (), {"__module__": "one"}))
+    again = _registry.loadable(type("Model", (), {"__module__": "one"}))  # a reload
+    assert _registry.loadable_classes() == {"Model": again} and again is not first
+    with pytest.raises(ValueError, match="two loadable estimator classes are named Model"):
+        _registry.loadable(type("Model", (), {"__module__": "two"}))
+    assert _registry.loadable_classes() == {"Model": again}
+
+
 def test_every_estimator_is_registered_for_loading():
     from fastbp._registry import loadable_classes
 

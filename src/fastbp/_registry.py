@@ -24,8 +24,15 @@ def loadable(cls):
     cls : type
         The class itself, unchanged.
     """
-    if _LOADABLE.setdefault(cls.__name__, cls) is not cls:
-        raise ValueError(f"two loadable estimator classes are named {cls.__name__}")
+    known = _LOADABLE.get(cls.__name__)
+    # the same class defined again (a reloaded module) takes the old one's place;
+    # another class of the same name would make model files ambiguous
+    if known is not None and (known.__module__, known.__qualname__) != (
+            cls.__module__, cls.__qualname__):
+        raise ValueError(f"two loadable estimator classes are named {cls.__name__}: "
+                         f"{known.__module__}.{known.__qualname__} and "
+                         f"{cls.__module__}.{cls.__qualname__}")
+    _LOADABLE[cls.__name__] = cls
     return cls
 
 
