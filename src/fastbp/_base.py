@@ -153,14 +153,16 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
     - ``_validation_score(outputs, y, sample_weight)``: float score of predict's outputs.
     - ``_stratify_validation()``: bool, whether early stopping's split is stratified.
 
-    Optional, with defaults here: ``_validate_params()`` (raises on a bad
-    parameter), ``_sample_weights(sample_weight, X, y, dtype)`` (weights of
-    the samples), ``_backprop_batch(X, y, sample_weight, dtype)`` ((X, Y,
-    sample_weight) for ``loss_and_grad``), ``_fits_sample_shape(shape)`` (bool),
-    ``_target_state()`` and ``_restore_target_state(meta, arrays, n_outputs)``
-    (the target encoding in a model file), ``_fixed_after_fit`` (tuple of
-    parameters that training may not change) and ``_hidden_features(X)``
-    (``transform``'s output, from ``HiddenFeaturesMixin``).
+    Optional, with defaults here (or, the last, in ``HiddenFeaturesMixin``):
+
+    - ``_validate_params()``: raises on a bad parameter (default: the solver's).
+    - ``_sample_weights(sample_weight, X, y, dtype)``: the samples' training weights.
+    - ``_backprop_batch(X, y, sample_weight, dtype)``: (X, Y, sample_weight) for ``loss_and_grad``.
+    - ``_fits_sample_shape(shape)``: bool, whether a model file's input shape fits.
+    - ``_target_state()``: (JSON-able dict, dict of arrays) of the target encoding.
+    - ``_restore_target_state(meta, arrays, n_outputs)``: rebuilds it from a model file.
+    - ``_fixed_after_fit``: tuple of parameters that continued training may not change.
+    - ``_hidden_features(X)``: ``transform``'s output for a checked X.
     """
 
     # Fitted attributes every estimator sets, declared for the type checker.
