@@ -16,6 +16,7 @@ import zipfile
 
 import numpy as np
 
+from ._registry import loadable_classes
 from ._typing import Any, FileLike
 
 FORMAT = "fastbp-model"
@@ -141,14 +142,6 @@ def _optimizer_state(estimator):
     return {"kind": opt.kind, **meta}, arrays
 
 
-def _estimator_classes():
-    from . import lenet, mlp, rnn
-
-    classes = [mlp.MLPClassifier, mlp.MLPRegressor, lenet.LeNet5Classifier,
-               rnn.RNNClassifier, rnn.RNNRegressor]
-    return {cls.__name__: cls for cls in classes}
-
-
 def _read(path):
     _check_binary(path, "rb")
     try:
@@ -202,7 +195,7 @@ def load(path: FileLike) -> Any:
         _fail(path, "wrong format tag")
     if meta.get("format_version") != FORMAT_VERSION:
         _fail(path, f"unsupported format version {meta.get('format_version')!r}")
-    classes = _estimator_classes()
+    classes = loadable_classes()
     cls = classes.get(meta.get("estimator"))
     if cls is None:
         _fail(path, f"unknown estimator {meta.get('estimator')!r}")

@@ -1,0 +1,120 @@
+"""Training data as a source of batches, one class per kind of data: dense
+rows, sparse rows, sequences. A solver asks the source what it needs (how
+many samples, how many rows a batch of them fills, one batch of everything,
+a subset) instead of telling the kinds apart by their attributes.
+
+Build one with :func:`batch_source`; it decides the kind once, by type.
+"""
+import numpy as np
+import scipy.sparse as sp
+
+from ._sequences import Ragged, StepWeights
+
+
+class DenseBatches:
+    """Dense rows: X an ndarray of shape (n_samples, ...), Y an ndarray of
+    shape (n_samples, n_outputs), one weight per sample (or None).
+
+    Attributes
+    ----------
+    kind : str
+        ``"dense"``, ``"sparse"`` or ``"sequences"``.
+    X, Y, sample_weight
+        The data, as given.
+    """
+
+    kind = "dense"
+
+    def __init__(self, X, Y, sample_weight=None):
+        self.X, self.Y, self.sample_weight = X, Y, sample_weight
+
+    def __len__(self):
+        """Number of samples (of sequences, for sequence data)."""
+        return self.X.shape[0]
+
+    def batch_rows(self, n_samples):
+        """Rows that a batch of at most ``n_samples`` samples fills: the
+        size of the network workspace it needs."""
+        return n_samples
+
+    def whole(self, dtype):
+        """Every sample as one batch ``(X, Y, sample_weight)``, ready for
+        ``Network.loss_and_grad`` (full-batch solvers)."""
+        return np.ascontiguousarray(self.X, dtype=dtype), self.Y, self.sample_weight
+
+    def subset(self, idx):
+        """The samples ``idx``, as a source of the same kind."""
+        sw = None if self.sample_weight is None else self.sample_weight[idx]
+        return type(self)(self.X[idx], self.Y[idx], sw)
+
+    def predicted_rows(self):
+        """``(Y, sample_weight)`` with one row (one weight) per output row
+        of ``Network.predict``: what a validation score compares."""
+        return self.Y, self.sample_weight
+
+
+class SparseBatches(DenseBatches):
+    """Sparse rows: X a scipy sparse matrix, densified one batch at a time."""
+
+    kind = "sparse"
+
+    def whole(self, dtype):
+        return DenseBatches(self.X.toarray(), self.Y, self.sample_weight).whole(dtype)
+
+
+class SequenceBatches(DenseBatches):
+    """Sequences: X a :class:`~fastbp._sequences.Ragged` of steps, Y a Ragged
+    of one target row per step or per sequence, sample_weight one weight per
+    sequence or a :class:`~fastbp._sequences.StepWeights` of one per step.
+    Batches are packed (:class:`~fastbp._sequences.PackedBatch`)."""
+
+    kind = "sequences"
+
+    def batch_rows(self, n_samples):
+        return self.X.max_rows(n_samples)
+
+    def whole(self, dtype):
+        return self.X.batch(np.arange(len(self.X)), self.Y, self.sample_weight)
+
+    def buffers(self, n_samples):
+        """Arrays that :meth:`take` packs batches of ``n_samples`` into."""
+        return self.X.batch_buffers(n_samples, self.Y, self.sample_weight)
+
+    def take(self, idx, buffers=None):
+        """Sequences ``idx`` packed as one batch ``(X, Y, sample_weight)``."""
+        return self.X.batch(idx, self.Y, self.sample_weight, buffers)
+
+    def subset(self, idx):
+        sw = None if self.sample_weight is None else self.sample_weight[idx]
+        return SequenceBatches(self.X.subset(idx), self.Y.subset(idx), sw)
+
+    def predicted_rows(self):
+        sw = self.sample_weight
+        if sw is not None:
+            # one weight per predicted row, as the training loss weighs them
+            # (class weights of per-step targets come per step already)
+            sw = sw.data if isinstance(sw, StepWeights) else np.repeat(np.asarray(sw),
+                                                                       self.Y.lengths)
+        return self.Y.data, sw
+
+
+def batch_source(X, Y, sample_weight=None):
+    """The batch source of the kind of ``X``.
+
+    Parameters
+    ----------
+    X : ndarray, scipy sparse matrix or Ragged
+        Input as the estimator's ``_prepare_fit`` gives it.
+    Y : ndarray or Ragged
+        Encoded targets.
+    sample_weight : ndarray, StepWeights or None
+
+    Returns
+    -------
+    source : DenseBatches, SparseBatches or SequenceBatches
+    """
+    if isinstance(X, Ragged):
+        return SequenceBatches(X, Y, sample_weight)
+    if sp.issparse(X):
+        return SparseBatches(X, Y, sample_weight)
+    return DenseBatches(X, Y, sample_weight)
