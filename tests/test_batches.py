@@ -94,3 +94,32 @@ def test_networks_count_the_rows_of_their_batches():
     X, Y, _ = _sequences()
     packed, _, _ = batch_source(X, Y).whole(np.float64)
     assert RNNNetwork.batch_rows(packed) == 9  # steps, not sequences
+
+
+def test_dense_and_sparse_sources_gather_batches_into_their_buffers():
+    X = np.arange(24, dtype=np.float64).reshape(8, 3)
+    Y, sw = np.arange(8.0).reshape(8, 1), np.arange(1.0, 9.0)
+    idx = np.array([5, 0, 7])
+    for data in (X, sp.csc_matrix(X)):
+        source = batch_source(data, Y, sw)
+        buffers = source.buffers(4, np.float32)
+        X_b, Y_b, sw_b = source.take(idx, buffers)
+        # a short batch fills the head of each buffer, in the fit's dtype
+        assert X_b.dtype == np.float32 and np.shares_memory(X_b, buffers[0])
+        assert np.shares_memory(Y_b, buffers[1]) and np.shares_memory(sw_b, buffers[2])
+        np.testing.assert_array_equal(X_b, X[idx])
+        np.testing.assert_array_equal(Y_b, Y[idx])
+        np.testing.assert_array_equal(sw_b, sw[idx])
+    assert batch_source(X, Y).buffers(4)[2] is None  # no weights, no weight buffer
+
+
+def test_only_contiguous_dense_rows_are_sliced_in_place():
+    X, Y = np.arange(12.0).reshape(6, 2), np.zeros((6, 1))
+    source = batch_source(X, Y)
+    assert source.sliceable
+    X_b, Y_b, sw_b = source.slice(slice(2, 5))
+    assert np.shares_memory(X_b, X) and sw_b is None
+    np.testing.assert_array_equal(X_b, X[2:5])
+    assert not batch_source(np.asfortranarray(X), Y).sliceable
+    assert not batch_source(sp.csr_matrix(X), Y).sliceable
+    assert not batch_source(*_sequences()).sliceable

@@ -26,7 +26,7 @@ from sklearn.utils import gen_batches
 from ._kernels import _dense
 from ._network import LOSS_CODES
 from ._progress import EpochProgress
-from ._sequences import StepWeights
+from ._batches import batch_source
 
 # Networks that train in chunks (train_chunk) get about this many rows of
 # mini-batches per kernel call: the OpenMP team is woken once per chunk, and
@@ -339,37 +339,8 @@ RECORD_ATTRIBUTES = {
 }
 
 
-def _take_rows(X, idx, out):
-    """Gather rows ``idx`` of X (ndarray, or CSR from ``_as_csr``) into ``out``
-    without allocating."""
-    if sp.issparse(X):
-        _dense.csr_rows_to_dense(X.data, X.indices, X.indptr, idx, out)
-        return out
-    # mode="clip": the indices are in range by construction, and the default
-    # mode="raise" copies through a temporary buffer (2.5x slower, measured)
-    return np.take(X, idx, axis=0, out=out, mode="clip")
-
-
-def _as_csr(X, dtype):
-    """X as a CSR matrix in ``dtype`` with contiguous arrays, what
-    ``_take_rows`` gathers from (one conversion per fit)."""
-    X = X.tocsr().astype(dtype, copy=False)
-    # the kernel takes indices and indptr of one dtype, int32 or int64
-    index_dtype = np.int32 if X.indices.dtype == X.indptr.dtype == np.int32 else np.int64
-    X.data = np.ascontiguousarray(X.data)
-    X.indices = np.ascontiguousarray(X.indices, dtype=index_dtype)
-    X.indptr = np.ascontiguousarray(X.indptr, dtype=index_dtype)
-    return X
-
-
-def _num_rows(A):
-    return len(A) if hasattr(A, "batch") else A.shape[0]
-
-
 def _subset(A, idx):
-    """Rows idx of an array, sparse matrix, list or sequence dataset."""
-    if hasattr(A, "subset"):
-        return A.subset(idx)
+    """Rows idx of targets as scored: an array, or a list (of sequences)."""
     if isinstance(A, list):
         return [A[i] for i in idx]
     return A[idx]
@@ -451,9 +422,10 @@ def fit_stochastic(net, X, Y, sample_weight, y_raw, record, settings, rng, n_thr
         record.no_improvement_count = 0
     if not early_stopping and record.best_loss is None:
         record.best_loss = np.inf
-    n_total = _num_rows(X)
+    source = batch_source(X, Y, sample_weight)
+    n_total = len(source)
     if validation is not None:
-        X_train, Y_train, sw_train = X, Y, sample_weight
+        train = source
         val = _ValidationSet(net, *validation)
     elif early_stopping:
         # Splitting indices draws the same permutation sklearn's MLP draws
@@ -466,17 +438,14 @@ def fit_stochastic(net, X, Y, sample_weight, y_raw, record, settings, rng, n_thr
                 "The validation set is too small. Increase 'validation_fraction' "
                 "or the size of your dataset."
             )
-        X_train, Y_train = _subset(X, train_idx), _subset(Y, train_idx)
-        sw_train = sw_val = None
-        if sample_weight is not None:
-            sw_train, sw_val = sample_weight[train_idx], sample_weight[val_idx]
-        val = _ValidationSet(net, _subset(X, val_idx), _subset(Y, val_idx),
-                             _subset(y_raw, val_idx), sw_val)
+        train, held_out = source.subset(train_idx), source.subset(val_idx)
+        val = _ValidationSet(net, held_out.X, held_out.Y, _subset(y_raw, val_idx),
+                             held_out.sample_weight)
     else:
-        X_train, Y_train, sw_train = X, Y, sample_weight
+        train = source
         val = None
 
-    n_samples = _num_rows(X_train)
+    n_samples = len(train)
     if settings.batch_size == "auto":
         batch_size = min(200, n_samples)
     else:
@@ -487,18 +456,10 @@ def fit_stochastic(net, X, Y, sample_weight, y_raw, record, settings, rng, n_thr
             )
         batch_size = int(np.clip(settings.batch_size, 1, n_samples))
 
-    # Buffers are allocated once per fit; the batch loop allocates no arrays
-    # (sequence data packs its batches itself).
-    sequences = hasattr(X_train, "batch")
-    ws = net.workspace(X_train.max_rows(batch_size) if sequences else batch_size)
-    if sequences:
-        pack_buffers = X_train.batch_buffers(batch_size, Y_train, sw_train)
-    else:
-        if sp.issparse(X_train):
-            X_train = _as_csr(X_train, net.dtype)
-        X_buf = np.empty((batch_size,) + X_train.shape[1:], dtype=net.dtype)
-        Y_buf = np.empty((batch_size, Y_train.shape[1]), dtype=net.dtype)
-        sw_buf = np.empty(batch_size, dtype=net.dtype) if sw_train is not None else None
+    # Buffers are allocated once per fit; the batch loop allocates no arrays.
+    ws = net.workspace(train.batch_rows(batch_size))
+    buffers = train.buffers(batch_size, net.dtype)
+    X_train, Y_train, sw_train = train.X, train.Y, train.sample_weight
     # int32 halves the index arrays, the largest per-sample buffers of a fit.
     index_dtype = np.int32 if n_samples < 2**31 else np.intp
     identity = np.arange(n_samples, dtype=index_dtype)
@@ -506,8 +467,7 @@ def fit_stochastic(net, X, Y, sample_weight, y_raw, record, settings, rng, n_thr
     shuffled = None  # buffers for the next epoch's order, made on first use
     alpha = float(settings.alpha)
     theta, grad = net.theta, net.grad
-    contiguous_slices = (not sequences and not sp.issparse(X_train)
-                         and X_train.flags.c_contiguous)
+    contiguous_slices = train.sliceable
     clip = settings.clip_grad_norm
     # A network that trains in chunks applies the step inside its kernel, as
     # each block of the gradient is known, and keeps its team awake from batch
@@ -553,25 +513,15 @@ def fit_stochastic(net, X, Y, sample_weight, y_raw, record, settings, rng, n_thr
             if chunked:
                 accumulated_loss = _epoch_in_chunks(
                     net, optimizer, X_train, Y_train, sw_train, sample_idx, batch_size,
-                    chunk, alpha, (X_buf, Y_buf, sw_buf), ws, n_threads, update,
+                    chunk, alpha, buffers, ws, n_threads, update,
                     progress)
             else:
                 for batch_slice in gen_batches(n_samples, batch_size):
                     m = batch_slice.stop - batch_slice.start
-                    if sequences:
-                        X_batch, Y_batch, sw_batch = X_train.batch(
-                            sample_idx[batch_slice], Y_train, sw_train, pack_buffers)
-                    elif settings.shuffle or not contiguous_slices:
-                        idx = sample_idx[batch_slice]
-                        X_batch = _take_rows(X_train, idx, X_buf[:m] if m < batch_size else X_buf)
-                        Y_batch = _take_rows(Y_train, idx, Y_buf[:m] if m < batch_size else Y_buf)
-                        sw_batch = None
-                        if sw_train is not None:
-                            sw_batch = np.take(sw_train, idx, out=sw_buf[:m], mode="clip")
+                    if settings.shuffle or not contiguous_slices:
+                        X_batch, Y_batch, sw_batch = train.take(sample_idx[batch_slice], buffers)
                     else:
-                        X_batch = X_train[batch_slice]
-                        Y_batch = Y_train[batch_slice]
-                        sw_batch = None if sw_train is None else sw_train[batch_slice]
+                        X_batch, Y_batch, sw_batch = train.slice(batch_slice)
                     batch_loss = net.loss_and_grad(X_batch, Y_batch, sw_batch, alpha, ws, n_threads)
                     accumulated_loss += batch_loss * m
                     if clip is not None:
@@ -723,14 +673,9 @@ class _ValidationSet:
     def __init__(self, net, X, Y, y, sample_weight):
         self.X = X.tocsr() if sp.issparse(X) else X  # predict slices rows
         self.y = y
-        lengths = getattr(Y, "lengths", None)  # sequences: target rows per sequence
-        self.Y = np.ascontiguousarray(Y.data if lengths is not None else Y, dtype=net.dtype)
+        Y, sample_weight = batch_source(X, Y, sample_weight).predicted_rows()
+        self.Y = np.ascontiguousarray(Y, dtype=net.dtype)
         if sample_weight is not None:
-            if lengths is not None:
-                # one weight per predicted row, as the training loss weighs them
-                # (class weights of sequence targets come per step already)
-                sample_weight = (sample_weight.data if isinstance(sample_weight, StepWeights)
-                                 else np.repeat(np.asarray(sample_weight), lengths))
             sample_weight = np.ascontiguousarray(sample_weight)
             weight_sum = float(sample_weight.sum())
             if not weight_sum > 0:
@@ -800,13 +745,9 @@ def fit_lbfgs(net, X, Y, sample_weight, record, settings, n_threads, *, validati
         # this fit's records only, as the losses
         record.validation_scores = record.validation_losses = None
         _start_validation_records(record)
-    if hasattr(X, "batch"):  # sequences: every one in a single packed batch
-        X, Y, sample_weight = X.batch(np.arange(len(X)), Y, sample_weight)
-        ws = net.workspace(X.data.shape[0])
-    else:
-        ws = net.workspace(X.shape[0])
-        X = X.toarray() if sp.issparse(X) else X
-        X = np.ascontiguousarray(X, dtype=net.dtype)
+    source = batch_source(X, Y, sample_weight)
+    ws = net.workspace(source.batch_rows(len(source)))
+    X, Y, sample_weight = source.whole(net.dtype)
     alpha = float(settings.alpha)
     curve = []
     tic = [time.perf_counter()]
