@@ -12,9 +12,8 @@ import fastbp
 import fastbp._base
 import fastbp._solvers
 from fastbp import MLPClassifier, RNNClassifier
-from fastbp._solvers import (
-    OPTIMIZERS, RECORD_ATTRIBUTES, Optimizer, SolverSettings, TrainingRecord, apply_update,
-)
+from fastbp._optimizers import OPTIMIZERS, Optimizer, apply_update
+from fastbp._solvers import RECORD_ATTRIBUTES, SolverSettings, TrainingRecord
 
 
 @pytest.fixture(scope="module")

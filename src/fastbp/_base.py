@@ -18,10 +18,9 @@ from ._features import HiddenFeaturesMixin
 from ._inputs import check_fitted
 from ._params import InvalidParameterError, _boolean, _interval, _options
 from ._persist import save as save_model
-from ._solvers import (
-    RECORD_ATTRIBUTES, STOCHASTIC_SOLVERS, SolverSettings, TrainingRecord, fit_lbfgs,
-    fit_stochastic,
-)
+from ._lbfgs import fit_lbfgs
+from ._optimizers import STOCHASTIC_SOLVERS
+from ._solvers import RECORD_ATTRIBUTES, SolverSettings, TrainingRecord, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
 from ._typing import ArrayLike, FileLike, MatrixLike
 from ._views import ParameterDict

@@ -268,7 +268,8 @@ def load(path: FileLike) -> Any:
 
 
 def _restore_optimizer(path, estimator, opt_meta, arrays, size, dtype):
-    from ._solvers import OPTIMIZERS, SolverSettings
+    from ._optimizers import OPTIMIZERS
+    from ._solvers import SolverSettings
 
     if opt_meta is None:
         return

@@ -4,7 +4,10 @@ A network only provides ``theta``, ``grad`` and ``loss_and_grad``; everything
 else (epochs, shuffling, mini-batches, learning-rate schedules, early
 stopping, verbose output, the loss curve, Ctrl-C) lives here, written to
 follow scikit-learn's MLP step for step so that the same ``random_state``
-gives the same trajectory.
+gives the same trajectory. Beside it: the optimizers it steps
+(``_optimizers``), the validation set and stopping count
+(``_early_stopping``), the data it batches (``_batches``), and the
+full-batch L-BFGS solver (``_lbfgs``).
 
 The solvers know nothing of estimators: they take the hyperparameters as a
 :class:`SolverSettings`, the validation score as a callable, and a
@@ -17,16 +20,16 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-import scipy.optimize
-import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import gen_batches
 
-from ._kernels import _dense
-from ._network import LOSS_CODES
-from ._progress import EpochProgress
 from ._batches import batch_source
+from ._early_stopping import (
+    _patience, _start_validation_records, _update_no_improvement_count, _ValidationSet,
+)
+from ._optimizers import OPTIMIZERS, Optimizer
+from ._progress import EpochProgress
 
 # Networks that train in chunks (train_chunk) get about this many rows of
 # mini-batches per kernel call: the OpenMP team is woken once per chunk, and
@@ -75,208 +78,6 @@ class SolverSettings:
         """The settings found in ``params``, a mapping of hyperparameters by
         name (other names are ignored; missing ones keep their defaults)."""
         return cls(**{f.name: params[f.name] for f in fields(cls) if f.name in params})
-
-
-class Optimizer:
-    """A stochastic optimizer: its state, and the step it takes.
-
-    One protocol serves both ways a network trains: :meth:`update_args`
-    describes the update rule (its kernel code, state arrays and
-    coefficients) and :meth:`next_learning_rate` gives the size of the next
-    step. A network that applies the step inside its own kernel
-    (``train_chunk``) asks for both; :meth:`step` applies them to a gradient
-    the caller holds, with the same kernel, so the two ways give the same
-    bits. :meth:`state` and :meth:`from_state` give and take the state as
-    plain arrays and scalars (what a model file stores).
-
-    Hyperparameters are taken from a :class:`SolverSettings` at every fit
-    call (:meth:`follow`), so set_params between partial_fit calls takes
-    effect (sklearn keeps those of the first call).
-    """
-
-    kind: str = ""  # the solver name, a key of OPTIMIZERS
-    _state_arrays: tuple[str, ...] = ()  # names of the state arrays, each of theta's shape
-
-    def __init__(self, n_params, dtype, settings):
-        raise NotImplementedError
-
-    def follow(self, settings):
-        """Take the hyperparameters of ``settings`` for the coming steps (and
-        set ``_update``, what :meth:`update_args` returns)."""
-        raise NotImplementedError
-
-    def _restore_scalars(self, state, settings):
-        """Take the scalars of ``state`` (for :meth:`from_state`); ValueError
-        when one is missing or malformed."""
-        raise NotImplementedError
-
-    def update_args(self):
-        """The update rule, as keyword arguments of ``_dense.dense_chain_train``."""
-        return self._update
-
-    def next_learning_rate(self):
-        """The step size of the next batch (a step is counted)."""
-        raise NotImplementedError
-
-    def step(self, theta, grad, n_threads):
-        """Update ``theta`` in place by one step along ``grad``."""
-        apply_update(theta, grad, self.next_learning_rate(), n_threads, **self.update_args())
-
-    def iteration_ends(self, time_step):
-        """Called after each epoch with the number of samples seen (``t_``)."""
-
-    def trigger_stopping(self, msg):
-        """Whether to stop when the stopping criterion is met; returns
-        (stop, message to print when verbose)."""
-        return True, msg + " Stopping."
-
-    def state(self):
-        """The state, as a dict of plain arrays (each of theta's shape) and
-        scalars: what :meth:`from_state` takes back."""
-        raise NotImplementedError
-
-    @classmethod
-    def from_state(cls, state, settings, n_params, dtype):
-        """An optimizer that continues from ``state`` (of :meth:`state`).
-
-        Parameters
-        ----------
-        state : dict
-            Plain arrays and scalars, as :meth:`state` gives them.
-        settings : SolverSettings
-            The hyperparameters to continue with.
-        n_params : int
-            Size of the parameter vector the state belongs to.
-        dtype : numpy dtype
-            The parameters' dtype.
-
-        Returns
-        -------
-        optimizer : Optimizer
-
-        Raises
-        ------
-        ValueError
-            When an array or scalar of the state is missing or malformed.
-        """
-        optimizer = cls.__new__(cls)
-        for name in cls._state_arrays:
-            a = state.get(name)
-            if (not isinstance(a, np.ndarray) or a.shape != (n_params,)
-                    or a.dtype != np.dtype(dtype)):
-                raise ValueError(f"malformed optimizer array {name}")
-            setattr(optimizer, name, np.array(a))  # its own, writable copy
-        optimizer._restore_scalars(state, settings)
-        optimizer.follow(settings)
-        return optimizer
-
-
-def _number(state, name):
-    """state[name] as a float; ValueError unless it is a (non-bool) number."""
-    value = state.get(name)
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ValueError(f"malformed optimizer {name.replace('_', ' ')}")
-    return float(value)
-
-
-def apply_update(theta, grad, learning_rate, n_threads, update, state_1, state_2=None,
-                 beta_1=0.0, beta_2=0.0, epsilon=0.0, nesterov=False):
-    """Apply one step of the rule ``update`` (a code of ``_dense.UPDATE_CODES``,
-    with the arguments of :meth:`Optimizer.update_args`) to ``theta``."""
-    if update == _dense.UPDATE_CODES["sgd"]:
-        _dense.sgd_update(theta, grad, state_1, learning_rate, beta_1, nesterov, n_threads)
-    else:
-        _dense.adam_update(theta, grad, state_1, state_2, learning_rate, beta_1, beta_2,
-                           epsilon, n_threads)
-
-
-class SGDState(Optimizer):
-    """Momentum SGD: the velocity and the current learning rate, which the
-    'invscaling' and 'adaptive' schedules change; a new learning_rate_init
-    restarts the schedule from it."""
-
-    kind = "sgd"
-    _state_arrays = ("velocity",)
-
-    def __init__(self, n_params, dtype, settings):
-        self.velocity = np.zeros(n_params, dtype=dtype)
-        self.learning_rate = self.learning_rate_init = float(settings.learning_rate_init)
-        self.follow(settings)
-
-    def _restore_scalars(self, state, settings):
-        self.learning_rate = _number(state, "learning_rate")  # perhaps decayed from
-        self.learning_rate_init = float(settings.learning_rate_init)  # the one it started at
-
-    def follow(self, settings):
-        if settings.learning_rate_init != self.learning_rate_init:
-            self.learning_rate = self.learning_rate_init = float(settings.learning_rate_init)
-        self.settings = settings
-        self._update = dict(update=_dense.UPDATE_CODES["sgd"], state_1=self.velocity,
-                            beta_1=settings.momentum, nesterov=settings.nesterovs_momentum)
-
-    def next_learning_rate(self):
-        return self.learning_rate
-
-    def iteration_ends(self, time_step):
-        s = self.settings
-        if s.learning_rate == "invscaling":
-            self.learning_rate = s.learning_rate_init / (time_step + 1) ** s.power_t
-
-    def trigger_stopping(self, msg):
-        """With the 'adaptive' schedule, divide the rate by 5 instead of
-        stopping, until it is at most 1e-6."""
-        if self.settings.learning_rate != "adaptive":
-            return True, msg + " Stopping."
-        if self.learning_rate <= 1e-6:
-            return True, msg + " Learning rate too small. Stopping."
-        self.learning_rate /= 5.0
-        return False, msg + " Setting learning rate to %f" % self.learning_rate
-
-    def state(self):
-        return {"learning_rate": self.learning_rate, "velocity": self.velocity}
-
-
-class AdamState(Optimizer):
-    """Adam: both moments and the step count."""
-
-    kind = "adam"
-    _state_arrays = ("m1", "m2")
-
-    def __init__(self, n_params, dtype, settings):
-        self.m1 = np.zeros(n_params, dtype=dtype)
-        self.m2 = np.zeros(n_params, dtype=dtype)
-        self.t = 0
-        self.learning_rate = float(settings.learning_rate_init)
-        self.follow(settings)
-
-    def _restore_scalars(self, state, settings):
-        t = state.get("t")
-        if not isinstance(t, (int, np.integer)) or isinstance(t, bool) or t < 0:
-            raise ValueError("malformed Adam step count")
-        self.t = int(t)
-        self.learning_rate = _number(state, "learning_rate")
-
-    def follow(self, settings):
-        self.settings = settings
-        self._update = dict(update=_dense.UPDATE_CODES["adam"], state_1=self.m1,
-                            state_2=self.m2, beta_1=settings.beta_1, beta_2=settings.beta_2,
-                            epsilon=settings.epsilon)
-
-    def next_learning_rate(self):
-        """The bias-corrected step size of the next step, which it counts."""
-        s = self.settings
-        self.t += 1
-        self.learning_rate = (s.learning_rate_init * np.sqrt(1 - s.beta_2 ** self.t)
-                              / (1 - s.beta_1 ** self.t))
-        return self.learning_rate
-
-    def state(self):
-        return {"learning_rate": self.learning_rate, "t": self.t, "m1": self.m1, "m2": self.m2}
-
-
-# The optimizer of each stochastic solver, by name (what a model file records).
-OPTIMIZERS = {cls.kind: cls for cls in (SGDState, AdamState)}
-STOCHASTIC_SOLVERS = tuple(OPTIMIZERS)
 
 
 @dataclass
@@ -588,15 +389,6 @@ def _say(settings, msg):
         print(msg)
 
 
-def _patience(settings):
-    """Epochs without improvement before stopping: ``n_iter_no_change``, or
-    for 'auto' half of ``max_iter`` and at least 10, so that a network whose
-    loss plateaus or spikes for a while (RNNs) still gets the epochs asked for."""
-    if isinstance(settings.n_iter_no_change, str):  # 'auto'
-        return max(10, settings.max_iter // 2)
-    return settings.n_iter_no_change
-
-
 class _ChunkBuffers:
     """The arrays one chunk of batches needs, allocated once per fit so that
     the epoch loop allocates none."""
@@ -644,156 +436,3 @@ def _epoch_in_chunks(net, optimizer, X, Y, sample_weight, sample_idx, batch_size
             if progress is not None:
                 progress.update(m, float(losses[j]))
     return accumulated_loss
-
-
-def _start_validation_records(record):
-    """Start the validation records where a model has none (a first fit, or
-    one continued after lbfgs or without validation data)."""
-    if record.validation_scores is None:
-        record.validation_scores, record.best_validation_score = [], -np.inf
-    if record.validation_losses is None:
-        record.validation_losses = []
-
-
-class _ValidationSet:
-    """A validation set, scored and evaluated once per epoch (iteration).
-
-    Parameters
-    ----------
-    net : Network
-    X : ndarray, sparse matrix or Ragged
-        Input, ready for ``net.predict``.
-    Y : ndarray of shape (n_samples, n_outputs) or Ragged
-        Encoded targets, as the training loss sees them.
-    y : array-like or list
-        Targets in the form the validation score takes them.
-    sample_weight : ndarray of shape (n_samples,) or None
-    """
-
-    def __init__(self, net, X, Y, y, sample_weight):
-        self.X = X.tocsr() if sp.issparse(X) else X  # predict slices rows
-        self.y = y
-        Y, sample_weight = batch_source(X, Y, sample_weight).predicted_rows()
-        self.Y = np.ascontiguousarray(Y, dtype=net.dtype)
-        if sample_weight is not None:
-            sample_weight = np.ascontiguousarray(sample_weight)
-            weight_sum = float(sample_weight.sum())
-            if not weight_sum > 0:
-                raise ValueError(
-                    "The sample weights of the validation set sum to zero (or are negative "
-                    "or NaN), so its score and loss are undefined.")
-        else:
-            weight_sum = float(self.Y.shape[0])
-        self.sample_weight, self.weight_sum = sample_weight, weight_sum
-        self.delta = np.empty_like(self.Y)  # scratch the loss kernel writes
-
-    def evaluate(self, score, net, n_threads):
-        """Return (score, loss): ``score(outputs, y, sample_weight)`` (accuracy
-        or R²) and the weighted mean data loss, the training loss without the
-        L2 term."""
-        logits = net.predict(self.X, n_threads, logits=True)
-        outputs = logits.copy()
-        code = LOSS_CODES[net.loss]
-        _dense.output_activate(outputs, code, n_threads)  # what predict gives
-        sw = None if self.sample_weight is None else self.sample_weight.astype(
-            net.dtype, copy=False)
-        total = _dense.output_loss_delta(logits, self.Y, sw, self.delta, code, 1.0, n_threads)
-        return score(outputs, self.y, self.sample_weight), total / self.weight_sum
-
-    def record(self, record, score, net, n_threads, track_best):
-        """Append this epoch's score and loss to ``record``; with
-        ``track_best``, also keep the best score (early stopping keeps it
-        itself, with the parameters that scored it)."""
-        value, loss = self.evaluate(score, net, n_threads)
-        record.validation_scores.append(value)
-        record.validation_losses.append(loss)
-        if track_best and value > record.best_validation_score:
-            record.best_validation_score = value
-
-
-def _update_no_improvement_count(record, net, early_stopping, tol):
-    if early_stopping:
-        score = record.validation_scores[-1]
-        if score < record.best_validation_score + tol:
-            record.no_improvement_count += 1
-        else:
-            record.no_improvement_count = 0
-        if score > record.best_validation_score:
-            record.best_validation_score = score
-            record.best_theta = net.theta.copy()
-    else:
-        if record.losses[-1] > record.best_loss - tol:
-            record.no_improvement_count += 1
-        else:
-            record.no_improvement_count = 0
-        if record.losses[-1] < record.best_loss:
-            record.best_loss = record.losses[-1]
-
-
-def fit_lbfgs(net, X, Y, sample_weight, record, settings, n_threads, *, validation=None,
-              score=None):
-    """Full-batch L-BFGS-B (scipy) on the flat parameter vector; return the
-    training record, updated.
-
-    Parameters are those of :func:`fit_stochastic`. ``validation`` is scored
-    (by ``score``) after every iteration, on the iterate; L-BFGS does not
-    stop on it. The record's losses become this call's alone.
-    """
-    val = None
-    if validation is not None:
-        val = _ValidationSet(net, *validation)
-        # this fit's records only, as the losses
-        record.validation_scores = record.validation_losses = None
-        _start_validation_records(record)
-    source = batch_source(X, Y, sample_weight)
-    ws = net.workspace(source.batch_rows(len(source)))
-    X, Y, sample_weight = source.whole(net.dtype)
-    alpha = float(settings.alpha)
-    curve = []
-    tic = [time.perf_counter()]
-
-    def fun(x):
-        net.theta[:] = x
-        loss = net.loss_and_grad(X, Y, sample_weight, alpha, ws, n_threads)
-        return loss, net.grad.astype(np.float64)
-
-    def callback(intermediate_result):
-        curve.append(float(intermediate_result.fun))
-        line = "Iteration %d, loss = %.8f" % (len(curve), curve[-1])
-        if val is not None:
-            net.theta[:] = intermediate_result.x  # the iterate, not the last line-search trial
-            val.record(record, score, net, n_threads, track_best=True)
-            line += ", validation score = %.6f" % record.validation_scores[-1]
-        if settings.verbose:
-            now = time.perf_counter()
-            print(line + ", %.2f s" % (now - tic[0]), flush=True)
-            tic[0] = now
-
-    try:
-        result = scipy.optimize.minimize(
-            fun, net.theta.astype(np.float64), method="L-BFGS-B", jac=True,
-            callback=callback,
-            options={"maxfun": settings.max_fun, "maxiter": settings.max_iter,
-                     "gtol": settings.tol},
-        )
-    except KeyboardInterrupt:
-        warnings.warn("Training interrupted by user.")
-        record.n_iter = len(curve)
-        record.loss = curve[-1] if curve else np.nan
-        record.losses = curve
-        record.best_loss = min(curve, default=record.loss)
-        return record
-    if result.status != 0:
-        warnings.warn(
-            "lbfgs failed to converge after %d iterations (status=%d): %s. "
-            "Increase the number of iterations (max_iter) or scale the data."
-            % (result.nit, result.status, result.message),
-            ConvergenceWarning,
-        )
-    record.n_iter = min(int(result.nit), settings.max_iter)
-    net.theta[:] = result.x
-    record.loss = float(result.fun)
-    record.losses = curve
-    record.best_loss = min(curve, default=record.loss)
-    _check_finite(record.loss, net.theta)
-    return record
