@@ -61,3 +61,21 @@ def dispatch_path(request):
     assert _dispatch._force_dispatch_path(request.param) == request.param
     yield request.param
     _dispatch._force_dispatch_path(None)
+
+
+@pytest.fixture
+def epoch_snapshots(monkeypatch):
+    """A list that receives a copy of the parameters at the end of every
+    epoch of the stochastic fits the test runs (taken where the solver
+    updates its stopping count, after the epoch's last step)."""
+    import fastbp._solvers
+
+    snapshots = []
+    original = fastbp._solvers._update_no_improvement_count
+
+    def snapshot(record, net, *args):
+        snapshots.append(net.theta.copy())
+        return original(record, net, *args)
+
+    monkeypatch.setattr(fastbp._solvers, "_update_no_improvement_count", snapshot)
+    return snapshots

@@ -73,6 +73,18 @@ def test_round_trip_predicts_and_continues_identically(tmp_path, data, cls, kind
         np.testing.assert_array_equal(loaded._network.theta, est._network.theta)
 
 
+@pytest.mark.parametrize("cls, sizes", [(MLPClassifier, (5, 3)), (MLPRegressor, (4,))])
+def test_saved_hidden_layer_sizes_come_back_through_the_estimators_hook(
+        data, tmp_path, monkeypatch, cls, sizes):
+    X, y = data
+    est = _fit(cls(hidden_layer_sizes=sizes, max_iter=2, random_state=0), X, y)
+    est.save(tmp_path / "m.npz")
+    assert fastbp.load(tmp_path / "m.npz").hidden_layer_sizes == sizes  # a tuple again
+    # the hook, not persistence, knows the parameter: without it a list comes back
+    monkeypatch.setattr(cls, "_params_from_json", classmethod(lambda c, params: params))
+    assert fastbp.load(tmp_path / "m.npz").hidden_layer_sizes == list(sizes)
+
+
 def test_pickle_and_joblib_keep_working(tmp_path, data):
     X, y = data
     est = _fit(MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0), X, y)
@@ -152,6 +164,10 @@ CRAFTED = {
     "class_weight pair without a weight": dict(params__class_weight=[[0]]),
     "class_weight keyed by a list": dict(params__class_weight=[[[0], 1.0]]),
     "class_weight of text": dict(params__class_weight=[[0, "heavy"]]),
+    "optimizer kind of a list": dict(optimizer__kind=["adam"]),
+    "unknown optimizer": dict(optimizer__kind="lbfgs"),
+    "negative Adam step count": dict(optimizer__t=-1),
+    "optimizer rate of text": dict(optimizer__learning_rate="fast"),
 }
 
 

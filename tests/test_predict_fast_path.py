@@ -10,7 +10,7 @@ import sklearn
 from sklearn.exceptions import ConvergenceWarning
 
 import fastbp
-from fastbp import _network, _sequences, lenet, mlp, rnn
+from fastbp import _network, _sequence_input, _sequences, lenet, mlp
 from fastbp._threads import blas_single_thread
 
 NAMES = ["MLPClassifier", "MLPRegressor", "LeNet5Classifier", "RNNClassifier",
@@ -72,7 +72,7 @@ def assert_same(a, b):
 def checks_called(monkeypatch):
     """Count the calls of sklearn's input checks made by the estimators."""
     calls = []
-    for module in (mlp, lenet, rnn):
+    for module in (mlp, lenet, _sequence_input):
         for name in ("validate_data", "check_array"):
             real = getattr(module, name, None)
             if real is None:

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
-import fastbp._solvers
 from fastbp import MLPClassifier, RNNClassifier, RNNRegressor
 from fastbp._base import InvalidParameterError
 
@@ -66,44 +65,30 @@ def test_auto_patience_is_half_of_max_iter_and_at_least_10(max_iter, patience):
     assert mlp_rule.n_iter_ == 12
 
 
-def _epoch_snapshots(monkeypatch):
-    snapshots = []
-    original = fastbp._solvers._update_no_improvement_count
-
-    def snapshot(est, net, early_stopping):
-        snapshots.append(net.theta.copy())
-        return original(est, net, early_stopping)
-
-    monkeypatch.setattr(fastbp._solvers, "_update_no_improvement_count", snapshot)
-    return snapshots
-
-
 @pytest.mark.parametrize("restore_best", [True, False])
-def test_restore_best_keeps_the_epoch_of_lowest_training_loss(monkeypatch, restore_best):
+def test_restore_best_keeps_the_epoch_of_lowest_training_loss(epoch_snapshots, restore_best):
     X, y = _memory_task(200, 0)
-    snapshots = _epoch_snapshots(monkeypatch)
     # the spike of the test above, trained until just after it
     est = _fit(RNNClassifier(hidden_size=32, learning_rate_init=0.01, batch_size=16,
                              max_iter=28, random_state=4, restore_best=restore_best), X, y)
     best = int(np.argmin(est.loss_curve_))
     assert best < est.n_iter_ - 1  # the last epoch is not the best one
-    kept = snapshots[best] if restore_best else snapshots[-1]
+    kept = epoch_snapshots[best] if restore_best else epoch_snapshots[-1]
     np.testing.assert_array_equal(est._network.theta, kept)
     assert est.best_loss_ == est.loss_curve_[best]
     assert est.loss_ == est.loss_curve_[-1]  # the record of every epoch stays
 
 
-def test_restore_best_leaves_early_stopping_its_own_best(monkeypatch):
+def test_restore_best_leaves_early_stopping_its_own_best(epoch_snapshots):
     """With early stopping the parameters of the best validation score are
     kept, whatever the training loss did."""
     X, y = _memory_task(200, 0)
     X_val, y_val = _memory_task(100, 2)
-    snapshots = _epoch_snapshots(monkeypatch)
     est = _fit(RNNClassifier(hidden_size=32, learning_rate_init=0.01, batch_size=16,
                              max_iter=28, random_state=4, early_stopping=True), X, y,
                X_val=X_val, y_val=y_val)
     best = int(np.argmax(est.validation_scores_))
-    np.testing.assert_array_equal(est._network.theta, snapshots[best])
+    np.testing.assert_array_equal(est._network.theta, epoch_snapshots[best])
 
 
 def test_partial_fit_is_one_epoch_whatever_restore_best():

@@ -12,7 +12,6 @@ from sklearn.metrics import log_loss, mean_poisson_deviance, r2_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import fastbp._solvers
 from fastbp import (LeNet5Classifier, MLPClassifier, MLPRegressor, RNNClassifier,
                     RNNRegressor, load)
 
@@ -46,23 +45,16 @@ def _half_squared_error(y_true, y_pred, weights=None):
 
 
 # ----------------------------------------------------------- what is recorded
-def test_every_epochs_score_and_loss_are_those_of_its_parameters(digits, monkeypatch):
+def test_every_epochs_score_and_loss_are_those_of_its_parameters(digits, epoch_snapshots):
     """validation_scores_[i] and validation_loss_curve_[i] are the score and
     log_loss that the parameters at the end of epoch i give on X_val."""
     X, y = digits
-    snapshots = []
-    original = fastbp._solvers._update_no_improvement_count
-
-    def snapshot(est, net, early_stopping):
-        snapshots.append(net.theta.copy())
-        return original(est, net, early_stopping)
-
-    monkeypatch.setattr(fastbp._solvers, "_update_no_improvement_count", snapshot)
     est = _fit(MLPClassifier((16,), max_iter=8, random_state=0),
                X[:800], y[:800], X_val=X[800:1100], y_val=y[800:1100])
-    assert len(snapshots) == len(est.validation_scores_) == len(est.validation_loss_curve_) == 8
+    assert (len(epoch_snapshots) == len(est.validation_scores_)
+            == len(est.validation_loss_curve_) == 8)
     final = est._network.theta.copy()
-    for theta, score, loss in zip(snapshots, est.validation_scores_,
+    for theta, score, loss in zip(epoch_snapshots, est.validation_scores_,
                                   est.validation_loss_curve_):
         est._network.theta[:] = theta
         assert score == est.score(X[800:1100], y[800:1100])

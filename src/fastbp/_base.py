@@ -5,20 +5,22 @@ import numbers
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-# sklearn's own class (sklearn >= 1.2), so that code catching it catches ours
-from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import (
     _check_sample_weight, check_consistent_length, check_is_fitted,
 )
 
 from ._features import HiddenFeaturesMixin
 from ._inputs import check_fitted
-from ._solvers import STOCHASTIC_SOLVERS, _num_rows, fit_lbfgs, fit_stochastic
+from ._params import InvalidParameterError, _boolean, _interval, _options
+from ._persist import save as save_model
+from ._lbfgs import fit_lbfgs
+from ._optimizers import STOCHASTIC_SOLVERS
+from ._solvers import RECORD_ATTRIBUTES, SolverSettings, TrainingRecord, fit_stochastic
 from ._threads import blas_single_thread, effective_n_threads
 from ._typing import ArrayLike, FileLike, MatrixLike
 from ._views import ParameterDict
@@ -41,56 +43,6 @@ class Backprop:
     loss: float
     gradients: dict
     deltas: list
-
-
-def _interval(est, name, low=None, high=None, closed="left", integer=False):
-    """Raise InvalidParameterError unless est.<name> is a real (or integer)
-    within the interval; an open end excludes infinity, as in sklearn."""
-    value = getattr(est, name)
-    kind = numbers.Integral if integer else numbers.Real
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    if ok and low is not None:
-        ok = value >= low if closed in ("left", "both") else value > low
-    if ok and high is not None:
-        ok = value <= high if closed in ("right", "both") else value < high
-    if ok and not isinstance(value, numbers.Integral):
-        ok = bool(np.isfinite(value))
-    if not ok:
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        left = "[" if closed in ("left", "both") and low is not None else "("
-        right = "]" if closed in ("right", "both") and high is not None else ")"
-        what = "an int" if integer else "a float"
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {type(est).__name__} must be {what} in the "
-            f"range {left}{lo}, {hi}{right}. Got {value!r} instead."
-        )
-
-
-def _options(est, name, options):
-    value = getattr(est, name)
-    if not (isinstance(value, str) and value in options):
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {type(est).__name__} must be one of "
-            f"{sorted(options)}. Got {value!r} instead."
-        )
-
-
-def _boolean(est, name):
-    value = getattr(est, name)
-    if not isinstance(value, (bool, np.bool_)):
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {type(est).__name__} must be a bool. "
-            f"Got {value!r} instead."
-        )
-
-
-def store_init_params(est, params):
-    """Set every constructor argument as an attribute, unchanged (sklearn's
-    rule: no validation or logic in __init__). ``params`` is ``locals()``."""
-    for name, value in params.items():
-        if name not in ("self", "__class__"):
-            setattr(est, name, value)
 
 
 # Spare arrays that hold a fitted model's parameters and optimizer state while
@@ -157,24 +109,73 @@ def _same_settings(a, b):
     return True
 
 
+class _RequiredHook:
+    """A hook every estimator must define, left out: reading it raises
+    NotImplementedError naming the hook and the class that lacks it."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None) -> Any:
+        if obj is None:
+            return self
+        raise NotImplementedError(
+            f"{type(obj).__name__} does not define {self.name}, a hook that every fastbp "
+            f"estimator needs (see fastbp._base.BackpropEstimator).")
+
+
+#: ``fit`` and ``partial_fit`` return the estimator itself.
+EstimatorT = TypeVar("EstimatorT", bound="BackpropEstimator")
+
+
 class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
     """Base class of fastbp's estimators (solver parameters as sklearn's MLP).
 
     Every estimator is also a transformer: ``transform`` gives the last hidden
     layer's activations, so a fitted network can feed other estimators.
 
-    Subclasses provide ``_check_X``, ``_prepare_fit``, ``_prepare_backprop``,
-    ``_build_network``, ``_init_parameters``, ``_validation_targets``,
-    ``_validation_score`` and ``_stratify_validation``.
+    The hooks that the base classes (this one, the target mixins of
+    ``_targets``, ``_features``), the solvers and the model files call:
+
+    Required of the estimator class (its model and its input):
+
+    - ``_architecture_params``: tuple of the parameter names ``_build_network`` reads.
+    - ``_validate_X_y(X, y, reset)``: (X ready for the network, y) for fit.
+    - ``_check_X(X)``: X validated for prediction, in the network's dtype.
+    - ``_build_network(X, Y, theta=None)``: the Network; sets ``n_outputs_``, ``out_activation_``.
+    - ``_init_parameters(net, rng)``: draws the initial weights into ``net``.
+
+    Required, and given by ``ClassifierTargetsMixin`` or ``RegressorTargetsMixin``:
+
+    - ``_out_activation()``: name of the output activation.
+    - ``_loss_kind()``: the network's loss, a key of ``LOSS_CODES``.
+    - ``_prepare_fit(X, y, incremental, reset)``: (X, Y encoded targets, y as scored).
+    - ``_validation_targets(y, X)``: (Y, y as scored) of a validation set.
+    - ``_prepare_backprop(X, y)``: (X, Y) of one batch for ``backprop``.
+    - ``_validation_score(outputs, y, sample_weight)``: float score of predict's outputs.
+    - ``_stratify_validation()``: bool, whether early stopping's split is stratified.
+
+    Optional, with defaults here (or, the last, in ``HiddenFeaturesMixin``):
+
+    - ``_validate_params()``: raises on a bad parameter (default: the solver's).
+    - ``_sample_weights(sample_weight, X, y, dtype)``: the samples' training weights.
+    - ``_backprop_batch(X, y, sample_weight, dtype)``: (X, Y, sample_weight) for ``loss_and_grad``.
+    - ``_fits_sample_shape(shape)``: bool, whether a model file's input shape fits.
+    - ``_target_state()``: (JSON-able dict, dict of arrays) of the target encoding.
+    - ``_restore_target_state(meta, arrays, n_outputs)``: rebuilds it from a model file.
+    - ``_params_from_json(params)``: classmethod, constructor parameters as a model file gives them back.
+    - ``_fixed_after_fit``: tuple of parameters that continued training may not change.
+    - ``_hidden_features(X)``: ``transform``'s output for a checked X.
     """
 
     # Fitted attributes every estimator sets, declared for the type checker.
     n_outputs_: int
     out_activation_: str
 
-    def _check_X(self, X):
-        """X validated for prediction, shaped as the network's input."""
-        raise NotImplementedError
+    # The required hooks: a subclass that leaves one out gets an error naming it.
+    (_architecture_params, _validate_X_y, _check_X, _build_network, _init_parameters,
+     _out_activation, _loss_kind, _prepare_fit, _validation_targets, _prepare_backprop,
+     _validation_score, _stratify_validation) = (_RequiredHook() for _ in range(12))
 
     def _validate_solver_params(self):
         _options(self, "solver", {"lbfgs", "sgd", "adam"})
@@ -254,12 +255,29 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
 
         validation = self._prepare_validation(*validation)
         n_threads = effective_n_threads(self.n_jobs)
+        # the hyperparameters are attributes of the same names (sklearn's rule)
+        settings = SolverSettings.from_params(vars(self))
+        record = self._training_record()
         with blas_single_thread():
             if self.solver in STOCHASTIC_SOLVERS:
-                fit_stochastic(self, self._network, X, Y, sample_weight, y_raw,
-                               incremental, n_threads, validation)
+                record = fit_stochastic(
+                    self._network, X, Y, sample_weight, y_raw, record, settings,
+                    self._random_state, n_threads, incremental=incremental,
+                    validation=validation, score=self._validation_score,
+                    stratify=self.early_stopping and self._stratify_validation())
             else:
-                fit_lbfgs(self, self._network, X, Y, sample_weight, n_threads, validation)
+                record = fit_lbfgs(self._network, X, Y, sample_weight, record, settings,
+                                   n_threads, validation=validation,
+                                   score=self._validation_score)
+        for field, name in RECORD_ATTRIBUTES.items():
+            setattr(self, name, getattr(record, field))
+
+    def _training_record(self):
+        """The record of training so far, from the fitted attributes (copies
+        of the lists, so that the solver extends its own)."""
+        values = {field: getattr(self, name, None) for field, name in RECORD_ATTRIBUTES.items()}
+        return TrainingRecord(**{k: list(v) if isinstance(v, list) else v
+                                 for k, v in values.items()})
 
     def _prepare_validation(self, X_val, y_val, sample_weight_val):
         """The validation set given to fit, checked against the network being
@@ -284,11 +302,12 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
             self._check_n_outputs(Y)
         except ValueError as exc:
             raise ValueError(f"y_val does not fit the model being trained: {exc}") from exc
-        if _num_rows(Y) != _num_rows(X):
-            raise ValueError(f"X_val holds {_num_rows(X)} samples, but y_val holds "
-                             f"{_num_rows(Y)}.")
-        if _num_rows(X) < 2:
-            raise ValueError(f"X_val holds {_num_rows(X)} sample(s); a validation score "
+        # shape[0]: samples (sequences) of an array, sparse matrix or Ragged alike
+        if Y.shape[0] != X.shape[0]:
+            raise ValueError(f"X_val holds {X.shape[0]} samples, but y_val holds "
+                             f"{Y.shape[0]}.")
+        if X.shape[0] < 2:
+            raise ValueError(f"X_val holds {X.shape[0]} sample(s); a validation score "
                              "needs at least 2 (R² of one sample is undefined).")
         # class weights count on the validation set too, as in sklearn's
         # HistGradientBoosting
@@ -381,9 +400,7 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
             Destination, any file name; a file object must be open for
             binary writing (``"wb"``) and is left open.
         """
-        from ._persist import save
-
-        save(self, path)
+        save_model(self, path)
 
     def _fits_sample_shape(self, shape):
         """Whether ``n_features_in_`` agrees with a network input of ``shape``
@@ -396,6 +413,12 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
 
     def _restore_target_state(self, meta, arrays, n_outputs):
         """Rebuild the target encoding from ``_target_state``'s output."""
+
+    @classmethod
+    def _params_from_json(cls, params):
+        """Constructor parameters as a model file's JSON gives them back
+        (tuples come back as lists), in the types the estimator keeps."""
+        return params
 
     # ----------------------------------------------------------- inspection
     @property
@@ -453,7 +476,7 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
 def run_backprop(net, X, Y, sample_weight, alpha, n_threads):
     """One pass of ``net`` on (X, Y), returning a :class:`Backprop` of copies."""
     record = []
-    ws = net.workspace(X.data.shape[0] if hasattr(X, "batch_sizes") else X.shape[0])
+    ws = net.workspace(net.batch_rows(X))
     saved_grad = net.grad.copy()
     with blas_single_thread():
         loss = net.loss_and_grad(X, Y, sample_weight, alpha, ws, n_threads, record=record)
@@ -462,7 +485,8 @@ def run_backprop(net, X, Y, sample_weight, alpha, n_threads):
     return Backprop(loss=float(loss), gradients=gradients, deltas=record)
 
 
-# The target and RNN mixins are written against BackpropEstimator's interface.
+# The target and RNN mixins are written against BackpropEstimator's interface
+# (the hooks listed in its docstring, which it declares).
 # To the type checker they derive from it; at run time from object, so each
 # estimator's method resolution order stays as its class statement says.
 if TYPE_CHECKING:

@@ -44,7 +44,7 @@ def check_gradients(estimator: Any, X: Any, y: Any, *, sample_weight: ArrayLike 
     net = estimator._network.astype(np.float64)
     X, Y, sample_weight = estimator._backprop_batch(X, y, sample_weight, np.float64)
     alpha = float(estimator.alpha)
-    ws = net.workspace(X.data.shape[0] if hasattr(X, "batch_sizes") else X.shape[0])
+    ws = net.workspace(net.batch_rows(X))
 
     def loss():
         with blas_single_thread():

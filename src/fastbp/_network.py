@@ -202,6 +202,18 @@ class Network:
         1024), in a workspace lent to this call alone, so that concurrent
         calls on one model stay independent.
         """
+        return self._forward_chunks(X, n_threads, self.n_outputs,
+                                    self._outputs(logits, n_threads), batch_rows)
+
+    @staticmethod
+    def batch_rows(batch):
+        """Rows of one batch of :meth:`loss_and_grad`'s input, as
+        :meth:`workspace` counts them."""
+        return batch.shape[0]
+
+    def _outputs(self, logits, n_threads):
+        """What predict keeps of a forward pass's activations: the last
+        layer's, through the output activation unless ``logits``."""
         code = LOSS_CODES[self.loss]
 
         def outputs(activations):
@@ -209,7 +221,7 @@ class Network:
             if not logits:
                 _dense.output_activate(z, code, n_threads)
             return z
-        return self._forward_chunks(X, n_threads, self.n_outputs, outputs, batch_rows)
+        return outputs
 
     def features(self, X, n_threads, batch_rows=None):
         """Return what the output layer reads for X: the last hidden layer's

@@ -16,6 +16,7 @@ import zipfile
 
 import numpy as np
 
+from ._registry import loadable_classes
 from ._typing import Any, FileLike
 
 FORMAT = "fastbp-model"
@@ -130,23 +131,15 @@ def save(estimator: Any, path: FileLike) -> None:
 
 
 def _optimizer_state(estimator):
-    from ._solvers import AdamState, SGDState
-
+    """The optimizer's ``state()``: its scalars (and kind) for the metadata,
+    its arrays for the archive."""
     opt = getattr(estimator, "_optimizer", None)
-    if isinstance(opt, SGDState):
-        return {"kind": "sgd", "learning_rate": opt.learning_rate}, {"velocity": opt.velocity}
-    if isinstance(opt, AdamState):
-        return ({"kind": "adam", "learning_rate": opt.learning_rate, "t": opt.t},
-                {"m1": opt.m1, "m2": opt.m2})
-    return None, {}
-
-
-def _estimator_classes():
-    from . import lenet, mlp, rnn
-
-    classes = [mlp.MLPClassifier, mlp.MLPRegressor, lenet.LeNet5Classifier,
-               rnn.RNNClassifier, rnn.RNNRegressor]
-    return {cls.__name__: cls for cls in classes}
+    if opt is None:
+        return None, {}
+    state = opt.state()
+    arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
+    meta = {k: v for k, v in state.items() if k not in arrays}
+    return {"kind": opt.kind, **meta}, arrays
 
 
 def _read(path):
@@ -202,15 +195,14 @@ def load(path: FileLike) -> Any:
         _fail(path, "wrong format tag")
     if meta.get("format_version") != FORMAT_VERSION:
         _fail(path, f"unsupported format version {meta.get('format_version')!r}")
-    classes = _estimator_classes()
+    classes = loadable_classes()
     cls = classes.get(meta.get("estimator"))
     if cls is None:
         _fail(path, f"unknown estimator {meta.get('estimator')!r}")
     params = meta.get("params")
     if not isinstance(params, dict) or set(params) - set(cls().get_params()):
         _fail(path, "hyperparameters do not belong to " + cls.__name__)
-    if isinstance(params.get("hidden_layer_sizes"), list):
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    params = cls._params_from_json(params)
     if isinstance(params.get("class_weight"), list):
         pairs = params["class_weight"]
         if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], (int, float, str))
@@ -276,30 +268,19 @@ def load(path: FileLike) -> Any:
 
 
 def _restore_optimizer(path, estimator, opt_meta, arrays, size, dtype):
-    from ._solvers import AdamState, SGDState
+    from ._optimizers import OPTIMIZERS
+    from ._solvers import SolverSettings
 
     if opt_meta is None:
         return
-    if not isinstance(opt_meta, dict) or opt_meta.get("kind") not in ("sgd", "adam"):
+    kind = opt_meta.get("kind") if isinstance(opt_meta, dict) else None
+    if not isinstance(kind, str) or kind not in OPTIMIZERS:
         _fail(path, "malformed optimizer state")
-    names = ["velocity"] if opt_meta["kind"] == "sgd" else ["m1", "m2"]
-    for name in names:
-        a = arrays.get(f"optimizer.{name}")
-        if a is None or a.shape != (size,) or a.dtype != np.dtype(dtype):
-            _fail(path, f"malformed optimizer array {name}")
-    lr = opt_meta.get("learning_rate")
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool):
-        _fail(path, "malformed optimizer learning rate")
-    if opt_meta["kind"] == "sgd":
-        state = SGDState(0, dtype, lr)  # the current rate, perhaps decayed from
-        state.learning_rate_init = estimator.learning_rate_init  # the one it started at
-        state.velocity = np.array(arrays["optimizer.velocity"])
-    else:
-        t = opt_meta.get("t")
-        if not isinstance(t, int) or isinstance(t, bool) or t < 0:
-            _fail(path, "malformed Adam step count")
-        state = AdamState(0, dtype, lr)
-        state.m1 = np.array(arrays["optimizer.m1"])
-        state.m2 = np.array(arrays["optimizer.m2"])
-        state.t = t
-    estimator._optimizer = state
+    state = {k: v for k, v in opt_meta.items() if k != "kind"}
+    state.update({k[len("optimizer."):]: v for k, v in arrays.items()
+                  if k.startswith("optimizer.")})
+    try:
+        estimator._optimizer = OPTIMIZERS[kind].from_state(
+            state, SolverSettings.from_params(estimator.get_params()), size, dtype)
+    except ValueError as exc:
+        _fail(path, str(exc))

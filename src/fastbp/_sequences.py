@@ -279,6 +279,11 @@ class RNNNetwork(Network):
         self.last_step = bool(last_step)
         self.bptt_steps = int(bptt_steps)
 
+    @staticmethod
+    def batch_rows(batch):
+        """Rows (steps) of a :class:`PackedBatch`, as :meth:`workspace` counts them."""
+        return batch.data.shape[0]
+
     def workspace(self, n_rows, backward=True):
         """Buffers of a packed batch of up to ``n_rows`` rows; without
         ``backward`` (prediction), those of the forward pass and the packed
@@ -314,14 +319,8 @@ class RNNNetwork(Network):
     def predict(self, X, n_threads, logits=False, batch_sequences=512):
         """Outputs for a Ragged X, in X's own row layout (one row per step,
         or per sequence with last-step output)."""
-        code = LOSS_CODES[self.loss]
-
-        def outputs(activations):
-            z = activations[-1]
-            if not logits:
-                _dense.output_activate(z, code, n_threads)
-            return z
-        return self._forward_batches(X, n_threads, self.n_outputs, outputs, batch_sequences)
+        return self._forward_batches(X, n_threads, self.n_outputs,
+                                     self._outputs(logits, n_threads), batch_sequences)
 
     def features(self, X, n_threads, batch_sequences=512):
         """The hidden states the output layer reads for a Ragged X (h_t of

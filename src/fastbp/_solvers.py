@@ -2,26 +2,35 @@
 
 A network only provides ``theta``, ``grad`` and ``loss_and_grad``; everything
 else (epochs, shuffling, mini-batches, learning-rate schedules, early
-stopping, verbose output, ``loss_curve_``, Ctrl-C) lives here, written to
+stopping, verbose output, the loss curve, Ctrl-C) lives here, written to
 follow scikit-learn's MLP step for step so that the same ``random_state``
-gives the same trajectory.
+gives the same trajectory. Beside it: the optimizers it steps
+(``_optimizers``), the validation set and stopping count
+(``_early_stopping``), the data it batches (``_batches``), and the
+full-batch L-BFGS solver (``_lbfgs``).
+
+The solvers know nothing of estimators: they take the hyperparameters as a
+:class:`SolverSettings`, the validation score as a callable, and a
+:class:`TrainingRecord`, which they return updated; the estimator stores its
+fitted attributes from it (as sklearn's ``_fit_stochastic`` does).
 """
 import time
 import warnings
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
-import scipy.optimize
-import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import gen_batches
 
-from ._kernels import _dense
-from ._network import LOSS_CODES
+from ._batches import batch_source
+from ._early_stopping import (
+    _patience, _start_validation_records, _update_no_improvement_count, _ValidationSet,
+)
+from ._optimizers import OPTIMIZERS, Optimizer
 from ._progress import EpochProgress
-from ._sequences import StepWeights
 
-STOCHASTIC_SOLVERS = ("sgd", "adam")
 # Networks that train in chunks (train_chunk) get about this many rows of
 # mini-batches per kernel call: the OpenMP team is woken once per chunk, and
 # Ctrl-C and the progress bar act between chunks (tens of milliseconds).
@@ -32,130 +41,107 @@ CHUNK_ROWS = 4096
 CHUNK_FLOPS = 6e9
 
 
-class SGDState:
-    """Momentum SGD state: the velocity and the current learning rate.
+@dataclass(frozen=True)
+class SolverSettings:
+    """The hyperparameters the solvers read, by their sklearn names.
 
-    Hyperparameters are read from the estimator at every step, so set_params
-    between partial_fit calls takes effect (sklearn keeps those of the first
-    call); a new learning_rate_init restarts the schedule from it.
+    Built by the estimator at each fit call (see :meth:`from_params`), so a
+    ``set_params`` between ``partial_fit`` calls takes effect at the next one.
+    ``clip_grad_norm`` and ``restore_best`` are the RNNs' own; the other
+    estimators keep the defaults.
     """
 
-    def __init__(self, n_params, dtype, learning_rate_init):
-        self.velocity = np.zeros(n_params, dtype=dtype)
-        self.learning_rate = self.learning_rate_init = float(learning_rate_init)
+    solver: str = "adam"
+    alpha: float = 0.0001
+    batch_size: Any = "auto"
+    learning_rate: str = "constant"
+    learning_rate_init: float = 0.001
+    power_t: float = 0.5
+    max_iter: int = 200
+    shuffle: bool = True
+    tol: float = 1e-4
+    verbose: Any = False
+    momentum: float = 0.9
+    nesterovs_momentum: bool = True
+    early_stopping: bool = False
+    validation_fraction: float = 0.1
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    n_iter_no_change: Any = 10
+    max_fun: int = 15000
+    clip_grad_norm: Any = None
+    restore_best: bool = False
 
-    def follow(self, est):
-        """Take a learning_rate_init set since the state was made."""
-        if est.learning_rate_init != self.learning_rate_init:
-            self.learning_rate = self.learning_rate_init = float(est.learning_rate_init)
-
-    def step(self, est, theta, grad, n_threads):
-        _dense.sgd_update(theta, grad, self.velocity, self.learning_rate,
-                          est.momentum, est.nesterovs_momentum, n_threads)
-
-    def update_args(self, est):
-        """The step for a network that applies it itself (train_chunk)."""
-        return dict(update=_dense.UPDATE_CODES["sgd"], state_1=self.velocity,
-                    beta_1=est.momentum, nesterov=est.nesterovs_momentum)
-
-    def next_learning_rate(self, est):
-        """The step size of the next batch."""
-        return self.learning_rate
-
-    def iteration_ends(self, est, time_step):
-        if est.learning_rate == "invscaling":
-            self.learning_rate = est.learning_rate_init / (time_step + 1) ** est.power_t
-
-    def trigger_stopping(self, est, msg):
-        """Return True to stop; with the 'adaptive' schedule divide the rate by 5 first."""
-        if est.learning_rate != "adaptive":
-            _say(est, msg + " Stopping.")
-            return True
-        if self.learning_rate <= 1e-6:
-            _say(est, msg + " Learning rate too small. Stopping.")
-            return True
-        self.learning_rate /= 5.0
-        _say(est, msg + " Setting learning rate to %f" % self.learning_rate)
-        return False
+    @classmethod
+    def from_params(cls, params):
+        """The settings found in ``params``, a mapping of hyperparameters by
+        name (other names are ignored; missing ones keep their defaults)."""
+        return cls(**{f.name: params[f.name] for f in fields(cls) if f.name in params})
 
 
-class AdamState:
-    """Adam state: both moments and the step count (hyperparameters are read
-    from the estimator at every step, as SGDState's)."""
+@dataclass
+class TrainingRecord:
+    """What training has recorded, carried from one fit call to the next.
 
-    def __init__(self, n_params, dtype, learning_rate_init):
-        self.m1 = np.zeros(n_params, dtype=dtype)
-        self.m2 = np.zeros(n_params, dtype=dtype)
-        self.t = 0
-        self.learning_rate = float(learning_rate_init)
+    The solvers take one and return it updated; the estimator stores each
+    field as the fitted attribute named in ``RECORD_ATTRIBUTES``.
 
-    def _advance(self, est):
-        """Count the step; return its bias-corrected step size."""
-        self.t += 1
-        self.learning_rate = (est.learning_rate_init * np.sqrt(1 - est.beta_2 ** self.t)
-                              / (1 - est.beta_1 ** self.t))
-        return self.learning_rate
+    Attributes
+    ----------
+    losses : list of float
+        The training loss after each epoch (``loss_curve_``).
+    loss : float or None
+        The last of them (``loss_``).
+    n_iter : int
+        Epochs (L-BFGS iterations) run by the last fit call.
+    t : int
+        Training samples seen, over all calls.
+    best_loss : float or None
+        The lowest training loss (None while early stopping watches the
+        validation score instead).
+    validation_scores, validation_losses : list of float or None
+        Score and loss on the validation set after each epoch (None without one).
+    best_validation_score : float or None
+    no_improvement_count : int
+        Epochs since the watched quantity last improved by more than tol.
+    best_theta : ndarray or None
+        Early stopping: the parameters of the best validation score.
+    optimizer : Optimizer or None
+        The stochastic optimizer and its state.
+    """
 
-    def step(self, est, theta, grad, n_threads):
-        _dense.adam_update(theta, grad, self.m1, self.m2, self._advance(est),
-                           est.beta_1, est.beta_2, est.epsilon, n_threads)
-
-    def update_args(self, est):
-        """The step for a network that applies it itself (train_chunk)."""
-        return dict(update=_dense.UPDATE_CODES["adam"], state_1=self.m1, state_2=self.m2,
-                    beta_1=est.beta_1, beta_2=est.beta_2, epsilon=est.epsilon)
-
-    def next_learning_rate(self, est):
-        """The step size of the next batch (counts the step)."""
-        return self._advance(est)
-
-    def follow(self, est):
-        """Nothing to take: the step size is formed from est at each step."""
-
-    def iteration_ends(self, est, time_step):
-        pass
-
-    def trigger_stopping(self, est, msg):
-        _say(est, msg + " Stopping.")
-        return True
-
-
-def _say(est, msg):
-    if est.verbose:
-        print(msg)
+    losses: list
+    loss: float | None = None
+    n_iter: int = 0
+    t: int = 0
+    best_loss: float | None = None
+    validation_scores: list | None = None
+    validation_losses: list | None = None
+    best_validation_score: float | None = None
+    no_improvement_count: int = 0
+    best_theta: np.ndarray | None = None
+    optimizer: Optimizer | None = None
 
 
-def _take_rows(X, idx, out):
-    """Gather rows ``idx`` of X (ndarray, or CSR from ``_as_csr``) into ``out``
-    without allocating."""
-    if sp.issparse(X):
-        _dense.csr_rows_to_dense(X.data, X.indices, X.indptr, idx, out)
-        return out
-    # mode="clip": the indices are in range by construction, and the default
-    # mode="raise" copies through a temporary buffer (2.5x slower, measured)
-    return np.take(X, idx, axis=0, out=out, mode="clip")
-
-
-def _as_csr(X, dtype):
-    """X as a CSR matrix in ``dtype`` with contiguous arrays, what
-    ``_take_rows`` gathers from (one conversion per fit)."""
-    X = X.tocsr().astype(dtype, copy=False)
-    # the kernel takes indices and indptr of one dtype, int32 or int64
-    index_dtype = np.int32 if X.indices.dtype == X.indptr.dtype == np.int32 else np.int64
-    X.data = np.ascontiguousarray(X.data)
-    X.indices = np.ascontiguousarray(X.indices, dtype=index_dtype)
-    X.indptr = np.ascontiguousarray(X.indptr, dtype=index_dtype)
-    return X
-
-
-def _num_rows(A):
-    return len(A) if hasattr(A, "batch") else A.shape[0]
+# The estimator attribute that holds each field of a TrainingRecord.
+RECORD_ATTRIBUTES = {
+    "losses": "loss_curve_",
+    "loss": "loss_",
+    "n_iter": "n_iter_",
+    "t": "t_",
+    "best_loss": "best_loss_",
+    "validation_scores": "validation_scores_",
+    "validation_losses": "validation_loss_curve_",
+    "best_validation_score": "best_validation_score_",
+    "no_improvement_count": "_no_improvement_count",
+    "best_theta": "_best_theta",
+    "optimizer": "_optimizer",
+}
 
 
 def _subset(A, idx):
-    """Rows idx of an array, sparse matrix, list or sequence dataset."""
-    if hasattr(A, "subset"):
-        return A.subset(idx)
+    """Rows idx of targets as scored: an array, or a list (of sequences)."""
     if isinstance(A, list):
         return [A[i] for i in idx]
     return A[idx]
@@ -168,7 +154,7 @@ def _clip_gradient(grad, max_norm):
         grad *= max_norm / (norm + 1e-12)
 
 
-def _check_finite(est, loss, theta):
+def _check_finite(loss, theta):
     if not np.isfinite(loss) or not np.all(np.isfinite(theta)):
         raise ValueError(
             "Solver produced non-finite parameter weights or loss. The input data "
@@ -177,120 +163,120 @@ def _check_finite(est, loss, theta):
         )
 
 
-def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads,
-                   validation=None):
-    """Train ``net`` with SGD or Adam, updating ``est``'s fitted attributes.
+def fit_stochastic(net, X, Y, sample_weight, y_raw, record, settings, rng, n_threads, *,
+                   incremental=False, validation=None, score=None, stratify=False):
+    """Train ``net`` with SGD or Adam; return the training record, updated.
 
     Parameters
     ----------
-    est : fastbp estimator
-        Supplies the hyperparameters (sklearn names) and receives
-        ``loss_``, ``loss_curve_``, ``n_iter_``, ``t_``, ``best_loss_``,
-        ``validation_scores_``, ``validation_loss_curve_``,
-        ``best_validation_score_``.
     net : Network
     X : ndarray or sparse matrix of shape (n_samples, ...)
     Y : ndarray of shape (n_samples, n_outputs)
         Encoded targets in the network's dtype.
     sample_weight : ndarray of shape (n_samples,) or None
     y_raw : array-like of shape (n_samples, ...)
-        Targets as the user gave them, for the early-stopping score.
-    incremental : bool
-        partial_fit: one pass, optimizer state kept.
+        Targets as the user gave them, for the validation score.
+    record : TrainingRecord
+        What earlier calls recorded (a fresh one for a first fit); updated
+        in place. Its optimizer is continued by ``incremental`` calls.
+    settings : SolverSettings
+    rng : numpy.random.RandomState
+        Draws the validation split and the epochs' orders.
     n_threads : int
+    incremental : bool, default=False
+        partial_fit: one pass, optimizer state kept.
     validation : tuple (X, Y, y, sample_weight) or None
         A validation set given to fit, in the forms of (X, Y, y_raw,
         sample_weight): scored after every epoch, and what early stopping
         watches instead of a split of X.
-    """
-    rng = est._random_state
-    state_cls = SGDState if est.solver == "sgd" else AdamState
-    if not incremental or not isinstance(getattr(est, "_optimizer", None), state_cls):
-        est._optimizer = state_cls(net.theta.size, net.dtype, est.learning_rate_init)
-    optimizer = est._optimizer
-    optimizer.follow(est)
+    score : callable, default=None
+        ``score(outputs, y, sample_weight)``: the validation score (higher is
+        better) of the network's outputs (those of ``predict``) on targets y
+        in the form of ``y_raw``. Needed with early stopping or ``validation``.
+    stratify : bool, default=False
+        Early stopping splits its validation set stratified by ``y_raw``.
 
-    if est.early_stopping and incremental:
+    Returns
+    -------
+    record : TrainingRecord
+        ``record``, with this call's epochs added.
+    """
+    optimizer_cls = OPTIMIZERS[settings.solver]
+    optimizer = record.optimizer
+    if not incremental or not isinstance(optimizer, optimizer_cls):
+        optimizer = record.optimizer = optimizer_cls(net.theta.size, net.dtype, settings)
+    else:
+        optimizer.follow(settings)
+
+    if settings.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
-    early_stopping = est.early_stopping
+    early_stopping = settings.early_stopping
     validating = early_stopping or validation is not None
     # Continuing after lbfgs, or with early_stopping switched: start the
     # records this fit keeps (sklearn would fail on the missing attributes).
     if validating:
-        _start_validation_records(est)
+        _start_validation_records(record)
     if validation is not None and not incremental:
         # a validation set given to this fit is scored afresh: the best score
         # of an earlier fit, on other data, does not compare
-        est.best_validation_score_ = -np.inf
-        est._no_improvement_count = 0
-    if not early_stopping and est.best_loss_ is None:
-        est.best_loss_ = np.inf
-    n_total = _num_rows(X)
+        record.best_validation_score = -np.inf
+        record.no_improvement_count = 0
+    if not early_stopping and record.best_loss is None:
+        record.best_loss = np.inf
+    source = batch_source(X, Y, sample_weight)
+    n_total = len(source)
     if validation is not None:
-        X_train, Y_train, sw_train = X, Y, sample_weight
+        train = source
         val = _ValidationSet(net, *validation)
     elif early_stopping:
         # Splitting indices draws the same permutation sklearn's MLP draws
         # when it splits the arrays themselves.
-        stratify = y_raw if est._stratify_validation() else None
         train_idx, val_idx = train_test_split(
-            np.arange(n_total), random_state=rng, test_size=est.validation_fraction,
-            stratify=stratify)
+            np.arange(n_total), random_state=rng, test_size=settings.validation_fraction,
+            stratify=y_raw if stratify else None)
         if len(val_idx) < 2:
             raise ValueError(
                 "The validation set is too small. Increase 'validation_fraction' "
                 "or the size of your dataset."
             )
-        X_train, Y_train = _subset(X, train_idx), _subset(Y, train_idx)
-        sw_train = sw_val = None
-        if sample_weight is not None:
-            sw_train, sw_val = sample_weight[train_idx], sample_weight[val_idx]
-        val = _ValidationSet(net, _subset(X, val_idx), _subset(Y, val_idx),
-                             _subset(y_raw, val_idx), sw_val)
+        train, held_out = source.subset(train_idx), source.subset(val_idx)
+        val = _ValidationSet(net, held_out.X, held_out.Y, _subset(y_raw, val_idx),
+                             held_out.sample_weight)
     else:
-        X_train, Y_train, sw_train = X, Y, sample_weight
+        train = source
         val = None
 
-    n_samples = _num_rows(X_train)
-    if est.batch_size == "auto":
+    n_samples = len(train)
+    if settings.batch_size == "auto":
         batch_size = min(200, n_samples)
     else:
-        if est.batch_size > n_samples:
+        if settings.batch_size > n_samples:
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than "
                 "sample size. It is going to be clipped"
             )
-        batch_size = int(np.clip(est.batch_size, 1, n_samples))
+        batch_size = int(np.clip(settings.batch_size, 1, n_samples))
 
-    # Buffers are allocated once per fit; the batch loop allocates no arrays
-    # (sequence data packs its batches itself).
-    sequences = hasattr(X_train, "batch")
-    ws = net.workspace(X_train.max_rows(batch_size) if sequences else batch_size)
-    if sequences:
-        pack_buffers = X_train.batch_buffers(batch_size, Y_train, sw_train)
-    else:
-        if sp.issparse(X_train):
-            X_train = _as_csr(X_train, net.dtype)
-        X_buf = np.empty((batch_size,) + X_train.shape[1:], dtype=net.dtype)
-        Y_buf = np.empty((batch_size, Y_train.shape[1]), dtype=net.dtype)
-        sw_buf = np.empty(batch_size, dtype=net.dtype) if sw_train is not None else None
+    # Buffers are allocated once per fit; the batch loop allocates no arrays.
+    ws = net.workspace(train.batch_rows(batch_size))
+    buffers = train.buffers(batch_size, net.dtype)
+    X_train, Y_train, sw_train = train.X, train.Y, train.sample_weight
     # int32 halves the index arrays, the largest per-sample buffers of a fit.
     index_dtype = np.int32 if n_samples < 2**31 else np.intp
     identity = np.arange(n_samples, dtype=index_dtype)
     sample_idx = identity.copy()
     shuffled = None  # buffers for the next epoch's order, made on first use
-    alpha = float(est.alpha)
+    alpha = float(settings.alpha)
     theta, grad = net.theta, net.grad
-    contiguous_slices = (not sequences and not sp.issparse(X_train)
-                         and X_train.flags.c_contiguous)
-    clip = getattr(est, "clip_grad_norm", None)
+    contiguous_slices = train.sliceable
+    clip = settings.clip_grad_norm
     # A network that trains in chunks applies the step inside its kernel, as
     # each block of the gradient is known, and keeps its team awake from batch
     # to batch. Dense rows only (a sparse chunk would be densified whole).
     chunked = (contiguous_slices and clip is None and net.trains_in_chunks
                and X_train.dtype == Y_train.dtype == net.dtype and Y_train.flags.c_contiguous)
     if chunked:
-        update = optimizer.update_args(est)
+        update = optimizer.update_args()
         if sw_train is not None:
             sw_train = np.ascontiguousarray(sw_train, dtype=net.dtype)
         chunk_rows = min(CHUNK_ROWS, int(CHUNK_FLOPS // (6 * max(net.n_regularized, 1))))
@@ -298,19 +284,19 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads,
                               batch_size, net.dtype, sw_train is not None)
 
     n_batches = -(-n_samples // batch_size)
-    patience = _patience(est)
+    patience = _patience(settings)
     # restore_best (an RNN parameter, on by default there): end with the
     # parameters of this fit's lowest training loss, so that a late spike of
     # the loss is not what the model keeps (early stopping keeps its own best).
     kept = kept_loss = None
-    if getattr(est, "restore_best", False) and not early_stopping and not incremental:
+    if settings.restore_best and not early_stopping and not incremental:
         kept, kept_loss = np.empty_like(theta), np.inf
-    est.n_iter_ = 0
+    record.n_iter = 0
     progress = None
     try:
-        for it in range(est.max_iter):
+        for it in range(settings.max_iter):
             tic = time.perf_counter()
-            if est.shuffle:
+            if settings.shuffle:
                 # sklearn.utils.shuffle's draw (RandomState.shuffle of an arange,
                 # whatever its dtype), so the order follows sklearn's MLP;
                 # composed with the last order in buffers kept for the fit.
@@ -323,73 +309,65 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads,
                 shuffled = (order, sample_idx)
                 sample_idx = composed
             accumulated_loss = 0.0
-            if est.verbose >= 2:
-                progress = EpochProgress(est.n_iter_ + 1, n_batches, n_samples)
+            if settings.verbose >= 2:
+                progress = EpochProgress(record.n_iter + 1, n_batches, n_samples)
             if chunked:
                 accumulated_loss = _epoch_in_chunks(
-                    est, net, optimizer, X_train, Y_train, sw_train, sample_idx, batch_size,
-                    chunk, alpha, (X_buf, Y_buf, sw_buf), ws, n_threads, update,
+                    net, optimizer, X_train, Y_train, sw_train, sample_idx, batch_size,
+                    chunk, alpha, buffers, ws, n_threads, update,
                     progress)
             else:
                 for batch_slice in gen_batches(n_samples, batch_size):
                     m = batch_slice.stop - batch_slice.start
-                    if sequences:
-                        X_batch, Y_batch, sw_batch = X_train.batch(
-                            sample_idx[batch_slice], Y_train, sw_train, pack_buffers)
-                    elif est.shuffle or not contiguous_slices:
-                        idx = sample_idx[batch_slice]
-                        X_batch = _take_rows(X_train, idx, X_buf[:m] if m < batch_size else X_buf)
-                        Y_batch = _take_rows(Y_train, idx, Y_buf[:m] if m < batch_size else Y_buf)
-                        sw_batch = None
-                        if sw_train is not None:
-                            sw_batch = np.take(sw_train, idx, out=sw_buf[:m], mode="clip")
+                    if settings.shuffle or not contiguous_slices:
+                        X_batch, Y_batch, sw_batch = train.take(sample_idx[batch_slice], buffers)
                     else:
-                        X_batch = X_train[batch_slice]
-                        Y_batch = Y_train[batch_slice]
-                        sw_batch = None if sw_train is None else sw_train[batch_slice]
+                        X_batch, Y_batch, sw_batch = train.slice(batch_slice)
                     batch_loss = net.loss_and_grad(X_batch, Y_batch, sw_batch, alpha, ws, n_threads)
                     accumulated_loss += batch_loss * m
                     if clip is not None:
                         _clip_gradient(grad, clip)
-                    optimizer.step(est, theta, grad, n_threads)
+                    optimizer.step(theta, grad, n_threads)
                     if progress is not None:
                         progress.update(m, batch_loss)
             if progress is not None:
                 progress.close()
                 progress = None
 
-            est.n_iter_ += 1
-            est.loss_ = accumulated_loss / n_samples
-            _check_finite(est, est.loss_, theta)
-            est.t_ += n_samples
-            est.loss_curve_.append(est.loss_)
-            if kept is not None and est.loss_ < kept_loss:
-                kept_loss = est.loss_
+            record.n_iter += 1
+            record.loss = accumulated_loss / n_samples
+            _check_finite(record.loss, theta)
+            record.t += n_samples
+            record.losses.append(record.loss)
+            if kept is not None and record.loss < kept_loss:
+                kept_loss = record.loss
                 np.copyto(kept, theta)
             if val is not None:
-                val.record(est, net, n_threads, track_best=not early_stopping)
-            _update_no_improvement_count(est, net, early_stopping)
-            if est.verbose:
-                line = "Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_)
+                val.record(record, score, net, n_threads, track_best=not early_stopping)
+            _update_no_improvement_count(record, net, early_stopping, settings.tol)
+            if settings.verbose:
+                line = "Iteration %d, loss = %.8f" % (record.n_iter, record.loss)
                 if val is not None:
-                    line += ", validation score = %.6f" % est.validation_scores_[-1]
+                    line += ", validation score = %.6f" % record.validation_scores[-1]
                 print(line + ", %.2f s" % (time.perf_counter() - tic), flush=True)
-            optimizer.iteration_ends(est, est.t_)
+            optimizer.iteration_ends(record.t)
 
-            if est._no_improvement_count > patience:
+            if record.no_improvement_count > patience:
                 what = "Validation score" if early_stopping else "Training loss"
                 msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
-                    what, est.tol, patience)
-                if optimizer.trigger_stopping(est, msg):
+                    what, settings.tol, patience)
+                stop, msg = optimizer.trigger_stopping(msg)
+                _say(settings, msg)
+                if stop:
                     break
-                est._no_improvement_count = 0
+                record.no_improvement_count = 0
 
             if incremental:
                 break
-            if est.n_iter_ == est.max_iter:
+            if record.n_iter == settings.max_iter:
                 warnings.warn(
                     "Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                    "optimization hasn't converged yet." % est.max_iter,
+                    "optimization hasn't converged yet." % settings.max_iter,
                     ConvergenceWarning,
                 )
     except KeyboardInterrupt:
@@ -398,20 +376,17 @@ def fit_stochastic(est, net, X, Y, sample_weight, y_raw, incremental, n_threads,
         if progress is not None:
             progress.close()
 
-    if early_stopping and est._best_theta is not None:
-        theta[:] = est._best_theta
-    elif kept is not None and kept_loss < est.loss_:
-        _say(est, "Restoring the parameters of the lowest training loss, %.8f." % kept_loss)
+    if early_stopping and record.best_theta is not None:
+        theta[:] = record.best_theta
+    elif kept is not None and kept_loss < record.loss:
+        _say(settings, "Restoring the parameters of the lowest training loss, %.8f." % kept_loss)
         theta[:] = kept
+    return record
 
 
-def _patience(est):
-    """Epochs without improvement before stopping: ``n_iter_no_change``, or
-    for 'auto' half of ``max_iter`` and at least 10, so that a network whose
-    loss plateaus or spikes for a while (RNNs) still gets the epochs asked for."""
-    if isinstance(est.n_iter_no_change, str):  # 'auto'
-        return max(10, est.max_iter // 2)
-    return est.n_iter_no_change
+def _say(settings, msg):
+    if settings.verbose:
+        print(msg)
 
 
 class _ChunkBuffers:
@@ -428,7 +403,7 @@ class _ChunkBuffers:
         self.losses = np.empty(chunk_batches)
 
 
-def _epoch_in_chunks(est, net, optimizer, X, Y, sample_weight, sample_idx, batch_size,
+def _epoch_in_chunks(net, optimizer, X, Y, sample_weight, sample_idx, batch_size,
                      chunk, alpha, scratch, ws, n_threads, update, progress):
     """One epoch through ``net.train_chunk``; returns the summed batch losses
     weighted by batch size (as the batch-by-batch loop accumulates them)."""
@@ -451,7 +426,7 @@ def _epoch_in_chunks(est, net, optimizer, X, Y, sample_weight, sample_idx, batch
                 sw_sums[j] = weights[j * batch_size:(j + 1) * batch_size].sum()
         learning_rates = chunk.learning_rates[:n_batches]
         for j in range(n_batches):
-            learning_rates[j] = optimizer.next_learning_rate(est)
+            learning_rates[j] = optimizer.next_learning_rate()
         losses = chunk.losses[:n_batches]
         net.train_chunk(X, Y, sample_weight, order, batch_size, sw_sums, learning_rates,
                         alpha, scratch, ws, n_threads, update, chunk.params[:n_batches], losses)
@@ -461,160 +436,3 @@ def _epoch_in_chunks(est, net, optimizer, X, Y, sample_weight, sample_idx, batch
             if progress is not None:
                 progress.update(m, float(losses[j]))
     return accumulated_loss
-
-
-def _start_validation_records(est):
-    """Start the validation records where a model has none (a first fit, or
-    one continued after lbfgs or without validation data)."""
-    if est.validation_scores_ is None:
-        est.validation_scores_, est.best_validation_score_ = [], -np.inf
-    if est.validation_loss_curve_ is None:
-        est.validation_loss_curve_ = []
-
-
-class _ValidationSet:
-    """A validation set, scored and evaluated once per epoch (iteration).
-
-    Parameters
-    ----------
-    net : Network
-    X : ndarray, sparse matrix or Ragged
-        Input, ready for ``net.predict``.
-    Y : ndarray of shape (n_samples, n_outputs) or Ragged
-        Encoded targets, as the training loss sees them.
-    y : array-like or list
-        Targets in the form ``est._validation_score`` scores.
-    sample_weight : ndarray of shape (n_samples,) or None
-    """
-
-    def __init__(self, net, X, Y, y, sample_weight):
-        self.X = X.tocsr() if sp.issparse(X) else X  # predict slices rows
-        self.y = y
-        lengths = getattr(Y, "lengths", None)  # sequences: target rows per sequence
-        self.Y = np.ascontiguousarray(Y.data if lengths is not None else Y, dtype=net.dtype)
-        if sample_weight is not None:
-            if lengths is not None:
-                # one weight per predicted row, as the training loss weighs them
-                # (class weights of sequence targets come per step already)
-                sample_weight = (sample_weight.data if isinstance(sample_weight, StepWeights)
-                                 else np.repeat(np.asarray(sample_weight), lengths))
-            sample_weight = np.ascontiguousarray(sample_weight)
-            weight_sum = float(sample_weight.sum())
-            if not weight_sum > 0:
-                raise ValueError(
-                    "The sample weights of the validation set sum to zero (or are negative "
-                    "or NaN), so its score and loss are undefined.")
-        else:
-            weight_sum = float(self.Y.shape[0])
-        self.sample_weight, self.weight_sum = sample_weight, weight_sum
-        self.delta = np.empty_like(self.Y)  # scratch the loss kernel writes
-
-    def evaluate(self, est, net, n_threads):
-        """Return (score, loss): ``est``'s score (accuracy or R²) and the
-        weighted mean data loss, the training loss without the L2 term."""
-        logits = net.predict(self.X, n_threads, logits=True)
-        outputs = logits.copy()
-        code = LOSS_CODES[net.loss]
-        _dense.output_activate(outputs, code, n_threads)  # what predict gives
-        sw = None if self.sample_weight is None else self.sample_weight.astype(
-            net.dtype, copy=False)
-        total = _dense.output_loss_delta(logits, self.Y, sw, self.delta, code, 1.0, n_threads)
-        score = est._validation_score(outputs, self.y, self.sample_weight)
-        return score, total / self.weight_sum
-
-    def record(self, est, net, n_threads, track_best):
-        """Append this epoch's score and loss to ``est``'s records; with
-        ``track_best``, also keep the best score (early stopping keeps it
-        itself, with the parameters that scored it)."""
-        score, loss = self.evaluate(est, net, n_threads)
-        est.validation_scores_.append(score)
-        est.validation_loss_curve_.append(loss)
-        if track_best and score > est.best_validation_score_:
-            est.best_validation_score_ = score
-
-
-def _update_no_improvement_count(est, net, early_stopping):
-    if early_stopping:
-        score = est.validation_scores_[-1]
-        if score < est.best_validation_score_ + est.tol:
-            est._no_improvement_count += 1
-        else:
-            est._no_improvement_count = 0
-        if score > est.best_validation_score_:
-            est.best_validation_score_ = score
-            est._best_theta = net.theta.copy()
-    else:
-        if est.loss_curve_[-1] > est.best_loss_ - est.tol:
-            est._no_improvement_count += 1
-        else:
-            est._no_improvement_count = 0
-        if est.loss_curve_[-1] < est.best_loss_:
-            est.best_loss_ = est.loss_curve_[-1]
-
-
-def fit_lbfgs(est, net, X, Y, sample_weight, n_threads, validation=None):
-    """Full-batch L-BFGS-B (scipy) on the flat parameter vector.
-
-    ``validation`` (as for :func:`fit_stochastic`) is scored after every
-    iteration, on the iterate; L-BFGS does not stop on it.
-    """
-    val = None
-    if validation is not None:
-        val = _ValidationSet(net, *validation)
-        # this fit's records only, as loss_curve_
-        est.validation_scores_ = est.validation_loss_curve_ = None
-        _start_validation_records(est)
-    if hasattr(X, "batch"):  # sequences: every one in a single packed batch
-        X, Y, sample_weight = X.batch(np.arange(len(X)), Y, sample_weight)
-        ws = net.workspace(X.data.shape[0])
-    else:
-        ws = net.workspace(X.shape[0])
-        X = X.toarray() if sp.issparse(X) else X
-        X = np.ascontiguousarray(X, dtype=net.dtype)
-    alpha = float(est.alpha)
-    curve = []
-    tic = [time.perf_counter()]
-
-    def fun(x):
-        net.theta[:] = x
-        loss = net.loss_and_grad(X, Y, sample_weight, alpha, ws, n_threads)
-        return loss, net.grad.astype(np.float64)
-
-    def callback(intermediate_result):
-        curve.append(float(intermediate_result.fun))
-        line = "Iteration %d, loss = %.8f" % (len(curve), curve[-1])
-        if val is not None:
-            net.theta[:] = intermediate_result.x  # the iterate, not the last line-search trial
-            val.record(est, net, n_threads, track_best=True)
-            line += ", validation score = %.6f" % est.validation_scores_[-1]
-        if est.verbose:
-            now = time.perf_counter()
-            print(line + ", %.2f s" % (now - tic[0]), flush=True)
-            tic[0] = now
-
-    try:
-        result = scipy.optimize.minimize(
-            fun, net.theta.astype(np.float64), method="L-BFGS-B", jac=True,
-            callback=callback,
-            options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol},
-        )
-    except KeyboardInterrupt:
-        warnings.warn("Training interrupted by user.")
-        est.n_iter_ = len(curve)
-        est.loss_ = curve[-1] if curve else np.nan
-        est.loss_curve_ = curve
-        est.best_loss_ = min(curve, default=est.loss_)
-        return
-    if result.status != 0:
-        warnings.warn(
-            "lbfgs failed to converge after %d iterations (status=%d): %s. "
-            "Increase the number of iterations (max_iter) or scale the data."
-            % (result.nit, result.status, result.message),
-            ConvergenceWarning,
-        )
-    est.n_iter_ = min(int(result.nit), est.max_iter)
-    net.theta[:] = result.x
-    est.loss_ = float(result.fun)
-    est.loss_curve_ = curve
-    est.best_loss_ = min(curve, default=est.loss_)
-    _check_finite(est, est.loss_, net.theta)

@@ -19,9 +19,10 @@ from sklearn.utils.multiclass import (
 )
 from sklearn.utils.validation import _check_sample_weight, column_or_1d
 
-from ._base import EstimatorMixin, InvalidParameterError, _restored_on_error
+from ._base import EstimatorMixin, EstimatorT, _restored_on_error
 from ._inputs import check_fitted
-from ._typing import Any, ArrayLike, EstimatorT, MatrixLike, NDArray
+from ._params import InvalidParameterError
+from ._typing import Any, ArrayLike, MatrixLike, NDArray
 
 
 def is_stochastic(est):

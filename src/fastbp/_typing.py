@@ -1,6 +1,6 @@
 """Type aliases of fastbp's public API (PEP 561: the package ships py.typed)."""
 import os
-from typing import IO, TYPE_CHECKING, Any, Sequence, TypeVar, Union
+from typing import IO, Any, Sequence, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,11 +17,5 @@ FileLike = Union[str, os.PathLike, IO[bytes]]
 #: What predict and friends return: an array, or a list of arrays for ragged sequences.
 Predictions = Union[NDArray[Any], list]
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._base import BackpropEstimator
-
-#: ``fit`` and ``partial_fit`` return the estimator itself.
-EstimatorT = TypeVar("EstimatorT", bound="BackpropEstimator")
-
-__all__ = ["ArrayLike", "EstimatorT", "FileLike", "MatrixLike", "NDArray", "PathLike",
+__all__ = ["ArrayLike", "FileLike", "MatrixLike", "NDArray", "PathLike",
            "Predictions", "SequencesLike", "np"]

@@ -6,12 +6,14 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._base import BackpropEstimator, InvalidParameterError, _options, store_init_params
+from ._base import BackpropEstimator, EstimatorT
 from ._inputs import check_fitted, plain_float_array
 from ._layers import Conv5x5, Dense, MeanPool2x2
 from ._network import Network
+from ._params import InvalidParameterError, _options, store_init_params
 from ._targets import ClassifierTargetsMixin, check_class_weight
-from ._typing import ArrayLike, EstimatorT
+from ._registry import loadable
+from ._typing import ArrayLike
 
 # LeCun et al. (1998), Table I: which S2 maps (rows) each C3 map (columns) sees.
 # C3 maps 0-5 take 3 contiguous S2 maps, 6-11 take 4 contiguous, 12-14 take 4
@@ -36,6 +38,7 @@ _SHAPES_HELP = (
 )
 
 
+@loadable
 class LeNet5Classifier(ClassifierTargetsMixin, ClassifierMixin, BackpropEstimator):
     """LeNet-5 convolutional network trained by backpropagation.
 

@@ -7,12 +7,14 @@ import scipy.sparse as sp
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import BackpropEstimator, InvalidParameterError, _options, store_init_params
+from ._base import BackpropEstimator, EstimatorT
 from ._inputs import check_fitted, plain_float_array
 from ._layers import Dense
 from ._network import Network
+from ._params import InvalidParameterError, _options, store_init_params
 from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin, check_class_weight
-from ._typing import ArrayLike, EstimatorT, MatrixLike
+from ._registry import loadable
+from ._typing import ArrayLike, MatrixLike
 from ._views import ParameterList
 
 
@@ -39,6 +41,12 @@ class _BaseMLP(BackpropEstimator):
         _options(self, "activation", {"identity", "logistic", "tanh", "relu"})
         _options(self, "loss", self._losses)
         self._validate_solver_params()
+
+    @classmethod
+    def _params_from_json(cls, params):
+        if isinstance(params.get("hidden_layer_sizes"), list):
+            params = {**params, "hidden_layer_sizes": tuple(params["hidden_layer_sizes"])}
+        return params
 
     def _build_network(self, X, Y, theta=None):
         units = [X.shape[1]] + _hidden_sizes(self.hidden_layer_sizes) + [Y.shape[1]]
@@ -157,6 +165,7 @@ class _BaseMLP(BackpropEstimator):
         return tags
 
 
+@loadable
 class MLPClassifier(ClassifierTargetsMixin, ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier trained by backpropagation.
 
@@ -317,6 +326,7 @@ class MLPClassifier(ClassifierTargetsMixin, ClassifierMixin, _BaseMLP):
         super()._validate_params()
 
 
+@loadable
 class MLPRegressor(RegressorTargetsMixin, RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by backpropagation.
 

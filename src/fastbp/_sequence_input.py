@@ -1,0 +1,176 @@
+"""How the RNNs read their input: X as sequences (a 3-D array, a list of
+arrays of different lengths, or a 2-D table of univariate sequences) into a
+:class:`~fastbp._sequences.Ragged` of steps, y as one target row per step or
+per sequence, and the input layout that a model file records."""
+import numpy as np
+from sklearn.utils.validation import check_array, validate_data
+
+from ._base import EstimatorMixin
+from ._inputs import check_fitted, plain_float_array
+from ._sequences import Ragged
+
+_FLOATS = (np.float64, np.float32)
+
+
+def _as_ragged(seqs, n_features=None, what="X"):
+    """Validate a list of (n_steps_i, n_features) arrays into a Ragged."""
+    arrays = []
+    for i, s in enumerate(seqs):
+        a = check_array(s, ensure_2d=False, dtype=_FLOATS, input_name=what,
+                        ensure_min_samples=0)
+        if a.ndim == 1:
+            a = a.reshape(-1, 1)
+        if a.ndim != 2:
+            raise ValueError(f"{what}[{i}] must have shape (n_steps, n_features); got "
+                             f"an array of shape {a.shape}.")
+        if a.shape[0] == 0:
+            raise ValueError(f"{what}[{i}] is an empty sequence; every sequence needs at "
+                             "least one step.")
+        if n_features is not None and a.shape[1] != n_features:
+            raise ValueError(f"{what}[{i}] has {a.shape[1]} features per step, expected "
+                             f"{n_features}.")
+        n_features = a.shape[1]
+        arrays.append(a)
+    if not arrays:
+        raise ValueError(f"{what} holds no sequences.")
+    dtype = np.result_type(*arrays)
+    data = np.ascontiguousarray(np.concatenate(arrays).astype(dtype, copy=False))
+    return Ragged(data, [len(a) for a in arrays])
+
+
+class SequenceInputMixin(EstimatorMixin):
+    """Reading X and y for the RNN estimators (``_RNNMixin`` derives from
+    it): the input hooks ``_validate_X_y`` and ``_check_X``, the target rows
+    of ``output='sequence'`` or ``'last'``, and the input layout stored by
+    ``save``. X's layout (``_input_kind``, ``_n_step_features``) is
+    remembered on the first fit and checked afterwards."""
+
+    def _sequences(self, X, reset):
+        """X as a Ragged of steps; remembers (or checks) the input layout."""
+        shape = getattr(X, "shape", None)
+        ndim = len(shape) if shape is not None else (
+            None if isinstance(X, (list, tuple)) else np.asarray(X).ndim)
+        if isinstance(X, (list, tuple)) and (not len(X) or np.ndim(X[0]) >= 1 and (
+                len({np.shape(s) for s in X}) > 1 or np.ndim(X[0]) == 2)):
+            n_features = None if reset else self._n_step_features
+            ragged = _as_ragged(X, n_features)
+            kind = "sequences"
+            if reset:
+                self.n_features_in_ = ragged.data.shape[1]
+        elif ndim == 3:
+            X = check_array(X, allow_nd=True, dtype=_FLOATS, input_name="X")
+            n, t, f = X.shape
+            if n == 0 or t == 0:
+                raise ValueError(f"X of shape {X.shape} holds no steps.")
+            if f == 0:
+                raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a "
+                                 f"minimum of 1 is required by {type(self).__name__}.")
+            if not reset and f != self._n_step_features:
+                raise ValueError(f"X has {f} features per step, but {type(self).__name__} "
+                                 f"is expecting {self._n_step_features} features as input.")
+            ragged = Ragged(np.ascontiguousarray(X.reshape(n * t, f)), np.full(n, t))
+            kind = "sequences"
+            if reset:
+                self.n_features_in_ = f
+        else:
+            # the 2-D reading: (n_sequences, n_steps) univariate sequences
+            X = validate_data(self, X, reset=reset, dtype=_FLOATS)
+            n, t = X.shape
+            ragged = Ragged(np.ascontiguousarray(X.reshape(n * t, 1)), np.full(n, t))
+            kind = "table"
+        if reset:
+            self._input_kind = kind
+            self._n_step_features = ragged.data.shape[1]
+        elif kind != self._input_kind and not (kind == "sequences"
+                                               and self._n_step_features == 1):
+            raise ValueError(f"{type(self).__name__} was fitted on {self._input_kind} "
+                             f"input and cannot read this X as such.")
+        return ragged
+
+    def _targets(self, y, X):
+        """y as a flat array of target rows (one per step or per sequence), and
+        the per-sequence structure used to report predictions."""
+        lengths = X.lengths
+        if self.output == "last":
+            return y, np.ones(len(lengths), dtype=np.intp)
+        if isinstance(y, (list, tuple)) and len(y) and np.ndim(y[0]) >= 1:
+            parts = [np.asarray(p) for p in y]
+        else:
+            y = np.asarray(y)
+            if y.ndim < 2:
+                raise ValueError(
+                    "With output='sequence', y needs one target per step: shape "
+                    "(n_sequences, n_steps[, n_outputs]) or a list of arrays.")
+            parts = list(y)
+        if len(parts) != len(lengths):
+            raise ValueError(f"y holds {len(parts)} sequences, X holds {len(lengths)}.")
+        for i, (p, n) in enumerate(zip(parts, lengths)):
+            if len(p) != n:
+                raise ValueError(f"y[{i}] has {len(p)} steps but X[{i}] has {n}: with "
+                                 "output='sequence' they must match.")
+        return np.concatenate(parts), lengths
+
+    def _validate_X_y(self, X, y, reset):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
+                             "target y is None.")
+        X = self._sequences(X, reset)
+        y_rows, target_lengths = self._targets(y, X)
+        # per-step targets too: NaN labels must not reach type_of_target's cast
+        y_rows = check_array(y_rows, ensure_2d=False, dtype=None, input_name="y")
+        if self.output == "last":
+            if len(y_rows) != len(X):
+                raise ValueError(f"y holds {len(y_rows)} targets, X holds {len(X)} "
+                                 "sequences.")
+        self._target_lengths = target_lengths
+        return X, y_rows
+
+    def _check_X(self, X):
+        check_fitted(self)
+        if isinstance(X, Ragged):
+            return X.astype(self._network.dtype)
+        plain = self._plain_sequences(X)
+        if plain is not None:
+            return plain
+        return self._sequences(X, reset=False).astype(self._network.dtype)
+
+    def _plain_sequences(self, X):
+        """What ``_sequences`` (then the cast to the network's dtype) makes
+        of an X that passes every check as it is, by the shape alone: an
+        array (n_sequences, n_steps, n_features) of the fitted
+        n_features, or for a model fitted on a 2-D table, one of the
+        fitted width. None for any other X, which takes the full checks."""
+        if not plain_float_array(self, X, (2, 3)):
+            return None
+        if X.ndim == 3:
+            n, t, f = X.shape
+            if f != self._n_step_features or not (
+                    self._input_kind == "sequences" or f == 1):
+                return None
+        else:
+            (n, t), f = X.shape, 1
+            if self._input_kind != "table" or t != self.n_features_in_:
+                return None
+        data = np.ascontiguousarray(X.reshape(n * t, f), dtype=self._network.dtype)
+        return Ragged(data, np.full(n, t))
+
+    def _target_state(self):
+        meta, arrays = super()._target_state()
+        meta = dict(meta, input_kind=self._input_kind, n_step_features=self._n_step_features)
+        return meta, arrays
+
+    def _fits_sample_shape(self, shape):
+        # a sample is one step; 2-D input counts its steps as n_features_in_
+        if shape != (self._n_step_features,):
+            return False
+        if self._input_kind == "table":
+            return shape == (1,)
+        return self.n_features_in_ == shape[0]
+
+    def _restore_target_state(self, meta, arrays, n_outputs):
+        if (not isinstance(meta, dict) or meta.get("input_kind") not in ("table", "sequences")
+                or not isinstance(meta.get("n_step_features"), int)):
+            raise ValueError("missing input layout")
+        self._input_kind = meta["input_kind"]
+        self._n_step_features = meta["n_step_features"]
+        super()._restore_target_state(meta, arrays, n_outputs)

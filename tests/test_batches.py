@@ -1,0 +1,125 @@
+"""Batch sources: one class per kind of training data, chosen once by type,
+each answering what a solver asks of its data."""
+import numpy as np
+import scipy.sparse as sp
+
+from fastbp._batches import DenseBatches, SequenceBatches, SparseBatches, batch_source
+from fastbp._sequences import Ragged, StepWeights
+
+
+def _sequences():
+    """Three sequences of 2, 4 and 3 steps, targets per step, weights per sequence."""
+    lengths = [2, 4, 3]
+    X = Ragged(np.arange(18, dtype=np.float64).reshape(9, 2), lengths)
+    Y = Ragged(np.arange(9, dtype=np.float64).reshape(9, 1), lengths)
+    return X, Y, np.array([1.0, 2.0, 3.0])
+
+
+def test_the_kind_is_decided_by_type():
+    X = np.ones((5, 3))
+    Y = np.ones((5, 1))
+    assert isinstance(batch_source(X, Y), DenseBatches) and batch_source(X, Y).kind == "dense"
+    assert isinstance(batch_source(sp.csr_matrix(X), Y), SparseBatches)
+    assert batch_source(sp.csc_matrix(X), Y).kind == "sparse"
+    source = batch_source(*_sequences())
+    assert isinstance(source, SequenceBatches) and source.kind == "sequences"
+
+
+def test_dense_source():
+    X = np.asfortranarray(np.arange(12, dtype=np.float64).reshape(6, 2))
+    Y, sw = np.arange(6.0).reshape(6, 1), np.arange(1.0, 7.0)
+    source = batch_source(X, Y, sw)
+    assert len(source) == 6 and source.batch_rows(4) == 4
+    X_all, Y_all, sw_all = source.whole(np.float32)
+    assert X_all.dtype == np.float32 and X_all.flags.c_contiguous
+    np.testing.assert_array_equal(X_all, X.astype(np.float32))
+    assert Y_all is Y and sw_all is sw
+    part = source.subset(np.array([4, 1]))
+    assert type(part) is DenseBatches
+    np.testing.assert_array_equal(part.X, [[8, 9], [2, 3]])
+    np.testing.assert_array_equal(part.sample_weight, [5, 2])
+    assert source.predicted_rows() == (Y, sw)
+
+
+def test_sparse_source_densifies_the_whole_batch():
+    X = sp.random(7, 4, density=0.4, format="csr", random_state=0)
+    source = batch_source(X, np.zeros((7, 1)))
+    X_all, _, _ = source.whole(np.float64)
+    assert isinstance(X_all, np.ndarray)
+    np.testing.assert_array_equal(X_all, X.toarray())
+    part = source.subset(np.array([6, 0]))
+    assert part.kind == "sparse" and len(part) == 2
+    np.testing.assert_array_equal(part.X.toarray(), X.toarray()[[6, 0]])
+
+
+def test_sequence_source():
+    X, Y, sw = _sequences()
+    source = batch_source(X, Y, sw)
+    assert len(source) == 3
+    assert source.batch_rows(2) == 4 + 3  # the two longest sequences
+    assert source.batch_rows(3) == 9
+    batch, Y_all, sw_all = source.whole(np.float64)
+    assert batch.data.shape[0] == 9
+    np.testing.assert_array_equal(batch.batch_sizes, [3, 3, 2, 1])
+    # the packed rows are the steps, step-major, longest sequence first
+    np.testing.assert_array_equal(Y_all.ravel(), [2, 6, 0, 3, 7, 1, 4, 8, 5])
+    np.testing.assert_array_equal(sw_all, [2, 3, 1, 2, 3, 1, 2, 3, 2])
+    packed, Y_two, _ = source.take(np.array([0, 2]), source.buffers(2))
+    assert packed.data.shape[0] == 5
+    np.testing.assert_array_equal(Y_two.ravel(), [6, 0, 7, 1, 8])
+    part = source.subset(np.array([2, 0]))
+    np.testing.assert_array_equal(part.X.lengths, [3, 2])
+    np.testing.assert_array_equal(part.Y.data.ravel(), [6, 7, 8, 0, 1])
+    Y_rows, weights = source.predicted_rows()
+    np.testing.assert_array_equal(Y_rows, Y.data)
+    np.testing.assert_array_equal(weights, [1, 1, 2, 2, 2, 2, 3, 3, 3])
+
+
+def test_sequence_source_with_step_weights():
+    X, Y, _ = _sequences()
+    steps = StepWeights(np.arange(1.0, 10.0), X.lengths)
+    source = batch_source(X, Y, steps)
+    np.testing.assert_array_equal(source.predicted_rows()[1], np.arange(1.0, 10.0))
+    part = source.subset(np.array([1]))
+    assert isinstance(part.sample_weight, StepWeights)
+    np.testing.assert_array_equal(part.sample_weight.data, [3, 4, 5, 6])
+
+
+def test_networks_count_the_rows_of_their_batches():
+    # what a workspace for one batch (backprop, gradient checks) is sized by
+    from fastbp._network import Network
+    from fastbp._sequences import RNNNetwork
+
+    assert Network.batch_rows(np.ones((5, 2))) == 5
+    X, Y, _ = _sequences()
+    packed, _, _ = batch_source(X, Y).whole(np.float64)
+    assert RNNNetwork.batch_rows(packed) == 9  # steps, not sequences
+
+
+def test_dense_and_sparse_sources_gather_batches_into_their_buffers():
+    X = np.arange(24, dtype=np.float64).reshape(8, 3)
+    Y, sw = np.arange(8.0).reshape(8, 1), np.arange(1.0, 9.0)
+    idx = np.array([5, 0, 7])
+    for data in (X, sp.csc_matrix(X)):
+        source = batch_source(data, Y, sw)
+        buffers = source.buffers(4, np.float32)
+        X_b, Y_b, sw_b = source.take(idx, buffers)
+        # a short batch fills the head of each buffer, in the fit's dtype
+        assert X_b.dtype == np.float32 and np.shares_memory(X_b, buffers[0])
+        assert np.shares_memory(Y_b, buffers[1]) and np.shares_memory(sw_b, buffers[2])
+        np.testing.assert_array_equal(X_b, X[idx])
+        np.testing.assert_array_equal(Y_b, Y[idx])
+        np.testing.assert_array_equal(sw_b, sw[idx])
+    assert batch_source(X, Y).buffers(4)[2] is None  # no weights, no weight buffer
+
+
+def test_only_contiguous_dense_rows_are_sliced_in_place():
+    X, Y = np.arange(12.0).reshape(6, 2), np.zeros((6, 1))
+    source = batch_source(X, Y)
+    assert source.sliceable
+    X_b, Y_b, sw_b = source.slice(slice(2, 5))
+    assert np.shares_memory(X_b, X) and sw_b is None
+    np.testing.assert_array_equal(X_b, X[2:5])
+    assert not batch_source(np.asfortranarray(X), Y).sliceable
+    assert not batch_source(sp.csr_matrix(X), Y).sliceable
+    assert not batch_source(*_sequences()).sliceable
