@@ -338,8 +338,8 @@ class Network:
 
     def _dense_chain_loss_and_grad(self, X, Y, sample_weight, alpha, ws, n_threads, record,
                                    sw_sum):
-        """loss_and_grad of a chain of dense layers in one kernel call: one
-        OpenMP region instead of a team per layer and pass."""
+        """loss_and_grad of a chain of dense layers in one kernel call: two
+        team calls instead of one per layer and pass."""
         n = X.shape[0]
         buffers = self._chain_buffers(ws, n)
         coef = alpha / sw_sum if alpha > 0 and self.n_regularized else 0.0

@@ -32,7 +32,7 @@ from ._optimizers import OPTIMIZERS, Optimizer
 from ._progress import EpochProgress
 
 # Networks that train in chunks (train_chunk) get about this many rows of
-# mini-batches per kernel call: the OpenMP team is woken once per chunk, and
+# mini-batches per kernel call: the GIL is released once per chunk, and
 # Ctrl-C and the progress bar act between chunks (tens of milliseconds).
 CHUNK_ROWS = 4096
 # ... and at most about this many flops (6 per weight and row: three GEMMs of
