@@ -11,7 +11,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from fastbp import (LeNet5Classifier, MLPClassifier, MLPRegressor, RNNClassifier,
-                    RNNRegressor, _network, _sequences)
+                    RNNRegressor, _dense_network, _network, _sequences)
 
 NAMES = ["MLPClassifier", "MLPRegressor", "LeNet5Classifier", "RNNClassifier",
          "RNNRegressor"]
@@ -54,7 +54,9 @@ def _outputs(est, X):
 
 
 def _net_class(name):
-    return _sequences.RNNNetwork if name.startswith("RNN") else _network.Network
+    if name.startswith("RNN"):
+        return _sequences.RNNNetwork
+    return _dense_network.DenseNetwork if name.startswith("MLP") else _network.Network
 
 
 NON_FINITE = re.compile(r"non-finite.*(StandardScaler|learning rate)", re.S)

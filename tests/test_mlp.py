@@ -415,11 +415,11 @@ def test_lbfgs_reports_its_iterations_and_no_validation(digits, capsys):
 
 def test_keyboard_interrupt_stops_with_a_usable_model(digits, monkeypatch):
     X, y = digits
-    from fastbp import _network
+    from fastbp import _dense_network
 
     # Dense MLPs train through train_chunk (one call per chunk of batches;
     # the digits make one chunk an epoch), so that is where Ctrl-C lands.
-    original = _network.Network.train_chunk
+    original = _dense_network.DenseNetwork.train_chunk
     calls = {"n": 0}
 
     def interrupting(self, *args, **kwargs):
@@ -428,13 +428,13 @@ def test_keyboard_interrupt_stops_with_a_usable_model(digits, monkeypatch):
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(_network.Network, "train_chunk", interrupting)
+    monkeypatch.setattr(_dense_network.DenseNetwork, "train_chunk", interrupting)
     est = MLPClassifier(hidden_layer_sizes=(10,), max_iter=50, random_state=0)
     with pytest.warns(UserWarning, match="interrupted"):
         est.fit(X, y)
     assert calls["n"] == 7
     assert est.predict(X).shape == y.shape
-    monkeypatch.setattr(_network.Network, "train_chunk", original)
+    monkeypatch.setattr(_dense_network.DenseNetwork, "train_chunk", original)
     est.partial_fit(X, y)  # training can be continued
 
 
@@ -487,16 +487,16 @@ def test_chunked_training_equals_batch_by_batch(digits, solver, dtype, monkeypat
     sample weights and a ragged last batch."""
     import scipy.sparse as sp
 
-    from fastbp import _network, _solvers
+    from fastbp import _dense_network
 
     chunk_calls = []
-    original = _network.Network.train_chunk
+    original = _dense_network.DenseNetwork.train_chunk
 
-    def counting(self, *args, **kwargs):
-        chunk_calls.append(len(args[5]))  # batches in this call
-        return original(self, *args, **kwargs)
+    def counting(self, plan, n_rows, update):
+        chunk_calls.append(-(-n_rows // plan.batch_size))  # batches in this call
+        return original(self, plan, n_rows, update)
 
-    monkeypatch.setattr(_network.Network, "train_chunk", counting)
+    monkeypatch.setattr(_dense_network.DenseNetwork, "train_chunk", counting)
     X, y = digits
     X = X[:700].astype(dtype)
     y = y[:700]
@@ -509,13 +509,13 @@ def test_chunked_training_equals_batch_by_batch(digits, solver, dtype, monkeypat
     fits.append(MLPClassifier(**params).fit(X, y, sample_weight=w))
     n_batches = -(-len(X) // 64)
     assert chunk_calls == [n_batches] * 3  # one chunk an epoch
-    monkeypatch.setattr(_solvers, "CHUNK_ROWS", 1)
+    monkeypatch.setattr(_dense_network, "CHUNK_ROWS", 1)
     fits.append(MLPClassifier(**params).fit(X, y, sample_weight=w))
     assert chunk_calls[3:] == [1] * (3 * n_batches)
     # a chunk also holds at most CHUNK_FLOPS of work: 6 per weight and row
-    monkeypatch.setattr(_solvers, "CHUNK_ROWS", 4096)
+    monkeypatch.setattr(_dense_network, "CHUNK_ROWS", 4096)
     n_weights = 64 * 40 + 40 * 30 + 30 * 10
-    monkeypatch.setattr(_solvers, "CHUNK_FLOPS", 6 * n_weights * 200)  # 200 rows: 3 batches
+    monkeypatch.setattr(_dense_network, "CHUNK_FLOPS", 6 * n_weights * 200)  # 200 rows: 3 batches
     del chunk_calls[:]
     fits.append(MLPClassifier(**params).fit(X, y, sample_weight=w))
     assert chunk_calls == [3, 3, 3, 1] * 3  # 600 rows: 10 batches

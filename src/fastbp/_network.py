@@ -10,12 +10,14 @@ Regularized weights come first so that the L2 term is one fused pass over
 import copy
 import threading
 import weakref
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils import gen_batches
 
 from ._kernels import _dense
-from ._layers import Dense, _rows
 from ._threads import blas_single_thread
 
 LOSS_CODES = _dense.LOSS_CODES
@@ -40,11 +42,41 @@ _MAX_CHUNK_ROWS = 8192
 _CHUNK_BYTES = 8 << 20
 
 
+@dataclass(slots=True)
+class Workspace:
+    """Every buffer of a batch of up to ``n`` rows (:meth:`Network.workspace`)."""
+
+    layers: list  # a LayerWorkspace per layer
+    delta_out: np.ndarray | None = None  # dL/dlogits (None: prediction)
+
+
+@dataclass(slots=True)
+class EpochPlan:
+    """What :meth:`Network.run_epoch` needs through one fit, made once per
+    fit by :meth:`Network.plan_epochs` (so that epochs allocate nothing)."""
+
+    source: Any  # the training batch source (_batches)
+    batch_size: int
+    gather: bool  # take each batch's rows into buffers (else slice them in place)
+    alpha: float  # L2 strength
+    clip_grad_norm: float | None
+    n_threads: int
+    ws: Any  # the network's workspace for batch_size samples
+    buffers: tuple  # what the source gathers batches into
+
+
+def _clip_gradient(grad, max_norm):
+    """Scale grad in place so that its global L2 norm is at most max_norm."""
+    norm = float(np.sqrt(np.dot(grad, grad)))
+    if norm > max_norm:
+        grad *= max_norm / (norm + 1e-12)
+
+
 def _workspace_bytes(ws):
     if isinstance(ws, np.ndarray):
         return ws.nbytes
-    if isinstance(ws, dict):
-        ws = ws.values()
+    if is_dataclass(ws):
+        ws = [getattr(ws, f.name) for f in fields(ws)]
     elif not isinstance(ws, (list, tuple)):
         return 0
     return sum(_workspace_bytes(item) for item in ws)
@@ -96,18 +128,22 @@ class Network:
         self.layers = list(layers)
         self.loss = loss
         self.dtype = np.dtype(dtype)
+        # Each layer applies the derivative of the activation below it.
+        for below, layer in zip([None] + self.layers[:-1], self.layers):
+            layer.follow(below)
         specs = [spec for layer in self.layers for spec in layer.param_specs]
-        ordered = [s for s in specs if s[2]] + [s for s in specs if not s[2]]
+        ordered = ([s for s in specs if s.regularized]
+                   + [s for s in specs if not s.regularized])
         self._slices = {}
         offset = 0
-        for name, shape, _ in ordered:
-            if name in self._slices:
-                raise ValueError(f"duplicate parameter name {name!r}")
-            size = int(np.prod(shape))
-            self._slices[name] = (offset, offset + size, tuple(shape))
+        for spec in ordered:
+            if spec.name in self._slices:
+                raise ValueError(f"duplicate parameter name {spec.name!r}")
+            size = int(np.prod(spec.shape))
+            self._slices[spec.name] = (offset, offset + size, tuple(spec.shape))
             offset += size
-        self.n_regularized = sum(int(np.prod(s[1])) for s in ordered if s[2])
-        self._order = [s[0] for s in specs]
+        self.n_regularized = sum(int(np.prod(s.shape)) for s in ordered if s.regularized)
+        self._order = [s.name for s in specs]
         if theta is None:
             self.theta = np.zeros(offset, dtype=self.dtype)
         else:
@@ -131,7 +167,7 @@ class Network:
         params = self._views(self.theta)
         grads = self._views(self.grad)
         for layer in self.layers:
-            names = [spec[0] for spec in layer.param_specs]
+            names = [spec.name for spec in layer.param_specs]
             layer.bind({k: params[k] for k in names}, {k: grads[k] for k in names})
 
     def parameters(self):
@@ -164,12 +200,6 @@ class Network:
         return new
 
     @property
-    def trains_in_chunks(self):
-        """True for a chain of dense layers: loss_and_grad then runs as one
-        fused kernel, and :meth:`train_chunk` trains runs of mini-batches."""
-        return all(isinstance(layer, Dense) for layer in self.layers)
-
-    @property
     def n_outputs(self):
         return self.layers[-1].n_out
 
@@ -181,16 +211,14 @@ class Network:
             layer.workspace(n, self.dtype, want_delta_in=backward and i > 0)
             for i, layer in enumerate(self.layers)
         ]
-        ws = {"layers": layers, "rows": n}
-        if backward:
-            ws["delta_out"] = np.empty((n, self.n_outputs), dtype=self.dtype)
-        return ws
+        delta_out = np.empty((n, self.n_outputs), dtype=self.dtype) if backward else None
+        return Workspace(layers, delta_out)
 
     # --------------------------------------------------------------- passes
     def forward(self, X, ws, n_threads):
         """Run every layer; return the list [X, A_1, ..., logits]."""
         activations = [X]
-        for layer, layer_ws in zip(self.layers, ws["layers"]):
+        for layer, layer_ws in zip(self.layers, ws.layers):
             activations.append(layer.forward(activations[-1], layer_ws, n_threads))
         return activations
 
@@ -276,8 +304,8 @@ class Network:
         sample_weight : ndarray of shape (n_samples,) or None
         alpha : float
             L2 strength; the loss is mean data loss + alpha * ||W||² / (2 * sum(w)).
-        ws : dict
-            Workspace from :meth:`workspace` with at least n_samples rows.
+        ws : Workspace
+            From :meth:`workspace`, with at least n_samples rows.
         n_threads : int
         record : list or None
             When a list, the deltas dL/dz of every layer are appended to it
@@ -291,11 +319,8 @@ class Network:
         sw_sum = float(n) if sample_weight is None else float(sample_weight.sum())
         if n > 0:
             _check_weight_sum(sw_sum)
-        if n > 0 and self.trains_in_chunks:
-            return self._dense_chain_loss_and_grad(X, Y, sample_weight, alpha, ws, n_threads,
-                                                   record, sw_sum)
         activations = self.forward(X, ws, n_threads)
-        delta = ws["delta_out"]
+        delta = ws.delta_out
         delta = delta if delta.shape[0] == n else delta[:n]
         data_loss = _dense.output_loss_delta(
             activations[-1], Y, sample_weight, delta, LOSS_CODES[self.loss],
@@ -304,7 +329,7 @@ class Network:
         deltas = [delta.copy()] if record is not None else None
         for i in range(len(self.layers) - 1, -1, -1):
             delta = self.layers[i].backward(
-                activations[i], activations[i + 1], delta, ws["layers"][i],
+                activations[i], activations[i + 1], delta, ws.layers[i],
                 i > 0, n_threads,
             )
             if deltas is not None and delta is not None:
@@ -320,95 +345,68 @@ class Network:
             record.extend(reversed(deltas))
         return loss
 
-    def _chain_buffers(self, ws, n):
-        """The fused kernels' per-layer arguments: parameter and gradient views,
-        activation codes, and the first n rows of the outputs and deltas."""
-        layers = self.layers
-        deltas = [_rows(ws["layers"][i]["delta_in"], n) for i in range(1, len(layers))]
-        deltas.append(_rows(ws["delta_out"], n))
-        return dict(
-            weights=[layer.params[layer.weight_name] for layer in layers],
-            biases=[layer.params[layer.bias_name] for layer in layers],
-            activations=[layer._act for layer in layers],
-            outputs=[_rows(layer_ws["out"], n) for layer_ws in ws["layers"]],
-            deltas=deltas,
-            grad_weights=[layer.grads[layer.weight_name] for layer in layers],
-            grad_biases=[layer.grads[layer.bias_name] for layer in layers],
-        )
-
-    def _dense_chain_loss_and_grad(self, X, Y, sample_weight, alpha, ws, n_threads, record,
-                                   sw_sum):
-        """loss_and_grad of a chain of dense layers in one kernel call: two
-        team calls instead of one per layer and pass."""
-        n = X.shape[0]
-        buffers = self._chain_buffers(ws, n)
-        coef = alpha / sw_sum if alpha > 0 and self.n_regularized else 0.0
-        data_loss, sumsq = _dense.dense_chain_loss_and_grad(
-            X.reshape(n, self.layers[0].n_in), buffers["weights"], buffers["biases"],
-            buffers["activations"], Y, sample_weight, buffers["outputs"], buffers["deltas"],
-            buffers["grad_weights"], buffers["grad_biases"], LOSS_CODES[self.loss],
-            1.0 / sw_sum, coef, n_threads,
-        )
-        if record is not None:
-            record.extend(d.copy() for d in buffers["deltas"])
-        return _batch_loss(data_loss, sumsq, alpha, sw_sum)
-
-    def train_chunk(self, X, Y, sample_weight, order, batch_size, sw_sums, learning_rates,
-                    alpha, scratch, ws, n_threads, update, batch_params, batch_losses):
-        """Train on consecutive mini-batches in one kernel call (see
-        :attr:`trains_in_chunks`): each batch's forward and backward pass,
-        then the optimizer's step on each block of the gradient.
+    # ------------------------------------------------------------- training
+    def plan_epochs(self, source, batch_size, settings, n_threads):
+        """Allocate what :meth:`run_epoch` needs through one fit.
 
         Parameters
         ----------
-        X, Y : ndarray of shape (n_samples, n_features), (n_samples, n_outputs)
-            C-contiguous, in the network's dtype.
-        sample_weight : ndarray of shape (n_samples,) or None
-        order : ndarray of shape (n_rows,), dtype np.intp
-            Rows of X in training order; batch j is order[j * batch_size:][:batch_size].
+        source : DenseBatches, SparseBatches or SequenceBatches
+            The training data (``_batches``).
         batch_size : int
-        sw_sums : ndarray of shape (n_batches,)
-            Per batch, the sum of its sample weights (its size without them).
-        learning_rates : ndarray of shape (n_batches,)
-            Per batch, the step size (``next_learning_rate`` of the optimizer).
-        alpha : float
-            L2 strength, as in :meth:`loss_and_grad`.
-        scratch : tuple of ndarray
-            (X, Y, sample_weight) buffers of batch_size rows (the last None
-            without sample weights).
-        ws : dict
-            Workspace from :meth:`workspace` with batch_size rows.
+            Samples per mini-batch (the last batch may have fewer).
+        settings : SolverSettings
+            Read for ``shuffle``, ``alpha`` and ``clip_grad_norm``.
         n_threads : int
-        update : dict
-            The optimizer's ``update_args``.
-        batch_params : ndarray of shape (n_batches, 3), float64
-            Scratch for the kernel's per-batch scale, L2 coefficient and step.
-        batch_losses : ndarray of shape (n_batches,), float64
-            Receives each batch's loss, as :meth:`loss_and_grad` gives it
-            (before its step).
+
+        Returns
+        -------
+        plan : EpochPlan
         """
-        regularized = alpha > 0 and self.n_regularized
-        np.divide(1.0, sw_sums, out=batch_params[:, 0])
-        if regularized:
-            np.divide(alpha, sw_sums, out=batch_params[:, 1])
-        else:
-            batch_params[:, 1] = 0.0
-        batch_params[:, 2] = learning_rates
-        _check_weight_sum(sw_sums.min())
-        totals = ws.get("chunk_totals")
-        if totals is None or totals.shape[0] < len(sw_sums):
-            totals = ws["chunk_totals"] = np.empty((len(sw_sums), 2))
-        totals = totals[:len(sw_sums)]
-        buffers = self._chain_buffers(ws, batch_size)
-        _dense.dense_chain_train(
-            X, Y, sample_weight, order, batch_size, batch_params, buffers["weights"],
-            buffers["biases"], buffers["activations"], scratch[0], scratch[1], scratch[2],
-            buffers["outputs"], buffers["deltas"], buffers["grad_weights"],
-            buffers["grad_biases"], LOSS_CODES[self.loss], totals, n_threads,
-            theta=self.theta, **update,
-        )
-        for j in range(len(sw_sums)):
-            batch_losses[j] = _batch_loss(totals[j, 0], totals[j, 1], alpha, sw_sums[j])
+        ws = self.workspace(source.batch_rows(batch_size))
+        return EpochPlan(
+            source=source, batch_size=batch_size,
+            gather=bool(settings.shuffle) or not source.sliceable,
+            alpha=float(settings.alpha), clip_grad_norm=settings.clip_grad_norm,
+            n_threads=n_threads, ws=ws, buffers=source.buffers(batch_size, self.dtype))
+
+    def run_epoch(self, plan, order, optimizer, progress=None):
+        """Train one epoch: for each mini-batch of ``order``, the loss and
+        gradient (:meth:`loss_and_grad`), the optional gradient clipping, and
+        ``optimizer.step``.
+
+        Parameters
+        ----------
+        plan : EpochPlan
+            From :meth:`plan_epochs`, for this fit.
+        order : ndarray of shape (n_samples,) of int
+            The samples of ``plan.source`` in this epoch's order; batch j is
+            ``order[j * batch_size:][:batch_size]``.
+        optimizer : Optimizer
+        progress : EpochProgress or None
+            Updated after each batch with its size and loss.
+
+        Returns
+        -------
+        loss_sum : float
+            The batches' losses, each times its number of samples.
+        """
+        source, theta, grad = plan.source, self.theta, self.grad
+        loss_sum = 0.0
+        for batch_slice in gen_batches(len(order), plan.batch_size):
+            m = batch_slice.stop - batch_slice.start
+            if plan.gather:
+                X, Y, sw = source.take(order[batch_slice], plan.buffers)
+            else:
+                X, Y, sw = source.slice(batch_slice)
+            batch_loss = self.loss_and_grad(X, Y, sw, plan.alpha, plan.ws, plan.n_threads)
+            loss_sum += batch_loss * m
+            if plan.clip_grad_norm is not None:
+                _clip_gradient(grad, plan.clip_grad_norm)
+            optimizer.step(theta, grad, plan.n_threads)
+            if progress is not None:
+                progress.update(m, batch_loss)
+        return loss_sum
 
 
 def _check_weight_sum(smallest):

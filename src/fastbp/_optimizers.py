@@ -13,9 +13,9 @@ class Optimizer:
     describes the update rule (its kernel code, state arrays and
     coefficients) and :meth:`next_learning_rate` gives the size of the next
     step. A network that applies the step inside its own kernel
-    (``train_chunk``) asks for both; :meth:`step` applies them to a gradient
-    the caller holds, with the same kernel, so the two ways give the same
-    bits. :meth:`state` and :meth:`from_state` give and take the state as
+    (``DenseNetwork.run_epoch``) asks for both; :meth:`step` applies them to
+    a gradient the caller holds, with the same kernel, so the two ways give
+    the same bits. :meth:`state` and :meth:`from_state` give and take the state as
     plain arrays and scalars (what a model file stores).
 
     Hyperparameters are taken from a :class:`SolverSettings` at every fit

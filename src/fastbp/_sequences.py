@@ -7,10 +7,12 @@ PyTorch's PackedSequence: sorted by decreasing length, time-major, no padding,
 projection, output layer, weight gradients) then run over exactly the valid
 rows; only h_{t-1} @ W_hh stays inside the time loop (the ``_rnn`` kernels).
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from ._kernels import _dense, _rnn
-from ._layers import ACTIVATION_CODES, Dense, Layer
+from ._layers import ACTIVATION_CODES, Dense, Layer, LayerWorkspace, ParamSpec
 from ._network import (LOSS_CODES, Network, _check_weight_sum, borrow_workspace,
                        return_workspace)
 from ._threads import blas_single_thread
@@ -241,16 +243,31 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None):
 class RNNCell(Layer):
     """Parameters of the recurrence z_t = x_t W_ih + h_{t-1} W_hh + b_h."""
 
-    def __init__(self, n_features, hidden_size, nonlinearity):
+    # BPTT applies f'(z_t) itself: the output layer hands dL/dh_t down.
+    derivative_applied_above = False
+
+    def __init__(self, n_features, hidden_size, *, nonlinearity):
         self.n_in, self.n_out = int(n_features), int(hidden_size)
         self.activation = nonlinearity
         self.param_specs = (
-            ("weight_ih", (self.n_in, self.n_out), True),
-            ("weight_hh", (self.n_out, self.n_out), True),
-            ("bias_h", (self.n_out,), False),
+            ParamSpec("weight_ih", (self.n_in, self.n_out), True),
+            ParamSpec("weight_hh", (self.n_out, self.n_out), True),
+            ParamSpec("bias_h", (self.n_out,), False),
         )
         self.n_trainable = (self.n_in + self.n_out + 1) * self.n_out
         self._act = ACTIVATION_CODES[nonlinearity]
+
+
+@dataclass(slots=True)
+class RNNWorkspace:
+    """Buffers of an :class:`RNNNetwork` for packed batches of up to as many
+    rows as they have."""
+
+    H: np.ndarray  # hidden states h_t, every packed row
+    out: LayerWorkspace  # the output layer's
+    dH: np.ndarray | None = None  # dL/dz_t (training)
+    delta_out: np.ndarray | None = None  # dL/dlogits (training)
+    data: np.ndarray | None = None  # the packed input (prediction)
 
 
 class RNNNetwork(Network):
@@ -270,11 +287,11 @@ class RNNNetwork(Network):
     theta : ndarray, default=None
     """
 
-    def __init__(self, n_features, hidden_size, n_outputs, nonlinearity, loss, last_step,
+    def __init__(self, n_features, hidden_size, n_outputs, *, nonlinearity, loss, last_step,
                  bptt_steps, dtype, theta=None):
-        cell = RNNCell(n_features, hidden_size, nonlinearity)
-        # The output layer hands dL/dh_t down; f'(z_t) is applied inside BPTT.
-        out = Dense(hidden_size, n_outputs, "identity", "identity", "weight_out", "bias_out")
+        cell = RNNCell(n_features, hidden_size, nonlinearity=nonlinearity)
+        out = Dense(hidden_size, n_outputs, activation="identity", weight_name="weight_out",
+                    bias_name="bias_out")
         super().__init__([cell, out], loss, dtype, theta=theta)
         self.last_step = bool(last_step)
         self.bptt_steps = int(bptt_steps)
@@ -289,20 +306,20 @@ class RNNNetwork(Network):
         ``backward`` (prediction), those of the forward pass and the packed
         input (``data``)."""
         cell, out = self.layers
-        ws = {
-            "H": np.empty((n_rows, cell.n_out), dtype=self.dtype),
-            "out": out.workspace(n_rows, self.dtype, want_delta_in=backward),
-        }
+
+        def empty(width):
+            return np.empty((n_rows, width), dtype=self.dtype)
+        ws = RNNWorkspace(H=empty(cell.n_out),
+                          out=out.workspace(n_rows, self.dtype, want_delta_in=backward))
         if backward:
-            ws["dH"] = np.empty((n_rows, cell.n_out), dtype=self.dtype)
-            ws["delta_out"] = np.empty((n_rows, self.n_outputs), dtype=self.dtype)
+            ws.dH, ws.delta_out = empty(cell.n_out), empty(self.n_outputs)
         else:
-            ws["data"] = np.empty((n_rows, cell.n_in), dtype=self.dtype)
+            ws.data = empty(cell.n_in)
         return ws
 
     def _hidden(self, batch, ws, n_threads):
         cell = self.layers[0]
-        H = ws["H"][: batch.data.shape[0]]
+        H = ws.H[: batch.data.shape[0]]
         # input projection of every step at once, then the time loop in place
         _dense.dense_forward(batch.data, cell.params["weight_ih"], cell.params["bias_h"],
                              H, 0, n_threads)
@@ -313,7 +330,7 @@ class RNNNetwork(Network):
     def forward(self, batch, ws, n_threads):
         H = self._hidden(batch, ws, n_threads)
         H_out = H[batch.last_rows] if self.last_step else H
-        logits = self.layers[1].forward(H_out, ws["out"], n_threads)
+        logits = self.layers[1].forward(H_out, ws.out, n_threads)
         return [batch.data, H, H_out, logits]
 
     def predict(self, X, n_threads, logits=False, batch_sequences=512):
@@ -341,7 +358,7 @@ class RNNNetwork(Network):
         most = min(n, batch_sequences)
         capacity, ws = borrow_workspace(
             self, n_steps * most if uniform else X.max_rows(most))
-        data = ws["data"] if X.data.dtype == self.dtype else None
+        data = ws.data if X.data.dtype == self.dtype else None
         try:
             with blas_single_thread():
                 for start in range(0, n, batch_sequences):
@@ -379,12 +396,12 @@ class RNNNetwork(Network):
         sw_sum = float(n_pred) if sample_weight is None else float(sample_weight.sum())
         if n_pred:
             _check_weight_sum(sw_sum)
-        delta_out = ws["delta_out"][:n_pred]
+        delta_out = ws.delta_out[:n_pred]
         data_loss = _dense.output_loss_delta(logits, Y, sample_weight, delta_out,
                                              LOSS_CODES[self.loss], 1.0 / sw_sum, n_threads)
-        dH_out = out.backward(H_out, logits, delta_out, ws["out"], True, n_threads)
+        dH_out = out.backward(H_out, logits, delta_out, ws.out, True, n_threads)
         if self.last_step:
-            dH = ws["dH"][: H.shape[0]]
+            dH = ws.dH[: H.shape[0]]
             dH[...] = 0
             dH[batch.last_rows] = dH_out
         else:

@@ -1,8 +1,9 @@
 """The one solver loop that trains every fastbp estimator.
 
-A network only provides ``theta``, ``grad`` and ``loss_and_grad``; everything
-else (epochs, shuffling, mini-batches, learning-rate schedules, early
-stopping, verbose output, the loss curve, Ctrl-C) lives here, written to
+A network provides ``theta``, ``grad``, ``loss_and_grad`` and how one epoch
+of mini-batches runs (``plan_epochs``, ``run_epoch``); everything else
+(epochs, shuffling, batch size, learning-rate schedules, early stopping,
+verbose output, the loss curve, Ctrl-C) lives here, written to
 follow scikit-learn's MLP step for step so that the same ``random_state``
 gives the same trajectory. Beside it: the optimizers it steps
 (``_optimizers``), the validation set and stopping count
@@ -22,7 +23,6 @@ from typing import Any
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import gen_batches
 
 from ._batches import batch_source
 from ._early_stopping import (
@@ -30,15 +30,6 @@ from ._early_stopping import (
 )
 from ._optimizers import OPTIMIZERS, Optimizer
 from ._progress import EpochProgress
-
-# Networks that train in chunks (train_chunk) get about this many rows of
-# mini-batches per kernel call: the GIL is released once per chunk, and
-# Ctrl-C and the progress bar act between chunks (tens of milliseconds).
-CHUNK_ROWS = 4096
-# ... and at most about this many flops (6 per weight and row: three GEMMs of
-# 2 flops), so that Ctrl-C, which is seen between chunks, and the progress
-# bar wait tens of milliseconds, or one batch when a batch is larger.
-CHUNK_FLOPS = 6e9
 
 
 @dataclass(frozen=True)
@@ -147,13 +138,6 @@ def _subset(A, idx):
     return A[idx]
 
 
-def _clip_gradient(grad, max_norm):
-    """Scale grad in place so that its global L2 norm is at most max_norm."""
-    norm = float(np.sqrt(np.dot(grad, grad)))
-    if norm > max_norm:
-        grad *= max_norm / (norm + 1e-12)
-
-
 def _check_finite(loss, theta):
     if not np.isfinite(loss) or not np.all(np.isfinite(theta)):
         raise ValueError(
@@ -257,31 +241,14 @@ def fit_stochastic(net, X, Y, sample_weight, y_raw, record, settings, rng, n_thr
             )
         batch_size = int(np.clip(settings.batch_size, 1, n_samples))
 
-    # Buffers are allocated once per fit; the batch loop allocates no arrays.
-    ws = net.workspace(train.batch_rows(batch_size))
-    buffers = train.buffers(batch_size, net.dtype)
-    X_train, Y_train, sw_train = train.X, train.Y, train.sample_weight
+    # Buffers are allocated once per fit; the epoch loop allocates no arrays.
+    plan = net.plan_epochs(train, batch_size, settings, n_threads)
     # int32 halves the index arrays, the largest per-sample buffers of a fit.
     index_dtype = np.int32 if n_samples < 2**31 else np.intp
     identity = np.arange(n_samples, dtype=index_dtype)
     sample_idx = identity.copy()
     shuffled = None  # buffers for the next epoch's order, made on first use
-    alpha = float(settings.alpha)
-    theta, grad = net.theta, net.grad
-    contiguous_slices = train.sliceable
-    clip = settings.clip_grad_norm
-    # A network that trains in chunks applies the step inside its kernel, as
-    # each block of the gradient is known, and keeps its team awake from batch
-    # to batch. Dense rows only (a sparse chunk would be densified whole).
-    chunked = (contiguous_slices and clip is None and net.trains_in_chunks
-               and X_train.dtype == Y_train.dtype == net.dtype and Y_train.flags.c_contiguous)
-    if chunked:
-        update = optimizer.update_args()
-        if sw_train is not None:
-            sw_train = np.ascontiguousarray(sw_train, dtype=net.dtype)
-        chunk_rows = min(CHUNK_ROWS, int(CHUNK_FLOPS // (6 * max(net.n_regularized, 1))))
-        chunk = _ChunkBuffers(min(max(1, chunk_rows // batch_size), -(-n_samples // batch_size)),
-                              batch_size, net.dtype, sw_train is not None)
+    theta = net.theta
 
     n_batches = -(-n_samples // batch_size)
     patience = _patience(settings)
@@ -308,28 +275,9 @@ def fit_stochastic(net, X, Y, sample_weight, y_raw, record, settings, rng, n_thr
                 np.take(sample_idx, order, out=composed)
                 shuffled = (order, sample_idx)
                 sample_idx = composed
-            accumulated_loss = 0.0
             if settings.verbose >= 2:
                 progress = EpochProgress(record.n_iter + 1, n_batches, n_samples)
-            if chunked:
-                accumulated_loss = _epoch_in_chunks(
-                    net, optimizer, X_train, Y_train, sw_train, sample_idx, batch_size,
-                    chunk, alpha, buffers, ws, n_threads, update,
-                    progress)
-            else:
-                for batch_slice in gen_batches(n_samples, batch_size):
-                    m = batch_slice.stop - batch_slice.start
-                    if settings.shuffle or not contiguous_slices:
-                        X_batch, Y_batch, sw_batch = train.take(sample_idx[batch_slice], buffers)
-                    else:
-                        X_batch, Y_batch, sw_batch = train.slice(batch_slice)
-                    batch_loss = net.loss_and_grad(X_batch, Y_batch, sw_batch, alpha, ws, n_threads)
-                    accumulated_loss += batch_loss * m
-                    if clip is not None:
-                        _clip_gradient(grad, clip)
-                    optimizer.step(theta, grad, n_threads)
-                    if progress is not None:
-                        progress.update(m, batch_loss)
+            accumulated_loss = net.run_epoch(plan, sample_idx, optimizer, progress)
             if progress is not None:
                 progress.close()
                 progress = None
@@ -387,52 +335,3 @@ def fit_stochastic(net, X, Y, sample_weight, y_raw, record, settings, rng, n_thr
 def _say(settings, msg):
     if settings.verbose:
         print(msg)
-
-
-class _ChunkBuffers:
-    """The arrays one chunk of batches needs, allocated once per fit so that
-    the epoch loop allocates none."""
-
-    def __init__(self, chunk_batches, batch_size, dtype, weighted):
-        rows = chunk_batches * batch_size
-        self.order = np.empty(rows, dtype=np.intp)
-        self.weights = np.empty(rows, dtype=dtype) if weighted else None
-        self.sw_sums = np.empty(chunk_batches)
-        self.learning_rates = np.empty(chunk_batches)
-        self.params = np.empty((chunk_batches, 3))
-        self.losses = np.empty(chunk_batches)
-
-
-def _epoch_in_chunks(net, optimizer, X, Y, sample_weight, sample_idx, batch_size,
-                     chunk, alpha, scratch, ws, n_threads, update, progress):
-    """One epoch through ``net.train_chunk``; returns the summed batch losses
-    weighted by batch size (as the batch-by-batch loop accumulates them)."""
-    accumulated_loss = 0.0
-    n_samples = len(sample_idx)
-    chunk_rows = len(chunk.order)
-    for start in range(0, n_samples, chunk_rows):
-        n_rows = min(chunk_rows, n_samples - start)
-        n_batches = -(-n_rows // batch_size)
-        order = chunk.order[:n_rows]
-        order[...] = sample_idx[start:start + n_rows]
-        sw_sums = chunk.sw_sums[:n_batches]
-        if sample_weight is None:
-            sw_sums[...] = batch_size
-            sw_sums[-1] = n_rows - (n_batches - 1) * batch_size
-        else:
-            weights = np.take(sample_weight, order, out=chunk.weights[:n_rows], mode="clip")
-            for j in range(n_batches):
-                # the sum sklearn takes of each batch's gathered weights
-                sw_sums[j] = weights[j * batch_size:(j + 1) * batch_size].sum()
-        learning_rates = chunk.learning_rates[:n_batches]
-        for j in range(n_batches):
-            learning_rates[j] = optimizer.next_learning_rate()
-        losses = chunk.losses[:n_batches]
-        net.train_chunk(X, Y, sample_weight, order, batch_size, sw_sums, learning_rates,
-                        alpha, scratch, ws, n_threads, update, chunk.params[:n_batches], losses)
-        for j in range(n_batches):
-            m = min(batch_size, n_rows - j * batch_size)
-            accumulated_loss += float(losses[j]) * m
-            if progress is not None:
-                progress.update(m, float(losses[j]))
-    return accumulated_loss

@@ -238,22 +238,26 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         h, w = X.shape[2:]
         layers = [
             # C1: 1@32x32 -> 6@28x28
-            Conv5x5(1, 6, (h, w), np.ones((6, 1), bool), g, "identity", "C1"),
+            Conv5x5(1, 6, in_size=(h, w), table=np.ones((6, 1), bool), activation=g,
+                    name="C1"),
             # S2: 6@28x28 -> 6@14x14
-            MeanPool2x2(6, (h - 4, w - 4), g, g, "S2"),
+            MeanPool2x2(6, in_size=(h - 4, w - 4), activation=g, name="S2"),
         ]
         s2 = layers[-1].out_size
         # C3: 6@14x14 -> 16@10x10 through the connection table
-        layers.append(Conv5x5(6, 16, s2, self._c3_table(), g, g, "C3"))
+        layers.append(Conv5x5(6, 16, in_size=s2, table=self._c3_table(), activation=g,
+                              name="C3"))
         # S4: 16@10x10 -> 16@5x5
-        layers.append(MeanPool2x2(16, layers[-1].out_size, g, g, "S4"))
+        layers.append(MeanPool2x2(16, in_size=layers[-1].out_size, activation=g, name="S4"))
         # C5: 16@5x5 -> 120@1x1 (a spatial map for larger images, flattened by F6)
-        layers.append(Conv5x5(16, 120, layers[-1].out_size, np.ones((120, 16), bool),
-                              g, g, "C5"))
+        layers.append(Conv5x5(16, 120, in_size=layers[-1].out_size,
+                              table=np.ones((120, 16), bool), activation=g, name="C5"))
         c5 = layers[-1].out_size
         # F6: 120 -> 84, output: 84 -> n_classes
-        layers.append(Dense(120 * c5[0] * c5[1], 84, g, g, "F6.weight", "F6.bias"))
-        layers.append(Dense(84, Y.shape[1], "identity", g, "output.weight", "output.bias"))
+        layers.append(Dense(120 * c5[0] * c5[1], 84, activation=g,
+                            weight_name="F6.weight", bias_name="F6.bias"))
+        layers.append(Dense(84, Y.shape[1], activation="identity",
+                            weight_name="output.weight", bias_name="output.bias"))
         self.n_outputs_ = Y.shape[1]
         self.out_activation_ = self._out_activation()
         return Network(layers, self._loss_kind(), X.dtype, theta=theta)

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._base import BackpropEstimator, EstimatorT
 from ._inputs import check_fitted, plain_float_array
 from ._layers import Dense
-from ._network import Network
+from ._dense_network import DenseNetwork
 from ._params import InvalidParameterError, _options, store_init_params
 from ._targets import ClassifierTargetsMixin, RegressorTargetsMixin, check_class_weight
 from ._registry import loadable
@@ -56,13 +56,12 @@ class _BaseMLP(BackpropEstimator):
             layers.append(Dense(
                 units[i], units[i + 1],
                 activation="identity" if last else self.activation,
-                input_activation="identity" if i == 0 else self.activation,
                 weight_name=f"coef_{i}", bias_name=f"intercept_{i}",
             ))
         self.n_layers_ = len(units)
         self.n_outputs_ = Y.shape[1]
         self.out_activation_ = self._out_activation()
-        return Network(layers, self._loss_kind(), X.dtype, theta=theta)
+        return DenseNetwork(layers, self._loss_kind(), X.dtype, theta=theta)
 
     def _init_parameters(self, net, rng):
         # Glorot uniform, drawn in sklearn's order so the same random_state

@@ -59,9 +59,10 @@ class _RNNMixin(SequenceInputMixin):
         self.n_outputs_ = Y.shape[1]
         self.out_activation_ = self._out_activation()
         # X.shape[1]: features per step, of a Ragged or of load's (1, n_features) array
-        return RNNNetwork(X.shape[1], self.hidden_size, Y.shape[1], self.nonlinearity,
-                          self._loss_kind(), self.output == "last", self.bptt_steps or 0,
-                          X.dtype, theta=theta)
+        return RNNNetwork(X.shape[1], self.hidden_size, Y.shape[1],
+                          nonlinearity=self.nonlinearity, loss=self._loss_kind(),
+                          last_step=self.output == "last", bptt_steps=self.bptt_steps or 0,
+                          dtype=X.dtype, theta=theta)
 
     def _init_parameters(self, net, rng):
         # PyTorch's nn.RNN/nn.Linear: uniform in ±1/sqrt(hidden_size)

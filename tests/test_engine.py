@@ -1,0 +1,198 @@
+"""The engine's seams: a network owns how an epoch runs (the solver calls its
+``run_epoch``, and the dense chain is one implementation of it), the network
+pairs each layer with the activation below it, and the engine's data
+(parameter specs, workspaces, layer constructors) describes itself."""
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
+
+from fastbp import LeNet5Classifier, MLPClassifier
+from fastbp._batches import batch_source
+from fastbp._dense_network import ChunkPlan, DenseNetwork
+from fastbp._layers import Conv5x5, Dense, LayerWorkspace, MeanPool2x2, ParamSpec
+from fastbp._network import EpochPlan, Network, Workspace
+from fastbp._sequences import RNNCell, RNNNetwork, RNNWorkspace
+from fastbp._solvers import SolverSettings, TrainingRecord, fit_stochastic
+
+
+def _dense(n_in, n_out, activation, i):
+    return Dense(n_in, n_out, activation=activation, weight_name=f"w{i}", bias_name=f"b{i}")
+
+
+def _data(n=50, n_features=4, n_outputs=3, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, n_features)).astype(dtype)
+    Y = np.eye(n_outputs, dtype=dtype)[rng.integers(0, n_outputs, n)]
+    return X, Y
+
+
+def _fit_stochastic(net, X, Y, **settings):
+    settings = SolverSettings(**{"max_iter": 3, "batch_size": 16, "n_iter_no_change": 100,
+                                 **settings})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return fit_stochastic(net, X, Y, None, None, TrainingRecord(losses=[]), settings,
+                              np.random.RandomState(0), 1)
+
+
+# ------------------------------------------------------------ one engine
+class _CountingNetwork(Network):
+    """A network whose epochs change nothing and report a loss of 0.5."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epochs = []
+
+    def run_epoch(self, plan, order, optimizer, progress=None):
+        self.epochs.append((plan, np.array(order)))
+        return 0.5 * len(order)
+
+
+def test_the_solver_runs_each_epoch_through_the_networks_run_epoch():
+    X, Y = _data()
+    net = _CountingNetwork([_dense(4, 3, "identity", 0)], "softmax_ce", np.float64)
+    net.theta[:] = 1.0
+    record = _fit_stochastic(net, X, Y, max_iter=4)
+    assert len(net.epochs) == 4 == record.n_iter
+    assert record.losses == [0.5] * 4  # what run_epoch returned, per sample
+    assert np.all(net.theta == 1.0)
+    for plan, order in net.epochs:
+        assert plan is net.epochs[0][0]  # planned once per fit
+        assert plan.batch_size == 16
+        assert sorted(order) == list(range(len(X)))  # every sample, in this epoch's order
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("case", ["dense", "fortran Y", "fortran X", "sparse X", "clip"])
+def test_the_dense_chain_runs_where_it_applies_and_gives_the_loops_bits(case, solver):
+    X, Y = _data()
+    settings = {"solver": solver, "alpha": 1e-3}
+    if case == "fortran Y":
+        Y = np.asfortranarray(Y)
+    elif case == "fortran X":
+        X = np.asfortranarray(X)
+    elif case == "sparse X":
+        X = sp.csr_matrix(X)
+    elif case == "clip":
+        settings["clip_grad_norm"] = 1e6  # never reached: the same steps
+
+    def fitted(cls):
+        layers = [_dense(4, 5, "tanh", 0), _dense(5, 3, "identity", 1)]
+        net = cls(layers, "softmax_ce", np.float64)
+        net.theta[:] = np.random.default_rng(1).uniform(-0.5, 0.5, net.theta.size)
+        return net, _fit_stochastic(net, X, Y, **settings)
+
+    chain = DenseNetwork([_dense(4, 3, "identity", 0)], "softmax_ce", np.float64)
+    plan = chain.plan_epochs(batch_source(X, Y), 16, SolverSettings(**settings), 1)
+    assert isinstance(plan, ChunkPlan) == (case == "dense")
+    # against the per-batch loop of a plain Network of the same layers, to the bit
+    (chained, chained_record), (looped, looped_record) = fitted(DenseNetwork), fitted(Network)
+    assert chained_record.losses == looped_record.losses
+    np.testing.assert_array_equal(chained.theta, looped.theta)
+
+
+def test_a_dense_network_takes_dense_layers_only():
+    conv = Conv5x5(1, 2, in_size=(6, 6), table=np.ones((2, 1), bool), activation="tanh",
+                   name="C")
+    with pytest.raises(ValueError, match="Dense layers only"):
+        DenseNetwork([conv, _dense(8, 2, "identity", 0)], "softmax_ce", np.float64)
+
+
+# ------------------------------------------------------ input activations
+def test_the_network_pairs_each_layer_with_the_activation_below():
+    layers = [_dense(4, 5, "tanh", 0), _dense(5, 6, "relu", 1), _dense(6, 3, "identity", 2)]
+    net = Network(layers, "softmax_ce", np.float64)
+    assert [layer.input_activation for layer in net.layers] == ["identity", "tanh", "relu"]
+    # and backward applies it: the gradient of the middle layer's input
+    # matches central differences only with tanh' there
+    X, Y = _data(n=6)
+    ws = net.workspace(6)
+    deltas = []
+    net.loss_and_grad(X, Y, None, 0.0, ws, 1, record=deltas)
+    grad = net.grad.copy()
+    eps, i = 1e-6, 0  # an entry of w0, whose gradient passes through tanh'
+    theta = net.theta
+    theta[i] += eps
+    up = net.loss_and_grad(X, Y, None, 0.0, ws, 1)
+    theta[i] -= 2 * eps
+    down = net.loss_and_grad(X, Y, None, 0.0, ws, 1)
+    theta[i] += eps
+    assert grad[i] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-9)
+
+
+@pytest.mark.parametrize("est, shape, network", [
+    (MLPClassifier(hidden_layer_sizes=(5, 4), activation="logistic"), (20, 6), DenseNetwork),
+    (LeNet5Classifier(image_shape=(32, 32)), (20, 1024), Network),
+])
+def test_estimators_build_networks_that_pair_every_layer(est, shape, network):
+    X = np.random.default_rng(0).random(shape)
+    y = np.arange(shape[0]) % 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.set_params(max_iter=1).fit(X, y)
+    assert type(est._network) is network  # MLPs: the dense chain runs their epochs
+    layers = est._network.layers
+    assert layers[0].input_activation == "identity"
+    for below, layer in zip(layers, layers[1:]):
+        assert layer.input_activation == below.activation != "identity"
+
+
+def test_the_rnn_output_layer_takes_no_derivative_bptt_applies_it():
+    net = RNNNetwork(3, 4, 2, nonlinearity="tanh", loss="softmax_ce", last_step=True,
+                     bptt_steps=0, dtype=np.float64)
+    assert net.layers[0].activation == "tanh"
+    assert net.layers[1].input_activation == "identity"
+
+
+# ------------------------------------------------------- self-describing data
+def test_param_specs_name_their_fields():
+    layer = _dense(3, 2, "relu", 0)
+    assert layer.param_specs == (ParamSpec("w0", (3, 2), True), ParamSpec("b0", (2,), False))
+    assert [s.regularized for s in layer.param_specs] == [True, False]
+    net = Network([layer, _dense(2, 2, "identity", 1)], "squared", np.float64)
+    assert net.n_regularized == 3 * 2 + 2 * 2
+    assert list(net.parameters()) == ["w0", "b0", "w1", "b1"]
+
+
+def test_workspaces_have_named_fields_only():
+    net = Network([_dense(4, 5, "tanh", 0), _dense(5, 3, "identity", 1)], "softmax_ce",
+                  np.float64)
+    ws = net.workspace(7)
+    assert isinstance(ws, Workspace) and ws.delta_out.shape == (7, 3)
+    assert all(isinstance(layer_ws, LayerWorkspace) for layer_ws in ws.layers)
+    assert ws.layers[0].delta_in is None and ws.layers[1].delta_in.shape == (7, 5)
+    assert ws.layers[1].out.shape == (7, 3)
+    assert net.workspace(7, backward=False).delta_out is None
+    with pytest.raises(AttributeError):
+        ws.rows = 7  # slots: no entry beside the named ones
+    rnn = RNNNetwork(3, 4, 2, nonlinearity="tanh", loss="softmax_ce", last_step=False,
+                     bptt_steps=0, dtype=np.float32)
+    train, predict = rnn.workspace(9), rnn.workspace(9, backward=False)
+    assert isinstance(train, RNNWorkspace)
+    assert train.dH.shape == (9, 4) and train.data is None
+    assert predict.data.shape == (9, 3) and predict.dH is None and predict.delta_out is None
+
+
+def test_epoch_plans_are_planned_once_with_named_fields():
+    X, Y = _data()
+    net = Network([_dense(4, 3, "identity", 0)], "softmax_ce", np.float64)
+    plan = net.plan_epochs(batch_source(X, Y), 8, SolverSettings(shuffle=False, alpha=0.5), 1)
+    assert type(plan) is EpochPlan
+    assert (plan.batch_size, plan.gather, plan.alpha) == (8, False, 0.5)
+    assert plan.buffers[0].shape == (8, 4)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Dense(3, 2, "relu", "w", "b"),
+    lambda: Conv5x5(1, 2, (6, 6), np.ones((2, 1), bool), "tanh", "C"),
+    lambda: MeanPool2x2(2, (4, 4), "tanh", "S"),
+    lambda: RNNCell(3, 4, "tanh"),
+    lambda: Dense(3, 2, activation="relu", input_activation="tanh", weight_name="w",
+                  bias_name="b"),
+])
+def test_layer_constructors_take_keywords(make):
+    with pytest.raises(TypeError):
+        make()
