@@ -14,11 +14,11 @@ import weakref
 import numpy as np
 import scipy.sparse as sp
 
-from ._kernels import _dense
+from ._kernels import _chain, _losses, _optimizers
 from ._layers import Dense, _rows
 from ._threads import blas_single_thread
 
-LOSS_CODES = _dense.LOSS_CODES
+LOSS_CODES = _losses.LOSS_CODES
 
 # Prediction workspaces, one kept per network and row capacity (a power of
 # two), so that a predict allocates nothing but its output: each is lent to
@@ -207,7 +207,7 @@ class Network:
         def outputs(activations):
             z = activations[-1]
             if not logits:
-                _dense.output_activate(z, code, n_threads)
+                _losses.output_activate(z, code, n_threads)
             return z
         return self._forward_chunks(X, n_threads, self.n_outputs, outputs, batch_rows)
 
@@ -285,7 +285,7 @@ class Network:
         activations = self.forward(X, ws, n_threads)
         delta = ws["delta_out"]
         delta = delta if delta.shape[0] == n else delta[:n]
-        data_loss = _dense.output_loss_delta(
+        data_loss = _losses.output_loss_delta(
             activations[-1], Y, sample_weight, delta, LOSS_CODES[self.loss],
             1.0 / sw_sum, n_threads,
         )
@@ -300,7 +300,7 @@ class Network:
         loss = data_loss / sw_sum
         if alpha > 0 and self.n_regularized:
             nr = self.n_regularized
-            sumsq = _dense.l2_penalty(
+            sumsq = _optimizers.l2_penalty(
                 self.theta[:nr], self.grad[:nr], alpha / sw_sum, n_threads
             )
             loss += 0.5 * alpha * sumsq / sw_sum
@@ -331,7 +331,7 @@ class Network:
         n = X.shape[0]
         buffers = self._chain_buffers(ws, n)
         coef = alpha / sw_sum if alpha > 0 and self.n_regularized else 0.0
-        data_loss, sumsq = _dense.dense_chain_loss_and_grad(
+        data_loss, sumsq = _chain.dense_chain_loss_and_grad(
             X.reshape(n, self.layers[0].n_in), buffers["weights"], buffers["biases"],
             buffers["activations"], Y, sample_weight, buffers["outputs"], buffers["deltas"],
             buffers["grad_weights"], buffers["grad_biases"], LOSS_CODES[self.loss],
@@ -388,7 +388,7 @@ class Network:
             totals = ws["chunk_totals"] = np.empty((len(sw_sums), 2))
         totals = totals[:len(sw_sums)]
         buffers = self._chain_buffers(ws, batch_size)
-        _dense.dense_chain_train(
+        _chain.dense_chain_train(
             X, Y, sample_weight, order, batch_size, batch_params, buffers["weights"],
             buffers["biases"], buffers["activations"], scratch[0], scratch[1], scratch[2],
             buffers["outputs"], buffers["deltas"], buffers["grad_weights"],

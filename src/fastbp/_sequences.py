@@ -9,7 +9,7 @@ rows; only h_{t-1} @ W_hh stays inside the time loop (the ``_rnn`` kernels).
 """
 import numpy as np
 
-from ._kernels import _dense, _rnn
+from ._kernels import _dense, _losses, _optimizers, _rnn
 from ._layers import ACTIVATION_CODES, Dense, Layer
 from ._network import (LOSS_CODES, Network, _check_weight_sum, borrow_workspace,
                        return_workspace)
@@ -319,7 +319,7 @@ class RNNNetwork(Network):
         def outputs(activations):
             z = activations[-1]
             if not logits:
-                _dense.output_activate(z, code, n_threads)
+                _losses.output_activate(z, code, n_threads)
             return z
         return self._forward_batches(X, n_threads, self.n_outputs, outputs, batch_sequences)
 
@@ -381,8 +381,8 @@ class RNNNetwork(Network):
         if n_pred:
             _check_weight_sum(sw_sum)
         delta_out = ws["delta_out"][:n_pred]
-        data_loss = _dense.output_loss_delta(logits, Y, sample_weight, delta_out,
-                                             LOSS_CODES[self.loss], 1.0 / sw_sum, n_threads)
+        data_loss = _losses.output_loss_delta(logits, Y, sample_weight, delta_out,
+                                              LOSS_CODES[self.loss], 1.0 / sw_sum, n_threads)
         dH_out = out.backward(H_out, logits, delta_out, ws["out"], True, n_threads)
         if self.last_step:
             dH = ws["dH"][: H.shape[0]]
@@ -399,8 +399,8 @@ class RNNNetwork(Network):
         if alpha > 0:
             nr = self.n_regularized
             seq_sum = batch.sequence_weight_sum
-            sumsq = _dense.l2_penalty(self.theta[:nr], self.grad[:nr], alpha / seq_sum,
-                                      n_threads)
+            sumsq = _optimizers.l2_penalty(self.theta[:nr], self.grad[:nr], alpha / seq_sum,
+                                           n_threads)
             loss += 0.5 * alpha * sumsq / seq_sum
         if record is not None:
             # δ_t of every step (rows of the sorted sequences still running),

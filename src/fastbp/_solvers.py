@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import gen_batches
 
-from ._kernels import _dense
+from ._kernels import _losses, _optimizers, _sparse
 from ._network import LOSS_CODES
 from ._progress import EpochProgress
 from ._sequences import StepWeights
@@ -50,12 +50,12 @@ class SGDState:
             self.learning_rate = self.learning_rate_init = float(est.learning_rate_init)
 
     def step(self, est, theta, grad, n_threads):
-        _dense.sgd_update(theta, grad, self.velocity, self.learning_rate,
-                          est.momentum, est.nesterovs_momentum, n_threads)
+        _optimizers.sgd_update(theta, grad, self.velocity, self.learning_rate,
+                               est.momentum, est.nesterovs_momentum, n_threads)
 
     def update_args(self, est):
         """The step for a network that applies it itself (train_chunk)."""
-        return dict(update=_dense.UPDATE_CODES["sgd"], state_1=self.velocity,
+        return dict(update=_optimizers.UPDATE_CODES["sgd"], state_1=self.velocity,
                     beta_1=est.momentum, nesterov=est.nesterovs_momentum)
 
     def next_learning_rate(self, est):
@@ -97,12 +97,12 @@ class AdamState:
         return self.learning_rate
 
     def step(self, est, theta, grad, n_threads):
-        _dense.adam_update(theta, grad, self.m1, self.m2, self._advance(est),
-                           est.beta_1, est.beta_2, est.epsilon, n_threads)
+        _optimizers.adam_update(theta, grad, self.m1, self.m2, self._advance(est),
+                                est.beta_1, est.beta_2, est.epsilon, n_threads)
 
     def update_args(self, est):
         """The step for a network that applies it itself (train_chunk)."""
-        return dict(update=_dense.UPDATE_CODES["adam"], state_1=self.m1, state_2=self.m2,
+        return dict(update=_optimizers.UPDATE_CODES["adam"], state_1=self.m1, state_2=self.m2,
                     beta_1=est.beta_1, beta_2=est.beta_2, epsilon=est.epsilon)
 
     def next_learning_rate(self, est):
@@ -129,7 +129,7 @@ def _take_rows(X, idx, out):
     """Gather rows ``idx`` of X (ndarray, or CSR from ``_as_csr``) into ``out``
     without allocating."""
     if sp.issparse(X):
-        _dense.csr_rows_to_dense(X.data, X.indices, X.indptr, idx, out)
+        _sparse.csr_rows_to_dense(X.data, X.indices, X.indptr, idx, out)
         return out
     # mode="clip": the indices are in range by construction, and the default
     # mode="raise" copies through a temporary buffer (2.5x slower, measured)
@@ -515,10 +515,10 @@ class _ValidationSet:
         logits = net.predict(self.X, n_threads, logits=True)
         outputs = logits.copy()
         code = LOSS_CODES[net.loss]
-        _dense.output_activate(outputs, code, n_threads)  # what predict gives
+        _losses.output_activate(outputs, code, n_threads)  # what predict gives
         sw = None if self.sample_weight is None else self.sample_weight.astype(
             net.dtype, copy=False)
-        total = _dense.output_loss_delta(logits, self.Y, sw, self.delta, code, 1.0, n_threads)
+        total = _losses.output_loss_delta(logits, self.Y, sw, self.delta, code, 1.0, n_threads)
         score = est._validation_score(outputs, self.y, self.sample_weight)
         return score, total / self.weight_sum
 
