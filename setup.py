@@ -27,9 +27,10 @@ KERNEL_DIR = Path("src", "fastbp", "_kernels")
 # gets its own copy of the shared element-wise loops and of the thread team;
 # each that runs C kernels binds them to the instruction-set level kept by
 # _dispatch and to the team kept by _team).
-C_SOURCES = {"_conv": ["conv.c", "elementwise.c", "dispatch.c", "team.c"],
-             "_dense": ["elementwise.c", "dispatch.c", "team.c"],
-             "_dispatch": ["dispatch.c"], "_rnn": ["elementwise.c", "recurrent.c", "dispatch.c", "team.c"],
+_ELEMENTWISE = ["elementwise.c", "dispatch.c", "team.c"]
+C_SOURCES = {"_chain": _ELEMENTWISE, "_conv": ["conv.c"] + _ELEMENTWISE, "_dense": _ELEMENTWISE,
+             "_dispatch": ["dispatch.c"], "_losses": _ELEMENTWISE, "_optimizers": _ELEMENTWISE,
+             "_rnn": ["elementwise.c", "recurrent.c", "dispatch.c", "team.c"],
              "_team": ["team.c"]}
 
 

@@ -295,7 +295,7 @@ def print_report(workload, flop, rows, peak):
     scale, unit = _scale(workload.unit)
     per = workload.unit.split("/", 1)[1]
     print(f"\n## {workload.name}: {flop / 1e9:.3g} GFLOP per {per}, {workload.dtype}")
-    head = ["contender", f"best {unit}/{per}", "threads", f"1 thread", f"all threads",
+    head = ["contender", f"best {unit}/{per}", "threads", "1 thread", "all threads",
             "x fastbp", "GFLOP/s", "% of peak", "1->all"]
     if workload.rate:
         head.insert(2, workload.rate[0])

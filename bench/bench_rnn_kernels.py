@@ -94,7 +94,7 @@ def rnn_data(F, Hd, T, B, C, dtype, seed):
 
 
 def _fastbp_fns(F, Hd, T, B, C, n_threads, dtype, d):
-    from fastbp._kernels import _blas, _dense, _rnn
+    from fastbp._kernels import _blas, _dense, _losses, _rnn
 
     TANH = _dense.ACTIVATION_CODES["tanh"]
 
@@ -140,7 +140,7 @@ def _fastbp_fns(F, Hd, T, B, C, n_threads, dtype, d):
         rnn_forward()
         gemm(H, W_out, Z)
         np.add(Z, b_out, out=Z)
-        loss = _dense.output_loss_delta(Z, Y, None, dZ, 0, 1.0 / n, n_threads)
+        loss = _losses.output_loss_delta(Z, Y, None, dZ, 0, 1.0 / n, n_threads)
         gemm(H, dZ, g_out, trans_a=True)
         np.sum(dZ, axis=0, out=g_bout)
         gemm(dZ, W_out, dH, trans_b=True)
@@ -151,7 +151,7 @@ def _fastbp_fns(F, Hd, T, B, C, n_threads, dtype, d):
         "projection": lambda: (gemm(X, W_ih, H), np.add(H, b_h, out=H)),
         "rnn_forward": lambda: _rnn.rnn_forward(H, W_hh, bs, H, TANH, n_threads),
         "output GEMM": lambda: (gemm(H, W_out, Z), np.add(Z, b_out, out=Z)),
-        "softmax CE": lambda: _dense.output_loss_delta(Z, Y, None, dZ, 0, 1.0 / n, n_threads),
+        "softmax CE": lambda: _losses.output_loss_delta(Z, Y, None, dZ, 0, 1.0 / n, n_threads),
         "dW_out, dH": lambda: (gemm(H, dZ, g_out, trans_a=True), np.sum(dZ, axis=0, out=g_bout),
                                gemm(dZ, W_out, dH, trans_b=True)),
         "rnn_backward": lambda: _rnn.rnn_backward(H, W_hh, bs, dH, delta, TANH, n_threads, 0),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fastbp._kernels import _dense
+from fastbp._kernels import _chain, _dense, _losses, _optimizers, _sparse
 from fastbp._threads import blas_single_thread
 
 import _twins_dense as twin
@@ -66,12 +66,12 @@ def test_output_loss_delta_matches_twin(kind, weighted):
     sw = rng.random(n) + 0.5 if weighted else None
     P_exp, loss_exp, d_exp = twin.output_loss_delta(Z, Y, sw, kind, 1 / 7)
     Zk, d = Z.copy(), np.empty_like(Z)
-    loss = _dense.output_loss_delta(Zk, Y, sw, d, _dense.LOSS_CODES[kind], 1 / 7, 2)
+    loss = _losses.output_loss_delta(Zk, Y, sw, d, _losses.LOSS_CODES[kind], 1 / 7, 2)
     np.testing.assert_allclose(Zk, P_exp, rtol=1e-12)
     np.testing.assert_allclose(loss, loss_exp, rtol=1e-12)
     np.testing.assert_allclose(d, d_exp, rtol=1e-12, atol=1e-15)
     Za = Z.copy()
-    _dense.output_activate(Za, _dense.LOSS_CODES[kind], 2)
+    _losses.output_activate(Za, _losses.LOSS_CODES[kind], 2)
     np.testing.assert_allclose(Za, P_exp, rtol=1e-12)
 
 
@@ -94,7 +94,7 @@ def test_cross_entropy_clips_probabilities_as_sklearn_log_loss(kind, dtype):
         Y = (rng.random((n, k)) < 0.5).astype(dtype)
     sw = (rng.random(n) + 0.5).astype(dtype)
     P, d = Z.copy(), np.empty_like(Z)
-    total = _dense.output_loss_delta(P, Y, sw, d, _dense.LOSS_CODES[kind], 1.0, 2)
+    total = _losses.output_loss_delta(P, Y, sw, d, _losses.LOSS_CODES[kind], 1.0, 2)
     reference = (log_loss if kind == "softmax_ce" else binary_log_loss)(Y, P, sw)
     unclipped = twin.output_loss_delta(Z.astype(np.float64), Y, sw, kind, 1.0, clip_eps=0.0)[1]
     assert total / sw.sum() == pytest.approx(reference, rel=1e-5 if dtype == np.float32 else 1e-11)
@@ -108,14 +108,14 @@ def test_softmax_and_logistic_stay_finite_at_extreme_logits():
     Y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     for kind in ("softmax_ce", "logistic_ce"):
         Zk, d = Z.copy(), np.empty_like(Z)
-        loss = _dense.output_loss_delta(Zk, Y, None, d, _dense.LOSS_CODES[kind], 1.0, 1)
+        loss = _losses.output_loss_delta(Zk, Y, None, d, _losses.LOSS_CODES[kind], 1.0, 1)
         assert np.isfinite(loss) and np.all(np.isfinite(Zk)) and np.all(np.isfinite(d))
     Zk = Z.copy()
-    _dense.output_activate(Zk, _dense.LOSS_CODES["softmax_ce"], 1)
+    _losses.output_activate(Zk, _losses.LOSS_CODES["softmax_ce"], 1)
     np.testing.assert_allclose(Zk.sum(1), 1.0)
     # row 0's true class has p = exp(-2000), clipped to eps: it costs -log(eps)
     Zk, d = Z[:1].copy(), np.empty((1, 3))
-    loss = _dense.output_loss_delta(Zk, Y[:1], None, d, _dense.LOSS_CODES["softmax_ce"], 1.0, 1)
+    loss = _losses.output_loss_delta(Zk, Y[:1], None, d, _losses.LOSS_CODES["softmax_ce"], 1.0, 1)
     assert loss == pytest.approx(-np.log(np.finfo(np.float64).eps))
 
 
@@ -137,7 +137,7 @@ def test_adam_update_rounds_as_sklearns_numpy_code(dtype, dispatch_path):
     assert want_theta.dtype == T
     for n_threads in (1, 2, 3):
         t, a, b = theta.copy(), m1.copy(), m2.copy()
-        _dense.adam_update(t, grad, a, b, step, b1, b2, eps, n_threads)
+        _optimizers.adam_update(t, grad, a, b, step, b1, b2, eps, n_threads)
         np.testing.assert_array_equal(a, want_m1)
         np.testing.assert_array_equal(b, want_m2)
         np.testing.assert_array_equal(t, want_theta)
@@ -155,9 +155,9 @@ def test_softmax_probabilities_within_a_few_ulp(dtype, dispatch_path):
     expected = E / E.sum(axis=1, keepdims=True)
     Y = np.eye(37, dtype=dtype)[rng.integers(0, 37, 400)]
     Zt, d = Z.copy(), np.empty_like(Z)
-    _dense.output_loss_delta(Zt, Y, None, d, _dense.LOSS_CODES["softmax_ce"], 1.0, 2)
+    _losses.output_loss_delta(Zt, Y, None, d, _losses.LOSS_CODES["softmax_ce"], 1.0, 2)
     Zp = Z.copy()
-    _dense.output_activate(Zp, _dense.LOSS_CODES["softmax_ce"], 2)
+    _losses.output_activate(Zp, _losses.LOSS_CODES["softmax_ce"], 2)
     tiny = np.finfo(dtype).tiny
     for P in (Zt, Zp):
         error = np.abs(P - expected)
@@ -167,7 +167,7 @@ def test_softmax_probabilities_within_a_few_ulp(dtype, dispatch_path):
         assert ok.all(), (ulp[~ok].max(), expected[~ok][:3], P[~ok][:3])
         assert (expected < tiny).any() and (ulp[expected >= tiny] > 0.5).any()
     nan_row = np.array([[0.0, np.nan, 1.0], [-np.inf, 0.0, 0.0]], dtype)
-    _dense.output_activate(nan_row, _dense.LOSS_CODES["softmax_ce"], 1)
+    _losses.output_activate(nan_row, _losses.LOSS_CODES["softmax_ce"], 1)
     assert np.isnan(nan_row[0]).all()
     np.testing.assert_array_equal(nan_row[1], [0.0, 0.5, 0.5])
 
@@ -176,7 +176,7 @@ def test_l2_penalty_and_optimizers_match_twins():
     rng = np.random.default_rng(3)
     theta, grad = _rand(rng, 10007), _rand(rng, 10007)
     g = grad.copy()
-    sumsq = _dense.l2_penalty(theta, g, 0.3, 2)
+    sumsq = _optimizers.l2_penalty(theta, g, 0.3, 2)
     # Compilers may fuse a multiply-add (GCC does by default on aarch64), which
     # rounds once instead of twice: where terms of size ~1 cancel, results then
     # differ from NumPy's by an ulp of the terms, not of the result.
@@ -186,12 +186,12 @@ def test_l2_penalty_and_optimizers_match_twins():
     for nesterov in (False, True):
         t, v = theta.copy(), _rand(rng, theta.size)
         t_exp, v_exp = twin.sgd_update(theta, grad, v, 0.05, 0.9, nesterov)
-        _dense.sgd_update(t, grad, v, 0.05, 0.9, nesterov, 2)
+        _optimizers.sgd_update(t, grad, v, 0.05, 0.9, nesterov, 2)
         np.testing.assert_allclose(t, t_exp, rtol=1e-14, atol=atol)
         np.testing.assert_allclose(v, v_exp, rtol=1e-14, atol=atol)
     t, m1, m2 = theta.copy(), _rand(rng, theta.size), rng.random(theta.size)
     t_exp, m1_exp, m2_exp = twin.adam_update(theta, grad, m1, m2, 1e-3, 0.9, 0.999, 1e-8)
-    _dense.adam_update(t, grad, m1, m2, 1e-3, 0.9, 0.999, 1e-8, 2)
+    _optimizers.adam_update(t, grad, m1, m2, 1e-3, 0.9, 0.999, 1e-8, 2)
     np.testing.assert_allclose(t, t_exp, rtol=1e-14, atol=atol)
     np.testing.assert_allclose(m1, m1_exp, rtol=1e-14, atol=atol)
     np.testing.assert_allclose(m2, m2_exp, rtol=1e-14, atol=atol)
@@ -240,12 +240,12 @@ def test_element_wise_passes_do_not_depend_on_thread_count(dtype, dispatch_path)
     results = []
     for n_threads in (1, 2, 3):
         t, g, vel = theta.copy(), grad.copy(), v.copy()
-        s = _dense.l2_penalty(t, g, 0.1, n_threads)
-        _dense.sgd_update(t, g, vel, 0.01, 0.9, True, n_threads)
+        s = _optimizers.l2_penalty(t, g, 0.1, n_threads)
+        _optimizers.sgd_update(t, g, vel, 0.01, 0.9, True, n_threads)
         m1, m2 = vel.copy(), np.abs(vel)
-        _dense.adam_update(t, g, m1, m2, 1e-3, 0.9, 0.999, 1e-8, n_threads)
+        _optimizers.adam_update(t, g, m1, m2, 1e-3, 0.9, 0.999, 1e-8, n_threads)
         Zk, d = Z.copy(), np.empty_like(Z)
-        loss = _dense.output_loss_delta(Zk, Y, None, d, 0, 1 / 5_000, n_threads)
+        loss = _losses.output_loss_delta(Zk, Y, None, d, 0, 1 / 5_000, n_threads)
         results.append((t, g, vel, m1, m2, Zk, d, np.array([s, loss])))
     for other in results[1:]:
         for a, b_ in zip(results[0], other):
@@ -263,9 +263,9 @@ def _check_thread_independence(rng, m, k, n, dtype):
             gW, gb, d_in = np.empty((k, n), dtype), np.empty(n, dtype), np.empty((m, k), dtype)
             _dense.dense_backward(np.tanh(A), W, delta, gW, gb, d_in, 2, n_threads)
             Z, d = out.copy(), np.empty_like(out)
-            loss = _dense.output_loss_delta(Z, out, None, d, 0, 0.5, n_threads)
+            loss = _losses.output_loss_delta(Z, out, None, d, 0, 0.5, n_threads)
             g = delta.ravel().copy()
-            s = _dense.l2_penalty(A.ravel()[: g.size], g, 0.1, n_threads)
+            s = _optimizers.l2_penalty(A.ravel()[: g.size], g, 0.1, n_threads)
             results.append((out, gW, gb, d_in, Z, d, np.array([loss, s]), g))
     for other in results[1:]:
         for a, b_ in zip(results[0], other):
@@ -302,9 +302,9 @@ def _run_chain(X, Ws, bs, acts, Y, sw, kind, scale, l2_coef, n_threads):
     gW = [np.full_like(W, np.nan) for W in Ws]
     gb = [np.full_like(b, np.nan) for b in bs]
     with blas_single_thread():
-        loss, sumsq = _dense.dense_chain_loss_and_grad(
+        loss, sumsq = _chain.dense_chain_loss_and_grad(
             X, Ws, bs, [_dense.ACTIVATION_CODES[a] for a in acts], Y, sw, outs, deltas, gW,
-            gb, _dense.LOSS_CODES[kind], scale, l2_coef, n_threads)
+            gb, _losses.LOSS_CODES[kind], scale, l2_coef, n_threads)
     return outs, deltas, gW, gb, loss, sumsq
 
 
@@ -372,7 +372,7 @@ def test_dense_chain_rejects_inconsistent_arguments():
                     outputs=outs, deltas=deltas, grad_weights=gW, grad_biases=gb,
                     kind=0, scale=1.0, l2_coef=0.0, n_threads=2)
         args.update(change)
-        return _dense.dense_chain_loss_and_grad(*args.values())
+        return _chain.dense_chain_loss_and_grad(*args.values())
 
     call()  # the unchanged arguments are accepted
     with pytest.raises(ValueError, match="weights\\[1\\]"):
@@ -450,28 +450,28 @@ def test_dense_chain_train_equals_batch_by_batch_steps(dtype, optimizer, case):
         for j, s in enumerate(starts):
             rows = order[s:s + batch]
             m = len(rows)
-            want_losses.append(_dense.dense_chain_loss_and_grad(
+            want_losses.append(_chain.dense_chain_loss_and_grad(
                 X[rows], Ws, bs, codes, Y[rows], sw[rows], [o[:m] for o in outs],
                 [d[:m] for d in deltas], gW, gb, 0, scales[j], l2 * scales[j], 1))
             if optimizer == "adam":
-                _dense.adam_update(theta, grad, states[0], states[1], lrs[j], 0.9, 0.999,
-                                   1e-8, 1)
+                _optimizers.adam_update(theta, grad, states[0], states[1], lrs[j], 0.9, 0.999,
+                                        1e-8, 1)
             else:
-                _dense.sgd_update(theta, grad, states[0], lrs[j], 0.9, nesterov, 1)
+                _optimizers.sgd_update(theta, grad, states[0], lrs[j], 0.9, nesterov, 1)
     want = (theta, states)
     assert not np.array_equal(theta, theta0)
 
     params = np.array([[sc, l2 * sc, lr] for sc, lr in zip(scales, lrs)])
-    hyper = (dict(update=_dense.UPDATE_CODES["adam"], beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    hyper = (dict(update=_optimizers.UPDATE_CODES["adam"], beta_1=0.9, beta_2=0.999, epsilon=1e-8)
              if optimizer == "adam" else
-             dict(update=_dense.UPDATE_CODES["sgd"], beta_1=0.9, nesterov=nesterov))
+             dict(update=_optimizers.UPDATE_CODES["sgd"], beta_1=0.9, nesterov=nesterov))
     for n_threads in (1, 2, 3):
         theta, grad, Ws, bs, gW, gb, outs, deltas, states = fresh()
         losses = np.full((len(starts), 2), np.nan)
         scratch = (np.empty((batch, widths[0]), dtype), np.empty((batch, widths[-1]), dtype),
                    np.empty(batch, dtype))
         with blas_single_thread():
-            _dense.dense_chain_train(
+            _chain.dense_chain_train(
                 X, Y, sw, order, batch, params, Ws, bs, codes, *scratch, outs, deltas, gW, gb,
                 0, losses, n_threads, theta=theta, state_1=states[0],
                 state_2=states[1] if optimizer == "adam" else None, **hyper)
@@ -496,7 +496,7 @@ def test_dense_chain_train_checks_before_writing():
     def call(weights=Ws, order=order, params=np.full((n_batches, 3), 0.01), theta=theta,
              state=np.zeros_like(theta), update=1, sw=sw, sw_batch=np.empty(batch),
              X_batch=np.empty((batch, widths[0]))):
-        return _dense.dense_chain_train(
+        return _chain.dense_chain_train(
             X, Y, sw, order, batch, params, weights, bs, codes, X_batch,
             np.empty((batch, widths[-1])), sw_batch, outs, deltas, gW, gb, 0,
             np.empty((n_batches, 2)), 2, update=update, theta=theta, state_1=state,
@@ -552,7 +552,7 @@ def test_csr_rows_to_dense_matches_scipy(dtype, index_dtype):
     rows = rng.integers(0, 40, 25).astype(index_dtype)
     rows[0] = 5
     out = np.full((25, 13), np.nan, dtype)
-    _dense.csr_rows_to_dense(X.data, X.indices, X.indptr, rows, out)
+    _sparse.csr_rows_to_dense(X.data, X.indices, X.indptr, rows, out)
     np.testing.assert_array_equal(out, X[rows].toarray())
 
 
@@ -560,14 +560,14 @@ def test_csr_rows_to_dense_rejects_what_would_write_out_of_bounds():
     X = sp.random(6, 4, density=0.5, format="csr", random_state=0)
     out = np.empty((2, 4))
     with pytest.raises(ValueError, match="row index out of range"):
-        _dense.csr_rows_to_dense(X.data, X.indices, X.indptr, np.array([0, 6]), out)
+        _sparse.csr_rows_to_dense(X.data, X.indices, X.indptr, np.array([0, 6]), out)
     with pytest.raises(ValueError, match="column index is out of range"):
         bad = X.indices.copy()
         bad[0] = 4
-        _dense.csr_rows_to_dense(X.data, bad, X.indptr, np.array([0, 1]), out)
+        _sparse.csr_rows_to_dense(X.data, bad, X.indptr, np.array([0, 1]), out)
     with pytest.raises(ValueError, match="row pointer"):
         ptr = X.indptr.copy()
         ptr[1] = len(X.data) + 5
-        _dense.csr_rows_to_dense(X.data, X.indices, ptr, np.array([0, 1]), out)
+        _sparse.csr_rows_to_dense(X.data, X.indices, ptr, np.array([0, 1]), out)
     with pytest.raises(ValueError, match="out has shape"):
-        _dense.csr_rows_to_dense(X.data, X.indices, X.indptr, np.array([0, 1, 2]), out)
+        _sparse.csr_rows_to_dense(X.data, X.indices, X.indptr, np.array([0, 1, 2]), out)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastbp._kernels import _conv, _dense, _dispatch, _rnn
+from fastbp._kernels import _conv, _dense, _dispatch, _optimizers, _rnn
 
 PATHS = ("portable", "avx2-fma", "avx512")
 
@@ -235,7 +235,7 @@ def test_adam_is_bitwise_the_same_on_every_path(dtype):
 
     def kernel():
         t, a, b = theta.copy(), m1.copy(), m2.copy()
-        _dense.adam_update(t, grad, a, b, 1e-3, 0.9, 0.999, 1e-8, 1)
+        _optimizers.adam_update(t, grad, a, b, 1e-3, 0.9, 0.999, 1e-8, 1)
         return t, a, b
 
     res = _on_every_path(kernel)

@@ -20,14 +20,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastbp._kernels import _blas, _conv, _dense, _rnn
+from fastbp._kernels import _blas, _conv, _dense, _losses, _optimizers, _rnn
 
 import _twins_conv as twin_conv
 import _twins_dense as twin_dense
 import _twins_rnn as twin_rnn
 
 ACT_NAMES = list(_dense.ACTIVATION_CODES)
-LOSS_NAMES = list(_dense.LOSS_CODES)
+LOSS_NAMES = list(_losses.LOSS_CODES)
 DTYPES = [np.float64, np.float32]
 LAYOUTS = ["C", "F", "strided", "reversed", "other_dtype"]
 # The fixtures below only pick an instruction-set path for the whole test, so
@@ -205,7 +205,7 @@ def test_output_loss_delta(dispatch_path, data, dtype, n_threads, kind, seed, m,
     result = {}
 
     def kernel(*args):
-        result["loss"] = _dense.output_loss_delta(*args)
+        result["loss"] = _losses.output_loss_delta(*args)
 
     def verify(arrays):
         assert_close(arrays[0], P, dtype)
@@ -213,13 +213,13 @@ def test_output_loss_delta(dispatch_path, data, dtype, n_threads, kind, seed, m,
         assert np.isfinite(result["loss"]) or not np.isfinite(loss)
         assert_close(result["loss"], loss, dtype)
         Za = logits.copy()
-        _dense.output_activate(Za, _dense.LOSS_CODES[kind], n_threads)
+        _losses.output_activate(Za, _losses.LOSS_CODES[kind], n_threads)
         assert_close(Za, P, dtype)
         if kind == "softmax_ce" and m and n:
             np.testing.assert_allclose(Za.sum(axis=1, dtype=np.float64), 1.0, rtol=_tol(dtype))
 
     check_contract(data, kernel, [Z, Y, sw, delta],
-                   (_dense.LOSS_CODES[kind], scale, n_threads), dtype, verify)
+                   (_losses.LOSS_CODES[kind], scale, n_threads), dtype, verify)
 
 
 @PROPERTY_SETTINGS
@@ -233,7 +233,7 @@ def test_l2_penalty(data, dtype, n_threads, seed, size, coef):
     result = {}
 
     def kernel(*args):
-        result["sq"] = _dense.l2_penalty(*args)
+        result["sq"] = _optimizers.l2_penalty(*args)
 
     def verify(arrays):
         assert_close(arrays[1], expected_grad, dtype)
@@ -252,7 +252,7 @@ def test_sgd_update(data, dtype, n_threads, seed, size, lr, momentum, nesterov):
     e_theta, e_vel = twin_dense.sgd_update(_f64(theta), _f64(grad), _f64(vel), lr, momentum,
                                            nesterov)
 
-    check_contract(data, _dense.sgd_update, [theta, grad, vel],
+    check_contract(data, _optimizers.sgd_update, [theta, grad, vel],
                    (lr, momentum, nesterov, n_threads), dtype,
                    outputs_match(dtype, {0: e_theta, 2: e_vel}))
 
@@ -268,7 +268,7 @@ def test_adam_update(data, dtype, n_threads, seed, size, step):
     expected = twin_dense.adam_update(_f64(theta), _f64(grad), _f64(m1), _f64(m2), step,
                                       b1, b2, eps)
 
-    check_contract(data, _dense.adam_update, [theta, grad, m1, m2],
+    check_contract(data, _optimizers.adam_update, [theta, grad, m1, m2],
                    (step, b1, b2, eps, n_threads), dtype,
                    outputs_match(dtype, dict(zip((0, 2, 3), expected))))
 

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from fastbp import LeNet5Classifier, RNNClassifier
+from fastbp import LeNet5Classifier
 from fastbp._kernels import _team
 
 from conftest import FIT_THREADS

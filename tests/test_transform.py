@@ -110,7 +110,7 @@ def test_a_fitted_network_feeds_another_estimator_in_a_pipeline(digits):
     lr = LogisticRegression(max_iter=1000).fit(features, y)
     np.testing.assert_array_equal(pipe.predict(X), lr.predict(features))
     # classifiers too, pandas output included
-    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pandas")
     pipe = Pipeline([("net", MLPClassifier(hidden_layer_sizes=(16,), max_iter=30,
                                            random_state=0)),
                      ("lr", LogisticRegression(max_iter=1000))]).set_output(transform="pandas")

@@ -8,7 +8,7 @@ Build one with :func:`batch_source`; it decides the kind once, by type.
 import numpy as np
 import scipy.sparse as sp
 
-from ._kernels import _dense
+from ._kernels import _sparse
 from ._sequences import Ragged, StepWeights
 
 
@@ -16,7 +16,7 @@ def _take_rows(X, idx, out):
     """Gather rows ``idx`` of X (ndarray, or CSR from ``_as_csr``) into ``out``
     without allocating."""
     if sp.issparse(X):
-        _dense.csr_rows_to_dense(X.data, X.indices, X.indptr, idx, out)
+        _sparse.csr_rows_to_dense(X.data, X.indices, X.indptr, idx, out)
         return out
     # mode="clip": the indices are in range by construction, and the default
     # mode="raise" copies through a temporary buffer (2.5x slower, measured)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ._kernels import _dense
+from ._kernels import _chain
 from ._layers import Dense, _rows
 from ._network import LOSS_CODES, EpochPlan, Network, _batch_loss, _check_weight_sum
 
@@ -83,7 +83,7 @@ class DenseNetwork(Network):
         _check_weight_sum(sw_sum)
         buffers = self._chain_buffers(ws, n)
         coef = alpha / sw_sum if alpha > 0 and self.n_regularized else 0.0
-        data_loss, sumsq = _dense.dense_chain_loss_and_grad(
+        data_loss, sumsq = _chain.dense_chain_loss_and_grad(
             X.reshape(n, self.layers[0].n_in), buffers["weights"], buffers["biases"],
             buffers["activations"], Y, sample_weight, buffers["outputs"], buffers["deltas"],
             buffers["grad_weights"], buffers["grad_biases"], LOSS_CODES[self.loss],
@@ -183,7 +183,7 @@ class DenseNetwork(Network):
         totals = plan.totals[:n_batches]
         buffers = self._chain_buffers(plan.ws, plan.batch_size)
         scratch = plan.buffers
-        _dense.dense_chain_train(
+        _chain.dense_chain_train(
             plan.X, plan.Y, plan.sample_weight, plan.order[:n_rows], plan.batch_size, params,
             buffers["weights"], buffers["biases"], buffers["activations"], scratch[0],
             scratch[1], scratch[2], buffers["outputs"], buffers["deltas"],

@@ -5,7 +5,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._batches import batch_source
-from ._kernels import _dense
+from ._kernels import _losses
 from ._network import LOSS_CODES
 
 
@@ -66,10 +66,10 @@ class _ValidationSet:
         logits = net.predict(self.X, n_threads, logits=True)
         outputs = logits.copy()
         code = LOSS_CODES[net.loss]
-        _dense.output_activate(outputs, code, n_threads)  # what predict gives
+        _losses.output_activate(outputs, code, n_threads)  # what predict gives
         sw = None if self.sample_weight is None else self.sample_weight.astype(
             net.dtype, copy=False)
-        total = _dense.output_loss_delta(logits, self.Y, sw, self.delta, code, 1.0, n_threads)
+        total = _losses.output_loss_delta(logits, self.Y, sw, self.delta, code, 1.0, n_threads)
         return score(outputs, self.y, self.sample_weight), total / self.weight_sum
 
     def record(self, record, score, net, n_threads, track_best):

@@ -17,10 +17,11 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import gen_batches
 
-from ._kernels import _dense
+from ._kernels import _losses
+from ._kernels import _optimizers as _updates
 from ._threads import blas_single_thread
 
-LOSS_CODES = _dense.LOSS_CODES
+LOSS_CODES = _losses.LOSS_CODES
 
 # Prediction workspaces, one kept per network and row capacity (a power of
 # two), so that a predict allocates nothing but its output: each is lent to
@@ -247,7 +248,7 @@ class Network:
         def outputs(activations):
             z = activations[-1]
             if not logits:
-                _dense.output_activate(z, code, n_threads)
+                _losses.output_activate(z, code, n_threads)
             return z
         return outputs
 
@@ -322,7 +323,7 @@ class Network:
         activations = self.forward(X, ws, n_threads)
         delta = ws.delta_out
         delta = delta if delta.shape[0] == n else delta[:n]
-        data_loss = _dense.output_loss_delta(
+        data_loss = _losses.output_loss_delta(
             activations[-1], Y, sample_weight, delta, LOSS_CODES[self.loss],
             1.0 / sw_sum, n_threads,
         )
@@ -337,7 +338,7 @@ class Network:
         loss = data_loss / sw_sum
         if alpha > 0 and self.n_regularized:
             nr = self.n_regularized
-            sumsq = _dense.l2_penalty(
+            sumsq = _updates.l2_penalty(
                 self.theta[:nr], self.grad[:nr], alpha / sw_sum, n_threads
             )
             loss += 0.5 * alpha * sumsq / sw_sum

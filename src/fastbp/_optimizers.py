@@ -3,7 +3,7 @@ the step they take, and that state as plain arrays and scalars for a model
 file. The epoch loop that drives them is ``_solvers.fit_stochastic``."""
 import numpy as np
 
-from ._kernels import _dense
+from ._kernels import _optimizers as _updates
 
 
 class Optimizer:
@@ -40,7 +40,7 @@ class Optimizer:
         raise NotImplementedError
 
     def update_args(self):
-        """The update rule, as keyword arguments of ``_dense.dense_chain_train``."""
+        """The update rule, as keyword arguments of ``_chain.dense_chain_train``."""
         return self._update
 
     def next_learning_rate(self):
@@ -110,12 +110,12 @@ def _number(state, name):
 
 def apply_update(theta, grad, learning_rate, n_threads, update, state_1, state_2=None,
                  beta_1=0.0, beta_2=0.0, epsilon=0.0, nesterov=False):
-    """Apply one step of the rule ``update`` (a code of ``_dense.UPDATE_CODES``,
+    """Apply one step of the rule ``update`` (a code of ``_updates.UPDATE_CODES``,
     with the arguments of :meth:`Optimizer.update_args`) to ``theta``."""
-    if update == _dense.UPDATE_CODES["sgd"]:
-        _dense.sgd_update(theta, grad, state_1, learning_rate, beta_1, nesterov, n_threads)
+    if update == _updates.UPDATE_CODES["sgd"]:
+        _updates.sgd_update(theta, grad, state_1, learning_rate, beta_1, nesterov, n_threads)
     else:
-        _dense.adam_update(theta, grad, state_1, state_2, learning_rate, beta_1, beta_2,
+        _updates.adam_update(theta, grad, state_1, state_2, learning_rate, beta_1, beta_2,
                            epsilon, n_threads)
 
 
@@ -140,7 +140,7 @@ class SGDState(Optimizer):
         if settings.learning_rate_init != self.learning_rate_init:
             self.learning_rate = self.learning_rate_init = float(settings.learning_rate_init)
         self.settings = settings
-        self._update = dict(update=_dense.UPDATE_CODES["sgd"], state_1=self.velocity,
+        self._update = dict(update=_updates.UPDATE_CODES["sgd"], state_1=self.velocity,
                             beta_1=settings.momentum, nesterov=settings.nesterovs_momentum)
 
     def next_learning_rate(self):
@@ -187,7 +187,7 @@ class AdamState(Optimizer):
 
     def follow(self, settings):
         self.settings = settings
-        self._update = dict(update=_dense.UPDATE_CODES["adam"], state_1=self.m1,
+        self._update = dict(update=_updates.UPDATE_CODES["adam"], state_1=self.m1,
                             state_2=self.m2, beta_1=settings.beta_1, beta_2=settings.beta_2,
                             epsilon=settings.epsilon)
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kernels import _dense, _rnn
+from ._kernels import _dense, _losses, _rnn
+from ._kernels import _optimizers as _updates
 from ._layers import ACTIVATION_CODES, Dense, Layer, LayerWorkspace, ParamSpec
 from ._network import (LOSS_CODES, Network, _check_weight_sum, borrow_workspace,
                        return_workspace)
@@ -397,7 +398,7 @@ class RNNNetwork(Network):
         if n_pred:
             _check_weight_sum(sw_sum)
         delta_out = ws.delta_out[:n_pred]
-        data_loss = _dense.output_loss_delta(logits, Y, sample_weight, delta_out,
+        data_loss = _losses.output_loss_delta(logits, Y, sample_weight, delta_out,
                                              LOSS_CODES[self.loss], 1.0 / sw_sum, n_threads)
         dH_out = out.backward(H_out, logits, delta_out, ws.out, True, n_threads)
         if self.last_step:
@@ -415,7 +416,7 @@ class RNNNetwork(Network):
         if alpha > 0:
             nr = self.n_regularized
             seq_sum = batch.sequence_weight_sum
-            sumsq = _dense.l2_penalty(self.theta[:nr], self.grad[:nr], alpha / seq_sum,
+            sumsq = _updates.l2_penalty(self.theta[:nr], self.grad[:nr], alpha / seq_sum,
                                       n_threads)
             loss += 0.5 * alpha * sumsq / seq_sum
         if record is not None:

@@ -30,6 +30,16 @@ cdef enum:
     TEAM_UNIT_ELEMENTS = 8192
 
 
+cdef extern from "fastbp_omp.h":
+    enum: FASTBP_MIN_PARALLEL
+
+
+cdef inline int threads_for(Py_ssize_t work, int n_threads) noexcept nogil:
+    """n_threads for an element-wise pass of ``work`` elements, or 1 below
+    FASTBP_MIN_PARALLEL, where a team costs more than it saves."""
+    return n_threads if work >= FASTBP_MIN_PARALLEL else 1
+
+
 cdef inline Py_ssize_t unit_count(Py_ssize_t total, Py_ssize_t per_unit) noexcept nogil:
     """Units of at most per_unit (>= 1) items covering total items."""
     return (total + per_unit - 1) // per_unit

@@ -1,0 +1,43 @@
+# The dense kernels' helpers that the fused chain (_chain.pyx) shares:
+# plain cdef functions of _dense.pyx, called through Cython's C-API, and the
+# inline block counts of weight_gradient.
+from cython cimport floating
+
+from ._blas cimport gemm_blocks
+
+cdef enum:
+    # Below this many multiply-adds a team costs more than it saves.
+    PARALLEL_MIN_FLOPS = 1 << 20
+    # Narrowest block a GEMM result is split into for the team.
+    GEMM_BLOCK_WIDTH = 32
+    # A weight gradient A^T @ delta summing over at least 2x this many rows is
+    # computed as partial products over row groups of about this size, added in
+    # order: splitting its small result instead would repack the long operands
+    # once per block.
+    REDUCTION_GROUP_ROWS = 1024
+
+
+cdef void bias_activate(floating* out, const floating* bias, Py_ssize_t rows,
+                        Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t ld, int act) noexcept nogil
+cdef void multiply_derivative(floating* delta, const floating* act_out, Py_ssize_t rows,
+                              Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t ld,
+                              int act) noexcept nogil
+cdef void column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
+                      floating* out) noexcept nogil
+cdef void gradient_block(int blk, int n_blocks, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n,
+                         const floating* A, const floating* D, floating* G) noexcept nogil
+cdef int weight_gradient(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floating* A,
+                         const floating* D, floating* G, int n_threads) noexcept nogil
+
+
+cdef inline int gradient_groups(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """Row groups of weight_gradient (1: no groups, the result split in blocks)."""
+    if m >= 2 * REDUCTION_GROUP_ROWS and m * n * k >= PARALLEL_MIN_FLOPS:
+        return <int> min(16, m // REDUCTION_GROUP_ROWS)
+    return 1
+
+
+cdef inline int gradient_blocks(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """Blocks of rows of weight_gradient's result when it has no row groups."""
+    return gemm_blocks(k, m * n * k, PARALLEL_MIN_FLOPS, GEMM_BLOCK_WIDTH)
+

@@ -1,0 +1,220 @@
+"""Output-layer kernels: each loss fused with its output activation and
+its delta (row_loss_delta, which _chain.pyx shares through _losses.pxd).
+
+Stateless: C-contiguous arrays in, results written into the arrays marked
+``# OUT``; every entry point checks the shapes agree (ValueError). Rows are
+shared out to fastbp's thread team and the loss summed in row order, so
+results do not depend on the thread count.
+"""
+from cython cimport floating
+from libc.stdlib cimport malloc, free
+from libc.float cimport DBL_EPSILON, FLT_EPSILON
+
+from ._checks cimport check_shape
+from ._dispatch cimport bind_dispatch
+from ._elementwise cimport elementwise_act, softmax_exp
+from ._math cimport ACT_LOGISTIC, sigmoid, fexp, flog, flog1p
+from ._team cimport TEAM_UNIT_ELEMENTS, bind_team, team_run, threads_for, unit_count
+
+bind_dispatch()
+bind_team()
+
+LOSS_CODES = {"softmax_ce": LOSS_SOFTMAX_CE, "logistic_ce": LOSS_LOGISTIC_CE,
+              "squared": LOSS_SQUARED, "squared_logistic": LOSS_SQUARED_LOGISTIC,
+              "poisson": LOSS_POISSON}
+
+
+cdef inline floating clip(floating v, floating lo, floating hi) noexcept nogil:
+    return lo if v < lo else (hi if v > hi else v)
+
+
+cdef floating row_loss_delta(floating* z, const floating* y, floating* d,
+                             Py_ssize_t n, int kind, floating weight) noexcept nogil:
+    """Turn one row of logits z into outputs in place, write d = weight * dl/dz,
+    return the row's loss l (unweighted).
+
+    The cross-entropies clip each probability to [eps, 1 - eps] (eps of the
+    dtype) inside the loss, as sklearn's log_loss does, so a saturated output
+    costs at most -log(eps) and loss_curve_ and tol see sklearn's numbers; the
+    delta is the unclipped p - y, as in sklearn's backprop."""
+    cdef Py_ssize_t j
+    cdef floating zmax, total, lse, ysum, loss = 0, p, diff, soft, neg_log_p, neg_log_q
+    cdef floating eps = FLT_EPSILON if floating is float else DBL_EPSILON
+    # -log(p) for p clipped to [eps, 1 - eps] is -log(p) clipped to [lo, hi]
+    cdef floating lo = -flog1p(-eps), hi = -flog(eps)
+    if kind == LOSS_SOFTMAX_CE:
+        # l = sum_j y_j (lse(z) - z_j); max subtracted so exp never overflows.
+        # d holds exp(z_j - zmax) until the last loop makes it the delta.
+        zmax = z[0]
+        ysum = 0
+        for j in range(n):
+            if z[j] > zmax:
+                zmax = z[j]
+            ysum += y[j]
+        total = softmax_exp(z, zmax, d, n)
+        lse = zmax + flog(total)
+        for j in range(n):
+            loss += y[j] * clip(lse - z[j], lo, hi)
+            z[j] = d[j] / total
+            d[j] = weight * (ysum * z[j] - y[j])
+    elif kind == LOSS_LOGISTIC_CE:
+        # l = sum_j y_j (-log p_j) + (1 - y_j) (-log(1 - p_j)), where
+        # -log p = softplus(-z) and -log(1 - p) = softplus(z), each written so
+        # that exp never overflows and neither is a difference of near equals.
+        for j in range(n):
+            soft = flog1p(fexp(-(z[j] if z[j] >= 0 else -z[j])))
+            neg_log_p = (-z[j] if z[j] < 0 else 0) + soft
+            neg_log_q = (z[j] if z[j] > 0 else 0) + soft
+            loss += y[j] * clip(neg_log_p, lo, hi) + (1 - y[j]) * clip(neg_log_q, lo, hi)
+            z[j] = sigmoid(z[j])
+            d[j] = weight * (z[j] - y[j])
+    elif kind == LOSS_SQUARED:
+        for j in range(n):
+            diff = z[j] - y[j]
+            loss += diff * diff
+            d[j] = weight * diff / n
+        loss = loss / (2 * n)
+    elif kind == LOSS_SQUARED_LOGISTIC:
+        for j in range(n):
+            p = sigmoid(z[j])
+            z[j] = p
+            diff = p - y[j]
+            loss += diff * diff
+            d[j] = weight * diff * p * (1 - p) / n
+        loss = loss / (2 * n)
+    elif kind == LOSS_POISSON:
+        # Half Poisson deviance with log link: y log y - y z - y + exp(z).
+        for j in range(n):
+            p = fexp(z[j])
+            loss += (y[j] * flog(y[j]) if y[j] > 0 else 0) - y[j] * z[j] - y[j] + p
+            z[j] = p
+            d[j] = weight * (p - y[j])
+    return loss
+
+
+def output_loss_delta(floating[:, ::1] Z,  # IN: logits, OUT: outputs
+                      const floating[:, ::1] Y,
+                      const floating[::1] sample_weight,  # None: all ones
+                      floating[:, ::1] delta,  # OUT
+                      int kind, double scale, int n_threads):
+    """Fused output activation, loss and output delta.
+
+    Returns sum_i w_i l_i (float64). delta_i = scale * w_i * dl_i/dz_i, so with
+    scale = 1 / sum(w) it is the gradient of the weighted mean loss.
+    """
+    cdef Py_ssize_t m = Z.shape[0]
+    cdef Py_ssize_t n = Z.shape[1]
+    cdef Py_ssize_t i
+    cdef bint weighted = sample_weight is not None
+    cdef double total = 0
+    cdef OutputJob job
+    check_shape("Y", Y.shape, 2, (m, n))
+    check_shape("delta", delta.shape, 2, (m, n))
+    if weighted:
+        check_shape("sample_weight", sample_weight.shape, 1, (m,))
+    if m == 0 or n == 0:
+        return 0.0
+    cdef floating* row_loss = <floating*> malloc(m * sizeof(floating))
+    if row_loss == NULL:
+        raise MemoryError()
+    output_job(&job, &Z[0, 0], m, n, kind)
+    job.Y = &Y[0, 0]
+    job.sample_weight = &sample_weight[0] if weighted else NULL
+    job.delta = &delta[0, 0]
+    job.row_loss = row_loss
+    job.scale = scale
+    with nogil:
+        team_run(threads_for(m * n * 8, n_threads), job.n_units, output_loss_unit, &job)
+        for i in range(m):
+            total += row_loss[i]
+    free(row_loss)
+    return total
+
+
+ctypedef struct OutputJob:
+    # Rows of the output layer, rows_per_unit a unit.
+    void* Z
+    const void* Y
+    const void* sample_weight
+    void* delta
+    void* row_loss
+    double scale
+    Py_ssize_t m, n, rows_per_unit
+    int n_units, kind
+    bint f64
+
+
+cdef inline void output_job(OutputJob* job, floating* Z, Py_ssize_t m, Py_ssize_t n,
+                            int kind) noexcept nogil:
+    job.Z = Z
+    job.m = m
+    job.n = n
+    job.kind = kind
+    job.f64 = floating is double
+    job.rows_per_unit = max(1, TEAM_UNIT_ELEMENTS // max(n, 1))
+    job.n_units = <int> unit_count(m, job.rows_per_unit)
+
+
+cdef inline void output_loss_rows(const OutputJob* j, int u, floating* tag) noexcept nogil:
+    cdef Py_ssize_t i, n = j.n
+    cdef const floating* sw = <const floating*> j.sample_weight
+    cdef floating* row_loss = <floating*> j.row_loss
+    cdef floating w
+    for i in range(u * j.rows_per_unit, min(j.m, (u + 1) * j.rows_per_unit)):
+        w = <floating> j.scale
+        if sw != NULL:
+            w = w * sw[i]
+        row_loss[i] = row_loss_delta(<floating*> j.Z + i * n, <const floating*> j.Y + i * n,
+                                     <floating*> j.delta + i * n, n, j.kind, w)
+        if sw != NULL:
+            row_loss[i] = row_loss[i] * sw[i]
+
+
+cdef void output_loss_unit(void* job, int u, int slot) noexcept nogil:
+    cdef const OutputJob* j = <const OutputJob*> job
+    if j.f64:
+        output_loss_rows(j, u, <double*> NULL)
+    else:
+        output_loss_rows(j, u, <float*> NULL)
+
+
+cdef inline void output_activate_rows(const OutputJob* j, int u, floating* tag) noexcept nogil:
+    cdef Py_ssize_t i, k, n = j.n
+    cdef floating zmax, total
+    cdef floating* z
+    for i in range(u * j.rows_per_unit, min(j.m, (u + 1) * j.rows_per_unit)):
+        z = <floating*> j.Z + i * n
+        if j.kind == LOSS_SOFTMAX_CE:
+            zmax = z[0]
+            for k in range(1, n):
+                if z[k] > zmax:
+                    zmax = z[k]
+            total = softmax_exp(z, zmax, z, n)
+            for k in range(n):
+                z[k] = z[k] / total
+        elif j.kind == LOSS_LOGISTIC_CE or j.kind == LOSS_SQUARED_LOGISTIC:
+            elementwise_act(z, z, <floating*> NULL, n, ACT_LOGISTIC)
+        elif j.kind == LOSS_POISSON:
+            for k in range(n):
+                z[k] = fexp(z[k])
+
+
+cdef void output_activate_unit(void* job, int u, int slot) noexcept nogil:
+    cdef const OutputJob* j = <const OutputJob*> job
+    if j.f64:
+        output_activate_rows(j, u, <double*> NULL)
+    else:
+        output_activate_rows(j, u, <float*> NULL)
+
+
+def output_activate(floating[:, ::1] Z,  # IN: logits, OUT: outputs
+                    int kind, int n_threads):
+    """Apply the output activation of a loss kind in place (prediction path)."""
+    cdef Py_ssize_t m = Z.shape[0]
+    cdef Py_ssize_t n = Z.shape[1]
+    cdef OutputJob job
+    if n == 0 or m == 0:
+        return
+    output_job(&job, &Z[0, 0], m, n, kind)
+    with nogil:
+        team_run(threads_for(m * n * 8, n_threads), job.n_units, output_activate_unit, &job)

@@ -1,0 +1,8 @@
+# Type stub of the compiled module _sparse.pyx (keep the two in step: a test compares them).
+from typing import Any
+
+from numpy.typing import NDArray
+
+
+def csr_rows_to_dense(data: NDArray[Any], indices: NDArray[Any], indptr: NDArray[Any],
+                      rows: NDArray[Any], out: NDArray[Any]) -> None: ...
