@@ -2,7 +2,8 @@
 
 Environment switches
 --------------------
-FASTBP_NO_OPENMP=1      build without OpenMP (kernels then run on one thread).
+FASTBP_NO_OPENMP=1      build without OpenMP (on Linux and macOS the kernels still run
+                        fastbp's own threads; OMP_NUM_THREADS is then not read).
 FASTBP_DEBUG_CYTHON=1   build with boundscheck/wraparound on, to catch shape bugs.
 
 CC, CPPFLAGS, CFLAGS and LDFLAGS are honoured, by the OpenMP probe too: on

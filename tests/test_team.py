@@ -2,10 +2,13 @@
 Python thread that called the kernels and go away with it, and a forked
 child, which inherits none of them, still computes the same results."""
 import os
+import shlex
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +96,25 @@ def test_a_forked_child_fits_without_its_parents_team_threads():
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True", result.stdout + result.stderr
+
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("sanitizer", [None, "thread"])
+def test_team_protocol_under_stress_in_c(tmp_path, sanitizer):
+    """Every unit runs once and its writes reach the caller, over 100,000
+    calls from several threads at once (ThreadSanitizer checks the atomics)."""
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    flags = ["-O1", "-g", f"-fsanitize={sanitizer}"] if sanitizer else ["-O2"]
+    exe = tmp_path / "team_stress"
+    build = subprocess.run(
+        cc + flags + ["-I", str(_ROOT / "csrc"), str(_ROOT / "tests" / "c" / "team_stress.c"),
+                      str(_ROOT / "csrc" / "team.c"), "-o", str(exe), "-lpthread"],
+        capture_output=True, text=True)
+    if build.returncode != 0:
+        if sanitizer:
+            pytest.skip(f"the compiler has no -fsanitize={sanitizer}: {build.stderr[-300:]}")
+        raise AssertionError(build.stderr)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr
