@@ -200,6 +200,18 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 
 /* ---- entry points, once per dtype ---- */
 
+/* Threads of an entry point's team over `units` units (each sizing its
+ * per-thread scratch by it): n_threads, or 1 where the work is too small to
+ * be `parallel`; at least 1 and at most `units`. */
+static int fb_conv_team_size(int n_threads, int units, int parallel)
+{
+    int nt = n_threads < 1 || !parallel ? 1 : n_threads;
+    if (nt > units)
+        nt = units > 0 ? units : 1;
+    return nt;
+}
+
+
 #define FASTBP_CONV_F32 1
 #include "conv_driver.h"
 #define FASTBP_CONV_F32 0

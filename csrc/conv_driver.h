@@ -139,16 +139,14 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
 {
     const int isa = fb_level();
     const ptrdiff_t plane = (ptrdiff_t)h * w, tstride = plane + 2 * VLMAX, tsize = 2 * tstride;
-    int nt = n_threads < 1 ? 1 : n_threads;
-    int* pool;
+    int nt, *pool;
     fastbp_tile_group* groups;
     FT *xlast, *tbuf;
     ARGS(conv_fwd_args) a;
     API(conv_fwd_job) job;
     if (n <= 0 || c_out <= 0)
         return 0;
-    if (nt > n)
-        nt = n;
+    nt = fb_conv_team_size(n_threads, n, 1);
     groups = (fastbp_tile_group*)malloc(sizeof(fastbp_tile_group) * ((size_t)c_out + 1));
     pool = (int*)malloc(sizeof(int) * ((size_t)c_out * c_in + 1));
     xlast = API(fastbp_pad_last)(X, n, c_in * plane);
@@ -178,7 +176,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
     const int ho = h - 4;
     const ptrdiff_t plane = (ptrdiff_t)h * w;
     const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
-    int nt = n_threads < 1 ? 1 : n_threads;
+    const int nt = fb_conv_team_size(n_threads, nblocks, 1);
     int npairs, pair, co, ci, k;
     int *lists, *blist, *bn, *pid, *pool;
     fastbp_tile_group* groups;
@@ -211,10 +209,6 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
     dzp_stride = (dzp_stride + 15) / 16 * 16;
     ssize = c_out * dzp_stride + FASTBP_ALIGN_PAD + ng * VLMAX + 2 * tstride;
     ssize = (ssize + 15) / 16 * 16; /* each thread's scratch stays 64-byte aligned */
-    if (nt > nblocks)
-        nt = nblocks;
-    if (nt < 1)
-        nt = 1;
 
     if (n > 0) {
         xlast = API(fastbp_pad_last)(X, n, c_in * plane);
@@ -269,13 +263,10 @@ int API(fastbp_pool2x2_forward)(const FT* Y, const FT* coef, const FT* bias, FT*
                                 int n, int c, int h, int w, int act, int n_threads)
 {
     const int isa = fb_level();
-    int nt = n_threads < 1 ? 1 : n_threads;
+    const int nt = fb_conv_team_size(n_threads, n,
+                                     (ptrdiff_t)n * c * h * w >= FASTBP_MIN_PARALLEL);
     ARGS(pool_args) a;
     API(block_job) job;
-    if ((ptrdiff_t)n * c * h * w < FASTBP_MIN_PARALLEL)
-        nt = 1;
-    if (nt > n)
-        nt = n > 0 ? n : 1;
     a.Y = Y; a.coef = coef; a.bias = bias; a.dZ = NULL; a.X = X; a.dY = NULL;
     a.n = n; a.c = c; a.h = h; a.w = w; a.act = act;
     job.a = &a; job.isa = isa;
@@ -291,16 +282,13 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
     const ptrdiff_t tsize = (ptrdiff_t)(h / 2) * (w / 2) + (ptrdiff_t)c * h * w;
     const ptrdiff_t plen = 2 * (ptrdiff_t)c;
-    int nt = n_threads < 1 ? 1 : n_threads;
+    const int nt = fb_conv_team_size(n_threads, nblocks,
+                                     (ptrdiff_t)n * c * h * w >= FASTBP_MIN_PARALLEL);
     int ch;
     ptrdiff_t j;
     FT *tbuf, *part, *total;
     ARGS(pool_args) a;
     API(block_job) job;
-    if ((ptrdiff_t)n * c * h * w < FASTBP_MIN_PARALLEL)
-        nt = 1;
-    if (nt > nblocks)
-        nt = nblocks > 0 ? nblocks : 1;
     tbuf = (FT*)malloc(sizeof(FT) * tsize * nt);
     part = (FT*)malloc(sizeof(FT) * (plen * FASTBP_WAVE + 1));
     total = (FT*)malloc(sizeof(FT) * (plen + 1));
@@ -341,10 +329,9 @@ static void API(bias_act_row)(void* job, int u, int slot)
 void API(fastbp_bias_act_rows)(FT* A, const FT* bias, int rows, int cols, int act,
                                int n_threads)
 {
-    int nt = n_threads < 1 ? 1 : n_threads;
+    const int nt = fb_conv_team_size(n_threads, rows,
+                                     (ptrdiff_t)rows * cols >= FASTBP_MIN_PARALLEL);
     API(rows_job) job;
-    if ((ptrdiff_t)rows * cols < FASTBP_MIN_PARALLEL)
-        nt = 1;
     job.D = A; job.A = NULL; job.bias = bias; job.cols = cols; job.size = 0; job.act = act;
     fb_team_run(nt, rows, API(bias_act_row), &job);
 }
@@ -363,12 +350,10 @@ void API(fastbp_mul_deriv)(FT* D, const FT* A, ptrdiff_t size, int act, int n_th
 {
     const ptrdiff_t piece = 4096;
     const int npieces = (int)((size + piece - 1) / piece);
-    int nt = n_threads < 1 ? 1 : n_threads;
+    const int nt = fb_conv_team_size(n_threads, npieces, size >= FASTBP_MIN_PARALLEL);
     API(rows_job) job;
     if (act == 0)
         return;
-    if (size < FASTBP_MIN_PARALLEL)
-        nt = 1;
     job.D = D; job.A = A; job.bias = NULL; job.cols = piece; job.size = size; job.act = act;
     fb_team_run(nt, npieces, API(mul_deriv_piece), &job);
 }

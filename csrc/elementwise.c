@@ -35,6 +35,17 @@
             for (i = 0; i < n; i++) out[i] = a[i] * fb_deriv_##SUF(h[i], CODE); \
         break;
 
+/* The switch of act and dact: one CASE(T, SUF, code) per activation code. */
+#define FB_SWITCH_ACT(CASE, T, SUF)                                             \
+    switch (act) {                                                              \
+        CASE(T, SUF, FB_ACT_LOGISTIC)                                           \
+        CASE(T, SUF, FB_ACT_TANH)                                               \
+        CASE(T, SUF, FB_ACT_RELU)                                               \
+        CASE(T, SUF, FB_ACT_LECUN_TANH)                                         \
+        CASE(T, SUF, FB_ACT_IDENTITY)                                           \
+    default: break;                                                             \
+    }
+
 /* The exponentials vectorize; the sum, in index order, stays scalar (a
  * vector sum would reorder it). */
 #define FB_DEFINE_LOOPS(T, SUF, ATTR, NAME)                                     \
@@ -50,27 +61,13 @@
                                 int act)                                        \
     {                                                                           \
         ptrdiff_t i;                                                            \
-        switch (act) {                                                          \
-            FB_CASE_ACT(T, SUF, FB_ACT_LOGISTIC)                                \
-            FB_CASE_ACT(T, SUF, FB_ACT_TANH)                                    \
-            FB_CASE_ACT(T, SUF, FB_ACT_RELU)                                    \
-            FB_CASE_ACT(T, SUF, FB_ACT_LECUN_TANH)                              \
-            FB_CASE_ACT(T, SUF, FB_ACT_IDENTITY)                                \
-        default: break;                                                         \
-        }                                                                       \
+        FB_SWITCH_ACT(FB_CASE_ACT, T, SUF)                                      \
     }                                                                           \
     static ATTR void dact_##NAME(T *out, const T *a, const T *b, const T *h,    \
                                  ptrdiff_t n, int act)                          \
     {                                                                           \
         ptrdiff_t i;                                                            \
-        switch (act) {                                                          \
-            FB_CASE_DACT(T, SUF, FB_ACT_LOGISTIC)                               \
-            FB_CASE_DACT(T, SUF, FB_ACT_TANH)                                   \
-            FB_CASE_DACT(T, SUF, FB_ACT_RELU)                                   \
-            FB_CASE_DACT(T, SUF, FB_ACT_LECUN_TANH)                             \
-            FB_CASE_DACT(T, SUF, FB_ACT_IDENTITY)                               \
-        default: break;                                                         \
-        }                                                                       \
+        FB_SWITCH_ACT(FB_CASE_DACT, T, SUF)                                     \
     }
 
 /* L2 block: grad += c theta, and sum(theta^2) in double. One running sum

@@ -379,14 +379,9 @@ class RegressorTargetsMixin(EstimatorMixin):
 
     def _prepare_fit(self, X, y, incremental, reset):
         X, y = self._validate_X_y(X, y, reset=reset)
-        y = check_array(y, ensure_2d=False, dtype="numeric", ensure_all_finite=True,
-                        input_name="y")
+        y = self._checked_targets(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        if self.loss == "poisson" and np.any(y < 0):
-            raise ValueError(
-                "Some value(s) of y are negative which is not allowed for Poisson regression."
-            )
         Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype)
         return X, Y, y
 

@@ -1,5 +1,6 @@
 """Vanilla RNNs trained by backpropagation through time, as sklearn estimators."""
 import numbers
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,6 +83,12 @@ class _RNNMixin(SequenceInputMixin):
             # one length: a view of the rows, no copy
             return rows.reshape((len(X), int(X.lengths[0])) + rows.shape[1:])
         return Ragged(rows, X.lengths).split()
+
+    def _per_sequence(self, rows_of, X):
+        """``rows_of`` (a predict method of the tabular mixins) on the checked
+        sequences X, in the shape of the targets."""
+        X = self._check_X(X)
+        return self._unflatten(rows_of(X), X)
 
     def _backprop_batch(self, X, y, sample_weight, dtype):
         X = self._check_X(X).astype(dtype)
@@ -324,8 +331,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
             of arrays of shape (n_steps_i,) for ragged input with
             ``output='sequence'``.
         """
-        X = self._check_X(X)
-        return self._unflatten(self._predict_encoded(X), X)
+        return self._per_sequence(self._predict_encoded, X)
 
     def predict_proba(self, X: SequencesLike) -> Predictions:  # type: ignore[override]
         """Class probabilities, in the shape of the targets plus a class axis.
@@ -338,8 +344,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         -------
         proba : ndarray of shape (n_sequences[, n_steps], n_classes) or list
         """
-        X = self._check_X(X)
-        return self._unflatten(ClassifierTargetsMixin.predict_proba(self, X), X)
+        return self._per_sequence(partial(ClassifierTargetsMixin.predict_proba, self), X)
 
     def predict_log_proba(self, X: SequencesLike) -> Predictions:  # type: ignore[override]
         """Log of class probabilities, computed from the logits.
@@ -352,8 +357,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         -------
         log_proba : ndarray or list, as for :meth:`predict_proba`
         """
-        X = self._check_X(X)
-        return self._unflatten(ClassifierTargetsMixin.predict_log_proba(self, X), X)
+        return self._per_sequence(partial(ClassifierTargetsMixin.predict_log_proba, self), X)
 
 @loadable
 class RNNRegressor(_RNNMixin, RegressorTargetsMixin, RegressorMixin, BackpropEstimator):
@@ -405,5 +409,4 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         -------
         y : ndarray or list of arrays, in the shape of the targets
         """
-        X = self._check_X(X)
-        return self._unflatten(self._predict_checked(X), X)
+        return self._per_sequence(self._predict_checked, X)

@@ -18,7 +18,7 @@ from ._dispatch cimport bind_dispatch
 from ._elementwise cimport elementwise_act, elementwise_dact
 from ._math cimport (ACT_IDENTITY, ACT_LECUN_TANH, ACT_LOGISTIC, ACT_RELU, ACT_TANH, LECUN_A,
                      LECUN_S)
-from ._team cimport bind_team, sum_partials, team_run
+from ._team cimport DtypeUnits, bind_team, dtype_unit, set_units, sum_partials, team_run
 
 bind_dispatch()
 bind_team()
@@ -100,8 +100,9 @@ cdef void split_gemm_block(int blk, int n_blocks, bint trans_b, Py_ssize_t m, Py
 ctypedef struct GemmJob:
     # Units 0..n_grad-1: blocks of gradient_block (G = GA^T @ GD); then
     # n_split blocks of split_gemm_block (C = A @ op(B) and its epilogue).
+    DtypeUnits units
     int n_grad, n_split, act
-    bint trans_b, f64
+    bint trans_b
     Py_ssize_t gm, gk, gn, m, n, k
     const void* GA
     const void* GD
@@ -116,9 +117,9 @@ ctypedef struct GemmJob:
 cdef inline void gemm_job(GemmJob* job, int n_grad, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n,
                           const floating* A, const floating* D, floating* G) noexcept nogil:
     """Set up a GemmJob of n_grad gradient blocks (and no split blocks yet)."""
+    set_units(&job.units, gemm_job_block[float], gemm_job_block[double], <floating*> NULL)
     job.n_grad = n_grad
     job.n_split = 0
-    job.f64 = floating is double
     job.gm = m
     job.gk = k
     job.gn = n
@@ -131,8 +132,7 @@ cdef inline void gemm_job_split(GemmJob* job, int n_split, bint trans_b, Py_ssiz
                                 Py_ssize_t n, Py_ssize_t k, const floating* A,
                                 const floating* B, floating* C, const floating* bias,
                                 const floating* act_out, int act) noexcept nogil:
-    """Add the n_split blocks of split_gemm to a GemmJob."""
-    job.f64 = floating is double
+    """Add the n_split blocks of split_gemm to a GemmJob (set up by gemm_job)."""
     job.n_split = n_split
     job.trans_b = trans_b
     job.m = m
@@ -146,7 +146,8 @@ cdef inline void gemm_job_split(GemmJob* job, int n_split, bint trans_b, Py_ssiz
     job.act = act
 
 
-cdef inline void gemm_job_block(const GemmJob* j, int u, floating* tag) noexcept nogil:
+cdef void gemm_job_block(const void* job, int u, int slot, floating* tag) noexcept nogil:
+    cdef const GemmJob* j = <const GemmJob*> job
     if u < j.n_grad:
         gradient_block(u, j.n_grad, j.gm, j.gk, j.gn, <const floating*> j.GA,
                        <const floating*> j.GD, <floating*> j.G)
@@ -154,14 +155,6 @@ cdef inline void gemm_job_block(const GemmJob* j, int u, floating* tag) noexcept
         split_gemm_block(u - j.n_grad, j.n_split, j.trans_b, j.m, j.n, j.k,
                          <const floating*> j.A, <const floating*> j.B, <floating*> j.C,
                          <const floating*> j.bias, <const floating*> j.act_out, j.act)
-
-
-cdef void gemm_job_unit(void* job, int u, int slot) noexcept nogil:
-    cdef const GemmJob* j = <const GemmJob*> job
-    if j.f64:
-        gemm_job_block(j, u, <double*> NULL)
-    else:
-        gemm_job_block(j, u, <float*> NULL)
 
 
 cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -179,9 +172,10 @@ cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     share of the larger operand. B is (k, n), or (n, k) when trans_b.
     """
     cdef GemmJob job
-    job.n_grad = 0
+    gemm_job(&job, 0, 0, 0, 0, <const floating*> NULL, <const floating*> NULL,
+             <floating*> NULL)
     gemm_job_split(&job, split_blocks(m, n, k), trans_b, m, n, k, A, B, C, bias, act_out, act)
-    team_run(n_threads, job.n_split, gemm_job_unit, &job)
+    team_run(n_threads, job.n_split, dtype_unit, &job)
 
 
 
@@ -210,22 +204,24 @@ cdef int weight_gradient(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floatin
     cdef GemmJob job
     if n_groups == 1:
         gemm_job(&job, gradient_blocks(m, k, n), m, k, n, A, D, G)
-        team_run(n_threads, job.n_grad, gemm_job_unit, &job)
+        team_run(n_threads, job.n_grad, dtype_unit, &job)
         return 0
     # n_groups row groups: G for the first, partial results for the others
     gemm_job(&job, n_groups, m, k, n, A, D, G)
     job.C = malloc((n_groups - 1) * k * n * sizeof(floating))
     if job.C == NULL:
         return -1
-    team_run(n_threads, n_groups, group_gradient_unit, &job)
+    set_units(&job.units, group_gradient[float], group_gradient[double], <floating*> NULL)
+    team_run(n_threads, n_groups, dtype_unit, &job)
     sum_partials(G, <floating*> job.C, n_groups, k * n, n_threads)
     free(job.C)
     return 0
 
 
-cdef inline void group_gradient(const GemmJob* j, int g, floating* tag) noexcept nogil:
+cdef void group_gradient(const void* job, int g, int slot, floating* tag) noexcept nogil:
     """Row group g of weight_gradient (of j.n_grad): its product into G (the
     first) or into its partial result (j.C)."""
+    cdef const GemmJob* j = <const GemmJob*> job
     cdef Py_ssize_t m = j.gm, k = j.gk, n = j.gn, i, size = j.gk * j.gn
     cdef Py_ssize_t r0 = block_start(m, j.n_grad, g), r1 = block_start(m, j.n_grad, g + 1)
     cdef floating* out = <floating*> j.G if g == 0 else <floating*> j.C + (g - 1) * size
@@ -236,14 +232,6 @@ cdef inline void group_gradient(const GemmJob* j, int g, floating* tag) noexcept
     elif g > 0:
         for i in range(size):
             out[i] = 0
-
-
-cdef void group_gradient_unit(void* job, int g, int slot) noexcept nogil:
-    cdef const GemmJob* j = <const GemmJob*> job
-    if j.f64:
-        group_gradient(j, g, <double*> NULL)
-    else:
-        group_gradient(j, g, <float*> NULL)
 
 
 def dense_forward(const floating[:, ::1] A_in, const floating[:, ::1] W,
@@ -314,7 +302,7 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
                            &delta_in[0, 0], NULL, &A_in[0, 0], input_activation)
             # one block each: both products are below the size worth a team
             team_run(1 if job.n_grad == 1 and job.n_split == 1 else n_threads,
-                     job.n_grad + job.n_split, gemm_job_unit, &job)
+                     job.n_grad + job.n_split, dtype_unit, &job)
             column_sums(&delta[0, 0], m, n, &grad_b[0])
         else:
             status = weight_gradient(m, k, n, &A_in[0, 0], &delta[0, 0], &grad_W[0, 0],

@@ -14,7 +14,8 @@ from ._checks cimport check_shape
 from ._dispatch cimport bind_dispatch
 from ._elementwise cimport elementwise_act, softmax_exp
 from ._math cimport ACT_LOGISTIC, sigmoid, fexp, flog, flog1p
-from ._team cimport TEAM_UNIT_ELEMENTS, bind_team, team_run, threads_for, unit_count
+from ._team cimport (TEAM_UNIT_ELEMENTS, DtypeUnits, bind_team, dtype_unit, set_units, team_run,
+                     threads_for, unit_count)
 
 bind_dispatch()
 bind_team()
@@ -118,13 +119,14 @@ def output_loss_delta(floating[:, ::1] Z,  # IN: logits, OUT: outputs
     if row_loss == NULL:
         raise MemoryError()
     output_job(&job, &Z[0, 0], m, n, kind)
+    set_units(&job.units, output_loss_rows[float], output_loss_rows[double], <floating*> NULL)
     job.Y = &Y[0, 0]
     job.sample_weight = &sample_weight[0] if weighted else NULL
     job.delta = &delta[0, 0]
     job.row_loss = row_loss
     job.scale = scale
     with nogil:
-        team_run(threads_for(m * n * 8, n_threads), job.n_units, output_loss_unit, &job)
+        team_run(threads_for(m * n * 8, n_threads), job.n_units, dtype_unit, &job)
         for i in range(m):
             total += row_loss[i]
     free(row_loss)
@@ -133,6 +135,7 @@ def output_loss_delta(floating[:, ::1] Z,  # IN: logits, OUT: outputs
 
 ctypedef struct OutputJob:
     # Rows of the output layer, rows_per_unit a unit.
+    DtypeUnits units
     void* Z
     const void* Y
     const void* sample_weight
@@ -141,7 +144,6 @@ ctypedef struct OutputJob:
     double scale
     Py_ssize_t m, n, rows_per_unit
     int n_units, kind
-    bint f64
 
 
 cdef inline void output_job(OutputJob* job, floating* Z, Py_ssize_t m, Py_ssize_t n,
@@ -150,12 +152,12 @@ cdef inline void output_job(OutputJob* job, floating* Z, Py_ssize_t m, Py_ssize_
     job.m = m
     job.n = n
     job.kind = kind
-    job.f64 = floating is double
     job.rows_per_unit = max(1, TEAM_UNIT_ELEMENTS // max(n, 1))
     job.n_units = <int> unit_count(m, job.rows_per_unit)
 
 
-cdef inline void output_loss_rows(const OutputJob* j, int u, floating* tag) noexcept nogil:
+cdef void output_loss_rows(const void* job, int u, int slot, floating* tag) noexcept nogil:
+    cdef const OutputJob* j = <const OutputJob*> job
     cdef Py_ssize_t i, n = j.n
     cdef const floating* sw = <const floating*> j.sample_weight
     cdef floating* row_loss = <floating*> j.row_loss
@@ -170,15 +172,8 @@ cdef inline void output_loss_rows(const OutputJob* j, int u, floating* tag) noex
             row_loss[i] = row_loss[i] * sw[i]
 
 
-cdef void output_loss_unit(void* job, int u, int slot) noexcept nogil:
+cdef void output_activate_rows(const void* job, int u, int slot, floating* tag) noexcept nogil:
     cdef const OutputJob* j = <const OutputJob*> job
-    if j.f64:
-        output_loss_rows(j, u, <double*> NULL)
-    else:
-        output_loss_rows(j, u, <float*> NULL)
-
-
-cdef inline void output_activate_rows(const OutputJob* j, int u, floating* tag) noexcept nogil:
     cdef Py_ssize_t i, k, n = j.n
     cdef floating zmax, total
     cdef floating* z
@@ -199,14 +194,6 @@ cdef inline void output_activate_rows(const OutputJob* j, int u, floating* tag) 
                 z[k] = fexp(z[k])
 
 
-cdef void output_activate_unit(void* job, int u, int slot) noexcept nogil:
-    cdef const OutputJob* j = <const OutputJob*> job
-    if j.f64:
-        output_activate_rows(j, u, <double*> NULL)
-    else:
-        output_activate_rows(j, u, <float*> NULL)
-
-
 def output_activate(floating[:, ::1] Z,  # IN: logits, OUT: outputs
                     int kind, int n_threads):
     """Apply the output activation of a loss kind in place (prediction path)."""
@@ -216,5 +203,7 @@ def output_activate(floating[:, ::1] Z,  # IN: logits, OUT: outputs
     if n == 0 or m == 0:
         return
     output_job(&job, &Z[0, 0], m, n, kind)
+    set_units(&job.units, output_activate_rows[float], output_activate_rows[double],
+              <floating*> NULL)
     with nogil:
-        team_run(threads_for(m * n * 8, n_threads), job.n_units, output_activate_unit, &job)
+        team_run(threads_for(m * n * 8, n_threads), job.n_units, dtype_unit, &job)

@@ -14,7 +14,8 @@ from libc.stdlib cimport malloc, free
 from ._checks cimport check_shape
 from ._dispatch cimport bind_dispatch
 from ._elementwise cimport adam_range, l2_block
-from ._team cimport TEAM_UNIT_ELEMENTS, bind_team, team_run, threads_for, unit_count
+from ._team cimport (TEAM_UNIT_ELEMENTS, DtypeUnits, bind_team, dtype_unit, set_units, team_run,
+                     threads_for, unit_count)
 
 bind_dispatch()
 bind_team()
@@ -75,7 +76,7 @@ def l2_penalty(const floating[::1] theta,
     if job.partial == NULL:
         raise MemoryError()
     with nogil:
-        team_run(threads_for(size, n_threads), job.n_units, vector_unit, &job)
+        team_run(threads_for(size, n_threads), job.n_units, dtype_unit, &job)
         for blk in range(job.n_units):
             total += job.partial[blk]
     free(job.partial)
@@ -89,6 +90,7 @@ cdef enum:
 ctypedef struct VectorJob:
     # An element-wise pass over theta and its companions, `block` elements
     # a unit: an optimizer step (update_range's arguments) or VECTOR_L2.
+    DtypeUnits units
     void* theta
     const void* grad
     void* s1
@@ -97,7 +99,7 @@ ctypedef struct VectorJob:
     double lr, beta_1, beta_2, epsilon
     Py_ssize_t size, block
     int op, n_units
-    bint nesterov, f64
+    bint nesterov
 
 
 cdef inline void vector_job(VectorJob* job, int op, floating* theta, const floating* grad,
@@ -111,10 +113,11 @@ cdef inline void vector_job(VectorJob* job, int op, floating* theta, const float
     job.size = size
     job.block = block
     job.n_units = <int> unit_count(size, block)
-    job.f64 = floating is double
+    set_units(&job.units, vector_block[float], vector_block[double], <floating*> NULL)
 
 
-cdef inline void vector_block(const VectorJob* j, int u, floating* tag) noexcept nogil:
+cdef void vector_block(const void* job, int u, int slot, floating* tag) noexcept nogil:
+    cdef const VectorJob* j = <const VectorJob*> job
     cdef Py_ssize_t start = <Py_ssize_t> u * j.block
     cdef Py_ssize_t n = min(j.block, j.size - start)
     cdef floating* theta = <floating*> j.theta + start
@@ -125,14 +128,6 @@ cdef inline void vector_block(const VectorJob* j, int u, floating* tag) noexcept
         update_range(j.op, theta, grad, <floating*> j.s1 + start,
                      <floating*> j.s2 + start if j.s2 != NULL else NULL, j.lr, j.beta_1,
                      j.beta_2, j.epsilon, j.nesterov, n)
-
-
-cdef void vector_unit(void* job, int u, int slot) noexcept nogil:
-    cdef const VectorJob* j = <const VectorJob*> job
-    if j.f64:
-        vector_block(j, u, <double*> NULL)
-    else:
-        vector_block(j, u, <float*> NULL)
 
 
 def sgd_update(floating[::1] theta,  # OUT
@@ -154,7 +149,7 @@ def sgd_update(floating[::1] theta,  # OUT
     job.beta_1 = momentum
     job.nesterov = nesterov
     with nogil:
-        team_run(threads_for(size, n_threads), job.n_units, vector_unit, &job)
+        team_run(threads_for(size, n_threads), job.n_units, dtype_unit, &job)
 
 
 def adam_update(floating[::1] theta,  # OUT
@@ -179,5 +174,5 @@ def adam_update(floating[::1] theta,  # OUT
     job.beta_2 = beta_2
     job.epsilon = epsilon
     with nogil:
-        team_run(threads_for(size, n_threads), job.n_units, vector_unit, &job)
+        team_run(threads_for(size, n_threads), job.n_units, dtype_unit, &job)
 

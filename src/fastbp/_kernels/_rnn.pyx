@@ -42,7 +42,7 @@ from cython cimport floating
 from ._blas cimport block_start, gemm, gemm_blocks
 from libc.stdlib cimport free, malloc
 from ._checks cimport check_shape
-from ._team cimport bind_team, sum_partials, team_run
+from ._team cimport DtypeUnits, bind_team, dtype_unit, set_units, sum_partials, team_run
 
 from ._dispatch cimport bind_dispatch
 from ._elementwise cimport elementwise_act
@@ -149,12 +149,12 @@ cdef int _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs
     job.T = T
     job.n = n
     job.G = G
-    job.f64 = floating is double
     if summed >= 2 * REDUCTION_GROUP_ROWS and summed * size >= GEMM_PARALLEL_MIN:
         n_groups = <int> min(16, summed // REDUCTION_GROUP_ROWS)
     if n_groups == 1:
         job.n_blocks = gemm_blocks(n, summed * size, GEMM_PARALLEL_MIN, GEMM_BLOCK_WIDTH)
-        team_run(n_threads, job.n_blocks, grad_hh_unit, &job)
+        set_units(&job.units, grad_hh_block[float], grad_hh_block[double], <floating*> NULL)
+        team_run(n_threads, job.n_blocks, dtype_unit, &job)
         return 0
     bounds = <Py_ssize_t*> malloc(2 * (n_groups + 1) * sizeof(Py_ssize_t))
     partial = <floating*> malloc((n_groups - 1) * size * sizeof(floating))
@@ -178,7 +178,8 @@ cdef int _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs
         g += 1
     job.bounds = bounds
     job.partial = partial
-    team_run(n_threads, n_groups, grad_hh_group_unit, &job)
+    set_units(&job.units, grad_hh_group[float], grad_hh_group[double], <floating*> NULL)
+    team_run(n_threads, n_groups, dtype_unit, &job)
     sum_partials(G, partial, n_groups, size, n_threads)
     free(bounds)
     free(partial)
@@ -188,6 +189,7 @@ cdef int _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs
 ctypedef struct GradHHJob:
     # _grad_hh's units: blocks of rows of G (n_blocks), or groups of steps
     # (bounds, each group but the first summed into its partial result).
+    DtypeUnits units
     const void* H
     const void* delta
     const Py_ssize_t* bs
@@ -196,10 +198,10 @@ ctypedef struct GradHHJob:
     void* partial
     Py_ssize_t T
     int n, n_blocks
-    bint f64
 
 
-cdef inline void grad_hh_block(const GradHHJob* j, int blk, floating* tag) noexcept nogil:
+cdef void grad_hh_block(const void* job, int blk, int slot, floating* tag) noexcept nogil:
+    cdef const GradHHJob* j = <const GradHHJob*> job
     cdef Py_ssize_t r0 = block_start(j.n, j.n_blocks, blk)
     cdef Py_ssize_t r1 = block_start(j.n, j.n_blocks, blk + 1)
     if r1 > r0:
@@ -207,27 +209,12 @@ cdef inline void grad_hh_block(const GradHHJob* j, int blk, floating* tag) noexc
                        <floating*> j.G, r0, r1)
 
 
-cdef void grad_hh_unit(void* job, int blk, int slot) noexcept nogil:
+cdef void grad_hh_group(const void* job, int g, int slot, floating* tag) noexcept nogil:
     cdef const GradHHJob* j = <const GradHHJob*> job
-    if j.f64:
-        grad_hh_block(j, blk, <double*> NULL)
-    else:
-        grad_hh_block(j, blk, <float*> NULL)
-
-
-cdef inline void grad_hh_group(const GradHHJob* j, int g, floating* tag) noexcept nogil:
     cdef Py_ssize_t size = <Py_ssize_t> j.n * j.n
     cdef floating* out = <floating*> j.G if g == 0 else <floating*> j.partial + (g - 1) * size
     _grad_hh_steps(<const floating*> j.H, <const floating*> j.delta, j.bs, j.bounds[2 * g],
                    j.bounds[2 * g + 2], j.bounds[2 * g + 1], j.n, out, 0, j.n)
-
-
-cdef void grad_hh_group_unit(void* job, int g, int slot) noexcept nogil:
-    cdef const GradHHJob* j = <const GradHHJob*> job
-    if j.f64:
-        grad_hh_group(j, g, <double*> NULL)
-    else:
-        grad_hh_group(j, g, <float*> NULL)
 
 
 cdef Py_ssize_t _check_batch_sizes(const Py_ssize_t[::1] batch_sizes,

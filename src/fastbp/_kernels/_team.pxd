@@ -58,20 +58,53 @@ cdef inline void add_partials(floating* G, const floating* partial, int n_groups
             G[i] += partial[(g - 1) * size + i]
 
 
+# A team unit whose body is a fused function: the job starts with the
+# body's two specialisations and its dtype, and dtype_unit runs the one the
+# job's arrays hold. The body is called through a pointer of its own type:
+#
+#     cdef void body(const void* job, int u, int slot, floating* tag) noexcept nogil
+#     set_units(&job.units, body[float], body[double], <floating*> NULL)
+#     team_run(nt, count, dtype_unit, &job)
+ctypedef void (*body_f32)(const void* job, int u, int slot, float* tag) noexcept nogil
+ctypedef void (*body_f64)(const void* job, int u, int slot, double* tag) noexcept nogil
+
+
+ctypedef struct DtypeUnits:
+    body_f32 f32
+    body_f64 f64
+    bint is_f64
+
+
+cdef inline void set_units(DtypeUnits* units, body_f32 f32, body_f64 f64,
+                           floating* tag) noexcept nogil:
+    """Point the job's units at the body's specialisations; ``tag`` picks the
+    one dtype_unit runs."""
+    units.f32 = f32
+    units.f64 = f64
+    units.is_f64 = floating is double
+
+
+cdef inline void dtype_unit(void* job, int u, int slot) noexcept nogil:
+    """The team unit of a job whose first member is its DtypeUnits."""
+    cdef const DtypeUnits* units = <const DtypeUnits*> job
+    if units.is_f64:
+        units.f64(job, u, slot, NULL)
+    else:
+        units.f32(job, u, slot, NULL)
+
+
 ctypedef struct PartialsJob:
+    DtypeUnits units
     void* G              # float* or double*
     const void* partial
     int n_groups
     Py_ssize_t size
-    bint f64
 
 
-cdef inline void add_partials_unit(void* job, int unit, int slot) noexcept nogil:
-    cdef PartialsJob* j = <PartialsJob*> job
-    if j.f64:
-        add_partials(<double*> j.G, <const double*> j.partial, j.n_groups, j.size, unit)
-    else:
-        add_partials(<float*> j.G, <const float*> j.partial, j.n_groups, j.size, unit)
+cdef inline void add_partials_unit(const void* job, int unit, int slot,
+                                   floating* tag) noexcept nogil:
+    cdef const PartialsJob* j = <const PartialsJob*> job
+    add_partials(<floating*> j.G, <const floating*> j.partial, j.n_groups, j.size, unit)
 
 
 cdef inline void sum_partials(floating* G, const floating* partial, int n_groups,
@@ -83,5 +116,5 @@ cdef inline void sum_partials(floating* G, const floating* partial, int n_groups
     job.partial = partial
     job.n_groups = n_groups
     job.size = size
-    job.f64 = floating is double
-    team_run(n_threads, <int> unit_count(size, TEAM_UNIT_ELEMENTS), add_partials_unit, &job)
+    set_units(&job.units, add_partials_unit[float], add_partials_unit[double], <floating*> NULL)
+    team_run(n_threads, <int> unit_count(size, TEAM_UNIT_ELEMENTS), dtype_unit, &job)

@@ -1,4 +1,6 @@
-# The structures of a fused call of _chain.pyx.
+# The structures of a fused call, set up by _chain.pyx and run by
+# _chain_engine.pyx, and the engine's entry points.
+from cython cimport floating
 
 cdef enum:
     UNITS_PER_LAYER = 17      # second-phase units of a layer: 16 gradient blocks + its bias
@@ -46,3 +48,8 @@ cdef struct ChainBatch:
     int* unit_blocks
     double* row_loss          # m
     double* sumsq             # n_units + 1 (the last: layers summed after the team's)
+
+
+cdef void chain_units(ChainBatch* bt, int n_layers, const Py_ssize_t* dims) noexcept nogil
+cdef int chain_run(const Chain* c, ChainBatch* batches, int n_batches, int n_threads,
+                   Py_ssize_t work, floating* tag) noexcept nogil
