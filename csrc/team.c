@@ -34,6 +34,7 @@ typedef struct fb_team fb_team;
 typedef struct {
     fb_team* team;
     int slot;
+    int calls; /* the team's call count when the thread was started */
 } fb_seat;
 
 struct fb_team {
@@ -49,6 +50,7 @@ struct fb_team {
     int caller_asleep;
     int stop;
     int size; /* threads started, in slots 1..size */
+    int cannot_grow; /* a thread failed to start: run with those there are */
     pthread_t thread[FB_TEAM_MAX];
     fb_seat seat[FB_TEAM_MAX];
 #ifndef FB_HAVE_SLEEP
@@ -92,11 +94,12 @@ static void fb_team_wake(fb_team* t, int* p)
 #endif
 }
 
-/* Wait until *p != seen: spin briefly, then sleep, counted in *sleepers so
- * that whoever changes *p knows to wake us. Returns the new value. */
-static int fb_wait_change(fb_team* t, int* p, int seen, int* sleepers)
+/* Wait until *p != seen: spin briefly (unless `spin` is 0), then sleep,
+ * counted in *sleepers so that whoever changes *p knows to wake us. Returns
+ * the new value. */
+static int fb_wait_change(fb_team* t, int* p, int seen, int* sleepers, int spin)
 {
-    int spins = 0, v;
+    int spins = spin ? 0 : FB_JOIN_SPINS, v;
     while ((v = fb_load_sc(p)) == seen) {
         if (spins < FB_JOIN_SPINS) {
             fb_pause();
@@ -114,11 +117,21 @@ static void* fb_team_thread(void* arg)
 {
     fb_seat* seat = (fb_seat*)arg;
     fb_team* t = seat->team;
-    int seen = fb_load_sc(&t->calls), entry;
+    /* From the count at its start, not at its first run: the owner may have
+     * called, or exited and stopped the team, before this thread ran. */
+    int seen = seat->calls, entry, needed = 1;
     for (;;) {
-        seen = fb_wait_change(t, &t->calls, seen, &t->sleepers);
+        /* a thread the last call did not need sleeps at once: with more
+         * threads than a kernel uses, the spare ones do not spin */
+        seen = fb_wait_change(t, &t->calls, seen, &t->sleepers, needed);
         if (fb_load_sc(&t->stop))
             return NULL;
+        /* nt is written before `calls` changes, so it is this call's or a
+         * later one's: a thread it does not need stays out, and the caller
+         * never waits for it */
+        needed = seat->slot < fb_load_sc(&t->nt);
+        if (!needed)
+            continue;
         entry = fb_load_sc(&t->entry);
         do {
             if (entry & FB_CLOSED)
@@ -129,7 +142,7 @@ static void* fb_team_thread(void* arg)
         /* In the call: it stays open, and its fields stay put, until this
          * thread has left. */
         seen = fb_load_sc(&t->calls);
-        if (seat->slot < t->nt)
+        if (seat->slot < fb_load_sc(&t->nt))
             fb_take_units(&t->next, t->count, t->unit, t->job, seat->slot);
         fb_fetch_add(&t->left, 1);
         if (fb_load_sc(&t->caller_asleep))
@@ -189,7 +202,7 @@ static fb_team* fb_team_of_this_thread(int nt)
     }
     if (nt > FB_TEAM_MAX)
         nt = FB_TEAM_MAX;
-    if (t->size < nt - 1) {
+    if (t->size < nt - 1 && !t->cannot_grow) {
         /* Signals go to the Python threads, never to ours. */
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -197,8 +210,11 @@ static fb_team* fb_team_of_this_thread(int nt)
             fb_seat* seat = &t->seat[t->size + 1];
             seat->team = t;
             seat->slot = t->size + 1;
-            if (pthread_create(&t->thread[t->size + 1], NULL, fb_team_thread, seat) != 0)
+            seat->calls = t->calls;
+            if (pthread_create(&t->thread[t->size + 1], NULL, fb_team_thread, seat) != 0) {
+                t->cannot_grow = 1;
                 break;
+            }
             t->size++;
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -222,7 +238,7 @@ FB_HIDDEN void fastbp_team_run_own(int nt, int count, fb_unit_fn unit, void* job
     t->unit = unit;
     t->job = job;
     t->count = count;
-    t->nt = nt;
+    fb_store(&t->nt, nt);
     fb_store(&t->next, 0);
     fb_store(&t->left, 0);
     fb_store(&t->entry, 0); /* open the call */

@@ -8,6 +8,7 @@ import sys
 import sysconfig
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,24 @@ def test_team_threads_end_with_the_python_thread_that_started_them():
     for _ in range(8):
         fit_in_a_thread()
     # each of the 8 Python threads started a team thread of its own: all gone
+    assert _native_threads() <= before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+def test_a_thread_that_exits_right_after_its_first_call_leaves_no_thread_behind():
+    """The team's thread may not have run yet when its owner exits and stops
+    it: it must still see the stop (it once slept forever, and the owner's
+    exit waited on it)."""
+    est = _fit_lenet()
+    X = np.random.default_rng(1).random((2, 28, 28), dtype=np.float32)
+    threading.Thread(target=est.predict, args=(X,)).start()  # BLAS's own threads
+    time.sleep(0.5)
+    before = _native_threads()
+    for _ in range(50):
+        worker = threading.Thread(target=est.predict, args=(X,))
+        worker.start()
+        worker.join()
+    time.sleep(0.5)
     assert _native_threads() <= before
 
 

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include "fb_team.h"
 
 typedef struct { int* hits; int count; long long* sum; } job_t;
@@ -34,8 +35,27 @@ static void* caller(void* arg) {
     return NULL;
 }
 
+/* One call, then the thread exits: its team is stopped and joined while
+   the team's thread may not have run yet. */
+static void* one_call(void* arg) {
+    int hits[64];
+    long long sum[8];
+    job_t j = {hits, 64, sum};
+    (void)arg;
+    for (int u = 0; u < 64; u++) hits[u] = 0;
+    fastbp_team_run_own(2, 64, unit, &j);
+    for (int u = 0; u < 64; u++) if (hits[u] != 1) { printf("unit %d ran %d times\n", u, hits[u]); exit(1); }
+    return NULL;
+}
+
 int main(void) {
     pthread_t t[3];
+    alarm(300); /* a hang (a lost wake-up, a join that never returns) fails */
+    for (int i = 0; i < 200; i++) {
+        pthread_t one;
+        pthread_create(&one, NULL, one_call, NULL);
+        pthread_join(one, NULL);
+    }
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, caller, (void*)(size_t)(i + 1 + 10 * round));
         for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);   /* teams end with their threads */
