@@ -1,23 +1,18 @@
-"""Build the Cython/OpenMP kernels of fastbp.
+"""Build the Cython/C kernels of fastbp.
 
 Environment switches
 --------------------
-FASTBP_NO_OPENMP=1      build without OpenMP (on Linux and macOS the kernels still run
-                        fastbp's own threads; OMP_NUM_THREADS is then not read).
+FASTBP_NO_OPENMP=1      Windows: build without OpenMP (serial kernels). Linux and
+                        macOS builds never use OpenMP: the kernels run fastbp's own
+                        POSIX threads.
 FASTBP_DEBUG_CYTHON=1   build with boundscheck/wraparound on, to catch shape bugs.
 
-CC, CPPFLAGS, CFLAGS and LDFLAGS are honoured, by the OpenMP probe too: on
-macOS point them at a libomp (see tools/cibw_before_all_macos.sh). Except
-on Windows the extensions compile in parallel, one job per core
-(``build_ext -j N`` to change it).
+CC, CPPFLAGS, CFLAGS and LDFLAGS are honoured. Except on Windows the
+extensions compile in parallel, one job per core (``build_ext -j N`` to
+change it).
 """
 import os
-import shlex
-import shutil
-import subprocess
 import sys
-import sysconfig
-import tempfile
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -40,43 +35,16 @@ def _env_flag(name):
 
 
 def _openmp_flags():
-    """Return (compile_args, link_args) for OpenMP, or None when the compiler lacks it."""
-    if _env_flag("FASTBP_NO_OPENMP"):
+    """Return (compile_args, link_args) for OpenMP where the kernels use it, else None.
+
+    On Linux and macOS the kernels run on fastbp's own POSIX threads
+    (csrc/fb_team.h) and link no OpenMP runtime: a runtime is loaded once
+    per process by soname, so fastbp's would become PyTorch's or any other
+    library's. Only MSVC builds (no POSIX threads) share work through OpenMP.
+    """
+    if sys.platform != "win32" or _env_flag("FASTBP_NO_OPENMP"):
         return None
-    if sys.platform == "win32":
-        return ["/openmp"], []
-    if sys.platform == "darwin":
-        # Apple clang needs libomp (brew install libomp); fall back to a serial build.
-        candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"])]
-    else:
-        candidates = [(["-fopenmp"], ["-fopenmp"])]
-    for compile_args, link_args in candidates:
-        if _compiles_with(compile_args, link_args):
-            return compile_args, link_args
-    print("fastbp: the compiler has no OpenMP; building serial kernels", file=sys.stderr)
-    return None
-
-
-def _compiles_with(compile_args, link_args):
-    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    cc = shlex.split(cc)
-    # ARCHFLAGS: cibuildwheel's macOS cross builds (setuptools passes it on too)
-    flags = [shlex.split(os.environ.get(v, ""))
-             for v in ("CPPFLAGS", "CFLAGS", "LDFLAGS", "ARCHFLAGS")]
-    flags[1] += flags.pop()
-    code = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
-    tmp = tempfile.mkdtemp()
-    try:
-        src = os.path.join(tmp, "probe.c")
-        with open(src, "w") as f:
-            f.write(code)
-        cmd = (cc + flags[0] + flags[1] + compile_args + [src, "-o", os.path.join(tmp, "probe")]
-               + flags[2] + link_args)
-        return subprocess.run(cmd, capture_output=True).returncode == 0
-    except OSError:
-        return False
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return ["/openmp"], []
 
 
 def _extensions():

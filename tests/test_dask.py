@@ -8,14 +8,13 @@ import warnings
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from fastbp import MLPClassifier
-from fastbp._kernels import _openmp
+from fastbp._kernels import _openmp, _team
 from fastbp._threads import _usable_cpu_count, effective_n_threads
 
-openmp_only = pytest.mark.skipif(not _openmp.openmp_enabled(),
-                                 reason="serial kernels always use one thread")
+threads_only = pytest.mark.skipif(not _team.threads_available(),
+                                  reason="serial kernels always use one thread")
 
 
 def _threads_in_task():
@@ -57,7 +56,7 @@ def test_grid_search_on_a_local_cluster_matches_the_local_run(distributed):
     X, y = X[:360] / 16.0, y[:360]
     local = _search(X, y, None)
     # Worker processes, as on a real cluster: the nanny gives each one dask's
-    # OMP_NUM_THREADS=1, which omp_get_max_threads honours.
+    # OMP_NUM_THREADS=1, which fastbp honours.
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
@@ -70,7 +69,7 @@ def test_grid_search_on_a_local_cluster_matches_the_local_run(distributed):
     assert [n for n, _ in in_tasks] == [1, 1], in_tasks
 
 
-@openmp_only
+@threads_only
 def test_in_process_workers_share_the_cores(distributed):
     # Workers in the client's process get no OMP_NUM_THREADS from dask; the
     # cores are shared among every task thread of the process instead.
@@ -82,7 +81,13 @@ def test_in_process_workers_share_the_cores(distributed):
     assert effective_n_threads(None) >= n  # outside tasks: unchanged
 
 
-@openmp_only
-def test_threadpoolctl_openmp_limit_is_honoured():
-    with threadpool_limits(limits=1, user_api="openmp"):
-        assert effective_n_threads(None) == 1
+@threads_only
+@pytest.mark.skipif(_openmp.openmp_enabled(), reason="the OpenMP runtime read it at its start")
+@pytest.mark.parametrize("value, expected", [("1", 1), ("1,4", 1), ("0", None), ("two", None)])
+def test_omp_num_threads_caps_the_default_thread_count(monkeypatch, value, expected):
+    """As scikit-learn's OpenMP code does (dask's nannies set it to 1); an
+    invalid value is ignored."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    every_core = effective_n_threads(None)
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert effective_n_threads(None) == (every_core if expected is None else expected)

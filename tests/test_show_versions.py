@@ -8,10 +8,10 @@ from fastbp import __main__ as demo
 from fastbp import _show_versions
 
 
-def test_show_versions_prints_versions_openmp_and_blas(capsys):
+def test_show_versions_prints_versions_threads_and_blas(capsys):
     fastbp.show_versions()
     out = capsys.readouterr().out
-    for key in ("fastbp:", "python:", "numpy:", "scipy:", "scikit-learn:", "openmp:",
+    for key in ("fastbp:", "python:", "numpy:", "scipy:", "scikit-learn:", "thread team:",
                 "threads:", "kernels:", "blas:"):
         assert key in out, key
     assert fastbp.__version__ in out

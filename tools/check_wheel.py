@@ -1,6 +1,8 @@
 """Check an installed fastbp wheel: it is the installed copy (not a source
-tree), its version agrees with the package metadata, it ships py.typed, and
-its kernels really link the OpenMP runtime vendored into the wheel.
+tree), its version agrees with the package metadata, it ships py.typed, its
+kernels can run threads, and the OpenMP runtime it loads (Windows only:
+elsewhere the kernels run fastbp's own threads and load none) is the one
+vendored into the wheel.
 
 Run with the Python of the environment that has the wheel installed, from a
 directory without fastbp's sources:
@@ -8,9 +10,9 @@ directory without fastbp's sources:
     python tools/check_wheel.py [--no-vendored-openmp]
 
 ``threadpoolctl.threadpool_info()`` lists the OpenMP runtimes loaded in the
-process; the kernels' runtime must be one of them, and its file must lie in
-the installed package (auditwheel puts libgomp in ``fastbp.libs/``, delocate
-libomp in ``fastbp/.dylibs/``, delvewheel vcomp140.dll in ``fastbp.libs/``).
+process. On Windows the kernels' runtime must be one of them, and its file
+must lie in the installed package (delvewheel puts vcomp140.dll in
+``fastbp.libs/``); elsewhere none may come from the wheel.
 Exits non-zero with a message on the first failed check.
 """
 import argparse
@@ -34,7 +36,7 @@ def main():
     args = parser.parse_args()
 
     import fastbp
-    from fastbp._kernels import _openmp
+    from fastbp._kernels import _openmp, _team
     from fastbp._threads import effective_n_threads
     from threadpoolctl import threadpool_info
 
@@ -51,8 +53,9 @@ def main():
              f"distribution says {dist_version}")
     if not (package_dir / "py.typed").is_file():
         fail("py.typed is missing from the installed package")
-    if not _openmp.openmp_enabled():
-        fail("the kernels were built without OpenMP")
+    if not _team.threads_available():
+        fail("the kernels cannot run threads (no POSIX threads, and built without OpenMP)")
+    uses_openmp = _openmp.openmp_enabled()
 
     roots = [package_dir] + [p for p in package_dir.parent.glob("fastbp*.libs")]
     found = []
@@ -64,9 +67,13 @@ def main():
         found.append((path, inside, info.get("num_threads")))
         print(f"openmp runtime: {info.get('internal_api')} {info.get('version')} "
               f"{path}{'  (vendored in the wheel)' if inside else ''}")
-    if not found:
+    if not uses_openmp:
+        if any(inside for _, inside, _ in found):
+            fail("the wheel vendors an OpenMP runtime its kernels do not use")
+        print("kernels: fastbp's own POSIX threads, no OpenMP runtime")
+    elif not found:
         fail("threadpoolctl finds no OpenMP runtime after importing fastbp's kernels")
-    if not args.no_vendored_openmp and not any(inside for _, inside, _ in found):
+    elif not args.no_vendored_openmp and not any(inside for _, inside, _ in found):
         fail("no OpenMP runtime loaded from the wheel's own libraries "
              f"({', '.join(str(r) for r in roots)})")
     print(f"threads for n_jobs=None: {effective_n_threads(None)} "

@@ -20,7 +20,7 @@ def show_versions() -> None:
     from threadpoolctl import threadpool_info
 
     from . import __version__
-    from ._kernels import _dispatch, _openmp, _team
+    from ._kernels import _dispatch, _team
     from ._threads import effective_n_threads
 
     rows = [
@@ -32,7 +32,6 @@ def show_versions() -> None:
         ("scikit-learn", sklearn.__version__),
         ("thread team", "fastbp's own (POSIX threads)" if _team.threads_are_own()
          else "OpenMP" if _team.threads_available() else "none (serial kernels)"),
-        ("openmp", "enabled" if _openmp.openmp_enabled() else "disabled"),
         ("threads", str(effective_n_threads(None))),
         ("kernels", f"{_dispatch.dispatch_path()} path (available: "
                     f"{', '.join(_dispatch.available_paths())})"),

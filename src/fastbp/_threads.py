@@ -71,12 +71,21 @@ def effective_n_threads(n_jobs: int | None = None) -> int:
         share = _dask_task_share()
         if share is not None:
             n_cpus = min(n_cpus, share)
-        if _openmp.openmp_enabled():  # honours OMP_NUM_THREADS, as scikit-learn does
-            n_cpus = min(_openmp.omp_max_threads(), n_cpus)
+        # OMP_NUM_THREADS caps it, as scikit-learn's threads
+        limit = _openmp.omp_max_threads() if _openmp.openmp_enabled() else _omp_num_threads()
+        if limit is not None:
+            n_cpus = min(limit, n_cpus)
         return max(1, n_cpus)
     if n_jobs < 0:
         return max(1, n_cpus + 1 + n_jobs)
     return max(1, min(int(n_jobs), n_cpus))
+
+
+def _omp_num_threads():
+    """OMP_NUM_THREADS's first value (a list gives one per nesting level), or
+    None when it is unset or not a positive integer."""
+    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 _blas_lock = threading.Lock()
