@@ -40,7 +40,7 @@ def pytest_configure(config):
         "where a fit with n_jobs=2 gets fewer than two threads")
     config.addinivalue_line(
         "markers", "compares_n_threads: compares kernel calls on one thread and on "
-        "several; skipped where no OpenMP team of two threads can run")
+        "several; skipped where no team of two threads can run")
 
 
 def pytest_runtest_setup(item):

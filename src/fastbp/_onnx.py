@@ -394,7 +394,7 @@ or RNNRegressor
     else:
         inputs, outputs = _mlp_graph(g, estimator)
 
-    from . import __version__
+    from ._version import __version__
 
     graph = onnx.helper.make_graph(g.nodes, name or type(estimator).__name__, inputs,
                                    outputs, initializer=g.initializers)

@@ -86,7 +86,7 @@ def save(estimator: Any, path: FileLike) -> None:
     """
     from sklearn.utils.validation import check_is_fitted
 
-    from . import __version__
+    from ._version import __version__
 
     check_is_fitted(estimator, "_network")
     net = estimator._network

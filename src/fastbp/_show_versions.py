@@ -19,7 +19,7 @@ def show_versions() -> None:
     import sklearn
     from threadpoolctl import threadpool_info
 
-    from . import __version__
+    from ._version import __version__
     from ._kernels import _dispatch, _team
     from ._threads import effective_n_threads
 
