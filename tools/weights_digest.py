@@ -11,6 +11,7 @@ import hashlib
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.datasets import load_digits
 
 from fastbp import (LeNet5Classifier, MLPClassifier, MLPRegressor, RNNClassifier,
@@ -44,13 +45,29 @@ def cases(dtype):
     yield "RNNClassifier", RNNClassifier(hidden_size=16, **common), seq, seq_y
     yield "RNNRegressor", RNNRegressor(hidden_size=16, output="sequence", **common), seq, \
         seq_t[..., None]
+    # the other paths through the engine: sparse rows, sample weights, L-BFGS,
+    # early stopping, an unshuffled Fortran-order X, RNN clipping and L-BFGS
+    weights = np.linspace(0.5, 2.0, len(X))
+    yield "MLP sparse sgd", MLPClassifier(hidden_layer_sizes=(16,), solver="sgd",
+                                          **common), sp.csr_matrix(X), y
+    yield "MLP weighted adam", (MLPRegressor(hidden_layer_sizes=(16,), **common),
+                                {"sample_weight": weights}), X, X[:, 5:9]
+    yield "MLP lbfgs", MLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs",
+                                     **common), X, y
+    yield "MLP early stopping", MLPClassifier(hidden_layer_sizes=(16,), early_stopping=True,
+                                              **common), X, y
+    yield "MLP no shuffle, F", MLPClassifier(hidden_layer_sizes=(16,), shuffle=False,
+                                             **common), np.asfortranarray(X), y
+    yield "RNN clipped", RNNClassifier(hidden_size=16, clip_grad_norm=0.01, **common), seq, seq_y
+    yield "RNN lbfgs", RNNClassifier(hidden_size=16, solver="lbfgs", **common), seq, seq_y
 
 
 def main():
     warnings.simplefilter("ignore")
     for dtype in (np.float32, np.float64):
         for name, est, X, y in cases(dtype):
-            est.fit(X, y)
+            est, fit_kwargs = est if isinstance(est, tuple) else (est, {})
+            est.fit(X, y, **fit_kwargs)
             out = est.predict_proba(X) if hasattr(est, "predict_proba") else est.predict(X)
             weights = est._network.theta
             print(f"{name:20s} {np.dtype(dtype).name:8s} weights {digest(weights)} "
