@@ -336,3 +336,16 @@ def test_labels_are_decoded_as_label_binarizer_decodes_them(y_kind, dtype, monke
     raw = est._network.predict(X, 1)
     np.testing.assert_array_equal(
         est.predict(X), real(binarizer, raw.ravel() if est.n_outputs_ == 1 else raw))
+
+
+def test_a_workspace_too_large_to_keep_is_not_kept(monkeypatch):
+    est = fit("MLPClassifier", np.float32)
+    net = est._network
+    row_bytes = _network._workspace_bytes(net.workspace(1, backward=False))
+    monkeypatch.setattr(_network, "_KEPT_BYTES", 8 * row_bytes)
+    small, large = data("MLPClassifier", 5, np.float32), data("MLPClassifier", 9, np.float32)
+    expected = est.predict_proba(large)
+    _network._PREDICTION_WORKSPACES.pop(net, None)
+    est.predict_proba(small)  # a capacity of 8 rows: kept
+    np.testing.assert_array_equal(est.predict_proba(large), expected)  # 16 rows: not kept
+    assert set(_network._PREDICTION_WORKSPACES[net]) == {8}

@@ -86,20 +86,22 @@ def _workspace_bytes(ws):
 def borrow_workspace(net, rows):
     """A prediction workspace of ``net`` (``net.workspace(capacity,
     backward=False)``) with room for at least ``rows`` rows, for this caller
-    alone until :func:`return_workspace`; returns (capacity, workspace)."""
+    alone until :func:`return_workspace`; returns (capacity, workspace),
+    capacity None for one too large to keep."""
     capacity = 1 if rows <= 1 else 1 << (int(rows) - 1).bit_length()
     with _workspaces_lock:
         kept = _PREDICTION_WORKSPACES.get(net)
         ws = None if kept is None else kept.pop(capacity, None)
     if ws is None:
         ws = net.workspace(capacity, backward=False)
+        if _workspace_bytes(ws) > _KEPT_BYTES:
+            capacity = None
     return capacity, ws
 
 
 def return_workspace(net, capacity, ws):
-    """Keep a workspace from :func:`borrow_workspace` for the next predict
-    (unless it is over _KEPT_BYTES)."""
-    if capacity > 1024 and _workspace_bytes(ws) > _KEPT_BYTES:
+    """Keep a workspace from :func:`borrow_workspace` for the next predict."""
+    if capacity is None:
         return
     with _workspaces_lock:
         kept = _PREDICTION_WORKSPACES.get(net)
