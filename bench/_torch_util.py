@@ -19,6 +19,17 @@ def backend_report(torch):
             f"oneDNN: {torch.backends.mkldnn.is_available()}"]
 
 
+def train_step(model, optimizer, loss_fn):
+    """One mini-batch step, ``step(xb, yb)``: forward, loss, backward and the
+    optimizer's update (what every torch contender times)."""
+    def step(xb, yb):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
 def snapshot(model):
     """Copies of the parameters, for ``reset_in_place``."""
     return [p.detach().clone() for p in model.parameters()]

@@ -156,13 +156,7 @@ def run_torch(options, n_threads):
     model = torch_lenet(seed=0)
     initial = _torch_util.snapshot(model)
     opt = torch.optim.SGD(model.parameters(), lr=options.get("lr", LR), momentum=MOMENTUM)
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def step(xb, yb):
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        opt.step()
+    step = _torch_util.train_step(model, opt, torch.nn.CrossEntropyLoss())
 
     def epoch(rows):
         perm = torch.randperm(rows)

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 import _harness
+import _torch_util
 from _data import fashion_mnist
 from _harness import Unavailable, Workload
 
@@ -101,11 +102,7 @@ def _glorot(rng, fan_in, fan_out):
 
 
 def _torch(options, n_threads, compiled):
-    try:
-        import torch
-    except ImportError:
-        raise Unavailable("PyTorch is not installed")
-    torch.set_num_threads(n_threads)
+    torch = _torch_util.import_torch(n_threads)
     torch.manual_seed(0)
     tdtype = getattr(torch, options["dtype"])
     X, y, X_test, y_test = _data(options)
@@ -127,14 +124,7 @@ def _torch(options, n_threads, compiled):
                               momentum=SETTINGS["sgd"]["momentum"])
     else:
         opt = torch.optim.Adam(model.parameters(), lr=SETTINGS["adam"]["lr"])
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def step(xb, yb):
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        opt.step()
-
+    step = _torch_util.train_step(model, opt, torch.nn.CrossEntropyLoss())
     if compiled:
         step = torch.compile(step)
 
