@@ -321,24 +321,138 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
     }
 }
 
+/* ---- pooling: 2x2 blocks, a row of outputs VL at a time ----
+ * The lanes beyond n of a partial vector are zero on loads and left alone on
+ * stores (masked where the instruction set has masks), so a row of any width
+ * is covered without reading or writing past it. */
+#if FASTBP_CONV_ISA == FB_LEVEL_AVX512
+#if FASTBP_CONV_F32
+#define FASTBP_MASK(n) ((__mmask16)((1u << (n)) - 1u))
+#define FASTBP_IDX(...) _mm512_setr_epi32(__VA_ARGS__)
+#else
+#define FASTBP_MASK(n) ((__mmask8)((1u << (n)) - 1u))
+#define FASTBP_IDX(...) _mm512_setr_epi64(__VA_ARGS__)
+#endif
+FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n) { return FASTBP_LANE(maskz_loadu)(FASTBP_MASK(n), p); }
+FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n) { FASTBP_LANE(mask_storeu)(p, FASTBP_MASK(n), v); }
+/* (p[0] + p[1], p[2] + p[3], ...): n sums of adjacent pairs, zero beyond. */
+FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
+{
+#if FASTBP_CONV_F32
+    const __m512i even = FASTBP_IDX(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = FASTBP_IDX(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+#else
+    const __m512i even = FASTBP_IDX(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m512i odd = FASTBP_IDX(1, 3, 5, 7, 9, 11, 13, 15);
+#endif
+    const VT lo = NAME(load_n)(p, 2 * n < VL ? 2 * n : VL);
+    const VT hi = NAME(load_n)(p + VL, 2 * n > VL ? 2 * n - VL : 0);
+    return VADD(FASTBP_LANE(permutex2var)(lo, even, hi), FASTBP_LANE(permutex2var)(lo, odd, hi));
+}
+/* p[2l] = p[2l + 1] = v[l] for l < n. */
+FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
+{
+#if FASTBP_CONV_F32
+    const __m512i first = FASTBP_IDX(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i second = FASTBP_IDX(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+#else
+    const __m512i first = FASTBP_IDX(0, 0, 1, 1, 2, 2, 3, 3);
+    const __m512i second = FASTBP_IDX(4, 4, 5, 5, 6, 6, 7, 7);
+#endif
+    NAME(store_n)(p, FASTBP_LANE(permutexvar)(first, v), 2 * n < VL ? 2 * n : VL);
+    if (2 * n > VL)
+        NAME(store_n)(p + VL, FASTBP_LANE(permutexvar)(second, v), 2 * n - VL);
+}
+#undef FASTBP_MASK
+#undef FASTBP_IDX
+
+#elif FASTBP_CONV_ISA == FB_LEVEL_AVX2
+/* maskload/maskstore take a vector of lane masks: the first n of VL. */
+#if FASTBP_CONV_F32
+static const int NAME(lane_masks)[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+#define FASTBP_CAST_PD(v) _mm256_castps_pd(v)
+#define FASTBP_CAST_FT(v) _mm256_castpd_ps(v)
+#else
+static const long long NAME(lane_masks)[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
+#define FASTBP_CAST_PD(v) (v)
+#define FASTBP_CAST_FT(v) (v)
+#endif
+#define FASTBP_MASK(n) _mm256_loadu_si256((const __m256i*)(NAME(lane_masks) + VL - (n)))
+FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n) { return FASTBP_LANE(maskload)(p, FASTBP_MASK(n)); }
+FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n) { FASTBP_LANE(maskstore)(p, FASTBP_MASK(n), v); }
+FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
+{
+    const VT lo = NAME(load_n)(p, 2 * n < VL ? 2 * n : VL);
+    const VT hi = NAME(load_n)(p + VL, 2 * n > VL ? 2 * n - VL : 0);
+    /* hadd interleaves the 128-bit halves of lo and hi; put them in order */
+    return FASTBP_CAST_FT(_mm256_permute4x64_pd(FASTBP_CAST_PD(FASTBP_LANE(hadd)(lo, hi)), 0xD8));
+}
+FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
+{
+    const VT a = FASTBP_LANE(unpacklo)(v, v), b = FASTBP_LANE(unpackhi)(v, v);
+    NAME(store_n)(p, FASTBP_LANE(permute2f128)(a, b, 0x20), 2 * n < VL ? 2 * n : VL);
+    if (2 * n > VL)
+        NAME(store_n)(p + VL, FASTBP_LANE(permute2f128)(a, b, 0x31), 2 * n - VL);
+}
+#undef FASTBP_MASK
+#undef FASTBP_CAST_PD
+#undef FASTBP_CAST_FT
+
+#else /* portable: through a small array */
+FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n)
+{
+    FT t[VL];
+    int l;
+    for (l = 0; l < VL; l++) t[l] = l < n ? p[l] : (FT)0;
+    return VLOAD(t);
+}
+FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n)
+{
+    FT t[VL];
+    int l;
+    VSTORE(t, v);
+    for (l = 0; l < n; l++) p[l] = t[l];
+}
+FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
+{
+    FT t[VL];
+    int l;
+    for (l = 0; l < VL; l++) t[l] = l < n ? p[2 * l] + p[2 * l + 1] : (FT)0;
+    return VLOAD(t);
+}
+FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
+{
+    FT t[VL];
+    int l;
+    VSTORE(t, v);
+    for (l = 0; l < n; l++) p[2 * l] = p[2 * l + 1] = t[l];
+}
+#endif
+
+/* Sums of the 2x2 blocks of rows y0, y1 (each 2*w2 long) at outputs c0 ..
+ * c0 + n: (y0[2c] + y0[2c + 1]) + (y1[2c] + y1[2c + 1]). */
+FASTBP_INLINE ATTR VT NAME(block_sums_n)(const FT* y0, const FT* y1, int c0, int n)
+{
+    return VADD(NAME(pair_sums_n)(y0 + 2 * c0, n), NAME(pair_sums_n)(y1 + 2 * c0, n));
+}
+
 /* Pooling forward of one sample. */
 static ATTR void NAME(pool_fwd_sample)(const ARGS(pool_args)* a, int i)
 {
     const int h2 = a->h / 2, w2 = a->w / 2, w = a->w;
     const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)h2 * w2;
     FT* xs = a->X + (ptrdiff_t)i * a->c * oplane;
-    int ch, r, c;
+    int ch, r, c0;
     for (ch = 0; ch < a->c; ch++) {
         const FT* y = a->Y + ((ptrdiff_t)i * a->c + ch) * plane;
         FT* x = xs + ch * oplane;
-        const FT k = a->coef[ch] * (FT)0.25, bias = a->bias[ch];
-        for (r = 0; r < h2; r++) {
-            const FT* y0 = y + 2 * r * w;
-            const FT* y1 = y0 + w;
-            FT* xr = x + r * w2;
-            for (c = 0; c < w2; c++)
-                xr[c] = k * ((y0[2 * c] + y0[2 * c + 1]) + (y1[2 * c] + y1[2 * c + 1])) + bias;
-        }
+        const VT k = VSET1(a->coef[ch] * (FT)0.25), bias = VSET1(a->bias[ch]);
+        for (r = 0; r < h2; r++)
+            for (c0 = 0; c0 < w2; c0 += VL) {
+                const int n = w2 - c0 < VL ? w2 - c0 : VL;
+                const VT s = NAME(block_sums_n)(y + 2 * r * w, y + (2 * r + 1) * w, c0, n);
+                NAME(store_n)(x + r * w2 + c0, VFMA(k, s, bias), n);
+            }
     }
     EW(fastbp_act)(xs, xs, NULL, a->c * oplane, a->act); /* one pass over the sample */
 }
@@ -349,35 +463,35 @@ static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, 
 {
     const int h2 = a->h / 2, w2 = a->w / 2, w = a->w;
     const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)h2 * w2;
+    const VT quarter = VSET1((FT)0.25);
     FT* E = T + oplane;
-    int i, ch, r, c;
+    int i, ch, r, c0;
     for (ch = 0; ch < 2 * a->c; ch++) part[ch] = 0;
     for (i = i0; i < i1; i++) {
         for (ch = 0; ch < a->c; ch++) {
             const ptrdiff_t off = (ptrdiff_t)i * a->c + ch;
             const FT* y = a->Y + off * plane;
             const FT* dz = a->dZ + off * oplane;
-            for (r = 0; r < h2; r++) {
-                const FT* y0 = y + 2 * r * w;
-                const FT* y1 = y0 + w;
-                for (c = 0; c < w2; c++)
-                    T[r * w2 + c] = dz[r * w2 + c] * ((FT)0.25 * ((y0[2 * c] + y0[2 * c + 1]) +
-                                                                 (y1[2 * c] + y1[2 * c + 1])));
-            }
+            /* T = dz * (the mean of each block): its sum is grad_coef's term */
+            for (r = 0; r < h2; r++)
+                for (c0 = 0; c0 < w2; c0 += VL) {
+                    const int n = w2 - c0 < VL ? w2 - c0 : VL;
+                    const VT s = NAME(block_sums_n)(y + 2 * r * w, y + (2 * r + 1) * w, c0, n);
+                    const VT d = NAME(load_n)(dz + r * w2 + c0, n);
+                    NAME(store_n)(T + r * w2 + c0, VMUL(d, VMUL(quarter, s)), n);
+                }
             part[ch] += NAME(sum_fixed)(T, oplane);
             part[a->c + ch] += NAME(sum_fixed)(dz, oplane);
             if (a->dY != NULL) {
                 /* dY[r, c] = E[r, c] g'(Y[r, c]), E[r, c] = k dz[r / 2, c / 2]:
                  * E is built a row pair at a time, then one pass of the
                  * activation table's derivative covers the sample. */
-                const FT k = a->coef[ch] * (FT)0.25;
+                const VT k = VSET1(a->coef[ch] * (FT)0.25);
                 for (r = 0; r < h2; r++) {
-                    const FT* dzr = dz + r * w2;
                     FT* e0 = E + ch * plane + 2 * r * w;
-                    for (c = 0; c < w2; c++) {
-                        const FT v = k * dzr[c];
-                        e0[2 * c] = v;
-                        e0[2 * c + 1] = v;
+                    for (c0 = 0; c0 < w2; c0 += VL) {
+                        const int n = w2 - c0 < VL ? w2 - c0 : VL;
+                        NAME(store_twice_n)(e0 + 2 * c0, VMUL(k, NAME(load_n)(dz + r * w2 + c0, n)), n);
                     }
                     memcpy(e0 + w, e0, sizeof(FT) * w);
                 }
@@ -403,6 +517,7 @@ static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, 
 #undef VSET1
 #undef VFMA
 #undef VADD
+#undef VMUL
 #undef FASTBP_LANE
 #undef FASTBP_LANE_W
 #undef FASTBP_CONV_F32

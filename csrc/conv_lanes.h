@@ -6,7 +6,7 @@
  * loop x of that dtype), ARGS(x) (the argument blocks), NAME(x) (this copy's
  * name for x), ATTR (its target attribute), and VT, a vector of VL lanes of
  * FT, with VLOAD, VLOADR (a load that feeds several multiply-adds), VSTORE,
- * VSET1, VFMA (a*b + c) and VADD.
+ * VSET1, VFMA (a*b + c), VADD and VMUL.
  */
 #if FASTBP_CONV_F32
 #define FT float
@@ -50,6 +50,7 @@
 #define VLOADR(p) VLOAD(p)
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VADD(a, b) ((a) + (b))
+#define VMUL(a, b) ((a) * (b))
 
 #else /* x86-64 intrinsics: FASTBP_LANE(op) is _mm256_op_ps, _mm512_op_pd, ... */
 #if FASTBP_CONV_ISA == FB_LEVEL_AVX2
@@ -90,4 +91,5 @@
 #define VSET1(s) FASTBP_LANE(set1)(s)
 #define VFMA(a, b, c) FASTBP_LANE(fmadd)((a), (b), (c))
 #define VADD(a, b) FASTBP_LANE(add)((a), (b))
+#define VMUL(a, b) FASTBP_LANE(mul)((a), (b))
 #endif

@@ -29,7 +29,9 @@ CONV_CASES = [
     (5, 7, 3, 6, 11, "random"),
     (2, 4, 16, 8, 13, "holes"),  # an output map with no input, an unused input map
 ]
-POOL_CASES = [(1, 1, 2, 2), (3, 6, 28, 28), (9, 16, 10, 10), (2, 4, 6, 14), (5, 3, 8, 2)]
+# widths up to 66: rows of one to three vectors on every path
+POOL_CASES = [(1, 1, 2, 2), (3, 6, 28, 28), (9, 16, 10, 10), (2, 4, 6, 14), (5, 3, 8, 2),
+              (2, 3, 4, 36), (1, 2, 2, 66)]
 
 
 @pytest.fixture
