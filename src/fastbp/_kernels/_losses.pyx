@@ -29,6 +29,74 @@ cdef inline floating clip(floating v, floating lo, floating hi) noexcept nogil:
     return lo if v < lo else (hi if v > hi else v)
 
 
+# Row reductions of the softmax cross-entropy in LANES interleaved partial
+# results combined in lane order, not one serial chain: a chain of n dependent
+# additions costs n times the adder's latency, most of the loss's time on
+# rows of tens of classes. A maximum is the same in any order; for the 0/1
+# targets of a classifier so are ysum and the loss (one nonzero term).
+DEF LANES = 8
+
+
+cdef inline floating row_max(const floating* z, Py_ssize_t n) noexcept nogil:
+    """max(z[0], z[j] for j > 0 that are greater); NaN only if z[0] is NaN."""
+    cdef floating m[LANES]
+    cdef floating r = z[0]
+    cdef Py_ssize_t j = 0
+    cdef int l
+    for l in range(LANES):
+        m[l] = r
+    while j + LANES <= n:
+        for l in range(LANES):
+            m[l] = z[j + l] if z[j + l] > m[l] else m[l]
+        j += LANES
+    for l in range(LANES):
+        r = m[l] if m[l] > r else r
+    while j < n:
+        r = z[j] if z[j] > r else r
+        j += 1
+    return r
+
+
+cdef inline floating row_sum(const floating* y, Py_ssize_t n) noexcept nogil:
+    cdef floating s[LANES]
+    cdef floating r = 0
+    cdef Py_ssize_t j = 0
+    cdef int l
+    for l in range(LANES):
+        s[l] = 0
+    while j + LANES <= n:
+        for l in range(LANES):
+            s[l] += y[j + l]
+        j += LANES
+    for l in range(LANES):
+        r += s[l]
+    while j < n:
+        r += y[j]
+        j += 1
+    return r
+
+
+cdef inline floating cross_entropy(const floating* z, const floating* y, floating lse,
+                                   floating lo, floating hi, Py_ssize_t n) noexcept nogil:
+    """sum_j y_j clip(lse - z_j, lo, hi)."""
+    cdef floating s[LANES]
+    cdef floating r = 0
+    cdef Py_ssize_t j = 0
+    cdef int l
+    for l in range(LANES):
+        s[l] = 0
+    while j + LANES <= n:
+        for l in range(LANES):
+            s[l] += y[j + l] * clip(lse - z[j + l], lo, hi)
+        j += LANES
+    for l in range(LANES):
+        r += s[l]
+    while j < n:
+        r += y[j] * clip(lse - z[j], lo, hi)
+        j += 1
+    return r
+
+
 cdef floating row_loss_delta(floating* z, const floating* y, floating* d,
                              Py_ssize_t n, int kind, floating weight) noexcept nogil:
     """Turn one row of logits z into outputs in place, write d = weight * dl/dz,
@@ -46,16 +114,12 @@ cdef floating row_loss_delta(floating* z, const floating* y, floating* d,
     if kind == LOSS_SOFTMAX_CE:
         # l = sum_j y_j (lse(z) - z_j); max subtracted so exp never overflows.
         # d holds exp(z_j - zmax) until the last loop makes it the delta.
-        zmax = z[0]
-        ysum = 0
-        for j in range(n):
-            if z[j] > zmax:
-                zmax = z[j]
-            ysum += y[j]
+        zmax = row_max(z, n)
+        ysum = row_sum(y, n)
         total = softmax_exp(z, zmax, d, n)
         lse = zmax + flog(total)
+        loss = cross_entropy(z, y, lse, lo, hi, n)
         for j in range(n):
-            loss += y[j] * clip(lse - z[j], lo, hi)
             z[j] = d[j] / total
             d[j] = weight * (ysum * z[j] - y[j])
     elif kind == LOSS_LOGISTIC_CE:
