@@ -20,8 +20,9 @@ Each process draws its data from a fixed seed with numpy, so both time the
 same arrays and weights. "threads" is N: the BLAS thread count for fastbp and
 torch.set_num_threads for PyTorch. fastbp's own kernels (the time loop, the
 element-wise passes) run with n_threads=1 while BLAS is threaded, as the
-kernels' docstring asks (alternating OpenMP regions with a threaded BLAS
-stalls on a fully-subscribed machine); --kernel-threads changes that. (fit
+kernels' docstring asks (fastbp's thread team and a threaded BLAS taking
+turns stall each other on a fully-subscribed machine); --kernel-threads
+changes that. (fit
 itself does the opposite: BLAS on one thread, n_jobs threads in fastbp's
 kernels.)
 
