@@ -273,12 +273,15 @@ def _check_thread_independence(rng, m, k, n, dtype):
 
 
 # (m, layer widths, activations): one layer; the MLP bench's chain (several
-# row groups and gradient blocks); a deep mixed chain; and so many rows that
-# the first weight gradient is summed over row groups after the fused region.
+# row groups and gradient blocks); a deep mixed chain; so many rows that the
+# first weight gradient is summed over row groups after the fused region; and
+# a first layer wider than the batch, whose forward runs by column blocks
+# before the row groups.
 CHAINS = [(7, (5, 3), ("identity",)),
           (128, (100, 96, 64, 10), ("relu", "relu", "identity")),
           (300, (40, 60, 20, 30, 4), ("logistic", "tanh", "lecun_tanh", "identity")),
-          (2500, (30, 40, 5), ("tanh", "identity"))]
+          (2500, (30, 40, 5), ("tanh", "identity")),
+          (128, (100, 160, 32, 10), ("logistic", "relu", "identity"))]
 
 
 def _chain_case(rng, m, widths, kind, weighted, dtype):
@@ -347,6 +350,7 @@ def test_dense_chain_does_not_depend_on_thread_count(dtype, dispatch_path):
     """Row groups and gradient blocks come from the shapes alone, so 1, 2 and 3
     threads (3: groups and units not a multiple of the team) agree bit for bit."""
     for case, kind in ((CHAINS[1], "softmax_ce"), (CHAINS[2], "logistic_ce"),
+                       (CHAINS[4], "softmax_ce"),
                        ((256, (784, 256, 128, 10), ("relu", "relu", "identity")), "squared")):
         m, widths, acts = case
         X, Ws, bs, Y, sw = _chain_case(np.random.default_rng(8), m, widths, kind, True, dtype)
@@ -408,10 +412,13 @@ def _flat_params(rng, widths, dtype):
 
 
 # (n_samples, batch_size, widths, activations): batches of 48 rows and a last
-# one of 8; and batches so large that the first weight gradient is summed in
-# row groups after a region per batch.
+# one of 8; batches so large that the first weight gradient is summed in row
+# groups after a region per batch; and batches of 128 rows whose first layer
+# runs by column blocks after its own gather, then a last one of 88 rows that
+# runs in a single row group.
 TRAIN_CASES = [(200, 48, (100, 96, 64, 10), ("relu", "tanh", "identity")),
-               (4500, 2100, (30, 40, 5), ("tanh", "identity"))]
+               (4500, 2100, (30, 40, 5), ("tanh", "identity")),
+               (600, 128, (100, 160, 32, 10), ("relu", "tanh", "identity"))]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

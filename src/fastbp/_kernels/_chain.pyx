@@ -8,7 +8,7 @@ from libc.stdlib cimport calloc, free
 from ._blas cimport gemm_blocks
 from ._chain_engine cimport UNITS_PER_LAYER, Chain, ChainBatch, chain_run, chain_units
 from ._checks cimport check_shape
-from ._dense cimport PARALLEL_MIN_FLOPS
+from ._dense cimport GEMM_BLOCK_WIDTH, PARALLEL_MIN_FLOPS
 from ._optimizers cimport UPDATE_ADAM, UPDATE_NONE, UPDATE_SGD
 
 # Fewest rows of a row group in dense_chain_loss_and_grad: every group's
@@ -20,6 +20,23 @@ cdef inline int chain_row_groups(Py_ssize_t m, Py_ssize_t work) noexcept nogil:
     """Row groups of a fused batch's first phase: a function of the shape
     only (see gemm_blocks), each at least CHAIN_GROUP_ROWS rows."""
     return gemm_blocks(m, work, PARALLEL_MIN_FLOPS, CHAIN_GROUP_ROWS)
+
+
+cdef inline int first_layer_columns(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n,
+                                    int n_groups) noexcept nogil:
+    """Column blocks of the first layer's forward when it runs apart from the
+    row groups, else 0. Each of the n_groups row groups packs all of W[0]
+    (k x n) and its rows of A[0]; each of C column blocks packs its columns of
+    W[0] and all of A[0] (m x k). Columns pack less when (C - 1) m < (G - 1) n:
+    the MLP bench's 784-256 layer on batches of 128 rows. A function of the
+    shape only, like the groups and blocks."""
+    cdef int n_cols
+    if n_groups < 2:
+        return 0
+    n_cols = gemm_blocks(n, m * k * n, PARALLEL_MIN_FLOPS, GEMM_BLOCK_WIDTH)
+    if n_cols < 2 or (n_cols - 1) * m >= (n_groups - 1) * n:
+        return 0
+    return n_cols
 
 
 cdef class _ChainCall:
@@ -164,6 +181,7 @@ cdef class _ChainCall:
         for l in range(self.c.n_layers):
             work += m * self.c.dims[l] * self.c.dims[l + 1]
         bt.n_groups = chain_row_groups(m, work)
+        bt.n_cols0 = first_layer_columns(m, self.c.dims[0], self.c.dims[1], bt.n_groups)
         chain_units(bt, self.c.n_layers, self.c.dims)
 
     cdef (double, double) totals(self, int bi):

@@ -42,6 +42,7 @@ cdef struct ChainBatch:
     double l2_coef            # grad_W += l2_coef * W (0: none)
     double learning_rate
     int n_groups
+    int n_cols0               # column blocks of layer 0's forward (0: it runs in the row groups)
     int n_units
     int* unit_layer
     int* unit_block

@@ -24,6 +24,7 @@ ctypedef struct ChainJob:
     DtypeUnits units
     const Chain* c
     ChainBatch* bt
+    int first                 # the row groups' first layer: 1 after chain_first_columns
 
 
 cdef void chain_units(ChainBatch* bt, int n_layers, const Py_ssize_t* dims) noexcept nogil:
@@ -56,13 +57,54 @@ cdef inline void layer_arrays(const Chain* c, floating*** A, floating*** W, floa
     D[0] = <floating**> c.D
 
 
-cdef void chain_rows(const void* job, int g, int slot, floating* tag) noexcept nogil:
-    """Rows of group g of a batch (``tag`` only picks the dtype): gathered when
-    the call gathers, then every layer forward, the output loss and delta, and
-    the seeds' recursion down to the first layer's delta. Rows are
-    independent here, so the groups need no synchronisation."""
+cdef inline void gather_rows(const Chain* c, const ChainBatch* bt, Py_ssize_t r0,
+                             Py_ssize_t r1, floating* tag) noexcept nogil:
+    """Batch rows r0..r1 of A[0], Y and sw: rows order[i] of the sources."""
+    cdef Py_ssize_t n_in = c.dims[0], n_out = c.dims[c.n_layers], i, src
+    cdef floating* A0 = (<floating**> c.A)[0]
+    cdef floating* Y = <floating*> c.Y
+    cdef floating* sw = <floating*> c.sw
+    for i in range(r0, r1):
+        src = bt.order[i]
+        memcpy(A0 + i * n_in, <const floating*> c.X_src + src * n_in, n_in * sizeof(floating))
+        memcpy(Y + i * n_out, <const floating*> c.Y_src + src * n_out,
+               n_out * sizeof(floating))
+        if sw != NULL:
+            sw[i] = (<const floating*> c.sw_src)[src]
+
+
+cdef void chain_gather(const void* job, int g, int slot, floating* tag) noexcept nogil:
+    """Row group g's gather alone, before chain_first_columns."""
+    cdef const ChainBatch* bt = (<const ChainJob*> job).bt
+    gather_rows((<const ChainJob*> job).c, bt, block_start(bt.m, bt.n_groups, g),
+                block_start(bt.m, bt.n_groups, g + 1), tag)
+
+
+cdef void chain_first_columns(const void* job, int u, int slot, floating* tag) noexcept nogil:
+    """Column block u of the first layer's forward over all the batch's rows:
+    each block packs only its columns of W[0], where the row groups would
+    each pack all of it."""
     cdef const Chain* c = (<const ChainJob*> job).c
     cdef const ChainBatch* bt = (<const ChainJob*> job).bt
+    cdef Py_ssize_t k = c.dims[0], n = c.dims[1]
+    cdef Py_ssize_t c0 = block_start(n, bt.n_cols0, u), c1 = block_start(n, bt.n_cols0, u + 1)
+    cdef floating* A0 = (<floating**> c.A)[0]
+    cdef floating* A1 = (<floating**> c.A)[1]
+    if c1 <= c0:
+        return
+    gemm(False, False, <int> bt.m, <int> (c1 - c0), <int> k, <floating> 1, A0, <int> k,
+         (<floating**> c.W)[0] + c0, <int> n, <floating> 0, A1 + c0, <int> n)
+    bias_activate(A1, (<floating**> c.b)[0], bt.m, c0, c1, n, c.acts[0])
+
+
+cdef void chain_rows(const void* job, int g, int slot, floating* tag) noexcept nogil:
+    """Rows of group g of a batch (``tag`` only picks the dtype): gathered when
+    the call gathers, then every layer forward from job.first, the output loss
+    and delta, and the seeds' recursion down to the first layer's delta. Rows
+    are independent here, so the groups need no synchronisation."""
+    cdef const Chain* c = (<const ChainJob*> job).c
+    cdef const ChainBatch* bt = (<const ChainJob*> job).bt
+    cdef int first = (<const ChainJob*> job).first
     cdef floating **A
     cdef floating **W
     cdef floating **b
@@ -74,21 +116,14 @@ cdef void chain_rows(const void* job, int g, int slot, floating* tag) noexcept n
     cdef int n_layers = c.n_layers, l
     cdef Py_ssize_t r0 = block_start(bt.m, bt.n_groups, g)
     cdef Py_ssize_t r1 = block_start(bt.m, bt.n_groups, g + 1)
-    cdef Py_ssize_t rows = r1 - r0, k, n, i, src
-    cdef Py_ssize_t n_in = dims[0], n_out = dims[n_layers]
+    cdef Py_ssize_t rows = r1 - r0, k, n, i
+    cdef Py_ssize_t n_out = dims[n_layers]
     cdef floating w, loss
     if rows <= 0:
         return
-    if bt.order != NULL:
-        for i in range(r0, r1):
-            src = bt.order[i]
-            memcpy(A[0] + i * n_in, <const floating*> c.X_src + src * n_in,
-                   n_in * sizeof(floating))
-            memcpy(Y + i * n_out, <const floating*> c.Y_src + src * n_out,
-                   n_out * sizeof(floating))
-            if sw != NULL:
-                sw[i] = (<const floating*> c.sw_src)[src]
-    for l in range(n_layers):  # A[l+1] = g_l(A[l] @ W[l] + b[l])
+    if bt.order != NULL and first == 0:
+        gather_rows(c, bt, r0, r1, tag)
+    for l in range(first, n_layers):  # A[l+1] = g_l(A[l] @ W[l] + b[l])
         k = dims[l]
         n = dims[l + 1]
         gemm(False, False, <int> rows, <int> n, <int> k, <floating> 1, A[l] + r0 * k,
@@ -153,10 +188,23 @@ cdef void chain_gradient_unit(const void* job, int u, int slot, floating* tag) n
 
 cdef void chain_step(const Chain* c, ChainBatch* bt, int n_team, floating* tag) noexcept nogil:
     """One batch: its row groups, then (once all are done) its gradient
-    units, so the next batch sees the updated parameters."""
+    units, so the next batch sees the updated parameters. When the first
+    layer's forward runs by column blocks (bt.n_cols0), the gather and those
+    blocks come first, each a team call, and the row groups start at layer 1:
+    two row groups each packing the whole 784 x 256 W[0] cost more than the
+    extra calls."""
     cdef ChainJob job
     job.c = c
     job.bt = bt
+    job.first = 0
+    if bt.n_cols0 > 0:
+        if bt.order != NULL:
+            set_units(&job.units, chain_gather[float], chain_gather[double], <floating*> NULL)
+            team_run(n_team, bt.n_groups, dtype_unit, &job)
+        set_units(&job.units, chain_first_columns[float], chain_first_columns[double],
+                  <floating*> NULL)
+        team_run(n_team, bt.n_cols0, dtype_unit, &job)
+        job.first = 1
     set_units(&job.units, chain_rows[float], chain_rows[double], <floating*> NULL)
     team_run(n_team, bt.n_groups, dtype_unit, &job)
     set_units(&job.units, chain_gradient_unit[float], chain_gradient_unit[double],
