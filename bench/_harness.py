@@ -54,7 +54,7 @@ class Workload:
     """One timed task, its FLOP per unit and the contenders that run it."""
 
     name: str
-    unit: str  # "s/epoch", "ms/step", ...: what ``seconds`` is per, shown in s or ms
+    unit: str  # "s/epoch", "ms/step", "us/call": what ``seconds`` is per, shown in s, ms or us
     flop: object  # per unit: a number, or a function of the options
     dtype: str
     contenders: dict
@@ -257,8 +257,11 @@ def _fmt(value, fmt):
 
 
 def _scale(unit):
-    """(factor, name) that show seconds per unit in the unit's s or ms."""
-    return (1e3, "ms") if unit.startswith("ms") else (1.0, "s")
+    """(factor, name) that show seconds per unit in the unit's s, ms or us."""
+    for prefix, factor in (("ms", 1e3), ("us", 1e6)):
+        if unit.startswith(prefix + "/"):
+            return factor, prefix
+    return 1.0, "s"
 
 
 def summarize(flop, results, peak_gflops, thread_counts):

@@ -45,17 +45,25 @@ WARMUP_BATCHES = 10
 C3_CONNECTIONS = {"full": 6 * 16, "lecun": 60}
 
 
-def flop_per_image(table="full"):
-    """Training FLOP per image: 2 * (forward + weight gradient) MACs of the
-    convolution and fully connected layers, plus the deltas of every layer
-    but C1 (the input needs none); the subsampling layers and activations,
-    a few thousand FLOP, are left out."""
-    c1 = 6 * 28 * 28 * 25                                # 1@32x32 -> 6@28x28
+C1_MACS = 6 * 28 * 28 * 25                               # 1@32x32 -> 6@28x28
+
+
+def forward_macs(table="full"):
+    """Multiply-adds of one image's forward pass through the convolution and
+    fully connected layers (the subsampling layers and activations, a few
+    thousand FLOP, are left out)."""
     c3 = C3_CONNECTIONS[table] * 10 * 10 * 25            # 6@14x14 -> 16@10x10
     c5 = 120 * 16 * 25                                   # 16@5x5 -> 120
     f6, out = 120 * 84, 84 * 10
-    forward = c1 + c3 + c5 + f6 + out
-    delta = c3 + c5 + f6 + out
+    return C1_MACS + c3 + c5 + f6 + out
+
+
+def flop_per_image(table="full"):
+    """Training FLOP per image: 2 * (forward + weight gradient) MACs of the
+    convolution and fully connected layers (``forward_macs``), plus the deltas
+    of every layer but C1 (the input needs none)."""
+    forward = forward_macs(table)
+    delta = forward - C1_MACS
     return 2 * (2 * forward + delta)
 
 

@@ -60,14 +60,20 @@ LM_OPTIONS = {"text": TEXT, "seq_len": 50, "batch": 32, "hidden": 128, "lr": 0.0
               "epochs": 30, "seeds": 3}
 
 
+def forward_macs(options):
+    """Multiply-adds of one sequence's time step forward: the input, recurrent
+    and output weights (n_features classes, as the timing's targets)."""
+    F, H, C = options["n_features"], options["hidden"], options["n_features"]
+    return F * H + H * H + H * C
+
+
 def flop_per_step(options):
     """Training FLOP of one mini-batch: per sequence and time step, 2 * (forward
     + weight gradient) MACs of the input, recurrent and output weights, plus the
     deltas through the recurrent and output weights (the input needs none)."""
-    F, H, C = options["n_features"], options["hidden"], options["n_features"]
-    forward = F * H + H * H + H * C
+    H, C = options["hidden"], options["n_features"]
     delta = H * H + H * C
-    return 2 * (2 * forward + delta) * options["batch"] * options["seq_len"]
+    return 2 * (2 * forward_macs(options) + delta) * options["batch"] * options["seq_len"]
 
 
 def one_hot(indices, n):
