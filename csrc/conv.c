@@ -16,6 +16,13 @@
  * two FMAs, in tiles of 2 x 6 vectors. Unshared input maps of a pair (LeCun's
  * C3 table) are handled in the same tile, one FMA per load. Likewise the
  * weight gradient runs over two output maps of one input map at a time.
+ * The AVX-512 copy has 32 vector registers instead of 16: there, two
+ * consecutive pairs whose four maps read exactly the same input maps (any
+ * full table) form one tile of 4 x 6 vectors, and the weight gradient runs
+ * over four output maps of an input map at a time, so each load feeds four
+ * FMAs. Each accumulator still receives the same multiply-adds in the same
+ * order (and the tiles cover the same vectors), so the results are bitwise
+ * those of the tiles of two.
  *
  * The backward pass uses the same layout: dZ of each output map is copied
  * into a zero-padded buffer with row stride w (4 zero rows above and below,
@@ -79,6 +86,9 @@
 #endif
 
 #define FASTBP_RMAX 8    /* vectors of a register tile (forward, dX) */
+/* Output maps of a tile (forward, dX) and of a weight-gradient pass for the
+ * copy of instruction-set level `level`: 4 where it has 32 vector registers. */
+#define FASTBP_TILE_GMAX(level) ((level) >= FB_LEVEL_AVX512 ? 4 : 2)
 #define FASTBP_BLOCK 8   /* samples per gradient block */
 #define FASTBP_WAVE 16   /* block sums held in memory at once */
 #define FASTBP_XPAD 32   /* zero elements after the padded copy of a sample */
@@ -90,21 +100,24 @@ static void* fastbp_align64(void* p)
     return p == NULL ? NULL : (void*)(((size_t)p + 63) & ~(size_t)63);
 }
 
-/* ---- tiles: output maps are computed in pairs that share input maps ---- */
+/* ---- tiles: output maps are computed in pairs (or fours) that share input maps ---- */
 
-/* Output map o (and o + 1 when G == 2) of a tile. pool[s .. s+ns) are the
- * input maps of both outputs, pool[a .. a+na) those of output o only,
- * pool[b .. b+nb) those of output o + 1 only. */
+/* Output maps o .. o+G-1 of a tile. pool[s .. s+ns) are the input maps of
+ * all of them, pool[a .. a+na) those of output o only, pool[b .. b+nb) those
+ * of output o + 1 only (G == 2). A tile of G == 4 has na == nb == 0. */
 typedef struct {
     int o, G, ns, na, nb, s, a, b;
 } fastbp_tile_group;
 
-/* Pair consecutive output maps that share at least one input map; returns the
- * number of groups. conn(o, i) = table[o, i], or table[i, o] when transposed
- * (outputs are then the input maps of the layer, for dX). groups: room for
- * one entry per output map; pool: room for (outputs x inputs) ints. */
+/* Pair consecutive output maps that share at least one input map; with
+ * gmax >= 4, two consecutive pairs whose four maps have the same input maps
+ * then become one group of 4 (which leaves the order of every map's sum as
+ * it was). Returns the number of groups. conn(o, i) = table[o, i], or
+ * table[i, o] when transposed (outputs are then the input maps of the layer,
+ * for dX). groups: room for one entry per output map; pool: room for
+ * (outputs x inputs) ints. */
 static int fastbp_plan_tiles(const unsigned char* table, int c_out, int c_in, int transposed,
-                             fastbp_tile_group* groups, int* pool)
+                             int gmax, fastbp_tile_group* groups, int* pool)
 {
     const int no = transposed ? c_in : c_out, ni = transposed ? c_out : c_in;
     int o = 0, i, ng = 0, np = 0, shared;
@@ -132,6 +145,15 @@ static int fastbp_plan_tiles(const unsigned char* table, int c_out, int c_in, in
                 if (FASTBP_CONN(o + 1, i) && !FASTBP_CONN(o, i)) pool[np++] = i;
         g->nb = np - g->b;
         o += g->G;
+        if (gmax >= 4 && ng >= 2 && g->G == 2 && g->na == 0 && g->nb == 0) {
+            fastbp_tile_group* p = g - 1;
+            if (p->G == 2 && p->na == 0 && p->nb == 0 && p->ns == g->ns &&
+                memcmp(pool + p->s, pool + g->s, sizeof(int) * (size_t)g->ns) == 0) {
+                p->G = 4; /* g's maps join p's; its pool entries are dropped */
+                np = g->s;
+                ng--;
+            }
+        }
     }
 #undef FASTBP_CONN
     return ng;

@@ -138,7 +138,8 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
                                 int h, int w, int c_out, int act, int n_threads)
 {
     const int isa = fb_level();
-    const ptrdiff_t plane = (ptrdiff_t)h * w, tstride = plane + 2 * VLMAX, tsize = 2 * tstride;
+    const ptrdiff_t plane = (ptrdiff_t)h * w, tstride = plane + 2 * VLMAX;
+    const ptrdiff_t tsize = FASTBP_TILE_GMAX(isa) * tstride; /* a tile's wide planes */
     int nt, *pool;
     fastbp_tile_group* groups;
     FT *xlast, *tbuf;
@@ -155,7 +156,7 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
         free(groups); free(pool); free(xlast); free(tbuf);
         return -1;
     }
-    a.ngroups = fastbp_plan_tiles(table, c_out, c_in, 0, groups, pool);
+    a.ngroups = fastbp_plan_tiles(table, c_out, c_in, 0, FASTBP_TILE_GMAX(isa), groups, pool);
     a.groups = groups; a.pool = pool;
     a.X = X; a.W = W; a.b = b; a.Y = Y; a.xlast = xlast;
     a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = act;
@@ -207,7 +208,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
     /* Rows: 4 zero, ho of data, 4 zero; then room for the last tile. */
     dzp_stride = (ptrdiff_t)(ho + 8) * w + 4 + 2 * VLMAX;
     dzp_stride = (dzp_stride + 15) / 16 * 16;
-    ssize = c_out * dzp_stride + FASTBP_ALIGN_PAD + ng * VLMAX + 2 * tstride;
+    ssize = c_out * dzp_stride + FASTBP_ALIGN_PAD + ng * VLMAX + FASTBP_TILE_GMAX(isa) * tstride;
     ssize = (ssize + 15) / 16 * 16; /* each thread's scratch stays 64-byte aligned */
 
     if (n > 0) {
@@ -233,7 +234,8 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
                     wrot[((ptrdiff_t)ci * c_out + co) * 25 + k] =
                         W[((ptrdiff_t)co * c_in + ci) * 25 + 24 - k];
         a.X = X; a.dZ = dZ; a.dX = dX; a.xlast = xlast; a.wrot = wrot;
-        a.ngroups = fastbp_plan_tiles(table, c_out, c_in, 1, groups, pool);
+        a.ngroups = fastbp_plan_tiles(table, c_out, c_in, 1, FASTBP_TILE_GMAX(isa), groups,
+                                      pool);
         a.groups = groups; a.pool = pool; a.blist = blist; a.bn = bn;
         a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = in_act;
         a.pid = pid; a.npairs = npairs; a.dzp_stride = dzp_stride;

@@ -7,6 +7,10 @@
  */
 #include "conv_lanes.h"
 
+/* Output maps of this copy's tiles (conv.c's FASTBP_TILE_GMAX): 2, or 4
+ * where there are 32 vector registers. */
+#define GT FASTBP_TILE_GMAX(FASTBP_CONV_ISA)
+
 /* Sum in a fixed order (8 interleaved partial sums, then a fixed tree). */
 FASTBP_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
 {
@@ -21,13 +25,14 @@ FASTBP_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
 }
 
 /* Register tile of the wide correlation for one group of output maps (see
- * fastbp_tile_group): output 0, and for G == 2 also output 1, where the input
- * maps in S feed both (each input load feeds two multiply-adds) and those in
- * A (B) feed only output 0 (1):
+ * fastbp_tile_group): outputs 0 .. G-1, where the input maps in S feed all of
+ * them (each input load feeds G multiply-adds) and, for G == 2, those in A
+ * (B) feed only output 0 (1):
  *   out[g*ostride + r*VL + lane] = sum over the input maps i of output g of
  *       sum_{kh,kw} wg[i*25 + kh*5 + kw] * src[i*pstride + kh*w + kw + r*VL + lane]
- * for r < R. R and G are compile-time constants at each call site, so acc[][]
- * lives in registers (G*R + G + 1 <= 16 vector registers). */
+ * for r < R, with wg = wb + g*wostride. R and G are compile-time constants at
+ * each call site, so acc[][] lives in registers (G*R + G + 1 vector
+ * registers: at most 16 for G <= 2, 32 for G == 4). */
 FASTBP_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdiff_t pstride,
                                          const int* lst, int nl, const FT* wb, int w, int kh0,
                                          int kh1)
@@ -48,35 +53,35 @@ FASTBP_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, pt
 
 FASTBP_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, const int G,
                                          const FT* src, ptrdiff_t pstride, const int* pool,
-                                         const fastbp_tile_group* grp, const FT* wb0,
-                                         const FT* wb1, int w, int kh0, int kh1)
+                                         const fastbp_tile_group* grp, const FT* wb,
+                                         ptrdiff_t wostride, int w, int kh0, int kh1)
 {
-    VT acc[2][FASTBP_RMAX];
+    VT acc[GT][FASTBP_RMAX], wv[GT];
     int g, r, j, kh, kw;
     for (g = 0; g < G; g++)
         for (r = 0; r < R; r++) acc[g][r] = VSET1((FT)0);
-    if (G == 2) {
+    if (G >= 2) {
         const int* lst = pool + grp->s;
         for (j = 0; j < grp->ns; j++) {
             const FT* s = src + lst[j] * pstride;
-            const FT* k0 = wb0 + lst[j] * 25;
-            const FT* k1 = wb1 + lst[j] * 25;
+            const FT* k = wb + lst[j] * 25;
             for (kh = kh0; kh < kh1; kh++) {
                 const FT* srow = s + kh * w;
                 for (kw = 0; kw < 5; kw++) {
-                    const VT w0 = VSET1(k0[kh * 5 + kw]);
-                    const VT w1 = VSET1(k1[kh * 5 + kw]);
+                    for (g = 0; g < G; g++) wv[g] = VSET1(k[g * wostride + kh * 5 + kw]);
                     for (r = 0; r < R; r++) {
                         const VT xv = VLOADR(srow + kw + r * VL);
-                        acc[0][r] = VFMA(w0, xv, acc[0][r]);
-                        acc[1][r] = VFMA(w1, xv, acc[1][r]);
+                        for (g = 0; g < G; g++) acc[g][r] = VFMA(wv[g], xv, acc[g][r]);
                     }
                 }
             }
         }
-        NAME(tile_list1)(acc[1], R, src, pstride, pool + grp->b, grp->nb, wb1, w, kh0, kh1);
+        if (G == 2)
+            NAME(tile_list1)(acc[1], R, src, pstride, pool + grp->b, grp->nb, wb + wostride, w,
+                             kh0, kh1);
     }
-    NAME(tile_list1)(acc[0], R, src, pstride, pool + grp->a, grp->na, wb0, w, kh0, kh1);
+    if (G <= 2)
+        NAME(tile_list1)(acc[0], R, src, pstride, pool + grp->a, grp->na, wb, w, kh0, kh1);
     for (g = 0; g < G; g++)
         for (r = 0; r < R; r++) VSTORE(out + g * ostride + r * VL, acc[g][r]);
 }
@@ -84,14 +89,15 @@ FASTBP_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R
 #define FASTBP_CHUNK_N(G, RN)                                                             \
     static ATTR void NAME(chunk##G##_##RN)(FT* out, ptrdiff_t ostride, const FT* src,      \
                                            ptrdiff_t pstride, const int* pool,             \
-                                           const fastbp_tile_group* grp, const FT* wb0,    \
-                                           const FT* wb1, int w, int kh0, int kh1)         \
+                                           const fastbp_tile_group* grp, const FT* wb,     \
+                                           ptrdiff_t wostride, int w, int kh0, int kh1)    \
     {                                                                                     \
         if (kh0 == 0 && kh1 == 5) /* constant bounds: the usual, faster loop */           \
-            NAME(chunk_core)(out, ostride, RN, G, src, pstride, pool, grp, wb0, wb1, w, 0, 5); \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, pool, grp, wb, wostride, w, 0, \
+                             5);                                                          \
         else                                                                              \
-            NAME(chunk_core)(out, ostride, RN, G, src, pstride, pool, grp, wb0, wb1, w, kh0, \
-                             kh1);                                                        \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, pool, grp, wb, wostride, w, \
+                             kh0, kh1);                                                   \
     }
 FASTBP_CHUNK_N(1, 1)
 FASTBP_CHUNK_N(1, 2)
@@ -107,6 +113,14 @@ FASTBP_CHUNK_N(2, 3)
 FASTBP_CHUNK_N(2, 4)
 FASTBP_CHUNK_N(2, 5)
 FASTBP_CHUNK_N(2, 6)
+#if GT >= 4
+FASTBP_CHUNK_N(4, 1)
+FASTBP_CHUNK_N(4, 2)
+FASTBP_CHUNK_N(4, 3)
+FASTBP_CHUNK_N(4, 4)
+FASTBP_CHUNK_N(4, 5)
+FASTBP_CHUNK_N(4, 6)
+#endif
 #undef FASTBP_CHUNK_N
 
 /* T[g*tstride + (0 .. nv*VL)] = wide correlation for the output maps of grp
@@ -120,9 +134,9 @@ static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int nv, const FT* src
                                  const fastbp_tile_group* grp, const FT* wbase,
                                  ptrdiff_t wostride, int w, int rows)
 {
+    /* G == 4 keeps the tiles of G == 2 (kh0, kh1 depend on them) */
     const int G = grp->G, rmax = G == 1 ? 8 : 6;
-    const FT* wb0 = wbase + grp->o * wostride;
-    const FT* wb1 = wb0 + wostride;
+    const FT* wb = wbase + grp->o * wostride;
     int nch, base, extra, c, v0 = 0;
     if (nv <= 0)
         return;
@@ -143,73 +157,74 @@ static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int nv, const FT* src
         }
 #define FASTBP_CASE(GG, RN)                                                                \
     case RN:                                                                               \
-        NAME(chunk##GG##_##RN)(out, tstride, s, pstride, pool, grp, wb0, wb1, w, kh0, kh1); \
+        NAME(chunk##GG##_##RN)(out, tstride, s, pstride, pool, grp, wb, wostride, w, kh0, kh1); \
         break;
         if (G == 1) {
             switch (R) {
                 FASTBP_CASE(1, 1) FASTBP_CASE(1, 2) FASTBP_CASE(1, 3) FASTBP_CASE(1, 4)
                 FASTBP_CASE(1, 5) FASTBP_CASE(1, 6) FASTBP_CASE(1, 7) FASTBP_CASE(1, 8)
             }
-        } else {
+        } else if (G == 2) {
             switch (R) {
                 FASTBP_CASE(2, 1) FASTBP_CASE(2, 2) FASTBP_CASE(2, 3)
                 FASTBP_CASE(2, 4) FASTBP_CASE(2, 5) FASTBP_CASE(2, 6)
             }
         }
+#if GT >= 4
+        else {
+            switch (R) {
+                FASTBP_CASE(4, 1) FASTBP_CASE(4, 2) FASTBP_CASE(4, 3)
+                FASTBP_CASE(4, 4) FASTBP_CASE(4, 5) FASTBP_CASE(4, 6)
+            }
+        }
+#endif
 #undef FASTBP_CASE
         v0 += R;
     }
 }
 
-/* Weight-gradient accumulators of G (1 or 2) pairs (o_g, i) that share the
+/* Weight-gradient accumulators of G (1, 2 or 4) pairs (o_g, i) that share the
  * input map x, for kernel row kh:
- *   g_g[(kh*5 + kw)*VL + lane] += sum_v dz_g[v*VL + lane] * x[v*VL + lane + kh*w + kw].
+ *   g[g][(kh*5 + kw)*VL + lane] += sum_v dz[g][v*VL + lane] * x[v*VL + lane + kh*w + kw].
  * G*5 accumulators stay in registers; each x load feeds G multiply-adds. */
-FASTBP_INLINE ATTR void NAME(gw_core)(FT* g0, FT* g1, const FT* dz0, const FT* dz1,
-                                      const FT* x, int w, int nv, int kh, const int G)
+FASTBP_INLINE ATTR void NAME(gw_core)(FT* const* gp, const FT* const* dz, const FT* x, int w,
+                                      int nv, int kh, const int G)
 {
-    VT a0[5], a1[5];
-    int kw, v;
-    for (kw = 0; kw < 5; kw++) {
-        a0[kw] = VLOAD(g0 + (kh * 5 + kw) * VL);
-        if (G == 2)
-            a1[kw] = VLOAD(g1 + (kh * 5 + kw) * VL);
-    }
+    VT a[GT][5], d[GT];
+    int g, kw, v;
+    for (g = 0; g < G; g++)
+        for (kw = 0; kw < 5; kw++) a[g][kw] = VLOAD(gp[g] + (kh * 5 + kw) * VL);
     for (v = 0; v < nv; v++) {
-        const VT d0 = VLOAD(dz0 + v * VL);
         const FT* xv = x + v * VL + kh * w;
+        for (g = 0; g < G; g++) d[g] = VLOAD(dz[g] + v * VL);
         if (G == 1) {
-            for (kw = 0; kw < 5; kw++) a0[kw] = VFMA(d0, VLOAD(xv + kw), a0[kw]);
+            for (kw = 0; kw < 5; kw++) a[0][kw] = VFMA(d[0], VLOAD(xv + kw), a[0][kw]);
         } else {
-            const VT d1 = VLOAD(dz1 + v * VL);
             for (kw = 0; kw < 5; kw++) {
                 const VT xk = VLOADR(xv + kw);
-                a0[kw] = VFMA(d0, xk, a0[kw]);
-                a1[kw] = VFMA(d1, xk, a1[kw]);
+                for (g = 0; g < G; g++) a[g][kw] = VFMA(d[g], xk, a[g][kw]);
             }
         }
     }
-    for (kw = 0; kw < 5; kw++) {
-        VSTORE(g0 + (kh * 5 + kw) * VL, a0[kw]);
-        if (G == 2)
-            VSTORE(g1 + (kh * 5 + kw) * VL, a1[kw]);
+    for (g = 0; g < G; g++)
+        for (kw = 0; kw < 5; kw++) VSTORE(gp[g] + (kh * 5 + kw) * VL, a[g][kw]);
+}
+
+#define FASTBP_GW_N(G)                                                                    \
+    static ATTR void NAME(gw##G)(FT* const* gp, const FT* const* dz, const FT* x, int w,  \
+                                 int nv)                                                  \
+    {                                                                                     \
+        int kh;                                                                           \
+        for (kh = 0; kh < 5; kh++) NAME(gw_core)(gp, dz, x, w, nv, kh, G);                \
     }
-}
+FASTBP_GW_N(1)
+FASTBP_GW_N(2)
+#if GT >= 4
+FASTBP_GW_N(4)
+#endif
+#undef FASTBP_GW_N
 
-static ATTR void NAME(gw_one)(FT* g0, const FT* dz0, const FT* x, int w, int nv)
-{
-    int kh;
-    for (kh = 0; kh < 5; kh++) NAME(gw_core)(g0, g0, dz0, dz0, x, w, nv, kh, 1);
-}
-
-static ATTR void NAME(gw_two)(FT* g0, FT* g1, const FT* dz0, const FT* dz1, const FT* x,
-                              int w, int nv)
-{
-    int kh;
-    for (kh = 0; kh < 5; kh++) NAME(gw_core)(g0, g1, dz0, dz1, x, w, nv, kh, 2);
-}
-
-/* Forward pass of one sample. T: scratch of 2*tstride elements, with
+/* Forward pass of one sample. T: scratch of GT*tstride elements, with
  * tstride >= h*w + VL (one wide plane per output map of a tile). */
 static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, FT* T,
                                        ptrdiff_t tstride)
@@ -250,7 +265,7 @@ static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, FT* 
 
 /* Backward pass of samples [i0, i1): writes dX of those samples (if wanted)
  * and part = [grad_W of the connected pairs (npairs, 25), grad_b (c_out)]
- * summed over the block. scratch: c_out*dzp_stride + npairs*25*VL + 2*tstride. */
+ * summed over the block. scratch: c_out*dzp_stride + npairs*25*VL + GT*tstride. */
 static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int i1,
                                       FT* scratch, ptrdiff_t tstride, FT* part)
 {
@@ -282,21 +297,30 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
             for (r = 0; r < ho; r++) memcpy(dst + r * w, src + r * wo, sizeof(FT) * wo);
             gb[co] += NAME(sum_fixed)(src, oplane);
         }
-        /* grad_W: the output maps of input map ci, two at a time. */
+        /* grad_W: the output maps of input map ci, GT at a time (then 2, 1). */
         for (ci = 0; ci < c_in; ci++) {
             const int* lst = a->blist + (ptrdiff_t)ci * c_out;
             const FT* xs = x + ci * plane;
-            for (k = 0; k < a->bn[ci]; k += 2) {
-                const int o0 = lst[k];
-                FT* g0 = gacc + (ptrdiff_t)a->pid[o0 * c_in + ci] * 25 * VL;
-                const FT* dz0 = dzp + o0 * st + 4 * w + 4;
-                if (k + 1 < a->bn[ci]) {
-                    const int o1 = lst[k + 1];
-                    NAME(gw_two)(g0, gacc + (ptrdiff_t)a->pid[o1 * c_in + ci] * 25 * VL, dz0,
-                                 dzp + o1 * st + 4 * w + 4, xs, w, nv);
-                } else {
-                    NAME(gw_one)(g0, dz0, xs, w, nv);
+            for (k = 0; k < a->bn[ci];) {
+                FT* gp[GT];
+                const FT* dzg[GT];
+                const int gn = a->bn[ci] - k >= GT ? GT : a->bn[ci] - k >= 2 ? 2 : 1;
+                int t;
+                for (t = 0; t < gn; t++) {
+                    const int o = lst[k + t];
+                    gp[t] = gacc + (ptrdiff_t)a->pid[o * c_in + ci] * 25 * VL;
+                    dzg[t] = dzp + o * st + 4 * w + 4;
                 }
+#if GT >= 4
+                if (gn == 4)
+                    NAME(gw4)(gp, dzg, xs, w, nv);
+                else
+#endif
+                if (gn == 2)
+                    NAME(gw2)(gp, dzg, xs, w, nv);
+                else
+                    NAME(gw1)(gp, dzg, xs, w, nv);
+                k += gn;
             }
         }
         if (a->dX != NULL) {
@@ -520,5 +544,6 @@ static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, 
 #undef VMUL
 #undef FASTBP_LANE
 #undef FASTBP_LANE_W
+#undef GT
 #undef FASTBP_CONV_F32
 #undef FASTBP_CONV_ISA

@@ -381,6 +381,34 @@ def test_conv_bitwise_identical_across_threads(path, case, dtype):
             assert np.array_equal(a, b_)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [(3, 1, 6, 16, 20, "full"), (2, 6, 16, 14, 14, "full"),
+                                  (2, 5, 11, 9, 12, "full"), (2, 6, 16, 14, 14, "lecun"),
+                                  (2, 4, 16, 8, 13, "holes")])
+def test_conv_maps_bitwise_independent_of_tiling(path, case, dtype):
+    # A layer computes its output maps (input maps, for dX) in tiles of 1, 2
+    # or 4 maps, and grad_W over 1, 2 or 4 output maps of an input map; each
+    # map's sums must not depend on that grouping. Every map computed alone
+    # (a tile of one) must then give bitwise the same result. Y and dX only
+    # for full tables: a pair that shares only some input maps sums them in
+    # another order (shared ones first) than a map alone.
+    X, W, b, table, dZ = _conv_problem(case, 2, seed=12, dtype=dtype)
+    full = case[-1] == "full"
+    Y = conv_forward(X, W, b, table, 2)
+    gW, gb, dX = conv_backward(X, W, dZ, table, 2)
+    one = np.ascontiguousarray
+    for o in range(W.shape[0]):
+        s = slice(o, o + 1)
+        gW1, gb1, _ = conv_backward(X, W[s], one(dZ[:, s]), table[s], 2, want_dX=False)
+        assert np.array_equal(gW1, gW[s]) and np.array_equal(gb1, gb[s])
+        if full:
+            assert np.array_equal(conv_forward(X, W[s], b[s], table[s], 2), Y[:, s])
+    for i in range(X.shape[1] if full else 0):
+        s = slice(i, i + 1)
+        _, _, dX1 = conv_backward(one(X[:, s]), one(W[:, s]), dZ, one(table[:, s]), 2)
+        assert np.array_equal(dX1, dX[:, s])
+
+
 @pytest.mark.compares_n_threads
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pool_bitwise_identical_across_threads(path, dtype):
