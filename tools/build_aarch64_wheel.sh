@@ -13,7 +13,8 @@
 #      Python and Cython, cross-compiled by aarch64-linux-gnu-gcc through the
 #      arm64 interpreter's sysconfig data;
 #   4. auditwheel repair, run by the emulated interpreter (auditwheel picks
-#      policies by the machine it runs on): libgomp is vendored;
+#      policies by the machine it runs on): there is nothing to vendor, the
+#      kernels link no OpenMP runtime;
 #   5. a fresh emulated venv with the repaired wheel and numpy/scipy/sklearn's
 #      own aarch64 wheels: check_wheel.py, then pytest on a copy of tests/.
 #
