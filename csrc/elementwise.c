@@ -127,11 +127,23 @@
         }                                                                       \
     }
 
+/* 1 if every x[i] is finite: x - x is 0 for a finite x and NaN for NaN or an
+ * infinity, and the flags are or-ed without a branch, so the loop vectorizes. */
+#define FB_DEFINE_FINITE(T, ATTR, NAME)                                         \
+    static ATTR int finite_##NAME(const T *x, ptrdiff_t n)                      \
+    {                                                                           \
+        int bad = 0;                                                            \
+        ptrdiff_t i;                                                            \
+        for (i = 0; i < n; i++) bad |= (x[i] - x[i]) != (T)0;                   \
+        return !bad;                                                            \
+    }
+
 /* Every loop of this file, for one dtype and one instruction set. */
 #define FB_DEFINE_ALL(T, SUF, SQRT, ATTR, NAME)                                 \
     FB_DEFINE_LOOPS(T, SUF, ATTR, NAME)                                         \
     FB_DEFINE_L2(T, ATTR, NAME)                                                 \
-    FB_DEFINE_ADAM(T, SQRT, ATTR, NAME)
+    FB_DEFINE_ADAM(T, SQRT, ATTR, NAME)                                         \
+    FB_DEFINE_FINITE(T, ATTR, NAME)
 
 #define FB_NO_ATTR
 FB_DEFINE_ALL(double, d, sqrt, FB_NO_ATTR, d_base)
@@ -202,4 +214,14 @@ void fastbp_adam_d(double *theta, const double *g, double *m1, double *m2, doubl
                    double b1, double c1, double b2, double c2, double eps, ptrdiff_t n)
 {
     FB_CALL(adam_d, theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n);
+}
+
+int fastbp_all_finite_f(const float *x, ptrdiff_t n)
+{
+    return FB_CALL(finite_f, x, n);
+}
+
+int fastbp_all_finite_d(const double *x, ptrdiff_t n)
+{
+    return FB_CALL(finite_d, x, n);
 }

@@ -578,3 +578,21 @@ def test_csr_rows_to_dense_rejects_what_would_write_out_of_bounds():
         _sparse.csr_rows_to_dense(X.data, X.indices, ptr, np.array([0, 1]), out)
     with pytest.raises(ValueError, match="out has shape"):
         _sparse.csr_rows_to_dense(X.data, X.indices, X.indptr, np.array([0, 1, 2]), out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_all_finite_matches_numpy(dtype, n_threads):
+    """all_finite finds one non-finite value wherever it is (first, last, and
+    either side of a unit boundary) and passes extreme finite values."""
+    info = np.finfo(dtype)
+    n = 3 * 65536 + 17
+    x = np.random.default_rng(0).standard_normal(n).astype(dtype)
+    x[:4] = [info.max, -info.max, info.tiny / 4, -0.0]
+    assert _dense.all_finite(x, n_threads)
+    for where in [0, 65535, 65536, 2 * 65536 + 1, n - 1]:
+        for bad in [np.nan, np.inf, -np.inf]:
+            y = x.copy()
+            y[where] = bad
+            assert _dense.all_finite(y, n_threads) == bool(np.isfinite(y).all()) is False
+    assert _dense.all_finite(x[:0], n_threads)

@@ -183,13 +183,24 @@ def test_fitted_on_a_dataframe_still_warns_for_an_array():
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_arrays_raise_as_before(name, size, bad):
     """Small arrays are checked element by element, large ones (over 65,536
-    values) by their sum: either way the error is sklearn's."""
+    values) in one pass of the team: either way the error is sklearn's."""
     est = fit(name, np.float32)
     n = 3 if size == "small" else 100 if name.startswith("LeNet") else 10000
     X = data(name, n, np.float32, seed=6)
     assert (X.size > 1 << 16) == (size == "large")
     X.reshape(-1)[-1] = bad
     with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+        est.predict(X)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("where", [0, 65535, 65536, "last"])
+def test_a_large_non_finite_array_raises_wherever_the_value_is(order, where):
+    """The large-array check covers every unit of its pass, in either layout."""
+    est = fit("MLPClassifier", np.float64)
+    X = np.asarray(data("MLPClassifier", 10000, np.float64, seed=7), order=order)
+    X.ravel(order="K")[-1 if where == "last" else where] = np.inf  # a view: X is contiguous
+    with pytest.raises(ValueError, match="Input X contains infinity"):
         est.predict(X)
 
 

@@ -3,6 +3,9 @@ back unchanged: a one-row predict otherwise spends most of its time in them."""
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ._kernels import _dense
+from ._threads import effective_n_threads
+
 
 def check_fitted(est):
     """sklearn's ``check_is_fitted(est, "_network")``, without its cost (it
@@ -13,8 +16,9 @@ def check_fitted(est):
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-# Above this many elements the finiteness check sums X (no temporary array);
-# below it, np.isfinite on each element is quicker than the sum's errstate.
+# Above this many elements the finiteness check is one pass of fastbp's team
+# over X (no temporary array); below it, np.isfinite on each element is
+# quicker than starting the pass.
 _FINITE_BY_ELEMENT = 1 << 16
 
 
@@ -42,6 +46,9 @@ def plain_float_array(est, X, ndims=(2,)):
         return False
     if X.size <= _FINITE_BY_ELEMENT:
         return bool(np.isfinite(X).all())
+    if X.flags.c_contiguous or X.flags.f_contiguous:
+        # one pass on fastbp's team (ravel of a contiguous X is a view)
+        return _dense.all_finite(X.ravel(order="K"), effective_n_threads(est.n_jobs))
     # sklearn's own first pass: a finite sum means finite elements (an
     # overflowing sum of finite ones takes the full check)
     with np.errstate(over="ignore", invalid="ignore"):

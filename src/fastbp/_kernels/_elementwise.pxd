@@ -24,6 +24,16 @@ cdef extern from "elementwise.h":
     void fastbp_adam_d(double* theta, const double* g, double* m1, double* m2, double lr,
                        double b1, double c1, double b2, double c2, double eps,
                        Py_ssize_t n) noexcept nogil
+    int fastbp_all_finite_f(const float* x, Py_ssize_t n) noexcept nogil
+    int fastbp_all_finite_d(const double* x, Py_ssize_t n) noexcept nogil
+
+
+cdef inline bint elementwise_all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
+    """Whether no element of x is NaN or infinite."""
+    if floating is float:
+        return fastbp_all_finite_f(x, n)
+    else:
+        return fastbp_all_finite_d(x, n)
 
 
 cdef inline void elementwise_act(floating* out, const floating* a, const floating* b,
