@@ -233,6 +233,12 @@ static int fb_conv_team_size(int n_threads, int units, int parallel)
     return nt;
 }
 
+/* Pooling input elements from which the pooling passes run on a team: an
+ * element costs several times an element-wise pass's (the activation of the
+ * output, the derivative of the input's), so the team pays from fewer of
+ * them than FASTBP_MIN_PARALLEL. */
+#define FASTBP_POOL_MIN_PARALLEL (FASTBP_MIN_PARALLEL / 8)
+
 
 #define FASTBP_CONV_F32 1
 #include "conv_driver.h"

@@ -266,7 +266,7 @@ int API(fastbp_pool2x2_forward)(const FT* Y, const FT* coef, const FT* bias, FT*
 {
     const int isa = fb_level();
     const int nt = fb_conv_team_size(n_threads, n,
-                                     (ptrdiff_t)n * c * h * w >= FASTBP_MIN_PARALLEL);
+                                     (ptrdiff_t)n * c * h * w >= FASTBP_POOL_MIN_PARALLEL);
     ARGS(pool_args) a;
     API(block_job) job;
     a.Y = Y; a.coef = coef; a.bias = bias; a.dZ = NULL; a.X = X; a.dY = NULL;
@@ -285,7 +285,7 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     const ptrdiff_t tsize = (ptrdiff_t)(h / 2) * (w / 2) + (ptrdiff_t)c * h * w;
     const ptrdiff_t plen = 2 * (ptrdiff_t)c;
     const int nt = fb_conv_team_size(n_threads, nblocks,
-                                     (ptrdiff_t)n * c * h * w >= FASTBP_MIN_PARALLEL);
+                                     (ptrdiff_t)n * c * h * w >= FASTBP_POOL_MIN_PARALLEL);
     int ch;
     ptrdiff_t j;
     FT *tbuf, *part, *total;
