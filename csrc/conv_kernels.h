@@ -422,11 +422,31 @@ FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
 #undef FASTBP_CAST_PD
 #undef FASTBP_CAST_FT
 
-#else /* portable: through a small array */
+#else /* portable: whole vectors shuffled (SSE2, NEON), a partial one through a small array */
+#if FASTBP_VEC_EXT && FASTBP_CONV_F32
+#define FASTBP_EVEN 0, 2, 4, 6
+#define FASTBP_ODD 1, 3, 5, 7
+#define FASTBP_FIRST 0, 0, 1, 1
+#define FASTBP_SECOND 2, 2, 3, 3
+typedef int NAME(mask_t) __attribute__((vector_size(16)));
+#elif FASTBP_VEC_EXT
+#define FASTBP_EVEN 0, 2
+#define FASTBP_ODD 1, 3
+#define FASTBP_FIRST 0, 0
+#define FASTBP_SECOND 1, 1
+typedef long long NAME(mask_t) __attribute__((vector_size(16)));
+#endif
+#if FASTBP_VEC_EXT && defined(__clang__)
+#define FASTBP_SHUFFLE(a, b, IDX) __builtin_shufflevector((a), (b), IDX)
+#elif FASTBP_VEC_EXT
+#define FASTBP_SHUFFLE(a, b, IDX) __builtin_shuffle((a), (b), (NAME(mask_t)){IDX})
+#endif
 FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n)
 {
     FT t[VL];
     int l;
+    if (n == VL)
+        return VLOAD(p);
     for (l = 0; l < VL; l++) t[l] = l < n ? p[l] : (FT)0;
     return VLOAD(t);
 }
@@ -434,6 +454,10 @@ FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n)
 {
     FT t[VL];
     int l;
+    if (n == VL) {
+        VSTORE(p, v);
+        return;
+    }
     VSTORE(t, v);
     for (l = 0; l < n; l++) p[l] = t[l];
 }
@@ -441,6 +465,12 @@ FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
 {
     FT t[VL];
     int l;
+#ifdef FASTBP_SHUFFLE
+    if (n == VL) {
+        const VT lo = VLOAD(p), hi = VLOAD(p + VL);
+        return VADD(FASTBP_SHUFFLE(lo, hi, FASTBP_EVEN), FASTBP_SHUFFLE(lo, hi, FASTBP_ODD));
+    }
+#endif
     for (l = 0; l < VL; l++) t[l] = l < n ? p[2 * l] + p[2 * l + 1] : (FT)0;
     return VLOAD(t);
 }
@@ -448,9 +478,21 @@ FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
 {
     FT t[VL];
     int l;
+#ifdef FASTBP_SHUFFLE
+    if (n == VL) {
+        VSTORE(p, FASTBP_SHUFFLE(v, v, FASTBP_FIRST));
+        VSTORE(p + VL, FASTBP_SHUFFLE(v, v, FASTBP_SECOND));
+        return;
+    }
+#endif
     VSTORE(t, v);
     for (l = 0; l < n; l++) p[2 * l] = p[2 * l + 1] = t[l];
 }
+#undef FASTBP_SHUFFLE
+#undef FASTBP_EVEN
+#undef FASTBP_ODD
+#undef FASTBP_FIRST
+#undef FASTBP_SECOND
 #endif
 
 /* Sums of the 2x2 blocks of rows y0, y1 (each 2*w2 long) at outputs c0 ..
