@@ -76,27 +76,6 @@ cdef inline floating row_sum(const floating* y, Py_ssize_t n) noexcept nogil:
     return r
 
 
-cdef inline floating cross_entropy(const floating* z, const floating* y, floating lse,
-                                   floating lo, floating hi, Py_ssize_t n) noexcept nogil:
-    """sum_j y_j clip(lse - z_j, lo, hi)."""
-    cdef floating s[LANES]
-    cdef floating r = 0
-    cdef Py_ssize_t j = 0
-    cdef int l
-    for l in range(LANES):
-        s[l] = 0
-    while j + LANES <= n:
-        for l in range(LANES):
-            s[l] += y[j + l] * clip(lse - z[j + l], lo, hi)
-        j += LANES
-    for l in range(LANES):
-        r += s[l]
-    while j < n:
-        r += y[j] * clip(lse - z[j], lo, hi)
-        j += 1
-    return r
-
-
 cdef floating row_loss_delta(floating* z, const floating* y, floating* d,
                              Py_ssize_t n, int kind, floating weight) noexcept nogil:
     """Turn one row of logits z into outputs in place, write d = weight * dl/dz,
@@ -118,7 +97,9 @@ cdef floating row_loss_delta(floating* z, const floating* y, floating* d,
         ysum = row_sum(y, n)
         total = softmax_exp(z, zmax, d, n)
         lse = zmax + flog(total)
-        loss = cross_entropy(z, y, lse, lo, hi, n)
+        for j in range(n):  # the loss's terms, in z's place (z is read no more)
+            z[j] = y[j] * clip(lse - z[j], lo, hi)
+        loss = row_sum(z, n)
         for j in range(n):
             z[j] = d[j] / total
             d[j] = weight * (ysum * z[j] - y[j])
