@@ -5,6 +5,9 @@
 #include "fb_activations.h"
 #include "elementwise.h"
 
+#include <stdint.h>
+#include <string.h>
+
 /* ------------------------------------------------------------------ loops */
 
 /* One loop per activation (the switch is outside the loop) so each vectorizes. */
@@ -127,14 +130,23 @@
         }                                                                       \
     }
 
-/* 1 if every x[i] is finite: x - x is 0 for a finite x and NaN for NaN or an
- * infinity, and the flags are or-ed without a branch, so the loop vectorizes. */
-#define FB_DEFINE_FINITE(T, ATTR, NAME)                                         \
+/* 1 if every x[i] is finite: its exponent bits are not all ones (NaN and the
+ * infinities). Tested on the bits, not as x - x == 0, so that no
+ * floating-point option of a build (-ffinite-math-only) can fold it away;
+ * the flags are or-ed without a branch, so the loop vectorizes. */
+#define FB_BITS_f uint32_t
+#define FB_EXPONENT_f 0x7f800000u
+#define FB_BITS_d uint64_t
+#define FB_EXPONENT_d 0x7ff0000000000000ull
+#define FB_DEFINE_FINITE(T, SUF, ATTR, NAME)                                    \
     static ATTR int finite_##NAME(const T *x, ptrdiff_t n)                      \
     {                                                                           \
-        int bad = 0;                                                            \
+        FB_BITS_##SUF bits, bad = 0;                                            \
         ptrdiff_t i;                                                            \
-        for (i = 0; i < n; i++) bad |= (x[i] - x[i]) != (T)0;                   \
+        for (i = 0; i < n; i++) {                                               \
+            memcpy(&bits, x + i, sizeof bits);                                  \
+            bad |= (FB_BITS_##SUF)((bits & FB_EXPONENT_##SUF) == FB_EXPONENT_##SUF); \
+        }                                                                       \
         return !bad;                                                            \
     }
 
@@ -143,7 +155,7 @@
     FB_DEFINE_LOOPS(T, SUF, ATTR, NAME)                                         \
     FB_DEFINE_L2(T, ATTR, NAME)                                                 \
     FB_DEFINE_ADAM(T, SQRT, ATTR, NAME)                                         \
-    FB_DEFINE_FINITE(T, ATTR, NAME)
+    FB_DEFINE_FINITE(T, SUF, ATTR, NAME)
 
 #define FB_NO_ATTR
 FB_DEFINE_ALL(double, d, sqrt, FB_NO_ATTR, d_base)

@@ -582,9 +582,10 @@ def test_csr_rows_to_dense_rejects_what_would_write_out_of_bounds():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_all_finite_matches_numpy(dtype, n_threads):
+def test_all_finite_matches_numpy(dispatch_path, dtype, n_threads):
     """all_finite finds one non-finite value wherever it is (first, last, and
-    either side of a unit boundary) and passes extreme finite values."""
+    either side of a unit boundary) and passes extreme finite values, on
+    every instruction-set path."""
     info = np.finfo(dtype)
     n = 3 * 65536 + 17
     x = np.random.default_rng(0).standard_normal(n).astype(dtype)
