@@ -1,7 +1,8 @@
 """LeNet-5 training speed: fastbp against PyTorch, each in a process of its own.
 
-Fashion-MNIST zero-padded to 32x32, float32, tanh, trainable S2/S4
-subsampling (a coefficient and a bias per map), full C3 connection table,
+Fashion-MNIST zero-padded to 32x32, float32 (float64 in batch128-float64, for
+both libraries), tanh, trainable S2/S4 subsampling (a coefficient and a bias
+per map), full C3 connection table,
 softmax cross-entropy, SGD with momentum 0.9 (no Nesterov), lr 0.05,
 alpha = 0, Glorot-uniform weights and zero biases for all, shuffled every
 epoch. The workloads are batch 128 and batch 32. Each contender warms up on a
@@ -16,7 +17,8 @@ that table, the other columns compare times. torch.compile is left out: it
 compiled for about 20 s in each process (each thread count) and trained no
 faster than eager PyTorch here (batch 32, 1 thread: 0.66 against 0.70 ms/image).
 
-    python bench/bench_lenet.py                                  # both batches, every contender
+    python bench/bench_lenet.py                                  # every workload and contender
+    python bench/bench_lenet.py --workloads batch128-float64     # float64 (both libraries)
     python bench/bench_lenet.py --workloads batch128 --contenders fastbp torch
     python bench/bench_lenet.py --set n_train=1280 n_test=1000   # a quick look
     python bench/bench_lenet.py --set epochs=20 n_train=60000 n_test=10000 \\
@@ -161,7 +163,7 @@ def run_torch(options, n_threads):
     X, y, X_test, y_test = _data(options)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     batch, epochs = options["batch"], options.get("epochs", 1)
-    model = torch_lenet(seed=0)
+    model = torch_lenet(seed=0).to(Xt.dtype)  # float64 workloads train in float64
     initial = _torch_util.snapshot(model)
     opt = torch.optim.SGD(model.parameters(), lr=options.get("lr", LR), momentum=MOMENTUM)
     step = _torch_util.train_step(model, opt, torch.nn.CrossEntropyLoss())
@@ -187,11 +189,12 @@ def run_torch(options, n_threads):
 CONTENDERS = {"fastbp": run_fastbp, "torch": run_torch, "fastbp-lecun-table": run_fastbp_lecun}
 WORKLOADS = [
     # seconds per image, shown in ms/image and as images/s (1 / seconds)
-    Workload(name=f"batch{batch}", unit="ms/image", flop=flop_per_image("full"),
-             dtype="float32", contenders=CONTENDERS, rate=("images/s", 1.0),
+    Workload(name=f"batch{batch}{suffix}", unit="ms/image", flop=flop_per_image("full"),
+             dtype=dtype, contenders=CONTENDERS, rate=("images/s", 1.0),
              options={"batch": batch, "epochs": 1, "n_train": N_TRAIN, "n_test": N_TEST,
                       "lr": LR})
-    for batch in (128, 32)
+    for batch, dtype, suffix in ((128, "float32", ""), (32, "float32", ""),
+                                 (128, "float64", "-float64"))
 ]
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 PyTorch, each in a process of its own.
 
 Timing: synchronous seq2seq (a softmax cross-entropy target at every step),
-float32, one-hot inputs of 65 features (random characters, not dense random
+float32 (float64 in 65-128-50-32-float64, for both libraries), one-hot inputs of 65 features (random characters, not dense random
 inputs), 65 classes, tanh, SGD with momentum 0.9 (no Nesterov), lr 0.01,
 alpha = 0. The workloads are named n_features-hidden-seq_len-batch:
 65-128-50-32 and 65-256-100-64. fastbp's ``RNNClassifier(output='sequence')``
@@ -26,7 +26,8 @@ PyTorch runs twice, with fastbp's (scikit-learn's) Adam update rule
 mean held-out bits per character and training time (target: fastbp within
 2% of PyTorch with the same rule).
 
-    python bench/bench_rnn.py                               # timing, both shapes
+    python bench/bench_rnn.py                               # timing, both shapes (+ float64)
+    python bench/bench_rnn.py --workloads 65-128-50-32-float64
     python bench/bench_rnn.py --workloads 65-256-100-64 --set epochs=1
     python bench/bench_rnn.py --set steps=3 epochs=1        # a quick look
     python bench/bench_rnn.py --lm                          # char LM: 3 seeds x 30 epochs
@@ -86,7 +87,8 @@ def _sequences(options):
     F, T, B = options["n_features"], options["seq_len"], options["batch"]
     rng = np.random.default_rng(0)
     n_seq = B * options["steps"]
-    return one_hot(rng.integers(0, F, (n_seq, T)), F), rng.integers(0, F, (n_seq, T))
+    X = one_hot(rng.integers(0, F, (n_seq, T)), F).astype(options.get("dtype", "float32"))
+    return X, rng.integers(0, F, (n_seq, T))
 
 
 def fastbp_rnn(hidden, batch, solver, lr, epochs, n_threads, seed=0):
@@ -213,8 +215,9 @@ def run_torch(options, n_threads):
     F = options["n_features"]
     trainer = TorchTrainer(torch, F, options["hidden"], F, options["batch"], "sgd",
                            options.get("lr", LR))
-    initial = _torch_util.snapshot(trainer.model)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    trainer.model.to(Xt.dtype)  # float64 workloads train in float64 (before the optimizer's state)
+    initial = _torch_util.snapshot(trainer.model)
     trainer.epochs(Xt[:warm], yt[:warm], 1)
     _torch_util.reset_in_place(torch, trainer.model, trainer.opt, initial)
     tic = time.perf_counter()
@@ -224,11 +227,12 @@ def run_torch(options, n_threads):
 
 
 WORKLOADS = [
-    Workload(name=f"{F}-{H}-{T}-{B}", unit="ms/step", flop=flop_per_step, dtype="float32",
+    Workload(name=f"{F}-{H}-{T}-{B}{suffix}", unit="ms/step", flop=flop_per_step, dtype=dtype,
              contenders={"fastbp": run_fastbp, "torch": run_torch},
              options={"n_features": F, "hidden": H, "seq_len": T, "batch": B, "steps": 20,
                       "epochs": 3, "warmup_steps": 5, "lr": LR})
-    for F, H, T, B in SHAPES
+    for (F, H, T, B), dtype, suffix in ((SHAPES[0], "float32", ""), (SHAPES[1], "float32", ""),
+                                        (SHAPES[0], "float64", "-float64"))
 ]
 
 
