@@ -24,6 +24,167 @@ FASTBP_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
     return t;
 }
 
+/* ---- partial vectors: rows of any width, VL elements at a time ----
+ * The lanes beyond n of a partial vector are zero on loads and left alone on
+ * stores (masked where the instruction set has masks), so a row of any width
+ * is covered without reading or writing past it: pooling's rows, and the
+ * backward passes' copies of short rows (inline, no libc call a row). */
+#if FASTBP_CONV_ISA == FB_LEVEL_AVX512
+#if FASTBP_CONV_F32
+#define FASTBP_MASK(n) ((__mmask16)((1u << (n)) - 1u))
+#define FASTBP_IDX(...) _mm512_setr_epi32(__VA_ARGS__)
+#else
+#define FASTBP_MASK(n) ((__mmask8)((1u << (n)) - 1u))
+#define FASTBP_IDX(...) _mm512_setr_epi64(__VA_ARGS__)
+#endif
+FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n) { return FASTBP_LANE(maskz_loadu)(FASTBP_MASK(n), p); }
+FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n) { FASTBP_LANE(mask_storeu)(p, FASTBP_MASK(n), v); }
+/* (p[0] + p[1], p[2] + p[3], ...): n sums of adjacent pairs, zero beyond. */
+FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
+{
+#if FASTBP_CONV_F32
+    const __m512i even = FASTBP_IDX(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = FASTBP_IDX(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+#else
+    const __m512i even = FASTBP_IDX(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m512i odd = FASTBP_IDX(1, 3, 5, 7, 9, 11, 13, 15);
+#endif
+    const VT lo = NAME(load_n)(p, 2 * n < VL ? 2 * n : VL);
+    const VT hi = NAME(load_n)(p + VL, 2 * n > VL ? 2 * n - VL : 0);
+    return VADD(FASTBP_LANE(permutex2var)(lo, even, hi), FASTBP_LANE(permutex2var)(lo, odd, hi));
+}
+/* p[2l] = p[2l + 1] = v[l] for l < n. */
+FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
+{
+#if FASTBP_CONV_F32
+    const __m512i first = FASTBP_IDX(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i second = FASTBP_IDX(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+#else
+    const __m512i first = FASTBP_IDX(0, 0, 1, 1, 2, 2, 3, 3);
+    const __m512i second = FASTBP_IDX(4, 4, 5, 5, 6, 6, 7, 7);
+#endif
+    NAME(store_n)(p, FASTBP_LANE(permutexvar)(first, v), 2 * n < VL ? 2 * n : VL);
+    if (2 * n > VL)
+        NAME(store_n)(p + VL, FASTBP_LANE(permutexvar)(second, v), 2 * n - VL);
+}
+#undef FASTBP_MASK
+#undef FASTBP_IDX
+
+#elif FASTBP_CONV_ISA == FB_LEVEL_AVX2
+/* maskload/maskstore take a vector of lane masks: the first n of VL. */
+#if FASTBP_CONV_F32
+static const int NAME(lane_masks)[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+#define FASTBP_CAST_PD(v) _mm256_castps_pd(v)
+#define FASTBP_CAST_FT(v) _mm256_castpd_ps(v)
+#else
+static const long long NAME(lane_masks)[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
+#define FASTBP_CAST_PD(v) (v)
+#define FASTBP_CAST_FT(v) (v)
+#endif
+#define FASTBP_MASK(n) _mm256_loadu_si256((const __m256i*)(NAME(lane_masks) + VL - (n)))
+FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n) { return FASTBP_LANE(maskload)(p, FASTBP_MASK(n)); }
+FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n) { FASTBP_LANE(maskstore)(p, FASTBP_MASK(n), v); }
+FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
+{
+    const VT lo = NAME(load_n)(p, 2 * n < VL ? 2 * n : VL);
+    const VT hi = NAME(load_n)(p + VL, 2 * n > VL ? 2 * n - VL : 0);
+    /* hadd interleaves the 128-bit halves of lo and hi; put them in order */
+    return FASTBP_CAST_FT(_mm256_permute4x64_pd(FASTBP_CAST_PD(FASTBP_LANE(hadd)(lo, hi)), 0xD8));
+}
+FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
+{
+    const VT a = FASTBP_LANE(unpacklo)(v, v), b = FASTBP_LANE(unpackhi)(v, v);
+    NAME(store_n)(p, FASTBP_LANE(permute2f128)(a, b, 0x20), 2 * n < VL ? 2 * n : VL);
+    if (2 * n > VL)
+        NAME(store_n)(p + VL, FASTBP_LANE(permute2f128)(a, b, 0x31), 2 * n - VL);
+}
+#undef FASTBP_MASK
+#undef FASTBP_CAST_PD
+#undef FASTBP_CAST_FT
+
+#else /* portable: whole vectors shuffled (SSE2, NEON), a partial one through a small array */
+#if FASTBP_VEC_EXT && FASTBP_CONV_F32
+#define FASTBP_EVEN 0, 2, 4, 6
+#define FASTBP_ODD 1, 3, 5, 7
+#define FASTBP_FIRST 0, 0, 1, 1
+#define FASTBP_SECOND 2, 2, 3, 3
+typedef int NAME(mask_t) __attribute__((vector_size(16)));
+#elif FASTBP_VEC_EXT
+#define FASTBP_EVEN 0, 2
+#define FASTBP_ODD 1, 3
+#define FASTBP_FIRST 0, 0
+#define FASTBP_SECOND 1, 1
+typedef long long NAME(mask_t) __attribute__((vector_size(16)));
+#endif
+#if FASTBP_VEC_EXT && defined(__clang__)
+#define FASTBP_SHUFFLE(a, b, IDX) __builtin_shufflevector((a), (b), IDX)
+#elif FASTBP_VEC_EXT
+#define FASTBP_SHUFFLE(a, b, IDX) __builtin_shuffle((a), (b), (NAME(mask_t)){IDX})
+#endif
+FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n)
+{
+    FT t[VL];
+    int l;
+    if (n == VL)
+        return VLOAD(p);
+    for (l = 0; l < VL; l++) t[l] = l < n ? p[l] : (FT)0;
+    return VLOAD(t);
+}
+FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n)
+{
+    FT t[VL];
+    int l;
+    if (n == VL) {
+        VSTORE(p, v);
+        return;
+    }
+    VSTORE(t, v);
+    for (l = 0; l < n; l++) p[l] = t[l];
+}
+FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
+{
+    FT t[VL];
+    int l;
+#ifdef FASTBP_SHUFFLE
+    if (n == VL) {
+        const VT lo = VLOAD(p), hi = VLOAD(p + VL);
+        return VADD(FASTBP_SHUFFLE(lo, hi, FASTBP_EVEN), FASTBP_SHUFFLE(lo, hi, FASTBP_ODD));
+    }
+#endif
+    for (l = 0; l < VL; l++) t[l] = l < n ? p[2 * l] + p[2 * l + 1] : (FT)0;
+    return VLOAD(t);
+}
+FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
+{
+    FT t[VL];
+    int l;
+#ifdef FASTBP_SHUFFLE
+    if (n == VL) {
+        VSTORE(p, FASTBP_SHUFFLE(v, v, FASTBP_FIRST));
+        VSTORE(p + VL, FASTBP_SHUFFLE(v, v, FASTBP_SECOND));
+        return;
+    }
+#endif
+    VSTORE(t, v);
+    for (l = 0; l < n; l++) p[2 * l] = p[2 * l + 1] = t[l];
+}
+#undef FASTBP_SHUFFLE
+#undef FASTBP_EVEN
+#undef FASTBP_ODD
+#undef FASTBP_FIRST
+#undef FASTBP_SECOND
+#endif
+
+/* dst[0 .. n) = src[0 .. n), a vector at a time. */
+FASTBP_INLINE ATTR void NAME(copy_row)(FT* dst, const FT* src, int n)
+{
+    int c0;
+    for (c0 = 0; c0 < n; c0 += VL) {
+        const int k = n - c0 < VL ? n - c0 : VL;
+        NAME(store_n)(dst + c0, NAME(load_n)(src + c0, k), k);
+    }
+}
+
 /* Register tile of the wide correlation for one group of output maps (see
  * fastbp_tile_group): outputs 0 .. G-1, where the input maps in S feed all of
  * them (each input load feeds G multiply-adds) and, for G == 2, those in A
@@ -294,7 +455,7 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
         for (co = 0; co < c_out; co++) {
             const FT* src = dz + co * oplane;
             FT* dst = dzp + co * st + 4 * w + 4;
-            for (r = 0; r < ho; r++) memcpy(dst + r * w, src + r * wo, sizeof(FT) * wo);
+            for (r = 0; r < ho; r++) NAME(copy_row)(dst + r * w, src + r * wo, wo);
             gb[co] += NAME(sum_fixed)(src, oplane);
         }
         /* grad_W: the output maps of input map ci, GT at a time (then 2, 1). */
@@ -344,156 +505,6 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
         part[p] = s;
     }
 }
-
-/* ---- pooling: 2x2 blocks, a row of outputs VL at a time ----
- * The lanes beyond n of a partial vector are zero on loads and left alone on
- * stores (masked where the instruction set has masks), so a row of any width
- * is covered without reading or writing past it. */
-#if FASTBP_CONV_ISA == FB_LEVEL_AVX512
-#if FASTBP_CONV_F32
-#define FASTBP_MASK(n) ((__mmask16)((1u << (n)) - 1u))
-#define FASTBP_IDX(...) _mm512_setr_epi32(__VA_ARGS__)
-#else
-#define FASTBP_MASK(n) ((__mmask8)((1u << (n)) - 1u))
-#define FASTBP_IDX(...) _mm512_setr_epi64(__VA_ARGS__)
-#endif
-FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n) { return FASTBP_LANE(maskz_loadu)(FASTBP_MASK(n), p); }
-FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n) { FASTBP_LANE(mask_storeu)(p, FASTBP_MASK(n), v); }
-/* (p[0] + p[1], p[2] + p[3], ...): n sums of adjacent pairs, zero beyond. */
-FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
-{
-#if FASTBP_CONV_F32
-    const __m512i even = FASTBP_IDX(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = FASTBP_IDX(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-#else
-    const __m512i even = FASTBP_IDX(0, 2, 4, 6, 8, 10, 12, 14);
-    const __m512i odd = FASTBP_IDX(1, 3, 5, 7, 9, 11, 13, 15);
-#endif
-    const VT lo = NAME(load_n)(p, 2 * n < VL ? 2 * n : VL);
-    const VT hi = NAME(load_n)(p + VL, 2 * n > VL ? 2 * n - VL : 0);
-    return VADD(FASTBP_LANE(permutex2var)(lo, even, hi), FASTBP_LANE(permutex2var)(lo, odd, hi));
-}
-/* p[2l] = p[2l + 1] = v[l] for l < n. */
-FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
-{
-#if FASTBP_CONV_F32
-    const __m512i first = FASTBP_IDX(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    const __m512i second = FASTBP_IDX(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
-#else
-    const __m512i first = FASTBP_IDX(0, 0, 1, 1, 2, 2, 3, 3);
-    const __m512i second = FASTBP_IDX(4, 4, 5, 5, 6, 6, 7, 7);
-#endif
-    NAME(store_n)(p, FASTBP_LANE(permutexvar)(first, v), 2 * n < VL ? 2 * n : VL);
-    if (2 * n > VL)
-        NAME(store_n)(p + VL, FASTBP_LANE(permutexvar)(second, v), 2 * n - VL);
-}
-#undef FASTBP_MASK
-#undef FASTBP_IDX
-
-#elif FASTBP_CONV_ISA == FB_LEVEL_AVX2
-/* maskload/maskstore take a vector of lane masks: the first n of VL. */
-#if FASTBP_CONV_F32
-static const int NAME(lane_masks)[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-#define FASTBP_CAST_PD(v) _mm256_castps_pd(v)
-#define FASTBP_CAST_FT(v) _mm256_castpd_ps(v)
-#else
-static const long long NAME(lane_masks)[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
-#define FASTBP_CAST_PD(v) (v)
-#define FASTBP_CAST_FT(v) (v)
-#endif
-#define FASTBP_MASK(n) _mm256_loadu_si256((const __m256i*)(NAME(lane_masks) + VL - (n)))
-FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n) { return FASTBP_LANE(maskload)(p, FASTBP_MASK(n)); }
-FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n) { FASTBP_LANE(maskstore)(p, FASTBP_MASK(n), v); }
-FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
-{
-    const VT lo = NAME(load_n)(p, 2 * n < VL ? 2 * n : VL);
-    const VT hi = NAME(load_n)(p + VL, 2 * n > VL ? 2 * n - VL : 0);
-    /* hadd interleaves the 128-bit halves of lo and hi; put them in order */
-    return FASTBP_CAST_FT(_mm256_permute4x64_pd(FASTBP_CAST_PD(FASTBP_LANE(hadd)(lo, hi)), 0xD8));
-}
-FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
-{
-    const VT a = FASTBP_LANE(unpacklo)(v, v), b = FASTBP_LANE(unpackhi)(v, v);
-    NAME(store_n)(p, FASTBP_LANE(permute2f128)(a, b, 0x20), 2 * n < VL ? 2 * n : VL);
-    if (2 * n > VL)
-        NAME(store_n)(p + VL, FASTBP_LANE(permute2f128)(a, b, 0x31), 2 * n - VL);
-}
-#undef FASTBP_MASK
-#undef FASTBP_CAST_PD
-#undef FASTBP_CAST_FT
-
-#else /* portable: whole vectors shuffled (SSE2, NEON), a partial one through a small array */
-#if FASTBP_VEC_EXT && FASTBP_CONV_F32
-#define FASTBP_EVEN 0, 2, 4, 6
-#define FASTBP_ODD 1, 3, 5, 7
-#define FASTBP_FIRST 0, 0, 1, 1
-#define FASTBP_SECOND 2, 2, 3, 3
-typedef int NAME(mask_t) __attribute__((vector_size(16)));
-#elif FASTBP_VEC_EXT
-#define FASTBP_EVEN 0, 2
-#define FASTBP_ODD 1, 3
-#define FASTBP_FIRST 0, 0
-#define FASTBP_SECOND 1, 1
-typedef long long NAME(mask_t) __attribute__((vector_size(16)));
-#endif
-#if FASTBP_VEC_EXT && defined(__clang__)
-#define FASTBP_SHUFFLE(a, b, IDX) __builtin_shufflevector((a), (b), IDX)
-#elif FASTBP_VEC_EXT
-#define FASTBP_SHUFFLE(a, b, IDX) __builtin_shuffle((a), (b), (NAME(mask_t)){IDX})
-#endif
-FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n)
-{
-    FT t[VL];
-    int l;
-    if (n == VL)
-        return VLOAD(p);
-    for (l = 0; l < VL; l++) t[l] = l < n ? p[l] : (FT)0;
-    return VLOAD(t);
-}
-FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n)
-{
-    FT t[VL];
-    int l;
-    if (n == VL) {
-        VSTORE(p, v);
-        return;
-    }
-    VSTORE(t, v);
-    for (l = 0; l < n; l++) p[l] = t[l];
-}
-FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
-{
-    FT t[VL];
-    int l;
-#ifdef FASTBP_SHUFFLE
-    if (n == VL) {
-        const VT lo = VLOAD(p), hi = VLOAD(p + VL);
-        return VADD(FASTBP_SHUFFLE(lo, hi, FASTBP_EVEN), FASTBP_SHUFFLE(lo, hi, FASTBP_ODD));
-    }
-#endif
-    for (l = 0; l < VL; l++) t[l] = l < n ? p[2 * l] + p[2 * l + 1] : (FT)0;
-    return VLOAD(t);
-}
-FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
-{
-    FT t[VL];
-    int l;
-#ifdef FASTBP_SHUFFLE
-    if (n == VL) {
-        VSTORE(p, FASTBP_SHUFFLE(v, v, FASTBP_FIRST));
-        VSTORE(p + VL, FASTBP_SHUFFLE(v, v, FASTBP_SECOND));
-        return;
-    }
-#endif
-    VSTORE(t, v);
-    for (l = 0; l < n; l++) p[2 * l] = p[2 * l + 1] = t[l];
-}
-#undef FASTBP_SHUFFLE
-#undef FASTBP_EVEN
-#undef FASTBP_ODD
-#undef FASTBP_FIRST
-#undef FASTBP_SECOND
-#endif
 
 /* Sums of the 2x2 blocks of rows y0, y1 (each 2*w2 long) at outputs c0 ..
  * c0 + n: (y0[2c] + y0[2c + 1]) + (y1[2c] + y1[2c + 1]). */
@@ -559,7 +570,7 @@ static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, 
                         const int n = w2 - c0 < VL ? w2 - c0 : VL;
                         NAME(store_twice_n)(e0 + 2 * c0, VMUL(k, NAME(load_n)(dz + r * w2 + c0, n)), n);
                     }
-                    memcpy(e0 + w, e0, sizeof(FT) * w);
+                    NAME(copy_row)(e0 + w, e0, w);
                 }
             }
         }
