@@ -32,23 +32,26 @@ FASTBP_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
 #if FASTBP_CONV_ISA == FB_LEVEL_AVX512
 #if FASTBP_CONV_F32
 #define FASTBP_MASK(n) ((__mmask16)((1u << (n)) - 1u))
-#define FASTBP_IDX(...) _mm512_setr_epi32(__VA_ARGS__)
+typedef int NAME(index_t); /* a permute index: as wide as a lane */
 #else
 #define FASTBP_MASK(n) ((__mmask8)((1u << (n)) - 1u))
-#define FASTBP_IDX(...) _mm512_setr_epi64(__VA_ARGS__)
+typedef long long NAME(index_t);
 #endif
 FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n) { return FASTBP_LANE(maskz_loadu)(FASTBP_MASK(n), p); }
 FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n) { FASTBP_LANE(mask_storeu)(p, FASTBP_MASK(n), v); }
+/* The permute index whose lane l is (scale l + base) / div (constants at
+ * every call, so the compiler folds it into one vector constant). */
+FASTBP_INLINE ATTR __m512i NAME(lane_index)(int scale, int base, int div)
+{
+    NAME(index_t) idx[VL];
+    int l;
+    for (l = 0; l < VL; l++) idx[l] = (scale * l + base) / div;
+    return _mm512_loadu_si512((const void*)idx);
+}
 /* (p[0] + p[1], p[2] + p[3], ...): n sums of adjacent pairs, zero beyond. */
 FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
 {
-#if FASTBP_CONV_F32
-    const __m512i even = FASTBP_IDX(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = FASTBP_IDX(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-#else
-    const __m512i even = FASTBP_IDX(0, 2, 4, 6, 8, 10, 12, 14);
-    const __m512i odd = FASTBP_IDX(1, 3, 5, 7, 9, 11, 13, 15);
-#endif
+    const __m512i even = NAME(lane_index)(2, 0, 1), odd = NAME(lane_index)(2, 1, 1);
     const VT lo = NAME(load_n)(p, 2 * n < VL ? 2 * n : VL);
     const VT hi = NAME(load_n)(p + VL, 2 * n > VL ? 2 * n - VL : 0);
     return VADD(FASTBP_LANE(permutex2var)(lo, even, hi), FASTBP_LANE(permutex2var)(lo, odd, hi));
@@ -56,19 +59,12 @@ FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
 /* p[2l] = p[2l + 1] = v[l] for l < n. */
 FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
 {
-#if FASTBP_CONV_F32
-    const __m512i first = FASTBP_IDX(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    const __m512i second = FASTBP_IDX(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
-#else
-    const __m512i first = FASTBP_IDX(0, 0, 1, 1, 2, 2, 3, 3);
-    const __m512i second = FASTBP_IDX(4, 4, 5, 5, 6, 6, 7, 7);
-#endif
+    const __m512i first = NAME(lane_index)(1, 0, 2), second = NAME(lane_index)(1, VL, 2);
     NAME(store_n)(p, FASTBP_LANE(permutexvar)(first, v), 2 * n < VL ? 2 * n : VL);
     if (2 * n > VL)
         NAME(store_n)(p + VL, FASTBP_LANE(permutexvar)(second, v), 2 * n - VL);
 }
 #undef FASTBP_MASK
-#undef FASTBP_IDX
 
 #elif FASTBP_CONV_ISA == FB_LEVEL_AVX2
 /* maskload/maskstore take a vector of lane masks: the first n of VL. */
