@@ -37,7 +37,7 @@
  * Instruction sets
  * ----------------
  * conv_kernels.h is a template of the kernels for one (dtype, instruction
- * set) pair, written with the lane operations of conv_lanes.h; this file
+ * set) pair, written with the lane operations of fb_lanes.h; this file
  * includes it once per pair, and conv_driver.h (allocation, the team's units,
  * fixed-order sums and the choice of a copy) once per dtype. The portable
  * kernels use GCC/Clang vector extensions (16-byte vectors, which the
@@ -75,14 +75,6 @@
 #define FASTBP_VEC_EXT 1
 #else
 #define FASTBP_VEC_EXT 0
-#endif
-
-#if defined(_MSC_VER)
-#define FASTBP_INLINE static __forceinline
-#elif defined(__GNUC__)
-#define FASTBP_INLINE static inline __attribute__((always_inline))
-#else
-#define FASTBP_INLINE static inline
 #endif
 
 #define FASTBP_RMAX 8    /* vectors of a register tile (forward, dX) */
@@ -199,24 +191,24 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 
 /* ---- kernels, once per (dtype, instruction set) ---- */
 
-#define FASTBP_CONV_F32 1
-#define FASTBP_CONV_ISA FB_LEVEL_PORTABLE
+#define FB_LANES_F32 1
+#define FB_LANES_ISA FB_LEVEL_PORTABLE
 #include "conv_kernels.h"
-#define FASTBP_CONV_F32 0
-#define FASTBP_CONV_ISA FB_LEVEL_PORTABLE
+#define FB_LANES_F32 0
+#define FB_LANES_ISA FB_LEVEL_PORTABLE
 #include "conv_kernels.h"
 #if FB_X86_COPIES
-#define FASTBP_CONV_F32 1
-#define FASTBP_CONV_ISA FB_LEVEL_AVX2
+#define FB_LANES_F32 1
+#define FB_LANES_ISA FB_LEVEL_AVX2
 #include "conv_kernels.h"
-#define FASTBP_CONV_F32 0
-#define FASTBP_CONV_ISA FB_LEVEL_AVX2
+#define FB_LANES_F32 0
+#define FB_LANES_ISA FB_LEVEL_AVX2
 #include "conv_kernels.h"
-#define FASTBP_CONV_F32 1
-#define FASTBP_CONV_ISA FB_LEVEL_AVX512
+#define FB_LANES_F32 1
+#define FB_LANES_ISA FB_LEVEL_AVX512
 #include "conv_kernels.h"
-#define FASTBP_CONV_F32 0
-#define FASTBP_CONV_ISA FB_LEVEL_AVX512
+#define FB_LANES_F32 0
+#define FB_LANES_ISA FB_LEVEL_AVX512
 #include "conv_kernels.h"
 #endif
 
@@ -240,7 +232,7 @@ static int fb_conv_team_size(int n_threads, int units, int parallel)
 #define FASTBP_POOL_MIN_PARALLEL (FASTBP_MIN_PARALLEL / 8)
 
 
-#define FASTBP_CONV_F32 1
+#define FB_LANES_F32 1
 #include "conv_driver.h"
-#define FASTBP_CONV_F32 0
+#define FB_LANES_F32 0
 #include "conv_driver.h"

@@ -1,9 +1,9 @@
 /* Template of conv.c's entry points for one dtype: allocation, the units
  * of work shared by fastbp's team (fb_team.h), the fixed-order sums of the block gradients, and the choice of the
  * kernels' copy for the level in use (read once per call). conv.c includes
- * it once per dtype (no include guard), after defining FASTBP_CONV_F32.
+ * it once per dtype (no include guard), after defining FB_LANES_F32.
  */
-#if FASTBP_CONV_F32
+#if FB_LANES_F32
 #define FT float
 #define EW(x) x##_f
 #define VLMAX 16 /* the widest vector of any copy, in elements */
@@ -369,4 +369,4 @@ void API(fastbp_mul_deriv)(FT* D, const FT* A, ptrdiff_t size, int act, int n_th
 #undef AVX2
 #undef AVX512
 #undef API
-#undef FASTBP_CONV_F32
+#undef FB_LANES_F32

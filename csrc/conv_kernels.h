@@ -1,18 +1,18 @@
 /* Template of conv.c's kernels for one (dtype, instruction set) pair; conv.c
  * includes it once per pair (no include guard), after defining
- * FASTBP_CONV_F32 (1 float, 0 double) and FASTBP_CONV_ISA (an FB_LEVEL_* of
- * fb_dispatch.h). conv_lanes.h turns those into FT, NAME(x) (this copy's
+ * FB_LANES_F32 (1 float, 0 double) and FB_LANES_ISA (an FB_LEVEL_* of
+ * fb_dispatch.h). fb_lanes.h turns those into FT, NAME(x) (this copy's
  * name for x), ATTR (its target attribute) and the lane operations: VT holds
  * VL lanes of FT. The algorithms are described at the top of conv.c.
  */
-#include "conv_lanes.h"
+#include "fb_lanes.h"
 
 /* Output maps of this copy's tiles (conv.c's FASTBP_TILE_GMAX): 2, or 4
  * where there are 32 vector registers. */
-#define GT FASTBP_TILE_GMAX(FASTBP_CONV_ISA)
+#define GT FASTBP_TILE_GMAX(FB_LANES_ISA)
 
 /* Sum in a fixed order (8 interleaved partial sums, then a fixed tree). */
-FASTBP_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
+FB_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
 {
     FT s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t;
     ptrdiff_t j = 0;
@@ -29,19 +29,19 @@ FASTBP_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
  * stores (masked where the instruction set has masks), so a row of any width
  * is covered without reading or writing past it: pooling's rows, and the
  * backward passes' copies of short rows (inline, no libc call a row). */
-#if FASTBP_CONV_ISA == FB_LEVEL_AVX512
-#if FASTBP_CONV_F32
+#if FB_LANES_ISA == FB_LEVEL_AVX512
+#if FB_LANES_F32
 #define FASTBP_MASK(n) ((__mmask16)((1u << (n)) - 1u))
 typedef int NAME(index_t); /* a permute index: as wide as a lane */
 #else
 #define FASTBP_MASK(n) ((__mmask8)((1u << (n)) - 1u))
 typedef long long NAME(index_t);
 #endif
-FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n) { return FASTBP_LANE(maskz_loadu)(FASTBP_MASK(n), p); }
-FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n) { FASTBP_LANE(mask_storeu)(p, FASTBP_MASK(n), v); }
+FB_INLINE ATTR VT NAME(load_n)(const FT* p, int n) { return FASTBP_LANE(maskz_loadu)(FASTBP_MASK(n), p); }
+FB_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n) { FASTBP_LANE(mask_storeu)(p, FASTBP_MASK(n), v); }
 /* The permute index whose lane l is (scale l + base) / div (constants at
  * every call, so the compiler folds it into one vector constant). */
-FASTBP_INLINE ATTR __m512i NAME(lane_index)(int scale, int base, int div)
+FB_INLINE ATTR __m512i NAME(lane_index)(int scale, int base, int div)
 {
     NAME(index_t) idx[VL];
     int l;
@@ -49,7 +49,7 @@ FASTBP_INLINE ATTR __m512i NAME(lane_index)(int scale, int base, int div)
     return _mm512_loadu_si512((const void*)idx);
 }
 /* (p[0] + p[1], p[2] + p[3], ...): n sums of adjacent pairs, zero beyond. */
-FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
+FB_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
 {
     const __m512i even = NAME(lane_index)(2, 0, 1), odd = NAME(lane_index)(2, 1, 1);
     const VT lo = NAME(load_n)(p, 2 * n < VL ? 2 * n : VL);
@@ -57,7 +57,7 @@ FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
     return VADD(FASTBP_LANE(permutex2var)(lo, even, hi), FASTBP_LANE(permutex2var)(lo, odd, hi));
 }
 /* p[2l] = p[2l + 1] = v[l] for l < n. */
-FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
+FB_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
 {
     const __m512i first = NAME(lane_index)(1, 0, 2), second = NAME(lane_index)(1, VL, 2);
     NAME(store_n)(p, FASTBP_LANE(permutexvar)(first, v), 2 * n < VL ? 2 * n : VL);
@@ -66,9 +66,9 @@ FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
 }
 #undef FASTBP_MASK
 
-#elif FASTBP_CONV_ISA == FB_LEVEL_AVX2
+#elif FB_LANES_ISA == FB_LEVEL_AVX2
 /* maskload/maskstore take a vector of lane masks: the first n of VL. */
-#if FASTBP_CONV_F32
+#if FB_LANES_F32
 static const int NAME(lane_masks)[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 #define FASTBP_CAST_PD(v) _mm256_castps_pd(v)
 #define FASTBP_CAST_FT(v) _mm256_castpd_ps(v)
@@ -78,16 +78,16 @@ static const long long NAME(lane_masks)[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define FASTBP_CAST_FT(v) (v)
 #endif
 #define FASTBP_MASK(n) _mm256_loadu_si256((const __m256i*)(NAME(lane_masks) + VL - (n)))
-FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n) { return FASTBP_LANE(maskload)(p, FASTBP_MASK(n)); }
-FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n) { FASTBP_LANE(maskstore)(p, FASTBP_MASK(n), v); }
-FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
+FB_INLINE ATTR VT NAME(load_n)(const FT* p, int n) { return FASTBP_LANE(maskload)(p, FASTBP_MASK(n)); }
+FB_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n) { FASTBP_LANE(maskstore)(p, FASTBP_MASK(n), v); }
+FB_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
 {
     const VT lo = NAME(load_n)(p, 2 * n < VL ? 2 * n : VL);
     const VT hi = NAME(load_n)(p + VL, 2 * n > VL ? 2 * n - VL : 0);
     /* hadd interleaves the 128-bit halves of lo and hi; put them in order */
     return FASTBP_CAST_FT(_mm256_permute4x64_pd(FASTBP_CAST_PD(FASTBP_LANE(hadd)(lo, hi)), 0xD8));
 }
-FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
+FB_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
 {
     const VT a = FASTBP_LANE(unpacklo)(v, v), b = FASTBP_LANE(unpackhi)(v, v);
     NAME(store_n)(p, FASTBP_LANE(permute2f128)(a, b, 0x20), 2 * n < VL ? 2 * n : VL);
@@ -99,7 +99,7 @@ FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
 #undef FASTBP_CAST_FT
 
 #else /* portable: whole vectors shuffled (SSE2, NEON), a partial one through a small array */
-#if FASTBP_VEC_EXT && FASTBP_CONV_F32
+#if FASTBP_VEC_EXT && FB_LANES_F32
 #define FASTBP_EVEN 0, 2, 4, 6
 #define FASTBP_ODD 1, 3, 5, 7
 #define FASTBP_FIRST 0, 0, 1, 1
@@ -117,7 +117,7 @@ typedef long long NAME(mask_t) __attribute__((vector_size(16)));
 #elif FASTBP_VEC_EXT
 #define FASTBP_SHUFFLE(a, b, IDX) __builtin_shuffle((a), (b), (NAME(mask_t)){IDX})
 #endif
-FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n)
+FB_INLINE ATTR VT NAME(load_n)(const FT* p, int n)
 {
     FT t[VL];
     int l;
@@ -126,7 +126,7 @@ FASTBP_INLINE ATTR VT NAME(load_n)(const FT* p, int n)
     for (l = 0; l < VL; l++) t[l] = l < n ? p[l] : (FT)0;
     return VLOAD(t);
 }
-FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n)
+FB_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n)
 {
     FT t[VL];
     int l;
@@ -137,7 +137,7 @@ FASTBP_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n)
     VSTORE(t, v);
     for (l = 0; l < n; l++) p[l] = t[l];
 }
-FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
+FB_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
 {
     FT t[VL];
     int l;
@@ -150,7 +150,7 @@ FASTBP_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
     for (l = 0; l < VL; l++) t[l] = l < n ? p[2 * l] + p[2 * l + 1] : (FT)0;
     return VLOAD(t);
 }
-FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
+FB_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
 {
     FT t[VL];
     int l;
@@ -172,7 +172,7 @@ FASTBP_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
 #endif
 
 /* dst[0 .. n) = src[0 .. n), a vector at a time. */
-FASTBP_INLINE ATTR void NAME(copy_row)(FT* dst, const FT* src, int n)
+FB_INLINE ATTR void NAME(copy_row)(FT* dst, const FT* src, int n)
 {
     int c0;
     for (c0 = 0; c0 < n; c0 += VL) {
@@ -190,7 +190,7 @@ FASTBP_INLINE ATTR void NAME(copy_row)(FT* dst, const FT* src, int n)
  * for r < R, with wg = wb + g*wostride. R and G are compile-time constants at
  * each call site, so acc[][] lives in registers (G*R + G + 1 vector
  * registers: at most 16 for G <= 2, 32 for G == 4). */
-FASTBP_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdiff_t pstride,
+FB_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdiff_t pstride,
                                          const int* lst, int nl, const FT* wb, int w, int kh0,
                                          int kh1)
 {
@@ -208,7 +208,7 @@ FASTBP_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, pt
     }
 }
 
-FASTBP_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, const int G,
+FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, const int G,
                                          const FT* src, ptrdiff_t pstride, const int* pool,
                                          const fastbp_tile_group* grp, const FT* wb,
                                          ptrdiff_t wostride, int w, int kh0, int kh1)
@@ -344,7 +344,7 @@ static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int nv, const FT* src
  * input map x, for kernel row kh:
  *   g[g][(kh*5 + kw)*VL + lane] += sum_v dz[g][v*VL + lane] * x[v*VL + lane + kh*w + kw].
  * G*5 accumulators stay in registers; each x load feeds G multiply-adds. */
-FASTBP_INLINE ATTR void NAME(gw_core)(FT* const* gp, const FT* const* dz, const FT* x, int w,
+FB_INLINE ATTR void NAME(gw_core)(FT* const* gp, const FT* const* dz, const FT* x, int w,
                                       int nv, int kh, const int G)
 {
     VT a[GT][5], d[GT];
@@ -504,7 +504,7 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
 
 /* Sums of the 2x2 blocks of rows y0, y1 (each 2*w2 long) at outputs c0 ..
  * c0 + n: (y0[2c] + y0[2c + 1]) + (y1[2c] + y1[2c + 1]). */
-FASTBP_INLINE ATTR VT NAME(block_sums_n)(const FT* y0, const FT* y1, int c0, int n)
+FB_INLINE ATTR VT NAME(block_sums_n)(const FT* y0, const FT* y1, int c0, int n)
 {
     return VADD(NAME(pair_sums_n)(y0 + 2 * c0, n), NAME(pair_sums_n)(y1 + 2 * c0, n));
 }
@@ -577,22 +577,5 @@ static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, 
     }
 }
 
-#undef FT
-#undef EW
-#undef ARGS
-#undef NAME
-#undef ATTR
-#undef VT
-#undef VL
-#undef VLOAD
-#undef VLOADR
-#undef VSTORE
-#undef VSET1
-#undef VFMA
-#undef VADD
-#undef VMUL
-#undef FASTBP_LANE
-#undef FASTBP_LANE_W
 #undef GT
-#undef FASTBP_CONV_F32
-#undef FASTBP_CONV_ISA
+#include "fb_lanes_undef.h"

@@ -34,6 +34,16 @@
 #define FB_LEVEL_MAX FB_LEVEL_PORTABLE
 #endif
 
+/* A helper inlined even where the compiler would not (a kernel's inner
+ * tiles, instantiated with constant sizes). */
+#if defined(_MSC_VER)
+#define FB_INLINE static __forceinline
+#elif defined(__GNUC__)
+#define FB_INLINE static inline __attribute__((always_inline))
+#else
+#define FB_INLINE static inline
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define FB_HIDDEN __attribute__((visibility("hidden")))
 #else

@@ -18,14 +18,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(_MSC_VER)
-#define FB_INLINE static __forceinline
-#elif defined(__GNUC__)
-#define FB_INLINE static inline __attribute__((always_inline))
-#else
-#define FB_INLINE static inline
-#endif
-
 /* ---------------------------------------------------------------- float64 */
 
 /* y = k ln2 + r, |r| <= ln2 / 2; returns expm1(r) and sets *s = 2^k.

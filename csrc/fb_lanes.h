@@ -1,14 +1,14 @@
-/* Names and lane operations of one copy of conv.c's kernels, for
- * conv_kernels.h (which includes this, and #undefs all of it at its end).
+/* Names and lane operations of one copy of a kernel template (conv_kernels.h,
+ * gemm_kernels.h), which includes this first and fb_lanes_undef.h at its end.
  *
- * Given FASTBP_CONV_F32 (1 float, 0 double) and FASTBP_CONV_ISA (an
+ * Given FB_LANES_F32 (1 float, 0 double) and FB_LANES_ISA (an
  * FB_LEVEL_* of fb_dispatch.h), this defines FT, EW(x) (the element-wise
  * loop x of that dtype), ARGS(x) (the argument blocks), NAME(x) (this copy's
  * name for x), ATTR (its target attribute), and VT, a vector of VL lanes of
  * FT, with VLOAD, VLOADR (a load that feeds several multiply-adds), VSTORE,
  * VSET1, VFMA (a*b + c), VADD and VMUL.
  */
-#if FASTBP_CONV_F32
+#if FB_LANES_F32
 #define FT float
 #define EW(x) x##_f
 #define ARGS(x) x##_f32
@@ -18,17 +18,17 @@
 #define ARGS(x) x##_f64
 #endif
 
-#if FASTBP_CONV_ISA == FB_LEVEL_PORTABLE
+#if FB_LANES_ISA == FB_LEVEL_PORTABLE
 /* GCC/Clang vector extensions: 16 bytes, which the compiler maps to SSE2 on
  * x86-64 and NEON on aarch64. Without them (MSVC, or FASTBP_CONV_SCALAR) each
  * "vector" is one FT. */
 #define ATTR
-#if FASTBP_CONV_F32
+#if FB_LANES_F32
 #define NAME(x) x##_f32_port
 #else
 #define NAME(x) x##_f64_port
 #endif
-#if FASTBP_VEC_EXT && FASTBP_CONV_F32
+#if FASTBP_VEC_EXT && FB_LANES_F32
 #define VT fastbp_v4f
 #define VL 4
 #define VLOAD(p) fastbp_ld_v4f(p)
@@ -53,10 +53,10 @@
 #define VMUL(a, b) ((a) * (b))
 
 #else /* x86-64 intrinsics: FASTBP_LANE(op) is _mm256_op_ps, _mm512_op_pd, ... */
-#if FASTBP_CONV_ISA == FB_LEVEL_AVX2
+#if FB_LANES_ISA == FB_LEVEL_AVX2
 #define ATTR FB_TARGET_AVX2
 #define FASTBP_LANE_W(op) _mm256_##op
-#if FASTBP_CONV_F32
+#if FB_LANES_F32
 #define NAME(x) x##_f32_avx2
 #define VT __m256
 #define VL 8
@@ -68,7 +68,7 @@
 #else
 #define ATTR FB_TARGET_AVX512
 #define FASTBP_LANE_W(op) _mm512_##op
-#if FASTBP_CONV_F32
+#if FB_LANES_F32
 #define NAME(x) x##_f32_avx512
 #define VT __m512
 #define VL 16
@@ -78,7 +78,7 @@
 #define VL 8
 #endif
 #endif
-#if FASTBP_CONV_F32
+#if FB_LANES_F32
 #define FASTBP_LANE(op) FASTBP_LANE_W(op##_ps)
 #else
 #define FASTBP_LANE(op) FASTBP_LANE_W(op##_pd)
