@@ -24,7 +24,7 @@ KERNEL_DIR = Path("src", "fastbp", "_kernels")
 # each that runs C kernels binds them to the instruction-set level kept by
 # _dispatch and to the team kept by _team).
 _ELEMENTWISE = ["elementwise.c", "dispatch.c", "team.c"]
-C_SOURCES = {"_chain_engine": _ELEMENTWISE, "_conv": ["conv.c"] + _ELEMENTWISE, "_dense": _ELEMENTWISE,
+C_SOURCES = {"_blas": ["gemm.c", "dispatch.c"], "_chain_engine": _ELEMENTWISE, "_conv": ["conv.c"] + _ELEMENTWISE, "_dense": _ELEMENTWISE,
              "_dispatch": ["dispatch.c"], "_losses": _ELEMENTWISE, "_optimizers": _ELEMENTWISE,
              "_rnn": ["elementwise.c", "recurrent.c", "dispatch.c", "team.c"],
              "_team": ["team.c"]}

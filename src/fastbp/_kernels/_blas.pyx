@@ -1,4 +1,5 @@
-"""Row-major GEMM through ``scipy.linalg.cython_blas``.
+"""Row-major GEMM: fastbp's own kernel (csrc/gemm.c) where the CPU has a copy
+of it, else ``scipy.linalg.cython_blas``.
 
 BLAS is column-major. A row-major matrix read as column-major is its transpose,
 so C = op(A) op(B) in row-major is computed as C^T = op(B)^T op(A)^T in
@@ -7,15 +8,39 @@ column-major: swap the operands and their flags, keep the leading dimensions.
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from ._checks cimport check_shape
+from ._dispatch cimport bind_dispatch
+
+cdef extern from "gemm.h" nogil:
+    int fastbp_gemm_f32(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                        const float* A, Py_ssize_t lda, const float* B, Py_ssize_t ldb,
+                        int accumulate, float* C, Py_ssize_t ldc)
+    int fastbp_gemm_f64(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                        const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb,
+                        int accumulate, double* C, Py_ssize_t ldc)
+
+bind_dispatch()
 
 
 cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                floating alpha, const floating* A, int lda,
                const floating* B, int ldb,
                floating beta, floating* C, int ldc) noexcept nogil:
-    """C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C, all row-major."""
+    """C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C, all row-major.
+
+    fastbp's own kernel takes the products with alpha = 1 and beta = 0 or 1
+    (all of fastbp's): their bits then depend on the instruction-set level
+    only through having a copy (see csrc/gemm.c).
+    """
     cdef char ta = b't' if trans_a else b'n'
     cdef char tb = b't' if trans_b else b'n'
+    cdef int own = 1
+    if alpha == 1 and (beta == 0 or beta == 1):
+        if floating is float:
+            own = fastbp_gemm_f32(trans_a, trans_b, m, n, k, A, lda, B, ldb, beta == 1, C, ldc)
+        else:
+            own = fastbp_gemm_f64(trans_a, trans_b, m, n, k, A, lda, B, ldb, beta == 1, C, ldc)
+    if own == 0:
+        return
     if floating is float:
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*> B, &ldb, <float*> A, &lda,
               &beta, C, &ldc)

@@ -1,0 +1,82 @@
+/* fastbp's own GEMM, for the shapes its layers multiply; see gemm.h.
+ *
+ * Why not BLAS alone: a layer's products are small or thin (64 rows of a
+ * mini-batch against a 784 x 256 weight matrix, 1,600 steps of an RNN against
+ * 65 classes), and at those shapes OpenBLAS spends a quarter of its time
+ * packing both operands at every call. Here only B is packed, a block of
+ * KC rows by one panel (2 vectors) of columns at a time into a buffer on the
+ * stack that stays in L1, and A is read in place: each tile of MR rows
+ * broadcasts A's elements straight from its rows (or columns, for A^T).
+ *
+ * Each element of C is one chain of multiply-adds along k, in order: the
+ * accumulator starts at 0 (or at C when accumulating), and a block of k after
+ * the first starts from the C that the block before stored. A float stored
+ * and loaded again is the same float, so an element's bits depend on its row
+ * of op(A), its column of op(B) and k alone: not on m, n, the tiles, the
+ * blocks of k, or how callers cut a product into blocks for their threads.
+ * The AVX2 and AVX-512 copies therefore give the same bits.
+ *
+ * Copies exist for AVX2+FMA and AVX-512 (fb_dispatch.h); at the portable
+ * level the caller uses BLAS.
+ */
+#include "gemm.h"
+
+#include "fb_dispatch.h"
+
+/* Rows of k packed at a time: KC x 2 vectors is 32 KiB with AVX-512. */
+#define FASTBP_GEMM_KC 256
+
+#if FB_X86_COPIES
+#include <immintrin.h>
+
+/* Rows of B fetched ahead of the packing (a hint: past the end it does no
+ * harm). */
+#define FASTBP_GEMM_AHEAD 8
+#define FASTBP_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+/* Unroll a tile's loop over its rows completely (past GCC's default of 16),
+ * so that its accumulators stay in registers. */
+#define FASTBP_UNROLL_ALL _Pragma("GCC unroll 32")
+
+#define FB_ALIGN64 __attribute__((aligned(64)))
+
+#define FB_LANES_F32 1
+#define FB_LANES_ISA FB_LEVEL_AVX2
+#include "gemm_kernels.h"
+#define FB_LANES_F32 0
+#define FB_LANES_ISA FB_LEVEL_AVX2
+#include "gemm_kernels.h"
+#define FB_LANES_F32 1
+#define FB_LANES_ISA FB_LEVEL_AVX512
+#include "gemm_kernels.h"
+#define FB_LANES_F32 0
+#define FB_LANES_ISA FB_LEVEL_AVX512
+#include "gemm_kernels.h"
+#endif
+
+#define FASTBP_GEMM_ENTRY(FT, SUF)                                                               \
+    int fastbp_gemm_##SUF(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,      \
+                          const FT* A, ptrdiff_t lda, const FT* B, ptrdiff_t ldb,               \
+                          int accumulate, FT* C, ptrdiff_t ldc)                                 \
+    {                                                                                           \
+        const int level = fb_level();                                                           \
+        if (k < 1 || level == FB_LEVEL_PORTABLE)                                                \
+            return 1;                                                                           \
+        if (m < 1 || n < 1)                                                                     \
+            return 0;                                                                           \
+        FASTBP_GEMM_COPIES(SUF)                                                                 \
+        return 1;                                                                               \
+    }
+
+#if FB_X86_COPIES
+#define FASTBP_GEMM_COPIES(SUF)                                                                 \
+    if (level == FB_LEVEL_AVX512)                                                               \
+        gemm_##SUF##_avx512(trans_a, trans_b, m, n, k, A, lda, B, ldb, accumulate, C, ldc);     \
+    else                                                                                        \
+        gemm_##SUF##_avx2(trans_a, trans_b, m, n, k, A, lda, B, ldb, accumulate, C, ldc);       \
+    return 0;
+#else
+#define FASTBP_GEMM_COPIES(SUF)
+#endif
+
+FASTBP_GEMM_ENTRY(float, f32)
+FASTBP_GEMM_ENTRY(double, f64)

@@ -1,0 +1,279 @@
+/* Template of gemm.c's kernel for one (dtype, instruction set) pair; gemm.c
+ * includes it once per pair (no include guard), after defining FB_LANES_F32
+ * and FB_LANES_ISA (fb_lanes.h turns them into FT, VT, VL, NAME and ATTR).
+ * The algorithm is described at the top of gemm.c.
+ */
+#include "fb_lanes.h"
+
+/* Rows of a tile two vectors wide (MRW: 2 * MRW accumulators of the 32
+ * (AVX-512) or 16 (AVX2) vector registers, with two of B and a broadcast)
+ * and of a tile one vector wide (MRN). Twelve rows at most: each row's
+ * address takes a general register. */
+#if FB_LANES_ISA == FB_LEVEL_AVX512
+#define MRW 12
+#define MRN 12
+#else
+#define MRW 6
+#define MRN 12
+#endif
+
+/* C[0:mr, 0:cols] = (load_c ? C : 0) + A[0:mr, 0:kc] @ P, one multiply-add
+ * after the other along k for each element. A's element (r, kk) is at
+ * A[r * ars + kk * acs]; P holds kc rows of nv * VL packed columns (zero
+ * beyond cols). mr and nv are constants once inlined, so the accumulators
+ * live in registers. */
+FB_INLINE ATTR void NAME(gemm_tile)(const int mr, const int nv, ptrdiff_t kc, const FT* A,
+                                   ptrdiff_t ars, ptrdiff_t acs, const FT* P, FT* C,
+                                   ptrdiff_t ldc, int cols, int load_c)
+{
+    VT acc[2 * MRW > MRN ? 2 * MRW : MRN];
+    FT edge[2 * VL];
+    ptrdiff_t kk;
+    int r, v, j;
+    const int full = cols == nv * VL;
+    FASTBP_UNROLL_ALL
+    for (r = 0; r < mr; r++)
+        for (v = 0; v < nv; v++) {
+            if (!load_c) {
+                acc[r * nv + v] = VSET1((FT)0);
+            } else if (full) {
+                acc[r * nv + v] = VLOAD(C + r * ldc + v * VL);
+            } else {
+                for (j = 0; j < VL; j++)
+                    edge[j] = v * VL + j < cols ? C[r * ldc + v * VL + j] : (FT)0;
+                acc[r * nv + v] = VLOAD(edge);
+            }
+        }
+    for (kk = 0; kk < kc; kk++) {
+        const FT* a = A + kk * acs;
+        const FT* p = P + kk * nv * VL;
+        const VT b0 = VLOAD(p);
+        const VT b1 = nv == 2 ? VLOAD(p + VL) : b0;
+        FASTBP_UNROLL_ALL
+        for (r = 0; r < mr; r++) {
+            const VT ar = VSET1(a[r * ars]);
+            acc[r * nv] = VFMA(ar, b0, acc[r * nv]);
+            if (nv == 2)
+                acc[r * nv + 1] = VFMA(ar, b1, acc[r * nv + 1]);
+        }
+    }
+    FASTBP_UNROLL_ALL
+    for (r = 0; r < mr; r++) {
+        if (full) {
+            for (v = 0; v < nv; v++) VSTORE(C + r * ldc + v * VL, acc[r * nv + v]);
+        } else {
+            for (v = 0; v < nv; v++) VSTORE(edge + v * VL, acc[r * nv + v]);
+            for (j = 0; j < cols; j++) C[r * ldc + j] = edge[j];
+        }
+    }
+}
+
+/* Each tile shape is a function of its own, so that the compiler allocates
+ * its registers alone; a panel calls them through a table by rows. */
+typedef void (*NAME(gemm_tile_fn))(ptrdiff_t kc, const FT* A, ptrdiff_t ars, ptrdiff_t acs,
+                                   const FT* P, FT* C, ptrdiff_t ldc, int cols, int load_c);
+#define FASTBP_GEMM_TILE(MR, NV)                                                                \
+    static ATTR __attribute__((noinline)) void NAME(gemm_tile_##NV##_##MR)(                      \
+        ptrdiff_t kc, const FT* A, ptrdiff_t ars, ptrdiff_t acs, const FT* P, FT* C,             \
+        ptrdiff_t ldc, int cols, int load_c)                                                     \
+    {                                                                                            \
+        NAME(gemm_tile)(MR, NV, kc, A, ars, acs, P, C, ldc, cols, load_c);                       \
+    }
+#define FASTBP_GEMM_TILES_6(NV)                                                                 \
+    FASTBP_GEMM_TILE(1, NV) FASTBP_GEMM_TILE(2, NV) FASTBP_GEMM_TILE(3, NV)                     \
+    FASTBP_GEMM_TILE(4, NV) FASTBP_GEMM_TILE(5, NV) FASTBP_GEMM_TILE(6, NV)
+#define FASTBP_GEMM_TILES_12(NV)                                                                \
+    FASTBP_GEMM_TILES_6(NV) FASTBP_GEMM_TILE(7, NV) FASTBP_GEMM_TILE(8, NV)                     \
+    FASTBP_GEMM_TILE(9, NV) FASTBP_GEMM_TILE(10, NV) FASTBP_GEMM_TILE(11, NV)                   \
+    FASTBP_GEMM_TILE(12, NV)
+#define FASTBP_GEMM_TABLE_6(NV)                                                                 \
+    NAME(gemm_tile_##NV##_1), NAME(gemm_tile_##NV##_2), NAME(gemm_tile_##NV##_3),                \
+    NAME(gemm_tile_##NV##_4), NAME(gemm_tile_##NV##_5), NAME(gemm_tile_##NV##_6)
+#define FASTBP_GEMM_TABLE_12(NV)                                                                \
+    FASTBP_GEMM_TABLE_6(NV), NAME(gemm_tile_##NV##_7), NAME(gemm_tile_##NV##_8),                 \
+    NAME(gemm_tile_##NV##_9), NAME(gemm_tile_##NV##_10), NAME(gemm_tile_##NV##_11),              \
+    NAME(gemm_tile_##NV##_12)
+FASTBP_GEMM_TILES_12(1)
+#if MRW == 12
+FASTBP_GEMM_TILES_12(2)
+static const NAME(gemm_tile_fn) NAME(gemm_tiles)[2][12] = {{FASTBP_GEMM_TABLE_12(1)},
+                                                           {FASTBP_GEMM_TABLE_12(2)}};
+#else
+FASTBP_GEMM_TILES_6(2)
+static const NAME(gemm_tile_fn) NAME(gemm_tiles)[2][12] = {{FASTBP_GEMM_TABLE_12(1)},
+                                                           {FASTBP_GEMM_TABLE_6(2)}};
+#endif
+#undef FASTBP_GEMM_TILES_6
+#undef FASTBP_GEMM_TILES_12
+#undef FASTBP_GEMM_TABLE_6
+#undef FASTBP_GEMM_TABLE_12
+#undef FASTBP_GEMM_TILE
+
+/* C[:, 0:cols] (+)= A @ P over the rows of one packed panel, nv vectors wide:
+ * tiles of up to MRW (nv = 2) or MRN (nv = 1) rows. */
+static ATTR void NAME(gemm_panel)(int nv, ptrdiff_t m, ptrdiff_t kc, const FT* A, ptrdiff_t ars,
+                                  ptrdiff_t acs, const FT* P, FT* C, ptrdiff_t ldc, int cols,
+                                  int load_c)
+{
+    const ptrdiff_t mr = nv == 2 ? MRW : MRN;
+    ptrdiff_t i;
+    for (i = 0; i < m; i += mr)
+        NAME(gemm_tiles)[nv - 1][(m - i < mr ? m - i : mr) - 1](kc, A + i * ars, ars, acs, P, C + i * ldc,
+                                                     ldc, cols, load_c);
+}
+
+/* dst[c * ldd + r] = src[r * lds + c] for r, c < VL: a block of VL rows
+ * transposed in registers (interleave pairs, then quads, then 128-bit
+ * lanes). */
+FB_INLINE ATTR void NAME(transpose)(const FT* src, ptrdiff_t lds, FT* dst, ptrdiff_t ldd)
+{
+#if FB_LANES_ISA == FB_LEVEL_AVX512 && FB_LANES_F32
+    __m512 r[16], x[16];
+    int i, c;
+    for (i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds);
+    for (i = 0; i < 8; i++) {
+        x[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        x[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* r[4q + c]: lane l holds column 4l + c of rows 4q..4q+3 */
+    for (i = 0; i < 4; i++) {
+        const __m512d a0 = _mm512_castps_pd(x[4 * i]), a1 = _mm512_castps_pd(x[4 * i + 2]);
+        const __m512d b0 = _mm512_castps_pd(x[4 * i + 1]), b1 = _mm512_castps_pd(x[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a1));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a1));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b0, b1));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b0, b1));
+    }
+    for (c = 0; c < 4; c++) {
+        const __m512 p0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
+        const __m512 q0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+        const __m512 p1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);
+        const __m512 q1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
+        _mm512_storeu_ps(dst + c * ldd, _mm512_shuffle_f32x4(p0, q0, 0x88));
+        _mm512_storeu_ps(dst + (8 + c) * ldd, _mm512_shuffle_f32x4(p0, q0, 0xDD));
+        _mm512_storeu_ps(dst + (4 + c) * ldd, _mm512_shuffle_f32x4(p1, q1, 0x88));
+        _mm512_storeu_ps(dst + (12 + c) * ldd, _mm512_shuffle_f32x4(p1, q1, 0xDD));
+    }
+#elif FB_LANES_ISA == FB_LEVEL_AVX512
+    __m512d r[8], x[8];
+    int i, c;
+    for (i = 0; i < 8; i++) r[i] = _mm512_loadu_pd(src + i * lds);
+    /* x[2q]: lane l holds column 2l of rows 2q, 2q+1; x[2q + 1] column 2l + 1 */
+    for (i = 0; i < 4; i++) {
+        x[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+        x[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+    }
+    for (c = 0; c < 2; c++) {
+        const __m512d p0 = _mm512_shuffle_f64x2(x[c], x[2 + c], 0x88);
+        const __m512d q0 = _mm512_shuffle_f64x2(x[4 + c], x[6 + c], 0x88);
+        const __m512d p1 = _mm512_shuffle_f64x2(x[c], x[2 + c], 0xDD);
+        const __m512d q1 = _mm512_shuffle_f64x2(x[4 + c], x[6 + c], 0xDD);
+        _mm512_storeu_pd(dst + c * ldd, _mm512_shuffle_f64x2(p0, q0, 0x88));
+        _mm512_storeu_pd(dst + (4 + c) * ldd, _mm512_shuffle_f64x2(p0, q0, 0xDD));
+        _mm512_storeu_pd(dst + (2 + c) * ldd, _mm512_shuffle_f64x2(p1, q1, 0x88));
+        _mm512_storeu_pd(dst + (6 + c) * ldd, _mm512_shuffle_f64x2(p1, q1, 0xDD));
+    }
+#elif FB_LANES_F32
+    __m256 r[8], x[8];
+    int i, c;
+    for (i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * lds);
+    for (i = 0; i < 4; i++) {
+        x[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        x[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* r[4h + c]: lane l holds column 4l + c of rows 4h..4h+3 */
+    for (i = 0; i < 2; i++) {
+        const __m256d a0 = _mm256_castps_pd(x[4 * i]), a1 = _mm256_castps_pd(x[4 * i + 2]);
+        const __m256d b0 = _mm256_castps_pd(x[4 * i + 1]), b1 = _mm256_castps_pd(x[4 * i + 3]);
+        r[4 * i] = _mm256_castpd_ps(_mm256_unpacklo_pd(a0, a1));
+        r[4 * i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a0, a1));
+        r[4 * i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(b0, b1));
+        r[4 * i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(b0, b1));
+    }
+    for (c = 0; c < 4; c++) {
+        _mm256_storeu_ps(dst + c * ldd, _mm256_permute2f128_ps(r[c], r[4 + c], 0x20));
+        _mm256_storeu_ps(dst + (4 + c) * ldd, _mm256_permute2f128_ps(r[c], r[4 + c], 0x31));
+    }
+#else
+    __m256d r[4], x[4];
+    int i;
+    for (i = 0; i < 4; i++) r[i] = _mm256_loadu_pd(src + i * lds);
+    x[0] = _mm256_unpacklo_pd(r[0], r[1]);
+    x[1] = _mm256_unpackhi_pd(r[0], r[1]);
+    x[2] = _mm256_unpacklo_pd(r[2], r[3]);
+    x[3] = _mm256_unpackhi_pd(r[2], r[3]);
+    _mm256_storeu_pd(dst, _mm256_permute2f128_pd(x[0], x[2], 0x20));
+    _mm256_storeu_pd(dst + ldd, _mm256_permute2f128_pd(x[1], x[3], 0x20));
+    _mm256_storeu_pd(dst + 2 * ldd, _mm256_permute2f128_pd(x[0], x[2], 0x31));
+    _mm256_storeu_pd(dst + 3 * ldd, _mm256_permute2f128_pd(x[1], x[3], 0x31));
+#endif
+}
+
+/* Pack rows k0..k0+kc of columns j0..j0+cols of op(B) into P: kc rows of
+ * width = nv * VL elements, zero beyond cols. op(B)'s element (kk, j) is
+ * B[kk * ldb + j], or B[j * ldb + kk] when trans_b. */
+static ATTR void NAME(gemm_pack)(int trans_b, const FT* B, ptrdiff_t ldb, ptrdiff_t k0,
+                                  ptrdiff_t kc, ptrdiff_t j0, int cols, int width, FT* P)
+{
+    ptrdiff_t kk;
+    int j;
+    if (!trans_b && cols == width) {
+        /* rows ldb apart defeat the hardware prefetcher: fetch ahead */
+        for (kk = 0; kk < kc; kk++) {
+            const FT* src = B + (k0 + kk) * ldb + j0;
+            FASTBP_PREFETCH(src + FASTBP_GEMM_AHEAD * ldb);
+            FASTBP_PREFETCH(src + FASTBP_GEMM_AHEAD * ldb + width - 1);
+            for (j = 0; j < width; j += VL) VSTORE(P + kk * width + j, VLOAD(src + j));
+        }
+    } else if (!trans_b) {
+        for (kk = 0; kk < kc; kk++)
+            for (j = 0; j < width; j++)
+                P[kk * width + j] = j < cols ? B[(k0 + kk) * ldb + j0 + j] : (FT)0;
+    } else {
+        /* a column of the panel is a row of B: whole VL x VL blocks are
+         * transposed in registers, the edges element by element */
+        const ptrdiff_t kv = kc / VL * VL;
+        const int jv = cols / VL * VL;
+        ptrdiff_t kb;
+        for (j = 0; j < jv; j += VL)
+            for (kb = 0; kb < kv; kb += VL)
+                NAME(transpose)(B + (j0 + j) * ldb + k0 + kb, ldb, P + kb * width + j, width);
+        for (j = 0; j < width; j++) {
+            const FT* src = B + (j0 + j) * ldb + k0;
+            if (j < jv)
+                for (kk = kv; kk < kc; kk++) P[kk * width + j] = src[kk];
+            else if (j < cols)
+                for (kk = 0; kk < kc; kk++) P[kk * width + j] = src[kk];
+            else
+                for (kk = 0; kk < kc; kk++) P[kk * width + j] = (FT)0;
+        }
+    }
+}
+
+/* C (m x n) = op(A) (m x k) @ op(B) (k x n) (+ C when accumulate), all
+ * row-major; k >= 1. */
+static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                             const FT* A, ptrdiff_t lda, const FT* B, ptrdiff_t ldb,
+                             int accumulate, FT* C, ptrdiff_t ldc)
+{
+    FB_ALIGN64 FT P[FASTBP_GEMM_KC * 2 * VL];
+    const ptrdiff_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;
+    const ptrdiff_t n_kblocks = (k + FASTBP_GEMM_KC - 1) / FASTBP_GEMM_KC;
+    const ptrdiff_t kb = (k + n_kblocks - 1) / n_kblocks; /* even blocks of k */
+    ptrdiff_t j0, k0;
+    for (j0 = 0; j0 < n; j0 += 2 * VL) {
+        const int cols = n - j0 < 2 * VL ? (int)(n - j0) : 2 * VL;
+        const int width = cols > VL ? 2 * VL : VL;
+        for (k0 = 0; k0 < k; k0 += kb) {
+            const ptrdiff_t kc = k - k0 < kb ? k - k0 : kb;
+            const int load_c = accumulate || k0 > 0;
+            NAME(gemm_pack)(trans_b, B, ldb, k0, kc, j0, cols, width, P);
+            NAME(gemm_panel)(width / VL, m, kc, A + k0 * acs, ars, acs, P, C + j0, ldc, cols,
+                             load_c);
+        }
+    }
+}
+
+#undef MRW
+#undef MRN
+#include "fb_lanes_undef.h"

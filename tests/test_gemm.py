@@ -1,0 +1,148 @@
+"""fastbp's own GEMM (csrc/gemm.c, reached through _blas.gemm_py with alpha 1
+and beta 0 or 1): products against float64 NumPy, the exact rounding of each
+element (one fused multiply-add after the other along k, emulated with
+fractions), and the invariances that keep results independent of how callers
+cut a product into blocks for their threads."""
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from fastbp._kernels import _blas, _dispatch
+
+OWN_PATHS = [p for p in _dispatch.available_paths() if p != "portable"]
+DTYPES = [np.float32, np.float64]
+
+# Edges of the kernel's tiles: panels of 2 vectors (32 / 16 columns with
+# AVX-512 in float32 / float64, 16 / 8 with AVX2), tiles of 6 or 12 rows,
+# blocks of 256 along k.
+SHAPES = [(1, 1, 1), (1, 17, 3), (5, 7, 2), (12, 32, 9), (13, 33, 17), (25, 65, 40),
+          (7, 8, 256), (11, 16, 257), (24, 31, 513), (3, 48, 600)]
+
+
+def _operands(rng, m, n, k, trans_a, trans_b, dtype):
+    A = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    B = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    return A, B
+
+
+def _product(A, B, trans_a, trans_b, C=None, path=None):
+    """op(A) @ op(B) (+ C) through gemm_py, on ``path`` when given."""
+    m = A.shape[1] if trans_a else A.shape[0]
+    n = B.shape[0] if trans_b else B.shape[1]
+    if C is None:
+        out, beta = np.full((m, n), np.nan, dtype=A.dtype), 0.0  # beta 0 must not read C
+    else:
+        out, beta = C.copy(), 1.0
+    if path is not None:
+        _dispatch._force_dispatch_path(path)
+    try:
+        _blas.gemm_py(A, B, out, trans_a, trans_b, 1.0, beta)
+    finally:
+        if path is not None:
+            _dispatch._force_dispatch_path(None)
+    return out
+
+
+@pytest.mark.parametrize("path", OWN_PATHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("m, n, k", SHAPES)
+def test_product_matches_float64_numpy(path, dtype, trans_a, trans_b, accumulate, m, n, k):
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    A, B = _operands(rng, m, n, k, trans_a, trans_b, dtype)
+    C = rng.standard_normal((m, n)).astype(dtype) if accumulate else None
+    got = _product(A, B, trans_a, trans_b, C, path)
+    opA = (A.T if trans_a else A).astype(np.float64)
+    opB = (B.T if trans_b else B).astype(np.float64)
+    want = opA @ opB + (C if accumulate else 0)
+    # a chain of k rounded multiply-adds: |error| <= (k + 1) eps sum |a b| (+ |C|)
+    bound = (k + 1) * np.finfo(dtype).eps * (np.abs(opA) @ np.abs(opB)
+                                            + (np.abs(C) if accumulate else 0))
+    assert np.all(np.abs(got - want) <= bound)
+
+
+def _round_to(value, dtype):
+    """The float of ``dtype`` nearest the exact rational ``value`` (ties to even)."""
+    guess = dtype(float(value))
+    candidates = [np.nextafter(guess, dtype(-np.inf)), guess, np.nextafter(guess, dtype(np.inf))]
+    best = min(candidates, key=lambda c: (abs(Fraction(float(c)) - value),
+                                          int(np.array(c).view(np.uint32 if dtype is np.float32
+                                                               else np.uint64)) & 1))
+    return dtype(best)
+
+
+def _fma_chain(a_row, b_col, start, dtype):
+    """start + a_0 b_0 + a_1 b_1 + ..., each step one correctly rounded
+    multiply-add (what an FMA instruction computes)."""
+    acc = dtype(start)
+    for a, b in zip(a_row, b_col):
+        acc = _round_to(Fraction(float(a)) * Fraction(float(b)) + Fraction(float(acc)), dtype)
+    return acc
+
+
+@pytest.mark.parametrize("path", OWN_PATHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_each_element_is_one_fma_chain_along_k(path, dtype, trans_a, trans_b, accumulate):
+    # k spans two blocks of k (256), so the chain crosses the reload of C
+    m, n, k = 3, 19, 300
+    rng = np.random.default_rng(7)
+    A, B = _operands(rng, m, n, k, trans_a, trans_b, dtype)
+    C = rng.standard_normal((m, n)).astype(dtype) if accumulate else None
+    got = _product(A, B, trans_a, trans_b, C, path)
+    opA = A.T if trans_a else A
+    opB = B.T if trans_b else B
+    for i in range(m):
+        for j in range(0, n, 6):
+            want = _fma_chain(opA[i], opB[:, j], C[i, j] if accumulate else 0, dtype)
+            assert got[i, j] == want, (i, j)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_paths_agree_bit_for_bit(dtype, trans_a, trans_b):
+    if len(OWN_PATHS) < 2:
+        pytest.skip(f"this CPU offers one copy of the kernel: {OWN_PATHS}")
+    rng = np.random.default_rng(3)
+    A, B = _operands(rng, 37, 70, 300, trans_a, trans_b, dtype)
+    results = [_product(A, B, trans_a, trans_b, None, p) for p in OWN_PATHS]
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+@pytest.mark.parametrize("path", OWN_PATHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
+def test_blocks_of_rows_and_columns_give_the_same_bits(path, dtype, trans_a, trans_b):
+    # callers share a product out as blocks of rows or columns: an element
+    # must not depend on which block computed it
+    m, n, k = 41, 75, 270
+    rng = np.random.default_rng(5)
+    A, B = _operands(rng, m, n, k, trans_a, trans_b, dtype)
+    whole = _product(A, B, trans_a, trans_b, None, path)
+    for r0, r1 in [(0, 1), (5, 18), (17, 41)]:
+        part = A[:, r0:r1] if trans_a else A[r0:r1]
+        np.testing.assert_array_equal(
+            _product(np.ascontiguousarray(part), B, trans_a, trans_b, None, path), whole[r0:r1])
+    for c0, c1 in [(0, 1), (3, 40), (33, 75)]:
+        part = B[c0:c1] if trans_b else B[:, c0:c1]
+        np.testing.assert_array_equal(
+            _product(A, np.ascontiguousarray(part), trans_a, trans_b, None, path),
+            whole[:, c0:c1])
+
+
+@pytest.mark.parametrize("path", OWN_PATHS)
+def test_non_finite_values_propagate_and_beta_zero_ignores_c(path):
+    A = np.ones((4, 20), dtype=np.float32)
+    B = np.ones((20, 18), dtype=np.float32)
+    A[1, 3] = np.nan
+    B[5, 17] = np.inf
+    got = _product(A, B, False, False, None, path)  # C starts as NaN: must be ignored
+    assert np.isnan(got[1]).all()
+    assert np.isinf(got[[0, 2, 3], 17]).all()
+    np.testing.assert_array_equal(got[[0, 2, 3], :17], 20)
