@@ -130,6 +130,29 @@
         }                                                                       \
     }
 
+/* Momentum SGD as sklearn's numpy code rounds it: v = mu v - lr g, then
+ * theta += v (or, with Nesterov, theta += mu v - lr g); no fused
+ * multiply-adds, so every copy gives the same bits. */
+#define FB_DEFINE_SGD(T, ATTR, NAME)                                            \
+    static ATTR FB_NO_CONTRACT_ATTR void sgd_##NAME(T *theta, const T *g, T *v, T lr, \
+                                                    T mu, int nesterov,         \
+                                                    ptrdiff_t n)                \
+    {                                                                           \
+        FB_NO_CONTRACT                                                          \
+        ptrdiff_t i;                                                            \
+        if (nesterov) {                                                         \
+            for (i = 0; i < n; i++) {                                           \
+                v[i] = mu * v[i] - lr * g[i];                                   \
+                theta[i] += mu * v[i] - lr * g[i];                              \
+            }                                                                   \
+        } else {                                                                \
+            for (i = 0; i < n; i++) {                                           \
+                v[i] = mu * v[i] - lr * g[i];                                   \
+                theta[i] += v[i];                                               \
+            }                                                                   \
+        }                                                                       \
+    }
+
 /* 1 if every x[i] is finite: its exponent bits are not all ones (NaN and the
  * infinities). Tested on the bits, not as x - x == 0, so that no
  * floating-point option of a build (-ffinite-math-only) can fold it away;
@@ -155,6 +178,7 @@
     FB_DEFINE_LOOPS(T, SUF, ATTR, NAME)                                         \
     FB_DEFINE_L2(T, ATTR, NAME)                                                 \
     FB_DEFINE_ADAM(T, SQRT, ATTR, NAME)                                         \
+    FB_DEFINE_SGD(T, ATTR, NAME)                                                \
     FB_DEFINE_FINITE(T, SUF, ATTR, NAME)
 
 #define FB_NO_ATTR
@@ -226,6 +250,18 @@ void fastbp_adam_d(double *theta, const double *g, double *m1, double *m2, doubl
                    double b1, double c1, double b2, double c2, double eps, ptrdiff_t n)
 {
     FB_CALL(adam_d, theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n);
+}
+
+void fastbp_sgd_f(float *theta, const float *g, float *v, float lr, float mu, int nesterov,
+                  ptrdiff_t n)
+{
+    FB_CALL(sgd_f, theta, g, v, lr, mu, nesterov, n);
+}
+
+void fastbp_sgd_d(double *theta, const double *g, double *v, double lr, double mu,
+                  int nesterov, ptrdiff_t n)
+{
+    FB_CALL(sgd_d, theta, g, v, lr, mu, nesterov, n);
 }
 
 int fastbp_all_finite_f(const float *x, ptrdiff_t n)

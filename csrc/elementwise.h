@@ -16,6 +16,8 @@
  *                       theta += (-lr) m1 / (sqrt(m2) + eps), with c1 = 1 - b1
  *                       and c2 = 1 - b2 as the caller rounds them; no fused
  *                       multiply-adds (rounded as numpy rounds it).
+ *   fastbp_sgd_*:   momentum SGD, v = mu v - lr g, theta += v (Nesterov:
+ *                       theta += mu v - lr g); no fused multiply-adds.
  *   fastbp_all_finite_*: 1 if no x[i] is NaN or infinite, else 0.
  *
  * Activation codes and functions are those of fb_activations.h. They and the
@@ -42,6 +44,10 @@ void fastbp_adam_f(float *theta, const float *g, float *m1, float *m2, float lr,
                    float c1, float b2, float c2, float eps, ptrdiff_t n);
 void fastbp_adam_d(double *theta, const double *g, double *m1, double *m2, double lr,
                    double b1, double c1, double b2, double c2, double eps, ptrdiff_t n);
+void fastbp_sgd_f(float *theta, const float *g, float *v, float lr, float mu, int nesterov,
+                  ptrdiff_t n);
+void fastbp_sgd_d(double *theta, const double *g, double *v, double lr, double mu,
+                  int nesterov, ptrdiff_t n);
 int fastbp_all_finite_f(const float *x, ptrdiff_t n);
 int fastbp_all_finite_d(const double *x, ptrdiff_t n);
 

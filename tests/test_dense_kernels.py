@@ -143,6 +143,27 @@ def test_adam_update_rounds_as_sklearns_numpy_code(dtype, dispatch_path):
         np.testing.assert_array_equal(t, want_theta)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_update_rounds_as_sklearns_numpy_code(dtype, nesterov, dispatch_path):
+    # sklearn's SGDOptimizer._get_updates on arrays of this dtype with
+    # Python-float hyperparameters: v = mu v - lr g, then theta += v (or
+    # += mu v - lr g). No fused multiply-adds, so every element must match on
+    # every path and thread count (300,003 elements, as for Adam above).
+    rng = np.random.default_rng(6)
+    n, T = 300_003, dtype
+    theta, grad, velocity = (rng.normal(size=n).astype(T) for _ in range(3))
+    lr, mu = 0.01, 0.9
+    want_v = mu * velocity - lr * grad
+    want_theta = theta + (mu * want_v - lr * grad if nesterov else want_v)
+    assert want_theta.dtype == T
+    for n_threads in (1, 2, 3):
+        t, v = theta.copy(), velocity.copy()
+        _optimizers.sgd_update(t, grad, v, lr, mu, nesterov, n_threads)
+        np.testing.assert_array_equal(v, want_v)
+        np.testing.assert_array_equal(t, want_theta)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_softmax_probabilities_within_a_few_ulp(dtype, dispatch_path):
     # The vectorized exponentials against float64 NumPy, over logit gaps from

@@ -24,6 +24,10 @@ cdef extern from "elementwise.h":
     void fastbp_adam_d(double* theta, const double* g, double* m1, double* m2, double lr,
                        double b1, double c1, double b2, double c2, double eps,
                        Py_ssize_t n) noexcept nogil
+    void fastbp_sgd_f(float* theta, const float* g, float* v, float lr, float mu,
+                      int nesterov, Py_ssize_t n) noexcept nogil
+    void fastbp_sgd_d(double* theta, const double* g, double* v, double lr, double mu,
+                      int nesterov, Py_ssize_t n) noexcept nogil
     int fastbp_all_finite_f(const float* x, Py_ssize_t n) noexcept nogil
     int fastbp_all_finite_d(const double* x, Py_ssize_t n) noexcept nogil
 
@@ -81,3 +85,13 @@ cdef inline void adam_range(floating* theta, const floating* g, floating* m1, fl
         fastbp_adam_f(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n)
     else:
         fastbp_adam_d(theta, g, m1, m2, lr, b1, c1, b2, c2, eps, n)
+
+
+cdef inline void sgd_range(floating* theta, const floating* g, floating* velocity,
+                           floating lr, floating mu, bint nesterov, Py_ssize_t n) noexcept nogil:
+    """Momentum SGD over n elements, as sklearn's SGDOptimizer rounds it:
+    v = mu * v - lr * g; theta += v, or with Nesterov theta += mu * v - lr * g."""
+    if floating is float:
+        fastbp_sgd_f(theta, g, velocity, lr, mu, nesterov, n)
+    else:
+        fastbp_sgd_d(theta, g, velocity, lr, mu, nesterov, n)

@@ -13,7 +13,7 @@ from libc.stdlib cimport malloc, free
 
 from ._checks cimport check_shape
 from ._dispatch cimport bind_dispatch
-from ._elementwise cimport adam_range, l2_block
+from ._elementwise cimport adam_range, l2_block, sgd_range
 from ._team cimport (TEAM_UNIT_ELEMENTS, DtypeUnits, bind_team, dtype_unit, set_units, team_run,
                      threads_for, unit_count)
 
@@ -24,18 +24,6 @@ bind_team()
 cdef Py_ssize_t REDUCE_BLOCK = 4096
 
 UPDATE_CODES = {"sgd": UPDATE_SGD, "adam": UPDATE_ADAM}
-
-
-cdef void sgd_range(floating* theta, const floating* grad, floating* velocity, floating lr,
-                    floating mu, bint nesterov, Py_ssize_t n) noexcept nogil:
-    """sgd_update on n elements."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        velocity[i] = mu * velocity[i] - lr * grad[i]
-        if nesterov:
-            theta[i] += mu * velocity[i] - lr * grad[i]
-        else:
-            theta[i] += velocity[i]
 
 
 cdef inline void adam_block(floating* theta, const floating* grad, floating* m1, floating* m2,
