@@ -7,6 +7,8 @@
  * KC rows by one panel (2 vectors) of columns at a time into a buffer on the
  * stack that stays in L1, and A is read in place: each tile of MR rows
  * broadcasts A's elements straight from its rows (or columns, for A^T).
+ * Long products go MC rows at a time, so that those rows of A stay in L2
+ * while every panel of B passes over them.
  *
  * Each element of C is one chain of multiply-adds along k, in order: the
  * accumulator starts at 0 (or at C when accumulating), and a block of k after
@@ -25,6 +27,9 @@
 
 /* Rows of k packed at a time: KC x 2 vectors is 32 KiB with AVX-512. */
 #define FASTBP_GEMM_KC 256
+/* Rows of A a block: a multiple of every tile's rows (6, 12); 192 rows of
+ * a 784-wide A take 600 KB of L2. */
+#define FASTBP_GEMM_MC 192
 
 #if FB_X86_COPIES
 #include <immintrin.h>

@@ -251,7 +251,8 @@ static ATTR void NAME(gemm_pack)(int trans_b, const FT* B, ptrdiff_t ldb, ptrdif
 }
 
 /* C (m x n) = op(A) (m x k) @ op(B) (k x n) (+ C when accumulate), all
- * row-major; k >= 1. */
+ * row-major; k >= 1. Blocks of MC rows keep their rows of A in L2 while
+ * every panel of B passes over them. */
 static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                              const FT* A, ptrdiff_t lda, const FT* B, ptrdiff_t ldb,
                              int accumulate, FT* C, ptrdiff_t ldc)
@@ -260,16 +261,18 @@ static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
     const ptrdiff_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;
     const ptrdiff_t n_kblocks = (k + FASTBP_GEMM_KC - 1) / FASTBP_GEMM_KC;
     const ptrdiff_t kb = (k + n_kblocks - 1) / n_kblocks; /* even blocks of k */
-    ptrdiff_t j0, k0;
-    for (j0 = 0; j0 < n; j0 += 2 * VL) {
-        const int cols = n - j0 < 2 * VL ? (int)(n - j0) : 2 * VL;
-        const int width = cols > VL ? 2 * VL : VL;
-        for (k0 = 0; k0 < k; k0 += kb) {
-            const ptrdiff_t kc = k - k0 < kb ? k - k0 : kb;
-            const int load_c = accumulate || k0 > 0;
-            NAME(gemm_pack)(trans_b, B, ldb, k0, kc, j0, cols, width, P);
-            NAME(gemm_panel)(width / VL, m, kc, A + k0 * acs, ars, acs, P, C + j0, ldc, cols,
-                             load_c);
+    ptrdiff_t i0, j0, k0;
+    for (i0 = 0; i0 < m; i0 += FASTBP_GEMM_MC) {
+        const ptrdiff_t mc = m - i0 < FASTBP_GEMM_MC ? m - i0 : FASTBP_GEMM_MC;
+        for (j0 = 0; j0 < n; j0 += 2 * VL) {
+            const int cols = n - j0 < 2 * VL ? (int)(n - j0) : 2 * VL;
+            const int width = cols > VL ? 2 * VL : VL;
+            for (k0 = 0; k0 < k; k0 += kb) {
+                const ptrdiff_t kc = k - k0 < kb ? k - k0 : kb;
+                NAME(gemm_pack)(trans_b, B, ldb, k0, kc, j0, cols, width, P);
+                NAME(gemm_panel)(width / VL, mc, kc, A + i0 * ars + k0 * acs, ars, acs, P,
+                                 C + i0 * ldc + j0, ldc, cols, accumulate || k0 > 0);
+            }
         }
     }
 }

@@ -15,9 +15,9 @@ DTYPES = [np.float32, np.float64]
 
 # Edges of the kernel's tiles: panels of 2 vectors (32 / 16 columns with
 # AVX-512 in float32 / float64, 16 / 8 with AVX2), tiles of 6 or 12 rows,
-# blocks of 256 along k.
+# blocks of 256 along k and of 192 rows.
 SHAPES = [(1, 1, 1), (1, 17, 3), (5, 7, 2), (12, 32, 9), (13, 33, 17), (25, 65, 40),
-          (7, 8, 256), (11, 16, 257), (24, 31, 513), (3, 48, 600)]
+          (7, 8, 256), (11, 16, 257), (24, 31, 513), (3, 48, 600), (400, 37, 300)]
 
 
 def _operands(rng, m, n, k, trans_a, trans_b, dtype):
@@ -121,11 +121,11 @@ def test_paths_agree_bit_for_bit(dtype, trans_a, trans_b):
 def test_blocks_of_rows_and_columns_give_the_same_bits(path, dtype, trans_a, trans_b):
     # callers share a product out as blocks of rows or columns: an element
     # must not depend on which block computed it
-    m, n, k = 41, 75, 270
+    m, n, k = 411, 75, 270
     rng = np.random.default_rng(5)
     A, B = _operands(rng, m, n, k, trans_a, trans_b, dtype)
     whole = _product(A, B, trans_a, trans_b, None, path)
-    for r0, r1 in [(0, 1), (5, 18), (17, 41)]:
+    for r0, r1 in [(0, 1), (5, 18), (17, 41), (150, 411)]:
         part = A[:, r0:r1] if trans_a else A[r0:r1]
         np.testing.assert_array_equal(
             _product(np.ascontiguousarray(part), B, trans_a, trans_b, None, path), whole[r0:r1])
