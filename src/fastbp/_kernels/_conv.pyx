@@ -23,7 +23,7 @@ count is set by the caller (threadpoolctl), not by n_threads.
 from cython cimport floating
 from libc.stdint cimport uint8_t
 
-from ._blas cimport gemm
+from ._dense cimport split_gemm, weight_gradient
 from ._checks cimport check_shape
 from ._dispatch cimport bind_dispatch
 from ._team cimport bind_team
@@ -154,15 +154,16 @@ def conv5x5_forward(const floating[:, :, :, ::1] X,
         return
     with nogil:
         if _is_dense(table, h, w):
-            # 1x1 output: Y (n, c_out) = X (n, c_in*25) @ W (c_out, c_in*25)^T.
-            gemm(False, True, n, c_out, k, <floating> 1, &X[0, 0, 0, 0], k,
-                 &W[0, 0, 0, 0], k, <floating> 0, &Y[0, 0, 0, 0], c_out)
+            # 1x1 output: Y (n, c_out) = X (n, c_in*25) @ W (c_out, c_in*25)^T,
+            # shared out to the team like a dense layer's product.
+            split_gemm(True, n, c_out, k, &X[0, 0, 0, 0], &W[0, 0, 0, 0], &Y[0, 0, 0, 0],
+                       <floating*> NULL, <floating*> NULL, 0, n_threads)
             if floating is float:
                 fastbp_bias_act_rows_f32(&Y[0, 0, 0, 0], &b[0], n, c_out, activation,
-                                         1)
+                                         n_threads)
             else:
                 fastbp_bias_act_rows_f64(&Y[0, 0, 0, 0], &b[0], n, c_out, activation,
-                                         1)
+                                         n_threads)
         elif floating is float:
             status = fastbp_conv5x5_forward_f32(&X[0, 0, 0, 0], &W[0, 0, 0, 0], &b[0],
                                                 &table[0, 0], &Y[0, 0, 0, 0], n, c_in,
@@ -226,19 +227,20 @@ def conv5x5_backward(const floating[:, :, :, ::1] X,
         dX_ptr = &dX[0, 0, 0, 0]
     with nogil:
         if n > 0 and _is_dense(table, h, w):
-            # grad_W (c_out, k) = dZ^T (c_out, n) @ X (n, k); dX (n, k) = dZ @ W.
-            gemm(True, False, c_out, k, n, <floating> 1, &dZ[0, 0, 0, 0], c_out,
-                 &X[0, 0, 0, 0], k, <floating> 0, &grad_W[0, 0, 0, 0], k)
+            # grad_W (c_out, k) = dZ^T (c_out, n) @ X (n, k); dX (n, k) = dZ @ W,
+            # shared out to the team like a dense layer's.
+            status = weight_gradient(n, c_out, k, &dZ[0, 0, 0, 0], &X[0, 0, 0, 0],
+                                     &grad_W[0, 0, 0, 0], n_threads)
             _column_sums(&dZ[0, 0, 0, 0], n, c_out, &grad_b[0])
             if want_dX:
-                gemm(False, False, n, k, c_out, <floating> 1, &dZ[0, 0, 0, 0], c_out,
-                     &W[0, 0, 0, 0], k, <floating> 0, dX_ptr, k)
+                split_gemm(False, n, k, c_out, &dZ[0, 0, 0, 0], &W[0, 0, 0, 0], dX_ptr,
+                           <floating*> NULL, <floating*> NULL, 0, n_threads)
                 if floating is float:
                     fastbp_mul_deriv_f32(dX_ptr, &X[0, 0, 0, 0], <Py_ssize_t> n * k,
-                                         input_activation, 1)
+                                         input_activation, n_threads)
                 else:
                     fastbp_mul_deriv_f64(dX_ptr, &X[0, 0, 0, 0], <Py_ssize_t> n * k,
-                                         input_activation, 1)
+                                         input_activation, n_threads)
         elif floating is float:
             status = fastbp_conv5x5_backward_f32(
                 &X[0, 0, 0, 0] if n > 0 else NULL, &W[0, 0, 0, 0],

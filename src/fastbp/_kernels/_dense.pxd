@@ -1,4 +1,5 @@
-# The dense kernels' helpers that the fused chain (_chain.pyx) shares:
+# The dense kernels' helpers that the fused chain (_chain.pyx) and the
+# convolutions' 1x1-output case (_conv.pyx) share:
 # plain cdef functions of _dense.pyx, called through Cython's C-API, and the
 # inline block counts of weight_gradient.
 from cython cimport floating
@@ -24,6 +25,10 @@ cdef void multiply_derivative(floating* delta, const floating* act_out, Py_ssize
                               int act) noexcept nogil
 cdef void column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
                       floating* out) noexcept nogil
+cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                     const floating* A, const floating* B, floating* C,
+                     const floating* bias, const floating* act_out, int act,
+                     int n_threads) noexcept nogil
 cdef void gradient_block(int blk, int n_blocks, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n,
                          const floating* A, const floating* D, floating* G) noexcept nogil
 cdef int weight_gradient(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floating* A,
