@@ -107,12 +107,15 @@ def fastbp_kernel_path(options):
 
     if options.get("dispatch"):
         _dispatch._force_dispatch_path(options["dispatch"])
-    return f"kernel path {_dispatch.dispatch_path()}"
+    path = _dispatch.dispatch_path()
+    gemm = "scipy's BLAS" if path == "portable" else "fastbp's own"
+    return f"kernel path {path}, GEMM {gemm}"
 
 
 # ------------------------------------------------------------- the limit
 def gemm_peak(options, n_threads):
-    """GFLOP/s of a large GEMM through scipy's BLAS (the one fastbp calls)."""
+    """GFLOP/s of a large GEMM through scipy's BLAS (what fastbp calls at the
+    portable level; its own GEMM at the others)."""
     from scipy.linalg import blas
 
     dtype = np.dtype(options.get("dtype", "float32"))
