@@ -20,8 +20,10 @@
 
 #if FB_LANES_ISA == FB_LEVEL_PORTABLE
 /* GCC/Clang vector extensions: 16 bytes, which the compiler maps to SSE2 on
- * x86-64 and NEON on aarch64. Without them (MSVC, or FASTBP_CONV_SCALAR) each
- * "vector" is one FT. */
+ * x86-64 and NEON on aarch64. Without them (MSVC, or conv.c's
+ * FASTBP_CONV_SCALAR) each "vector" is one FT. This copy needs the includer's
+ * FASTBP_VEC_EXT and fastbp_v4f / fastbp_v2d helpers (conv.c has them; the
+ * GEMM has no portable copy). */
 #define ATTR
 #if FB_LANES_F32
 #define NAME(x) x##_f32_port

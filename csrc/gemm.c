@@ -4,8 +4,8 @@
  * mini-batch against a 784 x 256 weight matrix, 1,600 steps of an RNN against
  * 65 classes), and at those shapes OpenBLAS spends a quarter of its time
  * packing both operands at every call. Here only B is packed, a block of
- * KC rows by one panel (2 vectors) of columns at a time into a buffer on the
- * stack that stays in L1, and A is read in place: each tile of MR rows
+ * KC rows by one panel (2 vectors) of columns at a time into a 16 KiB buffer
+ * on the stack that stays in L1, and A is read in place: each tile of MR rows
  * broadcasts A's elements straight from its rows (or columns, for A^T).
  * Long products go MC rows at a time, so that those rows of A stay in L2
  * while every panel of B passes over them.
@@ -23,24 +23,33 @@
  */
 #include "gemm.h"
 
+#include <stdint.h>
+
 #include "fb_dispatch.h"
 
-/* Rows of k packed at a time: KC x 2 vectors is 32 KiB with AVX-512. */
-#define FASTBP_GEMM_KC 256
+/* Bytes of the packed panel on the stack: half an L1 of 32 KiB or more, and
+ * little stack for threads started with a small one. Its rows of k (KC) are
+ * 128 with AVX-512 and 256 with AVX2. */
+#define FASTBP_GEMM_PANEL_BYTES 16384
 /* Rows of A a block: a multiple of every tile's rows (6, 12); 192 rows of
- * a 784-wide A take 600 KB of L2. */
+ * a 784-wide A take 600 KB of L2 in float32, 1.2 MB in float64. */
 #define FASTBP_GEMM_MC 192
 
 #if FB_X86_COPIES
 #include <immintrin.h>
 
-/* Rows of B fetched ahead of the packing (a hint: past the end it does no
- * harm). */
+/* Rows of B fetched ahead of the packing: a hint, which may point past the
+ * end (the address is formed as an integer, so no pointer leaves B). */
 #define FASTBP_GEMM_AHEAD 8
-#define FASTBP_PREFETCH(p) __builtin_prefetch((p), 0, 3)
-/* Unroll a tile's loop over its rows completely (past GCC's default of 16),
- * so that its accumulators stay in registers. */
+#define FASTBP_PREFETCH(p, bytes) __builtin_prefetch((const void*)((uintptr_t)(p) + (bytes)), 0, 3)
+/* Unroll a tile's loop over its rows completely, so that its accumulators
+ * stay in registers: past GCC's default limit of 16, and with clang, which
+ * ignores "GCC unroll n" for loops of fewer than n trips. */
+#if defined(__clang__)
+#define FASTBP_UNROLL_ALL _Pragma("unroll")
+#else
 #define FASTBP_UNROLL_ALL _Pragma("GCC unroll 32")
+#endif
 
 #define FB_ALIGN64 __attribute__((aligned(64)))
 
@@ -64,6 +73,7 @@
                           int accumulate, FT* C, ptrdiff_t ldc)                                 \
     {                                                                                           \
         const int level = fb_level();                                                           \
+        FASTBP_GEMM_UNUSED                                                                      \
         if (k < 1 || level == FB_LEVEL_PORTABLE)                                                \
             return 1;                                                                           \
         if (m < 1 || n < 1)                                                                     \
@@ -79,8 +89,13 @@
     else                                                                                        \
         gemm_##SUF##_avx2(trans_a, trans_b, m, n, k, A, lda, B, ldb, accumulate, C, ldc);       \
     return 0;
+#define FASTBP_GEMM_UNUSED
 #else
 #define FASTBP_GEMM_COPIES(SUF)
+/* no copies: every argument but k goes unused */
+#define FASTBP_GEMM_UNUSED                                                                      \
+    (void)trans_a, (void)trans_b, (void)A, (void)lda, (void)B, (void)ldb, (void)accumulate,    \
+        (void)C, (void)ldc;
 #endif
 
 FASTBP_GEMM_ENTRY(float, f32)

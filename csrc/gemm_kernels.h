@@ -16,6 +16,9 @@
 #define MRW 6
 #define MRN 12
 #endif
+/* Rows of k packed at a time: the panel (KC x 2 vectors) fills
+ * FASTBP_GEMM_PANEL_BYTES. */
+#define KC ((int)(FASTBP_GEMM_PANEL_BYTES / (2 * VL * sizeof(FT))))
 
 /* C[0:mr, 0:cols] = (load_c ? C : 0) + A[0:mr, 0:kc] @ P, one multiply-add
  * after the other along k for each element. A's element (r, kk) is at
@@ -221,8 +224,8 @@ static ATTR void NAME(gemm_pack)(int trans_b, const FT* B, ptrdiff_t ldb, ptrdif
         /* rows ldb apart defeat the hardware prefetcher: fetch ahead */
         for (kk = 0; kk < kc; kk++) {
             const FT* src = B + (k0 + kk) * ldb + j0;
-            FASTBP_PREFETCH(src + FASTBP_GEMM_AHEAD * ldb);
-            FASTBP_PREFETCH(src + FASTBP_GEMM_AHEAD * ldb + width - 1);
+            FASTBP_PREFETCH(src, FASTBP_GEMM_AHEAD * ldb * sizeof(FT));
+            FASTBP_PREFETCH(src, (FASTBP_GEMM_AHEAD * ldb + width - 1) * sizeof(FT));
             for (j = 0; j < width; j += VL) VSTORE(P + kk * width + j, VLOAD(src + j));
         }
     } else if (!trans_b) {
@@ -257,9 +260,9 @@ static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
                              const FT* A, ptrdiff_t lda, const FT* B, ptrdiff_t ldb,
                              int accumulate, FT* C, ptrdiff_t ldc)
 {
-    FB_ALIGN64 FT P[FASTBP_GEMM_KC * 2 * VL];
+    FB_ALIGN64 FT P[KC * 2 * VL];
     const ptrdiff_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;
-    const ptrdiff_t n_kblocks = (k + FASTBP_GEMM_KC - 1) / FASTBP_GEMM_KC;
+    const ptrdiff_t n_kblocks = (k + KC - 1) / KC;
     const ptrdiff_t kb = (k + n_kblocks - 1) / n_kblocks; /* even blocks of k */
     ptrdiff_t i0, j0, k0;
     for (i0 = 0; i0 < m; i0 += FASTBP_GEMM_MC) {
@@ -279,4 +282,5 @@ static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
 
 #undef MRW
 #undef MRN
+#undef KC
 #include "fb_lanes_undef.h"

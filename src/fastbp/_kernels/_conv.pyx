@@ -13,12 +13,11 @@ parameter gradients are summed per fixed block of 8 samples, the blocks being
 added in order.
 
 A convolution whose output is 1x1 (input 5x5, such as LeNet's C5) with a full
-connection table is a dense layer: it runs as one GEMM over the whole batch,
-called outside any team call, followed by one fused element-wise pass on
-the calling thread. That pass is ~1% of the GEMM's work, and handing it to a
-team right after a multi-threaded GEMM makes it fight BLAS's own threads,
-which spin for a while after each call (measured: 10x slower on 2 cores). BLAS's thread
-count is set by the caller (threadpoolctl), not by n_threads.
+connection table is a dense layer: it runs as a dense layer's products,
+blocks of one GEMM shared out to the team (``_dense``'s split_gemm and
+weight_gradient), with the bias, activation and derivative passes on the team
+too. The blocks depend on the shape only, so this path is as independent of
+n_threads as the direct one.
 """
 from cython cimport floating
 from libc.stdint cimport uint8_t

@@ -166,11 +166,12 @@ cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     in cache: with ``bias``, C = act(C + bias); with ``act_out``,
     C *= act'(from act_out) (act_out has C's shape).
 
-    The product is split into blocks shared out to fastbp's team while
-    BLAS runs on one thread (the engine sets that around fit and predict):
-    two thread pools on the same cores slow small GEMMs several-fold. The
-    split runs along the larger of m and n, so each block packs only its
-    share of the larger operand. B is (k, n), or (n, k) when trans_b.
+    The product is split into blocks shared out to fastbp's team while each
+    GEMM runs on one thread (the engine holds BLAS to one thread around fit
+    and predict): two thread pools on the same cores slow small GEMMs
+    several-fold. The split runs along the larger of m and n (by columns,
+    each block packs only its columns of B). B is (k, n), or (n, k) when
+    trans_b.
     """
     cdef GemmJob job
     gemm_job(&job, 0, 0, 0, 0, <const floating*> NULL, <const floating*> NULL,
