@@ -16,21 +16,24 @@
 #define MRW 6
 #define MRN 12
 #endif
+/* Vectors of a one-row tile: a row alone (a prediction's) needs that many
+ * independent accumulators to cover the FMA's latency. */
+#define ROWV 8
 /* Rows of k packed at a time: the panel (KC x 2 vectors) fills
  * FASTBP_GEMM_PANEL_BYTES. */
 #define KC ((int)(FASTBP_GEMM_PANEL_BYTES / (2 * VL * sizeof(FT))))
 
 /* C[0:mr, 0:cols] = (load_c ? C : 0) + A[0:mr, 0:kc] @ P, one multiply-add
  * after the other along k for each element. A's element (r, kk) is at
- * A[r * ars + kk * acs]; P holds kc rows of nv * VL packed columns (zero
- * beyond cols). mr and nv are constants once inlined, so the accumulators
- * live in registers. */
+ * A[r * ars + kk * acs]; P holds kc rows, ldp apart, of nv * VL columns
+ * (zero beyond cols): packed, or B itself. mr and nv are constants once
+ * inlined, so the accumulators live in registers. */
 FB_INLINE ATTR void NAME(gemm_tile)(const int mr, const int nv, ptrdiff_t kc, const FT* A,
-                                   ptrdiff_t ars, ptrdiff_t acs, const FT* P, FT* C,
-                                   ptrdiff_t ldc, int cols, int load_c)
+                                   ptrdiff_t ars, ptrdiff_t acs, const FT* P, ptrdiff_t ldp,
+                                   FT* C, ptrdiff_t ldc, int cols, int load_c)
 {
-    VT acc[2 * MRW > MRN ? 2 * MRW : MRN];
-    FT edge[2 * VL];
+    VT acc[2 * MRW > MRN ? 2 * MRW : MRN], b[ROWV];
+    FT edge[ROWV * VL];
     ptrdiff_t kk;
     int r, v, j;
     const int full = cols == nv * VL;
@@ -49,15 +52,14 @@ FB_INLINE ATTR void NAME(gemm_tile)(const int mr, const int nv, ptrdiff_t kc, co
         }
     for (kk = 0; kk < kc; kk++) {
         const FT* a = A + kk * acs;
-        const FT* p = P + kk * nv * VL;
-        const VT b0 = VLOAD(p);
-        const VT b1 = nv == 2 ? VLOAD(p + VL) : b0;
+        const FT* p = P + kk * ldp;
+        FASTBP_UNROLL_ALL
+        for (v = 0; v < nv; v++) b[v] = VLOAD(p + v * VL);
         FASTBP_UNROLL_ALL
         for (r = 0; r < mr; r++) {
             const VT ar = VSET1(a[r * ars]);
-            acc[r * nv] = VFMA(ar, b0, acc[r * nv]);
-            if (nv == 2)
-                acc[r * nv + 1] = VFMA(ar, b1, acc[r * nv + 1]);
+            FASTBP_UNROLL_ALL
+            for (v = 0; v < nv; v++) acc[r * nv + v] = VFMA(ar, b[v], acc[r * nv + v]);
         }
     }
     FASTBP_UNROLL_ALL
@@ -72,15 +74,20 @@ FB_INLINE ATTR void NAME(gemm_tile)(const int mr, const int nv, ptrdiff_t kc, co
 }
 
 /* Each tile shape is a function of its own, so that the compiler allocates
- * its registers alone; a panel calls them through a table by rows. */
+ * its registers alone; a panel calls them through a table by rows. A packed
+ * panel's row stride is a constant there (one register fewer). */
 typedef void (*NAME(gemm_tile_fn))(ptrdiff_t kc, const FT* A, ptrdiff_t ars, ptrdiff_t acs,
-                                   const FT* P, FT* C, ptrdiff_t ldc, int cols, int load_c);
+                                   const FT* P, ptrdiff_t ldp, FT* C, ptrdiff_t ldc, int cols,
+                                   int load_c);
 #define FASTBP_GEMM_TILE(MR, NV)                                                                \
     static ATTR __attribute__((noinline)) void NAME(gemm_tile_##NV##_##MR)(                      \
-        ptrdiff_t kc, const FT* A, ptrdiff_t ars, ptrdiff_t acs, const FT* P, FT* C,             \
-        ptrdiff_t ldc, int cols, int load_c)                                                     \
+        ptrdiff_t kc, const FT* A, ptrdiff_t ars, ptrdiff_t acs, const FT* P, ptrdiff_t ldp,     \
+        FT* C, ptrdiff_t ldc, int cols, int load_c)                                              \
     {                                                                                            \
-        NAME(gemm_tile)(MR, NV, kc, A, ars, acs, P, C, ldc, cols, load_c);                       \
+        if (ldp == NV * VL)                                                                      \
+            NAME(gemm_tile)(MR, NV, kc, A, ars, acs, P, NV * VL, C, ldc, cols, load_c);          \
+        else                                                                                     \
+            NAME(gemm_tile)(MR, NV, kc, A, ars, acs, P, ldp, C, ldc, cols, load_c);              \
     }
 #define FASTBP_GEMM_TILES_6(NV)                                                                 \
     FASTBP_GEMM_TILE(1, NV) FASTBP_GEMM_TILE(2, NV) FASTBP_GEMM_TILE(3, NV)                     \
@@ -97,6 +104,7 @@ typedef void (*NAME(gemm_tile_fn))(ptrdiff_t kc, const FT* A, ptrdiff_t ars, ptr
     NAME(gemm_tile_##NV##_9), NAME(gemm_tile_##NV##_10), NAME(gemm_tile_##NV##_11),              \
     NAME(gemm_tile_##NV##_12)
 FASTBP_GEMM_TILES_12(1)
+FASTBP_GEMM_TILE(1, 8) /* gemm_tile_8_1: one row of ROWV vectors */
 #if MRW == 12
 FASTBP_GEMM_TILES_12(2)
 static const NAME(gemm_tile_fn) NAME(gemm_tiles)[2][12] = {{FASTBP_GEMM_TABLE_12(1)},
@@ -112,17 +120,17 @@ static const NAME(gemm_tile_fn) NAME(gemm_tiles)[2][12] = {{FASTBP_GEMM_TABLE_12
 #undef FASTBP_GEMM_TABLE_12
 #undef FASTBP_GEMM_TILE
 
-/* C[:, 0:cols] (+)= A @ P over the rows of one packed panel, nv vectors wide:
- * tiles of up to MRW (nv = 2) or MRN (nv = 1) rows. */
+/* C[:, 0:cols] (+)= A @ P over the rows of one panel, nv vectors wide (rows
+ * of P ldp apart): tiles of up to MRW (nv = 2) or MRN (nv = 1) rows. */
 static ATTR void NAME(gemm_panel)(int nv, ptrdiff_t m, ptrdiff_t kc, const FT* A, ptrdiff_t ars,
-                                  ptrdiff_t acs, const FT* P, FT* C, ptrdiff_t ldc, int cols,
-                                  int load_c)
+                                  ptrdiff_t acs, const FT* P, ptrdiff_t ldp, FT* C,
+                                  ptrdiff_t ldc, int cols, int load_c)
 {
     const ptrdiff_t mr = nv == 2 ? MRW : MRN;
     ptrdiff_t i;
     for (i = 0; i < m; i += mr)
-        NAME(gemm_tiles)[nv - 1][(m - i < mr ? m - i : mr) - 1](kc, A + i * ars, ars, acs, P, C + i * ldc,
-                                                     ldc, cols, load_c);
+        NAME(gemm_tiles)[nv - 1][(m - i < mr ? m - i : mr) - 1](
+            kc, A + i * ars, ars, acs, P, ldp, C + i * ldc, ldc, cols, load_c);
 }
 
 /* dst[c * ldd + r] = src[r * lds + c] for r, c < VL: a block of VL rows
@@ -255,7 +263,10 @@ static ATTR void NAME(gemm_pack)(int trans_b, const FT* B, ptrdiff_t ldb, ptrdif
 
 /* C (m x n) = op(A) (m x k) @ op(B) (k x n) (+ C when accumulate), all
  * row-major; k >= 1. Blocks of MC rows keep their rows of A in L2 while
- * every panel of B passes over them. */
+ * every panel of B passes over them. One or two rows (a row to predict)
+ * would use each packed element once or twice: they read B in place, ROWV
+ * vectors of columns at a time. (From 3 rows on, packing pays: reading B in
+ * place at 4 rows ran at 0.6x.) */
 static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                              const FT* A, ptrdiff_t lda, const FT* B, ptrdiff_t ldb,
                              int accumulate, FT* C, ptrdiff_t ldc)
@@ -264,16 +275,25 @@ static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
     const ptrdiff_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;
     const ptrdiff_t n_kblocks = (k + KC - 1) / KC;
     const ptrdiff_t kb = (k + n_kblocks - 1) / n_kblocks; /* even blocks of k */
+    /* one or two rows: ROWV vectors of columns a tile, B read in place */
+    const ptrdiff_t n_rowv = !trans_b && m <= 2 ? n / (ROWV * VL) * (ROWV * VL) : 0;
     ptrdiff_t i0, j0, k0;
+    for (i0 = 0; i0 < m; i0++)
+        for (j0 = 0; j0 < n_rowv; j0 += ROWV * VL)
+            NAME(gemm_tile_8_1)(k, A + i0 * ars, ars, acs, B + j0, ldb, C + i0 * ldc + j0, ldc,
+                                ROWV * VL, accumulate);
     for (i0 = 0; i0 < m; i0 += FASTBP_GEMM_MC) {
         const ptrdiff_t mc = m - i0 < FASTBP_GEMM_MC ? m - i0 : FASTBP_GEMM_MC;
-        for (j0 = 0; j0 < n; j0 += 2 * VL) {
+        for (j0 = n_rowv; j0 < n; j0 += 2 * VL) {
             const int cols = n - j0 < 2 * VL ? (int)(n - j0) : 2 * VL;
             const int width = cols > VL ? 2 * VL : VL;
             for (k0 = 0; k0 < k; k0 += kb) {
                 const ptrdiff_t kc = k - k0 < kb ? k - k0 : kb;
-                NAME(gemm_pack)(trans_b, B, ldb, k0, kc, j0, cols, width, P);
-                NAME(gemm_panel)(width / VL, mc, kc, A + i0 * ars + k0 * acs, ars, acs, P,
+                const int in_place = !trans_b && cols == width && mc <= 2;
+                if (!in_place)
+                    NAME(gemm_pack)(trans_b, B, ldb, k0, kc, j0, cols, width, P);
+                NAME(gemm_panel)(width / VL, mc, kc, A + i0 * ars + k0 * acs, ars, acs,
+                                 in_place ? B + k0 * ldb + j0 : P, in_place ? ldb : width,
                                  C + i0 * ldc + j0, ldc, cols, accumulate || k0 > 0);
             }
         }
@@ -283,4 +303,5 @@ static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
 #undef MRW
 #undef MRN
 #undef KC
+#undef ROWV
 #include "fb_lanes_undef.h"
