@@ -198,18 +198,9 @@ static inline fastbp_v2d fastbp_set1_v2d(double s) { fastbp_v2d v = {s, s}; retu
 #define FB_LANES_ISA FB_LEVEL_PORTABLE
 #include "conv_kernels.h"
 #if FB_X86_COPIES
-#define FB_LANES_F32 1
-#define FB_LANES_ISA FB_LEVEL_AVX2
-#include "conv_kernels.h"
-#define FB_LANES_F32 0
-#define FB_LANES_ISA FB_LEVEL_AVX2
-#include "conv_kernels.h"
-#define FB_LANES_F32 1
-#define FB_LANES_ISA FB_LEVEL_AVX512
-#include "conv_kernels.h"
-#define FB_LANES_F32 0
-#define FB_LANES_ISA FB_LEVEL_AVX512
-#include "conv_kernels.h"
+#define FB_TEMPLATE "conv_kernels.h"
+#include "fb_lanes_x86.h"
+#undef FB_TEMPLATE
 #endif
 
 /* ---- entry points, once per dtype ---- */

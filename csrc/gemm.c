@@ -53,18 +53,9 @@
 
 #define FB_ALIGN64 __attribute__((aligned(64)))
 
-#define FB_LANES_F32 1
-#define FB_LANES_ISA FB_LEVEL_AVX2
-#include "gemm_kernels.h"
-#define FB_LANES_F32 0
-#define FB_LANES_ISA FB_LEVEL_AVX2
-#include "gemm_kernels.h"
-#define FB_LANES_F32 1
-#define FB_LANES_ISA FB_LEVEL_AVX512
-#include "gemm_kernels.h"
-#define FB_LANES_F32 0
-#define FB_LANES_ISA FB_LEVEL_AVX512
-#include "gemm_kernels.h"
+#define FB_TEMPLATE "gemm_kernels.h"
+#include "fb_lanes_x86.h"
+#undef FB_TEMPLATE
 #endif
 
 #define FASTBP_GEMM_ENTRY(FT, SUF)                                                               \
