@@ -6,6 +6,7 @@ import threadpoolctl
 import fastbp
 from fastbp import __main__ as demo
 from fastbp import _show_versions
+from fastbp._kernels import _dispatch
 
 
 def test_show_versions_prints_versions_threads_and_blas(capsys):
@@ -26,6 +27,13 @@ def test_kernel_hint_only_for_an_avx512_cpu_on_older_kernels(monkeypatch):
     both = [_openblas("Haswell"), _openblas("SkylakeX")]
     hint = _show_versions.openblas_kernel_hint(both, environ={})
     assert "OPENBLAS_CORETYPE=SkylakeX" in hint and "Haswell kernels" in hint
+    own = _dispatch.dispatch_path() != "portable"
+    assert ("fastbp multiplies with its own kernels" in " ".join(hint.split())) == own
+    _dispatch._force_dispatch_path("portable")  # fastbp's products then go through BLAS
+    try:
+        assert "fastbp multiplies" not in _show_versions.openblas_kernel_hint(both, environ={})
+    finally:
+        _dispatch._force_dispatch_path(None)
     forced = _show_versions.openblas_kernel_hint(both, environ={"OPENBLAS_CORETYPE": "Haswell"})
     assert "as OPENBLAS_CORETYPE=Haswell in the environment" in " ".join(forced.split())
     assert "without it" in forced

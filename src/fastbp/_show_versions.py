@@ -92,6 +92,11 @@ def openblas_kernel_hint(infos, environ=None):
     else:
         lines[0] += (". Starting Python with OPENBLAS_CORETYPE=SkylakeX in the environment "
                      "gives every OpenBLAS in the process its AVX-512 kernels")
+    from ._kernels import _dispatch
+
+    if _dispatch.dispatch_path() != "portable":  # BLAS runs fastbp's products only there
+        lines[0] += (". fastbp multiplies with its own kernels here, so the setting "
+                     "concerns the other libraries in the process (scikit-learn, NumPy)")
     # Only what is found on this machine: a speed-up measured elsewhere says
     # nothing about this one.
     lines[0] += ". Time both to see which is faster here."
