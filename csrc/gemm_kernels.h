@@ -134,91 +134,58 @@ static ATTR void NAME(gemm_panel)(int nv, ptrdiff_t m, ptrdiff_t kc, const FT* A
 }
 
 /* dst[c * ldd + r] = src[r * lds + c] for r, c < VL: a block of VL rows
- * transposed in registers (interleave pairs, then quads, then 128-bit
- * lanes). */
+ * transposed in registers. Interleaving pairs of rows (then, for floats,
+ * pairs of pairs as doubles) leaves in each 128-bit lane G consecutive rows
+ * of one column; a transpose of the 128-bit lanes then gathers each column
+ * (4 x 4 lanes with AVX-512, 2 x 2 with AVX2). */
+#if FB_LANES_F32
+#define G 4
+#define FASTBP_SHUF128 _mm512_shuffle_f32x4
+#else
+#define G 2
+#define FASTBP_SHUF128 _mm512_shuffle_f64x2
+#endif
 FB_INLINE ATTR void NAME(transpose)(const FT* src, ptrdiff_t lds, FT* dst, ptrdiff_t ldd)
 {
-#if FB_LANES_ISA == FB_LEVEL_AVX512 && FB_LANES_F32
-    __m512 r[16], x[16];
+    VT r[VL], y[VL];
     int i, c;
-    for (i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds);
-    for (i = 0; i < 8; i++) {
-        x[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        x[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    for (i = 0; i < VL; i++) r[i] = VLOAD(src + i * lds);
+    for (i = 0; i < VL / 2; i++) {
+        y[2 * i] = FASTBP_LANE(unpacklo)(r[2 * i], r[2 * i + 1]);
+        y[2 * i + 1] = FASTBP_LANE(unpackhi)(r[2 * i], r[2 * i + 1]);
     }
-    /* r[4q + c]: lane l holds column 4l + c of rows 4q..4q+3 */
-    for (i = 0; i < 4; i++) {
-        const __m512d a0 = _mm512_castps_pd(x[4 * i]), a1 = _mm512_castps_pd(x[4 * i + 2]);
-        const __m512d b0 = _mm512_castps_pd(x[4 * i + 1]), b1 = _mm512_castps_pd(x[4 * i + 3]);
-        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a1));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a1));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b0, b1));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b0, b1));
+#if FB_LANES_F32
+    for (i = 0; i < VL / 4; i++) {
+        __auto_type a0 = FASTBP_LANE_W(castps_pd)(y[4 * i]);
+        __auto_type a1 = FASTBP_LANE_W(castps_pd)(y[4 * i + 2]);
+        __auto_type b0 = FASTBP_LANE_W(castps_pd)(y[4 * i + 1]);
+        __auto_type b1 = FASTBP_LANE_W(castps_pd)(y[4 * i + 3]);
+        r[4 * i] = FASTBP_LANE_W(castpd_ps)(FASTBP_LANE_W(unpacklo_pd)(a0, a1));
+        r[4 * i + 1] = FASTBP_LANE_W(castpd_ps)(FASTBP_LANE_W(unpackhi_pd)(a0, a1));
+        r[4 * i + 2] = FASTBP_LANE_W(castpd_ps)(FASTBP_LANE_W(unpacklo_pd)(b0, b1));
+        r[4 * i + 3] = FASTBP_LANE_W(castpd_ps)(FASTBP_LANE_W(unpackhi_pd)(b0, b1));
     }
-    for (c = 0; c < 4; c++) {
-        const __m512 p0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
-        const __m512 q0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
-        const __m512 p1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);
-        const __m512 q1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
-        _mm512_storeu_ps(dst + c * ldd, _mm512_shuffle_f32x4(p0, q0, 0x88));
-        _mm512_storeu_ps(dst + (8 + c) * ldd, _mm512_shuffle_f32x4(p0, q0, 0xDD));
-        _mm512_storeu_ps(dst + (4 + c) * ldd, _mm512_shuffle_f32x4(p1, q1, 0x88));
-        _mm512_storeu_ps(dst + (12 + c) * ldd, _mm512_shuffle_f32x4(p1, q1, 0xDD));
-    }
-#elif FB_LANES_ISA == FB_LEVEL_AVX512
-    __m512d r[8], x[8];
-    int i, c;
-    for (i = 0; i < 8; i++) r[i] = _mm512_loadu_pd(src + i * lds);
-    /* x[2q]: lane l holds column 2l of rows 2q, 2q+1; x[2q + 1] column 2l + 1 */
-    for (i = 0; i < 4; i++) {
-        x[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
-        x[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
-    }
-    for (c = 0; c < 2; c++) {
-        const __m512d p0 = _mm512_shuffle_f64x2(x[c], x[2 + c], 0x88);
-        const __m512d q0 = _mm512_shuffle_f64x2(x[4 + c], x[6 + c], 0x88);
-        const __m512d p1 = _mm512_shuffle_f64x2(x[c], x[2 + c], 0xDD);
-        const __m512d q1 = _mm512_shuffle_f64x2(x[4 + c], x[6 + c], 0xDD);
-        _mm512_storeu_pd(dst + c * ldd, _mm512_shuffle_f64x2(p0, q0, 0x88));
-        _mm512_storeu_pd(dst + (4 + c) * ldd, _mm512_shuffle_f64x2(p0, q0, 0xDD));
-        _mm512_storeu_pd(dst + (2 + c) * ldd, _mm512_shuffle_f64x2(p1, q1, 0x88));
-        _mm512_storeu_pd(dst + (6 + c) * ldd, _mm512_shuffle_f64x2(p1, q1, 0xDD));
-    }
-#elif FB_LANES_F32
-    __m256 r[8], x[8];
-    int i, c;
-    for (i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * lds);
-    for (i = 0; i < 4; i++) {
-        x[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        x[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* r[4h + c]: lane l holds column 4l + c of rows 4h..4h+3 */
-    for (i = 0; i < 2; i++) {
-        const __m256d a0 = _mm256_castps_pd(x[4 * i]), a1 = _mm256_castps_pd(x[4 * i + 2]);
-        const __m256d b0 = _mm256_castps_pd(x[4 * i + 1]), b1 = _mm256_castps_pd(x[4 * i + 3]);
-        r[4 * i] = _mm256_castpd_ps(_mm256_unpacklo_pd(a0, a1));
-        r[4 * i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a0, a1));
-        r[4 * i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(b0, b1));
-        r[4 * i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(b0, b1));
-    }
-    for (c = 0; c < 4; c++) {
-        _mm256_storeu_ps(dst + c * ldd, _mm256_permute2f128_ps(r[c], r[4 + c], 0x20));
-        _mm256_storeu_ps(dst + (4 + c) * ldd, _mm256_permute2f128_ps(r[c], r[4 + c], 0x31));
-    }
-#else
-    __m256d r[4], x[4];
-    int i;
-    for (i = 0; i < 4; i++) r[i] = _mm256_loadu_pd(src + i * lds);
-    x[0] = _mm256_unpacklo_pd(r[0], r[1]);
-    x[1] = _mm256_unpackhi_pd(r[0], r[1]);
-    x[2] = _mm256_unpacklo_pd(r[2], r[3]);
-    x[3] = _mm256_unpackhi_pd(r[2], r[3]);
-    _mm256_storeu_pd(dst, _mm256_permute2f128_pd(x[0], x[2], 0x20));
-    _mm256_storeu_pd(dst + ldd, _mm256_permute2f128_pd(x[1], x[3], 0x20));
-    _mm256_storeu_pd(dst + 2 * ldd, _mm256_permute2f128_pd(x[0], x[2], 0x31));
-    _mm256_storeu_pd(dst + 3 * ldd, _mm256_permute2f128_pd(x[1], x[3], 0x31));
+    for (i = 0; i < VL; i++) y[i] = r[i];
 #endif
+    /* y[q G + c]: lane l holds column l G + c of rows q G .. q G + G - 1 */
+    for (c = 0; c < G; c++) {
+#if FB_LANES_ISA == FB_LEVEL_AVX512
+        const VT p0 = FASTBP_SHUF128(y[c], y[G + c], 0x88);
+        const VT q0 = FASTBP_SHUF128(y[2 * G + c], y[3 * G + c], 0x88);
+        const VT p1 = FASTBP_SHUF128(y[c], y[G + c], 0xDD);
+        const VT q1 = FASTBP_SHUF128(y[2 * G + c], y[3 * G + c], 0xDD);
+        VSTORE(dst + c * ldd, FASTBP_SHUF128(p0, q0, 0x88));
+        VSTORE(dst + (G + c) * ldd, FASTBP_SHUF128(p1, q1, 0x88));
+        VSTORE(dst + (2 * G + c) * ldd, FASTBP_SHUF128(p0, q0, 0xDD));
+        VSTORE(dst + (3 * G + c) * ldd, FASTBP_SHUF128(p1, q1, 0xDD));
+#else
+        VSTORE(dst + c * ldd, FASTBP_LANE(permute2f128)(y[c], y[G + c], 0x20));
+        VSTORE(dst + (G + c) * ldd, FASTBP_LANE(permute2f128)(y[c], y[G + c], 0x31));
+#endif
+    }
 }
+#undef G
+#undef FASTBP_SHUF128
 
 /* Pack rows k0..k0+kc of columns j0..j0+cols of op(B) into P: kc rows of
  * width = nv * VL elements, zero beyond cols. op(B)'s element (kk, j) is

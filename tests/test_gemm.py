@@ -44,19 +44,30 @@ def _product(A, B, trans_a, trans_b, C=None, path=None):
     return out
 
 
-@pytest.mark.parametrize("path", OWN_PATHS)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("trans_a", [False, True])
-@pytest.mark.parametrize("trans_b", [False, True])
-@pytest.mark.parametrize("accumulate", [False, True])
-@pytest.mark.parametrize("m, n, k", SHAPES)
-def test_product_matches_float64_numpy(path, dtype, trans_a, trans_b, accumulate, m, n, k):
-    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+def every_variant(test):
+    """Run ``test`` on each own path, dtype, transpose and accumulate flag."""
+    for name, values in [("accumulate", [False, True]), ("trans_b", [False, True]),
+                         ("trans_a", [False, True]), ("dtype", DTYPES), ("path", OWN_PATHS)]:
+        test = pytest.mark.parametrize(name, values)(test)
+    return test
+
+
+def _case(seed, m, n, k, trans_a, trans_b, accumulate, dtype, path):
+    """Random operands of one product and its result on ``path``:
+    (op(A), op(B), C or None, result)."""
+    rng = np.random.default_rng(seed)
     A, B = _operands(rng, m, n, k, trans_a, trans_b, dtype)
     C = rng.standard_normal((m, n)).astype(dtype) if accumulate else None
     got = _product(A, B, trans_a, trans_b, C, path)
-    opA = (A.T if trans_a else A).astype(np.float64)
-    opB = (B.T if trans_b else B).astype(np.float64)
+    return A.T if trans_a else A, B.T if trans_b else B, C, got
+
+
+@every_variant
+@pytest.mark.parametrize("m, n, k", SHAPES)
+def test_product_matches_float64_numpy(path, dtype, trans_a, trans_b, accumulate, m, n, k):
+    opA, opB, C, got = _case(m * 1000 + n * 10 + k, m, n, k, trans_a, trans_b, accumulate,
+                             dtype, path)
+    opA, opB = opA.astype(np.float64), opB.astype(np.float64)
     want = opA @ opB + (C if accumulate else 0)
     # a chain of k rounded multiply-adds: |error| <= (k + 1) eps sum |a b| (+ |C|)
     bound = (k + 1) * np.finfo(dtype).eps * (np.abs(opA) @ np.abs(opB)
@@ -83,21 +94,12 @@ def _fma_chain(a_row, b_col, start, dtype):
     return acc
 
 
-@pytest.mark.parametrize("path", OWN_PATHS)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("trans_a", [False, True])
-@pytest.mark.parametrize("trans_b", [False, True])
-@pytest.mark.parametrize("accumulate", [False, True])
+@every_variant
 def test_each_element_is_one_fma_chain_along_k(path, dtype, trans_a, trans_b, accumulate):
     # k spans several blocks of k (128 or 256), so the chain crosses the
     # reloads of C
     m, n, k = 3, 19, 300
-    rng = np.random.default_rng(7)
-    A, B = _operands(rng, m, n, k, trans_a, trans_b, dtype)
-    C = rng.standard_normal((m, n)).astype(dtype) if accumulate else None
-    got = _product(A, B, trans_a, trans_b, C, path)
-    opA = A.T if trans_a else A
-    opB = B.T if trans_b else B
+    opA, opB, C, got = _case(7, m, n, k, trans_a, trans_b, accumulate, dtype, path)
     for i in range(m):
         for j in range(0, n, 6):
             want = _fma_chain(opA[i], opB[:, j], C[i, j] if accumulate else 0, dtype)
