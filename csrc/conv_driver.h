@@ -82,7 +82,8 @@ static void API(conv_fwd_unit)(void* job, int u, int slot)
 typedef struct {
     const void* a; /* ARGS(conv_bwd_args) or ARGS(pool_args) */
     FT *scratch, *part; /* scratch: ssize elements per slot */
-    ptrdiff_t ssize, tstride, plen;
+    ptrdiff_t ssize, plen;
+    ptrdiff_t tstride; /* the convolution's wide planes; pooling's column-sum rows */
     int wb, n, isa;
 } API(block_job);
 
@@ -114,7 +115,7 @@ static void API(pool_bwd_unit)(void* job, int u, int slot)
     int i0, i1;
     API(block_range)(j, u, &i0, &i1);
     CALL_ISA(j->isa, pool_bwd_block, (const ARGS(pool_args)*)j->a, i0, i1,
-             j->scratch + slot * j->ssize, j->part + u * j->plen);
+             j->scratch + slot * j->ssize, j->tstride, j->part + u * j->plen);
 }
 
 /* All nblocks blocks, FASTBP_WAVE at a time (that bounds the memory of the
@@ -282,7 +283,9 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
 {
     const int isa = fb_level();
     const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
-    const ptrdiff_t tsize = (ptrdiff_t)(h / 2) * (w / 2) + (ptrdiff_t)c * h * w;
+    /* per slot: column sums (2 c rows of w2p) and the expanded gradient */
+    const ptrdiff_t w2p = (ptrdiff_t)(w / 2 + VLMAX - 1) / VLMAX * VLMAX;
+    const ptrdiff_t tsize = 2 * (ptrdiff_t)c * w2p + (ptrdiff_t)c * h * w;
     const ptrdiff_t plen = 2 * (ptrdiff_t)c;
     const int nt = fb_conv_team_size(n_threads, nblocks,
                                      (ptrdiff_t)n * c * h * w >= FASTBP_POOL_MIN_PARALLEL);
@@ -301,7 +304,7 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     for (j = 0; j < plen; j++) total[j] = 0;
     a.Y = Y; a.coef = coef; a.bias = NULL; a.dZ = dZ; a.X = NULL; a.dY = dY;
     a.n = n; a.c = c; a.h = h; a.w = w; a.act = in_act;
-    job.a = &a; job.scratch = tbuf; job.part = part; job.ssize = tsize; job.tstride = 0;
+    job.a = &a; job.scratch = tbuf; job.part = part; job.ssize = tsize; job.tstride = w2p;
     job.plen = plen; job.n = n; job.isa = isa;
     API(block_waves)(nt, nblocks, API(pool_bwd_unit), &job, total);
     for (ch = 0; ch < c; ch++) {

@@ -531,49 +531,65 @@ static ATTR void NAME(pool_fwd_sample)(const ARGS(pool_args)* a, int i)
 }
 
 /* Pooling backward of samples [i0, i1): dY of those samples (if wanted) and
- * part = [grad_coef (c), grad_bias (c)] over the block. T: h*w/4 + c*h*w elements. */
-static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, FT* T, FT* part)
+ * part = [grad_coef (c), grad_bias (c)] over the block. T: 2*c*w2p + c*h*w
+ * elements, w2p = w/2 rounded up to a multiple of VL (any copy's VL divides
+ * it). The sums run per column of the pooled plane (a lane each, over the
+ * block's samples and rows in order), then over the columns in order: the
+ * same order for every vector width. */
+static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, FT* T,
+                                      ptrdiff_t w2p, FT* part)
 {
     const int h2 = a->h / 2, w2 = a->w / 2, w = a->w;
     const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)h2 * w2;
     const VT quarter = VSET1((FT)0.25);
-    FT* E = T + oplane;
-    int i, ch, r, c0;
-    for (ch = 0; ch < 2 * a->c; ch++) part[ch] = 0;
+    FT* const col_coef = T;             /* (c, w2p) */
+    FT* const col_bias = T + a->c * w2p; /* (c, w2p) */
+    FT* const E = T + 2 * a->c * w2p;
+    int i, ch, r, c0, c;
+    for (c = 0; c < 2 * a->c * w2p; c++) T[c] = 0;
     for (i = i0; i < i1; i++) {
         for (ch = 0; ch < a->c; ch++) {
             const ptrdiff_t off = (ptrdiff_t)i * a->c + ch;
             const FT* y = a->Y + off * plane;
             const FT* dz = a->dZ + off * oplane;
-            /* T = dz * (the mean of each block): its sum is grad_coef's term */
-            for (r = 0; r < h2; r++)
-                for (c0 = 0; c0 < w2; c0 += VL) {
-                    const int n = w2 - c0 < VL ? w2 - c0 : VL;
+            const VT k = VSET1(a->coef[ch] * (FT)0.25);
+            for (c0 = 0; c0 < w2; c0 += VL) {
+                const int n = w2 - c0 < VL ? w2 - c0 : VL;
+                FT* const cc = col_coef + ch * w2p + c0;
+                FT* const cb = col_bias + ch * w2p + c0;
+                /* dz times the mean of each block: grad_coef's terms */
+                VT sc = VLOAD(cc), sb = VLOAD(cb);
+                for (r = 0; r < h2; r++) {
                     const VT s = NAME(block_sums_n)(y + 2 * r * w, y + (2 * r + 1) * w, c0, n);
                     const VT d = NAME(load_n)(dz + r * w2 + c0, n);
-                    NAME(store_n)(T + r * w2 + c0, VMUL(d, VMUL(quarter, s)), n);
-                }
-            part[ch] += NAME(sum_fixed)(T, oplane);
-            part[a->c + ch] += NAME(sum_fixed)(dz, oplane);
-            if (a->dY != NULL) {
-                /* dY[r, c] = E[r, c] g'(Y[r, c]), E[r, c] = k dz[r / 2, c / 2]:
-                 * E is built a row pair at a time, then one pass of the
-                 * activation table's derivative covers the sample. */
-                const VT k = VSET1(a->coef[ch] * (FT)0.25);
-                for (r = 0; r < h2; r++) {
-                    FT* e0 = E + ch * plane + 2 * r * w;
-                    for (c0 = 0; c0 < w2; c0 += VL) {
-                        const int n = w2 - c0 < VL ? w2 - c0 : VL;
-                        NAME(store_twice_n)(e0 + 2 * c0, VMUL(k, NAME(load_n)(dz + r * w2 + c0, n)), n);
+                    sc = VADD(sc, VMUL(d, VMUL(quarter, s)));
+                    sb = VADD(sb, d);
+                    if (a->dY != NULL) {
+                        /* E[2r + {0, 1}, 2c + {0, 1}] = k dz[r, c]; one pass of the
+                         * activation table's derivative then covers the sample. */
+                        FT* e0 = E + ch * plane + 2 * r * w + 2 * c0;
+                        const VT kd = VMUL(k, d);
+                        NAME(store_twice_n)(e0, kd, n);
+                        NAME(store_twice_n)(e0 + w, kd, n);
                     }
-                    NAME(copy_row)(e0 + w, e0, w);
                 }
+                VSTORE(cc, sc);
+                VSTORE(cb, sb);
             }
         }
         if (a->dY != NULL) {
             const ptrdiff_t first = (ptrdiff_t)i * a->c * plane;
             EW(fastbp_dact)(a->dY + first, E, NULL, a->Y + first, a->c * plane, a->act);
         }
+    }
+    for (ch = 0; ch < a->c; ch++) {
+        FT sc = 0, sb = 0;
+        for (c = 0; c < w2; c++) {
+            sc += col_coef[ch * w2p + c];
+            sb += col_bias[ch * w2p + c];
+        }
+        part[ch] = sc;
+        part[a->c + ch] = sb;
     }
 }
 
