@@ -11,11 +11,13 @@ CC, CPPFLAGS, CFLAGS and LDFLAGS are honoured. Except on Windows the
 extensions compile in parallel, one job per core (``build_ext -j N`` to
 change it).
 """
+import copy
 import os
 import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent.resolve()
 KERNEL_DIR = Path("src", "fastbp", "_kernels")
@@ -108,8 +110,24 @@ def _jobs():
         return os.cpu_count() or 1
 
 
+class BuildExtOwnObjects(build_ext):
+    """build_ext with each extension's object files in a folder of its own.
+
+    Several extensions compile the same C files (C_SOURCES), which would
+    otherwise go to one object path: parallel jobs then rewrote an object
+    while another job linked it, and an incremental build linked modules with
+    undefined symbols.
+    """
+
+    def build_extension(self, ext):
+        own = copy.copy(self)  # the jobs run in threads: leave self's build_temp alone
+        own.build_temp = os.path.join(self.build_temp, ext.name)
+        return build_ext.build_extension(own, ext)
+
+
 setup(
     ext_modules=_extensions(),
+    cmdclass={"build_ext": BuildExtOwnObjects},
     # setuptools' build_ext compiles the extensions in parallel with -j
     # (not with MSVC, whose parallel builds can fight over program databases).
     options={"build_ext": {"parallel": _jobs()}} if sys.platform != "win32" else {},
