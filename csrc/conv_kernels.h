@@ -535,7 +535,8 @@ static ATTR void NAME(pool_fwd_sample)(const ARGS(pool_args)* a, int i)
  * elements, w2p = w/2 rounded up to a multiple of VL (any copy's VL divides
  * it). The sums run per column of the pooled plane (a lane each, over the
  * block's samples and rows in order), then over the columns in order: the
- * same order for every vector width. */
+ * same order for every vector width (the AVX copies fuse grad_coef's
+ * multiply-add, so they may differ from the portable one in the last bit). */
 static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, FT* T,
                                       ptrdiff_t w2p, FT* part)
 {
