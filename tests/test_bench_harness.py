@@ -13,32 +13,53 @@ sys.path.insert(0, str(_BENCH))
 import _harness  # noqa: E402
 
 
-def _run_main(monkeypatch, tmp_path, one_core):
+def _run_main(monkeypatch, tmp_path, one_core, n_cpus=2, argv=()):
+    """main() on a machine of n_cpus whose GEMM runs at 100 GFLOP/s per
+    thread beyond the first (``one_core`` answers the one-core run)."""
+    peaks_run = []
+
     def fake_run(script, workload, contender, n_threads, options, timeout):
         if workload == "peak":
-            return one_core if n_threads == 1 else {"seconds": 1.0, "gflops": 100.0,
+            peaks_run.append(n_threads)
+            return one_core if n_threads == 1 else {"seconds": 1.0,
+                                                    "gflops": 100.0 * n_threads,
                                                     "blas": ["fake"]}
         return {"seconds": 0.5 / n_threads}
 
     monkeypatch.setattr(_harness, "run_in_process", fake_run)
-    monkeypatch.setattr(_harness, "usable_cpus", lambda: [0, 1])
+    monkeypatch.setattr(_harness, "usable_cpus", lambda: list(range(n_cpus)))
     out = tmp_path / "report.json"
-    monkeypatch.setattr(sys, "argv", ["bench_fake.py", "--json", str(out)])
+    monkeypatch.setattr(sys, "argv", ["bench_fake.py", "--json", str(out), *argv])
     workload = _harness.Workload("fake", "s/epoch", 1e9, "float32", {"fastbp": None})
     _harness.main([workload], "fake", str(out))
-    return json.loads(out.read_text())
+    return json.loads(out.read_text()), peaks_run
 
 
 def test_the_one_core_gemm_is_reported(monkeypatch, tmp_path, capsys):
-    report = _run_main(monkeypatch, tmp_path, {"seconds": 2.0, "gflops": 50.0, "blas": []})
-    assert report["workloads"][0]["peak"]["one_core_gflops"] == 50.0
-    assert "speeds up 2.00x from 1 to 2 cores" in capsys.readouterr().out
+    report, _ = _run_main(monkeypatch, tmp_path, {"seconds": 2.0, "gflops": 50.0, "blas": []})
+    peak = report["workloads"][0]["peak"]
+    assert (peak["one_core_gflops"], peak["top_threads"], peak["top_gflops"]) == (50.0, 2, 200.0)
+    out = capsys.readouterr().out
+    assert "speeds up 4.00x from 1 to 2 threads" in out
+    assert "1->all against the same GEMM's 4.00 from 1 to 2 threads" in out
+
+
+def test_the_bound_stops_where_the_thread_counts_stop(monkeypatch, tmp_path, capsys):
+    """--threads short of all cores: the table's 1->all runs to 2 threads, so
+    the GEMM's bound is timed at 2 threads too, not at the 4-core peak."""
+    report, peaks_run = _run_main(monkeypatch, tmp_path,
+                                  {"seconds": 2.0, "gflops": 50.0, "blas": []},
+                                  n_cpus=4, argv=["--threads", "1", "2"])
+    assert sorted(peaks_run) == [1, 2, 4]
+    peak = report["workloads"][0]["peak"]
+    assert (peak["gflops"], peak["top_threads"], peak["top_gflops"]) == (400.0, 2, 200.0)
+    assert "speeds up 4.00x from 1 to 2 threads" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("failure", [{"error": "exit 1: killed"},
                                      {"error": "timed out after 1800 s"}])
 def test_a_failed_one_core_gemm_leaves_the_tables(monkeypatch, tmp_path, capsys, failure):
-    report = _run_main(monkeypatch, tmp_path, failure)
+    report, _ = _run_main(monkeypatch, tmp_path, failure)
     assert "one_core_gflops" not in report["workloads"][0]["peak"]
     out = capsys.readouterr().out
     assert failure["error"] in out
