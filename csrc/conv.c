@@ -1,38 +1,35 @@
 /* Direct 5x5 convolution and trainable 2x2 mean-pool kernels; see conv.h.
  *
- * Wide rows
- * ---------
- * A 5x5 correlation of an (h, w) plane is computed on the flattened plane:
- * out[p] = sum_{kh,kw} k[kh][kw] * in[p + kh*w + kw] for p = y*w + x. Every
- * tap is then one contiguous run of loads, so the loop over p vectorises
- * with plain unaligned loads; the columns x >= w - 4 of the "wide" output are
- * wasted and dropped when the result is written. A tile of up to 8 vectors
- * of p is held in registers while all taps of all connected input maps are
- * accumulated into it (see chunk_core).
+ * Samples side by side
+ * ---------------------
+ * The convolutions run on blocks of BL samples (16 floats or 8 doubles, the
+ * lanes of the dtype's widest vector) whose elements are interleaved: a
+ * block's element p of sample l is at [p*BL + l], so one vector holds the
+ * same position of BL samples. A 5x5 correlation is then a scalar
+ * correlation with vectors for numbers: no lane is wasted on a plane's
+ * edges, every load is one aligned vector, and each weight is one broadcast.
+ * Each block is transposed into that layout on entry and back on exit, VL x
+ * VL elements at a time (in registers on x86).
  *
- * The loops are bound by loads more than by multiply-adds (32-byte loads at
- * 4-byte offsets often straddle cache lines), so output maps are computed in
- * pairs that share input maps (fastbp_plan_tiles): each input load then feeds
- * two FMAs, in tiles of 2 x 6 vectors. Unshared input maps of a pair (LeCun's
- * C3 table) are handled in the same tile, one FMA per load. Likewise the
- * weight gradient runs over two output maps of one input map at a time.
- * The AVX-512 copy has 32 vector registers instead of 16: there, two
- * consecutive pairs whose four maps read exactly the same input maps (any
- * full table) form one tile of 4 x 6 vectors, and the weight gradient runs
- * over four output maps of an input map at a time, so each load feeds four
- * FMAs. Each accumulator still receives the same multiply-adds in the same
- * order (and the tiles cover the same vectors), so the results are bitwise
- * those of the tiles of two.
+ * A register tile holds R consecutive outputs of one row for G output maps
+ * that share input maps (fastbp_plan_tiles): each input load feeds G
+ * multiply-adds (G = 2, or 4 on AVX-512, which has 32 vector registers;
+ * unshared input maps of a pair, as in LeCun's C3 table, feed one). The
+ * weight gradient holds the 5 taps of a kernel row for G output maps of one
+ * input map, over every position of the block's samples.
  *
- * The backward pass uses the same layout: dZ of each output map is copied
- * into a zero-padded buffer with row stride w (4 zero rows above and below,
- * the data in columns 4..w-1 of each row). Read from offset 4*w + 4 it is the
- * wide dZ with zeros in the wasted columns (for the weight gradient); read
- * from offset 0 it is dZ padded by 4 on every side, because the left padding
- * of one row doubles as the right padding of the row above (for dX, a full
- * convolution = correlation of the padded dZ with the rotated kernel). Tiles
- * of dX next to the top or bottom edge skip the kernel rows that would read
- * only zero rows.
+ * The backward pass computes dX as a full correlation of dZ, padded by 4
+ * zero columns on each side, with the rotated kernels; kernel rows that
+ * would read above or below dZ are skipped. The bias and the activation (and
+ * for dX the input activation's derivative, from X in the same layout) are
+ * applied to a tile's maps while they are in cache.
+ *
+ * Each lane runs the same operations in the same order whatever the vector
+ * width and the tiling: every output sums its input maps (shared ones first,
+ * then its own), kernel rows and columns in order; a weight gradient sums
+ * each sample's positions in order, then the block's samples in order. The
+ * AVX2 and AVX-512 copies therefore agree bit for bit (the portable copy
+ * does not fuse multiply-adds, so it may differ in the last bit).
  *
  * Instruction sets
  * ----------------
@@ -49,9 +46,10 @@
  * Determinism
  * -----------
  * Forward passes write disjoint outputs per sample. Gradients of the weights,
- * biases and pooling coefficients are summed per block of BLOCK samples (in a
- * fixed order, by whichever thread runs the block) and the block sums are
- * added in block order, so results are bitwise identical for any n_threads.
+ * biases and pooling coefficients are summed per block of samples (BL for a
+ * convolution, BLOCK for a pooling; in a fixed order, by whichever thread
+ * runs the block) and the block sums are added in block order, so results
+ * are bitwise identical for any n_threads.
  * At most WAVE block sums are held at a time, which bounds memory.
  */
 #include "fastbp_fp.h"
@@ -81,10 +79,11 @@
 /* Output maps of a tile (forward, dX) and of a weight-gradient pass for the
  * copy of instruction-set level `level`: 4 where it has 32 vector registers. */
 #define FASTBP_TILE_GMAX(level) ((level) >= FB_LEVEL_AVX512 ? 4 : 2)
-#define FASTBP_BLOCK 8   /* samples per gradient block */
+#define FASTBP_BLOCK 8   /* samples per gradient block of the pooling */
+/* Samples of a convolution's block, side by side: the lanes of the dtype's
+ * widest vector (a block's rows are then 64 bytes). */
+#define FASTBP_BLOCK_LANES(f32) ((f32) ? 16 : 8)
 #define FASTBP_WAVE 16   /* block sums held in memory at once */
-#define FASTBP_XPAD 32   /* zero elements after the padded copy of a sample */
-#define FASTBP_ALIGN_PAD 16 /* room to shift a buffer to vector alignment (elements) */
 
 /* The first 64-byte boundary at or after p (p from malloc with 64 bytes spare). */
 static void* fastbp_align64(void* p)
@@ -138,7 +137,7 @@ static int fastbp_plan_tiles(const unsigned char* table, int c_out, int c_in, in
         g->nb = np - g->b;
         o += g->G;
         if (gmax >= 4 && ng >= 2 && g->G == 2 && g->na == 0 && g->nb == 0) {
-            fastbp_tile_group* p = g - 1;
+            fastbp_tile_group* p = groups + (ng - 2); /* the group before g */
             if (p->G == 2 && p->na == 0 && p->nb == 0 && p->ns == g->ns &&
                 memcmp(pool + p->s, pool + g->s, sizeof(int) * (size_t)g->ns) == 0) {
                 p->G = 4; /* g's maps join p's; its pool entries are dropped */
@@ -156,18 +155,16 @@ static int fastbp_plan_tiles(const unsigned char* table, int c_out, int c_in, in
 #define FASTBP_DECLARE_ARGS(FT, SUF)                                              \
     typedef struct {                                                              \
         const FT* X; const FT* W; const FT* b; FT* Y;                             \
-        const FT* xlast;    /* zero-padded copy of the last sample */             \
         const fastbp_tile_group* groups; const int* pool; int ngroups;            \
         int n, c_in, h, w, c_out, act;                                            \
     } conv_fwd_args_##SUF;                                                        \
     typedef struct {                                                              \
-        const FT* X; const FT* dZ; FT* dX; const FT* xlast;                       \
+        const FT* X; const FT* dZ; FT* dX;                                        \
         const FT* wrot;     /* (c_in, c_out, 25): W rotated by 180 degrees */     \
         const fastbp_tile_group* groups; const int* pool; int ngroups; /* dX */   \
         const int* blist; const int* bn; /* input map -> its output maps */       \
         const int* pid;     /* (c_out, c_in) -> index of the connected pair */    \
         int n, c_in, h, w, c_out, act, npairs;                                    \
-        ptrdiff_t dzp_stride;                                                     \
     } conv_bwd_args_##SUF;                                                        \
     typedef struct {                                                              \
         const FT* Y; const FT* coef; const FT* bias; const FT* dZ;                \

@@ -6,7 +6,7 @@
 #if FB_LANES_F32
 #define FT float
 #define EW(x) x##_f
-#define VLMAX 16 /* the widest vector of any copy, in elements */
+#define VLMAX FASTBP_BLOCK_LANES(1) /* the widest vector of any copy: a block's samples */
 #define ARGS(x) x##_f32
 #define PORT(x) x##_f32_port
 #define AVX2(x) x##_f32_avx2
@@ -15,7 +15,7 @@
 #else
 #define FT double
 #define EW(x) x##_d
-#define VLMAX 8
+#define VLMAX FASTBP_BLOCK_LANES(0)
 #define ARGS(x) x##_f64
 #define PORT(x) x##_f64_port
 #define AVX2(x) x##_f64_avx2
@@ -51,46 +51,31 @@ static int API(fastbp_conv_lists)(const unsigned char* table, int c_out, int c_i
     return total;
 }
 
-/* A zero-padded copy of the last sample: kernels read up to VL - 2 elements
- * past a plane, which for the last plane of X would leave the array. */
-static FT* API(fastbp_pad_last)(const FT* X, int n, ptrdiff_t sample)
-{
-    FT* xlast = (FT*)malloc(sizeof(FT) * (sample + FASTBP_XPAD));
-    if (xlast != NULL) {
-        memcpy(xlast, X + (ptrdiff_t)(n - 1) * sample, sizeof(FT) * sample);
-        memset(xlast + sample, 0, sizeof(FT) * FASTBP_XPAD);
-    }
-    return xlast;
-}
-
-/* Units of fb_team_run. Each job names the level read once by its call. */
+/* Units of fb_team_run: blocks of bsize samples (a convolution's forward
+ * pass: all blocks at once; a backward pass: a wave of blocks, block wb + u
+ * writing its gradient sums to part + u * plen). Each job names the level
+ * read once by its call. */
 typedef struct {
-    const ARGS(conv_fwd_args)* a;
-    FT* tbuf; /* per slot: tsize elements */
-    ptrdiff_t tsize, tstride;
-    int isa;
-} API(conv_fwd_job);
-
-static void API(conv_fwd_unit)(void* job, int u, int slot)
-{
-    const API(conv_fwd_job)* j = (const API(conv_fwd_job)*)job;
-    CALL_ISA(j->isa, conv_fwd_sample, j->a, u, j->tbuf + slot * j->tsize, j->tstride);
-}
-
-/* A wave of blocks of FASTBP_BLOCK samples of a backward pass: block wb + u
- * writes its gradient sums to part + u * plen. */
-typedef struct {
-    const void* a; /* ARGS(conv_bwd_args) or ARGS(pool_args) */
+    const void* a; /* ARGS(conv_fwd_args), ARGS(conv_bwd_args) or ARGS(pool_args) */
     FT *scratch, *part; /* scratch: ssize elements per slot */
     ptrdiff_t ssize, plen;
-    ptrdiff_t tstride; /* the convolution's wide planes; pooling's column-sum rows */
-    int wb, n, isa;
+    ptrdiff_t tstride; /* pooling's column-sum rows */
+    int wb, n, bsize, isa;
 } API(block_job);
 
 static void API(block_range)(const API(block_job)* j, int u, int* i0, int* i1)
 {
-    *i0 = (j->wb + u) * FASTBP_BLOCK;
-    *i1 = *i0 + FASTBP_BLOCK < j->n ? *i0 + FASTBP_BLOCK : j->n;
+    *i0 = (j->wb + u) * j->bsize;
+    *i1 = *i0 + j->bsize < j->n ? *i0 + j->bsize : j->n;
+}
+
+static void API(conv_fwd_unit)(void* job, int u, int slot)
+{
+    const API(block_job)* j = (const API(block_job)*)job;
+    int i0, i1;
+    API(block_range)(j, u, &i0, &i1);
+    CALL_ISA(j->isa, conv_fwd_block, (const ARGS(conv_fwd_args)*)j->a, i0, i1,
+             j->scratch + slot * j->ssize);
 }
 
 static void API(conv_bwd_unit)(void* job, int u, int slot)
@@ -99,7 +84,7 @@ static void API(conv_bwd_unit)(void* job, int u, int slot)
     int i0, i1;
     API(block_range)(j, u, &i0, &i1);
     CALL_ISA(j->isa, conv_bwd_block, (const ARGS(conv_bwd_args)*)j->a, i0, i1,
-             j->scratch + slot * j->ssize, j->tstride, j->part + u * j->plen);
+             j->scratch + slot * j->ssize, j->part + u * j->plen);
 }
 
 static void API(pool_fwd_unit)(void* job, int u, int slot)
@@ -139,33 +124,36 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
                                 int h, int w, int c_out, int act, int n_threads)
 {
     const int isa = fb_level();
-    const ptrdiff_t plane = (ptrdiff_t)h * w, tstride = plane + 2 * VLMAX;
-    const ptrdiff_t tsize = FASTBP_TILE_GMAX(isa) * tstride; /* a tile's wide planes */
+    const ptrdiff_t plane = (ptrdiff_t)h * w, oplane = (ptrdiff_t)(h - 4) * (w - 4);
+    const int nblocks = (n + VLMAX - 1) / VLMAX;
+    /* per slot: the block's X, then a tile's output maps, side by side */
+    const ptrdiff_t ssize = (c_in * plane + FASTBP_TILE_GMAX(isa) * oplane) * VLMAX;
     int nt, *pool;
     fastbp_tile_group* groups;
-    FT *xlast, *tbuf;
+    void* scratch_mem;
     ARGS(conv_fwd_args) a;
-    API(conv_fwd_job) job;
+    API(block_job) job;
     if (n <= 0 || c_out <= 0)
         return 0;
-    nt = fb_conv_team_size(n_threads, n, 1);
+    nt = fb_conv_team_size(n_threads, nblocks, 1);
     groups = (fastbp_tile_group*)malloc(sizeof(fastbp_tile_group) * ((size_t)c_out + 1));
     pool = (int*)malloc(sizeof(int) * ((size_t)c_out * c_in + 1));
-    xlast = API(fastbp_pad_last)(X, n, c_in * plane);
-    tbuf = (FT*)malloc(sizeof(FT) * tsize * nt);
-    if (groups == NULL || pool == NULL || xlast == NULL || tbuf == NULL) {
-        free(groups); free(pool); free(xlast); free(tbuf);
+    scratch_mem = malloc(sizeof(FT) * ssize * nt + 64);
+    if (groups == NULL || pool == NULL || scratch_mem == NULL) {
+        free(groups); free(pool); free(scratch_mem);
         return -1;
     }
     a.ngroups = fastbp_plan_tiles(table, c_out, c_in, 0, FASTBP_TILE_GMAX(isa), groups, pool);
     a.groups = groups; a.pool = pool;
-    a.X = X; a.W = W; a.b = b; a.Y = Y; a.xlast = xlast;
+    a.X = X; a.W = W; a.b = b; a.Y = Y;
     a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = act;
 
-    job.a = &a; job.tbuf = tbuf; job.tsize = tsize; job.tstride = tstride; job.isa = isa;
-    fb_team_run(nt, n, API(conv_fwd_unit), &job);
+    job.a = &a; job.scratch = (FT*)fastbp_align64(scratch_mem); job.ssize = ssize;
+    job.part = NULL; job.plen = 0; job.tstride = 0;
+    job.wb = 0; job.n = n; job.bsize = VLMAX; job.isa = isa;
+    fb_team_run(nt, nblocks, API(conv_fwd_unit), &job);
 
-    free(groups); free(pool); free(xlast); free(tbuf);
+    free(groups); free(pool); free(scratch_mem);
     return 0;
 }
 
@@ -176,15 +164,14 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
 {
     const int isa = fb_level();
     const int ho = h - 4;
-    const ptrdiff_t plane = (ptrdiff_t)h * w;
-    const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
+    const ptrdiff_t plane = (ptrdiff_t)h * w, oplane = (ptrdiff_t)ho * (w - 4);
+    const int nblocks = (n + VLMAX - 1) / VLMAX;
     const int nt = fb_conv_team_size(n_threads, nblocks, 1);
     int npairs, pair, co, ci, k;
     int *lists, *blist, *bn, *pid, *pool;
     fastbp_tile_group* groups;
-    ptrdiff_t dzp_stride, ng, plen, ssize, j;
-    const ptrdiff_t tstride = plane + 2 * VLMAX;
-    FT *xlast = NULL, *wrot = NULL, *scratch = NULL, *part = NULL, *total = NULL;
+    ptrdiff_t ng, plen, ssize, j;
+    FT *wrot = NULL, *part = NULL, *total = NULL;
     void* scratch_mem = NULL;
     ARGS(conv_bwd_args) a;
     API(block_job) job;
@@ -206,24 +193,20 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
             pid[co * c_in + ci] = table[co * c_in + ci] ? npairs++ : -1;
     ng = (ptrdiff_t)npairs * 25;
     plen = ng + c_out;
-    /* Rows: 4 zero, ho of data, 4 zero; then room for the last tile. */
-    dzp_stride = (ptrdiff_t)(ho + 8) * w + 4 + 2 * VLMAX;
-    dzp_stride = (dzp_stride + 15) / 16 * 16;
-    ssize = c_out * dzp_stride + FASTBP_ALIGN_PAD + ng * VLMAX + FASTBP_TILE_GMAX(isa) * tstride;
-    ssize = (ssize + 15) / 16 * 16; /* each thread's scratch stays 64-byte aligned */
+    /* per slot, side by side: the block's X and dZ, its per-sample gradient
+     * sums, and for dX the padded dZ and a tile's maps (conv_bwd_block) */
+    ssize = (c_in * plane + c_out * oplane + plen) * VLMAX;
+    if (dX != NULL)
+        ssize += (c_out * ho * (ptrdiff_t)(w + 4) + FASTBP_TILE_GMAX(isa) * plane) * VLMAX;
 
     if (n > 0) {
-        xlast = API(fastbp_pad_last)(X, n, c_in * plane);
         wrot = (FT*)malloc(sizeof(FT) * ((size_t)c_in * c_out * 25 + 1));
         scratch_mem = malloc(sizeof(FT) * ssize * nt + 64);
-        scratch = (FT*)fastbp_align64(scratch_mem);
         part = (FT*)malloc(sizeof(FT) * plen * FASTBP_WAVE);
     }
     total = (FT*)malloc(sizeof(FT) * plen);
-    if (total == NULL || (n > 0 && (xlast == NULL || wrot == NULL || scratch == NULL ||
-                                    part == NULL))) {
-        free(lists); free(groups); free(xlast); free(wrot); free(scratch_mem); free(part);
-        free(total);
+    if (total == NULL || (n > 0 && (wrot == NULL || scratch_mem == NULL || part == NULL))) {
+        free(lists); free(groups); free(wrot); free(scratch_mem); free(part); free(total);
         return -1;
     }
     for (j = 0; j < plen; j++) total[j] = 0;
@@ -234,15 +217,16 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
                 for (k = 0; k < 25; k++)
                     wrot[((ptrdiff_t)ci * c_out + co) * 25 + k] =
                         W[((ptrdiff_t)co * c_in + ci) * 25 + 24 - k];
-        a.X = X; a.dZ = dZ; a.dX = dX; a.xlast = xlast; a.wrot = wrot;
+        a.X = X; a.dZ = dZ; a.dX = dX; a.wrot = wrot;
         a.ngroups = fastbp_plan_tiles(table, c_out, c_in, 1, FASTBP_TILE_GMAX(isa), groups,
                                       pool);
         a.groups = groups; a.pool = pool; a.blist = blist; a.bn = bn;
         a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = in_act;
-        a.pid = pid; a.npairs = npairs; a.dzp_stride = dzp_stride;
+        a.pid = pid; a.npairs = npairs;
 
-        job.a = &a; job.scratch = scratch; job.part = part; job.ssize = ssize;
-        job.tstride = tstride; job.plen = plen; job.n = n; job.isa = isa;
+        job.a = &a; job.scratch = (FT*)fastbp_align64(scratch_mem); job.part = part;
+        job.ssize = ssize; job.tstride = 0; job.plen = plen; job.n = n; job.bsize = VLMAX;
+        job.isa = isa;
         API(block_waves)(nt, nblocks, API(conv_bwd_unit), &job, total);
     }
 
@@ -257,8 +241,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
             }
     for (co = 0; co < c_out; co++) grad_b[co] = total[ng + co];
 
-    free(lists); free(groups); free(xlast); free(wrot); free(scratch_mem); free(part);
-    free(total);
+    free(lists); free(groups); free(wrot); free(scratch_mem); free(part); free(total);
     return 0;
 }
 
@@ -305,7 +288,7 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     a.Y = Y; a.coef = coef; a.bias = NULL; a.dZ = dZ; a.X = NULL; a.dY = dY;
     a.n = n; a.c = c; a.h = h; a.w = w; a.act = in_act;
     job.a = &a; job.scratch = tbuf; job.part = part; job.ssize = tsize; job.tstride = w2p;
-    job.plen = plen; job.n = n; job.isa = isa;
+    job.plen = plen; job.n = n; job.bsize = FASTBP_BLOCK; job.isa = isa;
     API(block_waves)(nt, nblocks, API(pool_bwd_unit), &job, total);
     for (ch = 0; ch < c; ch++) {
         grad_coef[ch] = total[ch];

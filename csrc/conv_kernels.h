@@ -10,19 +10,8 @@
 /* Output maps of this copy's tiles (conv.c's FASTBP_TILE_GMAX): 2, or 4
  * where there are 32 vector registers. */
 #define GT FASTBP_TILE_GMAX(FB_LANES_ISA)
-
-/* Sum in a fixed order (8 interleaved partial sums, then a fixed tree). */
-FB_INLINE ATTR FT NAME(sum_fixed)(const FT* p, ptrdiff_t n)
-{
-    FT s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t;
-    ptrdiff_t j = 0;
-    int k;
-    for (; j + 8 <= n; j += 8)
-        for (k = 0; k < 8; k++) s[k] += p[j + k];
-    t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-    for (; j < n; j++) t += p[j];
-    return t;
-}
+/* Samples of a block (conv.c's FASTBP_BLOCK_LANES) */
+#define BL FASTBP_BLOCK_LANES(FB_LANES_F32)
 
 /* ---- partial vectors: rows of any width, VL elements at a time ----
  * The lanes beyond n of a partial vector are zero on loads and left alone on
@@ -171,47 +160,150 @@ FB_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
 #undef FASTBP_SECOND
 #endif
 
-/* dst[0 .. n) = src[0 .. n), a vector at a time. */
-FB_INLINE ATTR void NAME(copy_row)(FT* dst, const FT* src, int n)
+/* ---- blocks of samples side by side ----
+ * A block holds BL samples (16 floats, 8 doubles: the widest vector of the
+ * dtype) with its elements interleaved: element p of sample l is at
+ * [p*BL + l]. A copy with VL < BL lanes runs over the block in VL-lane
+ * sub-vectors (only those that hold samples). Each lane then follows the
+ * same sequence of operations on every path, so the vector width changes
+ * no result. */
+
+/* dst[j*ds + l] = src[l*ss + j] for l, j < VL: one VL x VL
+ * transpose, in registers on x86. */
+FB_INLINE ATTR void NAME(transpose_vl)(FT* dst, ptrdiff_t ds, const FT* src, ptrdiff_t ss)
 {
-    int c0;
-    for (c0 = 0; c0 < n; c0 += VL) {
-        const int k = n - c0 < VL ? n - c0 : VL;
-        NAME(store_n)(dst + c0, NAME(load_n)(src + c0, k), k);
+#if FB_LANES_ISA == FB_LEVEL_AVX512
+    /* log2(VL) stages; stage b swaps bit b of the row and the column index */
+    VT r[VL];
+    int i, b, l;
+#pragma GCC unroll 16
+    for (l = 0; l < VL; l++) r[l] = VLOAD(src + l * ss);
+#pragma GCC unroll 4
+    for (b = 1; b < VL; b *= 2) {
+        NAME(index_t) lo[VL], hi[VL];
+        __m512i vlo, vhi;
+#pragma GCC unroll 16
+        for (l = 0; l < VL; l++) {
+            lo[l] = (l & b) ? VL + l - b : l;
+            hi[l] = (l & b) ? VL + l : l + b;
+        }
+        vlo = _mm512_loadu_si512((const void*)lo);
+        vhi = _mm512_loadu_si512((const void*)hi);
+#pragma GCC unroll 16
+        for (i = 0; i < VL; i++)
+            if (!(i & b)) {
+                const VT x = r[i], y = r[i + b];
+                r[i] = FASTBP_LANE(permutex2var)(x, vlo, y);
+                r[i + b] = FASTBP_LANE(permutex2var)(x, vhi, y);
+            }
+    }
+#pragma GCC unroll 16
+    for (l = 0; l < VL; l++) VSTORE(dst + l * ds, r[l]);
+#elif FB_LANES_ISA == FB_LEVEL_AVX2 && FB_LANES_F32
+    __m256 r[8], t[8], u[8];
+    int l;
+    for (l = 0; l < 8; l++) r[l] = _mm256_loadu_ps(src + l * ss);
+    for (l = 0; l < 8; l += 2) {
+        t[l] = _mm256_unpacklo_ps(r[l], r[l + 1]);
+        t[l + 1] = _mm256_unpackhi_ps(r[l], r[l + 1]);
+    }
+    for (l = 0; l < 8; l += 4) {
+        u[l] = _mm256_shuffle_ps(t[l], t[l + 2], 0x44);
+        u[l + 1] = _mm256_shuffle_ps(t[l], t[l + 2], 0xEE);
+        u[l + 2] = _mm256_shuffle_ps(t[l + 1], t[l + 3], 0x44);
+        u[l + 3] = _mm256_shuffle_ps(t[l + 1], t[l + 3], 0xEE);
+    }
+    for (l = 0; l < 4; l++) {
+        r[l] = _mm256_permute2f128_ps(u[l], u[l + 4], 0x20);
+        r[l + 4] = _mm256_permute2f128_ps(u[l], u[l + 4], 0x31);
+    }
+    for (l = 0; l < 8; l++) VSTORE(dst + l * ds, r[l]);
+#elif FB_LANES_ISA == FB_LEVEL_AVX2
+    __m256d r[4], t[4];
+    int l;
+    for (l = 0; l < 4; l++) r[l] = _mm256_loadu_pd(src + l * ss);
+    t[0] = _mm256_unpacklo_pd(r[0], r[1]);
+    t[1] = _mm256_unpackhi_pd(r[0], r[1]);
+    t[2] = _mm256_unpacklo_pd(r[2], r[3]);
+    t[3] = _mm256_unpackhi_pd(r[2], r[3]);
+    r[0] = _mm256_permute2f128_pd(t[0], t[2], 0x20);
+    r[1] = _mm256_permute2f128_pd(t[1], t[3], 0x20);
+    r[2] = _mm256_permute2f128_pd(t[0], t[2], 0x31);
+    r[3] = _mm256_permute2f128_pd(t[1], t[3], 0x31);
+    for (l = 0; l < 4; l++) VSTORE(dst + l * ds, r[l]);
+#else
+    int l, j;
+    for (j = 0; j < VL; j++)
+        for (l = 0; l < VL; l++) dst[j * ds + l] = src[l * ss + j];
+#endif
+}
+
+/* dst[p*BL + l] = src[l*ss + p] for p < P and l < nv (one block of nv
+ * samples); the lanes from nv to the end of its sub-vector are zero. */
+static ATTR void NAME(to_lanes)(FT* dst, const FT* src, ptrdiff_t ss, int nv, ptrdiff_t P)
+{
+    ptrdiff_t p;
+    int l0, l;
+    for (l0 = 0; l0 < nv; l0 += VL) {
+        p = 0;
+        if (l0 + VL <= nv)
+            for (; p + VL <= P; p += VL)
+                NAME(transpose_vl)(dst + p * BL + l0, BL, src + l0 * ss + p, ss);
+        for (; p < P; p++)
+            for (l = l0; l < l0 + VL; l++) dst[p * BL + l] = l < nv ? src[l * ss + p] : (FT)0;
     }
 }
 
-/* Register tile of the wide correlation for one group of output maps (see
+/* dst[l*ds + p] = src[p*BL + l] for p < P and l < nv: the inverse of
+ * to_lanes. */
+static ATTR void NAME(from_lanes)(FT* dst, ptrdiff_t ds, const FT* src, int nv, ptrdiff_t P)
+{
+    ptrdiff_t p;
+    int l0, l;
+    for (l0 = 0; l0 < nv; l0 += VL) {
+        p = 0;
+        if (l0 + VL <= nv)
+            for (; p + VL <= P; p += VL)
+                NAME(transpose_vl)(dst + l0 * ds + p, ds, src + p * BL + l0, BL);
+        for (; p < P; p++)
+            for (l = l0; l < l0 + VL && l < nv; l++)
+                dst[l * ds + p] = src[p * BL + l];
+    }
+}
+
+/* Register tile of a correlation of blocks for one group of output maps (see
  * fastbp_tile_group): outputs 0 .. G-1, where the input maps in S feed all of
  * them (each input load feeds G multiply-adds) and, for G == 2, those in A
- * (B) feed only output 0 (1):
- *   out[g*ostride + r*VL + lane] = sum over the input maps i of output g of
- *       sum_{kh,kw} wg[i*25 + kh*5 + kw] * src[i*pstride + kh*w + kw + r*VL + lane]
- * for r < R, with wg = wb + g*wostride. R and G are compile-time constants at
- * each call site, so acc[][] lives in registers (G*R + G + 1 vector
- * registers: at most 16 for G <= 2, 32 for G == 4). */
+ * (B) feed only output 0 (1). With u = BL (positions are BL apart):
+ *   out[g*ostride + r*u + lane] = sum over the input maps i of output g of
+ *       sum_{kh < nkh, kw < 5} wg[i*25 + kh*5 + kw] * src[i*pstride + (kh*rs + kw + r)*u + lane]
+ * (+ bias[g] when bias is not NULL) for r < R, with wg = wb + g*wostride: R
+ * consecutive outputs of a row, the source's rows rs positions apart. R and G are compile-time constants
+ * at each call site, so acc[][] lives in registers. Every output sums its
+ * terms in the same order (input maps, then kh, then kw) whatever R and G. */
 FB_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdiff_t pstride,
-                                         const int* lst, int nl, const FT* wb, int w, int kh0,
-                                         int kh1)
+                                     ptrdiff_t rs, const int* lst, int nl, const FT* wb,
+                                     const int nkh)
 {
     int r, j, kh, kw;
     for (j = 0; j < nl; j++) {
         const FT* s = src + lst[j] * pstride;
         const FT* k = wb + lst[j] * 25;
-        for (kh = kh0; kh < kh1; kh++) {
-            const FT* srow = s + kh * w;
+        for (kh = 0; kh < nkh; kh++) {
+            const FT* srow = s + kh * rs * BL;
             for (kw = 0; kw < 5; kw++) {
                 const VT w0 = VSET1(k[kh * 5 + kw]);
-                for (r = 0; r < R; r++) acc[r] = VFMA(w0, VLOAD(srow + kw + r * VL), acc[r]);
+                for (r = 0; r < R; r++) acc[r] = VFMA(w0, VLOAD(srow + (kw + r) * BL), acc[r]);
             }
         }
     }
 }
 
 FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, const int G,
-                                         const FT* src, ptrdiff_t pstride, const int* pool,
-                                         const fastbp_tile_group* grp, const FT* wb,
-                                         ptrdiff_t wostride, int w, int kh0, int kh1)
+                                     const FT* src, ptrdiff_t pstride, ptrdiff_t rs,
+                                     const int* pool, const fastbp_tile_group* grp,
+                                     const FT* wb, ptrdiff_t wostride, const int nkh,
+                                     const FT* bias)
 {
     VT acc[GT][FASTBP_RMAX], wv[GT];
     int g, r, j, kh, kw;
@@ -222,39 +314,43 @@ FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, co
         for (j = 0; j < grp->ns; j++) {
             const FT* s = src + lst[j] * pstride;
             const FT* k = wb + lst[j] * 25;
-            for (kh = kh0; kh < kh1; kh++) {
-                const FT* srow = s + kh * w;
+            for (kh = 0; kh < nkh; kh++) {
+                const FT* srow = s + kh * rs * BL;
                 for (kw = 0; kw < 5; kw++) {
                     for (g = 0; g < G; g++) wv[g] = VSET1(k[g * wostride + kh * 5 + kw]);
                     for (r = 0; r < R; r++) {
-                        const VT xv = VLOADR(srow + kw + r * VL);
+                        const VT xv = VLOADR(srow + (kw + r) * BL);
                         for (g = 0; g < G; g++) acc[g][r] = VFMA(wv[g], xv, acc[g][r]);
                     }
                 }
             }
         }
         if (G == 2)
-            NAME(tile_list1)(acc[1], R, src, pstride, pool + grp->b, grp->nb, wb + wostride, w,
-                             kh0, kh1);
+            NAME(tile_list1)(acc[1], R, src, pstride, rs, pool + grp->b, grp->nb,
+                             wb + wostride, nkh);
     }
     if (G <= 2)
-        NAME(tile_list1)(acc[0], R, src, pstride, pool + grp->a, grp->na, wb, w, kh0, kh1);
-    for (g = 0; g < G; g++)
-        for (r = 0; r < R; r++) VSTORE(out + g * ostride + r * VL, acc[g][r]);
+        NAME(tile_list1)(acc[0], R, src, pstride, rs, pool + grp->a, grp->na, wb, nkh);
+    for (g = 0; g < G; g++) {
+        const VT vb = VSET1(bias != NULL ? bias[g] : (FT)0);
+        for (r = 0; r < R; r++)
+            VSTORE(out + g * ostride + r * BL, bias != NULL ? VADD(acc[g][r], vb) : acc[g][r]);
+    }
 }
 
 #define FASTBP_CHUNK_N(G, RN)                                                             \
     static ATTR void NAME(chunk##G##_##RN)(FT* out, ptrdiff_t ostride, const FT* src,      \
-                                           ptrdiff_t pstride, const int* pool,             \
-                                           const fastbp_tile_group* grp, const FT* wb,     \
-                                           ptrdiff_t wostride, int w, int kh0, int kh1)    \
+                                           ptrdiff_t pstride, ptrdiff_t rs,                \
+                                           const int* pool, const fastbp_tile_group* grp,  \
+                                           const FT* wb, ptrdiff_t wostride, int nkh,      \
+                                           const FT* bias)                                 \
     {                                                                                     \
-        if (kh0 == 0 && kh1 == 5) /* constant bounds: the usual, faster loop */           \
-            NAME(chunk_core)(out, ostride, RN, G, src, pstride, pool, grp, wb, wostride, w, 0, \
-                             5);                                                          \
+        if (nkh == 5) /* a constant bound: the usual, faster loop */                      \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, rs, pool, grp, wb, wostride, 5, \
+                             bias);                                                       \
         else                                                                              \
-            NAME(chunk_core)(out, ostride, RN, G, src, pstride, pool, grp, wb, wostride, w, \
-                             kh0, kh1);                                                   \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, rs, pool, grp, wb, wostride, \
+                             nkh, bias);                                                  \
     }
 FASTBP_CHUNK_N(1, 1)
 FASTBP_CHUNK_N(1, 2)
@@ -280,41 +376,34 @@ FASTBP_CHUNK_N(4, 6)
 #endif
 #undef FASTBP_CHUNK_N
 
-/* T[g*tstride + (0 .. nv*VL)] = wide correlation for the output maps of grp
- * (see chunk_core), in register tiles balanced so that none is much shorter.
- * Weights of (output grp->o + g, input i): wbase + (grp->o + g)*wostride + i*25.
- * rows > 0: the source rows outside [4, 4 + rows) are known to be zero (the
- * padded dZ of the full convolution), and kernel rows that would read only
- * those are skipped; rows == 0: no such knowledge. */
-static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int nv, const FT* src,
-                                 ptrdiff_t pstride, const int* pool,
-                                 const fastbp_tile_group* grp, const FT* wbase,
-                                 ptrdiff_t wostride, int w, int rows)
+/* One output row of the correlation (see chunk_core) for the output maps of
+ * grp: T[g*tstride + x*BL] for x < ncol, in register tiles balanced so that
+ * none is much shorter. src: the first kernel row's source row (kernel rows
+ * kh0 .. kh1 - 1 of the weights are used); weights of (output grp->o + g,
+ * input i): wbase + (grp->o + g)*wostride + i*25; biases (or NULL): bias[grp->o + g]. */
+static ATTR void NAME(correlate_row)(FT* T, ptrdiff_t tstride, int ncol, const FT* src,
+                                     ptrdiff_t pstride, ptrdiff_t rs, const int* pool,
+                                     const fastbp_tile_group* grp, const FT* wbase,
+                                     ptrdiff_t wostride, int kh0, int kh1, const FT* bias)
 {
-    /* G == 4 keeps the tiles of G == 2 (kh0, kh1 depend on them) */
-    const int G = grp->G, rmax = G == 1 ? 8 : 6;
-    const FT* wb = wbase + grp->o * wostride;
-    int nch, base, extra, c, v0 = 0;
-    if (nv <= 0)
+    /* G == 4 keeps the tiles of G == 2 */
+    const int G = grp->G, rmax = G == 1 ? 8 : 6, nkh = kh1 - kh0;
+    const FT* wb = wbase + grp->o * wostride + kh0 * 5;
+    const FT* gbias = bias != NULL ? bias + grp->o : NULL;
+    int nch, base, extra, c, x0 = 0;
+    if (ncol <= 0 || nkh <= 0)
         return;
-    nch = (nv + rmax - 1) / rmax;
-    base = nv / nch;
-    extra = nv % nch;
+    nch = (ncol + rmax - 1) / rmax;
+    base = ncol / nch;
+    extra = ncol % nch;
     for (c = 0; c < nch; c++) {
         const int R = base + (c < extra);
-        FT* out = T + v0 * VL;
-        const FT* s = src + v0 * VL;
-        int kh0 = 0, kh1 = 5;
-        if (rows > 0) {
-            /* The tile's outputs lie in rows ra..rb; kernel row kh reads source
-             * rows ra+kh..rb+kh (plus the zero columns 0..3 of the next row). */
-            const int ra = v0 * VL / w, rb = ((v0 + R) * VL - 1) / w;
-            kh0 = 4 - rb > 0 ? 4 - rb : 0;
-            kh1 = rows + 4 - ra < 5 ? rows + 4 - ra : 5;
-        }
-#define FASTBP_CASE(GG, RN)                                                                \
-    case RN:                                                                               \
-        NAME(chunk##GG##_##RN)(out, tstride, s, pstride, pool, grp, wb, wostride, w, kh0, kh1); \
+        FT* out = T + x0 * BL;
+        const FT* s = src + x0 * BL;
+#define FASTBP_CASE(GG, RN)                                                              \
+    case RN:                                                                             \
+        NAME(chunk##GG##_##RN)(out, tstride, s, pstride, rs, pool, grp, wb, wostride, nkh, \
+                               gbias);                                                    \
         break;
         if (G == 1) {
             switch (R) {
@@ -336,43 +425,44 @@ static ATTR void NAME(correlate)(FT* T, ptrdiff_t tstride, int nv, const FT* src
         }
 #endif
 #undef FASTBP_CASE
-        v0 += R;
+        x0 += R;
     }
 }
 
-/* Weight-gradient accumulators of G (1, 2 or 4) pairs (o_g, i) that share the
- * input map x, for kernel row kh:
- *   g[g][(kh*5 + kw)*VL + lane] += sum_v dz[g][v*VL + lane] * x[v*VL + lane + kh*w + kw].
+/* Weight-gradient terms of G (1, 2 or 4) pairs (o_g, i) that share the
+ * input map x, for kernel row kh, over one sub-vector of a block:
+ *   gp[g][(kh*5 + kw)*BL + lane] = sum over y < ho, x < wo (in that order) of
+ *       dz[g][(y*wo + x)*BL + lane] * x[((y + kh)*w + x + kw)*BL + lane].
  * G*5 accumulators stay in registers; each x load feeds G multiply-adds. */
 FB_INLINE ATTR void NAME(gw_core)(FT* const* gp, const FT* const* dz, const FT* x, int w,
-                                      int nv, int kh, const int G)
+                                  int ho, int wo, int kh, const int G)
 {
     VT a[GT][5], d[GT];
-    int g, kw, v;
+    int g, kw, y, c;
     for (g = 0; g < G; g++)
-        for (kw = 0; kw < 5; kw++) a[g][kw] = VLOAD(gp[g] + (kh * 5 + kw) * VL);
-    for (v = 0; v < nv; v++) {
-        const FT* xv = x + v * VL + kh * w;
-        for (g = 0; g < G; g++) d[g] = VLOAD(dz[g] + v * VL);
-        if (G == 1) {
-            for (kw = 0; kw < 5; kw++) a[0][kw] = VFMA(d[0], VLOAD(xv + kw), a[0][kw]);
-        } else {
+        for (kw = 0; kw < 5; kw++) a[g][kw] = VSET1((FT)0);
+    for (y = 0; y < ho; y++) {
+        const FT* xrow = x + (ptrdiff_t)(y + kh) * w * BL;
+        const ptrdiff_t drow = (ptrdiff_t)y * wo * BL;
+        for (c = 0; c < wo; c++) {
+            const FT* xv = xrow + c * BL;
+            for (g = 0; g < G; g++) d[g] = VLOAD(dz[g] + drow + c * BL);
             for (kw = 0; kw < 5; kw++) {
-                const VT xk = VLOADR(xv + kw);
+                const VT xk = VLOADR(xv + kw * BL);
                 for (g = 0; g < G; g++) a[g][kw] = VFMA(d[g], xk, a[g][kw]);
             }
         }
     }
     for (g = 0; g < G; g++)
-        for (kw = 0; kw < 5; kw++) VSTORE(gp[g] + (kh * 5 + kw) * VL, a[g][kw]);
+        for (kw = 0; kw < 5; kw++) VSTORE(gp[g] + (kh * 5 + kw) * BL, a[g][kw]);
 }
 
 #define FASTBP_GW_N(G)                                                                    \
     static ATTR void NAME(gw##G)(FT* const* gp, const FT* const* dz, const FT* x, int w,  \
-                                 int nv)                                                  \
+                                 int ho, int wo)                                          \
     {                                                                                     \
         int kh;                                                                           \
-        for (kh = 0; kh < 5; kh++) NAME(gw_core)(gp, dz, x, w, nv, kh, G);                \
+        for (kh = 0; kh < 5; kh++) NAME(gw_core)(gp, dz, x, w, ho, wo, kh, G);            \
     }
 FASTBP_GW_N(1)
 FASTBP_GW_N(2)
@@ -381,83 +471,76 @@ FASTBP_GW_N(4)
 #endif
 #undef FASTBP_GW_N
 
-/* Forward pass of one sample. T: scratch of GT*tstride elements, with
- * tstride >= h*w + VL (one wide plane per output map of a tile). */
-static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, FT* T,
-                                       ptrdiff_t tstride)
+/* Forward pass of samples [i0, i1) (at most BL). scratch: c_in*h*w*BL
+ * elements for the block's X, then GT*(h-4)*(w-4)*BL for a tile's maps. */
+static ATTR void NAME(conv_fwd_block)(const ARGS(conv_fwd_args)* a, int i0, int i1,
+                                      FT* scratch)
 {
     const int c_in = a->c_in, c_out = a->c_out, w = a->w, ho = a->h - 4, wo = a->w - 4;
+    const int nv = i1 - i0, nsub = (nv + VL - 1) / VL;
     const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)ho * wo;
-    const int nv = ((ho - 1) * w + wo + VL - 1) / VL;
-    const FT* x = (i == a->n - 1) ? a->xlast : a->X + (ptrdiff_t)i * c_in * plane;
-    FT* y = a->Y + (ptrdiff_t)i * c_out * oplane;
-    int k, g, r, c;
+    FT* const xt = scratch;
+    FT* const T = scratch + c_in * plane * BL;
+    FT* const y = a->Y + (ptrdiff_t)i0 * c_out * oplane;
+    int k, g, s, r;
+    if (nsub * VL < BL) /* lanes no sub-vector computes: keep them finite */
+        memset(scratch, 0, sizeof(FT) * (c_in * plane + GT * oplane) * BL);
+    NAME(to_lanes)(xt, a->X + (ptrdiff_t)i0 * c_in * plane, c_in * plane, nv, c_in * plane);
     for (k = 0; k < a->ngroups; k++) {
         const fastbp_tile_group* grp = a->groups + k;
-        NAME(correlate)(T, tstride, nv, x, plane, a->pool, grp, a->W, (ptrdiff_t)c_in * 25, w,
-                        0);
-        for (g = 0; g < grp->G; g++) {
-            FT* yo = y + (grp->o + g) * oplane;
-            const FT* t = T + g * tstride;
-            const FT bias = a->b[grp->o + g];
-            const VT vb = VSET1(bias);
-            /* Drop the wasted columns and add the bias: whole vectors, the
-             * last one of a row overlapping the one before it. */
-            for (r = 0; r < ho; r++) {
-                const FT* tr = t + r * w;
-                FT* yr = yo + r * wo;
-                if (wo >= VL) {
-                    for (c = 0; c + VL <= wo; c += VL) VSTORE(yr + c, VADD(VLOAD(tr + c), vb));
-                    if (c < wo)
-                        VSTORE(yr + wo - VL, VADD(VLOAD(tr + wo - VL), vb));
-                } else {
-                    for (c = 0; c < wo; c++) yr[c] = tr[c] + bias;
-                }
-            }
-        }
+        for (s = 0; s < nsub; s++)
+            for (r = 0; r < ho; r++)
+                NAME(correlate_row)(T + (r * wo * BL + s * VL), oplane * BL, wo,
+                                    xt + (r * w * BL + s * VL), plane * BL, w, a->pool, grp,
+                                    a->W, (ptrdiff_t)c_in * 25, 0, 5, a->b);
+        /* the activation while the tile's maps are in cache */
+        EW(fastbp_act)(T, T, NULL, grp->G * oplane * BL, a->act);
+        for (g = 0; g < grp->G; g++)
+            NAME(from_lanes)(y + (grp->o + g) * oplane, c_out * oplane, T + g * oplane * BL,
+                             nv, oplane);
     }
-    /* the activation in one pass over the sample's maps */
-    EW(fastbp_act)(y, y, NULL, c_out * oplane, a->act);
 }
 
-/* Backward pass of samples [i0, i1): writes dX of those samples (if wanted)
- * and part = [grad_W of the connected pairs (npairs, 25), grad_b (c_out)]
- * summed over the block. scratch: c_out*dzp_stride + npairs*25*VL + GT*tstride. */
+/* Backward pass of samples [i0, i1) (at most BL): writes dX of those
+ * samples (if wanted) and part = [grad_W of the connected pairs (npairs,
+ * 25), grad_b (c_out)] summed over the block: per sample (a lane each),
+ * then over the samples in order. scratch: see conv_bwd_scratch. */
 static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int i1,
-                                      FT* scratch, ptrdiff_t tstride, FT* part)
+                                      FT* scratch, FT* part)
 {
-    const int c_in = a->c_in, c_out = a->c_out, w = a->w, ho = a->h - 4, wo = a->w - 4;
-    const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)ho * wo;
-    const ptrdiff_t st = a->dzp_stride, ng = (ptrdiff_t)a->npairs * 25;
-    const int nv = ((ho - 1) * w + wo + VL - 1) / VL;
-    const int nvx = (int)((plane + VL - 1) / VL);
-    /* scratch is 64-byte aligned and st a multiple of 16: starting the padded
-     * planes VL - (4w + 4) % VL elements in makes the wide dZ (read at 4w + 4)
-     * vector-aligned, so its loads never straddle a cache line. */
-    FT* dzp = scratch + (VL - (4 * w + 4) % VL) % VL;
-    FT* gacc = scratch + c_out * st + FASTBP_ALIGN_PAD;
-    FT* T = gacc + ng * VL;
-    FT* gb = part + ng;
+    const int c_in = a->c_in, c_out = a->c_out, h = a->h, w = a->w, ho = h - 4, wo = w - 4;
+    const int nv = i1 - i0, nsub = (nv + VL - 1) / VL;
+    const ptrdiff_t plane = (ptrdiff_t)h * w, oplane = (ptrdiff_t)ho * wo;
+    const ptrdiff_t ng = (ptrdiff_t)a->npairs * 25, prow = w + 4; /* dZ rows, padded */
+    FT* const xt = scratch;
+    FT* const dzt = xt + c_in * plane * BL;
+    FT* const gacc = dzt + c_out * oplane * BL; /* (ng + c_out, BL) */
+    FT* const dzp = gacc + (ng + c_out) * BL;   /* (c_out, ho, w + 4, BL) */
+    FT* const T = dzp + c_out * ho * prow * BL; /* (GT, h, w, BL) */
     ptrdiff_t p;
-    int i, co, ci, k, r, lane, g;
+    int co, ci, k, r, g, s, l;
 
-    memset(dzp, 0, sizeof(FT) * c_out * st); /* the padding stays zero */
-    memset(gacc, 0, sizeof(FT) * ng * VL);
-    for (co = 0; co < c_out; co++) gb[co] = 0;
-
-    for (i = i0; i < i1; i++) {
-        const FT* x = (i == a->n - 1) ? a->xlast : a->X + (ptrdiff_t)i * c_in * plane;
-        const FT* dz = a->dZ + (ptrdiff_t)i * c_out * oplane;
+    if (nsub * VL < BL) /* lanes no sub-vector computes: keep them finite */
+        memset(scratch, 0, sizeof(FT) * (c_in * plane + c_out * oplane) * BL);
+    NAME(to_lanes)(xt, a->X + (ptrdiff_t)i0 * c_in * plane, c_in * plane, nv, c_in * plane);
+    NAME(to_lanes)(dzt, a->dZ + (ptrdiff_t)i0 * c_out * oplane, c_out * oplane, nv,
+                   c_out * oplane);
+    for (s = 0; s < nsub; s++) {
+        const int lo = s * VL;
+        /* grad_b: 4 interleaved sums over the positions, then a fixed tree */
         for (co = 0; co < c_out; co++) {
-            const FT* src = dz + co * oplane;
-            FT* dst = dzp + co * st + 4 * w + 4;
-            for (r = 0; r < ho; r++) NAME(copy_row)(dst + r * w, src + r * wo, wo);
-            gb[co] += NAME(sum_fixed)(src, oplane);
+            const FT* d = dzt + co * oplane * BL + lo;
+            VT t[4];
+            for (k = 0; k < 4; k++) t[k] = VSET1((FT)0);
+            for (p = 0; p + 4 <= oplane; p += 4)
+                for (k = 0; k < 4; k++) t[k] = VADD(t[k], VLOAD(d + (p + k) * BL));
+            for (k = 0; p < oplane; p++, k++) t[k] = VADD(t[k], VLOAD(d + p * BL));
+            VSTORE(gacc + (ng + co) * BL + lo, VADD(VADD(t[0], t[1]), VADD(t[2], t[3])));
         }
-        /* grad_W: the output maps of input map ci, GT at a time (then 2, 1). */
+        /* grad_W: the output maps of input map ci, GT at a time (then 2, 1) */
         for (ci = 0; ci < c_in; ci++) {
             const int* lst = a->blist + (ptrdiff_t)ci * c_out;
-            const FT* xs = x + ci * plane;
+            const FT* xs = xt + ci * plane * BL + lo;
             for (k = 0; k < a->bn[ci];) {
                 FT* gp[GT];
                 const FT* dzg[GT];
@@ -465,40 +548,62 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
                 int t;
                 for (t = 0; t < gn; t++) {
                     const int o = lst[k + t];
-                    gp[t] = gacc + (ptrdiff_t)a->pid[o * c_in + ci] * 25 * VL;
-                    dzg[t] = dzp + o * st + 4 * w + 4;
+                    gp[t] = gacc + (ptrdiff_t)a->pid[o * c_in + ci] * 25 * BL + lo;
+                    dzg[t] = dzt + o * oplane * BL + lo;
                 }
 #if GT >= 4
                 if (gn == 4)
-                    NAME(gw4)(gp, dzg, xs, w, nv);
+                    NAME(gw4)(gp, dzg, xs, w, ho, wo);
                 else
 #endif
                 if (gn == 2)
-                    NAME(gw2)(gp, dzg, xs, w, nv);
+                    NAME(gw2)(gp, dzg, xs, w, ho, wo);
                 else
-                    NAME(gw1)(gp, dzg, xs, w, nv);
+                    NAME(gw1)(gp, dzg, xs, w, ho, wo);
                 k += gn;
             }
         }
-        if (a->dX != NULL) {
-            FT* dx = a->dX + (ptrdiff_t)i * c_in * plane;
-            for (k = 0; k < a->ngroups; k++) {
-                const fastbp_tile_group* grp = a->groups + k;
-                NAME(correlate)(T, tstride, nvx, dzp, st, a->pool, grp, a->wrot,
-                                (ptrdiff_t)c_out * 25, w, ho);
-                for (g = 0; g < grp->G; g++) {
-                    ci = grp->o + g;
-                    EW(fastbp_dact)(dx + ci * plane, T + g * tstride, NULL, x + ci * plane,
-                                    plane, a->act);
-                }
-            }
-        }
     }
-    for (p = 0; p < ng; p++) {
-        const FT* gv = gacc + p * VL;
-        FT s = gv[0];
-        for (lane = 1; lane < VL; lane++) s += gv[lane];
-        part[p] = s;
+    for (p = 0; p < ng + c_out; p++) {
+        const FT* gv = gacc + p * BL;
+        FT sum = gv[0];
+        for (l = 1; l < nv; l++) sum += gv[l];
+        part[p] = sum;
+    }
+    if (a->dX == NULL)
+        return;
+    /* dX = full convolution of dZ with the rotated kernels: dZ's rows with 4
+     * zero columns on each side; kernel rows that would read rows outside
+     * dZ are skipped (they add only zeros). */
+    for (co = 0; co < c_out; co++)
+        for (r = 0; r < ho; r++) {
+            FT* row = dzp + ((ptrdiff_t)co * ho + r) * prow * BL;
+            memset(row, 0, sizeof(FT) * 4 * BL);
+            memcpy(row + 4 * BL, dzt + ((ptrdiff_t)co * oplane + r * wo) * BL,
+                   sizeof(FT) * wo * BL);
+            memset(row + (4 + wo) * BL, 0, sizeof(FT) * 4 * BL);
+        }
+    if (nsub * VL < BL)
+        memset(T, 0, sizeof(FT) * GT * plane * BL);
+    for (k = 0; k < a->ngroups; k++) {
+        const fastbp_tile_group* grp = a->groups + k;
+        for (s = 0; s < nsub; s++)
+            for (r = 0; r < h; r++) {
+                /* kernel row kh reads dZ row r - 4 + kh */
+                const int kh0 = r < 4 ? 4 - r : 0, kh1 = r + 1 > ho ? ho + 4 - r : 5;
+                NAME(correlate_row)(T + (r * w * BL + s * VL), plane * BL, w,
+                                    dzp + ((r - 4 + kh0) * prow * BL + s * VL),
+                                    ho * prow * BL, prow, a->pool, grp, a->wrot,
+                                    (ptrdiff_t)c_out * 25, kh0, kh1, NULL);
+            }
+        for (g = 0; g < grp->G; g++) {
+            ci = grp->o + g;
+            /* times the input activation's derivative, X side by side too */
+            EW(fastbp_dact)(T + g * plane * BL, T + g * plane * BL, NULL,
+                            xt + ci * plane * BL, plane * BL, a->act);
+            NAME(from_lanes)(a->dX + (ptrdiff_t)i0 * c_in * plane + ci * plane, c_in * plane,
+                             T + g * plane * BL, nv, plane);
+        }
     }
 }
 
@@ -595,4 +700,5 @@ static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, 
 }
 
 #undef GT
+#undef BL
 #include "fb_lanes_undef.h"

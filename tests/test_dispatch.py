@@ -242,3 +242,36 @@ def test_adam_is_bitwise_the_same_on_every_path(dtype):
     for path in _faster_paths():
         for got, ref in zip(res[path], res["portable"]):
             np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("table_kind", ["full", "sparse"])
+def test_conv_is_bitwise_the_same_on_avx2_and_avx512(table_kind, dtype):
+    # A convolution's lanes are samples, so each lane sums in the same order
+    # at every vector width and tiling (AVX2 tiles 2 maps, AVX-512 up to 4):
+    # the two fused-multiply-add paths must agree bit for bit. 19 samples: a
+    # full block and a partial one in both dtypes. Identity activations keep
+    # the element-wise loops (checked above within ulps) out of it.
+    paths = _dispatch.available_paths()
+    if "avx512" not in paths or "avx2-fma" not in paths:
+        pytest.skip("needs the AVX2 and AVX-512 paths")
+    rng = np.random.default_rng(5)
+    n, c_in, c_out, h, w = 19, 6, 16, 14, 13
+    X = rng.normal(size=(n, c_in, h, w)).astype(dtype)
+    W = (rng.normal(size=(c_out, c_in, 5, 5)) / 5).astype(dtype)
+    b = rng.normal(size=c_out).astype(dtype)
+    table = np.ones((c_out, c_in), np.uint8)
+    if table_kind == "sparse":
+        table = (rng.random((c_out, c_in)) < 0.6).astype(np.uint8)
+    dZ = rng.normal(size=(n, c_out, h - 4, w - 4)).astype(dtype)
+
+    def kernel():
+        Y = np.empty((n, c_out, h - 4, w - 4), dtype)
+        _conv.conv5x5_forward(X, W, b, table, Y, 0, 2)
+        gW, gb, dX = np.empty_like(W), np.empty_like(b), np.empty_like(X)
+        _conv.conv5x5_backward(X, W, dZ, table, gW, gb, dX, 0, 2)
+        return Y, gW, gb, dX
+
+    res = _on_every_path(kernel)
+    for got, ref in zip(res["avx512"], res["avx2-fma"]):
+        assert np.array_equal(got, ref)
