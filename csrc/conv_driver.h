@@ -60,7 +60,7 @@ typedef struct {
     FT *scratch, *part; /* scratch: ssize elements per slot */
     ptrdiff_t ssize, plen;
     ptrdiff_t tstride; /* pooling's column-sum rows */
-    int wb, n, bsize, isa;
+    int wb, n, bsize, nsplit, isa;
 } API(block_job);
 
 static void API(block_range)(const API(block_job)* j, int u, int* i0, int* i1)
@@ -69,13 +69,18 @@ static void API(block_range)(const API(block_job)* j, int u, int* i0, int* i1)
     *i1 = *i0 + j->bsize < j->n ? *i0 + j->bsize : j->n;
 }
 
+/* Unit u: block u / nsplit, and the groups of output maps of its share
+ * u % nsplit (the forward pass splits a block's maps into nsplit shares when
+ * there are fewer blocks than threads; the outputs are the same). */
 static void API(conv_fwd_unit)(void* job, int u, int slot)
 {
     const API(block_job)* j = (const API(block_job)*)job;
+    const ARGS(conv_fwd_args)* a = (const ARGS(conv_fwd_args)*)j->a;
+    const int share = u % j->nsplit;
     int i0, i1;
-    API(block_range)(j, u, &i0, &i1);
-    CALL_ISA(j->isa, conv_fwd_block, (const ARGS(conv_fwd_args)*)j->a, i0, i1,
-             j->scratch + slot * j->ssize);
+    API(block_range)(j, u / j->nsplit, &i0, &i1);
+    CALL_ISA(j->isa, conv_fwd_block, a, i0, i1, share * a->ngroups / j->nsplit,
+             (share + 1) * a->ngroups / j->nsplit, j->scratch + slot * j->ssize);
 }
 
 static void API(conv_bwd_unit)(void* job, int u, int slot)
@@ -135,15 +140,26 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
     API(block_job) job;
     if (n <= 0 || c_out <= 0)
         return 0;
-    nt = fb_conv_team_size(n_threads, nblocks, 1);
     groups = (fastbp_tile_group*)malloc(sizeof(fastbp_tile_group) * ((size_t)c_out + 1));
     pool = (int*)malloc(sizeof(int) * ((size_t)c_out * c_in + 1));
-    scratch_mem = malloc(sizeof(FT) * ssize * nt + 64);
-    if (groups == NULL || pool == NULL || scratch_mem == NULL) {
-        free(groups); free(pool); free(scratch_mem);
+    if (groups == NULL || pool == NULL) {
+        free(groups); free(pool);
         return -1;
     }
     a.ngroups = fastbp_plan_tiles(table, c_out, c_in, 0, FASTBP_TILE_GMAX(isa), groups, pool);
+    /* fewer blocks than threads: split each block's maps in shares too */
+    job.nsplit = 1;
+    if (n_threads > nblocks && a.ngroups > 1) {
+        job.nsplit = (n_threads + nblocks - 1) / nblocks;
+        if (job.nsplit > a.ngroups)
+            job.nsplit = a.ngroups;
+    }
+    nt = fb_conv_team_size(n_threads, nblocks * job.nsplit, 1);
+    scratch_mem = malloc(sizeof(FT) * ssize * nt + 64);
+    if (scratch_mem == NULL) {
+        free(groups); free(pool);
+        return -1;
+    }
     a.groups = groups; a.pool = pool;
     a.X = X; a.W = W; a.b = b; a.Y = Y;
     a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = act;
@@ -151,7 +167,7 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
     job.a = &a; job.scratch = (FT*)fastbp_align64(scratch_mem); job.ssize = ssize;
     job.part = NULL; job.plen = 0; job.tstride = 0;
     job.wb = 0; job.n = n; job.bsize = VLMAX; job.isa = isa;
-    fb_team_run(nt, nblocks, API(conv_fwd_unit), &job);
+    fb_team_run(nt, nblocks * job.nsplit, API(conv_fwd_unit), &job);
 
     free(groups); free(pool); free(scratch_mem);
     return 0;
@@ -226,7 +242,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
 
         job.a = &a; job.scratch = (FT*)fastbp_align64(scratch_mem); job.part = part;
         job.ssize = ssize; job.tstride = 0; job.plen = plen; job.n = n; job.bsize = VLMAX;
-        job.isa = isa;
+        job.nsplit = 1; job.isa = isa;
         API(block_waves)(nt, nblocks, API(conv_bwd_unit), &job, total);
     }
 
@@ -288,7 +304,7 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     a.Y = Y; a.coef = coef; a.bias = NULL; a.dZ = dZ; a.X = NULL; a.dY = dY;
     a.n = n; a.c = c; a.h = h; a.w = w; a.act = in_act;
     job.a = &a; job.scratch = tbuf; job.part = part; job.ssize = tsize; job.tstride = w2p;
-    job.plen = plen; job.n = n; job.bsize = FASTBP_BLOCK; job.isa = isa;
+    job.plen = plen; job.n = n; job.bsize = FASTBP_BLOCK; job.nsplit = 1; job.isa = isa;
     API(block_waves)(nt, nblocks, API(pool_bwd_unit), &job, total);
     for (ch = 0; ch < c; ch++) {
         grad_coef[ch] = total[ch];

@@ -471,10 +471,11 @@ FASTBP_GW_N(4)
 #endif
 #undef FASTBP_GW_N
 
-/* Forward pass of samples [i0, i1) (at most BL). scratch: c_in*h*w*BL
- * elements for the block's X, then GT*(h-4)*(w-4)*BL for a tile's maps. */
-static ATTR void NAME(conv_fwd_block)(const ARGS(conv_fwd_args)* a, int i0, int i1,
-                                      FT* scratch)
+/* Forward pass of samples [i0, i1) (at most BL), output maps of the groups
+ * [k0, k1). scratch: c_in*h*w*BL elements for the block's X, then
+ * GT*(h-4)*(w-4)*BL for a tile's maps. */
+static ATTR void NAME(conv_fwd_block)(const ARGS(conv_fwd_args)* a, int i0, int i1, int k0,
+                                      int k1, FT* scratch)
 {
     const int c_in = a->c_in, c_out = a->c_out, w = a->w, ho = a->h - 4, wo = a->w - 4;
     const int nv = i1 - i0, nsub = (nv + VL - 1) / VL;
@@ -486,7 +487,7 @@ static ATTR void NAME(conv_fwd_block)(const ARGS(conv_fwd_args)* a, int i0, int 
     if (nsub * VL < BL) /* lanes no sub-vector computes: keep them finite */
         memset(scratch, 0, sizeof(FT) * (c_in * plane + GT * oplane) * BL);
     NAME(to_lanes)(xt, a->X + (ptrdiff_t)i0 * c_in * plane, c_in * plane, nv, c_in * plane);
-    for (k = 0; k < a->ngroups; k++) {
+    for (k = k0; k < k1; k++) {
         const fastbp_tile_group* grp = a->groups + k;
         for (s = 0; s < nsub; s++)
             for (r = 0; r < ho; r++)
