@@ -162,11 +162,12 @@ FB_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
 
 /* ---- blocks of samples side by side ----
  * A block holds BL samples (16 floats, 8 doubles: the widest vector of the
- * dtype) with its elements interleaved: element p of sample l is at
- * [p*BL + l]. A copy with VL < BL lanes runs over the block in VL-lane
- * sub-vectors (only those that hold samples). Each lane then follows the
- * same sequence of operations on every path, so the vector width changes
- * no result. */
+ * dtype) in sub-blocks of VL samples (one sub-block where VL == BL), each
+ * with its elements interleaved: element p of sample l is at
+ * [(l / VL)*S + p*VL + l % VL], S the buffer's sub-block stride. A copy
+ * runs over the sub-blocks that hold samples, one after the other, and
+ * reads whole cache lines of one. Each lane follows the same sequence of
+ * operations on every path, so the vector width changes no result. */
 
 /* dst[j*ds + l] = src[l*ss + j] for l, j < VL: one VL x VL
  * transpose, in registers on x86. */
@@ -238,45 +239,48 @@ FB_INLINE ATTR void NAME(transpose_vl)(FT* dst, ptrdiff_t ds, const FT* src, ptr
 #endif
 }
 
-/* dst[p*BL + l] = src[l*ss + p] for p < P and l < nv (one block of nv
- * samples); the lanes from nv to the end of its sub-vector are zero. */
+/* dst[(l / VL)*P*VL + p*VL + l % VL] = src[l*ss + p] for p < P and l < nv
+ * (one block of nv samples); the lanes from nv to the end of their
+ * sub-block are zero. */
 static ATTR void NAME(to_lanes)(FT* dst, const FT* src, ptrdiff_t ss, int nv, ptrdiff_t P)
 {
     ptrdiff_t p;
     int l0, l;
     for (l0 = 0; l0 < nv; l0 += VL) {
+        FT* d = dst + (l0 / VL) * P * VL;
         p = 0;
         if (l0 + VL <= nv)
             for (; p + VL <= P; p += VL)
-                NAME(transpose_vl)(dst + p * BL + l0, BL, src + l0 * ss + p, ss);
+                NAME(transpose_vl)(d + p * VL, VL, src + l0 * ss + p, ss);
         for (; p < P; p++)
-            for (l = l0; l < l0 + VL; l++) dst[p * BL + l] = l < nv ? src[l * ss + p] : (FT)0;
+            for (l = 0; l < VL; l++) d[p * VL + l] = l0 + l < nv ? src[(l0 + l) * ss + p] : (FT)0;
     }
 }
 
-/* dst[l*ds + p] = src[p*BL + l] for p < P and l < nv: the inverse of
- * to_lanes. */
-static ATTR void NAME(from_lanes)(FT* dst, ptrdiff_t ds, const FT* src, int nv, ptrdiff_t P)
+/* dst[l*ds + p] = src[(l / VL)*sub + p*VL + l % VL] for p < P and l < nv:
+ * the inverse of to_lanes, from sub-blocks sub elements apart. */
+static ATTR void NAME(from_lanes)(FT* dst, ptrdiff_t ds, const FT* src, ptrdiff_t sub, int nv,
+                                  ptrdiff_t P)
 {
     ptrdiff_t p;
     int l0, l;
     for (l0 = 0; l0 < nv; l0 += VL) {
+        const FT* s = src + (l0 / VL) * sub;
         p = 0;
         if (l0 + VL <= nv)
             for (; p + VL <= P; p += VL)
-                NAME(transpose_vl)(dst + l0 * ds + p, ds, src + p * BL + l0, BL);
+                NAME(transpose_vl)(dst + l0 * ds + p, ds, s + p * VL, VL);
         for (; p < P; p++)
-            for (l = l0; l < l0 + VL && l < nv; l++)
-                dst[l * ds + p] = src[p * BL + l];
+            for (l = 0; l < VL && l0 + l < nv; l++) dst[(l0 + l) * ds + p] = s[p * VL + l];
     }
 }
 
 /* Register tile of a correlation of blocks for one group of output maps (see
  * fastbp_tile_group): outputs 0 .. G-1, where the input maps in S feed all of
  * them (each input load feeds G multiply-adds) and, for G == 2, those in A
- * (B) feed only output 0 (1). With u = BL (positions are BL apart):
- *   out[g*ostride + r*u + lane] = sum over the input maps i of output g of
- *       sum_{kh < nkh, kw < 5} wg[i*25 + kh*5 + kw] * src[i*pstride + (kh*rs + kw + r)*u + lane]
+ * (B) feed only output 0 (1). With positions VL apart (a sub-block):
+ *   out[g*ostride + r*VL + lane] = sum over the input maps i of output g of
+ *       sum_{kh < nkh, kw < 5} wg[i*25 + kh*5 + kw] * src[i*pstride + (kh*rs + kw + r)*VL + lane]
  * (+ bias[g] when bias is not NULL) for r < R, with wg = wb + g*wostride: R
  * consecutive outputs of a row, the source's rows rs positions apart. R and G are compile-time constants
  * at each call site, so acc[][] lives in registers. Every output sums its
@@ -290,10 +294,10 @@ FB_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdif
         const FT* s = src + lst[j] * pstride;
         const FT* k = wb + lst[j] * 25;
         for (kh = 0; kh < nkh; kh++) {
-            const FT* srow = s + kh * rs * BL;
+            const FT* srow = s + kh * rs * VL;
             for (kw = 0; kw < 5; kw++) {
                 const VT w0 = VSET1(k[kh * 5 + kw]);
-                for (r = 0; r < R; r++) acc[r] = VFMA(w0, VLOAD(srow + (kw + r) * BL), acc[r]);
+                for (r = 0; r < R; r++) acc[r] = VFMA(w0, VLOAD(srow + (kw + r) * VL), acc[r]);
             }
         }
     }
@@ -315,11 +319,11 @@ FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, co
             const FT* s = src + lst[j] * pstride;
             const FT* k = wb + lst[j] * 25;
             for (kh = 0; kh < nkh; kh++) {
-                const FT* srow = s + kh * rs * BL;
+                const FT* srow = s + kh * rs * VL;
                 for (kw = 0; kw < 5; kw++) {
                     for (g = 0; g < G; g++) wv[g] = VSET1(k[g * wostride + kh * 5 + kw]);
                     for (r = 0; r < R; r++) {
-                        const VT xv = VLOADR(srow + (kw + r) * BL);
+                        const VT xv = VLOADR(srow + (kw + r) * VL);
                         for (g = 0; g < G; g++) acc[g][r] = VFMA(wv[g], xv, acc[g][r]);
                     }
                 }
@@ -334,7 +338,7 @@ FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, co
     for (g = 0; g < G; g++) {
         const VT vb = VSET1(bias != NULL ? bias[g] : (FT)0);
         for (r = 0; r < R; r++)
-            VSTORE(out + g * ostride + r * BL, bias != NULL ? VADD(acc[g][r], vb) : acc[g][r]);
+            VSTORE(out + g * ostride + r * VL, bias != NULL ? VADD(acc[g][r], vb) : acc[g][r]);
     }
 }
 
@@ -377,7 +381,7 @@ FASTBP_CHUNK_N(4, 6)
 #undef FASTBP_CHUNK_N
 
 /* One output row of the correlation (see chunk_core) for the output maps of
- * grp: T[g*tstride + x*BL] for x < ncol, in register tiles balanced so that
+ * grp: T[g*tstride + x*VL] for x < ncol, in register tiles balanced so that
  * none is much shorter. src: the first kernel row's source row (kernel rows
  * kh0 .. kh1 - 1 of the weights are used); weights of (output grp->o + g,
  * input i): wbase + (grp->o + g)*wostride + i*25; biases (or NULL): bias[grp->o + g]. */
@@ -398,8 +402,8 @@ static ATTR void NAME(correlate_row)(FT* T, ptrdiff_t tstride, int ncol, const F
     extra = ncol % nch;
     for (c = 0; c < nch; c++) {
         const int R = base + (c < extra);
-        FT* out = T + x0 * BL;
-        const FT* s = src + x0 * BL;
+        FT* out = T + x0 * VL;
+        const FT* s = src + x0 * VL;
 #define FASTBP_CASE(GG, RN)                                                              \
     case RN:                                                                             \
         NAME(chunk##GG##_##RN)(out, tstride, s, pstride, rs, pool, grp, wb, wostride, nkh, \
@@ -430,9 +434,9 @@ static ATTR void NAME(correlate_row)(FT* T, ptrdiff_t tstride, int ncol, const F
 }
 
 /* Weight-gradient terms of G (1, 2 or 4) pairs (o_g, i) that share the
- * input map x, for kernel row kh, over one sub-vector of a block:
- *   gp[g][(kh*5 + kw)*BL + lane] = sum over y < ho, x < wo (in that order) of
- *       dz[g][(y*wo + x)*BL + lane] * x[((y + kh)*w + x + kw)*BL + lane].
+ * input map x, for kernel row kh, over one sub-block:
+ *   gp[g][(kh*5 + kw)*VL + lane] = sum over y < ho, x < wo (in that order) of
+ *       dz[g][(y*wo + x)*VL + lane] * x[((y + kh)*w + x + kw)*VL + lane].
  * G*5 accumulators stay in registers; each x load feeds G multiply-adds. */
 FB_INLINE ATTR void NAME(gw_core)(FT* const* gp, const FT* const* dz, const FT* x, int w,
                                   int ho, int wo, int kh, const int G)
@@ -442,19 +446,19 @@ FB_INLINE ATTR void NAME(gw_core)(FT* const* gp, const FT* const* dz, const FT* 
     for (g = 0; g < G; g++)
         for (kw = 0; kw < 5; kw++) a[g][kw] = VSET1((FT)0);
     for (y = 0; y < ho; y++) {
-        const FT* xrow = x + (ptrdiff_t)(y + kh) * w * BL;
-        const ptrdiff_t drow = (ptrdiff_t)y * wo * BL;
+        const FT* xrow = x + (ptrdiff_t)(y + kh) * w * VL;
+        const ptrdiff_t drow = (ptrdiff_t)y * wo * VL;
         for (c = 0; c < wo; c++) {
-            const FT* xv = xrow + c * BL;
-            for (g = 0; g < G; g++) d[g] = VLOAD(dz[g] + drow + c * BL);
+            const FT* xv = xrow + c * VL;
+            for (g = 0; g < G; g++) d[g] = VLOAD(dz[g] + drow + c * VL);
             for (kw = 0; kw < 5; kw++) {
-                const VT xk = VLOADR(xv + kw * BL);
+                const VT xk = VLOADR(xv + kw * VL);
                 for (g = 0; g < G; g++) a[g][kw] = VFMA(d[g], xk, a[g][kw]);
             }
         }
     }
     for (g = 0; g < G; g++)
-        for (kw = 0; kw < 5; kw++) VSTORE(gp[g] + (kh * 5 + kw) * BL, a[g][kw]);
+        for (kw = 0; kw < 5; kw++) VSTORE(gp[g] + (kh * 5 + kw) * VL, a[g][kw]);
 }
 
 #define FASTBP_GW_N(G)                                                                    \
@@ -472,32 +476,32 @@ FASTBP_GW_N(4)
 #undef FASTBP_GW_N
 
 /* Forward pass of samples [i0, i1) (at most BL), output maps of the groups
- * [k0, k1). scratch: c_in*h*w*BL elements for the block's X, then
- * GT*(h-4)*(w-4)*BL for a tile's maps. */
+ * [k0, k1). scratch: the block's X (c_in*h*w*BL elements), then a tile's
+ * maps (GT*(h-4)*(w-4)*BL), each in sub-blocks. */
 static ATTR void NAME(conv_fwd_block)(const ARGS(conv_fwd_args)* a, int i0, int i1, int k0,
                                       int k1, FT* scratch)
 {
     const int c_in = a->c_in, c_out = a->c_out, w = a->w, ho = a->h - 4, wo = a->w - 4;
     const int nv = i1 - i0, nsub = (nv + VL - 1) / VL;
     const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)ho * wo;
+    const ptrdiff_t xs = c_in * plane * VL, ts = GT * oplane * VL; /* sub-block strides */
     FT* const xt = scratch;
     FT* const T = scratch + c_in * plane * BL;
     FT* const y = a->Y + (ptrdiff_t)i0 * c_out * oplane;
     int k, g, s, r;
-    if (nsub * VL < BL) /* lanes no sub-vector computes: keep them finite */
-        memset(scratch, 0, sizeof(FT) * (c_in * plane + GT * oplane) * BL);
     NAME(to_lanes)(xt, a->X + (ptrdiff_t)i0 * c_in * plane, c_in * plane, nv, c_in * plane);
     for (k = k0; k < k1; k++) {
         const fastbp_tile_group* grp = a->groups + k;
-        for (s = 0; s < nsub; s++)
+        for (s = 0; s < nsub; s++) {
             for (r = 0; r < ho; r++)
-                NAME(correlate_row)(T + (r * wo * BL + s * VL), oplane * BL, wo,
-                                    xt + (r * w * BL + s * VL), plane * BL, w, a->pool, grp,
+                NAME(correlate_row)(T + s * ts + r * wo * VL, oplane * VL, wo,
+                                    xt + s * xs + r * w * VL, plane * VL, w, a->pool, grp,
                                     a->W, (ptrdiff_t)c_in * 25, 0, 5, a->b);
-        /* the activation while the tile's maps are in cache */
-        EW(fastbp_act)(T, T, NULL, grp->G * oplane * BL, a->act);
+            /* the activation while the tile's maps are in cache */
+            EW(fastbp_act)(T + s * ts, T + s * ts, NULL, grp->G * oplane * VL, a->act);
+        }
         for (g = 0; g < grp->G; g++)
-            NAME(from_lanes)(y + (grp->o + g) * oplane, c_out * oplane, T + g * oplane * BL,
+            NAME(from_lanes)(y + (grp->o + g) * oplane, c_out * oplane, T + g * oplane * VL, ts,
                              nv, oplane);
     }
 }
@@ -505,7 +509,10 @@ static ATTR void NAME(conv_fwd_block)(const ARGS(conv_fwd_args)* a, int i0, int 
 /* Backward pass of samples [i0, i1) (at most BL): writes dX of those
  * samples (if wanted) and part = [grad_W of the connected pairs (npairs,
  * 25), grad_b (c_out)] summed over the block: per sample (a lane each),
- * then over the samples in order. scratch: see conv_bwd_scratch. */
+ * then over the samples in order. scratch, each in sub-blocks: the block's X
+ * (c_in*h*w*BL elements) and dZ (c_out*(h-4)*(w-4)*BL), the per-sample sums
+ * ((npairs*25 + c_out)*BL), and for dX the padded dZ (c_out*(h-4)*(w+4)*BL)
+ * and a tile's maps (GT*h*w*BL). */
 static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int i1,
                                       FT* scratch, FT* part)
 {
@@ -513,35 +520,36 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
     const int nv = i1 - i0, nsub = (nv + VL - 1) / VL;
     const ptrdiff_t plane = (ptrdiff_t)h * w, oplane = (ptrdiff_t)ho * wo;
     const ptrdiff_t ng = (ptrdiff_t)a->npairs * 25, prow = w + 4; /* dZ rows, padded */
+    /* sub-block strides */
+    const ptrdiff_t xs = c_in * plane * VL, ds = c_out * oplane * VL, gs = (ng + c_out) * VL;
+    const ptrdiff_t ps = c_out * ho * prow * VL, ts = GT * plane * VL;
     FT* const xt = scratch;
     FT* const dzt = xt + c_in * plane * BL;
-    FT* const gacc = dzt + c_out * oplane * BL; /* (ng + c_out, BL) */
-    FT* const dzp = gacc + (ng + c_out) * BL;   /* (c_out, ho, w + 4, BL) */
-    FT* const T = dzp + c_out * ho * prow * BL; /* (GT, h, w, BL) */
+    FT* const gacc = dzt + c_out * oplane * BL;
+    FT* const dzp = gacc + (ng + c_out) * BL;
+    FT* const T = dzp + c_out * ho * prow * BL;
     ptrdiff_t p;
     int co, ci, k, r, g, s, l;
 
-    if (nsub * VL < BL) /* lanes no sub-vector computes: keep them finite */
-        memset(scratch, 0, sizeof(FT) * (c_in * plane + c_out * oplane) * BL);
     NAME(to_lanes)(xt, a->X + (ptrdiff_t)i0 * c_in * plane, c_in * plane, nv, c_in * plane);
     NAME(to_lanes)(dzt, a->dZ + (ptrdiff_t)i0 * c_out * oplane, c_out * oplane, nv,
                    c_out * oplane);
     for (s = 0; s < nsub; s++) {
-        const int lo = s * VL;
+        FT* const gsub = gacc + s * gs;
         /* grad_b: 4 interleaved sums over the positions, then a fixed tree */
         for (co = 0; co < c_out; co++) {
-            const FT* d = dzt + co * oplane * BL + lo;
+            const FT* d = dzt + s * ds + co * oplane * VL;
             VT t[4];
             for (k = 0; k < 4; k++) t[k] = VSET1((FT)0);
             for (p = 0; p + 4 <= oplane; p += 4)
-                for (k = 0; k < 4; k++) t[k] = VADD(t[k], VLOAD(d + (p + k) * BL));
-            for (k = 0; p < oplane; p++, k++) t[k] = VADD(t[k], VLOAD(d + p * BL));
-            VSTORE(gacc + (ng + co) * BL + lo, VADD(VADD(t[0], t[1]), VADD(t[2], t[3])));
+                for (k = 0; k < 4; k++) t[k] = VADD(t[k], VLOAD(d + (p + k) * VL));
+            for (k = 0; p < oplane; p++, k++) t[k] = VADD(t[k], VLOAD(d + p * VL));
+            VSTORE(gsub + (ng + co) * VL, VADD(VADD(t[0], t[1]), VADD(t[2], t[3])));
         }
         /* grad_W: the output maps of input map ci, GT at a time (then 2, 1) */
         for (ci = 0; ci < c_in; ci++) {
             const int* lst = a->blist + (ptrdiff_t)ci * c_out;
-            const FT* xs = xt + ci * plane * BL + lo;
+            const FT* xsrc = xt + s * xs + ci * plane * VL;
             for (k = 0; k < a->bn[ci];) {
                 FT* gp[GT];
                 const FT* dzg[GT];
@@ -549,26 +557,25 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
                 int t;
                 for (t = 0; t < gn; t++) {
                     const int o = lst[k + t];
-                    gp[t] = gacc + (ptrdiff_t)a->pid[o * c_in + ci] * 25 * BL + lo;
-                    dzg[t] = dzt + o * oplane * BL + lo;
+                    gp[t] = gsub + (ptrdiff_t)a->pid[o * c_in + ci] * 25 * VL;
+                    dzg[t] = dzt + s * ds + o * oplane * VL;
                 }
 #if GT >= 4
                 if (gn == 4)
-                    NAME(gw4)(gp, dzg, xs, w, ho, wo);
+                    NAME(gw4)(gp, dzg, xsrc, w, ho, wo);
                 else
 #endif
                 if (gn == 2)
-                    NAME(gw2)(gp, dzg, xs, w, ho, wo);
+                    NAME(gw2)(gp, dzg, xsrc, w, ho, wo);
                 else
-                    NAME(gw1)(gp, dzg, xs, w, ho, wo);
+                    NAME(gw1)(gp, dzg, xsrc, w, ho, wo);
                 k += gn;
             }
         }
     }
     for (p = 0; p < ng + c_out; p++) {
-        const FT* gv = gacc + p * BL;
-        FT sum = gv[0];
-        for (l = 1; l < nv; l++) sum += gv[l];
+        FT sum = gacc[p * VL];
+        for (l = 1; l < nv; l++) sum += gacc[(l / VL) * gs + p * VL + l % VL];
         part[p] = sum;
     }
     if (a->dX == NULL)
@@ -576,35 +583,36 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
     /* dX = full convolution of dZ with the rotated kernels: dZ's rows with 4
      * zero columns on each side; kernel rows that would read rows outside
      * dZ are skipped (they add only zeros). */
-    for (co = 0; co < c_out; co++)
-        for (r = 0; r < ho; r++) {
-            FT* row = dzp + ((ptrdiff_t)co * ho + r) * prow * BL;
-            memset(row, 0, sizeof(FT) * 4 * BL);
-            memcpy(row + 4 * BL, dzt + ((ptrdiff_t)co * oplane + r * wo) * BL,
-                   sizeof(FT) * wo * BL);
-            memset(row + (4 + wo) * BL, 0, sizeof(FT) * 4 * BL);
-        }
-    if (nsub * VL < BL)
-        memset(T, 0, sizeof(FT) * GT * plane * BL);
+    for (s = 0; s < nsub; s++)
+        for (co = 0; co < c_out; co++)
+            for (r = 0; r < ho; r++) {
+                FT* row = dzp + s * ps + ((ptrdiff_t)co * ho + r) * prow * VL;
+                memset(row, 0, sizeof(FT) * 4 * VL);
+                memcpy(row + 4 * VL, dzt + s * ds + ((ptrdiff_t)co * oplane + r * wo) * VL,
+                       sizeof(FT) * wo * VL);
+                memset(row + (4 + wo) * VL, 0, sizeof(FT) * 4 * VL);
+            }
     for (k = 0; k < a->ngroups; k++) {
         const fastbp_tile_group* grp = a->groups + k;
-        for (s = 0; s < nsub; s++)
+        for (s = 0; s < nsub; s++) {
             for (r = 0; r < h; r++) {
                 /* kernel row kh reads dZ row r - 4 + kh */
                 const int kh0 = r < 4 ? 4 - r : 0, kh1 = r + 1 > ho ? ho + 4 - r : 5;
-                NAME(correlate_row)(T + (r * w * BL + s * VL), plane * BL, w,
-                                    dzp + ((r - 4 + kh0) * prow * BL + s * VL),
-                                    ho * prow * BL, prow, a->pool, grp, a->wrot,
-                                    (ptrdiff_t)c_out * 25, kh0, kh1, NULL);
+                NAME(correlate_row)(T + s * ts + r * w * VL, plane * VL, w,
+                                    dzp + s * ps + (r - 4 + kh0) * prow * VL, ho * prow * VL,
+                                    prow, a->pool, grp, a->wrot, (ptrdiff_t)c_out * 25, kh0,
+                                    kh1, NULL);
             }
-        for (g = 0; g < grp->G; g++) {
-            ci = grp->o + g;
             /* times the input activation's derivative, X side by side too */
-            EW(fastbp_dact)(T + g * plane * BL, T + g * plane * BL, NULL,
-                            xt + ci * plane * BL, plane * BL, a->act);
-            NAME(from_lanes)(a->dX + (ptrdiff_t)i0 * c_in * plane + ci * plane, c_in * plane,
-                             T + g * plane * BL, nv, plane);
+            for (g = 0; g < grp->G; g++) {
+                FT* const tg = T + s * ts + g * plane * VL;
+                EW(fastbp_dact)(tg, tg, NULL, xt + s * xs + (grp->o + g) * plane * VL,
+                                plane * VL, a->act);
+            }
         }
+        for (g = 0; g < grp->G; g++)
+            NAME(from_lanes)(a->dX + (ptrdiff_t)i0 * c_in * plane + (grp->o + g) * plane,
+                             c_in * plane, T + g * plane * VL, ts, nv, plane);
     }
 }
 
