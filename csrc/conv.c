@@ -84,6 +84,7 @@
  * widest vector (a block's rows are then 64 bytes). */
 #define FASTBP_BLOCK_LANES(f32) ((f32) ? 16 : 8)
 #define FASTBP_WAVE 16   /* block sums held in memory at once */
+#define FASTBP_XPAD 32   /* zero elements after the padded copy of a sample */
 
 /* The first 64-byte boundary at or after p (p from malloc with 64 bytes spare). */
 static void* fastbp_align64(void* p)
@@ -155,6 +156,7 @@ static int fastbp_plan_tiles(const unsigned char* table, int c_out, int c_in, in
 #define FASTBP_DECLARE_ARGS(FT, SUF)                                              \
     typedef struct {                                                              \
         const FT* X; const FT* W; const FT* b; FT* Y;                             \
+        const FT* xlast;    /* zero-padded copy of the last sample */             \
         const fastbp_tile_group* groups; const int* pool; int ngroups;            \
         int n, c_in, h, w, c_out, act;                                            \
     } conv_fwd_args_##SUF;                                                        \

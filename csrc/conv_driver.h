@@ -51,6 +51,18 @@ static int API(fastbp_conv_lists)(const unsigned char* table, int c_out, int c_i
     return total;
 }
 
+/* A zero-padded copy of the last sample: conv_fwd_sample reads up to VL - 1
+ * elements past a plane, which for the last plane of X would leave the array. */
+static FT* API(fastbp_pad_last)(const FT* X, int n, ptrdiff_t sample)
+{
+    FT* xlast = (FT*)malloc(sizeof(FT) * (sample + FASTBP_XPAD));
+    if (xlast != NULL) {
+        memcpy(xlast, X + (ptrdiff_t)(n - 1) * sample, sizeof(FT) * sample);
+        memset(xlast + sample, 0, sizeof(FT) * FASTBP_XPAD);
+    }
+    return xlast;
+}
+
 /* Units of fb_team_run: blocks of bsize samples (a convolution's forward
  * pass: all blocks at once; a backward pass: a wave of blocks, block wb + u
  * writing its gradient sums to part + u * plen). Each job names the level
@@ -136,6 +148,7 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
     int nt, *pool;
     fastbp_tile_group* groups;
     void* scratch_mem;
+    FT* xlast;
     ARGS(conv_fwd_args) a;
     API(block_job) job;
     if (n <= 0 || c_out <= 0)
@@ -156,12 +169,13 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
     }
     nt = fb_conv_team_size(n_threads, nblocks * job.nsplit, 1);
     scratch_mem = malloc(sizeof(FT) * ssize * nt + 64);
-    if (scratch_mem == NULL) {
-        free(groups); free(pool);
+    xlast = API(fastbp_pad_last)(X, n, c_in * plane);
+    if (scratch_mem == NULL || xlast == NULL) {
+        free(groups); free(pool); free(scratch_mem); free(xlast);
         return -1;
     }
     a.groups = groups; a.pool = pool;
-    a.X = X; a.W = W; a.b = b; a.Y = Y;
+    a.X = X; a.W = W; a.b = b; a.Y = Y; a.xlast = xlast;
     a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = act;
 
     job.a = &a; job.scratch = (FT*)fastbp_align64(scratch_mem); job.ssize = ssize;
@@ -169,7 +183,7 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
     job.wb = 0; job.n = n; job.bsize = VLMAX; job.isa = isa;
     fb_team_run(nt, nblocks * job.nsplit, API(conv_fwd_unit), &job);
 
-    free(groups); free(pool); free(scratch_mem);
+    free(groups); free(pool); free(scratch_mem); free(xlast);
     return 0;
 }
 

@@ -278,26 +278,28 @@ static ATTR void NAME(from_lanes)(FT* dst, ptrdiff_t ds, const FT* src, ptrdiff_
 /* Register tile of a correlation of blocks for one group of output maps (see
  * fastbp_tile_group): outputs 0 .. G-1, where the input maps in S feed all of
  * them (each input load feeds G multiply-adds) and, for G == 2, those in A
- * (B) feed only output 0 (1). With positions VL apart (a sub-block):
+ * (B) feed only output 0 (1):
  *   out[g*ostride + r*VL + lane] = sum over the input maps i of output g of
- *       sum_{kh < nkh, kw < 5} wg[i*25 + kh*5 + kw] * src[i*pstride + (kh*rs + kw + r)*VL + lane]
- * (+ bias[g] when bias is not NULL) for r < R, with wg = wb + g*wostride: R
- * consecutive outputs of a row, the source's rows rs positions apart. R and G are compile-time constants
+ *       sum_{kh < nkh, kw < 5} wg[i*25 + kh*5 + kw] * src[i*pstride + (kh*rs + kw)*pu + r*VL + lane]
+ * (+ bias[g] when bias is not NULL) for r < R, with wg = wb + g*wostride,
+ * the source's rows rs positions apart, positions pu elements apart: R
+ * consecutive outputs of a row of a sub-block (pu = VL), or R vectors of
+ * consecutive outputs of one sample's wide rows (pu = 1; see conv_fwd_sample). R and G are compile-time constants
  * at each call site, so acc[][] lives in registers. Every output sums its
  * terms in the same order (input maps, then kh, then kw) whatever R and G. */
 FB_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdiff_t pstride,
-                                     ptrdiff_t rs, const int* lst, int nl, const FT* wb,
-                                     const int nkh)
+                                     ptrdiff_t rs, ptrdiff_t pu, const int* lst, int nl,
+                                     const FT* wb, const int nkh)
 {
     int r, j, kh, kw;
     for (j = 0; j < nl; j++) {
         const FT* s = src + lst[j] * pstride;
         const FT* k = wb + lst[j] * 25;
         for (kh = 0; kh < nkh; kh++) {
-            const FT* srow = s + kh * rs * VL;
+            const FT* srow = s + kh * rs * pu;
             for (kw = 0; kw < 5; kw++) {
                 const VT w0 = VSET1(k[kh * 5 + kw]);
-                for (r = 0; r < R; r++) acc[r] = VFMA(w0, VLOAD(srow + (kw + r) * VL), acc[r]);
+                for (r = 0; r < R; r++) acc[r] = VFMA(w0, VLOAD(srow + kw * pu + r * VL), acc[r]);
             }
         }
     }
@@ -305,9 +307,9 @@ FB_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdif
 
 FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, const int G,
                                      const FT* src, ptrdiff_t pstride, ptrdiff_t rs,
-                                     const int* pool, const fastbp_tile_group* grp,
-                                     const FT* wb, ptrdiff_t wostride, const int nkh,
-                                     const FT* bias)
+                                     ptrdiff_t pu, const int* pool,
+                                     const fastbp_tile_group* grp, const FT* wb,
+                                     ptrdiff_t wostride, const int nkh, const FT* bias)
 {
     VT acc[GT][FASTBP_RMAX], wv[GT];
     int g, r, j, kh, kw;
@@ -319,22 +321,22 @@ FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, co
             const FT* s = src + lst[j] * pstride;
             const FT* k = wb + lst[j] * 25;
             for (kh = 0; kh < nkh; kh++) {
-                const FT* srow = s + kh * rs * VL;
+                const FT* srow = s + kh * rs * pu;
                 for (kw = 0; kw < 5; kw++) {
                     for (g = 0; g < G; g++) wv[g] = VSET1(k[g * wostride + kh * 5 + kw]);
                     for (r = 0; r < R; r++) {
-                        const VT xv = VLOADR(srow + (kw + r) * VL);
+                        const VT xv = VLOADR(srow + kw * pu + r * VL);
                         for (g = 0; g < G; g++) acc[g][r] = VFMA(wv[g], xv, acc[g][r]);
                     }
                 }
             }
         }
         if (G == 2)
-            NAME(tile_list1)(acc[1], R, src, pstride, rs, pool + grp->b, grp->nb,
+            NAME(tile_list1)(acc[1], R, src, pstride, rs, pu, pool + grp->b, grp->nb,
                              wb + wostride, nkh);
     }
     if (G <= 2)
-        NAME(tile_list1)(acc[0], R, src, pstride, rs, pool + grp->a, grp->na, wb, nkh);
+        NAME(tile_list1)(acc[0], R, src, pstride, rs, pu, pool + grp->a, grp->na, wb, nkh);
     for (g = 0; g < G; g++) {
         const VT vb = VSET1(bias != NULL ? bias[g] : (FT)0);
         for (r = 0; r < R; r++)
@@ -344,17 +346,17 @@ FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, co
 
 #define FASTBP_CHUNK_N(G, RN)                                                             \
     static ATTR void NAME(chunk##G##_##RN)(FT* out, ptrdiff_t ostride, const FT* src,      \
-                                           ptrdiff_t pstride, ptrdiff_t rs,                \
+                                           ptrdiff_t pstride, ptrdiff_t rs, ptrdiff_t pu,  \
                                            const int* pool, const fastbp_tile_group* grp,  \
                                            const FT* wb, ptrdiff_t wostride, int nkh,      \
                                            const FT* bias)                                 \
     {                                                                                     \
         if (nkh == 5) /* a constant bound: the usual, faster loop */                      \
-            NAME(chunk_core)(out, ostride, RN, G, src, pstride, rs, pool, grp, wb, wostride, 5, \
-                             bias);                                                       \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, rs, pu, pool, grp, wb,     \
+                             wostride, 5, bias);                                          \
         else                                                                              \
-            NAME(chunk_core)(out, ostride, RN, G, src, pstride, rs, pool, grp, wb, wostride, \
-                             nkh, bias);                                                  \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, rs, pu, pool, grp, wb,     \
+                             wostride, nkh, bias);                                        \
     }
 FASTBP_CHUNK_N(1, 1)
 FASTBP_CHUNK_N(1, 2)
@@ -381,12 +383,13 @@ FASTBP_CHUNK_N(4, 6)
 #undef FASTBP_CHUNK_N
 
 /* One output row of the correlation (see chunk_core) for the output maps of
- * grp: T[g*tstride + x*VL] for x < ncol, in register tiles balanced so that
- * none is much shorter. src: the first kernel row's source row (kernel rows
+ * grp: T[g*tstride + x*VL] for x < ncol vectors, in register tiles balanced
+ * so that none is much shorter. src: the first kernel row's source row (kernel rows
  * kh0 .. kh1 - 1 of the weights are used); weights of (output grp->o + g,
  * input i): wbase + (grp->o + g)*wostride + i*25; biases (or NULL): bias[grp->o + g]. */
 static ATTR void NAME(correlate_row)(FT* T, ptrdiff_t tstride, int ncol, const FT* src,
-                                     ptrdiff_t pstride, ptrdiff_t rs, const int* pool,
+                                     ptrdiff_t pstride, ptrdiff_t rs, ptrdiff_t pu,
+                                     const int* pool,
                                      const fastbp_tile_group* grp, const FT* wbase,
                                      ptrdiff_t wostride, int kh0, int kh1, const FT* bias)
 {
@@ -406,8 +409,8 @@ static ATTR void NAME(correlate_row)(FT* T, ptrdiff_t tstride, int ncol, const F
         const FT* s = src + x0 * VL;
 #define FASTBP_CASE(GG, RN)                                                              \
     case RN:                                                                             \
-        NAME(chunk##GG##_##RN)(out, tstride, s, pstride, rs, pool, grp, wb, wostride, nkh, \
-                               gbias);                                                    \
+        NAME(chunk##GG##_##RN)(out, tstride, s, pstride, rs, pu, pool, grp, wb, wostride,  \
+                               nkh, gbias);                                               \
         break;
         if (G == 1) {
             switch (R) {
@@ -475,28 +478,63 @@ FASTBP_GW_N(4)
 #endif
 #undef FASTBP_GW_N
 
+/* Forward pass of sample i alone, output maps of the groups [k0, k1): a
+ * sub-block with few samples costs as much as a full one, so a block's last
+ * few samples run here. The wide rows: the correlation of the flattened
+ * plane, out[p] = sum_{kh,kw} k[kh][kw] * in[p + kh*w + kw] for p = y*w + x,
+ * VL consecutive p to a vector; the columns x >= w - 4 are dropped. Every
+ * output sums the same terms in the same order as in a block. T: GT wide
+ * planes tstride >= h*w + VL apart. Reads up to VL - 1 elements past a
+ * plane: the last sample of X is read from a zero-padded copy. */
+static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, int k0, int k1,
+                                       FT* T, ptrdiff_t tstride)
+{
+    const int c_in = a->c_in, c_out = a->c_out, w = a->w, ho = a->h - 4, wo = a->w - 4;
+    const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)ho * wo;
+    const int nvw = ((ho - 1) * w + wo + VL - 1) / VL; /* vectors of a wide plane */
+    const FT* x = (i == a->n - 1) ? a->xlast : a->X + (ptrdiff_t)i * c_in * plane;
+    FT* y = a->Y + (ptrdiff_t)i * c_out * oplane;
+    int k, g, r;
+    for (k = k0; k < k1; k++) {
+        const fastbp_tile_group* grp = a->groups + k;
+        NAME(correlate_row)(T, tstride, nvw, x, plane, w, 1, a->pool, grp, a->W,
+                            (ptrdiff_t)c_in * 25, 0, 5, a->b);
+        for (g = 0; g < grp->G; g++)
+            for (r = 0; r < ho; r++)
+                memcpy(y + (grp->o + g) * oplane + r * wo, T + g * tstride + r * w,
+                       sizeof(FT) * wo);
+        EW(fastbp_act)(y + grp->o * oplane, y + grp->o * oplane, NULL, grp->G * oplane, a->act);
+    }
+}
+
 /* Forward pass of samples [i0, i1) (at most BL), output maps of the groups
  * [k0, k1). scratch: the block's X (c_in*h*w*BL elements), then a tile's
- * maps (GT*(h-4)*(w-4)*BL), each in sub-blocks. */
+ * maps (GT*(h-4)*(w-4)*BL), each in sub-blocks. A last sub-block of fewer
+ * than 3/4 VL samples runs one sample at a time (conv_fwd_sample). */
 static ATTR void NAME(conv_fwd_block)(const ARGS(conv_fwd_args)* a, int i0, int i1, int k0,
                                       int k1, FT* scratch)
 {
     const int c_in = a->c_in, c_out = a->c_out, w = a->w, ho = a->h - 4, wo = a->w - 4;
-    const int nv = i1 - i0, nsub = (nv + VL - 1) / VL;
+    const int tail = (i1 - i0) % VL;
+    const int nv = 4 * tail < 3 * VL ? i1 - i0 - tail : i1 - i0, nsub = (nv + VL - 1) / VL;
     const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)ho * wo;
     const ptrdiff_t xs = c_in * plane * VL, ts = GT * oplane * VL; /* sub-block strides */
     FT* const xt = scratch;
     FT* const T = scratch + c_in * plane * BL;
     FT* const y = a->Y + (ptrdiff_t)i0 * c_out * oplane;
-    int k, g, s, r;
+    int k, g, s, r, i;
+    for (i = i0 + nv; i < i1; i++)
+        NAME(conv_fwd_sample)(a, i, k0, k1, scratch, plane + 2 * BL);
+    if (nv == 0)
+        return;
     NAME(to_lanes)(xt, a->X + (ptrdiff_t)i0 * c_in * plane, c_in * plane, nv, c_in * plane);
     for (k = k0; k < k1; k++) {
         const fastbp_tile_group* grp = a->groups + k;
         for (s = 0; s < nsub; s++) {
             for (r = 0; r < ho; r++)
                 NAME(correlate_row)(T + s * ts + r * wo * VL, oplane * VL, wo,
-                                    xt + s * xs + r * w * VL, plane * VL, w, a->pool, grp,
-                                    a->W, (ptrdiff_t)c_in * 25, 0, 5, a->b);
+                                    xt + s * xs + r * w * VL, plane * VL, w, VL, a->pool,
+                                    grp, a->W, (ptrdiff_t)c_in * 25, 0, 5, a->b);
             /* the activation while the tile's maps are in cache */
             EW(fastbp_act)(T + s * ts, T + s * ts, NULL, grp->G * oplane * VL, a->act);
         }
@@ -600,8 +638,8 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
                 const int kh0 = r < 4 ? 4 - r : 0, kh1 = r + 1 > ho ? ho + 4 - r : 5;
                 NAME(correlate_row)(T + s * ts + r * w * VL, plane * VL, w,
                                     dzp + s * ps + (r - 4 + kh0) * prow * VL, ho * prow * VL,
-                                    prow, a->pool, grp, a->wrot, (ptrdiff_t)c_out * 25, kh0,
-                                    kh1, NULL);
+                                    prow, VL, a->pool, grp, a->wrot, (ptrdiff_t)c_out * 25,
+                                    kh0, kh1, NULL);
             }
             /* times the input activation's derivative, X side by side too */
             for (g = 0; g < grp->G; g++) {

@@ -411,6 +411,20 @@ def test_conv_maps_bitwise_independent_of_tiling(path, case, dtype):
         assert np.array_equal(dX1, dX[:, s])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [(20, 1, 6, 32, 32, "full"), (20, 6, 16, 14, 14, "lecun"),
+                                  (20, 4, 16, 8, 13, "holes")])
+def test_conv_forward_of_a_sample_does_not_depend_on_its_batch(path, case, dtype):
+    # Blocks of samples side by side, and a block's last few samples one at
+    # a time: each output must be bitwise the same whichever way it ran.
+    X, W, b, table, _ = _conv_problem(case, 2, seed=13, dtype=dtype)
+    Y = conv_forward(X, W, b, table, 2)
+    for i in range(X.shape[0]):
+        assert np.array_equal(conv_forward(X[i:i + 1], W, b, table, 2), Y[i:i + 1])
+    for n in (3, 7, 13, 17):
+        assert np.array_equal(conv_forward(X[:n], W, b, table, 2), Y[:n])
+
+
 @pytest.mark.compares_n_threads
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pool_bitwise_identical_across_threads(path, dtype):
