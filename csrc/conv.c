@@ -9,7 +9,15 @@
  * correlation with vectors for numbers: no lane is wasted on a plane's
  * edges, every load is one aligned vector, and each weight is one broadcast.
  * Each block is transposed into that layout on entry and back on exit, VL x
- * VL elements at a time (in registers on x86).
+ * VL elements at a time (in registers on x86). A copy with VL < BL lanes
+ * keeps a block as BL / VL sub-blocks of VL samples, so that each of its
+ * passes reads whole cache lines.
+ *
+ * A sub-block costs the same with one sample as with VL, so the forward
+ * pass runs a block's last few samples (under 3/4 VL) one at a time on
+ * "wide rows": the correlation of the flattened plane, VL consecutive
+ * positions to a vector, the 4 columns past each row's end dropped. Its
+ * outputs sum the same terms in the same order as a block's.
  *
  * A register tile holds R consecutive outputs of one row for G output maps
  * that share input maps (fastbp_plan_tiles): each input load feeds G
