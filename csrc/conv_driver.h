@@ -69,6 +69,7 @@ static FT* API(fastbp_pad_last)(const FT* X, int n, ptrdiff_t sample)
  * read once by its call. */
 typedef struct {
     const void* a; /* ARGS(conv_fwd_args), ARGS(conv_bwd_args) or ARGS(pool_args) */
+    const void* a_half; /* conv_bwd_unit's on the AVX2 copy: its tile plan */
     FT *scratch, *part; /* scratch: ssize elements per slot */
     ptrdiff_t ssize, plen;
     ptrdiff_t tstride; /* pooling's column-sum rows */
@@ -98,9 +99,15 @@ static void API(conv_fwd_unit)(void* job, int u, int slot)
 static void API(conv_bwd_unit)(void* job, int u, int slot)
 {
     const API(block_job)* j = (const API(block_job)*)job;
-    int i0, i1;
+    int i0, i1, isa = j->isa;
     API(block_range)(j, u, &i0, &i1);
-    CALL_ISA(j->isa, conv_bwd_block, (const ARGS(conv_bwd_args)*)j->a, i0, i1,
+    /* A block of at most half a vector's samples (a small batch) runs on
+     * the AVX2 copy's half-width vectors: half the cost, the same results
+     * (each lane's order does not depend on the width). */
+    if (isa >= FB_LEVEL_AVX512 && 2 * (i1 - i0) <= VLMAX)
+        isa = FB_LEVEL_AVX2;
+    CALL_ISA(isa, conv_bwd_block,
+             (const ARGS(conv_bwd_args)*)(isa == j->isa ? j->a : j->a_half), i0, i1,
              j->scratch + slot * j->ssize, j->part + u * j->plen);
 }
 
@@ -203,12 +210,13 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
     ptrdiff_t ng, plen, ssize, j;
     FT *wrot = NULL, *part = NULL, *total = NULL;
     void* scratch_mem = NULL;
-    ARGS(conv_bwd_args) a;
+    ARGS(conv_bwd_args) a, a_half;
     API(block_job) job;
 
-    /* blist (c_in, c_out), bn (c_in), pid (c_out, c_in), pool (c_in, c_out) */
-    lists = (int*)malloc(sizeof(int) * (3 * (size_t)c_out * c_in + c_in + 1));
-    groups = (fastbp_tile_group*)malloc(sizeof(fastbp_tile_group) * ((size_t)c_in + 1));
+    /* blist (c_in, c_out), bn (c_in), pid (c_out, c_in), pool (c_in, c_out), and
+     * the AVX2 copy's pool (c_in, c_out); groups: room for two plans */
+    lists = (int*)malloc(sizeof(int) * (4 * (size_t)c_out * c_in + c_in + 1));
+    groups = (fastbp_tile_group*)malloc(sizeof(fastbp_tile_group) * (2 * (size_t)c_in + 1));
     if (lists == NULL || groups == NULL) {
         free(lists); free(groups);
         return -1;
@@ -253,8 +261,16 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
         a.groups = groups; a.pool = pool; a.blist = blist; a.bn = bn;
         a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = in_act;
         a.pid = pid; a.npairs = npairs;
+        a_half = a;
+        if (isa >= FB_LEVEL_AVX512) {
+            a_half.groups = groups + c_in;
+            a_half.pool = pool + (ptrdiff_t)c_out * c_in;
+            a_half.ngroups = fastbp_plan_tiles(table, c_out, c_in, 1,
+                                               FASTBP_TILE_GMAX(FB_LEVEL_AVX2),
+                                               groups + c_in, pool + (ptrdiff_t)c_out * c_in);
+        }
 
-        job.a = &a; job.scratch = (FT*)fastbp_align64(scratch_mem); job.part = part;
+        job.a = &a; job.a_half = &a_half; job.scratch = (FT*)fastbp_align64(scratch_mem); job.part = part;
         job.ssize = ssize; job.tstride = 0; job.plen = plen; job.n = n; job.bsize = VLMAX;
         job.nsplit = 1; job.isa = isa;
         API(block_waves)(nt, nblocks, API(conv_bwd_unit), &job, total);

@@ -16,8 +16,7 @@
 /* ---- partial vectors: rows of any width, VL elements at a time ----
  * The lanes beyond n of a partial vector are zero on loads and left alone on
  * stores (masked where the instruction set has masks), so a row of any width
- * is covered without reading or writing past it: pooling's rows, and the
- * backward passes' copies of short rows (inline, no libc call a row). */
+ * is covered without reading or writing past it: pooling's rows. */
 #if FB_LANES_ISA == FB_LEVEL_AVX512
 #if FB_LANES_F32
 #define FASTBP_MASK(n) ((__mmask16)((1u << (n)) - 1u))

@@ -107,8 +107,7 @@ def test_one_switch_reaches_every_kernel_module(kernel):
 # Every path is tested against the NumPy twins (the kernel tests take the
 # dispatch_path fixture); here the faster paths are compared with the portable
 # one. They differ only in rounding: fused multiply-adds (AVX2, AVX-512) round
-# once where the portable path rounds twice, and the convolution's weight
-# gradient adds its vector lanes in a different order. Stated bounds:
+# once where the portable path rounds twice. Stated bounds:
 # activations within 8 ulp of each other element for element (each is within
 # 4 of NumPy's float64 value), and d * f'(z) within 8 ulp of d (1 - h^2 near
 # h = 1 cancels: its own ulps say nothing); sums (RNN, convolution, pooling)

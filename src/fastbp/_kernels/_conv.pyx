@@ -8,8 +8,9 @@ The arithmetic lives in ``csrc/conv.c`` (plain C with copies per instruction
 set, chosen at run time: see ``_dispatch``); the plain-NumPy twins in
 ``tests/_twins_conv.py`` define what every function computes.
 
-Results do not depend on ``n_threads``: the work is split over samples, and
-parameter gradients are summed per fixed block of 8 samples, the blocks being
+Results do not depend on ``n_threads``: the work is split over blocks of
+samples (16 float32 or 8 float64 for a convolution, 8 for a pooling), and
+parameter gradients are summed per block in a fixed order, the blocks being
 added in order.
 
 A convolution whose output is 1x1 (input 5x5, such as LeNet's C5) with a full
