@@ -167,9 +167,11 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
         return -1;
     }
     a.ngroups = fastbp_plan_tiles(table, c_out, c_in, 0, FASTBP_TILE_GMAX(isa), groups, pool);
-    /* fewer blocks than threads: split each block's maps in shares too */
+    /* fewer blocks than threads: split each block's maps in shares too, when
+     * the call's multiply-adds (taken as a full table's) pay for a team */
     job.nsplit = 1;
-    if (n_threads > nblocks && a.ngroups > 1) {
+    if (n_threads > nblocks && a.ngroups > 1 &&
+        (double)n * c_out * c_in * oplane * 25 >= (double)(1 << 20)) {
         job.nsplit = (n_threads + nblocks - 1) / nblocks;
         if (job.nsplit > a.ngroups)
             job.nsplit = a.ngroups;
