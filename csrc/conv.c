@@ -3,12 +3,13 @@
  * Samples side by side
  * ---------------------
  * The convolutions run on blocks of BL samples (16 floats or 8 doubles, the
- * lanes of the dtype's widest vector) whose elements are interleaved: a
- * block's element p of sample l is at [p*BL + l], so one vector holds the
- * same position of BL samples. A 5x5 correlation is then a scalar
+ * lanes of the dtype's widest vector) whose elements are interleaved: in a
+ * copy with VL = BL lanes, a block's element p of sample l is at [p*BL + l],
+ * so one vector holds the same position of BL samples. A 5x5 correlation is then a scalar
  * correlation with vectors for numbers: no lane is wasted on a plane's edges
  * (only a block's missing samples waste lanes), the kernels' loads are whole
- * aligned vectors, and each weight is one broadcast. Each block is
+ * aligned vectors (but on the one-sample path below), and each weight is
+ * one broadcast. Each block is
  * transposed into that layout on entry and back on exit, VL x VL elements
  * at a time (in registers on x86; element by element in the portable copy). A copy with VL < BL lanes
  * keeps a block as BL / VL sub-blocks of VL samples, so that each of its

@@ -64,8 +64,9 @@ static FT* API(fastbp_pad_last)(const FT* X, int n, ptrdiff_t sample)
 }
 
 /* Units of fb_team_run: blocks of bsize samples (a convolution's forward
- * pass: all blocks at once; a backward pass: a wave of blocks, block wb + u
- * writing its gradient sums to part + u * plen). Each job names the level
+ * pass: all blocks at once, each in nsplit shares of its maps; a backward
+ * pass: a wave of blocks, block wb + u writing its gradient sums to
+ * part + u * plen). Each job names the level
  * read once by its call. */
 typedef struct {
     const void* a; /* ARGS(conv_fwd_args), ARGS(conv_bwd_args) or ARGS(pool_args) */
@@ -84,7 +85,8 @@ static void API(block_range)(const API(block_job)* j, int u, int* i0, int* i1)
 
 /* Unit u: block u / nsplit, and the groups of output maps of its share
  * u % nsplit (the forward pass splits a block's maps into nsplit shares when
- * there are fewer blocks than threads; the outputs are the same). */
+ * there are fewer blocks than threads and 2^20 multiply-adds or more; the
+ * outputs are the same). */
 static void API(conv_fwd_unit)(void* job, int u, int slot)
 {
     const API(block_job)* j = (const API(block_job)*)job;
@@ -101,9 +103,10 @@ static void API(conv_bwd_unit)(void* job, int u, int slot)
     const API(block_job)* j = (const API(block_job)*)job;
     int i0, i1, isa = j->isa;
     API(block_range)(j, u, &i0, &i1);
-    /* A block of at most half a vector's samples (a small batch) runs on
-     * the AVX2 copy's half-width vectors: half the cost, the same results
-     * (each lane's order does not depend on the width). */
+    /* A block of at most half a vector's samples (a small batch, or a
+     * batch's last block) runs on the AVX2 copy's half-width vectors: half
+     * the cost, the same results (each lane's order does not depend on the
+     * width). */
     if (isa >= FB_LEVEL_AVX512 && 2 * (i1 - i0) <= VLMAX)
         isa = FB_LEVEL_AVX2;
     CALL_ISA(isa, conv_bwd_block,
