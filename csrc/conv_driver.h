@@ -98,11 +98,14 @@ static void API(conv_fwd_unit)(void* job, int u, int slot)
              (share + 1) * a->ngroups / j->nsplit, j->scratch + slot * j->ssize);
 }
 
+/* Unit u: block wb + u / nsplit, its input maps' share u % nsplit; the
+ * shares of a block write disjoint entries of its part. */
 static void API(conv_bwd_unit)(void* job, int u, int slot)
 {
     const API(block_job)* j = (const API(block_job)*)job;
+    const int block = u / j->nsplit;
     int i0, i1, isa = j->isa;
-    API(block_range)(j, u, &i0, &i1);
+    API(block_range)(j, block, &i0, &i1);
     /* A block of at most half a vector's samples (a small batch, or a
      * batch's last block) runs on the AVX2 copy's half-width vectors: half
      * the cost, the same results (each lane's order does not depend on the
@@ -111,7 +114,7 @@ static void API(conv_bwd_unit)(void* job, int u, int slot)
         isa = FB_LEVEL_AVX2;
     CALL_ISA(isa, conv_bwd_block,
              (const ARGS(conv_bwd_args)*)(isa == j->isa ? j->a : j->a_half), i0, i1,
-             j->scratch + slot * j->ssize, j->part + u * j->plen);
+             u % j->nsplit, j->nsplit, j->scratch + slot * j->ssize, j->part + block * j->plen);
 }
 
 static void API(pool_fwd_unit)(void* job, int u, int slot)
@@ -140,7 +143,7 @@ static void API(block_waves)(int nt, int nblocks, fb_unit_fn unit, API(block_job
     int t;
     for (j->wb = 0; j->wb < nblocks; j->wb += FASTBP_WAVE) {
         const int nbw = nblocks - j->wb < FASTBP_WAVE ? nblocks - j->wb : FASTBP_WAVE;
-        fb_team_run(nt, nbw, unit, j);
+        fb_team_run(nt, nbw * j->nsplit, unit, j);
         for (t = 0; t < nbw; t++)
             for (k = 0; k < j->plen; k++) total[k] += j->part[t * j->plen + k];
     }
@@ -208,7 +211,15 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
     const int ho = h - 4;
     const ptrdiff_t plane = (ptrdiff_t)h * w, oplane = (ptrdiff_t)ho * (w - 4);
     const int nblocks = (n + VLMAX - 1) / VLMAX;
-    const int nt = fb_conv_team_size(n_threads, nblocks, 1);
+    /* fewer blocks than threads: split each block's input maps in shares
+     * too, when the call's multiply-adds (taken as a full table's) pay */
+    const int nsplit = n_threads > nblocks && c_in > 1 &&
+                               (double)n * c_out * c_in * oplane * 25 >= (double)(1 << 20)
+                           ? ((n_threads + nblocks - 1) / nblocks < c_in
+                                  ? (n_threads + nblocks - 1) / nblocks
+                                  : c_in)
+                           : 1;
+    const int nt = fb_conv_team_size(n_threads, nblocks * nsplit, 1);
     int npairs, pair, co, ci, k;
     int *lists, *blist, *bn, *pid, *pool;
     fastbp_tile_group* groups;
@@ -277,7 +288,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
 
         job.a = &a; job.a_half = &a_half; job.scratch = (FT*)fastbp_align64(scratch_mem); job.part = part;
         job.ssize = ssize; job.tstride = 0; job.plen = plen; job.n = n; job.bsize = VLMAX;
-        job.nsplit = 1; job.isa = isa;
+        job.nsplit = nsplit; job.isa = isa;
         API(block_waves)(nt, nblocks, API(conv_bwd_unit), &job, total);
     }
 

@@ -238,15 +238,16 @@ FB_INLINE ATTR void NAME(transpose_vl)(FT* dst, ptrdiff_t ds, const FT* src, ptr
 #endif
 }
 
-/* dst[(l / VL)*P*VL + p*VL + l % VL] = src[l*ss + p] for p < P and l < nv
- * (one block of nv samples); the lanes from nv to the end of their
- * sub-block are zero. */
-static ATTR void NAME(to_lanes)(FT* dst, const FT* src, ptrdiff_t ss, int nv, ptrdiff_t P)
+/* dst[(l / VL)*sub + p*VL + l % VL] = src[l*ss + p] for p < P and l < nv
+ * (one block of nv samples, in sub-blocks sub elements apart); the lanes
+ * from nv to the end of their sub-block are zero. */
+static ATTR void NAME(to_lanes)(FT* dst, ptrdiff_t sub, const FT* src, ptrdiff_t ss, int nv,
+                                ptrdiff_t P)
 {
     ptrdiff_t p;
     int l0, l;
     for (l0 = 0; l0 < nv; l0 += VL) {
-        FT* d = dst + (l0 / VL) * P * VL;
+        FT* d = dst + (l0 / VL) * sub;
         p = 0;
         if (l0 + VL <= nv)
             for (; p + VL <= P; p += VL)
@@ -526,7 +527,7 @@ static ATTR void NAME(conv_fwd_block)(const ARGS(conv_fwd_args)* a, int i0, int 
         NAME(conv_fwd_sample)(a, i, k0, k1, scratch, plane + 2 * BL);
     if (nv == 0)
         return;
-    NAME(to_lanes)(xt, a->X + (ptrdiff_t)i0 * c_in * plane, c_in * plane, nv, c_in * plane);
+    NAME(to_lanes)(xt, xs, a->X + (ptrdiff_t)i0 * c_in * plane, c_in * plane, nv, c_in * plane);
     for (k = k0; k < k1; k++) {
         const fastbp_tile_group* grp = a->groups + k;
         for (s = 0; s < nsub; s++) {
@@ -543,15 +544,18 @@ static ATTR void NAME(conv_fwd_block)(const ARGS(conv_fwd_args)* a, int i0, int 
     }
 }
 
-/* Backward pass of samples [i0, i1) (at most BL): writes dX of those
- * samples (if wanted) and part = [grad_W of the connected pairs (npairs,
- * 25), grad_b (c_out)] summed over the block: per sample (a lane each),
- * then over the samples in order. scratch, each in sub-blocks: the block's X
+/* Backward pass of samples [i0, i1) (at most BL), share `share` of nsplit:
+ * the input maps [c0, c1) = [share*c_in/nsplit, (share+1)*c_in/nsplit).
+ * Writes dX of those samples (if wanted) for the tile groups that start in
+ * [c0, c1), and part's entries of the share: [grad_W of the connected
+ * pairs (npairs, 25) whose input map is in [c0, c1), grad_b (c_out) for
+ * share 0], summed over the block: per sample (a lane each), then over the
+ * samples in order. scratch, each in sub-blocks: the block's X
  * (c_in*h*w*BL elements) and dZ (c_out*(h-4)*(w-4)*BL), the per-sample sums
  * ((npairs*25 + c_out)*BL), and for dX the padded dZ (c_out*(h-4)*(w+4)*BL)
  * and a tile's maps (GT*h*w*BL). */
 static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int i1,
-                                      FT* scratch, FT* part)
+                                      int share, int nsplit, FT* scratch, FT* part)
 {
     const int c_in = a->c_in, c_out = a->c_out, h = a->h, w = a->w, ho = h - 4, wo = w - 4;
     const int nv = i1 - i0, nsub = (nv + VL - 1) / VL;
@@ -565,16 +569,27 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
     FT* const gacc = dzt + c_out * oplane * BL;
     FT* const dzp = gacc + (ng + c_out) * BL;
     FT* const T = dzp + c_out * ho * prow * BL;
+    const int c0 = share * c_in / nsplit, c1 = (share + 1) * c_in / nsplit;
+    int co, ci, k, r, g, s, l, t, kg0, kg1, xe;
     ptrdiff_t p;
-    int co, ci, k, r, g, s, l;
 
-    NAME(to_lanes)(xt, a->X + (ptrdiff_t)i0 * c_in * plane, c_in * plane, nv, c_in * plane);
-    NAME(to_lanes)(dzt, a->dZ + (ptrdiff_t)i0 * c_out * oplane, c_out * oplane, nv,
+    /* the tile groups of dX that start in [c0, c1), and the input maps they
+     * cover: X is needed for [c0, xe) */
+    for (kg0 = 0; kg0 < a->ngroups && a->groups[kg0].o < c0; kg0++) {
+    }
+    for (kg1 = kg0; kg1 < a->ngroups && a->groups[kg1].o < c1; kg1++) {
+    }
+    xe = c1;
+    if (a->dX != NULL && kg1 > kg0 && a->groups[kg1 - 1].o + a->groups[kg1 - 1].G > xe)
+        xe = a->groups[kg1 - 1].o + a->groups[kg1 - 1].G;
+    NAME(to_lanes)(xt + c0 * plane * VL, xs, a->X + ((ptrdiff_t)i0 * c_in + c0) * plane,
+                   c_in * plane, nv, (xe - c0) * plane);
+    NAME(to_lanes)(dzt, ds, a->dZ + (ptrdiff_t)i0 * c_out * oplane, c_out * oplane, nv,
                    c_out * oplane);
     for (s = 0; s < nsub; s++) {
         FT* const gsub = gacc + s * gs;
         /* grad_b: 4 interleaved sums over the positions, then a fixed tree */
-        for (co = 0; co < c_out; co++) {
+        for (co = 0; co < (share == 0 ? c_out : 0); co++) {
             const FT* d = dzt + s * ds + co * oplane * VL;
             VT t[4];
             for (k = 0; k < 4; k++) t[k] = VSET1((FT)0);
@@ -584,14 +599,13 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
             VSTORE(gsub + (ng + co) * VL, VADD(VADD(t[0], t[1]), VADD(t[2], t[3])));
         }
         /* grad_W: the output maps of input map ci, GT at a time (then 2, 1) */
-        for (ci = 0; ci < c_in; ci++) {
+        for (ci = c0; ci < c1; ci++) {
             const int* lst = a->blist + (ptrdiff_t)ci * c_out;
             const FT* xsrc = xt + s * xs + ci * plane * VL;
             for (k = 0; k < a->bn[ci];) {
                 FT* gp[GT];
                 const FT* dzg[GT];
                 const int gn = a->bn[ci] - k >= GT ? GT : a->bn[ci] - k >= 2 ? 2 : 1;
-                int t;
                 for (t = 0; t < gn; t++) {
                     const int o = lst[k + t];
                     gp[t] = gsub + (ptrdiff_t)a->pid[o * c_in + ci] * 25 * VL;
@@ -610,16 +624,24 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
             }
         }
     }
-    for (p = 0; p < ng + c_out; p++) {
-        FT sum = gacc[p * VL];
-        for (l = 1; l < nv; l++) sum += gacc[(l / VL) * gs + p * VL + l % VL];
-        part[p] = sum;
-    }
+    for (ci = c0; ci <= c1; ci++) /* the share's pairs; c1: the biases */
+        for (t = 0; t < (ci < c1 ? a->bn[ci] : share == 0 ? 1 : 0); t++) {
+            const ptrdiff_t first = ci < c1 ? a->pid[a->blist[ci * c_out + t] * c_in + ci] * 25
+                                            : ng;
+            const ptrdiff_t count = ci < c1 ? 25 : c_out;
+            for (p = first; p < first + count; p++) {
+                FT sum = gacc[p * VL];
+                for (l = 1; l < nv; l++) sum += gacc[(l / VL) * gs + p * VL + l % VL];
+                part[p] = sum;
+            }
+        }
     if (a->dX == NULL)
         return;
     /* dX = full convolution of dZ with the rotated kernels: dZ's rows with 4
      * zero columns on each side; kernel rows that would read rows outside
      * dZ are skipped (they add only zeros). */
+    if (kg1 == kg0)
+        return;
     for (s = 0; s < nsub; s++)
         for (co = 0; co < c_out; co++)
             for (r = 0; r < ho; r++) {
@@ -629,7 +651,7 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
                        sizeof(FT) * wo * VL);
                 memset(row + (4 + wo) * VL, 0, sizeof(FT) * 4 * VL);
             }
-    for (k = 0; k < a->ngroups; k++) {
+    for (k = kg0; k < kg1; k++) {
         const fastbp_tile_group* grp = a->groups + k;
         for (s = 0; s < nsub; s++) {
             for (r = 0; r < h; r++) {

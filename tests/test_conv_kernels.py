@@ -22,7 +22,7 @@ SMOOTH_ACTS = [0, 1, 2, 4]  # differentiable everywhere: central differences app
 CONV_CASES = [
     (1, 1, 1, 5, 5, "full"),
     (2, 1, 6, 12, 10, "full"),
-    (3, 6, 16, 14, 14, "lecun"),
+    (9, 6, 16, 14, 14, "lecun"),  # 2^20 multiply-adds in one block: maps split on 2 threads
     (9, 3, 5, 9, 7, "random"),
     (4, 16, 12, 5, 5, "full"),  # 1x1 output, full table: the GEMM path
     (2, 16, 12, 5, 5, "random"),  # 1x1 output, sparse table: the direct path
@@ -369,12 +369,14 @@ def test_output_map_without_inputs(path):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", [(261, 6, 16, 14, 14, "lecun"), (133, 16, 24, 5, 5, "full"),
-                                  (21, 1, 6, 32, 32, "full"), (19, 5, 4, 9, 8, "random")])
+                                  (21, 1, 6, 32, 32, "full"), (19, 5, 4, 9, 8, "random"),
+                                  (19, 6, 16, 14, 14, "lecun")])
 @pytest.mark.compares_n_threads
 def test_conv_bitwise_identical_across_threads(path, case, dtype):
     # 261 samples = 17 blocks of 16 floats, 33 of 8 doubles: more than one
     # wave of block sums, and a partial block. Fewer blocks than threads (21
-    # or 19 samples on 3 or 5 threads) split the forward pass's maps among them.
+    # or 19 samples on 3 or 5 threads) split the forward pass's output maps
+    # and (19 samples of 6 maps) the backward pass's input maps among them.
     X, W, b, table, dZ = _conv_problem(case, 4, seed=10, dtype=dtype)
     runs = [(conv_forward(X, W, b, table, 4, t),) + conv_backward(X, W, dZ, table, 4, t)
             for t in (1, 2, 3, 5)]
