@@ -59,7 +59,10 @@
  * biases and pooling coefficients are summed per block of samples (BL for a
  * convolution, BLOCK for a pooling; in a fixed order, by whichever thread
  * runs the block) and the block sums are added in block order, so results
- * are bitwise identical for any n_threads.
+ * are bitwise identical for any n_threads. With fewer blocks than threads, a
+ * block's output maps (forward) or input maps (backward) are split into
+ * shares, each a unit of its own: shares write disjoint outputs and
+ * disjoint entries of the block's sums, so the split changes no result.
  * At most WAVE block sums are held at a time, which bounds memory.
  */
 #include "fastbp_fp.h"
