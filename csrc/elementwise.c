@@ -49,16 +49,31 @@
     default: break;                                                             \
     }
 
-/* The exponentials vectorize; the sum, in index order, stays scalar (a
- * vector sum would reorder it). */
+/* The exponentials vectorize; each row's sum stays in index order (a
+ * vector sum would reorder it). One such chain of dependent additions costs
+ * n times the adder's latency, so FB_SOFTMAX_ROWS rows are summed side by
+ * side: their chains overlap, and each row's sum is the same as alone. */
+#define FB_SOFTMAX_ROWS 8
 #define FB_DEFINE_LOOPS(T, SUF, ATTR, NAME)                                     \
-    static ATTR T softmax_exp_##NAME(const T *z, T shift, T *out, ptrdiff_t n) \
+    static ATTR void softmax_exp_##NAME(const T *z, const T *shift, T *out,     \
+                                        ptrdiff_t rows, ptrdiff_t n, T *total)  \
     {                                                                           \
-        ptrdiff_t i;                                                            \
-        T total = 0;                                                            \
-        for (i = 0; i < n; i++) out[i] = fb_exp_nonpos_##SUF(z[i] - shift);    \
-        for (i = 0; i < n; i++) total += out[i];                                \
-        return total;                                                           \
+        ptrdiff_t r, i;                                                         \
+        int j;                                                                  \
+        for (r = 0; r < rows; r++)                                              \
+            for (i = 0; i < n; i++)                                             \
+                out[r * n + i] = fb_exp_nonpos_##SUF(z[r * n + i] - shift[r]);  \
+        for (r = 0; r + FB_SOFTMAX_ROWS <= rows; r += FB_SOFTMAX_ROWS) {        \
+            T acc[FB_SOFTMAX_ROWS] = {0};                                       \
+            for (i = 0; i < n; i++)                                             \
+                for (j = 0; j < FB_SOFTMAX_ROWS; j++) acc[j] += out[(r + j) * n + i]; \
+            for (j = 0; j < FB_SOFTMAX_ROWS; j++) total[r + j] = acc[j];        \
+        }                                                                       \
+        for (; r < rows; r++) {                                                 \
+            T sum = 0;                                                          \
+            for (i = 0; i < n; i++) sum += out[r * n + i];                      \
+            total[r] = sum;                                                     \
+        }                                                                       \
     }                                                                           \
     static ATTR void act_##NAME(T *out, const T *a, const T *b, ptrdiff_t n,    \
                                 int act)                                        \
@@ -220,14 +235,16 @@ void fastbp_dact_f(float *out, const float *a, const float *b, const float *h,
     FB_CALL(dact_f, out, a, b, h, n, act);
 }
 
-float fastbp_softmax_exp_f(const float *z, float shift, float *out, ptrdiff_t n)
+void fastbp_softmax_exp_f(const float *z, const float *shift, float *out, ptrdiff_t rows,
+                          ptrdiff_t n, float *total)
 {
-    return FB_CALL(softmax_exp_f, z, shift, out, n);
+    FB_CALL(softmax_exp_f, z, shift, out, rows, n, total);
 }
 
-double fastbp_softmax_exp_d(const double *z, double shift, double *out, ptrdiff_t n)
+void fastbp_softmax_exp_d(const double *z, const double *shift, double *out, ptrdiff_t rows,
+                          ptrdiff_t n, double *total)
 {
-    return FB_CALL(softmax_exp_d, z, shift, out, n);
+    FB_CALL(softmax_exp_d, z, shift, out, rows, n, total);
 }
 
 double fastbp_l2_f(const float *theta, float *grad, float c, ptrdiff_t n)

@@ -8,8 +8,9 @@
  *   fastbp_act_*:   out[i] = f(a[i] + b[i])            (b NULL: f(a[i]))
  *   fastbp_dact_*:  out[i] = (a[i] + b[i]) * f'(z_i)   (b NULL: a[i] f'(z_i))
  *                       with f'(z_i) computed from h[i] = f(z_i).
- *   fastbp_softmax_exp_*: out[i] = exp(z[i] - shift), shift >= max(z);
- *                       returns the sum of out, added in index order.
+ *   fastbp_softmax_exp_*: rows of n contiguous elements:
+ *                       out[r][i] = exp(z[r][i] - shift[r]), shift[r] >= max(z[r]);
+ *                       total[r] = the sum of out[r], added in index order.
  *   fastbp_l2_*:    grad[i] += c * theta[i]; returns sum(theta^2) in double,
  *                       added in a fixed order (8 interleaved partial sums).
  *   fastbp_adam_*:  Adam's step, m1 = b1 m1 + c1 g, m2 = b2 m2 + c2 g^2,
@@ -36,8 +37,10 @@ void fastbp_dact_f(float *out, const float *a, const float *b, const float *h,
                    ptrdiff_t n, int act);
 void fastbp_dact_d(double *out, const double *a, const double *b, const double *h,
                    ptrdiff_t n, int act);
-float fastbp_softmax_exp_f(const float *z, float shift, float *out, ptrdiff_t n);
-double fastbp_softmax_exp_d(const double *z, double shift, double *out, ptrdiff_t n);
+void fastbp_softmax_exp_f(const float *z, const float *shift, float *out, ptrdiff_t rows,
+                          ptrdiff_t n, float *total);
+void fastbp_softmax_exp_d(const double *z, const double *shift, double *out, ptrdiff_t rows,
+                          ptrdiff_t n, double *total);
 double fastbp_l2_f(const float *theta, float *grad, float c, ptrdiff_t n);
 double fastbp_l2_d(const double *theta, double *grad, double c, ptrdiff_t n);
 void fastbp_adam_f(float *theta, const float *g, float *m1, float *m2, float lr, float b1,

@@ -193,6 +193,37 @@ def test_softmax_probabilities_within_a_few_ulp(dtype, dispatch_path):
     np.testing.assert_array_equal(nan_row[1], [0.0, 0.5, 0.5])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_softmax_of_a_row_does_not_depend_on_its_batch(dtype, dispatch_path):
+    # The kernels sum several rows' exponentials side by side; each row's sum
+    # must still be its own, in index order: the same bits alone as at any
+    # place in a batch of any size (loss, delta, probabilities, predictions).
+    rng = np.random.default_rng(5)
+    m, n = 83, 65
+    Z = (rng.standard_normal((m, n)) * 4).astype(dtype)
+    Y = np.eye(n, dtype=dtype)[rng.integers(0, n, m)]
+    sw = (rng.random(m) + 0.5).astype(dtype)
+    code = _losses.LOSS_CODES["softmax_ce"]
+
+    def run(rows):
+        Zk, d = Z[rows].copy(), np.empty((len(rows), n), dtype)
+        loss = _losses.output_loss_delta(Zk, Y[rows], sw[rows], d, code, 0.25, 2)
+        Zp = Z[rows].copy()
+        _losses.output_activate(Zp, code, 2)
+        return Zk, d, loss, Zp
+
+    alone = [run([i]) for i in range(m)]
+    for size in (2, 7, 8, 9, 31, 32, 33, m):
+        rows = np.arange(size)
+        P, d, loss, Pp = run(rows)
+        for i in rows:
+            np.testing.assert_array_equal(P[i], alone[i][0][0])
+            np.testing.assert_array_equal(d[i], alone[i][1][0])
+            np.testing.assert_array_equal(Pp[i], alone[i][3][0])
+        # the batch's loss adds the rows' weighted losses in row order
+        assert loss == sum(alone[i][2] for i in rows)
+
+
 def test_l2_penalty_and_optimizers_match_twins():
     rng = np.random.default_rng(3)
     theta, grad = _rand(rng, 10007), _rand(rng, 10007)

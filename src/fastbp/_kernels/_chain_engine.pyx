@@ -12,7 +12,7 @@ from ._dense cimport (PARALLEL_MIN_FLOPS, bias_activate, column_sums, gradient_b
                       gradient_blocks, gradient_groups, multiply_derivative, weight_gradient)
 from ._dispatch cimport bind_dispatch
 from ._elementwise cimport l2_block
-from ._losses cimport row_loss_delta
+from ._losses cimport rows_loss_delta
 from ._optimizers cimport UPDATE_NONE, update_range
 from ._team cimport DtypeUnits, bind_team, dtype_unit, set_units, team_run
 
@@ -116,9 +116,8 @@ cdef void chain_rows(const void* job, int g, int slot, floating* tag) noexcept n
     cdef int n_layers = c.n_layers, l
     cdef Py_ssize_t r0 = block_start(bt.m, bt.n_groups, g)
     cdef Py_ssize_t r1 = block_start(bt.m, bt.n_groups, g + 1)
-    cdef Py_ssize_t rows = r1 - r0, k, n, i
+    cdef Py_ssize_t rows = r1 - r0, k, n
     cdef Py_ssize_t n_out = dims[n_layers]
-    cdef floating w, loss
     if rows <= 0:
         return
     if bt.order != NULL and first == 0:
@@ -129,15 +128,8 @@ cdef void chain_rows(const void* job, int g, int slot, floating* tag) noexcept n
         gemm(False, False, <int> rows, <int> n, <int> k, <floating> 1, A[l] + r0 * k,
              <int> k, W[l], <int> n, <floating> 0, A[l + 1] + r0 * n, <int> n)
         bias_activate(A[l + 1] + r0 * n, b[l], rows, 0, n, n, c.acts[l])
-    for i in range(r0, r1):
-        w = <floating> bt.scale
-        if sw != NULL:
-            w = w * sw[i]
-        loss = row_loss_delta(A[n_layers] + i * n_out, Y + i * n_out,
-                              D[n_layers - 1] + i * n_out, n_out, c.kind, w)
-        if sw != NULL:
-            loss = loss * sw[i]  # rounded as output_loss_delta rounds it
-        bt.row_loss[i] = loss
+    rows_loss_delta(A[n_layers], Y, D[n_layers - 1], r0, r1, n_out, c.kind, bt.scale, sw,
+                    bt.row_loss)
     for l in range(n_layers - 1, 0, -1):  # D[l-1] = (D[l] @ W[l]^T) * g'_{l-1}
         k = dims[l]
         n = dims[l + 1]

@@ -12,10 +12,10 @@ cdef extern from "elementwise.h":
                        const float* h, Py_ssize_t n, int act) noexcept nogil
     void fastbp_dact_d(double* out, const double* a, const double* b,
                        const double* h, Py_ssize_t n, int act) noexcept nogil
-    float fastbp_softmax_exp_f(const float* z, float shift, float* out,
-                               Py_ssize_t n) noexcept nogil
-    double fastbp_softmax_exp_d(const double* z, double shift, double* out,
-                                Py_ssize_t n) noexcept nogil
+    void fastbp_softmax_exp_f(const float* z, const float* shift, float* out,
+                              Py_ssize_t rows, Py_ssize_t n, float* total) noexcept nogil
+    void fastbp_softmax_exp_d(const double* z, const double* shift, double* out,
+                              Py_ssize_t rows, Py_ssize_t n, double* total) noexcept nogil
     double fastbp_l2_f(const float* theta, float* grad, float c, Py_ssize_t n) noexcept nogil
     double fastbp_l2_d(const double* theta, double* grad, double c, Py_ssize_t n) noexcept nogil
     void fastbp_adam_f(float* theta, const float* g, float* m1, float* m2, float lr,
@@ -58,13 +58,14 @@ cdef inline void elementwise_dact(floating* out, const floating* a, const floati
         fastbp_dact_d(out, a, b, h, n, act)
 
 
-cdef inline floating softmax_exp(const floating* z, floating shift, floating* out,
-                                 Py_ssize_t n) noexcept nogil:
-    """out = exp(z - shift) for shift >= max(z); returns sum(out) in index order."""
+cdef inline void softmax_exp(const floating* z, const floating* shift, floating* out,
+                             Py_ssize_t rows, Py_ssize_t n, floating* total) noexcept nogil:
+    """For each of ``rows`` contiguous rows of n: out = exp(z - shift[r]), with
+    shift[r] >= max(z's row); total[r] = the row's sum of out, in index order."""
     if floating is float:
-        return fastbp_softmax_exp_f(z, shift, out, n)
+        fastbp_softmax_exp_f(z, shift, out, rows, n, total)
     else:
-        return fastbp_softmax_exp_d(z, shift, out, n)
+        fastbp_softmax_exp_d(z, shift, out, rows, n, total)
 
 
 cdef inline double l2_block(const floating* theta, floating* grad, floating c,

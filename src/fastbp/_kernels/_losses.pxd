@@ -10,5 +10,6 @@ cdef enum:
     LOSS_POISSON = 4          # exp outputs, half Poisson deviance summed over outputs
 
 
-cdef floating row_loss_delta(floating* z, const floating* y, floating* d,
-                             Py_ssize_t n, int kind, floating weight) noexcept nogil
+cdef void rows_loss_delta(floating* Z, const floating* Y, floating* D, Py_ssize_t r0,
+                          Py_ssize_t r1, Py_ssize_t n, int kind, double scale,
+                          const floating* sw, double* row_loss) noexcept nogil

@@ -1,5 +1,5 @@
 """Output-layer kernels: each loss fused with its output activation and
-its delta (row_loss_delta, which _chain.pyx shares through _losses.pxd).
+its delta (rows_loss_delta, which _chain_engine.pyx shares through _losses.pxd).
 
 Stateless: C-contiguous arrays in, results written into the arrays marked
 ``# OUT``; every entry point checks the shapes agree (ValueError). Rows are
@@ -35,6 +35,9 @@ cdef inline floating clip(floating v, floating lo, floating hi) noexcept nogil:
 # rows of tens of classes. A maximum is the same in any order; for the 0/1
 # targets of a classifier so are ysum and the loss (one nonzero term).
 DEF LANES = 8
+# Rows of the softmax whose exponentials are taken in one call.
+cdef enum:
+    ROW_CHUNK = 32
 
 
 cdef inline floating row_max(const floating* z, Py_ssize_t n) noexcept nogil:
@@ -76,34 +79,42 @@ cdef inline floating row_sum(const floating* y, Py_ssize_t n) noexcept nogil:
     return r
 
 
-cdef floating row_loss_delta(floating* z, const floating* y, floating* d,
-                             Py_ssize_t n, int kind, floating weight) noexcept nogil:
+cdef inline floating softmax_ce_delta(floating* z, const floating* y, floating* d,
+                                     Py_ssize_t n, floating zmax, floating total,
+                                     floating weight) noexcept nogil:
+    """The softmax cross-entropy's row once d holds exp(z_j - zmax), whose sum
+    is total: see rows_loss_delta."""
+    cdef Py_ssize_t j
+    cdef floating eps = FLT_EPSILON if floating is float else DBL_EPSILON
+    # -log(p) for p clipped to [eps, 1 - eps] is -log(p) clipped to [lo, hi]
+    cdef floating lo = -flog1p(-eps), hi = -flog(eps)
+    # l = sum_j y_j (lse(z) - z_j); zmax was subtracted so exp never overflows
+    cdef floating ysum = row_sum(y, n), lse = zmax + flog(total), loss
+    for j in range(n):  # the loss's terms, in z's place (z is read no more)
+        z[j] = y[j] * clip(lse - z[j], lo, hi)
+    loss = row_sum(z, n)
+    for j in range(n):  # d turns from the exponentials into the delta
+        z[j] = d[j] / total
+        d[j] = weight * (ysum * z[j] - y[j])
+    return loss
+
+
+cdef inline floating row_loss_delta(floating* z, const floating* y, floating* d,
+                                    Py_ssize_t n, int kind, floating weight) noexcept nogil:
     """Turn one row of logits z into outputs in place, write d = weight * dl/dz,
-    return the row's loss l (unweighted).
+    return the row's loss l (unweighted); every kind but the softmax
+    cross-entropy, which rows_loss_delta takes several rows at a time.
 
     The cross-entropies clip each probability to [eps, 1 - eps] (eps of the
     dtype) inside the loss, as sklearn's log_loss does, so a saturated output
     costs at most -log(eps) and loss_curve_ and tol see sklearn's numbers; the
     delta is the unclipped p - y, as in sklearn's backprop."""
     cdef Py_ssize_t j
-    cdef floating zmax, total, lse, ysum, loss = 0, p, diff, soft, neg_log_p, neg_log_q
+    cdef floating loss = 0, p, diff, soft, neg_log_p, neg_log_q
     cdef floating eps = FLT_EPSILON if floating is float else DBL_EPSILON
     # -log(p) for p clipped to [eps, 1 - eps] is -log(p) clipped to [lo, hi]
     cdef floating lo = -flog1p(-eps), hi = -flog(eps)
-    if kind == LOSS_SOFTMAX_CE:
-        # l = sum_j y_j (lse(z) - z_j); max subtracted so exp never overflows.
-        # d holds exp(z_j - zmax) until the last loop makes it the delta.
-        zmax = row_max(z, n)
-        ysum = row_sum(y, n)
-        total = softmax_exp(z, zmax, d, n)
-        lse = zmax + flog(total)
-        for j in range(n):  # the loss's terms, in z's place (z is read no more)
-            z[j] = y[j] * clip(lse - z[j], lo, hi)
-        loss = row_sum(z, n)
-        for j in range(n):
-            z[j] = d[j] / total
-            d[j] = weight * (ysum * z[j] - y[j])
-    elif kind == LOSS_LOGISTIC_CE:
+    if kind == LOSS_LOGISTIC_CE:
         # l = sum_j y_j (-log p_j) + (1 - y_j) (-log(1 - p_j)), where
         # -log p = softplus(-z) and -log(1 - p) = softplus(z), each written so
         # that exp never overflows and neither is a difference of near equals.
@@ -160,7 +171,7 @@ def output_loss_delta(floating[:, ::1] Z,  # IN: logits, OUT: outputs
         check_shape("sample_weight", sample_weight.shape, 1, (m,))
     if m == 0 or n == 0:
         return 0.0
-    cdef floating* row_loss = <floating*> malloc(m * sizeof(floating))
+    cdef double* row_loss = <double*> malloc(m * sizeof(double))
     if row_loss == NULL:
         raise MemoryError()
     output_job(&job, &Z[0, 0], m, n, kind)
@@ -185,7 +196,7 @@ ctypedef struct OutputJob:
     const void* Y
     const void* sample_weight
     void* delta
-    void* row_loss
+    double* row_loss
     double scale
     Py_ssize_t m, n, rows_per_unit
     int n_units, kind
@@ -201,38 +212,74 @@ cdef inline void output_job(OutputJob* job, floating* Z, Py_ssize_t m, Py_ssize_
     job.n_units = <int> unit_count(m, job.rows_per_unit)
 
 
+cdef void rows_loss_delta(floating* Z, const floating* Y, floating* D, Py_ssize_t r0,
+                          Py_ssize_t r1, Py_ssize_t n, int kind, double scale,
+                          const floating* sw, double* row_loss) noexcept nogil:
+    """Rows [r0, r1) of the output layer (n outputs a row): each row of logits Z
+    turns into outputs in place, D = w_i * dl_i/dz_i and row_loss[i] = w_i l_i,
+    with w_i = scale * sw[i] (sw NULL: scale, and row_loss[i] = l_i).
+
+    The cross-entropies clip each probability to [eps, 1 - eps] (eps of the
+    dtype) inside the loss, as sklearn's log_loss does, so a saturated output
+    costs at most -log(eps) and loss_curve_ and tol see sklearn's numbers; the
+    delta is the unclipped p - y, as in sklearn's backprop."""
+    cdef floating shift[ROW_CHUNK]
+    cdef floating total[ROW_CHUNK]
+    cdef Py_ssize_t c0 = r0, c1, i
+    cdef floating w, loss
+    while c0 < r1:
+        c1 = min(c0 + ROW_CHUNK, r1)
+        if kind == LOSS_SOFTMAX_CE:
+            # the exponentials of a chunk of rows at once: their sums overlap
+            for i in range(c0, c1):
+                shift[i - c0] = row_max(Z + i * n, n)
+            softmax_exp(Z + c0 * n, shift, D + c0 * n, c1 - c0, n, total)
+        for i in range(c0, c1):
+            w = <floating> scale
+            if sw != NULL:
+                w = w * sw[i]
+            if kind == LOSS_SOFTMAX_CE:
+                loss = softmax_ce_delta(Z + i * n, Y + i * n, D + i * n, n, shift[i - c0],
+                                        total[i - c0], w)
+            else:
+                loss = row_loss_delta(Z + i * n, Y + i * n, D + i * n, n, kind, w)
+            if sw != NULL:
+                loss = loss * sw[i]
+            row_loss[i] = loss
+        c0 = c1
+
+
 cdef void output_loss_rows(const void* job, int u, int slot, floating* tag) noexcept nogil:
     cdef const OutputJob* j = <const OutputJob*> job
-    cdef Py_ssize_t i, n = j.n
-    cdef const floating* sw = <const floating*> j.sample_weight
-    cdef floating* row_loss = <floating*> j.row_loss
-    cdef floating w
-    for i in range(u * j.rows_per_unit, min(j.m, (u + 1) * j.rows_per_unit)):
-        w = <floating> j.scale
-        if sw != NULL:
-            w = w * sw[i]
-        row_loss[i] = row_loss_delta(<floating*> j.Z + i * n, <const floating*> j.Y + i * n,
-                                     <floating*> j.delta + i * n, n, j.kind, w)
-        if sw != NULL:
-            row_loss[i] = row_loss[i] * sw[i]
+    rows_loss_delta(<floating*> j.Z, <const floating*> j.Y, <floating*> j.delta,
+                    u * j.rows_per_unit, min(j.m, (u + 1) * j.rows_per_unit), j.n, j.kind,
+                    j.scale, <const floating*> j.sample_weight, j.row_loss)
 
 
 cdef void output_activate_rows(const void* job, int u, int slot, floating* tag) noexcept nogil:
     cdef const OutputJob* j = <const OutputJob*> job
-    cdef Py_ssize_t i, k, n = j.n
-    cdef floating zmax, total
+    cdef Py_ssize_t i, k, c1, n = j.n
+    cdef Py_ssize_t r0 = u * j.rows_per_unit, r1 = min(j.m, (u + 1) * j.rows_per_unit)
+    cdef Py_ssize_t c0 = r0
+    cdef floating shift[ROW_CHUNK]
+    cdef floating total[ROW_CHUNK]
     cdef floating* z
-    for i in range(u * j.rows_per_unit, min(j.m, (u + 1) * j.rows_per_unit)):
+    if j.kind == LOSS_SOFTMAX_CE:
+        while c0 < r1:
+            c1 = min(c0 + ROW_CHUNK, r1)
+            for i in range(c0, c1):
+                shift[i - c0] = row_max(<floating*> j.Z + i * n, n)
+            softmax_exp(<floating*> j.Z + c0 * n, shift, <floating*> j.Z + c0 * n, c1 - c0,
+                        n, total)
+            for i in range(c0, c1):
+                z = <floating*> j.Z + i * n
+                for k in range(n):
+                    z[k] = z[k] / total[i - c0]
+            c0 = c1
+        return
+    for i in range(r0, r1):
         z = <floating*> j.Z + i * n
-        if j.kind == LOSS_SOFTMAX_CE:
-            zmax = z[0]
-            for k in range(1, n):
-                if z[k] > zmax:
-                    zmax = z[k]
-            total = softmax_exp(z, zmax, z, n)
-            for k in range(n):
-                z[k] = z[k] / total
-        elif j.kind == LOSS_LOGISTIC_CE or j.kind == LOSS_SQUARED_LOGISTIC:
+        if j.kind == LOSS_LOGISTIC_CE or j.kind == LOSS_SQUARED_LOGISTIC:
             elementwise_act(z, z, <floating*> NULL, n, ACT_LOGISTIC)
         elif j.kind == LOSS_POISSON:
             for k in range(n):
