@@ -318,6 +318,57 @@ def test_lbfgs_trains_on_ragged_sequences(cls, output):
     assert est.loss_ == pytest.approx(est.backprop(X, y, sample_weight=sw).loss, rel=1e-12)
 
 
+@pytest.mark.parametrize("uniform", [True, False], ids=["one-length", "ragged"])
+@pytest.mark.parametrize("per_step", [True, False], ids=["sequence", "last"])
+@pytest.mark.parametrize("weights", ["none", "sequence", "step"])
+def test_packing_is_step_major_in_the_groups_order(uniform, per_step, weights):
+    # Sequences of one length are packed by a shortcut (no sorting); written
+    # out here element by element, both ways must give PyTorch's layout: row
+    # t * B + b is step t of the b-th group, targets and weights alike.
+    from fastbp._sequences import Ragged, StepWeights, pack
+
+    rng = np.random.default_rng(11)
+    n_seq, n_steps = 12, 5
+    # a shorter sequence outside the groups makes X ragged, not the groups
+    lengths = np.full(n_seq + (0 if uniform else 1), n_steps)
+    if not uniform:
+        lengths[-1] = 3
+    X = Ragged(rng.normal(size=(lengths.sum(), 3)), lengths)
+    assert X.uniform_length == (n_steps if uniform else 0)
+    Y = Ragged(rng.normal(size=(lengths.sum() if per_step else len(lengths), 2)),
+               lengths if per_step else np.ones(len(lengths), dtype=np.intp))
+    sw = {"none": None, "sequence": rng.uniform(0.5, 2, size=len(lengths)),
+          "step": StepWeights(rng.uniform(0.5, 2, size=lengths.sum()), lengths)}[weights]
+    if weights == "step" and not per_step:
+        return  # per-step weights need per-step targets (a ValueError)
+    groups = rng.permutation(n_seq)[:7]
+    batch, Yp, swp = pack(X, groups, Y, sw)
+    B = len(groups)
+    seqs = X.split()
+    want = np.array([seqs[g][t] for t in range(n_steps) for g in groups])
+    np.testing.assert_array_equal(batch.data, want)
+    np.testing.assert_array_equal(batch.batch_sizes, np.full(n_steps, B))
+    np.testing.assert_array_equal(batch.order, np.arange(B))
+    np.testing.assert_array_equal(batch.data[batch.last_rows],
+                                  [seqs[g][-1] for g in groups])
+    np.testing.assert_array_equal(X.data[batch.step_rows], want)
+    targets = Y.split()
+    if per_step:
+        np.testing.assert_array_equal(Yp, [targets[g][t] for t in range(n_steps) for g in groups])
+    else:
+        np.testing.assert_array_equal(Yp, [targets[g][0] for g in groups])
+    if weights == "none":
+        assert swp is None and batch.sequence_weight_sum == B
+    elif weights == "sequence":
+        np.testing.assert_array_equal(
+            swp, [sw[g] for t in range(n_steps) for g in groups] if per_step else sw[groups])
+        assert batch.sequence_weight_sum == sw[groups].sum()
+    else:
+        step_w = sw.split()
+        np.testing.assert_array_equal(swp, [step_w[g][t] for t in range(n_steps) for g in groups])
+        assert batch.sequence_weight_sum == sw.sequence_weights[groups].sum()
+
+
 @pytest.mark.parametrize("per_step", [True, False], ids=["sequence", "last"])
 def test_packing_into_reused_buffers_equals_packing_anew(per_step):
     # The training loop packs every batch into buffers allocated once per fit;

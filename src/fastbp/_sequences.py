@@ -7,6 +7,7 @@ PyTorch's PackedSequence: sorted by decreasing length, time-major, no padding,
 projection, output layer, weight gradients) then run over exactly the valid
 rows; only h_{t-1} @ W_hh stays inside the time loop (the ``_rnn`` kernels).
 """
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,15 @@ class Ragged:
     def split(self):
         """The groups as a list of arrays (views)."""
         return np.split(self.data, self.starts[1:])
+
+    @functools.cached_property
+    def uniform_length(self):
+        """Rows of every group when all groups have as many (and there is
+        one), else 0."""
+        if len(self.lengths) and self.lengths[0] * len(self.lengths) == self.data.shape[0] \
+                and bool((self.lengths == self.lengths[0]).all()):
+            return int(self.lengths[0])
+        return 0
 
     def max_rows(self, n_groups):
         """Most rows any n_groups groups can hold."""
@@ -201,22 +211,33 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None):
     Returns (PackedBatch, packed targets or None, packed weights or None).
     """
     groups = np.asarray(groups, dtype=np.intp)
-    lengths = X.lengths[groups]
-    order = np.argsort(-lengths, kind="stable")
-    seqs, sorted_lengths = groups[order], lengths[order]
-    n_steps = int(sorted_lengths[0])
-    counts = np.bincount(sorted_lengths, minlength=n_steps + 1)
-    batch_sizes = (len(seqs) - np.cumsum(counts)[:n_steps]).astype(np.intp)
-    offsets = np.cumsum(batch_sizes) - batch_sizes
-    n_rows = int(batch_sizes.sum())
-    step = np.repeat(np.arange(n_steps), batch_sizes)
-    position = np.arange(n_rows) - np.repeat(offsets, batch_sizes)
-    src = X.starts[seqs[position]] + step
+    n_seq = len(groups)
+    if X.uniform_length:
+        # the same as below, where every sequence has n_steps steps: the
+        # order is the groups' and row t * n_seq + b is step t of sequence b
+        n_steps = X.uniform_length
+        seqs, order = groups, np.arange(n_seq)
+        batch_sizes = np.full(n_steps, n_seq, dtype=np.intp)
+        step = np.repeat(np.arange(n_steps), n_seq)
+        row_seqs = np.tile(seqs, n_steps)
+        last_rows = (n_steps - 1) * n_seq + order
+    else:
+        lengths = X.lengths[groups]
+        order = np.argsort(-lengths, kind="stable")
+        seqs, sorted_lengths = groups[order], lengths[order]
+        n_steps = int(sorted_lengths[0])
+        counts = np.bincount(sorted_lengths, minlength=n_steps + 1)
+        batch_sizes = (n_seq - np.cumsum(counts)[:n_steps]).astype(np.intp)
+        offsets = np.cumsum(batch_sizes) - batch_sizes
+        n_rows = int(batch_sizes.sum())
+        step = np.repeat(np.arange(n_steps), batch_sizes)
+        row_seqs = seqs[np.arange(n_rows) - np.repeat(offsets, batch_sizes)]
+        last_rows = offsets[sorted_lengths - 1] + np.arange(n_seq)
+    src = X.starts[row_seqs] + step
     data = _gather(X.data, src, buffers, "data")
-    last_rows = offsets[sorted_lengths - 1] + np.arange(len(seqs))
     step_weights = isinstance(sample_weight, StepWeights)
     if sample_weight is None:
-        weight_sum = float(len(seqs))
+        weight_sum = float(n_seq)
     elif step_weights:
         weight_sum = float(sample_weight.sequence_weights[seqs].sum())
     else:
@@ -225,8 +246,8 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None):
     Y = sw = None
     if targets is not None:
         if _per_step(X, targets):
-            target_rows = targets.starts[seqs[position]] + step
-            weight_rows = seqs[position]
+            target_rows = targets.starts[row_seqs] + step
+            weight_rows = row_seqs
         else:  # one target per sequence, in sorted order
             target_rows = targets.starts[seqs]
             weight_rows = seqs
@@ -234,7 +255,7 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None):
         if step_weights:
             if not _per_step(X, targets):
                 raise ValueError("Per-step weights need one target per step.")
-            sw = _gather(sample_weight.data, sample_weight.starts[seqs[position]] + step,
+            sw = _gather(sample_weight.data, sample_weight.starts[row_seqs] + step,
                          buffers, "weights")
         elif sample_weight is not None:
             sw = _gather(sample_weight, weight_rows, buffers, "weights")
@@ -354,8 +375,8 @@ class RNNNetwork(Network):
         n = len(X)
         n_out_rows = n if self.last_step else X.data.shape[0]
         out = np.empty((n_out_rows, width), dtype=self.dtype)
-        n_steps = int(X.lengths[0]) if n else 0
-        uniform = n_steps * n == X.data.shape[0] and bool((X.lengths == n_steps).all())
+        n_steps = X.uniform_length
+        uniform = n_steps > 0
         most = min(n, batch_sequences)
         capacity, ws = borrow_workspace(
             self, n_steps * most if uniform else X.max_rows(most))
