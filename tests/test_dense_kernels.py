@@ -14,8 +14,10 @@ LOSSES = ["softmax_ce", "logistic_ce", "squared", "squared_logistic", "poisson"]
 # (m, k, n); the last three are large enough to be split over threads: by
 # rows (m > n), by columns (n > m), and with so many rows that the weight
 # gradient is summed over row groups.
+# (1600, 65, 128): a weight gradient cut into blocks of columns (n > k);
+# (3000, 20, 520): row groups, with the bias gradient in two blocks of columns.
 SHAPES = [(1, 1, 1), (7, 5, 3), (64, 33, 17), (130, 70, 40), (300, 90, 45), (24, 300, 250),
-          (2100, 30, 20)]
+          (2100, 30, 20), (1600, 65, 128), (3000, 20, 520)]
 
 
 def _rand(rng, *shape, dtype=np.float64):
@@ -273,9 +275,11 @@ def test_float32_kernels_track_float64(act):
 def test_results_do_not_depend_on_thread_count(dtype, dispatch_path):
     """GEMM blocks and reduction groups fixed by the shape, fixed-order sums:
     the same bits on 1, 2 or 3 threads (BLAS itself on one thread, as during
-    fit). The last shape takes the row-group path of the weight gradient."""
+    fit). (2500, 40, 30) and (3000, 20, 520) take the row-group path of the
+    weight gradient, (1600, 65, 128) its blocks of columns."""
     rng = np.random.default_rng(5)
-    for m, k, n in [(300, 200, 150), (40, 300, 250), (128, 784, 256), (2500, 40, 30)]:
+    for m, k, n in [(300, 200, 150), (40, 300, 250), (128, 784, 256), (2500, 40, 30),
+                    (1600, 65, 128), (3000, 20, 520)]:
         _check_thread_independence(rng, m, k, n, dtype)
 
 
@@ -316,7 +320,7 @@ def _check_thread_independence(rng, m, k, n, dtype):
             _dense.dense_backward(np.tanh(A), W, delta, gW, gb, d_in, 2, n_threads)
             Z, d = out.copy(), np.empty_like(out)
             loss = _losses.output_loss_delta(Z, out, None, d, 0, 0.5, n_threads)
-            g = delta.ravel().copy()
+            g = delta.ravel()[: A.size].copy()
             s = _optimizers.l2_penalty(A.ravel()[: g.size], g, 0.1, n_threads)
             results.append((out, gW, gb, d_in, Z, d, np.array([loss, s]), g))
     for other in results[1:]:

@@ -34,7 +34,8 @@ cdef void chain_units(ChainBatch* bt, int n_layers, const Py_ssize_t* dims) noex
     cdef int n = 0, l, blk, n_blocks
     for l in range(n_layers):
         if gradient_groups(bt.m, dims[l], dims[l + 1]) == 1:
-            n_blocks = gradient_blocks(bt.m, dims[l], dims[l + 1])
+            # blocks of rows: each unit's L2 term and step take its rows
+            n_blocks = gradient_blocks(bt.m, dims[l], dims[l + 1], False)
             for blk in range(n_blocks):
                 bt.unit_layer[n] = l
                 bt.unit_block[n] = blk
@@ -163,7 +164,7 @@ cdef void chain_gradient_unit(const void* job, int u, int slot, floating* tag) n
             update_range(c.update, b[l], gb[l], s1 + at, s2 + at if s2 != NULL else NULL,
                          bt.learning_rate, c.beta_1, c.beta_2, c.epsilon, c.nesterov, n)
         return
-    gradient_block(blk, n_blocks, bt.m, k, n, A[l], D[l], gW[l])
+    gradient_block(blk, n_blocks, False, bt.m, k, n, A[l], D[l], gW[l])
     r0 = block_start(k, n_blocks, blk)
     r1 = block_start(k, n_blocks, blk + 1)
     if r1 <= r0:
@@ -222,7 +223,7 @@ cdef int chain_grouped_layers(const Chain* c, ChainBatch* bt, int n_threads,
         if gradient_groups(bt.m, k, n) == 1:
             continue
         if weight_gradient(bt.m, k, n, (<floating**> c.A)[l], (<floating**> c.D)[l], gW[l],
-                           n_threads) != 0:
+                           <floating*> NULL, 0, <floating*> NULL, n_threads) != 0:
             return -1
         if bt.l2_coef != 0:
             bt.sumsq[bt.n_units] += l2_block(W[l], gW[l], <floating> bt.l2_coef, k * n)

@@ -86,17 +86,6 @@ cdef bint _is_dense(const uint8_t[:, ::1] table, Py_ssize_t h, Py_ssize_t w) noe
     return True
 
 
-cdef void _column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
-                       floating* out) noexcept nogil:
-    """out[j] = sum_i A[i, j], rows added in order."""
-    cdef Py_ssize_t i, j
-    for j in range(n):
-        out[j] = 0
-    for i in range(m):
-        for j in range(n):
-            out[j] += A[i * n + j]
-
-
 cdef int _check_conv(const floating[:, :, :, ::1] X, const floating[:, :, :, ::1] W,
                      const uint8_t[:, ::1] table) except -1:
     if X.shape[2] < 5 or X.shape[3] < 5:
@@ -230,8 +219,8 @@ def conv5x5_backward(const floating[:, :, :, ::1] X,
             # grad_W (c_out, k) = dZ^T (c_out, n) @ X (n, k); dX (n, k) = dZ @ W,
             # shared out to the team like a dense layer's.
             status = weight_gradient(n, c_out, k, &dZ[0, 0, 0, 0], &X[0, 0, 0, 0],
-                                     &grad_W[0, 0, 0, 0], n_threads)
-            _column_sums(&dZ[0, 0, 0, 0], n, c_out, &grad_b[0])
+                                     &grad_W[0, 0, 0, 0], &dZ[0, 0, 0, 0], c_out, &grad_b[0],
+                                     n_threads)
             if want_dX:
                 split_gemm(False, n, k, c_out, &dZ[0, 0, 0, 0], &W[0, 0, 0, 0], dX_ptr,
                            <floating*> NULL, <floating*> NULL, 0, n_threads)

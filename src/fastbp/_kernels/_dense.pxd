@@ -16,6 +16,8 @@ cdef enum:
     # order: splitting its small result instead would repack the long operands
     # once per block.
     REDUCTION_GROUP_ROWS = 1024
+    # Columns of a block of column sums (a bias gradient) for the team.
+    SUMS_BLOCK_WIDTH = 256
 
 
 cdef void bias_activate(floating* out, const floating* bias, Py_ssize_t rows,
@@ -29,10 +31,12 @@ cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const floating* A, const floating* B, floating* C,
                      const floating* bias, const floating* act_out, int act,
                      int n_threads) noexcept nogil
-cdef void gradient_block(int blk, int n_blocks, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n,
-                         const floating* A, const floating* D, floating* G) noexcept nogil
+cdef void gradient_block(int blk, int n_blocks, bint by_columns, Py_ssize_t m, Py_ssize_t k,
+                         Py_ssize_t n, const floating* A, const floating* D,
+                         floating* G) noexcept nogil
 cdef int weight_gradient(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floating* A,
-                         const floating* D, floating* G, int n_threads) noexcept nogil
+                         const floating* D, floating* G, const floating* S, Py_ssize_t s_n,
+                         floating* sums, int n_threads) noexcept nogil
 
 
 cdef inline int gradient_groups(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
@@ -42,7 +46,9 @@ cdef inline int gradient_groups(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexce
     return 1
 
 
-cdef inline int gradient_blocks(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
-    """Blocks of rows of weight_gradient's result when it has no row groups."""
-    return gemm_blocks(k, m * n * k, PARALLEL_MIN_FLOPS, GEMM_BLOCK_WIDTH)
+cdef inline int gradient_blocks(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n,
+                                bint by_columns) noexcept nogil:
+    """Blocks of gradient_block's (k, n) result (of rows, or by_columns of
+    columns) when it has no row groups."""
+    return gemm_blocks(n if by_columns else k, m * n * k, PARALLEL_MIN_FLOPS, GEMM_BLOCK_WIDTH)
 
