@@ -524,3 +524,30 @@ def test_chunked_training_equals_batch_by_batch(digits, solver, dtype, monkeypat
     for other in fits[1:]:
         np.testing.assert_array_equal(other._network.theta, reference._network.theta)
         assert other.loss_curve_ == reference.loss_curve_
+
+
+@pytest.mark.parametrize("labels", [
+    np.array([3, -7, 3, 12, -7, 0], dtype=np.int8),       # negative, narrow: the table
+    np.array([250, 3, 250, 7], dtype=np.uint8),
+    np.array([-(2**40), 5, 2**40, 5], dtype=np.int64),    # too wide for the table
+    np.array([2**63 + 5, 2**63 + 1, 2**63 + 5, 7], dtype=np.uint64),
+    np.array(["b", "a", "c", "a"]),
+    np.array([1.0, -1.0, 1.0, 2.0]),
+])
+def test_one_hot_targets_put_each_label_at_its_class(labels):
+    # The target matrix's 1 of each row is at the label's place in classes_,
+    # whichever way the codes are found (a table for narrow integers); three
+    # classes or more, so that the matrix has a column per class.
+    from fastbp._targets import _class_codes
+
+    classes = np.unique(labels)
+    codes = _class_codes(classes, labels)
+    np.testing.assert_array_equal(classes[codes], labels)
+    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(np.arange(len(labels), dtype=float)[:, None], labels)
+    np.testing.assert_array_equal(est.classes_, classes)
+    Y = est._one_hot(labels, np.float32)
+    assert Y.sum() == len(labels)
+    np.testing.assert_array_equal(est.classes_[Y.argmax(axis=1)], labels)

@@ -24,6 +24,39 @@ from ._inputs import check_fitted
 from ._params import InvalidParameterError
 from ._typing import Any, ArrayLike, MatrixLike, NDArray
 
+try:  # scikit-learn's own cache of a label array's np.unique (private)
+    from sklearn.utils._unique import attach_unique as _sklearn_attach_unique
+except ImportError:  # pragma: no cover - each check then finds the labels anew
+    _sklearn_attach_unique = None
+
+
+def _with_unique(y):
+    """A view of labels y that carries their np.unique, so that the target
+    checks and the binarizer find the labels once, not four times (7 ms of a
+    128,000-label fit's setup). Labels of object dtype are left as they are:
+    np.unique raises on mixed types, where scikit-learn's checks explain."""
+    if _sklearn_attach_unique is None or y.dtype.kind not in "biufUS":
+        return y
+    return _sklearn_attach_unique(y)
+
+
+# Widest range of integer labels that _class_codes looks up in a table.
+_CODE_TABLE_SPAN = 1 << 16
+
+
+def _class_codes(classes, y):
+    """Position of each label of y in the sorted ``classes`` (every label of
+    y is one): a table lookup for integer labels of a narrow range,
+    np.searchsorted otherwise (4 ms for 128,000 labels, against 0.3)."""
+    if (y.dtype.kind in "iu" and len(classes)
+            and -(1 << 62) < int(classes[0]) and int(classes[-1]) < 1 << 62
+            and int(classes[-1]) - int(classes[0]) < _CODE_TABLE_SPAN):
+        first = int(classes[0])
+        table = np.zeros(int(classes[-1]) - first + 1, dtype=np.intp)
+        table[classes.astype(np.intp) - first] = np.arange(len(classes))
+        return table[y.astype(np.intp) - first]
+    return np.searchsorted(classes, y)
+
 
 def is_stochastic(est):
     """``available_if`` condition of partial_fit: only sgd and adam have it."""
@@ -98,13 +131,14 @@ class ClassifierTargetsMixin(EstimatorMixin):
         X, y = self._validate_X_y(X, y, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        check_classification_targets(y)  # "Unknown label type: continuous..."
+        labels = _with_unique(y)
+        check_classification_targets(labels)  # "Unknown label type: continuous..."
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(y)
+            self._label_binarizer.fit(labels)
             self.classes_ = self._label_binarizer.classes_
         else:
-            classes = unique_labels(y)
+            classes = unique_labels(labels)
             if self.warm_start:
                 if set(classes) != set(self.classes_):
                     raise ValueError(
@@ -126,7 +160,7 @@ class ClassifierTargetsMixin(EstimatorMixin):
         classes = self.classes_
         if y.ndim != 1 or len(classes) <= 2:
             return np.ascontiguousarray(self._label_binarizer.transform(y), dtype=dtype)
-        codes = np.searchsorted(classes, y)
+        codes = _class_codes(classes, y)
         Y = np.zeros((len(y), len(classes)), dtype=dtype)
         Y[np.arange(len(y)), codes] = 1
         return Y
