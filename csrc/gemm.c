@@ -8,7 +8,9 @@
  * on the stack that stays in L1, and A is read in place: each tile of MR rows
  * broadcasts A's elements straight from its rows (or columns, for A^T).
  * Long products go MC rows at a time, so that those rows of A stay in L2
- * while every panel of B passes over them.
+ * while every panel of B passes over them. With A^T (a weight gradient), a
+ * few columns past the last whole panel (65 classes: one) run with vectors
+ * along C's rows instead, which A^T has contiguous.
  *
  * Each element of C is one chain of multiply-adds along k, in order: the
  * accumulator starts at 0 (or at C when accumulating), and a block of k after

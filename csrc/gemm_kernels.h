@@ -19,6 +19,8 @@
 /* Vectors of a one-row tile: a row alone (a prediction's) needs that many
  * independent accumulators to cover the FMA's latency. */
 #define ROWV 8
+/* Most columns of C, past its panels of 2 vectors, that gemm_edge takes. */
+#define EDGE_COLS 4
 /* Rows of k packed at a time: the panel (KC x 2 vectors) fills
  * FASTBP_GEMM_PANEL_BYTES. */
 #define KC ((int)(FASTBP_GEMM_PANEL_BYTES / (2 * VL * sizeof(FT))))
@@ -228,31 +230,22 @@ static ATTR void NAME(gemm_pack)(int trans_b, const FT* B, ptrdiff_t ldb, ptrdif
     }
 }
 
-/* C (m x n) = op(A) (m x k) @ op(B) (k x n) (+ C when accumulate), all
- * row-major; k >= 1. Blocks of MC rows keep their rows of A in L2 while
- * every panel of B passes over them. One or two rows (a row to predict)
- * would use each packed element once or twice: they read B in place, ROWV
- * vectors of columns at a time. (From 3 rows on, packing pays: reading B in
- * place at 4 rows ran at 0.6x.) */
-static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
-                             const FT* A, ptrdiff_t lda, const FT* B, ptrdiff_t ldb,
-                             int accumulate, FT* C, ptrdiff_t ldc)
+/* Rows [i_lo, i_hi) and columns [j_lo, j_hi) of gemm's C: panels of 2
+ * vectors of columns, each packed KC rows of k at a time into P, over blocks
+ * of MC rows that stay in L2 while every panel passes over them. */
+static ATTR void NAME(gemm_blocked)(int trans_a, int trans_b, ptrdiff_t i_lo, ptrdiff_t i_hi,
+                                     ptrdiff_t j_lo, ptrdiff_t j_hi, ptrdiff_t k, const FT* A,
+                                     ptrdiff_t lda, const FT* B, ptrdiff_t ldb, int accumulate,
+                                     FT* C, ptrdiff_t ldc, FT* P)
 {
-    FB_ALIGN64 FT P[KC * 2 * VL];
     const ptrdiff_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;
     const ptrdiff_t n_kblocks = (k + KC - 1) / KC;
     const ptrdiff_t kb = (k + n_kblocks - 1) / n_kblocks; /* even blocks of k */
-    /* one or two rows: ROWV vectors of columns a tile, B read in place */
-    const ptrdiff_t n_rowv = !trans_b && m <= 2 ? n / (ROWV * VL) * (ROWV * VL) : 0;
     ptrdiff_t i0, j0, k0;
-    for (i0 = 0; i0 < m; i0++)
-        for (j0 = 0; j0 < n_rowv; j0 += ROWV * VL)
-            NAME(gemm_tile_8_1)(k, A + i0 * ars, ars, acs, B + j0, ldb, C + i0 * ldc + j0, ldc,
-                                ROWV * VL, accumulate);
-    for (i0 = 0; i0 < m; i0 += FASTBP_GEMM_MC) {
-        const ptrdiff_t mc = m - i0 < FASTBP_GEMM_MC ? m - i0 : FASTBP_GEMM_MC;
-        for (j0 = n_rowv; j0 < n; j0 += 2 * VL) {
-            const int cols = n - j0 < 2 * VL ? (int)(n - j0) : 2 * VL;
+    for (i0 = i_lo; i0 < i_hi; i0 += FASTBP_GEMM_MC) {
+        const ptrdiff_t mc = i_hi - i0 < FASTBP_GEMM_MC ? i_hi - i0 : FASTBP_GEMM_MC;
+        for (j0 = j_lo; j0 < j_hi; j0 += 2 * VL) {
+            const int cols = j_hi - j0 < 2 * VL ? (int)(j_hi - j0) : 2 * VL;
             const int width = cols > VL ? 2 * VL : VL;
             for (k0 = 0; k0 < k; k0 += kb) {
                 const ptrdiff_t kc = k - k0 < kb ? k - k0 : kb;
@@ -267,8 +260,99 @@ static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
     }
 }
 
+/* Vectors of rows of the edge tile: EV accumulators per column, up to
+ * EDGE_COLS columns at once. */
+#if FB_LANES_ISA == FB_LEVEL_AVX512
+#define EV 4
+#else
+#define EV 2
+#endif
+
+/* C[0:mv, 0:cols] (+)= A^T[0:mv, :] @ op(B)[:, 0:cols] for mv a multiple of
+ * VL, cols <= EDGE_COLS, with vectors along C's rows: a row of A holds VL
+ * consecutive rows of A^T. A panel's tile would spend a whole vector on each
+ * of these few columns (65 classes: the 65th column cost a fifth of a weight
+ * gradient's time); here each multiply-add is a vector of useful ones. An
+ * element is still one chain of multiply-adds along k, in order, from 0 (or
+ * C): the same bits as a tile's. op(B)'s element (kk, j) is B[kk * bks + j * bjs]. */
+static ATTR void NAME(gemm_edge)(ptrdiff_t mv, int cols, ptrdiff_t k, const FT* A, ptrdiff_t lda,
+                                  const FT* B, ptrdiff_t bks, ptrdiff_t bjs, int accumulate,
+                                  FT* C, ptrdiff_t ldc)
+{
+    FB_ALIGN64 FT edge[EV * VL];
+    ptrdiff_t i0, kk;
+    int v, j, l;
+    for (i0 = 0; i0 < mv; i0 += EV * VL) {
+        const int nv = mv - i0 >= EV * VL ? EV : (int)((mv - i0) / VL);
+        for (j = 0; j < cols; j++) {
+            VT acc[EV];
+            FASTBP_UNROLL_ALL
+            for (v = 0; v < EV; v++) {
+                if (v >= nv) break;
+                if (accumulate) {
+                    for (l = 0; l < VL; l++) edge[v * VL + l] = C[(i0 + v * VL + l) * ldc + j];
+                    acc[v] = VLOAD(edge + v * VL);
+                } else {
+                    acc[v] = VSET1((FT)0);
+                }
+            }
+            if (nv == EV) {
+                for (kk = 0; kk < k; kk++) {
+                    const VT b = VSET1(B[kk * bks + j * bjs]);
+                    FASTBP_UNROLL_ALL
+                    for (v = 0; v < EV; v++)
+                        acc[v] = VFMA(VLOAD(A + kk * lda + i0 + v * VL), b, acc[v]);
+                }
+            } else {
+                for (kk = 0; kk < k; kk++) {
+                    const VT b = VSET1(B[kk * bks + j * bjs]);
+                    for (v = 0; v < nv; v++)
+                        acc[v] = VFMA(VLOAD(A + kk * lda + i0 + v * VL), b, acc[v]);
+                }
+            }
+            for (v = 0; v < nv; v++) {
+                VSTORE(edge + v * VL, acc[v]);
+                for (l = 0; l < VL; l++) C[(i0 + v * VL + l) * ldc + j] = edge[v * VL + l];
+            }
+        }
+    }
+}
+#undef EV
+
+/* C (m x n) = op(A) (m x k) @ op(B) (k x n) (+ C when accumulate), all
+ * row-major; k >= 1 (gemm_blocked). One or two rows (a row to predict)
+ * would use each packed element once or twice: they read B in place, ROWV
+ * vectors of columns at a time. (From 3 rows on, packing pays: reading B in
+ * place at 4 rows ran at 0.6x.) With A^T, the last n % (2 VL) <= EDGE_COLS
+ * columns go to gemm_edge, but for the last m % VL rows. */
+static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                             const FT* A, ptrdiff_t lda, const FT* B, ptrdiff_t ldb,
+                             int accumulate, FT* C, ptrdiff_t ldc)
+{
+    FB_ALIGN64 FT P[KC * 2 * VL];
+    /* one or two rows: ROWV vectors of columns a tile, B read in place */
+    const ptrdiff_t n_rowv = !trans_b && m <= 2 ? n / (ROWV * VL) * (ROWV * VL) : 0;
+    const int n_edge = trans_a && m >= VL && n % (2 * VL) <= EDGE_COLS ? (int)(n % (2 * VL)) : 0;
+    const ptrdiff_t mv = m / VL * VL;
+    ptrdiff_t i0, j0;
+    for (i0 = 0; i0 < m; i0++)
+        for (j0 = 0; j0 < n_rowv; j0 += ROWV * VL)
+            NAME(gemm_tile_8_1)(k, (trans_a ? A + i0 : A + i0 * lda), trans_a ? 1 : lda,
+                                trans_a ? lda : 1, B + j0, ldb, C + i0 * ldc + j0, ldc,
+                                ROWV * VL, accumulate);
+    NAME(gemm_blocked)(trans_a, trans_b, 0, m, n_rowv, n - n_edge, k, A, lda, B, ldb, accumulate,
+                       C, ldc, P);
+    if (n_edge > 0) {
+        NAME(gemm_edge)(mv, n_edge, k, A, lda, B + (trans_b ? (n - n_edge) * ldb : n - n_edge),
+                        trans_b ? 1 : ldb, trans_b ? ldb : 1, accumulate, C + n - n_edge, ldc);
+        NAME(gemm_blocked)(trans_a, trans_b, mv, m, n - n_edge, n, k, A, lda, B, ldb,
+                           accumulate, C, ldc, P);
+    }
+}
+
 #undef MRW
 #undef MRN
 #undef KC
 #undef ROWV
+#undef EDGE_COLS
 #include "fb_lanes_undef.h"

@@ -95,13 +95,19 @@ def _fma_chain(a_row, b_col, start, dtype):
 
 
 @every_variant
-def test_each_element_is_one_fma_chain_along_k(path, dtype, trans_a, trans_b, accumulate):
+@pytest.mark.parametrize("m, n, rows, columns", [
+    (3, 19, range(3), range(0, 19, 6)),
+    # with A^T, columns 64 and 65 take the narrow edge's kernel (vectors along
+    # the rows), but for the last rows, which take the panels' tiles
+    (37, 66, range(0, 37, 4), (0, 31, 63, 64, 65))])
+def test_each_element_is_one_fma_chain_along_k(path, dtype, trans_a, trans_b, accumulate, m, n,
+                                               rows, columns):
     # k spans several blocks of k (128 or 256), so the chain crosses the
     # reloads of C
-    m, n, k = 3, 19, 300
+    k = 300
     opA, opB, C, got = _case(7, m, n, k, trans_a, trans_b, accumulate, dtype, path)
-    for i in range(m):
-        for j in range(0, n, 6):
+    for i in rows:
+        for j in columns:
             want = _fma_chain(opA[i], opB[:, j], C[i, j] if accumulate else 0, dtype)
             assert got[i, j] == want, (i, j)
 
@@ -122,10 +128,12 @@ def test_paths_agree_bit_for_bit(dtype, trans_a, trans_b):
 @pytest.mark.parametrize("path", OWN_PATHS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
-def test_blocks_of_rows_and_columns_give_the_same_bits(path, dtype, trans_a, trans_b):
+@pytest.mark.parametrize("n", [75, 67])
+def test_blocks_of_rows_and_columns_give_the_same_bits(path, dtype, trans_a, trans_b, n):
     # callers share a product out as blocks of rows or columns: an element
-    # must not depend on which block computed it
-    m, n, k = 411, 75, 270
+    # must not depend on which block computed it (n = 67: with A^T, the last
+    # 3 columns of the whole take the narrow edge's kernel)
+    m, k = 411, 270
     rng = np.random.default_rng(5)
     A, B = _operands(rng, m, n, k, trans_a, trans_b, dtype)
     whole = _product(A, B, trans_a, trans_b, None, path)
@@ -133,7 +141,7 @@ def test_blocks_of_rows_and_columns_give_the_same_bits(path, dtype, trans_a, tra
         part = A[:, r0:r1] if trans_a else A[r0:r1]
         np.testing.assert_array_equal(
             _product(np.ascontiguousarray(part), B, trans_a, trans_b, None, path), whole[r0:r1])
-    for c0, c1 in [(0, 1), (3, 40), (33, 75)]:
+    for c0, c1 in [(0, 1), (3, 40), (33, n)]:
         part = B[c0:c1] if trans_b else B[:, c0:c1]
         np.testing.assert_array_equal(
             _product(A, np.ascontiguousarray(part), trans_a, trans_b, None, path),
