@@ -95,9 +95,11 @@ cdef int _backward(const floating* H, const floating* W, const Py_ssize_t* bs,
 
 cdef void _grad_hh_steps(const floating* H, const floating* delta, const Py_ssize_t* bs,
                          Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t off_prev, int n,
-                         floating* G, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
-    # Rows r0..r1 of G = sum over steps t0 <= t < t1 (t0 >= 1) of
+                         floating* G, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    # Columns c0..c1 of G = sum over steps t0 <= t < t1 (t0 >= 1) of
     # h_{t-1}[:b_t]^T delta_t; off_prev is the first packed row of step t0 - 1.
+    # (A block of columns packs only its columns of delta; a block of rows
+    # would pack all of delta, again in each block.)
     # Step t pairs rows [off_{t-1}, off_{t-1} + b_t) of H with rows
     # [off_t, off_t + b_t) of delta. delta's rows of consecutive steps are
     # always adjacent; H's are adjacent when b_{t-1} == b_{t-2}. So one GEMM
@@ -105,11 +107,11 @@ cdef void _grad_hh_steps(const floating* H, const floating* delta, const Py_ssiz
     cdef Py_ssize_t t, i, off_tm1 = off_prev  # offset of block t - 1
     cdef Py_ssize_t h_start = off_prev, d_start = off_prev + bs[t0 - 1], rows = 0
     cdef floating beta = 0
-    cdef int m = <int> (r1 - r0)
+    cdef int cols = <int> (c1 - c0)
     for t in range(t0, t1):
         if t > t0 and bs[t - 1] != bs[t - 2]:
-            gemm(True, False, m, n, <int> rows, <floating> 1, H + h_start * n + r0, n,
-                 delta + d_start * n, n, beta, G + r0 * n, n)
+            gemm(True, False, n, cols, <int> rows, <floating> 1, H + h_start * n, n,
+                 delta + d_start * n + c0, n, beta, G + c0, n)
             beta = 1
             h_start = off_tm1
             d_start = off_tm1 + bs[t - 1]
@@ -117,11 +119,12 @@ cdef void _grad_hh_steps(const floating* H, const floating* delta, const Py_ssiz
         rows += bs[t]
         off_tm1 += bs[t - 1]
     if rows > 0:
-        gemm(True, False, m, n, <int> rows, <floating> 1, H + h_start * n + r0, n,
-             delta + d_start * n, n, beta, G + r0 * n, n)
+        gemm(True, False, n, cols, <int> rows, <floating> 1, H + h_start * n, n,
+             delta + d_start * n + c0, n, beta, G + c0, n)
     elif beta == 0:
-        for i in range(r0 * n, r1 * n):
-            G[i] = 0
+        for i in range(n):
+            for t in range(c0, c1):
+                G[i * n + t] = 0
 
 
 cdef int _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs,
@@ -129,7 +132,7 @@ cdef int _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs
                   int n_threads) noexcept nogil:
     """G = sum_t h_{t-1}^T delta_t; returns -1 when out of memory.
 
-    Few rows: one pass over the steps, the rows of G cut into blocks. Many
+    Few rows: one pass over the steps, the columns of G cut into blocks. Many
     rows: the steps cut into groups of about REDUCTION_GROUP_ROWS rows, each
     group's sum computed into its own partial result (all rows of G at once,
     so the long operands are packed once), the partials added in group order
@@ -202,11 +205,11 @@ ctypedef struct GradHHJob:
 
 cdef void grad_hh_block(const void* job, int blk, int slot, floating* tag) noexcept nogil:
     cdef const GradHHJob* j = <const GradHHJob*> job
-    cdef Py_ssize_t r0 = block_start(j.n, j.n_blocks, blk)
-    cdef Py_ssize_t r1 = block_start(j.n, j.n_blocks, blk + 1)
-    if r1 > r0:
+    cdef Py_ssize_t c0 = block_start(j.n, j.n_blocks, blk)
+    cdef Py_ssize_t c1 = block_start(j.n, j.n_blocks, blk + 1)
+    if c1 > c0:
         _grad_hh_steps(<const floating*> j.H, <const floating*> j.delta, j.bs, 1, j.T, 0, j.n,
-                       <floating*> j.G, r0, r1)
+                       <floating*> j.G, c0, c1)
 
 
 cdef void grad_hh_group(const void* job, int g, int slot, floating* tag) noexcept nogil:
@@ -360,8 +363,9 @@ def rnn_grad_hh(const floating[:, ::1] H, const floating[:, ::1] delta,
     dL/dW_hh (h_0 = 0 contributes nothing). Overwrites grad_hh. One GEMM per
     run of steps over which the batch does not shrink -- a single GEMM when
     all sequences have the same length -- accumulated in step order.
-    The rows of grad_hh are split over n_threads (each row is computed the
-    same way whatever the thread count).
+    Blocks of grad_hh's columns, or groups of steps, are shared out to
+    n_threads (each element is computed the same way whatever the thread
+    count).
 
     Parameters
     ----------
