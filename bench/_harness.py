@@ -268,7 +268,8 @@ def _scale(unit):
 
 
 def summarize(flop, results, peak_gflops, thread_counts):
-    """Best thread count per contender, ratios to fastbp, fraction of peak."""
+    """Best thread count per contender, ratios to fastbp, fraction of peak
+    (None without a peak: its GEMM failed)."""
     rows = []
     for contender, by_threads in results.items():
         times = {n: r["seconds"] for n, r in by_threads.items() if "seconds" in r}
@@ -283,7 +284,7 @@ def summarize(flop, results, peak_gflops, thread_counts):
         gflops = extra.get("flop", flop) / best / 1e9
         row = {"contender": contender, "best": best, "best_threads": best_n,
                "one_thread": times.get(1), "all_threads": times.get(max(thread_counts)),
-               "gflops": gflops, "of_peak": gflops / peak_gflops,
+               "gflops": gflops, "of_peak": gflops / peak_gflops if peak_gflops else None,
                "speedup": (times[1] / times[max(thread_counts)]
                            if 1 in times and max(thread_counts) in times else None)}
         for key in ("accuracy", "note"):
@@ -317,7 +318,7 @@ def print_report(workload, flop, rows, peak):
                  _fmt(r["one_thread"] and r["one_thread"] * scale, ".4g"),
                  _fmt(r["all_threads"] and r["all_threads"] * scale, ".4g"),
                  _fmt(r.get("vs_fastbp"), ".2f"), _fmt(r["gflops"], ".1f"),
-                 _fmt(100 * r["of_peak"], ".0f"), _fmt(r["speedup"], ".2f")]
+                 _fmt(r["of_peak"] and 100 * r["of_peak"], ".0f"), _fmt(r["speedup"], ".2f")]
         if workload.rate:
             cells.insert(2, _fmt(workload.rate[1] / r["best"], ",.0f"))
         if accuracy:
@@ -331,9 +332,11 @@ def print_report(workload, flop, rows, peak):
         else:
             print("  " + "  ".join(c.rjust(w) if i else c.ljust(w)
                                    for i, (c, w) in enumerate(zip(line, widths))))
+    bound = (f"% of peak against {peak['gflops']:.0f} GFLOP/s ({workload.dtype} GEMM, "
+             f"all cores, this run)" if "gflops" in peak else
+             f"no % of peak: the GEMM peak failed ({peak.get('error')})")
     print(f"  x fastbp = contender's best time / fastbp's best time (above 1: fastbp "
-          f"is faster); % of peak against {peak['gflops']:.0f} GFLOP/s "
-          f"({workload.dtype} GEMM, all cores, this run)" +
+          f"is faster); {bound}" +
           (f"; 1->all against the same GEMM's "
            f"{peak['top_gflops'] / peak['one_core_gflops']:.2f} from 1 to "
            f"{peak['top_threads']} threads" if peak.get("one_core_gflops") else "") +
@@ -379,10 +382,14 @@ def main(workloads, description, default_json, workers=()):
             peaks[workload.dtype] = run_in_process(script, "peak", "gemm", n_cpus,
                                                    {"dtype": workload.dtype}, args.timeout)
             p = peaks[workload.dtype]
-            print(f"{workload.dtype} GEMM peak on {n_cpus} cores: {p['gflops']:.0f} GFLOP/s "
-                  f"through scipy's BLAS: {'; '.join(p['blas'])}", flush=True)
+            if "gflops" not in p:  # no bound to read against: the tables still run
+                print(f"{workload.dtype} GEMM peak on {n_cpus} cores: {p.get('error')}; "
+                      f"no % of peak in the tables", flush=True)
+            else:
+                print(f"{workload.dtype} GEMM peak on {n_cpus} cores: {p['gflops']:.0f} "
+                      f"GFLOP/s through scipy's BLAS: {'; '.join(p['blas'])}", flush=True)
             top = max(threads)
-            if top > 1:
+            if top > 1 and "gflops" in p:
                 # the machine's own bound on the 1->all column: the same GEMM
                 # on one core and at the table's top thread count, this run
                 one = run_in_process(script, "peak", "gemm", 1, {"dtype": workload.dtype},
@@ -416,7 +423,7 @@ def main(workloads, description, default_json, workers=()):
                 if "unavailable" in r:
                     break
         flop = workload.flop(options) if callable(workload.flop) else workload.flop
-        rows = summarize(flop, results, peaks[workload.dtype]["gflops"], threads)
+        rows = summarize(flop, results, peaks[workload.dtype].get("gflops"), threads)
         print_report(workload, flop, rows, peaks[workload.dtype])
         fastbp_info = next((r for r in results.get("fastbp", {}).values() if "blas" in r), {})
         if fastbp_info:

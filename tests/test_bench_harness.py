@@ -13,14 +13,17 @@ sys.path.insert(0, str(_BENCH))
 import _harness  # noqa: E402
 
 
-def _run_main(monkeypatch, tmp_path, one_core, n_cpus=2, argv=()):
+def _run_main(monkeypatch, tmp_path, one_core, n_cpus=2, argv=(), all_cores=None):
     """main() on a machine of n_cpus whose GEMM runs at 100 GFLOP/s per
-    thread beyond the first (``one_core`` answers the one-core run)."""
+    thread beyond the first (``one_core`` answers the one-core run,
+    ``all_cores``, when given, the all-core one)."""
     peaks_run = []
 
     def fake_run(script, workload, contender, n_threads, options, timeout):
         if workload == "peak":
             peaks_run.append(n_threads)
+            if n_threads == n_cpus and all_cores is not None:
+                return all_cores
             return one_core if n_threads == 1 else {"seconds": 1.0,
                                                     "gflops": 100.0 * n_threads,
                                                     "blas": ["fake"]}
@@ -64,3 +67,16 @@ def test_a_failed_one_core_gemm_leaves_the_tables(monkeypatch, tmp_path, capsys,
     out = capsys.readouterr().out
     assert failure["error"] in out
     assert "## fake" in out
+
+
+def test_a_failed_all_core_gemm_leaves_the_tables_without_a_fraction_of_peak(
+        monkeypatch, tmp_path, capsys):
+    report, _ = _run_main(monkeypatch, tmp_path, {"seconds": 2.0, "gflops": 50.0, "blas": []},
+                          all_cores={"error": "exit 1: killed"})
+    out = capsys.readouterr().out
+    assert "no % of peak in the tables" in out and "exit 1: killed" in out
+    row = report["workloads"][0]["summary"][0]
+    assert row["contender"] == "fastbp" and row["of_peak"] is None
+    assert row["best"] == 0.25 and row["speedup"] == 2.0
+    table = out[out.index("## fake"):]
+    assert "fastbp" in table and "no % of peak: the GEMM peak failed" in table
