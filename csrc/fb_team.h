@@ -4,10 +4,13 @@
  *     fb_team_run(nt, count, unit, &job);
  *
  * runs unit(job, u, slot) once for each u in 0..count-1 and returns when all
- * are done, their writes visible to the caller. Units go to whichever thread
- * asks first, so a unit's result must not depend on the thread running it;
- * `slot` (0..nt-1) only names per-thread scratch, which no two threads of a
- * call share.
+ * are done, their writes visible to the caller. Each thread takes the units
+ * of its own share first (slot s: units count s / nt up to count (s + 1) /
+ * nt, so from call to call it tends to meet the same data in its caches),
+ * then helps with what is left of the others'. Which thread runs a unit
+ * depends on timing, so a unit's result must not depend on it; `slot`
+ * (0..nt-1) only names per-thread scratch, which no two threads of a call
+ * share.
  *
  * Why not an OpenMP region: the OpenMP runtime is shared with every other
  * library in the process, and fastbp leaves its wait policy alone. libgomp's

@@ -23,6 +23,8 @@ static void fb_take_units(int* next, int count, fb_unit_fn unit, void* job, int 
 #include <signal.h>
 #include <stdlib.h>
 
+static int fb_share_start(int count, int nt, int s) { return (int)((long long)count * s / nt); }
+
 /* Threads of one team at most (more are never asked for: the estimators
  * cap n_jobs at the cores). */
 #define FB_TEAM_MAX 256
@@ -30,6 +32,12 @@ static void fb_take_units(int* next, int count, fb_unit_fn unit, void* job, int 
 #define FB_CLOSED (1 << 30)
 
 typedef struct fb_team fb_team;
+
+/* A slot's share of a call's units, on a cache line of its own. */
+typedef struct {
+    int taken; /* units of the share handed out so far */
+    char pad[60];
+} fb_share;
 
 typedef struct {
     fb_team* team;
@@ -42,7 +50,7 @@ struct fb_team {
     fb_unit_fn unit;
     void* job;
     int count, nt;
-    int next;     /* the next unit to hand out */
+    fb_share share[FB_TEAM_MAX]; /* units by slot: see fb_take_shares */
     int entry;    /* threads that joined the call, | FB_CLOSED once closed */
     int left;     /* threads that have finished with it */
     int calls;    /* bumped for each call: idle threads wait for it to change */
@@ -68,6 +76,25 @@ static inline void fb_store(int* p, int v) { __atomic_store_n(p, v, __ATOMIC_SEQ
 static inline int fb_load_sc(int* p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 
 /* Sleep while *p == seen; fb_team_wake(p) after changing *p wakes it. */
+/* The units of the call in hand for the thread in `slot`: first its own
+ * share, units [count s / nt, count (s + 1) / nt), then what is left of the
+ * others'. A kernel numbers its units in the order of their data (rows,
+ * blocks of samples), so from one call to the next a thread tends to get
+ * the same part of the data, still in its caches (a share taken at the
+ * previous call, or written by it); a late or descheduled thread costs
+ * nothing, since the others take its share. */
+static void fb_take_shares(fb_team* t, int nt, int slot)
+{
+    int i, s, lo, hi, u;
+    for (i = 0; i < nt; i++) {
+        s = (slot + i) % nt;
+        lo = fb_share_start(t->count, nt, s);
+        hi = fb_share_start(t->count, nt, s + 1);
+        while ((u = lo + fb_fetch_add(&t->share[s].taken, 1)) < hi)
+            t->unit(t->job, u, slot);
+    }
+}
+
 static void fb_team_sleep(fb_team* t, int* p, int seen)
 {
 #ifdef FB_HAVE_SLEEP
@@ -143,7 +170,7 @@ static void* fb_team_thread(void* arg)
          * thread has left. */
         seen = fb_load_sc(&t->calls);
         if (seat->slot < fb_load_sc(&t->nt))
-            fb_take_units(&t->next, t->count, t->unit, t->job, seat->slot);
+            fb_take_shares(t, fb_load_sc(&t->nt), seat->slot);
         fb_fetch_add(&t->left, 1);
         if (fb_load_sc(&t->caller_asleep))
             fb_team_wake(t, &t->left);
@@ -225,7 +252,7 @@ static fb_team* fb_team_of_this_thread(int nt)
 FB_HIDDEN void fastbp_team_run_own(int nt, int count, fb_unit_fn unit, void* job)
 {
     fb_team* t;
-    int next = 0, entered, left, spins = 0;
+    int next = 0, entered, left, spins = 0, i;
     if (nt > count)
         nt = count;
     t = nt > 1 ? fb_team_of_this_thread(nt) : NULL;
@@ -239,13 +266,14 @@ FB_HIDDEN void fastbp_team_run_own(int nt, int count, fb_unit_fn unit, void* job
     t->job = job;
     t->count = count;
     fb_store(&t->nt, nt);
-    fb_store(&t->next, 0);
+    for (i = 0; i < nt; i++)
+        fb_store(&t->share[i].taken, 0);
     fb_store(&t->left, 0);
     fb_store(&t->entry, 0); /* open the call */
     fb_fetch_add(&t->calls, 1);
     if (fb_load_sc(&t->sleepers) > 0)
         fb_team_wake(t, &t->calls);
-    fb_take_units(&t->next, count, unit, job, 0);
+    fb_take_shares(t, nt, 0);
     /* Close the call, then wait for the threads that joined it. */
     entered = fb_fetch_add(&t->entry, FB_CLOSED);
     while ((left = fb_load_sc(&t->left)) < entered) {
