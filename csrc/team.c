@@ -9,7 +9,7 @@ FB_HIDDEN fb_team_run_fn fastbp_team_run = fastbp_team_run_own;
 
 FB_HIDDEN void fastbp_team_bind(fb_team_run_fn run) { fastbp_team_run = run; }
 
-/* Units 0..count-1, whichever thread asks first. */
+/* Units 0..count-1, whichever thread asks first (one thread, or OpenMP's). */
 static void fb_take_units(int* next, int count, fb_unit_fn unit, void* job, int slot)
 {
     int u;

@@ -6,8 +6,9 @@
 #         ...unit u of the job (slot: which per-thread scratch to use)...
 #     team_run(nt, count, unit, &job)
 #
-# A unit goes to whichever thread asks first: its result must not depend on
-# the thread that runs it.
+# Each thread takes its own share of the units first, then helps with the
+# others' (fb_team.h): which thread runs a unit depends on timing, so its
+# result must not depend on the thread that runs it.
 from cython cimport floating
 
 cdef extern from "fb_team.h" nogil:
