@@ -15,6 +15,13 @@
  * keeps a block as BL / VL sub-blocks of VL samples, so that each of its
  * passes reads whole cache lines.
  *
+ * Consecutive convolution and pooling layers can also hand their maps on
+ * in this layout (conv.h's `layout` argument): a kernel then reads its
+ * input, or writes its output, in place, and only the first layer's input
+ * and the last one's output are transposed. The pooling kernels have a copy
+ * for that layout (pool_fwd_lanes, pool_bwd_lanes) that sums in the same
+ * order as their NCHW one.
+ *
  * A sub-block costs the same with one sample as with VL, so the forward
  * pass runs a block's last few samples (under 3/4 VL) one at a time on
  * "wide rows": the correlation of the flattened plane, VL consecutive
@@ -56,9 +63,9 @@
  * Determinism
  * -----------
  * Forward passes write disjoint outputs per sample. Gradients of the weights,
- * biases and pooling coefficients are summed per block of samples (BL for a
- * convolution, BLOCK for a pooling; in a fixed order, by whichever thread
- * runs the block) and the block sums are added in block order, so results
+ * biases and pooling coefficients are summed per block of BL samples (in a
+ * fixed order, by whichever thread runs the block) and the block sums are
+ * added in block order, so results
  * are bitwise identical for any n_threads. With fewer blocks than threads, a
  * block's output maps (forward) or input maps (backward) are split into
  * shares, each a unit of its own: shares write disjoint outputs and
@@ -92,7 +99,6 @@
 /* Output maps of a tile (forward, dX) and of a weight-gradient pass for the
  * copy of instruction-set level `level`: 4 where it has 32 vector registers. */
 #define FASTBP_TILE_GMAX(level) ((level) >= FB_LEVEL_AVX512 ? 4 : 2)
-#define FASTBP_BLOCK 8   /* samples per gradient block of the pooling */
 /* Samples of a convolution's block, side by side: the lanes of the dtype's
  * widest vector (a block's rows are then 64 bytes). */
 #define FASTBP_BLOCK_LANES(f32) ((f32) ? 16 : 8)
@@ -172,6 +178,7 @@ static int fastbp_plan_tiles(const unsigned char* table, int c_out, int c_in, in
         const FT* xlast;    /* zero-padded copy of the last sample */             \
         const fastbp_tile_group* groups; const int* pool; int ngroups;            \
         int n, c_in, h, w, c_out, act;                                            \
+        int layout;         /* FASTBP_BLOCKED_* bits: X, Y side by side */        \
     } conv_fwd_args_##SUF;                                                        \
     typedef struct {                                                              \
         const FT* X; const FT* dZ; FT* dX;                                        \
@@ -180,11 +187,13 @@ static int fastbp_plan_tiles(const unsigned char* table, int c_out, int c_in, in
         const int* blist; const int* bn; /* input map -> its output maps */       \
         const int* pid;     /* (c_out, c_in) -> index of the connected pair */    \
         int n, c_in, h, w, c_out, act, npairs;                                    \
+        int layout;         /* FASTBP_BLOCKED_*: X and dX, dZ side by side */     \
     } conv_bwd_args_##SUF;                                                        \
     typedef struct {                                                              \
         const FT* Y; const FT* coef; const FT* bias; const FT* dZ;                \
         FT* X; FT* dY;                                                            \
         int n, c, h, w, act;                                                      \
+        int layout;         /* FASTBP_BLOCKED_*: Y and dY, X and dZ */            \
     } pool_args_##SUF;
 
 FASTBP_DECLARE_ARGS(float, f32)

@@ -1,7 +1,15 @@
 /* Direct 5x5 convolution and trainable 2x2 mean-pool kernels (LeNet-5).
  *
- * Layout is NCHW, C-contiguous. Every function exists for float (_f32) and
- * double (_f64). Nothing is validated: shapes are trusted (see _conv.pyx).
+ * Layout is NCHW, C-contiguous, or, where a `layout` argument says so, samples
+ * side by side (FASTBP_BLOCKED_IN: the layer's input and its gradient;
+ * FASTBP_BLOCKED_OUT: its output and the output's gradient). In that layout
+ * an array of n samples of P elements is ceil(n / BL) blocks of BL samples
+ * (16 floats, 8 doubles), each block BL * P elements held in sub-blocks of VL
+ * samples, VL the lanes of the instruction set in use (fb_level()): element
+ * p of the block's sample l is at [(l / VL)*VL*P + p*VL + l % VL]. Lanes past
+ * n hold finite values that nothing reads back; sub-blocks past n hold
+ * nothing. Consecutive layers pass these arrays on without transposing them.
+ * Every function exists for float (_f32) and double (_f64). Nothing is validated: shapes are trusted (see _conv.pyx).
  * Functions that allocate scratch return 0 on success and -1 when memory
  * runs out (nothing is then guaranteed about the outputs).
  *
@@ -18,17 +26,20 @@
 extern "C" {
 #endif
 
+#define FASTBP_BLOCKED_IN 1
+#define FASTBP_BLOCKED_OUT 2
+
 /* Y = g(valid cross-correlation of X with W over connected maps + b).
  * X (n, c_in, h, w), W (c_out, c_in, 5, 5), b (c_out), table (c_out, c_in)
  * of 0/1 bytes, Y (n, c_out, h - 4, w - 4). Unconnected pairs are skipped. */
 int fastbp_conv5x5_forward_f32(const float* X, const float* W, const float* b,
                                const unsigned char* table, float* Y, int n,
                                int c_in, int h, int w, int c_out, int act,
-                               int n_threads);
+                               int layout, int n_threads);
 int fastbp_conv5x5_forward_f64(const double* X, const double* W, const double* b,
                                const unsigned char* table, double* Y, int n,
                                int c_in, int h, int w, int c_out, int act,
-                               int n_threads);
+                               int layout, int n_threads);
 
 /* grad_W (c_out, c_in, 5, 5) = sum over samples of the correlation of X with
  * dZ (0 for unconnected pairs), grad_b (c_out) = sum of dZ, and, when dX is
@@ -38,32 +49,44 @@ int fastbp_conv5x5_forward_f64(const double* X, const double* W, const double* b
 int fastbp_conv5x5_backward_f32(const float* X, const float* W, const float* dZ,
                                 const unsigned char* table, float* grad_W,
                                 float* grad_b, float* dX, int n, int c_in, int h,
-                                int w, int c_out, int in_act, int n_threads);
+                                int w, int c_out, int in_act, int layout,
+                                int n_threads);
 int fastbp_conv5x5_backward_f64(const double* X, const double* W, const double* dZ,
                                 const unsigned char* table, double* grad_W,
                                 double* grad_b, double* dX, int n, int c_in, int h,
-                                int w, int c_out, int in_act, int n_threads);
+                                int w, int c_out, int in_act, int layout,
+                                int n_threads);
 
 /* X = g(coef[c] * mean of each 2x2 block of Y + bias[c]).
- * Y (n, c, h, w) with h, w even, X (n, c, h/2, w/2). */
+ * Y (n, c, h, w) with h, w even, X (n, c, h/2, w/2). A layout with
+ * FASTBP_BLOCKED_OUT needs FASTBP_BLOCKED_IN. */
 int fastbp_pool2x2_forward_f32(const float* Y, const float* coef, const float* bias,
                                float* X, int n, int c, int h, int w, int act,
-                               int n_threads);
+                               int layout, int n_threads);
 int fastbp_pool2x2_forward_f64(const double* Y, const double* coef,
                                const double* bias, double* X, int n, int c, int h,
-                               int w, int act, int n_threads);
+                               int w, int act, int layout, int n_threads);
 
 /* grad_coef (c) = sum dZ * MeanPool(Y), grad_bias (c) = sum dZ, and, when dY
  * is not NULL, dY (n, c, h, w) = coef/4 * dZ[i/2, j/2] * g_in'(Y).
- * dZ (n, c, h/2, w/2). */
+ * dZ (n, c, h/2, w/2). The sums run per sample (each column's rows in
+ * order, then the columns in order), then over the samples of each block of
+ * BL in order, then over the blocks in order, whatever the layout. */
 int fastbp_pool2x2_backward_f32(const float* Y, const float* coef, const float* dZ,
                                 float* grad_coef, float* grad_bias, float* dY,
                                 int n, int c, int h, int w, int in_act,
-                                int n_threads);
+                                int layout, int n_threads);
 int fastbp_pool2x2_backward_f64(const double* Y, const double* coef,
                                 const double* dZ, double* grad_coef,
                                 double* grad_bias, double* dY, int n, int c, int h,
-                                int w, int in_act, int n_threads);
+                                int w, int in_act, int layout, int n_threads);
+
+/* n samples of P elements between NCHW (dst[i*P + p]) and samples side by
+ * side (see above): to_blocks zeroes the lanes past n of the last sub-block. */
+void fastbp_to_blocks_f32(float* dst, const float* src, int n, ptrdiff_t P);
+void fastbp_to_blocks_f64(double* dst, const double* src, int n, ptrdiff_t P);
+void fastbp_from_blocks_f32(float* dst, const float* src, int n, ptrdiff_t P);
+void fastbp_from_blocks_f64(double* dst, const double* src, int n, ptrdiff_t P);
 
 /* Element-wise helpers for the GEMM path: A (rows, cols) = g(A + bias[col]),
  * and D *= g'(.) computed from A = g(z) over size elements. */

@@ -73,7 +73,6 @@ typedef struct {
     const void* a_half; /* conv_bwd_unit's on the AVX2 copy: its tile plan */
     FT *scratch, *part; /* scratch: ssize elements per slot */
     ptrdiff_t ssize, plen;
-    ptrdiff_t tstride; /* pooling's column-sum rows */
     int wb, n, bsize, nsplit, isa;
 } API(block_job);
 
@@ -109,28 +108,40 @@ static void API(conv_bwd_unit)(void* job, int u, int slot)
     /* A block of at most half a vector's samples (a small batch, or a
      * batch's last block) runs on the AVX2 copy's half-width vectors: half
      * the cost, the same results (each lane's order does not depend on the
-     * width). */
-    if (isa >= FB_LEVEL_AVX512 && 2 * (i1 - i0) <= VLMAX)
+     * width). Not for arrays side by side: their sub-blocks are the level's. */
+    if (isa >= FB_LEVEL_AVX512 && 2 * (i1 - i0) <= VLMAX &&
+        ((const ARGS(conv_bwd_args)*)j->a)->layout == 0)
         isa = FB_LEVEL_AVX2;
     CALL_ISA(isa, conv_bwd_block,
              (const ARGS(conv_bwd_args)*)(isa == j->isa ? j->a : j->a_half), i0, i1,
              u % j->nsplit, j->nsplit, j->scratch + slot * j->ssize, j->part + block * j->plen);
 }
 
+/* Unit u: sample u (NCHW) or block u (side by side). */
 static void API(pool_fwd_unit)(void* job, int u, int slot)
 {
     const API(block_job)* j = (const API(block_job)*)job;
-    (void)slot;
-    CALL_ISA(j->isa, pool_fwd_sample, (const ARGS(pool_args)*)j->a, u);
+    const ARGS(pool_args)* a = (const ARGS(pool_args)*)j->a;
+    int i0, i1;
+    if (a->layout == 0) {
+        CALL_ISA(j->isa, pool_fwd_sample, a, u);
+        return;
+    }
+    API(block_range)(j, u, &i0, &i1);
+    CALL_ISA(j->isa, pool_fwd_lanes, a, i0, i1, j->scratch + slot * j->ssize);
 }
 
 static void API(pool_bwd_unit)(void* job, int u, int slot)
 {
     const API(block_job)* j = (const API(block_job)*)job;
+    const ARGS(pool_args)* a = (const ARGS(pool_args)*)j->a;
+    FT* const part = j->part + u * j->plen;
     int i0, i1;
     API(block_range)(j, u, &i0, &i1);
-    CALL_ISA(j->isa, pool_bwd_block, (const ARGS(pool_args)*)j->a, i0, i1,
-             j->scratch + slot * j->ssize, j->tstride, j->part + u * j->plen);
+    if (a->layout == 0)
+        CALL_ISA(j->isa, pool_bwd_block, a, i0, i1, j->scratch + slot * j->ssize, part);
+    else
+        CALL_ISA(j->isa, pool_bwd_lanes, a, i0, i1, j->scratch + slot * j->ssize, part);
 }
 
 /* All nblocks blocks, FASTBP_WAVE at a time (that bounds the memory of the
@@ -151,7 +162,7 @@ static void API(block_waves)(int nt, int nblocks, fb_unit_fn unit, API(block_job
 
 int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
                                 const unsigned char* table, FT* Y, int n, int c_in,
-                                int h, int w, int c_out, int act, int n_threads)
+                                int h, int w, int c_out, int act, int layout, int n_threads)
 {
     const int isa = fb_level();
     const ptrdiff_t plane = (ptrdiff_t)h * w, oplane = (ptrdiff_t)(h - 4) * (w - 4);
@@ -184,17 +195,19 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
     }
     nt = fb_conv_team_size(n_threads, nblocks * job.nsplit, 1);
     scratch_mem = malloc(sizeof(FT) * ssize * nt + 64);
-    xlast = API(fastbp_pad_last)(X, n, c_in * plane);
-    if (scratch_mem == NULL || xlast == NULL) {
+    /* the one-sample path (NCHW only) reads past a sample's plane */
+    xlast = layout == 0 ? API(fastbp_pad_last)(X, n, c_in * plane) : NULL;
+    if (scratch_mem == NULL || (layout == 0 && xlast == NULL)) {
         free(groups); free(pool); free(scratch_mem); free(xlast);
         return -1;
     }
     a.groups = groups; a.pool = pool;
     a.X = X; a.W = W; a.b = b; a.Y = Y; a.xlast = xlast;
     a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = act;
+    a.layout = layout;
 
     job.a = &a; job.scratch = (FT*)fastbp_align64(scratch_mem); job.ssize = ssize;
-    job.part = NULL; job.plen = 0; job.tstride = 0;
+    job.part = NULL; job.plen = 0;
     job.wb = 0; job.n = n; job.bsize = VLMAX; job.isa = isa;
     fb_team_run(nt, nblocks * job.nsplit, API(conv_fwd_unit), &job);
 
@@ -205,7 +218,7 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
 int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
                                  const unsigned char* table, FT* grad_W, FT* grad_b,
                                  FT* dX, int n, int c_in, int h, int w, int c_out,
-                                 int in_act, int n_threads)
+                                 int in_act, int layout, int n_threads)
 {
     const int isa = fb_level();
     const int ho = h - 4;
@@ -276,7 +289,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
                                       pool);
         a.groups = groups; a.pool = pool; a.blist = blist; a.bn = bn;
         a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = in_act;
-        a.pid = pid; a.npairs = npairs;
+        a.pid = pid; a.npairs = npairs; a.layout = layout;
         a_half = a;
         if (isa >= FB_LEVEL_AVX512) {
             a_half.groups = groups + c_in;
@@ -287,7 +300,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
         }
 
         job.a = &a; job.a_half = &a_half; job.scratch = (FT*)fastbp_align64(scratch_mem); job.part = part;
-        job.ssize = ssize; job.tstride = 0; job.plen = plen; job.n = n; job.bsize = VLMAX;
+        job.ssize = ssize; job.plen = plen; job.n = n; job.bsize = VLMAX;
         job.nsplit = nsplit; job.isa = isa;
         API(block_waves)(nt, nblocks, API(conv_bwd_unit), &job, total);
     }
@@ -308,38 +321,50 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
 }
 
 int API(fastbp_pool2x2_forward)(const FT* Y, const FT* coef, const FT* bias, FT* X,
-                                int n, int c, int h, int w, int act, int n_threads)
+                                int n, int c, int h, int w, int act, int layout,
+                                int n_threads)
 {
     const int isa = fb_level();
-    const int nt = fb_conv_team_size(n_threads, n,
+    const int units = layout ? (n + VLMAX - 1) / VLMAX : n;
+    const int nt = fb_conv_team_size(n_threads, units,
                                      (ptrdiff_t)n * c * h * w >= FASTBP_POOL_MIN_PARALLEL);
+    /* per slot, side by side to NCHW: the block's outputs */
+    const ptrdiff_t ssize = layout == FASTBP_BLOCKED_IN ? (ptrdiff_t)c * (h / 2) * (w / 2) * VLMAX
+                                                        : 0;
+    void* scratch_mem = ssize > 0 ? malloc(sizeof(FT) * ssize * nt + 64) : NULL;
     ARGS(pool_args) a;
     API(block_job) job;
+    if (ssize > 0 && scratch_mem == NULL)
+        return -1;
     a.Y = Y; a.coef = coef; a.bias = bias; a.dZ = NULL; a.X = X; a.dY = NULL;
-    a.n = n; a.c = c; a.h = h; a.w = w; a.act = act;
-    job.a = &a; job.isa = isa;
-    fb_team_run(nt, n, API(pool_fwd_unit), &job);
+    a.n = n; a.c = c; a.h = h; a.w = w; a.act = act; a.layout = layout;
+    job.a = &a; job.isa = isa; job.wb = 0; job.n = n; job.bsize = VLMAX;
+    job.scratch = (FT*)fastbp_align64(scratch_mem); job.ssize = ssize;
+    fb_team_run(nt, units, API(pool_fwd_unit), &job);
+    free(scratch_mem);
     return 0;
 }
 
 int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
                                  FT* grad_coef, FT* grad_bias, FT* dY, int n, int c,
-                                 int h, int w, int in_act, int n_threads)
+                                 int h, int w, int in_act, int layout, int n_threads)
 {
     const int isa = fb_level();
-    const int nblocks = (n + FASTBP_BLOCK - 1) / FASTBP_BLOCK;
-    /* per slot: column sums (2 c rows of w2p) and the expanded gradient */
-    const ptrdiff_t w2p = (ptrdiff_t)(w / 2 + VLMAX - 1) / VLMAX * VLMAX;
-    const ptrdiff_t tsize = 2 * (ptrdiff_t)c * w2p + (ptrdiff_t)c * h * w;
+    const int nblocks = (n + VLMAX - 1) / VLMAX;
+    /* per slot: NCHW, the expanded gradient; side by side, the samples'
+     * sums and dZ (pool_bwd_lanes) */
+    const ptrdiff_t tsize = layout ? 2 * (ptrdiff_t)c * VLMAX + (ptrdiff_t)c * (h / 2) * (w / 2) * VLMAX
+                                   : (ptrdiff_t)c * h * w;
     const ptrdiff_t plen = 2 * (ptrdiff_t)c;
     const int nt = fb_conv_team_size(n_threads, nblocks,
                                      (ptrdiff_t)n * c * h * w >= FASTBP_POOL_MIN_PARALLEL);
     int ch;
     ptrdiff_t j;
-    FT *tbuf, *part, *total;
+    FT *part, *total;
+    void* tbuf;
     ARGS(pool_args) a;
     API(block_job) job;
-    tbuf = (FT*)malloc(sizeof(FT) * tsize * nt);
+    tbuf = malloc(sizeof(FT) * tsize * nt + 64);
     part = (FT*)malloc(sizeof(FT) * (plen * FASTBP_WAVE + 1));
     total = (FT*)malloc(sizeof(FT) * (plen + 1));
     if (tbuf == NULL || part == NULL || total == NULL) {
@@ -348,9 +373,9 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     }
     for (j = 0; j < plen; j++) total[j] = 0;
     a.Y = Y; a.coef = coef; a.bias = NULL; a.dZ = dZ; a.X = NULL; a.dY = dY;
-    a.n = n; a.c = c; a.h = h; a.w = w; a.act = in_act;
-    job.a = &a; job.scratch = tbuf; job.part = part; job.ssize = tsize; job.tstride = w2p;
-    job.plen = plen; job.n = n; job.bsize = FASTBP_BLOCK; job.nsplit = 1; job.isa = isa;
+    a.n = n; a.c = c; a.h = h; a.w = w; a.act = in_act; a.layout = layout;
+    job.a = &a; job.scratch = (FT*)fastbp_align64(tbuf); job.part = part; job.ssize = tsize;
+    job.plen = plen; job.n = n; job.bsize = VLMAX; job.nsplit = 1; job.isa = isa;
     API(block_waves)(nt, nblocks, API(pool_bwd_unit), &job, total);
     for (ch = 0; ch < c; ch++) {
         grad_coef[ch] = total[ch];
@@ -358,6 +383,24 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     }
     free(tbuf); free(part); free(total);
     return 0;
+}
+
+void API(fastbp_to_blocks)(FT* dst, const FT* src, int n, ptrdiff_t P)
+{
+    const int isa = fb_level();
+    int i0;
+    for (i0 = 0; i0 < n; i0 += VLMAX)
+        CALL_ISA(isa, block_transpose, dst + i0 * P, (FT*)src + i0 * P,
+                 n - i0 < VLMAX ? n - i0 : VLMAX, P, 1);
+}
+
+void API(fastbp_from_blocks)(FT* dst, const FT* src, int n, ptrdiff_t P)
+{
+    const int isa = fb_level();
+    int i0;
+    for (i0 = 0; i0 < n; i0 += VLMAX)
+        CALL_ISA(isa, block_transpose, (FT*)src + i0 * P, dst + i0 * P,
+                 n - i0 < VLMAX ? n - i0 : VLMAX, P, 0);
 }
 
 /* Element-wise passes: A, its activation and a bias or a second array. */

@@ -275,6 +275,17 @@ static ATTR void NAME(from_lanes)(FT* dst, ptrdiff_t ds, const FT* src, ptrdiff_
     }
 }
 
+/* One block of nv (<= BL) samples of P elements: from NCHW (rows P apart)
+ * into the layout side by side when `to` (the lanes past nv zeroed), else
+ * back. */
+static ATTR void NAME(block_transpose)(FT* blk, FT* nchw, int nv, ptrdiff_t P, int to)
+{
+    if (to)
+        NAME(to_lanes)(blk, P * VL, nchw, P, nv, P);
+    else
+        NAME(from_lanes)(nchw, P, blk, P * VL, nv, P);
+}
+
 /* Register tile of a correlation of blocks for one group of output maps (see
  * fastbp_tile_group): outputs 0 .. G-1, where the input maps in S feed all of
  * them (each input load feeds G multiply-adds) and, for G == 2, those in A
@@ -509,38 +520,47 @@ static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, int 
 
 /* Forward pass of samples [i0, i1) (at most BL), output maps of the groups
  * [k0, k1). scratch: the block's X (c_in*h*w*BL elements), then a tile's
- * maps (GT*(h-4)*(w-4)*BL), each in sub-blocks. A last sub-block of fewer
- * than 3/4 VL samples runs one sample at a time (conv_fwd_sample). */
+ * maps (GT*(h-4)*(w-4)*BL), each in sub-blocks; an X or Y side by side
+ * (a->layout) is read or written in place instead. With both in NCHW, a
+ * last sub-block of fewer than 3/4 VL samples runs one sample at a time
+ * (conv_fwd_sample). */
 static ATTR void NAME(conv_fwd_block)(const ARGS(conv_fwd_args)* a, int i0, int i1, int k0,
                                       int k1, FT* scratch)
 {
     const int c_in = a->c_in, c_out = a->c_out, w = a->w, ho = a->h - 4, wo = a->w - 4;
+    const int x_blk = a->layout & FASTBP_BLOCKED_IN, y_blk = a->layout & FASTBP_BLOCKED_OUT;
     const int tail = (i1 - i0) % VL;
-    const int nv = 4 * tail < 3 * VL ? i1 - i0 - tail : i1 - i0, nsub = (nv + VL - 1) / VL;
+    const int nv = a->layout || 4 * tail >= 3 * VL ? i1 - i0 : i1 - i0 - tail;
+    const int nsub = (nv + VL - 1) / VL;
     const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)ho * wo;
-    const ptrdiff_t xs = c_in * plane * VL, ts = GT * oplane * VL; /* sub-block strides */
-    FT* const xt = scratch;
-    FT* const T = scratch + c_in * plane * BL;
+    const ptrdiff_t xs = c_in * plane * VL; /* sub-block strides */
+    const ptrdiff_t ts = (y_blk ? c_out : GT) * oplane * VL;
+    const FT* const xt = x_blk ? a->X + (ptrdiff_t)i0 * c_in * plane : scratch;
+    FT* const T = y_blk ? a->Y + (ptrdiff_t)i0 * c_out * oplane : scratch + c_in * plane * BL;
     FT* const y = a->Y + (ptrdiff_t)i0 * c_out * oplane;
     int k, g, s, r, i;
     for (i = i0 + nv; i < i1; i++)
         NAME(conv_fwd_sample)(a, i, k0, k1, scratch, plane + 2 * BL);
     if (nv == 0)
         return;
-    NAME(to_lanes)(xt, xs, a->X + (ptrdiff_t)i0 * c_in * plane, c_in * plane, nv, c_in * plane);
+    if (!x_blk)
+        NAME(to_lanes)(scratch, xs, a->X + (ptrdiff_t)i0 * c_in * plane, c_in * plane, nv,
+                       c_in * plane);
     for (k = k0; k < k1; k++) {
         const fastbp_tile_group* grp = a->groups + k;
+        FT* const tg = T + (y_blk ? grp->o * oplane * VL : 0); /* the tile's first map */
         for (s = 0; s < nsub; s++) {
             for (r = 0; r < ho; r++)
-                NAME(correlate_row)(T + s * ts + r * wo * VL, oplane * VL, wo,
+                NAME(correlate_row)(tg + s * ts + r * wo * VL, oplane * VL, wo,
                                     xt + s * xs + r * w * VL, plane * VL, w, VL, a->pool,
                                     grp, a->W, (ptrdiff_t)c_in * 25, 0, 5, a->b);
             /* the activation while the tile's maps are in cache */
-            EW(fastbp_act)(T + s * ts, T + s * ts, NULL, grp->G * oplane * VL, a->act);
+            EW(fastbp_act)(tg + s * ts, tg + s * ts, NULL, grp->G * oplane * VL, a->act);
         }
-        for (g = 0; g < grp->G; g++)
-            NAME(from_lanes)(y + (grp->o + g) * oplane, c_out * oplane, T + g * oplane * VL, ts,
-                             nv, oplane);
+        if (!y_blk)
+            for (g = 0; g < grp->G; g++)
+                NAME(from_lanes)(y + (grp->o + g) * oplane, c_out * oplane,
+                                 T + g * oplane * VL, ts, nv, oplane);
     }
 }
 
@@ -558,17 +578,21 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
                                       int share, int nsplit, FT* scratch, FT* part)
 {
     const int c_in = a->c_in, c_out = a->c_out, h = a->h, w = a->w, ho = h - 4, wo = w - 4;
+    const int x_blk = a->layout & FASTBP_BLOCKED_IN, z_blk = a->layout & FASTBP_BLOCKED_OUT;
     const int nv = i1 - i0, nsub = (nv + VL - 1) / VL;
     const ptrdiff_t plane = (ptrdiff_t)h * w, oplane = (ptrdiff_t)ho * wo;
     const ptrdiff_t ng = (ptrdiff_t)a->npairs * 25, prow = w + 4; /* dZ rows, padded */
     /* sub-block strides */
     const ptrdiff_t xs = c_in * plane * VL, ds = c_out * oplane * VL, gs = (ng + c_out) * VL;
-    const ptrdiff_t ps = c_out * ho * prow * VL, ts = GT * plane * VL;
-    FT* const xt = scratch;
-    FT* const dzt = xt + c_in * plane * BL;
-    FT* const gacc = dzt + c_out * oplane * BL;
+    const ptrdiff_t ps = c_out * ho * prow * VL, ts = (x_blk ? c_in : GT) * plane * VL;
+    FT* const xw = scratch;
+    FT* const dzw = xw + c_in * plane * BL;
+    const FT* const xt = x_blk ? a->X + (ptrdiff_t)i0 * c_in * plane : xw;
+    const FT* const dzt = z_blk ? a->dZ + (ptrdiff_t)i0 * c_out * oplane : dzw;
+    FT* const gacc = dzw + c_out * oplane * BL;
     FT* const dzp = gacc + (ng + c_out) * BL;
-    FT* const T = dzp + c_out * ho * prow * BL;
+    FT* const T = x_blk && a->dX != NULL ? a->dX + (ptrdiff_t)i0 * c_in * plane
+                                         : dzp + c_out * ho * prow * BL;
     const int c0 = share * c_in / nsplit, c1 = (share + 1) * c_in / nsplit;
     int co, ci, k, r, g, s, l, t, kg0, kg1, xe;
     ptrdiff_t p;
@@ -582,10 +606,12 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
     xe = c1;
     if (a->dX != NULL && kg1 > kg0 && a->groups[kg1 - 1].o + a->groups[kg1 - 1].G > xe)
         xe = a->groups[kg1 - 1].o + a->groups[kg1 - 1].G;
-    NAME(to_lanes)(xt + c0 * plane * VL, xs, a->X + ((ptrdiff_t)i0 * c_in + c0) * plane,
-                   c_in * plane, nv, (xe - c0) * plane);
-    NAME(to_lanes)(dzt, ds, a->dZ + (ptrdiff_t)i0 * c_out * oplane, c_out * oplane, nv,
-                   c_out * oplane);
+    if (!x_blk)
+        NAME(to_lanes)(xw + c0 * plane * VL, xs, a->X + ((ptrdiff_t)i0 * c_in + c0) * plane,
+                       c_in * plane, nv, (xe - c0) * plane);
+    if (!z_blk)
+        NAME(to_lanes)(dzw, ds, a->dZ + (ptrdiff_t)i0 * c_out * oplane, c_out * oplane, nv,
+                       c_out * oplane);
     for (s = 0; s < nsub; s++) {
         FT* const gsub = gacc + s * gs;
         /* grad_b: 4 interleaved sums over the positions, then a fixed tree */
@@ -653,23 +679,24 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
             }
     for (k = kg0; k < kg1; k++) {
         const fastbp_tile_group* grp = a->groups + k;
+        FT* const tk = T + (x_blk ? grp->o * plane * VL : 0); /* the tile's first map */
         for (s = 0; s < nsub; s++) {
             for (r = 0; r < h; r++) {
                 /* kernel row kh reads dZ row r - 4 + kh */
                 const int kh0 = r < 4 ? 4 - r : 0, kh1 = r + 1 > ho ? ho + 4 - r : 5;
-                NAME(correlate_row)(T + s * ts + r * w * VL, plane * VL, w,
+                NAME(correlate_row)(tk + s * ts + r * w * VL, plane * VL, w,
                                     dzp + s * ps + (r - 4 + kh0) * prow * VL, ho * prow * VL,
                                     prow, VL, a->pool, grp, a->wrot, (ptrdiff_t)c_out * 25,
                                     kh0, kh1, NULL);
             }
             /* times the input activation's derivative, X side by side too */
             for (g = 0; g < grp->G; g++) {
-                FT* const tg = T + s * ts + g * plane * VL;
+                FT* const tg = tk + s * ts + g * plane * VL;
                 EW(fastbp_dact)(tg, tg, NULL, xt + s * xs + (grp->o + g) * plane * VL,
                                 plane * VL, a->act);
             }
         }
-        for (g = 0; g < grp->G; g++)
+        for (g = 0; g < (x_blk ? 0 : grp->G); g++)
             NAME(from_lanes)(a->dX + (ptrdiff_t)i0 * c_in * plane + (grp->o + g) * plane,
                              c_in * plane, T + g * plane * VL, ts, nv, plane);
     }
@@ -703,40 +730,39 @@ static ATTR void NAME(pool_fwd_sample)(const ARGS(pool_args)* a, int i)
     EW(fastbp_act)(xs, xs, NULL, a->c * oplane, a->act); /* one pass over the sample */
 }
 
-/* Pooling backward of samples [i0, i1): dY of those samples (if wanted) and
- * part = [grad_coef (c), grad_bias (c)] over the block. T: 2*c*w2p + c*h*w
- * elements, w2p = w/2 rounded up to a multiple of VL (any copy's VL divides
- * it). The sums run per column of the pooled plane (a lane each, over the
- * block's samples and rows in order), then over the columns in order: the
- * same order for every vector width (the AVX copies fuse grad_coef's
- * multiply-add, so they may differ from the portable one in the last bit). */
+/* Pooling backward of samples [i0, i1) (at most BL), NCHW: dY of those
+ * samples (if wanted) and part = [grad_coef (c), grad_bias (c)] over the
+ * block. T: c*h*w elements. Each sample's sums run per column of the pooled
+ * plane (a lane each, over the rows in order), then over the columns in
+ * order; the block's sums add the samples' in order. pool_bwd_lanes sums in
+ * the same order, so both layouts give the same bits on each path
+ * (grad_coef's terms are multiply-adds: fused on the AVX copies, not on the
+ * portable one). */
 static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, FT* T,
-                                      ptrdiff_t w2p, FT* part)
+                                      FT* part)
 {
     const int h2 = a->h / 2, w2 = a->w / 2, w = a->w;
     const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)h2 * w2;
     const VT quarter = VSET1((FT)0.25);
-    FT* const col_coef = T;             /* (c, w2p) */
-    FT* const col_bias = T + a->c * w2p; /* (c, w2p) */
-    FT* const E = T + 2 * a->c * w2p;
+    FT* const E = T;
+    FT col[2 * VL];
     int i, ch, r, c0, c;
-    for (c = 0; c < 2 * a->c * w2p; c++) T[c] = 0;
+    for (ch = 0; ch < 2 * a->c; ch++) part[ch] = 0;
     for (i = i0; i < i1; i++) {
         for (ch = 0; ch < a->c; ch++) {
             const ptrdiff_t off = (ptrdiff_t)i * a->c + ch;
             const FT* y = a->Y + off * plane;
             const FT* dz = a->dZ + off * oplane;
             const VT k = VSET1(a->coef[ch] * (FT)0.25);
+            FT sc_i = 0, sb_i = 0;
             for (c0 = 0; c0 < w2; c0 += VL) {
                 const int n = w2 - c0 < VL ? w2 - c0 : VL;
-                FT* const cc = col_coef + ch * w2p + c0;
-                FT* const cb = col_bias + ch * w2p + c0;
                 /* dz times the mean of each block: grad_coef's terms */
-                VT sc = VLOAD(cc), sb = VLOAD(cb);
+                VT sc = VSET1((FT)0), sb = VSET1((FT)0);
                 for (r = 0; r < h2; r++) {
                     const VT s = NAME(block_sums_n)(y + 2 * r * w, y + (2 * r + 1) * w, c0, n);
                     const VT d = NAME(load_n)(dz + r * w2 + c0, n);
-                    sc = VADD(sc, VMUL(d, VMUL(quarter, s)));
+                    sc = VFMA(d, VMUL(quarter, s), sc);
                     sb = VADD(sb, d);
                     if (a->dY != NULL) {
                         /* E[2r + {0, 1}, 2c + {0, 1}] = k dz[r, c]; one pass of the
@@ -747,25 +773,127 @@ static ATTR void NAME(pool_bwd_block)(const ARGS(pool_args)* a, int i0, int i1, 
                         NAME(store_twice_n)(e0 + w, kd, n);
                     }
                 }
-                VSTORE(cc, sc);
-                VSTORE(cb, sb);
+                VSTORE(col, sc);
+                VSTORE(col + VL, sb);
+                for (c = 0; c < n; c++) {
+                    sc_i += col[c];
+                    sb_i += col[VL + c];
+                }
             }
+            part[ch] += sc_i;
+            part[a->c + ch] += sb_i;
         }
         if (a->dY != NULL) {
             const ptrdiff_t first = (ptrdiff_t)i * a->c * plane;
             EW(fastbp_dact)(a->dY + first, E, NULL, a->Y + first, a->c * plane, a->act);
         }
     }
-    for (ch = 0; ch < a->c; ch++) {
-        FT sc = 0, sb = 0;
-        for (c = 0; c < w2; c++) {
-            sc += col_coef[ch * w2p + c];
-            sb += col_bias[ch * w2p + c];
+}
+
+/* Side by side, the sums of the 2x2 blocks whose top left is at y in rows
+ * of w positions: (y[0] + y[1]) + (y[w] + y[w + 1]), as block_sums_n. */
+FB_INLINE ATTR VT NAME(quad_sums)(const FT* y, int w)
+{
+    return VADD(VADD(VLOAD(y), VLOAD(y + VL)), VADD(VLOAD(y + w * VL), VLOAD(y + (w + 1) * VL)));
+}
+
+/* Pooling forward of samples [i0, i1) (one block of BL) with Y side by side
+ * (a->layout): the same operations as pool_fwd_sample on each lane. X is
+ * written side by side too (FASTBP_BLOCKED_OUT), or else through T
+ * (c*(h/2)*(w/2)*BL elements) into NCHW. */
+static ATTR void NAME(pool_fwd_lanes)(const ARGS(pool_args)* a, int i0, int i1, FT* T)
+{
+    const int h2 = a->h / 2, w2 = a->w / 2, w = a->w, c = a->c;
+    const int nv = i1 - i0, nsub = (nv + VL - 1) / VL;
+    const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)h2 * w2;
+    const ptrdiff_t ys = c * plane * VL, xs = c * oplane * VL;
+    const FT* const yb = a->Y + (ptrdiff_t)i0 * c * plane;
+    FT* const xb = (a->layout & FASTBP_BLOCKED_OUT) ? a->X + (ptrdiff_t)i0 * c * oplane : T;
+    int s, ch, r, x;
+    for (s = 0; s < nsub; s++) {
+        for (ch = 0; ch < c; ch++) {
+            const FT* y = yb + s * ys + ch * plane * VL;
+            FT* out = xb + s * xs + ch * oplane * VL;
+            const VT k = VSET1(a->coef[ch] * (FT)0.25), bias = VSET1(a->bias[ch]);
+            for (r = 0; r < h2; r++)
+                for (x = 0; x < w2; x++) {
+                    const VT sv = NAME(quad_sums)(y + (2 * r * w + 2 * x) * VL, w);
+                    VSTORE(out + (r * w2 + x) * VL, VFMA(k, sv, bias));
+                }
         }
-        part[ch] = sc;
-        part[a->c + ch] = sb;
+        EW(fastbp_act)(xb + s * xs, xb + s * xs, NULL, c * oplane * VL, a->act);
+    }
+    if (!(a->layout & FASTBP_BLOCKED_OUT))
+        NAME(from_lanes)(a->X + (ptrdiff_t)i0 * c * oplane, c * oplane, T, xs, nv, c * oplane);
+}
+
+/* Pooling backward of samples [i0, i1) (one block of BL) with Y and dY side
+ * by side: pool_bwd_block's sums and dY, each lane a sample. dZ is side by
+ * side too (FASTBP_BLOCKED_OUT), or else copied so into T. T: the samples'
+ * sums (2*c*BL elements), then dZ (c*(h/2)*(w/2)*BL). Each column's sums
+ * stay in registers over its rows, FASTBP_POOL_COLS columns at a time. */
+#define FASTBP_POOL_COLS 4
+static ATTR void NAME(pool_bwd_lanes)(const ARGS(pool_args)* a, int i0, int i1, FT* T,
+                                      FT* part)
+{
+    const int h2 = a->h / 2, w2 = a->w / 2, w = a->w, c = a->c;
+    const int nv = i1 - i0, nsub = (nv + VL - 1) / VL;
+    const ptrdiff_t plane = (ptrdiff_t)a->h * w, oplane = (ptrdiff_t)h2 * w2;
+    const ptrdiff_t ys = c * plane * VL, zs = c * oplane * VL;
+    const VT quarter = VSET1((FT)0.25);
+    const FT* const yb = a->Y + (ptrdiff_t)i0 * c * plane;
+    FT* const sums = T; /* (nsub, 2c, VL) */
+    FT* const zw = sums + 2 * c * BL;
+    const FT* const zb = (a->layout & FASTBP_BLOCKED_OUT) ? a->dZ + (ptrdiff_t)i0 * c * oplane
+                                                          : zw;
+    FT* const dyb = a->dY != NULL ? a->dY + (ptrdiff_t)i0 * c * plane : NULL;
+    int s, ch, r, x0, x, l;
+    if (!(a->layout & FASTBP_BLOCKED_OUT))
+        NAME(to_lanes)(zw, zs, a->dZ + (ptrdiff_t)i0 * c * oplane, c * oplane, nv, c * oplane);
+    for (s = 0; s < nsub; s++)
+        for (ch = 0; ch < c; ch++) {
+            const FT* y = yb + s * ys + ch * plane * VL;
+            const FT* dz = zb + s * zs + ch * oplane * VL;
+            FT* const dy = dyb != NULL ? dyb + s * ys + ch * plane * VL : NULL;
+            const VT k = VSET1(a->coef[ch] * (FT)0.25);
+            VT sc = VSET1((FT)0), sb = VSET1((FT)0);
+            for (x0 = 0; x0 < w2; x0 += FASTBP_POOL_COLS) {
+                const int nx = w2 - x0 < FASTBP_POOL_COLS ? w2 - x0 : FASTBP_POOL_COLS;
+                VT cc[FASTBP_POOL_COLS], cb[FASTBP_POOL_COLS];
+                for (x = 0; x < FASTBP_POOL_COLS; x++) cc[x] = cb[x] = VSET1((FT)0);
+                for (r = 0; r < h2; r++)
+                    for (x = 0; x < nx; x++) {
+                        const ptrdiff_t p0 = (2 * r * w + 2 * (x0 + x)) * VL;
+                        const VT sv = NAME(quad_sums)(y + p0, w);
+                        const VT d = VLOAD(dz + (r * w2 + x0 + x) * VL);
+                        cc[x] = VFMA(d, VMUL(quarter, sv), cc[x]);
+                        cb[x] = VADD(cb[x], d);
+                        if (dy != NULL) {
+                            const VT kd = VMUL(k, d);
+                            VSTORE(dy + p0, kd);
+                            VSTORE(dy + p0 + VL, kd);
+                            VSTORE(dy + p0 + w * VL, kd);
+                            VSTORE(dy + p0 + (w + 1) * VL, kd);
+                        }
+                    }
+                for (x = 0; x < nx; x++) {
+                    sc = VADD(sc, cc[x]);
+                    sb = VADD(sb, cb[x]);
+                }
+            }
+            VSTORE(sums + (s * 2 * c + ch) * VL, sc);
+            VSTORE(sums + (s * 2 * c + c + ch) * VL, sb);
+            /* the derivative while the channel is in cache */
+            if (dy != NULL)
+                EW(fastbp_dact)(dy, dy, NULL, y, plane * VL, a->act);
+        }
+    for (ch = 0; ch < 2 * c; ch++) {
+        FT sum = 0;
+        for (l = 0; l < nv; l++) sum += sums[((l / VL) * 2 * c + ch) * VL + l % VL];
+        part[ch] = sum;
     }
 }
+#undef FASTBP_POOL_COLS
 
 #undef GT
 #undef BL

@@ -5,6 +5,8 @@ float32 kernels with the float64 ones, the linear parts with their adjoints,
 and the gradients with central differences. Each test runs on every
 instruction-set path this CPU offers (conftest.dispatch_path).
 """
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -436,6 +438,159 @@ def test_pool_bitwise_identical_across_threads(path, dtype):
     for other in runs[1:]:
         for a, b_ in zip(runs[0], other):
             assert np.array_equal(a, b_)
+
+
+def _side_by_side(A):
+    """A (NCHW) side by side, in new memory whose padding is NaN but for
+    what to_blocks writes."""
+    out = np.full((_conv.padded_rows(len(A), A.dtype),) + A.shape[1:], np.nan, dtype=A.dtype)
+    _conv.to_blocks(A, out)
+    return out
+
+
+def _nchw(B, n):
+    out = np.full((n,) + B.shape[1:], np.nan, dtype=B.dtype)
+    _conv.from_blocks(B, out)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 16, 17, 40])
+def test_side_by_side_round_trip(path, n, dtype):
+    X = np.random.default_rng(n).standard_normal((n, 3, 5, 7)).astype(dtype)
+    B = _side_by_side(X)
+    assert B.shape == (_conv.padded_rows(n, dtype), 3, 5, 7)
+    assert _conv.padded_rows(n, dtype) % _conv.block_samples(dtype) == 0
+    assert np.array_equal(_nchw(B, n), X)
+    if n >= 2:  # samples are interleaved, not copied as they were
+        assert not np.array_equal(B[:n], X)
+
+
+# (n, c_in, c_out, h, w, table kind): full and partial blocks, LeNet's shapes
+SIDE_CASES = [(17, 1, 6, 32, 32, "full"), (40, 6, 16, 14, 14, "lecun"),
+              (5, 3, 5, 9, 7, "random"), (33, 4, 16, 8, 13, "holes")]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("case", SIDE_CASES)
+def test_conv_side_by_side_is_nchw_to_the_bit(path, case, layout, dtype):
+    # The layers hand maps on side by side: every output and gradient must be
+    # bitwise what the NCHW call gives, on 1 and 3 threads.
+    in_b, out_b = layout
+    n = case[0]
+    X, W, b, table, dZ = _conv_problem(case, 2, seed=14, dtype=dtype)
+    Y = conv_forward(X, W, b, table, 2)
+    gW, gb, dX = conv_backward(X, W, dZ, table, 2)
+    for t in (1, 3):
+        Xs = _side_by_side(X) if in_b else X
+        Ys = np.full(((_conv.padded_rows(n, dtype),) if out_b else (n,)) + Y.shape[1:], np.nan,
+                     dtype=dtype)
+        _conv.conv5x5_forward(Xs, W, b, table, Ys, 2, t, n_samples=n, in_blocked=in_b,
+                              out_blocked=out_b)
+        assert np.array_equal(_nchw(Ys, n) if out_b else Ys, Y)
+        gW2, gb2 = np.full_like(gW, np.nan), np.full_like(gb, np.nan)
+        dXs = np.full_like(Xs, np.nan)
+        _conv.conv5x5_backward(Xs, W, _side_by_side(dZ) if out_b else dZ, table, gW2, gb2, dXs,
+                               2, t, n_samples=n, in_blocked=in_b, out_blocked=out_b)
+        assert np.array_equal(gW2, gW) and np.array_equal(gb2, gb)
+        assert np.array_equal(_nchw(dXs, n) if in_b else dXs, dX)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("out_b", [True, False])
+@pytest.mark.parametrize("case", [(17, 6, 28, 28), (40, 16, 10, 10), (3, 4, 6, 14),
+                                  (9, 2, 4, 36)])
+def test_pool_side_by_side_is_nchw_to_the_bit(path, case, out_b, dtype):
+    n = case[0]
+    Y, coef, bias, dZ = _pool_problem(case, 4, seed=15, dtype=dtype)
+    X = pool_forward(Y, coef, bias, 4)
+    gc, gb, dY = pool_backward(Y, coef, dZ, 4)
+    for t in (1, 3):
+        Ys = _side_by_side(Y)
+        Xs = np.full(((_conv.padded_rows(n, dtype),) if out_b else (n,)) + X.shape[1:], np.nan,
+                     dtype=dtype)
+        _conv.pool2x2_forward(Ys, coef, bias, Xs, 4, t, n_samples=n, in_blocked=True,
+                              out_blocked=out_b)
+        assert np.array_equal(_nchw(Xs, n) if out_b else Xs, X)
+        gc2, gb2, dYs = np.full_like(gc, np.nan), np.full_like(gb, np.nan), np.full_like(Ys, np.nan)
+        _conv.pool2x2_backward(Ys, coef, _side_by_side(dZ) if out_b else dZ, gc2, gb2, dYs, 4, t,
+                               n_samples=n, in_blocked=True, out_blocked=out_b)
+        assert np.array_equal(gc2, gc) and np.array_equal(gb2, gb)
+        assert np.array_equal(_nchw(dYs, n), dY)
+        _conv.pool2x2_backward(Ys, coef, _side_by_side(dZ) if out_b else dZ, gc2, gb2, None, 4,
+                               t, n_samples=n, in_blocked=True, out_blocked=out_b)
+        assert np.array_equal(gc2, gc) and np.array_equal(gb2, gb)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pool_gradient_sums_in_the_stated_order(path, dtype):
+    # Per sample: each pooled column over its rows, then the columns; then
+    # the samples of each block in order, then the blocks. grad_coef's terms
+    # are multiply-adds, fused on the AVX paths (rounded once, here through
+    # exact fractions), so scalar arithmetic in that order gives every bit.
+    n, c, h, w = 19, 2, 6, 10
+    Y, coef, _, dZ = _pool_problem((n, c, h, w), 2, seed=16, dtype=dtype)
+    gc, gb, _ = pool_backward(Y, coef, dZ, 2, want_dY=False)
+    zero, quarter, bl = dtype(0), dtype(0.25), _conv.block_samples(dtype)
+
+    def multiply_add(a, b, acc):
+        if path == "portable":
+            return acc + a * b
+        return dtype(float(Fraction(float(a)) * Fraction(float(b)) + Fraction(float(acc))))
+
+    for ch in range(c):
+        total_c = total_b = zero
+        for start in range(0, n, bl):
+            block_c = block_b = zero
+            for i in range(start, min(start + bl, n)):
+                sample_c = sample_b = zero
+                for x in range(w // 2):
+                    col_c = col_b = zero
+                    for r in range(h // 2):
+                        y0, y1 = Y[i, ch, 2 * r], Y[i, ch, 2 * r + 1]
+                        s = (y0[2 * x] + y0[2 * x + 1]) + (y1[2 * x] + y1[2 * x + 1])
+                        d = dZ[i, ch, r, x]
+                        col_c = multiply_add(d, quarter * s, col_c)
+                        col_b = col_b + d
+                    sample_c, sample_b = sample_c + col_c, sample_b + col_b
+                block_c, block_b = block_c + sample_c, block_b + sample_b
+            total_c, total_b = total_c + block_c, total_b + block_b
+        assert gc[ch] == total_c and gb[ch] == total_b
+
+
+def test_side_by_side_arguments_are_checked():
+    X, W, b, table, dZ = _conv_problem((17, 6, 16, 14, 14, "lecun"), 2, dtype=np.float32)
+    Xs = _side_by_side(X)
+    Y = np.empty((32, 16, 10, 10), np.float32)
+    with pytest.raises(ValueError, match="n_samples"):
+        _conv.conv5x5_forward(Xs, W, b, table, Y, 2, 1, in_blocked=True)
+    with pytest.raises(ValueError, match="expected 32"):
+        _conv.conv5x5_forward(Xs[:17], W, b, table, Y, 2, 1, n_samples=17, in_blocked=True,
+                              out_blocked=True)
+    with pytest.raises(ValueError, match="expected 17"):
+        _conv.conv5x5_forward(Xs, W, b, table, Y, 2, 1, n_samples=17, in_blocked=True)
+    with pytest.raises(ValueError, match="Y has 17 rows"):
+        _conv.conv5x5_forward(Xs, W, b, table, Y[:17], 2, 1, n_samples=17, in_blocked=True,
+                              out_blocked=True)
+    dX = np.empty_like(X)
+    with pytest.raises(ValueError, match="dX has 17 rows"):
+        _conv.conv5x5_backward(Xs, W, dZ, table, np.empty_like(W), np.empty_like(b), dX, 2, 1,
+                               n_samples=17, in_blocked=True)
+    dense = np.ones((12, 16), np.uint8)
+    X5 = np.zeros((16, 16, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="dense layer"):
+        _conv.conv5x5_forward(X5, np.zeros((12, 16, 5, 5), np.float32),
+                              np.zeros(12, np.float32), dense,
+                              np.empty((16, 12, 1, 1), np.float32), 0, 1, n_samples=16,
+                              in_blocked=True)
+    P = np.zeros((16, 2, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="needs its input side by side"):
+        _conv.pool2x2_forward(P, np.ones(2, np.float32), np.zeros(2, np.float32),
+                              np.empty((16, 2, 2, 2), np.float32), 0, 1, n_samples=16,
+                              out_blocked=True)
+    with pytest.raises(ValueError, match="out has 17 rows"):
+        _conv.to_blocks(X, np.empty_like(X))
 
 
 def test_empty_batch():

@@ -173,3 +173,43 @@ def test_float32_and_thread_count(digits32):
             for n in (1, 2)]
     assert runs[0].parameters_["C1.weight"].dtype == np.float32
     np.testing.assert_array_equal(runs[0]._network.theta, runs[1]._network.theta)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maps_side_by_side_change_no_bit(digits32, dtype, dispatch_path, monkeypatch):
+    # C1 -> S2 -> C3 -> S4 hand their maps on side by side when a batch has
+    # a block of samples or more. A fit, its deltas and its predictions must
+    # be bitwise those of the same layers on NCHW maps (batches of 20: a
+    # full and a partial block).
+    from fastbp import _layers
+    X, y = digits32
+    X = X[:60].astype(dtype)
+
+    def run():
+        est = _fit(LeNet5Classifier(max_iter=2, batch_size=20, random_state=0, n_jobs=2),
+                   X, y[:60])
+        return est, est.backprop(X[:20], y[:20]), est.predict_proba(X)
+
+    est, bp, proba = run()
+    assert [(layer.in_side_by_side, layer.out_side_by_side)
+            for layer in est._network.layers[:5]] == [
+        (False, True), (True, True), (True, True), (True, False), (False, False)]
+    assert [d.shape for d in bp.deltas[:4]] == [
+        (20, 6, 28, 28), (20, 6, 14, 14), (20, 16, 10, 10), (20, 16, 5, 5)]
+    monkeypatch.setattr(_layers._MapsLayer, "_blocked", lambda self, linked, n, dtype: False)
+    est_nchw, bp_nchw, proba_nchw = run()
+    np.testing.assert_array_equal(est._network.theta, est_nchw._network.theta)
+    np.testing.assert_array_equal(proba, proba_nchw)
+    assert bp.loss == bp_nchw.loss
+    for d, d_nchw in zip(bp.deltas, bp_nchw.deltas):
+        np.testing.assert_array_equal(d, d_nchw)
+    for name, g in bp.gradients.items():
+        np.testing.assert_array_equal(g, bp_nchw.gradients[name])
+
+
+def test_gradients_with_maps_side_by_side(digits32):
+    # 17 samples: float64 blocks of 8, 8 and 1 side by side
+    X, y = digits32
+    est = _fit(LeNet5Classifier(alpha=0.05, max_iter=1, batch_size=16, random_state=0),
+               X[:48], y[:48])
+    assert check_gradients(est, X[:17], y[:17], max_entries=25) <= 1e-6

@@ -72,10 +72,14 @@ def test_kernel_stub_matches_compiled_module(module):
         if node is None:
             continue
         params = list(inspect.signature(getattr(compiled, name)).parameters.values())
-        stub_args = node.args.args
+        stub_args = node.args.args + node.args.kwonlyargs
         assert [a.arg for a in stub_args] == [p.name for p in params], name
+        assert [a.arg for a in node.args.kwonlyargs] == [
+            p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY], name
         n_defaults = sum(p.default is not inspect.Parameter.empty for p in params)
-        assert len(node.args.defaults) == n_defaults, name
+        stub_defaults = len(node.args.defaults) + sum(
+            d is not None for d in node.args.kw_defaults)
+        assert stub_defaults == n_defaults, name
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,13 @@ A layer's ``input_activation`` (the activation of the layer below, whose
 derivative ``backward`` applies to the delta it hands down) is not a
 constructor argument: the network sets it from the layer below
 (:meth:`Layer.follow`), so the pairing cannot be got wrong.
+
+Neighbouring convolution and pooling layers hand their maps (and deltas) on
+with the samples side by side, the layout the convolution kernels compute
+in (``_conv``), wrapped in :class:`SideBySide`, so that neither transposes
+them; :meth:`Layer.follow` links such pairs. A batch of fewer samples than
+a block (``_conv.block_samples``) stays NCHW: its lanes would mostly be
+empty. Results are the same to the bit in either layout.
 """
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -32,6 +39,35 @@ ACTIVATION_CODES = _dense.ACTIVATION_CODES
 def _rows(buffer, n):
     """The first n rows of a workspace buffer (the buffer itself when full)."""
     return buffer if buffer.shape[0] == n else buffer[:n]
+
+
+class SideBySide(NamedTuple):
+    """Maps of ``n`` samples side by side (``_conv``'s layout): ``data`` has
+    ``_conv.padded_rows(n, dtype)`` rows of the NCHW shape."""
+
+    data: np.ndarray
+    n: int
+
+    def to_array(self):
+        """The maps as a new NCHW array of n rows."""
+        out = np.empty((self.n,) + self.data.shape[1:], dtype=self.data.dtype)
+        _conv.from_blocks(self.data, out)
+        return out
+
+
+def as_array(A):
+    """A copy of a layer's output or delta as an ndarray (NCHW for maps)."""
+    return A.to_array() if isinstance(A, SideBySide) else A.copy()
+
+
+def _aligned_empty(shape, dtype):
+    """np.empty on a 64-byte boundary: the kernels' vectors then stay within
+    cache lines."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + 64, dtype=np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 class ParamSpec(NamedTuple):
@@ -66,15 +102,25 @@ class Layer:
     # the delta it hands down (False where the layer applies it itself, as
     # the RNN cell does inside BPTT).
     derivative_applied_above = True
+    # Whether the layer can take and hand on maps side by side, and whether
+    # its input and output do so (set by follow).
+    maps_side_by_side = False
+    in_side_by_side = False
+    out_side_by_side = False
 
     def follow(self, below):
         """Take the input activation from ``below``, the layer that feeds
-        this one (None for the first layer: its input is the data)."""
+        this one (None for the first layer: its input is the data), and
+        link the two for maps side by side where both can."""
         if below is None or not below.derivative_applied_above:
             self.input_activation = "identity"
         else:
             self.input_activation = below.activation
         self._in_act = ACTIVATION_CODES[self.input_activation]
+        linked = below is not None and below.maps_side_by_side and self.maps_side_by_side
+        self.in_side_by_side = linked
+        if below is not None:
+            below.out_side_by_side = linked
 
     def bind(self, params, grads):
         self.params = params
@@ -142,7 +188,37 @@ class Dense(Layer):
         return delta_in.reshape(A_in.shape)
 
 
-class Conv5x5(Layer):
+class _MapsLayer(Layer):
+    """What the convolution and pooling layers share: buffers and the choice
+    of layout (see the module's docstring)."""
+
+    def _blocked(self, linked, n, dtype):
+        return linked and n >= _conv.block_samples(dtype)
+
+    def workspace(self, n, dtype, want_delta_in):
+        def buffer(shape, linked):
+            if self._blocked(linked, n, dtype):
+                return _aligned_empty((_conv.padded_rows(n, dtype),) + shape, dtype)
+            return np.empty((n,) + shape, dtype=dtype)
+        return LayerWorkspace(
+            buffer(self._out_shape, self.out_side_by_side),
+            buffer(self._in_shape, self.in_side_by_side) if want_delta_in else None)
+
+    def _buffer(self, buffer, n, linked):
+        """A buffer's rows for n samples: SideBySide or NCHW."""
+        if self._blocked(linked, n, buffer.dtype):
+            return SideBySide(buffer[:_conv.padded_rows(n, buffer.dtype)], n)
+        return _rows(buffer, n)
+
+
+def _maps(A):
+    """(array, samples, side by side?) of a layer's input, output or delta."""
+    if isinstance(A, SideBySide):
+        return A.data, A.n, True
+    return A, A.shape[0], False
+
+
+class Conv5x5(_MapsLayer):
     """Direct 5×5 valid convolution (cross-correlation) with a connection table.
 
     Parameters
@@ -176,25 +252,41 @@ class Conv5x5(Layer):
         self.n_trainable = int(self.table.sum()) * 25 + self.out_maps
         self._act = ACTIVATION_CODES[activation]
 
-    def workspace(self, n, dtype, want_delta_in):
-        return _empty_workspace(n, dtype, (self.out_maps,) + self.out_size,
-                                (self.in_maps,) + self.in_size, want_delta_in)
+    @property
+    def maps_side_by_side(self):
+        # a 1x1 output with every map connected runs as a dense layer, on NCHW
+        return not (self.in_size == (5, 5) and bool(self.table.all()))
+
+    @property
+    def _out_shape(self):
+        return (self.out_maps,) + self.out_size
+
+    @property
+    def _in_shape(self):
+        return (self.in_maps,) + self.in_size
 
     def forward(self, A_in, ws, n_threads):
-        out = _rows(ws.out, A_in.shape[0])
-        _conv.conv5x5_forward(A_in, self.params[self.weight_name], self.params[self.bias_name],
-                              self.table, out, self._act, n_threads)
+        X, n, in_blocked = _maps(A_in)
+        out = self._buffer(ws.out, n, self.out_side_by_side)
+        Y, _, out_blocked = _maps(out)
+        _conv.conv5x5_forward(X, self.params[self.weight_name], self.params[self.bias_name],
+                              self.table, Y, self._act, n_threads, n_samples=n,
+                              in_blocked=in_blocked, out_blocked=out_blocked)
         return out
 
     def backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
-        delta_in = _rows(ws.delta_in, A_in.shape[0]) if want_delta_in else None
-        _conv.conv5x5_backward(A_in, self.params[self.weight_name], delta, self.table,
+        X, n, in_blocked = _maps(A_in)
+        dZ, _, out_blocked = _maps(delta)
+        delta_in = self._buffer(ws.delta_in, n, in_blocked) if want_delta_in else None
+        _conv.conv5x5_backward(X, self.params[self.weight_name], dZ, self.table,
                                self.grads[self.weight_name], self.grads[self.bias_name],
-                               delta_in, self._in_act, n_threads)
+                               None if delta_in is None else _maps(delta_in)[0],
+                               self._in_act, n_threads, n_samples=n,
+                               in_blocked=in_blocked, out_blocked=out_blocked)
         return delta_in
 
 
-class MeanPool2x2(Layer):
+class MeanPool2x2(_MapsLayer):
     """LeCun's trainable subsampling: g(coef · mean of each 2×2 block + bias),
     one coefficient and one bias per map (not L2-regularized).
 
@@ -224,19 +316,32 @@ class MeanPool2x2(Layer):
         self.n_trainable = 2 * self.maps
         self._act = ACTIVATION_CODES[activation]
 
-    def workspace(self, n, dtype, want_delta_in):
-        return _empty_workspace(n, dtype, (self.maps,) + self.out_size,
-                                (self.maps,) + self.in_size, want_delta_in)
+    maps_side_by_side = True
+
+    @property
+    def _out_shape(self):
+        return (self.maps,) + self.out_size
+
+    @property
+    def _in_shape(self):
+        return (self.maps,) + self.in_size
 
     def forward(self, A_in, ws, n_threads):
-        out = _rows(ws.out, A_in.shape[0])
-        _conv.pool2x2_forward(A_in, self.params[self.coef_name], self.params[self.bias_name],
-                              out, self._act, n_threads)
+        Y, n, in_blocked = _maps(A_in)
+        out = self._buffer(ws.out, n, self.out_side_by_side and in_blocked)
+        X, _, out_blocked = _maps(out)
+        _conv.pool2x2_forward(Y, self.params[self.coef_name], self.params[self.bias_name],
+                              X, self._act, n_threads, n_samples=n,
+                              in_blocked=in_blocked, out_blocked=out_blocked)
         return out
 
     def backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
-        delta_in = _rows(ws.delta_in, A_in.shape[0]) if want_delta_in else None
-        _conv.pool2x2_backward(A_in, self.params[self.coef_name], delta,
+        Y, n, in_blocked = _maps(A_in)
+        dZ, _, out_blocked = _maps(delta)
+        delta_in = self._buffer(ws.delta_in, n, in_blocked) if want_delta_in else None
+        _conv.pool2x2_backward(Y, self.params[self.coef_name], dZ,
                                self.grads[self.coef_name], self.grads[self.bias_name],
-                               delta_in, self._in_act, n_threads)
+                               None if delta_in is None else _maps(delta_in)[0],
+                               self._in_act, n_threads, n_samples=n,
+                               in_blocked=in_blocked, out_blocked=out_blocked)
         return delta_in

@@ -19,6 +19,7 @@ from sklearn.utils import gen_batches
 
 from ._kernels import _losses
 from ._kernels import _optimizers as _updates
+from ._layers import as_array
 from ._threads import blas_single_thread
 
 LOSS_CODES = _losses.LOSS_CODES
@@ -133,9 +134,7 @@ class Network:
         self.layers = list(layers)
         self.loss = loss
         self.dtype = np.dtype(dtype)
-        # Each layer applies the derivative of the activation below it.
-        for below, layer in zip([None] + self.layers[:-1], self.layers):
-            layer.follow(below)
+        self._link()
         specs = [spec for layer in self.layers for spec in layer.param_specs]
         ordered = ([s for s in specs if s.regularized]
                    + [s for s in specs if not s.regularized])
@@ -160,6 +159,12 @@ class Network:
             self.theta = np.array(theta, dtype=self.dtype, order="C")
         self.grad = np.zeros(offset, dtype=self.dtype)
         self._bind()
+
+    def _link(self):
+        # Each layer applies the derivative of the activation below it, and
+        # neighbours that can pass their maps on side by side.
+        for below, layer in zip([None] + self.layers[:-1], self.layers):
+            layer.follow(below)
 
     # ------------------------------------------------------------------ params
     def _views(self, flat):
@@ -193,6 +198,7 @@ class Network:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.grad = np.zeros_like(self.theta)
+        self._link()  # a model saved before the layout side by side links now
         self._bind()
 
     def astype(self, dtype):
@@ -338,7 +344,7 @@ class Network:
                 i > 0, n_threads,
             )
             if deltas is not None and delta is not None:
-                deltas.append(delta.copy())
+                deltas.append(as_array(delta))
         loss = data_loss / sw_sum
         if alpha > 0 and self.n_regularized:
             nr = self.n_regularized
