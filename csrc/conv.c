@@ -23,7 +23,7 @@
  * order as their NCHW one.
  *
  * A sub-block costs the same with one sample as with VL, so the forward
- * pass runs a block's last few samples (under 3/4 VL) one at a time on
+ * pass on NCHW runs a block's last few samples (under 3/4 VL) one at a time on
  * "wide rows": the correlation of the flattened plane, VL consecutive
  * positions to a vector, the 4 columns past each row's end dropped. Its
  * outputs sum the same terms in the same order as a block's.

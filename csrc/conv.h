@@ -7,8 +7,9 @@
  * (16 floats, 8 doubles), each block BL * P elements held in sub-blocks of VL
  * samples, VL the lanes of the instruction set in use (fb_level()): element
  * p of the block's sample l is at [(l / VL)*VL*P + p*VL + l % VL]. Lanes past
- * n hold finite values that nothing reads back; sub-blocks past n hold
- * nothing. Consecutive layers pass these arrays on without transposing them.
+ * n hold values that no result depends on (finite where the inputs' lanes
+ * are); sub-blocks past n are neither read nor written. The layout depends on
+ * the level in use: arrays passed between calls need the same level. Consecutive layers pass these arrays on without transposing them.
  * Every function exists for float (_f32) and double (_f64). Nothing is validated: shapes are trusted (see _conv.pyx).
  * Functions that allocate scratch return 0 on success and -1 when memory
  * runs out (nothing is then guaranteed about the outputs).
@@ -69,7 +70,8 @@ int fastbp_pool2x2_forward_f64(const double* Y, const double* coef,
 
 /* grad_coef (c) = sum dZ * MeanPool(Y), grad_bias (c) = sum dZ, and, when dY
  * is not NULL, dY (n, c, h, w) = coef/4 * dZ[i/2, j/2] * g_in'(Y).
- * dZ (n, c, h/2, w/2). The sums run per sample (each column's rows in
+ * dZ (n, c, h/2, w/2); FASTBP_BLOCKED_OUT needs FASTBP_BLOCKED_IN. The
+ * sums run per sample (each column's rows in
  * order, then the columns in order), then over the samples of each block of
  * BL in order, then over the blocks in order, whatever the layout. */
 int fastbp_pool2x2_backward_f32(const float* Y, const float* coef, const float* dZ,

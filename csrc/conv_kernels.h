@@ -571,9 +571,10 @@ static ATTR void NAME(conv_fwd_block)(const ARGS(conv_fwd_args)* a, int i0, int 
  * pairs (npairs, 25) whose input map is in [c0, c1), grad_b (c_out) for
  * share 0], summed over the block: per sample (a lane each), then over the
  * samples in order. scratch, each in sub-blocks: the block's X
- * (c_in*h*w*BL elements) and dZ (c_out*(h-4)*(w-4)*BL), the per-sample sums
+ * (c_in*h*w*BL elements) and dZ (c_out*(h-4)*(w-4)*BL), copied there from
+ * NCHW (side by side, a->layout, they are read in place), the per-sample sums
  * ((npairs*25 + c_out)*BL), and for dX the padded dZ (c_out*(h-4)*(w+4)*BL)
- * and a tile's maps (GT*h*w*BL). */
+ * and a tile's maps (GT*h*w*BL; side by side, dX is written in place). */
 static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int i1,
                                       int share, int nsplit, FT* scratch, FT* part)
 {

@@ -1,4 +1,5 @@
 """LeNet5Classifier: the paper's architecture, input shapes, gradients, training."""
+import pickle
 import warnings
 
 import numpy as np
@@ -179,21 +180,28 @@ def test_float32_and_thread_count(digits32):
 def test_maps_side_by_side_change_no_bit(digits32, dtype, dispatch_path, monkeypatch):
     # C1 -> S2 -> C3 -> S4 hand their maps on side by side when a batch has
     # a block of samples or more. A fit, its deltas and its predictions must
-    # be bitwise those of the same layers on NCHW maps (batches of 20: a
-    # full and a partial block).
+    # be bitwise those of the same layers on NCHW maps (batches of 20, 20
+    # and 7: full and partial blocks, and a batch under a block, NCHW).
     from fastbp import _layers
     X, y = digits32
-    X = X[:60].astype(dtype)
+    X, y = X[:47].astype(dtype), y[:47]
+    linked = [(False, True), (True, True), (True, True), (True, False), (False, False)]
 
     def run():
-        est = _fit(LeNet5Classifier(max_iter=2, batch_size=20, random_state=0, n_jobs=2),
-                   X, y[:60])
+        est = _fit(LeNet5Classifier(max_iter=2, batch_size=20, random_state=0, n_jobs=2), X, y)
         return est, est.backprop(X[:20], y[:20]), est.predict_proba(X)
 
     est, bp, proba = run()
     assert [(layer.in_side_by_side, layer.out_side_by_side)
-            for layer in est._network.layers[:5]] == [
-        (False, True), (True, True), (True, True), (True, False), (False, False)]
+            for layer in est._network.layers[:5]] == linked
+    # a model saved before the layout has no links; loading adds them
+    for layer in est._network.layers:
+        layer.__dict__.pop("in_side_by_side", None)
+        layer.__dict__.pop("out_side_by_side", None)
+    loaded = pickle.loads(pickle.dumps(est))
+    assert [(layer.in_side_by_side, layer.out_side_by_side)
+            for layer in loaded._network.layers[:5]] == linked
+    np.testing.assert_array_equal(loaded.predict_proba(X), proba)
     assert [d.shape for d in bp.deltas[:4]] == [
         (20, 6, 28, 28), (20, 6, 14, 14), (20, 16, 10, 10), (20, 16, 5, 5)]
     monkeypatch.setattr(_layers._MapsLayer, "_blocked", lambda self, linked, n, dtype: False)

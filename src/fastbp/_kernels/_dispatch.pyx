@@ -67,7 +67,9 @@ def _force_dispatch_path(path):
     ValueError
         If ``path`` is not a path name, or this CPU or build cannot run it.
 
-    Not thread-safe: call it while no kernel runs.
+    Not thread-safe: call it while no kernel runs. Not within a batch
+    either: maps handed on side by side (``_conv``) are laid out for the
+    vector width of the path that wrote them.
     """
     if path is None:
         level = _best
