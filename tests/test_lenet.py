@@ -221,3 +221,14 @@ def test_gradients_with_maps_side_by_side(digits32):
     est = _fit(LeNet5Classifier(alpha=0.05, max_iter=1, batch_size=16, random_state=0),
                X[:48], y[:48])
     assert check_gradients(est, X[:17], y[:17], max_entries=25) <= 1e-6
+
+
+@pytest.mark.parametrize("bad,message", [(np.nan, "contains NaN"), (np.inf, "infinity")])
+@pytest.mark.parametrize("shape", [(20, 1, 32, 32), (20, 32, 32), (20, 1024)])
+def test_non_finite_images_are_refused_once_checked(shape, bad, message):
+    # Images are checked for finiteness once (by validate_data, after the
+    # reshape), whatever their layout, with the same error.
+    X = np.zeros(shape)
+    X.reshape(20, -1)[3, 77] = bad
+    with pytest.raises(ValueError, match=message):
+        LeNet5Classifier(max_iter=1).fit(X, np.arange(20) % 3)

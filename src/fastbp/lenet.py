@@ -162,9 +162,11 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
             raise InvalidParameterError("connection_table leaves a C3 map without any input map.")
         return table.T
 
-    def _image_size(self, X, checked=False):
+    def _image_size(self, X, checked=False, finite_later=False):
         """Return (X as (n, H*W), (H, W)) for any accepted input layout
-        (``checked``: X is known to pass check_array as it is)."""
+        (``checked``: X is known to pass check_array as it is;
+        ``finite_later``: the caller checks the result's finiteness, which
+        reads all of X, so this check leaves it out)."""
         shape = getattr(X, "shape", None)
         if shape is None:  # lists; objects that only offer __array__
             X = np.asarray(X)
@@ -173,7 +175,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         if ndim in (3, 4):
             if not checked:
                 X = check_array(X, allow_nd=True, dtype=(np.float64, np.float32),
-                                input_name="X")
+                                ensure_all_finite=not finite_later, input_name="X")
             if ndim == 4 and X.shape[1] != 1:
                 raise ValueError(f"{_SHAPES_HELP}; got {X.shape[1]} channels in X of "
                                  f"shape {X.shape}.")
@@ -195,7 +197,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         # shape; y's finiteness before that (type_of_target casts NaN to int)
         check_classification_targets(check_array(y, ensure_2d=False, dtype=None,
                                                  input_name="y"))
-        X, hw = self._image_size(X)
+        X, hw = self._image_size(X, finite_later=True)
         X, y = validate_data(self, X, y, multi_output=True, reset=reset,
                              dtype=(np.float64, np.float32))
         return self._as_images(X, hw), y
