@@ -6,7 +6,9 @@ shared by soname (libgomp.so.1), so one library's settings would otherwise
 become the other's. Each runs at every thread count from 1 to all usable
 cores, pinned to that many cores (``sched_setaffinity``) with the usual
 thread variables set for that process alone, and the ratios use each
-contender's best count. The same run measures the machine's limit, a large
+contender's best count. ``--rounds R`` runs each (contender, thread count)
+R times, the contenders alternating, and keeps the fastest of each: on a
+shared machine a single run can land in a slow spell. The same run measures the machine's limit, a large
 GEMM through scipy's BLAS on all cores, and every workload is reported as a
 fraction of it.
 
@@ -343,6 +345,18 @@ def print_report(workload, flop, rows, peak):
           ("; accuracy at the best thread count" if accuracy else ""))
 
 
+def _faster(kept, new):
+    """Of two results of one contender and thread count, the one to report:
+    the faster; one with a time beats one without. The kept result lists
+    every round's seconds."""
+    if kept is None:
+        return {**new, "rounds": [new.get("seconds")]}
+    rounds = kept["rounds"] + [new.get("seconds")]
+    if "seconds" in new and ("seconds" not in kept or new["seconds"] < kept["seconds"]):
+        kept = new
+    return {**kept, "rounds": rounds}
+
+
 def main(workloads, description, default_json, workers=()):
     """Run the chosen workloads and print their tables; ``workers`` are
     workloads that a script's own mode runs through ``run_in_process``: a child
@@ -355,6 +369,10 @@ def main(workloads, description, default_json, workers=()):
     parser.add_argument("--contenders", nargs="+", default=None)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override a workload option (epochs=1, n_train=6000, ...)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of each contender at each thread count, each in a fresh "
+                             "process, the contenders alternating; the fastest counts "
+                             "(default: 1)")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--json", default=default_json)
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
@@ -362,6 +380,8 @@ def main(workloads, description, default_json, workers=()):
     args = parser.parse_args()
     if args.worker:
         return _worker([*workloads, *workers], args)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     script = Path(sys.argv[0]).resolve()
     n_cpus = len(usable_cpus())
@@ -410,21 +430,33 @@ def main(workloads, description, default_json, workers=()):
         scale, unit = _scale(workload.unit)
         per = workload.unit.split("/", 1)[1]
         results = {}
-        for contender in workload.contenders:
-            if args.contenders and contender not in args.contenders:
-                continue
-            results[contender] = {}
-            for n in threads:
-                r = run_in_process(script, workload.name, contender, n, options, args.timeout)
-                results[contender][n] = r
-                shown = (f"{r['seconds'] * scale:.4g} {unit}/{per}" if "seconds" in r
-                         else r.get("unavailable") or r.get("error"))
-                print(f"  {workload.name} / {contender} / {n} thread(s): {shown}", flush=True)
-                if "unavailable" in r:
-                    break
+        contenders = [c for c in workload.contenders
+                      if not args.contenders or c in args.contenders]
+        unavailable = set()
+        # with several rounds, the contenders alternate (a spell of load from
+        # elsewhere falls on all alike) and each keeps its fastest run
+        for round_ in range(args.rounds):
+            for contender in contenders:
+                by_threads = results.setdefault(contender, {})
+                for n in threads:
+                    if contender in unavailable:
+                        break
+                    r = run_in_process(script, workload.name, contender, n, options,
+                                       args.timeout)
+                    shown = (f"{r['seconds'] * scale:.4g} {unit}/{per}" if "seconds" in r
+                             else r.get("unavailable") or r.get("error"))
+                    print(f"  {workload.name} / {contender} / {n} thread(s)"
+                          + (f", round {round_ + 1}" if args.rounds > 1 else "")
+                          + f": {shown}", flush=True)
+                    if "unavailable" in r:
+                        unavailable.add(contender)
+                    by_threads[n] = _faster(by_threads.get(n), r)
         flop = workload.flop(options) if callable(workload.flop) else workload.flop
         rows = summarize(flop, results, peaks[workload.dtype].get("gflops"), threads)
         print_report(workload, flop, rows, peaks[workload.dtype])
+        if args.rounds > 1:
+            print(f"  each time: the fastest of {args.rounds} rounds (a fresh process each, "
+                  f"the contenders alternating)")
         fastbp_info = next((r for r in results.get("fastbp", {}).values() if "blas" in r), {})
         if fastbp_info:
             print(f"  fastbp: {fastbp_info.get('kernels', '')}; "

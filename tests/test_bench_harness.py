@@ -13,7 +13,8 @@ sys.path.insert(0, str(_BENCH))
 import _harness  # noqa: E402
 
 
-def _run_main(monkeypatch, tmp_path, one_core, n_cpus=2, argv=(), all_cores=None):
+def _run_main(monkeypatch, tmp_path, one_core, n_cpus=2, argv=(), all_cores=None,
+              contenders=("fastbp",), timed=None):
     """main() on a machine of n_cpus whose GEMM runs at 100 GFLOP/s per
     thread beyond the first (``one_core`` answers the one-core run,
     ``all_cores``, when given, the all-core one)."""
@@ -27,13 +28,16 @@ def _run_main(monkeypatch, tmp_path, one_core, n_cpus=2, argv=(), all_cores=None
             return one_core if n_threads == 1 else {"seconds": 1.0,
                                                     "gflops": 100.0 * n_threads,
                                                     "blas": ["fake"]}
+        if timed is not None:
+            return timed(contender, n_threads)
         return {"seconds": 0.5 / n_threads}
 
     monkeypatch.setattr(_harness, "run_in_process", fake_run)
     monkeypatch.setattr(_harness, "usable_cpus", lambda: list(range(n_cpus)))
     out = tmp_path / "report.json"
     monkeypatch.setattr(sys, "argv", ["bench_fake.py", "--json", str(out), *argv])
-    workload = _harness.Workload("fake", "s/epoch", 1e9, "float32", {"fastbp": None})
+    workload = _harness.Workload("fake", "s/epoch", 1e9, "float32",
+                                 {c: None for c in contenders})
     _harness.main([workload], "fake", str(out))
     return json.loads(out.read_text()), peaks_run
 
@@ -80,3 +84,30 @@ def test_a_failed_all_core_gemm_leaves_the_tables_without_a_fraction_of_peak(
     assert row["best"] == 0.25 and row["speedup"] == 2.0
     table = out[out.index("## fake"):]
     assert "fastbp" in table and "no % of peak: the GEMM peak failed" in table
+
+
+def test_rounds_alternate_the_contenders_and_keep_each_ones_fastest(
+        monkeypatch, tmp_path, capsys):
+    calls = []
+    times = {("a", 1): [3.0, 1.0, 2.0], ("a", 2): [0.5, 0.9, 0.7],
+             ("b", 1): [4.0, 5.0, 6.0], ("b", 2): [{"error": "killed"}, 2.0, 1.5]}
+
+    def timed(contender, n_threads):
+        calls.append((contender, n_threads))
+        t = times[contender, n_threads].pop(0)
+        return t if isinstance(t, dict) else {"seconds": t}
+
+    report, _ = _run_main(monkeypatch, tmp_path, {"seconds": 2.0, "gflops": 50.0, "blas": []},
+                          argv=["--rounds", "3"], contenders=("a", "b"), timed=timed)
+    assert calls == [("a", 1), ("a", 2), ("b", 1), ("b", 2)] * 3
+    results = report["workloads"][0]["results"]
+    assert results["a"]["1"]["seconds"] == 1.0 and results["a"]["2"]["seconds"] == 0.5
+    assert results["b"]["1"]["seconds"] == 4.0 and results["b"]["2"]["seconds"] == 1.5
+    assert results["b"]["2"]["rounds"] == [None, 2.0, 1.5]
+    assert "the fastest of 3 rounds" in capsys.readouterr().out
+
+
+def test_one_round_by_default(monkeypatch, tmp_path, capsys):
+    report, _ = _run_main(monkeypatch, tmp_path, {"seconds": 2.0, "gflops": 50.0, "blas": []})
+    assert report["workloads"][0]["results"]["fastbp"]["1"]["rounds"] == [0.5]
+    assert "rounds" not in capsys.readouterr().out.split("## fake")[1]
