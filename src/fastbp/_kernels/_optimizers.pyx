@@ -15,13 +15,23 @@ from ._checks cimport check_shape
 from ._dispatch cimport bind_dispatch
 from ._elementwise cimport adam_range, l2_block, sgd_range
 from ._team cimport (TEAM_UNIT_ELEMENTS, DtypeUnits, bind_team, dtype_unit, set_units, team_run,
-                     threads_for, unit_count)
+                     unit_count)
 
 bind_dispatch()
 bind_team()
 
 # Block length of the fixed-order reductions.
 cdef Py_ssize_t REDUCE_BLOCK = 4096
+# Parameters from which the optimizer passes run on the team. Lower than
+# FASTBP_MIN_PARALLEL: in a fit, theta, its gradient and the optimizer's
+# state have left the cache by the time of the step (the forward and
+# backward passes ran between), so the step is bound by memory, and two
+# cores draw on it about twice as fast as one.
+cdef Py_ssize_t UPDATE_MIN_PARALLEL = 4 * TEAM_UNIT_ELEMENTS
+
+
+cdef inline int update_threads(Py_ssize_t size, int n_threads) noexcept nogil:
+    return n_threads if size >= UPDATE_MIN_PARALLEL else 1
 
 UPDATE_CODES = {"sgd": UPDATE_SGD, "adam": UPDATE_ADAM}
 
@@ -64,7 +74,7 @@ def l2_penalty(const floating[::1] theta,
     if job.partial == NULL:
         raise MemoryError()
     with nogil:
-        team_run(threads_for(size, n_threads), job.n_units, dtype_unit, &job)
+        team_run(update_threads(size, n_threads), job.n_units, dtype_unit, &job)
         for blk in range(job.n_units):
             total += job.partial[blk]
     free(job.partial)
@@ -137,7 +147,7 @@ def sgd_update(floating[::1] theta,  # OUT
     job.beta_1 = momentum
     job.nesterov = nesterov
     with nogil:
-        team_run(threads_for(size, n_threads), job.n_units, dtype_unit, &job)
+        team_run(update_threads(size, n_threads), job.n_units, dtype_unit, &job)
 
 
 def adam_update(floating[::1] theta,  # OUT
@@ -162,5 +172,5 @@ def adam_update(floating[::1] theta,  # OUT
     job.beta_2 = beta_2
     job.epsilon = epsilon
     with nogil:
-        team_run(threads_for(size, n_threads), job.n_units, dtype_unit, &job)
+        team_run(update_threads(size, n_threads), job.n_units, dtype_unit, &job)
 
