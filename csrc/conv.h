@@ -83,12 +83,11 @@ int fastbp_pool2x2_backward_f64(const double* Y, const double* coef,
                                 double* grad_bias, double* dY, int n, int c, int h,
                                 int w, int in_act, int layout, int n_threads);
 
-/* n samples of P elements between NCHW (dst[i*P + p]) and samples side by
- * side (see above): to_blocks zeroes the lanes past n of the last sub-block. */
-void fastbp_to_blocks_f32(float* dst, const float* src, int n, ptrdiff_t P);
-void fastbp_to_blocks_f64(double* dst, const double* src, int n, ptrdiff_t P);
-void fastbp_from_blocks_f32(float* dst, const float* src, int n, ptrdiff_t P);
-void fastbp_from_blocks_f64(double* dst, const double* src, int n, ptrdiff_t P);
+/* n samples of P elements from NCHW (nchw[i*P + p]) into blk, side by side
+ * (see above), when `to` (the lanes past n of the last sub-block zeroed);
+ * else from blk back into nchw. */
+void fastbp_blocks_f32(float* blk, float* nchw, int n, ptrdiff_t P, int to);
+void fastbp_blocks_f64(double* blk, double* nchw, int n, ptrdiff_t P, int to);
 
 /* Element-wise helpers for the GEMM path: A (rows, cols) = g(A + bias[col]),
  * and D *= g'(.) computed from A = g(z) over size elements. */

@@ -385,22 +385,13 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     return 0;
 }
 
-void API(fastbp_to_blocks)(FT* dst, const FT* src, int n, ptrdiff_t P)
+void API(fastbp_blocks)(FT* blk, FT* nchw, int n, ptrdiff_t P, int to)
 {
     const int isa = fb_level();
     int i0;
     for (i0 = 0; i0 < n; i0 += VLMAX)
-        CALL_ISA(isa, block_transpose, dst + i0 * P, (FT*)src + i0 * P,
-                 n - i0 < VLMAX ? n - i0 : VLMAX, P, 1);
-}
-
-void API(fastbp_from_blocks)(FT* dst, const FT* src, int n, ptrdiff_t P)
-{
-    const int isa = fb_level();
-    int i0;
-    for (i0 = 0; i0 < n; i0 += VLMAX)
-        CALL_ISA(isa, block_transpose, (FT*)src + i0 * P, dst + i0 * P,
-                 n - i0 < VLMAX ? n - i0 : VLMAX, P, 0);
+        CALL_ISA(isa, block_transpose, blk + i0 * P, nchw + i0 * P,
+                 n - i0 < VLMAX ? n - i0 : VLMAX, P, to);
 }
 
 /* Element-wise passes: A, its activation and a bias or a second array. */

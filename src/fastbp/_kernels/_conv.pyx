@@ -71,10 +71,8 @@ cdef extern from "conv.h" nogil:
                                     const double* dZ, double* grad_coef,
                                     double* grad_bias, double* dY, int n, int c, int h,
                                     int w, int in_act, int layout, int n_threads)
-    void fastbp_to_blocks_f32(float* dst, const float* src, int n, Py_ssize_t P)
-    void fastbp_to_blocks_f64(double* dst, const double* src, int n, Py_ssize_t P)
-    void fastbp_from_blocks_f32(float* dst, const float* src, int n, Py_ssize_t P)
-    void fastbp_from_blocks_f64(double* dst, const double* src, int n, Py_ssize_t P)
+    void fastbp_blocks_f32(float* blk, float* nchw, int n, Py_ssize_t P, int to)
+    void fastbp_blocks_f64(double* blk, double* nchw, int n, Py_ssize_t P, int to)
     int FASTBP_BLOCKED_IN
     int FASTBP_BLOCKED_OUT
     void fastbp_bias_act_rows_f32(float* A, const float* bias, int rows, int cols,
@@ -460,38 +458,36 @@ def pool2x2_backward(const floating[:, :, :, ::1] Y,
         raise MemoryError()
 
 
+cdef _transpose_blocks(const floating[:, :, :, ::1] nchw, const floating[:, :, :, ::1] blk,
+                       bint to):
+    """nchw (n samples) into blk (side by side) when ``to``, else back; the
+    destination is the caller's writable array."""
+    cdef int bl = 16 if floating is float else 8
+    cdef int n = nchw.shape[0]
+    cdef Py_ssize_t P = <Py_ssize_t> nchw.shape[1] * nchw.shape[2] * nchw.shape[3]
+    cdef str name = "out" if to else "X"
+    check_shape(name, blk.shape, 4, (blk.shape[0], nchw.shape[1], nchw.shape[2], nchw.shape[3]))
+    _check_rows(name, blk.shape[0], n, True, bl)
+    if n == 0 or P == 0:
+        return
+    with nogil:
+        if floating is float:
+            fastbp_blocks_f32(<float*> &blk[0, 0, 0, 0], <float*> &nchw[0, 0, 0, 0], n, P, to)
+        else:
+            fastbp_blocks_f64(<double*> &blk[0, 0, 0, 0], <double*> &nchw[0, 0, 0, 0], n, P,
+                              to)
+
+
 def to_blocks(const floating[:, :, :, ::1] X,
               floating[:, :, :, ::1] out):  # OUT
     """Copy X's samples (NCHW) side by side into out (see the module's
     docstring): out has ``padded_rows(len(X), X.dtype)`` rows of X's shape,
     and the lanes past len(X) are zeroed."""
-    cdef int bl = 16 if floating is float else 8
-    cdef int n = X.shape[0]
-    cdef Py_ssize_t P = <Py_ssize_t> X.shape[1] * X.shape[2] * X.shape[3]
-    check_shape("out", out.shape, 4, (out.shape[0], X.shape[1], X.shape[2], X.shape[3]))
-    _check_rows("out", out.shape[0], n, True, bl)
-    if n == 0 or P == 0:
-        return
-    with nogil:
-        if floating is float:
-            fastbp_to_blocks_f32(&out[0, 0, 0, 0], &X[0, 0, 0, 0], n, P)
-        else:
-            fastbp_to_blocks_f64(&out[0, 0, 0, 0], &X[0, 0, 0, 0], n, P)
+    _transpose_blocks(X, out, True)
 
 
 def from_blocks(const floating[:, :, :, ::1] X,
                 floating[:, :, :, ::1] out):  # OUT
     """Copy the samples of X, side by side, into out (NCHW); X has
     ``padded_rows(len(out), dtype)`` rows."""
-    cdef int bl = 16 if floating is float else 8
-    cdef int n = out.shape[0]
-    cdef Py_ssize_t P = <Py_ssize_t> out.shape[1] * out.shape[2] * out.shape[3]
-    check_shape("X", X.shape, 4, (X.shape[0], out.shape[1], out.shape[2], out.shape[3]))
-    _check_rows("X", X.shape[0], n, True, bl)
-    if n == 0 or P == 0:
-        return
-    with nogil:
-        if floating is float:
-            fastbp_from_blocks_f32(&out[0, 0, 0, 0], &X[0, 0, 0, 0], n, P)
-        else:
-            fastbp_from_blocks_f64(&out[0, 0, 0, 0], &X[0, 0, 0, 0], n, P)
+    _transpose_blocks(out, X, False)
