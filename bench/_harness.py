@@ -348,13 +348,17 @@ def print_report(workload, flop, rows, peak):
 def _faster(kept, new):
     """Of two results of one contender and thread count, the one to report:
     the faster; one with a time beats one without. The kept result lists
-    every round's seconds."""
+    every round's seconds (None for a round without) and, under
+    "failed_rounds", why each round without a time had none."""
+    failed = [] if kept is None else kept.get("failed_rounds", [])
+    if "seconds" not in new:
+        failed = failed + [new.get("unavailable") or new.get("error", "no time")]
     if kept is None:
-        return {**new, "rounds": [new.get("seconds")]}
+        return {**new, "rounds": [new.get("seconds")], "failed_rounds": failed}
     rounds = kept["rounds"] + [new.get("seconds")]
     if "seconds" in new and ("seconds" not in kept or new["seconds"] < kept["seconds"]):
         kept = new
-    return {**kept, "rounds": rounds}
+    return {**kept, "rounds": rounds, "failed_rounds": failed}
 
 
 def main(workloads, description, default_json, workers=()):
@@ -393,7 +397,7 @@ def main(workloads, description, default_json, workers=()):
            "instruction set": instruction_set(), "usable cores": n_cpus,
            "thread counts": threads, "python": platform.python_version(),
            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
-           "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE")}
+           "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"), "rounds": args.rounds}
     print("\n".join(f"{k:>18}: {v}" for k, v in env.items()), flush=True)
     peaks = {}
     report = {"environment": env, "workloads": []}
@@ -457,6 +461,12 @@ def main(workloads, description, default_json, workers=()):
         if args.rounds > 1:
             print(f"  each time: the fastest of {args.rounds} rounds (a fresh process each, "
                   f"the contenders alternating)")
+            for contender, by_threads in results.items():
+                for n, r in by_threads.items():
+                    failed = r["failed_rounds"]
+                    if failed and "seconds" in r:  # a row that has fewer runs behind it
+                        print(f"  {contender}, {n} thread(s): {len(failed)} of "
+                              f"{len(r['rounds'])} rounds failed ({failed[-1]})")
         fastbp_info = next((r for r in results.get("fastbp", {}).values() if "blas" in r), {})
         if fastbp_info:
             print(f"  fastbp: {fastbp_info.get('kernels', '')}; "

@@ -104,7 +104,13 @@ def test_rounds_alternate_the_contenders_and_keep_each_ones_fastest(
     assert results["a"]["1"]["seconds"] == 1.0 and results["a"]["2"]["seconds"] == 0.5
     assert results["b"]["1"]["seconds"] == 4.0 and results["b"]["2"]["seconds"] == 1.5
     assert results["b"]["2"]["rounds"] == [None, 2.0, 1.5]
-    assert "the fastest of 3 rounds" in capsys.readouterr().out
+    assert results["b"]["2"]["failed_rounds"] == ["killed"]
+    assert report["environment"]["rounds"] == 3
+    out = capsys.readouterr().out
+    assert "the fastest of 3 rounds" in out
+    # a row with fewer runs behind it says so
+    assert "b, 2 thread(s): 1 of 3 rounds failed (killed)" in out
+    assert "a, 1 thread(s):" not in out.split("## fake")[1]
 
 
 def test_one_round_by_default(monkeypatch, tmp_path, capsys):
