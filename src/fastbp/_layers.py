@@ -204,11 +204,37 @@ class _MapsLayer(Layer):
             buffer(self._out_shape, self.out_side_by_side),
             buffer(self._in_shape, self.in_side_by_side) if want_delta_in else None)
 
+    @property
+    def _out_shape(self):
+        return (self.out_maps,) + self.out_size
+
+    @property
+    def _in_shape(self):
+        return (self.in_maps,) + self.in_size
+
     def _buffer(self, buffer, n, linked):
         """A buffer's rows for n samples: SideBySide or NCHW."""
         if self._blocked(linked, n, buffer.dtype):
             return SideBySide(buffer[:_conv.padded_rows(n, buffer.dtype)], n)
         return _rows(buffer, n)
+
+    def _forward_arrays(self, A_in, ws, linked_out):
+        """(input array, output array, the output as handed on, the kernel's
+        layout keywords) of a forward pass."""
+        X, n, in_blocked = _maps(A_in)
+        out = self._buffer(ws.out, n, linked_out)
+        Y, _, out_blocked = _maps(out)
+        return X, Y, out, {"n_samples": n, "in_blocked": in_blocked, "out_blocked": out_blocked}
+
+    def _backward_arrays(self, A_in, delta, ws, want_delta_in):
+        """(input array, delta array, delta_in as handed down or None, its
+        array or None, the kernel's layout keywords) of a backward pass."""
+        X, n, in_blocked = _maps(A_in)
+        dZ, _, out_blocked = _maps(delta)
+        delta_in = self._buffer(ws.delta_in, n, in_blocked) if want_delta_in else None
+        dX = None if delta_in is None else _maps(delta_in)[0]
+        return X, dZ, delta_in, dX, {"n_samples": n, "in_blocked": in_blocked,
+                                      "out_blocked": out_blocked}
 
 
 def _maps(A):
@@ -257,32 +283,17 @@ class Conv5x5(_MapsLayer):
         # a 1x1 output with every map connected runs as a dense layer, on NCHW
         return not (self.in_size == (5, 5) and bool(self.table.all()))
 
-    @property
-    def _out_shape(self):
-        return (self.out_maps,) + self.out_size
-
-    @property
-    def _in_shape(self):
-        return (self.in_maps,) + self.in_size
-
     def forward(self, A_in, ws, n_threads):
-        X, n, in_blocked = _maps(A_in)
-        out = self._buffer(ws.out, n, self.out_side_by_side)
-        Y, _, out_blocked = _maps(out)
+        X, Y, out, layout = self._forward_arrays(A_in, ws, self.out_side_by_side)
         _conv.conv5x5_forward(X, self.params[self.weight_name], self.params[self.bias_name],
-                              self.table, Y, self._act, n_threads, n_samples=n,
-                              in_blocked=in_blocked, out_blocked=out_blocked)
+                              self.table, Y, self._act, n_threads, **layout)
         return out
 
     def backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
-        X, n, in_blocked = _maps(A_in)
-        dZ, _, out_blocked = _maps(delta)
-        delta_in = self._buffer(ws.delta_in, n, in_blocked) if want_delta_in else None
+        X, dZ, delta_in, dX, layout = self._backward_arrays(A_in, delta, ws, want_delta_in)
         _conv.conv5x5_backward(X, self.params[self.weight_name], dZ, self.table,
                                self.grads[self.weight_name], self.grads[self.bias_name],
-                               None if delta_in is None else _maps(delta_in)[0],
-                               self._in_act, n_threads, n_samples=n,
-                               in_blocked=in_blocked, out_blocked=out_blocked)
+                               dX, self._in_act, n_threads, **layout)
         return delta_in
 
 
@@ -317,31 +328,19 @@ class MeanPool2x2(_MapsLayer):
         self._act = ACTIVATION_CODES[activation]
 
     maps_side_by_side = True
-
-    @property
-    def _out_shape(self):
-        return (self.maps,) + self.out_size
-
-    @property
-    def _in_shape(self):
-        return (self.maps,) + self.in_size
+    # the maps pass through: as many out as in
+    in_maps = out_maps = property(lambda self: self.maps)
 
     def forward(self, A_in, ws, n_threads):
-        Y, n, in_blocked = _maps(A_in)
-        out = self._buffer(ws.out, n, self.out_side_by_side and in_blocked)
-        X, _, out_blocked = _maps(out)
+        linked_out = self.out_side_by_side and isinstance(A_in, SideBySide)
+        Y, X, out, layout = self._forward_arrays(A_in, ws, linked_out)
         _conv.pool2x2_forward(Y, self.params[self.coef_name], self.params[self.bias_name],
-                              X, self._act, n_threads, n_samples=n,
-                              in_blocked=in_blocked, out_blocked=out_blocked)
+                              X, self._act, n_threads, **layout)
         return out
 
     def backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
-        Y, n, in_blocked = _maps(A_in)
-        dZ, _, out_blocked = _maps(delta)
-        delta_in = self._buffer(ws.delta_in, n, in_blocked) if want_delta_in else None
+        Y, dZ, delta_in, dY, layout = self._backward_arrays(A_in, delta, ws, want_delta_in)
         _conv.pool2x2_backward(Y, self.params[self.coef_name], dZ,
                                self.grads[self.coef_name], self.grads[self.bias_name],
-                               None if delta_in is None else _maps(delta_in)[0],
-                               self._in_act, n_threads, n_samples=n,
-                               in_blocked=in_blocked, out_blocked=out_blocked)
+                               dY, self._in_act, n_threads, **layout)
         return delta_in
