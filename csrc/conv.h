@@ -89,17 +89,6 @@ int fastbp_pool2x2_backward_f64(const double* Y, const double* coef,
 void fastbp_blocks_f32(float* blk, float* nchw, int n, ptrdiff_t P, int to);
 void fastbp_blocks_f64(double* blk, double* nchw, int n, ptrdiff_t P, int to);
 
-/* Element-wise helpers for the GEMM path: A (rows, cols) = g(A + bias[col]),
- * and D *= g'(.) computed from A = g(z) over size elements. */
-void fastbp_bias_act_rows_f32(float* A, const float* bias, int rows, int cols,
-                              int act, int n_threads);
-void fastbp_bias_act_rows_f64(double* A, const double* bias, int rows, int cols,
-                              int act, int n_threads);
-void fastbp_mul_deriv_f32(float* D, const float* A, ptrdiff_t size, int act,
-                          int n_threads);
-void fastbp_mul_deriv_f64(double* D, const double* A, ptrdiff_t size, int act,
-                          int n_threads);
-
 #ifdef __cplusplus
 }
 #endif

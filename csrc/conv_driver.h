@@ -394,54 +394,6 @@ void API(fastbp_blocks)(FT* blk, FT* nchw, int n, ptrdiff_t P, int to)
                  n - i0 < VLMAX ? n - i0 : VLMAX, P, to);
 }
 
-/* Element-wise passes: A, its activation and a bias or a second array. */
-typedef struct {
-    FT* D;
-    const FT *A, *bias;
-    ptrdiff_t cols, size;
-    int act;
-} API(rows_job);
-
-static void API(bias_act_row)(void* job, int u, int slot)
-{
-    const API(rows_job)* j = (const API(rows_job)*)job;
-    FT* row = j->D + (ptrdiff_t)u * j->cols;
-    (void)slot;
-    EW(fastbp_act)(row, row, j->bias, j->cols, j->act);
-}
-
-void API(fastbp_bias_act_rows)(FT* A, const FT* bias, int rows, int cols, int act,
-                               int n_threads)
-{
-    const int nt = fb_conv_team_size(n_threads, rows,
-                                     (ptrdiff_t)rows * cols >= FASTBP_MIN_PARALLEL);
-    API(rows_job) job;
-    job.D = A; job.A = NULL; job.bias = bias; job.cols = cols; job.size = 0; job.act = act;
-    fb_team_run(nt, rows, API(bias_act_row), &job);
-}
-
-/* Pieces of fastbp_mul_deriv: cols elements each. */
-static void API(mul_deriv_piece)(void* job, int u, int slot)
-{
-    const API(rows_job)* j = (const API(rows_job)*)job;
-    const ptrdiff_t start = (ptrdiff_t)u * j->cols;
-    const ptrdiff_t len = j->size - start < j->cols ? j->size - start : j->cols;
-    (void)slot;
-    EW(fastbp_dact)(j->D + start, j->D + start, NULL, j->A + start, len, j->act);
-}
-
-void API(fastbp_mul_deriv)(FT* D, const FT* A, ptrdiff_t size, int act, int n_threads)
-{
-    const ptrdiff_t piece = 4096;
-    const int npieces = (int)((size + piece - 1) / piece);
-    const int nt = fb_conv_team_size(n_threads, npieces, size >= FASTBP_MIN_PARALLEL);
-    API(rows_job) job;
-    if (act == 0)
-        return;
-    job.D = D; job.A = A; job.bias = NULL; job.cols = piece; job.size = size; job.act = act;
-    fb_team_run(nt, npieces, API(mul_deriv_piece), &job);
-}
-
 #undef CALL_ISA
 #undef FT
 #undef EW

@@ -27,6 +27,7 @@ CONV_CASES = [
     (9, 6, 16, 14, 14, "lecun"),  # 2^20 multiply-adds in one block: maps split on 2 threads
     (9, 3, 5, 9, 7, "random"),
     (4, 16, 12, 5, 5, "full"),  # 1x1 output, full table: the GEMM path
+    (11, 16, 36, 5, 5, "full"),  # the GEMM path's two products side by side
     (2, 16, 12, 5, 5, "random"),  # 1x1 output, sparse table: the direct path
     (5, 7, 3, 6, 11, "random"),
     (2, 4, 16, 8, 13, "holes"),  # an output map with no input, an unused input map
@@ -371,6 +372,7 @@ def test_output_map_without_inputs(path):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", [(261, 6, 16, 14, 14, "lecun"), (133, 16, 24, 5, 5, "full"),
+                                  (32, 16, 120, 5, 5, "full"), (11, 16, 36, 5, 5, "full"),
                                   (21, 1, 6, 32, 32, "full"), (19, 5, 4, 9, 8, "random"),
                                   (19, 6, 16, 14, 14, "lecun")])
 @pytest.mark.compares_n_threads

@@ -32,7 +32,7 @@ n_threads as the direct one.
 from cython cimport floating
 from libc.stdint cimport uint8_t
 
-from ._dense cimport split_gemm, weight_gradient
+from ._dense cimport backward_products, split_gemm
 from ._checks cimport check_shape
 from ._dispatch cimport bind_dispatch
 from ._team cimport bind_team
@@ -75,14 +75,6 @@ cdef extern from "conv.h" nogil:
     void fastbp_blocks_f64(double* blk, double* nchw, int n, Py_ssize_t P, int to)
     int FASTBP_BLOCKED_IN
     int FASTBP_BLOCKED_OUT
-    void fastbp_bias_act_rows_f32(float* A, const float* bias, int rows, int cols,
-                                  int act, int n_threads)
-    void fastbp_bias_act_rows_f64(double* A, const double* bias, int rows, int cols,
-                                  int act, int n_threads)
-    void fastbp_mul_deriv_f32(float* D, const float* A, Py_ssize_t size, int act,
-                              int n_threads)
-    void fastbp_mul_deriv_f64(double* D, const double* A, Py_ssize_t size, int act,
-                              int n_threads)
 
 
 bind_dispatch()
@@ -201,16 +193,10 @@ def conv5x5_forward(const floating[:, :, :, ::1] X,
         return
     with nogil:
         if _is_dense(table, h, w):
-            # 1x1 output: Y (n, c_out) = X (n, c_in*25) @ W (c_out, c_in*25)^T,
+            # 1x1 output: Y (n, c_out) = g(X (n, c_in*25) @ W (c_out, c_in*25)^T + b),
             # shared out to the team like a dense layer's product.
-            split_gemm(True, n, c_out, k, &X[0, 0, 0, 0], &W[0, 0, 0, 0], &Y[0, 0, 0, 0],
-                       <floating*> NULL, <floating*> NULL, 0, n_threads)
-            if floating is float:
-                fastbp_bias_act_rows_f32(&Y[0, 0, 0, 0], &b[0], n, c_out, activation,
-                                         n_threads)
-            else:
-                fastbp_bias_act_rows_f64(&Y[0, 0, 0, 0], &b[0], n, c_out, activation,
-                                         n_threads)
+            split_gemm(True, n, c_out, k, &X[0, 0, 0, 0], &W[0, 0, 0, 0], &Y[0, 0, 0, 0], &b[0],
+                       <floating*> NULL, activation, n_threads)
         elif floating is float:
             status = fastbp_conv5x5_forward_f32(&X[0, 0, 0, 0], &W[0, 0, 0, 0], &b[0],
                                                 &table[0, 0], &Y[0, 0, 0, 0], n, c_in,
@@ -290,20 +276,10 @@ def conv5x5_backward(const floating[:, :, :, ::1] X,
         dX_ptr = &dX[0, 0, 0, 0]
     with nogil:
         if n > 0 and _is_dense(table, h, w):
-            # grad_W (c_out, k) = dZ^T (c_out, n) @ X (n, k); dX (n, k) = dZ @ W,
-            # shared out to the team like a dense layer's.
-            status = weight_gradient(n, c_out, k, &dZ[0, 0, 0, 0], &X[0, 0, 0, 0],
-                                     &grad_W[0, 0, 0, 0], &dZ[0, 0, 0, 0], c_out, &grad_b[0],
-                                     n_threads)
-            if want_dX:
-                split_gemm(False, n, k, c_out, &dZ[0, 0, 0, 0], &W[0, 0, 0, 0], dX_ptr,
-                           <floating*> NULL, <floating*> NULL, 0, n_threads)
-                if floating is float:
-                    fastbp_mul_deriv_f32(dX_ptr, &X[0, 0, 0, 0], <Py_ssize_t> n * k,
-                                         input_activation, n_threads)
-                else:
-                    fastbp_mul_deriv_f64(dX_ptr, &X[0, 0, 0, 0], <Py_ssize_t> n * k,
-                                         input_activation, n_threads)
+            # a dense layer's products, W laid out (c_out, k) by outputs
+            status = backward_products(n, k, c_out, &X[0, 0, 0, 0], &W[0, 0, 0, 0], True,
+                                       &dZ[0, 0, 0, 0], &grad_W[0, 0, 0, 0], &grad_b[0],
+                                       dX_ptr, input_activation, n_threads)
         elif floating is float:
             status = fastbp_conv5x5_backward_f32(
                 &X[0, 0, 0, 0] if n > 0 else NULL, &W[0, 0, 0, 0],

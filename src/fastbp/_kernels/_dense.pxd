@@ -9,6 +9,11 @@ from ._blas cimport gemm_blocks
 cdef enum:
     # Below this many multiply-adds a team costs more than it saves.
     PARALLEL_MIN_FLOPS = 1 << 20
+    # A backward pass's weight gradient and delta below, each one block (under
+    # PARALLEL_MIN_FLOPS), run on two threads from this many multiply-adds
+    # each: LeNet-5's F6 at batch 32 (322,560) took 11.5 us on one thread and
+    # 7.6 on two; 32 x 84 x 10 broke even.
+    PAIR_MIN_FLOPS = 1 << 16
     # Narrowest block a GEMM result is split into for the team.
     GEMM_BLOCK_WIDTH = 32
     # A weight gradient A^T @ delta summing over at least 2x this many rows is
@@ -34,6 +39,10 @@ cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
 cdef void gradient_block(int blk, int n_blocks, bint by_columns, Py_ssize_t m, Py_ssize_t k,
                          Py_ssize_t n, const floating* A, const floating* D,
                          floating* G) noexcept nogil
+cdef int backward_products(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floating* A_in,
+                           const floating* W, bint w_by_outputs, const floating* delta,
+                           floating* grad_W, floating* grad_b, floating* delta_in,
+                           int input_activation, int n_threads) noexcept nogil
 cdef int weight_gradient(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floating* A,
                          const floating* D, floating* G, const floating* S, Py_ssize_t s_n,
                          floating* sums, int n_threads) noexcept nogil

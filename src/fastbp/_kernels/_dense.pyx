@@ -293,6 +293,45 @@ cdef void group_gradient(const void* job, int g, int slot, floating* tag) noexce
             out[i] = 0
 
 
+cdef int backward_products(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floating* A_in,
+                           const floating* W, bint w_by_outputs, const floating* delta,
+                           floating* grad_W, floating* grad_b, floating* delta_in,
+                           int input_activation, int n_threads) noexcept nogil:
+    """The products of a dense layer's backward pass, for A_in (m, k) and
+    delta (m, n); returns -1 when out of memory.
+
+    grad_W = A_in^T @ delta (k, n), the layout of W; with ``w_by_outputs``,
+    W and grad_W are (n, k) (a 1x1 convolution's weights), and grad_W =
+    delta^T @ A_in. grad_b = the column sums of delta. Unless delta_in is
+    NULL, delta_in = (delta @ W^T) * g'(z_in), with g' taken from A_in.
+
+    The weight gradient and delta_in are independent: one team takes the
+    blocks of both, so it is woken once, not twice. The blocks are those of
+    weight_gradient and split_gemm alone (same results).
+    """
+    # grad_W = GA^T @ GD, of shape (gk, gn)
+    cdef const floating* GA = delta if w_by_outputs else A_in
+    cdef const floating* GD = A_in if w_by_outputs else delta
+    cdef Py_ssize_t gk = n if w_by_outputs else k
+    cdef Py_ssize_t gn = k if w_by_outputs else n
+    cdef int status
+    cdef GemmJob job
+    if delta_in == NULL or gradient_groups(m, gk, gn) != 1:
+        status = weight_gradient(m, gk, gn, GA, GD, grad_W, delta, n, grad_b, n_threads)
+        if status == 0 and delta_in != NULL:
+            split_gemm(not w_by_outputs, m, k, n, delta, W, delta_in, NULL, A_in,
+                       input_activation, n_threads)
+        return status
+    gemm_job(&job, gradient_blocks(m, gk, gn, gn > gk), m, gk, gn, GA, GD, grad_W)
+    gemm_job_split(&job, split_blocks(m, k, n), not w_by_outputs, m, k, n, delta, W, delta_in,
+                   NULL, A_in, input_activation)
+    gemm_job_sums(&job, delta, n, grad_b)
+    # one block each: the two products run side by side from PAIR_MIN_FLOPS
+    team_run(1 if job.n_grad == 1 and job.n_split == 1 and m * k * n < PAIR_MIN_FLOPS
+             else n_threads, job.n_grad + job.n_split + job.n_sums, dtype_unit, &job)
+    return 0
+
+
 def dense_forward(const floating[:, ::1] A_in, const floating[:, ::1] W,
                   const floating[::1] b,
                   floating[:, ::1] A_out,  # OUT
@@ -349,26 +388,11 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
     if k == 0:  # no weights and no layer below: only the bias gradient
         column_sums(&delta[0, 0], m, n, &grad_b[0])
         return
-    cdef GemmJob job
     with nogil:
-        if want_delta_in and gradient_groups(m, k, n) == 1:
-            # The weight gradient and the delta below are independent: one
-            # team takes the blocks of both, so it is woken once, not twice.
-            # The blocks are those of the separate calls (same results).
-            gemm_job(&job, gradient_blocks(m, k, n, n > k), m, k, n, &A_in[0, 0], &delta[0, 0],
-                     &grad_W[0, 0])
-            gemm_job_split(&job, split_blocks(m, k, n), True, m, k, n, &delta[0, 0], &W[0, 0],
-                           &delta_in[0, 0], NULL, &A_in[0, 0], input_activation)
-            gemm_job_sums(&job, &delta[0, 0], n, &grad_b[0])
-            # one block each: both products are below the size worth a team
-            team_run(1 if job.n_grad == 1 and job.n_split == 1 else n_threads,
-                     job.n_grad + job.n_split + job.n_sums, dtype_unit, &job)
-        else:
-            status = weight_gradient(m, k, n, &A_in[0, 0], &delta[0, 0], &grad_W[0, 0],
-                                     &delta[0, 0], n, &grad_b[0], n_threads)
-            if want_delta_in:
-                split_gemm(True, m, k, n, &delta[0, 0], &W[0, 0], &delta_in[0, 0], NULL,
-                           &A_in[0, 0], input_activation, n_threads)
+        status = backward_products(m, k, n, &A_in[0, 0], &W[0, 0], False, &delta[0, 0],
+                                   &grad_W[0, 0], &grad_b[0],
+                                   &delta_in[0, 0] if want_delta_in else NULL,
+                                   input_activation, n_threads)
     if status != 0:
         raise MemoryError()
 
