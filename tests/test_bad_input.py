@@ -640,3 +640,48 @@ def test_bad_per_step_targets(name, bad, match, method):
 
 def _model_state_seq(est):
     return est._network.theta.copy() if hasattr(est, "_network") else None
+
+
+# ---- fit's finiteness check of a large float array (fastbp's team pass) ----
+
+def _large_fit_data(name, order, dtype):
+    """Over 65,536 values: fit checks them in one pass of fastbp's team."""
+    rng = np.random.default_rng(3)
+    shape = (70, 1, 32, 32) if name == "LeNet5Classifier" else (100, 700)
+    X = np.asarray(rng.standard_normal(shape).astype(dtype), order=order)
+    assert X.size > 1 << 16
+    return X, np.arange(shape[0]) % 3
+
+
+@pytest.mark.parametrize("name", ["MLPClassifier", "MLPRegressor", "LeNet5Classifier"])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("where", [0, 65535, 65536, -1])
+@pytest.mark.parametrize("bad,message", [(np.nan, "Input X contains NaN"),
+                                         (-np.inf, "Input X contains infinity")])
+def test_fit_refuses_a_large_non_finite_array_with_sklearns_error(name, order, where, bad,
+                                                                  message):
+    X, y = _large_fit_data(name, order, np.float32)
+    X.ravel(order="K")[where] = bad  # a view: X is contiguous
+    with pytest.raises(ValueError, match=message) as info:
+        FACTORIES[name](max_iter=1).fit(X, y)
+    if bad != bad:  # NaN: sklearn's message names the estimator
+        assert f"{name} does not accept missing values" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["MLPClassifier", "LeNet5Classifier"])
+def test_fit_of_a_large_strided_array_is_checked_too(name):
+    X, y = _large_fit_data(name, "C", np.float64)
+    X = np.repeat(X, 2, axis=0)[::2]  # neither C- nor F-contiguous
+    X[(-1,) * X.ndim] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        FACTORIES[name](max_iter=1).fit(X, y)
+
+
+def test_fit_of_a_large_finite_array_equals_a_fit_of_its_list():
+    X, y = _large_fit_data("MLPClassifier", "C", np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = FACTORIES["MLPClassifier"](max_iter=2).fit(X, y)
+        b = FACTORIES["MLPClassifier"](max_iter=2).fit(X.tolist(), y)
+    for wa, wb in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(wa, wb)

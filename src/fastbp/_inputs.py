@@ -1,6 +1,8 @@
-"""Cheap checks of predict's input, where sklearn's full ones would hand it
-back unchanged: a one-row predict otherwise spends most of its time in them."""
+"""Cheap checks of input, where sklearn's full ones would hand it back
+unchanged: a one-row predict otherwise spends most of its time in them, and
+fit's finiteness check of a large X runs on one thread."""
 import numpy as np
+from sklearn import get_config
 from sklearn.utils.validation import check_is_fitted
 
 from ._kernels import _dense
@@ -44,12 +46,41 @@ def plain_float_array(est, X, ndims=(2,)):
     if not (type(X) is np.ndarray and X.ndim in ndims and X.dtype in _FLOAT_DTYPES
             and X.size and not hasattr(est, "feature_names_in_")):
         return False
+    return _finite(X, est.n_jobs)
+
+
+def _finite(X, n_jobs):
+    """Whether the float ndarray X (at least one value) has no NaN or infinity."""
     if X.size <= _FINITE_BY_ELEMENT:
         return bool(np.isfinite(X).all())
     if X.flags.c_contiguous or X.flags.f_contiguous:
         # one pass on fastbp's team (ravel of a contiguous X is a view)
-        return _dense.all_finite(X.ravel(order="K"), effective_n_threads(est.n_jobs))
+        return _dense.all_finite(X.ravel(order="K"), effective_n_threads(n_jobs))
     # sklearn's own first pass: a finite sum means finite elements (an
     # overflowing sum of finite ones takes the full check)
     with np.errstate(over="ignore", invalid="ignore"):
         return bool(np.isfinite(X.sum()))
+
+
+def known_finite(est, X):
+    """Whether X is a float32 or float64 ndarray holding no NaN or infinity,
+    found in one pass on fastbp's team where X is contiguous: fit's
+    ``validate_data`` can then leave out its own check (a NumPy sum over X
+    on one thread, 4 ms for 10,000 images of 32x32). Anything else, a
+    non-finite X included, gives False: sklearn's check then runs, with its
+    own errors.
+
+    Parameters
+    ----------
+    est : estimator
+    X : object
+        Input given to fit.
+
+    Returns
+    -------
+    finite : bool
+    """
+    if get_config()["assume_finite"]:  # sklearn leaves its check out too
+        return False
+    return (type(X) is np.ndarray and X.dtype in _FLOAT_DTYPES and X.size > 0
+            and _finite(X, est.n_jobs))

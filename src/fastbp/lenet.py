@@ -7,7 +7,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._base import BackpropEstimator, EstimatorT
-from ._inputs import check_fitted, plain_float_array
+from ._inputs import check_fitted, known_finite, plain_float_array
 from ._layers import Conv5x5, Dense, MeanPool2x2
 from ._network import Network
 from ._params import InvalidParameterError, _options, store_init_params
@@ -199,7 +199,8 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
                                                  input_name="y"))
         X, hw = self._image_size(X, finite_later=True)
         X, y = validate_data(self, X, y, multi_output=True, reset=reset,
-                             dtype=(np.float64, np.float32))
+                             dtype=(np.float64, np.float32),
+                             ensure_all_finite=not known_finite(self, X))
         return self._as_images(X, hw), y
 
     def _check_X(self, X):

@@ -8,7 +8,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import BackpropEstimator, EstimatorT
-from ._inputs import check_fitted, plain_float_array
+from ._inputs import check_fitted, known_finite, plain_float_array
 from ._layers import Dense
 from ._dense_network import DenseNetwork
 from ._params import InvalidParameterError, _options, store_init_params
@@ -105,7 +105,8 @@ class _BaseMLP(BackpropEstimator):
 
     def _validate_X_y(self, X, y, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             dtype=(np.float64, np.float32), reset=reset)
+                             dtype=(np.float64, np.float32), reset=reset,
+                             ensure_all_finite=not known_finite(self, X))
         if not sp.issparse(X):
             X = np.ascontiguousarray(X)
         return X, y
