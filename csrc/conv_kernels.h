@@ -575,6 +575,40 @@ static ATTR void NAME(conv_fwd_block)(const ARGS(conv_fwd_args)* a, int i0, int 
  * NCHW (side by side, a->layout, they are read in place), the per-sample sums
  * ((npairs*25 + c_out)*BL), and for dX the padded dZ (c_out*(h-4)*(w+4)*BL)
  * and a tile's maps (GT*h*w*BL; side by side, dX is written in place). */
+/* out[p] = the sum of the nv lanes of element p of a block's sub-blocks (gs
+ * elements apart), lane 0 first and then in order, for p < count: element p
+ * of sub-block s is g[s*gs + p*VL .. + VL). VL elements at a time are
+ * transposed in registers, so that each lane's terms add as vectors, one
+ * element per lane: the same additions in the same order as one element at
+ * a time (and the same sums on every path). */
+static ATTR void NAME(lane_sums)(FT* out, const FT* g, ptrdiff_t gs, int nv, ptrdiff_t count)
+{
+    FT rows[VL * VL], cols[VL * VL];
+    ptrdiff_t p0;
+    int s, l, r;
+    memset(rows, 0, sizeof rows);
+    for (p0 = 0; p0 < count; p0 += VL) {
+        const int n = count - p0 < VL ? (int)(count - p0) : VL;
+        VT sum = VSET1((FT)0);
+        for (s = 0; s * VL < nv; s++) {
+            const FT* src = g + s * gs + p0 * VL;
+            if (n < VL) { /* the last few elements: their rows alone, zeros after */
+                memcpy(rows, src, sizeof(FT) * n * VL);
+                src = rows;
+            }
+            NAME(transpose_vl)(cols, VL, src, VL);
+            for (l = 0; l < VL && s * VL + l < nv; l++)
+                sum = s == 0 && l == 0 ? VLOAD(cols) : VADD(sum, VLOAD(cols + l * VL));
+        }
+        if (n == VL) {
+            VSTORE(out + p0, sum);
+        } else {
+            VSTORE(cols, sum);
+            for (r = 0; r < n; r++) out[p0 + r] = cols[r];
+        }
+    }
+}
+
 static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int i1,
                                       int share, int nsplit, FT* scratch, FT* part)
 {
@@ -595,7 +629,7 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
     FT* const T = x_blk && a->dX != NULL ? a->dX + (ptrdiff_t)i0 * c_in * plane
                                          : dzp + c_out * ho * prow * BL;
     const int c0 = share * c_in / nsplit, c1 = (share + 1) * c_in / nsplit;
-    int co, ci, k, r, g, s, l, t, kg0, kg1, xe;
+    int co, ci, k, r, g, s, t, kg0, kg1, xe;
     ptrdiff_t p;
 
     /* the tile groups of dX that start in [c0, c1), and the input maps they
@@ -655,12 +689,7 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
         for (t = 0; t < (ci < c1 ? a->bn[ci] : share == 0 ? 1 : 0); t++) {
             const ptrdiff_t first = ci < c1 ? a->pid[a->blist[ci * c_out + t] * c_in + ci] * 25
                                             : ng;
-            const ptrdiff_t count = ci < c1 ? 25 : c_out;
-            for (p = first; p < first + count; p++) {
-                FT sum = gacc[p * VL];
-                for (l = 1; l < nv; l++) sum += gacc[(l / VL) * gs + p * VL + l % VL];
-                part[p] = sum;
-            }
+            NAME(lane_sums)(part + first, gacc + first * VL, gs, nv, ci < c1 ? 25 : c_out);
         }
     if (a->dX == NULL)
         return;

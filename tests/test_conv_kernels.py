@@ -606,3 +606,44 @@ def test_empty_batch():
     Y, coef, bias, dZ = _pool_problem((0, 3, 4, 4), 0)
     gc, gb, dY = pool_backward(Y, coef, dZ, 0)
     assert np.all(gc == 0) and np.all(gb == 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [16, 7])
+@pytest.mark.parametrize("side_by_side", [False, True])
+def test_conv_weight_gradient_sums_a_blocks_samples_in_order(path, dtype, n, side_by_side):
+    # Each weight's gradient adds a block's samples in order, the first
+    # sample first, then the blocks in order. With a first sample of 2^24
+    # (2^53 in float64) and ones after it, every one of its block rounds
+    # away in that order; any other order keeps some of them. dZ is 1 at the
+    # first output only, so the term of sample i is X[i] at the weight's
+    # offset.
+    big = dtype(2.0 ** (24 if dtype == np.float32 else 53))
+    X = np.zeros((n, 1, 6, 6), dtype)
+    X[:, 0, 2, 3] = 1
+    X[0, 0, 2, 3] = big
+    dZ = np.zeros((n, 1, 2, 2), dtype)
+    dZ[:, 0, 0, 0] = 1
+    W = np.zeros((1, 1, 5, 5), dtype)
+    table = np.ones((1, 1), np.uint8)
+    gW, gb = np.full_like(W, np.nan), np.full(1, np.nan, dtype)
+    if side_by_side:
+        rows = _conv.padded_rows(n, dtype)
+        Xb, dZb = np.empty((rows, 1, 6, 6), dtype), np.empty((rows, 1, 2, 2), dtype)
+        _conv.to_blocks(X, Xb)
+        _conv.to_blocks(dZ, dZb)
+        _conv.conv5x5_backward(Xb, W, dZb, table, gW, gb, None, 0, 2, n_samples=n,
+                               in_blocked=True, out_blocked=True)
+    else:
+        _conv.conv5x5_backward(X, W, dZ, table, gW, gb, None, 0, 2)
+    total, bl = dtype(0), _conv.block_samples(dtype)
+    for start in range(0, n, bl):
+        block = X[start, 0, 2, 3]
+        for i in range(start + 1, min(start + bl, n)):
+            block = block + X[i, 0, 2, 3]
+        total = total + block
+    assert total == big + max(0, n - bl)  # the ones of the first block all lost
+    expected = np.zeros_like(W)
+    expected[0, 0, 2, 3] = total
+    assert np.array_equal(gW, expected)
+    assert gb[0] == n
