@@ -297,10 +297,19 @@ static ATTR void NAME(block_transpose)(FT* blk, FT* nchw, int nv, ptrdiff_t P, i
  * consecutive outputs of a row of a sub-block (pu = VL), or R vectors of
  * consecutive outputs of one sample's wide rows (pu = 1; see conv_fwd_sample). R and G are compile-time constants
  * at each call site, so acc[][] lives in registers. Every output sums its
- * terms in the same order (input maps, then kh, then kw) whatever R and G. */
+ * terms in the same order (input maps, then kh, then kw) whatever R and G.
+ *
+ * `edge` (a constant too) leaves out terms that read the 4 zero columns on
+ * either side of a padded source row (dX's): with 1 the tile's first output
+ * is the row's first (output r reads zeros for kw < 4 - r), with 2 its last
+ * output is the row's last (zeros for kw >= R - r). A term left
+ * out would add w * 0 to a sum that starts at +0: it changes no bit (for
+ * finite weights). */
+#define FASTBP_ZERO_TERM(edge, r, kw, R) \
+    (((edge) == 1 && (r) + (kw) < 4) || ((edge) == 2 && (r) + (kw) >= (R)))
 FB_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdiff_t pstride,
                                      ptrdiff_t rs, ptrdiff_t pu, const int* lst, int nl,
-                                     const FT* wb, const int nkh)
+                                     const FT* wb, const int nkh, const int edge)
 {
     int r, j, kh, kw;
     for (j = 0; j < nl; j++) {
@@ -308,9 +317,13 @@ FB_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdif
         const FT* k = wb + lst[j] * 25;
         for (kh = 0; kh < nkh; kh++) {
             const FT* srow = s + kh * rs * pu;
+#pragma GCC unroll 5
             for (kw = 0; kw < 5; kw++) {
                 const VT w0 = VSET1(k[kh * 5 + kw]);
-                for (r = 0; r < R; r++) acc[r] = VFMA(w0, VLOAD(srow + kw * pu + r * VL), acc[r]);
+#pragma GCC unroll 8
+                for (r = 0; r < R; r++)
+                    if (!FASTBP_ZERO_TERM(edge, r, kw, R))
+                        acc[r] = VFMA(w0, VLOAD(srow + kw * pu + r * VL), acc[r]);
             }
         }
     }
@@ -320,7 +333,8 @@ FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, co
                                      const FT* src, ptrdiff_t pstride, ptrdiff_t rs,
                                      ptrdiff_t pu, const int* pool,
                                      const fastbp_tile_group* grp, const FT* wb,
-                                     ptrdiff_t wostride, const int nkh, const FT* bias)
+                                     ptrdiff_t wostride, const int nkh, const FT* bias,
+                                     const int edge)
 {
     VT acc[GT][FASTBP_RMAX], wv[GT];
     int g, r, j, kh, kw;
@@ -333,9 +347,13 @@ FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, co
             const FT* k = wb + lst[j] * 25;
             for (kh = 0; kh < nkh; kh++) {
                 const FT* srow = s + kh * rs * pu;
+#pragma GCC unroll 5
                 for (kw = 0; kw < 5; kw++) {
                     for (g = 0; g < G; g++) wv[g] = VSET1(k[g * wostride + kh * 5 + kw]);
+#pragma GCC unroll 8
                     for (r = 0; r < R; r++) {
+                        if (FASTBP_ZERO_TERM(edge, r, kw, R))
+                            continue;
                         const VT xv = VLOADR(srow + kw * pu + r * VL);
                         for (g = 0; g < G; g++) acc[g][r] = VFMA(wv[g], xv, acc[g][r]);
                     }
@@ -344,10 +362,11 @@ FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, co
         }
         if (G == 2)
             NAME(tile_list1)(acc[1], R, src, pstride, rs, pu, pool + grp->b, grp->nb,
-                             wb + wostride, nkh);
+                             wb + wostride, nkh, edge);
     }
     if (G <= 2)
-        NAME(tile_list1)(acc[0], R, src, pstride, rs, pu, pool + grp->a, grp->na, wb, nkh);
+        NAME(tile_list1)(acc[0], R, src, pstride, rs, pu, pool + grp->a, grp->na, wb, nkh,
+                         edge);
     for (g = 0; g < G; g++) {
         const VT vb = VSET1(bias != NULL ? bias[g] : (FT)0);
         for (r = 0; r < R; r++)
@@ -360,14 +379,20 @@ FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, co
                                            ptrdiff_t pstride, ptrdiff_t rs, ptrdiff_t pu,  \
                                            const int* pool, const fastbp_tile_group* grp,  \
                                            const FT* wb, ptrdiff_t wostride, int nkh,      \
-                                           const FT* bias)                                 \
+                                           const FT* bias, int edge)                       \
     {                                                                                     \
-        if (nkh == 5) /* a constant bound: the usual, faster loop */                      \
+        if (edge == 1)                                                                    \
             NAME(chunk_core)(out, ostride, RN, G, src, pstride, rs, pu, pool, grp, wb,     \
-                             wostride, 5, bias);                                          \
+                             wostride, nkh, bias, 1);                                     \
+        else if (edge == 2)                                                               \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, rs, pu, pool, grp, wb,     \
+                             wostride, nkh, bias, 2);                                     \
+        else if (nkh == 5) /* a constant bound: the usual, faster loop */                 \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, rs, pu, pool, grp, wb,     \
+                             wostride, 5, bias, 0);                                       \
         else                                                                              \
             NAME(chunk_core)(out, ostride, RN, G, src, pstride, rs, pu, pool, grp, wb,     \
-                             wostride, nkh, bias);                                        \
+                             wostride, nkh, bias, 0);                                     \
     }
 FASTBP_CHUNK_N(1, 1)
 FASTBP_CHUNK_N(1, 2)
@@ -402,7 +427,8 @@ static ATTR void NAME(correlate_row)(FT* T, ptrdiff_t tstride, int ncol, const F
                                      ptrdiff_t pstride, ptrdiff_t rs, ptrdiff_t pu,
                                      const int* pool,
                                      const fastbp_tile_group* grp, const FT* wbase,
-                                     ptrdiff_t wostride, int kh0, int kh1, const FT* bias)
+                                     ptrdiff_t wostride, int kh0, int kh1, const FT* bias,
+                                     int padded)
 {
     /* G == 4 keeps the tiles of G == 2 */
     const int G = grp->G, rmax = G == 1 ? 8 : 6, nkh = kh1 - kh0;
@@ -416,12 +442,14 @@ static ATTR void NAME(correlate_row)(FT* T, ptrdiff_t tstride, int ncol, const F
     extra = ncol % nch;
     for (c = 0; c < nch; c++) {
         const int R = base + (c < extra);
+        /* a tile at both ends (a row of a few outputs) leaves out the left's */
+        const int edge = !padded ? 0 : x0 == 0 ? 1 : x0 + R == ncol ? 2 : 0;
         FT* out = T + x0 * VL;
         const FT* s = src + x0 * VL;
 #define FASTBP_CASE(GG, RN)                                                              \
     case RN:                                                                             \
         NAME(chunk##GG##_##RN)(out, tstride, s, pstride, rs, pu, pool, grp, wb, wostride,  \
-                               nkh, gbias);                                               \
+                               nkh, gbias, edge);                                         \
         break;
         if (G == 1) {
             switch (R) {
@@ -509,7 +537,7 @@ static ATTR void NAME(conv_fwd_sample)(const ARGS(conv_fwd_args)* a, int i, int 
     for (k = k0; k < k1; k++) {
         const fastbp_tile_group* grp = a->groups + k;
         NAME(correlate_row)(T, tstride, nvw, x, plane, w, 1, a->pool, grp, a->W,
-                            (ptrdiff_t)c_in * 25, 0, 5, a->b);
+                            (ptrdiff_t)c_in * 25, 0, 5, a->b, 0);
         for (g = 0; g < grp->G; g++)
             for (r = 0; r < ho; r++)
                 memcpy(y + (grp->o + g) * oplane + r * wo, T + g * tstride + r * w,
@@ -553,7 +581,7 @@ static ATTR void NAME(conv_fwd_block)(const ARGS(conv_fwd_args)* a, int i0, int 
             for (r = 0; r < ho; r++)
                 NAME(correlate_row)(tg + s * ts + r * wo * VL, oplane * VL, wo,
                                     xt + s * xs + r * w * VL, plane * VL, w, VL, a->pool,
-                                    grp, a->W, (ptrdiff_t)c_in * 25, 0, 5, a->b);
+                                    grp, a->W, (ptrdiff_t)c_in * 25, 0, 5, a->b, 0);
             /* the activation while the tile's maps are in cache */
             EW(fastbp_act)(tg + s * ts, tg + s * ts, NULL, grp->G * oplane * VL, a->act);
         }
@@ -717,7 +745,7 @@ static ATTR void NAME(conv_bwd_block)(const ARGS(conv_bwd_args)* a, int i0, int 
                 NAME(correlate_row)(tk + s * ts + r * w * VL, plane * VL, w,
                                     dzp + s * ps + (r - 4 + kh0) * prow * VL, ho * prow * VL,
                                     prow, VL, a->pool, grp, a->wrot, (ptrdiff_t)c_out * 25,
-                                    kh0, kh1, NULL);
+                                    kh0, kh1, NULL, 1);
             }
             /* times the input activation's derivative, X side by side too */
             for (g = 0; g < grp->G; g++) {
@@ -925,6 +953,7 @@ static ATTR void NAME(pool_bwd_lanes)(const ARGS(pool_args)* a, int i0, int i1, 
 }
 #undef FASTBP_POOL_COLS
 
+#undef FASTBP_ZERO_TERM
 #undef GT
 #undef BL
 #include "fb_lanes_undef.h"
