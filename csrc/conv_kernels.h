@@ -6,6 +6,7 @@
  * VL lanes of FT. The algorithms are described at the top of conv.c.
  */
 #include "fb_lanes.h"
+#include "fb_lanes_partial.h"
 
 /* Output maps of this copy's tiles (conv.c's FASTBP_TILE_GMAX): 2, or 4
  * where there are 32 vector registers. */
@@ -13,20 +14,15 @@
 /* Samples of a block (conv.c's FASTBP_BLOCK_LANES) */
 #define BL FASTBP_BLOCK_LANES(FB_LANES_F32)
 
-/* ---- partial vectors: rows of any width, VL elements at a time ----
- * The lanes beyond n of a partial vector are zero on loads and left alone on
- * stores (masked where the instruction set has masks), so a row of any width
- * is covered without reading or writing past it: pooling's rows. */
+/* ---- partial vectors (load_n, store_n: fb_lanes_partial.h) ----
+ * Pooling's rows of any width: pairs of adjacent elements summed, and each
+ * element stored twice. */
 #if FB_LANES_ISA == FB_LEVEL_AVX512
 #if FB_LANES_F32
-#define FASTBP_MASK(n) ((__mmask16)((1u << (n)) - 1u))
 typedef int NAME(index_t); /* a permute index: as wide as a lane */
 #else
-#define FASTBP_MASK(n) ((__mmask8)((1u << (n)) - 1u))
 typedef long long NAME(index_t);
 #endif
-FB_INLINE ATTR VT NAME(load_n)(const FT* p, int n) { return FASTBP_LANE(maskz_loadu)(FASTBP_MASK(n), p); }
-FB_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n) { FASTBP_LANE(mask_storeu)(p, FASTBP_MASK(n), v); }
 /* The permute index whose lane l is (scale l + base) / div (constants at
  * every call, so the compiler folds it into one vector constant). */
 FB_INLINE ATTR __m512i NAME(lane_index)(int scale, int base, int div)
@@ -52,22 +48,15 @@ FB_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
     if (2 * n > VL)
         NAME(store_n)(p + VL, FASTBP_LANE(permutexvar)(second, v), 2 * n - VL);
 }
-#undef FASTBP_MASK
 
 #elif FB_LANES_ISA == FB_LEVEL_AVX2
-/* maskload/maskstore take a vector of lane masks: the first n of VL. */
 #if FB_LANES_F32
-static const int NAME(lane_masks)[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 #define FASTBP_CAST_PD(v) _mm256_castps_pd(v)
 #define FASTBP_CAST_FT(v) _mm256_castpd_ps(v)
 #else
-static const long long NAME(lane_masks)[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define FASTBP_CAST_PD(v) (v)
 #define FASTBP_CAST_FT(v) (v)
 #endif
-#define FASTBP_MASK(n) _mm256_loadu_si256((const __m256i*)(NAME(lane_masks) + VL - (n)))
-FB_INLINE ATTR VT NAME(load_n)(const FT* p, int n) { return FASTBP_LANE(maskload)(p, FASTBP_MASK(n)); }
-FB_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n) { FASTBP_LANE(maskstore)(p, FASTBP_MASK(n), v); }
 FB_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
 {
     const VT lo = NAME(load_n)(p, 2 * n < VL ? 2 * n : VL);
@@ -82,7 +71,6 @@ FB_INLINE ATTR void NAME(store_twice_n)(FT* p, VT v, int n)
     if (2 * n > VL)
         NAME(store_n)(p + VL, FASTBP_LANE(permute2f128)(a, b, 0x31), 2 * n - VL);
 }
-#undef FASTBP_MASK
 #undef FASTBP_CAST_PD
 #undef FASTBP_CAST_FT
 
@@ -105,26 +93,6 @@ typedef long long NAME(mask_t) __attribute__((vector_size(16)));
 #elif FASTBP_VEC_EXT
 #define FASTBP_SHUFFLE(a, b, IDX) __builtin_shuffle((a), (b), (NAME(mask_t)){IDX})
 #endif
-FB_INLINE ATTR VT NAME(load_n)(const FT* p, int n)
-{
-    FT t[VL];
-    int l;
-    if (n == VL)
-        return VLOAD(p);
-    for (l = 0; l < VL; l++) t[l] = l < n ? p[l] : (FT)0;
-    return VLOAD(t);
-}
-FB_INLINE ATTR void NAME(store_n)(FT* p, VT v, int n)
-{
-    FT t[VL];
-    int l;
-    if (n == VL) {
-        VSTORE(p, v);
-        return;
-    }
-    VSTORE(t, v);
-    for (l = 0; l < n; l++) p[l] = t[l];
-}
 FB_INLINE ATTR VT NAME(pair_sums_n)(const FT* p, int n)
 {
     FT t[VL];

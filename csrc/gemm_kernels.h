@@ -4,6 +4,7 @@
  * The algorithm is described at the top of gemm.c.
  */
 #include "fb_lanes.h"
+#include "fb_lanes_partial.h"
 
 /* Rows of a tile two vectors wide (MRW: 2 * MRW accumulators of the 32
  * (AVX-512) or 16 (AVX2) vector registers, with two of B and a broadcast)
@@ -35,22 +36,20 @@ FB_INLINE ATTR void NAME(gemm_tile)(const int mr, const int nv, ptrdiff_t kc, co
                                    FT* C, ptrdiff_t ldc, int cols, int load_c)
 {
     VT acc[2 * MRW > MRN ? 2 * MRW : MRN], b[ROWV];
-    FT edge[ROWV * VL];
     ptrdiff_t kk;
-    int r, v, j;
+    int r, v;
     const int full = cols == nv * VL;
+    /* lanes of the last vector (a partial one when cols is not nv * VL) */
+    const int last = cols - (nv - 1) * VL;
     FASTBP_UNROLL_ALL
     for (r = 0; r < mr; r++)
         for (v = 0; v < nv; v++) {
-            if (!load_c) {
+            if (!load_c)
                 acc[r * nv + v] = VSET1((FT)0);
-            } else if (full) {
+            else if (full || v < nv - 1)
                 acc[r * nv + v] = VLOAD(C + r * ldc + v * VL);
-            } else {
-                for (j = 0; j < VL; j++)
-                    edge[j] = v * VL + j < cols ? C[r * ldc + v * VL + j] : (FT)0;
-                acc[r * nv + v] = VLOAD(edge);
-            }
+            else
+                acc[r * nv + v] = NAME(load_n)(C + r * ldc + v * VL, last);
         }
     for (kk = 0; kk < kc; kk++) {
         const FT* a = A + kk * acs;
@@ -65,14 +64,13 @@ FB_INLINE ATTR void NAME(gemm_tile)(const int mr, const int nv, ptrdiff_t kc, co
         }
     }
     FASTBP_UNROLL_ALL
-    for (r = 0; r < mr; r++) {
-        if (full) {
-            for (v = 0; v < nv; v++) VSTORE(C + r * ldc + v * VL, acc[r * nv + v]);
-        } else {
-            for (v = 0; v < nv; v++) VSTORE(edge + v * VL, acc[r * nv + v]);
-            for (j = 0; j < cols; j++) C[r * ldc + j] = edge[j];
+    for (r = 0; r < mr; r++)
+        for (v = 0; v < nv; v++) {
+            if (full || v < nv - 1)
+                VSTORE(C + r * ldc + v * VL, acc[r * nv + v]);
+            else
+                NAME(store_n)(C + r * ldc + v * VL, acc[r * nv + v], last);
         }
-    }
 }
 
 /* Each tile shape is a function of its own, so that the compiler allocates
