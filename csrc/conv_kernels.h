@@ -271,8 +271,9 @@ static ATTR void NAME(block_transpose)(FT* blk, FT* nchw, int nv, ptrdiff_t P, i
  * either side of a padded source row (dX's): with 1 the tile's first output
  * is the row's first (output r reads zeros for kw < 4 - r), with 2 its last
  * output is the row's last (zeros for kw >= R - r). A term left
- * out would add w * 0 to a sum that starts at +0: it changes no bit (for
- * finite weights). */
+ * out would add w * 0 (a zero) to the sum, which changes no value; on the
+ * FMA paths a sum that an underflow left at -0 would have turned +0 (found
+ * in an audit). */
 #define FASTBP_ZERO_TERM(edge, r, kw, R) \
     (((edge) == 1 && (r) + (kw) < 4) || ((edge) == 2 && (r) + (kw) >= (R)))
 FB_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdiff_t pstride,
