@@ -19,7 +19,7 @@
  * is descheduled, and the next region waits a whole time slice for it:
  * LeNet-5 and the RNN, which run tens of regions a batch, fitted 5-10x
  * slower. fastbp's team differs in two ways:
- *   - its threads spin briefly (tens of microseconds) for the next call,
+ *   - its threads spin briefly (FB_SPIN_NS, 150 us) for the next call,
  *     then sleep (a futex on Linux, a condition variable elsewhere);
  *   - the caller never waits for a thread that has not started: it runs
  *     the units itself, closes the call, and waits only for the threads

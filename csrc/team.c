@@ -126,12 +126,11 @@ static void fb_team_wake(fb_team* t, int* p)
  * the new value. */
 static int fb_wait_change(fb_team* t, int* p, int seen, int* sleepers, int spin)
 {
-    int spins = spin ? 0 : FB_JOIN_SPINS, v;
+    fb_spin s;
+    int v;
+    fb_spin_start(&s, !spin);
     while ((v = fb_load_sc(p)) == seen) {
-        if (spins < FB_JOIN_SPINS) {
-            fb_pause();
-            ++spins;
-        } else {
+        if (!fb_spin_once(&s)) {
             fb_fetch_add(sleepers, 1);
             fb_team_sleep(t, p, seen);
             fb_fetch_add(sleepers, -1);
@@ -252,7 +251,8 @@ static fb_team* fb_team_of_this_thread(int nt)
 FB_HIDDEN void fastbp_team_run_own(int nt, int count, fb_unit_fn unit, void* job)
 {
     fb_team* t;
-    int next = 0, entered, left, spins = 0, i;
+    int next = 0, entered, left, i;
+    fb_spin s;
     if (nt > count)
         nt = count;
     t = nt > 1 ? fb_team_of_this_thread(nt) : NULL;
@@ -276,11 +276,9 @@ FB_HIDDEN void fastbp_team_run_own(int nt, int count, fb_unit_fn unit, void* job
     fb_take_shares(t, nt, 0);
     /* Close the call, then wait for the threads that joined it. */
     entered = fb_fetch_add(&t->entry, FB_CLOSED);
+    fb_spin_start(&s, 0);
     while ((left = fb_load_sc(&t->left)) < entered) {
-        if (spins < FB_JOIN_SPINS) {
-            fb_pause();
-            ++spins;
-        } else {
+        if (!fb_spin_once(&s)) {
             fb_store(&t->caller_asleep, 1);
             if (fb_load_sc(&t->left) == left)
                 fb_team_sleep(t, &t->left, left);

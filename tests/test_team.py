@@ -151,3 +151,25 @@ def test_team_protocol_under_stress_in_c(tmp_path, sanitizer):
         raise AssertionError(build.stderr)
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr
+
+
+def test_idle_team_threads_sleep_instead_of_spinning():
+    """A team thread spins for a fraction of a millisecond after a call, then
+    sleeps: a process that stops calling fastbp stops using the cores.
+    The kernel is a convolution, which calls no BLAS, so no BLAS thread of
+    numpy's or scipy's spins here either."""
+    from fastbp._kernels import _conv
+
+    rng = np.random.default_rng(0)
+    n = 2 * _conv.block_samples(np.float32)
+    X = rng.random((n, 6, 14, 14), dtype=np.float32)
+    W = rng.random((16, 6, 5, 5), dtype=np.float32)
+    Y = np.empty((n, 16, 10, 10), np.float32)
+    table = np.ones((16, 6), np.uint8)
+    for _ in range(20):
+        _conv.conv5x5_forward(X, W, np.zeros(16, np.float32), table, Y, 2, 2)
+    cpu, wall = time.process_time(), time.perf_counter()
+    time.sleep(0.5)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    # a thread spinning through the sleep would use all of it
+    assert cpu < 0.2 * wall, (cpu, wall)
