@@ -29,7 +29,7 @@ _ELEMENTWISE = ["elementwise.c", "dispatch.c", "team.c"]
 C_SOURCES = {"_blas": ["gemm.c", "dispatch.c"], "_chain_engine": _ELEMENTWISE, "_conv": ["conv.c"] + _ELEMENTWISE, "_dense": _ELEMENTWISE,
              "_dispatch": ["dispatch.c"], "_losses": _ELEMENTWISE, "_optimizers": _ELEMENTWISE,
              "_rnn": ["elementwise.c", "recurrent.c", "dispatch.c", "team.c"],
-             "_team": ["team.c"]}
+             "_sparse": ["team.c"], "_team": ["team.c"]}
 
 
 def _env_flag(name):

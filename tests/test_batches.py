@@ -1,6 +1,7 @@
 """Batch sources: one class per kind of training data, chosen once by type,
 each answering what a solver asks of its data."""
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from fastbp._batches import DenseBatches, SequenceBatches, SparseBatches, batch_source
@@ -123,3 +124,69 @@ def test_only_contiguous_dense_rows_are_sliced_in_place():
     assert not batch_source(np.asfortranarray(X), Y).sliceable
     assert not batch_source(sp.csr_matrix(X), Y).sliceable
     assert not batch_source(*_sequences()).sliceable
+
+
+def _at_offset(shape, dtype, offset):
+    """A C-contiguous array of zeros whose data starts `offset` bytes past a
+    4 KiB boundary."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.zeros(nbytes + 8192, np.uint8)
+    start = (offset - raw.ctypes.data) % 4096
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def test_dense_rows_are_gathered_on_the_team_at_any_offset():
+    """The gather of same-dtype rows (4 KiB images, their targets and
+    weights) in one team call: the rows asked for, at every thread count,
+    whatever the buffers' offsets against the data (some offsets modulo
+    4 KiB are the slow ones of a `rep movsb` copy on some CPUs)."""
+    rng = np.random.default_rng(0)
+    n = 40
+    idx = np.array([39, 0, 7, 7, 22, 13, 5])
+    for x_offset, buffer_offset in [(0, 0), (0, 4), (16, 20), (64, 4090), (8, 0)]:
+        X = _at_offset((n, 1, 32, 32), np.float32, x_offset)
+        X[...] = rng.random(X.shape, dtype=np.float32)
+        Y = rng.random((n, 10), dtype=np.float32)
+        sw = rng.random(n, dtype=np.float32)
+        source = batch_source(X, Y, sw)
+        buffers = (_at_offset((10, 1, 32, 32), np.float32, buffer_offset),
+                   np.full((10, 10), np.nan, np.float32), np.full(10, np.nan, np.float32))
+        for n_threads in (1, 2, 3):
+            X_b, Y_b, sw_b = source.take(idx, buffers, n_threads)
+            assert X_b.shape == (len(idx), 1, 32, 32) and np.shares_memory(X_b, buffers[0])
+            np.testing.assert_array_equal(X_b, X[idx])
+            np.testing.assert_array_equal(Y_b, Y[idx])
+            np.testing.assert_array_equal(sw_b, sw[idx])
+        # the rows past the short batch are left alone
+        assert np.isnan(buffers[1][len(idx):]).all() and np.isnan(buffers[2][len(idx):]).all()
+
+
+def test_take_rows_rejects_what_it_cannot_copy_and_writes_nothing():
+    from fastbp._kernels import _sparse
+
+    X, Y = np.arange(24, dtype=np.float32).reshape(6, 4), np.arange(6, dtype=np.float32)
+    rows = np.array([1, 5], dtype=np.intp)
+    out_X, out_Y = np.full((2, 4), -1, np.float32), np.full(2, -1, np.float32)
+    bad = [
+        ([X], rows, [np.zeros((2, 4), np.float64)], "dtype or row shape"),
+        ([X], rows, [np.zeros((2, 3), np.float32)], "dtype or row shape"),
+        ([X], rows, [np.zeros((1, 4), np.float32)], "rows gathered"),
+        ([X, Y[:5]], rows, [out_X, np.zeros(2, np.float32)], "rows gathered"),
+        ([X], np.array([1, 6], dtype=np.intp), [out_X], "out of range"),
+        ([X], np.array([-1, 0], dtype=np.intp), [out_X], "out of range"),
+        ([X[:, ::2]], rows, [np.zeros((2, 2), np.float32)], "C-contiguous"),
+        ([X], rows, [np.zeros((4, 2), np.float32).T], "C-contiguous"),
+        ([X, Y], rows, [out_X], "1 to 3 arrays"),
+        ([X] * 4, rows, [out_X] * 4, "1 to 3 arrays"),
+    ]
+    for sources, idx, outs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            _sparse.take_rows(sources, idx, outs, 2)
+    read_only = np.zeros((2, 4), np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        _sparse.take_rows([X], rows, [read_only], 2)
+    assert (out_X == -1).all() and (out_Y == -1).all()
+    _sparse.take_rows([X, Y], rows, [out_X, out_Y], 2)
+    np.testing.assert_array_equal(out_X, X[rows])
+    np.testing.assert_array_equal(out_Y, Y[rows])

@@ -23,6 +23,12 @@ def _take_rows(X, idx, out):
     return np.take(X, idx, axis=0, out=out, mode="clip")
 
 
+def _gathers_in_place(src, out):
+    """Whether _sparse.take_rows copies rows of ``src`` into ``out`` as they
+    are: C-contiguous ndarrays of one dtype (else NumPy converts)."""
+    return type(src) is np.ndarray and src.dtype == out.dtype and src.flags.c_contiguous
+
+
 def _as_csr(X, dtype):
     """X as a CSR matrix in ``dtype`` with contiguous arrays, what
     ``_take_rows`` gathers from (one conversion per fit)."""
@@ -88,15 +94,23 @@ class DenseBatches:
         sw_buf = None if self.sample_weight is None else np.empty(n_samples, dtype=dtype)
         return X_buf, Y_buf, sw_buf
 
-    def take(self, idx, buffers):
+    def take(self, idx, buffers, n_threads=1):
         """Samples ``idx`` gathered as one batch ``(X, Y, sample_weight)``
-        into ``buffers`` (of :meth:`buffers`)."""
+        into ``buffers`` (of :meth:`buffers`), on ``n_threads`` threads."""
         m = len(idx)
-        X_buf, Y_buf, sw_buf = (b if b is None or m == len(b) else b[:m] for b in buffers)
-        sw = None
+        sources = [self.X, self.Y]
+        outs = list(buffers[:2])
         if self.sample_weight is not None:
-            sw = np.take(self.sample_weight, idx, out=sw_buf, mode="clip")
-        return _take_rows(self.X, idx, X_buf), _take_rows(self.Y, idx, Y_buf), sw
+            sources.append(self.sample_weight)
+            outs.append(buffers[2])
+        if all(map(_gathers_in_place, sources, outs)):
+            # one team call for all: the rows are scattered cache misses
+            _sparse.take_rows(sources, np.ascontiguousarray(idx, dtype=np.intp), outs, n_threads)
+            outs = [out if m == len(out) else out[:m] for out in outs]
+        else:
+            outs = [_take_rows(src, idx, out if m == len(out) else out[:m])
+                    for src, out in zip(sources, outs)]
+        return outs[0], outs[1], outs[2] if len(outs) > 2 else None
 
     def subset(self, idx):
         """The samples ``idx``, as a source of the same kind."""
@@ -144,8 +158,9 @@ class SequenceBatches(DenseBatches):
         the data's dtype)."""
         return self.X.batch_buffers(n_samples, self.Y, self.sample_weight)
 
-    def take(self, idx, buffers=None):
-        """Sequences ``idx`` packed as one batch ``(X, Y, sample_weight)``."""
+    def take(self, idx, buffers=None, n_threads=1):
+        """Sequences ``idx`` packed as one batch ``(X, Y, sample_weight)``
+        (on the calling thread: ``n_threads`` is for the dense kinds)."""
         return self.X.batch(idx, self.Y, self.sample_weight, buffers)
 
     def subset(self, idx):

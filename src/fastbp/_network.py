@@ -407,7 +407,7 @@ class Network:
         for batch_slice in gen_batches(len(order), plan.batch_size):
             m = batch_slice.stop - batch_slice.start
             if plan.gather:
-                X, Y, sw = source.take(order[batch_slice], plan.buffers)
+                X, Y, sw = source.take(order[batch_slice], plan.buffers, plan.n_threads)
             else:
                 X, Y, sw = source.slice(batch_slice)
             batch_loss = self.loss_and_grad(X, Y, sw, plan.alpha, plan.ws, plan.n_threads)

@@ -5,7 +5,7 @@ kernels of _dense.pyx, _losses.pyx and _optimizers.pyx, whose helpers it
 calls through their .pxd files.
 """
 from cython cimport floating
-from libc.string cimport memcpy
+from ._copy cimport copy_bytes
 
 from ._blas cimport block_start, gemm
 from ._dense cimport (PARALLEL_MIN_FLOPS, bias_activate, column_sums, gradient_block,
@@ -67,9 +67,10 @@ cdef inline void gather_rows(const Chain* c, const ChainBatch* bt, Py_ssize_t r0
     cdef floating* sw = <floating*> c.sw
     for i in range(r0, r1):
         src = bt.order[i]
-        memcpy(A0 + i * n_in, <const floating*> c.X_src + src * n_in, n_in * sizeof(floating))
-        memcpy(Y + i * n_out, <const floating*> c.Y_src + src * n_out,
-               n_out * sizeof(floating))
+        copy_bytes(A0 + i * n_in, <const floating*> c.X_src + src * n_in,
+                   n_in * sizeof(floating))
+        copy_bytes(Y + i * n_out, <const floating*> c.Y_src + src * n_out,
+                   n_out * sizeof(floating))
         if sw != NULL:
             sw[i] = (<const floating*> c.sw_src)[src]
 

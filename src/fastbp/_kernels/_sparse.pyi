@@ -6,3 +6,7 @@ from numpy.typing import NDArray
 
 def csr_rows_to_dense(data: NDArray[Any], indices: NDArray[Any], indptr: NDArray[Any],
                       rows: NDArray[Any], out: NDArray[Any]) -> None: ...
+
+
+def take_rows(sources: list[NDArray[Any]], rows: NDArray[Any], outs: list[NDArray[Any]],
+              n_threads: int) -> None: ...

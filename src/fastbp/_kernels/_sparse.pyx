@@ -1,9 +1,131 @@
-"""Sparse input: CSR rows gathered into a dense mini-batch buffer."""
+"""Mini-batch gathers: rows of dense arrays on the team, and CSR rows into a
+dense buffer."""
+from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release,
+                             PyObject_GetBuffer)
 from cython cimport floating
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
 
 from ._checks cimport check_shape
+from ._copy cimport copy_bytes
+from ._team cimport bind_team, team_run, unit_count
+
+bind_team()
+
+# Bytes a unit of take_rows copies (whole rows, at least one), and the bytes
+# of a call from which it runs on the team: a batch's rows are scattered over
+# the training set, each a cache miss or several, and two cores wait for them
+# side by side (a LeNet-5 batch of 32 on an AMD EPYC VM: 20 us on two
+# threads, 28 on one).
+cdef Py_ssize_t ROWS_UNIT_BYTES = 16384
+cdef Py_ssize_t ROWS_MIN_PARALLEL = 32768
+# Arrays one take_rows call gathers: X, Y and the sample weights.
+cdef enum:
+    MAX_ARRAYS = 3
+
+
+ctypedef struct RowsJob:
+    const char* src[MAX_ARRAYS]
+    char* dst[MAX_ARRAYS]
+    Py_ssize_t row_bytes[MAX_ARRAYS]
+    Py_ssize_t rows_per_unit[MAX_ARRAYS]
+    int first_unit[MAX_ARRAYS + 1]  # array a's units: first_unit[a] up to first_unit[a + 1]
+    const Py_ssize_t* rows
+    Py_ssize_t m
+
+
+cdef void rows_unit(void* job, int u, int slot) noexcept nogil:
+    cdef const RowsJob* j = <const RowsJob*> job
+    cdef int a = 0
+    cdef Py_ssize_t i, lo, hi, rb
+    while u >= j.first_unit[a + 1]:
+        a += 1
+    rb = j.row_bytes[a]
+    lo = (u - j.first_unit[a]) * j.rows_per_unit[a]
+    hi = min(lo + j.rows_per_unit[a], j.m)
+    for i in range(lo, hi):
+        copy_bytes(j.dst[a] + i * rb, j.src[a] + j.rows[i] * rb, rb)
+
+
+def take_rows(list sources, const Py_ssize_t[::1] rows, list outs, int n_threads):
+    """outs[a][i] = sources[a][rows[i]] for each array a, all in one team call.
+
+    Parameters
+    ----------
+    sources : list of ndarray
+        Up to three C-contiguous arrays of the same number of rows: the
+        training set's X, Y and sample weights.
+    rows : ndarray of intp
+        Rows to gather, each in [0, len(sources[0])).
+    outs : list of ndarray
+        One writable C-contiguous array per source, of its dtype and row
+        shape, with at least len(rows) rows (the first len(rows) are written).
+    n_threads : int
+
+    Raises ValueError for an array that does not match or a row out of range.
+    """
+    cdef RowsJob job
+    cdef Py_buffer src_view[MAX_ARRAYS]
+    cdef Py_buffer out_view[MAX_ARRAYS]
+    cdef Py_ssize_t m = rows.shape[0], n_src = 0, i, total = 0
+    cdef int a, n_arrays = len(sources), held = 0
+    if n_arrays != len(outs) or not 0 < n_arrays <= MAX_ARRAYS:
+        raise ValueError(f"take_rows gathers 1 to {MAX_ARRAYS} arrays, each with an output")
+    try:
+        # the buffer protocol: C-contiguity, shape and address read in C, at
+        # a fraction of the cost of the ndarray attributes
+        for a in range(n_arrays):
+            try:
+                PyObject_GetBuffer(sources[a], &src_view[a], PyBUF_C_CONTIGUOUS)
+                held += 1
+                PyObject_GetBuffer(outs[a], &out_view[a],
+                                   PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+                held += 1
+            except (BufferError, ValueError) as exc:  # NumPy: ValueError when read-only
+                raise ValueError(f"array {a}: take_rows reads C-contiguous arrays and writes "
+                                 f"writable ones ({exc})") from exc
+            if a == 0:
+                n_src = src_view[0].shape[0] if src_view[0].ndim > 0 else 0
+            if sources[a].dtype != outs[a].dtype or not _same_rows(&src_view[a], &out_view[a]):
+                raise ValueError(f"array {a}: its output's dtype or row shape differs")
+            if src_view[a].shape[0] != n_src or out_view[a].shape[0] < m:
+                raise ValueError(f"array {a}: {src_view[a].shape[0]} rows gathered into "
+                                 f"{out_view[a].shape[0]}, expected {n_src} into {m}")
+        for i in range(m):
+            if not 0 <= rows[i] < n_src:
+                raise ValueError(f"row {rows[i]} out of range for {n_src} rows")
+        if m == 0:
+            return
+        job.rows = &rows[0]
+        job.m = m
+        job.first_unit[0] = 0
+        for a in range(n_arrays):
+            job.row_bytes[a] = src_view[a].len // n_src
+            job.src[a] = <const char*> src_view[a].buf
+            job.dst[a] = <char*> out_view[a].buf
+            job.rows_per_unit[a] = max(1, ROWS_UNIT_BYTES // max(1, job.row_bytes[a]))
+            job.first_unit[a + 1] = job.first_unit[a] + <int> unit_count(m, job.rows_per_unit[a])
+            total += job.row_bytes[a] * m
+        with nogil:
+            team_run(n_threads if total >= ROWS_MIN_PARALLEL else 1, job.first_unit[n_arrays],
+                     rows_unit, &job)
+    finally:
+        for a in range(held // 2):
+            PyBuffer_Release(&src_view[a])
+            PyBuffer_Release(&out_view[a])
+        if held % 2:
+            PyBuffer_Release(&src_view[held // 2])
+
+
+cdef bint _same_rows(const Py_buffer* src, const Py_buffer* out) noexcept:
+    """Whether the two buffers hold rows of one item size and shape."""
+    cdef int d
+    if src.ndim < 1 or src.ndim != out.ndim or src.itemsize != out.itemsize:
+        return False
+    for d in range(1, src.ndim):
+        if src.shape[d] != out.shape[d]:
+            return False
+    return True
 
 
 ctypedef fused csr_index:
