@@ -55,7 +55,7 @@ static inline int fb_load(int* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 /* Pauses between two readings of the clock while spinning. */
 #define FB_SPIN_CHECK 32
 
-#if !defined(_MSC_VER) /* the POSIX team's waits (team.c) */
+#if defined(__unix__) || defined(__APPLE__) /* the POSIX team's waits (team.c) */
 #include <time.h>
 static inline long long fb_now_ns(void)
 {

@@ -178,6 +178,8 @@ def test_take_rows_rejects_what_it_cannot_copy_and_writes_nothing():
         ([X], rows, [np.zeros((4, 2), np.float32).T], "C-contiguous"),
         ([X, Y], rows, [out_X], "1 to 3 arrays"),
         ([X] * 4, rows, [out_X] * 4, "1 to 3 arrays"),
+        ([X.astype(object)], rows, [np.zeros((2, 4), object)], "plain data"),
+        ([memoryview(X)], rows, [out_X], "plain data"),
     ]
     for sources, idx, outs, message in bad:
         with pytest.raises(ValueError, match=message):
@@ -186,7 +188,20 @@ def test_take_rows_rejects_what_it_cannot_copy_and_writes_nothing():
     read_only.flags.writeable = False
     with pytest.raises(ValueError, match="writable"):
         _sparse.take_rows([X], rows, [read_only], 2)
+    with pytest.raises(TypeError):
+        _sparse.take_rows([X], None, [out_X], 2)
     assert (out_X == -1).all() and (out_Y == -1).all()
     _sparse.take_rows([X, Y], rows, [out_X, out_Y], 2)
     np.testing.assert_array_equal(out_X, X[rows])
     np.testing.assert_array_equal(out_Y, Y[rows])
+
+
+def test_object_rows_are_gathered_by_numpy():
+    """Rows of Python objects go through np.take, which counts their
+    references; a byte copy would not."""
+    X = np.array([[str(i), i] for i in range(5)], dtype=object)
+    Y = np.arange(5.0).reshape(5, 1).astype(object)
+    source = batch_source(X, Y)
+    X_b, Y_b, _ = source.take(np.array([4, 1]), source.buffers(2))
+    del X, source
+    assert X_b.tolist() == [["4", 4], ["1", 1]] and Y_b.ravel().tolist() == [4.0, 1.0]

@@ -25,8 +25,11 @@ def _take_rows(X, idx, out):
 
 def _gathers_in_place(src, out):
     """Whether _sparse.take_rows copies rows of ``src`` into ``out`` as they
-    are: C-contiguous ndarrays of one dtype (else NumPy converts)."""
-    return type(src) is np.ndarray and src.dtype == out.dtype and src.flags.c_contiguous
+    are: C-contiguous ndarrays of one dtype of plain data, the output
+    writable (else NumPy converts)."""
+    return (type(src) is np.ndarray and type(out) is np.ndarray and src.dtype == out.dtype
+            and not src.dtype.hasobject and src.flags.c_contiguous
+            and out.flags.c_contiguous and out.flags.writeable)
 
 
 def _as_csr(X, dtype):

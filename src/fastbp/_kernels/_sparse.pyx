@@ -47,7 +47,7 @@ cdef void rows_unit(void* job, int u, int slot) noexcept nogil:
         copy_bytes(j.dst[a] + i * rb, j.src[a] + j.rows[i] * rb, rb)
 
 
-def take_rows(list sources, const Py_ssize_t[::1] rows, list outs, int n_threads):
+def take_rows(list sources, const Py_ssize_t[::1] rows not None, list outs, int n_threads):
     """outs[a][i] = sources[a][rows[i]] for each array a, all in one team call.
 
     Parameters
@@ -59,10 +59,12 @@ def take_rows(list sources, const Py_ssize_t[::1] rows, list outs, int n_threads
         Rows to gather, each in [0, len(sources[0])).
     outs : list of ndarray
         One writable C-contiguous array per source, of its dtype and row
-        shape, with at least len(rows) rows (the first len(rows) are written).
+        shape, with at least len(rows) rows (the first len(rows) are written),
+        overlapping no source and no other output.
     n_threads : int
 
-    Raises ValueError for an array that does not match or a row out of range.
+    Raises ValueError for an array that is not a NumPy array of plain data
+    (no Python objects), that does not match, or for a row out of range.
     """
     cdef RowsJob job
     cdef Py_buffer src_view[MAX_ARRAYS]
@@ -71,6 +73,13 @@ def take_rows(list sources, const Py_ssize_t[::1] rows, list outs, int n_threads
     cdef int a, n_arrays = len(sources), held = 0
     if n_arrays != len(outs) or not 0 < n_arrays <= MAX_ARRAYS:
         raise ValueError(f"take_rows gathers 1 to {MAX_ARRAYS} arrays, each with an output")
+    for a in range(n_arrays):
+        for array in (sources[a], outs[a]):
+            dtype = getattr(array, "dtype", None)
+            if dtype is None or dtype.hasobject:
+                # object pointers copied as bytes would skip their reference counts
+                raise ValueError(f"array {a}: take_rows copies NumPy arrays of plain data, "
+                                 f"not {type(array).__name__} of {dtype}")
     try:
         # the buffer protocol: C-contiguity, shape and address read in C, at
         # a fraction of the cost of the ndarray attributes
@@ -106,9 +115,10 @@ def take_rows(list sources, const Py_ssize_t[::1] rows, list outs, int n_threads
             job.rows_per_unit[a] = max(1, ROWS_UNIT_BYTES // max(1, job.row_bytes[a]))
             job.first_unit[a + 1] = job.first_unit[a] + <int> unit_count(m, job.rows_per_unit[a])
             total += job.row_bytes[a] * m
-        with nogil:
-            team_run(n_threads if total >= ROWS_MIN_PARALLEL else 1, job.first_unit[n_arrays],
-                     rows_unit, &job)
+        # with the GIL held: no other Python thread can change the rows
+        # checked above while the team copies (its threads need no GIL)
+        team_run(n_threads if total >= ROWS_MIN_PARALLEL else 1, job.first_unit[n_arrays],
+                 rows_unit, &job)
     finally:
         for a in range(held // 2):
             PyBuffer_Release(&src_view[a])
