@@ -18,8 +18,10 @@ LOSSES = ["softmax_ce", "logistic_ce", "squared", "squared_logistic", "poisson"]
 # (3000, 20, 520): row groups, with the bias gradient in two blocks of columns.
 # (32, 120, 84): LeNet-5's F6 at batch 32, whose backward products are one
 # block each, run side by side on two threads.
+# (2, 784, 256): a predict of two rows through a large layer, split in two
+# blocks of columns below PARALLEL_MIN_FLOPS (the delta below as well).
 SHAPES = [(1, 1, 1), (7, 5, 3), (64, 33, 17), (130, 70, 40), (300, 90, 45), (24, 300, 250),
-          (2100, 30, 20), (1600, 65, 128), (3000, 20, 520), (32, 120, 84)]
+          (2100, 30, 20), (1600, 65, 128), (3000, 20, 520), (32, 120, 84), (2, 784, 256)]
 
 
 def _rand(rng, *shape, dtype=np.float64):
@@ -279,10 +281,11 @@ def test_results_do_not_depend_on_thread_count(dtype, dispatch_path):
     the same bits on 1, 2 or 3 threads (BLAS itself on one thread, as during
     fit). (2500, 40, 30) and (3000, 20, 520) take the row-group path of the
     weight gradient, (1600, 65, 128) its blocks of columns; (32, 120, 84)
-    runs its two backward products, one block each, side by side."""
+    runs its two backward products, one block each, side by side; (2, 784,
+    256) splits its products in two below PARALLEL_MIN_FLOPS."""
     rng = np.random.default_rng(5)
     for m, k, n in [(300, 200, 150), (40, 300, 250), (128, 784, 256), (2500, 40, 30),
-                    (1600, 65, 128), (3000, 20, 520), (32, 120, 84)]:
+                    (1600, 65, 128), (3000, 20, 520), (32, 120, 84), (2, 784, 256)]:
         _check_thread_independence(rng, m, k, n, dtype)
 
 
