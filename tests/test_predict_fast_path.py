@@ -360,3 +360,23 @@ def test_a_workspace_too_large_to_keep_is_not_kept(monkeypatch):
     est.predict_proba(small)  # a capacity of 8 rows: kept
     np.testing.assert_array_equal(est.predict_proba(large), expected)  # 16 rows: not kept
     assert set(_network._PREDICTION_WORKSPACES[net]) == {8}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_predict_limits_blas_only_where_the_kernels_call_it(name, dispatch_path, monkeypatch):
+    """Every prediction method reads BLAS's thread count (to hold it to one)
+    on the portable path, whose products go through BLAS, and never on the
+    others, which make no BLAS call in a forward pass; the outputs are those
+    of a forward pass under the limit."""
+    from fastbp import _threads
+
+    est = fit(name, np.float32)
+    X = data(name, 5, np.float32, seed=3)
+    reads = []
+    monkeypatch.setattr(_threads, "_blas_thread_counts",
+                        lambda: [(lambda: reads.append(1) or 1, lambda n: None)])
+    got = outputs(est, X)
+    assert bool(reads) == (dispatch_path == "portable")
+    monkeypatch.undo()
+    with blas_single_thread():
+        assert_same(outputs(est, X), got)

@@ -20,7 +20,7 @@ from sklearn.utils import gen_batches
 from ._kernels import _losses
 from ._kernels import _optimizers as _updates
 from ._layers import as_array
-from ._threads import blas_single_thread
+from ._threads import blas_single_thread_for_kernels
 
 LOSS_CODES = _losses.LOSS_CODES
 
@@ -291,7 +291,7 @@ class Network:
         out = np.empty((n, width), dtype=self.dtype)
         capacity, ws = borrow_workspace(self, min(n, batch_rows))
         try:
-            with blas_single_thread():
+            with blas_single_thread_for_kernels():
                 for start in range(0, n, batch_rows):
                     stop = min(start + batch_rows, n)
                     chunk = X[start:stop]

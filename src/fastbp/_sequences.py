@@ -17,7 +17,7 @@ from ._kernels import _optimizers as _updates
 from ._layers import ACTIVATION_CODES, Dense, Layer, LayerWorkspace, ParamSpec
 from ._network import (LOSS_CODES, Network, _check_weight_sum, borrow_workspace,
                        return_workspace)
-from ._threads import blas_single_thread
+from ._threads import blas_single_thread_for_kernels
 
 
 class Ragged:
@@ -382,7 +382,7 @@ class RNNNetwork(Network):
             self, n_steps * most if uniform else X.max_rows(most))
         data = ws.data if X.data.dtype == self.dtype else None
         try:
-            with blas_single_thread():
+            with blas_single_thread_for_kernels():
                 for start in range(0, n, batch_sequences):
                     stop = min(start + batch_sequences, n)
                     if uniform:

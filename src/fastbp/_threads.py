@@ -1,4 +1,5 @@
 """How many threads a fit uses, worked out once per fit."""
+import contextlib
 import os
 import sys
 import threading
@@ -6,7 +7,7 @@ import threading
 import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
-from ._kernels import _openmp, _team
+from ._kernels import _dispatch, _openmp, _team
 
 
 def _usable_cpu_count():
@@ -184,3 +185,25 @@ def blas_single_thread():
     context : context manager
     """
     return _BLAS_SINGLE_THREAD
+
+
+_NO_LIMIT = contextlib.nullcontext()
+
+
+def blas_single_thread_for_kernels():
+    """:func:`blas_single_thread` where fastbp's kernels multiply through BLAS,
+    else a context that changes nothing.
+
+    Only the portable path calls BLAS for the kernels' products; the others
+    multiply with fastbp's own GEMM. A forward pass (predict) makes no other
+    BLAS call, so there it needs no limit, whose round trip through every
+    OpenBLAS of the process costs more than a one-row product. Training keeps
+    :func:`blas_single_thread`: its gradient norms go through NumPy's BLAS.
+
+    Returns
+    -------
+    context : context manager
+    """
+    if _dispatch.dispatch_path() == "portable":
+        return _BLAS_SINGLE_THREAD
+    return _NO_LIMIT
