@@ -5,8 +5,9 @@
  * 65 classes), and at those shapes OpenBLAS spends a quarter of its time
  * packing both operands at every call. Here only B is packed, a block of
  * KC rows by one panel (2 vectors) of columns at a time into a 16 KiB buffer
- * on the stack that stays in L1, and A is read in place: each tile of MR rows
- * broadcasts A's elements straight from its rows (or columns, for A^T).
+ * on the stack that stays in L1 (for a product of several blocks of MC rows,
+ * all of B once, into the heap), and A is read in place: each tile of MR
+ * rows broadcasts A's elements straight from its rows (or columns, for A^T).
  * Long products go MC rows at a time, so that those rows of A stay in L2
  * while every panel of B passes over them. With A^T (a weight gradient), a
  * few columns past the last whole panel (65 classes: one) run with vectors
@@ -26,6 +27,7 @@
 #include "gemm.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "fb_dispatch.h"
 
@@ -36,6 +38,9 @@
 /* Rows of A a block: a multiple of every tile's rows (6, 12); 192 rows of
  * a 784-wide A take 600 KB of L2 in float32, 1.2 MB in float64. */
 #define FASTBP_GEMM_MC 192
+/* Most bytes of op(B) packed up front for several blocks of rows (a
+ * 2048 x 1024 float32 B); a larger B is packed block by block. */
+#define FASTBP_GEMM_PACKED_BYTES (8 << 20)
 
 #if FB_X86_COPIES
 #include <immintrin.h>
