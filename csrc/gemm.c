@@ -98,3 +98,48 @@
 
 FASTBP_GEMM_ENTRY(float, f32)
 FASTBP_GEMM_ENTRY(double, f64)
+
+#if FB_X86_COPIES
+/* the copy of `level` (AVX-512 or AVX2) of a template function */
+#define FASTBP_COPY(level, fn, SUF) ((level) == FB_LEVEL_AVX512 ? fn##_##SUF##_avx512 : fn##_##SUF##_avx2)
+#define FASTBP_PACK_BODY(FT, SUF)                                                                \
+    const int lv = fb_level();                                                                  \
+    size_t size;                                                                                \
+    char* p;                                                                                    \
+    if (lv == FB_LEVEL_PORTABLE || n < 1 || k < 1)                                              \
+        return NULL;                                                                            \
+    size = FASTBP_COPY(lv, gemm_packed_bytes, SUF)(n, k);                                       \
+    if (size > FASTBP_GEMM_PACKED_BYTES || (p = (char*)malloc(size + 64)) == NULL)              \
+        return NULL;                                                                            \
+    FASTBP_COPY(lv, gemm_pack_all, SUF)(trans_b, B, ldb, k, 0, n,                               \
+                                        (FT*)(p + (64 - (uintptr_t)p % 64)));                   \
+    *level = lv;                                                                                \
+    *held = p;                                                                                  \
+    return (FT*)(p + (64 - (uintptr_t)p % 64));
+#define FASTBP_PACKED_BODY(SUF)                                                                  \
+    if (m >= 1 && n >= 1)                                                                       \
+        FASTBP_COPY(level, gemm_packed, SUF)(m, n, k, A, lda, packed, accumulate, C, ldc);
+#else
+#define FASTBP_PACK_BODY(FT, SUF) (void)trans_b, (void)n, (void)k, (void)B, (void)ldb, (void)level;
+#define FASTBP_PACKED_BODY(SUF)                                                                  \
+    (void)level, (void)m, (void)n, (void)k, (void)A, (void)lda, (void)packed, (void)accumulate, \
+        (void)C, (void)ldc;
+#endif
+
+#define FASTBP_PACK_ENTRY(FT, SUF)                                                               \
+    FT* fastbp_gemm_pack_##SUF(int trans_b, ptrdiff_t n, ptrdiff_t k, const FT* B,              \
+                               ptrdiff_t ldb, int* level, void** held)                          \
+    {                                                                                           \
+        *held = NULL;                                                                           \
+        FASTBP_PACK_BODY(FT, SUF)                                                               \
+        return NULL;                                                                            \
+    }                                                                                           \
+    void fastbp_gemm_packed_##SUF(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,             \
+                                  const FT* A, ptrdiff_t lda, const FT* packed, int accumulate, \
+                                  FT* C, ptrdiff_t ldc)                                         \
+    {                                                                                           \
+        FASTBP_PACKED_BODY(SUF)                                                                 \
+    }
+
+FASTBP_PACK_ENTRY(float, f32)
+FASTBP_PACK_ENTRY(double, f64)

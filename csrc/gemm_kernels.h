@@ -228,37 +228,61 @@ static ATTR void NAME(gemm_pack)(int trans_b, const FT* B, ptrdiff_t ldb, ptrdif
     }
 }
 
+/* Rows of k of each block gemm_blocked packs at a time: even blocks of at
+ * most KC. */
+static ptrdiff_t NAME(gemm_kblock)(ptrdiff_t k)
+{
+    const ptrdiff_t n_kblocks = (k + KC - 1) / KC;
+    return (k + n_kblocks - 1) / n_kblocks;
+}
+
+/* Bytes of n columns of op(B) (k rows) packed by gemm_pack_all. */
+static size_t NAME(gemm_packed_bytes)(ptrdiff_t n, ptrdiff_t k)
+{
+    return (size_t)((n + 2 * VL - 1) / (2 * VL)) * (size_t)k * 2 * VL * sizeof(FT);
+}
+
+/* All of columns [j_lo, j_hi) of op(B) packed as gemm_blocked reads them:
+ * panel p (2 vectors of columns) at packed + p k 2 VL, its rows `width`
+ * elements each. */
+static ATTR void NAME(gemm_pack_all)(int trans_b, const FT* B, ptrdiff_t ldb, ptrdiff_t k,
+                                      ptrdiff_t j_lo, ptrdiff_t j_hi, FT* packed)
+{
+    const ptrdiff_t kb = NAME(gemm_kblock)(k);
+    ptrdiff_t j0, k0;
+    for (j0 = j_lo; j0 < j_hi; j0 += 2 * VL) {
+        const int cols = j_hi - j0 < 2 * VL ? (int)(j_hi - j0) : 2 * VL;
+        const int width = cols > VL ? 2 * VL : VL;
+        for (k0 = 0; k0 < k; k0 += kb)
+            NAME(gemm_pack)(trans_b, B, ldb, k0, k - k0 < kb ? k - k0 : kb, j0, cols, width,
+                            packed + (j0 - j_lo) * k + k0 * width);
+    }
+}
+
 /* Rows [i_lo, i_hi) and columns [j_lo, j_hi) of gemm's C: panels of 2
  * vectors of columns, each packed KC rows of k at a time into P, over blocks
  * of MC rows that stay in L2 while every panel passes over them. With more
  * than one block of rows, all of op(B) is packed once, up front, into a
  * buffer of the heap (where it fits FASTBP_GEMM_PACKED_BYTES and the
  * allocation succeeds): packing it again for each block gathered it from
- * B's rows each time, 5% of a 10,000-row product's time. */
+ * B's rows each time, 5% of a 10,000-row product's time. Unless `packed`
+ * holds op(B) so already (gemm_pack_all, from j_lo), when B is not read. */
 static ATTR void NAME(gemm_blocked)(int trans_a, int trans_b, ptrdiff_t i_lo, ptrdiff_t i_hi,
                                      ptrdiff_t j_lo, ptrdiff_t j_hi, ptrdiff_t k, const FT* A,
                                      ptrdiff_t lda, const FT* B, ptrdiff_t ldb, int accumulate,
-                                     FT* C, ptrdiff_t ldc, FT* P)
+                                     FT* C, ptrdiff_t ldc, FT* P, const FT* packed)
 {
     const ptrdiff_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;
-    const ptrdiff_t n_kblocks = (k + KC - 1) / KC;
-    const ptrdiff_t kb = (k + n_kblocks - 1) / n_kblocks; /* even blocks of k */
-    /* panel p's packed rows start at p k 2 VL, each `width` elements */
-    const size_t packed_size = (size_t)((j_hi - j_lo + 2 * VL - 1) / (2 * VL)) * (size_t)k
-                               * 2 * VL * sizeof(FT);
+    const ptrdiff_t kb = NAME(gemm_kblock)(k);
+    const size_t packed_size = NAME(gemm_packed_bytes)(j_hi - j_lo, k);
     char* held = NULL;
-    FT* packed = NULL;
     ptrdiff_t i0, j0, k0;
-    if (i_hi - i_lo > FASTBP_GEMM_MC && packed_size <= FASTBP_GEMM_PACKED_BYTES
+    if (packed == NULL && i_hi - i_lo > FASTBP_GEMM_MC
+        && packed_size <= FASTBP_GEMM_PACKED_BYTES
         && (held = (char*)malloc(packed_size + 64)) != NULL) {
-        packed = (FT*)(held + (64 - (uintptr_t)held % 64));
-        for (j0 = j_lo; j0 < j_hi; j0 += 2 * VL) {
-            const int cols = j_hi - j0 < 2 * VL ? (int)(j_hi - j0) : 2 * VL;
-            const int width = cols > VL ? 2 * VL : VL;
-            for (k0 = 0; k0 < k; k0 += kb)
-                NAME(gemm_pack)(trans_b, B, ldb, k0, k - k0 < kb ? k - k0 : kb, j0, cols, width,
-                                packed + (j0 - j_lo) * k + k0 * width);
-        }
+        FT* own = (FT*)(held + (64 - (uintptr_t)held % 64));
+        NAME(gemm_pack_all)(trans_b, B, ldb, k, j_lo, j_hi, own);
+        packed = own;
     }
     for (i0 = i_lo; i0 < i_hi; i0 += FASTBP_GEMM_MC) {
         const ptrdiff_t mc = i_hi - i0 < FASTBP_GEMM_MC ? i_hi - i0 : FASTBP_GEMM_MC;
@@ -366,13 +390,22 @@ static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
                                 trans_a ? lda : 1, B + j0, ldb, C + i0 * ldc + j0, ldc,
                                 ROWV * VL, accumulate);
     NAME(gemm_blocked)(trans_a, trans_b, 0, m, n_rowv, n - n_edge, k, A, lda, B, ldb, accumulate,
-                       C, ldc, P);
+                       C, ldc, P, NULL);
     if (n_edge > 0) {
         NAME(gemm_edge)(mv, n_edge, k, A, lda, B + (trans_b ? (n - n_edge) * ldb : n - n_edge),
                         trans_b ? 1 : ldb, trans_b ? ldb : 1, accumulate, C + n - n_edge, ldc);
         NAME(gemm_blocked)(trans_a, trans_b, mv, m, n - n_edge, n, k, A, lda, B, ldb,
-                           accumulate, C, ldc, P);
+                           accumulate, C, ldc, P, NULL);
     }
+}
+
+/* C (m x n) = A (m x k) @ op(B) (+ C), op(B) as gemm_pack_all packed all of
+ * it: the same tiles, so the same bits, as gemm. */
+static ATTR void NAME(gemm_packed)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const FT* A,
+                                    ptrdiff_t lda, const FT* packed, int accumulate, FT* C,
+                                    ptrdiff_t ldc)
+{
+    NAME(gemm_blocked)(0, 0, 0, m, 0, n, k, A, lda, NULL, 0, accumulate, C, ldc, NULL, packed);
 }
 
 #undef MRW

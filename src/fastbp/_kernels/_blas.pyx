@@ -17,6 +17,16 @@ cdef extern from "gemm.h" nogil:
     int fastbp_gemm_f64(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                         const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb,
                         int accumulate, double* C, Py_ssize_t ldc)
+    float* fastbp_gemm_pack_f32(int trans_b, Py_ssize_t n, Py_ssize_t k, const float* B,
+                                Py_ssize_t ldb, int* level, void** held)
+    double* fastbp_gemm_pack_f64(int trans_b, Py_ssize_t n, Py_ssize_t k, const double* B,
+                                 Py_ssize_t ldb, int* level, void** held)
+    void fastbp_gemm_packed_f32(int level, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                const float* A, Py_ssize_t lda, const float* packed,
+                                int accumulate, float* C, Py_ssize_t ldc)
+    void fastbp_gemm_packed_f64(int level, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                const double* A, Py_ssize_t lda, const double* packed,
+                                int accumulate, double* C, Py_ssize_t ldc)
 
 bind_dispatch()
 
@@ -47,6 +57,30 @@ cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     else:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*> B, &ldb, <double*> A, &lda,
               &beta, C, &ldc)
+
+
+cdef const floating* gemm_pack_b(bint trans_b, Py_ssize_t n, Py_ssize_t k, const floating* B,
+                                 Py_ssize_t ldb, int* level, void** held) noexcept nogil:
+    """op(B) (k, n) packed once for several gemm_packed calls that share it
+    (the blocks of rows of one product), for the instruction-set level it
+    sets in *level; free(*held) once done. NULL (and *held NULL) where
+    fastbp's own kernel does not run (the portable level), or the copy would
+    be too large or finds no memory: the caller then uses gemm."""
+    if floating is float:
+        return fastbp_gemm_pack_f32(trans_b, n, k, B, ldb, level, held)
+    else:
+        return fastbp_gemm_pack_f64(trans_b, n, k, B, ldb, level, held)
+
+
+cdef void gemm_packed(int level, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* A,
+                      Py_ssize_t lda, const floating* packed, floating* C,
+                      Py_ssize_t ldc) noexcept nogil:
+    """C (m, n) = A (m, k) @ op(B), op(B) from gemm_pack_b (with these n and
+    k): the same bits as gemm gives."""
+    if floating is float:
+        fastbp_gemm_packed_f32(level, m, n, k, A, lda, packed, 0, C, ldc)
+    else:
+        fastbp_gemm_packed_f64(level, m, n, k, A, lda, packed, 0, C, ldc)
 
 
 def gemm_py(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] C,
