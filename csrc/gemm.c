@@ -39,8 +39,9 @@
  * a 784-wide A take 600 KB of L2 in float32, 1.2 MB in float64. */
 #define FASTBP_GEMM_MC 192
 /* Most bytes of op(B) packed up front for several blocks of rows (a
- * 2048 x 1024 float32 B); a larger B is packed block by block. */
-#define FASTBP_GEMM_PACKED_BYTES (8 << 20)
+ * 1024 x 1024 float32 B); a larger B is packed block by block. Each thread
+ * of a team may hold one such copy while it multiplies. */
+#define FASTBP_GEMM_PACKED_BYTES (4 << 20)
 
 #if FB_X86_COPIES
 #include <immintrin.h>
@@ -143,3 +144,5 @@ FASTBP_GEMM_ENTRY(double, f64)
 
 FASTBP_PACK_ENTRY(float, f32)
 FASTBP_PACK_ENTRY(double, f64)
+
+void fastbp_gemm_pack_free(void* held) { free(held); }

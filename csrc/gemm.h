@@ -18,14 +18,17 @@ int fastbp_gemm_f64(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_
 /* op(B) (k x n, op(B) = B^T when trans_b) packed once for several products
  * of fastbp_gemm_packed that share it (the blocks of rows of one product, as
  * a team shares them out). Returns the packed copy and sets *level (the
- * instruction-set level it is packed for) and *held (what to free() once
- * done); returns NULL with *held NULL where the level has no copy, k or n is
- * below 1, the copy would take more than 8 MB, or memory runs out: the
- * caller then multiplies with fastbp_gemm / BLAS. */
+ * instruction-set level it is packed for) and *held (what to give
+ * fastbp_gemm_pack_free once done); returns NULL with *held NULL where the
+ * level has no copy, k or n is below 1, the copy would take more than 4 MB,
+ * or memory runs out: the caller then multiplies with fastbp_gemm / BLAS. */
 float* fastbp_gemm_pack_f32(int trans_b, ptrdiff_t n, ptrdiff_t k, const float* B,
                             ptrdiff_t ldb, int* level, void** held);
 double* fastbp_gemm_pack_f64(int trans_b, ptrdiff_t n, ptrdiff_t k, const double* B,
                              ptrdiff_t ldb, int* level, void** held);
+
+/* Frees what fastbp_gemm_pack_* set in *held (NULL: nothing). */
+void fastbp_gemm_pack_free(void* held);
 
 /* C (m x n) = A (m x k) @ op(B) (+ C when accumulate), op(B) from
  * fastbp_gemm_pack_* for `level` with the same n and k: the same bits as

@@ -277,7 +277,7 @@ static ATTR void NAME(gemm_blocked)(int trans_a, int trans_b, ptrdiff_t i_lo, pt
     const size_t packed_size = NAME(gemm_packed_bytes)(j_hi - j_lo, k);
     char* held = NULL;
     ptrdiff_t i0, j0, k0;
-    if (packed == NULL && i_hi - i_lo > FASTBP_GEMM_MC
+    if (packed == NULL && i_hi - i_lo > FASTBP_GEMM_MC && j_hi > j_lo
         && packed_size <= FASTBP_GEMM_PACKED_BYTES
         && (held = (char*)malloc(packed_size + 64)) != NULL) {
         FT* own = (FT*)(held + (64 - (uintptr_t)held % 64));

@@ -8,6 +8,7 @@ cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                floating beta, floating* C, int ldc) noexcept nogil
 cdef const floating* gemm_pack_b(bint trans_b, Py_ssize_t n, Py_ssize_t k, const floating* B,
                                  Py_ssize_t ldb, int* level, void** held) noexcept nogil
+cdef void gemm_pack_free(void* held) noexcept nogil
 cdef void gemm_packed(int level, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* A,
                       Py_ssize_t lda, const floating* packed, floating* C,
                       Py_ssize_t ldc) noexcept nogil

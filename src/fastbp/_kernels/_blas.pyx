@@ -21,6 +21,7 @@ cdef extern from "gemm.h" nogil:
                                 Py_ssize_t ldb, int* level, void** held)
     double* fastbp_gemm_pack_f64(int trans_b, Py_ssize_t n, Py_ssize_t k, const double* B,
                                  Py_ssize_t ldb, int* level, void** held)
+    void fastbp_gemm_pack_free(void* held)
     void fastbp_gemm_packed_f32(int level, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                 const float* A, Py_ssize_t lda, const float* packed,
                                 int accumulate, float* C, Py_ssize_t ldc)
@@ -63,13 +64,18 @@ cdef const floating* gemm_pack_b(bint trans_b, Py_ssize_t n, Py_ssize_t k, const
                                  Py_ssize_t ldb, int* level, void** held) noexcept nogil:
     """op(B) (k, n) packed once for several gemm_packed calls that share it
     (the blocks of rows of one product), for the instruction-set level it
-    sets in *level; free(*held) once done. NULL (and *held NULL) where
+    sets in *level; gemm_pack_free(*held) once done. NULL (and *held NULL) where
     fastbp's own kernel does not run (the portable level), or the copy would
     be too large or finds no memory: the caller then uses gemm."""
     if floating is float:
         return fastbp_gemm_pack_f32(trans_b, n, k, B, ldb, level, held)
     else:
         return fastbp_gemm_pack_f64(trans_b, n, k, B, ldb, level, held)
+
+
+cdef void gemm_pack_free(void* held) noexcept nogil:
+    """Free what gemm_pack_b set in *held (NULL: nothing)."""
+    fastbp_gemm_pack_free(held)
 
 
 cdef void gemm_packed(int level, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* A,

@@ -12,7 +12,7 @@ _chain.pyx shares are declared in _dense.pxd.
 from cython cimport floating
 from libc.stdlib cimport malloc, free
 
-from ._blas cimport block_start, gemm, gemm_blocks, gemm_pack_b, gemm_packed
+from ._blas cimport block_start, gemm, gemm_blocks, gemm_pack_b, gemm_pack_free, gemm_packed
 from ._checks cimport check_shape
 from ._dispatch cimport bind_dispatch
 from ._elementwise cimport elementwise_act, elementwise_all_finite, elementwise_dact
@@ -237,7 +237,7 @@ cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     if n <= m and job.n_split > max(1, n_threads):
         job.packed = gemm_pack_b(trans_b, n, k, B, k if trans_b else n, &job.level, &held)
     team_run(n_threads, job.n_split, dtype_unit, &job)
-    free(held)
+    gemm_pack_free(held)
 
 
 
