@@ -1,5 +1,7 @@
 """Dense kernels against their NumPy twins, float32 against float64, and
 independence from the thread count."""
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -659,3 +661,29 @@ def test_all_finite_matches_numpy(dispatch_path, dtype, n_threads):
             y[where] = bad
             assert _dense.all_finite(y, n_threads) == bool(np.isfinite(y).all()) is False
     assert _dense.all_finite(x[:0], n_threads)
+
+
+def test_a_large_predict_packs_each_weight_matrix_once():
+    # A 10,000-row predict multiplies chunks of rows by each layer's weights
+    # in blocks of rows, more blocks than threads: B is packed once for all
+    # of them. A regression here would keep the bits and lose the speed, so
+    # the decision itself is checked, on the chunks the network really uses.
+    from fastbp import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 784), dtype=np.float32)
+    est = MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, np.arange(40) % 10)
+    rows = est._network._chunk_rows(np.empty((10_000, 784), np.float32))
+    assert rows >= 4096
+    for n_in, n_out in ((784, 256), (256, 128)):
+        for n_threads in (1, 2, 4):
+            blocks, packs = _dense.split_gemm_plan(rows, n_out, n_in, n_threads)
+            assert blocks > n_threads and packs, (n_in, n_out, n_threads, blocks)
+        # one block a thread: each packs only what it multiplies
+        assert not _dense.split_gemm_plan(rows, n_out, n_in, blocks)[1]
+    # a training batch (128 rows) splits by columns: each block packs its own
+    blocks, packs = _dense.split_gemm_plan(128, 256, 784, 2)
+    assert blocks == 2 and not packs

@@ -78,6 +78,20 @@ cdef inline int split_blocks(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept 
     return gemm_blocks(n if n > m else m, m * n * k, PARALLEL_MIN_FLOPS, GEMM_BLOCK_WIDTH)
 
 
+cdef inline bint packs_b_once(Py_ssize_t m, Py_ssize_t n, int n_blocks,
+                              int n_threads) noexcept nogil:
+    """Whether split_gemm packs op(B) once for all its blocks: blocks of
+    rows (each would pack all of B), more of them than threads."""
+    return n <= m and n_blocks > max(1, n_threads)
+
+
+def split_gemm_plan(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int n_threads):
+    """Test hook: ``(blocks, packs_b_once)`` of split_gemm's product (m, k) @
+    (k, n) on n_threads, as split_gemm decides them."""
+    cdef int n_blocks = split_blocks(m, n, k)
+    return n_blocks, bool(packs_b_once(m, n, n_blocks, n_threads))
+
+
 cdef void split_gemm_block(int blk, int n_blocks, bint trans_b, Py_ssize_t m, Py_ssize_t n,
                            Py_ssize_t k, const floating* A, const floating* B, floating* C,
                            const floating* bias, const floating* act_out, int act,
@@ -234,7 +248,7 @@ cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     gemm_job(&job, 0, 0, 0, 0, <const floating*> NULL, <const floating*> NULL,
              <floating*> NULL)
     gemm_job_split(&job, split_blocks(m, n, k), trans_b, m, n, k, A, B, C, bias, act_out, act)
-    if n <= m and job.n_split > max(1, n_threads):
+    if packs_b_once(m, n, job.n_split, n_threads):
         job.packed = gemm_pack_b(trans_b, n, k, B, k if trans_b else n, &job.level, &held)
     team_run(n_threads, job.n_split, dtype_unit, &job)
     gemm_pack_free(held)
