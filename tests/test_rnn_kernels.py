@@ -412,7 +412,8 @@ def test_activation_accuracy(act_name, dtype, max_ulp, kernel, dispatch_path):
 def test_float32_tanh_within_its_measured_worst_case(dispatch_path):
     # float32 tanh has its own short reduction and minimax polynomial: every
     # 527th float of [0, 10] (2,073,276, each with both signs) against float64
-    # NumPy, within the 2.49 ulp that a sweep of every float measured.
+    # NumPy, within the worst case that a sweep of every float measured
+    # (2.498 ulp on the AVX2 path, 2.500 on the portable one).
     bits = np.arange(0, np.float32(10).view(np.uint32), 527, dtype=np.uint32)
     z = np.concatenate([bits.view(np.float32), -bits.view(np.float32)])
     out = np.empty_like(z)
@@ -420,7 +421,7 @@ def test_float32_tanh_within_its_measured_worst_case(dispatch_path):
     ref = np.tanh(z.astype(np.float64))
     ulp = np.abs(out - ref) / np.spacing(np.abs(ref).astype(np.float32))
     ulp[np.abs(ref) < np.finfo(np.float32).tiny] = 0
-    assert ulp.max() <= 2.5, (z[ulp.argmax()], ulp.max())
+    assert ulp.max() <= 2.51, (z[ulp.argmax()], ulp.max())
     assert ulp.max() > 1  # the sweep reaches the hard cases
 
 
