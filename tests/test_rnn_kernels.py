@@ -435,6 +435,14 @@ def test_activation_special_values(dispatch_path):
         assert_array_equal(out, [1, 0, np.nan, 0.5, 0.5, 1, 0])
         _rnn.rnn_activation(z, out, ACTS["relu"])
         assert_array_equal(out[[0, 1, 3, 5, 6]], [np.inf, 0, 0, 800, 0])
+        # tanh(z) = z where z*z is below half an ulp of z: zeros keep their
+        # sign, subnormals come back bit for bit (assert_array_equal would
+        # take -0 for 0)
+        info = np.finfo(dtype)
+        z = np.array([-0.0, 0.0, info.smallest_subnormal, -info.smallest_subnormal,
+                      info.tiny / 3, -info.tiny], dtype=dtype)
+        _rnn.rnn_activation(z, out := np.empty_like(z), ACTS["tanh"])
+        assert out.tobytes() == z.tobytes()
 
 
 # -------------------------------------------------------------- validation
