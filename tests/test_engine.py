@@ -147,6 +147,55 @@ def test_the_rnn_output_layer_takes_no_derivative_bptt_applies_it():
     assert net.layers[1].input_activation == "identity"
 
 
+# ------------------------------------------------------------ bound passes
+def _maps_network():
+    """C(1->2, 8x8 -> 4x4), S(2x2), F(8 -> 3), float64: maps side by side
+    from 8 samples on."""
+    rng = np.random.default_rng(1)
+    net = Network([
+        Conv5x5(1, 2, in_size=(8, 8), table=np.ones((2, 1), bool), activation="tanh",
+                name="C"),
+        MeanPool2x2(2, in_size=(4, 4), activation="tanh", name="S"),
+        _dense(8, 3, "identity", 0),
+    ], "softmax_ce", np.float64)
+    net.theta[:] = rng.standard_normal(net.theta.size)
+    return net
+
+
+def _grads(net, X, Y, ws):
+    loss = net.loss_and_grad(X, Y, None, 0.0, ws, 2)
+    return loss, net.grad.copy()
+
+
+def test_training_passes_are_bound_once_per_input_buffer_and_read_it_when_they_run():
+    net = _maps_network()
+    rng = np.random.default_rng(2)
+    X1, X2 = (rng.standard_normal((16, 1, 8, 8)) for _ in range(2))
+    Y = np.eye(3)[rng.integers(0, 3, 16)]
+    loss_2, grad_2 = _grads(net, X2, Y, net.workspace(16))  # each on a new workspace
+    ws = net.workspace(16)
+    _grads(net, X1, Y, ws)
+    passes = ws.passes
+    # another input array: bound anew, not run on X1's buffers
+    assert _grads(net, X2, Y, ws)[0] == loss_2
+    np.testing.assert_array_equal(net.grad, grad_2)
+    assert ws.passes is not passes
+    # the same buffer with new contents (a batch loop's gather): the passes
+    # are reused and read the new contents
+    passes = ws.passes
+    X2[...] = X1
+    loss_1, grad_1 = _grads(net, X1, Y, net.workspace(16))
+    assert ws.passes is passes
+    assert _grads(net, X2, Y, ws)[0] == loss_1
+    np.testing.assert_array_equal(net.grad, grad_1)
+    # a network with another parameter vector binds its own views
+    other = _maps_network()
+    other.theta *= 0.5
+    expected = _grads(other, X2, Y, other.workspace(16))
+    assert _grads(other, X2, Y, ws)[0] == expected[0]
+    np.testing.assert_array_equal(other.grad, expected[1])
+
+
 # ------------------------------------------------------- self-describing data
 def test_param_specs_name_their_fields():
     layer = _dense(3, 2, "relu", 0)

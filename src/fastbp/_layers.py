@@ -9,10 +9,18 @@ Protocol
 --------
 param_specs : tuple of ParamSpec (name, shape, regularized)
 workspace(n, dtype, want_delta_in) -> LayerWorkspace for batches up to n rows
-forward(A_in, ws, n_threads) -> A_out = g(z)
-backward(A_in, A_out, delta, ws, want_delta_in, n_threads) -> delta_in
-    delta = dL/dz of this layer's pre-activation; the layer writes its
-    parameter gradients and returns dL/dz of the layer below (or None).
+bind_forward(A_in, ws, n_threads) -> (run, A_out)
+    run() computes A_out = g(z) (A_out is a workspace buffer).
+bind_backward(A_in, A_out, delta, ws, want_delta_in, n_threads) -> (run, delta_in)
+    delta = dL/dz of this layer's pre-activation; run() writes the layer's
+    parameter gradients and dL/dz of the layer below into delta_in (None
+    when not wanted).
+forward(A_in, ws, n_threads) -> A_out and backward(...) -> delta_in bind
+and run at once.
+
+A bound call reads its arrays when it runs, so the network binds a batch's
+passes once and runs them on each batch gathered into the same buffers
+(``Network.loss_and_grad``): the layers' Python then costs nothing per batch.
 
 A layer's ``input_activation`` (the activation of the layer below, whose
 derivative ``backward`` applies to the delta it hands down) is not a
@@ -27,6 +35,7 @@ a block (``_conv.block_samples``) stays NCHW: its lanes would mostly be
 empty. Results are the same to the bit in either layout.
 """
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -126,6 +135,20 @@ class Layer:
         self.params = params
         self.grads = grads
 
+    def forward(self, A_in, ws, n_threads):
+        """Compute and return the layer's output for A_in (see the module's
+        protocol)."""
+        run, out = self.bind_forward(A_in, ws, n_threads)
+        run()
+        return out
+
+    def backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
+        """Write the parameter gradients; return dL/dz of the layer below
+        (None unless ``want_delta_in``)."""
+        run, delta_in = self.bind_backward(A_in, A_out, delta, ws, want_delta_in, n_threads)
+        run()
+        return delta_in
+
     def __getstate__(self):
         # Views into theta must not be pickled: they would come back as copies
         # and lose the tie to theta. The network rebinds them on load.
@@ -166,26 +189,20 @@ class Dense(Layer):
     def workspace(self, n, dtype, want_delta_in):
         return _empty_workspace(n, dtype, (self.n_out,), (self.n_in,), want_delta_in)
 
-    def forward(self, A_in, ws, n_threads):
+    def bind_forward(self, A_in, ws, n_threads):
         n = A_in.shape[0]
         out = _rows(ws.out, n)
-        _dense.dense_forward(
-            A_in.reshape(n, self.n_in), self.params[self.weight_name],
-            self.params[self.bias_name], out, self._act, n_threads,
-        )
-        return out
+        return partial(_dense.dense_forward, A_in.reshape(n, self.n_in),
+                       self.params[self.weight_name], self.params[self.bias_name], out,
+                       self._act, n_threads), out
 
-    def backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
+    def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
         n = A_in.shape[0]
         delta_in = _rows(ws.delta_in, n) if want_delta_in else None
-        _dense.dense_backward(
-            A_in.reshape(n, self.n_in), self.params[self.weight_name], delta,
-            self.grads[self.weight_name], self.grads[self.bias_name], delta_in,
-            self._in_act, n_threads,
-        )
-        if delta_in is None:
-            return None
-        return delta_in.reshape(A_in.shape)
+        run = partial(_dense.dense_backward, A_in.reshape(n, self.n_in),
+                      self.params[self.weight_name], delta, self.grads[self.weight_name],
+                      self.grads[self.bias_name], delta_in, self._in_act, n_threads)
+        return run, None if delta_in is None else delta_in.reshape(A_in.shape)
 
 
 class _MapsLayer(Layer):
@@ -283,18 +300,17 @@ class Conv5x5(_MapsLayer):
         # a 1x1 output with every map connected runs as a dense layer, on NCHW
         return not (self.in_size == (5, 5) and bool(self.table.all()))
 
-    def forward(self, A_in, ws, n_threads):
+    def bind_forward(self, A_in, ws, n_threads):
         X, Y, out, layout = self._forward_arrays(A_in, ws, self.out_side_by_side)
-        _conv.conv5x5_forward(X, self.params[self.weight_name], self.params[self.bias_name],
-                              self.table, Y, self._act, n_threads, **layout)
-        return out
+        return partial(_conv.conv5x5_forward, X, self.params[self.weight_name],
+                       self.params[self.bias_name], self.table, Y, self._act, n_threads,
+                       **layout), out
 
-    def backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
+    def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
         X, dZ, delta_in, dX, layout = self._backward_arrays(A_in, delta, ws, want_delta_in)
-        _conv.conv5x5_backward(X, self.params[self.weight_name], dZ, self.table,
-                               self.grads[self.weight_name], self.grads[self.bias_name],
-                               dX, self._in_act, n_threads, **layout)
-        return delta_in
+        return partial(_conv.conv5x5_backward, X, self.params[self.weight_name], dZ,
+                       self.table, self.grads[self.weight_name], self.grads[self.bias_name],
+                       dX, self._in_act, n_threads, **layout), delta_in
 
 
 class MeanPool2x2(_MapsLayer):
@@ -331,16 +347,14 @@ class MeanPool2x2(_MapsLayer):
     # the maps pass through: as many out as in
     in_maps = out_maps = property(lambda self: self.maps)
 
-    def forward(self, A_in, ws, n_threads):
+    def bind_forward(self, A_in, ws, n_threads):
         linked_out = self.out_side_by_side and isinstance(A_in, SideBySide)
         Y, X, out, layout = self._forward_arrays(A_in, ws, linked_out)
-        _conv.pool2x2_forward(Y, self.params[self.coef_name], self.params[self.bias_name],
-                              X, self._act, n_threads, **layout)
-        return out
+        return partial(_conv.pool2x2_forward, Y, self.params[self.coef_name],
+                       self.params[self.bias_name], X, self._act, n_threads, **layout), out
 
-    def backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
+    def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
         Y, dZ, delta_in, dY, layout = self._backward_arrays(A_in, delta, ws, want_delta_in)
-        _conv.pool2x2_backward(Y, self.params[self.coef_name], dZ,
-                               self.grads[self.coef_name], self.grads[self.bias_name],
-                               dY, self._in_act, n_threads, **layout)
-        return delta_in
+        return partial(_conv.pool2x2_backward, Y, self.params[self.coef_name], dZ,
+                       self.grads[self.coef_name], self.grads[self.bias_name], dY,
+                       self._in_act, n_threads, **layout), delta_in

@@ -47,11 +47,28 @@ _CHUNK_BYTES = 2 * _KEPT_BYTES
 
 
 @dataclass(slots=True)
+class BoundPasses:
+    """The forward and backward passes of one batch, bound to its arrays
+    (:meth:`Network.loss_and_grad`): each run reads the arrays as they are
+    then, so the passes serve every batch gathered into the same buffers."""
+
+    X: Any  # the input they read: kept, so that it is recognized by identity
+    theta: np.ndarray  # the parameter vector the layers' views belong to
+    n_threads: int
+    activations: list  # [X, A_1, ..., logits], as the layers hand them on
+    forward: list  # each layer's forward run, first layer first
+    backward: list  # (backward run, delta handed down or None), last layer first
+
+
+@dataclass(slots=True)
 class Workspace:
     """Every buffer of a batch of up to ``n`` rows (:meth:`Network.workspace`)."""
 
     layers: list  # a LayerWorkspace per layer
     delta_out: np.ndarray | None = None  # dL/dlogits (None: prediction)
+    # The passes last bound to these buffers in training: a training loop
+    # gathers each batch into the same input buffer.
+    passes: BoundPasses | None = None
 
 
 @dataclass(slots=True)
@@ -228,10 +245,39 @@ class Network:
     # --------------------------------------------------------------- passes
     def forward(self, X, ws, n_threads):
         """Run every layer; return the list [X, A_1, ..., logits]."""
-        activations = [X]
-        for layer, layer_ws in zip(self.layers, ws.layers):
-            activations.append(layer.forward(activations[-1], layer_ws, n_threads))
+        activations, runs = self._bind_forward(X, ws, n_threads)
+        for run in runs:
+            run()
         return activations
+
+    def _bind_forward(self, X, ws, n_threads):
+        """(activations [X, A_1, ..., logits], the layers' forward runs that
+        fill them)."""
+        activations, runs = [X], []
+        for layer, layer_ws in zip(self.layers, ws.layers):
+            run, out = layer.bind_forward(activations[-1], layer_ws, n_threads)
+            runs.append(run)
+            activations.append(out)
+        return activations, runs
+
+    def _bound_passes(self, X, ws, n_threads):
+        """The passes of a training batch on X (:class:`BoundPasses`): those
+        bound last to ``ws`` when they read this very X, else new ones, kept
+        in ``ws`` for the next batch."""
+        passes = ws.passes
+        if (passes is not None and passes.X is X and passes.theta is self.theta
+                and passes.n_threads == n_threads):
+            return passes
+        activations, forward = self._bind_forward(X, ws, n_threads)
+        n = X.shape[0]
+        delta = ws.delta_out if ws.delta_out.shape[0] == n else ws.delta_out[:n]
+        backward = []
+        for i in range(len(self.layers) - 1, -1, -1):
+            run, delta = self.layers[i].bind_backward(
+                activations[i], activations[i + 1], delta, ws.layers[i], i > 0, n_threads)
+            backward.append((run, delta))
+        ws.passes = BoundPasses(X, self.theta, n_threads, activations, forward, backward)
+        return ws.passes
 
     def predict(self, X, n_threads, logits=False, batch_rows=None):
         """Return the outputs (or, with ``logits=True``, the logits) for X.
@@ -330,19 +376,18 @@ class Network:
         sw_sum = float(n) if sample_weight is None else float(sample_weight.sum())
         if n > 0:
             _check_weight_sum(sw_sum)
-        activations = self.forward(X, ws, n_threads)
+        passes = self._bound_passes(X, ws, n_threads)
+        for run in passes.forward:
+            run()
         delta = ws.delta_out
         delta = delta if delta.shape[0] == n else delta[:n]
         data_loss = _losses.output_loss_delta(
-            activations[-1], Y, sample_weight, delta, LOSS_CODES[self.loss],
+            passes.activations[-1], Y, sample_weight, delta, LOSS_CODES[self.loss],
             1.0 / sw_sum, n_threads,
         )
         deltas = [delta.copy()] if record is not None else None
-        for i in range(len(self.layers) - 1, -1, -1):
-            delta = self.layers[i].backward(
-                activations[i], activations[i + 1], delta, ws.layers[i],
-                i > 0, n_threads,
-            )
+        for run, delta in passes.backward:
+            run()
             if deltas is not None and delta is not None:
                 deltas.append(as_array(delta))
         loss = data_loss / sw_sum
