@@ -86,6 +86,39 @@ def test_sequence_source_with_step_weights():
     np.testing.assert_array_equal(part.sample_weight.data, [3, 4, 5, 6])
 
 
+@pytest.mark.parametrize("weights, per_step_targets", [
+    ("none", True), ("per sequence", True), ("per step", True),
+    ("none", False), ("per sequence", False)])
+def test_sequences_pack_into_their_buffers_alike_at_every_thread_count(weights,
+                                                                       per_step_targets):
+    """With per-step targets, X, targets and per-step weights are gathered in
+    one team call from two threads on: the same batch as NumPy's gather on
+    one thread, every array of it."""
+    rng = np.random.default_rng(3)
+    lengths = np.array([5, 2, 7, 7, 1, 4])
+    X = Ragged(rng.random((lengths.sum(), 3)), lengths)
+    target_lengths = lengths if per_step_targets else np.ones_like(lengths)
+    Y = Ragged(rng.random((target_lengths.sum(), 2)), target_lengths)
+    sw = {"none": None, "per sequence": rng.random(len(lengths)),
+          "per step": StepWeights(rng.random(lengths.sum()), lengths)}[weights]
+    source = batch_source(X, Y, sw)
+    idx = np.array([3, 0, 5, 2])
+    expected = source.take(idx, None)  # fresh arrays, no buffers
+    for n_threads in (1, 2, 3):
+        buffers = source.buffers(len(idx))
+        for array in buffers.values():
+            array.fill(np.nan)
+        batch, Y_b, sw_b = source.take(idx, buffers, n_threads)
+        assert np.shares_memory(batch.data, buffers["data"])
+        np.testing.assert_array_equal(batch.data, expected[0].data)
+        np.testing.assert_array_equal(batch.batch_sizes, expected[0].batch_sizes)
+        np.testing.assert_array_equal(Y_b, expected[1])
+        if sw is None:
+            assert sw_b is None
+        else:
+            np.testing.assert_array_equal(sw_b, expected[2])
+
+
 def test_networks_count_the_rows_of_their_batches():
     # what a workspace for one batch (backprop, gradient checks) is sized by
     from fastbp._network import Network

@@ -8,33 +8,13 @@ Build one with :func:`batch_source`; it decides the kind once, by type.
 import numpy as np
 import scipy.sparse as sp
 
-from ._kernels import _sparse
+from ._gather import gather
 from ._sequences import Ragged, StepWeights
-
-
-def _take_rows(X, idx, out):
-    """Gather rows ``idx`` of X (ndarray, or CSR from ``_as_csr``) into ``out``
-    without allocating."""
-    if sp.issparse(X):
-        _sparse.csr_rows_to_dense(X.data, X.indices, X.indptr, idx, out)
-        return out
-    # mode="clip": the indices are in range by construction, and the default
-    # mode="raise" copies through a temporary buffer (2.5x slower, measured)
-    return np.take(X, idx, axis=0, out=out, mode="clip")
-
-
-def _gathers_in_place(src, out):
-    """Whether _sparse.take_rows copies rows of ``src`` into ``out`` as they
-    are: C-contiguous ndarrays of one dtype of plain data, the output
-    writable (else NumPy converts)."""
-    return (type(src) is np.ndarray and type(out) is np.ndarray and src.dtype == out.dtype
-            and not src.dtype.hasobject and src.flags.c_contiguous
-            and out.flags.c_contiguous and out.flags.writeable)
 
 
 def _as_csr(X, dtype):
     """X as a CSR matrix in ``dtype`` with contiguous arrays, what
-    ``_take_rows`` gathers from (one conversion per fit)."""
+    ``_gather.take_rows`` gathers from (one conversion per fit)."""
     X = X.tocsr().astype(dtype, copy=False)
     # the kernel takes indices and indptr of one dtype, int32 or int64
     index_dtype = np.int32 if X.indices.dtype == X.indptr.dtype == np.int32 else np.int64
@@ -100,19 +80,12 @@ class DenseBatches:
     def take(self, idx, buffers, n_threads=1):
         """Samples ``idx`` gathered as one batch ``(X, Y, sample_weight)``
         into ``buffers`` (of :meth:`buffers`), on ``n_threads`` threads."""
-        m = len(idx)
         sources = [self.X, self.Y]
         outs = list(buffers[:2])
         if self.sample_weight is not None:
             sources.append(self.sample_weight)
             outs.append(buffers[2])
-        if all(map(_gathers_in_place, sources, outs)):
-            # one team call for all: the rows are scattered cache misses
-            _sparse.take_rows(sources, np.ascontiguousarray(idx, dtype=np.intp), outs, n_threads)
-            outs = [out if m == len(out) else out[:m] for out in outs]
-        else:
-            outs = [_take_rows(src, idx, out if m == len(out) else out[:m])
-                    for src, out in zip(sources, outs)]
+        outs = gather(sources, idx, outs, n_threads)
         return outs[0], outs[1], outs[2] if len(outs) > 2 else None
 
     def subset(self, idx):
@@ -162,9 +135,9 @@ class SequenceBatches(DenseBatches):
         return self.X.batch_buffers(n_samples, self.Y, self.sample_weight)
 
     def take(self, idx, buffers=None, n_threads=1):
-        """Sequences ``idx`` packed as one batch ``(X, Y, sample_weight)``
-        (on the calling thread: ``n_threads`` is for the dense kinds)."""
-        return self.X.batch(idx, self.Y, self.sample_weight, buffers)
+        """Sequences ``idx`` packed as one batch ``(X, Y, sample_weight)``,
+        gathered on ``n_threads``."""
+        return self.X.batch(idx, self.Y, self.sample_weight, buffers, n_threads)
 
     def subset(self, idx):
         sw = None if self.sample_weight is None else self.sample_weight[idx]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._gather import gather, take_rows
 from ._kernels import _dense, _losses, _rnn
 from ._kernels import _optimizers as _updates
 from ._layers import ACTIVATION_CODES, Dense, Layer, LayerWorkspace, ParamSpec
@@ -80,10 +81,11 @@ class Ragged:
         """Most rows any n_groups groups can hold."""
         return int(np.sort(self.lengths)[::-1][:n_groups].sum())
 
-    def batch(self, groups, targets, sample_weight, buffers=None):
+    def batch(self, groups, targets, sample_weight, buffers=None, n_threads=1):
         """Pack groups into a :class:`PackedBatch` with its targets and weights
-        (into ``buffers`` from :meth:`batch_buffers` when given)."""
-        return pack(self, groups, targets, sample_weight, buffers)
+        (into ``buffers`` from :meth:`batch_buffers` when given, on
+        ``n_threads``)."""
+        return pack(self, groups, targets, sample_weight, buffers, n_threads)
 
     def batch_buffers(self, n_groups, targets=None, sample_weight=None):
         """Arrays that :meth:`batch` can pack any n_groups groups into, so a
@@ -195,19 +197,18 @@ def _gather(A, idx, buffers, key):
     """A[idx] as a new array, or into buffers[key] when buffers are given."""
     if buffers is None:
         return np.ascontiguousarray(A[idx])
-    # mode="clip": idx is in range by construction, and the default mode
-    # copies through a temporary
-    return np.take(A, idx, axis=0, out=buffers[key][: len(idx)], mode="clip")
+    return take_rows(A, idx, buffers[key][: len(idx)])
 
 
-def pack(X, groups, targets=None, sample_weight=None, buffers=None):
+def pack(X, groups, targets=None, sample_weight=None, buffers=None, n_threads=1):
     """Pack sequences ``groups`` of X (and the matching targets) step-major.
 
     targets is a Ragged with one row per step (sequence output) or one row per
     sequence (last-step output); sample_weight holds one weight per sequence,
     or is a :class:`StepWeights` of one per step (with per-step targets).
     buffers, from :func:`pack_buffers`, receives the packed arrays (then
-    valid until the next call with the same buffers).
+    valid until the next call with the same buffers), gathered on
+    ``n_threads`` of fastbp's team.
     Returns (PackedBatch, packed targets or None, packed weights or None).
     """
     groups = np.asarray(groups, dtype=np.intp)
@@ -234,7 +235,6 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None):
         row_seqs = seqs[np.arange(n_rows) - np.repeat(offsets, batch_sizes)]
         last_rows = offsets[sorted_lengths - 1] + np.arange(n_seq)
     src = X.starts[row_seqs] + step
-    data = _gather(X.data, src, buffers, "data")
     step_weights = isinstance(sample_weight, StepWeights)
     if sample_weight is None:
         weight_sum = float(n_seq)
@@ -242,23 +242,32 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None):
         weight_sum = float(sample_weight.sequence_weights[seqs].sum())
     else:
         weight_sum = float(sample_weight[seqs].sum())
-    batch = PackedBatch(data, batch_sizes, order, last_rows, src, weight_sum)
+    per_step = targets is not None and _per_step(X, targets)
+    if step_weights and targets is not None and not per_step:
+        raise ValueError("Per-step weights need one target per step.")
     Y = sw = None
-    if targets is not None:
-        if _per_step(X, targets):
-            target_rows = targets.starts[row_seqs] + step
-            weight_rows = row_seqs
-        else:  # one target per sequence, in sorted order
-            target_rows = targets.starts[seqs]
-            weight_rows = seqs
-        Y = _gather(targets.data, target_rows, buffers, "targets")
+    if per_step and buffers is not None and n_threads > 1:
+        # per-step targets (and weights) have X's lengths, so X's rows: one
+        # gather of all on the team (on one thread, NumPy's take is the
+        # faster on rows as short as a one-hot step of 65 classes)
+        sources = [X.data, targets.data] + ([sample_weight.data] if step_weights else [])
+        outs = [buffers["data"], buffers["targets"]] + ([buffers["weights"]] if step_weights
+                                                        else [])
+        gathered = gather(sources, src, outs, n_threads)
+        data, Y = gathered[:2]
         if step_weights:
-            if not _per_step(X, targets):
-                raise ValueError("Per-step weights need one target per step.")
-            sw = _gather(sample_weight.data, sample_weight.starts[row_seqs] + step,
-                         buffers, "weights")
-        elif sample_weight is not None:
-            sw = _gather(sample_weight, weight_rows, buffers, "weights")
+            sw = gathered[2]
+    else:
+        data = _gather(X.data, src, buffers, "data")
+        if per_step:
+            Y = _gather(targets.data, src, buffers, "targets")
+            if step_weights:
+                sw = _gather(sample_weight.data, src, buffers, "weights")
+        elif targets is not None:  # one target per sequence, in sorted order
+            Y = _gather(targets.data, targets.starts[seqs], buffers, "targets")
+    if targets is not None and sample_weight is not None and not step_weights:
+        sw = _gather(sample_weight, row_seqs if per_step else seqs, buffers, "weights")
+    batch = PackedBatch(data, batch_sizes, order, last_rows, src, weight_sum)
     return batch, Y, sw
 
 
