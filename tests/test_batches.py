@@ -89,34 +89,62 @@ def test_sequence_source_with_step_weights():
 @pytest.mark.parametrize("weights, per_step_targets", [
     ("none", True), ("per sequence", True), ("per step", True),
     ("none", False), ("per sequence", False)])
-def test_sequences_pack_into_their_buffers_alike_at_every_thread_count(weights,
-                                                                       per_step_targets):
-    """With per-step targets, X, targets and per-step weights are gathered in
-    one team call from two threads on: the same batch as NumPy's gather on
-    one thread, every array of it."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sequences_pack_into_their_buffers_alike_at_every_thread_count(
+        weights, per_step_targets, dtype, monkeypatch):
+    """Each packed row is the step of X it names (``step_rows``), with its
+    target and weight; from two threads on, per-step X, targets and
+    per-step weights are gathered in one team call."""
+    import fastbp._gather
+
+    team_calls = []
+    take_rows = fastbp._gather._sparse.take_rows
+
+    def counted(sources, *args):
+        team_calls.append(len(sources))
+        return take_rows(sources, *args)
+
+    monkeypatch.setattr(fastbp._gather._sparse, "take_rows", counted)
     rng = np.random.default_rng(3)
     lengths = np.array([5, 2, 7, 7, 1, 4])
-    X = Ragged(rng.random((lengths.sum(), 3)), lengths)
+    X = Ragged(rng.random((lengths.sum(), 3)).astype(dtype), lengths)
     target_lengths = lengths if per_step_targets else np.ones_like(lengths)
-    Y = Ragged(rng.random((target_lengths.sum(), 2)), target_lengths)
-    sw = {"none": None, "per sequence": rng.random(len(lengths)),
-          "per step": StepWeights(rng.random(lengths.sum()), lengths)}[weights]
+    Y = Ragged(rng.random((target_lengths.sum(), 2)).astype(dtype), target_lengths)
+    sw = {"none": None, "per sequence": rng.random(len(lengths)).astype(dtype),
+          "per step": StepWeights(rng.random(lengths.sum()).astype(dtype), lengths)}[weights]
     source = batch_source(X, Y, sw)
     idx = np.array([3, 0, 5, 2])
-    expected = source.take(idx, None)  # fresh arrays, no buffers
     for n_threads in (1, 2, 3):
+        team_calls.clear()
         buffers = source.buffers(len(idx))
         for array in buffers.values():
             array.fill(np.nan)
         batch, Y_b, sw_b = source.take(idx, buffers, n_threads)
         assert np.shares_memory(batch.data, buffers["data"])
-        np.testing.assert_array_equal(batch.data, expected[0].data)
-        np.testing.assert_array_equal(batch.batch_sizes, expected[0].batch_sizes)
-        np.testing.assert_array_equal(Y_b, expected[1])
-        if sw is None:
-            assert sw_b is None
+        rows = batch.step_rows
+        sequence = np.searchsorted(X.starts, rows, side="right") - 1  # of each row
+        np.testing.assert_array_equal(batch.data, X.data[rows])
+        if per_step_targets:
+            np.testing.assert_array_equal(Y_b, Y.data[rows])
         else:
-            np.testing.assert_array_equal(sw_b, expected[2])
+            np.testing.assert_array_equal(Y_b, Y.data[idx[batch.order]])
+        if weights == "none":
+            assert sw_b is None
+        elif weights == "per step":
+            np.testing.assert_array_equal(sw_b, sw.data[rows])
+        else:
+            np.testing.assert_array_equal(
+                sw_b, sw[sequence] if per_step_targets else sw[idx[batch.order]])
+        expected_calls = [3 if weights == "per step" else 2] if per_step_targets else []
+        assert team_calls == (expected_calls if n_threads > 1 else [])
+
+
+def test_step_weights_need_per_step_targets():
+    X, _, _ = _sequences()
+    Y = Ragged(np.arange(3.0).reshape(3, 1), [1, 1, 1])  # one target per sequence
+    source = batch_source(X, Y, StepWeights(np.ones(9), X.lengths))
+    with pytest.raises(ValueError, match="Per-step weights need one target per step"):
+        source.take(np.array([0, 1]), source.buffers(2), 2)
 
 
 def test_networks_count_the_rows_of_their_batches():

@@ -162,38 +162,70 @@ def _maps_network():
     return net
 
 
-def _grads(net, X, Y, ws):
-    loss = net.loss_and_grad(X, Y, None, 0.0, ws, 2)
+def _grads(net, X, Y, ws, n_threads=2):
+    loss = net.loss_and_grad(X, Y, None, 0.0, ws, n_threads)
     return loss, net.grad.copy()
 
 
-def test_training_passes_are_bound_once_per_input_buffer_and_read_it_when_they_run():
+def _assert_as_on_a_new_workspace(net, X, Y, ws, n_threads=2):
+    """loss_and_grad on ws gives the bits of a first call on a new workspace."""
+    expected = _grads(net, X, Y, net.workspace(len(X)), n_threads)
+    loss, grad = _grads(net, X, Y, ws, n_threads)
+    assert loss == expected[0]
+    np.testing.assert_array_equal(grad, expected[1])
+
+
+@pytest.mark.parametrize("n", [16, 5])  # maps side by side, and NCHW
+def test_training_passes_are_bound_once_per_input_buffer_and_read_it_when_they_run(n):
     net = _maps_network()
     rng = np.random.default_rng(2)
-    X1, X2 = (rng.standard_normal((16, 1, 8, 8)) for _ in range(2))
-    Y = np.eye(3)[rng.integers(0, 3, 16)]
-    loss_2, grad_2 = _grads(net, X2, Y, net.workspace(16))  # each on a new workspace
-    ws = net.workspace(16)
+    X1, X2 = (rng.standard_normal((n, 1, 8, 8)) for _ in range(2))
+    Y = np.eye(3)[rng.integers(0, 3, n)]
+    ws = net.workspace(n)
     _grads(net, X1, Y, ws)
     passes = ws.passes
-    # another input array: bound anew, not run on X1's buffers
-    assert _grads(net, X2, Y, ws)[0] == loss_2
-    np.testing.assert_array_equal(net.grad, grad_2)
+    # another input array: bound anew, not run on X1
+    _assert_as_on_a_new_workspace(net, X2, Y, ws)
     assert ws.passes is not passes
-    # the same buffer with new contents (a batch loop's gather): the passes
+    # the same array with new contents (a batch loop's gather): the passes
     # are reused and read the new contents
     passes = ws.passes
     X2[...] = X1
-    loss_1, grad_1 = _grads(net, X1, Y, net.workspace(16))
+    _assert_as_on_a_new_workspace(net, X2, Y, ws)
     assert ws.passes is passes
-    assert _grads(net, X2, Y, ws)[0] == loss_1
-    np.testing.assert_array_equal(net.grad, grad_1)
-    # a network with another parameter vector binds its own views
+    # parameters changed in place (a step, L-BFGS): read when the passes run
+    net.theta *= 0.5
+    _assert_as_on_a_new_workspace(net, X2, Y, ws)
+    assert ws.passes is passes
+    # another thread count binds anew (the bits are the same)
+    _assert_as_on_a_new_workspace(net, X2, Y, ws, n_threads=1)
+    assert ws.passes is not passes
+    # a network whose layers are bound anew (to another grad) binds its own
+    passes = ws.passes
+    net.grad = np.zeros_like(net.grad)
+    net._bind()
+    _assert_as_on_a_new_workspace(net, X2, Y, ws, n_threads=1)
+    assert ws.passes is not passes
+    # another network on the same workspace binds its own views
     other = _maps_network()
-    other.theta *= 0.5
-    expected = _grads(other, X2, Y, other.workspace(16))
-    assert _grads(other, X2, Y, ws)[0] == expected[0]
-    np.testing.assert_array_equal(other.grad, expected[1])
+    other.theta *= 0.25
+    _assert_as_on_a_new_workspace(other, X2, Y, ws, n_threads=1)
+
+
+def test_passes_on_an_input_that_is_not_c_contiguous_are_not_kept():
+    # a dense layer binds a reshaped copy of such an input: kept passes
+    # would read the copy, not the input's new contents
+    rng = np.random.default_rng(4)
+    net = Network([_dense(6, 4, "tanh", 0), _dense(4, 3, "identity", 1)], "softmax_ce",
+                  np.float64)
+    net.theta[:] = rng.standard_normal(net.theta.size)
+    X = np.asfortranarray(rng.standard_normal((8, 3, 2)))
+    Y = np.eye(3)[rng.integers(0, 3, 8)]
+    ws = net.workspace(8)
+    _grads(net, X, Y, ws)
+    assert ws.passes is None
+    X[...] = rng.standard_normal(X.shape)
+    _assert_as_on_a_new_workspace(net, X, Y, ws)
 
 
 # ------------------------------------------------------- self-describing data

@@ -19,8 +19,9 @@ forward(A_in, ws, n_threads) -> A_out and backward(...) -> delta_in bind
 and run at once.
 
 A bound call reads its arrays when it runs, so the network binds a batch's
-passes once and runs them on each batch gathered into the same buffers
-(``Network.loss_and_grad``): the layers' Python then costs nothing per batch.
+passes once and runs them again on each batch gathered into the same input
+buffer (``Network.loss_and_grad``): the layers' Python then runs once per
+fit, not once per batch, where the epochs are shuffled.
 
 A layer's ``input_activation`` (the activation of the layer below, whose
 derivative ``backward`` applies to the delta it hands down) is not a
@@ -134,6 +135,14 @@ class Layer:
     def bind(self, params, grads):
         self.params = params
         self.grads = grads
+
+    def bind_forward(self, A_in, ws, n_threads):
+        """(run, A_out): see the module's protocol."""
+        raise NotImplementedError(f"{type(self).__name__} has no forward pass of its own")
+
+    def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
+        """(run, delta_in): see the module's protocol."""
+        raise NotImplementedError(f"{type(self).__name__} has no backward pass of its own")
 
     def forward(self, A_in, ws, n_threads):
         """Compute and return the layer's output for A_in (see the module's

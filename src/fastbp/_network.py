@@ -49,11 +49,12 @@ _CHUNK_BYTES = 2 * _KEPT_BYTES
 @dataclass(slots=True)
 class BoundPasses:
     """The forward and backward passes of one batch, bound to its arrays
-    (:meth:`Network.loss_and_grad`): each run reads the arrays as they are
-    then, so the passes serve every batch gathered into the same buffers."""
+    (:meth:`Network.loss_and_grad`): each run reads the contents of those
+    arrays when it runs, so the passes serve every batch gathered into the
+    same C-contiguous input buffer."""
 
     X: Any  # the input they read: kept, so that it is recognized by identity
-    theta: np.ndarray  # the parameter vector the layers' views belong to
+    binding: object  # the network's binding of its layers to theta and grad
     n_threads: int
     activations: list  # [X, A_1, ..., logits], as the layers hand them on
     forward: list  # each layer's forward run, first layer first
@@ -66,8 +67,9 @@ class Workspace:
 
     layers: list  # a LayerWorkspace per layer
     delta_out: np.ndarray | None = None  # dL/dlogits (None: prediction)
-    # The passes last bound to these buffers in training: a training loop
-    # gathers each batch into the same input buffer.
+    # The passes last bound to these buffers in training, for the next batch
+    # on the same input array (a shuffled epoch gathers its full batches into
+    # one buffer; a last, shorter batch or a slice of X binds its own).
     passes: BoundPasses | None = None
 
 
@@ -191,6 +193,7 @@ class Network:
         }
 
     def _bind(self):
+        self._binding = object()  # bound passes made before this do not apply
         params = self._views(self.theta)
         grads = self._views(self.grad)
         for layer in self.layers:
@@ -210,6 +213,7 @@ class Network:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["grad"] = None  # scratch; rebuilt on load
+        state.pop("_binding", None)  # made anew by _bind on load
         return state
 
     def __setstate__(self, state):
@@ -263,9 +267,10 @@ class Network:
     def _bound_passes(self, X, ws, n_threads):
         """The passes of a training batch on X (:class:`BoundPasses`): those
         bound last to ``ws`` when they read this very X, else new ones, kept
-        in ``ws`` for the next batch."""
+        in ``ws`` for the next batch where X is C-contiguous (a layer may bind
+        a reshaped copy of any other X, which would go stale)."""
         passes = ws.passes
-        if (passes is not None and passes.X is X and passes.theta is self.theta
+        if (passes is not None and passes.X is X and passes.binding is self._binding
                 and passes.n_threads == n_threads):
             return passes
         activations, forward = self._bind_forward(X, ws, n_threads)
@@ -276,8 +281,9 @@ class Network:
             run, delta = self.layers[i].bind_backward(
                 activations[i], activations[i + 1], delta, ws.layers[i], i > 0, n_threads)
             backward.append((run, delta))
-        ws.passes = BoundPasses(X, self.theta, n_threads, activations, forward, backward)
-        return ws.passes
+        passes = BoundPasses(X, self._binding, n_threads, activations, forward, backward)
+        ws.passes = passes if X.flags.c_contiguous else None
+        return passes
 
     def predict(self, X, n_threads, logits=False, batch_rows=None):
         """Return the outputs (or, with ``logits=True``, the logits) for X.

@@ -207,8 +207,8 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None, n_threads=1)
     sequence (last-step output); sample_weight holds one weight per sequence,
     or is a :class:`StepWeights` of one per step (with per-step targets).
     buffers, from :func:`pack_buffers`, receives the packed arrays (then
-    valid until the next call with the same buffers), gathered on
-    ``n_threads`` of fastbp's team.
+    valid until the next call with the same buffers); with per-step
+    targets, they are gathered on ``n_threads`` of fastbp's team.
     Returns (PackedBatch, packed targets or None, packed weights or None).
     """
     groups = np.asarray(groups, dtype=np.intp)
