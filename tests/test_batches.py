@@ -93,18 +93,18 @@ def test_sequence_source_with_step_weights():
 def test_sequences_pack_into_their_buffers_alike_at_every_thread_count(
         weights, per_step_targets, dtype, monkeypatch):
     """Each packed row is the step of X it names (``step_rows``), with its
-    target and weight; from two threads on, per-step X, targets and
-    per-step weights are gathered in one team call."""
+    target and weight; per-step X, targets and per-step weights are
+    gathered in one team call, sequence by sequence."""
     import fastbp._gather
 
     team_calls = []
-    take_rows = fastbp._gather._sparse.take_rows
+    take_steps = fastbp._gather._sparse.take_steps
 
     def counted(sources, *args):
         team_calls.append(len(sources))
-        return take_rows(sources, *args)
+        return take_steps(sources, *args)
 
-    monkeypatch.setattr(fastbp._gather._sparse, "take_rows", counted)
+    monkeypatch.setattr(fastbp._gather._sparse, "take_steps", counted)
     rng = np.random.default_rng(3)
     lengths = np.array([5, 2, 7, 7, 1, 4])
     X = Ragged(rng.random((lengths.sum(), 3)).astype(dtype), lengths)
@@ -135,8 +135,10 @@ def test_sequences_pack_into_their_buffers_alike_at_every_thread_count(
         else:
             np.testing.assert_array_equal(
                 sw_b, sw[sequence] if per_step_targets else sw[idx[batch.order]])
-        expected_calls = [3 if weights == "per step" else 2] if per_step_targets else []
-        assert team_calls == (expected_calls if n_threads > 1 else [])
+        assert team_calls == ([3 if weights == "per step" else 2] if per_step_targets else [])
+        # the buffers' rows past the batch's are left alone
+        n_rows = len(batch.step_rows)
+        assert np.isnan(buffers["data"][n_rows:]).all()
 
 
 def test_step_weights_need_per_step_targets():
@@ -220,6 +222,77 @@ def test_dense_rows_are_gathered_on_the_team_at_any_offset():
             np.testing.assert_array_equal(sw_b, sw[idx])
         # the rows past the short batch are left alone
         assert np.isnan(buffers[1][len(idx):]).all() and np.isnan(buffers[2][len(idx):]).all()
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_take_steps_packs_each_sequence_step_major(n_threads):
+    """Step t of sequence s lands in row sum(batch_sizes[:t]) + s of each
+    output, for ragged and uniform lengths, rows of any size, and large
+    enough arrays to run on the team; nothing past the packed rows."""
+    from fastbp._kernels import _sparse
+
+    rng = np.random.default_rng(5)
+    for n_src, lengths, row in [(40, [7, 5, 5, 2, 1], (3,)), (30, [4, 4, 4], ()),
+                                (5000, [300, 260, 260, 90, 3, 1], (65,)), (9, [0], (2,))]:
+        lengths = np.array(lengths, dtype=np.intp)
+        starts = rng.choice(n_src - lengths.max(), len(lengths), replace=False).astype(np.intp)
+        batch_sizes = np.array([(lengths > t).sum() for t in range(lengths.max())],
+                               dtype=np.intp)
+        X = rng.random((n_src,) + row, dtype=np.float32)
+        Y = rng.random((n_src, 2)).astype(np.float64)
+        m = lengths.sum()
+        outs = [np.full((m + 2,) + row, np.nan, np.float32), np.full((m + 2, 2), np.nan)]
+        _sparse.take_steps([X, Y], starts, lengths, batch_sizes, outs, n_threads)
+        expected = [s0 + t for t in range(len(batch_sizes))
+                    for s0, n in zip(starts, lengths) if n > t]
+        np.testing.assert_array_equal(outs[0][:m], X[expected])
+        np.testing.assert_array_equal(outs[1][:m], Y[expected])
+        assert np.isnan(outs[0][m:]).all() and np.isnan(outs[1][m:]).all()
+
+
+def test_gather_steps_packs_what_the_team_cannot_copy_through_numpy():
+    from fastbp._gather import gather_steps
+
+    X = np.arange(24).astype(object).reshape(12, 2)
+    W = np.arange(12.0)
+    starts, lengths, sizes = np.array([6, 0, 9]), np.array([3, 2, 2]), np.array([3, 3, 1])
+    outs = [np.empty((8, 2), object), np.full(8, np.nan)]
+    packed_X, packed_W = gather_steps([X, W], starts, lengths, sizes, outs, 2)
+    rows = [6, 0, 9, 7, 1, 10, 8]
+    assert packed_X.shape == (7, 2) and np.shares_memory(packed_W, outs[1])
+    np.testing.assert_array_equal(packed_X, X[rows])
+    np.testing.assert_array_equal(packed_W, W[rows])
+
+
+def test_take_steps_rejects_sequences_that_do_not_pack_and_writes_nothing():
+    from fastbp._kernels import _sparse
+
+    X = np.arange(40, dtype=np.float32).reshape(20, 2)
+    out = np.full((8, 2), -1, np.float32)
+    starts, lengths, sizes = np.array([0, 10, 16]), np.array([4, 3, 1]), np.array([3, 2, 2, 1])
+    bad = [
+        (starts, np.array([3, 4, 1]), sizes, "non-increasing"),
+        (starts, np.array([4, 3, -1]), sizes, "non-increasing"),
+        (starts, lengths, np.array([3, 2, 2]), "do not count"),
+        (starts, lengths, np.array([3, 2, 2, 1, 1]), "do not count"),
+        (starts, lengths, np.array([3, 3, 2, 1]), "do not count"),
+        (starts, lengths, np.array([2, 2, 2, 2]), "do not count"),
+        (np.array([0, 10, 20]), lengths, sizes, "out of range"),
+        (np.array([-1, 10, 16]), lengths, sizes, "out of range"),
+        (np.array([0, 18, 16]), lengths, sizes, "out of range"),
+    ]
+    for st, ln, bs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            _sparse.take_steps([X], st, ln, bs, [out], 2)
+    with pytest.raises(ValueError, match="rows gathered"):
+        _sparse.take_steps([X], starts, lengths, sizes, [out[:7]], 2)
+    with pytest.raises(ValueError, match="lengths"):
+        _sparse.take_steps([X], starts, lengths[:2], sizes, [out], 2)
+    with pytest.raises(ValueError, match="dtype or row shape"):
+        _sparse.take_steps([X], starts, lengths, sizes, [out.astype(np.float64)], 2)
+    assert (out == -1).all()
+    _sparse.take_steps([X], starts, lengths, sizes, [out], 2)
+    np.testing.assert_array_equal(out, X[[0, 10, 16, 1, 11, 2, 12, 3]])
 
 
 def test_take_rows_rejects_what_it_cannot_copy_and_writes_nothing():

@@ -37,3 +37,22 @@ def gather(sources, idx, outs, n_threads):
         return [out if m == len(out) else out[:m] for out in outs]
     return [take_rows(src, idx, out if m == len(out) else out[:m])
             for src, out in zip(sources, outs)]
+
+
+def gather_steps(sources, starts, lengths, batch_sizes, outs, n_threads):
+    """Sequences' steps packed step-major (``_sparse.take_steps``: step t of
+    sequence s, rows ``starts[s] + t`` of each source, into row
+    ``sum(batch_sizes[:t]) + s``); returns the packed rows of each output.
+    Arrays the team cannot copy as they are go through NumPy's take."""
+    m = int(np.sum(lengths))
+    if all(map(gathers_in_place, sources, outs)):
+        _sparse.take_steps(list(sources), np.ascontiguousarray(starts, dtype=np.intp),
+                           np.ascontiguousarray(lengths, dtype=np.intp),
+                           np.ascontiguousarray(batch_sizes, dtype=np.intp), list(outs),
+                           n_threads)
+        return [out if m == len(out) else out[:m] for out in outs]
+    step = np.repeat(np.arange(len(batch_sizes)), batch_sizes)
+    first = np.cumsum(batch_sizes) - batch_sizes
+    rows = np.asarray(starts)[np.arange(m) - np.repeat(first, batch_sizes)] + step
+    return [take_rows(src, rows, out if m == len(out) else out[:m])
+            for src, out in zip(sources, outs)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._gather import gather, take_rows
+from ._gather import gather_steps, take_rows
 from ._kernels import _dense, _losses, _rnn
 from ._kernels import _optimizers as _updates
 from ._layers import ACTIVATION_CODES, Dense, Layer, LayerWorkspace, ParamSpec
@@ -218,6 +218,7 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None, n_threads=1)
         # order is the groups' and row t * n_seq + b is step t of sequence b
         n_steps = X.uniform_length
         seqs, order = groups, np.arange(n_seq)
+        sorted_lengths = np.full(n_seq, n_steps, dtype=np.intp)
         batch_sizes = np.full(n_steps, n_seq, dtype=np.intp)
         step = np.repeat(np.arange(n_steps), n_seq)
         row_seqs = np.tile(seqs, n_steps)
@@ -246,17 +247,18 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None, n_threads=1)
     if step_weights and targets is not None and not per_step:
         raise ValueError("Per-step weights need one target per step.")
     Y = sw = None
-    if per_step and buffers is not None and n_threads > 1:
+    if per_step and buffers is not None:
         # per-step targets (and weights) have X's lengths, so X's rows: one
-        # gather of all on the team (on one thread, NumPy's take is the
-        # faster on rows as short as a one-hot step of 65 classes)
+        # gather of all on the team, each sequence's steps read as a run
+        # (in the packed rows' order they were scattered misses; NumPy's
+        # take in that order was the faster on one thread)
         sources = [X.data, targets.data] + ([sample_weight.data] if step_weights else [])
         outs = [buffers["data"], buffers["targets"]] + ([buffers["weights"]] if step_weights
                                                         else [])
-        gathered = gather(sources, src, outs, n_threads)
-        data, Y = gathered[:2]
+        data, Y, *rest = gather_steps(sources, X.starts[seqs], sorted_lengths, batch_sizes,
+                                      outs, n_threads)
         if step_weights:
-            sw = gathered[2]
+            sw = rest[0]
     else:
         data = _gather(X.data, src, buffers, "data")
         if per_step:

@@ -4,6 +4,7 @@ from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Releas
                              PyObject_GetBuffer)
 from cython cimport floating
 from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 from ._checks cimport check_shape
@@ -47,6 +48,56 @@ cdef void rows_unit(void* job, int u, int slot) noexcept nogil:
         copy_bytes(j.dst[a] + i * rb, j.src[a] + j.rows[i] * rb, rb)
 
 
+cdef int _hold_arrays(list sources, list outs, Py_buffer* src_view, Py_buffer* out_view,
+                      Py_ssize_t m, Py_ssize_t* n_src) except -1:
+    """Get the buffers of sources and outs (ValueError where one cannot be
+    copied as bytes or does not match; m: rows each output needs) and
+    return how many: the caller releases them (_release_arrays)."""
+    cdef int a, n_arrays = len(sources), held = 0
+    if n_arrays != len(outs) or not 0 < n_arrays <= MAX_ARRAYS:
+        raise ValueError(f"a gather copies 1 to {MAX_ARRAYS} arrays, each with an output")
+    for a in range(n_arrays):
+        for array in (sources[a], outs[a]):
+            dtype = getattr(array, "dtype", None)
+            if dtype is None or dtype.hasobject:
+                # object pointers copied as bytes would skip their reference counts
+                raise ValueError(f"array {a}: a gather copies NumPy arrays of plain data, "
+                                 f"not {type(array).__name__} of {dtype}")
+    try:
+        # the buffer protocol: C-contiguity, shape and address read in C, at
+        # a fraction of the cost of the ndarray attributes
+        for a in range(n_arrays):
+            try:
+                PyObject_GetBuffer(sources[a], &src_view[a], PyBUF_C_CONTIGUOUS)
+                held += 1
+                PyObject_GetBuffer(outs[a], &out_view[a],
+                                   PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+                held += 1
+            except (BufferError, ValueError) as exc:  # NumPy: ValueError when read-only
+                raise ValueError(f"array {a}: a gather reads C-contiguous arrays and writes "
+                                 f"writable ones ({exc})") from exc
+            if a == 0:
+                n_src[0] = src_view[0].shape[0] if src_view[0].ndim > 0 else 0
+            if sources[a].dtype != outs[a].dtype or not _same_rows(&src_view[a], &out_view[a]):
+                raise ValueError(f"array {a}: its output's dtype or row shape differs")
+            if src_view[a].shape[0] != n_src[0] or out_view[a].shape[0] < m:
+                raise ValueError(f"array {a}: {src_view[a].shape[0]} rows gathered into "
+                                 f"{out_view[a].shape[0]}, expected {n_src[0]} into {m}")
+    except BaseException:
+        _release_arrays(src_view, out_view, held)
+        raise
+    return held
+
+
+cdef void _release_arrays(Py_buffer* src_view, Py_buffer* out_view, int held) noexcept:
+    cdef int a
+    for a in range(held // 2):
+        PyBuffer_Release(&src_view[a])
+        PyBuffer_Release(&out_view[a])
+    if held % 2:
+        PyBuffer_Release(&src_view[held // 2])
+
+
 def take_rows(list sources, const Py_ssize_t[::1] rows not None, list outs, int n_threads):
     """outs[a][i] = sources[a][rows[i]] for each array a, all in one team call.
 
@@ -70,36 +121,9 @@ def take_rows(list sources, const Py_ssize_t[::1] rows not None, list outs, int 
     cdef Py_buffer src_view[MAX_ARRAYS]
     cdef Py_buffer out_view[MAX_ARRAYS]
     cdef Py_ssize_t m = rows.shape[0], n_src = 0, i, total = 0
-    cdef int a, n_arrays = len(sources), held = 0
-    if n_arrays != len(outs) or not 0 < n_arrays <= MAX_ARRAYS:
-        raise ValueError(f"take_rows gathers 1 to {MAX_ARRAYS} arrays, each with an output")
-    for a in range(n_arrays):
-        for array in (sources[a], outs[a]):
-            dtype = getattr(array, "dtype", None)
-            if dtype is None or dtype.hasobject:
-                # object pointers copied as bytes would skip their reference counts
-                raise ValueError(f"array {a}: take_rows copies NumPy arrays of plain data, "
-                                 f"not {type(array).__name__} of {dtype}")
+    cdef int a, n_arrays = len(sources)
+    cdef int held = _hold_arrays(sources, outs, src_view, out_view, m, &n_src)
     try:
-        # the buffer protocol: C-contiguity, shape and address read in C, at
-        # a fraction of the cost of the ndarray attributes
-        for a in range(n_arrays):
-            try:
-                PyObject_GetBuffer(sources[a], &src_view[a], PyBUF_C_CONTIGUOUS)
-                held += 1
-                PyObject_GetBuffer(outs[a], &out_view[a],
-                                   PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
-                held += 1
-            except (BufferError, ValueError) as exc:  # NumPy: ValueError when read-only
-                raise ValueError(f"array {a}: take_rows reads C-contiguous arrays and writes "
-                                 f"writable ones ({exc})") from exc
-            if a == 0:
-                n_src = src_view[0].shape[0] if src_view[0].ndim > 0 else 0
-            if sources[a].dtype != outs[a].dtype or not _same_rows(&src_view[a], &out_view[a]):
-                raise ValueError(f"array {a}: its output's dtype or row shape differs")
-            if src_view[a].shape[0] != n_src or out_view[a].shape[0] < m:
-                raise ValueError(f"array {a}: {src_view[a].shape[0]} rows gathered into "
-                                 f"{out_view[a].shape[0]}, expected {n_src} into {m}")
         for i in range(m):
             if not 0 <= rows[i] < n_src:
                 raise ValueError(f"row {rows[i]} out of range for {n_src} rows")
@@ -120,11 +144,118 @@ def take_rows(list sources, const Py_ssize_t[::1] rows not None, list outs, int 
         team_run(n_threads if total >= ROWS_MIN_PARALLEL else 1, job.first_unit[n_arrays],
                  rows_unit, &job)
     finally:
-        for a in range(held // 2):
-            PyBuffer_Release(&src_view[a])
-            PyBuffer_Release(&out_view[a])
-        if held % 2:
-            PyBuffer_Release(&src_view[held // 2])
+        _release_arrays(src_view, out_view, held)
+
+
+ctypedef struct StepsJob:
+    const char* src[MAX_ARRAYS]
+    char* dst[MAX_ARRAYS]
+    Py_ssize_t row_bytes[MAX_ARRAYS]
+    int n_arrays
+    const Py_ssize_t* starts
+    const Py_ssize_t* lengths
+    const Py_ssize_t* offsets  # packed row of sequence 0's step t
+    Py_ssize_t n_seq
+    Py_ssize_t seqs_per_unit
+
+
+cdef void steps_unit(void* job, int u, int slot) noexcept nogil:
+    cdef const StepsJob* j = <const StepsJob*> job
+    cdef Py_ssize_t s, t, rb, lo = u * j.seqs_per_unit
+    cdef Py_ssize_t hi = min(lo + j.seqs_per_unit, j.n_seq)
+    cdef const char* src
+    cdef int a
+    for s in range(lo, hi):
+        for a in range(j.n_arrays):
+            rb = j.row_bytes[a]
+            src = j.src[a] + j.starts[s] * rb
+            for t in range(j.lengths[s]):
+                copy_bytes(j.dst[a] + (j.offsets[t] + s) * rb, src + t * rb, rb)
+
+
+def take_steps(list sources, const Py_ssize_t[::1] starts not None,
+               const Py_ssize_t[::1] lengths not None,
+               const Py_ssize_t[::1] batch_sizes not None, list outs, int n_threads):
+    """Pack sequences step-major, all arrays in one team call: step t of
+    sequence s (rows starts[s] + t of each source) goes to row
+    sum(batch_sizes[:t]) + s of its output.
+
+    Each sequence's steps are read as one run, where gathering the packed
+    rows in their order reads a scattered row of each sequence in turn.
+
+    Parameters
+    ----------
+    sources : list of ndarray
+        Up to three C-contiguous arrays of the same number of rows: the
+        steps of X, of per-step targets and of per-step weights.
+    starts, lengths : ndarray of intp
+        Each sequence's first row and number of steps, the lengths
+        non-increasing.
+    batch_sizes : ndarray of intp
+        Sequences that have step t, for each t up to the longest length.
+    outs : list of ndarray
+        One writable C-contiguous array per source, of its dtype and row
+        shape, with at least sum(lengths) rows, overlapping no source and no
+        other output.
+    n_threads : int
+
+    Raises ValueError for arrays as :func:`take_rows` does, a sequence out of
+    the sources' rows, lengths that increase, or batch_sizes that do not
+    count the lengths.
+    """
+    cdef StepsJob job
+    cdef Py_buffer src_view[MAX_ARRAYS]
+    cdef Py_buffer out_view[MAX_ARRAYS]
+    cdef Py_ssize_t n_seq = starts.shape[0], n_steps = batch_sizes.shape[0]
+    cdef Py_ssize_t n_src = 0, m = 0, s, t, having, total = 0
+    cdef Py_ssize_t* offsets = NULL
+    cdef int a, n_arrays = len(sources), held
+    check_shape("lengths", lengths.shape, 1, (n_seq,))
+    for s in range(n_seq):
+        if lengths[s] < 0 or (s > 0 and lengths[s] > lengths[s - 1]):
+            raise ValueError("the sequences' lengths must be non-negative and non-increasing")
+        m += lengths[s]
+    # batch_sizes[t] must be the count of lengths > t: packed rows then
+    # cover 0..m-1 once each, so no two threads write one row
+    having = n_seq
+    for t in range(n_steps):
+        while having > 0 and lengths[having - 1] <= t:
+            having -= 1
+        if batch_sizes[t] != having or having == 0:
+            raise ValueError("batch_sizes do not count the sequences' steps")
+    if n_seq > 0 and lengths[0] != n_steps:
+        raise ValueError("batch_sizes do not count the sequences' steps")
+    held = _hold_arrays(sources, outs, src_view, out_view, m, &n_src)
+    try:
+        for s in range(n_seq):
+            if starts[s] < 0 or starts[s] + lengths[s] > n_src:
+                raise ValueError(f"sequence {s} (rows {starts[s]} + {lengths[s]}) out of "
+                                 f"range for {n_src} rows")
+        if m == 0:
+            return
+        offsets = <Py_ssize_t*> malloc(n_steps * sizeof(Py_ssize_t))
+        if offsets == NULL:
+            raise MemoryError()
+        offsets[0] = 0
+        for t in range(1, n_steps):
+            offsets[t] = offsets[t - 1] + batch_sizes[t - 1]
+        job.n_arrays = n_arrays
+        for a in range(n_arrays):
+            job.row_bytes[a] = src_view[a].len // n_src
+            job.src[a] = <const char*> src_view[a].buf
+            job.dst[a] = <char*> out_view[a].buf
+            total += job.row_bytes[a] * m
+        job.starts = &starts[0]
+        job.lengths = &lengths[0]
+        job.offsets = offsets
+        job.n_seq = n_seq
+        job.seqs_per_unit = max(1, n_seq * ROWS_UNIT_BYTES // total)
+        # with the GIL held, as in take_rows
+        team_run(n_threads if total >= ROWS_MIN_PARALLEL else 1,
+                 <int> unit_count(n_seq, job.seqs_per_unit), steps_unit, &job)
+    finally:
+        free(offsets)
+        _release_arrays(src_view, out_view, held)
 
 
 cdef bint _same_rows(const Py_buffer* src, const Py_buffer* out) noexcept:
