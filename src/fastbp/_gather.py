@@ -51,8 +51,17 @@ def gather_steps(sources, starts, lengths, batch_sizes, outs, n_threads):
                            np.ascontiguousarray(batch_sizes, dtype=np.intp), list(outs),
                            n_threads)
         return [out if m == len(out) else out[:m] for out in outs]
-    step = np.repeat(np.arange(len(batch_sizes)), batch_sizes)
-    first = np.cumsum(batch_sizes) - batch_sizes
-    rows = np.asarray(starts)[np.arange(m) - np.repeat(first, batch_sizes)] + step
+    rows = packed_rows(np.asarray(starts), batch_sizes)[1]
     return [take_rows(src, rows, out if m == len(out) else out[:m])
             for src, out in zip(sources, outs)]
+
+
+def packed_rows(starts, batch_sizes):
+    """(sequence, source row) of each packed row, as ``gather_steps`` packs
+    them: packed row sum(batch_sizes[:t]) + s is step t of sequence s,
+    source row starts[s] + t."""
+    n_rows = int(np.sum(batch_sizes))
+    step = np.repeat(np.arange(len(batch_sizes)), batch_sizes)
+    first = np.cumsum(batch_sizes) - batch_sizes
+    sequence = np.arange(n_rows) - np.repeat(first, batch_sizes)
+    return sequence, starts[sequence] + step

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._gather import gather_steps, take_rows
+from ._gather import gather_steps, packed_rows, take_rows
 from ._kernels import _dense, _losses, _rnn
 from ._kernels import _optimizers as _updates
 from ._layers import ACTIVATION_CODES, Dense, Layer, LayerWorkspace, ParamSpec
@@ -130,7 +130,9 @@ class PackedBatch:
     last_rows : ndarray of shape (n_sequences,)
         Packed row of each sorted sequence's last step.
     step_rows : ndarray of shape (n_rows,)
-        For each packed row, its row in the original concatenated layout.
+        For each packed row, its row in the original concatenated layout
+        (given as an array, or a function that makes it when first read:
+        training never reads it).
     sequence_weight_sum : float
         Sum of the sequences' weights (their count when unweighted).
     """
@@ -140,8 +142,14 @@ class PackedBatch:
         self.batch_sizes = batch_sizes
         self.order = order
         self.last_rows = last_rows
-        self.step_rows = step_rows
+        self._step_rows = step_rows
         self.sequence_weight_sum = sequence_weight_sum
+
+    @property
+    def step_rows(self):
+        if callable(self._step_rows):
+            self._step_rows = self._step_rows()
+        return self._step_rows
 
     @property
     def shape(self):
@@ -220,8 +228,6 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None, n_threads=1)
         seqs, order = groups, np.arange(n_seq)
         sorted_lengths = np.full(n_seq, n_steps, dtype=np.intp)
         batch_sizes = np.full(n_steps, n_seq, dtype=np.intp)
-        step = np.repeat(np.arange(n_steps), n_seq)
-        row_seqs = np.tile(seqs, n_steps)
         last_rows = (n_steps - 1) * n_seq + order
     else:
         lengths = X.lengths[groups]
@@ -231,11 +237,16 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None, n_threads=1)
         counts = np.bincount(sorted_lengths, minlength=n_steps + 1)
         batch_sizes = (n_seq - np.cumsum(counts)[:n_steps]).astype(np.intp)
         offsets = np.cumsum(batch_sizes) - batch_sizes
-        n_rows = int(batch_sizes.sum())
-        step = np.repeat(np.arange(n_steps), batch_sizes)
-        row_seqs = seqs[np.arange(n_rows) - np.repeat(offsets, batch_sizes)]
         last_rows = offsets[sorted_lengths - 1] + np.arange(n_seq)
-    src = X.starts[row_seqs] + step
+    row_sources = None
+
+    def packed_sources():
+        """(sorted sequence, source row) of each packed row, made when needed."""
+        nonlocal row_sources
+        if row_sources is None:
+            row_sources = packed_rows(X.starts[seqs], batch_sizes)
+        return row_sources
+
     step_weights = isinstance(sample_weight, StepWeights)
     if sample_weight is None:
         weight_sum = float(n_seq)
@@ -252,14 +263,15 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None, n_threads=1)
         # gather of all on the team, each sequence's steps read as a run
         # (in the packed rows' order they were scattered misses; NumPy's
         # take in that order was the faster on one thread)
-        sources = [X.data, targets.data] + ([sample_weight.data] if step_weights else [])
+        arrays = [X.data, targets.data] + ([sample_weight.data] if step_weights else [])
         outs = [buffers["data"], buffers["targets"]] + ([buffers["weights"]] if step_weights
                                                         else [])
-        data, Y, *rest = gather_steps(sources, X.starts[seqs], sorted_lengths, batch_sizes,
+        data, Y, *rest = gather_steps(arrays, X.starts[seqs], sorted_lengths, batch_sizes,
                                       outs, n_threads)
         if step_weights:
             sw = rest[0]
     else:
+        src = packed_sources()[1]
         data = _gather(X.data, src, buffers, "data")
         if per_step:
             Y = _gather(targets.data, src, buffers, "targets")
@@ -268,8 +280,10 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None, n_threads=1)
         elif targets is not None:  # one target per sequence, in sorted order
             Y = _gather(targets.data, targets.starts[seqs], buffers, "targets")
     if targets is not None and sample_weight is not None and not step_weights:
-        sw = _gather(sample_weight, row_seqs if per_step else seqs, buffers, "weights")
-    batch = PackedBatch(data, batch_sizes, order, last_rows, src, weight_sum)
+        sw = _gather(sample_weight, seqs[packed_sources()[0]] if per_step else seqs, buffers,
+                     "weights")
+    batch = PackedBatch(data, batch_sizes, order, last_rows, lambda: packed_sources()[1],
+                        weight_sum)
     return batch, Y, sw
 
 
