@@ -149,6 +149,17 @@ def test_step_weights_need_per_step_targets():
         source.take(np.array([0, 1]), source.buffers(2), 2)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_step_weights_need_the_lengths_of_their_sequences(n_threads):
+    X, _, _ = _sequences()
+    Y = Ragged(np.arange(9.0).reshape(9, 1), X.lengths)
+    lengths = X.lengths[::-1].copy()  # as many steps, other sequences'
+    assert lengths.sum() == X.lengths.sum() and not np.array_equal(lengths, X.lengths)
+    source = batch_source(X, Y, StepWeights(np.ones(9), lengths))
+    with pytest.raises(ValueError, match="lengths of the sequences they weigh"):
+        source.take(np.array([0, 1]), source.buffers(2), n_threads)
+
+
 def test_networks_count_the_rows_of_their_batches():
     # what a workspace for one batch (backprop, gradient checks) is sized by
     from fastbp._network import Network
