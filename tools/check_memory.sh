@@ -10,13 +10,20 @@
 #                                 when any log file exists, even if pytest passed.
 #   tools/check_memory.sh debug   FASTBP_DEBUG_CYTHON=1: Cython's boundscheck,
 #                                 wraparound and initializedcheck are on.
+#   tools/check_memory.sh conv-scalar
+#                                 -DFASTBP_CONV_SCALAR: the portable path's
+#                                 convolution and pooling kernels one lane wide,
+#                                 as compilers without GCC's vector extensions
+#                                 (MSVC) build them; the run checks that their
+#                                 layout is the 1-lane one. CI runs this mode
+#                                 on the convolution and LeNet-5 tests.
 #
 # The build goes into a scratch venv that sees the current environment (an
 # activated venv, the system's or the user's site-packages), so numpy, scipy,
 # sklearn, the test extra and the build tools come from there; the source
 # tree is copied, so its own build artefacts are left alone.
 #
-# Usage: tools/check_memory.sh asan|debug [-- extra pytest args]
+# Usage: tools/check_memory.sh asan|debug|conv-scalar [-- extra pytest args]
 #   PYTHON=python3.12 picks the interpreter; CC must be gcc or clang.
 # Needs: the test extra, Cython and setuptools>=77 installed (pip install
 # Cython ".[test]"; a venv, activated or named by PYTHON, will do) and a C
@@ -30,8 +37,8 @@ shift || true
 PYTEST_ARGS=(-q -p no:cacheprovider)
 if [[ "${1:-}" == "--" ]]; then shift; PYTEST_ARGS+=("$@"); fi
 case "$MODE" in
-    asan|debug) ;;
-    *) echo "usage: $0 asan|debug [-- pytest args]" >&2; exit 2 ;;
+    asan|debug|conv-scalar) ;;
+    *) echo "usage: $0 asan|debug|conv-scalar [-- pytest args]" >&2; exit 2 ;;
 esac
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/fastbp-$MODE.XXXXXX")"
@@ -90,6 +97,11 @@ if [[ "$MODE" == asan ]]; then
     # exits (seen: a misaligned store under GCC's combined ASan + UBSan).
     # pytest must not capture file descriptors, or such a report dies with it.
     PYTEST_ARGS+=(--capture=sys)
+elif [[ "$MODE" == conv-scalar ]]; then
+    step "build with -DFASTBP_CONV_SCALAR"
+    (cd "$WORK/src" && CFLAGS="${CFLAGS:-} -DFASTBP_CONV_SCALAR" \
+        "$PY" -m pip install -q --no-build-isolation --no-deps .)
+    RUN_ENV=(env)
 else
     step "build with FASTBP_DEBUG_CYTHON=1"
     (cd "$WORK/src" && FASTBP_DEBUG_CYTHON=1 "$PY" -m pip install -q --no-build-isolation --no-deps .)
@@ -99,6 +111,25 @@ fi
 step "check the checked build is the one imported"
 (cd "$WORK" && "${RUN_ENV[@]}" "$PY" -c \
     "import fastbp, sys; p = fastbp.__file__; print(p); sys.exit(not p.startswith('$WORK/venv'))")
+
+if [[ "$MODE" == conv-scalar ]]; then
+    step "check the portable convolution kernels are one lane wide"
+    # side by side, sample l's element p is at [(l / VL) VL P + p VL + l % VL]:
+    # one lane puts a sample's elements next to each other
+    (cd "$WORK" && "$PY" - <<'LANES'
+import sys
+import numpy as np
+from fastbp._kernels import _conv, _dispatch
+_dispatch._force_dispatch_path("portable")
+X = np.arange(2 * 25, dtype=np.float32).reshape(2, 1, 5, 5)
+out = np.empty((_conv.padded_rows(2, X.dtype), 1, 5, 5), np.float32)
+_conv.to_blocks(X, out)
+lanes = 1 if out.ravel()[1] == X.ravel()[1] else None
+print("portable convolution lanes:", lanes or "more than one")
+sys.exit(lanes != 1)
+LANES
+    )
+fi
 
 if [[ "$MODE" == asan ]]; then
     step "check every kernel module is instrumented"
