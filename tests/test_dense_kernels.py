@@ -687,3 +687,14 @@ def test_a_large_predict_packs_each_weight_matrix_once():
     # a training batch (128 rows) splits by columns: each block packs its own
     blocks, packs = _dense.split_gemm_plan(128, 256, 784, 2)
     assert blocks == 2 and not packs
+
+
+def test_products_below_the_team_threshold_are_cut_in_two_from_the_pair_size():
+    # (rows, outputs, inputs): under PARALLEL_MIN_FLOPS multiply-adds a
+    # product runs as two blocks from PAIR_MIN_FLOPS, if it has 64 columns
+    assert _dense.split_gemm_plan(32, 84, 120, 2) == (2, False)  # LeNet-5's F6, batch 32
+    assert _dense.split_gemm_plan(1, 256, 784, 2) == (2, False)  # a one-row predict
+    assert _dense.split_gemm_plan(32, 10, 84, 2)[0] == 1  # too few multiply-adds
+    assert _dense.split_gemm_plan(512, 40, 40, 2)[0] == 1  # too few columns
+    assert _dense.split_gemm_plan(6, 84, 120, 2)[0] == 1  # 60,480 < 2**16
+    assert _dense.split_gemm_plan(7, 84, 120, 2)[0] == 2  # 70,560

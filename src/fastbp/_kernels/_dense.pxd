@@ -12,12 +12,9 @@ cdef enum:
     # A backward pass's weight gradient and delta below, each one block (under
     # PARALLEL_MIN_FLOPS), run on two threads from this many multiply-adds
     # each: LeNet-5's F6 at batch 32 (322,560) took 11.5 us on one thread and
-    # 7.6 on two; 32 x 84 x 10 broke even.
+    # 7.6 on two; 32 x 84 x 10 broke even. split_gemm's products are cut in
+    # two blocks from here (split_blocks).
     PAIR_MIN_FLOPS = 1 << 16
-    # Elements of B from which a product under PARALLEL_MIN_FLOPS is still
-    # split in two (split_blocks): 256 KB of float32, half of the L2 of some
-    # cores (AMD's Zen 3: 512 KiB).
-    SPLIT_MIN_B = 1 << 16
     # Narrowest block a GEMM result is split into for the team.
     GEMM_BLOCK_WIDTH = 32
     # A weight gradient A^T @ delta summing over at least 2x this many rows is
