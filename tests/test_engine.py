@@ -266,6 +266,53 @@ def test_epoch_plans_are_planned_once_with_named_fields():
     assert plan.buffers[0].shape == (8, 4)
 
 
+def test_a_fit_lends_its_workspace_to_the_networks_next_fit_of_as_many_rows():
+    X, Y = _data()
+    net = Network([_dense(4, 3, "identity", 0)], "softmax_ce", np.float64)
+    settings = SolverSettings(shuffle=False, alpha=0.5)
+    first = net.plan_epochs(batch_source(X, Y), 8, settings, 1)
+    net.end_epochs(first)
+    again = net.plan_epochs(batch_source(X, Y), 8, settings, 1)
+    assert again.ws is first.ws and again.ws_rows == 8
+    # lent to one fit at a time: a second fit meanwhile gets its own
+    assert net.plan_epochs(batch_source(X, Y), 8, settings, 1).ws is not first.ws
+    net.end_epochs(again)
+    other = net.plan_epochs(batch_source(X, Y), 4, settings, 1)  # other rows: a new one
+    assert other.ws is not first.ws and other.ws_rows == 4
+    assert Network([_dense(4, 3, "identity", 0)], "softmax_ce", np.float64).plan_epochs(
+        batch_source(X, Y), 8, settings, 1).ws is not first.ws  # per network
+
+
+@pytest.mark.parametrize("make_est, shape", [
+    (lambda: LeNet5Classifier(batch_size=8, n_jobs=2, random_state=0), (16, 32, 32)),
+    (lambda: MLPClassifier(hidden_layer_sizes=(12,), batch_size=8, shuffle=True,
+                           random_state=0), (16, 20)),
+])
+def test_partial_fits_reusing_a_workspace_give_the_bits_of_fresh_ones(make_est, shape,
+                                                                      monkeypatch):
+    import fastbp._network
+
+    rng = np.random.default_rng(0)
+    batches = [(rng.random(shape, dtype=np.float32), rng.integers(0, 3, shape[0]))
+               for _ in range(4)]
+    weights = []
+    for fresh in (False, True):
+        if fresh:  # what every partial_fit did before workspaces were kept
+            monkeypatch.setattr(fastbp._network, "keep_training_workspace",
+                                lambda net, rows, ws: None)
+        est = make_est()
+        kept = []
+        for X, y in batches:
+            est.partial_fit(X, y, classes=[0, 1, 2])
+            kept.append(fastbp._network._TRAINING_WORKSPACES.get(est._network))
+        weights.append(est._network.theta.copy())
+        if fresh:
+            assert kept == [None] * len(batches)
+        else:  # the first call's workspace served every call
+            assert all(entry[1] is kept[0][1] for entry in kept)
+    assert weights[0].tobytes() == weights[1].tobytes()
+
+
 @pytest.mark.parametrize("make", [
     lambda: Dense(3, 2, "relu", "w", "b"),
     lambda: Conv5x5(1, 2, (6, 6), np.ones((2, 1), bool), "tanh", "C"),

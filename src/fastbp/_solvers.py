@@ -323,6 +323,7 @@ def fit_stochastic(net, X, Y, sample_weight, y_raw, record, settings, rng, n_thr
     finally:
         if progress is not None:
             progress.close()
+    net.end_epochs(plan)
 
     if early_stopping and record.best_theta is not None:
         theta[:] = record.best_theta
