@@ -113,7 +113,7 @@ def test_sequences_pack_into_their_buffers_alike_at_every_thread_count(
     sw = {"none": None, "per sequence": rng.random(len(lengths)).astype(dtype),
           "per step": StepWeights(rng.random(lengths.sum()).astype(dtype), lengths)}[weights]
     source = batch_source(X, Y, sw)
-    idx = np.array([3, 0, 5, 2])
+    idx = np.array([3, 1, 5, 4])  # 14 rows of the 23 the buffers hold
     for n_threads in (1, 2, 3):
         team_calls.clear()
         buffers = source.buffers(len(idx))
@@ -138,7 +138,7 @@ def test_sequences_pack_into_their_buffers_alike_at_every_thread_count(
         assert team_calls == ([3 if weights == "per step" else 2] if per_step_targets else [])
         # the buffers' rows past the batch's are left alone
         n_rows = len(batch.step_rows)
-        assert np.isnan(buffers["data"][n_rows:]).all()
+        assert n_rows == 14 and np.isnan(buffers["data"][n_rows:]).all()
 
 
 def test_step_weights_need_per_step_targets():
@@ -261,6 +261,26 @@ def test_take_steps_packs_each_sequence_step_major(n_threads):
         assert np.isnan(outs[0][m:]).all() and np.isnan(outs[1][m:]).all()
 
 
+def test_take_steps_copies_rows_of_no_bytes_and_three_arrays_on_the_team():
+    from fastbp._kernels import _sparse
+
+    starts, lengths, sizes = np.array([0, 4]), np.array([3, 2]), np.array([2, 2, 1])
+    empty = np.empty((9, 0), np.float32)
+    out = np.empty((5, 0), np.float32)
+    _sparse.take_steps([empty], starts, lengths, sizes, [out], 2)  # nothing to copy
+    rng = np.random.default_rng(2)
+    n_src, lengths = 3000, np.array([900, 700, 700, 20])
+    starts = np.array([2000, 0, 1000, 900])
+    sizes = np.array([(lengths > t).sum() for t in range(900)])
+    sources = [rng.random((n_src, 40), dtype=np.float32), rng.random((n_src, 40)),
+               rng.random(n_src)]  # over 32 KiB: on the team
+    outs = [np.empty((lengths.sum(),) + a.shape[1:], a.dtype) for a in sources]
+    _sparse.take_steps(sources, starts, lengths, sizes, outs, 2)
+    rows = [s0 + t for t in range(900) for s0, n in zip(starts, lengths) if n > t]
+    for source, out in zip(sources, outs):
+        np.testing.assert_array_equal(out, source[rows])
+
+
 def test_gather_steps_packs_what_the_team_cannot_copy_through_numpy():
     from fastbp._gather import gather_steps
 
@@ -295,6 +315,12 @@ def test_take_steps_rejects_sequences_that_do_not_pack_and_writes_nothing():
     for st, ln, bs, message in bad:
         with pytest.raises(ValueError, match=message):
             _sparse.take_steps([X], st, ln, bs, [out], 2)
+    huge = np.iinfo(np.intp).max - 2  # start + length would wrap around
+    with pytest.raises(ValueError, match="out of range"):
+        _sparse.take_steps([X], np.array([0, 10, huge]), lengths, sizes, [out], 2)
+    with pytest.raises(ValueError, match="add up"):
+        _sparse.take_steps([X], np.array([0, 0]), np.array([huge, huge]), np.array([2]),
+                           [out], 2)
     with pytest.raises(ValueError, match="rows gathered"):
         _sparse.take_steps([X], starts, lengths, sizes, [out[:7]], 2)
     with pytest.raises(ValueError, match="lengths"):

@@ -696,5 +696,7 @@ def test_products_below_the_team_threshold_are_cut_in_two_from_the_pair_size():
     assert _dense.split_gemm_plan(1, 256, 784, 2) == (2, False)  # a one-row predict
     assert _dense.split_gemm_plan(32, 10, 84, 2)[0] == 1  # too few multiply-adds
     assert _dense.split_gemm_plan(512, 40, 40, 2)[0] == 1  # too few columns
+    assert _dense.split_gemm_plan(96, 96, 96, 2)[0] == 1  # not by rows: slower on one thread
+    assert _dense.split_gemm_plan(128, 64, 64, 2)[0] == 1
     assert _dense.split_gemm_plan(6, 84, 120, 2)[0] == 1  # 60,480 < 2**16
     assert _dense.split_gemm_plan(7, 84, 120, 2)[0] == 2  # 70,560

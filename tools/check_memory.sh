@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole test suite against a checked build of fastbp.
+# Run the whole test suite against a checked or variant build of fastbp.
 #
 #   tools/check_memory.sh asan    AddressSanitizer + UndefinedBehaviorSanitizer:
 #                                 the kernels (Cython and csrc/) are compiled with
@@ -27,7 +27,7 @@
 #   PYTHON=python3.12 picks the interpreter; CC must be gcc or clang.
 # Needs: the test extra, Cython and setuptools>=77 installed (pip install
 # Cython ".[test]"; a venv, activated or named by PYTHON, will do) and a C
-# compiler with the sanitizer runtimes (gcc: libasan, libubsan).
+# compiler (for asan, with the sanitizer runtimes: gcc's libasan, libubsan).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

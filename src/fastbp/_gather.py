@@ -6,8 +6,8 @@ from ._kernels import _sparse
 
 
 def gathers_in_place(src, out):
-    """Whether _sparse.take_rows copies rows of ``src`` into ``out`` as they
-    are: C-contiguous ndarrays of one dtype of plain data, the output
+    """Whether _sparse.take_rows and take_steps copy rows of ``src`` into
+    ``out`` as they are: C-contiguous ndarrays of one dtype of plain data, the output
     writable (else NumPy converts)."""
     return (type(src) is np.ndarray and type(out) is np.ndarray and src.dtype == out.dtype
             and not src.dtype.hasobject and src.flags.c_contiguous

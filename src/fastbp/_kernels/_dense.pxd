@@ -9,11 +9,11 @@ from ._blas cimport gemm_blocks
 cdef enum:
     # Below this many multiply-adds a team costs more than it saves.
     PARALLEL_MIN_FLOPS = 1 << 20
-    # A backward pass's weight gradient and delta below, each one block (under
-    # PARALLEL_MIN_FLOPS), run on two threads from this many multiply-adds
-    # each: LeNet-5's F6 at batch 32 (322,560) took 11.5 us on one thread and
-    # 7.6 on two; 32 x 84 x 10 broke even. split_gemm's products are cut in
-    # two blocks from here (split_blocks).
+    # A backward pass's weight gradient and delta below PARALLEL_MIN_FLOPS
+    # run on two threads from this many multiply-adds each: LeNet-5's F6 at
+    # batch 32 (322,560) took 11.5 us on one thread and 7.6 on two; 32 x 84
+    # x 10 broke even. split_gemm's products with more columns than rows are
+    # cut in two blocks from here (split_blocks).
     PAIR_MIN_FLOPS = 1 << 16
     # Narrowest block a GEMM result is split into for the team.
     GEMM_BLOCK_WIDTH = 32

@@ -68,14 +68,16 @@ cdef void column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
 cdef inline int split_blocks(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
     """Blocks of split_gemm's product (m, k) @ (k, n): a function of the shape.
 
-    Under PARALLEL_MIN_FLOPS, two blocks from PAIR_MIN_FLOPS: a few rows
-    against a large B (a one-row predict through a 784 x 256 layer) are
-    bound by reading B, and two cores each read half of it and keep that
-    half in their own L2 from one call to the next; LeNet-5's F6 forward at
-    batch 32 (32 x 120 x 84) took 12.5 us in one block and 7.7 in two, on
-    two threads of an AMD EPYC (Zen 3)."""
+    Under PARALLEL_MIN_FLOPS, two blocks of columns from PAIR_MIN_FLOPS
+    where there are more columns than rows, at least 64: a few rows against
+    a large B (a one-row predict through a 784 x 256 layer) are bound by
+    reading B, and two cores each read half of it and keep that half in
+    their own L2 from one call to the next; LeNet-5's F6 forward at batch
+    32 (32 x 120 x 84) took 12.5 us in one block and 7.7 in two, on two
+    threads of an AMD EPYC (Zen 3). Not blocks of rows: two half-height
+    products ran 13-35% slower on one thread (64 x 64 x 64 to 96 x 96 x 96)."""
     if (m * n * k < PARALLEL_MIN_FLOPS and m * n * k >= PAIR_MIN_FLOPS
-            and n >= 2 * GEMM_BLOCK_WIDTH):
+            and n > m and n >= 2 * GEMM_BLOCK_WIDTH):
         return 2
     return gemm_blocks(n if n > m else m, m * n * k, PARALLEL_MIN_FLOPS, GEMM_BLOCK_WIDTH)
 
@@ -365,7 +367,8 @@ cdef int backward_products(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const float
     gemm_job_split(&job, split_blocks(m, k, n), not w_by_outputs, m, k, n, delta, W, delta_in,
                    NULL, A_in, input_activation)
     gemm_job_sums(&job, delta, n, grad_b)
-    # one block each: the two products run side by side from PAIR_MIN_FLOPS
+    # few blocks (one each, or the delta's two of split_blocks): the
+    # products run side by side from PAIR_MIN_FLOPS
     team_run(1 if job.n_grad == 1 and job.n_split == 1 and m * k * n < PAIR_MIN_FLOPS
              else n_threads, job.n_grad + job.n_split + job.n_sums, dtype_unit, &job)
     return 0

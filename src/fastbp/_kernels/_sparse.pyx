@@ -4,6 +4,7 @@ from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Releas
                              PyObject_GetBuffer)
 from cython cimport floating
 from libc.stdint cimport int32_t, int64_t
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -214,6 +215,8 @@ def take_steps(list sources, const Py_ssize_t[::1] starts not None,
     for s in range(n_seq):
         if lengths[s] < 0 or (s > 0 and lengths[s] > lengths[s - 1]):
             raise ValueError("the sequences' lengths must be non-negative and non-increasing")
+        if lengths[s] > PY_SSIZE_T_MAX - m:
+            raise ValueError("the sequences' lengths add up past the largest array")
         m += lengths[s]
     # batch_sizes[t] must be the count of lengths > t: packed rows then
     # cover 0..m-1 once each, so no two threads write one row
@@ -221,14 +224,14 @@ def take_steps(list sources, const Py_ssize_t[::1] starts not None,
     for t in range(n_steps):
         while having > 0 and lengths[having - 1] <= t:
             having -= 1
-        if batch_sizes[t] != having or having == 0:
+        if batch_sizes[t] != having:
             raise ValueError("batch_sizes do not count the sequences' steps")
     if n_seq > 0 and lengths[0] != n_steps:
         raise ValueError("batch_sizes do not count the sequences' steps")
     held = _hold_arrays(sources, outs, src_view, out_view, m, &n_src)
     try:
         for s in range(n_seq):
-            if starts[s] < 0 or starts[s] + lengths[s] > n_src:
+            if starts[s] < 0 or lengths[s] > n_src - starts[s]:  # no overflow
                 raise ValueError(f"sequence {s} (rows {starts[s]} + {lengths[s]}) out of "
                                  f"range for {n_src} rows")
         if m == 0:
@@ -245,6 +248,8 @@ def take_steps(list sources, const Py_ssize_t[::1] starts not None,
             job.src[a] = <const char*> src_view[a].buf
             job.dst[a] = <char*> out_view[a].buf
             total += job.row_bytes[a] * m
+        if total == 0:  # rows of no bytes
+            return
         job.starts = &starts[0]
         job.lengths = &lengths[0]
         job.offsets = offsets
