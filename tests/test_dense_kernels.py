@@ -691,12 +691,15 @@ def test_a_large_predict_packs_each_weight_matrix_once():
 
 def test_products_below_the_team_threshold_are_cut_in_two_from_the_pair_size():
     # (rows, outputs, inputs): under PARALLEL_MIN_FLOPS multiply-adds a
-    # product runs as two blocks from PAIR_MIN_FLOPS, if it has 64 columns
+    # product with more columns than rows, at least 64, runs as two blocks
+    # from PAIR_MIN_FLOPS with a B of 2**16 elements, else from 2**18
     assert _dense.split_gemm_plan(32, 84, 120, 2) == (2, False)  # LeNet-5's F6, batch 32
     assert _dense.split_gemm_plan(1, 256, 784, 2) == (2, False)  # a one-row predict
     assert _dense.split_gemm_plan(32, 10, 84, 2)[0] == 1  # too few multiply-adds
     assert _dense.split_gemm_plan(512, 40, 40, 2)[0] == 1  # too few columns
     assert _dense.split_gemm_plan(96, 96, 96, 2)[0] == 1  # not by rows: slower on one thread
     assert _dense.split_gemm_plan(128, 64, 64, 2)[0] == 1
-    assert _dense.split_gemm_plan(6, 84, 120, 2)[0] == 1  # 60,480 < 2**16
-    assert _dense.split_gemm_plan(7, 84, 120, 2)[0] == 2  # 70,560
+    assert _dense.split_gemm_plan(2, 128, 256, 2)[0] == 1  # 65,536, a small B
+    assert _dense.split_gemm_plan(8, 128, 256, 2)[0] == 2  # 2**18
+    assert _dense.split_gemm_plan(1, 100, 700, 2)[0] == 2  # 70,000, B of 70,000
+    assert _dense.split_gemm_plan(1, 100, 600, 2)[0] == 1  # 60,000 < 2**16

@@ -13,8 +13,14 @@ cdef enum:
     # run on two threads from this many multiply-adds each: LeNet-5's F6 at
     # batch 32 (322,560) took 11.5 us on one thread and 7.6 on two; 32 x 84
     # x 10 broke even. split_gemm's products with more columns than rows are
-    # cut in two blocks from here (split_blocks).
+    # cut in two blocks from here where B is large (split_blocks).
     PAIR_MIN_FLOPS = 1 << 16
+    # Elements of a large B, there: 256 KB of float32, half of the L2 of
+    # some cores (AMD's Zen 3: 512 KiB).
+    SPLIT_MIN_B = 1 << 16
+    # Multiply-adds from which split_gemm cuts a product with more columns
+    # than rows in two whatever its B (LeNet-5's F6 at batch 32: 322,560).
+    SPLIT_MIN_FLOPS = 1 << 18
     # Narrowest block a GEMM result is split into for the team.
     GEMM_BLOCK_WIDTH = 32
     # A weight gradient A^T @ delta summing over at least 2x this many rows is

@@ -68,16 +68,19 @@ cdef void column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
 cdef inline int split_blocks(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
     """Blocks of split_gemm's product (m, k) @ (k, n): a function of the shape.
 
-    Under PARALLEL_MIN_FLOPS, two blocks of columns from PAIR_MIN_FLOPS
-    where there are more columns than rows, at least 64: a few rows against
-    a large B (a one-row predict through a 784 x 256 layer) are bound by
-    reading B, and two cores each read half of it and keep that half in
-    their own L2 from one call to the next; LeNet-5's F6 forward at batch
-    32 (32 x 120 x 84) took 12.5 us in one block and 7.7 in two, on two
-    threads of an AMD EPYC (Zen 3). Not blocks of rows: two half-height
-    products ran 13-35% slower on one thread (64 x 64 x 64 to 96 x 96 x 96)."""
-    if (m * n * k < PARALLEL_MIN_FLOPS and m * n * k >= PAIR_MIN_FLOPS
-            and n > m and n >= 2 * GEMM_BLOCK_WIDTH):
+    Under PARALLEL_MIN_FLOPS, two blocks of columns where there are more
+    columns than rows, at least 64, from PAIR_MIN_FLOPS with a large B or
+    from SPLIT_MIN_FLOPS: a few rows against a large B (a one-row predict
+    through a 784 x 256 layer) are bound by reading B, and two cores each
+    read half of it and keep that half in their own L2 from one call to the
+    next; LeNet-5's F6 forward at batch 32 (32 x 120 x 84, B of 10,080)
+    took 12.5 us in one block and 7.7 in two. Two rows through 256 x 128
+    took 5 us longer in two blocks, and two half-height blocks of rows ran
+    13-35% slower on one thread (64 x 64 x 64 to 96 x 96 x 96). (Two
+    threads of an AMD EPYC, Zen 3.)"""
+    if (m * n * k < PARALLEL_MIN_FLOPS and n > m and n >= 2 * GEMM_BLOCK_WIDTH
+            and (m * n * k >= SPLIT_MIN_FLOPS
+                 or (m * n * k >= PAIR_MIN_FLOPS and n * k >= SPLIT_MIN_B))):
         return 2
     return gemm_blocks(n if n > m else m, m * n * k, PARALLEL_MIN_FLOPS, GEMM_BLOCK_WIDTH)
 
