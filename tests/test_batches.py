@@ -323,6 +323,8 @@ def test_take_steps_rejects_sequences_that_do_not_pack_and_writes_nothing():
                            [out], 2)
     with pytest.raises(ValueError, match="rows gathered"):
         _sparse.take_steps([X], starts, lengths, sizes, [out[:7]], 2)
+    with pytest.raises(ValueError, match="overlaps"):
+        _sparse.take_steps([X], starts, lengths, sizes, [X[:8]], 2)
     with pytest.raises(ValueError, match="lengths"):
         _sparse.take_steps([X], starts, lengths[:2], sizes, [out], 2)
     with pytest.raises(ValueError, match="dtype or row shape"):
@@ -355,6 +357,10 @@ def test_take_rows_rejects_what_it_cannot_copy_and_writes_nothing():
     for sources, idx, outs, message in bad:
         with pytest.raises(ValueError, match=message):
             _sparse.take_rows(sources, idx, outs, 2)
+    for sources, outs in [([X], [X[2:4]]), ([X, Y], [out_X, Y[:2]]),
+                          ([X, X], [out_X, out_X])]:
+        with pytest.raises(ValueError, match="overlaps"):
+            _sparse.take_rows(sources, rows, outs, 2)
     read_only = np.zeros((2, 4), np.float32)
     read_only.flags.writeable = False
     with pytest.raises(ValueError, match="writable"):

@@ -84,10 +84,25 @@ cdef int _hold_arrays(list sources, list outs, Py_buffer* src_view, Py_buffer* o
             if src_view[a].shape[0] != n_src[0] or out_view[a].shape[0] < m:
                 raise ValueError(f"array {a}: {src_view[a].shape[0]} rows gathered into "
                                  f"{out_view[a].shape[0]}, expected {n_src[0]} into {m}")
+        # an output sharing memory with a source or another output would be
+        # read and written by the team's threads at once
+        for a in range(n_arrays):
+            for b in range(n_arrays):
+                if (_overlap(&out_view[a], &src_view[b])
+                        or (b != a and _overlap(&out_view[a], &out_view[b]))):
+                    raise ValueError(f"array {a}: its output overlaps array {b}'s source "
+                                     f"or output")
     except BaseException:
         _release_arrays(src_view, out_view, held)
         raise
     return held
+
+
+cdef bint _overlap(const Py_buffer* x, const Py_buffer* y) noexcept:
+    """Whether the bytes of two buffers overlap."""
+    cdef const char* x0 = <const char*> x.buf
+    cdef const char* y0 = <const char*> y.buf
+    return x.len > 0 and y.len > 0 and x0 < y0 + y.len and y0 < x0 + x.len
 
 
 cdef void _release_arrays(Py_buffer* src_view, Py_buffer* out_view, int held) noexcept:
@@ -112,11 +127,12 @@ def take_rows(list sources, const Py_ssize_t[::1] rows not None, list outs, int 
     outs : list of ndarray
         One writable C-contiguous array per source, of its dtype and row
         shape, with at least len(rows) rows (the first len(rows) are written),
-        overlapping no source and no other output.
+        overlapping no source and no other output (ValueError).
     n_threads : int
 
     Raises ValueError for an array that is not a NumPy array of plain data
-    (no Python objects), that does not match, or for a row out of range.
+    (no Python objects), that does not match or overlaps another, or for a
+    row out of range.
     """
     cdef RowsJob job
     cdef Py_buffer src_view[MAX_ARRAYS]
