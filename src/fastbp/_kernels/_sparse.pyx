@@ -213,12 +213,12 @@ def take_steps(list sources, const Py_ssize_t[::1] starts not None,
     outs : list of ndarray
         One writable C-contiguous array per source, of its dtype and row
         shape, with at least sum(lengths) rows, overlapping no source and no
-        other output.
+        other output (ValueError).
     n_threads : int
 
-    Raises ValueError for arrays as :func:`take_rows` does, a sequence out of
-    the sources' rows, lengths that increase, or batch_sizes that do not
-    count the lengths.
+    Raises ValueError for arrays as :func:`take_rows` does (overlaps
+    included), a sequence out of the sources' rows, lengths that increase,
+    or batch_sizes that do not count the lengths.
     """
     cdef StepsJob job
     cdef Py_buffer src_view[MAX_ARRAYS]
