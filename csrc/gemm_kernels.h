@@ -259,6 +259,34 @@ static ATTR void NAME(gemm_pack_all)(int trans_b, const FT* B, ptrdiff_t ldb, pt
     }
 }
 
+/* One step of gemm_blocked over mc rows (A and C at their first): the panel
+ * of columns j0.. of op(B) and the block of k at k0 (kb rows, fewer at the
+ * end), packed into P, taken from `packed` (op(B) packed from column j_lo)
+ * or read in place, then multiplied into C's columns j0... */
+FB_INLINE ATTR void NAME(gemm_block_step)(int trans_b, ptrdiff_t mc, ptrdiff_t j0,
+                                          ptrdiff_t j_lo, ptrdiff_t j_hi, ptrdiff_t k,
+                                          ptrdiff_t k0, ptrdiff_t kb, const FT* A,
+                                          ptrdiff_t ars, ptrdiff_t acs, const FT* B,
+                                          ptrdiff_t ldb, int accumulate, FT* C, ptrdiff_t ldc,
+                                          FT* P, const FT* packed)
+{
+    const int cols = j_hi - j0 < 2 * VL ? (int)(j_hi - j0) : 2 * VL;
+    const int width = cols > VL ? 2 * VL : VL;
+    const ptrdiff_t kc = k - k0 < kb ? k - k0 : kb;
+    const FT* panel = P;
+    ptrdiff_t ldp = width;
+    if (packed != NULL) {
+        panel = packed + (j0 - j_lo) * k + k0 * width;
+    } else if (!trans_b && cols == width && mc <= 2) {
+        panel = B + k0 * ldb + j0; /* read in place */
+        ldp = ldb;
+    } else {
+        NAME(gemm_pack)(trans_b, B, ldb, k0, kc, j0, cols, width, P);
+    }
+    NAME(gemm_panel)(width / VL, mc, kc, A + k0 * acs, ars, acs, panel, ldp, C + j0, ldc, cols,
+                     accumulate || k0 > 0);
+}
+
 /* Rows [i_lo, i_hi) and columns [j_lo, j_hi) of gemm's C: panels of 2
  * vectors of columns, each packed KC rows of k at a time into P, over blocks
  * of MC rows that stay in L2 while every panel passes over them. With more
@@ -286,24 +314,24 @@ static ATTR void NAME(gemm_blocked)(int trans_a, int trans_b, ptrdiff_t i_lo, pt
     }
     for (i0 = i_lo; i0 < i_hi; i0 += FASTBP_GEMM_MC) {
         const ptrdiff_t mc = i_hi - i0 < FASTBP_GEMM_MC ? i_hi - i0 : FASTBP_GEMM_MC;
-        for (j0 = j_lo; j0 < j_hi; j0 += 2 * VL) {
-            const int cols = j_hi - j0 < 2 * VL ? (int)(j_hi - j0) : 2 * VL;
-            const int width = cols > VL ? 2 * VL : VL;
-            for (k0 = 0; k0 < k; k0 += kb) {
-                const ptrdiff_t kc = k - k0 < kb ? k - k0 : kb;
-                const FT* panel = P;
-                ptrdiff_t ldp = width;
-                if (packed != NULL) {
-                    panel = packed + (j0 - j_lo) * k + k0 * width;
-                } else if (!trans_b && cols == width && mc <= 2) {
-                    panel = B + k0 * ldb + j0; /* read in place */
-                    ldp = ldb;
-                } else {
-                    NAME(gemm_pack)(trans_b, B, ldb, k0, kc, j0, cols, width, P);
-                }
-                NAME(gemm_panel)(width / VL, mc, kc, A + i0 * ars + k0 * acs, ars, acs, panel,
-                                 ldp, C + i0 * ldc + j0, ldc, cols, accumulate || k0 > 0);
-            }
+        /* Each panel passes over all of the block's k; where A's rows
+         * (mc x k) outweigh a block of k of them plus the block's C, blocks
+         * of k go outermost instead, so that only mc x kb of A (and C) stay
+         * in L2 while the panels pass (784-wide rows: 128 x 784 x 256 read
+         * 400 KB of A per panel). Same bits: each element still adds its
+         * blocks of k in order. */
+        if (kb < k && kb + (j_hi - j_lo) < k) {
+            for (k0 = 0; k0 < k; k0 += kb)
+                for (j0 = j_lo; j0 < j_hi; j0 += 2 * VL)
+                    NAME(gemm_block_step)(trans_b, mc, j0, j_lo, j_hi, k, k0, kb, A + i0 * ars,
+                                          ars, acs, B, ldb, accumulate, C + i0 * ldc, ldc, P,
+                                          packed);
+        } else {
+            for (j0 = j_lo; j0 < j_hi; j0 += 2 * VL)
+                for (k0 = 0; k0 < k; k0 += kb)
+                    NAME(gemm_block_step)(trans_b, mc, j0, j_lo, j_hi, k, k0, kb, A + i0 * ars,
+                                          ars, acs, B, ldb, accumulate, C + i0 * ldc, ldc, P,
+                                          packed);
         }
     }
     free(held);

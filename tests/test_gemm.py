@@ -16,9 +16,12 @@ DTYPES = [np.float32, np.float64]
 # Edges of the kernel's tiles: panels of 2 vectors (32 / 16 columns with
 # AVX-512 in float32 / float64, 16 / 8 with AVX2), tiles of 6 or 12 rows,
 # blocks of 128 (AVX-512) or 256 (AVX2) along k and of 192 rows (past one
-# block of rows, op(B) is packed once for all of them).
+# block of rows, op(B) is packed once for all of them). With several blocks
+# of k, narrow products take the blocks of k outermost and wide ones (the
+# last two: more columns than k less a block) the panels.
 SHAPES = [(1, 1, 1), (1, 17, 3), (5, 7, 2), (12, 32, 9), (13, 33, 17), (25, 65, 40),
-          (7, 8, 256), (11, 16, 257), (24, 31, 513), (3, 48, 600), (400, 37, 300)]
+          (7, 8, 256), (11, 16, 257), (24, 31, 513), (3, 48, 600), (400, 37, 300),
+          (9, 300, 260), (9, 300, 520)]
 
 
 def _operands(rng, m, n, k, trans_a, trans_b, dtype):
@@ -102,7 +105,10 @@ def _fma_chain(a_row, b_col, start, dtype):
     # the rows), but for the last rows, which take the panels' tiles
     (37, 66, range(0, 37, 4), (0, 31, 63, 64, 65)),
     # more than one block of 192 rows: op(B) is packed once, up front
-    (197, 35, (0, 5, 191, 192, 196), (0, 15, 16, 33, 34))])
+    (197, 35, (0, 5, 191, 192, 196), (0, 15, 16, 33, 34)),
+    # wider than k less a block of k: each panel takes its blocks of k in
+    # turn (the others go block of k by block of k over all the panels)
+    (5, 290, range(5), (0, 17, 289))])
 def test_each_element_is_one_fma_chain_along_k(path, dtype, trans_a, trans_b, accumulate, m, n,
                                                rows, columns):
     # k spans several blocks of k (128 or 256), so the chain crosses the
