@@ -6,6 +6,8 @@ cross-entropy, alpha = 0, Glorot-uniform initialization (scikit-learn's) for
 all, shuffled every epoch. Each contender warms up on a few batches first
 (excluded), then trains ``epochs`` epochs; the figure is seconds per epoch at
 each thread count from 1 to all cores, and the table compares each one's best.
+The row "gemms-only" is a bound, not a trainer: the same epoch's matrix
+products alone through NumPy's BLAS.
 
     python bench/bench_mlp.py                                  # SGD float32, every contender
     python bench/bench_mlp.py --workloads sgd-float32 adam-float32 sgd-float64
@@ -228,8 +230,49 @@ def run_jax(options, n_threads):
             "blas": [f"jax {jax.__version__} (XLA CPU)"]}
 
 
+def run_gemms_only(options, n_threads):
+    """Not a trainer: an epoch's matrix products alone (every batch's forward,
+    delta and weight-gradient GEMMs, the FLOP the table counts) through
+    NumPy's BLAS on random operands, with no gather, activation, loss or
+    step. A bound: no trainer that multiplies with this BLAS beats it."""
+    n = options.get("n_train", N_TRAIN)
+    dtype = np.dtype(options["dtype"])
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(SIZES[:-1], SIZES[1:])]
+
+    def buffers(rows):
+        acts = [rng.standard_normal((rows, d)).astype(dtype) for d in SIZES]
+        deltas = [rng.standard_normal((rows, d)).astype(dtype) for d in SIZES[1:]]
+        return acts, deltas
+
+    grads = [np.empty_like(W) for W in weights]
+    shapes = {rows: buffers(rows) for rows in {BATCH, n % BATCH or BATCH}}
+
+    def batch(rows):
+        acts, deltas = shapes[rows]
+        for l, W in enumerate(weights):
+            np.matmul(acts[l], W, out=acts[l + 1])
+        for l in range(len(weights) - 1, 0, -1):
+            np.matmul(deltas[l], weights[l].T, out=deltas[l - 1])
+        for l, G in enumerate(grads):
+            np.matmul(acts[l].T, deltas[l], out=G)
+
+    def epoch(rows):
+        for start in range(0, rows, BATCH):
+            batch(min(BATCH, rows - start))
+
+    epoch(warmup_rows(n))
+    epochs = options.get("epochs", 3)
+    tic = time.perf_counter()
+    for _ in range(epochs):
+        epoch(n)
+    seconds = (time.perf_counter() - tic) / epochs
+    return {"seconds": seconds, "blas": _harness.blas_report()}
+
+
 CONTENDERS = {"fastbp": run_fastbp, "sklearn": run_sklearn, "torch": run_torch,
-              "torch.compile": run_torch_compile, "jax": run_jax}
+              "torch.compile": run_torch_compile, "jax": run_jax,
+              "gemms-only": run_gemms_only}
 WORKLOADS = [
     Workload(name=f"{solver}-{dtype}", unit="s/epoch",
              flop=lambda options: flop_per_sample() * options.get("n_train", N_TRAIN),

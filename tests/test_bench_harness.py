@@ -117,3 +117,25 @@ def test_one_round_by_default(monkeypatch, tmp_path, capsys):
     report, _ = _run_main(monkeypatch, tmp_path, {"seconds": 2.0, "gflops": 50.0, "blas": []})
     assert report["workloads"][0]["results"]["fastbp"]["1"]["rounds"] == [0.5]
     assert "rounds" not in capsys.readouterr().out.split("## fake")[1]
+
+
+def test_the_mlp_bound_multiplies_the_flop_the_table_counts(monkeypatch):
+    # bench_mlp's "gemms-only" row is a bound only if it does the products
+    # the workload's FLOP counts: every batch's, the short last one included
+    import numpy as np
+
+    import bench_mlp
+
+    flop = []
+    matmul = np.matmul
+
+    def counting_matmul(a, b, out):
+        flop.append(2 * a.shape[0] * a.shape[1] * b.shape[1])
+        return matmul(a, b, out=out)
+
+    monkeypatch.setattr(bench_mlp.np, "matmul", counting_matmul)
+    n = 300  # two batches of 128 and one of 44
+    result = bench_mlp.run_gemms_only({"n_train": n, "epochs": 2, "dtype": "float32"}, 1)
+    assert result["seconds"] > 0
+    # a warm-up epoch (all 300 rows: fewer than the warm-up's) and two timed
+    assert sum(flop) == 3 * bench_mlp.flop_per_sample() * n
