@@ -158,6 +158,10 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
     Optional, with defaults here (or, the last, in ``HiddenFeaturesMixin``):
 
     - ``_validate_params()``: raises on a bad parameter (default: the solver's).
+    - ``_plain_X(X, dtype=None)``: X as ``_validate_X_y`` would give it back
+      (reset=False; in ``dtype`` when given) where its checks would pass this
+      very array with no warning, else None (default: None, the checks always
+      run). The fast path of ``partial_fit`` and prediction.
     - ``_sample_weights(sample_weight, X, y, dtype)``: the samples' training weights.
     - ``_backprop_batch(X, y, sample_weight, dtype)``: (X, Y, sample_weight) for ``loss_and_grad``.
     - ``_fits_sample_shape(shape)``: bool, whether a model file's input shape fits.
@@ -217,6 +221,9 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
 
     def _validate_params(self):
         self._validate_solver_params()
+
+    def _plain_X(self, X, dtype=None):
+        return None
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X, y, sample_weight=None, incremental=False, validation=(None, None, None)):

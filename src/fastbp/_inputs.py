@@ -16,7 +16,7 @@ def check_fitted(est):
         check_is_fitted(est, "_network")
 
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Above this many elements the finiteness check of a contiguous X runs on
 # fastbp's team; below it, on the calling thread (one row of 784: 0.85 us,
@@ -44,7 +44,7 @@ def plain_float_array(est, X, ndims=(2,)):
     -------
     plain : bool
     """
-    if not (type(X) is np.ndarray and X.ndim in ndims and X.dtype in _FLOAT_DTYPES
+    if not (type(X) is np.ndarray and X.ndim in ndims and X.dtype in FLOAT_DTYPES
             and X.size and not hasattr(est, "feature_names_in_")):
         return False
     return _finite(X, est.n_jobs)
@@ -86,5 +86,5 @@ def known_finite(est, X):
     """
     if get_config()["assume_finite"]:  # sklearn leaves its check out too
         return False
-    return (type(X) is np.ndarray and X.dtype in _FLOAT_DTYPES and X.size > 0
+    return (type(X) is np.ndarray and X.dtype in FLOAT_DTYPES and X.size > 0
             and _finite(X, est.n_jobs))

@@ -20,7 +20,7 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.validation import _check_sample_weight, column_or_1d
 
 from ._base import EstimatorMixin, EstimatorT, _restored_on_error
-from ._inputs import check_fitted
+from ._inputs import FLOAT_DTYPES, check_fitted
 from ._params import InvalidParameterError
 from ._typing import Any, ArrayLike, MatrixLike, NDArray
 
@@ -128,6 +128,10 @@ class ClassifierTargetsMixin(EstimatorMixin):
         return self.n_outputs_ == 1 or self.out_activation_ == "softmax"
 
     def _prepare_fit(self, X, y, incremental, reset):
+        plain = self._plain_partial_fit(X, y) if incremental and not reset else None
+        if plain is not None:
+            X, y = plain
+            return X, self._one_hot(y, X.dtype), y
         X, y = self._validate_X_y(X, y, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -152,6 +156,23 @@ class ClassifierTargetsMixin(EstimatorMixin):
                     f"{self.classes_}. 'y' has {classes}."
                 )
         return X, self._one_hot(y, X.dtype), y
+
+    def _plain_partial_fit(self, X, y):
+        """(X, y) of a partial_fit after the first, as its checks would give
+        them back, where those would pass these very arrays with no warning:
+        X plain (``_plain_X``) and y an integer ndarray of one label per row,
+        each one of integer ``classes_``. None otherwise: the checks run, with
+        their errors. They cost more than the arithmetic of a batch of a
+        hundred rows (type_of_target, unique_labels, DataFrame probes)."""
+        if not (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu"
+                and self.classes_.dtype.kind in "iu"):
+            return None
+        X = self._plain_X(X)
+        if X is None or len(X) != len(y):
+            return None
+        if len(np.setdiff1d(np.unique(y), self.classes_, assume_unique=True)):
+            return None
+        return X, y
 
     def _one_hot(self, y, dtype):
         """The binarizer's target matrix, built in ``dtype`` directly for
@@ -412,12 +433,31 @@ class RegressorTargetsMixin(EstimatorMixin):
         return False
 
     def _prepare_fit(self, X, y, incremental, reset):
-        X, y = self._validate_X_y(X, y, reset=reset)
-        y = self._checked_targets(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
+        plain = self._plain_partial_fit(X, y) if incremental and not reset else None
+        if plain is None:
+            X, y = self._validate_X_y(X, y, reset=reset)
+            y = self._checked_targets(y)
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = column_or_1d(y, warn=True)
+        else:
+            X, y = plain
         Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype)
         return X, Y, y
+
+    def _plain_partial_fit(self, X, y):
+        """(X, y) of a partial_fit after the first, as its checks would give
+        them back, where those would pass these very arrays with no warning:
+        X plain (``_plain_X``) and y a finite float32 or float64 ndarray of a
+        row (or of several outputs, not one column) per row of X, none
+        negative for the Poisson loss. None otherwise: the checks run."""
+        if not (type(y) is np.ndarray and y.dtype in FLOAT_DTYPES and y.size
+                and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] > 1))):
+            return None
+        X = self._plain_X(X)
+        if (X is None or len(X) != len(y) or not np.isfinite(y).all()
+                or (self.loss == "poisson" and (y < 0).any())):
+            return None
+        return X, y
 
     def _checked_targets(self, y):
         """Target rows checked as fit checks y."""

@@ -204,13 +204,19 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
                              ensure_all_finite=not known_finite(self, X))
         return self._as_images(X, hw), y
 
+    def _plain_X(self, X, dtype=None):
+        if not plain_float_array(self, X, (2, 3, 4)):
+            return None
+        X, hw = self._image_size(X, checked=True)
+        return self._as_images(X, hw, dtype) if X.shape[1] == self.n_features_in_ else None
+
     def _check_X(self, X):
         check_fitted(self)
-        plain = plain_float_array(self, X, (2, 3, 4))
-        X, hw = self._image_size(X, checked=plain)
-        if not (plain and X.shape[1] == self.n_features_in_):
+        images = self._plain_X(X, self._network.dtype)
+        if images is None:
+            X, hw = self._image_size(X)
             X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        images = self._as_images(X, hw, self._network.dtype)
+            images = self._as_images(X, hw, self._network.dtype)
         if images.shape[1:] != tuple(self._sample_shape):
             # Same pixel count, other layout: the network's buffers would not fit.
             raise ValueError(f"X holds images of shape {images.shape[2:]} (after padding), "

@@ -111,11 +111,16 @@ class _BaseMLP(BackpropEstimator):
             X = np.ascontiguousarray(X)
         return X, y
 
+    def _plain_X(self, X, dtype=None):
+        if plain_float_array(self, X) and X.shape[1] == self.n_features_in_:
+            return np.ascontiguousarray(X, dtype=dtype)
+        return None
+
     def _check_X(self, X):
         check_fitted(self)
-        if plain_float_array(self, X) and X.shape[1] == self.n_features_in_:
-            # what the checks below give such an X, without their overhead
-            return np.ascontiguousarray(X, dtype=self._network.dtype)
+        plain = self._plain_X(X, self._network.dtype)
+        if plain is not None:  # what the checks below give it, without their cost
+            return plain
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
                           dtype=(np.float64, np.float32))
         if sp.issparse(X):
