@@ -9,34 +9,42 @@ import pytest
 from sklearn.exceptions import DataConversionWarning
 
 import fastbp
-from fastbp import _targets, lenet, mlp
+from fastbp import _sequence_input, _targets, lenet, mlp
 
-NAMES = ["MLPClassifier", "MLPRegressor", "LeNet5Classifier"]
+# the RNNs with one target per step ("-seq") or per sequence
+NAMES = ["MLPClassifier", "MLPRegressor", "LeNet5Classifier", "RNNClassifier",
+         "RNNRegressor", "RNNClassifier-seq", "RNNRegressor-seq"]
 
 
 def make(name, **params):
     params = {"random_state": 0, "n_jobs": 2, "batch_size": 8, **params}
     if name.startswith("MLP"):
         params = {"hidden_layer_sizes": (9, 5), **params}
-    return getattr(fastbp, name)(**params)
+    elif name.startswith("RNN"):
+        params = {"hidden_size": 6, "output": "sequence" if name.endswith("-seq") else "last",
+                  **params}
+    return getattr(fastbp, name.removesuffix("-seq"))(**params)
 
 
 def data(name, n, dtype, seed=0):
     rng = np.random.default_rng(seed)
     if name.startswith("MLP"):
         return rng.standard_normal((n, 7)).astype(dtype)
+    if name.startswith("RNN"):
+        return rng.standard_normal((n, 4, 3)).astype(dtype)
     return rng.random((n, 28, 28)).astype(dtype)
 
 
 def targets(name, n, seed=0):
     rng = np.random.default_rng(seed + 100)
-    if name.endswith("Classifier"):
-        return rng.integers(0, 3, n)
-    return rng.standard_normal(n)
+    shape = (n, 4) if name.endswith("-seq") else n
+    if "Classifier" in name:
+        return rng.integers(0, 3, shape)
+    return rng.standard_normal(shape)
 
 
 def first_call(est, X, y):
-    if type(est).__name__.endswith("Classifier"):
+    if "Classifier" in type(est).__name__:
         return est.partial_fit(X, y, classes=np.arange(3))
     return est.partial_fit(X, y)
 
@@ -46,6 +54,7 @@ def checks_called(monkeypatch):
     """Calls of sklearn's input and target checks made by the estimators."""
     calls = []
     for module, names in ((mlp, ("validate_data",)), (lenet, ("validate_data", "check_array")),
+                          (_sequence_input, ("validate_data", "check_array")),
                           (_targets, ("check_array", "check_classification_targets",
                                       "unique_labels"))):
         for name in names:
@@ -58,9 +67,9 @@ def checks_called(monkeypatch):
     return calls
 
 
-def _checked_twin(est):
-    """An estimator like est whose partial_fit always takes the full checks."""
-    twin = make(type(est).__name__)
+def _checked_twin(name):
+    """An estimator whose partial_fit always takes the full checks."""
+    twin = make(name)
     twin._plain_partial_fit = lambda X, y: None
     return twin
 
@@ -69,7 +78,7 @@ def _checked_twin(est):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_plain_arrays_skip_the_checks_and_train_the_same(name, dtype, checks_called):
     fast = make(name)
-    slow = _checked_twin(fast)
+    slow = _checked_twin(name)
     X = data(name, 40, dtype)
     y = targets(name, 40)
     for est in (fast, slow):
@@ -85,12 +94,12 @@ def test_plain_arrays_skip_the_checks_and_train_the_same(name, dtype, checks_cal
     np.testing.assert_array_equal(fast.predict(X), slow.predict(X))
 
 
-@pytest.mark.parametrize("name", ["MLPClassifier", "LeNet5Classifier"])
+@pytest.mark.parametrize("name", ["MLPClassifier", "LeNet5Classifier", "RNNClassifier-seq"])
 def test_labels_of_other_integer_dtypes_and_float_images_as_before(name, checks_called):
     """int32 labels for int64 classes, float64 rows for a float32 model and
     Fortran order take the fast path, cast as the checks cast them."""
     fast = make(name)
-    slow = _checked_twin(fast)
+    slow = _checked_twin(name)
     X = data(name, 24, np.float32)
     y = targets(name, 24)
     for est in (fast, slow):
@@ -100,7 +109,7 @@ def test_labels_of_other_integer_dtypes_and_float_images_as_before(name, checks_
     checks_called.clear()
     fast.partial_fit(X64, y32)
     assert checks_called == []
-    slow.partial_fit(X64.tolist(), y32.tolist())
+    slow.partial_fit(X64, y32)
     np.testing.assert_array_equal(fast._network.theta, slow._network.theta)
 
 
@@ -117,28 +126,29 @@ def test_bad_input_raises_as_before_and_changes_nothing(name, case):
     X = data(name, 16, np.float32)
     y = targets(name, 16)
     if case == "unseen label":
-        if not name.endswith("Classifier"):
+        if "Classifier" not in name:
             pytest.skip("regressors have no classes")
         y = y.copy()
-        y[3] = 7
+        y.reshape(-1)[3] = 7
     elif case == "nan in X":
         X = X.copy()
         X.reshape(-1)[5] = np.nan
     elif case == "inf in y":
-        if name.endswith("Classifier"):
+        if "Classifier" in name:
             pytest.skip("integer labels hold no infinity")
         y = y.copy()
-        y[2] = np.inf
+        y.reshape(-1)[2] = np.inf
     elif case == "too few labels":
         y = y[:-1]
     else:
-        X = X[:, :5] if name.startswith("MLP") else X[:, :20, :20]
+        X = X[:, :5] if name.startswith("MLP") else X[..., :2] if name.startswith("RNN") \
+            else X[:, :20, :20]
     fast = make(name)
-    slow = _checked_twin(fast)
+    slow = _checked_twin(name)
     for est in (fast, slow):
         first_call(est, data(name, 8, np.float32, seed=3), targets(name, 8, seed=3))
     before = fast._network.theta.copy()
-    assert _error(fast, X, y) == _error(slow, X.tolist(), y.tolist())
+    assert _error(fast, X, y) == _error(slow, X, y)
     np.testing.assert_array_equal(fast._network.theta, before)
 
 

@@ -162,6 +162,9 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
       (reset=False; in ``dtype`` when given) where its checks would pass this
       very array with no warning, else None (default: None, the checks always
       run). The fast path of ``partial_fit`` and prediction.
+    - ``_plain_rows(X, y)``: (X, y's target rows) as ``_validate_X_y`` would
+      give them back for a plain X and an ndarray y that fits it, else None
+      (default: ``_plain_X``'s X and y itself, one row per row of X).
     - ``_sample_weights(sample_weight, X, y, dtype)``: the samples' training weights.
     - ``_backprop_batch(X, y, sample_weight, dtype)``: (X, Y, sample_weight) for ``loss_and_grad``.
     - ``_fits_sample_shape(shape)``: bool, whether a model file's input shape fits.
@@ -224,6 +227,12 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
 
     def _plain_X(self, X, dtype=None):
         return None
+
+    def _plain_rows(self, X, y):
+        X = self._plain_X(X)
+        if X is None or len(X) != len(y):
+            return None
+        return X, y
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X, y, sample_weight=None, incremental=False, validation=(None, None, None)):

@@ -134,6 +134,26 @@ class SequenceInputMixin(EstimatorMixin):
             return plain
         return self._sequences(X, reset=False).astype(self._network.dtype)
 
+    def _plain_rows(self, X, y):
+        """Plain sequences X (``_plain_sequences``, already in the network's
+        dtype) and y's target rows where y has the shape of the targets: one
+        per sequence, or with output='sequence' (n_sequences, n_steps, ...).
+        Sets ``_target_lengths`` as ``_validate_X_y`` does."""
+        X = self._plain_sequences(X)
+        if X is None:
+            return None
+        n = len(X)
+        if self.output == "last":
+            if len(y) != n:
+                return None
+            rows, lengths = y, np.ones(n, dtype=np.intp)
+        else:
+            if y.ndim < 2 or y.shape[:2] != (n, int(X.lengths[0])):
+                return None
+            rows, lengths = y.reshape((len(X.data),) + y.shape[2:]), X.lengths
+        self._target_lengths = lengths
+        return X, rows
+
     def _plain_sequences(self, X):
         """What ``_sequences`` (then the cast to the network's dtype) makes
         of an X that passes every check as it is, by the shape alone: an

@@ -158,21 +158,21 @@ class ClassifierTargetsMixin(EstimatorMixin):
         return X, self._one_hot(y, X.dtype), y
 
     def _plain_partial_fit(self, X, y):
-        """(X, y) of a partial_fit after the first, as its checks would give
-        them back, where those would pass these very arrays with no warning:
-        X plain (``_plain_X``) and y an integer ndarray of one label per row,
-        each one of integer ``classes_``. None otherwise: the checks run, with
-        their errors. They cost more than the arithmetic of a batch of a
-        hundred rows (type_of_target, unique_labels, DataFrame probes)."""
-        if not (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu"
+        """(X, y's rows) of a partial_fit after the first, as its checks would
+        give them back, where those would pass these very arrays with no
+        warning: X plain and y an integer ndarray that fits it
+        (``_plain_rows``), one label a row, each one of integer ``classes_``.
+        None otherwise: the checks run, with their errors. They cost more
+        than the arithmetic of a batch of a hundred rows (type_of_target,
+        unique_labels, DataFrame probes)."""
+        if not (type(y) is np.ndarray and y.dtype.kind in "iu"
                 and self.classes_.dtype.kind in "iu"):
             return None
-        X = self._plain_X(X)
-        if X is None or len(X) != len(y):
+        plain = self._plain_rows(X, y)
+        if plain is None or plain[1].ndim != 1 or len(np.setdiff1d(
+                np.unique(plain[1]), self.classes_, assume_unique=True)):
             return None
-        if len(np.setdiff1d(np.unique(y), self.classes_, assume_unique=True)):
-            return None
-        return X, y
+        return plain
 
     def _one_hot(self, y, dtype):
         """The binarizer's target matrix, built in ``dtype`` directly for
@@ -445,19 +445,22 @@ class RegressorTargetsMixin(EstimatorMixin):
         return X, Y, y
 
     def _plain_partial_fit(self, X, y):
-        """(X, y) of a partial_fit after the first, as its checks would give
-        them back, where those would pass these very arrays with no warning:
-        X plain (``_plain_X``) and y a finite float32 or float64 ndarray of a
-        row (or of several outputs, not one column) per row of X, none
-        negative for the Poisson loss. None otherwise: the checks run."""
-        if not (type(y) is np.ndarray and y.dtype in FLOAT_DTYPES and y.size
-                and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] > 1))):
+        """(X, y's rows) of a partial_fit after the first, as its checks would
+        give them back, where those would pass these very arrays with no
+        warning: X plain and y a float32 or float64 ndarray that fits it
+        (``_plain_rows``), its rows finite, of one output or several (not of
+        one column), none negative for the Poisson loss. None otherwise: the
+        checks run."""
+        if not (type(y) is np.ndarray and y.dtype in FLOAT_DTYPES and y.size):
             return None
-        X = self._plain_X(X)
-        if (X is None or len(X) != len(y) or not np.isfinite(y).all()
-                or (self.loss == "poisson" and (y < 0).any())):
+        plain = self._plain_rows(X, y)
+        if plain is None:
             return None
-        return X, y
+        rows = plain[1]
+        if (not (rows.ndim == 1 or (rows.ndim == 2 and rows.shape[1] > 1))
+                or not np.isfinite(rows).all() or (self.loss == "poisson" and (rows < 0).any())):
+            return None
+        return plain
 
     def _checked_targets(self, y):
         """Target rows checked as fit checks y."""
