@@ -257,8 +257,10 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None, n_threads=1)
     per_step = targets is not None and _per_step(X, targets)
     if step_weights and targets is not None and not per_step:
         raise ValueError("Per-step weights need one target per step.")
-    if step_weights and not np.array_equal(sample_weight.lengths, X.lengths):
-        # the steps' weights are gathered with X's rows
+    if step_weights and sample_weight.lengths is not X.lengths and not np.array_equal(
+            sample_weight.lengths, X.lengths):
+        # the steps' weights are gathered with X's rows (the estimators build
+        # them on X's own lengths: no comparison of every sequence's per batch)
         raise ValueError("Per-step weights need the lengths of the sequences they weigh.")
     Y = sw = None
     if per_step and buffers is not None:
