@@ -6,8 +6,8 @@ cross-entropy, alpha = 0, Glorot-uniform initialization (scikit-learn's) for
 all, shuffled every epoch. Each contender warms up on a few batches first
 (excluded), then trains ``epochs`` epochs; the figure is seconds per epoch at
 each thread count from 1 to all cores, and the table compares each one's best.
-The row "gemms-only" is a bound, not a trainer: the same epoch's matrix
-products alone through NumPy's BLAS.
+The row "gemms-only" is a reference point, not a trainer: the same epoch's
+matrix products alone through NumPy's BLAS.
 
     python bench/bench_mlp.py                                  # SGD float32, every contender
     python bench/bench_mlp.py --workloads sgd-float32 adam-float32 sgd-float64
@@ -234,7 +234,9 @@ def run_gemms_only(options, n_threads):
     """Not a trainer: an epoch's matrix products alone (every batch's forward,
     delta and weight-gradient GEMMs, the FLOP the table counts) through
     NumPy's BLAS on random operands, with no gather, activation, loss or
-    step. A bound: no trainer that multiplies with this BLAS beats it."""
+    step. A reference point: what the products alone cost with a tuned BLAS
+    (no trainer that multiplies with this BLAS is faster; fastbp uses its
+    own GEMM)."""
     n = options.get("n_train", N_TRAIN)
     dtype = np.dtype(options["dtype"])
     rng = np.random.default_rng(0)

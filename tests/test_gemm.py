@@ -17,11 +17,13 @@ DTYPES = [np.float32, np.float64]
 # AVX-512 in float32 / float64, 16 / 8 with AVX2), tiles of 6 or 12 rows,
 # blocks of 128 (AVX-512) or 256 (AVX2) along k and of 192 rows (past one
 # block of rows, op(B) is packed once for all of them). With several blocks
-# of k, narrow products take the blocks of k outermost and wide ones (the
-# last two: more columns than k less a block) the panels.
+# of k, narrow products take the blocks of k outermost and wide ones (n >= k
+# less a block) the panels: (9, 300, 260) with AVX2, and the 400 columns by
+# 520 below on every path, as do the 40 columns by 520 the other order; with
+# 2 rows (B read in place) and 200 (B packed up front) each.
 SHAPES = [(1, 1, 1), (1, 17, 3), (5, 7, 2), (12, 32, 9), (13, 33, 17), (25, 65, 40),
           (7, 8, 256), (11, 16, 257), (24, 31, 513), (3, 48, 600), (400, 37, 300),
-          (9, 300, 260), (9, 300, 520)]
+          (9, 300, 260), (2, 400, 520), (2, 40, 520), (200, 400, 520), (200, 40, 520)]
 
 
 def _operands(rng, m, n, k, trans_a, trans_b, dtype):

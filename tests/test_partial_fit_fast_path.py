@@ -152,6 +152,58 @@ def test_bad_input_raises_as_before_and_changes_nothing(name, case):
     np.testing.assert_array_equal(fast._network.theta, before)
 
 
+@pytest.mark.parametrize("name", ["MLPRegressor", "RNNRegressor", "RNNRegressor-seq"])
+def test_float32_rows_for_a_float64_model_train_as_before(name, checks_called):
+    """The checks keep X's dtype, and a regressor's targets are cast to it
+    before the network's: float32 rows round a float64 model's targets."""
+    fast = make(name)
+    slow = _checked_twin(name)
+    for est in (fast, slow):
+        first_call(est, data(name, 8, np.float64), targets(name, 8))
+    X32, y = data(name, 16, np.float32, seed=1), targets(name, 16, seed=1)
+    checks_called.clear()
+    fast.partial_fit(X32, y)
+    assert checks_called == []
+    slow.partial_fit(X32, y)
+    np.testing.assert_array_equal(fast._network.theta, slow._network.theta)
+
+
+@pytest.mark.parametrize("name", ["MLPClassifier", "LeNet5Classifier", "RNNClassifier-seq"])
+def test_warm_start_still_needs_every_class(name):
+    """With warm_start, sklearn's rule (every call's y holds every class) is
+    the checks': the fast path leaves such calls to them."""
+    est = make(name, warm_start=True)
+    first_call(est, data(name, 8, np.float64), targets(name, 8))
+    y = targets(name, 8) % 2  # no class 2
+    with pytest.raises(ValueError, match="warm_start can only be used where `y` has the same"):
+        est.partial_fit(data(name, 8, np.float64), y)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_scalar_y_gets_the_checks_error(name):
+    fast = make(name)
+    slow = _checked_twin(name)
+    for est in (fast, slow):
+        first_call(est, data(name, 8, np.float32), targets(name, 8))
+    X = data(name, 1, np.float32)
+    y = np.array(1) if "Classifier" in name else np.array(0.5)
+    assert _error(fast, X, y) == _error(slow, X, y)
+
+
+@pytest.mark.parametrize("X_shape", [(8, 3, 28, 28), (8, 16, 49)])
+def test_lenet_bad_images_and_bad_labels_give_the_labels_error(X_shape):
+    """fit checks LeNet-5's labels before the images' layout; so does a
+    partial_fit whose images the fast path cannot read."""
+    fast = make("LeNet5Classifier")
+    slow = _checked_twin("LeNet5Classifier")
+    for est in (fast, slow):
+        first_call(est, data("LeNet5Classifier", 8, np.float32), targets("LeNet5Classifier", 8))
+    X = np.random.default_rng(0).random(X_shape).astype(np.float32)
+    y = np.zeros((8, 2, 2), dtype=np.int64)
+    assert _error(fast, X, y) == _error(slow, X, y)
+    assert "dim 3" in _error(fast, X, y)[1]
+
+
 def test_a_poisson_regressor_refuses_negative_targets_as_before():
     est = make("MLPRegressor", loss="poisson")
     X = data("MLPRegressor", 8, np.float64)

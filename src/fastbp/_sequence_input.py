@@ -129,17 +129,18 @@ class SequenceInputMixin(EstimatorMixin):
         check_fitted(self)
         if isinstance(X, Ragged):
             return X.astype(self._network.dtype)
-        plain = self._plain_sequences(X)
+        plain = self._plain_sequences(X, self._network.dtype)
         if plain is not None:
             return plain
         return self._sequences(X, reset=False).astype(self._network.dtype)
 
     def _plain_rows(self, X, y):
-        """Plain sequences X (``_plain_sequences``, already in the network's
-        dtype) and y's target rows where y has the shape of the targets: one
-        per sequence, or with output='sequence' (n_sequences, n_steps, ...).
-        Sets ``_target_lengths`` as ``_validate_X_y`` does."""
-        X = self._plain_sequences(X)
+        """Plain sequences X (``_plain_sequences``, in X's own dtype, as the
+        checks keep it: a regressor's targets are cast to it) and y's target
+        rows where y has the shape of the targets: one per sequence, or with
+        output='sequence' (n_sequences, n_steps, ...). Sets
+        ``_target_lengths`` as ``_validate_X_y`` does."""
+        X = self._plain_sequences(X, None)
         if X is None:
             return None
         n = len(X)
@@ -154,12 +155,12 @@ class SequenceInputMixin(EstimatorMixin):
         self._target_lengths = lengths
         return X, rows
 
-    def _plain_sequences(self, X):
-        """What ``_sequences`` (then the cast to the network's dtype) makes
-        of an X that passes every check as it is, by the shape alone: an
-        array (n_sequences, n_steps, n_features) of the fitted
-        n_features, or for a model fitted on a 2-D table, one of the
-        fitted width. None for any other X, which takes the full checks."""
+    def _plain_sequences(self, X, dtype):
+        """What ``_sequences`` (then the cast to ``dtype``; None: X's own)
+        makes of an X that passes every check as it is, by the shape alone:
+        an array (n_sequences, n_steps, n_features) of the fitted n_features,
+        or for a model fitted on a 2-D table, one of the fitted width. None
+        for any other X, which takes the full checks."""
         if not plain_float_array(self, X, (2, 3)):
             return None
         if X.ndim == 3:
@@ -171,7 +172,7 @@ class SequenceInputMixin(EstimatorMixin):
             (n, t), f = X.shape, 1
             if self._input_kind != "table" or t != self.n_features_in_:
                 return None
-        data = np.ascontiguousarray(X.reshape(n * t, f), dtype=self._network.dtype)
+        data = np.ascontiguousarray(X.reshape(n * t, f), dtype=dtype)
         return Ragged(data, np.full(n, t))
 
     def _target_state(self):

@@ -178,9 +178,16 @@ def pack_uniform(X, start, stop, buffer=None):
     return PackedBatch(rows, batch_sizes, None, last_rows, None, float(n_seq))
 
 
+def _same_lengths(a, b):
+    """Whether Raggeds a and b group their rows alike. The estimators build
+    per-step targets and weights on X's own lengths array: then no
+    comparison of every sequence's length (which would run per batch)."""
+    return a.lengths is b.lengths or np.array_equal(a.lengths, b.lengths)
+
+
 def _per_step(X, targets):
     """Whether targets has one row per step of X (else one per sequence)."""
-    return targets.data.shape[0] == X.data.shape[0] and np.array_equal(targets.lengths, X.lengths)
+    return targets.data.shape[0] == X.data.shape[0] and _same_lengths(targets, X)
 
 
 def pack_buffers(X, n_groups, targets=None, sample_weight=None):
@@ -257,10 +264,8 @@ def pack(X, groups, targets=None, sample_weight=None, buffers=None, n_threads=1)
     per_step = targets is not None and _per_step(X, targets)
     if step_weights and targets is not None and not per_step:
         raise ValueError("Per-step weights need one target per step.")
-    if step_weights and sample_weight.lengths is not X.lengths and not np.array_equal(
-            sample_weight.lengths, X.lengths):
-        # the steps' weights are gathered with X's rows (the estimators build
-        # them on X's own lengths: no comparison of every sequence's per batch)
+    if step_weights and not _same_lengths(sample_weight, X):
+        # the steps' weights are gathered with X's rows
         raise ValueError("Per-step weights need the lengths of the sequences they weigh.")
     Y = sw = None
     if per_step and buffers is not None:

@@ -165,8 +165,10 @@ class ClassifierTargetsMixin(EstimatorMixin):
         None otherwise: the checks run, with their errors. They cost more
         than the arithmetic of a batch of a hundred rows (type_of_target,
         unique_labels, DataFrame probes)."""
-        if not (type(y) is np.ndarray and y.dtype.kind in "iu"
-                and self.classes_.dtype.kind in "iu"):
+        if not (type(y) is np.ndarray and y.ndim and y.dtype.kind in "iu"
+                and self.classes_.dtype.kind in "iu") or self.warm_start:
+            # (warm_start: every call's y must hold every class, which the
+            # checks enforce)
             return None
         plain = self._plain_rows(X, y)
         if plain is None or plain[1].ndim != 1 or len(np.setdiff1d(
@@ -451,7 +453,7 @@ class RegressorTargetsMixin(EstimatorMixin):
         (``_plain_rows``), its rows finite, of one output or several (not of
         one column), none negative for the Poisson loss. None otherwise: the
         checks run."""
-        if not (type(y) is np.ndarray and y.dtype in FLOAT_DTYPES and y.size):
+        if not (type(y) is np.ndarray and y.ndim and y.dtype in FLOAT_DTYPES and y.size):
             return None
         plain = self._plain_rows(X, y)
         if plain is None:
