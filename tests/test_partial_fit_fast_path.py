@@ -11,6 +11,8 @@ from sklearn.exceptions import DataConversionWarning
 import fastbp
 from fastbp import _sequence_input, _targets, lenet, mlp
 
+from _estimator_data import data
+
 # the RNNs with one target per step ("-seq") or per sequence
 NAMES = ["MLPClassifier", "MLPRegressor", "LeNet5Classifier", "RNNClassifier",
          "RNNRegressor", "RNNClassifier-seq", "RNNRegressor-seq"]
@@ -24,15 +26,6 @@ def make(name, **params):
         params = {"hidden_size": 6, "output": "sequence" if name.endswith("-seq") else "last",
                   **params}
     return getattr(fastbp, name.removesuffix("-seq"))(**params)
-
-
-def data(name, n, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    if name.startswith("MLP"):
-        return rng.standard_normal((n, 7)).astype(dtype)
-    if name.startswith("RNN"):
-        return rng.standard_normal((n, 4, 3)).astype(dtype)
-    return rng.random((n, 28, 28)).astype(dtype)
 
 
 def targets(name, n, seed=0):

@@ -13,6 +13,8 @@ import fastbp
 from fastbp import _network, _sequence_input, _sequences, lenet, mlp
 from fastbp._threads import blas_single_thread
 
+from _estimator_data import data
+
 NAMES = ["MLPClassifier", "MLPRegressor", "LeNet5Classifier", "RNNClassifier",
          "RNNRegressor"]
 CLASSIFIERS = {"MLPClassifier", "LeNet5Classifier", "RNNClassifier"}
@@ -25,15 +27,6 @@ def make(name, **params):
     elif name.startswith("RNN"):
         params = {"hidden_size": 6, **params}
     return getattr(fastbp, name)(**params)
-
-
-def data(name, n, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    if name.startswith("MLP"):
-        return rng.standard_normal((n, 7)).astype(dtype)
-    if name.startswith("LeNet"):
-        return rng.random((n, 28, 28)).astype(dtype)
-    return rng.standard_normal((n, 4, 3)).astype(dtype)
 
 
 def targets(name, n, output="last"):
