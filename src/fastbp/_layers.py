@@ -9,19 +9,24 @@ Protocol
 --------
 param_specs : tuple of ParamSpec (name, shape, regularized)
 workspace(n, dtype, want_delta_in) -> LayerWorkspace for batches up to n rows
-bind_forward(A_in, ws, n_threads) -> (run, A_out)
+bind_forward(A_in, ws, n_threads, once=False) -> (run, A_out)
     run() computes A_out = g(z) (A_out is a workspace buffer).
-bind_backward(A_in, A_out, delta, ws, want_delta_in, n_threads) -> (run, delta_in)
+bind_backward(A_in, A_out, delta, ws, want_delta_in, n_threads, once=False)
+        -> (run, delta_in)
     delta = dL/dz of this layer's pre-activation; run() writes the layer's
     parameter gradients and dL/dz of the layer below into delta_in (None
     when not wanted).
 forward(A_in, ws, n_threads) -> A_out and backward(...) -> delta_in bind
 and run at once.
 
-A bound call reads its arrays when it runs, so the network binds a batch's
-passes once and runs them again on each batch gathered into the same input
-buffer (``Network.loss_and_grad``): the layers' Python then runs once per
-fit, not once per batch, where the epochs are shuffled.
+A run reads its arrays when it runs, so the network binds a batch's passes
+once and runs them again on each batch gathered into the same input buffer
+(``Network.loss_and_grad``): the layers' Python then runs once per fit, not
+once per batch, where the epochs are shuffled. Such a run is a kernel's
+``BoundCall``, its arrays checked when bound, not at each run (1.3-3.2 us a
+pass); a run made ``once`` (predict's chunks, the RNN's output layer) calls
+the kernel's entry point, which checks them as it runs, without the
+BoundCall's cost.
 
 A layer's ``input_activation`` (the activation of the layer below, whose
 derivative ``backward`` applies to the delta it hands down) is not a
@@ -44,6 +49,21 @@ import numpy as np
 from ._kernels import _conv, _dense
 
 ACTIVATION_CODES = _dense.ACTIVATION_CODES
+
+
+def _runs(entry_point, bind):
+    """How a layer makes a run of a kernel, indexed by ``once``: its bind
+    function (a BoundCall), or a partial of its entry point (checked as it
+    runs). Called as ``KERNEL[once](*args)``, one call either way."""
+    return bind, partial(partial, entry_point)
+
+
+DENSE_FORWARD = _runs(_dense.dense_forward, _dense.bind_dense_forward)
+DENSE_BACKWARD = _runs(_dense.dense_backward, _dense.bind_dense_backward)
+CONV_FORWARD = _runs(_conv.conv5x5_forward, _conv.bind_conv5x5_forward)
+CONV_BACKWARD = _runs(_conv.conv5x5_backward, _conv.bind_conv5x5_backward)
+POOL_FORWARD = _runs(_conv.pool2x2_forward, _conv.bind_pool2x2_forward)
+POOL_BACKWARD = _runs(_conv.pool2x2_backward, _conv.bind_pool2x2_backward)
 
 
 def _rows(buffer, n):
@@ -136,25 +156,26 @@ class Layer:
         self.params = params
         self.grads = grads
 
-    def bind_forward(self, A_in, ws, n_threads):
+    def bind_forward(self, A_in, ws, n_threads, once=False):
         """(run, A_out): see the module's protocol."""
         raise NotImplementedError(f"{type(self).__name__} has no forward pass of its own")
 
-    def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
+    def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads, once=False):
         """(run, delta_in): see the module's protocol."""
         raise NotImplementedError(f"{type(self).__name__} has no backward pass of its own")
 
     def forward(self, A_in, ws, n_threads):
         """Compute and return the layer's output for A_in (see the module's
         protocol)."""
-        run, out = self.bind_forward(A_in, ws, n_threads)
+        run, out = self.bind_forward(A_in, ws, n_threads, once=True)
         run()
         return out
 
     def backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
         """Write the parameter gradients; return dL/dz of the layer below
         (None unless ``want_delta_in``)."""
-        run, delta_in = self.bind_backward(A_in, A_out, delta, ws, want_delta_in, n_threads)
+        run, delta_in = self.bind_backward(A_in, A_out, delta, ws, want_delta_in, n_threads,
+                                           once=True)
         run()
         return delta_in
 
@@ -198,19 +219,20 @@ class Dense(Layer):
     def workspace(self, n, dtype, want_delta_in):
         return _empty_workspace(n, dtype, (self.n_out,), (self.n_in,), want_delta_in)
 
-    def bind_forward(self, A_in, ws, n_threads):
+    def bind_forward(self, A_in, ws, n_threads, once=False):
         n = A_in.shape[0]
         out = _rows(ws.out, n)
-        return partial(_dense.dense_forward, A_in.reshape(n, self.n_in),
-                       self.params[self.weight_name], self.params[self.bias_name], out,
-                       self._act, n_threads), out
+        return DENSE_FORWARD[once](
+            A_in.reshape(n, self.n_in), self.params[self.weight_name], self.params[self.bias_name],
+            out, self._act, n_threads), out
 
-    def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
+    def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads, once=False):
         n = A_in.shape[0]
         delta_in = _rows(ws.delta_in, n) if want_delta_in else None
-        run = partial(_dense.dense_backward, A_in.reshape(n, self.n_in),
-                      self.params[self.weight_name], delta, self.grads[self.weight_name],
-                      self.grads[self.bias_name], delta_in, self._in_act, n_threads)
+        run = DENSE_BACKWARD[once](
+            A_in.reshape(n, self.n_in), self.params[self.weight_name], delta,
+            self.grads[self.weight_name], self.grads[self.bias_name], delta_in, self._in_act,
+            n_threads)
         return run, None if delta_in is None else delta_in.reshape(A_in.shape)
 
 
@@ -309,17 +331,17 @@ class Conv5x5(_MapsLayer):
         # a 1x1 output with every map connected runs as a dense layer, on NCHW
         return not (self.in_size == (5, 5) and bool(self.table.all()))
 
-    def bind_forward(self, A_in, ws, n_threads):
+    def bind_forward(self, A_in, ws, n_threads, once=False):
         X, Y, out, layout = self._forward_arrays(A_in, ws, self.out_side_by_side)
-        return partial(_conv.conv5x5_forward, X, self.params[self.weight_name],
-                       self.params[self.bias_name], self.table, Y, self._act, n_threads,
-                       **layout), out
+        return CONV_FORWARD[once](
+            X, self.params[self.weight_name], self.params[self.bias_name], self.table, Y,
+            self._act, n_threads, **layout), out
 
-    def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
+    def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads, once=False):
         X, dZ, delta_in, dX, layout = self._backward_arrays(A_in, delta, ws, want_delta_in)
-        return partial(_conv.conv5x5_backward, X, self.params[self.weight_name], dZ,
-                       self.table, self.grads[self.weight_name], self.grads[self.bias_name],
-                       dX, self._in_act, n_threads, **layout), delta_in
+        return CONV_BACKWARD[once](
+            X, self.params[self.weight_name], dZ, self.table, self.grads[self.weight_name],
+            self.grads[self.bias_name], dX, self._in_act, n_threads, **layout), delta_in
 
 
 class MeanPool2x2(_MapsLayer):
@@ -356,14 +378,15 @@ class MeanPool2x2(_MapsLayer):
     # the maps pass through: as many out as in
     in_maps = out_maps = property(lambda self: self.maps)
 
-    def bind_forward(self, A_in, ws, n_threads):
+    def bind_forward(self, A_in, ws, n_threads, once=False):
         linked_out = self.out_side_by_side and isinstance(A_in, SideBySide)
         Y, X, out, layout = self._forward_arrays(A_in, ws, linked_out)
-        return partial(_conv.pool2x2_forward, Y, self.params[self.coef_name],
-                       self.params[self.bias_name], X, self._act, n_threads, **layout), out
+        return POOL_FORWARD[once](
+            Y, self.params[self.coef_name], self.params[self.bias_name], X, self._act, n_threads,
+            **layout), out
 
-    def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads):
+    def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads, once=False):
         Y, dZ, delta_in, dY, layout = self._backward_arrays(A_in, delta, ws, want_delta_in)
-        return partial(_conv.pool2x2_backward, Y, self.params[self.coef_name], dZ,
-                       self.grads[self.coef_name], self.grads[self.bias_name], dY,
-                       self._in_act, n_threads, **layout), delta_in
+        return POOL_BACKWARD[once](
+            Y, self.params[self.coef_name], dZ, self.grads[self.coef_name],
+            self.grads[self.bias_name], dY, self._in_act, n_threads, **layout), delta_in

@@ -19,6 +19,7 @@ from sklearn.utils import gen_batches
 
 from ._kernels import _losses
 from ._kernels import _optimizers as _updates
+from ._kernels._calls import run_calls
 from ._layers import as_array
 from ._threads import blas_single_thread_for_kernels
 
@@ -64,6 +65,7 @@ class BoundPasses:
     activations: list  # [X, A_1, ..., logits], as the layers hand them on
     forward: list  # each layer's forward run, first layer first
     backward: list  # (backward run, delta handed down or None), last layer first
+    backward_runs: list  # the backward runs alone, for _calls.run_calls
 
 
 @dataclass(slots=True)
@@ -275,17 +277,17 @@ class Network:
     # --------------------------------------------------------------- passes
     def forward(self, X, ws, n_threads):
         """Run every layer; return the list [X, A_1, ..., logits]."""
-        activations, runs = self._bind_forward(X, ws, n_threads)
+        activations, runs = self._bind_forward(X, ws, n_threads, once=True)
         for run in runs:
             run()
         return activations
 
-    def _bind_forward(self, X, ws, n_threads):
+    def _bind_forward(self, X, ws, n_threads, once=False):
         """(activations [X, A_1, ..., logits], the layers' forward runs that
-        fill them)."""
+        fill them: runs made ``once`` or bound, see _layers)."""
         activations, runs = [X], []
         for layer, layer_ws in zip(self.layers, ws.layers):
-            run, out = layer.bind_forward(activations[-1], layer_ws, n_threads)
+            run, out = layer.bind_forward(activations[-1], layer_ws, n_threads, once)
             runs.append(run)
             activations.append(out)
         return activations, runs
@@ -307,7 +309,8 @@ class Network:
             run, delta = self.layers[i].bind_backward(
                 activations[i], activations[i + 1], delta, ws.layers[i], i > 0, n_threads)
             backward.append((run, delta))
-        passes = BoundPasses(X, self._binding, n_threads, activations, forward, backward)
+        passes = BoundPasses(X, self._binding, n_threads, activations, forward, backward,
+                             [run for run, _ in backward])
         ws.passes = passes if X.flags.c_contiguous else None
         return passes
 
@@ -409,19 +412,21 @@ class Network:
         if n > 0:
             _check_weight_sum(sw_sum)
         passes = self._bound_passes(X, ws, n_threads)
-        for run in passes.forward:
-            run()
+        run_calls(passes.forward)
         delta = ws.delta_out
         delta = delta if delta.shape[0] == n else delta[:n]
         data_loss = _losses.output_loss_delta(
             passes.activations[-1], Y, sample_weight, delta, LOSS_CODES[self.loss],
             1.0 / sw_sum, n_threads,
         )
-        deltas = [delta.copy()] if record is not None else None
-        for run, delta in passes.backward:
-            run()
-            if deltas is not None and delta is not None:
-                deltas.append(as_array(delta))
+        if record is None:
+            run_calls(passes.backward_runs)
+        else:
+            deltas = [delta.copy()]
+            for run, delta in passes.backward:
+                run()
+                if delta is not None:
+                    deltas.append(as_array(delta))
         loss = data_loss / sw_sum
         if alpha > 0 and self.n_regularized:
             nr = self.n_regularized
@@ -429,7 +434,7 @@ class Network:
                 self.theta[:nr], self.grad[:nr], alpha / sw_sum, n_threads
             )
             loss += 0.5 * alpha * sumsq / sw_sum
-        if deltas is not None:
+        if record is not None:
             record.extend(reversed(deltas))
         return loss
 

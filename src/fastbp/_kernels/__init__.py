@@ -9,7 +9,7 @@ sleep, and a call never waits for a thread that other work keeps off the
 cores.
 """
 try:
-    from . import (_blas, _chain, _chain_engine, _conv, _dense, _dispatch,  # noqa: F401
+    from . import (_blas, _calls, _chain, _chain_engine, _conv, _dense, _dispatch,  # noqa: F401
                    _losses, _openmp, _optimizers, _rnn, _sparse, _team)
 except ImportError as exc:  # pragma: no cover - exercised by hand
     raise ImportError(

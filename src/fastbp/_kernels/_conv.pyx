@@ -31,7 +31,9 @@ n_threads as the direct one.
 """
 from cython cimport floating
 from libc.stdint cimport uint8_t
+from libc.string cimport memset
 
+from ._calls cimport BoundCall, raise_for
 from ._dense cimport backward_products, split_gemm
 from ._checks cimport check_shape
 from ._dispatch cimport bind_dispatch
@@ -139,6 +141,84 @@ cdef int _check_pool_input(const floating[:, :, :, ::1] Y) except -1:
     return 0
 
 
+ctypedef struct ConvForwardArgs:
+    const void* X
+    const void* W
+    const void* b
+    const unsigned char* table
+    void* Y
+    int n, c_in, h, w, c_out, act, layout, n_threads
+    bint single, dense
+
+
+cdef int _conv_forward_run(const ConvForwardArgs* a) noexcept nogil:
+    """Run a call of conv5x5_forward from its checked arguments."""
+    if a.n == 0:
+        return 0
+    if a.dense:
+        # 1x1 output: Y (n, c_out) = g(X (n, c_in*25) @ W (c_out, c_in*25)^T + b),
+        # shared out to the team like a dense layer's product.
+        if a.single:
+            split_gemm[float](True, a.n, a.c_out, a.c_in * 25, <const float*> a.X,
+                              <const float*> a.W, <float*> a.Y, <const float*> a.b,
+                              <const float*> NULL, a.act, a.n_threads)
+        else:
+            split_gemm[double](True, a.n, a.c_out, a.c_in * 25,
+                               <const double*> a.X, <const double*> a.W,
+                               <double*> a.Y, <const double*> a.b,
+                               <const double*> NULL, a.act, a.n_threads)
+        return 0
+    if a.single:
+        return fastbp_conv5x5_forward_f32(<const float*> a.X, <const float*> a.W,
+                                          <const float*> a.b, a.table,
+                                          <float*> a.Y, a.n, a.c_in, a.h,
+                                          a.w, a.c_out, a.act, a.layout,
+                                          a.n_threads)
+    return fastbp_conv5x5_forward_f64(<const double*> a.X, <const double*> a.W,
+                                      <const double*> a.b, a.table,
+                                      <double*> a.Y, a.n, a.c_in, a.h, a.w,
+                                      a.c_out, a.act, a.layout, a.n_threads)
+
+
+cdef class _ConvForward(BoundCall):
+    """conv5x5_forward's call, bound (_calls.pyx)."""
+    cdef ConvForwardArgs a
+
+    cdef int execute(self) noexcept nogil:
+        return _conv_forward_run(&self.a)
+
+
+cdef int _conv_forward_args(ConvForwardArgs* a, const floating[:, :, :, ::1] X,
+                            const floating[:, :, :, ::1] W,
+                            const floating[::1] b,
+                            const uint8_t[:, ::1] table,
+                            floating[:, :, :, ::1] Y,
+                            int activation, int n_threads, int n_samples,
+                            bint in_blocked, bint out_blocked) except -1:
+    """Check a call of conv5x5_forward (ValueError) and fill ``a`` with its pointers
+    and sizes."""
+    cdef int bl = 16 if floating is float else 8
+    cdef int n = _samples(X.shape[0], n_samples, in_blocked or out_blocked)
+    memset(a, 0, sizeof(a[0]))
+    _check_conv(X, W, table)
+    _check_rows("X", X.shape[0], n, in_blocked, bl)
+    check_shape("b", b.shape, 1, (W.shape[0],))
+    check_shape("Y", Y.shape, 4, (Y.shape[0], W.shape[0], X.shape[2] - 4, X.shape[3] - 4))
+    _check_rows("Y", Y.shape[0], n, out_blocked, bl)
+    a.dense = _is_dense(table, X.shape[2], X.shape[3])
+    a.layout = (FASTBP_BLOCKED_IN if in_blocked else 0) | (
+        FASTBP_BLOCKED_OUT if out_blocked else 0)
+    if a.layout and a.dense:
+        raise ValueError("a 1x1 output runs as a dense layer: maps side by side are not for it")
+    a.n, a.c_in, a.h, a.w = n, X.shape[1], X.shape[2], X.shape[3]
+    a.c_out, a.act, a.n_threads = W.shape[0], activation, n_threads
+    a.single = floating is float
+    if n > 0:
+        a.X, a.W, a.b = &X[0, 0, 0, 0], &W[0, 0, 0, 0], &b[0]
+        a.table, a.Y = &table[0, 0], &Y[0, 0, 0, 0]
+    return 0
+
+
 def conv5x5_forward(const floating[:, :, :, ::1] X,
                     const floating[:, :, :, ::1] W,
                     const floating[::1] b,
@@ -174,41 +254,117 @@ def conv5x5_forward(const floating[:, :, :, ::1] X,
 
     All arrays C-contiguous and of one floating dtype.
     """
+    cdef ConvForwardArgs a
+    cdef int status
+    _conv_forward_args(&a, X, W, b, table, Y, activation, n_threads, n_samples, in_blocked,
+                       out_blocked)
+    with nogil:
+        status = _conv_forward_run(&a)
+    raise_for(status)
+
+
+def bind_conv5x5_forward(const floating[:, :, :, ::1] X,
+                         const floating[:, :, :, ::1] W,
+                         const floating[::1] b,
+                         const uint8_t[:, ::1] table,
+                         floating[:, :, :, ::1] Y,  # OUT
+                         int activation, int n_threads, *, int n_samples=-1,
+                         bint in_blocked=False, bint out_blocked=False):
+    """:func:`conv5x5_forward`'s call, checked now and run by calling the
+    returned :class:`~fastbp._kernels._calls.BoundCall` (which keeps the
+    arrays alive)."""
+    cdef _ConvForward call = _ConvForward.__new__(_ConvForward)
+    _conv_forward_args(&call.a, X, W, b, table, Y, activation, n_threads, n_samples, in_blocked,
+                       out_blocked)
+    call.arrays = (X, W, b, table, Y)
+    return call
+
+
+ctypedef struct ConvBackwardArgs:
+    const void* X
+    const void* W
+    const void* dZ
+    const unsigned char* table
+    void* grad_W
+    void* grad_b
+    void* dX
+    int n, c_in, h, w, c_out, in_act, layout, n_threads
+    bint single, dense
+
+
+cdef int _conv_backward_run(const ConvBackwardArgs* a) noexcept nogil:
+    """Run a call of conv5x5_backward from its checked arguments."""
+    if a.n > 0 and a.dense:
+        # a dense layer's products, W laid out (c_out, k) by outputs
+        if a.single:
+            return backward_products[float](
+                a.n, a.c_in * 25, a.c_out, <const float*> a.X,
+                <const float*> a.W, True, <const float*> a.dZ, <float*> a.grad_W,
+                <float*> a.grad_b, <float*> a.dX, a.in_act, a.n_threads)
+        return backward_products[double](
+            a.n, a.c_in * 25, a.c_out, <const double*> a.X,
+            <const double*> a.W, True, <const double*> a.dZ, <double*> a.grad_W,
+            <double*> a.grad_b, <double*> a.dX, a.in_act, a.n_threads)
+    if a.single:
+        return fastbp_conv5x5_backward_f32(
+            <const float*> a.X, <const float*> a.W, <const float*> a.dZ, a.table,
+            <float*> a.grad_W, <float*> a.grad_b, <float*> a.dX, a.n, a.c_in,
+            a.h, a.w, a.c_out, a.in_act, a.layout, a.n_threads)
+    return fastbp_conv5x5_backward_f64(
+        <const double*> a.X, <const double*> a.W, <const double*> a.dZ, a.table,
+        <double*> a.grad_W, <double*> a.grad_b, <double*> a.dX, a.n, a.c_in,
+        a.h, a.w, a.c_out, a.in_act, a.layout, a.n_threads)
+
+
+cdef class _ConvBackward(BoundCall):
+    """conv5x5_backward's call, bound (_calls.pyx)."""
+    cdef ConvBackwardArgs a
+
+    cdef int execute(self) noexcept nogil:
+        return _conv_backward_run(&self.a)
+
+
+cdef int _conv_backward_args(ConvBackwardArgs* a, const floating[:, :, :, ::1] X,
+                             const floating[:, :, :, ::1] W,
+                             const floating[:, :, :, ::1] dZ,
+                             const uint8_t[:, ::1] table,
+                             floating[:, :, :, ::1] grad_W,
+                             floating[::1] grad_b,
+                             floating[:, :, :, ::1] dX,
+                             int input_activation, int n_threads, int n_samples,
+                             bint in_blocked, bint out_blocked) except -1:
+    """Check a call of conv5x5_backward (ValueError) and fill ``a`` with its pointers
+    and sizes."""
     cdef int bl = 16 if floating is float else 8
     cdef int n = _samples(X.shape[0], n_samples, in_blocked or out_blocked)
     cdef int c_in = X.shape[1], h = X.shape[2], w = X.shape[3]
     cdef int c_out = W.shape[0]
-    cdef int k = c_in * 25
-    cdef int status = 0
-    cdef int layout = (FASTBP_BLOCKED_IN if in_blocked else 0) | (
-        FASTBP_BLOCKED_OUT if out_blocked else 0)
+    cdef bint want_dX = dX is not None
+    memset(a, 0, sizeof(a[0]))
     _check_conv(X, W, table)
     _check_rows("X", X.shape[0], n, in_blocked, bl)
-    check_shape("b", b.shape, 1, (c_out,))
-    check_shape("Y", Y.shape, 4, (Y.shape[0], c_out, h - 4, w - 4))
-    _check_rows("Y", Y.shape[0], n, out_blocked, bl)
-    if layout and _is_dense(table, h, w):
+    check_shape("dZ", dZ.shape, 4, (dZ.shape[0], c_out, h - 4, w - 4))
+    _check_rows("dZ", dZ.shape[0], n, out_blocked, bl)
+    check_shape("grad_W", grad_W.shape, 4, (c_out, c_in, 5, 5))
+    check_shape("grad_b", grad_b.shape, 1, (c_out,))
+    if want_dX:
+        check_shape("dX", dX.shape, 4, (dX.shape[0], c_in, h, w))
+        _check_rows("dX", dX.shape[0], n, in_blocked, bl)
+    a.dense = _is_dense(table, h, w)
+    a.layout = (FASTBP_BLOCKED_IN if in_blocked else 0) | (
+        FASTBP_BLOCKED_OUT if out_blocked else 0)
+    if a.layout and a.dense:
         raise ValueError("a 1x1 output runs as a dense layer: maps side by side are not for it")
-    if n == 0:
-        return
-    with nogil:
-        if _is_dense(table, h, w):
-            # 1x1 output: Y (n, c_out) = g(X (n, c_in*25) @ W (c_out, c_in*25)^T + b),
-            # shared out to the team like a dense layer's product.
-            split_gemm(True, n, c_out, k, &X[0, 0, 0, 0], &W[0, 0, 0, 0], &Y[0, 0, 0, 0], &b[0],
-                       <floating*> NULL, activation, n_threads)
-        elif floating is float:
-            status = fastbp_conv5x5_forward_f32(&X[0, 0, 0, 0], &W[0, 0, 0, 0], &b[0],
-                                                &table[0, 0], &Y[0, 0, 0, 0], n, c_in,
-                                                h, w, c_out, activation, layout,
-                                                n_threads)
-        else:
-            status = fastbp_conv5x5_forward_f64(&X[0, 0, 0, 0], &W[0, 0, 0, 0], &b[0],
-                                                &table[0, 0], &Y[0, 0, 0, 0], n, c_in,
-                                                h, w, c_out, activation, layout,
-                                                n_threads)
-    if status != 0:
-        raise MemoryError()
+    a.n, a.c_in, a.h, a.w, a.c_out = n, c_in, h, w, c_out
+    a.in_act, a.n_threads = input_activation, n_threads
+    a.single = floating is float
+    a.W, a.table = &W[0, 0, 0, 0], &table[0, 0]
+    a.grad_W, a.grad_b = &grad_W[0, 0, 0, 0], &grad_b[0]
+    if n > 0:
+        a.X, a.dZ = &X[0, 0, 0, 0], &dZ[0, 0, 0, 0]
+        if want_dX:
+            a.dX = &dX[0, 0, 0, 0]
+    return 0
 
 
 def conv5x5_backward(const floating[:, :, :, ::1] X,
@@ -251,49 +407,94 @@ def conv5x5_backward(const floating[:, :, :, ::1] X,
     in_blocked, out_blocked : bool, optional
         X and dX, and dZ, side by side (see the module's docstring).
     """
-    cdef int bl = 16 if floating is float else 8
-    cdef int n = _samples(X.shape[0], n_samples, in_blocked or out_blocked)
-    cdef int c_in = X.shape[1], h = X.shape[2], w = X.shape[3]
-    cdef int c_out = W.shape[0]
-    cdef int k = c_in * 25
-    cdef bint want_dX = dX is not None
-    cdef floating* dX_ptr = NULL
-    cdef int status = 0
-    cdef int layout = (FASTBP_BLOCKED_IN if in_blocked else 0) | (
-        FASTBP_BLOCKED_OUT if out_blocked else 0)
-    _check_conv(X, W, table)
-    _check_rows("X", X.shape[0], n, in_blocked, bl)
-    check_shape("dZ", dZ.shape, 4, (dZ.shape[0], c_out, h - 4, w - 4))
-    _check_rows("dZ", dZ.shape[0], n, out_blocked, bl)
-    check_shape("grad_W", grad_W.shape, 4, (c_out, c_in, 5, 5))
-    check_shape("grad_b", grad_b.shape, 1, (c_out,))
-    if want_dX:
-        check_shape("dX", dX.shape, 4, (dX.shape[0], c_in, h, w))
-        _check_rows("dX", dX.shape[0], n, in_blocked, bl)
-    if layout and _is_dense(table, h, w):
-        raise ValueError("a 1x1 output runs as a dense layer: maps side by side are not for it")
-    if want_dX and n > 0:
-        dX_ptr = &dX[0, 0, 0, 0]
+    cdef ConvBackwardArgs a
+    cdef int status
+    _conv_backward_args(&a, X, W, dZ, table, grad_W, grad_b, dX, input_activation, n_threads,
+                        n_samples, in_blocked, out_blocked)
     with nogil:
-        if n > 0 and _is_dense(table, h, w):
-            # a dense layer's products, W laid out (c_out, k) by outputs
-            status = backward_products(n, k, c_out, &X[0, 0, 0, 0], &W[0, 0, 0, 0], True,
-                                       &dZ[0, 0, 0, 0], &grad_W[0, 0, 0, 0], &grad_b[0],
-                                       dX_ptr, input_activation, n_threads)
-        elif floating is float:
-            status = fastbp_conv5x5_backward_f32(
-                &X[0, 0, 0, 0] if n > 0 else NULL, &W[0, 0, 0, 0],
-                &dZ[0, 0, 0, 0] if n > 0 else NULL, &table[0, 0], &grad_W[0, 0, 0, 0],
-                &grad_b[0], dX_ptr, n, c_in, h, w, c_out, input_activation, layout,
-                n_threads)
-        else:
-            status = fastbp_conv5x5_backward_f64(
-                &X[0, 0, 0, 0] if n > 0 else NULL, &W[0, 0, 0, 0],
-                &dZ[0, 0, 0, 0] if n > 0 else NULL, &table[0, 0], &grad_W[0, 0, 0, 0],
-                &grad_b[0], dX_ptr, n, c_in, h, w, c_out, input_activation, layout,
-                n_threads)
-    if status != 0:
-        raise MemoryError()
+        status = _conv_backward_run(&a)
+    raise_for(status)
+
+
+def bind_conv5x5_backward(const floating[:, :, :, ::1] X,
+                          const floating[:, :, :, ::1] W,
+                          const floating[:, :, :, ::1] dZ,
+                          const uint8_t[:, ::1] table,
+                          floating[:, :, :, ::1] grad_W,  # OUT
+                          floating[::1] grad_b,  # OUT
+                          floating[:, :, :, ::1] dX,  # OUT (None: not needed)
+                          int input_activation, int n_threads, *, int n_samples=-1,
+                          bint in_blocked=False, bint out_blocked=False):
+    """:func:`conv5x5_backward`'s call, checked now and run by calling the
+    returned :class:`~fastbp._kernels._calls.BoundCall` (which keeps the
+    arrays alive)."""
+    cdef _ConvBackward call = _ConvBackward.__new__(_ConvBackward)
+    _conv_backward_args(&call.a, X, W, dZ, table, grad_W, grad_b, dX, input_activation, n_threads,
+                        n_samples, in_blocked, out_blocked)
+    call.arrays = (X, W, dZ, table, grad_W, grad_b, dX)
+    return call
+
+
+ctypedef struct PoolForwardArgs:
+    const void* Y
+    const void* coef
+    const void* bias
+    void* X
+    int n, c, h, w, act, layout, n_threads
+    bint single
+
+
+cdef int _pool_forward_run(const PoolForwardArgs* a) noexcept nogil:
+    """Run a call of pool2x2_forward from its checked arguments."""
+    if a.n == 0:
+        return 0
+    if a.single:
+        return fastbp_pool2x2_forward_f32(<const float*> a.Y, <const float*> a.coef,
+                                          <const float*> a.bias, <float*> a.X, a.n,
+                                          a.c, a.h, a.w, a.act, a.layout,
+                                          a.n_threads)
+    return fastbp_pool2x2_forward_f64(<const double*> a.Y, <const double*> a.coef,
+                                      <const double*> a.bias, <double*> a.X, a.n,
+                                      a.c, a.h, a.w, a.act, a.layout,
+                                      a.n_threads)
+
+
+cdef class _PoolForward(BoundCall):
+    """pool2x2_forward's call, bound (_calls.pyx)."""
+    cdef PoolForwardArgs a
+
+    cdef int execute(self) noexcept nogil:
+        return _pool_forward_run(&self.a)
+
+
+cdef int _pool_forward_args(PoolForwardArgs* a, const floating[:, :, :, ::1] Y,
+                            const floating[::1] coef,
+                            const floating[::1] bias,
+                            floating[:, :, :, ::1] X,
+                            int activation, int n_threads, int n_samples,
+                            bint in_blocked, bint out_blocked) except -1:
+    """Check a call of pool2x2_forward (ValueError) and fill ``a`` with its pointers
+    and sizes."""
+    cdef int bl = 16 if floating is float else 8
+    cdef int n = _samples(Y.shape[0], n_samples, in_blocked or out_blocked)
+    cdef int c = Y.shape[1], h = Y.shape[2], w = Y.shape[3]
+    memset(a, 0, sizeof(a[0]))
+    if out_blocked and not in_blocked:
+        raise ValueError("a pooling's output side by side needs its input side by side")
+    _check_pool_input(Y)
+    _check_rows("Y", Y.shape[0], n, in_blocked, bl)
+    check_shape("coef", coef.shape, 1, (c,))
+    check_shape("bias", bias.shape, 1, (c,))
+    check_shape("X", X.shape, 4, (X.shape[0], c, h // 2, w // 2))
+    _check_rows("X", X.shape[0], n, out_blocked, bl)
+    a.n, a.c, a.h, a.w = n, c, h, w
+    a.act, a.n_threads = activation, n_threads
+    a.layout = (FASTBP_BLOCKED_IN if in_blocked else 0) | (
+        FASTBP_BLOCKED_OUT if out_blocked else 0)
+    a.single = floating is float
+    if n > 0:
+        a.Y, a.coef, a.bias, a.X = &Y[0, 0, 0, 0], &coef[0], &bias[0], &X[0, 0, 0, 0]
+    return 0
 
 
 def pool2x2_forward(const floating[:, :, :, ::1] Y,
@@ -324,33 +525,100 @@ def pool2x2_forward(const floating[:, :, :, ::1] Y,
     in_blocked, out_blocked : bool, optional
         Y, X side by side (see the module's docstring); X only with Y.
     """
+    cdef PoolForwardArgs a
+    cdef int status
+    _pool_forward_args(&a, Y, coef, bias, X, activation, n_threads, n_samples, in_blocked,
+                       out_blocked)
+    with nogil:
+        status = _pool_forward_run(&a)
+    raise_for(status)
+
+
+def bind_pool2x2_forward(const floating[:, :, :, ::1] Y,
+                         const floating[::1] coef,
+                         const floating[::1] bias,
+                         floating[:, :, :, ::1] X,  # OUT
+                         int activation, int n_threads, *, int n_samples=-1,
+                         bint in_blocked=False, bint out_blocked=False):
+    """:func:`pool2x2_forward`'s call, checked now and run by calling the
+    returned :class:`~fastbp._kernels._calls.BoundCall` (which keeps the
+    arrays alive)."""
+    cdef _PoolForward call = _PoolForward.__new__(_PoolForward)
+    _pool_forward_args(&call.a, Y, coef, bias, X, activation, n_threads, n_samples, in_blocked,
+                       out_blocked)
+    call.arrays = (Y, coef, bias, X)
+    return call
+
+
+ctypedef struct PoolBackwardArgs:
+    const void* Y
+    const void* coef
+    const void* dZ
+    void* grad_coef
+    void* grad_bias
+    void* dY
+    int n, c, h, w, in_act, layout, n_threads
+    bint single
+
+
+cdef int _pool_backward_run(const PoolBackwardArgs* a) noexcept nogil:
+    """Run a call of pool2x2_backward from its checked arguments."""
+    if a.single:
+        return fastbp_pool2x2_backward_f32(
+            <const float*> a.Y, <const float*> a.coef, <const float*> a.dZ,
+            <float*> a.grad_coef, <float*> a.grad_bias, <float*> a.dY, a.n,
+            a.c, a.h, a.w, a.in_act, a.layout, a.n_threads)
+    return fastbp_pool2x2_backward_f64(
+        <const double*> a.Y, <const double*> a.coef, <const double*> a.dZ,
+        <double*> a.grad_coef, <double*> a.grad_bias, <double*> a.dY, a.n,
+        a.c, a.h, a.w, a.in_act, a.layout, a.n_threads)
+
+
+cdef class _PoolBackward(BoundCall):
+    """pool2x2_backward's call, bound (_calls.pyx)."""
+    cdef PoolBackwardArgs a
+
+    cdef int execute(self) noexcept nogil:
+        return _pool_backward_run(&self.a)
+
+
+cdef int _pool_backward_args(PoolBackwardArgs* a, const floating[:, :, :, ::1] Y,
+                             const floating[::1] coef,
+                             const floating[:, :, :, ::1] dZ,
+                             floating[::1] grad_coef,
+                             floating[::1] grad_bias,
+                             floating[:, :, :, ::1] dY,
+                             int input_activation, int n_threads, int n_samples,
+                             bint in_blocked, bint out_blocked) except -1:
+    """Check a call of pool2x2_backward (ValueError) and fill ``a`` with its pointers
+    and sizes."""
     cdef int bl = 16 if floating is float else 8
     cdef int n = _samples(Y.shape[0], n_samples, in_blocked or out_blocked)
     cdef int c = Y.shape[1], h = Y.shape[2], w = Y.shape[3]
-    cdef int status = 0
-    cdef int layout = (FASTBP_BLOCKED_IN if in_blocked else 0) | (
-        FASTBP_BLOCKED_OUT if out_blocked else 0)
+    memset(a, 0, sizeof(a[0]))
     if out_blocked and not in_blocked:
-        raise ValueError("a pooling's output side by side needs its input side by side")
+        raise ValueError("a pooling's dZ side by side needs its input side by side")
     _check_pool_input(Y)
     _check_rows("Y", Y.shape[0], n, in_blocked, bl)
     check_shape("coef", coef.shape, 1, (c,))
-    check_shape("bias", bias.shape, 1, (c,))
-    check_shape("X", X.shape, 4, (X.shape[0], c, h // 2, w // 2))
-    _check_rows("X", X.shape[0], n, out_blocked, bl)
-    if n == 0:
-        return
-    with nogil:
-        if floating is float:
-            status = fastbp_pool2x2_forward_f32(&Y[0, 0, 0, 0], &coef[0], &bias[0],
-                                                &X[0, 0, 0, 0], n, c, h, w, activation,
-                                                layout, n_threads)
-        else:
-            status = fastbp_pool2x2_forward_f64(&Y[0, 0, 0, 0], &coef[0], &bias[0],
-                                                &X[0, 0, 0, 0], n, c, h, w, activation,
-                                                layout, n_threads)
-    if status != 0:
-        raise MemoryError()
+    check_shape("dZ", dZ.shape, 4, (dZ.shape[0], c, h // 2, w // 2))
+    _check_rows("dZ", dZ.shape[0], n, out_blocked, bl)
+    check_shape("grad_coef", grad_coef.shape, 1, (c,))
+    check_shape("grad_bias", grad_bias.shape, 1, (c,))
+    if dY is not None:
+        check_shape("dY", dY.shape, 4, (dY.shape[0], c, h, w))
+        _check_rows("dY", dY.shape[0], n, in_blocked, bl)
+    a.n, a.c, a.h, a.w = n, c, h, w
+    a.in_act, a.n_threads = input_activation, n_threads
+    a.layout = (FASTBP_BLOCKED_IN if in_blocked else 0) | (
+        FASTBP_BLOCKED_OUT if out_blocked else 0)
+    a.single = floating is float
+    a.coef, a.grad_coef, a.grad_bias = &coef[0], &grad_coef[0], &grad_bias[0]
+    if n > 0:
+        a.Y, a.dZ = &Y[0, 0, 0, 0], &dZ[0, 0, 0, 0]
+        if dY is not None:
+            a.dY = &dY[0, 0, 0, 0]
+    return 0
 
 
 def pool2x2_backward(const floating[:, :, :, ::1] Y,
@@ -395,43 +663,31 @@ def pool2x2_backward(const floating[:, :, :, ::1] Y,
     samples of each block of ``block_samples`` in order, then over the
     blocks in order, in either layout.
     """
-    cdef int bl = 16 if floating is float else 8
-    cdef int n = _samples(Y.shape[0], n_samples, in_blocked or out_blocked)
-    cdef int c = Y.shape[1], h = Y.shape[2], w = Y.shape[3]
-    cdef floating* dY_ptr = NULL
-    cdef const floating* Y_ptr = NULL
-    cdef const floating* dZ_ptr = NULL
+    cdef PoolBackwardArgs a
     cdef int status
-    cdef int layout = (FASTBP_BLOCKED_IN if in_blocked else 0) | (
-        FASTBP_BLOCKED_OUT if out_blocked else 0)
-    if out_blocked and not in_blocked:
-        raise ValueError("a pooling's dZ side by side needs its input side by side")
-    _check_pool_input(Y)
-    _check_rows("Y", Y.shape[0], n, in_blocked, bl)
-    check_shape("coef", coef.shape, 1, (c,))
-    check_shape("dZ", dZ.shape, 4, (dZ.shape[0], c, h // 2, w // 2))
-    _check_rows("dZ", dZ.shape[0], n, out_blocked, bl)
-    check_shape("grad_coef", grad_coef.shape, 1, (c,))
-    check_shape("grad_bias", grad_bias.shape, 1, (c,))
-    if dY is not None:
-        check_shape("dY", dY.shape, 4, (dY.shape[0], c, h, w))
-        _check_rows("dY", dY.shape[0], n, in_blocked, bl)
-    if n > 0:
-        Y_ptr = &Y[0, 0, 0, 0]
-        dZ_ptr = &dZ[0, 0, 0, 0]
-        if dY is not None:
-            dY_ptr = &dY[0, 0, 0, 0]
+    _pool_backward_args(&a, Y, coef, dZ, grad_coef, grad_bias, dY, input_activation, n_threads,
+                        n_samples, in_blocked, out_blocked)
     with nogil:
-        if floating is float:
-            status = fastbp_pool2x2_backward_f32(Y_ptr, &coef[0], dZ_ptr, &grad_coef[0],
-                                                 &grad_bias[0], dY_ptr, n, c, h, w,
-                                                 input_activation, layout, n_threads)
-        else:
-            status = fastbp_pool2x2_backward_f64(Y_ptr, &coef[0], dZ_ptr, &grad_coef[0],
-                                                 &grad_bias[0], dY_ptr, n, c, h, w,
-                                                 input_activation, layout, n_threads)
-    if status != 0:
-        raise MemoryError()
+        status = _pool_backward_run(&a)
+    raise_for(status)
+
+
+def bind_pool2x2_backward(const floating[:, :, :, ::1] Y,
+                          const floating[::1] coef,
+                          const floating[:, :, :, ::1] dZ,
+                          floating[::1] grad_coef,  # OUT
+                          floating[::1] grad_bias,  # OUT
+                          floating[:, :, :, ::1] dY,  # OUT (None: not needed)
+                          int input_activation, int n_threads, *, int n_samples=-1,
+                          bint in_blocked=False, bint out_blocked=False):
+    """:func:`pool2x2_backward`'s call, checked now and run by calling the
+    returned :class:`~fastbp._kernels._calls.BoundCall` (which keeps the
+    arrays alive)."""
+    cdef _PoolBackward call = _PoolBackward.__new__(_PoolBackward)
+    _pool_backward_args(&call.a, Y, coef, dZ, grad_coef, grad_bias, dY, input_activation,
+                        n_threads, n_samples, in_blocked, out_blocked)
+    call.arrays = (Y, coef, dZ, grad_coef, grad_bias, dY)
+    return call
 
 
 cdef _transpose_blocks(const floating[:, :, :, ::1] nchw, const floating[:, :, :, ::1] blk,
@@ -467,3 +723,4 @@ def from_blocks(const floating[:, :, :, ::1] X,
     """Copy the samples of X, side by side, into out (NCHW); X has
     ``padded_rows(len(out), dtype)`` rows."""
     _transpose_blocks(out, X, False)
+

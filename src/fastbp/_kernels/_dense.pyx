@@ -11,7 +11,9 @@ _chain.pyx shares are declared in _dense.pxd.
 """
 from cython cimport floating
 from libc.stdlib cimport malloc, free
+from libc.string cimport memset
 
+from ._calls cimport BoundCall, raise_for
 from ._blas cimport block_start, gemm, gemm_blocks, gemm_pack_b, gemm_pack_free, gemm_packed
 from ._checks cimport check_shape
 from ._dispatch cimport bind_dispatch
@@ -377,6 +379,67 @@ cdef int backward_products(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const float
     return 0
 
 
+ctypedef struct DenseForwardArgs:
+    const void* A_in
+    const void* W
+    const void* b
+    void* A_out
+    Py_ssize_t m, k, n
+    int act, n_threads
+    bint single
+
+
+cdef void _dense_forward(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floating* A_in,
+                         const floating* W, const floating* b, floating* A_out, int act,
+                         int n_threads) noexcept nogil:
+    if m == 0 or n == 0:
+        return
+    if k == 0:  # an empty product: g(b) on every row
+        memset(A_out, 0, m * n * sizeof(floating))
+        bias_activate(A_out, b, m, 0, n, n, act)
+        return
+    split_gemm(False, m, n, k, A_in, W, A_out, b, NULL, act, n_threads)
+
+
+cdef int _dense_forward_run(const DenseForwardArgs* a) noexcept nogil:
+    """Run a call of dense_forward from its checked arguments."""
+    if a.single:
+        _dense_forward[float](a.m, a.k, a.n, <const float*> a.A_in, <const float*> a.W,
+                              <const float*> a.b, <float*> a.A_out, a.act, a.n_threads)
+    else:
+        _dense_forward[double](a.m, a.k, a.n, <const double*> a.A_in, <const double*> a.W,
+                               <const double*> a.b, <double*> a.A_out, a.act, a.n_threads)
+    return 0
+
+
+cdef class _DenseForward(BoundCall):
+    """dense_forward's call, bound (_calls.pyx)."""
+    cdef DenseForwardArgs a
+
+    cdef int execute(self) noexcept nogil:
+        return _dense_forward_run(&self.a)
+
+
+cdef int _dense_forward_args(DenseForwardArgs* a, const floating[:, ::1] A_in,
+                             const floating[:, ::1] W, const floating[::1] b,
+                             floating[:, ::1] A_out, int activation, int n_threads) except -1:
+    """Check a call of dense_forward (ValueError) and fill ``a`` with its
+    pointers and sizes."""
+    cdef Py_ssize_t m = A_in.shape[0], k = A_in.shape[1], n = W.shape[1]
+    memset(a, 0, sizeof(a[0]))
+    check_shape("W", W.shape, 2, (k, n))
+    check_shape("b", b.shape, 1, (n,))
+    check_shape("A_out", A_out.shape, 2, (m, n))
+    a.m, a.k, a.n = m, k, n
+    a.act, a.n_threads = activation, n_threads
+    a.single = floating is float
+    if m > 0 and n > 0:
+        a.A_out, a.b = &A_out[0, 0], &b[0]
+        if k > 0:
+            a.A_in, a.W = &A_in[0, 0], &W[0, 0]
+    return 0
+
+
 def dense_forward(const floating[:, ::1] A_in, const floating[:, ::1] W,
                   const floating[::1] b,
                   floating[:, ::1] A_out,  # OUT
@@ -385,19 +448,107 @@ def dense_forward(const floating[:, ::1] A_in, const floating[:, ::1] W,
 
     A_in (m, k), W (k, n), b (n,), A_out (m, n).
     """
-    cdef Py_ssize_t m = A_in.shape[0], k = A_in.shape[1], n = W.shape[1]
-    check_shape("W", W.shape, 2, (k, n))
-    check_shape("b", b.shape, 1, (n,))
-    check_shape("A_out", A_out.shape, 2, (m, n))
-    if m == 0 or n == 0:
-        return
-    if k == 0:  # an empty product: g(b) on every row
-        A_out[:, :] = 0
-        bias_activate(&A_out[0, 0], &b[0], m, 0, n, n, activation)
-        return
+    cdef DenseForwardArgs a
+    _dense_forward_args(&a, A_in, W, b, A_out, activation, n_threads)
     with nogil:
-        split_gemm(False, A_in.shape[0], W.shape[1], A_in.shape[1], &A_in[0, 0], &W[0, 0],
-                   &A_out[0, 0], &b[0], NULL, activation, n_threads)
+        _dense_forward_run(&a)
+
+
+def bind_dense_forward(const floating[:, ::1] A_in, const floating[:, ::1] W,
+                       const floating[::1] b,
+                       floating[:, ::1] A_out,  # OUT
+                       int activation, int n_threads):
+    """:func:`dense_forward`'s call, checked now and run by calling the
+    returned :class:`~fastbp._kernels._calls.BoundCall` (which keeps the
+    arrays alive)."""
+    cdef _DenseForward call = _DenseForward.__new__(_DenseForward)
+    _dense_forward_args(&call.a, A_in, W, b, A_out, activation, n_threads)
+    call.arrays = (A_in, W, b, A_out)
+    return call
+
+
+ctypedef struct DenseBackwardArgs:
+    const void* A_in
+    const void* W
+    const void* delta
+    void* grad_W
+    void* grad_b
+    void* delta_in
+    Py_ssize_t m, k, n
+    int in_act, n_threads
+    bint single
+
+
+cdef int _dense_backward(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floating* A_in,
+                         const floating* W, const floating* delta, floating* grad_W,
+                         floating* grad_b, floating* delta_in, int input_activation,
+                         int n_threads) noexcept nogil:
+    if m == 0 or n == 0:
+        # Empty sums: zero gradients and a zero delta for the layer below.
+        if grad_W != NULL:
+            memset(grad_W, 0, k * n * sizeof(floating))
+        if grad_b != NULL:
+            memset(grad_b, 0, n * sizeof(floating))
+        if delta_in != NULL:
+            memset(delta_in, 0, m * k * sizeof(floating))
+        return 0
+    if k == 0:  # no weights and no layer below: only the bias gradient
+        column_sums(delta, m, n, grad_b)
+        return 0
+    return backward_products(m, k, n, A_in, W, False, delta, grad_W, grad_b, delta_in,
+                             input_activation, n_threads)
+
+
+cdef int _dense_backward_run(const DenseBackwardArgs* a) noexcept nogil:
+    """Run a call of dense_backward from its checked arguments."""
+    if a.single:
+        return _dense_backward[float](
+            a.m, a.k, a.n, <const float*> a.A_in, <const float*> a.W, <const float*> a.delta,
+            <float*> a.grad_W, <float*> a.grad_b, <float*> a.delta_in, a.in_act, a.n_threads)
+    return _dense_backward[double](
+        a.m, a.k, a.n, <const double*> a.A_in, <const double*> a.W, <const double*> a.delta,
+        <double*> a.grad_W, <double*> a.grad_b, <double*> a.delta_in, a.in_act, a.n_threads)
+
+
+cdef class _DenseBackward(BoundCall):
+    """dense_backward's call, bound (_calls.pyx)."""
+    cdef DenseBackwardArgs a
+
+    cdef int execute(self) noexcept nogil:
+        return _dense_backward_run(&self.a)
+
+
+cdef int _dense_backward_args(DenseBackwardArgs* a, const floating[:, ::1] A_in,
+                              const floating[:, ::1] W, const floating[:, ::1] delta,
+                              floating[:, ::1] grad_W, floating[::1] grad_b,
+                              floating[:, ::1] delta_in, int input_activation,
+                              int n_threads) except -1:
+    """Check a call of dense_backward (ValueError) and fill ``a`` with its
+    pointers and sizes."""
+    cdef Py_ssize_t m = A_in.shape[0], k = A_in.shape[1], n = W.shape[1]
+    cdef bint want_delta_in = delta_in is not None
+    memset(a, 0, sizeof(a[0]))
+    check_shape("W", W.shape, 2, (k, n))
+    check_shape("delta", delta.shape, 2, (m, n))
+    check_shape("grad_W", grad_W.shape, 2, (k, n))
+    check_shape("grad_b", grad_b.shape, 1, (n,))
+    if want_delta_in:
+        check_shape("delta_in", delta_in.shape, 2, (m, k))
+    a.m, a.k, a.n = m, k, n
+    a.in_act, a.n_threads = input_activation, n_threads
+    a.single = floating is float
+    # each pointer only where its array has elements
+    if k * n > 0:
+        a.W, a.grad_W = &W[0, 0], &grad_W[0, 0]
+    if n > 0:
+        a.grad_b = &grad_b[0]
+    if m * n > 0:
+        a.delta = &delta[0, 0]
+    if m * k > 0:
+        a.A_in = &A_in[0, 0]
+        if want_delta_in:
+            a.delta_in = &delta_in[0, 0]
+    return 0
 
 
 def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
@@ -412,34 +563,29 @@ def dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
     delta_in is None, the seeds' recursion for the layer below:
     delta_in = (delta @ W^T) * g'(z_in), with g' taken from A_in = g(z_in).
     """
-    cdef int m = A_in.shape[0]
-    cdef Py_ssize_t k = A_in.shape[1]
-    cdef int n = W.shape[1]
-    cdef bint want_delta_in = delta_in is not None
-    cdef int status = 0
-    check_shape("W", W.shape, 2, (k, n))
-    check_shape("delta", delta.shape, 2, (m, n))
-    check_shape("grad_W", grad_W.shape, 2, (k, n))
-    check_shape("grad_b", grad_b.shape, 1, (n,))
-    if want_delta_in:
-        check_shape("delta_in", delta_in.shape, 2, (m, k))
-    if m == 0 or n == 0:
-        # Empty sums: zero gradients and a zero delta for the layer below.
-        grad_W[:, :] = 0
-        grad_b[:] = 0
-        if want_delta_in:
-            delta_in[:, :] = 0
-        return
-    if k == 0:  # no weights and no layer below: only the bias gradient
-        column_sums(&delta[0, 0], m, n, &grad_b[0])
-        return
+    cdef DenseBackwardArgs a
+    cdef int status
+    _dense_backward_args(&a, A_in, W, delta, grad_W, grad_b, delta_in, input_activation,
+                         n_threads)
     with nogil:
-        status = backward_products(m, k, n, &A_in[0, 0], &W[0, 0], False, &delta[0, 0],
-                                   &grad_W[0, 0], &grad_b[0],
-                                   &delta_in[0, 0] if want_delta_in else NULL,
-                                   input_activation, n_threads)
-    if status != 0:
-        raise MemoryError()
+        status = _dense_backward_run(&a)
+    raise_for(status)
+
+
+def bind_dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
+                        const floating[:, ::1] delta,
+                        floating[:, ::1] grad_W,  # OUT
+                        floating[::1] grad_b,  # OUT
+                        floating[:, ::1] delta_in,  # OUT (None: not needed)
+                        int input_activation, int n_threads):
+    """:func:`dense_backward`'s call, checked now and run by calling the
+    returned :class:`~fastbp._kernels._calls.BoundCall` (which keeps the
+    arrays alive)."""
+    cdef _DenseBackward call = _DenseBackward.__new__(_DenseBackward)
+    _dense_backward_args(&call.a, A_in, W, delta, grad_W, grad_b, delta_in, input_activation,
+                         n_threads)
+    call.arrays = (A_in, W, delta, grad_W, grad_b, delta_in)
+    return call
 
 
 # Elements one unit of all_finite checks: a pass over them costs far more

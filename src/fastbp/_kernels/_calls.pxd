@@ -1,0 +1,15 @@
+# A kernel call bound to its arrays (_calls.pyx): the kernel modules
+# subclass BoundCall, one subclass per kernel, whose execute runs the call
+# from the pointers and sizes its bind function validated.
+
+cdef class BoundCall:
+    cdef object arrays  # what the pointers point into, kept alive
+
+    cdef int execute(self) noexcept nogil
+
+
+cdef inline int raise_for(int status) except -1:
+    """MemoryError for a kernel's status -1 (out of memory)."""
+    if status != 0:
+        raise MemoryError()
+    return 0
