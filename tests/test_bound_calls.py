@@ -14,6 +14,7 @@ from numpy.testing import assert_allclose
 
 from fastbp import LeNet5Classifier
 from fastbp._kernels import _calls, _conv, _dense
+from fastbp._layers import as_array
 
 import _twins_conv as conv_twins
 import _twins_dense as dense_twins
@@ -143,21 +144,85 @@ def test_a_bound_call_keeps_its_arrays_alive(rng):
 
 @pytest.mark.parametrize("bind, args, message", [
     (_conv.bind_conv5x5_forward, lambda X, W, b, t: (X, W, b[:-1], t, np.empty((3, 4, 5, 5)),
-                                                     TANH, 1), "b"),
+                                                     TANH, 1), "^b has shape"),
     (_conv.bind_conv5x5_forward, lambda X, W, b, t: (X, W, b, t, np.empty((3, 4, 4, 5)),
-                                                     TANH, 1), "Y"),
+                                                     TANH, 1), "^Y has shape"),
+    (_conv.bind_conv5x5_forward, lambda X, W, b, t: (X, W, b, t, np.empty((3, 4, 5, 5)),
+                                                     TANH, 1, {"in_blocked": True}),
+     "^n_samples is needed"),
     (_conv.bind_conv5x5_backward, lambda X, W, b, t: (X, W, np.empty((3, 4, 5, 5)), t,
                                                       np.empty_like(W), b, np.empty((3, 2, 9, 8)),
-                                                      TANH, 1), "dX"),
+                                                      TANH, 1), "^dX has shape"),
     (_conv.bind_pool2x2_forward, lambda X, W, b, t: (X[:, :, :8, :8].copy(), b[:2], b[:2],
-                                                     np.empty((3, 2, 4, 3)), TANH, 1), "X"),
+                                                     np.empty((3, 2, 4, 3)), TANH, 1),
+     "^X has shape"),
+    (_conv.bind_pool2x2_backward, lambda X, W, b, t: (X[:, :, :8, :8].copy(), b[:2],
+                                                      np.empty((3, 2, 4, 4)), b[:3], b[:2],
+                                                      None, TANH, 1), "^grad_coef has shape"),
     (_dense.bind_dense_forward, lambda X, W, b, t: (X[0, 0], W[0, 0], b, np.empty((9, 4)),
-                                                    TANH, 1), "W"),
+                                                    TANH, 1), "^W has shape"),
+    (_dense.bind_dense_backward, lambda X, W, b, t: (X[0, 0], X[0, 0, :, :4].copy(),
+                                                     np.empty((9, 5)), np.empty((9, 4)), b,
+                                                     None, TANH, 1), "^delta has shape"),
 ])
 def test_a_bad_call_fails_when_bound(rng, bind, args, message):
     X, W, b, table = _conv_arrays(rng)
+    arguments = args(X, W, b, table)
+    keywords = arguments[-1] if isinstance(arguments[-1], dict) else {}
     with pytest.raises(ValueError, match=message):
-        bind(*args(X, W, b, table))
+        bind(*arguments[:len(arguments) - bool(keywords)], **keywords)
+
+
+def test_a_call_not_made_by_a_bind_function_refuses_to_run():
+    for call in (_calls.BoundCall(), _conv._ConvBackward(), _dense._DenseForward()):
+        with pytest.raises(ValueError, match="bind_"):
+            call()
+        with pytest.raises(ValueError, match="bind_"):
+            _calls.run_calls([call])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("in_blocked, out_blocked", [(False, True), (True, True), (True, False)])
+def test_bound_calls_on_maps_side_by_side_match_the_entry_points(rng, dtype, in_blocked,
+                                                                 out_blocked):
+    """Both ways of running a kernel, on the layouts LeNet-5 links its
+    layers with: the same bits (each layout's arithmetic is checked against
+    the twins in test_conv_kernels.py)."""
+    n = 21  # a partial block
+    rows = _conv.padded_rows(n, dtype)
+    X = rng.standard_normal((rows if in_blocked else n, 3, 12, 12)).astype(dtype)
+    W = (rng.standard_normal((5, 3, 5, 5)) * 0.2).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype)
+    table = (rng.random((5, 3)) < 0.7).view(np.uint8)
+    table[0, 0] = 1
+    out_shape = (rows if out_blocked else n, 5, 8, 8)
+    layout = {"n_samples": n, "in_blocked": in_blocked, "out_blocked": out_blocked}
+    Y_entry, Y_bound = np.zeros(out_shape, dtype), np.zeros(out_shape, dtype)
+    _conv.conv5x5_forward(X, W, b, table, Y_entry, TANH, 2, **layout)
+    _conv.bind_conv5x5_forward(X, W, b, table, Y_bound, TANH, 2, **layout)()
+    np.testing.assert_array_equal(Y_bound, Y_entry)
+    dZ = rng.standard_normal(out_shape).astype(dtype)
+    results = []
+    for kernel in (_conv.conv5x5_backward, _conv.bind_conv5x5_backward):
+        outputs = np.empty_like(W), np.empty_like(b), np.zeros_like(X)
+        call = kernel(X, W, dZ, table, *outputs, TANH, 2, **layout)
+        if call is not None:
+            call()
+        results.append(outputs)
+    for bound, entry in zip(*results):
+        np.testing.assert_array_equal(bound, entry)
+
+
+def test_a_bound_convolution_keeps_the_table_it_was_bound_with(rng):
+    """The connection table shapes a call (which pairs it computes, and the
+    dense path or the direct one) as its shapes do: it is read when bound."""
+    X, W, b, table = _conv_arrays(rng, size=5)
+    Y = np.empty((len(X), len(W), 1, 1))
+    expected = conv_twins.conv5x5_forward(X, W, b, table, TANH)
+    call = _conv.bind_conv5x5_forward(X, W, b, table, Y, TANH, 2)
+    table[0, 0] = 0
+    call()
+    _close(Y, expected)
 
 
 def test_run_calls_runs_bound_and_plain_calls_in_order(rng):
@@ -171,6 +236,31 @@ def test_run_calls_runs_bound_and_plain_calls_in_order(rng):
     _close(seen[0], A_in @ W)
     with pytest.raises(TypeError):
         _calls.run_calls([forward, 3])
+
+
+def test_the_networks_bound_passes_match_the_entry_points(rng):
+    """loss_and_grad runs its passes as BoundCalls (run_calls); the layers'
+    one-off runs (``once``) call the kernels' entry points: the same bits."""
+    X = rng.random((40, 28, 28))
+    y = np.arange(40) % 4
+    net = LeNet5Classifier(max_iter=1, batch_size=16, random_state=0).fit(X, y)._network
+    images = np.zeros((16, 1, 32, 32))
+    images[:, 0, 2:30, 2:30] = X[:16]
+    Y = np.eye(4)[y[:16]]
+    ws = net.workspace(16)
+    net.loss_and_grad(images, Y, None, 0.0, ws, 2)
+    bound_activations = [as_array(a) for a in ws.passes.activations[1:-1]]
+    grad = net.grad.copy()
+    net.grad[...] = np.nan
+    once = net.workspace(16)
+    activations = net.forward(images, once, 2)  # entry points
+    for bound, entry in zip(bound_activations, activations[1:-1]):
+        np.testing.assert_array_equal(bound, as_array(entry))
+    delta = ws.delta_out  # dL/dlogits of the bound pass, from the same logits
+    for i in range(len(net.layers) - 1, -1, -1):
+        delta = net.layers[i].backward(activations[i], activations[i + 1], delta,
+                                       once.layers[i], i > 0, 2)
+    np.testing.assert_array_equal(net.grad, grad)
 
 
 def test_the_network_runs_its_passes_as_recorded(rng):

@@ -45,8 +45,8 @@ def test_package_is_typed_and_versioned():
     assert fastbp.__version__ == __version__
 
 
-KERNEL_MODULES = ["_blas", "_calls", "_chain", "_chain_engine", "_conv", "_dense", "_dispatch", "_losses",
-                  "_openmp", "_optimizers", "_rnn", "_sparse"]
+KERNEL_MODULES = ["_blas", "_calls", "_chain", "_chain_engine", "_conv", "_dense", "_dispatch",
+                  "_losses", "_openmp", "_optimizers", "_rnn", "_sparse"]
 
 
 def _stub_contents(module):

@@ -52,9 +52,11 @@ ACTIVATION_CODES = _dense.ACTIVATION_CODES
 
 
 def _runs(entry_point, bind):
-    """How a layer makes a run of a kernel, indexed by ``once``: its bind
-    function (a BoundCall), or a partial of its entry point (checked as it
-    runs). Called as ``KERNEL[once](*args)``, one call either way."""
+    """The two ways a layer makes a run of a kernel, as the pair
+    ``(bound, once)`` that ``KERNEL[once](*args)`` picks from: the kernel's
+    bind function (a BoundCall, checked now), and a maker of partials of its
+    entry point (checked when run). One Python call either way: the one-off
+    runs of predict pay no more than they did before BoundCalls."""
     return bind, partial(partial, entry_point)
 
 

@@ -270,13 +270,26 @@ def bind_conv5x5_forward(const floating[:, :, :, ::1] X,
                          floating[:, :, :, ::1] Y,  # OUT
                          int activation, int n_threads, *, int n_samples=-1,
                          bint in_blocked=False, bint out_blocked=False):
-    """:func:`conv5x5_forward`'s call, checked now and run by calling the
-    returned :class:`~fastbp._kernels._calls.BoundCall` (which keeps the
-    arrays alive)."""
+    """:func:`conv5x5_forward`'s call, checked now, to run many times.
+
+    Parameters
+    ----------
+    Those of :func:`conv5x5_forward`.
+
+    Returns
+    -------
+    call : BoundCall
+        Runs the kernel on the arrays' contents each time it is called (see
+        ``_calls``); it keeps the arrays alive.
+    """
     cdef _ConvForward call = _ConvForward.__new__(_ConvForward)
-    _conv_forward_args(&call.a, X, W, b, table, Y, activation, n_threads, n_samples, in_blocked,
+    # a copy: the table shapes the call (which pairs it computes, the dense
+    # path or the direct one), as the shapes do, so it is read when bound
+    cdef const uint8_t[:, ::1] frozen = table.copy()
+    _conv_forward_args(&call.a, X, W, b, frozen, Y, activation, n_threads, n_samples, in_blocked,
                        out_blocked)
-    call.arrays = (X, W, b, table, Y)
+    call.arrays = (X, W, b, frozen, Y)
+    call.bound = True
     return call
 
 
@@ -425,13 +438,26 @@ def bind_conv5x5_backward(const floating[:, :, :, ::1] X,
                           floating[:, :, :, ::1] dX,  # OUT (None: not needed)
                           int input_activation, int n_threads, *, int n_samples=-1,
                           bint in_blocked=False, bint out_blocked=False):
-    """:func:`conv5x5_backward`'s call, checked now and run by calling the
-    returned :class:`~fastbp._kernels._calls.BoundCall` (which keeps the
-    arrays alive)."""
+    """:func:`conv5x5_backward`'s call, checked now, to run many times.
+
+    Parameters
+    ----------
+    Those of :func:`conv5x5_backward`.
+
+    Returns
+    -------
+    call : BoundCall
+        Runs the kernel on the arrays' contents each time it is called (see
+        ``_calls``); it keeps the arrays alive.
+    """
     cdef _ConvBackward call = _ConvBackward.__new__(_ConvBackward)
-    _conv_backward_args(&call.a, X, W, dZ, table, grad_W, grad_b, dX, input_activation, n_threads,
+    # a copy: the table shapes the call (which pairs it computes, the dense
+    # path or the direct one), as the shapes do, so it is read when bound
+    cdef const uint8_t[:, ::1] frozen = table.copy()
+    _conv_backward_args(&call.a, X, W, dZ, frozen, grad_W, grad_b, dX, input_activation, n_threads,
                         n_samples, in_blocked, out_blocked)
-    call.arrays = (X, W, dZ, table, grad_W, grad_b, dX)
+    call.arrays = (X, W, dZ, frozen, grad_W, grad_b, dX)
+    call.bound = True
     return call
 
 
@@ -492,8 +518,10 @@ cdef int _pool_forward_args(PoolForwardArgs* a, const floating[:, :, :, ::1] Y,
     a.layout = (FASTBP_BLOCKED_IN if in_blocked else 0) | (
         FASTBP_BLOCKED_OUT if out_blocked else 0)
     a.single = floating is float
-    if n > 0:
+    if n > 0 and c > 0 and h > 0 and w > 0:  # else X has no element to write
         a.Y, a.coef, a.bias, a.X = &Y[0, 0, 0, 0], &coef[0], &bias[0], &X[0, 0, 0, 0]
+    else:
+        a.n = 0
     return 0
 
 
@@ -540,13 +568,23 @@ def bind_pool2x2_forward(const floating[:, :, :, ::1] Y,
                          floating[:, :, :, ::1] X,  # OUT
                          int activation, int n_threads, *, int n_samples=-1,
                          bint in_blocked=False, bint out_blocked=False):
-    """:func:`pool2x2_forward`'s call, checked now and run by calling the
-    returned :class:`~fastbp._kernels._calls.BoundCall` (which keeps the
-    arrays alive)."""
+    """:func:`pool2x2_forward`'s call, checked now, to run many times.
+
+    Parameters
+    ----------
+    Those of :func:`pool2x2_forward`.
+
+    Returns
+    -------
+    call : BoundCall
+        Runs the kernel on the arrays' contents each time it is called (see
+        ``_calls``); it keeps the arrays alive.
+    """
     cdef _PoolForward call = _PoolForward.__new__(_PoolForward)
     _pool_forward_args(&call.a, Y, coef, bias, X, activation, n_threads, n_samples, in_blocked,
                        out_blocked)
     call.arrays = (Y, coef, bias, X)
+    call.bound = True
     return call
 
 
@@ -563,6 +601,8 @@ ctypedef struct PoolBackwardArgs:
 
 cdef int _pool_backward_run(const PoolBackwardArgs* a) noexcept nogil:
     """Run a call of pool2x2_backward from its checked arguments."""
+    if a.c == 0:
+        return 0
     if a.single:
         return fastbp_pool2x2_backward_f32(
             <const float*> a.Y, <const float*> a.coef, <const float*> a.dZ,
@@ -613,11 +653,14 @@ cdef int _pool_backward_args(PoolBackwardArgs* a, const floating[:, :, :, ::1] Y
     a.layout = (FASTBP_BLOCKED_IN if in_blocked else 0) | (
         FASTBP_BLOCKED_OUT if out_blocked else 0)
     a.single = floating is float
-    a.coef, a.grad_coef, a.grad_bias = &coef[0], &grad_coef[0], &grad_bias[0]
-    if n > 0:
+    if c > 0:
+        a.coef, a.grad_coef, a.grad_bias = &coef[0], &grad_coef[0], &grad_bias[0]
+    if n > 0 and c > 0 and h > 0 and w > 0:
         a.Y, a.dZ = &Y[0, 0, 0, 0], &dZ[0, 0, 0, 0]
         if dY is not None:
             a.dY = &dY[0, 0, 0, 0]
+    else:
+        a.n = 0  # empty sums: the kernel zeroes grad_coef and grad_bias
     return 0
 
 
@@ -680,13 +723,23 @@ def bind_pool2x2_backward(const floating[:, :, :, ::1] Y,
                           floating[:, :, :, ::1] dY,  # OUT (None: not needed)
                           int input_activation, int n_threads, *, int n_samples=-1,
                           bint in_blocked=False, bint out_blocked=False):
-    """:func:`pool2x2_backward`'s call, checked now and run by calling the
-    returned :class:`~fastbp._kernels._calls.BoundCall` (which keeps the
-    arrays alive)."""
+    """:func:`pool2x2_backward`'s call, checked now, to run many times.
+
+    Parameters
+    ----------
+    Those of :func:`pool2x2_backward`.
+
+    Returns
+    -------
+    call : BoundCall
+        Runs the kernel on the arrays' contents each time it is called (see
+        ``_calls``); it keeps the arrays alive.
+    """
     cdef _PoolBackward call = _PoolBackward.__new__(_PoolBackward)
     _pool_backward_args(&call.a, Y, coef, dZ, grad_coef, grad_bias, dY, input_activation,
                         n_threads, n_samples, in_blocked, out_blocked)
     call.arrays = (Y, coef, dZ, grad_coef, grad_bias, dY)
+    call.bound = True
     return call
 
 
@@ -723,4 +776,3 @@ def from_blocks(const floating[:, :, :, ::1] X,
     """Copy the samples of X, side by side, into out (NCHW); X has
     ``padded_rows(len(out), dtype)`` rows."""
     _transpose_blocks(out, X, False)
-
