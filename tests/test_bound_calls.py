@@ -238,15 +238,21 @@ def test_run_calls_runs_bound_and_plain_calls_in_order(rng):
         _calls.run_calls([forward, 3])
 
 
-def test_the_networks_bound_passes_match_the_entry_points(rng):
-    """loss_and_grad runs its passes as BoundCalls (run_calls); the layers'
-    one-off runs (``once``) call the kernels' entry points: the same bits."""
+def _lenet_batch(rng):
+    """A fitted LeNet-5 network (float64, 4 classes), a batch of 16 padded
+    images and its one-hot targets."""
     X = rng.random((40, 28, 28))
     y = np.arange(40) % 4
     net = LeNet5Classifier(max_iter=1, batch_size=16, random_state=0).fit(X, y)._network
     images = np.zeros((16, 1, 32, 32))
     images[:, 0, 2:30, 2:30] = X[:16]
-    Y = np.eye(4)[y[:16]]
+    return net, images, np.eye(4)[y[:16]]
+
+
+def test_the_networks_bound_passes_match_the_entry_points(rng):
+    """loss_and_grad runs its passes as BoundCalls (run_calls); the layers'
+    one-off runs (``once``) call the kernels' entry points: the same bits."""
+    net, images, Y = _lenet_batch(rng)
     ws = net.workspace(16)
     net.loss_and_grad(images, Y, None, 0.0, ws, 2)
     bound_activations = [as_array(a) for a in ws.passes.activations[1:-1]]
@@ -266,12 +272,7 @@ def test_the_networks_bound_passes_match_the_entry_points(rng):
 def test_the_network_runs_its_passes_as_recorded(rng):
     """loss_and_grad runs its bound passes through run_calls, and layer by
     layer when it records the deltas: both ways give the same bits."""
-    X = rng.random((40, 28, 28))
-    y = np.arange(40) % 4
-    net = LeNet5Classifier(max_iter=1, batch_size=16, random_state=0).fit(X, y)._network
-    images = np.zeros((16, 1, 32, 32))
-    images[:, 0, 2:30, 2:30] = X[:16]
-    Y = np.eye(4)[y[:16]]
+    net, images, Y = _lenet_batch(rng)
     ws = net.workspace(16)
     loss = net.loss_and_grad(images, Y, None, 1e-3, ws, 2)
     grad = net.grad.copy()
