@@ -7,6 +7,7 @@ cdef class BoundCall:
     cdef bint bound  # set by the bind function once the call is checked
 
     cdef int execute(self) noexcept nogil
+    cdef BoundCall keep(self, tuple arrays)
 
 
 cdef inline int raise_for(int status) except -1:

@@ -30,6 +30,13 @@ cdef class BoundCall:
         """Run the call; 0, or -1 when the kernel ran out of memory."""
         return 0
 
+    cdef BoundCall keep(self, tuple arrays):
+        """Mark the call checked (its bind function filled it) and keep
+        ``arrays``, what its pointers point into, alive; return it."""
+        self.arrays = arrays
+        self.bound = True
+        return self
+
     def __call__(self):
         """Run the kernel on the arrays' current contents.
 

@@ -270,27 +270,14 @@ def bind_conv5x5_forward(const floating[:, :, :, ::1] X,
                          floating[:, :, :, ::1] Y,  # OUT
                          int activation, int n_threads, *, int n_samples=-1,
                          bint in_blocked=False, bint out_blocked=False):
-    """:func:`conv5x5_forward`'s call, checked now, to run many times.
-
-    Parameters
-    ----------
-    Those of :func:`conv5x5_forward`.
-
-    Returns
-    -------
-    call : BoundCall
-        Runs the kernel on the arrays' contents each time it is called (see
-        ``_calls``); it keeps the arrays alive.
-    """
+    """:func:`conv5x5_forward`'s call, checked now: a BoundCall (see ``_calls``)."""
     cdef _ConvForward call = _ConvForward.__new__(_ConvForward)
     # a copy: the table shapes the call (which pairs it computes, the dense
     # path or the direct one), as the shapes do, so it is read when bound
     cdef const uint8_t[:, ::1] frozen = table.copy()
     _conv_forward_args(&call.a, X, W, b, frozen, Y, activation, n_threads, n_samples, in_blocked,
                        out_blocked)
-    call.arrays = (X, W, b, frozen, Y)
-    call.bound = True
-    return call
+    return call.keep((X, W, b, frozen, Y))
 
 
 ctypedef struct ConvBackwardArgs:
@@ -438,27 +425,14 @@ def bind_conv5x5_backward(const floating[:, :, :, ::1] X,
                           floating[:, :, :, ::1] dX,  # OUT (None: not needed)
                           int input_activation, int n_threads, *, int n_samples=-1,
                           bint in_blocked=False, bint out_blocked=False):
-    """:func:`conv5x5_backward`'s call, checked now, to run many times.
-
-    Parameters
-    ----------
-    Those of :func:`conv5x5_backward`.
-
-    Returns
-    -------
-    call : BoundCall
-        Runs the kernel on the arrays' contents each time it is called (see
-        ``_calls``); it keeps the arrays alive.
-    """
+    """:func:`conv5x5_backward`'s call, checked now: a BoundCall (see ``_calls``)."""
     cdef _ConvBackward call = _ConvBackward.__new__(_ConvBackward)
     # a copy: the table shapes the call (which pairs it computes, the dense
     # path or the direct one), as the shapes do, so it is read when bound
     cdef const uint8_t[:, ::1] frozen = table.copy()
     _conv_backward_args(&call.a, X, W, dZ, frozen, grad_W, grad_b, dX, input_activation, n_threads,
                         n_samples, in_blocked, out_blocked)
-    call.arrays = (X, W, dZ, frozen, grad_W, grad_b, dX)
-    call.bound = True
-    return call
+    return call.keep((X, W, dZ, frozen, grad_W, grad_b, dX))
 
 
 ctypedef struct PoolForwardArgs:
@@ -568,24 +542,11 @@ def bind_pool2x2_forward(const floating[:, :, :, ::1] Y,
                          floating[:, :, :, ::1] X,  # OUT
                          int activation, int n_threads, *, int n_samples=-1,
                          bint in_blocked=False, bint out_blocked=False):
-    """:func:`pool2x2_forward`'s call, checked now, to run many times.
-
-    Parameters
-    ----------
-    Those of :func:`pool2x2_forward`.
-
-    Returns
-    -------
-    call : BoundCall
-        Runs the kernel on the arrays' contents each time it is called (see
-        ``_calls``); it keeps the arrays alive.
-    """
+    """:func:`pool2x2_forward`'s call, checked now: a BoundCall (see ``_calls``)."""
     cdef _PoolForward call = _PoolForward.__new__(_PoolForward)
     _pool_forward_args(&call.a, Y, coef, bias, X, activation, n_threads, n_samples, in_blocked,
                        out_blocked)
-    call.arrays = (Y, coef, bias, X)
-    call.bound = True
-    return call
+    return call.keep((Y, coef, bias, X))
 
 
 ctypedef struct PoolBackwardArgs:
@@ -723,24 +684,11 @@ def bind_pool2x2_backward(const floating[:, :, :, ::1] Y,
                           floating[:, :, :, ::1] dY,  # OUT (None: not needed)
                           int input_activation, int n_threads, *, int n_samples=-1,
                           bint in_blocked=False, bint out_blocked=False):
-    """:func:`pool2x2_backward`'s call, checked now, to run many times.
-
-    Parameters
-    ----------
-    Those of :func:`pool2x2_backward`.
-
-    Returns
-    -------
-    call : BoundCall
-        Runs the kernel on the arrays' contents each time it is called (see
-        ``_calls``); it keeps the arrays alive.
-    """
+    """:func:`pool2x2_backward`'s call, checked now: a BoundCall (see ``_calls``)."""
     cdef _PoolBackward call = _PoolBackward.__new__(_PoolBackward)
     _pool_backward_args(&call.a, Y, coef, dZ, grad_coef, grad_bias, dY, input_activation,
                         n_threads, n_samples, in_blocked, out_blocked)
-    call.arrays = (Y, coef, dZ, grad_coef, grad_bias, dY)
-    call.bound = True
-    return call
+    return call.keep((Y, coef, dZ, grad_coef, grad_bias, dY))
 
 
 cdef _transpose_blocks(const floating[:, :, :, ::1] nchw, const floating[:, :, :, ::1] blk,

@@ -458,23 +458,10 @@ def bind_dense_forward(const floating[:, ::1] A_in, const floating[:, ::1] W,
                        const floating[::1] b,
                        floating[:, ::1] A_out,  # OUT
                        int activation, int n_threads):
-    """:func:`dense_forward`'s call, checked now, to run many times.
-
-    Parameters
-    ----------
-    Those of :func:`dense_forward`.
-
-    Returns
-    -------
-    call : BoundCall
-        Runs the kernel on the arrays' contents each time it is called (see
-        ``_calls``); it keeps the arrays alive.
-    """
+    """:func:`dense_forward`'s call, checked now: a BoundCall (see ``_calls``)."""
     cdef _DenseForward call = _DenseForward.__new__(_DenseForward)
     _dense_forward_args(&call.a, A_in, W, b, A_out, activation, n_threads)
-    call.arrays = (A_in, W, b, A_out)
-    call.bound = True
-    return call
+    return call.keep((A_in, W, b, A_out))
 
 
 ctypedef struct DenseBackwardArgs:
@@ -588,24 +575,11 @@ def bind_dense_backward(const floating[:, ::1] A_in, const floating[:, ::1] W,
                         floating[::1] grad_b,  # OUT
                         floating[:, ::1] delta_in,  # OUT (None: not needed)
                         int input_activation, int n_threads):
-    """:func:`dense_backward`'s call, checked now, to run many times.
-
-    Parameters
-    ----------
-    Those of :func:`dense_backward`.
-
-    Returns
-    -------
-    call : BoundCall
-        Runs the kernel on the arrays' contents each time it is called (see
-        ``_calls``); it keeps the arrays alive.
-    """
+    """:func:`dense_backward`'s call, checked now: a BoundCall (see ``_calls``)."""
     cdef _DenseBackward call = _DenseBackward.__new__(_DenseBackward)
     _dense_backward_args(&call.a, A_in, W, delta, grad_W, grad_b, delta_in, input_activation,
                          n_threads)
-    call.arrays = (A_in, W, delta, grad_W, grad_b, delta_in)
-    call.bound = True
-    return call
+    return call.keep((A_in, W, delta, grad_W, grad_b, delta_in))
 
 
 # Elements one unit of all_finite checks: a pass over them costs far more
