@@ -168,6 +168,151 @@
         }                                                                       \
     }
 
+/* The softmax cross-entropy of rows of n logits, its delta and each row's
+ * loss; the contract is elementwise.h's. Each row's maximum and sums run in
+ * FB_CE_LANES interleaved partial results combined in lane order (one chain
+ * of dependent additions would cost n times the adder's latency), the same
+ * in every copy. No fused multiply-adds: every copy gives the same bits. */
+#define FB_CE_LANES 8
+#define FB_CE_CHUNK 32
+#if defined(__GNUC__)
+/* The lanes as GCC vectors of VB bytes, the level's vector width up to 32
+ * (wider ones, or wider than the level's, GCC splits into scalars), so the
+ * lane-wise maximum and sums vectorize (GCC leaves loops over an array of
+ * lanes scalar); the maximum's select keeps `>`'s NaN rule. */
+#define FB_LANE_TYPES(VB)                                                       \
+    typedef float fb_lanes##VB##_f __attribute__((vector_size(VB)));            \
+    typedef int32_t fb_mask##VB##_f __attribute__((vector_size(VB)));           \
+    typedef double fb_lanes##VB##_d __attribute__((vector_size(VB)));           \
+    typedef int64_t fb_mask##VB##_d __attribute__((vector_size(VB)));
+FB_LANE_TYPES(16)
+FB_LANE_TYPES(32)
+#define FB_LANES_REDUCE(SUF, VB, acc, z, n, j, STEP)                            \
+    {                                                                           \
+        fb_lanes##VB##_##SUF v_, a_[FB_CE_LANES * sizeof(*(z)) / VB];           \
+        fb_mask##VB##_##SUF k_;                                                 \
+        int q_;                                                                 \
+        memcpy(a_, acc, sizeof a_);                                             \
+        for (; j + FB_CE_LANES <= n; j += FB_CE_LANES)                          \
+            for (q_ = 0; q_ < (int)(sizeof a_ / sizeof v_); q_++) {             \
+                memcpy(&v_, z + j + q_ * (VB / sizeof(*(z))), sizeof v_);       \
+                STEP                                                            \
+            }                                                                   \
+        memcpy(acc, a_, sizeof a_);                                             \
+    }
+#define FB_LANES_MAX(SUF, VB, m, z, n, j)                                       \
+    FB_LANES_REDUCE(SUF, VB, m, z, n, j, k_ = v_ > a_[q_];                      \
+                    a_[q_] = (fb_lanes##VB##_##SUF)((k_ & (fb_mask##VB##_##SUF)v_) \
+                                                    | (~k_ & (fb_mask##VB##_##SUF)a_[q_]));)
+#define FB_LANES_SUM(SUF, VB, s, y, n, j)                                       \
+    FB_LANES_REDUCE(SUF, VB, s, y, n, j, (void)k_; a_[q_] += v_;)
+#else
+#define FB_LANES_MAX(SUF, VB, m, z, n, j)                                       \
+    for (; j + FB_CE_LANES <= n; j += FB_CE_LANES)                              \
+        for (l = 0; l < FB_CE_LANES; l++)                                       \
+            m[l] = z[j + l] > m[l] ? z[j + l] : m[l];
+#define FB_LANES_SUM(SUF, VB, s, y, n, j)                                       \
+    for (; j + FB_CE_LANES <= n; j += FB_CE_LANES)                              \
+        for (l = 0; l < FB_CE_LANES; l++) s[l] += y[j + l];
+#endif
+#define FB_DEFINE_SOFTMAX_CE(T, SUF, LOG, VB, ATTR, NAME)                       \
+    static ATTR FB_NO_CONTRACT_ATTR T row_max_##NAME(const T *z, ptrdiff_t n)   \
+    {                                                                           \
+        T m[FB_CE_LANES], r = z[0];                                             \
+        ptrdiff_t j = 0;                                                        \
+        int l;                                                                  \
+        for (l = 0; l < FB_CE_LANES; l++) m[l] = r;                             \
+        FB_LANES_MAX(SUF, VB, m, z, n, j)                                       \
+        for (l = 0; l < FB_CE_LANES; l++) r = m[l] > r ? m[l] : r;              \
+        for (; j < n; j++) r = z[j] > r ? z[j] : r;                             \
+        return r;                                                               \
+    }                                                                           \
+    static ATTR FB_NO_CONTRACT_ATTR T row_sum_##NAME(const T *y, ptrdiff_t n)   \
+    {                                                                           \
+        T s[FB_CE_LANES] = {0}, r = 0;                                          \
+        ptrdiff_t j = 0;                                                        \
+        int l;                                                                  \
+        FB_LANES_SUM(SUF, VB, s, y, n, j)                                       \
+        for (l = 0; l < FB_CE_LANES; l++) r += s[l];                            \
+        for (; j < n; j++) r += y[j];                                           \
+        return r;                                                               \
+    }                                                                           \
+    static ATTR FB_NO_CONTRACT_ATTR void softmax_ce_##NAME(                     \
+        T *z, const T *y, T *d, ptrdiff_t rows, ptrdiff_t n, double scale,      \
+        const T *sw, T lo, T hi, double *row_loss)                              \
+    {                                                                           \
+        FB_NO_CONTRACT                                                          \
+        T shift[FB_CE_CHUNK], total[FB_CE_CHUNK], w, ysum, lse, v, loss;        \
+        ptrdiff_t c0, c1, i, j;                                                 \
+        for (c0 = 0; c0 < rows; c0 = c1) {                                      \
+            c1 = c0 + FB_CE_CHUNK < rows ? c0 + FB_CE_CHUNK : rows;             \
+            for (i = c0; i < c1; i++) shift[i - c0] = row_max_##NAME(z + i * n, n); \
+            softmax_exp_##NAME(z + c0 * n, shift, d + c0 * n, c1 - c0, n, total); \
+            for (i = c0; i < c1; i++) {                                         \
+                T *zi = z + i * n, *di = d + i * n;                             \
+                const T *yi = y + i * n;                                        \
+                const T t = total[i - c0];                                      \
+                w = (T)scale;                                                   \
+                if (sw != NULL) w = w * sw[i];                                  \
+                ysum = row_sum_##NAME(yi, n);                                   \
+                lse = shift[i - c0] + LOG(t);                                   \
+                /* the loss's terms in z's place; -log(p) for p clipped to      \
+                 * [eps, 1 - eps] is -log(p) clipped to [lo, hi] */             \
+                for (j = 0; j < n; j++) {                                       \
+                    v = lse - zi[j];                                            \
+                    zi[j] = yi[j] * (v < lo ? lo : (v > hi ? hi : v));          \
+                }                                                               \
+                loss = row_sum_##NAME(zi, n);                                   \
+                for (j = 0; j < n; j++) {                                       \
+                    zi[j] = di[j] / t;                                          \
+                    di[j] = w * (ysum * zi[j] - yi[j]);                         \
+                }                                                               \
+                row_loss[i] = sw != NULL ? (double)(loss * sw[i]) : (double)loss; \
+            }                                                                   \
+        }                                                                       \
+    }
+
+/* Rows of n logits into their softmax, in place (prediction). */
+#define FB_DEFINE_SOFTMAX(T, ATTR, NAME)                                        \
+    static ATTR FB_NO_CONTRACT_ATTR void softmax_##NAME(T *z, ptrdiff_t rows,   \
+                                                        ptrdiff_t n)            \
+    {                                                                           \
+        T shift[FB_CE_CHUNK], total[FB_CE_CHUNK];                               \
+        ptrdiff_t c0, c1, i, j;                                                 \
+        for (c0 = 0; c0 < rows; c0 = c1) {                                      \
+            c1 = c0 + FB_CE_CHUNK < rows ? c0 + FB_CE_CHUNK : rows;             \
+            for (i = c0; i < c1; i++) shift[i - c0] = row_max_##NAME(z + i * n, n); \
+            softmax_exp_##NAME(z + c0 * n, shift, z + c0 * n, c1 - c0, n, total); \
+            for (i = c0; i < c1; i++)                                           \
+                for (j = 0; j < n; j++) z[i * n + j] = z[i * n + j] / total[i - c0]; \
+        }                                                                       \
+    }
+
+/* out[c] = the sum of column c over m rows (stride ld), rows added in
+ * order from 0: FB_SUM_BYTES of columns a pass, their sums in registers. */
+#define FB_SUM_BYTES 256
+#define FB_DEFINE_COLUMN_SUMS(T, ATTR, NAME)                                    \
+    static ATTR void column_sums_##NAME(const T *a, ptrdiff_t m, ptrdiff_t ld,  \
+                                        ptrdiff_t n, T *out)                    \
+    {                                                                           \
+        enum { COLS = FB_SUM_BYTES / sizeof(T) };                               \
+        ptrdiff_t c0 = 0, i;                                                    \
+        int j, w;                                                               \
+        for (; c0 + COLS <= n; c0 += COLS) {                                    \
+            T acc[COLS] = {0};                                                  \
+            for (i = 0; i < m; i++)                                             \
+                for (j = 0; j < COLS; j++) acc[j] += a[i * ld + c0 + j];        \
+            for (j = 0; j < COLS; j++) out[c0 + j] = acc[j];                    \
+        }                                                                       \
+        if (c0 < n) {                                                           \
+            T acc[COLS] = {0};                                                  \
+            w = (int)(n - c0);                                                  \
+            for (i = 0; i < m; i++)                                             \
+                for (j = 0; j < w; j++) acc[j] += a[i * ld + c0 + j];           \
+            for (j = 0; j < w; j++) out[c0 + j] = acc[j];                       \
+        }                                                                       \
+    }
+
 /* 1 if every x[i] is finite: its exponent bits are not all ones (NaN and the
  * infinities). Tested on the bits, not as x - x == 0, so that no
  * floating-point option of a build (-ffinite-math-only) can fold it away;
@@ -189,21 +334,24 @@
     }
 
 /* Every loop of this file, for one dtype and one instruction set. */
-#define FB_DEFINE_ALL(T, SUF, SQRT, ATTR, NAME)                                 \
+#define FB_DEFINE_ALL(T, SUF, SQRT, LOG, VB, ATTR, NAME)                        \
     FB_DEFINE_LOOPS(T, SUF, ATTR, NAME)                                         \
     FB_DEFINE_L2(T, ATTR, NAME)                                                 \
     FB_DEFINE_ADAM(T, SQRT, ATTR, NAME)                                         \
     FB_DEFINE_SGD(T, ATTR, NAME)                                                \
-    FB_DEFINE_FINITE(T, SUF, ATTR, NAME)
+    FB_DEFINE_FINITE(T, SUF, ATTR, NAME)                                        \
+    FB_DEFINE_SOFTMAX_CE(T, SUF, LOG, VB, ATTR, NAME)                           \
+    FB_DEFINE_SOFTMAX(T, ATTR, NAME)                                            \
+    FB_DEFINE_COLUMN_SUMS(T, ATTR, NAME)
 
 #define FB_NO_ATTR
-FB_DEFINE_ALL(double, d, sqrt, FB_NO_ATTR, d_base)
-FB_DEFINE_ALL(float, f, sqrtf, FB_NO_ATTR, f_base)
+FB_DEFINE_ALL(double, d, sqrt, log, 16, FB_NO_ATTR, d_base)
+FB_DEFINE_ALL(float, f, sqrtf, logf, 16, FB_NO_ATTR, f_base)
 #if FB_X86_COPIES
-FB_DEFINE_ALL(double, d, sqrt, FB_TARGET_AVX2, d_avx2)
-FB_DEFINE_ALL(float, f, sqrtf, FB_TARGET_AVX2, f_avx2)
-FB_DEFINE_ALL(double, d, sqrt, FB_TARGET_AVX512, d_avx512)
-FB_DEFINE_ALL(float, f, sqrtf, FB_TARGET_AVX512, f_avx512)
+FB_DEFINE_ALL(double, d, sqrt, log, 32, FB_TARGET_AVX2, d_avx2)
+FB_DEFINE_ALL(float, f, sqrtf, logf, 32, FB_TARGET_AVX2, f_avx2)
+FB_DEFINE_ALL(double, d, sqrt, log, 32, FB_TARGET_AVX512, d_avx512)
+FB_DEFINE_ALL(float, f, sqrtf, logf, 32, FB_TARGET_AVX512, f_avx512)
 /* The copy of loop `name` for the level in use (read once per call). */
 #define FB_CALL(name, ...)                                                      \
     (fb_level() >= FB_LEVEL_AVX512 ? name##_avx512(__VA_ARGS__)                 \
@@ -289,4 +437,38 @@ int fastbp_all_finite_f(const float *x, ptrdiff_t n)
 int fastbp_all_finite_d(const double *x, ptrdiff_t n)
 {
     return FB_CALL(finite_d, x, n);
+}
+
+void fastbp_softmax_ce_f(float *z, const float *y, float *d, ptrdiff_t rows, ptrdiff_t n,
+                         double scale, const float *sw, float lo, float hi, double *row_loss)
+{
+    FB_CALL(softmax_ce_f, z, y, d, rows, n, scale, sw, lo, hi, row_loss);
+}
+
+void fastbp_softmax_ce_d(double *z, const double *y, double *d, ptrdiff_t rows, ptrdiff_t n,
+                         double scale, const double *sw, double lo, double hi,
+                         double *row_loss)
+{
+    FB_CALL(softmax_ce_d, z, y, d, rows, n, scale, sw, lo, hi, row_loss);
+}
+
+void fastbp_column_sums_f(const float *a, ptrdiff_t m, ptrdiff_t ld, ptrdiff_t n, float *out)
+{
+    FB_CALL(column_sums_f, a, m, ld, n, out);
+}
+
+void fastbp_column_sums_d(const double *a, ptrdiff_t m, ptrdiff_t ld, ptrdiff_t n,
+                          double *out)
+{
+    FB_CALL(column_sums_d, a, m, ld, n, out);
+}
+
+void fastbp_softmax_f(float *z, ptrdiff_t rows, ptrdiff_t n)
+{
+    FB_CALL(softmax_f, z, rows, n);
+}
+
+void fastbp_softmax_d(double *z, ptrdiff_t rows, ptrdiff_t n)
+{
+    FB_CALL(softmax_d, z, rows, n);
 }

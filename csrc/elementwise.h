@@ -11,6 +11,15 @@
  *   fastbp_softmax_exp_*: rows of n contiguous elements:
  *                       out[r][i] = exp(z[r][i] - shift[r]), shift[r] >= max(z[r]);
  *                       total[r] = the sum of out[r], added in index order.
+ *   fastbp_softmax_ce_*: rows of n logits z, targets y: with
+ *                       w_r = scale (sw NULL) or scale * sw[r], z turns into the
+ *                       softmax p, d = w_r (sum(y_r) p - y_r) and row_loss[r] =
+ *                       the cross-entropy sum_j y_rj (-log p_rj), -log p clipped
+ *                       to [lo, hi], times sw[r] unless sw is NULL; no fused
+ *                       multiply-adds.
+ *   fastbp_softmax_*: rows of n logits z into their softmax, in place.
+ *   fastbp_column_sums_*: out[c] = sum over i < m of a[i * ld + c], c < n,
+ *                       rows added in order.
  *   fastbp_l2_*:    grad[i] += c * theta[i]; returns sum(theta^2) in double,
  *                       added in a fixed order (8 interleaved partial sums).
  *   fastbp_adam_*:  Adam's step, m1 = b1 m1 + c1 g, m2 = b2 m2 + c2 g^2,
@@ -41,6 +50,16 @@ void fastbp_softmax_exp_f(const float *z, const float *shift, float *out, ptrdif
                           ptrdiff_t n, float *total);
 void fastbp_softmax_exp_d(const double *z, const double *shift, double *out, ptrdiff_t rows,
                           ptrdiff_t n, double *total);
+void fastbp_softmax_ce_f(float *z, const float *y, float *d, ptrdiff_t rows, ptrdiff_t n,
+                         double scale, const float *sw, float lo, float hi, double *row_loss);
+void fastbp_softmax_ce_d(double *z, const double *y, double *d, ptrdiff_t rows, ptrdiff_t n,
+                         double scale, const double *sw, double lo, double hi,
+                         double *row_loss);
+void fastbp_softmax_f(float *z, ptrdiff_t rows, ptrdiff_t n);
+void fastbp_softmax_d(double *z, ptrdiff_t rows, ptrdiff_t n);
+void fastbp_column_sums_f(const float *a, ptrdiff_t m, ptrdiff_t ld, ptrdiff_t n, float *out);
+void fastbp_column_sums_d(const double *a, ptrdiff_t m, ptrdiff_t ld, ptrdiff_t n,
+                          double *out);
 double fastbp_l2_f(const float *theta, float *grad, float c, ptrdiff_t n);
 double fastbp_l2_d(const double *theta, double *grad, double c, ptrdiff_t n);
 void fastbp_adam_f(float *theta, const float *g, float *m1, float *m2, float lr, float b1,

@@ -84,6 +84,57 @@ def test_output_loss_delta_matches_twin(kind, weighted):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 16, 65])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_softmax_cross_entropy_matches_twin_on_every_path(dtype, n, weighted, dispatch_path):
+    # The row maxima and sums run 8 lanes at a time, the exponentials 32 rows
+    # at a time: widths below, at and past a vector, and 70 rows (two chunks
+    # and a part) on one thread and on two.
+    rng = np.random.default_rng(12)
+    m = 70
+    Z = (rng.standard_normal((m, n)) * 3).astype(dtype)
+    Y = np.eye(n, dtype=dtype)[rng.integers(0, n, m)]
+    Y[::5] *= 0.5  # sum(y) != 1 scales p in the delta
+    sw = (rng.random(m) + 0.5).astype(dtype) if weighted else None
+    P_exp, loss_exp, d_exp = twin.output_loss_delta(
+        Z.astype(np.float64), Y.astype(np.float64), None if sw is None else sw.astype(np.float64),
+        "softmax_ce", 1 / 9, clip_eps=np.finfo(dtype).eps)
+    rtol, atol = (2e-6, 1e-7) if dtype == np.float32 else (1e-12, 1e-15)
+    for n_threads in (1, 2):
+        Zk, d = Z.copy(), np.full_like(Z, np.nan)
+        loss = _losses.output_loss_delta(Zk, Y, sw, d, _losses.LOSS_CODES["softmax_ce"], 1 / 9,
+                                         n_threads)
+        np.testing.assert_allclose(Zk, P_exp, rtol=rtol, atol=atol)
+        np.testing.assert_allclose(d, d_exp, rtol=rtol, atol=atol)
+        assert loss == pytest.approx(loss_exp, rel=rtol)
+        Zp = Z.copy()
+        _losses.output_activate(Zp, _losses.LOSS_CODES["softmax_ce"], n_threads)
+        np.testing.assert_array_equal(Zp, Zk)  # predict's softmax is training's
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", [(5, 3, 1), (40, 3, 31), (40, 3, 32), (40, 3, 33), (40, 3, 63),
+                                   (40, 3, 64), (40, 3, 65), (33, 0, 130), (3000, 20, 520),
+                                   (1600, 65, 128), (32, 120, 84)])
+def test_bias_gradient_adds_rows_in_order(dtype, m, k, n, dispatch_path):
+    # grad_b is each column's sum, rows added in order from zero on every
+    # path (the columns of a pass sit in vector registers; a bias gradient
+    # of several blocks sums each block's columns): the bits of adding the
+    # rows one by one. k = 0: no weights, the bias gradient alone.
+    rng = np.random.default_rng(13)
+    A, W = _rand(rng, m, k, dtype=dtype), _rand(rng, k, n, dtype=dtype)
+    delta = (_rand(rng, m, n, dtype=dtype) * np.geomspace(1e-3, 1e3, m)[:, None]).astype(dtype)
+    expected = np.zeros(n, dtype)
+    for row in delta:
+        expected += row
+    for want_delta_in in (False, True):
+        gW, gb = np.empty((k, n), dtype), np.full(n, np.nan, dtype)
+        d_in = np.empty((m, k), dtype) if want_delta_in else None
+        _dense.dense_backward(A, W, delta, gW, gb, d_in, 0, 2)
+        np.testing.assert_array_equal(gb, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["softmax_ce", "logistic_ce"])
 def test_cross_entropy_clips_probabilities_as_sklearn_log_loss(kind, dtype):
     # sklearn's own loss functions are the reference: probabilities clipped to

@@ -17,7 +17,8 @@ from ._calls cimport BoundCall, raise_for
 from ._blas cimport block_start, gemm, gemm_blocks, gemm_pack_b, gemm_pack_free, gemm_packed
 from ._checks cimport check_shape
 from ._dispatch cimport bind_dispatch
-from ._elementwise cimport elementwise_act, elementwise_all_finite, elementwise_dact
+from ._elementwise cimport (column_sums_strided, elementwise_act, elementwise_all_finite,
+                           elementwise_dact)
 from ._math cimport (ACT_IDENTITY, ACT_LECUN_TANH, ACT_LOGISTIC, ACT_RELU, ACT_TANH, LECUN_A,
                      LECUN_S)
 from ._team cimport (DtypeUnits, bind_team, dtype_unit, set_units, sum_partials, team_run,
@@ -57,14 +58,7 @@ cdef void multiply_derivative(floating* delta, const floating* act_out, Py_ssize
 cdef void column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
                       floating* out) noexcept nogil:
     """out[j] = sum_i A[i, j], rows added in order (thread-count independent)."""
-    cdef Py_ssize_t i, j
-    cdef const floating* row
-    for j in range(n):
-        out[j] = 0
-    for i in range(m):
-        row = A + i * n
-        for j in range(n):
-            out[j] += row[j]
+    column_sums_strided(A, m, n, n, out)
 
 
 cdef inline int split_blocks(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
@@ -190,14 +184,7 @@ cdef inline void gemm_job_sums(GemmJob* job, const floating* S, Py_ssize_t s_n,
 cdef void sums_block(const GemmJob* j, int blk, floating* tag) noexcept nogil:
     """Block ``blk`` of the job's column sums: its columns, rows in order."""
     cdef Py_ssize_t lo = block_start(j.s_n, j.n_sums, blk), hi = block_start(j.s_n, j.n_sums, blk + 1)
-    cdef Py_ssize_t i, c
-    cdef const floating* S = <const floating*> j.S
-    cdef floating* out = <floating*> j.sums
-    for c in range(lo, hi):
-        out[c] = 0
-    for i in range(j.gm):
-        for c in range(lo, hi):
-            out[c] += S[i * j.s_n + c]
+    column_sums_strided(<const floating*> j.S + lo, j.gm, j.s_n, hi - lo, <floating*> j.sums + lo)
 
 
 cdef inline void gemm_job_split(GemmJob* job, int n_split, bint trans_b, Py_ssize_t m,

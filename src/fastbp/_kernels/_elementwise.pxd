@@ -16,6 +16,18 @@ cdef extern from "elementwise.h":
                               Py_ssize_t rows, Py_ssize_t n, float* total) noexcept nogil
     void fastbp_softmax_exp_d(const double* z, const double* shift, double* out,
                               Py_ssize_t rows, Py_ssize_t n, double* total) noexcept nogil
+    void fastbp_softmax_ce_f(float* z, const float* y, float* d, Py_ssize_t rows,
+                             Py_ssize_t n, double scale, const float* sw, float lo, float hi,
+                             double* row_loss) noexcept nogil
+    void fastbp_softmax_ce_d(double* z, const double* y, double* d, Py_ssize_t rows,
+                             Py_ssize_t n, double scale, const double* sw, double lo,
+                             double hi, double* row_loss) noexcept nogil
+    void fastbp_softmax_f(float* z, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
+    void fastbp_softmax_d(double* z, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
+    void fastbp_column_sums_f(const float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t n,
+                              float* out) noexcept nogil
+    void fastbp_column_sums_d(const double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t n,
+                              double* out) noexcept nogil
     double fastbp_l2_f(const float* theta, float* grad, float c, Py_ssize_t n) noexcept nogil
     double fastbp_l2_d(const double* theta, double* grad, double c, Py_ssize_t n) noexcept nogil
     void fastbp_adam_f(float* theta, const float* g, float* m1, float* m2, float lr,
@@ -66,6 +78,34 @@ cdef inline void softmax_exp(const floating* z, const floating* shift, floating*
         fastbp_softmax_exp_f(z, shift, out, rows, n, total)
     else:
         fastbp_softmax_exp_d(z, shift, out, rows, n, total)
+
+
+cdef inline void softmax_ce_rows(floating* z, const floating* y, floating* d, Py_ssize_t rows,
+                                 Py_ssize_t n, double scale, const floating* sw, floating lo,
+                                 floating hi, double* row_loss) noexcept nogil:
+    """The softmax cross-entropy of ``rows`` rows of n logits (elementwise.h):
+    z turns into probabilities, d into the delta, row_loss into the losses."""
+    if floating is float:
+        fastbp_softmax_ce_f(z, y, d, rows, n, scale, sw, lo, hi, row_loss)
+    else:
+        fastbp_softmax_ce_d(z, y, d, rows, n, scale, sw, lo, hi, row_loss)
+
+
+cdef inline void softmax_rows(floating* z, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    """``rows`` rows of n logits into their softmax, in place."""
+    if floating is float:
+        fastbp_softmax_f(z, rows, n)
+    else:
+        fastbp_softmax_d(z, rows, n)
+
+
+cdef inline void column_sums_strided(const floating* a, Py_ssize_t m, Py_ssize_t ld,
+                                     Py_ssize_t n, floating* out) noexcept nogil:
+    """out[c] = the sum of column c (c < n) over m rows of stride ld, rows in order."""
+    if floating is float:
+        fastbp_column_sums_f(a, m, ld, n, out)
+    else:
+        fastbp_column_sums_d(a, m, ld, n, out)
 
 
 cdef inline double l2_block(const floating* theta, floating* grad, floating c,

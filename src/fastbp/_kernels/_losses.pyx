@@ -12,7 +12,7 @@ from libc.float cimport DBL_EPSILON, FLT_EPSILON
 
 from ._checks cimport check_shape
 from ._dispatch cimport bind_dispatch
-from ._elementwise cimport elementwise_act, softmax_exp
+from ._elementwise cimport elementwise_act, softmax_ce_rows, softmax_rows
 from ._math cimport ACT_LOGISTIC, sigmoid, fexp, flog, flog1p
 from ._team cimport (TEAM_UNIT_ELEMENTS, DtypeUnits, bind_team, dtype_unit, set_units, team_run,
                      threads_for, unit_count)
@@ -29,81 +29,11 @@ cdef inline floating clip(floating v, floating lo, floating hi) noexcept nogil:
     return lo if v < lo else (hi if v > hi else v)
 
 
-# Row reductions of the softmax cross-entropy in LANES interleaved partial
-# results combined in lane order, not one serial chain: a chain of n dependent
-# additions costs n times the adder's latency, most of the loss's time on
-# rows of tens of classes. A maximum is the same in any order; for the 0/1
-# targets of a classifier so are ysum and the loss (one nonzero term).
-DEF LANES = 8
-# Rows of the softmax whose exponentials are taken in one call.
-cdef enum:
-    ROW_CHUNK = 32
-
-
-cdef inline floating row_max(const floating* z, Py_ssize_t n) noexcept nogil:
-    """max(z[0], z[j] for j > 0 that are greater); NaN only if z[0] is NaN."""
-    cdef floating m[LANES]
-    cdef floating r = z[0]
-    cdef Py_ssize_t j = 0
-    cdef int l
-    for l in range(LANES):
-        m[l] = r
-    while j + LANES <= n:
-        for l in range(LANES):
-            m[l] = z[j + l] if z[j + l] > m[l] else m[l]
-        j += LANES
-    for l in range(LANES):
-        r = m[l] if m[l] > r else r
-    while j < n:
-        r = z[j] if z[j] > r else r
-        j += 1
-    return r
-
-
-cdef inline floating row_sum(const floating* y, Py_ssize_t n) noexcept nogil:
-    cdef floating s[LANES]
-    cdef floating r = 0
-    cdef Py_ssize_t j = 0
-    cdef int l
-    for l in range(LANES):
-        s[l] = 0
-    while j + LANES <= n:
-        for l in range(LANES):
-            s[l] += y[j + l]
-        j += LANES
-    for l in range(LANES):
-        r += s[l]
-    while j < n:
-        r += y[j]
-        j += 1
-    return r
-
-
-cdef inline floating softmax_ce_delta(floating* z, const floating* y, floating* d,
-                                     Py_ssize_t n, floating zmax, floating total,
-                                     floating weight) noexcept nogil:
-    """The softmax cross-entropy's row once d holds exp(z_j - zmax), whose sum
-    is total: see rows_loss_delta."""
-    cdef Py_ssize_t j
-    cdef floating eps = FLT_EPSILON if floating is float else DBL_EPSILON
-    # -log(p) for p clipped to [eps, 1 - eps] is -log(p) clipped to [lo, hi]
-    cdef floating lo = -flog1p(-eps), hi = -flog(eps)
-    # l = sum_j y_j (lse(z) - z_j); zmax was subtracted so exp never overflows
-    cdef floating ysum = row_sum(y, n), lse = zmax + flog(total), loss
-    for j in range(n):  # the loss's terms, in z's place (z is read no more)
-        z[j] = y[j] * clip(lse - z[j], lo, hi)
-    loss = row_sum(z, n)
-    for j in range(n):  # d turns from the exponentials into the delta
-        z[j] = d[j] / total
-        d[j] = weight * (ysum * z[j] - y[j])
-    return loss
-
-
 cdef inline floating row_loss_delta(floating* z, const floating* y, floating* d,
                                     Py_ssize_t n, int kind, floating weight) noexcept nogil:
     """Turn one row of logits z into outputs in place, write d = weight * dl/dz,
     return the row's loss l (unweighted); every kind but the softmax
-    cross-entropy, which rows_loss_delta takes several rows at a time.
+    cross-entropy, which elementwise.c's softmax_ce takes (fastbp_softmax_ce_*).
 
     The cross-entropies clip each probability to [eps, 1 - eps] (eps of the
     dtype) inside the loss, as sklearn's log_loss does, so a saturated output
@@ -223,30 +153,24 @@ cdef void rows_loss_delta(floating* Z, const floating* Y, floating* D, Py_ssize_
     dtype) inside the loss, as sklearn's log_loss does, so a saturated output
     costs at most -log(eps) and loss_curve_ and tol see sklearn's numbers; the
     delta is the unclipped p - y, as in sklearn's backprop."""
-    cdef floating shift[ROW_CHUNK]
-    cdef floating total[ROW_CHUNK]
-    cdef Py_ssize_t c0 = r0, c1, i
+    cdef Py_ssize_t i
     cdef floating w, loss
-    while c0 < r1:
-        c1 = min(c0 + ROW_CHUNK, r1)
-        if kind == LOSS_SOFTMAX_CE:
-            # the exponentials of a chunk of rows at once: their sums overlap
-            for i in range(c0, c1):
-                shift[i - c0] = row_max(Z + i * n, n)
-            softmax_exp(Z + c0 * n, shift, D + c0 * n, c1 - c0, n, total)
-        for i in range(c0, c1):
-            w = <floating> scale
-            if sw != NULL:
-                w = w * sw[i]
-            if kind == LOSS_SOFTMAX_CE:
-                loss = softmax_ce_delta(Z + i * n, Y + i * n, D + i * n, n, shift[i - c0],
-                                        total[i - c0], w)
-            else:
-                loss = row_loss_delta(Z + i * n, Y + i * n, D + i * n, n, kind, w)
-            if sw != NULL:
-                loss = loss * sw[i]
-            row_loss[i] = loss
-        c0 = c1
+    cdef floating eps = FLT_EPSILON if floating is float else DBL_EPSILON
+    cdef const floating* sw_rows = NULL
+    if kind == LOSS_SOFTMAX_CE:
+        if sw != NULL:
+            sw_rows = sw + r0
+        softmax_ce_rows(Z + r0 * n, Y + r0 * n, D + r0 * n, r1 - r0, n, scale, sw_rows,
+                        -flog1p(-eps), -flog(eps), row_loss + r0)
+        return
+    for i in range(r0, r1):
+        w = <floating> scale
+        if sw != NULL:
+            w = w * sw[i]
+        loss = row_loss_delta(Z + i * n, Y + i * n, D + i * n, n, kind, w)
+        if sw != NULL:
+            loss = loss * sw[i]
+        row_loss[i] = loss
 
 
 cdef void output_loss_rows(const void* job, int u, int slot, floating* tag) noexcept nogil:
@@ -258,24 +182,11 @@ cdef void output_loss_rows(const void* job, int u, int slot, floating* tag) noex
 
 cdef void output_activate_rows(const void* job, int u, int slot, floating* tag) noexcept nogil:
     cdef const OutputJob* j = <const OutputJob*> job
-    cdef Py_ssize_t i, k, c1, n = j.n
+    cdef Py_ssize_t i, k, n = j.n
     cdef Py_ssize_t r0 = u * j.rows_per_unit, r1 = min(j.m, (u + 1) * j.rows_per_unit)
-    cdef Py_ssize_t c0 = r0
-    cdef floating shift[ROW_CHUNK]
-    cdef floating total[ROW_CHUNK]
     cdef floating* z
     if j.kind == LOSS_SOFTMAX_CE:
-        while c0 < r1:
-            c1 = min(c0 + ROW_CHUNK, r1)
-            for i in range(c0, c1):
-                shift[i - c0] = row_max(<floating*> j.Z + i * n, n)
-            softmax_exp(<floating*> j.Z + c0 * n, shift, <floating*> j.Z + c0 * n, c1 - c0,
-                        n, total)
-            for i in range(c0, c1):
-                z = <floating*> j.Z + i * n
-                for k in range(n):
-                    z[k] = z[k] / total[i - c0]
-            c0 = c1
+        softmax_rows(<floating*> j.Z + r0 * n, r1 - r0, n)
         return
     for i in range(r0, r1):
         z = <floating*> j.Z + i * n
