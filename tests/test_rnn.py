@@ -247,6 +247,39 @@ def test_bad_sequences_raise(X, y, match):
         RNNClassifier(max_iter=1).fit(X, y)
 
 
+@pytest.mark.parametrize("X,y,match", [
+    # y as one array: its steps against each sequence's, the first mismatch named
+    (np.zeros((4, 5, 2)), np.zeros((4, 6), int), r"^y\[0\] has 6 steps but X\[0\] has 5"),
+    ([np.zeros((5, 2)), np.zeros((5, 2)), np.zeros((3, 2))], np.zeros((3, 5), int),
+     r"^y\[2\] has 5 steps but X\[2\] has 3"),
+    (np.zeros((4, 5, 2)), np.zeros((3, 5), int), r"^y holds 3 sequences, X holds 4\."),
+    # y as a list of arrays
+    (np.zeros((3, 5, 2)), [np.zeros(5, int), np.zeros(5, int), np.zeros(4, int)],
+     r"^y\[2\] has 4 steps but X\[2\] has 5"),
+    (np.zeros((3, 5, 2)), [np.zeros(5, int)] * 2, r"^y holds 2 sequences, X holds 3\."),
+])
+def test_per_step_targets_must_match_the_sequences(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        RNNClassifier(output="sequence", max_iter=1).fit(X, y)
+
+
+def test_per_step_targets_of_one_array_are_its_rows_in_order():
+    # y given as an (n, t) or (n, t, k) array trains as the same targets given
+    # as a list of per-sequence arrays
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((6, 5, 3))
+    y = rng.integers(0, 3, (6, 5))
+    params = dict(hidden_size=4, output="sequence", max_iter=3, random_state=0)
+    a = _fit(RNNClassifier(**params), X, y)
+    b = _fit(RNNClassifier(**params), X, list(y))
+    np.testing.assert_array_equal(a._network.theta, b._network.theta)
+    Y = rng.standard_normal((6, 5, 2))
+    a = _fit(RNNRegressor(**params), X, Y)
+    b = _fit(RNNRegressor(**params), X, [s for s in Y])
+    np.testing.assert_array_equal(a._network.theta, b._network.theta)
+    assert a.predict(X).shape == (6, 5, 2)
+
+
 def test_sequence_targets_must_match_lengths_and_features_at_predict():
     X = [np.zeros((3, 2)), np.zeros((4, 2))]
     with pytest.raises(ValueError, match="steps"):

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.utils.validation import check_array, validate_data
 
 from ._base import EstimatorMixin
-from ._inputs import check_fitted, plain_float_array
+from ._inputs import check_fitted, known_finite, plain_float_array
 from ._sequences import Ragged
 
 _FLOATS = (np.float64, np.float32)
@@ -58,7 +58,8 @@ class SequenceInputMixin(EstimatorMixin):
             if reset:
                 self.n_features_in_ = ragged.data.shape[1]
         elif ndim == 3:
-            X = check_array(X, allow_nd=True, dtype=_FLOATS, input_name="X")
+            X = check_array(X, allow_nd=True, dtype=_FLOATS, input_name="X",
+                            ensure_all_finite=not known_finite(self, X))
             n, t, f = X.shape
             if n == 0 or t == 0:
                 raise ValueError(f"X of shape {X.shape} holds no steps.")
@@ -74,7 +75,8 @@ class SequenceInputMixin(EstimatorMixin):
                 self.n_features_in_ = f
         else:
             # the 2-D reading: (n_sequences, n_steps) univariate sequences
-            X = validate_data(self, X, reset=reset, dtype=_FLOATS)
+            X = validate_data(self, X, reset=reset, dtype=_FLOATS,
+                              ensure_all_finite=not known_finite(self, X))
             n, t = X.shape
             ragged = Ragged(np.ascontiguousarray(X.reshape(n * t, 1)), np.full(n, t))
             kind = "table"
@@ -95,19 +97,23 @@ class SequenceInputMixin(EstimatorMixin):
             return y, np.ones(len(lengths), dtype=np.intp)
         if isinstance(y, (list, tuple)) and len(y) and np.ndim(y[0]) >= 1:
             parts = [np.asarray(p) for p in y]
+            steps = [len(p) for p in parts]
         else:
             y = np.asarray(y)
             if y.ndim < 2:
                 raise ValueError(
                     "With output='sequence', y needs one target per step: shape "
                     "(n_sequences, n_steps[, n_outputs]) or a list of arrays.")
-            parts = list(y)
-        if len(parts) != len(lengths):
-            raise ValueError(f"y holds {len(parts)} sequences, X holds {len(lengths)}.")
-        for i, (p, n) in enumerate(zip(parts, lengths)):
-            if len(p) != n:
-                raise ValueError(f"y[{i}] has {len(p)} steps but X[{i}] has {n}: with "
-                                 "output='sequence' they must match.")
+            parts, steps = None, np.full(len(y), y.shape[1])
+        if len(steps) != len(lengths):
+            raise ValueError(f"y holds {len(steps)} sequences, X holds {len(lengths)}.")
+        mismatch = np.flatnonzero(np.asarray(steps) != lengths)
+        if len(mismatch):
+            i = int(mismatch[0])
+            raise ValueError(f"y[{i}] has {steps[i]} steps but X[{i}] has {lengths[i]}: with "
+                             "output='sequence' they must match.")
+        if parts is None:  # one array's rows, without a list of its sequences
+            return y.reshape((-1,) + y.shape[2:]).copy(), lengths
         return np.concatenate(parts), lengths
 
     def _validate_X_y(self, X, y, reset):

@@ -66,7 +66,10 @@ class Ragged:
 
     def split(self):
         """The groups as a list of arrays (views)."""
-        return np.split(self.data, self.starts[1:])
+        # slices, not np.split: it cost 3 us a group (2 ms for 640 sequences)
+        data = self.data
+        return [data[start:start + n] for start, n in zip(self.starts.tolist(),
+                                                          self.lengths.tolist())]
 
     @functools.cached_property
     def uniform_length(self):
