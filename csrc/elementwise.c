@@ -168,18 +168,21 @@
         }                                                                       \
     }
 
-/* The softmax cross-entropy of rows of n logits, its delta and each row's
- * loss; the contract is elementwise.h's. Each row's maximum and sums run in
- * FB_CE_LANES interleaved partial results combined in lane order (one chain
- * of dependent additions would cost n times the adder's latency), the same
- * in every copy. No fused multiply-adds: every copy gives the same bits. */
+/* The softmax of rows of n >= 1 logits, and its cross-entropy, delta and
+ * row losses; the contract is elementwise.h's. Each row's maximum and sums
+ * run in FB_CE_LANES interleaved partial results combined in lane order (one
+ * chain of dependent additions would cost n times the adder's latency), the
+ * same in every copy. No fused multiply-adds: given the exponentials (whose
+ * last bits differ between copies), every copy gives the same bits. */
 #define FB_CE_LANES 8
 #define FB_CE_CHUNK 32
-#if defined(__GNUC__)
-/* The lanes as GCC vectors of VB bytes, the level's vector width up to 32
- * (wider ones, or wider than the level's, GCC splits into scalars), so the
- * lane-wise maximum and sums vectorize (GCC leaves loops over an array of
- * lanes scalar); the maximum's select keeps `>`'s NaN rule. */
+/* FASTBP_CONV_SCALAR (tools/check_memory.sh conv-scalar) builds this code
+ * without vector extensions too, as compilers without them (MSVC) do. */
+#if defined(__GNUC__) && !defined(FASTBP_CONV_SCALAR)
+/* The lanes as GCC vectors of VB bytes, the copy's vector width up to 32
+ * (wider ones GCC splits into scalars), so the lane-wise maximum and sums
+ * vectorize (GCC leaves a loop over an array of lanes scalar); the maximum's
+ * select keeps `>`'s NaN rule. */
 #define FB_LANE_TYPES(VB)                                                       \
     typedef float fb_lanes##VB##_f __attribute__((vector_size(VB)));            \
     typedef int32_t fb_mask##VB##_f __attribute__((vector_size(VB)));           \
@@ -190,7 +193,6 @@ FB_LANE_TYPES(32)
 #define FB_LANES_REDUCE(SUF, VB, acc, z, n, j, STEP)                            \
     {                                                                           \
         fb_lanes##VB##_##SUF v_, a_[FB_CE_LANES * sizeof(*(z)) / VB];           \
-        fb_mask##VB##_##SUF k_;                                                 \
         int q_;                                                                 \
         memcpy(a_, acc, sizeof a_);                                             \
         for (; j + FB_CE_LANES <= n; j += FB_CE_LANES)                          \
@@ -201,19 +203,26 @@ FB_LANE_TYPES(32)
         memcpy(acc, a_, sizeof a_);                                             \
     }
 #define FB_LANES_MAX(SUF, VB, m, z, n, j)                                       \
-    FB_LANES_REDUCE(SUF, VB, m, z, n, j, k_ = v_ > a_[q_];                      \
-                    a_[q_] = (fb_lanes##VB##_##SUF)((k_ & (fb_mask##VB##_##SUF)v_) \
-                                                    | (~k_ & (fb_mask##VB##_##SUF)a_[q_]));)
-#define FB_LANES_SUM(SUF, VB, s, y, n, j)                                       \
-    FB_LANES_REDUCE(SUF, VB, s, y, n, j, (void)k_; a_[q_] += v_;)
+    FB_LANES_REDUCE(SUF, VB, m, z, n, j, {                                      \
+        fb_mask##VB##_##SUF k_ = v_ > a_[q_];                                   \
+        a_[q_] = (fb_lanes##VB##_##SUF)((k_ & (fb_mask##VB##_##SUF)v_)          \
+                                        | (~k_ & (fb_mask##VB##_##SUF)a_[q_])); \
+    })
+#define FB_LANES_SUM(SUF, VB, s, y, n, j) FB_LANES_REDUCE(SUF, VB, s, y, n, j, a_[q_] += v_;)
 #else
 #define FB_LANES_MAX(SUF, VB, m, z, n, j)                                       \
-    for (; j + FB_CE_LANES <= n; j += FB_CE_LANES)                              \
-        for (l = 0; l < FB_CE_LANES; l++)                                       \
-            m[l] = z[j + l] > m[l] ? z[j + l] : m[l];
+    {                                                                           \
+        int l_;                                                                 \
+        for (; j + FB_CE_LANES <= n; j += FB_CE_LANES)                          \
+            for (l_ = 0; l_ < FB_CE_LANES; l_++)                                \
+                m[l_] = z[j + l_] > m[l_] ? z[j + l_] : m[l_];                  \
+    }
 #define FB_LANES_SUM(SUF, VB, s, y, n, j)                                       \
-    for (; j + FB_CE_LANES <= n; j += FB_CE_LANES)                              \
-        for (l = 0; l < FB_CE_LANES; l++) s[l] += y[j + l];
+    {                                                                           \
+        int l_;                                                                 \
+        for (; j + FB_CE_LANES <= n; j += FB_CE_LANES)                          \
+            for (l_ = 0; l_ < FB_CE_LANES; l_++) s[l_] += y[j + l_];            \
+    }
 #endif
 #define FB_DEFINE_SOFTMAX_CE(T, SUF, LOG, VB, ATTR, NAME)                       \
     static ATTR FB_NO_CONTRACT_ATTR T row_max_##NAME(const T *z, ptrdiff_t n)   \
@@ -237,6 +246,14 @@ FB_LANE_TYPES(32)
         for (; j < n; j++) r += y[j];                                           \
         return r;                                                               \
     }                                                                           \
+    /* rows <= FB_CE_CHUNK: out = exp(z - max of z's row), total its sums */    \
+    static ATTR FB_NO_CONTRACT_ATTR void chunk_exp_##NAME(                      \
+        const T *z, T *out, ptrdiff_t rows, ptrdiff_t n, T *shift, T *total)    \
+    {                                                                           \
+        ptrdiff_t i;                                                            \
+        for (i = 0; i < rows; i++) shift[i] = row_max_##NAME(z + i * n, n);     \
+        softmax_exp_##NAME(z, shift, out, rows, n, total);                      \
+    }                                                                           \
     static ATTR FB_NO_CONTRACT_ATTR void softmax_ce_##NAME(                     \
         T *z, const T *y, T *d, ptrdiff_t rows, ptrdiff_t n, double scale,      \
         const T *sw, T lo, T hi, double *row_loss)                              \
@@ -246,8 +263,7 @@ FB_LANE_TYPES(32)
         ptrdiff_t c0, c1, i, j;                                                 \
         for (c0 = 0; c0 < rows; c0 = c1) {                                      \
             c1 = c0 + FB_CE_CHUNK < rows ? c0 + FB_CE_CHUNK : rows;             \
-            for (i = c0; i < c1; i++) shift[i - c0] = row_max_##NAME(z + i * n, n); \
-            softmax_exp_##NAME(z + c0 * n, shift, d + c0 * n, c1 - c0, n, total); \
+            chunk_exp_##NAME(z + c0 * n, d + c0 * n, c1 - c0, n, shift, total); \
             for (i = c0; i < c1; i++) {                                         \
                 T *zi = z + i * n, *di = d + i * n;                             \
                 const T *yi = y + i * n;                                        \
@@ -270,10 +286,8 @@ FB_LANE_TYPES(32)
                 row_loss[i] = sw != NULL ? (double)(loss * sw[i]) : (double)loss; \
             }                                                                   \
         }                                                                       \
-    }
-
-/* Rows of n logits into their softmax, in place (prediction). */
-#define FB_DEFINE_SOFTMAX(T, ATTR, NAME)                                        \
+    }                                                                           \
+    /* predict's softmax, in place */                                           \
     static ATTR FB_NO_CONTRACT_ATTR void softmax_##NAME(T *z, ptrdiff_t rows,   \
                                                         ptrdiff_t n)            \
     {                                                                           \
@@ -281,36 +295,29 @@ FB_LANE_TYPES(32)
         ptrdiff_t c0, c1, i, j;                                                 \
         for (c0 = 0; c0 < rows; c0 = c1) {                                      \
             c1 = c0 + FB_CE_CHUNK < rows ? c0 + FB_CE_CHUNK : rows;             \
-            for (i = c0; i < c1; i++) shift[i - c0] = row_max_##NAME(z + i * n, n); \
-            softmax_exp_##NAME(z + c0 * n, shift, z + c0 * n, c1 - c0, n, total); \
+            chunk_exp_##NAME(z + c0 * n, z + c0 * n, c1 - c0, n, shift, total); \
             for (i = c0; i < c1; i++)                                           \
                 for (j = 0; j < n; j++) z[i * n + j] = z[i * n + j] / total[i - c0]; \
         }                                                                       \
     }
 
-/* out[c] = the sum of column c over m rows (stride ld), rows added in
- * order from 0: FB_SUM_BYTES of columns a pass, their sums in registers. */
-#define FB_SUM_BYTES 256
+/* out[c] = the sum of column c over m rows (stride ld), rows added in order
+ * from 0: four rows at a time added to out in turn (out stays in L1; the
+ * additions are the same, in the same order, as one row at a time),
+ * vectorized along the rows. */
 #define FB_DEFINE_COLUMN_SUMS(T, ATTR, NAME)                                    \
-    static ATTR void column_sums_##NAME(const T *a, ptrdiff_t m, ptrdiff_t ld,  \
-                                        ptrdiff_t n, T *out)                    \
+    static ATTR void column_sums_##NAME(const T *restrict a, ptrdiff_t m,       \
+                                        ptrdiff_t ld, ptrdiff_t n,              \
+                                        T *restrict out)                        \
     {                                                                           \
-        enum { COLS = FB_SUM_BYTES / sizeof(T) };                               \
-        ptrdiff_t c0 = 0, i;                                                    \
-        int j, w;                                                               \
-        for (; c0 + COLS <= n; c0 += COLS) {                                    \
-            T acc[COLS] = {0};                                                  \
-            for (i = 0; i < m; i++)                                             \
-                for (j = 0; j < COLS; j++) acc[j] += a[i * ld + c0 + j];        \
-            for (j = 0; j < COLS; j++) out[c0 + j] = acc[j];                    \
+        ptrdiff_t i = 0, j;                                                     \
+        for (j = 0; j < n; j++) out[j] = 0;                                     \
+        for (; i + 4 <= m; i += 4) {                                            \
+            const T *r0 = a + i * ld, *r1 = r0 + ld, *r2 = r1 + ld, *r3 = r2 + ld; \
+            for (j = 0; j < n; j++) out[j] = (((out[j] + r0[j]) + r1[j]) + r2[j]) + r3[j]; \
         }                                                                       \
-        if (c0 < n) {                                                           \
-            T acc[COLS] = {0};                                                  \
-            w = (int)(n - c0);                                                  \
-            for (i = 0; i < m; i++)                                             \
-                for (j = 0; j < w; j++) acc[j] += a[i * ld + c0 + j];           \
-            for (j = 0; j < w; j++) out[c0 + j] = acc[j];                       \
-        }                                                                       \
+        for (; i < m; i++)                                                      \
+            for (j = 0; j < n; j++) out[j] += a[i * ld + j];                    \
     }
 
 /* 1 if every x[i] is finite: its exponent bits are not all ones (NaN and the
@@ -334,24 +341,23 @@ FB_LANE_TYPES(32)
     }
 
 /* Every loop of this file, for one dtype and one instruction set. */
-#define FB_DEFINE_ALL(T, SUF, SQRT, LOG, VB, ATTR, NAME)                        \
+#define FB_DEFINE_ALL(T, SUF, SQRT, LOG, VB, SB, ATTR, NAME)                    \
     FB_DEFINE_LOOPS(T, SUF, ATTR, NAME)                                         \
     FB_DEFINE_L2(T, ATTR, NAME)                                                 \
     FB_DEFINE_ADAM(T, SQRT, ATTR, NAME)                                         \
     FB_DEFINE_SGD(T, ATTR, NAME)                                                \
     FB_DEFINE_FINITE(T, SUF, ATTR, NAME)                                        \
     FB_DEFINE_SOFTMAX_CE(T, SUF, LOG, VB, ATTR, NAME)                           \
-    FB_DEFINE_SOFTMAX(T, ATTR, NAME)                                            \
     FB_DEFINE_COLUMN_SUMS(T, ATTR, NAME)
 
 #define FB_NO_ATTR
-FB_DEFINE_ALL(double, d, sqrt, log, 16, FB_NO_ATTR, d_base)
-FB_DEFINE_ALL(float, f, sqrtf, logf, 16, FB_NO_ATTR, f_base)
+FB_DEFINE_ALL(double, d, sqrt, log, 16, 128, FB_NO_ATTR, d_base)
+FB_DEFINE_ALL(float, f, sqrtf, logf, 16, 128, FB_NO_ATTR, f_base)
 #if FB_X86_COPIES
-FB_DEFINE_ALL(double, d, sqrt, log, 32, FB_TARGET_AVX2, d_avx2)
-FB_DEFINE_ALL(float, f, sqrtf, logf, 32, FB_TARGET_AVX2, f_avx2)
-FB_DEFINE_ALL(double, d, sqrt, log, 32, FB_TARGET_AVX512, d_avx512)
-FB_DEFINE_ALL(float, f, sqrtf, logf, 32, FB_TARGET_AVX512, f_avx512)
+FB_DEFINE_ALL(double, d, sqrt, log, 32, 256, FB_TARGET_AVX2, d_avx2)
+FB_DEFINE_ALL(float, f, sqrtf, logf, 32, 256, FB_TARGET_AVX2, f_avx2)
+FB_DEFINE_ALL(double, d, sqrt, log, 32, 256, FB_TARGET_AVX512, d_avx512)
+FB_DEFINE_ALL(float, f, sqrtf, logf, 32, 256, FB_TARGET_AVX512, f_avx512)
 /* The copy of loop `name` for the level in use (read once per call). */
 #define FB_CALL(name, ...)                                                      \
     (fb_level() >= FB_LEVEL_AVX512 ? name##_avx512(__VA_ARGS__)                 \
@@ -381,18 +387,6 @@ void fastbp_dact_f(float *out, const float *a, const float *b, const float *h,
                    ptrdiff_t n, int act)
 {
     FB_CALL(dact_f, out, a, b, h, n, act);
-}
-
-void fastbp_softmax_exp_f(const float *z, const float *shift, float *out, ptrdiff_t rows,
-                          ptrdiff_t n, float *total)
-{
-    FB_CALL(softmax_exp_f, z, shift, out, rows, n, total);
-}
-
-void fastbp_softmax_exp_d(const double *z, const double *shift, double *out, ptrdiff_t rows,
-                          ptrdiff_t n, double *total)
-{
-    FB_CALL(softmax_exp_d, z, shift, out, rows, n, total);
 }
 
 double fastbp_l2_f(const float *theta, float *grad, float c, ptrdiff_t n)

@@ -8,16 +8,13 @@
  *   fastbp_act_*:   out[i] = f(a[i] + b[i])            (b NULL: f(a[i]))
  *   fastbp_dact_*:  out[i] = (a[i] + b[i]) * f'(z_i)   (b NULL: a[i] f'(z_i))
  *                       with f'(z_i) computed from h[i] = f(z_i).
- *   fastbp_softmax_exp_*: rows of n contiguous elements:
- *                       out[r][i] = exp(z[r][i] - shift[r]), shift[r] >= max(z[r]);
- *                       total[r] = the sum of out[r], added in index order.
- *   fastbp_softmax_ce_*: rows of n logits z, targets y: with
+ *   fastbp_softmax_ce_*: rows of n >= 1 logits z, targets y: with
  *                       w_r = scale (sw NULL) or scale * sw[r], z turns into the
  *                       softmax p, d = w_r (sum(y_r) p - y_r) and row_loss[r] =
  *                       the cross-entropy sum_j y_rj (-log p_rj), -log p clipped
  *                       to [lo, hi], times sw[r] unless sw is NULL; no fused
  *                       multiply-adds.
- *   fastbp_softmax_*: rows of n logits z into their softmax, in place.
+ *   fastbp_softmax_*: rows of n >= 1 logits z into their softmax, in place.
  *   fastbp_column_sums_*: out[c] = sum over i < m of a[i * ld + c], c < n,
  *                       rows added in order.
  *   fastbp_l2_*:    grad[i] += c * theta[i]; returns sum(theta^2) in double,
@@ -32,8 +29,8 @@
  *
  * Activation codes and functions are those of fb_activations.h. They and the
  * softmax exponentials use fb_math.h (a few ulp, no libm call) so the loops
- * vectorize; each loop has a copy per instruction set, chosen at run time
- * (fb_dispatch.h).
+ * vectorize (the cross-entropy takes libm's log once a row); each loop has a
+ * copy per instruction set, chosen at run time (fb_dispatch.h).
  */
 #ifndef FASTBP_ELEMENTWISE_H
 #define FASTBP_ELEMENTWISE_H
@@ -46,10 +43,6 @@ void fastbp_dact_f(float *out, const float *a, const float *b, const float *h,
                    ptrdiff_t n, int act);
 void fastbp_dact_d(double *out, const double *a, const double *b, const double *h,
                    ptrdiff_t n, int act);
-void fastbp_softmax_exp_f(const float *z, const float *shift, float *out, ptrdiff_t rows,
-                          ptrdiff_t n, float *total);
-void fastbp_softmax_exp_d(const double *z, const double *shift, double *out, ptrdiff_t rows,
-                          ptrdiff_t n, double *total);
 void fastbp_softmax_ce_f(float *z, const float *y, float *d, ptrdiff_t rows, ptrdiff_t n,
                          double scale, const float *sw, float lo, float hi, double *row_loss);
 void fastbp_softmax_ce_d(double *z, const double *y, double *d, ptrdiff_t rows, ptrdiff_t n,

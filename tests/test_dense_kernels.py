@@ -112,6 +112,80 @@ def test_softmax_cross_entropy_matches_twin_on_every_path(dtype, n, weighted, di
         np.testing.assert_array_equal(Zp, Zk)  # predict's softmax is training's
 
 
+def _lane_sums(Y):
+    """Each row's sum as the softmax kernels take it: 8 interleaved partial
+    sums from zero, combined in lane order, then the last n % 8 elements in
+    order (every step rounded in Y's dtype)."""
+    m, n = Y.shape
+    body = n - n % 8
+    lanes = np.zeros((m, 8), Y.dtype)
+    for j in range(0, body, 8):
+        lanes += Y[:, j:j + 8]
+    total = np.zeros(m, Y.dtype)
+    for l in range(8):
+        total += lanes[:, l]
+    for j in range(body, n):
+        total += Y[:, j]
+    return total
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [3, 8, 13, 65])
+def test_softmax_delta_is_exact_given_the_probabilities(dtype, n, dispatch_path):
+    # delta = w (sum(y) p - y), w = scale * sw, sum(y) in the kernels' lane
+    # order, each step rounded, no fused multiply-add: the same bits on every
+    # path, from the path's own probabilities. Targets that are no one-hot
+    # rows make the order of sum(y) show; 300 rows are cut into several
+    # units of the team on two threads.
+    rng = np.random.default_rng(14)
+    m = 300
+    Z = (rng.standard_normal((m, n)) * 3).astype(dtype)
+    Y = (rng.random((m, n)) * np.geomspace(1e-3, 1e3, n)).astype(dtype)
+    Y[::3] = np.eye(n, dtype=dtype)[rng.integers(0, n, len(Y[::3]))]
+    sw = (rng.random(m) + 0.5).astype(dtype)
+    scale = 1 / 7
+    for weights in (None, sw):
+        for n_threads in (1, 2):
+            P, d = Z.copy(), np.empty_like(Z)
+            _losses.output_loss_delta(P, Y, weights, d, _losses.LOSS_CODES["softmax_ce"], scale,
+                                      n_threads)
+            w = np.full(m, dtype(scale)) if weights is None else dtype(scale) * weights
+            expected = w[:, None] * (_lane_sums(Y)[:, None] * P - Y)
+            np.testing.assert_array_equal(d, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_non_finite_row_of_logits_stays_in_its_row(dtype, dispatch_path):
+    # NaN first (the row's max is NaN) or later (the max passes it over),
+    # +inf, a row of -inf: that row's outputs are NaN, every other row's the
+    # same bits as without it, in training and in predict.
+    rng = np.random.default_rng(15)
+    m, n = 40, 17
+    Z = (rng.standard_normal((m, n)) * 3).astype(dtype)
+    Y = np.eye(n, dtype=dtype)[rng.integers(0, n, m)]
+    code = _losses.LOSS_CODES["softmax_ce"]
+
+    def run(Z):
+        P, d = Z.copy(), np.empty_like(Z)
+        _losses.output_loss_delta(P, Y, None, d, code, 1.0, 2)
+        Pp = Z.copy()
+        _losses.output_activate(Pp, code, 2)
+        return P, d, Pp
+
+    clean = run(Z)
+    bad = Z.copy()
+    bad[3, 0] = np.nan
+    bad[9, 11] = np.nan
+    bad[20, 5] = np.inf
+    bad[33] = -np.inf
+    for out, ref in zip(run(bad), clean):
+        for i in range(m):
+            if i in (3, 9, 20, 33):
+                assert np.isnan(out[i]).all()
+            else:
+                np.testing.assert_array_equal(out[i], ref[i])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m,k,n", [(5, 3, 1), (40, 3, 31), (40, 3, 32), (40, 3, 33), (40, 3, 63),
                                    (40, 3, 64), (40, 3, 65), (33, 0, 130), (3000, 20, 520),

@@ -11,12 +11,13 @@
 #   tools/check_memory.sh debug   FASTBP_DEBUG_CYTHON=1: Cython's boundscheck,
 #                                 wraparound and initializedcheck are on.
 #   tools/check_memory.sh conv-scalar
-#                                 -DFASTBP_CONV_SCALAR: the portable path's
-#                                 convolution and pooling kernels one lane wide,
-#                                 as compilers without GCC's vector extensions
-#                                 (MSVC) build them; the run checks that their
-#                                 layout is the 1-lane one. CI runs this mode
-#                                 on the convolution and LeNet-5 tests.
+#                                 -DFASTBP_CONV_SCALAR: no GCC vector extensions,
+#                                 as compilers without them (MSVC) build fastbp:
+#                                 the portable path's convolution and pooling
+#                                 kernels one lane wide (the run checks that
+#                                 their layout is the 1-lane one), the softmax's
+#                                 lanes an array. CI runs this mode on the
+#                                 convolution, LeNet-5 and softmax tests.
 #
 # The build goes into a scratch venv that sees the current environment (an
 # activated venv, the system's or the user's site-packages), so numpy, scipy,

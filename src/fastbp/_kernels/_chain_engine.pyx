@@ -8,10 +8,10 @@ from cython cimport floating
 from ._copy cimport copy_bytes
 
 from ._blas cimport block_start, gemm
-from ._dense cimport (PARALLEL_MIN_FLOPS, bias_activate, column_sums, gradient_block,
-                      gradient_blocks, gradient_groups, multiply_derivative, weight_gradient)
+from ._dense cimport (PARALLEL_MIN_FLOPS, bias_activate, gradient_block, gradient_blocks,
+                      gradient_groups, multiply_derivative, weight_gradient)
 from ._dispatch cimport bind_dispatch
-from ._elementwise cimport l2_block
+from ._elementwise cimport column_sums, l2_block
 from ._losses cimport rows_loss_delta
 from ._optimizers cimport UPDATE_NONE, update_range
 from ._team cimport DtypeUnits, bind_team, dtype_unit, set_units, team_run
@@ -159,7 +159,7 @@ cdef void chain_gradient_unit(const void* job, int u, int slot, floating* tag) n
     cdef Py_ssize_t k = c.dims[l], n = c.dims[l + 1], r0, r1, at
     bt.sumsq[u] = 0
     if blk < 0:
-        column_sums(D[l], bt.m, n, gb[l])
+        column_sums(D[l], bt.m, n, n, gb[l])
         if c.update != UPDATE_NONE:
             at = c.offsets[2 * l + 1]
             update_range(c.update, b[l], gb[l], s1 + at, s2 + at if s2 != NULL else NULL,

@@ -37,8 +37,6 @@ cdef void bias_activate(floating* out, const floating* bias, Py_ssize_t rows,
 cdef void multiply_derivative(floating* delta, const floating* act_out, Py_ssize_t rows,
                               Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t ld,
                               int act) noexcept nogil
-cdef void column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
-                      floating* out) noexcept nogil
 cdef void split_gemm(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const floating* A, const floating* B, floating* C,
                      const floating* bias, const floating* act_out, int act,

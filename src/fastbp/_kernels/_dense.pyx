@@ -17,7 +17,7 @@ from ._calls cimport BoundCall, raise_for
 from ._blas cimport block_start, gemm, gemm_blocks, gemm_pack_b, gemm_pack_free, gemm_packed
 from ._checks cimport check_shape
 from ._dispatch cimport bind_dispatch
-from ._elementwise cimport (column_sums_strided, elementwise_act, elementwise_all_finite,
+from ._elementwise cimport (column_sums, elementwise_act, elementwise_all_finite,
                            elementwise_dact)
 from ._math cimport (ACT_IDENTITY, ACT_LECUN_TANH, ACT_LOGISTIC, ACT_RELU, ACT_TANH, LECUN_A,
                      LECUN_S)
@@ -53,12 +53,6 @@ cdef void multiply_derivative(floating* delta, const floating* act_out, Py_ssize
     for i in range(rows):
         elementwise_dact(delta + i * ld + c0, delta + i * ld + c0, <floating*> NULL,
                          act_out + i * ld + c0, c1 - c0, act)
-
-
-cdef void column_sums(const floating* A, Py_ssize_t m, Py_ssize_t n,
-                      floating* out) noexcept nogil:
-    """out[j] = sum_i A[i, j], rows added in order (thread-count independent)."""
-    column_sums_strided(A, m, n, n, out)
 
 
 cdef inline int split_blocks(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
@@ -184,7 +178,7 @@ cdef inline void gemm_job_sums(GemmJob* job, const floating* S, Py_ssize_t s_n,
 cdef void sums_block(const GemmJob* j, int blk, floating* tag) noexcept nogil:
     """Block ``blk`` of the job's column sums: its columns, rows in order."""
     cdef Py_ssize_t lo = block_start(j.s_n, j.n_sums, blk), hi = block_start(j.s_n, j.n_sums, blk + 1)
-    column_sums_strided(<const floating*> j.S + lo, j.gm, j.s_n, hi - lo, <floating*> j.sums + lo)
+    column_sums(<const floating*> j.S + lo, j.gm, j.s_n, hi - lo, <floating*> j.sums + lo)
 
 
 cdef inline void gemm_job_split(GemmJob* job, int n_split, bint trans_b, Py_ssize_t m,
@@ -477,7 +471,7 @@ cdef int _dense_backward(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floatin
             memset(delta_in, 0, m * k * sizeof(floating))
         return 0
     if k == 0:  # no weights and no layer below: only the bias gradient
-        column_sums(delta, m, n, grad_b)
+        column_sums(delta, m, n, n, grad_b)
         return 0
     return backward_products(m, k, n, A_in, W, False, delta, grad_W, grad_b, delta_in,
                              input_activation, n_threads)

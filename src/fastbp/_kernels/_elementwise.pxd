@@ -12,10 +12,6 @@ cdef extern from "elementwise.h":
                        const float* h, Py_ssize_t n, int act) noexcept nogil
     void fastbp_dact_d(double* out, const double* a, const double* b,
                        const double* h, Py_ssize_t n, int act) noexcept nogil
-    void fastbp_softmax_exp_f(const float* z, const float* shift, float* out,
-                              Py_ssize_t rows, Py_ssize_t n, float* total) noexcept nogil
-    void fastbp_softmax_exp_d(const double* z, const double* shift, double* out,
-                              Py_ssize_t rows, Py_ssize_t n, double* total) noexcept nogil
     void fastbp_softmax_ce_f(float* z, const float* y, float* d, Py_ssize_t rows,
                              Py_ssize_t n, double scale, const float* sw, float lo, float hi,
                              double* row_loss) noexcept nogil
@@ -70,16 +66,6 @@ cdef inline void elementwise_dact(floating* out, const floating* a, const floati
         fastbp_dact_d(out, a, b, h, n, act)
 
 
-cdef inline void softmax_exp(const floating* z, const floating* shift, floating* out,
-                             Py_ssize_t rows, Py_ssize_t n, floating* total) noexcept nogil:
-    """For each of ``rows`` contiguous rows of n: out = exp(z - shift[r]), with
-    shift[r] >= max(z's row); total[r] = the row's sum of out, in index order."""
-    if floating is float:
-        fastbp_softmax_exp_f(z, shift, out, rows, n, total)
-    else:
-        fastbp_softmax_exp_d(z, shift, out, rows, n, total)
-
-
 cdef inline void softmax_ce_rows(floating* z, const floating* y, floating* d, Py_ssize_t rows,
                                  Py_ssize_t n, double scale, const floating* sw, floating lo,
                                  floating hi, double* row_loss) noexcept nogil:
@@ -99,8 +85,8 @@ cdef inline void softmax_rows(floating* z, Py_ssize_t rows, Py_ssize_t n) noexce
         fastbp_softmax_d(z, rows, n)
 
 
-cdef inline void column_sums_strided(const floating* a, Py_ssize_t m, Py_ssize_t ld,
-                                     Py_ssize_t n, floating* out) noexcept nogil:
+cdef inline void column_sums(const floating* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t n,
+                             floating* out) noexcept nogil:
     """out[c] = the sum of column c (c < n) over m rows of stride ld, rows in order."""
     if floating is float:
         fastbp_column_sums_f(a, m, ld, n, out)
