@@ -112,6 +112,17 @@ def test_softmax_cross_entropy_matches_twin_on_every_path(dtype, n, weighted, di
         np.testing.assert_array_equal(Zp, Zk)  # predict's softmax is training's
 
 
+def _softmax_both_ways(Z, Y, sw, scale):
+    """Training's softmax outputs of logits Z (probabilities, delta, loss)
+    and predict's probabilities, on two threads."""
+    code = _losses.LOSS_CODES["softmax_ce"]
+    P, d = Z.copy(), np.empty_like(Z)
+    loss = _losses.output_loss_delta(P, Y, sw, d, code, scale, 2)
+    Pp = Z.copy()
+    _losses.output_activate(Pp, code, 2)
+    return P, d, loss, Pp
+
+
 def _lane_sums(Y):
     """Each row's sum as the softmax kernels take it: 8 interleaved partial
     sums from zero, combined in lane order, then the last n % 8 elements in
@@ -163,22 +174,14 @@ def test_a_non_finite_row_of_logits_stays_in_its_row(dtype, dispatch_path):
     m, n = 40, 17
     Z = (rng.standard_normal((m, n)) * 3).astype(dtype)
     Y = np.eye(n, dtype=dtype)[rng.integers(0, n, m)]
-    code = _losses.LOSS_CODES["softmax_ce"]
-
-    def run(Z):
-        P, d = Z.copy(), np.empty_like(Z)
-        _losses.output_loss_delta(P, Y, None, d, code, 1.0, 2)
-        Pp = Z.copy()
-        _losses.output_activate(Pp, code, 2)
-        return P, d, Pp
-
-    clean = run(Z)
+    clean = _softmax_both_ways(Z, Y, None, 1.0)
     bad = Z.copy()
     bad[3, 0] = np.nan
     bad[9, 11] = np.nan
     bad[20, 5] = np.inf
     bad[33] = -np.inf
-    for out, ref in zip(run(bad), clean):
+    outputs = _softmax_both_ways(bad, Y, None, 1.0)
+    for out, ref in zip(outputs[:2] + outputs[3:], clean[:2] + clean[3:]):
         for i in range(m):
             if i in (3, 9, 20, 33):
                 assert np.isnan(out[i]).all()
@@ -336,14 +339,9 @@ def test_softmax_of_a_row_does_not_depend_on_its_batch(dtype, dispatch_path):
     Z = (rng.standard_normal((m, n)) * 4).astype(dtype)
     Y = np.eye(n, dtype=dtype)[rng.integers(0, n, m)]
     sw = (rng.random(m) + 0.5).astype(dtype)
-    code = _losses.LOSS_CODES["softmax_ce"]
 
     def run(rows):
-        Zk, d = Z[rows].copy(), np.empty((len(rows), n), dtype)
-        loss = _losses.output_loss_delta(Zk, Y[rows], sw[rows], d, code, 0.25, 2)
-        Zp = Z[rows].copy()
-        _losses.output_activate(Zp, code, 2)
-        return Zk, d, loss, Zp
+        return _softmax_both_ways(Z[rows], Y[rows], sw[rows], 0.25)
 
     alone = [run([i]) for i in range(m)]
     for size in (2, 7, 8, 9, 31, 32, 33, m):
