@@ -26,6 +26,13 @@ SHAPES = [(1, 1, 1), (7, 5, 3), (64, 33, 17), (130, 70, 40), (300, 90, 45), (24,
           (2100, 30, 20), (1600, 65, 128), (3000, 20, 520), (32, 120, 84), (2, 784, 256)]
 
 
+def _logits_and_classes(rng, m, n, spread, dtype):
+    """m rows of n normal logits times ``spread``, and one-hot targets of
+    random classes, in ``dtype``."""
+    Z = (rng.standard_normal((m, n)) * spread).astype(dtype)
+    return Z, np.eye(n, dtype=dtype)[rng.integers(0, n, m)]
+
+
 def _rand(rng, *shape, dtype=np.float64):
     return rng.standard_normal(shape).astype(dtype)
 
@@ -92,8 +99,7 @@ def test_softmax_cross_entropy_matches_twin_on_every_path(dtype, n, weighted, di
     # and a part) on one thread and on two.
     rng = np.random.default_rng(12)
     m = 70
-    Z = (rng.standard_normal((m, n)) * 3).astype(dtype)
-    Y = np.eye(n, dtype=dtype)[rng.integers(0, n, m)]
+    Z, Y = _logits_and_classes(rng, m, n, 3, dtype)
     Y[::5] *= 0.5  # sum(y) != 1 scales p in the delta
     sw = (rng.random(m) + 0.5).astype(dtype) if weighted else None
     P_exp, loss_exp, d_exp = twin.output_loss_delta(
@@ -172,8 +178,7 @@ def test_a_non_finite_row_of_logits_stays_in_its_row(dtype, dispatch_path):
     # same bits as without it, in training and in predict.
     rng = np.random.default_rng(15)
     m, n = 40, 17
-    Z = (rng.standard_normal((m, n)) * 3).astype(dtype)
-    Y = np.eye(n, dtype=dtype)[rng.integers(0, n, m)]
+    Z, Y = _logits_and_classes(rng, m, n, 3, dtype)
     clean = _softmax_both_ways(Z, Y, None, 1.0)
     bad = Z.copy()
     bad[3, 0] = np.nan
@@ -336,8 +341,7 @@ def test_softmax_of_a_row_does_not_depend_on_its_batch(dtype, dispatch_path):
     # place in a batch of any size (loss, delta, probabilities, predictions).
     rng = np.random.default_rng(5)
     m, n = 83, 65
-    Z = (rng.standard_normal((m, n)) * 4).astype(dtype)
-    Y = np.eye(n, dtype=dtype)[rng.integers(0, n, m)]
+    Z, Y = _logits_and_classes(rng, m, n, 4, dtype)
     sw = (rng.random(m) + 0.5).astype(dtype)
 
     def run(rows):
