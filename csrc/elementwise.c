@@ -255,33 +255,47 @@ FB_LANE_TYPES(32)
         softmax_exp_##NAME(z, shift, out, rows, n, total);                      \
     }                                                                           \
     static ATTR FB_NO_CONTRACT_ATTR void softmax_ce_##NAME(                     \
-        T *z, const T *y, T *d, ptrdiff_t rows, ptrdiff_t n, double scale,      \
-        const T *sw, T lo, T hi, double *row_loss)                              \
+        T *z, const T *y, const int32_t *cls, T *d, ptrdiff_t rows,             \
+        ptrdiff_t n, double scale, const T *sw, T lo, T hi, double *row_loss)   \
     {                                                                           \
         FB_NO_CONTRACT                                                          \
         T shift[FB_CE_CHUNK], total[FB_CE_CHUNK], w, ysum, lse, v, loss;        \
-        ptrdiff_t c0, c1, i, j;                                                 \
+        ptrdiff_t c0, c1, i, j, c;                                              \
         for (c0 = 0; c0 < rows; c0 = c1) {                                      \
             c1 = c0 + FB_CE_CHUNK < rows ? c0 + FB_CE_CHUNK : rows;             \
             chunk_exp_##NAME(z + c0 * n, d + c0 * n, c1 - c0, n, shift, total); \
             for (i = c0; i < c1; i++) {                                         \
                 T *zi = z + i * n, *di = d + i * n;                             \
-                const T *yi = y + i * n;                                        \
                 const T t = total[i - c0];                                      \
                 w = (T)scale;                                                   \
                 if (sw != NULL) w = w * sw[i];                                  \
-                ysum = row_sum_##NAME(yi, n);                                   \
                 lse = shift[i - c0] + LOG(t);                                   \
-                /* the loss's terms in z's place; -log(p) for p clipped to      \
-                 * [eps, 1 - eps] is -log(p) clipped to [lo, hi] */             \
-                for (j = 0; j < n; j++) {                                       \
-                    v = lse - zi[j];                                            \
-                    zi[j] = yi[j] * (v < lo ? lo : (v > hi ? hi : v));          \
-                }                                                               \
-                loss = row_sum_##NAME(zi, n);                                   \
-                for (j = 0; j < n; j++) {                                       \
-                    zi[j] = di[j] / t;                                          \
-                    di[j] = w * (ysum * zi[j] - yi[j]);                         \
+                /* -log(p) for p clipped to [eps, 1 - eps] is -log(p) clipped   \
+                 * to [lo, hi] */                                               \
+                if (y == NULL) {                                                \
+                    /* class c: the one-hot row's bits (its sum is 1, its       \
+                     * other terms +0 or, with lse NaN, NaN as here) */         \
+                    c = cls[i];                                                 \
+                    v = lse - zi[c];                                            \
+                    loss = v < lo ? lo : (v > hi ? hi : v);                     \
+                    for (j = 0; j < n; j++) {                                   \
+                        zi[j] = di[j] / t;                                      \
+                        di[j] = w * zi[j];                                      \
+                    }                                                           \
+                    di[c] = w * (zi[c] - 1);                                    \
+                } else {                                                        \
+                    const T *yi = y + i * n;                                    \
+                    ysum = row_sum_##NAME(yi, n);                               \
+                    /* the loss's terms in z's place */                         \
+                    for (j = 0; j < n; j++) {                                   \
+                        v = lse - zi[j];                                        \
+                        zi[j] = yi[j] * (v < lo ? lo : (v > hi ? hi : v));      \
+                    }                                                           \
+                    loss = row_sum_##NAME(zi, n);                               \
+                    for (j = 0; j < n; j++) {                                   \
+                        zi[j] = di[j] / t;                                      \
+                        di[j] = w * (ysum * zi[j] - yi[j]);                     \
+                    }                                                           \
                 }                                                               \
                 row_loss[i] = sw != NULL ? (double)(loss * sw[i]) : (double)loss; \
             }                                                                   \
@@ -433,17 +447,18 @@ int fastbp_all_finite_d(const double *x, ptrdiff_t n)
     return FB_CALL(finite_d, x, n);
 }
 
-void fastbp_softmax_ce_f(float *z, const float *y, float *d, ptrdiff_t rows, ptrdiff_t n,
-                         double scale, const float *sw, float lo, float hi, double *row_loss)
+void fastbp_softmax_ce_f(float *z, const float *y, const int32_t *cls, float *d,
+                         ptrdiff_t rows, ptrdiff_t n, double scale, const float *sw,
+                         float lo, float hi, double *row_loss)
 {
-    FB_CALL(softmax_ce_f, z, y, d, rows, n, scale, sw, lo, hi, row_loss);
+    FB_CALL(softmax_ce_f, z, y, cls, d, rows, n, scale, sw, lo, hi, row_loss);
 }
 
-void fastbp_softmax_ce_d(double *z, const double *y, double *d, ptrdiff_t rows, ptrdiff_t n,
-                         double scale, const double *sw, double lo, double hi,
-                         double *row_loss)
+void fastbp_softmax_ce_d(double *z, const double *y, const int32_t *cls, double *d,
+                         ptrdiff_t rows, ptrdiff_t n, double scale, const double *sw,
+                         double lo, double hi, double *row_loss)
 {
-    FB_CALL(softmax_ce_d, z, y, d, rows, n, scale, sw, lo, hi, row_loss);
+    FB_CALL(softmax_ce_d, z, y, cls, d, rows, n, scale, sw, lo, hi, row_loss);
 }
 
 void fastbp_column_sums_f(const float *a, ptrdiff_t m, ptrdiff_t ld, ptrdiff_t n, float *out)

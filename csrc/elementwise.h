@@ -8,12 +8,13 @@
  *   fastbp_act_*:   out[i] = f(a[i] + b[i])            (b NULL: f(a[i]))
  *   fastbp_dact_*:  out[i] = (a[i] + b[i]) * f'(z_i)   (b NULL: a[i] f'(z_i))
  *                       with f'(z_i) computed from h[i] = f(z_i).
- *   fastbp_softmax_ce_*: rows of n >= 1 logits z, targets y: with
- *                       w_r = scale (sw NULL) or scale * sw[r], z turns into the
- *                       softmax p, d = w_r (sum(y_r) p - y_r) and row_loss[r] =
- *                       the cross-entropy sum_j y_rj (-log p_rj), -log p clipped
- *                       to [lo, hi], times sw[r] unless sw is NULL; no fused
- *                       multiply-adds.
+ *   fastbp_softmax_ce_*: rows of n >= 1 logits z, targets y (y NULL: the
+ *                       one-hot rows of classes cls[r] in [0, n), with the
+ *                       same bits): with w_r = scale (sw NULL) or scale *
+ *                       sw[r], z turns into the softmax p, d = w_r (sum(y_r) p
+ *                       - y_r) and row_loss[r] = the cross-entropy sum_j y_rj
+ *                       (-log p_rj), -log p clipped to [lo, hi], times sw[r]
+ *                       unless sw is NULL; no fused multiply-adds.
  *   fastbp_softmax_*: rows of n >= 1 logits z into their softmax, in place.
  *   fastbp_column_sums_*: out[c] = sum over i < m of a[i * ld + c], c < n,
  *                       rows added in order.
@@ -36,6 +37,7 @@
 #define FASTBP_ELEMENTWISE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 void fastbp_act_f(float *out, const float *a, const float *b, ptrdiff_t n, int act);
 void fastbp_act_d(double *out, const double *a, const double *b, ptrdiff_t n, int act);
@@ -43,11 +45,12 @@ void fastbp_dact_f(float *out, const float *a, const float *b, const float *h,
                    ptrdiff_t n, int act);
 void fastbp_dact_d(double *out, const double *a, const double *b, const double *h,
                    ptrdiff_t n, int act);
-void fastbp_softmax_ce_f(float *z, const float *y, float *d, ptrdiff_t rows, ptrdiff_t n,
-                         double scale, const float *sw, float lo, float hi, double *row_loss);
-void fastbp_softmax_ce_d(double *z, const double *y, double *d, ptrdiff_t rows, ptrdiff_t n,
-                         double scale, const double *sw, double lo, double hi,
-                         double *row_loss);
+void fastbp_softmax_ce_f(float *z, const float *y, const int32_t *cls, float *d,
+                         ptrdiff_t rows, ptrdiff_t n, double scale, const float *sw,
+                         float lo, float hi, double *row_loss);
+void fastbp_softmax_ce_d(double *z, const double *y, const int32_t *cls, double *d,
+                         ptrdiff_t rows, ptrdiff_t n, double scale, const double *sw,
+                         double lo, double hi, double *row_loss);
 void fastbp_softmax_f(float *z, ptrdiff_t rows, ptrdiff_t n);
 void fastbp_softmax_d(double *z, ptrdiff_t rows, ptrdiff_t n);
 void fastbp_column_sums_f(const float *a, ptrdiff_t m, ptrdiff_t ld, ptrdiff_t n, float *out);

@@ -195,6 +195,57 @@ def test_a_non_finite_row_of_logits_stays_in_its_row(dtype, dispatch_path):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 65])
+def test_softmax_of_class_codes_is_that_of_their_one_hot_rows(dtype, n, dispatch_path):
+    # The RNN classifier's targets as classes: the outputs, delta and loss
+    # have the one-hot rows' bits, with weights and without, on one thread
+    # and two (300 rows: several units), with non-finite rows among them
+    # (NaN then everywhere in the row and in the loss).
+    rng = np.random.default_rng(16)
+    m = 300
+    Z, Y = _logits_and_classes(rng, m, n, 3, dtype)
+    Z[7, 0], Z[40, n - 1], Z[99] = np.nan, np.inf, -np.inf
+    if n > 1:  # lse - z = inf: the clipped -log(eps), times 0 for the one-hot rows
+        Z[120, 0] = -np.inf
+    classes = Y.argmax(axis=1).astype(np.int32)
+    sw = (rng.random(m) + 0.5).astype(dtype)
+    code = _losses.LOSS_CODES["softmax_ce"]
+    for weights in (None, sw):
+        for n_threads in (1, 2):
+            P, d = Z.copy(), np.full_like(Z, 7)
+            loss = _losses.output_loss_delta(P, Y, weights, d, code, 1 / 9, n_threads)
+            Pc, dc = Z.copy(), np.full_like(Z, 7)
+            loss_c = _losses.softmax_ce_classes(Pc, classes, weights, dc, 1 / 9, n_threads)
+            np.testing.assert_array_equal(Pc, P)
+            np.testing.assert_array_equal(dc, d)
+            assert np.isnan(loss) and np.isnan(loss_c)
+            rows = np.setdiff1d(np.arange(m), [7, 40, 99])
+            P, d = Z[rows], np.empty_like(Z[rows])
+            loss = _losses.output_loss_delta(P, Y[rows], None if weights is None
+                                             else weights[rows], d, code, 1 / 9, n_threads)
+            Pc, dc = Z[rows], np.empty_like(Z[rows])
+            loss_c = _losses.softmax_ce_classes(Pc, classes[rows], None if weights is None
+                                                else weights[rows], dc, 1 / 9, n_threads)
+            assert loss_c == loss and np.isfinite(loss)
+            np.testing.assert_array_equal(Pc, P)
+            np.testing.assert_array_equal(dc, d)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda c: c[:-1], "classes"), (lambda c: c.astype(np.int64), "Buffer dtype"),
+    (lambda c: np.where(np.arange(len(c)) == 3, 5, c).astype(np.int32), r"class 5 of row 3"),
+    (lambda c: np.where(np.arange(len(c)) == 0, -1, c).astype(np.int32), r"class -1 of row 0")])
+def test_class_codes_out_of_place_raise(bad, match):
+    rng = np.random.default_rng(17)
+    Z, Y = _logits_and_classes(rng, 6, 5, 1, np.float64)
+    classes = Y.argmax(axis=1).astype(np.int32)
+    d = np.zeros_like(Z)
+    with pytest.raises(ValueError, match=match):
+        _losses.softmax_ce_classes(Z, bad(classes), None, d, 1.0, 1)
+    assert not d.any()  # checked before any row is touched
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m,k,n", [(5, 3, 1), (40, 3, 31), (40, 3, 32), (40, 3, 33), (40, 3, 63),
                                    (40, 3, 64), (40, 3, 65), (33, 0, 130), (3000, 20, 520),
                                    (1600, 65, 128), (32, 120, 84)])

@@ -426,3 +426,87 @@ def test_packing_into_reused_buffers_equals_packing_anew(per_step):
         np.testing.assert_array_equal(reused[1], fresh[1])
         np.testing.assert_array_equal(reused[2], fresh[2])
         assert fresh[1].shape[0] == (fresh[0].data.shape[0] if per_step else len(groups))
+
+
+def _train(est, X, y, how, **fit_params):
+    """est trained by ``how``: 'fit', 'warm_start' (a second fit on the first)
+    or 'partial_fit' (three calls)."""
+    if how == "partial_fit":
+        for _ in range(3):
+            est.partial_fit(X, y, classes=np.arange(4), **fit_params)
+        return est
+    _fit(est, X, y, **fit_params)
+    if how == "warm_start":
+        est.set_params(warm_start=True)
+        _fit(est, X, y, **fit_params)
+    return est
+
+
+@pytest.mark.parametrize("case", [
+    dict(output="sequence", solver="sgd", class_weight="balanced", n_jobs=2, weighted=True),
+    dict(output="sequence", solver="adam", early_stopping=True, validation_fraction=0.3),
+    dict(output="sequence", solver="sgd", validation="given"),
+    dict(output="sequence", solver="lbfgs", max_iter=6, weighted=True),
+    dict(output="sequence", solver="sgd", how="warm_start"),
+    dict(output="sequence", solver="adam", how="partial_fit"),
+    dict(output="last", solver="adam", early_stopping=True, validation_fraction=0.3),
+    dict(output="last", solver="sgd", class_weight={0: 2.0, 1: 0.5, 2: 1.0, 3: 1.5}),
+], ids=lambda case: "-".join(str(v) for v in case.values()))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_on_class_codes_is_training_on_their_one_hot_rows(case, dtype, monkeypatch):
+    # A multiclass RNNClassifier's loss reads each step's class, not its
+    # one-hot row (_losses.softmax_ce_classes): every fit path gives the
+    # bits of training on the one-hot rows, its record included.
+    from fastbp._kernels import _losses
+    from fastbp._targets import ClassifierTargetsMixin
+
+    case = dict(case)
+    how, validation = case.pop("how", "fit"), case.pop("validation", None)
+    weighted = case.pop("weighted", False)
+    rng = np.random.default_rng(21)
+    lengths = rng.integers(1, 7, 30)
+    X = [x.astype(dtype) for x in _ragged(rng, lengths)]
+    per_step = case["output"] == "sequence"
+    y = [rng.integers(0, 4, n) for n in lengths] if per_step else rng.integers(0, 4, 30)
+    fit_params = {"sample_weight": rng.random(30) + 0.5} if weighted else {}
+    if validation:
+        fit_params.update(X_val=X[:8], y_val=y[:8])
+    params = {**dict(hidden_size=5, max_iter=4, batch_size=8, random_state=0), **case}
+    calls = []
+    classes_loss = _losses.softmax_ce_classes
+
+    def counted(*args):
+        calls.append(1)
+        return classes_loss(*args)
+    monkeypatch.setattr(_losses, "softmax_ce_classes", counted)
+    on_codes = _train(RNNClassifier(**params), X, y, how, **fit_params)
+    assert calls, "the fit did not train on class codes"
+    monkeypatch.setattr(RNNClassifier, "_training_targets",
+                        ClassifierTargetsMixin._training_targets)
+    calls.clear()
+    on_rows = _train(RNNClassifier(**params), X, y, how, **fit_params)
+    assert not calls
+    np.testing.assert_array_equal(on_codes._network.theta, on_rows._network.theta)
+    for name in ("loss_curve_", "loss_", "best_loss_", "validation_scores_",
+                 "validation_loss_curve_", "best_validation_score_", "n_iter_"):
+        assert getattr(on_codes, name, None) == getattr(on_rows, name, None), name
+
+
+def test_per_step_classes_take_no_one_hot_matrix():
+    # 20,000 steps of 500 classes: their one-hot rows would take 40 MB in
+    # float32; the fit keeps each step's class, and batches of 10 sequences.
+    import tracemalloc
+
+    rng = np.random.default_rng(22)
+    X = rng.standard_normal((400, 50)).astype(np.float32)  # univariate sequences
+    y = rng.integers(0, 500, (400, 50))
+    est = RNNClassifier(hidden_size=4, output="sequence", max_iter=1, batch_size=10,
+                        random_state=0)
+    tracemalloc.start()
+    try:
+        _fit(est, X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(est.classes_) == 500
+    assert peak < 400 * 50 * 500 * 4 / 4, f"{peak / 1e6:.1f} MB at the fit's peak"

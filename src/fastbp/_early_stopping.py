@@ -6,7 +6,7 @@ import scipy.sparse as sp
 
 from ._batches import batch_source
 from ._kernels import _losses
-from ._network import LOSS_CODES
+from ._network import LOSS_CODES, output_loss_delta
 
 
 def _patience(settings):
@@ -46,7 +46,8 @@ class _ValidationSet:
         self.X = X.tocsr() if sp.issparse(X) else X  # predict slices rows
         self.y = y
         Y, sample_weight = batch_source(X, Y, sample_weight).predicted_rows()
-        self.Y = np.ascontiguousarray(Y, dtype=net.dtype)
+        # (class codes stay codes: output_loss_delta reads them as they are)
+        self.Y = np.ascontiguousarray(Y, dtype=net.dtype if Y.ndim == 2 else None)
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight)
             weight_sum = float(sample_weight.sum())
@@ -57,7 +58,8 @@ class _ValidationSet:
         else:
             weight_sum = float(self.Y.shape[0])
         self.sample_weight, self.weight_sum = sample_weight, weight_sum
-        self.delta = np.empty_like(self.Y)  # scratch the loss kernel writes
+        # scratch the loss kernel writes
+        self.delta = np.empty((self.Y.shape[0], net.n_outputs), dtype=net.dtype)
 
     def evaluate(self, score, net, n_threads):
         """Return (score, loss): ``score(outputs, y, sample_weight)`` (accuracy
@@ -65,11 +67,10 @@ class _ValidationSet:
         L2 term."""
         logits = net.predict(self.X, n_threads, logits=True)
         outputs = logits.copy()
-        code = LOSS_CODES[net.loss]
-        _losses.output_activate(outputs, code, n_threads)  # what predict gives
+        _losses.output_activate(outputs, LOSS_CODES[net.loss], n_threads)  # what predict gives
         sw = None if self.sample_weight is None else self.sample_weight.astype(
             net.dtype, copy=False)
-        total = _losses.output_loss_delta(logits, self.Y, sw, self.delta, code, 1.0, n_threads)
+        total = output_loss_delta(net.loss, logits, self.Y, sw, self.delta, 1.0, n_threads)
         return score(outputs, self.y, self.sample_weight), total / self.weight_sum
 
     def record(self, record, score, net, n_threads, track_best):

@@ -103,6 +103,18 @@ def _clip_gradient(grad, max_norm):
         grad *= max_norm / (norm + 1e-12)
 
 
+def output_loss_delta(loss, logits, Y, sample_weight, delta, scale, n_threads):
+    """``_losses.output_loss_delta`` of the loss named ``loss``, for targets Y
+    given as rows or, for the softmax cross-entropy, as the class of each
+    row (1-D int32, :class:`~fastbp._sequences.ClassCodes`' rows)."""
+    if Y.ndim == 1:
+        if loss != "softmax_ce":
+            raise ValueError(f"class codes are targets of 'softmax_ce', not {loss!r}")
+        return _losses.softmax_ce_classes(logits, Y, sample_weight, delta, scale, n_threads)
+    return _losses.output_loss_delta(logits, Y, sample_weight, delta, LOSS_CODES[loss], scale,
+                                     n_threads)
+
+
 def _workspace_bytes(ws):
     if isinstance(ws, np.ndarray):
         return ws.nbytes

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._gather import gather_steps, packed_rows, take_rows
-from ._kernels import _dense, _losses, _rnn
+from ._kernels import _dense, _rnn
 from ._kernels import _optimizers as _updates
 from ._layers import ACTIVATION_CODES, Dense, Layer, LayerWorkspace, ParamSpec
-from ._network import (LOSS_CODES, Network, _check_weight_sum, borrow_workspace,
+from ._network import (Network, _check_weight_sum, borrow_workspace, output_loss_delta,
                        return_workspace)
 from ._threads import blas_single_thread_for_kernels
 
@@ -94,6 +94,30 @@ class Ragged:
         """Arrays that :meth:`batch` can pack any n_groups groups into, so a
         training loop allocates nothing per batch."""
         return pack_buffers(self, n_groups, targets, sample_weight)
+
+
+class ClassCodes(Ragged):
+    """Targets of a softmax cross-entropy given as the class of each row
+    (int32 codes in [0, n_classes)) in place of its one-hot row, which the
+    loss reads to the same bits (``_losses.softmax_ce_classes``): a fit then
+    builds no one-hot matrix of every step (4 * n_classes bytes a step) and
+    packing gathers 4 bytes a row. ``shape`` and ``astype`` are those of the
+    one-hot rows they stand for."""
+
+    def __init__(self, codes, lengths, n_classes):
+        super().__init__(codes, lengths)
+        self.n_classes = n_classes
+
+    @property
+    def shape(self):
+        return (len(self), self.n_classes)
+
+    def subset(self, groups):
+        return ClassCodes(self.data[self.rows_of(groups)], self.lengths[groups], self.n_classes)
+
+    def astype(self, dtype, copy=False):
+        # the codes of one-hot rows of any dtype
+        return ClassCodes(self.data.copy(), self.lengths, self.n_classes) if copy else self
 
 
 class StepWeights(Ragged):
@@ -457,8 +481,8 @@ class RNNNetwork(Network):
         if n_pred:
             _check_weight_sum(sw_sum)
         delta_out = ws.delta_out[:n_pred]
-        data_loss = _losses.output_loss_delta(logits, Y, sample_weight, delta_out,
-                                             LOSS_CODES[self.loss], 1.0 / sw_sum, n_threads)
+        data_loss = output_loss_delta(self.loss, logits, Y, sample_weight, delta_out,
+                                      1.0 / sw_sum, n_threads)
         dH_out = out.backward(H_out, logits, delta_out, ws.out, True, n_threads)
         if self.last_step:
             dH = ws.dH[: H.shape[0]]

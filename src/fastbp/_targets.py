@@ -131,7 +131,7 @@ class ClassifierTargetsMixin(EstimatorMixin):
         plain = self._plain_partial_fit(X, y) if incremental and not reset else None
         if plain is not None:
             X, y = plain
-            return X, self._one_hot(y, X.dtype), y
+            return X, self._training_targets(y, X.dtype), y
         X, y = self._validate_X_y(X, y, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -155,7 +155,7 @@ class ClassifierTargetsMixin(EstimatorMixin):
                     f"`y` has classes not in `self.classes_`. `self.classes_` has "
                     f"{self.classes_}. 'y' has {classes}."
                 )
-        return X, self._one_hot(y, X.dtype), y
+        return X, self._training_targets(y, X.dtype), y
 
     def _plain_partial_fit(self, X, y):
         """(X, y's rows) of a partial_fit after the first, as its checks would
@@ -175,6 +175,11 @@ class ClassifierTargetsMixin(EstimatorMixin):
                 np.unique(plain[1]), self.classes_, assume_unique=True)):
             return None
         return plain
+
+    def _training_targets(self, y, dtype):
+        """Labels y as the training loss reads them: their one-hot rows
+        (``_one_hot``)."""
+        return self._one_hot(y, dtype)
 
     def _one_hot(self, y, dtype):
         """The binarizer's target matrix, built in ``dtype`` directly for
@@ -208,7 +213,7 @@ class ClassifierTargetsMixin(EstimatorMixin):
     def _validation_targets(self, y, X):
         """(encoded targets in X's dtype, labels as scored) of a validation set."""
         y = self._checked_labels(y)
-        return self._one_hot(y, X.dtype), y
+        return self._training_targets(y, X.dtype), y
 
     def _prepare_backprop(self, X, y):
         X = self._check_X(X)

@@ -13,9 +13,9 @@ from ._base import Backprop, BackpropEstimator, EstimatorT
 from ._params import InvalidParameterError, _options, store_init_params
 from ._registry import loadable
 from ._sequence_input import SequenceInputMixin
-from ._sequences import Ragged, RNNNetwork, StepWeights, pack
-from ._targets import (ClassifierTargetsMixin, RegressorTargetsMixin, _finite_outputs,
-                       check_class_weight)
+from ._sequences import ClassCodes, Ragged, RNNNetwork, StepWeights, pack
+from ._targets import (ClassifierTargetsMixin, RegressorTargetsMixin, _class_codes,
+                       _finite_outputs, check_class_weight)
 from ._typing import ArrayLike, Predictions, SequencesLike
 
 
@@ -48,7 +48,7 @@ class _RNNMixin(SequenceInputMixin):
 
     def _prepare_fit(self, X, y, incremental, reset):
         X, Y, y_rows = super()._prepare_fit(X, y, incremental, reset)
-        targets = Ragged(Y, self._target_lengths)
+        targets = self._ragged_targets(Y, self._target_lengths)
         if self.output == "sequence":
             y_rows = Ragged(np.asarray(y_rows), self._target_lengths).split()
         return X, targets, y_rows
@@ -167,7 +167,14 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
             raise ValueError(f"y holds {len(Y)} targets, X holds {len(X)} sequences.")
         if self.output == "sequence":  # per sequence, as _prepare_fit gives them
             y_rows = Ragged(np.asarray(y_rows), lengths).split()
-        return Ragged(Y, lengths), y_rows
+        return self._ragged_targets(Y, lengths), y_rows
+
+    def _ragged_targets(self, Y, lengths):
+        """Training targets grouped by sequence: rows, or class codes
+        (RNNClassifier's ``_training_targets``)."""
+        if Y.ndim == 1:
+            return ClassCodes(Y, lengths, len(self.classes_))
+        return Ragged(Y, lengths)
 
     def _sample_weights(self, sample_weight, X, y, dtype):
         # With a target per step, class weights weigh each step: its
@@ -312,6 +319,15 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         _options(self, "loss", {"log_loss", "squared_error"})
         check_class_weight(self)
         super()._validate_params()
+
+    def _training_targets(self, y, dtype):
+        # The softmax cross-entropy reads each step's class (4 bytes) where
+        # the one-hot row takes 4 * n_classes, to the same bits: no one-hot
+        # matrix of every step is built (8 MB for 32,000 steps of 65
+        # classes), and a batch's targets are gathered 4 bytes a step.
+        if y.ndim == 1 and self._out_activation() == "softmax":
+            return _class_codes(self.classes_, y).astype(np.int32)
+        return super()._training_targets(y, dtype)
 
     def _score_rows(self, X, y_rows, weights):
         return accuracy_score(y_rows, self._predict_encoded(X), sample_weight=weights)

@@ -2,6 +2,7 @@
 # elementwise.h), for the modules that compile that file in: typed wrappers
 # over the float and double versions.
 from cython cimport floating
+from libc.stdint cimport int32_t
 
 cdef extern from "elementwise.h":
     void fastbp_act_f(float* out, const float* a, const float* b,
@@ -12,12 +13,12 @@ cdef extern from "elementwise.h":
                        const float* h, Py_ssize_t n, int act) noexcept nogil
     void fastbp_dact_d(double* out, const double* a, const double* b,
                        const double* h, Py_ssize_t n, int act) noexcept nogil
-    void fastbp_softmax_ce_f(float* z, const float* y, float* d, Py_ssize_t rows,
-                             Py_ssize_t n, double scale, const float* sw, float lo, float hi,
-                             double* row_loss) noexcept nogil
-    void fastbp_softmax_ce_d(double* z, const double* y, double* d, Py_ssize_t rows,
-                             Py_ssize_t n, double scale, const double* sw, double lo,
-                             double hi, double* row_loss) noexcept nogil
+    void fastbp_softmax_ce_f(float* z, const float* y, const int32_t* cls, float* d,
+                             Py_ssize_t rows, Py_ssize_t n, double scale, const float* sw,
+                             float lo, float hi, double* row_loss) noexcept nogil
+    void fastbp_softmax_ce_d(double* z, const double* y, const int32_t* cls, double* d,
+                             Py_ssize_t rows, Py_ssize_t n, double scale, const double* sw,
+                             double lo, double hi, double* row_loss) noexcept nogil
     void fastbp_softmax_f(float* z, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
     void fastbp_softmax_d(double* z, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
     void fastbp_column_sums_f(const float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t n,
@@ -66,15 +67,17 @@ cdef inline void elementwise_dact(floating* out, const floating* a, const floati
         fastbp_dact_d(out, a, b, h, n, act)
 
 
-cdef inline void softmax_ce_rows(floating* z, const floating* y, floating* d, Py_ssize_t rows,
-                                 Py_ssize_t n, double scale, const floating* sw, floating lo,
-                                 floating hi, double* row_loss) noexcept nogil:
-    """The softmax cross-entropy of ``rows`` rows of n logits (elementwise.h):
-    z turns into probabilities, d into the delta, row_loss into the losses."""
+cdef inline void softmax_ce_rows(floating* z, const floating* y, const int32_t* cls,
+                                 floating* d, Py_ssize_t rows, Py_ssize_t n, double scale,
+                                 const floating* sw, floating lo, floating hi,
+                                 double* row_loss) noexcept nogil:
+    """The softmax cross-entropy of ``rows`` rows of n logits (elementwise.h),
+    targets y (NULL: the classes cls, each in [0, n)): z turns into
+    probabilities, d into the delta, row_loss into the losses."""
     if floating is float:
-        fastbp_softmax_ce_f(z, y, d, rows, n, scale, sw, lo, hi, row_loss)
+        fastbp_softmax_ce_f(z, y, cls, d, rows, n, scale, sw, lo, hi, row_loss)
     else:
-        fastbp_softmax_ce_d(z, y, d, rows, n, scale, sw, lo, hi, row_loss)
+        fastbp_softmax_ce_d(z, y, cls, d, rows, n, scale, sw, lo, hi, row_loss)
 
 
 cdef inline void softmax_rows(floating* z, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:

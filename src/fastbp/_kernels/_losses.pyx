@@ -7,6 +7,7 @@ shared out to fastbp's thread team and the loss summed in row order, so
 results do not depend on the thread count.
 """
 from cython cimport floating
+from libc.stdint cimport int32_t
 from libc.stdlib cimport malloc, free
 from libc.float cimport DBL_EPSILON, FLT_EPSILON
 
@@ -91,9 +92,7 @@ def output_loss_delta(floating[:, ::1] Z,  # IN: logits, OUT: outputs
     """
     cdef Py_ssize_t m = Z.shape[0]
     cdef Py_ssize_t n = Z.shape[1]
-    cdef Py_ssize_t i
     cdef bint weighted = sample_weight is not None
-    cdef double total = 0
     cdef OutputJob job
     check_shape("Y", Y.shape, 2, (m, n))
     check_shape("delta", delta.shape, 2, (m, n))
@@ -101,19 +100,59 @@ def output_loss_delta(floating[:, ::1] Z,  # IN: logits, OUT: outputs
         check_shape("sample_weight", sample_weight.shape, 1, (m,))
     if m == 0 or n == 0:
         return 0.0
-    cdef double* row_loss = <double*> malloc(m * sizeof(double))
-    if row_loss == NULL:
-        raise MemoryError()
     output_job(&job, &Z[0, 0], m, n, kind)
     set_units(&job.units, output_loss_rows[float], output_loss_rows[double], <floating*> NULL)
     job.Y = &Y[0, 0]
-    job.sample_weight = &sample_weight[0] if weighted else NULL
-    job.delta = &delta[0, 0]
+    return _run_loss(&job, &sample_weight[0] if weighted else NULL, &delta[0, 0], scale,
+                     n_threads)
+
+
+def softmax_ce_classes(floating[:, ::1] Z,  # IN: logits, OUT: probabilities
+                       const int32_t[::1] classes,
+                       const floating[::1] sample_weight,  # None: all ones
+                       floating[:, ::1] delta,  # OUT
+                       double scale, int n_threads):
+    """output_loss_delta of the softmax cross-entropy with the targets given
+    as the class of each row (classes[i] in [0, n_outputs), else ValueError):
+    the same results, to the bit, as with their one-hot rows, without
+    reading (or anyone building) those rows."""
+    cdef Py_ssize_t m = Z.shape[0]
+    cdef Py_ssize_t n = Z.shape[1]
+    cdef Py_ssize_t i
+    cdef OutputJob job
+    check_shape("classes", classes.shape, 1, (m,))
+    check_shape("delta", delta.shape, 2, (m, n))
+    if sample_weight is not None:
+        check_shape("sample_weight", sample_weight.shape, 1, (m,))
+    if m == 0 or n == 0:
+        return 0.0
+    for i in range(m):
+        if not 0 <= classes[i] < n:
+            raise ValueError(f"class {classes[i]} of row {i} is not in [0, {n})")
+    output_job(&job, &Z[0, 0], m, n, LOSS_SOFTMAX_CE)
+    set_units(&job.units, softmax_classes_rows[float], softmax_classes_rows[double],
+              <floating*> NULL)
+    job.classes = &classes[0]
+    return _run_loss(&job, &sample_weight[0] if sample_weight is not None else NULL,
+                     &delta[0, 0], scale, n_threads)
+
+
+cdef double _run_loss(OutputJob* job, const void* sample_weight, void* delta, double scale,
+                      int n_threads) except? -1:
+    """Run a loss job (its units, Z and targets set) on the team; return the
+    sum of its rows' losses, added in row order."""
+    cdef Py_ssize_t i
+    cdef double total = 0
+    cdef double* row_loss = <double*> malloc(job.m * sizeof(double))
+    if row_loss == NULL:
+        raise MemoryError()
+    job.sample_weight = sample_weight
+    job.delta = delta
     job.row_loss = row_loss
     job.scale = scale
     with nogil:
-        team_run(threads_for(m * n * 8, n_threads), job.n_units, dtype_unit, &job)
-        for i in range(m):
+        team_run(threads_for(job.m * job.n * 8, n_threads), job.n_units, dtype_unit, job)
+        for i in range(job.m):
             total += row_loss[i]
     free(row_loss)
     return total
@@ -124,6 +163,7 @@ ctypedef struct OutputJob:
     DtypeUnits units
     void* Z
     const void* Y
+    const int32_t* classes  # the softmax cross-entropy's targets, in place of Y
     const void* sample_weight
     void* delta
     double* row_loss
@@ -160,7 +200,7 @@ cdef void rows_loss_delta(floating* Z, const floating* Y, floating* D, Py_ssize_
     if kind == LOSS_SOFTMAX_CE:
         if sw != NULL:
             sw_rows = sw + r0
-        softmax_ce_rows(Z + r0 * n, Y + r0 * n, D + r0 * n, r1 - r0, n, scale, sw_rows,
+        softmax_ce_rows(Z + r0 * n, Y + r0 * n, NULL, D + r0 * n, r1 - r0, n, scale, sw_rows,
                         -flog1p(-eps), -flog(eps), row_loss + r0)
         return
     for i in range(r0, r1):
@@ -178,6 +218,17 @@ cdef void output_loss_rows(const void* job, int u, int slot, floating* tag) noex
     rows_loss_delta(<floating*> j.Z, <const floating*> j.Y, <floating*> j.delta,
                     u * j.rows_per_unit, min(j.m, (u + 1) * j.rows_per_unit), j.n, j.kind,
                     j.scale, <const floating*> j.sample_weight, j.row_loss)
+
+
+cdef void softmax_classes_rows(const void* job, int u, int slot, floating* tag) noexcept nogil:
+    cdef const OutputJob* j = <const OutputJob*> job
+    cdef Py_ssize_t r0 = u * j.rows_per_unit, r1 = min(j.m, (u + 1) * j.rows_per_unit)
+    cdef floating eps = FLT_EPSILON if floating is float else DBL_EPSILON
+    cdef const floating* sw = <const floating*> j.sample_weight
+    softmax_ce_rows(<floating*> j.Z + r0 * j.n, <const floating*> NULL, j.classes + r0,
+                    <floating*> j.delta + r0 * j.n, r1 - r0, j.n, j.scale,
+                    sw + r0 if sw != NULL else NULL, -flog1p(-eps), -flog(eps),
+                    j.row_loss + r0)
 
 
 cdef void output_activate_rows(const void* job, int u, int slot, floating* tag) noexcept nogil:
