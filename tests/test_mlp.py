@@ -551,3 +551,33 @@ def test_one_hot_targets_put_each_label_at_its_class(labels):
     Y = est._one_hot(labels, np.float32)
     assert Y.sum() == len(labels)
     np.testing.assert_array_equal(est.classes_[Y.argmax(axis=1)], labels)
+
+
+@pytest.mark.parametrize("labels", [
+    np.array([3, -7, 3, 12, -7, 0], dtype=np.int8),
+    np.array([250, 3, 250, 7], dtype=np.uint8),
+    np.array([2**63 + 5, 2**63 + 1, 2**63 + 5, 7], dtype=np.uint64),
+    np.array([9, 4, 9, 4], dtype=np.int32),  # binary
+    np.array([5, 5, 5, 5], dtype=np.int64),  # one class
+])
+def test_integer_labels_fit_the_binarizer_as_sklearn_does(labels):
+    # A fit on integer labels skips sklearn's target checks and
+    # LabelBinarizer.fit: its binarizer holds what sklearn's fit holds, of
+    # the same values and dtypes, and encodes and decodes as that one does.
+    from sklearn.preprocessing import LabelBinarizer
+
+    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(np.arange(len(labels), dtype=float)[:, None], labels)
+    ours, sklearns = est._label_binarizer, LabelBinarizer().fit(labels)
+    assert vars(ours).keys() == vars(sklearns).keys()
+    for name, value in vars(sklearns).items():
+        if isinstance(value, np.ndarray):
+            assert vars(ours)[name].dtype == value.dtype, name
+            np.testing.assert_array_equal(vars(ours)[name], value)
+        else:
+            assert vars(ours)[name] == value, name
+    Y = sklearns.transform(labels)
+    np.testing.assert_array_equal(ours.transform(labels), Y)
+    np.testing.assert_array_equal(ours.inverse_transform(Y), labels)

@@ -40,6 +40,26 @@ def _with_unique(y):
     return _sklearn_attach_unique(y)
 
 
+def _integer_classes(y):
+    """The sorted classes of labels y where y is a 1-D ndarray of integers,
+    else None. Such labels pass sklearn's target checks, and its
+    type_of_target finds 'binary' (two classes at most) or 'multiclass',
+    knowing nothing more: those checks and LabelBinarizer.fit scan the
+    labels five times (2.6 ms of a 32,000-label fit)."""
+    if type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu" and len(y):
+        return np.unique(y)
+    return None
+
+
+def _binarizer(classes, y_type):
+    """A LabelBinarizer as fitting it on labels of these sorted classes and
+    type_of_target leaves it (the attributes its transform and
+    inverse_transform read)."""
+    lb = LabelBinarizer()
+    lb.classes_, lb.y_type_, lb.sparse_input_ = classes, y_type, False
+    return lb
+
+
 # Widest range of integer labels that _class_codes looks up in a table.
 _CODE_TABLE_SPAN = 1 << 16
 
@@ -135,14 +155,19 @@ class ClassifierTargetsMixin(EstimatorMixin):
         X, y = self._validate_X_y(X, y, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        labels = _with_unique(y)
-        check_classification_targets(labels)  # "Unknown label type: continuous..."
+        classes = _integer_classes(y)
+        if classes is None:
+            labels = _with_unique(y)
+            check_classification_targets(labels)  # "Unknown label type: continuous..."
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
-            self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(labels)
+            if classes is None:
+                self._label_binarizer = LabelBinarizer().fit(labels)
+            else:
+                self._label_binarizer = _binarizer(
+                    classes, "binary" if len(classes) <= 2 else "multiclass")
             self.classes_ = self._label_binarizer.classes_
         else:
-            classes = unique_labels(labels)
+            classes = unique_labels(labels) if classes is None else classes
             if self.warm_start:
                 if set(classes) != set(self.classes_):
                     raise ValueError(
@@ -250,9 +275,7 @@ class ClassifierTargetsMixin(EstimatorMixin):
             ok = y_type in expected and len(classes) == expected[y_type]
         if not ok or len(np.unique(classes)) != len(classes):
             raise ValueError("class labels do not match the output layer")
-        lb = LabelBinarizer()
-        lb.classes_, lb.y_type_, lb.sparse_input_ = classes, y_type, False
-        self._label_binarizer = lb
+        self._label_binarizer = _binarizer(classes, y_type)
         self.classes_ = classes
 
     def _sample_weights(self, sample_weight, X, y, dtype):
