@@ -199,36 +199,50 @@ def test_a_non_finite_row_of_logits_stays_in_its_row(dtype, dispatch_path):
 def test_softmax_of_class_codes_is_that_of_their_one_hot_rows(dtype, n, dispatch_path):
     # The RNN classifier's targets as classes: the outputs, delta and loss
     # have the one-hot rows' bits, with weights and without, on one thread
-    # and two (300 rows: several units), with non-finite rows among them
+    # and on two (rows for three units of the team and a part), with rows
+    # whose loss is clipped to -log(eps) and non-finite rows among them
     # (NaN then everywhere in the row and in the loss).
     rng = np.random.default_rng(16)
-    m = 300
+    m = 3 * (8192 // n) + 37  # a unit: 8192 elements (TEAM_UNIT_ELEMENTS, _team.pxd)
     Z, Y = _logits_and_classes(rng, m, n, 3, dtype)
-    Z[7, 0], Z[40, n - 1], Z[99] = np.nan, np.inf, -np.inf
-    if n > 1:  # lse - z = inf: the clipped -log(eps), times 0 for the one-hot rows
-        Z[120, 0] = -np.inf
     classes = Y.argmax(axis=1).astype(np.int32)
+    Z[7, 0], Z[40, n - 1], Z[99] = np.nan, np.inf, -np.inf
+    if n > 1:
+        Z[120, classes[120]] = -np.inf  # lse - z = inf
+        Z[130], Z[130, classes[130]] = 0, -60  # lse - z = 60 + log(n), past -log(eps)
     sw = (rng.random(m) + 0.5).astype(dtype)
     code = _losses.LOSS_CODES["softmax_ce"]
+    finite = np.setdiff1d(np.arange(m), [7, 40, 99])
     for weights in (None, sw):
-        for n_threads in (1, 2):
-            P, d = Z.copy(), np.full_like(Z, 7)
-            loss = _losses.output_loss_delta(P, Y, weights, d, code, 1 / 9, n_threads)
-            Pc, dc = Z.copy(), np.full_like(Z, 7)
-            loss_c = _losses.softmax_ce_classes(Pc, classes, weights, dc, 1 / 9, n_threads)
-            np.testing.assert_array_equal(Pc, P)
-            np.testing.assert_array_equal(dc, d)
-            assert np.isnan(loss) and np.isnan(loss_c)
-            rows = np.setdiff1d(np.arange(m), [7, 40, 99])
-            P, d = Z[rows], np.empty_like(Z[rows])
-            loss = _losses.output_loss_delta(P, Y[rows], None if weights is None
-                                             else weights[rows], d, code, 1 / 9, n_threads)
-            Pc, dc = Z[rows], np.empty_like(Z[rows])
-            loss_c = _losses.softmax_ce_classes(Pc, classes[rows], None if weights is None
-                                                else weights[rows], dc, 1 / 9, n_threads)
-            assert loss_c == loss and np.isfinite(loss)
-            np.testing.assert_array_equal(Pc, P)
-            np.testing.assert_array_equal(dc, d)
+        for rows in (np.arange(m), finite):
+            w = None if weights is None else weights[rows]
+            for n_threads in (1, 2):
+                P, d = Z[rows], np.full_like(Z[rows], 7)
+                loss = _losses.output_loss_delta(P, Y[rows], w, d, code, 1 / 9, n_threads)
+                Pc, dc = Z[rows], np.full_like(Z[rows], 7)
+                loss_c = _losses.softmax_ce_classes(Pc, classes[rows], w, dc, 1 / 9, n_threads)
+                np.testing.assert_array_equal(Pc, P)
+                np.testing.assert_array_equal(dc, d)
+                if len(rows) == m:
+                    assert np.isnan(loss) and np.isnan(loss_c)
+                else:
+                    assert loss_c == loss and np.isfinite(loss)
+
+
+def test_class_codes_are_read_before_the_rows_they_share_memory_with():
+    # Codes that sit in the delta the kernel writes: the result of codes
+    # kept apart (the kernel reads a copy, checked, not the caller's array).
+    rng = np.random.default_rng(18)
+    Z, Y = _logits_and_classes(rng, 40, 8, 3, np.float32)
+    codes = Y.argmax(axis=1).astype(np.int32)
+    P, d = Z.copy(), np.empty_like(Z)
+    loss = _losses.softmax_ce_classes(P, codes, None, d, 1.0, 2)
+    Ps, ds = Z.copy(), np.zeros_like(Z)
+    shared = ds.reshape(-1).view(np.int32)[-40:]
+    shared[:] = codes
+    assert _losses.softmax_ce_classes(Ps, shared, None, ds, 1.0, 2) == loss
+    np.testing.assert_array_equal(Ps, P)
+    np.testing.assert_array_equal(ds, d)
 
 
 @pytest.mark.parametrize("bad,match", [
@@ -243,6 +257,8 @@ def test_class_codes_out_of_place_raise(bad, match):
     with pytest.raises(ValueError, match=match):
         _losses.softmax_ce_classes(Z, bad(classes), None, d, 1.0, 1)
     assert not d.any()  # checked before any row is touched
+    with pytest.raises(ValueError, match=r"class 0 of row 0 is not in \[0, 0\)"):
+        _losses.softmax_ce_classes(Z[:, :0], classes * 0, None, d[:, :0], 1.0, 1)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -100,7 +100,7 @@ class ClassCodes(Ragged):
     """Targets of a softmax cross-entropy given as the class of each row
     (int32 codes in [0, n_classes)) in place of its one-hot row, which the
     loss reads to the same bits (``_losses.softmax_ce_classes``): a fit then
-    builds no one-hot matrix of every step (4 * n_classes bytes a step) and
+    builds no one-hot matrix of every step (n_classes floats a step) and
     packing gathers 4 bytes a row. ``shape`` and ``astype`` are those of the
     one-hot rows they stand for."""
 

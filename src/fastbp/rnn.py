@@ -322,8 +322,8 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
 
     def _training_targets(self, y, dtype):
         # The softmax cross-entropy reads each step's class (4 bytes) where
-        # the one-hot row takes 4 * n_classes, to the same bits: no one-hot
-        # matrix of every step is built (8 MB for 32,000 steps of 65
+        # the one-hot row takes n_classes floats, to the same bits: no one-hot
+        # matrix of every step is built (8 MB for 32,000 steps of 65 float32
         # classes), and a batch's targets are gathered 4 bytes a step.
         if y.ndim == 1 and self._out_activation() == "softmax":
             return _class_codes(self.classes_, y).astype(np.int32)

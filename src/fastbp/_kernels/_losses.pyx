@@ -120,21 +120,32 @@ def softmax_ce_classes(floating[:, ::1] Z,  # IN: logits, OUT: probabilities
     cdef Py_ssize_t n = Z.shape[1]
     cdef Py_ssize_t i
     cdef OutputJob job
+    cdef int32_t* codes
     check_shape("classes", classes.shape, 1, (m,))
     check_shape("delta", delta.shape, 2, (m, n))
     if sample_weight is not None:
         check_shape("sample_weight", sample_weight.shape, 1, (m,))
-    if m == 0 or n == 0:
+    if m == 0:
         return 0.0
-    for i in range(m):
-        if not 0 <= classes[i] < n:
-            raise ValueError(f"class {classes[i]} of row {i} is not in [0, {n})")
-    output_job(&job, &Z[0, 0], m, n, LOSS_SOFTMAX_CE)
-    set_units(&job.units, softmax_classes_rows[float], softmax_classes_rows[double],
-              <floating*> NULL)
-    job.classes = &classes[0]
-    return _run_loss(&job, &sample_weight[0] if sample_weight is not None else NULL,
-                     &delta[0, 0], scale, n_threads)
+    # The kernel indexes rows by the codes, so it reads a private copy, the
+    # one checked: the caller's array may share memory with Z or delta,
+    # which the kernel writes, or be written by another thread meanwhile.
+    codes = <int32_t*> malloc(m * sizeof(int32_t))
+    if codes == NULL:
+        raise MemoryError()
+    try:
+        for i in range(m):
+            codes[i] = classes[i]
+            if not 0 <= codes[i] < n:
+                raise ValueError(f"class {codes[i]} of row {i} is not in [0, {n})")
+        output_job(&job, &Z[0, 0], m, n, LOSS_SOFTMAX_CE)
+        set_units(&job.units, softmax_classes_rows[float], softmax_classes_rows[double],
+                  <floating*> NULL)
+        job.classes = codes
+        return _run_loss(&job, &sample_weight[0] if sample_weight is not None else NULL,
+                         &delta[0, 0], scale, n_threads)
+    finally:
+        free(codes)
 
 
 cdef double _run_loss(OutputJob* job, const void* sample_weight, void* delta, double scale,
