@@ -106,6 +106,12 @@ def _fma_chain(a_row, b_col, start, dtype):
     # with A^T, columns 64 and 65 take the narrow edge's kernel (vectors along
     # the rows), but for the last rows, which take the panels' tiles
     (37, 66, range(0, 37, 4), (0, 31, 63, 64, 65)),
+    # one edge column (the 65th class: chunks of 8 vectors of rows, then a
+    # vector at a time), three and four: each chunk's rows, and the last
+    # rows in the panels' tiles
+    (77, 65, (0, 40, 63, 64, 71, 72, 76), (0, 64)),
+    (45, 67, (0, 23, 24, 44), (63, 64, 65, 66)),
+    (45, 68, (0, 15, 16, 39, 40, 44), (3, 64, 65, 66, 67)),
     # more than one block of 192 rows: op(B) is packed once, up front
     (197, 35, (0, 5, 191, 192, 196), (0, 15, 16, 33, 34)),
     # wider than k less a block of k: each panel takes its blocks of k in
