@@ -400,7 +400,7 @@ FB_INLINE ATTR void NAME(gemm_edge_chunk)(const int ev, const int cols, ptrdiff_
  * gradient's time); here each multiply-add is a vector of useful ones. The
  * rows go 8 / cols vectors at a time (8, 4, 3 or 2), so that 8 or 9
  * independent chains of multiply-adds cover the FMA's latency (with 2, one
- * column of 1600 x 128 took 36 us, eleven times its share of the product),
+ * column of 1600 x 128 took 36 us, seven times its share of the product),
  * then a vector at a time. An element is still one chain of multiply-adds
  * along k, in order, from 0 (or C): the same bits as a tile's. */
 static ATTR void NAME(gemm_edge)(ptrdiff_t mv, int cols, ptrdiff_t k, const FT* A, ptrdiff_t lda,
