@@ -107,11 +107,15 @@ def _fma_chain(a_row, b_col, start, dtype):
     # the rows), but for the last rows, which take the panels' tiles
     (37, 66, range(0, 37, 4), (0, 31, 63, 64, 65)),
     # one edge column (the 65th class: chunks of 8 vectors of rows, then a
-    # vector at a time), three and four: each chunk's rows, and the last
-    # rows in the panels' tiles
+    # vector at a time), three and four: each chunk's rows with AVX2, and
+    # the last rows in the panels' tiles
     (77, 65, (0, 40, 63, 64, 71, 72, 76), (0, 64)),
     (45, 67, (0, 23, 24, 44), (63, 64, 65, 66)),
     (45, 68, (0, 15, 16, 39, 40, 44), (3, 64, 65, 66, 67)),
+    # AVX-512 float32's chunks of one and two edge columns (8 and 4 vectors
+    # of 16 rows) and what follows them
+    (200, 65, (0, 127, 128, 191, 192, 199), (0, 64)),
+    (140, 66, (0, 63, 64, 127, 128, 139), (64, 65)),
     # more than one block of 192 rows: op(B) is packed once, up front
     (197, 35, (0, 5, 191, 192, 196), (0, 15, 16, 33, 34)),
     # wider than k less a block of k: each panel takes its blocks of k in

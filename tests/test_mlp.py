@@ -559,18 +559,29 @@ def test_one_hot_targets_put_each_label_at_its_class(labels):
     np.array([2**63 + 5, 2**63 + 1, 2**63 + 5, 7], dtype=np.uint64),
     np.array([9, 4, 9, 4], dtype=np.int32),  # binary
     np.array([5, 5, 5, 5], dtype=np.int64),  # one class
+    np.array([3, 1, 2, 1, 3, 2, 1, 1], dtype=">i4"),  # big-endian: sklearn's classes are native
+    np.arange(40) % 21,  # sklearn warns that y may be a regression target
 ])
 def test_integer_labels_fit_the_binarizer_as_sklearn_does(labels):
     # A fit on integer labels skips sklearn's target checks and
     # LabelBinarizer.fit: its binarizer holds what sklearn's fit holds, of
-    # the same values and dtypes, and encodes and decodes as that one does.
+    # the same values and dtypes, and encodes and decodes as that one does;
+    # the fit gives sklearn's warnings about the labels.
     from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils.multiclass import check_classification_targets
 
     est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=1, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         est.fit(np.arange(len(labels), dtype=float)[:, None], labels)
-    ours, sklearns = est._label_binarizer, LabelBinarizer().fit(labels)
+    with warnings.catch_warnings(record=True) as sklearn_caught:
+        warnings.simplefilter("always")
+        check_classification_targets(labels)  # what sklearn's classifiers run first
+        sklearns = LabelBinarizer().fit(labels)
+    # sklearn's warnings about the labels, and no other
+    assert ([str(w.message) for w in caught if w.category is UserWarning]
+            == [str(w.message) for w in sklearn_caught if w.category is UserWarning])
+    ours = est._label_binarizer
     assert vars(ours).keys() == vars(sklearns).keys()
     for name, value in vars(sklearns).items():
         if isinstance(value, np.ndarray):

@@ -41,14 +41,18 @@ def _with_unique(y):
 
 
 def _integer_classes(y):
-    """The sorted classes of labels y where y is a 1-D ndarray of integers,
-    else None. Such labels pass sklearn's target checks, and its
-    type_of_target finds 'binary' (two classes at most) or 'multiclass',
-    knowing nothing more: those checks and LabelBinarizer.fit scan the
-    labels five times (2.6 ms of a 32,000-label fit)."""
-    if type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu" and len(y):
-        return np.unique(y)
-    return None
+    """The sorted classes of labels y where y is a 1-D ndarray of integers in
+    the machine's byte order, else None. Such labels pass sklearn's target
+    checks, and its type_of_target finds 'binary' (two classes at most) or
+    'multiclass', knowing nothing more: those checks and LabelBinarizer.fit
+    scan the labels five times (2.6 ms of a 32,000-label fit). Also None
+    where the classes outnumber a quarter of the labels: sklearn's checks
+    then may warn that y looks like a regression target, and they run."""
+    if not (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu"
+            and y.dtype.isnative and len(y)):
+        return None
+    classes = np.unique(y)
+    return classes if 4 * len(classes) <= len(y) or len(classes) <= 2 else None
 
 
 def _binarizer(classes, y_type):
