@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._gather import gather
+from ._memory import aligned_empty
 from ._sequences import Ragged, StepWeights
 
 
@@ -72,9 +73,9 @@ class DenseBatches:
         into, in ``dtype`` (default: X's); allocated once per fit so that
         the batch loop allocates none."""
         dtype = self.X.dtype if dtype is None else dtype
-        X_buf = np.empty((n_samples,) + self.X.shape[1:], dtype=dtype)
-        Y_buf = np.empty((n_samples, self.Y.shape[1]), dtype=dtype)
-        sw_buf = None if self.sample_weight is None else np.empty(n_samples, dtype=dtype)
+        X_buf = aligned_empty((n_samples,) + self.X.shape[1:], dtype)
+        Y_buf = aligned_empty((n_samples, self.Y.shape[1]), dtype)
+        sw_buf = None if self.sample_weight is None else aligned_empty(n_samples, dtype)
         return X_buf, Y_buf, sw_buf
 
     def take(self, idx, buffers, n_threads=1):

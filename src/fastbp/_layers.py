@@ -47,6 +47,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._kernels import _conv, _dense
+from ._memory import aligned_empty
 
 ACTIVATION_CODES = _dense.ACTIVATION_CODES
 
@@ -92,16 +93,6 @@ def as_array(A):
     return A.to_array() if isinstance(A, SideBySide) else A.copy()
 
 
-def _aligned_empty(shape, dtype):
-    """np.empty on a 64-byte boundary: the kernels' vectors then stay within
-    cache lines."""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    raw = np.empty(nbytes + 64, dtype=np.uint8)
-    start = -raw.ctypes.data % 64
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
-
-
 class ParamSpec(NamedTuple):
     """One parameter array of a layer, as the network lays it out in theta."""
 
@@ -119,8 +110,8 @@ class LayerWorkspace:
 
 
 def _empty_workspace(n, dtype, out_shape, in_shape, want_delta_in):
-    return LayerWorkspace(np.empty((n,) + out_shape, dtype=dtype),
-                          np.empty((n,) + in_shape, dtype=dtype) if want_delta_in else None)
+    return LayerWorkspace(aligned_empty((n,) + out_shape, dtype),
+                          aligned_empty((n,) + in_shape, dtype) if want_delta_in else None)
 
 
 class Layer:
@@ -247,9 +238,8 @@ class _MapsLayer(Layer):
 
     def workspace(self, n, dtype, want_delta_in):
         def buffer(shape, linked):
-            if self._blocked(linked, n, dtype):
-                return _aligned_empty((_conv.padded_rows(n, dtype),) + shape, dtype)
-            return np.empty((n,) + shape, dtype=dtype)
+            rows = _conv.padded_rows(n, dtype) if self._blocked(linked, n, dtype) else n
+            return aligned_empty((rows,) + shape, dtype)
         return LayerWorkspace(
             buffer(self._out_shape, self.out_side_by_side),
             buffer(self._in_shape, self.in_side_by_side) if want_delta_in else None)

@@ -21,6 +21,7 @@ from ._kernels import _losses
 from ._kernels import _optimizers as _updates
 from ._kernels._calls import run_calls
 from ._layers import as_array
+from ._memory import aligned_copy, aligned_empty, aligned_zeros
 from ._threads import blas_single_thread_for_kernels
 
 LOSS_CODES = _losses.LOSS_CODES
@@ -208,15 +209,15 @@ class Network:
         self.n_regularized = sum(int(np.prod(s.shape)) for s in ordered if s.regularized)
         self._order = [s.name for s in specs]
         if theta is None:
-            self.theta = np.zeros(offset, dtype=self.dtype)
+            self.theta = aligned_zeros(offset, self.dtype)
         else:
             if theta.ndim != 1 or theta.size != offset or theta.dtype != self.dtype:
                 raise ValueError(
                     f"theta of shape {theta.shape} and dtype {theta.dtype} does not fit "
                     f"this network, which has {offset} {self.dtype} parameters."
                 )
-            self.theta = np.array(theta, dtype=self.dtype, order="C")
-        self.grad = np.zeros(offset, dtype=self.dtype)
+            self.theta = aligned_copy(theta)
+        self.grad = aligned_zeros(offset, self.dtype)
         self._bind()
 
     def _link(self):
@@ -258,7 +259,8 @@ class Network:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.grad = np.zeros_like(self.theta)
+        self.theta = aligned_copy(self.theta)
+        self.grad = aligned_zeros(self.theta.shape, self.dtype)
         self._link()  # a model saved before the layout side by side links now
         self._bind()
 
@@ -266,8 +268,8 @@ class Network:
         """Return a copy of the network whose parameters are cast to ``dtype``."""
         new = copy.deepcopy(self)
         new.dtype = np.dtype(dtype)
-        new.theta = self.theta.astype(new.dtype)
-        new.grad = np.zeros_like(new.theta)
+        new.theta = aligned_copy(self.theta, new.dtype)
+        new.grad = aligned_zeros(new.theta.shape, new.dtype)
         new._bind()
         return new
 
@@ -283,7 +285,7 @@ class Network:
             layer.workspace(n, self.dtype, want_delta_in=backward and i > 0)
             for i, layer in enumerate(self.layers)
         ]
-        delta_out = np.empty((n, self.n_outputs), dtype=self.dtype) if backward else None
+        delta_out = aligned_empty((n, self.n_outputs), self.dtype) if backward else None
         return Workspace(layers, delta_out)
 
     # --------------------------------------------------------------- passes

@@ -4,6 +4,7 @@ file. The epoch loop that drives them is ``_solvers.fit_stochastic``."""
 import numpy as np
 
 from ._kernels import _optimizers as _updates
+from ._memory import aligned_copy, aligned_zeros
 
 
 class Optimizer:
@@ -38,6 +39,15 @@ class Optimizer:
         """Take the scalars of ``state`` (for :meth:`from_state`); ValueError
         when one is missing or malformed."""
         raise NotImplementedError
+
+    def __setstate__(self, state):
+        # A copy (pickle, deepcopy) puts the state arrays on a cache line
+        # again (_memory.py); follow() then points _update at the new ones.
+        self.__dict__.update(state)
+        for name in self._state_arrays:
+            setattr(self, name, aligned_copy(getattr(self, name)))
+        if "settings" in state:
+            self.follow(self.settings)
 
     def update_args(self):
         """The update rule, as keyword arguments of ``_chain.dense_chain_train``."""
@@ -94,7 +104,7 @@ class Optimizer:
             if (not isinstance(a, np.ndarray) or a.shape != (n_params,)
                     or a.dtype != np.dtype(dtype)):
                 raise ValueError(f"malformed optimizer array {name}")
-            setattr(optimizer, name, np.array(a))  # its own, writable copy
+            setattr(optimizer, name, aligned_copy(a))  # its own, writable copy
         optimizer._restore_scalars(state, settings)
         optimizer.follow(settings)
         return optimizer
@@ -128,7 +138,7 @@ class SGDState(Optimizer):
     _state_arrays = ("velocity",)
 
     def __init__(self, n_params, dtype, settings):
-        self.velocity = np.zeros(n_params, dtype=dtype)
+        self.velocity = aligned_zeros(n_params, dtype)
         self.learning_rate = self.learning_rate_init = float(settings.learning_rate_init)
         self.follow(settings)
 
@@ -172,8 +182,8 @@ class AdamState(Optimizer):
     _state_arrays = ("m1", "m2")
 
     def __init__(self, n_params, dtype, settings):
-        self.m1 = np.zeros(n_params, dtype=dtype)
-        self.m2 = np.zeros(n_params, dtype=dtype)
+        self.m1 = aligned_zeros(n_params, dtype)
+        self.m2 = aligned_zeros(n_params, dtype)
         self.t = 0
         self.learning_rate = float(settings.learning_rate_init)
         self.follow(settings)

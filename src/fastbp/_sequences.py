@@ -16,6 +16,7 @@ from ._gather import gather_steps, packed_rows, take_rows
 from ._kernels import _dense, _rnn
 from ._kernels import _optimizers as _updates
 from ._layers import ACTIVATION_CODES, Dense, Layer, LayerWorkspace, ParamSpec
+from ._memory import aligned_empty
 from ._network import (Network, _check_weight_sum, borrow_workspace, output_loss_delta,
                        return_workspace)
 from ._threads import blas_single_thread_for_kernels
@@ -225,13 +226,13 @@ def pack_buffers(X, n_groups, targets=None, sample_weight=None):
     mapped anew each time, and their page faults cost more than the copy.
     """
     rows = X.max_rows(n_groups)
-    buffers = {"data": np.empty((rows,) + X.data.shape[1:], dtype=X.data.dtype)}
+    buffers = {"data": aligned_empty((rows,) + X.data.shape[1:], X.data.dtype)}
     if targets is not None:
         target_rows = rows if _per_step(X, targets) else n_groups
-        buffers["targets"] = np.empty((target_rows,) + targets.data.shape[1:],
-                                      dtype=targets.data.dtype)
+        buffers["targets"] = aligned_empty((target_rows,) + targets.data.shape[1:],
+                                           targets.data.dtype)
         if sample_weight is not None:
-            buffers["weights"] = np.empty(target_rows, dtype=sample_weight.dtype)
+            buffers["weights"] = aligned_empty(target_rows, sample_weight.dtype)
     return buffers
 
 
@@ -392,7 +393,7 @@ class RNNNetwork(Network):
         cell, out = self.layers
 
         def empty(width):
-            return np.empty((n_rows, width), dtype=self.dtype)
+            return aligned_empty((n_rows, width), self.dtype)
         ws = RNNWorkspace(H=empty(cell.n_out),
                           out=out.workspace(n_rows, self.dtype, want_delta_in=backward))
         if backward:

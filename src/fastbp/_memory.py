@@ -1,0 +1,56 @@
+"""Arrays that start on a cache line.
+
+NumPy's allocator aligns to 16 bytes. The kernels' vectors are up to 64 bytes
+wide (AVX-512): in a buffer that starts mid-line, every such load and store
+spans two lines, and where threads split a buffer by rows, the two threads at
+each boundary write one line between them, which then moves between their
+cores at every step. fastbp's own buffers (workspaces, parameters, gradients
+and optimizer state) therefore start on a 64-byte boundary.
+"""
+import numpy as np
+
+CACHE_LINE = 64
+
+
+def aligned_empty(shape, dtype):
+    """``np.empty(shape, dtype)`` whose first element starts a cache line.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Shape of the array.
+    dtype : data-type
+        Its dtype.
+
+    Returns
+    -------
+    ndarray
+        A C-contiguous array: a view of a slightly larger byte buffer, or
+        for an object dtype (references, which bytes cannot hold) a plain
+        ``np.empty``.
+    """
+    dtype = np.dtype(dtype)
+    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+    if dtype.hasobject:
+        return np.empty(shape, dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + CACHE_LINE, dtype=np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_zeros(shape, dtype):
+    """``np.zeros(shape, dtype)`` whose first element starts a cache line
+    (see :func:`aligned_empty`)."""
+    out = aligned_empty(shape, dtype)
+    out.fill(0)
+    return out
+
+
+def aligned_copy(a, dtype=None):
+    """A C-contiguous copy of ``a`` (cast to ``dtype`` when given) whose first
+    element starts a cache line (see :func:`aligned_empty`)."""
+    a = np.asarray(a)
+    out = aligned_empty(a.shape, a.dtype if dtype is None else dtype)
+    np.copyto(out, a, casting="unsafe")
+    return out
