@@ -79,6 +79,7 @@
 #include <string.h>
 
 #include "fastbp_omp.h"
+#include "fb_alloc.h"
 #include "fb_team.h"
 #include "fb_dispatch.h"
 #include "elementwise.h"
@@ -104,12 +105,6 @@
 #define FASTBP_BLOCK_LANES(f32) ((f32) ? 16 : 8)
 #define FASTBP_WAVE 16   /* block sums held in memory at once */
 #define FASTBP_XPAD 32   /* zero elements after the padded copy of a sample */
-
-/* The first 64-byte boundary at or after p (p from malloc with 64 bytes spare). */
-static void* fastbp_align64(void* p)
-{
-    return p == NULL ? NULL : (void*)(((size_t)p + 63) & ~(size_t)63);
-}
 
 /* ---- tiles: output maps are computed in pairs (or fours) that share input maps ---- */
 

@@ -194,7 +194,7 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
             job.nsplit = a.ngroups;
     }
     nt = fb_conv_team_size(n_threads, nblocks * job.nsplit, 1);
-    scratch_mem = malloc(sizeof(FT) * ssize * nt + 64);
+    scratch_mem = malloc(sizeof(FT) * ssize * nt + FB_CACHE_LINE);
     /* the one-sample path (NCHW only) reads past a sample's plane */
     xlast = layout == 0 ? API(fastbp_pad_last)(X, n, c_in * plane) : NULL;
     if (scratch_mem == NULL || (layout == 0 && xlast == NULL)) {
@@ -206,7 +206,7 @@ int API(fastbp_conv5x5_forward)(const FT* X, const FT* W, const FT* b,
     a.n = n; a.c_in = c_in; a.h = h; a.w = w; a.c_out = c_out; a.act = act;
     a.layout = layout;
 
-    job.a = &a; job.scratch = (FT*)fastbp_align64(scratch_mem); job.ssize = ssize;
+    job.a = &a; job.scratch = (FT*)fb_line_start(scratch_mem); job.ssize = ssize;
     job.part = NULL; job.plen = 0;
     job.wb = 0; job.n = n; job.bsize = VLMAX; job.isa = isa;
     fb_team_run(nt, nblocks * job.nsplit, API(conv_fwd_unit), &job);
@@ -268,7 +268,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
 
     if (n > 0) {
         wrot = (FT*)malloc(sizeof(FT) * ((size_t)c_in * c_out * 25 + 1));
-        scratch_mem = malloc(sizeof(FT) * ssize * nt + 64);
+        scratch_mem = malloc(sizeof(FT) * ssize * nt + FB_CACHE_LINE);
         part = (FT*)malloc(sizeof(FT) * plen * FASTBP_WAVE);
     }
     total = (FT*)malloc(sizeof(FT) * plen);
@@ -299,7 +299,7 @@ int API(fastbp_conv5x5_backward)(const FT* X, const FT* W, const FT* dZ,
                                                groups + c_in, pool + (ptrdiff_t)c_out * c_in);
         }
 
-        job.a = &a; job.a_half = &a_half; job.scratch = (FT*)fastbp_align64(scratch_mem); job.part = part;
+        job.a = &a; job.a_half = &a_half; job.scratch = (FT*)fb_line_start(scratch_mem); job.part = part;
         job.ssize = ssize; job.plen = plen; job.n = n; job.bsize = VLMAX;
         job.nsplit = nsplit; job.isa = isa;
         API(block_waves)(nt, nblocks, API(conv_bwd_unit), &job, total);
@@ -331,7 +331,7 @@ int API(fastbp_pool2x2_forward)(const FT* Y, const FT* coef, const FT* bias, FT*
     /* per slot, side by side to NCHW: the block's outputs */
     const ptrdiff_t ssize = layout == FASTBP_BLOCKED_IN ? (ptrdiff_t)c * (h / 2) * (w / 2) * VLMAX
                                                         : 0;
-    void* scratch_mem = ssize > 0 ? malloc(sizeof(FT) * ssize * nt + 64) : NULL;
+    void* scratch_mem = ssize > 0 ? malloc(sizeof(FT) * ssize * nt + FB_CACHE_LINE) : NULL;
     ARGS(pool_args) a;
     API(block_job) job;
     if (ssize > 0 && scratch_mem == NULL)
@@ -339,7 +339,7 @@ int API(fastbp_pool2x2_forward)(const FT* Y, const FT* coef, const FT* bias, FT*
     a.Y = Y; a.coef = coef; a.bias = bias; a.dZ = NULL; a.X = X; a.dY = NULL;
     a.n = n; a.c = c; a.h = h; a.w = w; a.act = act; a.layout = layout;
     job.a = &a; job.isa = isa; job.wb = 0; job.n = n; job.bsize = VLMAX;
-    job.scratch = (FT*)fastbp_align64(scratch_mem); job.ssize = ssize;
+    job.scratch = (FT*)fb_line_start(scratch_mem); job.ssize = ssize;
     fb_team_run(nt, units, API(pool_fwd_unit), &job);
     free(scratch_mem);
     return 0;
@@ -364,7 +364,7 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     void* tbuf;
     ARGS(pool_args) a;
     API(block_job) job;
-    tbuf = malloc(sizeof(FT) * tsize * nt + 64);
+    tbuf = malloc(sizeof(FT) * tsize * nt + FB_CACHE_LINE);
     part = (FT*)malloc(sizeof(FT) * (plen * FASTBP_WAVE + 1));
     total = (FT*)malloc(sizeof(FT) * (plen + 1));
     if (tbuf == NULL || part == NULL || total == NULL) {
@@ -374,7 +374,7 @@ int API(fastbp_pool2x2_backward)(const FT* Y, const FT* coef, const FT* dZ,
     for (j = 0; j < plen; j++) total[j] = 0;
     a.Y = Y; a.coef = coef; a.bias = NULL; a.dZ = dZ; a.X = NULL; a.dY = dY;
     a.n = n; a.c = c; a.h = h; a.w = w; a.act = in_act; a.layout = layout;
-    job.a = &a; job.scratch = (FT*)fastbp_align64(tbuf); job.part = part; job.ssize = tsize;
+    job.a = &a; job.scratch = (FT*)fb_line_start(tbuf); job.part = part; job.ssize = tsize;
     job.plen = plen; job.n = n; job.bsize = VLMAX; job.nsplit = 1; job.isa = isa;
     API(block_waves)(nt, nblocks, API(pool_bwd_unit), &job, total);
     for (ch = 0; ch < c; ch++) {

@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "fb_alloc.h"
 #include "fb_dispatch.h"
 
 /* Bytes of the packed panel on the stack: half an L1 of 32 KiB or more, and
@@ -106,17 +107,15 @@ FASTBP_GEMM_ENTRY(double, f64)
 #define FASTBP_PACK_BODY(FT, SUF)                                                                \
     const int lv = fb_level();                                                                  \
     size_t size;                                                                                \
-    char* p;                                                                                    \
+    FT* packed;                                                                                 \
     if (lv == FB_LEVEL_PORTABLE || n < 1 || k < 1)                                              \
         return NULL;                                                                            \
     size = FASTBP_COPY(lv, gemm_packed_bytes, SUF)(n, k);                                       \
-    if (size > FASTBP_GEMM_PACKED_BYTES || (p = (char*)malloc(size + 64)) == NULL)              \
+    if (size > FASTBP_GEMM_PACKED_BYTES || (packed = (FT*)fb_alloc_lines(size, held)) == NULL)  \
         return NULL;                                                                            \
-    FASTBP_COPY(lv, gemm_pack_all, SUF)(trans_b, B, ldb, k, 0, n,                               \
-                                        (FT*)(p + (64 - (uintptr_t)p % 64)));                   \
+    FASTBP_COPY(lv, gemm_pack_all, SUF)(trans_b, B, ldb, k, 0, n, packed);                      \
     *level = lv;                                                                                \
-    *held = p;                                                                                  \
-    return (FT*)(p + (64 - (uintptr_t)p % 64));
+    return packed;
 #define FASTBP_PACKED_BODY(SUF)                                                                  \
     if (m >= 1 && n >= 1)                                                                       \
         FASTBP_COPY(level, gemm_packed, SUF)(m, n, k, A, lda, packed, accumulate, C, ldc);

@@ -303,12 +303,12 @@ static ATTR void NAME(gemm_blocked)(int trans_a, int trans_b, ptrdiff_t i_lo, pt
     const ptrdiff_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;
     const ptrdiff_t kb = NAME(gemm_kblock)(k);
     const size_t packed_size = NAME(gemm_packed_bytes)(j_hi - j_lo, k);
-    char* held = NULL;
+    void* held = NULL;
+    FT* own;
     ptrdiff_t i0, j0, k0;
     if (packed == NULL && i_hi - i_lo > FASTBP_GEMM_MC && j_hi > j_lo
         && packed_size <= FASTBP_GEMM_PACKED_BYTES
-        && (held = (char*)malloc(packed_size + 64)) != NULL) {
-        FT* own = (FT*)(held + (64 - (uintptr_t)held % 64));
+        && (own = (FT*)fb_alloc_lines(packed_size, &held)) != NULL) {
         NAME(gemm_pack_all)(trans_b, B, ldb, k, j_lo, j_hi, own);
         packed = own;
     }

@@ -13,6 +13,7 @@
  * decides who computes which rows, never changes a result.
  */
 #include "fb_math.h" /* first: floating-point code generation */
+#include "fb_alloc.h"
 #include "fb_team.h"
 #include "elementwise.h"
 #include "recurrent.h"
@@ -252,10 +253,11 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
         }                                                                      \
     }                                                                          \
                                                                                \
-    static T *alloc_packed_##SUF(int n, ptrdiff_t width)                       \
+    /* On a cache line: every thread reads all of it at every step. */      \
+    static T *alloc_packed_##SUF(int n, ptrdiff_t width, void **held)          \
     {                                                                          \
         const ptrdiff_t panels = (n + width - 1) / width;                      \
-        return (T *)malloc((size_t)(panels * width) * (size_t)n * sizeof(T));  \
+        return (T *)fb_alloc_lines((size_t)(panels * width) * (size_t)n * sizeof(T), held); \
     }                                                                          \
                                                                                \
     /* One time loop's arguments, shared by the units of fastbp's team. */    \
@@ -324,15 +326,16 @@ static int rnn_team_size(ptrdiff_t rows, int n, int n_threads)
         const int level = RNN_MIN(fb_level(), RNN_LEVELS - 1);                 \
         const int nt = rnn_team_size(bs[0], n, n_threads);                     \
         rnn_loop_##SUF L;                                                      \
+        void *held;                                                            \
         L.x = x; L.W = W; L.h = h; L.bs = bs; L.T_steps = T_steps;             \
         L.n_rows = n_rows; L.window = window; L.width = panel_##SUF[level];    \
         L.out = out; L.tiles = tiles_##SUF[level]; L.n = n; L.act = act;       \
         L.slices = nt;                                                         \
-        L.packed = alloc_packed_##SUF(n, L.width);                             \
+        L.packed = alloc_packed_##SUF(n, L.width, &held);                      \
         if (L.packed == NULL) return -1;                                       \
         fb_team_run(nt, (int)((n + L.width - 1) / L.width), pack_unit_##SUF, &L); \
         fb_team_run(nt, nt, slice_unit_##SUF, &L);                             \
-        free(L.packed);                                                        \
+        free(held);                                                            \
         return 0;                                                              \
     }                                                                          \
                                                                                \

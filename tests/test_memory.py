@@ -1,6 +1,7 @@
 """fastbp's own buffers start on a cache line (_memory.py): a buffer that
 starts mid-line makes every 64-byte vector access span two lines, and two
 threads that split it by rows share a line at each boundary."""
+import copy
 import pickle
 import warnings
 
@@ -8,9 +9,12 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+import fastbp
 from fastbp import LeNet5Classifier, MLPClassifier, RNNClassifier
+from fastbp._batches import batch_source
 from fastbp._memory import CACHE_LINE, aligned_copy, aligned_empty, aligned_zeros
 from fastbp._network import _TRAINING_WORKSPACES, _workspace_bytes
+from fastbp._sequences import Ragged, pack_buffers
 
 
 def _starts_a_line(a):
@@ -49,6 +53,36 @@ def test_aligned_arrays(shape, dtype):
         same = aligned_copy(copy)
         assert same.dtype == dtype and not np.shares_memory(same, copy)
         np.testing.assert_array_equal(same, copy)
+
+
+@pytest.mark.parametrize("shape", [-1, (2, -3)])
+def test_negative_shapes_are_refused(shape):
+    with pytest.raises(ValueError, match="negative"):
+        aligned_empty(shape, np.float32)
+
+
+@pytest.mark.parametrize("shape", [2.5, (2, 1.5)])
+def test_fractional_shapes_are_refused(shape):
+    with pytest.raises(TypeError):
+        aligned_empty(shape, np.float32)
+
+
+def test_batch_and_packing_buffers_start_a_line():
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        X = rng.standard_normal((50, 13)).astype(dtype)
+        Y = rng.standard_normal((50, 3)).astype(dtype)
+        X_buf, Y_buf, sw_buf = batch_source(X, Y).buffers(17)
+        assert sw_buf is None and _starts_a_line(X_buf) and _starts_a_line(Y_buf)
+        for a in batch_source(X, Y, np.ones(50, dtype)).buffers(17, np.float32):
+            assert _starts_a_line(a)
+        lengths = np.array([3, 5, 2, 7])
+        seqs = Ragged(rng.standard_normal((lengths.sum(), 6)).astype(dtype), lengths)
+        targets = Ragged(rng.standard_normal((lengths.sum(), 2)).astype(dtype), lengths)
+        buffers = pack_buffers(seqs, 3, targets, np.ones(4, dtype))
+        assert set(buffers) == {"data", "targets", "weights"}
+        for a in buffers.values():
+            assert _starts_a_line(a)
 
 
 def test_object_arrays_are_plain():
@@ -96,12 +130,32 @@ def test_mlp_buffers_start_a_line(solver):
     assert np.array_equal(loaded._network.theta, est._network.theta)
     cast = est._network.astype(np.float32)
     assert _starts_a_line(cast.theta) and _starts_a_line(cast.grad)
+    # the kernel steps the arrays the optimizer reports
+    opt = loaded._optimizer
+    for key, name in (("state_1", opt._state_arrays[0]), ("state_2", opt._state_arrays[-1])):
+        if key in opt.update_args():
+            assert opt.update_args()[key] is getattr(opt, name)
+    # a shallow copy shares its arrays, as it did before they were aligned
+    assert copy.copy(est._network).theta is est._network.theta
+    assert copy.copy(opt).update_args()["state_1"] is opt.update_args()["state_1"]
     # warm start from the loaded model: the restored optimizer state
     loaded.set_params(warm_start=True, max_iter=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loaded.fit(X[:300], y[:300])
     _check_network(loaded)
+
+
+def test_saved_models_load_on_lines(tmp_path):
+    X, y = load_digits(return_X_y=True)
+    for solver in ("sgd", "adam"):
+        est = _fitted(lambda: MLPClassifier((21,), solver=solver, max_iter=2, random_state=0),
+                      X[:200], y[:200])
+        path = tmp_path / f"{solver}.fastbp"
+        est.save(path)
+        loaded = fastbp.load(path)
+        _check_network(loaded)
+        assert np.array_equal(loaded._network.theta, est._network.theta)
 
 
 def test_rnn_buffers_start_a_line():

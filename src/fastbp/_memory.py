@@ -7,6 +7,8 @@ each boundary write one line between them, which then moves between their
 cores at every step. fastbp's own buffers (workspaces, parameters, gradients
 and optimizer state) therefore start on a 64-byte boundary.
 """
+import operator
+
 import numpy as np
 
 CACHE_LINE = 64
@@ -30,7 +32,9 @@ def aligned_empty(shape, dtype):
         ``np.empty``.
     """
     dtype = np.dtype(dtype)
-    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+    shape = (operator.index(shape),) if np.ndim(shape) == 0 else tuple(map(operator.index, shape))
+    if min(shape, default=0) < 0:
+        raise ValueError(f"negative dimensions are not allowed: {shape}")
     if dtype.hasobject:
         return np.empty(shape, dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -45,6 +49,11 @@ def aligned_zeros(shape, dtype):
     out = aligned_empty(shape, dtype)
     out.fill(0)
     return out
+
+
+def starts_a_line(a):
+    """Whether ndarray ``a``'s first element starts a cache line."""
+    return a.ctypes.data % CACHE_LINE == 0
 
 
 def aligned_copy(a, dtype=None):

@@ -21,7 +21,7 @@ from ._kernels import _losses
 from ._kernels import _optimizers as _updates
 from ._kernels._calls import run_calls
 from ._layers import as_array
-from ._memory import aligned_copy, aligned_empty, aligned_zeros
+from ._memory import aligned_copy, aligned_empty, aligned_zeros, starts_a_line
 from ._threads import blas_single_thread_for_kernels
 
 LOSS_CODES = _losses.LOSS_CODES
@@ -259,7 +259,8 @@ class Network:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.theta = aligned_copy(self.theta)
+        if not starts_a_line(self.theta):  # unpickled; a shallow copy shares it
+            self.theta = aligned_copy(self.theta)
         self.grad = aligned_zeros(self.theta.shape, self.dtype)
         self._link()  # a model saved before the layout side by side links now
         self._bind()

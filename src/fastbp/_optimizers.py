@@ -4,7 +4,7 @@ file. The epoch loop that drives them is ``_solvers.fit_stochastic``."""
 import numpy as np
 
 from ._kernels import _optimizers as _updates
-from ._memory import aligned_copy, aligned_zeros
+from ._memory import aligned_copy, aligned_zeros, starts_a_line
 
 
 class Optimizer:
@@ -41,12 +41,17 @@ class Optimizer:
         raise NotImplementedError
 
     def __setstate__(self, state):
-        # A copy (pickle, deepcopy) puts the state arrays on a cache line
-        # again (_memory.py); follow() then points _update at the new ones.
+        # An unpickled state array goes back on a cache line (_memory.py);
+        # follow() then points _update at the new one. (A shallow copy,
+        # whose arrays are the original's, shares them as before.)
         self.__dict__.update(state)
+        moved = False
         for name in self._state_arrays:
-            setattr(self, name, aligned_copy(getattr(self, name)))
-        if "settings" in state:
+            a = getattr(self, name)
+            if not starts_a_line(a):
+                setattr(self, name, aligned_copy(a))
+                moved = True
+        if moved and "settings" in state:
             self.follow(self.settings)
 
     def update_args(self):

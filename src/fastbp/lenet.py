@@ -9,6 +9,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._base import BackpropEstimator, EstimatorT
 from ._inputs import check_fitted, known_finite, plain_float_array
 from ._layers import Conv5x5, Dense, MeanPool2x2
+from ._memory import aligned_zeros
 from ._network import Network
 from ._params import InvalidParameterError, _options, store_init_params
 from ._targets import ClassifierTargetsMixin, _with_unique, check_class_weight
@@ -243,8 +244,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
             raise ValueError(f"{_SHAPES_HELP}; got X of shape {X.shape} "
                              f"(n_features = {X.shape[1]}) with image_shape={self.image_shape}.")
         if hw == (28, 28):  # LeCun padded the 28x28 digits to 32x32
-            images = np.zeros((X.shape[0], 1, 32, 32),
-                              dtype=X.dtype if dtype is None else dtype)
+            images = aligned_zeros((X.shape[0], 1, 32, 32), X.dtype if dtype is None else dtype)
             images[:, 0, 2:30, 2:30] = X.reshape(X.shape[0], 28, 28)
             return images
         return np.ascontiguousarray(X.reshape(X.shape[0], 1, *hw), dtype=dtype)

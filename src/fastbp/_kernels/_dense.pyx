@@ -13,6 +13,7 @@ from cython cimport floating
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
+from ._alloc cimport fb_alloc_lines
 from ._calls cimport BoundCall, raise_for
 from ._blas cimport block_start, gemm, gemm_blocks, gemm_pack_b, gemm_pack_free, gemm_packed
 from ._checks cimport check_shape
@@ -281,6 +282,7 @@ cdef int weight_gradient(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floatin
     """
     cdef int n_groups = gradient_groups(m, k, n)
     cdef GemmJob job
+    cdef void* held
     if n_groups == 1:
         gemm_job(&job, gradient_blocks(m, k, n, n > k), m, k, n, A, D, G)
         gemm_job_sums(&job, S, s_n, sums)
@@ -289,13 +291,13 @@ cdef int weight_gradient(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floatin
     # n_groups row groups: G for the first, partial results for the others
     gemm_job(&job, n_groups, m, k, n, A, D, G)
     gemm_job_sums(&job, S, s_n, sums)
-    job.C = malloc((n_groups - 1) * k * n * sizeof(floating))
+    job.C = fb_alloc_lines((n_groups - 1) * k * n * sizeof(floating), &held)
     if job.C == NULL:
         return -1
     set_units(&job.units, group_gradient[float], group_gradient[double], <floating*> NULL)
     team_run(n_threads, n_groups + job.n_sums, dtype_unit, &job)
     sum_partials(G, <floating*> job.C, n_groups, k * n, n_threads)
-    free(job.C)
+    free(held)
     return 0
 
 

@@ -39,8 +39,10 @@ Activation codes: 0 identity, 1 logistic, 2 tanh, 3 relu, 4 LeCun tanh
 """
 from cython cimport floating
 
+from ._alloc cimport fb_alloc_lines
 from ._blas cimport block_start, gemm, gemm_blocks
 from libc.stdlib cimport free, malloc
+
 from ._checks cimport check_shape
 from ._team cimport DtypeUnits, bind_team, dtype_unit, set_units, sum_partials, team_run
 
@@ -145,6 +147,7 @@ cdef int _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs
     cdef Py_ssize_t t, rows_before
     cdef Py_ssize_t* bounds  # per group: first step, then first row of step - 1
     cdef floating* partial
+    cdef void* held
     cdef GradHHJob job
     job.H = H
     job.delta = delta
@@ -160,10 +163,10 @@ cdef int _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs
         team_run(n_threads, job.n_blocks, dtype_unit, &job)
         return 0
     bounds = <Py_ssize_t*> malloc(2 * (n_groups + 1) * sizeof(Py_ssize_t))
-    partial = <floating*> malloc((n_groups - 1) * size * sizeof(floating))
+    partial = <floating*> fb_alloc_lines((n_groups - 1) * size * sizeof(floating), &held)
     if bounds == NULL or partial == NULL:
         free(bounds)
-        free(partial)
+        free(held)
         return -1
     # Group g starts at the first step t >= 1 whose rows begin at or after
     # g * summed / n_groups rows of steps 1.. .
@@ -185,7 +188,7 @@ cdef int _grad_hh(const floating* H, const floating* delta, const Py_ssize_t* bs
     team_run(n_threads, n_groups, dtype_unit, &job)
     sum_partials(G, partial, n_groups, size, n_threads)
     free(bounds)
-    free(partial)
+    free(held)
     return 0
 
 
