@@ -6,8 +6,9 @@ cross-entropy, alpha = 0, Glorot-uniform initialization (scikit-learn's) for
 all, shuffled every epoch. Each contender warms up on a few batches first
 (excluded), then trains ``epochs`` epochs; the figure is seconds per epoch at
 each thread count from 1 to all cores, and the table compares each one's best.
-The row "gemms-only" is a reference point, not a trainer: the same epoch's
-matrix products alone through NumPy's BLAS.
+The rows "gemms-only" and "torch-gemms-only" are reference points, not
+trainers: the same epoch's matrix products alone, through NumPy's BLAS and
+through PyTorch's CPU matmul.
 
     python bench/bench_mlp.py                                  # SGD float32, every contender
     python bench/bench_mlp.py --workloads sgd-float32 adam-float32 sgd-float64
@@ -230,34 +231,31 @@ def run_jax(options, n_threads):
             "blas": [f"jax {jax.__version__} (XLA CPU)"]}
 
 
-def run_gemms_only(options, n_threads):
-    """Not a trainer: an epoch's matrix products alone (every batch's forward,
-    delta and weight-gradient GEMMs, the FLOP the table counts) through
-    NumPy's BLAS on random operands, with no gather, activation, loss or
-    step. A reference point: what the products alone cost with a tuned BLAS
-    (no trainer that multiplies with this BLAS is faster; fastbp uses its
-    own GEMM)."""
+def _gemms_epoch_seconds(options, to_backend, matmul):
+    """Seconds an epoch's matrix products alone take: every batch's forward,
+    delta and weight-gradient GEMM (the FLOP the table counts) on random
+    operands, with no gather, activation, loss or step. ``to_backend`` turns
+    a NumPy array into the backend's, ``matmul(a, b, out)`` multiplies."""
     n = options.get("n_train", N_TRAIN)
     dtype = np.dtype(options["dtype"])
     rng = np.random.default_rng(0)
-    weights = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(SIZES[:-1], SIZES[1:])]
 
-    def buffers(rows):
-        acts = [rng.standard_normal((rows, d)).astype(dtype) for d in SIZES]
-        deltas = [rng.standard_normal((rows, d)).astype(dtype) for d in SIZES[1:]]
-        return acts, deltas
+    def array(*shape):
+        return to_backend(rng.standard_normal(shape).astype(dtype))
 
-    grads = [np.empty_like(W) for W in weights]
-    shapes = {rows: buffers(rows) for rows in {BATCH, n % BATCH or BATCH}}
+    weights = [array(a, b) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    grads = [array(*W.shape) for W in weights]
+    shapes = {rows: ([array(rows, d) for d in SIZES], [array(rows, d) for d in SIZES[1:]])
+              for rows in {BATCH, n % BATCH or BATCH}}
 
     def batch(rows):
         acts, deltas = shapes[rows]
         for l, W in enumerate(weights):
-            np.matmul(acts[l], W, out=acts[l + 1])
+            matmul(acts[l], W, acts[l + 1])
         for l in range(len(weights) - 1, 0, -1):
-            np.matmul(deltas[l], weights[l].T, out=deltas[l - 1])
+            matmul(deltas[l], weights[l].T, deltas[l - 1])
         for l, G in enumerate(grads):
-            np.matmul(acts[l].T, deltas[l], out=G)
+            matmul(acts[l].T, deltas[l], G)
 
     def epoch(rows):
         for start in range(0, rows, BATCH):
@@ -268,13 +266,32 @@ def run_gemms_only(options, n_threads):
     tic = time.perf_counter()
     for _ in range(epochs):
         epoch(n)
-    seconds = (time.perf_counter() - tic) / epochs
+    return (time.perf_counter() - tic) / epochs
+
+
+def run_gemms_only(options, n_threads):
+    """Not a trainer: an epoch's matrix products alone through NumPy's BLAS.
+    A reference point: what the products alone cost with a tuned BLAS (no
+    trainer that multiplies with this BLAS is faster; fastbp uses its own
+    GEMM)."""
+    seconds = _gemms_epoch_seconds(options, lambda a: a,
+                                   lambda a, b, out: np.matmul(a, b, out=out))
     return {"seconds": seconds, "blas": _harness.blas_report()}
+
+
+def run_gemms_only_torch(options, n_threads):
+    """Not a trainer: the same products through PyTorch's CPU matmul (MKL or
+    oneDNN on x86), in PyTorch's own process: a second bound for the
+    products alone, from another vendor's tuned GEMM."""
+    torch = _torch_util.import_torch(n_threads)
+    seconds = _gemms_epoch_seconds(options, torch.from_numpy,
+                                   lambda a, b, out: torch.mm(a, b, out=out))
+    return {"seconds": seconds, "blas": _torch_util.backend_report(torch)}
 
 
 CONTENDERS = {"fastbp": run_fastbp, "sklearn": run_sklearn, "torch": run_torch,
               "torch.compile": run_torch_compile, "jax": run_jax,
-              "gemms-only": run_gemms_only}
+              "gemms-only": run_gemms_only, "torch-gemms-only": run_gemms_only_torch}
 WORKLOADS = [
     Workload(name=f"{solver}-{dtype}", unit="s/epoch",
              flop=lambda options: flop_per_sample() * options.get("n_train", N_TRAIN),
