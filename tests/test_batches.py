@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fastbp._batches import DenseBatches, SequenceBatches, SparseBatches, batch_source
+from fastbp._batches import (DenseBatches, PaddedImageBatches, PaddedImages, SequenceBatches,
+                             SparseBatches, batch_source)
 from fastbp._sequences import Ragged, StepWeights
 
 
@@ -24,6 +25,8 @@ def test_the_kind_is_decided_by_type():
     assert batch_source(sp.csc_matrix(X), Y).kind == "sparse"
     source = batch_source(*_sequences())
     assert isinstance(source, SequenceBatches) and source.kind == "sequences"
+    images = PaddedImages(np.ones((5, 1, 2, 2)), 1)
+    assert isinstance(batch_source(images, Y), PaddedImageBatches)
 
 
 def test_dense_source():
@@ -382,3 +385,100 @@ def test_object_rows_are_gathered_by_numpy():
     X_b, Y_b, _ = source.take(np.array([4, 1]), source.buffers(2))
     del X, source
     assert X_b.tolist() == [["4", 4], ["1", 1]] and Y_b.ravel().tolist() == [4.0, 1.0]
+
+
+def _padded(images, pad):
+    """NumPy's zero padding of the last two axes: the reference."""
+    return np.pad(images, [(0, 0), (0, 0), (pad, pad), (pad, pad)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_take_rows_pads_images_into_the_interior_and_leaves_the_border(dtype):
+    from fastbp._kernels import _sparse
+
+    rng = np.random.default_rng(0)
+    # 3 maps of 5 x 4, rows large enough (with 40 images) to run on the team
+    images = rng.random((40, 3, 5, 4)).astype(dtype)
+    Y = rng.random((40, 2)).astype(dtype)
+    idx = np.array([39, 0, 7, 7, 22, 13, 5] * 20, dtype=np.intp)
+    for pad in (1, 2):
+        for n_threads in (1, 2, 3):
+            out = np.full((len(idx) + 2, 3, 5 + 2 * pad, 4 + 2 * pad), 7, dtype)
+            out_Y = np.zeros((len(idx), 2), dtype)
+            _sparse.take_rows([images, Y], idx, [out, out_Y], n_threads, pad)
+            inner = (slice(None), slice(None), slice(pad, -pad), slice(pad, -pad))
+            np.testing.assert_array_equal(out[:len(idx)][inner], images[idx])
+            np.testing.assert_array_equal(out_Y, Y[idx])
+            border = np.ones(out.shape, bool)
+            border[inner] = False
+            assert (out[:len(idx)][border[:len(idx)]] == 7).all()
+            assert (out[len(idx):] == 7).all()  # past the batch: untouched
+
+
+def test_take_rows_checks_the_padded_shape():
+    from fastbp._kernels import _sparse
+
+    images = np.ones((4, 1, 3, 3), np.float32)
+    rows = np.array([0, 3], dtype=np.intp)
+    out = np.full((2, 1, 7, 7), -1, np.float32)
+    bad = [
+        ([images], [np.zeros((2, 1, 7, 6), np.float32)], 2, "padded by 2"),
+        ([images], [np.zeros((2, 1, 3, 3), np.float32)], 2, "padded by 2"),
+        ([images], [np.zeros((2, 2, 7, 7), np.float32)], 2, "padded by 2"),
+        ([images.reshape(4, 9)], [np.zeros((2, 13), np.float32)], 2, "padded by 2"),
+        ([images], [np.zeros((2, 1, 7, 7), np.float64)], 2, "dtype"),
+        ([images], [out], -1, "at least 0"),
+    ]
+    for sources, outs, pad, message in bad:
+        with pytest.raises(ValueError, match=message):
+            _sparse.take_rows(sources, rows, outs, 2, pad)
+    assert (out == -1).all()
+
+
+def test_padded_images_stand_for_their_padded_copy():
+    rng = np.random.default_rng(1)
+    raw = rng.random((6, 2, 3, 4))
+    images = PaddedImages(raw, 2)
+    assert images.shape == (6, 2, 7, 8) and images.dtype == np.float64 and len(images) == 6
+    np.testing.assert_array_equal(images.padded(), _padded(raw, 2))
+    assert images.padded(np.float32).dtype == np.float32
+    assert images.padded().ctypes.data % 64 == 0  # on a cache line, as fastbp's buffers
+    part = images[np.array([4, 1])]
+    assert isinstance(part, PaddedImages) and part.pad == 2
+    np.testing.assert_array_equal(part.images, raw[[4, 1]])
+    single = images.astype(np.float32)
+    assert single.dtype == np.float32 and single.shape == images.shape
+    assert images.astype(np.float64, copy=False).images is images.images
+    for bad_raw, pad in [(raw.reshape(6, 24), 2), (raw, 0)]:
+        with pytest.raises(ValueError, match="PaddedImages"):
+            PaddedImages(bad_raw, pad)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_padded_image_batches_pad_each_batch_as_they_gather_it(dtype):
+    """The batch is the padded images' rows whether the team copies them
+    (float64: every array of the buffers' dtype) or NumPy does (float32
+    buffers: the targets and weights stay float64, which the team does not
+    convert; the images are converted once, by ``buffers``)."""
+    rng = np.random.default_rng(2)
+    raw = rng.random((30, 1, 4, 4))
+    Y, sw = rng.random((30, 3)), rng.random(30)
+    source = batch_source(PaddedImages(raw, 2), Y, sw)
+    assert not source.sliceable and len(source) == 30
+    buffers = source.buffers(8, dtype)
+    assert buffers[0].shape == (8, 1, 8, 8) and (buffers[0] == 0).all()
+    assert source.X.dtype == dtype
+    padded = _padded(raw, 2).astype(dtype)
+    for idx in (np.array([29, 0, 3, 3, 17, 8, 1, 2]), np.array([5, 6, 7])):
+        X_b, Y_b, sw_b = source.take(idx, buffers, 2)
+        assert np.shares_memory(X_b, buffers[0])
+        np.testing.assert_array_equal(X_b, padded[idx])
+        np.testing.assert_array_equal(Y_b, Y[idx].astype(dtype))
+        np.testing.assert_array_equal(sw_b, sw[idx].astype(dtype))
+    X_all, Y_all, _ = source.whole(np.float64)
+    np.testing.assert_array_equal(X_all, padded.astype(np.float64))
+    held_out = source.subset(np.array([4, 9]))
+    assert isinstance(held_out, PaddedImageBatches)
+    np.testing.assert_array_equal(held_out.inputs(), padded[[4, 9]])
+    dense = batch_source(raw, Y)
+    assert dense.inputs() is raw

@@ -131,6 +131,70 @@ def test_accepted_input_shapes(shape, padded):
     assert est.predict(X).shape == (12,)
 
 
+@pytest.mark.parametrize("settings", [
+    dict(solver="sgd"), dict(solver="sgd", shuffle=False), dict(solver="adam", class_weight="balanced"),
+    dict(solver="sgd", early_stopping=True, validation_fraction=0.25), dict(solver="lbfgs")])
+def test_28x28_images_train_as_their_padded_32x32_copy(settings):
+    """28x28 images, padded batch by batch as the fit gathers them, train
+    the same network to the bit as the same images padded by hand: every
+    solver, the shuffled and the sliced epochs, the validation split."""
+    rng = np.random.default_rng(3)
+    X = rng.random((90, 784), dtype=np.float32)
+    y = np.arange(90) % 3
+    padded = np.pad(X.reshape(90, 1, 28, 28), [(0, 0), (0, 0), (2, 2), (2, 2)])
+    params = dict(max_iter=2, batch_size=16, random_state=0, n_jobs=2, **settings)
+    lazy = _fit(LeNet5Classifier(**params), X, y)
+    by_hand = _fit(LeNet5Classifier(**params), padded, y)
+    assert lazy.n_features_in_ == 784 and by_hand.n_features_in_ == 1024
+    np.testing.assert_array_equal(lazy._network.theta, by_hand._network.theta)
+    assert lazy.loss_curve_ == by_hand.loss_curve_
+    if settings.get("early_stopping"):
+        assert lazy.validation_scores_ == by_hand.validation_scores_
+    np.testing.assert_array_equal(lazy.predict_proba(X), by_hand.predict_proba(padded))
+
+
+def test_28x28_images_continue_as_their_padded_copy():
+    """partial_fit and a warm start from float64 images into a float32
+    network (converted once, then padded by batch) match the padded copy."""
+    rng = np.random.default_rng(4)
+    X = rng.random((60, 1, 28, 28))
+    y = np.arange(60) % 4
+    padded = np.pad(X, [(0, 0), (0, 0), (2, 2), (2, 2)])
+    runs = []
+    for data in (X, padded):
+        est = LeNet5Classifier(max_iter=1, batch_size=16, random_state=0, warm_start=True)
+        _fit(est, data.astype(np.float32), y)
+        _fit(est, data, y)  # float64 into the float32 network
+        est.partial_fit(data[:20], y[:20])
+        runs.append(est._network.theta.copy())
+    assert runs[0].dtype == np.float32
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_a_fit_on_28x28_images_makes_no_padded_copy_of_them():
+    """The images are padded a batch at a time: a fit's peak memory grows
+    with the training set by far less than a padded copy of it would add
+    (the fit before padded all of it up front). The workspace, sized by the
+    batch, is the same for both sizes."""
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    X = rng.random((8000, 784), dtype=np.float32)
+    y = np.arange(8000) % 10
+    est = LeNet5Classifier(max_iter=1, batch_size=128, random_state=0)
+    _fit(est, X[:200], y[:200])  # the first fit's one-off allocations
+    peaks = []
+    for n in (2000, 8000):
+        tracemalloc.start()
+        try:
+            _fit(est, X[:n], y[:n])
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    padded_growth = (8000 - 2000) * 32 * 32 * 4  # 24.6 MB
+    assert peaks[1] - peaks[0] < padded_growth / 4, peaks
+
+
 def test_larger_images_give_c5_a_spatial_map():
     rng = np.random.default_rng(1)
     X, y = rng.random((10, 1, 40, 44)), np.arange(10) % 2

@@ -140,7 +140,8 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
     Required of the estimator class (its model and its input):
 
     - ``_architecture_params``: tuple of the parameter names ``_build_network`` reads.
-    - ``_validate_X_y(X, y, reset)``: (X ready for the network, y) for fit.
+    - ``_validate_X_y(X, y, reset)``: (X ready for the network, y) for fit; X is
+      anything ``_batches.batch_source`` takes (PaddedImages: padded as gathered).
     - ``_check_X(X)``: X validated for prediction, in the network's dtype.
     - ``_build_network(X, Y, theta=None)``: the Network; sets ``n_outputs_``, ``out_activation_``.
     - ``_init_parameters(net, rng)``: draws the initial weights into ``net``.

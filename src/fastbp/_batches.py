@@ -1,5 +1,5 @@
 """Training data as a source of batches, one class per kind of data: dense
-rows, sparse rows, sequences. A solver asks the source what it needs (how
+rows, images padded as they are gathered, sparse rows, sequences. A solver asks the source what it needs (how
 many samples, how many rows a batch of them fills, one batch of everything,
 a subset) instead of telling the kinds apart by their attributes.
 
@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._gather import gather
-from ._memory import aligned_empty
+from ._memory import aligned_empty, aligned_zeros
 from ._sequences import Ragged, StepWeights
 
 
@@ -38,6 +38,7 @@ class DenseBatches:
     """
 
     kind = "dense"
+    _new_input_buffer = staticmethod(aligned_empty)
 
     def __init__(self, X, Y, sample_weight=None):
         self.X, self.Y, self.sample_weight = X, Y, sample_weight
@@ -73,7 +74,7 @@ class DenseBatches:
         into, in ``dtype`` (default: X's); allocated once per fit so that
         the batch loop allocates none."""
         dtype = self.X.dtype if dtype is None else dtype
-        X_buf = aligned_empty((n_samples,) + self.X.shape[1:], dtype)
+        X_buf = self._new_input_buffer((n_samples,) + self.X.shape[1:], dtype)
         Y_buf = aligned_empty((n_samples, self.Y.shape[1]), dtype)
         sw_buf = None if self.sample_weight is None else aligned_empty(n_samples, dtype)
         return X_buf, Y_buf, sw_buf
@@ -81,13 +82,19 @@ class DenseBatches:
     def take(self, idx, buffers, n_threads=1):
         """Samples ``idx`` gathered as one batch ``(X, Y, sample_weight)``
         into ``buffers`` (of :meth:`buffers`), on ``n_threads`` threads."""
-        sources = [self.X, self.Y]
+        X_rows, pad = self._input_rows()
+        sources = [X_rows, self.Y]
         outs = list(buffers[:2])
         if self.sample_weight is not None:
             sources.append(self.sample_weight)
             outs.append(buffers[2])
-        outs = gather(sources, idx, outs, n_threads)
+        outs = gather(sources, idx, outs, n_threads, pad=pad)
         return outs[0], outs[1], outs[2] if len(outs) > 2 else None
+
+    def _input_rows(self):
+        """(the array :meth:`take` gathers X's rows from, the pad of its
+        images: 0 for rows copied as they are)."""
+        return self.X, 0
 
     def subset(self, idx):
         """The samples ``idx``, as a source of the same kind."""
@@ -98,6 +105,89 @@ class DenseBatches:
         """``(Y, sample_weight)`` with one row (one weight) per output row
         of ``Network.predict``: what a validation score compares."""
         return self.Y, self.sample_weight
+
+    def inputs(self):
+        """X as ``Network.predict`` takes it (a validation set's input)."""
+        return self.X
+
+
+class PaddedImages:
+    """Images that the network sees zero-padded by ``pad`` on each side,
+    padded one batch at a time as they are gathered (:class:`PaddedImageBatches`)
+    instead of as a whole padded copy of the training set.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n_samples, maps, height, width)
+        C-contiguous (a copy is made otherwise).
+    pad : int
+        At least 1.
+
+    Attributes
+    ----------
+    images : ndarray
+    pad : int
+    shape : tuple of int
+        The padded shape, (n_samples, maps, height + 2 pad, width + 2 pad).
+    dtype : numpy.dtype
+    """
+
+    def __init__(self, images, pad):
+        if images.ndim != 4 or pad < 1:
+            raise ValueError(f"PaddedImages takes images (n, maps, height, width) and a pad "
+                             f"of at least 1, got shape {images.shape} and pad {pad}")
+        self.images, self.pad = np.ascontiguousarray(images), int(pad)
+
+    @property
+    def shape(self):
+        n, maps, h, w = self.images.shape
+        return (n, maps, h + 2 * self.pad, w + 2 * self.pad)
+
+    @property
+    def dtype(self):
+        return self.images.dtype
+
+    def __len__(self):
+        return self.images.shape[0]
+
+    def __getitem__(self, idx):
+        """The samples ``idx`` (an index array or slice), still unpadded."""
+        return PaddedImages(self.images[idx], self.pad)
+
+    def astype(self, dtype, copy=True):
+        """The images in ``dtype``, still unpadded."""
+        return PaddedImages(self.images.astype(dtype, copy=copy), self.pad)
+
+    def padded(self, dtype=None):
+        """All the images padded: an ndarray of :attr:`shape`."""
+        out = aligned_zeros(self.shape, self.dtype if dtype is None else dtype)
+        p = self.pad
+        out[:, :, p:-p, p:-p] = self.images
+        return out
+
+
+class PaddedImageBatches(DenseBatches):
+    """Images padded as they are gathered: X a :class:`PaddedImages`. Each
+    batch buffer is zeroed once; the gathers write only its interior."""
+
+    sliceable = False
+    # zeroed once: the gathers write only the interior
+    _new_input_buffer = staticmethod(aligned_zeros)
+
+    def whole(self, dtype):
+        return self.X.padded(dtype), self.Y, self.sample_weight
+
+    def buffers(self, n_samples, dtype=None):
+        if dtype is not None:
+            # converted once per fit, to what the gather copies as it is
+            self.X = self.X.astype(dtype, copy=False)
+        return super().buffers(n_samples, dtype)
+
+    def _input_rows(self):
+        return self.X.images, self.X.pad
+
+    def inputs(self):
+        return self.X.padded()
 
 
 class SparseBatches(DenseBatches):
@@ -159,7 +249,7 @@ def batch_source(X, Y, sample_weight=None):
 
     Parameters
     ----------
-    X : ndarray, scipy sparse matrix or Ragged
+    X : ndarray, scipy sparse matrix, Ragged or PaddedImages
         Input as the estimator's ``_prepare_fit`` gives it.
     Y : ndarray or Ragged
         Encoded targets.
@@ -167,10 +257,12 @@ def batch_source(X, Y, sample_weight=None):
 
     Returns
     -------
-    source : DenseBatches, SparseBatches or SequenceBatches
+    source : DenseBatches, PaddedImageBatches, SparseBatches or SequenceBatches
     """
     if isinstance(X, Ragged):
         return SequenceBatches(X, Y, sample_weight)
+    if isinstance(X, PaddedImages):
+        return PaddedImageBatches(X, Y, sample_weight)
     if sp.issparse(X):
         return SparseBatches(X, Y, sample_weight)
     return DenseBatches(X, Y, sample_weight)

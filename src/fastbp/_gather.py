@@ -25,18 +25,24 @@ def take_rows(X, idx, out):
     return np.take(X, idx, axis=0, out=out, mode="clip")
 
 
-def gather(sources, idx, outs, n_threads):
+def gather(sources, idx, outs, n_threads, pad=0):
     """Rows ``idx`` of each source into the first ``len(idx)`` rows of its
     output; returns those rows of each output. Arrays that allow it are
     gathered in one call on ``n_threads`` of fastbp's team: the rows are
-    scattered cache misses, and the cores wait on them together."""
+    scattered cache misses, and the cores wait on them together. With
+    ``pad``, the first source's images (n, maps, h, w) go into the interior
+    of its output's (n, maps, h + 2 pad, w + 2 pad), whose border is left
+    as it is."""
     m = len(idx)
     if all(map(gathers_in_place, sources, outs)):
         _sparse.take_rows(list(sources), np.ascontiguousarray(idx, dtype=np.intp), list(outs),
-                          n_threads)
+                          n_threads, pad)
         return [out if m == len(out) else out[:m] for out in outs]
-    return [take_rows(src, idx, out if m == len(out) else out[:m])
-            for src, out in zip(sources, outs)]
+    outs = [out if m == len(out) else out[:m] for out in outs]
+    if pad:
+        outs[0][:, :, pad:-pad, pad:-pad] = np.take(sources[0], idx, axis=0)
+        return [outs[0]] + [take_rows(src, idx, out) for src, out in zip(sources[1:], outs[1:])]
+    return [take_rows(src, idx, out) for src, out in zip(sources, outs)]
 
 
 def gather_steps(sources, starts, lengths, batch_sizes, outs, n_threads):

@@ -9,7 +9,7 @@ def csr_rows_to_dense(data: NDArray[Any], indices: NDArray[Any], indptr: NDArray
 
 
 def take_rows(sources: list[NDArray[Any]], rows: NDArray[Any], outs: list[NDArray[Any]],
-              n_threads: int) -> None: ...
+              n_threads: int, pad: int = ...) -> None: ...
 
 
 def take_steps(sources: list[NDArray[Any]], starts: NDArray[Any], lengths: NDArray[Any],

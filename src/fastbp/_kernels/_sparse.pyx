@@ -34,6 +34,21 @@ ctypedef struct RowsJob:
     int first_unit[MAX_ARRAYS + 1]  # array a's units: first_unit[a] up to first_unit[a + 1]
     const Py_ssize_t* rows
     Py_ssize_t m
+    # pad > 0: array 0's rows are images of maps x height lines of line_bytes,
+    # each written into the interior of an output row of out_row_bytes, whose
+    # border the gather leaves as it is
+    Py_ssize_t pad, maps, height, line_bytes, out_row_bytes, out_map_bytes, out_line_bytes
+    Py_ssize_t interior
+
+
+cdef inline void padded_row(const RowsJob* j, char* dst, const char* src) noexcept nogil:
+    """One image of array 0 into the interior of its padded output row."""
+    cdef Py_ssize_t c, r
+    dst += j.interior
+    for c in range(j.maps):
+        for r in range(j.height):
+            copy_bytes(dst + c * j.out_map_bytes + r * j.out_line_bytes,
+                       src + (c * j.height + r) * j.line_bytes, j.line_bytes)
 
 
 cdef void rows_unit(void* job, int u, int slot) noexcept nogil:
@@ -45,15 +60,20 @@ cdef void rows_unit(void* job, int u, int slot) noexcept nogil:
     rb = j.row_bytes[a]
     lo = (u - j.first_unit[a]) * j.rows_per_unit[a]
     hi = min(lo + j.rows_per_unit[a], j.m)
+    if a == 0 and j.pad > 0:
+        for i in range(lo, hi):
+            padded_row(j, j.dst[0] + i * j.out_row_bytes, j.src[0] + j.rows[i] * rb)
+        return
     for i in range(lo, hi):
         copy_bytes(j.dst[a] + i * rb, j.src[a] + j.rows[i] * rb, rb)
 
 
 cdef int _hold_arrays(list sources, list outs, Py_buffer* src_view, Py_buffer* out_view,
-                      Py_ssize_t m, Py_ssize_t* n_src) except -1:
+                      Py_ssize_t m, Py_ssize_t* n_src, Py_ssize_t pad=0) except -1:
     """Get the buffers of sources and outs (ValueError where one cannot be
-    copied as bytes or does not match; m: rows each output needs) and
-    return how many: the caller releases them (_release_arrays)."""
+    copied as bytes or does not match; m: rows each output needs; pad: array
+    0's images grow by pad on each side) and return how many: the caller
+    releases them (_release_arrays)."""
     cdef int a, n_arrays = len(sources), held = 0
     if n_arrays != len(outs) or not 0 < n_arrays <= MAX_ARRAYS:
         raise ValueError(f"a gather copies 1 to {MAX_ARRAYS} arrays, each with an output")
@@ -79,8 +99,10 @@ cdef int _hold_arrays(list sources, list outs, Py_buffer* src_view, Py_buffer* o
                                  f"writable ones ({exc})") from exc
             if a == 0:
                 n_src[0] = src_view[0].shape[0] if src_view[0].ndim > 0 else 0
-            if sources[a].dtype != outs[a].dtype or not _same_rows(&src_view[a], &out_view[a]):
-                raise ValueError(f"array {a}: its output's dtype or row shape differs")
+            if sources[a].dtype != outs[a].dtype or not _same_rows(
+                    &src_view[a], &out_view[a], pad if a == 0 else 0):
+                raise ValueError(f"array {a}: its output's dtype or row shape differs"
+                                 + (f" (images padded by {pad})" if a == 0 and pad else ""))
             if src_view[a].shape[0] != n_src[0] or out_view[a].shape[0] < m:
                 raise ValueError(f"array {a}: {src_view[a].shape[0]} rows gathered into "
                                  f"{out_view[a].shape[0]}, expected {n_src[0]} into {m}")
@@ -114,7 +136,8 @@ cdef void _release_arrays(Py_buffer* src_view, Py_buffer* out_view, int held) no
         PyBuffer_Release(&src_view[held // 2])
 
 
-def take_rows(list sources, const Py_ssize_t[::1] rows not None, list outs, int n_threads):
+def take_rows(list sources, const Py_ssize_t[::1] rows not None, list outs, int n_threads,
+              Py_ssize_t pad=0):
     """outs[a][i] = sources[a][rows[i]] for each array a, all in one team call.
 
     Parameters
@@ -129,6 +152,12 @@ def take_rows(list sources, const Py_ssize_t[::1] rows not None, list outs, int 
         shape, with at least len(rows) rows (the first len(rows) are written),
         overlapping no source and no other output (ValueError).
     n_threads : int
+    pad : int, default=0
+        Above 0: sources[0] holds images (n, maps, height, width) and
+        outs[0] images (n, maps, height + 2 pad, width + 2 pad); each image
+        is written into the interior of its output image, and the border is
+        left as it is (zeros where the caller zeroed the buffer once: a
+        batch padded as it is gathered).
 
     Raises ValueError for an array that is not a NumPy array of plain data
     (no Python objects), that does not match or overlaps another, or for a
@@ -139,7 +168,9 @@ def take_rows(list sources, const Py_ssize_t[::1] rows not None, list outs, int 
     cdef Py_buffer out_view[MAX_ARRAYS]
     cdef Py_ssize_t m = rows.shape[0], n_src = 0, i, total = 0
     cdef int a, n_arrays = len(sources)
-    cdef int held = _hold_arrays(sources, outs, src_view, out_view, m, &n_src)
+    if pad < 0:
+        raise ValueError(f"pad must be at least 0, got {pad}")
+    cdef int held = _hold_arrays(sources, outs, src_view, out_view, m, &n_src, pad)
     try:
         for i in range(m):
             if not 0 <= rows[i] < n_src:
@@ -148,6 +179,15 @@ def take_rows(list sources, const Py_ssize_t[::1] rows not None, list outs, int 
             return
         job.rows = &rows[0]
         job.m = m
+        job.pad = pad
+        if pad > 0:
+            job.maps = src_view[0].shape[1]
+            job.height = src_view[0].shape[2]
+            job.line_bytes = src_view[0].shape[3] * src_view[0].itemsize
+            job.out_line_bytes = out_view[0].shape[3] * out_view[0].itemsize
+            job.out_map_bytes = out_view[0].shape[2] * job.out_line_bytes
+            job.out_row_bytes = job.maps * job.out_map_bytes
+            job.interior = pad * job.out_line_bytes + pad * out_view[0].itemsize
         job.first_unit[0] = 0
         for a in range(n_arrays):
             job.row_bytes[a] = src_view[a].len // n_src
@@ -279,13 +319,17 @@ def take_steps(list sources, const Py_ssize_t[::1] starts not None,
         _release_arrays(src_view, out_view, held)
 
 
-cdef bint _same_rows(const Py_buffer* src, const Py_buffer* out) noexcept:
-    """Whether the two buffers hold rows of one item size and shape."""
+cdef bint _same_rows(const Py_buffer* src, const Py_buffer* out, Py_ssize_t pad=0) noexcept:
+    """Whether the two buffers hold rows of one item size and shape; with
+    pad > 0, images (n, maps, height, width) and the same grown by pad on
+    each side."""
     cdef int d
     if src.ndim < 1 or src.ndim != out.ndim or src.itemsize != out.itemsize:
         return False
+    if pad > 0 and src.ndim != 4:
+        return False
     for d in range(1, src.ndim):
-        if src.shape[d] != out.shape[d]:
+        if src.shape[d] + (2 * pad if d >= 2 else 0) != out.shape[d]:
             return False
     return True
 
