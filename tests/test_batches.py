@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fastbp._batches import (DenseBatches, PaddedImageBatches, PaddedImages, SequenceBatches,
-                             SparseBatches, batch_source)
+from fastbp._batches import (DenseBatches, PaddedImageBatches, SequenceBatches, SparseBatches,
+                             batch_source)
+from fastbp._images import PaddedImages
 from fastbp._sequences import Ragged, StepWeights
 
 

@@ -122,7 +122,7 @@ def test_accepted_input_shapes(shape, padded):
     y = np.arange(12) % 3
     est = _fit(LeNet5Classifier(max_iter=1, random_state=0), X, y)
     assert est._sample_shape == (1, 32, 32)
-    images = est._check_X(X)
+    images = np.asarray(est._check_X(X))  # 28x28: a PaddedImages, padded by asarray
     if padded:
         assert np.all(images[:, :, :2] == 0) and np.all(images[:, :, :, -2:] == 0)
         np.testing.assert_array_equal(images[:, 0, 2:30, 2:30], X.reshape(12, 28, 28))
@@ -169,6 +169,40 @@ def test_28x28_images_continue_as_their_padded_copy():
         runs.append(est._network.theta.copy())
     assert runs[0].dtype == np.float32
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_28x28_images_predict_as_their_padded_copy():
+    """Prediction pads 28x28 images chunk by chunk into one buffer: the
+    same bits as the images padded by hand, over several chunks and a short
+    last one, for every output (probabilities, features, the gradients of
+    backprop, a validation set's scores)."""
+    from fastbp._images import PaddedImages
+
+    rng = np.random.default_rng(6)
+    X = rng.random((50, 1, 28, 28))
+    y = np.arange(50) % 3
+    padded = np.pad(X, [(0, 0), (0, 0), (2, 2), (2, 2)])
+    est = _fit(LeNet5Classifier(max_iter=1, batch_size=16, random_state=0), padded, y)
+    net = est._network
+    lazy = PaddedImages(X, 2)
+    np.testing.assert_array_equal(np.asarray(lazy), padded)
+    for batch_rows in (7, 50, None):
+        np.testing.assert_array_equal(net.predict(lazy, 2, batch_rows=batch_rows),
+                                      net.predict(padded, 2, batch_rows=batch_rows))
+    twin = _fit(LeNet5Classifier(max_iter=1, batch_size=16, random_state=0), X, y)
+    np.testing.assert_array_equal(twin._network.theta, net.theta)
+    np.testing.assert_array_equal(twin.predict_proba(X), est.predict_proba(padded))
+    np.testing.assert_array_equal(twin.predict_proba(X.reshape(50, 784)),
+                                  est.predict_proba(padded))
+    np.testing.assert_array_equal(twin.transform(X), est.transform(padded))
+    a, b = twin.backprop(X[:9], y[:9]), est.backprop(padded[:9], y[:9])
+    assert a.loss == b.loss
+    for key in a.gradients:
+        np.testing.assert_array_equal(a.gradients[key], b.gradients[key])
+    scored = [_fit(LeNet5Classifier(max_iter=2, batch_size=16, random_state=0), data, y,
+                   X_val=val, y_val=y[:20]).validation_scores_
+              for data, val in ((X, X[:20]), (padded, padded[:20]))]
+    assert scored[0] == scored[1] and len(scored[0]) == 2
 
 
 def test_a_fit_on_28x28_images_makes_no_padded_copy_of_them():

@@ -30,7 +30,7 @@ class LeNet5OnTables(LeNet5Classifier):
     read-only flag, which the checks vary.
     """
 
-    def _as_images(self, X, hw, *dtype, **lazy):
+    def _as_images(self, X, hw, *dtype):
         n_features = X.shape[1]
         if 0 < n_features < 784:
             pixels = np.bincount(np.arange(1024) * n_features // 1024, minlength=n_features)
@@ -39,7 +39,7 @@ class LeNet5OnTables(LeNet5Classifier):
                 picture = np.asfortranarray(picture)
             picture.setflags(write=X.flags.writeable)
             X, hw = picture, (32, 32)
-        return super()._as_images(X, hw, *dtype, **lazy)
+        return super()._as_images(X, hw, *dtype)
 
 
 @parametrize_with_checks(

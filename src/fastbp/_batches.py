@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._gather import gather
+from ._images import PaddedImages
 from ._memory import aligned_empty, aligned_zeros
 from ._sequences import Ragged, StepWeights
 
@@ -109,61 +110,6 @@ class DenseBatches:
     def inputs(self):
         """X as ``Network.predict`` takes it (a validation set's input)."""
         return self.X
-
-
-class PaddedImages:
-    """Images that the network sees zero-padded by ``pad`` on each side,
-    padded one batch at a time as they are gathered (:class:`PaddedImageBatches`)
-    instead of as a whole padded copy of the training set.
-
-    Parameters
-    ----------
-    images : ndarray of shape (n_samples, maps, height, width)
-        C-contiguous (a copy is made otherwise).
-    pad : int
-        At least 1.
-
-    Attributes
-    ----------
-    images : ndarray
-    pad : int
-    shape : tuple of int
-        The padded shape, (n_samples, maps, height + 2 pad, width + 2 pad).
-    dtype : numpy.dtype
-    """
-
-    def __init__(self, images, pad):
-        if images.ndim != 4 or pad < 1:
-            raise ValueError(f"PaddedImages takes images (n, maps, height, width) and a pad "
-                             f"of at least 1, got shape {images.shape} and pad {pad}")
-        self.images, self.pad = np.ascontiguousarray(images), int(pad)
-
-    @property
-    def shape(self):
-        n, maps, h, w = self.images.shape
-        return (n, maps, h + 2 * self.pad, w + 2 * self.pad)
-
-    @property
-    def dtype(self):
-        return self.images.dtype
-
-    def __len__(self):
-        return self.images.shape[0]
-
-    def __getitem__(self, idx):
-        """The samples ``idx`` (an index array or slice), still unpadded."""
-        return PaddedImages(self.images[idx], self.pad)
-
-    def astype(self, dtype, copy=True):
-        """The images in ``dtype``, still unpadded."""
-        return PaddedImages(self.images.astype(dtype, copy=copy), self.pad)
-
-    def padded(self, dtype=None):
-        """All the images padded: an ndarray of :attr:`shape`."""
-        out = aligned_zeros(self.shape, self.dtype if dtype is None else dtype)
-        p = self.pad
-        out[:, :, p:-p, p:-p] = self.images
-        return out
 
 
 class PaddedImageBatches(DenseBatches):

@@ -7,6 +7,7 @@ each boundary write one line between them, which then moves between their
 cores at every step. fastbp's own buffers (workspaces, parameters, gradients
 and optimizer state) therefore start on a 64-byte boundary.
 """
+import math
 import operator
 
 import numpy as np
@@ -44,13 +45,20 @@ def aligned_zeros(shape, dtype):
 
 
 def _on_a_line(shape, dtype, allocate):
+    # (plain Python where NumPy's helpers cost microseconds: it runs for
+    # each prediction call's buffers)
     dtype = np.dtype(dtype)
-    shape = (operator.index(shape),) if np.ndim(shape) == 0 else tuple(map(operator.index, shape))
+    try:
+        shape = (operator.index(shape),)
+    except TypeError:
+        if not hasattr(shape, "__iter__"):
+            raise  # neither an int nor a sequence: index's own message
+        shape = tuple(map(operator.index, shape))
     if min(shape, default=0) < 0:
         raise ValueError(f"negative dimensions are not allowed: {shape}")
     if dtype.hasobject:
         return allocate(shape, dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     raw = allocate(nbytes + CACHE_LINE, dtype=np.uint8)
     start = -raw.ctypes.data % CACHE_LINE
     return raw[start:start + nbytes].view(dtype).reshape(shape)

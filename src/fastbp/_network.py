@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import gen_batches
 
+from ._images import PaddedImages
 from ._kernels import _losses
 from ._kernels import _optimizers as _updates
 from ._kernels._calls import run_calls
@@ -385,14 +386,19 @@ class Network:
         if batch_rows is None:
             batch_rows = self._chunk_rows(X)
         out = np.empty((n, width), dtype=self.dtype)
+        # images to pad: one zeroed buffer, padded into chunk by chunk
+        padded = (aligned_zeros((min(n, batch_rows),) + X.shape[1:], self.dtype)
+                  if isinstance(X, PaddedImages) else None)
         capacity, ws = borrow_workspace(self, min(n, batch_rows))
         try:
             with blas_single_thread_for_kernels():
                 for start in range(0, n, batch_rows):
                     stop = min(start + batch_rows, n)
-                    chunk = X[start:stop]
+                    chunk = X if stop - start == n else X[start:stop]
                     if sp.issparse(chunk):
                         chunk = np.ascontiguousarray(chunk.toarray(), dtype=self.dtype)
+                    elif padded is not None:
+                        chunk = chunk.padded_into(padded[:stop - start])
                     out[start:stop] = pick(self.forward(chunk, ws, n_threads)).reshape(
                         stop - start, width)
         finally:

@@ -7,7 +7,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._base import BackpropEstimator, EstimatorT
-from ._batches import PaddedImages
+from ._images import PaddedImages
 from ._inputs import check_fitted, known_finite, plain_float_array
 from ._layers import Conv5x5, Dense, MeanPool2x2
 from ._network import Network
@@ -203,7 +203,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         X, y = validate_data(self, X, y, multi_output=True, reset=reset,
                              dtype=(np.float64, np.float32),
                              ensure_all_finite=not known_finite(self, X))
-        return self._as_images(X, hw, lazy=True), y
+        return self._as_images(X, hw), y
 
     def _plain_X(self, X, dtype=None):
         if not plain_float_array(self, X, (2, 3, 4)):
@@ -236,19 +236,18 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         return super()._fits_sample_shape(shape) or (
             shape == (1, 32, 32) and self.n_features_in_ == 784)
 
-    def _as_images(self, X, hw, dtype=None, lazy=False):
+    def _as_images(self, X, hw, dtype=None):
         """X (n, H*W) as contiguous images (n, 1, H, W) in ``dtype`` (X's
-        by default). 28x28 images are padded to 32x32, LeCun's input: with
-        ``lazy`` (training data) as a PaddedImages that the fit pads batch
-        by batch, with no padded copy of the whole set."""
+        by default). 28x28 images become a PaddedImages of 32x32, LeCun's
+        input, which a fit pads batch by batch and a prediction chunk by
+        chunk: no padded copy of the whole set."""
         hw = _accepted(hw, X.shape)
         if hw[0] * hw[1] != X.shape[1]:
             raise ValueError(f"{_SHAPES_HELP}; got X of shape {X.shape} "
                              f"(n_features = {X.shape[1]}) with image_shape={self.image_shape}.")
         if hw == (28, 28):  # LeCun padded the 28x28 digits to 32x32
-            images = PaddedImages(np.ascontiguousarray(X.reshape(X.shape[0], 1, 28, 28),
-                                                       dtype=dtype), pad=2)
-            return images if lazy else images.padded()
+            return PaddedImages(np.ascontiguousarray(X.reshape(X.shape[0], 1, 28, 28),
+                                                     dtype=dtype), pad=2)
         return np.ascontiguousarray(X.reshape(X.shape[0], 1, *hw), dtype=dtype)
 
     # --------------------------------------------------------------- network

@@ -1,0 +1,71 @@
+"""Images that a network sees zero-padded, kept unpadded until a batch or a
+chunk of them is used: LeNet-5's 28x28 images, padded to 32x32 as LeCun did."""
+import numpy as np
+
+from ._memory import aligned_zeros
+
+
+class PaddedImages:
+    """Images that the network sees zero-padded by ``pad`` on each side,
+    padded one batch at a time as a fit gathers them
+    (``_batches.PaddedImageBatches``) and one chunk at a time by
+    ``Network.predict``, instead of as a whole padded copy. NumPy sees the
+    padded copy (``np.asarray``).
+
+    Parameters
+    ----------
+    images : ndarray of shape (n_samples, maps, height, width)
+        C-contiguous (a copy is made otherwise).
+    pad : int
+        At least 1.
+
+    Attributes
+    ----------
+    images : ndarray
+    pad : int
+    shape : tuple of int
+        The padded shape, (n_samples, maps, height + 2 pad, width + 2 pad).
+    dtype : numpy.dtype
+    """
+
+    def __init__(self, images, pad):
+        if images.ndim != 4 or pad < 1:
+            raise ValueError(f"PaddedImages takes images (n, maps, height, width) and a pad "
+                             f"of at least 1, got shape {images.shape} and pad {pad}")
+        self.images, self.pad = np.ascontiguousarray(images), int(pad)
+
+    @property
+    def shape(self):
+        n, maps, h, w = self.images.shape
+        return (n, maps, h + 2 * self.pad, w + 2 * self.pad)
+
+    @property
+    def dtype(self):
+        return self.images.dtype
+
+    def __len__(self):
+        return self.images.shape[0]
+
+    def __getitem__(self, idx):
+        """The samples ``idx`` (an index array or slice), still unpadded."""
+        return PaddedImages(self.images[idx], self.pad)
+
+    def astype(self, dtype, copy=True):
+        """The images in ``dtype``, still unpadded."""
+        return PaddedImages(self.images.astype(dtype, copy=copy), self.pad)
+
+    def padded(self, dtype=None):
+        """All the images padded: an ndarray of :attr:`shape`."""
+        return self.padded_into(aligned_zeros(self.shape, self.dtype if dtype is None else dtype))
+
+    def padded_into(self, out):
+        """The images written into the interior of ``out`` (an ndarray of
+        :attr:`shape`, its border zero already, as a buffer reused for
+        chunk after chunk keeps it); returns ``out``."""
+        p = self.pad
+        out[:, :, p:-p, p:-p] = self.images
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        # NumPy's view of them: the padded copy (the network's input)
+        return self.padded(dtype)
