@@ -429,6 +429,9 @@ def test_take_rows_checks_the_padded_shape():
         ([images.reshape(4, 9)], [np.zeros((2, 13), np.float32)], 2, "padded by 2"),
         ([images], [np.zeros((2, 1, 7, 7), np.float64)], 2, "dtype"),
         ([images], [out], -1, "at least 0"),
+        # 2 * pad would wrap around to -2: refused, not written out of bounds
+        ([images], [np.zeros((2, 1, 1, 1), np.float32)], 2**63 - 1, "padded by"),
+        ([images], [out], 2**62, "padded by"),
     ]
     for sources, outs, pad, message in bad:
         with pytest.raises(ValueError, match=message):
@@ -453,6 +456,13 @@ def test_padded_images_stand_for_their_padded_copy():
     for bad_raw, pad in [(raw.reshape(6, 24), 2), (raw, 0)]:
         with pytest.raises(ValueError, match="PaddedImages"):
             PaddedImages(bad_raw, pad)
+    with pytest.raises(TypeError):
+        PaddedImages(raw, 1.9)  # not quietly one
+    with pytest.raises(TypeError, match="index array or a slice"):
+        images[0]
+    np.testing.assert_array_equal(np.asarray(images), _padded(raw, 2))
+    with pytest.raises(ValueError, match="without a copy"):
+        np.asarray(images, copy=False)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

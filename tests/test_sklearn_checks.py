@@ -18,7 +18,8 @@ from fastbp import (LeNet5Classifier, MLPClassifier, MLPRegressor, RNNClassifier
                     RNNRegressor)
 
 class LeNet5OnTables(LeNet5Classifier):
-    """LeNet5Classifier that draws each row of a small table as a 32x32 image.
+    """LeNet5Classifier that draws each row of a small table as a 32x32 image
+    (``side``; 28: 28x28 images, which LeNet-5 pads as it uses them).
 
     sklearn's checks feed tabular toys of 1 to 20 features, which LeNet-5
     rejects (it needs images: test_lenet.py checks that it says so). Drawn as
@@ -26,26 +27,32 @@ class LeNet5OnTables(LeNet5Classifier):
     still passes LeNet-5's own validation first (types, dtype, NaN, sparse,
     n_features_in_), and the picture is a fixed function of the validated row,
     the same in fit, predict and transform: feature j fills the pixels p with
-    p * n_features // 1024 == j. It keeps X's dtype, memory order and
+    p * n_features // side**2 == j. It keeps X's dtype, memory order and
     read-only flag, which the checks vary.
     """
 
+    side = 32
+
     def _as_images(self, X, hw, *dtype):
-        n_features = X.shape[1]
+        n_features, area = X.shape[1], self.side ** 2
         if 0 < n_features < 784:
-            pixels = np.bincount(np.arange(1024) * n_features // 1024, minlength=n_features)
+            pixels = np.bincount(np.arange(area) * n_features // area, minlength=n_features)
             picture = np.repeat(X, pixels, axis=1)
             if X.flags.f_contiguous and not X.flags.c_contiguous:
                 picture = np.asfortranarray(picture)
             picture.setflags(write=X.flags.writeable)
-            X, hw = picture, (32, 32)
+            X, hw = picture, (self.side, self.side)
         return super()._as_images(X, hw, *dtype)
+
+
+class LeNet5On28x28Tables(LeNet5OnTables):
+    side = 28
 
 
 @parametrize_with_checks(
     [MLPClassifier(max_iter=100), MLPRegressor(max_iter=100),
      RNNClassifier(hidden_size=20, max_iter=100), RNNRegressor(hidden_size=20, max_iter=100),
-     LeNet5OnTables(max_iter=5)],
+     LeNet5OnTables(max_iter=5), LeNet5On28x28Tables(max_iter=5)],
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

@@ -1,5 +1,7 @@
 """Images that a network sees zero-padded, kept unpadded until a batch or a
 chunk of them is used: LeNet-5's 28x28 images, padded to 32x32 as LeCun did."""
+import operator
+
 import numpy as np
 
 from ._memory import aligned_zeros
@@ -29,10 +31,11 @@ class PaddedImages:
     """
 
     def __init__(self, images, pad):
+        pad = operator.index(pad)
         if images.ndim != 4 or pad < 1:
             raise ValueError(f"PaddedImages takes images (n, maps, height, width) and a pad "
                              f"of at least 1, got shape {images.shape} and pad {pad}")
-        self.images, self.pad = np.ascontiguousarray(images), int(pad)
+        self.images, self.pad = np.ascontiguousarray(images), pad
 
     @property
     def shape(self):
@@ -48,7 +51,11 @@ class PaddedImages:
 
     def __getitem__(self, idx):
         """The samples ``idx`` (an index array or slice), still unpadded."""
-        return PaddedImages(self.images[idx], self.pad)
+        images = self.images[idx]
+        if images.ndim != 4:
+            raise TypeError(f"PaddedImages selects samples by an index array or a slice, "
+                            f"not {idx!r}")
+        return PaddedImages(images, self.pad)
 
     def astype(self, dtype, copy=True):
         """The images in ``dtype``, still unpadded."""
@@ -68,4 +75,7 @@ class PaddedImages:
 
     def __array__(self, dtype=None, copy=None):
         # NumPy's view of them: the padded copy (the network's input)
+        if copy is False:
+            raise ValueError("PaddedImages are padded into a new array: they cannot be "
+                             "seen as one without a copy")
         return self.padded(dtype)

@@ -394,7 +394,8 @@ class Network:
             with blas_single_thread_for_kernels():
                 for start in range(0, n, batch_rows):
                     stop = min(start + batch_rows, n)
-                    chunk = X if stop - start == n else X[start:stop]
+                    # (a sparse X is sliced even whole: into CSR, as always)
+                    chunk = X if stop - start == n and not sp.issparse(X) else X[start:stop]
                     if sp.issparse(chunk):
                         chunk = np.ascontiguousarray(chunk.toarray(), dtype=self.dtype)
                     elif padded is not None:

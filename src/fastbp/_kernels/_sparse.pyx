@@ -329,7 +329,10 @@ cdef bint _same_rows(const Py_buffer* src, const Py_buffer* out, Py_ssize_t pad=
     if pad > 0 and src.ndim != 4:
         return False
     for d in range(1, src.ndim):
-        if src.shape[d] + (2 * pad if d >= 2 else 0) != out.shape[d]:
+        # pad bounded by the output's side first: 2 * pad cannot overflow
+        if d >= 2 and (pad > out.shape[d] or out.shape[d] - 2 * pad != src.shape[d]):
+            return False
+        if d < 2 and src.shape[d] != out.shape[d]:
             return False
     return True
 
