@@ -83,6 +83,10 @@ def test_batch_and_packing_buffers_start_a_line():
         assert set(buffers) == {"data", "targets", "weights"}
         for a in buffers.values():
             assert _starts_a_line(a)
+        # the whole set packed at once (L-BFGS) as the batches are
+        whole = batch_source(seqs, targets, np.ones(4, dtype)).whole(dtype)[0]
+        assert _starts_a_line(whole.data)
+        np.testing.assert_array_equal(np.sort(whole.data, axis=0), np.sort(seqs.data, axis=0))
 
 
 def test_object_arrays_are_plain():

@@ -237,9 +237,10 @@ def pack_buffers(X, n_groups, targets=None, sample_weight=None):
 
 
 def _gather(A, idx, buffers, key):
-    """A[idx] as a new array, or into buffers[key] when buffers are given."""
+    """A[idx] as a new array (on a cache line, as the buffers are), or into
+    buffers[key] when buffers are given."""
     if buffers is None:
-        return np.ascontiguousarray(A[idx])
+        return take_rows(A, idx, aligned_empty((len(idx),) + A.shape[1:], A.dtype))
     return take_rows(A, idx, buffers[key][: len(idx)])
 
 
