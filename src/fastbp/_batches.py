@@ -1,7 +1,8 @@
 """Training data as a source of batches, one class per kind of data: dense
-rows, images padded as they are gathered, sparse rows, sequences. A solver asks the source what it needs (how
-many samples, how many rows a batch of them fills, one batch of everything,
-a subset) instead of telling the kinds apart by their attributes.
+rows, images padded as they are gathered, sparse rows, sequences. A solver
+asks the source what it needs (how many samples, how many rows a batch of
+them fills, one batch of everything, a subset) instead of telling the kinds
+apart by their attributes.
 
 Build one with :func:`batch_source`; it decides the kind once, by type.
 """
@@ -107,17 +108,12 @@ class DenseBatches:
         of ``Network.predict``: what a validation score compares."""
         return self.Y, self.sample_weight
 
-    def inputs(self):
-        """X as ``Network.predict`` takes it (a validation set's input)."""
-        return self.X
-
 
 class PaddedImageBatches(DenseBatches):
     """Images padded as they are gathered: X a :class:`PaddedImages`. Each
     batch buffer is zeroed once; the gathers write only its interior."""
 
     sliceable = False
-    # zeroed once: the gathers write only the interior
     _new_input_buffer = staticmethod(aligned_zeros)
 
     def whole(self, dtype):
@@ -131,9 +127,6 @@ class PaddedImageBatches(DenseBatches):
 
     def _input_rows(self):
         return self.X.images, self.X.pad
-
-    def inputs(self):
-        return self.X.padded()
 
 
 class SparseBatches(DenseBatches):

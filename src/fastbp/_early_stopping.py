@@ -33,7 +33,7 @@ class _ValidationSet:
     Parameters
     ----------
     net : Network
-    X : ndarray, sparse matrix or Ragged
+    X : ndarray, sparse matrix, Ragged or PaddedImages
         Input, ready for ``net.predict``.
     Y : ndarray of shape (n_samples, n_outputs) or Ragged
         Encoded targets, as the training loss sees them.

@@ -335,8 +335,9 @@ class Network:
 
         X is processed in chunks of ``batch_rows`` (by default 1024 rows, or
         more for narrow networks; a sparse X is densified chunk by chunk of
-        1024), in a workspace lent to this call alone, so that concurrent
-        calls on one model stay independent.
+        1024, and a PaddedImages padded chunk by chunk), in a workspace lent
+        to this call alone, so that concurrent calls on one model stay
+        independent.
         """
         return self._forward_chunks(X, n_threads, self.n_outputs,
                                     self._outputs(logits, n_threads), batch_rows)

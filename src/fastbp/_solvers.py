@@ -224,7 +224,7 @@ def fit_stochastic(net, X, Y, sample_weight, y_raw, record, settings, rng, n_thr
                 "or the size of your dataset."
             )
         train, held_out = source.subset(train_idx), source.subset(val_idx)
-        val = _ValidationSet(net, held_out.inputs(), held_out.Y, _subset(y_raw, val_idx),
+        val = _ValidationSet(net, held_out.X, held_out.Y, _subset(y_raw, val_idx),
                              held_out.sample_weight)
     else:
         train = source
