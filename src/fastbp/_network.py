@@ -400,7 +400,7 @@ class Network:
                     if sp.issparse(chunk):
                         chunk = np.ascontiguousarray(chunk.toarray(), dtype=self.dtype)
                     elif padded is not None:
-                        chunk = chunk.padded_into(padded[:stop - start])
+                        chunk = chunk.padded_into(padded[:stop - start], n_threads)
                     out[start:stop] = pick(self.forward(chunk, ws, n_threads)).reshape(
                         stop - start, width)
         finally:
