@@ -463,6 +463,19 @@ def test_padded_images_stand_for_their_padded_copy():
     np.testing.assert_array_equal(np.asarray(images), _padded(raw, 2))
     with pytest.raises(ValueError, match="without a copy"):
         np.asarray(images, copy=False)
+    # the output's shape is checked on both paths (the team's, from 32 KB
+    # of images, and NumPy's, which would broadcast one image to every row)
+    many = PaddedImages(np.ones((20, 1, 28, 28), np.float32), 2)
+    for source, out in [(many, np.zeros((25, 1, 32, 32), np.float32)),
+                        (many[:1], np.zeros((6, 1, 32, 32), np.float32)),
+                        (many[:1], np.zeros((1, 2, 32, 32), np.float32))]:
+        for n_threads in (1, 2):
+            with pytest.raises(ValueError, match="padded_into needs"):
+                source.padded_into(out, n_threads)
+            assert (out == 0).all()
+    out = np.full((20, 1, 32, 32), 7, np.float32)
+    assert many.padded_into(out, 2) is out
+    assert (out[:, :, 2:30, 2:30] == 1).all() and (out[:, :, :2] == 7).all()
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -75,6 +75,9 @@ class PaddedImages:
         :attr:`shape`, its border zero already, as a buffer reused for
         chunk after chunk keeps it), on ``n_threads`` of fastbp's team;
         returns ``out``."""
+        if out.shape != self.shape:  # one check for both paths (NumPy would broadcast)
+            raise ValueError(f"padded_into needs an output of shape {self.shape}, "
+                             f"got {out.shape}")
         if n_threads > 1 and self.images.nbytes >= _TEAM_MIN_BYTES:
             gather([self.images], np.arange(len(self), dtype=np.intp), [out], n_threads,
                    pad=self.pad)

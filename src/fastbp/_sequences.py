@@ -238,7 +238,8 @@ def pack_buffers(X, n_groups, targets=None, sample_weight=None):
 
 def _gather(A, idx, buffers, key):
     """A[idx] as a new array (on a cache line, as the buffers are), or into
-    buffers[key] when buffers are given."""
+    buffers[key] when buffers are given. The rows idx are in range, as pack
+    builds them (take_rows clips, it does not check)."""
     if buffers is None:
         return take_rows(A, idx, aligned_empty((len(idx),) + A.shape[1:], A.dtype))
     return take_rows(A, idx, buffers[key][: len(idx)])
