@@ -168,6 +168,15 @@ CRAFTED = {
     "unknown optimizer": dict(optimizer__kind="lbfgs"),
     "negative Adam step count": dict(optimizer__t=-1),
     "optimizer rate of text": dict(optimizer__learning_rate="fast"),
+    "Adam step count past any float": dict(optimizer__t=10**400),
+    "negative optimizer rate": dict(optimizer__learning_rate=-1.0),
+    "infinite optimizer rate": dict(optimizer__learning_rate=float("inf")),
+    "estimator name of a list": dict(estimator=["MLPClassifier"]),
+    "random_state of text": dict(params__random_state="abc"),
+    "random_state past 2**32": dict(params__random_state=2**40),
+    "class_weight for a label not fitted": dict(params__class_weight=[[99, 2.0]]),
+    "negative no-improvement count": dict(fitted__no_improvement_count=-1),
+    "huge input shape": dict(sample_shape=[2**24, 2**24], fitted__n_features_in_=2**48),
 }
 
 
@@ -197,6 +206,144 @@ def test_pickle_inside_and_wrong_arrays_are_rejected(tmp_path, model_bytes):
     no_meta = {k: v for k, v in members.items() if k != "__meta__.npy"}
     with pytest.raises(ValueError, match="no metadata"):
         _load_bytes(tmp_path, _npz(no_meta))
+
+
+def test_deeply_nested_metadata_is_rejected(tmp_path, model_bytes):
+    members = _members(model_bytes)
+    members["__meta__.npy"] = _npy(np.frombuffer(b"[" * 100000 + b"]" * 100000, np.uint8))
+    with pytest.raises(ValueError, match="not JSON"):
+        _load_bytes(tmp_path, _npz(members))
+
+
+def test_members_are_checked_before_they_are_read(tmp_path, model_bytes):
+    members = _members(model_bytes)
+    # a header claiming 2**36 floats over a few bytes, known name or not
+    claim = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        claim, {"descr": "<f8", "fortran_order": False, "shape": (2**36,)})
+    for name in ("theta.npy", "optimizer.velocity.npy", "junk.npy"):
+        crafted = dict(members)
+        crafted[name] = claim.getvalue() + bytes(64)
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match="not a valid fastbp model file"):
+                _load_bytes(tmp_path, _npz(crafted))
+            assert tracemalloc.get_traced_memory()[1] < 50 * 2**20
+        finally:
+            tracemalloc.stop()
+    for name, payload in (("theta", members["theta.npy"]), ("junk.npy", _npy(np.zeros(3)))):
+        crafted = dict(members)
+        crafted[name] = payload  # a member that is not a known .npy array
+        with pytest.raises(ValueError, match="unexpected member"):
+            _load_bytes(tmp_path, _npz(crafted))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, payload in members.items():
+            z.writestr(name, payload)
+    with pytest.raises(ValueError, match="compressed"):
+        _load_bytes(tmp_path, buf.getvalue())
+
+
+def test_a_plain_npy_file_is_rejected(tmp_path):
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(3))
+    with pytest.raises(ValueError, match="not an .npz archive"):
+        _load_bytes(tmp_path, buf.getvalue())
+    buf.seek(0)
+    with pytest.raises(ValueError, match="not an .npz archive"):
+        fastbp.load(buf)
+
+
+def test_tampered_optimizer_arrays_are_rejected(tmp_path, data):
+    X, y = data
+    est = _fit(MLPClassifier(hidden_layer_sizes=(6,), solver="adam", max_iter=2,
+                             random_state=0), X, y)
+    path = tmp_path / "adam.npz"
+    est.save(path)
+    members = _members(path.read_bytes())
+    m2 = np.load(io.BytesIO(members["optimizer.m2.npy"]))
+    for bad in (np.full_like(m2, np.nan), np.full_like(m2, -1.0)):
+        crafted = dict(members)
+        crafted["optimizer.m2.npy"] = _npy(bad)
+        with pytest.raises(ValueError, match="malformed optimizer array m2"):
+            _load_bytes(tmp_path, _npz(crafted))
+
+
+def test_a_model_followed_by_more_data_in_a_stream(tmp_path, data, small_model):
+    X, y = data
+    other = _fit(MLPRegressor(hidden_layer_sizes=(3,), max_iter=2, random_state=0), X,
+                 y.astype(float))
+    stream = io.BytesIO()
+    stream.write(b"HDR")
+    small_model.save(stream)
+    other.save(stream)
+    stream.seek(3)
+    with pytest.raises(ValueError, match="not the last thing in the file"):
+        fastbp.load(stream)
+    stream = io.BytesIO()
+    stream.write(b"HDR")
+    small_model.save(stream)
+    stream.seek(3)
+    loaded = fastbp.load(stream)
+    np.testing.assert_array_equal(loaded.predict_proba(X), small_model.predict_proba(X))
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, fastbp.RNNRegressor])
+def test_continuing_after_a_round_trip_counts_epochs_without_improvement(tmp_path, cls):
+    rng = np.random.default_rng(0)
+    if cls is MLPClassifier:
+        X, y = rng.standard_normal((60, 4)), rng.integers(0, 3, 60)
+        est = cls(hidden_layer_sizes=(6,), tol=10.0, n_iter_no_change=5, max_iter=3,
+                  random_state=0)
+    else:
+        X = rng.standard_normal((20, 4, 2))
+        y = X[:, :, 0].sum(1)
+        est = cls(hidden_size=4, solver="sgd", tol=10.0, n_iter_no_change=5, max_iter=3,
+                  random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+        assert est._no_improvement_count > 0
+        path = tmp_path / "m.npz"
+        est.save(path)
+        loaded = fastbp.load(path)
+        for model in (est, loaded):
+            model.set_params(warm_start=True, max_iter=20).fit(X, y)
+    assert loaded.n_iter_ == est.n_iter_
+    np.testing.assert_array_equal(loaded._network.theta, est._network.theta)
+
+
+def test_lenet_parameters_come_back_in_their_types(tmp_path):
+    rng = np.random.default_rng(0)
+    table = np.ones((6, 16), dtype=bool)
+    est = fastbp.LeNet5Classifier(image_shape=(36, 40), connection_table=table, max_iter=1,
+                                  random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(rng.random((10, 1440)), rng.integers(0, 2, 10))
+    path = tmp_path / "lenet.npz"
+    est.save(path)
+    loaded = fastbp.load(path)
+    assert loaded.image_shape == (36, 40)
+    assert isinstance(loaded.connection_table, np.ndarray)
+    np.testing.assert_array_equal(loaded.connection_table, table)
+    meta = _edit(_meta(path.read_bytes()), params__image_shape=[33, 31])
+    with pytest.raises(ValueError, match="not a valid fastbp model file"):
+        _load_bytes(tmp_path, _with_meta(path.read_bytes(), meta))
+
+
+def test_non_finite_float_labels_are_rejected(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 3)), rng.integers(0, 3, 30).astype(float)
+    est = _fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0), X, y)
+    path = tmp_path / "float_labels.npz"
+    est.save(path)
+    members = _members(path.read_bytes())
+    for bad in (np.array([0.0, np.nan, 2.0]), np.array([0.0, np.inf, 2.0])):
+        crafted = dict(members)
+        crafted["target.classes.npy"] = _npy(bad)
+        with pytest.raises(ValueError, match="malformed class labels"):
+            _load_bytes(tmp_path, _npz(crafted))
 
 
 def test_foreign_and_truncated_files_are_rejected(tmp_path, model_bytes):

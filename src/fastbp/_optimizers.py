@@ -107,7 +107,7 @@ class Optimizer:
         for name in cls._state_arrays:
             a = state.get(name)
             if (not isinstance(a, np.ndarray) or a.shape != (n_params,)
-                    or a.dtype != np.dtype(dtype)):
+                    or a.dtype != np.dtype(dtype) or not np.all(np.isfinite(a))):
                 raise ValueError(f"malformed optimizer array {name}")
             setattr(optimizer, name, aligned_copy(a))  # its own, writable copy
         optimizer._restore_scalars(state, settings)
@@ -115,10 +115,12 @@ class Optimizer:
         return optimizer
 
 
-def _number(state, name):
-    """state[name] as a float; ValueError unless it is a (non-bool) number."""
+def _positive(state, name):
+    """state[name] as a float; ValueError unless it is a finite, positive
+    (non-bool) number."""
     value = state.get(name)
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+    if (not isinstance(value, (int, float)) or isinstance(value, bool)
+            or not 0 < value < float("inf")):
         raise ValueError(f"malformed optimizer {name.replace('_', ' ')}")
     return float(value)
 
@@ -148,7 +150,7 @@ class SGDState(Optimizer):
         self.follow(settings)
 
     def _restore_scalars(self, state, settings):
-        self.learning_rate = _number(state, "learning_rate")  # perhaps decayed from
+        self.learning_rate = _positive(state, "learning_rate")  # perhaps decayed from
         self.learning_rate_init = float(settings.learning_rate_init)  # the one it started at
 
     def follow(self, settings):
@@ -195,10 +197,12 @@ class AdamState(Optimizer):
 
     def _restore_scalars(self, state, settings):
         t = state.get("t")
-        if not isinstance(t, (int, np.integer)) or isinstance(t, bool) or t < 0:
+        if not isinstance(t, (int, np.integer)) or isinstance(t, bool) or not 0 <= t < 2**53:
             raise ValueError("malformed Adam step count")
+        if np.any(self.m2 < 0):
+            raise ValueError("malformed optimizer array m2")
         self.t = int(t)
-        self.learning_rate = _number(state, "learning_rate")
+        self.learning_rate = _positive(state, "learning_rate")
 
     def follow(self, settings):
         self.settings = settings

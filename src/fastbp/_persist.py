@@ -10,11 +10,13 @@ field is checked; a truncated, tampered or foreign file raises ``ValueError``.
 """
 import io
 import json
+import math
 import numbers
 import os
 import zipfile
 
 import numpy as np
+from sklearn.utils import check_random_state
 
 from ._registry import loadable_classes
 from ._typing import Any, FileLike
@@ -100,6 +102,9 @@ def save(estimator: Any, path: FileLike) -> None:
         # as [label, weight] pairs: JSON object keys would turn labels into text
         params["class_weight"] = [[k, w] for k, w in params["class_weight"].items()]
     fitted = {name: _to_json(getattr(estimator, name, None)) for name in COMMON_FITTED}
+    # what continued training reads besides (epochs without improvement so
+    # far; early stopping's best weights are theta once a fit ends)
+    fitted["no_improvement_count"] = int(getattr(estimator, "_no_improvement_count", 0))
     names = getattr(estimator, "feature_names_in_", None)
     arrays = {"theta": net.theta}
     target_meta, target_arrays = estimator._target_state()
@@ -142,19 +147,69 @@ def _optimizer_state(estimator):
     return {"kind": opt.kind, **meta}, arrays
 
 
+def _npy_size(member):
+    """Bytes the .npy ``member`` (an open archive member) says it holds past
+    its header, and the header's length; ValueError when the header is
+    malformed or holds objects."""
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    else:
+        raise ValueError(f".npy format version {version}")
+    if dtype.hasobject:
+        raise ValueError("an array of Python objects")
+    return math.prod(shape) * dtype.itemsize, member.tell()
+
+
+def _members(path, npz):
+    """The archive's arrays by name, each checked before it is read: a
+    known name, stored as save stores it (uncompressed, so that no array
+    is larger than the file), and its .npy header's size that of its data."""
+    arrays = {}
+    for info in npz.zip.infolist():
+        name = info.filename[:-4] if info.filename.endswith(".npy") else None
+        if name is None or not (name in (META_KEY, "theta")
+                                or name.startswith(("target.", "optimizer."))):
+            _fail(path, f"unexpected member {info.filename!r}")
+        if info.compress_type != zipfile.ZIP_STORED:
+            _fail(path, f"member {info.filename!r} is compressed")
+        with npz.zip.open(info) as member:
+            size, header = _npy_size(member)
+        if size != info.file_size - header:
+            _fail(path, f"member {info.filename!r} holds {info.file_size - header} bytes "
+                        f"where its header says {size}")
+        arrays[name] = npz[name]
+    return arrays
+
+
 def _read(path):
     _check_binary(path, "rb")
+    if hasattr(path, "read"):
+        start = path.tell()
+        magic = path.read(4)
+        path.seek(start)
+    else:
+        start = 0
+        with open(os.fspath(path), "rb") as f:
+            magic = f.read(4)
+    if magic != b"PK\x03\x04":  # what np.load takes for an .npz archive
+        _fail(path, "not an .npz archive")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 _fail(path, "not an .npz archive")
-            if META_KEY not in npz.files:
+            # zipfile reads the archive whose directory ends the stream
+            if min((info.header_offset for info in npz.zip.infolist()), default=-1) != start:
+                _fail(path, "the model is not the last thing in the file")
+            arrays = _members(path, npz)
+            if META_KEY not in arrays:
                 _fail(path, "no metadata")
-            arrays = {name: npz[name] for name in npz.files}
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError,
-            NotImplementedError, RuntimeError) as exc:
+            NotImplementedError, RuntimeError, MemoryError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         _fail(path, f"{type(exc).__name__}: {exc}")
@@ -163,8 +218,8 @@ def _read(path):
         _fail(path, "malformed metadata")
     try:
         meta = json.loads(blob.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        _fail(path, f"metadata is not JSON ({exc})")
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        _fail(path, f"metadata is not JSON ({type(exc).__name__})")
     if not isinstance(meta, dict):
         _fail(path, "metadata is not a JSON object")
     return meta, arrays
@@ -196,13 +251,17 @@ def load(path: FileLike) -> Any:
     if meta.get("format_version") != FORMAT_VERSION:
         _fail(path, f"unsupported format version {meta.get('format_version')!r}")
     classes = loadable_classes()
-    cls = classes.get(meta.get("estimator"))
+    name = meta.get("estimator")
+    cls = classes.get(name) if isinstance(name, str) else None
     if cls is None:
         _fail(path, f"unknown estimator {meta.get('estimator')!r}")
     params = meta.get("params")
     if not isinstance(params, dict) or set(params) - set(cls().get_params()):
         _fail(path, "hyperparameters do not belong to " + cls.__name__)
-    params = cls._params_from_json(params)
+    try:
+        params = cls._params_from_json(params)
+    except (ValueError, TypeError) as exc:
+        _fail(path, f"invalid hyperparameters ({exc})")
     if isinstance(params.get("class_weight"), list):
         pairs = params["class_weight"]
         if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], (int, float, str))
@@ -212,6 +271,7 @@ def load(path: FileLike) -> Any:
     estimator = cls(**params)
     try:
         estimator._validate_params()
+        check_random_state(params.get("random_state"))
     except (ValueError, TypeError) as exc:
         _fail(path, f"invalid hyperparameters ({exc})")
 
@@ -237,6 +297,11 @@ def load(path: FileLike) -> Any:
         if not isinstance(value, types) or isinstance(value, bool):
             _fail(path, f"fitted attribute {name} has the wrong type")
         setattr(estimator, name, value)
+    # absent from the files of fastbp 0.x before it was stored
+    no_improvement = fitted.get("no_improvement_count", 0)
+    if not isinstance(no_improvement, int) or isinstance(no_improvement, bool) \
+            or no_improvement < 0:
+        _fail(path, "fitted attribute no_improvement_count must be a count")
     for name in ("loss_curve_", "validation_scores_", "validation_loss_curve_"):
         values = getattr(estimator, name)
         if values is not None and not all(isinstance(v, (int, float)) for v in values):
@@ -253,15 +318,16 @@ def load(path: FileLike) -> Any:
         estimator._restore_target_state(meta.get("target"), target_arrays, n_outputs)
         if not estimator._fits_sample_shape(tuple(shape)):
             raise ValueError("n_features_in_ does not match the input shape")
-        X = np.zeros((1, *shape), dtype=dtype)
-        Y = np.zeros((1, n_outputs), dtype=dtype)
+        # no rows: the shapes alone build the network, whatever size they claim
+        X = np.zeros((0, *shape), dtype=dtype)
+        Y = np.zeros((0, n_outputs), dtype=dtype)
         estimator._sample_shape = tuple(shape)
         estimator._network = estimator._build_network(X, Y, theta=theta)
         estimator._built_with = estimator._architecture()
     except (ValueError, TypeError, KeyError) as exc:
         _fail(path, str(exc))
     _restore_optimizer(path, estimator, meta.get("optimizer"), arrays, theta.size, dtype)
-    estimator._no_improvement_count = 0
+    estimator._no_improvement_count = no_improvement
     estimator._best_theta = (estimator._network.theta.copy()
                              if getattr(estimator, "early_stopping", False) else None)
     return estimator

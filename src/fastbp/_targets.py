@@ -270,7 +270,8 @@ class ClassifierTargetsMixin(EstimatorMixin):
             classes = np.asarray(names, dtype=object if meta.get("classes_object") else None)
         else:
             classes = arrays.get("classes")
-            if classes is None or classes.ndim != 1 or classes.dtype.kind not in "biuf":
+            if (classes is None or classes.ndim != 1 or classes.dtype.kind not in "biuf"
+                    or (classes.dtype.kind == "f" and not np.all(np.isfinite(classes)))):
                 raise ValueError("malformed class labels")
         expected = {"multiclass": n_outputs, "multilabel-indicator": n_outputs}
         if y_type == "binary":
@@ -279,6 +280,9 @@ class ClassifierTargetsMixin(EstimatorMixin):
             ok = y_type in expected and len(classes) == expected[y_type]
         if not ok or len(np.unique(classes)) != len(classes):
             raise ValueError("class labels do not match the output layer")
+        weights = getattr(self, "class_weight", None)
+        if isinstance(weights, dict) and not set(weights) <= set(classes.tolist()):
+            raise ValueError("class_weight names labels that are not among the classes")
         self._label_binarizer = _binarizer(classes, y_type)
         self.classes_ = classes
 

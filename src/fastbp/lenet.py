@@ -233,8 +233,21 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
 
     def _fits_sample_shape(self, shape):
         # 28x28 images (784 features) are padded to a 32x32 network input
-        return super()._fits_sample_shape(shape) or (
-            shape == (1, 32, 32) and self.n_features_in_ == 784)
+        padded = shape == (1, 32, 32) and self.n_features_in_ == 784
+        if self.image_shape is not None and tuple(self.image_shape) != (
+                (28, 28) if padded else tuple(shape[1:])):
+            return False
+        return super()._fits_sample_shape(shape) or padded
+
+    @classmethod
+    def _params_from_json(cls, params):
+        # JSON gives image_shape back as a list and a table as nested lists
+        params = dict(params)
+        if isinstance(params.get("image_shape"), list):
+            params["image_shape"] = tuple(params["image_shape"])
+        if isinstance(params.get("connection_table"), list):
+            params["connection_table"] = np.asarray(params["connection_table"])
+        return params
 
     def _as_images(self, X, hw, dtype=None):
         """X (n, H*W) as contiguous images (n, 1, H, W) in ``dtype`` (X's
