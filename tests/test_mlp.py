@@ -592,3 +592,15 @@ def test_integer_labels_fit_the_binarizer_as_sklearn_does(labels):
     Y = sklearns.transform(labels)
     np.testing.assert_array_equal(ours.transform(labels), Y)
     np.testing.assert_array_equal(ours.inverse_transform(Y), labels)
+
+
+def test_partial_fit_on_multilabel_targets_with_the_classes_listed():
+    # sklearn fits its binarizer on the indicator matrix when classes is 1-D
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((60, 4)), (rng.random((60, 3)) > 0.5).astype(int)
+    ours = MLPClassifier(hidden_layer_sizes=(5,), random_state=0)
+    ours.partial_fit(X, Y, classes=[0, 1, 2])
+    theirs = SkMLPClassifier(hidden_layer_sizes=(5,), random_state=0)
+    theirs.partial_fit(X, Y, classes=[0, 1, 2])
+    np.testing.assert_array_equal(ours.classes_, theirs.classes_)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-6)

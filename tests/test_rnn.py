@@ -510,3 +510,70 @@ def test_per_step_classes_take_no_one_hot_matrix():
         tracemalloc.stop()
     assert len(est.classes_) == 500
     assert peak < 400 * 50 * 500 * 4 / 4, f"{peak / 1e6:.1f} MB at the fit's peak"
+
+
+def test_log_proba_of_sequence_outputs_with_squared_error():
+    # the quadratic loss normalises sigmoid outputs: the log is taken of them
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 4, 2))
+    est = _fit(RNNClassifier(hidden_size=4, max_iter=5, output="sequence",
+                             loss="squared_error", random_state=0), X, rng.integers(0, 3, (20, 4)))
+    log_proba = est.predict_log_proba(X)
+    assert log_proba.shape == (20, 4, 3)
+    np.testing.assert_allclose(np.exp(log_proba), est.predict_proba(X), rtol=1e-12)
+    ragged = [X[0], X[1][:2]]
+    for lp, p in zip(est.predict_log_proba(ragged), est.predict_proba(ragged)):
+        np.testing.assert_allclose(np.exp(lp), p, rtol=1e-12)
+
+
+def test_univariate_sequences_in_any_of_their_forms():
+    rng = np.random.default_rng(0)
+    seqs = [rng.standard_normal(n) for n in (3, 5, 4, 5)]
+    est = _fit(RNNRegressor(hidden_size=4, max_iter=5, random_state=0), seqs,
+               [0.0, 1.0, 2.0, 3.0])
+    every = est.predict(seqs)
+    np.testing.assert_array_equal(est.predict([seqs[0]]), every[:1])
+    np.testing.assert_array_equal(est.predict([seqs[1], seqs[3]]), every[[1, 3]])
+    np.testing.assert_array_equal(est.predict(np.stack([seqs[1], seqs[3]])), every[[1, 3]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.partial_fit([seqs[1], seqs[3]], [1.0, 3.0])  # one length: still sequences
+    assert est.n_features_in_ == 1
+
+
+def test_sequences_after_a_table_fit_forget_its_feature_names(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 30)
+    est = RNNClassifier(hidden_size=4, max_iter=3, random_state=0)
+    _fit(est, pd.DataFrame(rng.standard_normal((30, 6)), columns=[f"t{i}" for i in range(6)]), y)
+    assert hasattr(est, "feature_names_in_")
+    _fit(est, rng.standard_normal((30, 4, 2)), y)
+    assert not hasattr(est, "feature_names_in_")
+    est.save(tmp_path / "m.npz")
+    fastbp.load(tmp_path / "m.npz")  # raised on the stale names
+
+
+def test_an_object_array_of_sequences_reads_as_a_list():
+    rng = np.random.default_rng(0)
+    seqs = _ragged(rng, [3, 5, 2])
+    held = np.empty(3, dtype=object)
+    held[:] = seqs
+    from_list = _fit(RNNClassifier(hidden_size=4, max_iter=2, random_state=0), seqs, [0, 1, 0])
+    from_array = _fit(RNNClassifier(hidden_size=4, max_iter=2, random_state=0), held, [0, 1, 0])
+    np.testing.assert_array_equal(from_array._network.theta, from_list._network.theta)
+    np.testing.assert_array_equal(from_array.predict_proba(held), from_list.predict_proba(seqs))
+
+
+def test_sequence_scores_check_the_length_of_sample_weight():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((12, 5, 2)), rng.integers(0, 2, (12, 5))
+    est = _fit(RNNClassifier(hidden_size=4, max_iter=3, output="sequence", random_state=0), X, y)
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(3,\), expected \(12,\)"):
+        est.score(X, y, sample_weight=np.ones(3))
+
+
+@pytest.mark.parametrize("cls", [RNNClassifier, RNNRegressor])
+def test_partial_fit_documents_sequences(cls):
+    doc = cls.partial_fit.__doc__
+    assert "sequences, as for ``fit``" in doc and "sparse" not in doc

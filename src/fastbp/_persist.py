@@ -14,6 +14,7 @@ import math
 import numbers
 import os
 import zipfile
+from typing import NoReturn
 
 import numpy as np
 from sklearn.utils import check_random_state
@@ -42,7 +43,7 @@ class ModelFileError(ValueError):
     """A model file that is not a valid fastbp model."""
 
 
-def _fail(path, what):
+def _fail(path, what) -> NoReturn:
     if hasattr(path, "read") or hasattr(path, "write"):  # a file object: its name
         path = getattr(path, "name", None) or "the file object"
     raise ModelFileError(f"{path!s} is not a valid fastbp model file: {what}")

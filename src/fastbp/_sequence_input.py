@@ -50,13 +50,25 @@ class SequenceInputMixin(EstimatorMixin):
         shape = getattr(X, "shape", None)
         ndim = len(shape) if shape is not None else (
             None if isinstance(X, (list, tuple)) else np.asarray(X).ndim)
-        if isinstance(X, (list, tuple)) and (not len(X) or np.ndim(X[0]) >= 1 and (
-                len({np.shape(s) for s in X}) > 1 or np.ndim(X[0]) == 2)):
+        # a 1-D object array holds sequences as a list does
+        listed = isinstance(X, (list, tuple)) or (
+            isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 1)
+        # fitted on sequences of one feature: a 2-D X, or a list of 1-D
+        # sequences of one length, is such sequences too, of any length
+        univariate = (not reset and self._input_kind == "sequences"
+                      and self._n_step_features == 1)
+        if listed and (not len(X) or np.ndim(X[0]) >= 1 and (
+                len({np.shape(s) for s in X}) > 1 or np.ndim(X[0]) == 2 or univariate)):
             n_features = None if reset else self._n_step_features
             ragged = _as_ragged(X, n_features)
             kind = "sequences"
             if reset:
                 self.n_features_in_ = ragged.data.shape[1]
+        elif ndim == 2 and univariate:
+            X = check_array(X, dtype=_FLOATS, input_name="X",
+                            ensure_all_finite=not known_finite(self, X))
+            ragged = Ragged(np.ascontiguousarray(X.reshape(-1, 1)), np.full(len(X), X.shape[1]))
+            kind = "sequences"
         elif ndim == 3:
             X = check_array(X, allow_nd=True, dtype=_FLOATS, input_name="X",
                             ensure_all_finite=not known_finite(self, X))
@@ -83,6 +95,8 @@ class SequenceInputMixin(EstimatorMixin):
         if reset:
             self._input_kind = kind
             self._n_step_features = ragged.data.shape[1]
+            if kind == "sequences" and hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_  # a table's, from an earlier fit
         elif kind != self._input_kind and not (kind == "sequences"
                                                and self._n_step_features == 1):
             raise ValueError(f"{type(self).__name__} was fitted on {self._input_kind} "

@@ -15,7 +15,7 @@ from sklearn.utils import check_array
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (
-    _check_partial_fit_first_call, check_classification_targets, unique_labels,
+    _check_partial_fit_first_call, check_classification_targets, type_of_target, unique_labels,
 )
 from sklearn.utils.validation import _check_sample_weight, column_or_1d
 
@@ -131,6 +131,14 @@ _BALANCED_PARTIAL_FIT = (
     "a large enough sample of the full training set target to properly estimate the "
     "class frequency distributions. Pass the resulting weights as the class_weight "
     "parameter: class_weight=dict(zip(classes, weights)).")
+
+
+def _is_multilabel(y):
+    """Whether y is a multilabel indicator matrix."""
+    try:
+        return type_of_target(y).startswith("multilabel")
+    except ValueError:  # not targets type_of_target reads: the checks after say why
+        return False
 
 
 class ClassifierTargetsMixin(EstimatorMixin):
@@ -363,7 +371,11 @@ class ClassifierTargetsMixin(EstimatorMixin):
             if _check_partial_fit_first_call(self, classes):
                 classes = cast("NDArray[Any] | Sequence[Any]", classes)  # checked: not None
                 self._label_binarizer = LabelBinarizer()
-                if isinstance(classes[0], np.ndarray) or np.ndim(classes) > 1:
+                # as sklearn: a multilabel indicator y fits the binarizer itself
+                # (not an RNN's labels by step, whose rows are sequences)
+                if getattr(self, "output", "last") == "last" and _is_multilabel(y):
+                    self._label_binarizer.fit(y)
+                elif isinstance(classes[0], np.ndarray) or np.ndim(classes) > 1:
                     self._label_binarizer.fit(classes)
                 else:
                     self._label_binarizer.fit(np.asarray(classes))
@@ -438,8 +450,9 @@ class ClassifierTargetsMixin(EstimatorMixin):
         """
         check_fitted(self)
         if self.out_activation_ == "logistic" and self._label_binarizer.y_type_ == "multiclass":
+            # this class's rows, not a subclass's reshaped predict_proba (the RNN's)
             with np.errstate(divide="ignore"):
-                return np.log(self.predict_proba(X))
+                return np.log(ClassifierTargetsMixin.predict_proba(self, X))
         z = self._forward(X, logits=True)
         if self.out_activation_ == "softmax":
             z_max = z.max(axis=1, keepdims=True)

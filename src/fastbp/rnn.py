@@ -158,7 +158,11 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
             return sample_weight
         if isinstance(sample_weight, StepWeights):
             return sample_weight.data
-        return np.repeat(np.asarray(sample_weight), lengths)
+        sample_weight = np.asarray(sample_weight)
+        if sample_weight.shape != (len(lengths),):
+            raise ValueError(f"sample_weight.shape == {sample_weight.shape}, expected "
+                             f"({len(lengths)},) (one weight per sequence).")
+        return np.repeat(sample_weight, lengths)
 
     def _validation_targets(self, y, X):
         y_rows, lengths = self._targets(y, X)
@@ -349,6 +353,28 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         """
         return self._per_sequence(self._predict_encoded, X)
 
+    def partial_fit(self: EstimatorT, X: SequencesLike, y: ArrayLike,  # type: ignore[override]
+                    sample_weight: ArrayLike | None = None,
+                    classes: ArrayLike | None = None) -> EstimatorT:
+        """Update the model with one epoch over the given sequences.
+
+        Parameters
+        ----------
+        X : sequences, as for ``fit``
+        y : array-like or list of arrays, as for ``fit``
+        sample_weight : array-like of shape (n_sequences,), default=None
+            Multiplied by the weights of ``class_weight`` (a dict; 'balanced'
+            raises ValueError, since it needs the whole y).
+        classes : array of shape (n_classes,), default=None
+            Every class that will ever appear; required on the first call.
+
+        Returns
+        -------
+        self : object
+        """
+        return ClassifierTargetsMixin.partial_fit(self, X, y, sample_weight=sample_weight,
+                                                  classes=classes)
+
     def predict_proba(self, X: SequencesLike) -> Predictions:  # type: ignore[override]
         """Class probabilities, in the shape of the targets plus a class axis.
 
@@ -413,6 +439,22 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
 
     def _score_rows(self, X, y_rows, weights):
         return r2_score(y_rows, _finite_outputs(self._predict_checked(X)), sample_weight=weights)
+
+    def partial_fit(self: EstimatorT, X: SequencesLike, y: ArrayLike,  # type: ignore[override]
+                    sample_weight: ArrayLike | None = None) -> EstimatorT:
+        """Update the model with one epoch over the given sequences.
+
+        Parameters
+        ----------
+        X : sequences, as for ``fit``
+        y : array-like or list of arrays, as for ``fit``
+        sample_weight : array-like of shape (n_sequences,), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        return RegressorTargetsMixin.partial_fit(self, X, y, sample_weight=sample_weight)
 
     def predict(self, X: SequencesLike) -> Predictions:  # type: ignore[override]
         """Predict targets.
