@@ -685,3 +685,20 @@ def test_fit_of_a_large_finite_array_equals_a_fit_of_its_list():
         b = FACTORIES["MLPClassifier"](max_iter=2).fit(X.tolist(), y)
     for wa, wb in zip(a.coefs_, b.coefs_):
         np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("method", ["predict", "transform", "score"])
+def test_float64_beyond_a_float32_models_range(name, method):
+    # the cast to float32 would make the value infinite and the output NaN
+    X, y = make_data(name)
+    model = _fit(FACTORIES[name](), X.astype(np.float32), y)
+    theta = model._network.theta.copy()
+    big = X[:3].astype(np.float64)
+    big.reshape(-1)[1] = 1e39
+    for form in (big, list(big)):
+        args = (form, y[:3]) if method == "score" else (form,)
+        with pytest.raises(ValueError, match="beyond the range of float32"):
+            getattr(model, method)(*args)
+    np.testing.assert_array_equal(model._network.theta, theta)
+    getattr(model, method)(*((X[:3], y[:3]) if method == "score" else (X[:3],)))

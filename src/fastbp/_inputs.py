@@ -88,3 +88,27 @@ def known_finite(est, X):
         return False
     return (type(X) is np.ndarray and X.dtype in FLOAT_DTYPES and X.size > 0
             and _finite(X, est.n_jobs))
+
+
+def refuse_overflow(est, source_dtype, values):
+    """Raise ValueError where casting finite input of ``source_dtype`` to
+    the model's narrower dtype (``values``: the cast, an ndarray) made a
+    value infinite: float64 beyond float32's range, which would otherwise
+    reach the network as infinity and come out as NaN.
+
+    Parameters
+    ----------
+    est : estimator
+    source_dtype : numpy dtype
+        The input's dtype, before the cast.
+    values : ndarray
+        The cast input (a sparse matrix's ``data``).
+    """
+    if np.dtype(source_dtype).itemsize <= values.dtype.itemsize or not values.size:
+        return
+    finite = (_finite(values, est.n_jobs) if values.flags.c_contiguous
+              else bool(np.isfinite(values).all()))
+    if not finite:
+        raise ValueError(f"X holds values beyond the range of {values.dtype} "
+                         f"(largest {np.finfo(values.dtype).max:.4g}), the dtype the model "
+                         f"was fitted in.")

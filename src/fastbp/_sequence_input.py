@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.utils.validation import check_array, validate_data
 
 from ._base import EstimatorMixin
-from ._inputs import check_fitted, known_finite, plain_float_array
+from ._inputs import check_fitted, known_finite, plain_float_array, refuse_overflow
 from ._sequences import Ragged
 
 _FLOATS = (np.float64, np.float32)
@@ -148,11 +148,16 @@ class SequenceInputMixin(EstimatorMixin):
     def _check_X(self, X):
         check_fitted(self)
         if isinstance(X, Ragged):
-            return X.astype(self._network.dtype)
-        plain = self._plain_sequences(X, self._network.dtype)
-        if plain is not None:
-            return plain
-        return self._sequences(X, reset=False).astype(self._network.dtype)
+            ragged = X
+        else:
+            plain = self._plain_sequences(X, self._network.dtype)
+            if plain is not None:
+                refuse_overflow(self, X.dtype, plain.data)
+                return plain
+            ragged = self._sequences(X, reset=False)
+        cast = ragged.astype(self._network.dtype)
+        refuse_overflow(self, ragged.data.dtype, cast.data)
+        return cast
 
     def _plain_rows(self, X, y):
         """Plain sequences X (``_plain_sequences``, in X's own dtype, as the
