@@ -135,8 +135,11 @@ _BALANCED_PARTIAL_FIT = (
 
 def _is_multilabel(y):
     """Whether y is a multilabel indicator matrix."""
+    if np.ndim(y) != 2:
+        return False
     try:
-        return type_of_target(y).startswith("multilabel")
+        with np.errstate(invalid="ignore"):  # NaN labels: the checks after say why
+            return type_of_target(y).startswith("multilabel")
     except ValueError:  # not targets type_of_target reads: the checks after say why
         return False
 

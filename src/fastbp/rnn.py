@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils._set_output import _get_output_config
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight
 
 from ._base import Backprop, BackpropEstimator, EstimatorT
@@ -15,7 +16,7 @@ from ._registry import loadable
 from ._sequence_input import SequenceInputMixin
 from ._sequences import ClassCodes, Ragged, RNNNetwork, StepWeights, pack
 from ._targets import (ClassifierTargetsMixin, RegressorTargetsMixin, _class_codes,
-                       _finite_outputs, check_class_weight)
+                       _finite_outputs, check_class_weight, is_stochastic)
 from ._typing import ArrayLike, Predictions, SequencesLike
 
 
@@ -353,6 +354,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         """
         return self._per_sequence(self._predict_encoded, X)
 
+    @available_if(is_stochastic)
     def partial_fit(self: EstimatorT, X: SequencesLike, y: ArrayLike,  # type: ignore[override]
                     sample_weight: ArrayLike | None = None,
                     classes: ArrayLike | None = None) -> EstimatorT:
@@ -440,6 +442,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
     def _score_rows(self, X, y_rows, weights):
         return r2_score(y_rows, _finite_outputs(self._predict_checked(X)), sample_weight=weights)
 
+    @available_if(is_stochastic)
     def partial_fit(self: EstimatorT, X: SequencesLike, y: ArrayLike,  # type: ignore[override]
                     sample_weight: ArrayLike | None = None) -> EstimatorT:
         """Update the model with one epoch over the given sequences.
