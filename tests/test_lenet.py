@@ -330,3 +330,29 @@ def test_non_finite_images_are_refused_once_checked(shape, bad, message):
     X.reshape(20, -1)[3, 77] = bad
     with pytest.raises(ValueError, match=message):
         LeNet5Classifier(max_iter=1).fit(X, np.arange(20) % 3)
+
+
+@pytest.mark.parametrize("how", ["warm_start", "partial_fit", "image_shape"])
+def test_continuing_on_images_of_another_layout_is_refused(how):
+    rng = np.random.default_rng(0)
+    wide, tall, y = rng.random((30, 32, 48)), rng.random((30, 48, 32)), rng.integers(0, 2, 30)
+    est = LeNet5Classifier(max_iter=1, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(wide, y)
+    theta = est._network.theta.copy()
+    calls = {"warm_start": lambda: est.fit(tall, y), "partial_fit": lambda: est.partial_fit(tall, y),
+             "image_shape": lambda: est.set_params(image_shape=(48, 32)).fit(
+                 wide.reshape(30, -1), y)}
+    with pytest.raises(ValueError, match=r"samples of shape \(1, 48, 32\), but the model was "
+                                         r"fitted on samples of shape \(1, 32, 48\)"):
+        calls[how]()
+    np.testing.assert_array_equal(est._network.theta, theta)
+    est.set_params(image_shape=None)
+    est.predict(wide[:2])
+
+
+def test_five_dimensional_images_are_named_as_such():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="images"):
+        LeNet5Classifier(max_iter=1).fit(rng.random((10, 1, 1, 28, 28)), rng.integers(0, 2, 10))

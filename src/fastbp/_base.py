@@ -251,6 +251,13 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
         first_pass = not hasattr(self, "_network") or (not self.warm_start and not incremental)
         X, Y, y_raw = self._prepare_fit(X, y, incremental=incremental, reset=first_pass)
         if not first_pass:
+            if tuple(X.shape[1:]) != tuple(self._sample_shape):
+                # the same number of features in another layout (LeNet-5's
+                # images): the fitted network's buffers are not for it
+                raise ValueError(
+                    f"X holds samples of shape {tuple(X.shape[1:])}, but the model was "
+                    f"fitted on samples of shape {tuple(self._sample_shape)}; warm_start "
+                    f"and partial_fit continue the fitted network.")
             X = X.astype(self._network.dtype, copy=False)
             Y = Y.astype(self._network.dtype, copy=False)
         sample_weight = self._sample_weights(sample_weight, X, y_raw, X.dtype)

@@ -173,6 +173,8 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
             X = np.asarray(X)
             shape = X.shape
         ndim = len(shape)
+        if ndim > 4:
+            raise ValueError(f"{_SHAPES_HELP}; got X of shape {tuple(shape)}.")
         if ndim in (3, 4):
             if not checked:
                 X = check_array(X, allow_nd=True, dtype=(np.float64, np.float32),

@@ -148,10 +148,12 @@ class _BaseMLP(BackpropEstimator):
             Validation data (the names of sklearn's HistGradientBoosting).
             When given, every epoch (every lbfgs iteration) appends its score
             to ``validation_scores_`` and its loss to
-            ``validation_loss_curve_``; with ``early_stopping=True`` training
-            stops on its score instead of holding out ``validation_fraction``
-            of X, and keeps the best parameters. Without early stopping it is
-            only recorded. In a :class:`~sklearn.pipeline.Pipeline`, X_val
+            ``validation_loss_curve_``, which start afresh for it when
+            training continues (warm_start); with ``early_stopping=True`` and
+            solver 'sgd' or 'adam', training stops on its score instead of
+            holding out ``validation_fraction`` of X, and keeps the best
+            parameters. Otherwise (and always with 'lbfgs', which does not stop
+            early) it is only recorded. In a :class:`~sklearn.pipeline.Pipeline`, X_val
             reaches this step as given unless the pipeline is built with
             ``transform_input=["X_val"]`` (metadata routing must be enabled).
         y_val : array-like of shape (n_val,) or (n_val, n_outputs), default=None
@@ -219,7 +221,8 @@ class MLPClassifier(ClassifierTargetsMixin, ClassifierMixin, _BaseMLP):
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` (stratified) and stop when its score
         stops improving; the best parameters are kept. With ``X_val`` and
-        ``y_val`` given to :meth:`fit`, stop on their score instead.
+        ``y_val`` given to :meth:`fit`, stop on their score instead. Only
+        for solver 'sgd' or 'adam', as in sklearn (lbfgs ignores it).
     validation_fraction : float, default=0.1
         Share of training data held out for early stopping (unused when
         ``X_val`` is given).
