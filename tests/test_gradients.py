@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 
@@ -178,3 +179,16 @@ def test_backprop_deltas_are_dloss_dz():
     np.testing.assert_allclose(result.deltas[0], numeric, rtol=1e-6, atol=1e-10)
     # backprop leaves the model untouched
     np.testing.assert_array_equal(est.coefs_[0], W0)
+
+
+@pytest.mark.parametrize("bad", [dict(eps=0), dict(eps=-1e-6), dict(eps=float("nan")),
+                                 dict(max_entries=0), dict(max_entries=-1),
+                                 dict(max_entries=2.5)])
+def test_check_gradients_rejects_bad_settings(bad):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((10, 3)), rng.integers(0, 2, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="eps must be|max_entries must be"):
+        check_gradients(est, X, y, **bad)

@@ -106,3 +106,9 @@ def test_filters_rejects_other_layers_and_models(mpl, lenet):
     mlp = _fit(MLPClassifier(hidden_layer_sizes=(2,), max_iter=2), X, np.arange(20) % 2)
     with pytest.raises(ValueError, match="LeNet5Classifier"):
         fbplot.filters(mlp)
+
+
+@pytest.mark.parametrize("max_maps", [0, -2, 2.5, True])
+def test_filters_rejects_a_bad_number_of_maps(mpl, lenet, max_maps):
+    with pytest.raises(ValueError, match="max_maps must be an int >= 1"):
+        fbplot.filters(lenet, "C3", max_maps=max_maps)

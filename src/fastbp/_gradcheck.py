@@ -1,4 +1,6 @@
 """Gradient check of any fastbp estimator against float64 central differences."""
+import numbers
+
 import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -41,6 +43,12 @@ def check_gradients(estimator: Any, X: Any, y: Any, *, sample_weight: ArrayLike 
         (about 1e-16 * |loss| / eps) would dominate, from reading as errors.
     """
     check_is_fitted(estimator, "_network")
+    if (not isinstance(eps, numbers.Real) or isinstance(eps, bool)
+            or not 0 < eps < float("inf")):
+        raise ValueError(f"eps must be a positive finite float; got {eps!r}.")
+    if max_entries is not None and (not isinstance(max_entries, numbers.Integral)
+                                    or isinstance(max_entries, bool) or max_entries < 1):
+        raise ValueError(f"max_entries must be None or an int >= 1; got {max_entries!r}.")
     net = estimator._network.astype(np.float64)
     X, Y, sample_weight = estimator._backprop_batch(X, y, sample_weight, np.float64)
     alpha = float(estimator.alpha)

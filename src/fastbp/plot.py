@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numbers
+
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
@@ -98,6 +100,9 @@ def filters(est: Any, layer: str = "C1", *, max_maps: int = 16,
     -------
     fig : matplotlib Figure
     """
+    if (not isinstance(max_maps, numbers.Integral) or isinstance(max_maps, bool)
+            or max_maps < 1):
+        raise ValueError(f"max_maps must be an int >= 1; got {max_maps!r}.")
     plt = _pyplot()
     check_is_fitted(est, "_network")
     key = f"{layer}.weight"
