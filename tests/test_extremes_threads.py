@@ -431,3 +431,16 @@ def test_ctrl_c_signal_stops_fit_within_a_second(name, monkeypatch):
     est.set_params(warm_start=True, max_iter=1)
     _fit(est, X, y)  # and a warm_start fit continues
     assert est.n_iter_ == 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_keyboard_interrupt_leaves_lbfgs_at_the_iterate_of_its_loss(name, monkeypatch):
+    # not at an untried step of the line search in progress
+    X, y = make_data(name)
+    est = make(name, solver="lbfgs", max_iter=50, alpha=0.0)
+    _, restore = _interrupt_on_call(monkeypatch, name, "lbfgs", 9, _raise_keyboard_interrupt)
+    with pytest.warns(UserWarning, match="interrupted"):
+        _fit(est, X, y)
+    restore()
+    assert est.n_iter_ >= 1
+    assert est.backprop(X, y).loss == pytest.approx(est.loss_, rel=1e-9)

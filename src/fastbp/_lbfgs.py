@@ -33,6 +33,8 @@ def fit_lbfgs(net, X, Y, sample_weight, record, settings, n_threads, *, validati
     alpha = float(settings.alpha)
     curve = []
     tic = [time.perf_counter()]
+    start = net.theta.astype(np.float64)
+    accepted = [start]  # the last iterate, which Ctrl-C leaves the model at
 
     def fun(x):
         net.theta[:] = x
@@ -40,6 +42,7 @@ def fit_lbfgs(net, X, Y, sample_weight, record, settings, n_threads, *, validati
         return loss, net.grad.astype(np.float64)
 
     def callback(intermediate_result):
+        accepted[0] = intermediate_result.x.copy()
         curve.append(float(intermediate_result.fun))
         line = "Iteration %d, loss = %.8f" % (len(curve), curve[-1])
         if val is not None:
@@ -53,13 +56,15 @@ def fit_lbfgs(net, X, Y, sample_weight, record, settings, n_threads, *, validati
 
     try:
         result = scipy.optimize.minimize(
-            fun, net.theta.astype(np.float64), method="L-BFGS-B", jac=True,
+            fun, start, method="L-BFGS-B", jac=True,
             callback=callback,
             options={"maxfun": settings.max_fun, "maxiter": settings.max_iter,
                      "gtol": settings.tol},
         )
     except KeyboardInterrupt:
         warnings.warn("Training interrupted by user.")
+        # not a line search's untried step: the weights that loss_ describes
+        net.theta[:] = accepted[0]
         record.n_iter = len(curve)
         record.loss = curve[-1] if curve else np.nan
         record.losses = curve
