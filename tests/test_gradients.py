@@ -192,3 +192,21 @@ def test_check_gradients_rejects_bad_settings(bad):
         est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y)
     with pytest.raises(ValueError, match="eps must be|max_entries must be"):
         check_gradients(est, X, y, **bad)
+
+
+def test_several_outputs_step_along_the_gradient_of_the_reported_loss():
+    # sklearn reports the same loss but steps along n_outputs times its gradient
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5))
+    Y = np.c_[2 * X[:, 0] + X[:, 1], -X[:, 2], X[:, 3]]
+    params = dict(hidden_layer_sizes=(7,), alpha=0.0, max_iter=2, random_state=0)
+    ours, theirs = _fitted(MLPRegressor(**params), X, Y), _fitted(SkMLPRegressor(**params), X, Y)
+    assert check_gradients(ours, X, Y) <= 1e-6
+    theirs.coefs_ = [c.copy() for c in ours.coefs_]
+    theirs.intercepts_ = [c.copy() for c in ours.intercepts_]
+    loss, coef_grads, intercept_grads = _sklearn_backprop(theirs, X, Y)
+    result = ours.backprop(X, Y)
+    assert result.loss == pytest.approx(loss, rel=1e-12)
+    for i, (cg, ig) in enumerate(zip(coef_grads, intercept_grads)):
+        np.testing.assert_allclose(3 * result.gradients[f"coef_{i}"], cg, rtol=1e-10)
+        np.testing.assert_allclose(3 * result.gradients[f"intercept_{i}"], ig, rtol=1e-10)

@@ -348,7 +348,11 @@ class MLPRegressor(RegressorTargetsMixin, RegressorMixin, _BaseMLP):
     ----------
     loss : {'squared_error', 'poisson'}, default='squared_error'
         Half squared error (identity output) or half Poisson deviance
-        (exponential output, requires y >= 0).
+        (exponential output, requires y >= 0). With several outputs the loss
+        is their mean, as sklearn reports it, and the gradient is that
+        mean's. sklearn's own MLPRegressor steps along the gradient of their
+        sum (n_outputs times larger), so there a fit with several outputs
+        takes other steps than sklearn's; with one output they are the same.
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, \
 learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, \
 warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction, \
