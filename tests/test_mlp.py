@@ -605,15 +605,3 @@ def test_partial_fit_on_multilabel_targets_with_the_classes_listed():
     np.testing.assert_array_equal(ours.classes_, theirs.classes_)
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-6)
 
-
-def test_a_new_validation_set_starts_its_own_scores():
-    rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((120, 5)), rng.integers(0, 3, 120)
-    est = MLPClassifier(hidden_layer_sizes=(10,), max_iter=4, warm_start=True, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        est.fit(X, y, X_val=X[:50], y_val=y[:50])
-        other = rng.standard_normal((40, 5))
-        est.fit(X, y, X_val=other, y_val=rng.integers(0, 3, 40))
-    assert len(est.validation_scores_) == len(est.validation_loss_curve_) == 4
-    assert est.best_validation_score_ == max(est.validation_scores_)

@@ -198,13 +198,13 @@ def fit_stochastic(net, X, Y, sample_weight, y_raw, record, settings, rng, n_thr
     validating = early_stopping or validation is not None
     # Continuing after lbfgs, or with early_stopping switched: start the
     # records this fit keeps (sklearn would fail on the missing attributes).
-    if validation is not None and not incremental:
-        # a validation set given to this fit is scored afresh: the scores of
-        # an earlier fit, on other data, do not compare (as with lbfgs)
-        record.validation_scores = record.validation_losses = None
-        record.no_improvement_count = 0
     if validating:
         _start_validation_records(record)
+    if validation is not None and not incremental:
+        # a validation set given to this fit is scored afresh: the best score
+        # of an earlier fit, on other data, does not compare
+        record.best_validation_score = -np.inf
+        record.no_improvement_count = 0
     if not early_stopping and record.best_loss is None:
         record.best_loss = np.inf
     source = batch_source(X, Y, sample_weight)

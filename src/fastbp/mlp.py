@@ -148,8 +148,8 @@ class _BaseMLP(BackpropEstimator):
             Validation data (the names of sklearn's HistGradientBoosting).
             When given, every epoch (every lbfgs iteration) appends its score
             to ``validation_scores_`` and its loss to
-            ``validation_loss_curve_``, which start afresh for it when
-            training continues (warm_start); with ``early_stopping=True`` and
+            ``validation_loss_curve_`` (appended to when training continues,
+            as ``loss_curve_`` is); with ``early_stopping=True`` and
             solver 'sgd' or 'adam', training stops on its score instead of
             holding out ``validation_fraction`` of X, and keeps the best
             parameters. Otherwise (and always with 'lbfgs', which does not stop
@@ -271,7 +271,9 @@ class MLPClassifier(ClassifierTargetsMixin, ClassifierMixin, _BaseMLP):
         for a classifier it is :func:`sklearn.metrics.log_loss` of
         ``predict_proba``. None without a validation set.
     best_validation_score_ : float or None
-        Best of ``validation_scores_``.
+        Best of ``validation_scores_``; after a warm-start fit given
+        ``X_val``, the best of that fit's scores (a validation set given to
+        a fit is scored afresh: earlier scores may be of other data).
     t_ : int
     coefs_ : list of ndarray of shape (n_units_in, n_units_out)
         Live views of the weights: writing into one, assigning an item or the
