@@ -342,7 +342,8 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         ----------
         X : array-like of shape (n_samples, 784), (n_samples, 28, 28), \
 (n_samples, 1, 28, 28), (n_samples, 1024), (n_samples, 32, 32) or (n_samples, 1, H, W)
-            Images; 28x28 ones are zero-padded to 32x32. float32 trains in float32.
+            Images; 28x28 ones are zero-padded to 32x32. float32 trains in float32,
+            and the model then predicts in float32 (float64 input is cast).
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
         sample_weight : array-like of shape (n_samples,), default=None
         X_val : array-like of images, as X, default=None

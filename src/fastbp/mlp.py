@@ -139,7 +139,9 @@ class _BaseMLP(BackpropEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The input data. float32 input trains in float32.
+            The input data. float32 input trains in float32, and the model
+            then predicts in float32: float64 input is cast (values beyond
+            float32's range are refused).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             The targets.
         sample_weight : array-like of shape (n_samples,), default=None
