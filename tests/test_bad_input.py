@@ -702,3 +702,21 @@ def test_float64_beyond_a_float32_models_range(name, method):
             getattr(model, method)(*args)
     np.testing.assert_array_equal(model._network.theta, theta)
     getattr(model, method)(*((X[:3], y[:3]) if method == "score" else (X[:3],)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("how", ["warm_start", "partial_fit"])
+def test_continued_training_refuses_float64_beyond_float32(name, how):
+    X, y = make_data(name)
+    model = _fit(FACTORIES[name](), X.astype(np.float32), y)
+    theta = model._network.theta.copy()
+    big = X.astype(np.float64)
+    big.reshape(-1)[1] = 1e39
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow warning first
+        with pytest.raises(ValueError, match="beyond the range of float32"):
+            if how == "warm_start":
+                _fit(model.set_params(warm_start=True), big, y)
+            else:
+                model.partial_fit(big, y)
+    np.testing.assert_array_equal(model._network.theta, theta)

@@ -327,9 +327,6 @@ def test_lenet_parameters_come_back_in_their_types(tmp_path):
     assert loaded.image_shape == (36, 40)
     assert isinstance(loaded.connection_table, np.ndarray)
     np.testing.assert_array_equal(loaded.connection_table, table)
-    meta = _edit(_meta(path.read_bytes()), params__image_shape=[33, 31])
-    with pytest.raises(ValueError, match="not a valid fastbp model file"):
-        _load_bytes(tmp_path, _with_meta(path.read_bytes(), meta))
 
 
 def test_non_finite_float_labels_are_rejected(tmp_path):
@@ -460,3 +457,21 @@ def test_text_mode_file_objects_are_refused(tmp_path, small_model, model_bytes):
     assert (tmp_path / "out.txt").read_bytes() == b""
     with pytest.raises(ValueError, match="text-mode StringIO"):
         small_model.save(io.StringIO())
+
+
+def test_lenet_fitted_on_images_whatever_its_image_shape_loads(tmp_path):
+    # image_shape reads flat X only: 3-D images keep their own size
+    rng = np.random.default_rng(0)
+    est = fastbp.LeNet5Classifier(image_shape=(32, 32), max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(rng.random((20, 28, 28)), np.arange(20) % 2)
+    est.save(tmp_path / "m.npz")
+    loaded = fastbp.load(tmp_path / "m.npz")
+    X = rng.random((3, 28, 28))
+    np.testing.assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
+
+
+def test_a_directory_is_not_a_model_file(tmp_path):
+    with pytest.raises(ValueError, match="not a valid fastbp model file"):
+        fastbp.load(tmp_path)

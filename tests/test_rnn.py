@@ -577,3 +577,15 @@ def test_sequence_scores_check_the_length_of_sample_weight():
 def test_partial_fit_documents_sequences(cls):
     doc = cls.partial_fit.__doc__
     assert "sequences, as for ``fit``" in doc and "sparse" not in doc
+
+
+def test_an_object_array_of_equal_length_univariate_sequences_reads_as_a_list():
+    rng = np.random.default_rng(0)
+    seqs = [rng.standard_normal(5) for _ in range(12)]
+    held = np.empty(12, dtype=object)
+    held[:] = seqs
+    y = np.arange(12.0)
+    from_list = _fit(RNNRegressor(hidden_size=3, max_iter=2, random_state=0), seqs, y)
+    from_array = _fit(RNNRegressor(hidden_size=3, max_iter=2, random_state=0), held, y)
+    np.testing.assert_array_equal(from_array._network.theta, from_list._network.theta)
+    np.testing.assert_array_equal(from_list.predict(held), from_list.predict(seqs))

@@ -15,7 +15,7 @@ from sklearn.utils.validation import (
 )
 
 from ._features import HiddenFeaturesMixin
-from ._inputs import check_fitted
+from ._inputs import cast_input, check_fitted
 from ._params import InvalidParameterError, _boolean, _interval, _options
 from ._persist import save as save_model
 from ._lbfgs import fit_lbfgs
@@ -258,7 +258,8 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
                     f"X holds samples of shape {tuple(X.shape[1:])}, but the model was "
                     f"fitted on samples of shape {tuple(self._sample_shape)}; warm_start "
                     f"and partial_fit continue the fitted network.")
-            X = X.astype(self._network.dtype, copy=False)
+            X = cast_input(self, X.dtype,
+                           lambda: X.astype(self._network.dtype, copy=False))
             Y = Y.astype(self._network.dtype, copy=False)
         sample_weight = self._sample_weights(sample_weight, X, y_raw, X.dtype)
         if not first_pass and Y.shape[1] != self._network.n_outputs:

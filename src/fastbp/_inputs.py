@@ -90,25 +90,40 @@ def known_finite(est, X):
             and _finite(X, est.n_jobs))
 
 
-def refuse_overflow(est, source_dtype, values):
-    """Raise ValueError where casting finite input of ``source_dtype`` to
-    the model's narrower dtype (``values``: the cast, an ndarray) made a
-    value infinite: float64 beyond float32's range, which would otherwise
-    reach the network as infinity and come out as NaN.
+
+def cast_input(est, source_dtype, cast):
+    """``cast()``, the input (of ``source_dtype``) in the model's dtype: an
+    ndarray, sparse matrix, ``Ragged`` or ``PaddedImages``. Raises
+    ValueError where narrowing float64 to float32 made a finite value
+    infinite, which would otherwise reach the network and come out as NaN
+    (the cast's own overflow warning is left out: the error says it).
 
     Parameters
     ----------
     est : estimator
     source_dtype : numpy dtype
         The input's dtype, before the cast.
-    values : ndarray
-        The cast input (a sparse matrix's ``data``).
+    cast : callable
+        Makes the cast input.
+
+    Returns
+    -------
+    X : the cast input (None where ``cast`` gives None: a fast path that
+        does not apply)
     """
+    with np.errstate(over="ignore"):
+        X = cast()
+    if X is None:
+        return None
+    values = X if isinstance(X, np.ndarray) else getattr(X, "images", None)
+    if values is None:  # a sparse matrix's or a Ragged's
+        values = X.data
     if np.dtype(source_dtype).itemsize <= values.dtype.itemsize or not values.size:
-        return
+        return X
     finite = (_finite(values, est.n_jobs) if values.flags.c_contiguous
               else bool(np.isfinite(values).all()))
     if not finite:
         raise ValueError(f"X holds values beyond the range of {values.dtype} "
                          f"(largest {np.finfo(values.dtype).max:.4g}), the dtype the model "
                          f"was fitted in.")
+    return X

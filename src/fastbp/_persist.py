@@ -187,17 +187,17 @@ def _members(path, npz):
 
 def _read(path):
     _check_binary(path, "rb")
-    if hasattr(path, "read"):
-        start = path.tell()
-        magic = path.read(4)
-        path.seek(start)
-    else:
-        start = 0
-        with open(os.fspath(path), "rb") as f:
-            magic = f.read(4)
-    if magic != b"PK\x03\x04":  # what np.load takes for an .npz archive
-        _fail(path, "not an .npz archive")
     try:
+        if hasattr(path, "read"):
+            start = path.tell()
+            magic = path.read(4)
+            path.seek(start)
+        else:
+            start = 0
+            with open(os.fspath(path), "rb") as f:
+                magic = f.read(4)
+        if magic != b"PK\x03\x04":  # what np.load takes for an .npz archive
+            _fail(path, "not an .npz archive")
         with np.load(path, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 _fail(path, "not an .npz archive")

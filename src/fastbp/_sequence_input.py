@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.utils.validation import check_array, validate_data
 
 from ._base import EstimatorMixin
-from ._inputs import check_fitted, known_finite, plain_float_array, refuse_overflow
+from ._inputs import check_fitted, known_finite, plain_float_array, cast_input
 from ._sequences import Ragged
 
 _FLOATS = (np.float64, np.float32)
@@ -51,8 +51,9 @@ class SequenceInputMixin(EstimatorMixin):
         ndim = len(shape) if shape is not None else (
             None if isinstance(X, (list, tuple)) else np.asarray(X).ndim)
         # a 1-D object array holds sequences as a list does
-        listed = isinstance(X, (list, tuple)) or (
-            isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 1)
+        if isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 1:
+            X, ndim = list(X), None
+        listed = isinstance(X, (list, tuple))
         # fitted on sequences of one feature: a 2-D X, or a list of 1-D
         # sequences of one length, is such sequences too, of any length
         univariate = (not reset and self._input_kind == "sequences"
@@ -147,17 +148,16 @@ class SequenceInputMixin(EstimatorMixin):
 
     def _check_X(self, X):
         check_fitted(self)
+        dtype = self._network.dtype
         if isinstance(X, Ragged):
             ragged = X
         else:
-            plain = self._plain_sequences(X, self._network.dtype)
+            plain = cast_input(self, getattr(X, "dtype", dtype),
+                               lambda: self._plain_sequences(X, dtype))
             if plain is not None:
-                refuse_overflow(self, X.dtype, plain.data)
                 return plain
             ragged = self._sequences(X, reset=False)
-        cast = ragged.astype(self._network.dtype)
-        refuse_overflow(self, ragged.data.dtype, cast.data)
-        return cast
+        return cast_input(self, ragged.data.dtype, lambda: ragged.astype(dtype))
 
     def _plain_rows(self, X, y):
         """Plain sequences X (``_plain_sequences``, in X's own dtype, as the

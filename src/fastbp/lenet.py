@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._base import BackpropEstimator, EstimatorT
 from ._images import PaddedImages
-from ._inputs import check_fitted, known_finite, plain_float_array, refuse_overflow
+from ._inputs import check_fitted, known_finite, plain_float_array, cast_input
 from ._layers import Conv5x5, Dense, MeanPool2x2
 from ._network import Network
 from ._params import InvalidParameterError, _options, store_init_params
@@ -235,11 +235,8 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
 
     def _fits_sample_shape(self, shape):
         # 28x28 images (784 features) are padded to a 32x32 network input
-        padded = shape == (1, 32, 32) and self.n_features_in_ == 784
-        if self.image_shape is not None and tuple(self.image_shape) != (
-                (28, 28) if padded else tuple(shape[1:])):
-            return False
-        return super()._fits_sample_shape(shape) or padded
+        return super()._fits_sample_shape(shape) or (
+            shape == (1, 32, 32) and self.n_features_in_ == 784)
 
     @classmethod
     def _params_from_json(cls, params):
@@ -260,8 +257,8 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         if hw[0] * hw[1] != X.shape[1]:
             raise ValueError(f"{_SHAPES_HELP}; got X of shape {X.shape} "
                              f"(n_features = {X.shape[1]}) with image_shape={self.image_shape}.")
-        images = np.ascontiguousarray(X.reshape(X.shape[0], 1, *hw), dtype=dtype)
-        refuse_overflow(self, X.dtype, images)
+        images = cast_input(self, X.dtype, lambda: np.ascontiguousarray(
+            X.reshape(X.shape[0], 1, *hw), dtype=dtype))
         if hw == (28, 28):  # LeCun padded the 28x28 digits to 32x32
             return PaddedImages(images, pad=2)
         return images

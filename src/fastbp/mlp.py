@@ -8,7 +8,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import BackpropEstimator, EstimatorT
-from ._inputs import check_fitted, known_finite, plain_float_array, refuse_overflow
+from ._inputs import check_fitted, known_finite, plain_float_array, cast_input
 from ._layers import Dense
 from ._dense_network import DenseNetwork
 from ._params import InvalidParameterError, _options, store_init_params
@@ -113,9 +113,7 @@ class _BaseMLP(BackpropEstimator):
 
     def _plain_X(self, X, dtype=None):
         if plain_float_array(self, X) and X.shape[1] == self.n_features_in_:
-            plain = np.ascontiguousarray(X, dtype=dtype)
-            refuse_overflow(self, X.dtype, plain)
-            return plain
+            return cast_input(self, X.dtype, lambda: np.ascontiguousarray(X, dtype=dtype))
         return None
 
     def _check_X(self, X):
@@ -125,10 +123,9 @@ class _BaseMLP(BackpropEstimator):
             return plain
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
                           dtype=(np.float64, np.float32))
-        cast = (X.astype(self._network.dtype) if sp.issparse(X)
-                else np.ascontiguousarray(X, dtype=self._network.dtype))
-        refuse_overflow(self, X.dtype, cast.data if sp.issparse(cast) else cast)
-        return cast
+        dtype = self._network.dtype
+        return cast_input(self, X.dtype, lambda: X.astype(dtype) if sp.issparse(X)
+                          else np.ascontiguousarray(X, dtype=dtype))
 
     def fit(self: EstimatorT, X: MatrixLike, y: ArrayLike,
             sample_weight: ArrayLike | None = None, *, X_val: MatrixLike | None = None,
