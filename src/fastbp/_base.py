@@ -258,7 +258,7 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
                     f"X holds samples of shape {tuple(X.shape[1:])}, but the model was "
                     f"fitted on samples of shape {tuple(self._sample_shape)}; warm_start "
                     f"and partial_fit continue the fitted network.")
-            X = cast_input(self, X.dtype,
+            X = cast_input(self, X.dtype, self._network.dtype,
                            lambda: X.astype(self._network.dtype, copy=False))
             Y = Y.astype(self._network.dtype, copy=False)
         sample_weight = self._sample_weights(sample_weight, X, y_raw, X.dtype)

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.utils.validation import check_array, validate_data
 
 from ._base import EstimatorMixin
-from ._inputs import check_fitted, known_finite, plain_float_array, cast_input
+from ._inputs import cast_input, check_fitted, known_finite, plain_float_array
 from ._sequences import Ragged
 
 _FLOATS = (np.float64, np.float32)
@@ -152,12 +152,12 @@ class SequenceInputMixin(EstimatorMixin):
         if isinstance(X, Ragged):
             ragged = X
         else:
-            plain = cast_input(self, getattr(X, "dtype", dtype),
+            plain = cast_input(self, getattr(X, "dtype", dtype), dtype,
                                lambda: self._plain_sequences(X, dtype))
             if plain is not None:
                 return plain
             ragged = self._sequences(X, reset=False)
-        return cast_input(self, ragged.data.dtype, lambda: ragged.astype(dtype))
+        return cast_input(self, ragged.data.dtype, dtype, lambda: ragged.astype(dtype))
 
     def _plain_rows(self, X, y):
         """Plain sequences X (``_plain_sequences``, in X's own dtype, as the

@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._base import BackpropEstimator, EstimatorT
 from ._images import PaddedImages
-from ._inputs import check_fitted, known_finite, plain_float_array, cast_input
+from ._inputs import cast_input, check_fitted, known_finite, plain_float_array
 from ._layers import Conv5x5, Dense, MeanPool2x2
 from ._network import Network
 from ._params import InvalidParameterError, _options, store_init_params
@@ -257,7 +257,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         if hw[0] * hw[1] != X.shape[1]:
             raise ValueError(f"{_SHAPES_HELP}; got X of shape {X.shape} "
                              f"(n_features = {X.shape[1]}) with image_shape={self.image_shape}.")
-        images = cast_input(self, X.dtype, lambda: np.ascontiguousarray(
+        images = cast_input(self, X.dtype, dtype, lambda: np.ascontiguousarray(
             X.reshape(X.shape[0], 1, *hw), dtype=dtype))
         if hw == (28, 28):  # LeCun padded the 28x28 digits to 32x32
             return PaddedImages(images, pad=2)

@@ -8,7 +8,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import BackpropEstimator, EstimatorT
-from ._inputs import check_fitted, known_finite, plain_float_array, cast_input
+from ._inputs import cast_input, check_fitted, known_finite, plain_float_array
 from ._layers import Dense
 from ._dense_network import DenseNetwork
 from ._params import InvalidParameterError, _options, store_init_params
@@ -113,7 +113,8 @@ class _BaseMLP(BackpropEstimator):
 
     def _plain_X(self, X, dtype=None):
         if plain_float_array(self, X) and X.shape[1] == self.n_features_in_:
-            return cast_input(self, X.dtype, lambda: np.ascontiguousarray(X, dtype=dtype))
+            return cast_input(self, X.dtype, dtype,
+                              lambda: np.ascontiguousarray(X, dtype=dtype))
         return None
 
     def _check_X(self, X):
@@ -124,7 +125,7 @@ class _BaseMLP(BackpropEstimator):
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
                           dtype=(np.float64, np.float32))
         dtype = self._network.dtype
-        return cast_input(self, X.dtype, lambda: X.astype(dtype) if sp.issparse(X)
+        return cast_input(self, X.dtype, dtype, lambda: X.astype(dtype) if sp.issparse(X)
                           else np.ascontiguousarray(X, dtype=dtype))
 
     def fit(self: EstimatorT, X: MatrixLike, y: ArrayLike,
