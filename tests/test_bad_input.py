@@ -720,3 +720,25 @@ def test_continued_training_refuses_float64_beyond_float32(name, how):
             else:
                 model.partial_fit(big, y)
     np.testing.assert_array_equal(model._network.theta, theta)
+
+
+@pytest.mark.parametrize("name", ["MLPRegressor", "RNNRegressor"])
+@pytest.mark.parametrize("how", ["fit", "warm_start", "partial_fit", "X_val"])
+def test_targets_beyond_a_float32_models_range(name, how):
+    X, y = make_data(name)
+    X32 = X.astype(np.float32)
+    big = np.array(y, dtype=np.float64)
+    big[1] = 1e39
+    model = _fit(FACTORIES[name](), X32, y) if how != "fit" else FACTORIES[name]()
+    theta = model._network.theta.copy() if how != "fit" else None
+    with pytest.raises(ValueError, match="y holds values beyond the range of float32"):
+        if how == "fit":
+            model.fit(X32, big)
+        elif how == "warm_start":
+            _fit(model.set_params(warm_start=True), X32, big)
+        elif how == "partial_fit":
+            model.partial_fit(X32, big)
+        else:
+            _fit(FACTORIES[name](), X32, y, X_val=X32, y_val=big)
+    if theta is not None:
+        np.testing.assert_array_equal(model._network.theta, theta)

@@ -260,7 +260,8 @@ class BackpropEstimator(HiddenFeaturesMixin, BaseEstimator):
                     f"and partial_fit continue the fitted network.")
             X = cast_input(self, X.dtype, self._network.dtype,
                            lambda: X.astype(self._network.dtype, copy=False))
-            Y = Y.astype(self._network.dtype, copy=False)
+            Y = cast_input(self, Y.dtype, self._network.dtype,
+                           lambda: Y.astype(self._network.dtype, copy=False), "y")
         sample_weight = self._sample_weights(sample_weight, X, y_raw, X.dtype)
         if not first_pass and Y.shape[1] != self._network.n_outputs:
             raise ValueError(

@@ -91,7 +91,7 @@ def known_finite(est, X):
 
 
 
-def cast_input(est, source_dtype, dtype, cast):
+def cast_input(est, source_dtype, dtype, cast, name="X"):
     """``cast()``, the input (of ``source_dtype``) in the model's dtype: an
     ndarray, sparse matrix, ``Ragged`` or ``PaddedImages``. Raises
     ValueError where narrowing float64 to float32 made a finite value
@@ -107,6 +107,8 @@ def cast_input(est, source_dtype, dtype, cast):
         The model's dtype, which ``cast`` casts to (None: the input's own).
     cast : callable
         Makes the cast input.
+    name : str, default='X'
+        What the error calls the input (a regressor's targets: 'y').
 
     Returns
     -------
@@ -127,7 +129,7 @@ def cast_input(est, source_dtype, dtype, cast):
     finite = (_finite(values, est.n_jobs) if values.flags.c_contiguous
               else bool(np.isfinite(values).all()))
     if not finite:
-        raise ValueError(f"X holds values beyond the range of {values.dtype} "
+        raise ValueError(f"{name} holds values beyond the range of {values.dtype} "
                          f"(largest {np.finfo(values.dtype).max:.4g}), the dtype the model "
                          f"was fitted in.")
     return X

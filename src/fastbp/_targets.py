@@ -20,7 +20,7 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.validation import _check_sample_weight, column_or_1d
 
 from ._base import EstimatorMixin, EstimatorT, _restored_on_error
-from ._inputs import FLOAT_DTYPES, check_fitted
+from ._inputs import FLOAT_DTYPES, cast_input, check_fitted
 from ._params import InvalidParameterError
 from ._typing import Any, ArrayLike, MatrixLike, NDArray
 
@@ -495,7 +495,8 @@ class RegressorTargetsMixin(EstimatorMixin):
                 y = column_or_1d(y, warn=True)
         else:
             X, y = plain
-        Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype)
+        Y = cast_input(self, y.dtype, X.dtype,
+                       lambda: np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype), "y")
         return X, Y, y
 
     def _plain_partial_fit(self, X, y):
@@ -536,7 +537,8 @@ class RegressorTargetsMixin(EstimatorMixin):
         y = self._checked_targets(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y)
-        return np.ascontiguousarray(y.reshape(len(y), -1), dtype=X.dtype), y
+        return cast_input(self, y.dtype, X.dtype, lambda: np.ascontiguousarray(
+            y.reshape(len(y), -1), dtype=X.dtype), "y"), y
 
     def _prepare_backprop(self, X, y):
         X = self._check_X(X)
