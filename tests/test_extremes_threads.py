@@ -374,7 +374,7 @@ def test_keyboard_interrupt_during_fit(name, solver, monkeypatch):
     calls, restore = _interrupt_on_call(monkeypatch, name, solver, 5, _raise_keyboard_interrupt)
     with pytest.warns(UserWarning, match="interrupted"):
         _fit(est, X, y)
-    assert calls["n"] == 5 and time.perf_counter() - calls["at"] < 1.0
+    assert calls["n"] == 5  # no training call after the interrupt
     out = _outputs(est, X)
     assert len(out) == len(X) and np.all(np.isfinite(out))
     assert est.n_iter_ < 50
@@ -408,13 +408,17 @@ def test_keyboard_interrupt_with_early_stopping_keeps_the_best_model(name, monke
                     reason="SIGINT is ignored in this process (started as a background "
                            "job): interrupt_main delivers nothing")
 @pytest.mark.parametrize("name", NAMES)
-def test_ctrl_c_signal_stops_fit_within_a_second(name, monkeypatch):
+def test_ctrl_c_signal_stops_fit_at_once(name, monkeypatch):
     """A real SIGINT (interrupt_main), delivered while a long fit runs."""
     X, y = make_data(name, n=64 if not name.startswith("LeNet") else 32)
     est = make(name, batch_size=8, max_iter=10_000, n_iter_no_change=np.inf, tol=0)
 
+    def deliver():
+        calls["sent"] = calls["n"]  # training calls made when the signal arrives
+        _thread.interrupt_main()
+
     def send_sigint():
-        threading.Timer(0.05, _thread.interrupt_main).start()
+        threading.Timer(0.05, deliver).start()
 
     calls, restore = _interrupt_on_call(monkeypatch, name, est.get_params().get("solver"), 20,
                                         send_sigint)
@@ -423,8 +427,8 @@ def test_ctrl_c_signal_stops_fit_within_a_second(name, monkeypatch):
             _fit(est, X, y)
     except KeyboardInterrupt:  # pragma: no cover - would abort the test session
         pytest.fail("KeyboardInterrupt escaped fit")
-    stopped_after = time.perf_counter() - calls["at"]
-    assert stopped_after < 1.0, stopped_after
+    # the call under way when it arrived may finish; no other one starts
+    assert calls["n"] - calls["sent"] <= 1, (calls["n"], calls["sent"])
     assert est.n_iter_ < 10_000
     restore()
     assert np.all(np.isfinite(_outputs(est, X)))

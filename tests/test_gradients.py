@@ -60,13 +60,29 @@ def test_gradients_match_central_differences(cls, loss, task, activation, hidden
 
 
 def test_gradients_with_sample_weight_and_float32_model():
+    # the float32 model's own backprop, against sklearn's _backprop in float64
+    # on the same weights (check_gradients checks a float64 twin)
     rng = np.random.default_rng(1)
     X, y = _data("multiclass", rng)
-    est = _fitted(MLPClassifier(hidden_layer_sizes=(6,), activation="tanh", alpha=0.1,
-                                max_iter=2, random_state=0), X.astype(np.float32), y)
+    params = dict(hidden_layer_sizes=(6,), activation="tanh", alpha=0.1, max_iter=2,
+                  random_state=0)
+    est = _fitted(MLPClassifier(**params), X.astype(np.float32), y)
     assert est.coefs_[0].dtype == np.float32
     sw = rng.random(len(y)) + 0.1
     assert check_gradients(est, X, y, sample_weight=sw) <= 1e-6
+    sk = _fitted(SkMLPClassifier(**params), X, y)
+    sk.coefs_ = [c.astype(np.float64) for c in est.coefs_]
+    sk.intercepts_ = [c.astype(np.float64) for c in est.intercepts_]
+    loss, coef_grads, intercept_grads = _sklearn_backprop(
+        sk, X.astype(np.float32).astype(np.float64),
+        sk._label_binarizer.transform(y).astype(float), sw.astype(np.float32).astype(float))
+    result = est.backprop(X.astype(np.float32), y, sample_weight=sw)
+    assert result.loss == pytest.approx(loss, rel=1e-5)
+    for i, (cg, ig) in enumerate(zip(coef_grads, intercept_grads)):
+        for ours, theirs in ((result.gradients[f"coef_{i}"], cg),
+                             (result.gradients[f"intercept_{i}"], ig)):
+            assert ours.dtype == np.float32
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5 * np.abs(theirs).max())
 
 
 def test_check_gradients_detects_a_wrong_gradient(monkeypatch):
