@@ -232,6 +232,26 @@ arrays of shape (n_steps_i, n_features), or array of shape (n_sequences, n_steps
         return self._score_rows(X, y_rows, self._step_weights(sample_weight, lengths))
 
 
+def _partial_fit_doc(more=""):
+    """Give an RNN's partial_fit its docstring: the sequences' parameters,
+    then ``more`` (the classifier's) after sample_weight's line."""
+    def document(method):
+        method.__doc__ = f"""Update the model with one epoch over the given sequences.
+
+        Parameters
+        ----------
+        X : sequences, as for ``fit``
+        y : array-like or list of arrays, as for ``fit``
+        sample_weight : array-like of shape (n_sequences,), default=None{more}
+
+        Returns
+        -------
+        self : object
+        """
+        return method
+    return document
+
+
 _RNN_DOC_PARAMS = """
     hidden_size : int, default=100
         Units of the hidden state.
@@ -355,25 +375,14 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         return self._per_sequence(self._predict_encoded, X)
 
     @available_if(is_stochastic)
-    def partial_fit(self: EstimatorT, X: SequencesLike, y: ArrayLike,  # type: ignore[override]
-                    sample_weight: ArrayLike | None = None,
-                    classes: ArrayLike | None = None) -> EstimatorT:
-        """Update the model with one epoch over the given sequences.
-
-        Parameters
-        ----------
-        X : sequences, as for ``fit``
-        y : array-like or list of arrays, as for ``fit``
-        sample_weight : array-like of shape (n_sequences,), default=None
+    @_partial_fit_doc("""
             Multiplied by the weights of ``class_weight`` (a dict; 'balanced'
             raises ValueError, since it needs the whole y).
         classes : array of shape (n_classes,), default=None
-            Every class that will ever appear; required on the first call.
-
-        Returns
-        -------
-        self : object
-        """
+            Every class that will ever appear; required on the first call.""")
+    def partial_fit(self: EstimatorT, X: SequencesLike, y: ArrayLike,  # type: ignore[override]
+                    sample_weight: ArrayLike | None = None,
+                    classes: ArrayLike | None = None) -> EstimatorT:
         return ClassifierTargetsMixin.partial_fit(self, X, y, sample_weight=sample_weight,
                                                   classes=classes)
 
@@ -443,20 +452,9 @@ best_validation_score_, n_iter_, t_, n_features_in_, n_outputs_, out_activation_
         return r2_score(y_rows, _finite_outputs(self._predict_checked(X)), sample_weight=weights)
 
     @available_if(is_stochastic)
+    @_partial_fit_doc()
     def partial_fit(self: EstimatorT, X: SequencesLike, y: ArrayLike,  # type: ignore[override]
                     sample_weight: ArrayLike | None = None) -> EstimatorT:
-        """Update the model with one epoch over the given sequences.
-
-        Parameters
-        ----------
-        X : sequences, as for ``fit``
-        y : array-like or list of arrays, as for ``fit``
-        sample_weight : array-like of shape (n_sequences,), default=None
-
-        Returns
-        -------
-        self : object
-        """
         return RegressorTargetsMixin.partial_fit(self, X, y, sample_weight=sample_weight)
 
     def predict(self, X: SequencesLike) -> Predictions:  # type: ignore[override]
