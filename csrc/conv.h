@@ -83,6 +83,38 @@ int fastbp_pool2x2_backward_f64(const double* Y, const double* coef,
                                 double* grad_bias, double* dY, int n, int c, int h,
                                 int w, int in_act, int layout, int n_threads);
 
+/* One layer of a stack (fastbp_conv_stack_*): a call of one of the passes
+ * above, with its entry point's arguments (a pooling pass's c as c_in and
+ * c_out; its coef as weight; input: X, or Y for pooling; output: Y, or X
+ * for pooling; dout: dZ; din: dX, or dY for pooling; act: g, or g_in for a
+ * backward pass), the arrays of the stack's dtype. */
+#define FASTBP_CONV_FORWARD 0
+#define FASTBP_CONV_BACKWARD 1
+#define FASTBP_POOL_FORWARD 2
+#define FASTBP_POOL_BACKWARD 3
+typedef struct {
+    int kind;
+    const void* input;
+    const void* weight;
+    const void* bias;
+    const void* dout;
+    const unsigned char* table;
+    void* output;
+    void* grad_weight;
+    void* grad_bias;
+    void* din;
+    int c_in, h, w, c_out, act, layout;
+} fastbp_conv_layer;
+
+/* The layers' calls in order, on the same n samples: the same results as
+ * calling each one's entry point in turn. Where every layer after the first
+ * reads its input side by side, no pooling pass forward is on NCHW, and
+ * n_threads is at most the blocks of samples, the calls run block by block
+ * in one team call (a backward stack, a bounded number of blocks at a time): each
+ * block's maps then pass from layer to layer in its thread's caches. */
+int fastbp_conv_stack_f32(const fastbp_conv_layer* layers, int count, int n, int n_threads);
+int fastbp_conv_stack_f64(const fastbp_conv_layer* layers, int count, int n, int n_threads);
+
 /* n samples of P elements from NCHW (nchw[i*P + p]) into blk, side by side
  * (see above), when `to` (the lanes past n of the last sub-block zeroed);
  * else from blk back into nchw. */

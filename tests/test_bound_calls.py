@@ -14,7 +14,7 @@ from numpy.testing import assert_allclose
 
 from fastbp import LeNet5Classifier
 from fastbp._kernels import _calls, _conv, _dense
-from fastbp._layers import as_array
+from fastbp._layers import SideBySide, as_array
 
 import _twins_conv as conv_twins
 import _twins_dense as dense_twins
@@ -251,7 +251,8 @@ def _lenet_batch(rng):
 
 def test_the_networks_bound_passes_match_the_entry_points(rng):
     """loss_and_grad runs its passes as BoundCalls (run_calls); the layers'
-    one-off runs (``once``) call the kernels' entry points: the same bits."""
+    one-off runs (``once``) call the kernels' entry points (those on maps side
+    by side are bound, and stacked, here too): the same bits."""
     net, images, Y = _lenet_batch(rng)
     ws = net.workspace(16)
     net.loss_and_grad(images, Y, None, 0.0, ws, 2)
@@ -259,7 +260,7 @@ def test_the_networks_bound_passes_match_the_entry_points(rng):
     grad = net.grad.copy()
     net.grad[...] = np.nan
     once = net.workspace(16)
-    activations = net.forward(images, once, 2)  # entry points
+    activations = net.forward(images, once, 2)  # one-off runs
     for bound, entry in zip(bound_activations, activations[1:-1]):
         np.testing.assert_array_equal(bound, as_array(entry))
     delta = ws.delta_out  # dL/dlogits of the bound pass, from the same logits
@@ -281,3 +282,66 @@ def test_the_network_runs_its_passes_as_recorded(rng):
     assert net.loss_and_grad(images, Y, None, 1e-3, ws, 2, record=record) == loss
     np.testing.assert_array_equal(net.grad, grad)
     assert len(record) == len(net.layers)  # dL/dz of each layer
+
+
+def _lenet_images(rng, n, dtype):
+    """A fitted LeNet-5 network of ``dtype`` (LeCun's C3 table, 4 classes),
+    n padded images and their one-hot targets."""
+    X = rng.random((40, 28, 28)).astype(dtype)
+    y = np.arange(40) % 4
+    net = LeNet5Classifier(max_iter=1, batch_size=16, random_state=0).fit(X, y)._network
+    images = np.zeros((n, 1, 32, 32), dtype)
+    images[:, 0, 2:30, 2:30] = rng.random((n, 28, 28))
+    return net, images, np.eye(4, dtype=dtype)[np.arange(n) % 4]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [16, 40, 300])  # one block; several, the last partial; two waves
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_stacked_passes_give_the_bits_of_the_layers_one_by_one(rng, dtype, n, n_threads,
+                                                               dispatch_path):
+    """C1 -> S2 -> C3 -> S4 hand their maps on side by side in a batch of a
+    block or more, so loss_and_grad runs them as one stacked call each way
+    (block by block where the threads allow, else layer by layer): the loss,
+    every activation and every gradient are those of the layers' bound calls
+    run one by one."""
+    net, images, Y = _lenet_images(rng, n, dtype)
+    ws = net.workspace(n)
+    loss = net.loss_and_grad(images, Y, None, 1e-3, ws, n_threads)
+    passes = ws.passes
+    blocked = n >= _conv.block_samples(dtype)
+    assert len(passes.forward) == (4 if blocked else 7)
+    assert len(passes.backward_runs) == (4 if blocked else 7)
+    activations = [as_array(a) for a in passes.activations[1:]]
+    grad = net.grad.copy()
+
+    passes.forward = net._bind_forward(images, ws, n_threads)[1]
+    passes.backward_runs = [run for run, _ in passes.backward]
+    assert len(passes.forward) == len(passes.backward_runs) == 7
+    net.grad[...] = np.nan
+    for a in passes.activations[1:]:
+        (a.data if isinstance(a, SideBySide) else a)[...] = np.nan
+    assert net.loss_and_grad(images, Y, None, 1e-3, ws, n_threads) == loss
+    np.testing.assert_array_equal(net.grad, grad)
+    for a, expected in zip(passes.activations[1:], activations):
+        np.testing.assert_array_equal(as_array(a), expected)
+
+
+def test_stack_calls_groups_only_calls_that_hand_maps_on_side_by_side(rng):
+    net, images, Y = _lenet_images(rng, 40, np.float64)
+    ws = net.workspace(40)
+    c1, s2, c3, s4, c5, f6, out = net._bind_forward(images, ws, 2)[1]
+    stacked = _conv.stack_calls([c1, s2, c3, s4, c5, f6, out])
+    assert len(stacked) == 4 and stacked[1:] == [c5, f6, out]
+    assert isinstance(stacked[0], _calls.BoundCall)
+    # C3 does not read C1's maps; a plain callable breaks a run; a lone
+    # call stays itself
+    plain = lambda: None  # noqa: E731
+    assert _conv.stack_calls([c1, c3]) == [c1, c3]
+    assert _conv.stack_calls([c1, plain, s2]) == [c1, plain, s2]
+    assert _conv.stack_calls([s4]) == [s4]
+    # another thread count, or NCHW maps between the two, are not linked
+    other = net._bind_forward(images, net.workspace(40), 3)[1]
+    assert _conv.stack_calls([c1, other[1]]) == [c1, other[1]]
+    few = net._bind_forward(images[:5], net.workspace(5), 2)[1]
+    assert _conv.stack_calls(few[:4]) == few[:4]

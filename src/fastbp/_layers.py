@@ -26,7 +26,9 @@ once per batch, where the epochs are shuffled. Such a run is a kernel's
 ``BoundCall``, its arrays checked when bound, not at each run (1.3-3.2 us a
 pass); a run made ``once`` (predict's chunks, the RNN's output layer) calls
 the kernel's entry point, which checks them as it runs, without the
-BoundCall's cost.
+BoundCall's cost; but a pass on maps side by side is bound even then, so
+that ``_conv.stack_calls`` can run such passes together (a few us against
+the hundreds a batch of such maps takes).
 
 A layer's ``input_activation`` (the activation of the layer below, whose
 derivative ``backward`` applies to the delta it hands down) is not a
@@ -266,6 +268,12 @@ class _MapsLayer(Layer):
         Y, _, out_blocked = _maps(out)
         return X, Y, out, {"n_samples": n, "in_blocked": in_blocked, "out_blocked": out_blocked}
 
+    @staticmethod
+    def _kernel(kernel, once, layout):
+        """The run maker of ``kernel`` (see _runs): a bound call for maps
+        side by side even ``once`` (see the module's docstring)."""
+        return kernel[once and not (layout["in_blocked"] or layout["out_blocked"])]
+
     def _backward_arrays(self, A_in, delta, ws, want_delta_in):
         """(input array, delta array, delta_in as handed down or None, its
         array or None, the kernel's layout keywords) of a backward pass."""
@@ -325,13 +333,13 @@ class Conv5x5(_MapsLayer):
 
     def bind_forward(self, A_in, ws, n_threads, once=False):
         X, Y, out, layout = self._forward_arrays(A_in, ws, self.out_side_by_side)
-        return CONV_FORWARD[once](
+        return self._kernel(CONV_FORWARD, once, layout)(
             X, self.params[self.weight_name], self.params[self.bias_name], self.table, Y,
             self._act, n_threads, **layout), out
 
     def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads, once=False):
         X, dZ, delta_in, dX, layout = self._backward_arrays(A_in, delta, ws, want_delta_in)
-        return CONV_BACKWARD[once](
+        return self._kernel(CONV_BACKWARD, once, layout)(
             X, self.params[self.weight_name], dZ, self.table, self.grads[self.weight_name],
             self.grads[self.bias_name], dX, self._in_act, n_threads, **layout), delta_in
 
@@ -373,12 +381,12 @@ class MeanPool2x2(_MapsLayer):
     def bind_forward(self, A_in, ws, n_threads, once=False):
         linked_out = self.out_side_by_side and isinstance(A_in, SideBySide)
         Y, X, out, layout = self._forward_arrays(A_in, ws, linked_out)
-        return POOL_FORWARD[once](
+        return self._kernel(POOL_FORWARD, once, layout)(
             Y, self.params[self.coef_name], self.params[self.bias_name], X, self._act, n_threads,
             **layout), out
 
     def bind_backward(self, A_in, A_out, delta, ws, want_delta_in, n_threads, once=False):
         Y, dZ, delta_in, dY, layout = self._backward_arrays(A_in, delta, ws, want_delta_in)
-        return POOL_BACKWARD[once](
+        return self._kernel(POOL_BACKWARD, once, layout)(
             Y, self.params[self.coef_name], dZ, self.grads[self.coef_name],
             self.grads[self.bias_name], dY, self._in_act, n_threads, **layout), delta_in

@@ -21,6 +21,7 @@ from ._images import PaddedImages
 from ._kernels import _losses
 from ._kernels import _optimizers as _updates
 from ._kernels._calls import run_calls
+from ._kernels._conv import stack_calls
 from ._layers import as_array
 from ._memory import aligned_copy, aligned_empty, aligned_zeros, starts_a_line
 from ._threads import blas_single_thread_for_kernels
@@ -65,9 +66,12 @@ class BoundPasses:
     binding: object  # the network's binding of its layers to theta and grad
     n_threads: int
     activations: list  # [X, A_1, ..., logits], as the layers hand them on
-    forward: list  # each layer's forward run, first layer first
-    backward: list  # (backward run, delta handed down or None), last layer first
-    backward_runs: list  # the backward runs alone, for _calls.run_calls
+    # the forward runs, first layer first, and the backward runs, last layer
+    # first, each run of maps layers that hand their maps on side by side as
+    # one call (_conv.stack_calls), for _calls.run_calls
+    forward: list
+    backward: list  # (backward run, delta handed down or None) per layer, last layer first
+    backward_runs: list
 
 
 @dataclass(slots=True)
@@ -294,8 +298,7 @@ class Network:
     def forward(self, X, ws, n_threads):
         """Run every layer; return the list [X, A_1, ..., logits]."""
         activations, runs = self._bind_forward(X, ws, n_threads, once=True)
-        for run in runs:
-            run()
+        run_calls(stack_calls(runs))
         return activations
 
     def _bind_forward(self, X, ws, n_threads, once=False):
@@ -325,8 +328,8 @@ class Network:
             run, delta = self.layers[i].bind_backward(
                 activations[i], activations[i + 1], delta, ws.layers[i], i > 0, n_threads)
             backward.append((run, delta))
-        passes = BoundPasses(X, self._binding, n_threads, activations, forward, backward,
-                             [run for run, _ in backward])
+        passes = BoundPasses(X, self._binding, n_threads, activations, stack_calls(forward),
+                             backward, stack_calls([run for run, _ in backward]))
         ws.passes = passes if X.flags.c_contiguous else None
         return passes
 

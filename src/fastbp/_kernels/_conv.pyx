@@ -31,6 +31,7 @@ n_threads as the direct one.
 """
 from cython cimport floating
 from libc.stdint cimport uint8_t
+from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
 from ._calls cimport BoundCall, raise_for
@@ -77,6 +78,26 @@ cdef extern from "conv.h" nogil:
     void fastbp_blocks_f64(double* blk, double* nchw, int n, Py_ssize_t P, int to)
     int FASTBP_BLOCKED_IN
     int FASTBP_BLOCKED_OUT
+    int FASTBP_CONV_FORWARD
+    int FASTBP_CONV_BACKWARD
+    int FASTBP_POOL_FORWARD
+    int FASTBP_POOL_BACKWARD
+    ctypedef struct fastbp_conv_layer:
+        int kind
+        const void* input
+        const void* weight
+        const void* bias
+        const void* dout
+        const unsigned char* table
+        void* output
+        void* grad_weight
+        void* grad_bias
+        void* din
+        int c_in, h, w, c_out, act, layout
+    int fastbp_conv_stack_f32(const fastbp_conv_layer* layers, int count, int n,
+                              int n_threads)
+    int fastbp_conv_stack_f64(const fastbp_conv_layer* layers, int count, int n,
+                              int n_threads)
 
 
 bind_dispatch()
@@ -689,6 +710,143 @@ def bind_pool2x2_backward(const floating[:, :, :, ::1] Y,
     _pool_backward_args(&call.a, Y, coef, dZ, grad_coef, grad_bias, dY, input_activation,
                         n_threads, n_samples, in_blocked, out_blocked)
     return call.keep((Y, coef, dZ, grad_coef, grad_bias, dY))
+
+
+cdef bint _stack_layer(object call, fastbp_conv_layer* l, int* n, int* n_threads,
+                       bint* single):
+    """Describe ``call`` as a layer of a stack (fastbp_conv_stack) in ``l``,
+    with its samples, threads and dtype; False for a call that cannot be one
+    (not a convolution or pooling call, a convolution run as a dense layer, or
+    no samples)."""
+    cdef _ConvForward cf
+    cdef _ConvBackward cb
+    cdef _PoolForward pf
+    cdef _PoolBackward pb
+    memset(l, 0, sizeof(l[0]))
+    if isinstance(call, _ConvForward):
+        cf = <_ConvForward> call
+        if cf.a.dense:
+            return False
+        l.kind, l.input, l.weight, l.bias = FASTBP_CONV_FORWARD, cf.a.X, cf.a.W, cf.a.b
+        l.table, l.output = cf.a.table, cf.a.Y
+        l.c_in, l.h, l.w, l.c_out, l.act, l.layout = (
+            cf.a.c_in, cf.a.h, cf.a.w, cf.a.c_out, cf.a.act, cf.a.layout)
+        n[0], n_threads[0], single[0] = cf.a.n, cf.a.n_threads, cf.a.single
+    elif isinstance(call, _ConvBackward):
+        cb = <_ConvBackward> call
+        if cb.a.dense:
+            return False
+        l.kind, l.input, l.weight, l.dout = FASTBP_CONV_BACKWARD, cb.a.X, cb.a.W, cb.a.dZ
+        l.table, l.grad_weight, l.grad_bias, l.din = (
+            cb.a.table, cb.a.grad_W, cb.a.grad_b, cb.a.dX)
+        l.c_in, l.h, l.w, l.c_out, l.act, l.layout = (
+            cb.a.c_in, cb.a.h, cb.a.w, cb.a.c_out, cb.a.in_act, cb.a.layout)
+        n[0], n_threads[0], single[0] = cb.a.n, cb.a.n_threads, cb.a.single
+    elif isinstance(call, _PoolForward):
+        pf = <_PoolForward> call
+        l.kind, l.input, l.weight, l.bias = FASTBP_POOL_FORWARD, pf.a.Y, pf.a.coef, pf.a.bias
+        l.output = pf.a.X
+        l.c_in, l.h, l.w, l.c_out, l.act, l.layout = (
+            pf.a.c, pf.a.h, pf.a.w, pf.a.c, pf.a.act, pf.a.layout)
+        n[0], n_threads[0], single[0] = pf.a.n, pf.a.n_threads, pf.a.single
+    elif isinstance(call, _PoolBackward):
+        pb = <_PoolBackward> call
+        l.kind, l.input, l.weight, l.dout = FASTBP_POOL_BACKWARD, pb.a.Y, pb.a.coef, pb.a.dZ
+        l.grad_weight, l.grad_bias, l.din = pb.a.grad_coef, pb.a.grad_bias, pb.a.dY
+        l.c_in, l.h, l.w, l.c_out, l.act, l.layout = (
+            pb.a.c, pb.a.h, pb.a.w, pb.a.c, pb.a.in_act, pb.a.layout)
+        n[0], n_threads[0], single[0] = pb.a.n, pb.a.n_threads, pb.a.single
+    else:
+        return False
+    return n[0] > 0 and l.c_in > 0 and l.c_out > 0
+
+
+cdef bint _hands_on(const fastbp_conv_layer* a, const fastbp_conv_layer* b) noexcept:
+    """Whether layer b reads, side by side, what layer a writes: a forward
+    pass's output as the next one's input, a backward pass's input gradient
+    as the next one's output gradient."""
+    cdef bint forward = a.kind == FASTBP_CONV_FORWARD or a.kind == FASTBP_POOL_FORWARD
+    if forward != (b.kind == FASTBP_CONV_FORWARD or b.kind == FASTBP_POOL_FORWARD):
+        return False
+    if forward:
+        return (a.output == b.input and (a.layout & FASTBP_BLOCKED_OUT) != 0
+                and (b.layout & FASTBP_BLOCKED_IN) != 0)
+    return (a.din != NULL and a.din == b.dout and (a.layout & FASTBP_BLOCKED_IN) != 0
+            and (b.layout & FASTBP_BLOCKED_OUT) != 0)
+
+
+cdef class _ConvStack(BoundCall):
+    """Bound convolution and pooling calls run as one (stack_calls)."""
+    cdef fastbp_conv_layer* layers
+    cdef int count, n, n_threads
+    cdef bint single
+
+    def __dealloc__(self):
+        free(self.layers)
+
+    cdef int execute(self) noexcept nogil:
+        if self.single:
+            return fastbp_conv_stack_f32(self.layers, self.count, self.n, self.n_threads)
+        return fastbp_conv_stack_f64(self.layers, self.count, self.n, self.n_threads)
+
+
+cdef object _stack_of(list calls):
+    """One call for ``calls`` (checked by stack_calls): the call itself when
+    alone, else a _ConvStack of them."""
+    cdef _ConvStack stack
+    cdef int k
+    if len(calls) == 1:
+        return calls[0]
+    stack = _ConvStack.__new__(_ConvStack)
+    stack.layers = <fastbp_conv_layer*> malloc(sizeof(fastbp_conv_layer) * len(calls))
+    if stack.layers == NULL:
+        raise MemoryError()
+    stack.count = len(calls)
+    for k in range(stack.count):
+        _stack_layer(calls[k], &stack.layers[k], &stack.n, &stack.n_threads, &stack.single)
+    return stack.keep(tuple(calls))
+
+
+def stack_calls(calls):
+    """``calls`` with each run of consecutive bound convolution and pooling
+    calls that hand their maps on side by side replaced by one call.
+
+    That call runs the layers block of samples by block (``csrc/conv.h``,
+    ``fastbp_conv_stack``), in one team call where the threads allow it, so
+    that a block's maps pass from layer to layer in its thread's caches. It
+    gives the same bits as the calls one by one.
+
+    Parameters
+    ----------
+    calls : list of callables
+        Bound calls (BoundCall) in the order they run; other callables are
+        kept as they are.
+
+    Returns
+    -------
+    list of callables
+    """
+    cdef fastbp_conv_layer prev, layer
+    cdef int n = 0, n_threads = 0, prev_n = 0, prev_threads = 0
+    cdef bint single = False, prev_single = False, ok, linked = False
+    memset(&prev, 0, sizeof(prev))
+    out, run = [], []
+    for call in calls:
+        ok = isinstance(call, BoundCall) and (<BoundCall> call).bound and _stack_layer(
+            call, &layer, &n, &n_threads, &single)
+        linked = (ok and len(run) > 0 and n == prev_n and n_threads == prev_threads
+                  and single == prev_single and _hands_on(&prev, &layer))
+        if run and not linked:
+            out.append(_stack_of(run))
+            run = []
+        if ok:
+            run.append(call)
+            prev, prev_n, prev_threads, prev_single = layer, n, n_threads, single
+        else:
+            out.append(call)
+    if run:
+        out.append(_stack_of(run))
+    return out
 
 
 cdef _transpose_blocks(const floating[:, :, :, ::1] nchw, const floating[:, :, :, ::1] blk,
