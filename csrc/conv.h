@@ -112,8 +112,10 @@ typedef struct {
  * n_threads is at most the blocks of samples, the calls run block by block
  * in one team call (a backward stack, a bounded number of blocks at a time): each
  * block's maps then pass from layer to layer in its thread's caches. */
-int fastbp_conv_stack_f32(const fastbp_conv_layer* layers, int count, int n, int n_threads);
-int fastbp_conv_stack_f64(const fastbp_conv_layer* layers, int count, int n, int n_threads);
+int fastbp_conv_stack_f32(const fastbp_conv_layer* layers, int count, int n, int n_threads,
+                          int local_links);
+int fastbp_conv_stack_f64(const fastbp_conv_layer* layers, int count, int n, int n_threads,
+                          int local_links);
 
 /* n samples of P elements from NCHW (nchw[i*P + p]) into blk, side by side
  * (see above), when `to` (the lanes past n of the last sub-block zeroed);

@@ -453,15 +453,90 @@ static int API(layer_call)(const fastbp_conv_layer* l, int n, int n_threads)
 typedef struct {
     API(layer_run)* runs;
     int count;
+    /* local links: link k (layer k's din, layer k + 1's dout) of a slot at
+     * links + slot * slot_size + link_at[k]; link_at[k] < 0: in its arrays */
+    FT* links;
+    ptrdiff_t slot_size;
+    ptrdiff_t* link_at;
 } API(stack_job);
+
+/* Block u of a backward pass, its input gradient written to din and its
+ * output gradient read from dout where they are not NULL (one block's
+ * maps, side by side), else to and from its arrays. The unit runs on a
+ * copy of the job whose arrays start at the block's first sample. */
+static void API(unit_local)(const API(layer_run)* r, int u, int slot, FT* din, FT* dout)
+{
+    API(block_job) j = r->job;
+    ARGS(conv_bwd_args) cb, cb_half;
+    ARGS(pool_args) pb;
+    int i0, i1;
+    ptrdiff_t in_at, out_at;
+    API(block_range)(&r->job, u, &i0, &i1);
+    j.wb = 0;
+    j.n = i1 - i0;
+    j.part = r->job.part + (ptrdiff_t)u * r->job.plen;
+    if (r->kind == FASTBP_CONV_BACKWARD) {
+        cb = r->conv_bwd;
+        in_at = (ptrdiff_t)i0 * cb.c_in * cb.h * cb.w;
+        out_at = (ptrdiff_t)i0 * cb.c_out * (cb.h - 4) * (cb.w - 4);
+        cb.X += in_at;
+        cb.dZ = dout != NULL ? dout : cb.dZ + out_at;
+        cb.dX = din != NULL ? din : cb.dX != NULL ? cb.dX + in_at : NULL;
+        cb_half = r->conv_bwd_half;
+        cb_half.X = cb.X; cb_half.dZ = cb.dZ; cb_half.dX = cb.dX;
+        j.a = &cb;
+        j.a_half = &cb_half;
+    } else {
+        pb = r->pool;
+        in_at = (ptrdiff_t)i0 * pb.c * pb.h * pb.w;
+        out_at = in_at / 4;
+        pb.Y += in_at;
+        pb.dZ = dout != NULL ? dout : pb.dZ + out_at;
+        pb.dY = din != NULL ? din : pb.dY != NULL ? pb.dY + in_at : NULL;
+        j.a = &pb;
+    }
+    r->unit(&j, 0, slot);
+}
 
 /* Unit u of a stack: block u of each layer in turn (a block's maps stay in
  * its thread's caches from one layer to the next). */
 static void API(stack_unit)(void* job, int u, int slot)
 {
     const API(stack_job)* s = (const API(stack_job)*)job;
+    FT* const local = s->links != NULL ? s->links + slot * s->slot_size : NULL;
     int k;
-    for (k = 0; k < s->count; k++) s->runs[k].unit(&s->runs[k].job, u, slot);
+    for (k = 0; k < s->count; k++) {
+        FT* const din = local != NULL && k + 1 < s->count && s->link_at[k] >= 0
+                            ? local + s->link_at[k] : NULL;
+        FT* const dout = local != NULL && k > 0 && s->link_at[k - 1] >= 0
+                             ? local + s->link_at[k - 1] : NULL;
+        if (din == NULL && dout == NULL)
+            s->runs[k].unit(&s->runs[k].job, u, slot);
+        else
+            API(unit_local)(s->runs + k, u, slot, din, dout);
+    }
+}
+
+/* Where the links of a backward stack go in a slot of local links
+ * (link_at[k], -1 for none): each gradient that a layer hands on side by
+ * side to the next. Returns the elements of a slot. */
+static ptrdiff_t API(plan_links)(const fastbp_conv_layer* layers, int count, ptrdiff_t* link_at)
+{
+    ptrdiff_t size = 0;
+    int k;
+    for (k = 0; k + 1 < count; k++) {
+        const fastbp_conv_layer *a = layers + k, *b = layers + k + 1;
+        link_at[k] = -1;
+        if ((a->kind == FASTBP_CONV_BACKWARD || a->kind == FASTBP_POOL_BACKWARD) &&
+            (b->kind == FASTBP_CONV_BACKWARD || b->kind == FASTBP_POOL_BACKWARD) &&
+            a->din != NULL && a->din == b->dout && (a->layout & FASTBP_BLOCKED_IN) &&
+            (b->layout & FASTBP_BLOCKED_OUT)) {
+            link_at[k] = size;
+            /* a block of the link's maps, whole cache lines */
+            size += ((ptrdiff_t)a->c_in * a->h * a->w * VLMAX + 15) / 16 * 16;
+        }
+    }
+    return size;
 }
 
 /* Whether a stack's prepared layers can run block by block: every layer has
@@ -482,20 +557,35 @@ static int API(stackable)(const API(layer_run)* runs, int count)
     return 1;
 }
 
-int API(fastbp_conv_stack)(const fastbp_conv_layer* layers, int count, int n, int n_threads)
+int API(fastbp_conv_stack)(const fastbp_conv_layer* layers, int count, int n, int n_threads,
+                          int local_links)
 {
     const int nblocks = (n + VLMAX - 1) / VLMAX;
     const int nt = fb_conv_team_size(n_threads, nblocks, 1);
     API(layer_run)* runs;
     API(stack_job) stack;
+    void* link_mem = NULL;
     int k, wb, status = 0, sums = 0;
     if (count <= 1 || n_threads > nblocks) {
         for (k = 0; k < count && status == 0; k++) status = API(layer_call)(layers + k, n, n_threads);
         return status;
     }
     runs = (API(layer_run)*)malloc(sizeof(API(layer_run)) * (size_t)count);
-    if (runs == NULL)
+    stack.link_at = (ptrdiff_t*)malloc(sizeof(ptrdiff_t) * (size_t)count);
+    if (runs == NULL || stack.link_at == NULL) {
+        free(runs); free(stack.link_at);
         return -1;
+    }
+    stack.links = NULL;
+    stack.slot_size = local_links ? API(plan_links)(layers, count, stack.link_at) : 0;
+    if (stack.slot_size > 0) {
+        link_mem = malloc(sizeof(FT) * stack.slot_size * nt + FB_CACHE_LINE);
+        stack.links = (FT*)fb_line_start(link_mem);
+        if (link_mem == NULL) {
+            free(runs); free(stack.link_at);
+            return -1;
+        }
+    }
     for (k = 0; k < count; k++) {
         if (status == 0)
             status = API(layer_prepare)(runs + k, layers + k, n, n_threads);
@@ -505,7 +595,7 @@ int API(fastbp_conv_stack)(const fastbp_conv_layer* layers, int count, int n, in
     }
     if (status == 0 && !API(stackable)(runs, count)) {
         for (k = 0; k < count; k++) API(layer_release)(runs + k);
-        free(runs);
+        free(runs); free(stack.link_at); free(link_mem);
         for (k = 0; k < count && status == 0; k++) status = API(layer_call)(layers + k, n, n_threads);
         return status;
     }
@@ -524,7 +614,7 @@ int API(fastbp_conv_stack)(const fastbp_conv_layer* layers, int count, int n, in
         for (k = 0; k < count; k++) API(layer_finish)(runs + k);
     }
     for (k = 0; k < count; k++) API(layer_release)(runs + k);
-    free(runs);
+    free(runs); free(stack.link_at); free(link_mem);
     return status;
 }
 

@@ -329,7 +329,7 @@ class Network:
                 activations[i], activations[i + 1], delta, ws.layers[i], i > 0, n_threads)
             backward.append((run, delta))
         passes = BoundPasses(X, self._binding, n_threads, activations, stack_calls(forward),
-                             backward, stack_calls([run for run, _ in backward]))
+                             backward, stack_calls([run for run, _ in backward], local_links=True))
         ws.passes = passes if X.flags.c_contiguous else None
         return passes
 

@@ -95,9 +95,9 @@ cdef extern from "conv.h" nogil:
         void* din
         int c_in, h, w, c_out, act, layout
     int fastbp_conv_stack_f32(const fastbp_conv_layer* layers, int count, int n,
-                              int n_threads)
+                              int n_threads, int local_links)
     int fastbp_conv_stack_f64(const fastbp_conv_layer* layers, int count, int n,
-                              int n_threads)
+                              int n_threads, int local_links)
 
 
 bind_dispatch()
@@ -779,18 +779,20 @@ cdef class _ConvStack(BoundCall):
     """Bound convolution and pooling calls run as one (stack_calls)."""
     cdef fastbp_conv_layer* layers
     cdef int count, n, n_threads
-    cdef bint single
+    cdef bint single, local_links
 
     def __dealloc__(self):
         free(self.layers)
 
     cdef int execute(self) noexcept nogil:
         if self.single:
-            return fastbp_conv_stack_f32(self.layers, self.count, self.n, self.n_threads)
-        return fastbp_conv_stack_f64(self.layers, self.count, self.n, self.n_threads)
+            return fastbp_conv_stack_f32(self.layers, self.count, self.n, self.n_threads,
+                                         self.local_links)
+        return fastbp_conv_stack_f64(self.layers, self.count, self.n, self.n_threads,
+                                     self.local_links)
 
 
-cdef object _stack_of(list calls):
+cdef object _stack_of(list calls, bint local_links):
     """One call for ``calls`` (checked by stack_calls): the call itself when
     alone, else a _ConvStack of them."""
     cdef _ConvStack stack
@@ -802,12 +804,13 @@ cdef object _stack_of(list calls):
     if stack.layers == NULL:
         raise MemoryError()
     stack.count = len(calls)
+    stack.local_links = local_links
     for k in range(stack.count):
         _stack_layer(calls[k], &stack.layers[k], &stack.n, &stack.n_threads, &stack.single)
     return stack.keep(tuple(calls))
 
 
-def stack_calls(calls):
+def stack_calls(calls, local_links=False):
     """``calls`` with each run of consecutive bound convolution and pooling
     calls that hand their maps on side by side replaced by one call.
 
@@ -821,6 +824,11 @@ def stack_calls(calls):
     calls : list of callables
         Bound calls (BoundCall) in the order they run; other callables are
         kept as they are.
+    local_links : bool, default False
+        Let the gradients that backward passes hand on to the next one in
+        a stack stay in per-thread scratch: a block's stays in its thread's
+        caches, and those arrays (but the last pass's) are left as they
+        were. For a batch's training passes, which nothing else reads.
 
     Returns
     -------
@@ -837,7 +845,7 @@ def stack_calls(calls):
         linked = (ok and len(run) > 0 and n == prev_n and n_threads == prev_threads
                   and single == prev_single and _hands_on(&prev, &layer))
         if run and not linked:
-            out.append(_stack_of(run))
+            out.append(_stack_of(run, local_links))
             run = []
         if ok:
             run.append(call)
@@ -845,7 +853,7 @@ def stack_calls(calls):
         else:
             out.append(call)
     if run:
-        out.append(_stack_of(run))
+        out.append(_stack_of(run, local_links))
     return out
 
 
