@@ -111,7 +111,11 @@ typedef struct {
  * reads its input side by side, no pooling pass forward is on NCHW, and
  * n_threads is at most the blocks of samples, the calls run block by block
  * in one team call (a backward stack, a bounded number of blocks at a time): each
- * block's maps then pass from layer to layer in its thread's caches. */
+ * block's maps then pass from layer to layer in its thread's caches. With
+ * local_links, what a layer hands on side by side to the next (its output,
+ * or a backward pass's input gradient) stays there, a block of it in
+ * per-thread scratch, and those arrays are not written (but the last
+ * layer's). */
 int fastbp_conv_stack_f32(const fastbp_conv_layer* layers, int count, int n, int n_threads,
                           int local_links);
 int fastbp_conv_stack_f64(const fastbp_conv_layer* layers, int count, int n, int n_threads,

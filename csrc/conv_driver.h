@@ -453,47 +453,66 @@ static int API(layer_call)(const fastbp_conv_layer* l, int n, int n_threads)
 typedef struct {
     API(layer_run)* runs;
     int count;
-    /* local links: link k (layer k's din, layer k + 1's dout) of a slot at
-     * links + slot * slot_size + link_at[k]; link_at[k] < 0: in its arrays */
+    /* local links: link k (what layer k writes for layer k + 1) of a slot at
+     * links + slot * slot_size + link_at[k]; link_at[k] < 0: in its array */
     FT* links;
     ptrdiff_t slot_size;
     ptrdiff_t* link_at;
 } API(stack_job);
 
-/* Block u of a backward pass, its input gradient written to din and its
- * output gradient read from dout where they are not NULL (one block's
- * maps, side by side), else to and from its arrays. The unit runs on a
- * copy of the job whose arrays start at the block's first sample. */
-static void API(unit_local)(const API(layer_run)* r, int u, int slot, FT* din, FT* dout)
+/* Block u of a layer, reading its input (a backward pass: its output's
+ * gradient) from `reads` and writing its output (its input's gradient) to
+ * `writes` where they are not NULL (one block's maps, side by side), else
+ * from and to its arrays. The unit runs on a copy of the job whose arrays
+ * start at the block's first sample. */
+static void API(unit_local)(const API(layer_run)* r, int u, int slot, const FT* reads,
+                            FT* writes)
 {
     API(block_job) j = r->job;
+    ARGS(conv_fwd_args) cf;
     ARGS(conv_bwd_args) cb, cb_half;
-    ARGS(pool_args) pb;
+    ARGS(pool_args) p;
+    ptrdiff_t in_at, out_at; /* the block's first element in and out */
     int i0, i1;
-    ptrdiff_t in_at, out_at;
     API(block_range)(&r->job, u, &i0, &i1);
     j.wb = 0;
     j.n = i1 - i0;
-    j.part = r->job.part + (ptrdiff_t)u * r->job.plen;
-    if (r->kind == FASTBP_CONV_BACKWARD) {
+    if (j.part != NULL)
+        j.part += (ptrdiff_t)u * j.plen;
+    switch (r->kind) {
+    case FASTBP_CONV_FORWARD:
+        cf = r->conv_fwd;
+        in_at = (ptrdiff_t)i0 * cf.c_in * cf.h * cf.w;
+        out_at = (ptrdiff_t)i0 * cf.c_out * (cf.h - 4) * (cf.w - 4);
+        cf.X = reads != NULL ? reads : cf.X + in_at;
+        cf.Y = writes != NULL ? writes : cf.Y + out_at;
+        j.a = &cf;
+        break;
+    case FASTBP_CONV_BACKWARD:
         cb = r->conv_bwd;
         in_at = (ptrdiff_t)i0 * cb.c_in * cb.h * cb.w;
         out_at = (ptrdiff_t)i0 * cb.c_out * (cb.h - 4) * (cb.w - 4);
         cb.X += in_at;
-        cb.dZ = dout != NULL ? dout : cb.dZ + out_at;
-        cb.dX = din != NULL ? din : cb.dX != NULL ? cb.dX + in_at : NULL;
+        cb.dZ = reads != NULL ? reads : cb.dZ + out_at;
+        cb.dX = writes != NULL ? writes : cb.dX != NULL ? cb.dX + in_at : NULL;
         cb_half = r->conv_bwd_half;
         cb_half.X = cb.X; cb_half.dZ = cb.dZ; cb_half.dX = cb.dX;
         j.a = &cb;
         j.a_half = &cb_half;
-    } else {
-        pb = r->pool;
-        in_at = (ptrdiff_t)i0 * pb.c * pb.h * pb.w;
+        break;
+    default:
+        p = r->pool;
+        in_at = (ptrdiff_t)i0 * p.c * p.h * p.w;
         out_at = in_at / 4;
-        pb.Y += in_at;
-        pb.dZ = dout != NULL ? dout : pb.dZ + out_at;
-        pb.dY = din != NULL ? din : pb.dY != NULL ? pb.dY + in_at : NULL;
-        j.a = &pb;
+        if (r->kind == FASTBP_POOL_FORWARD) {
+            p.Y = reads != NULL ? reads : p.Y + in_at;
+            p.X = writes != NULL ? writes : p.X + out_at;
+        } else {
+            p.Y += in_at;
+            p.dZ = reads != NULL ? reads : p.dZ + out_at;
+            p.dY = writes != NULL ? writes : p.dY != NULL ? p.dY + in_at : NULL;
+        }
+        j.a = &p;
     }
     r->unit(&j, 0, slot);
 }
@@ -506,34 +525,41 @@ static void API(stack_unit)(void* job, int u, int slot)
     FT* const local = s->links != NULL ? s->links + slot * s->slot_size : NULL;
     int k;
     for (k = 0; k < s->count; k++) {
-        FT* const din = local != NULL && k + 1 < s->count && s->link_at[k] >= 0
-                            ? local + s->link_at[k] : NULL;
-        FT* const dout = local != NULL && k > 0 && s->link_at[k - 1] >= 0
-                             ? local + s->link_at[k - 1] : NULL;
-        if (din == NULL && dout == NULL)
+        FT* const writes = local != NULL && k + 1 < s->count && s->link_at[k] >= 0
+                               ? local + s->link_at[k] : NULL;
+        const FT* const reads = local != NULL && k > 0 && s->link_at[k - 1] >= 0
+                                    ? local + s->link_at[k - 1] : NULL;
+        if (writes == NULL && reads == NULL)
             s->runs[k].unit(&s->runs[k].job, u, slot);
         else
-            API(unit_local)(s->runs + k, u, slot, din, dout);
+            API(unit_local)(s->runs + k, u, slot, reads, writes);
     }
 }
 
-/* Where the links of a backward stack go in a slot of local links
- * (link_at[k], -1 for none): each gradient that a layer hands on side by
- * side to the next. Returns the elements of a slot. */
+/* Where the links of a stack go in a slot of local links (link_at[k], -1
+ * for none): what each layer hands on side by side to the next, a block of
+ * it. Returns the elements of a slot. */
 static ptrdiff_t API(plan_links)(const fastbp_conv_layer* layers, int count, ptrdiff_t* link_at)
 {
-    ptrdiff_t size = 0;
+    ptrdiff_t size = 0, per_sample;
     int k;
-    for (k = 0; k + 1 < count; k++) {
+    for (k = 0; k < count; k++) {
         const fastbp_conv_layer *a = layers + k, *b = layers + k + 1;
+        const int forward = a->kind == FASTBP_CONV_FORWARD || a->kind == FASTBP_POOL_FORWARD;
         link_at[k] = -1;
-        if ((a->kind == FASTBP_CONV_BACKWARD || a->kind == FASTBP_POOL_BACKWARD) &&
-            (b->kind == FASTBP_CONV_BACKWARD || b->kind == FASTBP_POOL_BACKWARD) &&
-            a->din != NULL && a->din == b->dout && (a->layout & FASTBP_BLOCKED_IN) &&
-            (b->layout & FASTBP_BLOCKED_OUT)) {
+        if (k + 1 == count || forward != (b->kind == FASTBP_CONV_FORWARD ||
+                                          b->kind == FASTBP_POOL_FORWARD))
+            continue;
+        if (forward ? a->output == b->input && (a->layout & FASTBP_BLOCKED_OUT) &&
+                          (b->layout & FASTBP_BLOCKED_IN)
+                    : a->din != NULL && a->din == b->dout && (a->layout & FASTBP_BLOCKED_IN) &&
+                          (b->layout & FASTBP_BLOCKED_OUT)) {
+            per_sample = !forward ? (ptrdiff_t)a->c_in * a->h * a->w
+                         : a->kind == FASTBP_CONV_FORWARD
+                             ? (ptrdiff_t)a->c_out * (a->h - 4) * (a->w - 4)
+                             : (ptrdiff_t)a->c_in * (a->h / 2) * (a->w / 2);
             link_at[k] = size;
-            /* a block of the link's maps, whole cache lines */
-            size += ((ptrdiff_t)a->c_in * a->h * a->w * VLMAX + 15) / 16 * 16;
+            size += (per_sample * VLMAX + 15) / 16 * 16; /* whole cache lines */
         }
     }
     return size;

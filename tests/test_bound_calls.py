@@ -345,3 +345,26 @@ def test_stack_calls_groups_only_calls_that_hand_maps_on_side_by_side(rng):
     assert _conv.stack_calls([c1, other[1]]) == [c1, other[1]]
     few = net._bind_forward(images[:5], net.workspace(5), 2)[1]
     assert _conv.stack_calls(few[:4]) == few[:4]
+
+
+@pytest.mark.parametrize("n", [16, 40, 300])
+def test_a_forward_pass_that_keeps_only_its_outputs_gives_the_same_ones(rng, n,
+                                                                       dispatch_path):
+    """Predict reads only the logits (or the last hidden layer), so its
+    forward passes let the maps C1, S2 and C3 hand on stay in scratch: the
+    outputs from S4 on are those of the full pass, bit for bit, and where
+    the layers run as a stack the buffers of those three maps are not
+    written."""
+    net, images, _ = _lenet_images(rng, n, np.float32)
+    full = [as_array(a) for a in net.forward(images, net.workspace(n, backward=False), 2)]
+    ws = net.workspace(n, backward=False)
+    for layer_ws in ws.layers:
+        layer_ws.out[...] = np.nan
+    kept = [as_array(a) for a in net.forward(images, ws, 2, every_layer=False)]
+    for a, expected in zip(kept[4:], full[4:]):
+        np.testing.assert_array_equal(a, expected)
+    if n >= 2 * _conv.block_samples(np.float32):
+        assert all(np.isnan(a).all() for a in kept[1:4])
+    else:  # fewer blocks than threads: the layers run one by one
+        for a, expected in zip(kept[1:4], full[1:4]):
+            np.testing.assert_array_equal(a, expected)

@@ -295,10 +295,17 @@ class Network:
         return Workspace(layers, delta_out)
 
     # --------------------------------------------------------------- passes
-    def forward(self, X, ws, n_threads):
-        """Run every layer; return the list [X, A_1, ..., logits]."""
+    def forward(self, X, ws, n_threads, every_layer=True):
+        """Run every layer; return the list [X, A_1, ..., logits].
+
+        With ``every_layer=False`` the maps that convolution and pooling
+        layers hand on to the next one inside a stack stay in scratch
+        (``_conv.stack_calls``' local links) and their buffers are not
+        written: for callers that read only the last two entries (a stack
+        ends before the dense layers).
+        """
         activations, runs = self._bind_forward(X, ws, n_threads, once=True)
-        run_calls(stack_calls(runs))
+        run_calls(stack_calls(runs, local_links=not every_layer))
         return activations
 
     def _bind_forward(self, X, ws, n_threads, once=False):
@@ -404,8 +411,9 @@ class Network:
                         chunk = np.ascontiguousarray(chunk.toarray(), dtype=self.dtype)
                     elif padded is not None:
                         chunk = chunk.padded_into(padded[:stop - start], n_threads)
-                    out[start:stop] = pick(self.forward(chunk, ws, n_threads)).reshape(
-                        stop - start, width)
+                    # pick reads the logits or the last hidden layer's outputs
+                    activations = self.forward(chunk, ws, n_threads, every_layer=False)
+                    out[start:stop] = pick(activations).reshape(stop - start, width)
         finally:
             return_workspace(self, capacity, ws)
         return out

@@ -825,10 +825,11 @@ def stack_calls(calls, local_links=False):
         Bound calls (BoundCall) in the order they run; other callables are
         kept as they are.
     local_links : bool, default False
-        Let the gradients that backward passes hand on to the next one in
-        a stack stay in per-thread scratch: a block's stays in its thread's
-        caches, and those arrays (but the last pass's) are left as they
-        were. For a batch's training passes, which nothing else reads.
+        Let what a layer of a stack hands on to the next (its maps, or a
+        backward pass's input gradient) stay in per-thread scratch, a block
+        at a time, in its thread's caches: those arrays (but the stack's
+        last layer's) are then left as they were. For calls whose caller
+        reads only the last layer's.
 
     Returns
     -------
