@@ -114,8 +114,8 @@ typedef struct {
  * block's maps then pass from layer to layer in its thread's caches. With
  * local_links, what a layer hands on side by side to the next (its output,
  * or a backward pass's input gradient) stays there, a block of it in
- * per-thread scratch, and those arrays are not written (but the last
- * layer's). */
+ * per-thread scratch, and those arrays (but the last layer's) may be left
+ * unwritten. */
 int fastbp_conv_stack_f32(const fastbp_conv_layer* layers, int count, int n, int n_threads,
                           int local_links);
 int fastbp_conv_stack_f64(const fastbp_conv_layer* layers, int count, int n, int n_threads,

@@ -300,8 +300,8 @@ class Network:
 
         With ``every_layer=False`` the maps that convolution and pooling
         layers hand on to the next one inside a stack stay in scratch
-        (``_conv.stack_calls``' local links) and their buffers are not
-        written: for callers that read only the last two entries (a stack
+        (``_conv.stack_calls``' local links) and their buffers may be left
+        unwritten: for callers that read only the last two entries (a stack
         ends before the dense layers).
         """
         activations, runs = self._bind_forward(X, ws, n_threads, once=True)

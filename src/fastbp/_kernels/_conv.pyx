@@ -828,7 +828,7 @@ def stack_calls(calls, local_links=False):
         Let what a layer of a stack hands on to the next (its maps, or a
         backward pass's input gradient) stay in per-thread scratch, a block
         at a time, in its thread's caches: those arrays (but the stack's
-        last layer's) are then left as they were. For calls whose caller
+        last layer's) may then be left as they were. For calls whose caller
         reads only the last layer's.
 
     Returns
