@@ -239,6 +239,33 @@ static int fb_conv_team_size(int n_threads, int units, int parallel)
 #define FASTBP_POOL_MIN_PARALLEL (FASTBP_MIN_PARALLEL / 8)
 
 
+static int fb_conv_forward_kind(int kind)
+{
+    return kind == FASTBP_CONV_FORWARD || kind == FASTBP_POOL_FORWARD;
+}
+
+int fastbp_conv_hands_on(const fastbp_conv_layer* a, const fastbp_conv_layer* b, int* c,
+                         int* h, int* w)
+{
+    /* the maps a writes for the next layer: a forward pass's output, a
+     * backward pass's input gradient */
+    const int forward = fb_conv_forward_kind(a->kind);
+    const int pool = a->kind == FASTBP_POOL_FORWARD;
+    if (forward != fb_conv_forward_kind(b->kind))
+        return 0;
+    *c = forward ? a->c_out : a->c_in;
+    *h = !forward ? a->h : pool ? a->h / 2 : a->h - 4;
+    *w = !forward ? a->w : pool ? a->w / 2 : a->w - 4;
+    if (forward)
+        return a->output == b->input && (a->layout & FASTBP_BLOCKED_OUT) &&
+               (b->layout & FASTBP_BLOCKED_IN) && *c == b->c_in && *h == b->h && *w == b->w;
+    /* b's output gradient has b's output shape */
+    return a->din != NULL && a->din == b->dout && (a->layout & FASTBP_BLOCKED_IN) &&
+           (b->layout & FASTBP_BLOCKED_OUT) && *c == b->c_out &&
+           *h == (b->kind == FASTBP_POOL_BACKWARD ? b->h / 2 : b->h - 4) &&
+           *w == (b->kind == FASTBP_POOL_BACKWARD ? b->w / 2 : b->w - 4);
+}
+
 #define FB_LANES_F32 1
 #include "conv_driver.h"
 #define FB_LANES_F32 0

@@ -106,12 +106,21 @@ typedef struct {
     int c_in, h, w, c_out, act, layout;
 } fastbp_conv_layer;
 
+/* Whether layer b reads, side by side, the maps that layer a writes for it
+ * (a forward pass's output as b's input, a backward pass's input gradient
+ * as b's output gradient): the same array, of the same maps per sample,
+ * side by side on both ends. Then c, h and w are the maps' shape. */
+int fastbp_conv_hands_on(const fastbp_conv_layer* a, const fastbp_conv_layer* b, int* c,
+                         int* h, int* w);
+
 /* The layers' calls in order, on the same n samples: the same results as
- * calling each one's entry point in turn. Where every layer after the first
- * reads its input side by side, no pooling pass forward is on NCHW, and
- * n_threads is at most the blocks of samples, the calls run block by block
- * in one team call (a backward stack, a bounded number of blocks at a time): each
- * block's maps then pass from layer to layer in its thread's caches. With
+ * calling each one's entry point in turn, where each layer reads only what
+ * the layers before it hand on (fastbp_conv_hands_on) or arrays that no
+ * layer of the stack writes. Where no convolution forward but the first
+ * reads NCHW input, no pooling pass forward is on NCHW, and n_threads is at
+ * most the blocks of samples, the calls run block by block in one team call
+ * (a backward stack, a bounded number of blocks at a time): each block's
+ * maps then pass from layer to layer in its thread's caches. With
  * local_links, what a layer hands on side by side to the next (its output,
  * or a backward pass's input gradient) stays there, a block of it in
  * per-thread scratch, and those arrays (but the last layer's) may be left

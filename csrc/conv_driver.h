@@ -486,6 +486,7 @@ static void API(unit_local)(const API(layer_run)* r, int u, int slot, const FT* 
         out_at = (ptrdiff_t)i0 * cf.c_out * (cf.h - 4) * (cf.w - 4);
         cf.X = reads != NULL ? reads : cf.X + in_at;
         cf.Y = writes != NULL ? writes : cf.Y + out_at;
+        cf.n = j.n;
         j.a = &cf;
         break;
     case FASTBP_CONV_BACKWARD:
@@ -495,8 +496,9 @@ static void API(unit_local)(const API(layer_run)* r, int u, int slot, const FT* 
         cb.X += in_at;
         cb.dZ = reads != NULL ? reads : cb.dZ + out_at;
         cb.dX = writes != NULL ? writes : cb.dX != NULL ? cb.dX + in_at : NULL;
+        cb.n = j.n;
         cb_half = r->conv_bwd_half;
-        cb_half.X = cb.X; cb_half.dZ = cb.dZ; cb_half.dX = cb.dX;
+        cb_half.X = cb.X; cb_half.dZ = cb.dZ; cb_half.dX = cb.dX; cb_half.n = j.n;
         j.a = &cb;
         j.a_half = &cb_half;
         break;
@@ -504,6 +506,7 @@ static void API(unit_local)(const API(layer_run)* r, int u, int slot, const FT* 
         p = r->pool;
         in_at = (ptrdiff_t)i0 * p.c * p.h * p.w;
         out_at = in_at / 4;
+        p.n = j.n;
         if (r->kind == FASTBP_POOL_FORWARD) {
             p.Y = reads != NULL ? reads : p.Y + in_at;
             p.X = writes != NULL ? writes : p.X + out_at;
@@ -541,25 +544,14 @@ static void API(stack_unit)(void* job, int u, int slot)
  * it. Returns the elements of a slot. */
 static ptrdiff_t API(plan_links)(const fastbp_conv_layer* layers, int count, ptrdiff_t* link_at)
 {
-    ptrdiff_t size = 0, per_sample;
-    int k;
+    ptrdiff_t size = 0;
+    int k, c, h, w;
     for (k = 0; k < count; k++) {
-        const fastbp_conv_layer *a = layers + k, *b = layers + k + 1;
-        const int forward = a->kind == FASTBP_CONV_FORWARD || a->kind == FASTBP_POOL_FORWARD;
         link_at[k] = -1;
-        if (k + 1 == count || forward != (b->kind == FASTBP_CONV_FORWARD ||
-                                          b->kind == FASTBP_POOL_FORWARD))
-            continue;
-        if (forward ? a->output == b->input && (a->layout & FASTBP_BLOCKED_OUT) &&
-                          (b->layout & FASTBP_BLOCKED_IN)
-                    : a->din != NULL && a->din == b->dout && (a->layout & FASTBP_BLOCKED_IN) &&
-                          (b->layout & FASTBP_BLOCKED_OUT)) {
-            per_sample = !forward ? (ptrdiff_t)a->c_in * a->h * a->w
-                         : a->kind == FASTBP_CONV_FORWARD
-                             ? (ptrdiff_t)a->c_out * (a->h - 4) * (a->w - 4)
-                             : (ptrdiff_t)a->c_in * (a->h / 2) * (a->w / 2);
+        if (k + 1 < count && fastbp_conv_hands_on(layers + k, layers + k + 1, &c, &h, &w)) {
             link_at[k] = size;
-            size += (per_sample * VLMAX + 15) / 16 * 16; /* whole cache lines */
+            /* a block of the link's maps, whole cache lines */
+            size += ((ptrdiff_t)c * h * w * VLMAX + 15) / 16 * 16;
         }
     }
     return size;

@@ -340,30 +340,57 @@ def test_stack_calls_groups_only_calls_that_hand_maps_on_side_by_side(rng):
     assert _conv.stack_calls([c1, c3]) == [c1, c3]
     assert _conv.stack_calls([c1, plain, s2]) == [c1, plain, s2]
     assert _conv.stack_calls([s4]) == [s4]
-    # another thread count, or NCHW maps between the two, are not linked
-    other = net._bind_forward(images, net.workspace(40), 3)[1]
-    assert _conv.stack_calls([c1, other[1]]) == [c1, other[1]]
+    # on the same buffers: another thread count, or another number of
+    # samples in the same padded rows, is not linked
+    s2_threads = net._bind_forward(images, ws, 3)[1][1]
+    assert _conv.stack_calls([c1, s2_threads]) == [c1, s2_threads]
+    s2_fewer = net._bind_forward(images[:33], ws, 2)[1][1]
+    assert _conv.stack_calls([c1, s2_fewer]) == [c1, s2_fewer]
+    # NCHW maps between the layers (a batch under a block) are not linked
     few = net._bind_forward(images[:5], net.workspace(5), 2)[1]
     assert _conv.stack_calls(few[:4]) == few[:4]
 
 
+def test_stack_calls_links_only_maps_of_the_same_shape(rng):
+    """A pool that reads, from the array C1 writes, maps of another shape
+    per sample is not C1's next layer: it stays a call of its own, and runs
+    as it does alone."""
+    n, rows = 40, _conv.padded_rows(40, np.float32)
+    X = rng.standard_normal((n, 1, 32, 32)).astype(np.float32)
+    W = (rng.standard_normal((6, 1, 5, 5)) * 0.2).astype(np.float32)
+    b = np.zeros(6, np.float32)
+    buf = np.zeros(rows * 8 * 28 * 28, np.float32)
+    Y = buf[:rows * 6 * 784].reshape(rows, 6, 28, 28)
+    conv = _conv.bind_conv5x5_forward(X, W, b, np.ones((6, 1), np.uint8), Y, TANH, 2,
+                                      n_samples=n, out_blocked=True)
+    coef, bias = np.ones(8, np.float32), np.zeros(8, np.float32)
+    pooled = np.zeros((rows, 8, 14, 14), np.float32)
+    pool = _conv.bind_pool2x2_forward(buf.reshape(rows, 8, 28, 28), coef, bias, pooled, TANH,
+                                      2, n_samples=n, in_blocked=True, out_blocked=True)
+    calls = [conv, pool]
+    assert _conv.stack_calls(calls, local_links=True) == calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [16, 40, 300])
-def test_a_forward_pass_that_keeps_only_its_outputs_gives_the_same_ones(rng, n,
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_a_forward_pass_that_keeps_only_its_outputs_gives_the_same_ones(rng, n, dtype, n_threads,
                                                                        dispatch_path):
     """Predict reads only the logits (or the last hidden layer), so its
     forward passes let the maps C1, S2 and C3 hand on stay in scratch: the
     outputs from S4 on are those of the full pass, bit for bit, and where
     the layers run as a stack the buffers of those three maps are not
     written."""
-    net, images, _ = _lenet_images(rng, n, np.float32)
-    full = [as_array(a) for a in net.forward(images, net.workspace(n, backward=False), 2)]
+    net, images, _ = _lenet_images(rng, n, dtype)
+    full = [as_array(a)
+            for a in net.forward(images, net.workspace(n, backward=False), n_threads)]
     ws = net.workspace(n, backward=False)
     for layer_ws in ws.layers:
         layer_ws.out[...] = np.nan
-    kept = [as_array(a) for a in net.forward(images, ws, 2, every_layer=False)]
+    kept = [as_array(a) for a in net.forward(images, ws, n_threads, every_layer=False)]
     for a, expected in zip(kept[4:], full[4:]):
         np.testing.assert_array_equal(a, expected)
-    if n >= 2 * _conv.block_samples(np.float32):
+    if n >= n_threads * _conv.block_samples(dtype):
         assert all(np.isnan(a).all() for a in kept[1:4])
     else:  # fewer blocks than threads: the layers run one by one
         for a, expected in zip(kept[1:4], full[1:4]):

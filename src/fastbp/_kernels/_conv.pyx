@@ -94,6 +94,8 @@ cdef extern from "conv.h" nogil:
         void* grad_bias
         void* din
         int c_in, h, w, c_out, act, layout
+    int fastbp_conv_hands_on(const fastbp_conv_layer* a, const fastbp_conv_layer* b, int* c,
+                             int* h, int* w)
     int fastbp_conv_stack_f32(const fastbp_conv_layer* layers, int count, int n,
                               int n_threads, int local_links)
     int fastbp_conv_stack_f64(const fastbp_conv_layer* layers, int count, int n,
@@ -761,20 +763,6 @@ cdef bint _stack_layer(object call, fastbp_conv_layer* l, int* n, int* n_threads
     return n[0] > 0 and l.c_in > 0 and l.c_out > 0
 
 
-cdef bint _hands_on(const fastbp_conv_layer* a, const fastbp_conv_layer* b) noexcept:
-    """Whether layer b reads, side by side, what layer a writes: a forward
-    pass's output as the next one's input, a backward pass's input gradient
-    as the next one's output gradient."""
-    cdef bint forward = a.kind == FASTBP_CONV_FORWARD or a.kind == FASTBP_POOL_FORWARD
-    if forward != (b.kind == FASTBP_CONV_FORWARD or b.kind == FASTBP_POOL_FORWARD):
-        return False
-    if forward:
-        return (a.output == b.input and (a.layout & FASTBP_BLOCKED_OUT) != 0
-                and (b.layout & FASTBP_BLOCKED_IN) != 0)
-    return (a.din != NULL and a.din == b.dout and (a.layout & FASTBP_BLOCKED_IN) != 0
-            and (b.layout & FASTBP_BLOCKED_OUT) != 0)
-
-
 cdef class _ConvStack(BoundCall):
     """Bound convolution and pooling calls run as one (stack_calls)."""
     cdef fastbp_conv_layer* layers
@@ -836,7 +824,7 @@ def stack_calls(calls, local_links=False):
     list of callables
     """
     cdef fastbp_conv_layer prev, layer
-    cdef int n = 0, n_threads = 0, prev_n = 0, prev_threads = 0
+    cdef int n = 0, n_threads = 0, prev_n = 0, prev_threads = 0, maps, rows, cols
     cdef bint single = False, prev_single = False, ok, linked = False
     memset(&prev, 0, sizeof(prev))
     out, run = [], []
@@ -844,7 +832,8 @@ def stack_calls(calls, local_links=False):
         ok = isinstance(call, BoundCall) and (<BoundCall> call).bound and _stack_layer(
             call, &layer, &n, &n_threads, &single)
         linked = (ok and len(run) > 0 and n == prev_n and n_threads == prev_threads
-                  and single == prev_single and _hands_on(&prev, &layer))
+                  and single == prev_single
+                  and fastbp_conv_hands_on(&prev, &layer, &maps, &rows, &cols))
         if run and not linked:
             out.append(_stack_of(run, local_links))
             run = []
