@@ -714,53 +714,56 @@ def bind_pool2x2_backward(const floating[:, :, :, ::1] Y,
     return call.keep((Y, coef, dZ, grad_coef, grad_bias, dY))
 
 
-cdef bint _stack_layer(object call, fastbp_conv_layer* l, int* n, int* n_threads,
-                       bint* single):
+ctypedef struct _CallCounts:
+    int n, n_threads
+    bint single
+
+
+cdef void _layer_shape(fastbp_conv_layer* l, _CallCounts* counts, int kind, const void* input,
+                       const void* weight, int c_in, int h, int w, int c_out, int act,
+                       int layout, int n, int n_threads, bint single) noexcept:
+    """The fields every layer of a stack has (kind, input, weight, shape,
+    activation and layout), and its call's samples, threads and dtype."""
+    l.kind, l.input, l.weight = kind, input, weight
+    l.c_in, l.h, l.w, l.c_out, l.act, l.layout = c_in, h, w, c_out, act, layout
+    counts.n, counts.n_threads, counts.single = n, n_threads, single
+
+
+cdef bint _stack_layer(object call, fastbp_conv_layer* l, _CallCounts* counts):
     """Describe ``call`` as a layer of a stack (fastbp_conv_stack) in ``l``,
-    with its samples, threads and dtype; False for a call that cannot be one
-    (not a convolution or pooling call, a convolution run as a dense layer, or
-    no samples)."""
-    cdef _ConvForward cf
-    cdef _ConvBackward cb
-    cdef _PoolForward pf
-    cdef _PoolBackward pb
+    with its samples, threads and dtype in ``counts``; False for a call that
+    cannot be one (not a convolution or pooling call, a convolution run as a
+    dense layer, or no samples)."""
+    cdef ConvForwardArgs* cf
+    cdef ConvBackwardArgs* cb
+    cdef PoolForwardArgs* pf
+    cdef PoolBackwardArgs* pb
     memset(l, 0, sizeof(l[0]))
-    if isinstance(call, _ConvForward):
-        cf = <_ConvForward> call
-        if cf.a.dense:
-            return False
-        l.kind, l.input, l.weight, l.bias = FASTBP_CONV_FORWARD, cf.a.X, cf.a.W, cf.a.b
-        l.table, l.output = cf.a.table, cf.a.Y
-        l.c_in, l.h, l.w, l.c_out, l.act, l.layout = (
-            cf.a.c_in, cf.a.h, cf.a.w, cf.a.c_out, cf.a.act, cf.a.layout)
-        n[0], n_threads[0], single[0] = cf.a.n, cf.a.n_threads, cf.a.single
-    elif isinstance(call, _ConvBackward):
-        cb = <_ConvBackward> call
-        if cb.a.dense:
-            return False
-        l.kind, l.input, l.weight, l.dout = FASTBP_CONV_BACKWARD, cb.a.X, cb.a.W, cb.a.dZ
-        l.table, l.grad_weight, l.grad_bias, l.din = (
-            cb.a.table, cb.a.grad_W, cb.a.grad_b, cb.a.dX)
-        l.c_in, l.h, l.w, l.c_out, l.act, l.layout = (
-            cb.a.c_in, cb.a.h, cb.a.w, cb.a.c_out, cb.a.in_act, cb.a.layout)
-        n[0], n_threads[0], single[0] = cb.a.n, cb.a.n_threads, cb.a.single
+    memset(counts, 0, sizeof(counts[0]))
+    if isinstance(call, _ConvForward) and not (<_ConvForward> call).a.dense:
+        cf = &(<_ConvForward> call).a
+        _layer_shape(l, counts, FASTBP_CONV_FORWARD, cf.X, cf.W, cf.c_in, cf.h, cf.w, cf.c_out,
+                     cf.act, cf.layout, cf.n, cf.n_threads, cf.single)
+        l.bias, l.table, l.output = cf.b, cf.table, cf.Y
+    elif isinstance(call, _ConvBackward) and not (<_ConvBackward> call).a.dense:
+        cb = &(<_ConvBackward> call).a
+        _layer_shape(l, counts, FASTBP_CONV_BACKWARD, cb.X, cb.W, cb.c_in, cb.h, cb.w, cb.c_out,
+                     cb.in_act, cb.layout, cb.n, cb.n_threads, cb.single)
+        l.dout, l.table, l.din = cb.dZ, cb.table, cb.dX
+        l.grad_weight, l.grad_bias = cb.grad_W, cb.grad_b
     elif isinstance(call, _PoolForward):
-        pf = <_PoolForward> call
-        l.kind, l.input, l.weight, l.bias = FASTBP_POOL_FORWARD, pf.a.Y, pf.a.coef, pf.a.bias
-        l.output = pf.a.X
-        l.c_in, l.h, l.w, l.c_out, l.act, l.layout = (
-            pf.a.c, pf.a.h, pf.a.w, pf.a.c, pf.a.act, pf.a.layout)
-        n[0], n_threads[0], single[0] = pf.a.n, pf.a.n_threads, pf.a.single
+        pf = &(<_PoolForward> call).a
+        _layer_shape(l, counts, FASTBP_POOL_FORWARD, pf.Y, pf.coef, pf.c, pf.h, pf.w, pf.c,
+                     pf.act, pf.layout, pf.n, pf.n_threads, pf.single)
+        l.bias, l.output = pf.bias, pf.X
     elif isinstance(call, _PoolBackward):
-        pb = <_PoolBackward> call
-        l.kind, l.input, l.weight, l.dout = FASTBP_POOL_BACKWARD, pb.a.Y, pb.a.coef, pb.a.dZ
-        l.grad_weight, l.grad_bias, l.din = pb.a.grad_coef, pb.a.grad_bias, pb.a.dY
-        l.c_in, l.h, l.w, l.c_out, l.act, l.layout = (
-            pb.a.c, pb.a.h, pb.a.w, pb.a.c, pb.a.in_act, pb.a.layout)
-        n[0], n_threads[0], single[0] = pb.a.n, pb.a.n_threads, pb.a.single
+        pb = &(<_PoolBackward> call).a
+        _layer_shape(l, counts, FASTBP_POOL_BACKWARD, pb.Y, pb.coef, pb.c, pb.h, pb.w, pb.c,
+                     pb.in_act, pb.layout, pb.n, pb.n_threads, pb.single)
+        l.dout, l.din, l.grad_weight, l.grad_bias = pb.dZ, pb.dY, pb.grad_coef, pb.grad_bias
     else:
         return False
-    return n[0] > 0 and l.c_in > 0 and l.c_out > 0
+    return counts.n > 0 and l.c_in > 0 and l.c_out > 0
 
 
 cdef class _ConvStack(BoundCall):
@@ -784,6 +787,7 @@ cdef object _stack_of(list calls, bint local_links):
     """One call for ``calls`` (checked by stack_calls): the call itself when
     alone, else a _ConvStack of them."""
     cdef _ConvStack stack
+    cdef _CallCounts counts
     cdef int k
     if len(calls) == 1:
         return calls[0]
@@ -794,7 +798,8 @@ cdef object _stack_of(list calls, bint local_links):
     stack.count = len(calls)
     stack.local_links = local_links
     for k in range(stack.count):
-        _stack_layer(calls[k], &stack.layers[k], &stack.n, &stack.n_threads, &stack.single)
+        _stack_layer(calls[k], &stack.layers[k], &counts)
+    stack.n, stack.n_threads, stack.single = counts.n, counts.n_threads, counts.single
     return stack.keep(tuple(calls))
 
 
@@ -824,22 +829,25 @@ def stack_calls(calls, local_links=False):
     list of callables
     """
     cdef fastbp_conv_layer prev, layer
-    cdef int n = 0, n_threads = 0, prev_n = 0, prev_threads = 0, maps, rows, cols
-    cdef bint single = False, prev_single = False, ok, linked = False
+    cdef _CallCounts counts, prev_counts
+    cdef int maps, rows, cols
+    cdef bint ok, linked = False
     memset(&prev, 0, sizeof(prev))
+    memset(&prev_counts, 0, sizeof(prev_counts))
     out, run = [], []
     for call in calls:
         ok = isinstance(call, BoundCall) and (<BoundCall> call).bound and _stack_layer(
-            call, &layer, &n, &n_threads, &single)
-        linked = (ok and len(run) > 0 and n == prev_n and n_threads == prev_threads
-                  and single == prev_single
+            call, &layer, &counts)
+        linked = (ok and len(run) > 0 and counts.n == prev_counts.n
+                  and counts.n_threads == prev_counts.n_threads
+                  and counts.single == prev_counts.single
                   and fastbp_conv_hands_on(&prev, &layer, &maps, &rows, &cols))
         if run and not linked:
             out.append(_stack_of(run, local_links))
             run = []
         if ok:
             run.append(call)
-            prev, prev_n, prev_threads, prev_single = layer, n, n_threads, single
+            prev, prev_counts = layer, counts
         else:
             out.append(call)
     if run:
