@@ -459,6 +459,19 @@ FB_INLINE ATTR void NAME(gw_core)(FT* const* gp, const FT* const* dz, const FT* 
     for (y = 0; y < ho; y++) {
         const FT* xrow = x + (ptrdiff_t)(y + kh) * w * VL;
         const ptrdiff_t drow = (ptrdiff_t)y * wo * VL;
+#if GT >= 4
+        /* x[c + kw] for kw < 5 slide along the row in registers: one load
+         * a position where there were five */
+        VT xw[5];
+        for (kw = 0; kw < 4; kw++) xw[kw] = VLOAD(xrow + kw * VL);
+        for (c = 0; c < wo; c++) {
+            xw[4] = VLOAD(xrow + (c + 4) * VL);
+            for (g = 0; g < G; g++) d[g] = VLOAD(dz[g] + drow + c * VL);
+            for (kw = 0; kw < 5; kw++)
+                for (g = 0; g < G; g++) a[g][kw] = VFMA(d[g], xw[kw], a[g][kw]);
+            for (kw = 0; kw < 4; kw++) xw[kw] = xw[kw + 1];
+        }
+#else
         for (c = 0; c < wo; c++) {
             const FT* xv = xrow + c * VL;
             for (g = 0; g < G; g++) d[g] = VLOAD(dz[g] + drow + c * VL);
@@ -467,6 +480,7 @@ FB_INLINE ATTR void NAME(gw_core)(FT* const* gp, const FT* const* dz, const FT* 
                 for (g = 0; g < G; g++) a[g][kw] = VFMA(d[g], xk, a[g][kw]);
             }
         }
+#endif
     }
     for (g = 0; g < G; g++)
         for (kw = 0; kw < 5; kw++) VSTORE(gp[g] + (kh * 5 + kw) * VL, a[g][kw]);
