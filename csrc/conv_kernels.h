@@ -448,7 +448,8 @@ static ATTR void NAME(correlate_row)(FT* T, ptrdiff_t tstride, int ncol, const F
  * input map x, for kernel row kh, over one sub-block:
  *   gp[g][(kh*5 + kw)*VL + lane] = sum over y < ho, x < wo (in that order) of
  *       dz[g][(y*wo + x)*VL + lane] * x[((y + kh)*w + x + kw)*VL + lane].
- * G*5 accumulators stay in registers; each x load feeds G multiply-adds. */
+ * G*5 accumulators stay in registers; each x load feeds G multiply-adds, or
+ * 5G on the AVX-512 copy, where it stays in registers for five positions. */
 FB_INLINE ATTR void NAME(gw_core)(FT* const* gp, const FT* const* dz, const FT* x, int w,
                                   int ho, int wo, int kh, const int G)
 {
