@@ -276,6 +276,12 @@ static ATTR void NAME(block_transpose)(FT* blk, FT* nchw, int nv, ptrdiff_t P, i
  * in an audit). */
 #define FASTBP_ZERO_TERM(edge, r, kw, R) \
     (((edge) == 1 && (r) + (kw) < 4) || ((edge) == 2 && (r) + (kw) >= (R)))
+/* Whether a tile of R outputs side by side reads its source's vector p (the
+ * input of output r at kernel column kw = p - r) in some term that
+ * FASTBP_ZERO_TERM keeps: the loads of a kernel row's window below are the
+ * loads of the terms, each once. */
+#define FASTBP_WINDOW_READS(edge, p, R) \
+    ((edge) == 1 ? (p) >= 4 : (edge) == 2 ? (p) < (R) : 1)
 FB_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdiff_t pstride,
                                      ptrdiff_t rs, ptrdiff_t pu, const int* lst, int nl,
                                      const FT* wb, const int nkh, const int edge)
@@ -286,6 +292,27 @@ FB_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdif
         const FT* k = wb + lst[j] * 25;
         for (kh = 0; kh < nkh; kh++) {
             const FT* srow = s + kh * rs * pu;
+#if GT >= 4
+            if (pu == VL) {
+                /* side by side, output r at column kw reads vector r + kw of
+                 * the row: its R + 4 vectors stay in registers for all five
+                 * columns (32 registers on AVX-512) */
+                VT xr[FASTBP_RMAX + 4];
+#pragma GCC unroll 12
+                for (r = 0; r < R + 4; r++)
+                    if (FASTBP_WINDOW_READS(edge, r, R))
+                        xr[r] = VLOADR(srow + r * VL);
+#pragma GCC unroll 5
+                for (kw = 0; kw < 5; kw++) {
+                    const VT w0 = VSET1(k[kh * 5 + kw]);
+#pragma GCC unroll 8
+                    for (r = 0; r < R; r++)
+                        if (!FASTBP_ZERO_TERM(edge, r, kw, R))
+                            acc[r] = VFMA(w0, xr[r + kw], acc[r]);
+                }
+                continue;
+            }
+#endif
 #pragma GCC unroll 5
             for (kw = 0; kw < 5; kw++) {
                 const VT w0 = VSET1(k[kh * 5 + kw]);
@@ -316,6 +343,25 @@ FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, co
             const FT* k = wb + lst[j] * 25;
             for (kh = 0; kh < nkh; kh++) {
                 const FT* srow = s + kh * rs * pu;
+#if GT >= 4
+                if (G == 2 && pu == VL) { /* as in tile_list1: a window of R + 4 vectors */
+                    VT xr[FASTBP_RMAX + 4];
+#pragma GCC unroll 12
+                    for (r = 0; r < R + 4; r++)
+                        if (FASTBP_WINDOW_READS(edge, r, R))
+                            xr[r] = VLOADR(srow + r * VL);
+#pragma GCC unroll 5
+                    for (kw = 0; kw < 5; kw++) {
+                        for (g = 0; g < 2; g++) wv[g] = VSET1(k[g * wostride + kh * 5 + kw]);
+#pragma GCC unroll 8
+                        for (r = 0; r < R; r++)
+                            if (!FASTBP_ZERO_TERM(edge, r, kw, R))
+                                for (g = 0; g < 2; g++)
+                                    acc[g][r] = VFMA(wv[g], xr[r + kw], acc[g][r]);
+                    }
+                    continue;
+                }
+#endif
 #pragma GCC unroll 5
                 for (kw = 0; kw < 5; kw++) {
                     for (g = 0; g < G; g++) wv[g] = VSET1(k[g * wostride + kh * 5 + kw]);
@@ -942,6 +988,7 @@ static ATTR void NAME(pool_bwd_lanes)(const ARGS(pool_args)* a, int i0, int i1, 
 #undef FASTBP_POOL_COLS
 
 #undef FASTBP_ZERO_TERM
+#undef FASTBP_WINDOW_READS
 #undef GT
 #undef BL
 #include "fb_lanes_undef.h"
