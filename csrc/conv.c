@@ -31,7 +31,9 @@
  * A register tile holds R consecutive outputs of one row for G output maps
  * that share input maps (fastbp_plan_tiles): each input load feeds G
  * multiply-adds (G = 2, or 4 on AVX-512, which has 32 vector registers;
- * unshared input maps of a pair, as in LeCun's C3 table, feed one). The
+ * unshared input maps of a pair, as in LeCun's C3 table, feed one; on
+ * AVX-512, tiles of one or two maps side by side load a kernel row's inputs
+ * once for its five columns). The
  * weight gradient holds the 5 taps of a kernel row for G output maps of one
  * input map, over every position of the block's samples.
  *

@@ -256,8 +256,9 @@ static ATTR void NAME(block_transpose)(FT* blk, FT* nchw, int nv, ptrdiff_t P, i
 
 /* Register tile of a correlation of blocks for one group of output maps (see
  * fastbp_tile_group): outputs 0 .. G-1, where the input maps in S feed all of
- * them (each input load feeds G multiply-adds) and, for G == 2, those in A
- * (B) feed only output 0 (1):
+ * them (each input load feeds G multiply-adds; on the AVX-512 copy, side by
+ * side, up to 5G for G <= 2: see the windows below) and, for G == 2, those
+ * in A (B) feed only output 0 (1):
  *   out[g*ostride + r*VL + lane] = sum over the input maps i of output g of
  *       sum_{kh < nkh, kw < 5} wg[i*25 + kh*5 + kw] * src[i*pstride + (kh*rs + kw)*pu + r*VL + lane]
  * (+ bias[g] when bias is not NULL) for r < R, with wg = wb + g*wostride,
@@ -396,7 +397,12 @@ FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, co
                                            const FT* wb, ptrdiff_t wostride, int nkh,      \
                                            const FT* bias, int edge)                       \
     {                                                                                     \
-        if (edge == 1)                                                                    \
+        /* one sample's wide rows (conv_fwd_sample) in a copy of their own, pu a      \
+         * constant: the side-by-side windows' registers must not crowd them */        \
+        if (pu == 1 && edge == 0 && nkh == 5)                                             \
+            NAME(chunk_core)(out, ostride, RN, G, src, pstride, rs, 1, pool, grp, wb,      \
+                             wostride, 5, bias, 0);                                       \
+        else if (edge == 1)                                                               \
             NAME(chunk_core)(out, ostride, RN, G, src, pstride, rs, pu, pool, grp, wb,     \
                              wostride, nkh, bias, 1);                                     \
         else if (edge == 2)                                                               \
