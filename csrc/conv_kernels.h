@@ -283,6 +283,32 @@ static ATTR void NAME(block_transpose)(FT* blk, FT* nchw, int nv, ptrdiff_t P, i
  * loads of the terms, each once. */
 #define FASTBP_WINDOW_READS(edge, p, R) \
     ((edge) == 1 ? (p) >= 4 : (edge) == 2 ? (p) < (R) : 1)
+#if GT >= 4
+/* One kernel row (kh) of G (1 or 2) output maps' register tiles, side by
+ * side: output r at column kw reads vector r + kw of the source row, so the
+ * row's R + 4 vectors are loaded once and stay in registers for all five
+ * columns (AVX-512: 2R accumulators, R + 4 inputs and G weights fit in 32).
+ * acc[g][r] takes the terms FASTBP_ZERO_TERM keeps, kw in order. */
+FB_INLINE ATTR void NAME(window_row)(VT (*acc)[FASTBP_RMAX], const int G, const int R,
+                                     const FT* srow, const FT* k, ptrdiff_t wostride,
+                                     int kh, const int edge)
+{
+    VT xr[FASTBP_RMAX + 4], wv[2];
+    int r, g, kw;
+#pragma GCC unroll 12
+    for (r = 0; r < R + 4; r++)
+        if (FASTBP_WINDOW_READS(edge, r, R))
+            xr[r] = VLOADR(srow + r * VL);
+#pragma GCC unroll 5
+    for (kw = 0; kw < 5; kw++) {
+        for (g = 0; g < G; g++) wv[g] = VSET1(k[g * wostride + kh * 5 + kw]);
+#pragma GCC unroll 8
+        for (r = 0; r < R; r++)
+            if (!FASTBP_ZERO_TERM(edge, r, kw, R))
+                for (g = 0; g < G; g++) acc[g][r] = VFMA(wv[g], xr[r + kw], acc[g][r]);
+    }
+}
+#endif
 FB_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdiff_t pstride,
                                      ptrdiff_t rs, ptrdiff_t pu, const int* lst, int nl,
                                      const FT* wb, const int nkh, const int edge)
@@ -294,23 +320,8 @@ FB_INLINE ATTR void NAME(tile_list1)(VT* acc, const int R, const FT* src, ptrdif
         for (kh = 0; kh < nkh; kh++) {
             const FT* srow = s + kh * rs * pu;
 #if GT >= 4
-            if (pu == VL) {
-                /* side by side, output r at column kw reads vector r + kw of
-                 * the row: its R + 4 vectors stay in registers for all five
-                 * columns (32 registers on AVX-512) */
-                VT xr[FASTBP_RMAX + 4];
-#pragma GCC unroll 12
-                for (r = 0; r < R + 4; r++)
-                    if (FASTBP_WINDOW_READS(edge, r, R))
-                        xr[r] = VLOADR(srow + r * VL);
-#pragma GCC unroll 5
-                for (kw = 0; kw < 5; kw++) {
-                    const VT w0 = VSET1(k[kh * 5 + kw]);
-#pragma GCC unroll 8
-                    for (r = 0; r < R; r++)
-                        if (!FASTBP_ZERO_TERM(edge, r, kw, R))
-                            acc[r] = VFMA(w0, xr[r + kw], acc[r]);
-                }
+            if (pu == VL) { /* acc is a row of chunk_core's acc[GT][FASTBP_RMAX] */
+                NAME(window_row)((VT(*)[FASTBP_RMAX])acc, 1, R, srow, k, 0, kh, edge);
                 continue;
             }
 #endif
@@ -345,21 +356,8 @@ FB_INLINE ATTR void NAME(chunk_core)(FT* out, ptrdiff_t ostride, const int R, co
             for (kh = 0; kh < nkh; kh++) {
                 const FT* srow = s + kh * rs * pu;
 #if GT >= 4
-                if (G == 2 && pu == VL) { /* as in tile_list1: a window of R + 4 vectors */
-                    VT xr[FASTBP_RMAX + 4];
-#pragma GCC unroll 12
-                    for (r = 0; r < R + 4; r++)
-                        if (FASTBP_WINDOW_READS(edge, r, R))
-                            xr[r] = VLOADR(srow + r * VL);
-#pragma GCC unroll 5
-                    for (kw = 0; kw < 5; kw++) {
-                        for (g = 0; g < 2; g++) wv[g] = VSET1(k[g * wostride + kh * 5 + kw]);
-#pragma GCC unroll 8
-                        for (r = 0; r < R; r++)
-                            if (!FASTBP_ZERO_TERM(edge, r, kw, R))
-                                for (g = 0; g < 2; g++)
-                                    acc[g][r] = VFMA(wv[g], xr[r + kw], acc[g][r]);
-                    }
+                if (G == 2 && pu == VL) {
+                    NAME(window_row)(acc, 2, R, srow, k, wostride, kh, edge);
                     continue;
                 }
 #endif
