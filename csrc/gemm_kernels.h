@@ -187,6 +187,36 @@ FB_INLINE ATTR void NAME(transpose)(const FT* src, ptrdiff_t lds, FT* dst, ptrdi
 #undef G
 #undef FASTBP_SHUF128
 
+/* Rows [0, mc) and k [0, kc) of A^T (A's element (kk, r) at A[kk * lda +
+ * r]) copied into Q as a row-major mc x kc block, which the tiles then read
+ * as they read an A that is not transposed: VL x VL blocks transposed in
+ * registers, the edges element by element. Read in place, A^T takes each
+ * step of k from another row of A, lda apart (3 KB for 784 inputs), beyond
+ * the stride the hardware prefetcher follows: 784 x 128 x 256 (an MLP's
+ * weight gradient) ran 10% slower than from a transposed copy of A. */
+static ATTR void NAME(gemm_pack_a)(const FT* A, ptrdiff_t lda, ptrdiff_t mc, ptrdiff_t kc, FT* Q)
+{
+    const ptrdiff_t mv = mc / VL * VL, kv = kc / VL * VL;
+    ptrdiff_t r, kk;
+    for (r = 0; r < mv; r += VL)
+        for (kk = 0; kk < kv; kk += VL) NAME(transpose)(A + kk * lda + r, lda, Q + r * kc + kk, kc);
+    for (r = 0; r < mc; r++)
+        for (kk = r < mv ? kv : 0; kk < kc; kk++) Q[r * kc + kk] = A[kk * lda + r];
+}
+
+/* Panels of B (2 vectors of columns each) from which a block of A^T is
+ * copied (gemm_pack_a): the panels share the copy's cost, and with fewer
+ * it did not pay (AVX-512, one thread: 784 x 128 x 256, 8 panels, 8%
+ * faster; 128 x 1600 x 128, 4 panels, 3% slower; the 64 columns before
+ * 65 classes' last, 2 panels, 11% slower). */
+#define FASTBP_GEMM_COPY_A_PANELS 8
+
+/* Bytes of gemm_pack_a's copy of mc rows by kc. */
+static size_t NAME(gemm_packed_a_bytes)(ptrdiff_t mc, ptrdiff_t kc)
+{
+    return (size_t)mc * (size_t)kc * sizeof(FT);
+}
+
 /* Pack rows k0..k0+kc of columns j0..j0+cols of op(B) into P: kc rows of
  * width = nv * VL elements, zero beyond cols. op(B)'s element (kk, j) is
  * B[kk * ldb + j], or B[j * ldb + kk] when trans_b. */
@@ -262,13 +292,15 @@ static ATTR void NAME(gemm_pack_all)(int trans_b, const FT* B, ptrdiff_t ldb, pt
 /* One step of gemm_blocked over mc rows (A and C at their first): the panel
  * of columns j0.. of op(B) and the block of k at k0 (kb rows, fewer at the
  * end), packed into P, taken from `packed` (op(B) packed from column j_lo)
- * or read in place, then multiplied into C's columns j0... */
+ * or read in place, then multiplied into C's columns j0... by the block of
+ * A at k0, read in place or, where Q is not NULL, from gemm_pack_a's copy of
+ * it in Q. */
 FB_INLINE ATTR void NAME(gemm_block_step)(int trans_b, ptrdiff_t mc, ptrdiff_t j0,
                                           ptrdiff_t j_lo, ptrdiff_t j_hi, ptrdiff_t k,
                                           ptrdiff_t k0, ptrdiff_t kb, const FT* A,
-                                          ptrdiff_t ars, ptrdiff_t acs, const FT* B,
-                                          ptrdiff_t ldb, int accumulate, FT* C, ptrdiff_t ldc,
-                                          FT* P, const FT* packed)
+                                          ptrdiff_t ars, ptrdiff_t acs, const FT* Q,
+                                          const FT* B, ptrdiff_t ldb, int accumulate, FT* C,
+                                          ptrdiff_t ldc, FT* P, const FT* packed)
 {
     const int cols = j_hi - j0 < 2 * VL ? (int)(j_hi - j0) : 2 * VL;
     const int width = cols > VL ? 2 * VL : VL;
@@ -283,8 +315,12 @@ FB_INLINE ATTR void NAME(gemm_block_step)(int trans_b, ptrdiff_t mc, ptrdiff_t j
     } else {
         NAME(gemm_pack)(trans_b, B, ldb, k0, kc, j0, cols, width, P);
     }
-    NAME(gemm_panel)(width / VL, mc, kc, A + k0 * acs, ars, acs, panel, ldp, C + j0, ldc, cols,
-                     accumulate || k0 > 0);
+    if (Q != NULL)
+        NAME(gemm_panel)(width / VL, mc, kc, Q, kc, 1, panel, ldp, C + j0, ldc, cols,
+                         accumulate || k0 > 0);
+    else
+        NAME(gemm_panel)(width / VL, mc, kc, A + k0 * acs, ars, acs, panel, ldp, C + j0, ldc,
+                         cols, accumulate || k0 > 0);
 }
 
 /* Rows [i_lo, i_hi) and columns [j_lo, j_hi) of gemm's C: panels of 2
@@ -294,7 +330,11 @@ FB_INLINE ATTR void NAME(gemm_block_step)(int trans_b, ptrdiff_t mc, ptrdiff_t j
  * buffer of the heap (where it fits FASTBP_GEMM_PACKED_BYTES and the
  * allocation succeeds): packing it again for each block gathered it from
  * B's rows each time, 5% of a 10,000-row product's time. Unless `packed`
- * holds op(B) so already (gemm_pack_all, from j_lo), when B is not read. */
+ * holds op(B) so already (gemm_pack_all, from j_lo), when B is not read.
+ * With A^T and FASTBP_GEMM_COPY_A_PANELS panels or more, each block of A^T
+ * (MC rows by a block of k) is copied by gemm_pack_a, once for all the
+ * panels that pass over it, into a buffer of the heap (none to be had: A^T
+ * is read in place). */
 static ATTR void NAME(gemm_blocked)(int trans_a, int trans_b, ptrdiff_t i_lo, ptrdiff_t i_hi,
                                      ptrdiff_t j_lo, ptrdiff_t j_hi, ptrdiff_t k, const FT* A,
                                      ptrdiff_t lda, const FT* B, ptrdiff_t ldb, int accumulate,
@@ -302,9 +342,10 @@ static ATTR void NAME(gemm_blocked)(int trans_a, int trans_b, ptrdiff_t i_lo, pt
 {
     const ptrdiff_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;
     const ptrdiff_t kb = NAME(gemm_kblock)(k);
+    const ptrdiff_t mc_most = i_hi - i_lo < FASTBP_GEMM_MC ? i_hi - i_lo : FASTBP_GEMM_MC;
     const size_t packed_size = NAME(gemm_packed_bytes)(j_hi - j_lo, k);
-    void* held = NULL;
-    FT* own;
+    void *held = NULL, *held_a = NULL;
+    FT *own, *Q = NULL;
     ptrdiff_t i0, j0, k0;
     if (packed == NULL && i_hi - i_lo > FASTBP_GEMM_MC && j_hi > j_lo
         && packed_size <= FASTBP_GEMM_PACKED_BYTES
@@ -312,28 +353,35 @@ static ATTR void NAME(gemm_blocked)(int trans_a, int trans_b, ptrdiff_t i_lo, pt
         NAME(gemm_pack_all)(trans_b, B, ldb, k, j_lo, j_hi, own);
         packed = own;
     }
+    if (trans_a && j_hi - j_lo > (FASTBP_GEMM_COPY_A_PANELS - 1) * 2 * VL && mc_most > 0)
+        Q = (FT*)fb_alloc_lines(NAME(gemm_packed_a_bytes)(mc_most, kb), &held_a);
     for (i0 = i_lo; i0 < i_hi; i0 += FASTBP_GEMM_MC) {
         const ptrdiff_t mc = i_hi - i0 < FASTBP_GEMM_MC ? i_hi - i0 : FASTBP_GEMM_MC;
         /* Each panel passes over all of the block's k; where A's rows
          * (mc x k) outweigh a block of k of them plus the block's C, blocks
          * of k go outermost instead, so that only mc x kb of A (and C) stay
          * in L2 while the panels pass (784-wide rows: 128 x 784 x 256 read
-         * 400 KB of A per panel). Same bits: each element still adds its
-         * blocks of k in order. */
-        if (kb < k && kb + (j_hi - j_lo) < k) {
-            for (k0 = 0; k0 < k; k0 += kb)
+         * 400 KB of A per panel). So they do when A^T is copied, a block
+         * of k at a time. Same bits: each element still adds its blocks of
+         * k in order. */
+        if (Q != NULL || (kb < k && kb + (j_hi - j_lo) < k)) {
+            for (k0 = 0; k0 < k; k0 += kb) {
+                if (Q != NULL)
+                    NAME(gemm_pack_a)(A + i0 + k0 * lda, lda, mc, k - k0 < kb ? k - k0 : kb, Q);
                 for (j0 = j_lo; j0 < j_hi; j0 += 2 * VL)
                     NAME(gemm_block_step)(trans_b, mc, j0, j_lo, j_hi, k, k0, kb, A + i0 * ars,
-                                          ars, acs, B, ldb, accumulate, C + i0 * ldc, ldc, P,
-                                          packed);
+                                          ars, acs, Q, B, ldb, accumulate, C + i0 * ldc, ldc,
+                                          P, packed);
+            }
         } else {
             for (j0 = j_lo; j0 < j_hi; j0 += 2 * VL)
                 for (k0 = 0; k0 < k; k0 += kb)
                     NAME(gemm_block_step)(trans_b, mc, j0, j_lo, j_hi, k, k0, kb, A + i0 * ars,
-                                          ars, acs, B, ldb, accumulate, C + i0 * ldc, ldc, P,
-                                          packed);
+                                          ars, acs, NULL, B, ldb, accumulate, C + i0 * ldc,
+                                          ldc, P, packed);
         }
     }
+    free(held_a);
     free(held);
 }
 
@@ -480,4 +528,5 @@ static ATTR void NAME(gemm_packed)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const 
 #undef KC
 #undef ROWV
 #undef EDGE_COLS
+#undef FASTBP_GEMM_COPY_A_PANELS
 #include "fb_lanes_undef.h"

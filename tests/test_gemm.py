@@ -120,7 +120,11 @@ def _fma_chain(a_row, b_col, start, dtype):
     (197, 35, (0, 5, 191, 192, 196), (0, 15, 16, 33, 34)),
     # wider than k less a block of k: each panel takes its blocks of k in
     # turn (the others go block of k by block of k over all the panels)
-    (5, 290, range(5), (0, 17, 289))])
+    (5, 290, range(5), (0, 17, 289)),
+    # with A^T, 8 panels or more (on every path): each block of A^T is copied
+    # before the panels pass, vectors of rows by vectors of k transposed in
+    # registers and the rest (rows 32-36, k's last 12) element by element
+    (37, 290, (0, 15, 16, 31, 32, 36), (0, 31, 32, 289))])
 def test_each_element_is_one_fma_chain_along_k(path, dtype, trans_a, trans_b, accumulate, m, n,
                                                rows, columns):
     # k spans several blocks of k (128 or 256), so the chain crosses the
