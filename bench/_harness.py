@@ -66,6 +66,12 @@ class Workload:
 
 
 # ------------------------------------------------------------- the machine
+def results_path(name):
+    """Where a benchmark writes its JSON by default: bench/results/<name>,
+    wherever it is run from."""
+    return str(Path(__file__).resolve().parent / "results" / name)
+
+
 def cpu_model():
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -202,4 +202,4 @@ WORKLOADS = [
 ]
 
 if __name__ == "__main__":
-    _harness.main(WORKLOADS, __doc__.splitlines()[0], "bench/results/bench_lenet.json")
+    _harness.main(WORKLOADS, __doc__.splitlines()[0], _harness.results_path("bench_lenet.json"))

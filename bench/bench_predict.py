@@ -241,4 +241,4 @@ WORKLOADS = [
 ]
 
 if __name__ == "__main__":
-    _harness.main(WORKLOADS, __doc__.splitlines()[0], "bench/results/bench_predict.json")
+    _harness.main(WORKLOADS, __doc__.splitlines()[0], _harness.results_path("bench_predict.json"))

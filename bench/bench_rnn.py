@@ -342,7 +342,7 @@ def lm_main():
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help=f"override an option (defaults: {LM_OPTIONS})")
     parser.add_argument("--timeout", type=float, default=3600)
-    parser.add_argument("--json", default="bench/results/bench_rnn_lm.json")
+    parser.add_argument("--json", default=_harness.results_path("bench_rnn_lm.json"))
     args = parser.parse_args()
     options = {**LM_OPTIONS, **_harness.parse_set(args.set)}
     n_threads = len(_harness.usable_cpus())
@@ -394,5 +394,5 @@ if __name__ == "__main__":
     if "--lm" in sys.argv[1:]:
         lm_main()
     else:
-        _harness.main(WORKLOADS, __doc__.splitlines()[0], "bench/results/bench_rnn.json",
+        _harness.main(WORKLOADS, __doc__.splitlines()[0], _harness.results_path("bench_rnn.json"),
                       workers=[CHAR_LM])

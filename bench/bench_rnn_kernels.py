@@ -261,7 +261,7 @@ def main():
     parser.add_argument("--breakdown", action="store_true",
                         help="also time each part of fastbp's training step")
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--json", default="bench/results/bench_rnn_kernels.json")
+    parser.add_argument("--json", default=_harness.results_path("bench_rnn_kernels.json"))
     args = parser.parse_args()
     n_cpus = len(_harness.usable_cpus())
     threads = sorted(set(args.threads or range(1, n_cpus + 1)))
