@@ -7,7 +7,9 @@
  * KC rows by one panel (2 vectors) of columns at a time into a 16 KiB buffer
  * on the stack that stays in L1 (for a product of several blocks of MC rows,
  * all of B once, into the heap), and A is read in place: each tile of MR
- * rows broadcasts A's elements straight from its rows (or columns, for A^T).
+ * rows broadcasts A's elements straight from its rows (or columns, for A^T:
+ * where eight panels or more pass over them, each block of A^T is first
+ * copied transposed into the heap, since its columns lie lda apart).
  * Long products go MC rows at a time, so that those rows of A stay in L2
  * while every panel of B passes over them. With A^T (a weight gradient), a
  * few columns past the last whole panel (65 classes: one) run with vectors
@@ -41,7 +43,8 @@
 #define FASTBP_GEMM_MC 192
 /* Most bytes of op(B) packed up front for several blocks of rows (a
  * 1024 x 1024 float32 B); a larger B is packed block by block. Each thread
- * of a team may hold one such copy while it multiplies. */
+ * of a team may hold one such copy while it multiplies, beside a copy of a
+ * block of A^T (MC x KC elements, at most 384 KB). */
 #define FASTBP_GEMM_PACKED_BYTES (4 << 20)
 
 #if FB_X86_COPIES

@@ -20,7 +20,10 @@ DTYPES = [np.float32, np.float64]
 # of k, narrow products take the blocks of k outermost and wide ones (n >= k
 # less a block) the panels: (9, 300, 260) with AVX2, and the 400 columns by
 # 520 below on every path, as do the 40 columns by 520 the other order; with
-# 2 rows (B read in place) and 200 (B packed up front) each.
+# 2 rows (B read in place) and 200 (B packed up front) each. With A^T and 8
+# panels or more (more than 14 vectors of columns), blocks of A^T are copied
+# and the blocks of k go outermost whatever the width: the 400 columns, and
+# 260 with AVX2.
 SHAPES = [(1, 1, 1), (1, 17, 3), (5, 7, 2), (12, 32, 9), (13, 33, 17), (25, 65, 40),
           (7, 8, 256), (11, 16, 257), (24, 31, 513), (3, 48, 600), (400, 37, 300),
           (9, 300, 260), (2, 400, 520), (2, 40, 520), (200, 400, 520), (200, 40, 520)]
@@ -119,12 +122,21 @@ def _fma_chain(a_row, b_col, start, dtype):
     # more than one block of 192 rows: op(B) is packed once, up front
     (197, 35, (0, 5, 191, 192, 196), (0, 15, 16, 33, 34)),
     # wider than k less a block of k: each panel takes its blocks of k in
-    # turn (the others go block of k by block of k over all the panels)
+    # turn (the others go block of k by block of k over all the panels);
+    # with A^T, 5 rows of A^T copied element by element, blocks of k
+    # outermost
     (5, 290, range(5), (0, 17, 289)),
     # with A^T, 8 panels or more (on every path): each block of A^T is copied
     # before the panels pass, vectors of rows by vectors of k transposed in
-    # registers and the rest (rows 32-36, k's last 12) element by element
-    (37, 290, (0, 15, 16, 31, 32, 36), (0, 31, 32, 289))])
+    # registers and the rest (the rows past the last whole vector, the k of
+    # each block past its last whole vector) element by element. 290
+    # columns leave 2 past the panels, which the edge's kernel takes block
+    # of k by block of k (one block per copy); 293 leave 5, a panel of their
+    # own, so one call copies block after block of k, and 197 rows copy two
+    # blocks of rows (B packed up front)
+    (37, 290, (0, 15, 16, 31, 32, 36), (0, 31, 32, 289)),
+    (37, 293, (0, 15, 16, 31, 32, 36), (0, 31, 32, 288, 292)),
+    (197, 293, (0, 95, 96, 191, 192, 196), (0, 63, 64, 292))])
 def test_each_element_is_one_fma_chain_along_k(path, dtype, trans_a, trans_b, accumulate, m, n,
                                                rows, columns):
     # k spans several blocks of k (128 or 256), so the chain crosses the
