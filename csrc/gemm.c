@@ -11,9 +11,10 @@
  * where eight panels or more pass over them, each block of A^T is first
  * copied transposed into the heap, since its columns lie lda apart).
  * Long products go MC rows at a time, so that those rows of A stay in L2
- * while every panel of B passes over them. With A^T (a weight gradient), a
- * few columns past the last whole panel (65 classes: one) run with vectors
- * along C's rows instead, which A^T has contiguous.
+ * while every panel of B passes over them. A few columns past the last
+ * whole panel (65 classes: one) run with vectors along C's rows instead:
+ * with A^T (a weight gradient), which has them contiguous, and with A
+ * itself in float32 on AVX-512, its blocks transposed in registers.
  *
  * Each element of C is one chain of multiply-adds along k, in order: the
  * accumulator starts at 0 (or at C when accumulating), and a block of k after

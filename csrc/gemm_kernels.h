@@ -386,17 +386,23 @@ static ATTR void NAME(gemm_blocked)(int trans_a, int trans_b, ptrdiff_t i_lo, pt
     free(held);
 }
 
-/* C[0:ev VL, 0:cols] (+)= A^T[0:ev VL, :] @ op(B)[:, 0:cols], one chunk of
+/* C[0:ev VL, 0:cols] (+)= op(A)[0:ev VL, :] @ op(B)[:, 0:cols], one chunk of
  * gemm_edge's rows: ev vectors of rows, all the edge's columns at each
- * step of k, ev * cols accumulators (ev and cols are constants once
- * inlined). op(B)'s element (kk, j) is B[kk * bks + j * bjs]. */
-FB_INLINE ATTR void NAME(gemm_edge_chunk)(const int ev, const int cols, ptrdiff_t k,
-                                         const FT* A, ptrdiff_t lda, const FT* B, ptrdiff_t bks,
-                                         ptrdiff_t bjs, int accumulate, FT* C, ptrdiff_t ldc)
+ * step of k, ev * cols accumulators (trans_a, ev and cols are constants once
+ * inlined). op(B)'s element (kk, j) is B[kk * bks + j * bjs]. With A^T, a
+ * row of A holds VL consecutive rows of A^T. With A itself, each block of VL
+ * rows by VL of k is first transposed in registers into T, whose rows then
+ * hold VL rows of one column of A (the last k % VL columns are copied
+ * element by element). */
+FB_INLINE ATTR void NAME(gemm_edge_chunk)(const int trans_a, const int ev, const int cols,
+                                         ptrdiff_t k, const FT* A, ptrdiff_t lda, const FT* B,
+                                         ptrdiff_t bks, ptrdiff_t bjs, int accumulate, FT* C,
+                                         ptrdiff_t ldc)
 {
+    FB_ALIGN64 FT T[8][VL * VL];
     FB_ALIGN64 FT edge[VL];
     VT acc[9], a[8];
-    ptrdiff_t kk;
+    ptrdiff_t k0, kk;
     int v, j, l;
     FASTBP_UNROLL_ALL
     for (v = 0; v < ev; v++) {
@@ -410,14 +416,25 @@ FB_INLINE ATTR void NAME(gemm_edge_chunk)(const int ev, const int cols, ptrdiff_
             }
         }
     }
-    for (kk = 0; kk < k; kk++) {
-        FASTBP_UNROLL_ALL
-        for (v = 0; v < ev; v++) a[v] = VLOAD(A + kk * lda + v * VL);
-        FASTBP_UNROLL_ALL
-        for (j = 0; j < cols; j++) {
-            const VT b = VSET1(B[kk * bks + j * bjs]);
+    for (k0 = 0; k0 < k; k0 += VL) {
+        const int kn = k - k0 < VL ? (int)(k - k0) : VL;
+        if (!trans_a && kn == VL) {
+            for (v = 0; v < ev; v++) NAME(transpose)(A + v * VL * lda + k0, lda, T[v], VL);
+        } else if (!trans_a) {
+            for (v = 0; v < ev; v++)
+                for (kk = 0; kk < kn; kk++)
+                    for (l = 0; l < VL; l++) T[v][kk * VL + l] = A[(v * VL + l) * lda + k0 + kk];
+        }
+        for (kk = 0; kk < kn; kk++) {
             FASTBP_UNROLL_ALL
-            for (v = 0; v < ev; v++) acc[v * cols + j] = VFMA(a[v], b, acc[v * cols + j]);
+            for (v = 0; v < ev; v++)
+                a[v] = trans_a ? VLOAD(A + (k0 + kk) * lda + v * VL) : VLOAD(T[v] + kk * VL);
+            FASTBP_UNROLL_ALL
+            for (j = 0; j < cols; j++) {
+                const VT b = VSET1(B[(k0 + kk) * bks + j * bjs]);
+                FASTBP_UNROLL_ALL
+                for (v = 0; v < ev; v++) acc[v * cols + j] = VFMA(a[v], b, acc[v * cols + j]);
+            }
         }
     }
     FASTBP_UNROLL_ALL
@@ -430,21 +447,26 @@ FB_INLINE ATTR void NAME(gemm_edge_chunk)(const int ev, const int cols, ptrdiff_
     }
 }
 
-/* The chunk of the edge's cols columns at row i0, e1 ... e4 vectors of rows
- * for 1 ... 4 columns, specialized (its accumulators in registers). */
-#define FASTBP_EDGE_CHUNK(e1, e2, e3, e4)                                                        \
+/* The chunk of the edge's cols columns at row i0 (A's row i0 at A_i0), e1
+ * ... e4 vectors of rows for 1 ... 4 columns, specialized (its
+ * accumulators in registers). */
+#define FASTBP_EDGE_CHUNK(TRANS_A, A_i0, e1, e2, e3, e4)                                         \
     if (cols == 1)                                                                              \
-        NAME(gemm_edge_chunk)(e1, 1, k, A + i0, lda, B, bks, bjs, accumulate, C + i0 * ldc, ldc); \
+        NAME(gemm_edge_chunk)(TRANS_A, e1, 1, k, A_i0, lda, B, bks, bjs, accumulate,            \
+                              C + i0 * ldc, ldc);                                               \
     else if (cols == 2)                                                                         \
-        NAME(gemm_edge_chunk)(e2, 2, k, A + i0, lda, B, bks, bjs, accumulate, C + i0 * ldc, ldc); \
+        NAME(gemm_edge_chunk)(TRANS_A, e2, 2, k, A_i0, lda, B, bks, bjs, accumulate,            \
+                              C + i0 * ldc, ldc);                                               \
     else if (cols == 3)                                                                         \
-        NAME(gemm_edge_chunk)(e3, 3, k, A + i0, lda, B, bks, bjs, accumulate, C + i0 * ldc, ldc); \
+        NAME(gemm_edge_chunk)(TRANS_A, e3, 3, k, A_i0, lda, B, bks, bjs, accumulate,            \
+                              C + i0 * ldc, ldc);                                               \
     else                                                                                        \
-        NAME(gemm_edge_chunk)(e4, 4, k, A + i0, lda, B, bks, bjs, accumulate, C + i0 * ldc, ldc);
+        NAME(gemm_edge_chunk)(TRANS_A, e4, 4, k, A_i0, lda, B, bks, bjs, accumulate,            \
+                              C + i0 * ldc, ldc);
 
-/* C[0:mv, 0:cols] (+)= A^T[0:mv, :] @ op(B)[:, 0:cols] for mv a multiple of
- * VL, cols <= EDGE_COLS, with vectors along C's rows: a row of A holds VL
- * consecutive rows of A^T. A panel's tile would spend a whole vector on each
+/* C[0:mv, 0:cols] (+)= op(A)[0:mv, :] @ op(B)[:, 0:cols] for mv a multiple
+ * of VL, cols <= EDGE_COLS, with vectors along C's rows (gemm_edge_chunk
+ * says how they get op(A)'s). A panel's tile would spend a whole vector on each
  * of these few columns (65 classes: the 65th column cost a fifth of a weight
  * gradient's time); here each multiply-add is a vector of useful ones. The
  * rows go 8 / cols vectors at a time (8, 4, 3 or 2), so that 8 or 9
@@ -452,17 +474,25 @@ FB_INLINE ATTR void NAME(gemm_edge_chunk)(const int ev, const int cols, ptrdiff_
  * column of 1600 x 128 took 36 us, seven times its share of the product),
  * then a vector at a time. An element is still one chain of multiply-adds
  * along k, in order, from 0 (or C): the same bits as a tile's. */
-static ATTR void NAME(gemm_edge)(ptrdiff_t mv, int cols, ptrdiff_t k, const FT* A, ptrdiff_t lda,
-                                  const FT* B, ptrdiff_t bks, ptrdiff_t bjs, int accumulate,
-                                  FT* C, ptrdiff_t ldc)
+static ATTR void NAME(gemm_edge)(int trans_a, ptrdiff_t mv, int cols, ptrdiff_t k, const FT* A,
+                                  ptrdiff_t lda, const FT* B, ptrdiff_t bks, ptrdiff_t bjs,
+                                  int accumulate, FT* C, ptrdiff_t ldc)
 {
     const int ev = cols == 1 ? 8 : cols == 2 ? 4 : cols == 3 ? 3 : 2;
     ptrdiff_t i0;
     for (i0 = 0; i0 + ev * VL <= mv; i0 += ev * VL) {
-        FASTBP_EDGE_CHUNK(8, 4, 3, 2)
+        if (trans_a) {
+            FASTBP_EDGE_CHUNK(1, A + i0, 8, 4, 3, 2)
+        } else {
+            FASTBP_EDGE_CHUNK(0, A + i0 * lda, 8, 4, 3, 2)
+        }
     }
     for (; i0 < mv; i0 += VL) {
-        FASTBP_EDGE_CHUNK(1, 1, 1, 1)
+        if (trans_a) {
+            FASTBP_EDGE_CHUNK(1, A + i0, 1, 1, 1, 1)
+        } else {
+            FASTBP_EDGE_CHUNK(0, A + i0 * lda, 1, 1, 1, 1)
+        }
     }
 }
 #undef FASTBP_EDGE_CHUNK
@@ -471,8 +501,14 @@ static ATTR void NAME(gemm_edge)(ptrdiff_t mv, int cols, ptrdiff_t k, const FT* 
  * row-major; k >= 1 (gemm_blocked). One or two rows (a row to predict)
  * would use each packed element once or twice: they read B in place, ROWV
  * vectors of columns at a time. (From 3 rows on, packing pays: reading B in
- * place at 4 rows ran at 0.6x.) With A^T, the last n % (2 VL) <= EDGE_COLS
- * columns go to gemm_edge, but for the last m % VL rows. */
+ * place at 4 rows ran at 0.6x.) The last n % (2 VL) <= EDGE_COLS columns
+ * go to gemm_edge, but for the last m % VL rows: with A^T always; with A
+ * itself only where a vector holds 16 lanes (float32, AVX-512), the one
+ * panel of one vector they would take otherwise using 1 to 4 of them. (The
+ * 65th column of 1600 x 128 x 65 in float32 on AVX-512, one thread: the
+ * product 216-221 -> 196-201 us; in float64 on AVX2, whose panel of one
+ * vector wastes fewer lanes than the edge's transposes cost, 577-662 ->
+ * 618-632.) */
 static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                              const FT* A, ptrdiff_t lda, const FT* B, ptrdiff_t ldb,
                              int accumulate, FT* C, ptrdiff_t ldc)
@@ -480,7 +516,11 @@ static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
     FB_ALIGN64 FT P[KC * 2 * VL];
     /* one or two rows: ROWV vectors of columns a tile, B read in place */
     const ptrdiff_t n_rowv = !trans_b && m <= 2 ? n / (ROWV * VL) * (ROWV * VL) : 0;
-    const int n_edge = trans_a && m >= VL && n % (2 * VL) <= EDGE_COLS ? (int)(n % (2 * VL)) : 0;
+    const int n_edge = m >= VL && (trans_a || VL >= 16) && n % (2 * VL) <= EDGE_COLS
+                           ? (int)(n % (2 * VL))
+                           : 0;
+    const ptrdiff_t bks = trans_b ? 1 : ldb, bjs = trans_b ? ldb : 1;
+    const FT* B_edge = B + (n - n_edge) * bjs;
     const ptrdiff_t mv = m / VL * VL;
     ptrdiff_t i0, j0;
     for (i0 = 0; i0 < m; i0++)
@@ -493,23 +533,42 @@ static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
                            ldc, P, NULL);
         return;
     }
-    /* The panels and the edge a block of k at a time, the edge right after
-     * the panels' pass over the same rows of A, while they are in L2 (at
-     * the end, over all of k, they came from L3: 11 of 27 us for the 65th
-     * column of 1600 x 128). Each element's chain of multiply-adds goes on
-     * from the C the block before stored: the same bits. */
-    {
-        const ptrdiff_t kb = NAME(gemm_kblock)(k), bks = trans_b ? 1 : ldb;
+    if (trans_a) {
+        /* The panels and the edge a block of k at a time, the edge right
+         * after the panels' pass over the same rows of A, while they are in
+         * L2 (at the end, over all of k, they came from L3: 11 of 27 us for
+         * the 65th column of 1600 x 128). Each element's chain of
+         * multiply-adds goes on from the C the block before stored: the
+         * same bits. */
+        const ptrdiff_t kb = NAME(gemm_kblock)(k);
         ptrdiff_t k0;
         for (k0 = 0; k0 < k; k0 += kb) {
             const ptrdiff_t kc = k - k0 < kb ? k - k0 : kb;
             const int acc = accumulate || k0 > 0;
             NAME(gemm_blocked)(trans_a, trans_b, 0, m, 0, n - n_edge, kc, A + k0 * lda, lda,
                                B + k0 * bks, ldb, acc, C, ldc, P, NULL);
-            NAME(gemm_edge)(mv, n_edge, kc, A + k0 * lda, lda,
-                            B + k0 * bks + (trans_b ? (n - n_edge) * ldb : n - n_edge), bks,
-                            trans_b ? ldb : 1, acc, C + n - n_edge, ldc);
+            NAME(gemm_edge)(1, mv, n_edge, kc, A + k0 * lda, lda, B_edge + k0 * bks, bks, bjs,
+                            acc, C + n - n_edge, ldc);
         }
+    } else {
+        /* The panels and the edge a block of rows at a time (op(B) packed
+         * once, up front, for several), the edge right after the panels'
+         * pass over those rows of A, while they are in L2. */
+        const size_t packed_size = NAME(gemm_packed_bytes)(n - n_edge, k);
+        void* held = NULL;
+        FT* packed = NULL;
+        ptrdiff_t i0;
+        if (m > FASTBP_GEMM_MC && n > n_edge && packed_size <= FASTBP_GEMM_PACKED_BYTES
+            && (packed = (FT*)fb_alloc_lines(packed_size, &held)) != NULL)
+            NAME(gemm_pack_all)(trans_b, B, ldb, k, 0, n - n_edge, packed);
+        for (i0 = 0; i0 < m; i0 += FASTBP_GEMM_MC) {
+            const ptrdiff_t mc = m - i0 < FASTBP_GEMM_MC ? m - i0 : FASTBP_GEMM_MC;
+            NAME(gemm_blocked)(0, trans_b, i0, i0 + mc, 0, n - n_edge, k, A, lda, B, ldb,
+                               accumulate, C, ldc, P, packed);
+            NAME(gemm_edge)(0, mc / VL * VL, n_edge, k, A + i0 * lda, lda, B_edge, bks, bjs,
+                            accumulate, C + i0 * ldc + n - n_edge, ldc);
+        }
+        free(held);
     }
     NAME(gemm_blocked)(trans_a, trans_b, mv, m, n - n_edge, n, k, A, lda, B, ldb, accumulate, C,
                        ldc, P, NULL);
