@@ -39,8 +39,9 @@
  * little stack for threads started with a small one. Its rows of k (KC) are
  * 128 with AVX-512 and 256 with AVX2. */
 #define FASTBP_GEMM_PANEL_BYTES 16384
-/* Rows of A a block: a multiple of every tile's rows (6, 12); 192 rows of
- * a 784-wide A take 600 KB of L2 in float32, 1.2 MB in float64. */
+/* Rows of A a block: a multiple of every tile's rows (6, 12) and of every
+ * vector's lanes (the edge's chunks of rows); 192 rows of a 784-wide A take
+ * 600 KB of L2 in float32, 1.2 MB in float64. */
 #define FASTBP_GEMM_MC 192
 /* Most bytes of op(B) packed up front for several blocks of rows (a
  * 1024 x 1024 float32 B); a larger B is packed block by block. Each thread

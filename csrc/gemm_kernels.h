@@ -393,13 +393,12 @@ static ATTR void NAME(gemm_blocked)(int trans_a, int trans_b, ptrdiff_t i_lo, pt
  * row of A holds VL consecutive rows of A^T. With A itself, each block of VL
  * rows by VL of k is first transposed in registers into T, whose rows then
  * hold VL rows of one column of A (the last k % VL columns are copied
- * element by element). */
+ * element by element); T holds ev VL x VL blocks. */
 FB_INLINE ATTR void NAME(gemm_edge_chunk)(const int trans_a, const int ev, const int cols,
                                          ptrdiff_t k, const FT* A, ptrdiff_t lda, const FT* B,
                                          ptrdiff_t bks, ptrdiff_t bjs, int accumulate, FT* C,
-                                         ptrdiff_t ldc)
+                                         ptrdiff_t ldc, FT* T)
 {
-    FB_ALIGN64 FT T[8][VL * VL];
     FB_ALIGN64 FT edge[VL];
     VT acc[9], a[8];
     ptrdiff_t k0, kk;
@@ -419,16 +418,16 @@ FB_INLINE ATTR void NAME(gemm_edge_chunk)(const int trans_a, const int ev, const
     for (k0 = 0; k0 < k; k0 += VL) {
         const int kn = k - k0 < VL ? (int)(k - k0) : VL;
         if (!trans_a && kn == VL) {
-            for (v = 0; v < ev; v++) NAME(transpose)(A + v * VL * lda + k0, lda, T[v], VL);
+            for (v = 0; v < ev; v++) NAME(transpose)(A + v * VL * lda + k0, lda, T + v * VL * VL, VL);
         } else if (!trans_a) {
             for (v = 0; v < ev; v++)
                 for (kk = 0; kk < kn; kk++)
-                    for (l = 0; l < VL; l++) T[v][kk * VL + l] = A[(v * VL + l) * lda + k0 + kk];
+                    for (l = 0; l < VL; l++) T[(v * VL + kk) * VL + l] = A[(v * VL + l) * lda + k0 + kk];
         }
         for (kk = 0; kk < kn; kk++) {
             FASTBP_UNROLL_ALL
             for (v = 0; v < ev; v++)
-                a[v] = trans_a ? VLOAD(A + (k0 + kk) * lda + v * VL) : VLOAD(T[v] + kk * VL);
+                a[v] = trans_a ? VLOAD(A + (k0 + kk) * lda + v * VL) : VLOAD(T + (v * VL + kk) * VL);
             FASTBP_UNROLL_ALL
             for (j = 0; j < cols; j++) {
                 const VT b = VSET1(B[(k0 + kk) * bks + j * bjs]);
@@ -453,16 +452,16 @@ FB_INLINE ATTR void NAME(gemm_edge_chunk)(const int trans_a, const int ev, const
 #define FASTBP_EDGE_CHUNK(TRANS_A, A_i0, e1, e2, e3, e4)                                         \
     if (cols == 1)                                                                              \
         NAME(gemm_edge_chunk)(TRANS_A, e1, 1, k, A_i0, lda, B, bks, bjs, accumulate,            \
-                              C + i0 * ldc, ldc);                                               \
+                              C + i0 * ldc, ldc, T);                                               \
     else if (cols == 2)                                                                         \
         NAME(gemm_edge_chunk)(TRANS_A, e2, 2, k, A_i0, lda, B, bks, bjs, accumulate,            \
-                              C + i0 * ldc, ldc);                                               \
+                              C + i0 * ldc, ldc, T);                                               \
     else if (cols == 3)                                                                         \
         NAME(gemm_edge_chunk)(TRANS_A, e3, 3, k, A_i0, lda, B, bks, bjs, accumulate,            \
-                              C + i0 * ldc, ldc);                                               \
+                              C + i0 * ldc, ldc, T);                                               \
     else                                                                                        \
         NAME(gemm_edge_chunk)(TRANS_A, e4, 4, k, A_i0, lda, B, bks, bjs, accumulate,            \
-                              C + i0 * ldc, ldc);
+                              C + i0 * ldc, ldc, T);
 
 /* C[0:mv, 0:cols] (+)= op(A)[0:mv, :] @ op(B)[:, 0:cols] for mv a multiple
  * of VL, cols <= EDGE_COLS, with vectors along C's rows (gemm_edge_chunk
@@ -478,6 +477,8 @@ static ATTR void NAME(gemm_edge)(int trans_a, ptrdiff_t mv, int cols, ptrdiff_t 
                                   ptrdiff_t lda, const FT* B, ptrdiff_t bks, ptrdiff_t bjs,
                                   int accumulate, FT* C, ptrdiff_t ldc)
 {
+    /* the chunks' transposed blocks of A (one buffer for all their copies) */
+    FB_ALIGN64 FT T[8 * VL * VL];
     const int ev = cols == 1 ? 8 : cols == 2 ? 4 : cols == 3 ? 3 : 2;
     ptrdiff_t i0;
     for (i0 = 0; i0 + ev * VL <= mv; i0 += ev * VL) {
@@ -520,7 +521,7 @@ static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
                            ? (int)(n % (2 * VL))
                            : 0;
     const ptrdiff_t bks = trans_b ? 1 : ldb, bjs = trans_b ? ldb : 1;
-    const FT* B_edge = B + (n - n_edge) * bjs;
+    const FT* B_edge;
     const ptrdiff_t mv = m / VL * VL;
     ptrdiff_t i0, j0;
     for (i0 = 0; i0 < m; i0++)
@@ -533,6 +534,7 @@ static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
                            ldc, P, NULL);
         return;
     }
+    B_edge = B + (n - n_edge) * bjs;
     if (trans_a) {
         /* The panels and the edge a block of k at a time, the edge right
          * after the panels' pass over the same rows of A, while they are in
@@ -553,7 +555,9 @@ static ATTR void NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
     } else {
         /* The panels and the edge a block of rows at a time (op(B) packed
          * once, up front, for several), the edge right after the panels'
-         * pass over those rows of A, while they are in L2. */
+         * pass over those rows of A, while they are in L2. Each block's
+         * whole vectors of rows then add up to rows [0, mv). */
+        _Static_assert(FASTBP_GEMM_MC % VL == 0, "blocks of rows are whole vectors");
         const size_t packed_size = NAME(gemm_packed_bytes)(n - n_edge, k);
         void* held = NULL;
         FT* packed = NULL;

@@ -149,6 +149,29 @@ def test_each_element_is_one_fma_chain_along_k(path, dtype, trans_a, trans_b, ac
             assert got[i, j] == want, (i, j)
 
 
+@every_variant
+@pytest.mark.parametrize("m, n, k, rows, columns", [
+    # the edge's columns (with A itself: its blocks transposed) over fewer k
+    # than a vector, and over whole vectors of k
+    (48, 65, 7, (0, 15, 16, 47), (0, 63, 64)),
+    (48, 65, 32, (0, 15, 16, 47), (0, 63, 64)),
+    # every column an edge column (no panel at all), and three of them over
+    # a chunk of three vectors of rows
+    (200, 3, 300, (0, 47, 48, 191, 192, 199), (0, 1, 2)),
+    (48, 67, 300, (0, 16, 32, 47), (31, 64, 65, 66)),
+    # blocks of rows with op(B) too large to pack up front (4.5 MB in
+    # float32 with AVX-512): each block packs its own panels
+    (200, 1025, 1100, (0, 191, 192, 199), (0, 1023, 1024)),
+])
+def test_narrow_edges_are_one_fma_chain_along_k(path, dtype, trans_a, trans_b, accumulate, m,
+                                                n, k, rows, columns):
+    opA, opB, C, got = _case(11, m, n, k, trans_a, trans_b, accumulate, dtype, path)
+    for i in rows:
+        for j in columns:
+            want = _fma_chain(opA[i], opB[:, j], C[i, j] if accumulate else 0, dtype)
+            assert got[i, j] == want, (i, j)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
